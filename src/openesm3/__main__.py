@@ -1,0 +1,5 @@
+import sys
+
+from openesm3.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Weights: the official release files (explicit key maps) and our safetensors format."""

@@ -1,0 +1,67 @@
+"""Entry point of the ``openesm3`` command.
+
+Each subcommand lives in its own module under ``openesm3.cli`` and exposes ``register(subparsers)``; modules
+import heavy dependencies inside their handlers so that ``--help`` stays fast. A user-facing error
+(:class:`openesm3.errors.OpenESM3Error`, or a missing/unreadable file) prints one line and exits with 2;
+anything else prints one line and exits with 1. ``--debug`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from openesm3 import __version__
+from openesm3.errors import OpenESM3Error
+
+# Subcommand modules, in the order --help lists them.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openesm3",
+        description="OpenESM3: an open, exact and fast implementation of the ESM3 protein language model.",
+        epilog="Run 'openesm3 COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"openesm3 {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"openesm3.cli.{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = args.handler(args)
+        return int(result or 0)
+    except KeyboardInterrupt:
+        print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (OpenESM3Error, OSError) as exc:
+        if args.debug:
+            raise
+        message = str(exc) or type(exc).__name__
+        print(f"openesm3 {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(
+            f"openesm3 {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

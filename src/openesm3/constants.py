@@ -1,0 +1,169 @@
+"""Every vocabulary, special-token id, bin boundary and fixed numeric constant of ESM3, in one place.
+
+Origins: section numbers refer to ``../shared/spec/REFERENCE_SPEC.md`` (facts of the official esm 3.2.1.post1
+implementation) and ``PAPER_NOTES.md`` (paper Appendix A). Nothing here is tuned by us.
+"""
+
+from __future__ import annotations
+
+import math
+
+# --------------------------------------------------------------------------------------------------------
+# Sequence track (spec §1): 33 tokens, logits/embedding width 64 (ids 33..63 never occur).
+# --------------------------------------------------------------------------------------------------------
+SEQUENCE_VOCAB: tuple[str, ...] = (
+    "<cls>", "<pad>", "<eos>", "<unk>",
+    "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F", "Y", "M", "H", "W", "C",
+    "X", "B", "U", "Z", "O", ".", "-", "|", "<mask>",
+)  # fmt: skip
+SEQUENCE_BOS = 0  # "<cls>"
+SEQUENCE_PAD = 1
+SEQUENCE_EOS = 2
+SEQUENCE_UNK = 3
+SEQUENCE_CHAINBREAK = 31  # "|"
+SEQUENCE_MASK = 32  # "<mask>"; user-facing strings write it as "_"
+SEQUENCE_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2, 3, 31, 32})
+SEQUENCE_EMBED_DIM = 64  # rows of the embedding / width of the sequence logits
+SEQUENCE_MASK_CHAR = "_"
+SEQUENCE_CHAINBREAK_CHAR = "|"
+# The 20 canonical amino acids in the official vocabulary order (ids 4..23).
+CANONICAL_AMINO_ACIDS = "LAGVSERTIDPKQNFYMHWC"
+# Ids 4..30 are what the official sampler treats as valid sequence outputs (spec §10.4).
+SEQUENCE_SAMPLEABLE_IDS: tuple[int, ...] = tuple(range(4, 31))
+
+# --------------------------------------------------------------------------------------------------------
+# Structure tokens (spec §2): 4096 VQ-VAE codes then 5 specials. EOS comes before BOS.
+# --------------------------------------------------------------------------------------------------------
+STRUCTURE_N_CODES = 4096
+STRUCTURE_MASK = 4096
+STRUCTURE_EOS = 4097
+STRUCTURE_BOS = 4098
+STRUCTURE_PAD = 4099
+STRUCTURE_CHAINBREAK = 4100
+STRUCTURE_VOCAB_SIZE = 4101  # embedding rows in the trunk and in the structure decoder
+# Official forward() overwrites structure specials from the sequence's specials, in this order (spec §2).
+SEQUENCE_TO_STRUCTURE_SPECIALS: tuple[tuple[int, int], ...] = (
+    (SEQUENCE_BOS, STRUCTURE_BOS),
+    (SEQUENCE_PAD, STRUCTURE_PAD),
+    (SEQUENCE_EOS, STRUCTURE_EOS),
+    (SEQUENCE_CHAINBREAK, STRUCTURE_CHAINBREAK),
+)
+
+# --------------------------------------------------------------------------------------------------------
+# SS8 (spec §3.1): 11 tokens; <pad> (0) doubles as mask, BOS, EOS and chain break.
+# --------------------------------------------------------------------------------------------------------
+SS8_VOCAB: tuple[str, ...] = ("<pad>", "<motif>", "<unk>", "G", "H", "I", "T", "E", "B", "S", "C")
+SS8_STATES = "GHITEBSC"
+SS8_PAD = 0
+SS8_MOTIF = 1
+SS8_UNK = 2
+SS8_VOCAB_SIZE = 11
+SS8_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
+
+# --------------------------------------------------------------------------------------------------------
+# SASA (spec §3.2): 3 specials + 16 bins; token = 3 + bucketize(value, boundaries, right=False).
+# --------------------------------------------------------------------------------------------------------
+SASA_BOUNDARIES: tuple[float, ...] = (
+    0.8, 4.0, 9.6, 16.4, 24.5, 32.9, 42.0, 51.5, 61.2, 70.9, 81.6, 93.3, 107.2, 125.4, 151.4,
+)  # fmt: skip
+SASA_PAD = 0
+SASA_MOTIF = 1
+SASA_UNK = 2
+SASA_FIRST_BIN = 3
+SASA_VOCAB_SIZE = 19
+SASA_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
+# The tokenizer decodes the open top bin with upper edge 2 * 151.4 (midpoint 227.1), spec §3.2.
+SASA_TOP_BIN_UPPER = 2 * SASA_BOUNDARIES[-1]
+
+# --------------------------------------------------------------------------------------------------------
+# Function tokens (spec §3.3): 8 tokens per residue (one per LSH depth), 260 values per depth.
+# --------------------------------------------------------------------------------------------------------
+FUNCTION_PAD = 0
+FUNCTION_MOTIF = 1
+FUNCTION_UNK = 2
+FUNCTION_NONE = 3  # "<none>": a residue with no annotation in an annotated protein; NOT a special id
+FUNCTION_LSH_OFFSET = 4  # token id = 4 + k for <lsh:k>, k in 0..255
+FUNCTION_DEPTH = 8
+FUNCTION_BITS_PER_TOKEN = 8
+FUNCTION_VOCAB_SIZE = 260
+FUNCTION_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
+N_KEYWORDS = 58641  # keyword_vocabulary_safety_filtered_58641.txt
+N_INTERPRO = 29026  # entry_list_safety_29026.list
+
+# Official release file names (spec §0).
+KEYWORD_VOCABULARY_FILE = "keyword_vocabulary_safety_filtered_58641.txt"
+KEYWORD_IDF_FILE = "keyword_idf_safety_filtered_58641.npy"
+INTERPRO_TO_KEYWORDS_FILE = "interpro_29026_to_keywords_58641.csv"
+INTERPRO_ENTRY_LIST_FILE = "entry_list_safety_29026.list"
+LSH_HYPERPLANES_FILE = "hyperplanes_8bit_58641.npz"
+RESIDUE_ANNOTATION_VOCAB_FILE = "uniref90_and_mgnify90_residue_annotations_gt_1k_proteins.csv"
+
+# --------------------------------------------------------------------------------------------------------
+# Residue annotations (spec §3.4): 4 specials + 1474 labels, up to 16 labels per residue.
+# --------------------------------------------------------------------------------------------------------
+RESIDUE_PAD = 0
+RESIDUE_MOTIF = 1
+RESIDUE_UNK = 2
+RESIDUE_NONE = 3
+RESIDUE_VOCAB_SIZE = 1478
+RESIDUE_MAX_PER_POSITION = 16
+
+# --------------------------------------------------------------------------------------------------------
+# pLDDT conditioning (spec §4.2): 16 Gaussian RBFs on [0, 1], sigma = 1/16.
+# --------------------------------------------------------------------------------------------------------
+PLDDT_RBF_BINS = 16
+
+# --------------------------------------------------------------------------------------------------------
+# Transformer numerics (spec §4.4).
+# --------------------------------------------------------------------------------------------------------
+LAYER_NORM_EPS = 1e-5
+ROTARY_BASE = 10000.0
+GRAM_SCHMIDT_EPS = 1e-10  # spec §4.3
+FRAME_VALID_MAX_COORD = 1e6  # a coordinate must be < 1e6 (no abs) for a residue to have a frame, spec §4.3
+RESIDUAL_SCALE_REFERENCE_DEPTH = 36  # residual branches are divided by sqrt(n_layers / 36), spec §4.4
+FLOAT32_MIN = -3.4028234663852886e38  # torch.finfo(torch.float32).min, used as "masked" logit value
+
+
+def ffn_hidden_dim(d_model: int, multiple: int = 256) -> int:
+    """SwiGLU hidden width: (8/3) * d rounded *up* to a multiple of 256 (spec §4.4: 1536->4096, 1280->3584)."""
+    return int(multiple * math.ceil(8 * d_model / 3 / multiple))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Structure decoder heads (spec §7).
+# --------------------------------------------------------------------------------------------------------
+PAE_N_BINS = 64
+PAE_MAX_BIN = 31.0  # bin centres 0.25, 0.75, ..., 31.25, then 31.75
+PLDDT_N_BINS = 50
+DISTOGRAM_N_BINS = 64
+DIRECTION_N_BINS = 16
+DIRECTION_N_PAIRS = 6  # 96 = 16 * 6 direction logits in the pairwise head
+AFFINE_TRANSLATION_SCALE = 10.0
+AFFINE_VECTOR_EPS = 1e-5
+N_TORSIONS = 7  # the affine head's 14 extra outputs: sin/cos of up to 7 torsions (unused by the open decoder)
+# Local backbone coordinates (Angstrom) placed by the decoder's frames: N, CA, C (spec §7).
+BACKBONE_LOCAL_COORDS: tuple[tuple[float, float, float], ...] = (
+    (0.5256, 1.3612, 0.0),
+    (0.0, 0.0, 0.0),
+    (-1.5251, 0.0, 0.0),
+)
+# Backbone O from the frame (origin C, x = C - CA, xy-plane = N_next - C), spec §12.
+OXYGEN_LOCAL_COORDS: tuple[float, float, float] = (0.6240, -1.0613, 0.0103)
+# Virtual C-beta (paper A.1.7.3.1, distogram loss): a*n + b*(N->CA) + c*(CA->C) + CA, n = (N->CA) x (CA->C).
+VIRTUAL_CB_COEFFS: tuple[float, float, float] = (-0.58273431, 0.56802827, -0.54067466)
+
+# --------------------------------------------------------------------------------------------------------
+# Structure encoder (spec §6).
+# --------------------------------------------------------------------------------------------------------
+ENCODER_N_NEIGHBORS = 16
+ENCODER_MAX_RELATIVE_POSITION = 32  # relative offsets clamped to [-32, 32], then shifted by +33
+ENCODER_MISSING_COST = 1e6  # knn cost of a pair with missing coordinates: 1e6 + 100 * |i - j|
+ENCODER_MISSING_COST_PER_OFFSET = 100.0
+
+# --------------------------------------------------------------------------------------------------------
+# Function decoder decoding defaults (spec §8).
+# --------------------------------------------------------------------------------------------------------
+FUNCTION_DECODER_INTERPRO_THRESHOLD = 0.1
+FUNCTION_DECODER_KEYWORD_THRESHOLD = 0.5
+ANNOTATION_GAP_MERGE = 3
+ANNOTATION_MIN_LENGTH = 5

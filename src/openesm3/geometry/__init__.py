@@ -1,0 +1,1 @@
+"""Geometry in torch, always fp32: rigid frames, superposition and structure-comparison metrics."""

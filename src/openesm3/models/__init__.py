@@ -1,0 +1,1 @@
+"""The networks: ESM3 trunk, structure encoder/decoder, function token decoder."""

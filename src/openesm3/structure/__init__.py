@@ -1,0 +1,1 @@
+"""Protein structures in numpy + biotite (no torch): reading, writing, DSSP, SASA."""

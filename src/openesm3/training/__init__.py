@@ -1,0 +1,1 @@
+"""Training infrastructure (data, loop, checkpoints, distributed) and the methods that use it."""
