@@ -1,0 +1,55 @@
+"""The one place that knows the official checkpoints' parameter names (spec §9).
+
+Our modules are named after the paper; the official files use the reference's module names. This module maps
+our state_dict keys to theirs, explicitly, piece by piece: the per-block renames below are shared by every
+network, and each network adds the renames of its own top-level modules.
+"""
+
+from __future__ import annotations
+
+# Our key suffix inside a TransformerBlock -> the official suffix (spec §9).
+BLOCK_KEY_MAP: dict[str, str] = {
+    "attn.norm.weight": "attn.layernorm_qkv.0.weight",
+    "attn.norm.bias": "attn.layernorm_qkv.0.bias",
+    "attn.qkv.weight": "attn.layernorm_qkv.1.weight",
+    "attn.qkv.bias": "attn.layernorm_qkv.1.bias",
+    "attn.q_norm.weight": "attn.q_ln.weight",
+    "attn.q_norm.bias": "attn.q_ln.bias",
+    "attn.k_norm.weight": "attn.k_ln.weight",
+    "attn.k_norm.bias": "attn.k_ln.bias",
+    "attn.out.weight": "attn.out_proj.weight",
+    "attn.out.bias": "attn.out_proj.bias",
+    "geom_attn.norm.weight": "geom_attn.s_norm.weight",
+    "geom_attn.norm.bias": "geom_attn.s_norm.bias",
+    "geom_attn.proj.weight": "geom_attn.proj.weight",
+    "geom_attn.proj.bias": "geom_attn.proj.bias",
+    "geom_attn.out.weight": "geom_attn.out_proj.weight",
+    "geom_attn.out.bias": "geom_attn.out_proj.bias",
+    "geom_attn.distance_scale": "geom_attn.distance_scale_per_head",
+    "geom_attn.rotation_scale": "geom_attn.rotation_scale_per_head",
+    "ffn.norm.weight": "ffn.0.weight",
+    "ffn.norm.bias": "ffn.0.bias",
+    "ffn.w_in.weight": "ffn.1.weight",
+    "ffn.w_in.bias": "ffn.1.bias",
+    "ffn.w_out.weight": "ffn.3.weight",
+    "ffn.w_out.bias": "ffn.3.bias",
+}
+
+# Our key suffix inside a RegressionHead -> the official nn.Sequential index (spec §4.5).
+HEAD_KEY_MAP: dict[str, str] = {
+    "proj_in.weight": "0.weight",
+    "proj_in.bias": "0.bias",
+    "norm.weight": "2.weight",
+    "norm.bias": "2.bias",
+    "proj_out.weight": "3.weight",
+    "proj_out.bias": "3.bias",
+}
+
+
+def map_block_key(suffix: str) -> str:
+    """Official name of a key inside one block; raises KeyError for a key the map does not know."""
+    return BLOCK_KEY_MAP[suffix]
+
+
+def map_head_key(suffix: str) -> str:
+    return HEAD_KEY_MAP[suffix]

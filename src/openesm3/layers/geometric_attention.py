@@ -1,0 +1,107 @@
+"""Geometric multi-head attention (paper A.1.6.2, Algorithm 6; spec §5).
+
+Every head owns 3-vectors instead of feature channels. Rotation queries/keys and values are rotated into the
+global frame of their residue; distance queries/keys are rotated *and* translated. The attention logit
+combines a directional agreement and a distance penalty, each weighted per head by a softplus'ed learned
+scale; values are averaged in the global frame and rotated back into the query residue's frame. The operation
+is invariant to a global rotation and translation of the coordinates.
+
+All frame arithmetic, logits and the softmax run in fp32 whatever the autocast dtype (spec §13.10); only the
+input projection and the output projection follow the caller's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from openesm3 import constants as C
+from openesm3.geometry.rigid import Rigid
+
+_SQRT3 = math.sqrt(3.0)
+# Number of 3-vectors per head in the projection: q_rot, k_rot, v (rotation part), q_dist, k_dist (distance part).
+_VECTORS_PER_HEAD = 5
+
+
+class GeometricAttention(nn.Module):
+    """Geometric attention over residue frames.
+
+    Args:
+        d_model: model width D.
+        v_heads: number of geometric heads V (each with one 3-vector per role).
+        bias: biases on the input/output projections and the LayerNorm (the VQ-VAE encoder has them; the
+            ESM3 trunk has none, spec §13.1).
+        zero_frameless_queries: zero the output of residues without a frame (ESM3 does, the encoder does not).
+    """
+
+    def __init__(self, d_model: int, v_heads: int, *, bias: bool = False, zero_frameless_queries: bool = True) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.v_heads = v_heads
+        self.zero_frameless_queries = zero_frameless_queries
+        self.norm = nn.LayerNorm(d_model, eps=C.LAYER_NORM_EPS, bias=bias)
+        self.proj = nn.Linear(d_model, 3 * _VECTORS_PER_HEAD * v_heads, bias=bias)
+        self.out = nn.Linear(3 * v_heads, d_model, bias=bias)
+        # Stored pre-softplus; initialised to 0 (softplus(0) = ln 2), as in the reference.
+        self.distance_scale = nn.Parameter(torch.zeros(v_heads))
+        self.rotation_scale = nn.Parameter(torch.zeros(v_heads))
+
+    def forward(
+        self,
+        x: Tensor,
+        frames: Rigid,
+        frame_mask: Tensor,
+        sequence_id: Tensor | None = None,
+        chain_id: Tensor | None = None,
+    ) -> Tensor:
+        """x [B, L, D]; frames [B, L]; frame_mask [B, L] bool (residue has a valid frame); sequence_id and
+        chain_id [B, L] int or None. Returns [B, L, D]."""
+        b, length, _ = x.shape
+        v_heads = self.v_heads
+        p = self.proj(self.norm(x)).float()
+        # Layout (spec §5): first 9V features = 3V consecutive 3-vectors (q_rot | k_rot | v), last 6V = 2V
+        # 3-vectors (q_dist | k_dist).
+        rot_part, dist_part = p.split([9 * v_heads, 6 * v_heads], dim=-1)
+        q_rot, k_rot, value = rot_part.view(b, length, 3 * v_heads, 3).split(v_heads, dim=2)
+        q_dist, k_dist = dist_part.view(b, length, 2 * v_heads, 3).split(v_heads, dim=2)
+
+        with torch.autocast(device_type=x.device.type, enabled=False):  # frames, logits, softmax in fp32
+            frames = frames.float().unsqueeze(-1)  # [B, L, 1]: broadcast over heads
+            q_rot, k_rot, value = (frames.apply_rotation(t) for t in (q_rot, k_rot, value))  # rotation only
+            q_dist, k_dist = frames.apply(q_dist), frames.apply(k_dist)  # rotation + translation
+
+            # [B, V, L, 3]
+            q_rot, k_rot, value, q_dist, k_dist = (t.transpose(1, 2) for t in (q_rot, k_rot, value, q_dist, k_dist))
+            directional = q_rot @ k_rot.transpose(-1, -2) / _SQRT3  # [B, V, L, L]
+            # The plain Euclidean norm, not squared (the reference's docstring says squared, its code does not).
+            # Computed directly from differences, not through |q|^2 + |k|^2 - 2 q.k, to avoid cancellation.
+            distance = torch.cdist(q_dist, k_dist, compute_mode="donot_use_mm_for_euclid_dist") / _SQRT3
+            w_rot = F.softplus(self.rotation_scale.float())[None, :, None, None]
+            w_dist = F.softplus(self.distance_scale.float())[None, :, None, None]
+            logits = w_rot * directional - w_dist * distance + self.pair_bias(frame_mask, sequence_id, chain_id)
+
+            attn = torch.softmax(logits, dim=-1)
+            out = attn @ value  # [B, V, L, 3], global frame
+            out = frames.invert_apply_rotation(out.transpose(1, 2))  # back to each query's frame: [B, L, V, 3]
+            if self.zero_frameless_queries:
+                out = out * frame_mask[:, :, None, None].to(out.dtype)
+        out = out.reshape(b, length, 3 * v_heads)  # (head, xyz) order
+        return self.out(out.to(self.out.weight.dtype))
+
+    @staticmethod
+    def pair_bias(frame_mask: Tensor, sequence_id: Tensor | None, chain_id: Tensor | None) -> Tensor:
+        """[B, 1, L, L] fp32: +1 within a sequence (a soft bias, not a mask: spec §13.5; every pair when
+        ``sequence_id`` is None), replaced by float32-min for keys without a frame or across chains."""
+        b, length = frame_mask.shape
+        if sequence_id is None:
+            bias = torch.ones(b, length, length, device=frame_mask.device)
+        else:
+            bias = (sequence_id[:, :, None] == sequence_id[:, None, :]).float()
+        blocked = ~frame_mask[:, None, :]
+        if chain_id is not None:
+            blocked = blocked | (chain_id[:, :, None] != chain_id[:, None, :])
+        bias = bias.masked_fill(blocked, C.FLOAT32_MIN)
+        return bias[:, None]
