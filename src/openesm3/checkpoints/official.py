@@ -7,6 +7,24 @@ network, and each network adds the renames of its own top-level modules.
 
 from __future__ import annotations
 
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from openesm3.errors import WeightsError
+
+# File names of the official release, under data/weights/ of the Hugging Face repository (spec §0).
+OFFICIAL_WEIGHT_FILES: dict[str, str] = {
+    "esm3": "esm3_sm_open_v1.pth",
+    "structure_encoder": "esm3_structure_encoder_v0.pth",
+    "structure_decoder": "esm3_structure_decoder_v0.pth",
+    "function_decoder": "esm3_function_decoder_v0.pth",
+}
+OFFICIAL_WEIGHTS_SUBDIR = Path("data") / "weights"
+
 # Our key suffix inside a TransformerBlock -> the official suffix (spec §9).
 BLOCK_KEY_MAP: dict[str, str] = {
     "attn.norm.weight": "attn.layernorm_qkv.0.weight",
@@ -53,3 +71,40 @@ def map_block_key(suffix: str) -> str:
 
 def map_head_key(suffix: str) -> str:
     return HEAD_KEY_MAP[suffix]
+
+
+def resolve_official_file(path: str | os.PathLike[str], model_type: str) -> Path:
+    """The official weight file of ``model_type`` given either the file itself or a directory laid out like
+    the official release (``DIR/data/weights/<file>``, or ``DIR/<file>``)."""
+    name = OFFICIAL_WEIGHT_FILES[model_type]
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for candidate in (p / OFFICIAL_WEIGHTS_SUBDIR / name, p / "weights" / name, p / name):
+            if candidate.is_file():
+                return candidate
+        raise WeightsError(
+            f"{p}: no {name} found (looked in {p / OFFICIAL_WEIGHTS_SUBDIR}, {p / 'weights'} and {p}); "
+            "download it from the Hugging Face repository EvolutionaryScale/esm3-sm-open-v1"
+        )
+    raise WeightsError(f"{p}: no such file or directory")
+
+
+def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read an official ``.pth`` state_dict safely: ``weights_only=True`` (no arbitrary unpickling), memory
+    mapped so that a multi-GB file is not copied into RAM."""
+    p = Path(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{p}: no such file") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{p}: not a readable PyTorch state_dict ({first})") from exc
+    is_state_dict = isinstance(state, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    )
+    if not is_state_dict:
+        raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
+    return state

@@ -24,9 +24,16 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
         self.head_dim = head_dim
         self.base = base
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         # Not persistent: the official checkpoints do not contain it (spec §9).
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", self._inv_freq(None), persistent=False)
+
+    def _inv_freq(self, device: torch.device | str | None) -> Tensor:
+        exponent = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim
+        return 1.0 / (self.base**exponent)
+
+    def reset_non_persistent_buffers(self, device: torch.device | str) -> None:
+        """Re-create ``inv_freq`` after loading onto a model built on the meta device."""
+        self.inv_freq = self._inv_freq(device)
 
     def cos_sin(self, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos, sin tables [L, Dh] in fp32 (built in fp32 whatever the model dtype, as the reference does)."""

@@ -1,0 +1,207 @@
+"""Our weight format: a directory with ``model.safetensors`` and ``config.json``.
+
+``config.json`` holds ``{"format_version": 1, "model_type": ..., "config": {...dataclass fields...},
+"dtype": ...}``. Saving and loading round-trip bit-exactly (safetensors stores raw tensor bytes). Writes are
+atomic: the directory's files appear complete or not at all, and an existing directory is only replaced
+once the new files are fully written.
+
+This module is generic over networks: each network registers its ``model_type`` in :data:`MODEL_TYPES`
+(config class and model class, imported lazily so that this module stays light).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from openesm3.errors import WeightsError
+from openesm3.utils.atomic import atomic_write_text, atomic_write_with
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class ModelType:
+    """Where a network's classes live: ``module:Class`` for the model and for its config dataclass."""
+
+    model: str
+    config: str
+
+    def model_class(self) -> type[nn.Module]:
+        return _import(self.model)  # type: ignore[no-any-return]
+
+    def config_class(self) -> type:
+        return _import(self.config)  # type: ignore[no-any-return]
+
+
+def _import(path: str) -> Any:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# model_type -> classes. Networks add themselves here.
+MODEL_TYPES: dict[str, ModelType] = {
+    "esm3": ModelType(model="openesm3.models.esm3:ESM3", config="openesm3.config:ESM3Config"),
+    "structure_encoder": ModelType(
+        model="openesm3.models.structure_encoder:StructureEncoder", config="openesm3.config:StructureEncoderConfig"
+    ),
+    "structure_decoder": ModelType(
+        model="openesm3.models.structure_decoder:StructureDecoder", config="openesm3.config:StructureDecoderConfig"
+    ),
+    "function_decoder": ModelType(
+        model="openesm3.models.function_decoder:FunctionDecoder", config="openesm3.config:FunctionDecoderConfig"
+    ),
+}
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"expected a config dataclass instance, got {type(config).__name__}")
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(model_type: str, data: dict[str, Any], source: str = "config") -> Any:
+    cls = _model_type(model_type, source).config_class()
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise WeightsError(f"{source}: unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{source}: invalid {cls.__name__}: {exc}") from exc
+
+
+def _model_type(model_type: str, source: str) -> ModelType:
+    try:
+        return MODEL_TYPES[model_type]
+    except KeyError:
+        raise WeightsError(f"{source}: unknown model_type {model_type!r}; known: {sorted(MODEL_TYPES)}") from None
+
+
+def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[str], *, model_type: str) -> Path:
+    """Write ``model``'s state_dict and ``config`` to ``directory`` (created if needed), atomically per file.
+
+    The weights are written first and the config last, so a directory with a config always has its weights.
+    Tensors keep their dtype; shared or non-contiguous tensors are stored as contiguous copies.
+    """
+    _model_type(model_type, str(directory))
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
+    atomic_write_with(out / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"format_version": "1"}))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model_type": model_type,
+        "config": config_to_dict(config),
+        "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
+    }
+    atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
+    """``(model_type, config)`` of a saved model directory, with clear errors for anything off."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise WeightsError(f"{directory}: no {CONFIG_FILE} (not an OpenESM3 model directory)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: expected a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise WeightsError(
+            f"{path}: format_version {version!r} is not supported (this OpenESM3 reads {FORMAT_VERSION})"
+        )
+    for key in ("model_type", "config"):
+        if key not in meta:
+            raise WeightsError(f"{path}: missing key {key!r}")
+    return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
+
+
+def read_state_dict(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise WeightsError(f"{directory}: no {WEIGHTS_FILE}")
+    try:
+        return load_file(path, device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: unreadable safetensors file ({exc})") from exc
+
+
+def load_pretrained(
+    directory: str | os.PathLike[str],
+    *,
+    expected_type: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> tuple[nn.Module, Any]:
+    """Build the model described by ``directory`` on the meta device and load its weights strictly.
+
+    Returns ``(model, config)``; the model is in eval mode. ``dtype`` casts floating-point tensors.
+    """
+    model_type, config = read_config(directory)
+    if expected_type is not None and model_type != expected_type:
+        raise WeightsError(f"{directory}: holds a {model_type!r} model, expected {expected_type!r}")
+    with torch.device("meta"):
+        model = MODEL_TYPES[model_type].model_class()(config)
+    state = read_state_dict(directory, device=device)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    load_state_dict_strict(model, state, source=str(Path(directory) / WEIGHTS_FILE))
+    return model.eval(), config
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load ``state`` into ``model`` (possibly on the meta device) with ``assign=True``, strictly.
+
+    Missing, unexpected and mis-shaped keys are all listed in one :class:`WeightsError`. Non-persistent
+    buffers (e.g. rotary frequencies) are re-materialised on the weights' device.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
+            problems.append(f"{len(items)} {title} key(s): {shown}")
+    if problems:
+        raise WeightsError(f"{source}: does not match the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True, assign=True)
+    materialize_non_persistent_buffers(model, device=next(iter(state.values())).device if state else "cpu")
+
+
+def materialize_non_persistent_buffers(model: nn.Module, device: str | torch.device) -> None:
+    """Re-create buffers left on the meta device (non-persistent ones are not in any state_dict).
+
+    Modules that own such buffers implement ``reset_non_persistent_buffers(device)``.
+    """
+    for module in model.modules():
+        has_meta = any(b.is_meta for b in module.buffers(recurse=False))
+        if has_meta:
+            reset = getattr(module, "reset_non_persistent_buffers", None)
+            if reset is None:
+                raise RuntimeError(f"{type(module).__name__} has meta buffers but no reset_non_persistent_buffers")
+            reset(device)

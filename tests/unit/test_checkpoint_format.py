@@ -1,0 +1,73 @@
+import argparse
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from openesm3.checkpoints.format import CONFIG_FILE, load_state_dict_strict, read_config
+from openesm3.checkpoints.official import load_official_state_dict, resolve_official_file
+from openesm3.errors import WeightsError
+
+
+def test_strict_load_lists_missing_unexpected_and_misshaped_keys() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    state = {
+        "0.weight": torch.zeros(4, 3), "0.bias": torch.zeros(5), "1.weight": torch.zeros(2, 4), "extra": torch.ones(1)
+    }
+    with pytest.raises(WeightsError) as info:
+        load_state_dict_strict(model, state, source="x.safetensors")
+    msg = str(info.value)
+    assert "x.safetensors" in msg
+    assert "1 missing key(s): 1.bias" in msg
+    assert "1 unexpected key(s): extra" in msg
+    assert "0.bias: file (5,) vs model (4,)" in msg
+
+
+def test_strict_load_assigns_real_tensors_onto_meta_model() -> None:
+    with torch.device("meta"):
+        model = nn.Linear(3, 2)
+    state = {"weight": torch.randn(2, 3), "bias": torch.randn(2)}
+    load_state_dict_strict(model, state, source="mem")
+    assert not model.weight.is_meta
+    assert torch.equal(model.weight, state["weight"])
+
+
+def test_read_config_rejects_bad_version_and_unknown_fields(tmp_path) -> None:
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"format_version": 99, "model_type": "esm3", "config": {}}))
+    with pytest.raises(WeightsError, match="format_version 99"):
+        read_config(tmp_path)
+    (tmp_path / CONFIG_FILE).write_text(
+        json.dumps({"format_version": 1, "model_type": "esm3", "config": {"d_model": 8, "bogus": 1}})
+    )
+    with pytest.raises(WeightsError, match="bogus"):
+        read_config(tmp_path)
+    (tmp_path / CONFIG_FILE).write_text("{not json")
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        read_config(tmp_path)
+    (tmp_path / CONFIG_FILE).write_text(
+        json.dumps({"format_version": 1, "model_type": "esm3",
+                    "config": {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4}})
+    )
+    model_type, cfg = read_config(tmp_path)
+    assert model_type == "esm3" and cfg.d_model == 64
+
+
+def test_official_loader_refuses_pickled_objects_and_finds_release_layout(tmp_path) -> None:
+    bad = tmp_path / "evil.pth"
+    torch.save({"w": torch.ones(1), "obj": argparse.Namespace(a=1)}, bad)  # arbitrary objects are refused
+    with pytest.raises(WeightsError, match="evil.pth"):
+        load_official_state_dict(bad)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(WeightsError, match="garbage.pth"):
+        load_official_state_dict(garbage)
+    release = tmp_path / "release" / "data" / "weights"
+    release.mkdir(parents=True)
+    torch.save({"w": torch.ones(2)}, release / "esm3_sm_open_v1.pth")
+    path = resolve_official_file(tmp_path / "release", "esm3")
+    assert path == release / "esm3_sm_open_v1.pth"
+    assert torch.equal(load_official_state_dict(path)["w"], torch.ones(2))
+    with pytest.raises(WeightsError, match="esm3_structure_encoder_v0.pth"):
+        resolve_official_file(tmp_path / "release", "structure_encoder")
