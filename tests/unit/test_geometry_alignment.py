@@ -103,11 +103,14 @@ def test_seed_fragment_lengths_follow_the_tm_score_program() -> None:
 
 
 def test_selection_cutoff_grows_until_three_pairs() -> None:
-    d = torch.tensor([[0.1, 5.0, 6.0, 7.0, 9.0], [0.1, 0.2, 0.3, 7.0, 9.0]], dtype=torch.float64)
+    d = torch.tensor([[0.1, 5.0, 6.0, 6.6, 9.0], [0.1, 0.2, 0.3, 7.0, 9.0]], dtype=torch.float64)
     sel = _select_within(d, 1.0)
-    # Row 0: 1 A selects one pair; 1 + 0.5 k must exceed 6.0, so k = 11 (6.5 A) selects three.
+    # Row 0: 1 A selects one pair; 1 + 0.5 k must exceed 6.0, so k = 11: 6.5 A selects three (not 6.6).
     assert sel.tolist() == [[True, True, True, False, False], [True, True, True, False, False]]
     assert _select_within(d, 8.0).sum(-1).tolist() == [4, 4]
+    # Per-row cutoffs (one search runs several objectives): row 1 at 0.15 A grows to 0.65 A -> three pairs.
+    assert _select_within(d, torch.tensor([7.0, 0.15], dtype=torch.float64)).sum(-1).tolist() == [4, 3]
+    assert _select_within(d[:, :3], 0.01).all()  # three residues or fewer: always all of them
 
 
 # ---- exactness against an independent method and on real structures ----------------------------------------
