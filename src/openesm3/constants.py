@@ -114,6 +114,29 @@ RESIDUE_MAX_PER_POSITION = 16
 PLDDT_RBF_BINS = 16
 
 # --------------------------------------------------------------------------------------------------------
+# Structure comparison (spec §12; TM-score from Zhang & Skolnick 2004 and their TM-score program).
+# --------------------------------------------------------------------------------------------------------
+ATOM37_NUM_ATOMS = 37
+ATOM37_CA_INDEX = 1  # atom37 order N, CA, C, CB, O, ... (spec §12)
+LDDT_CUTOFF = 15.0  # pairs are scored when their distance in the reference structure is below this (Angstrom)
+LDDT_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # a pair scores the fraction of these it is under
+LDDT_EPS = 1e-10  # distances are sqrt(eps + d^2); per-residue (eps + sum) / (eps + count)
+GDT_TS_CUTOFFS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+GDT_HA_CUTOFFS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+# TM-score d0(L) = 1.24 (L - 15)^(1/3) - 1.8 for L > 21, else the minimum 0.5 (TM-score program).
+TM_D0_SCALE = 1.24
+TM_D0_LENGTH_OFFSET = 15.0
+TM_D0_OFFSET = 1.8
+TM_D0_MIN = 0.5
+TM_D0_MIN_LENGTH = 21  # d0 is the formula only above this length (at 21 the formula gives 0.45 < 0.5)
+TM_D0_SEARCH_RANGE: tuple[float, float] = (4.5, 8.0)  # d0 clamped to this range sets the search cutoffs
+TM_SEARCH_MAX_ITERATIONS = 20  # re-selection / re-superposition rounds per seed
+TM_SEARCH_N_FRAGMENT_LENGTHS = 5  # seed fragments of L, L/2, ..., L/16 residues, then the minimum
+TM_SEARCH_MIN_FRAGMENT = 4  # shortest seed fragment
+TM_SEARCH_MIN_SELECTED = 3  # the selection cutoff grows by 0.5 A until at least 3 residues are selected
+TM_SEARCH_CUTOFF_STEP = 0.5
+
+# --------------------------------------------------------------------------------------------------------
 # Transformer numerics (spec §4.4).
 # --------------------------------------------------------------------------------------------------------
 LAYER_NORM_EPS = 1e-5
