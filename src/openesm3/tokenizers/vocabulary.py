@@ -26,7 +26,7 @@ import csv
 import importlib.util
 import os
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,10 +122,13 @@ def _read_table(path: Path, delimiter: str, header: tuple[str, ...]) -> list[lis
 
 def read_keywords(path: Path) -> tuple[str, ...]:
     keywords = tuple(_read_lines(path))
-    if len(set(keywords)) != len(keywords):
-        seen: set[str] = set()
-        dup = next(k for k in keywords if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise VocabularyError(f"{path}: keyword {dup!r} appears more than once")
+    seen: dict[str, int] = {}
+    for line_no, keyword in enumerate(keywords, start=1):
+        if keyword in seen:
+            raise VocabularyError(
+                f"{path}: line {line_no}: keyword {keyword!r} appears more than once (line {seen[keyword]})"
+            )
+        seen[keyword] = line_no
     if not keywords:
         raise VocabularyError(f"{path}: no keywords")
     return keywords
@@ -332,12 +335,3 @@ class ResidueAnnotationVocabulary:
         if not rows:
             raise VocabularyError(f"{path}: no labels")
         return cls(tuple(rows), source=str(path))
-
-
-def interpro_names(vocabulary: FunctionVocabulary) -> dict[str, str]:
-    """InterPro id -> entry name."""
-    return {e.id: e.name for e in vocabulary.entries}
-
-
-def unique_in_order(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
