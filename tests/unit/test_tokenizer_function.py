@@ -85,8 +85,8 @@ def test_lsh_bit_order_least_significant_first(tok: FunctionTokenizer, vocab: Fu
     assert vocab.hyperplanes is not None
     bits = vocab.hyperplanes[:, :, 5] >= 0  # [depth, bit]
     expected = [4 + sum(int(bits[d, b]) << b for b in range(8)) for d in range(8)]
-    assert tok.hash((idx, val)).tolist() == expected
-    assert tok.hash((np.array([5]), np.array([0.0]))).tolist() == [C.FUNCTION_UNK] * 8
+    assert tok.lsh_tokens((idx, val)).tolist() == expected
+    assert tok.lsh_tokens((np.array([5]), np.array([0.0]))).tolist() == [C.FUNCTION_UNK] * 8
 
 
 def test_encode_matches_dense_spec_computation(tok: FunctionTokenizer, vocab: FunctionVocabulary) -> None:
@@ -131,8 +131,8 @@ def test_label_routing_and_errors(tok: FunctionTokenizer) -> None:
 def test_each_distinct_label_set_is_hashed_once(tok: FunctionTokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long protein: the work scales with the number of distinct label sets, not with the length."""
     calls = []
-    original = tok.hash
-    monkeypatch.setattr(tok, "hash", lambda v: calls.append(1) or original(v))
+    original = tok.lsh_tokens
+    monkeypatch.setattr(tok, "lsh_tokens", lambda v: calls.append(1) or original(v))
     anns = [FA("IPR000001", 1, 5000), FA("kw02", 100, 2000), FA("IPR000004", 1500, 4000), FA("kw05", 4500, 4600)]
     out = tok.encode(anns, 6000)
     # label sets along the protein: {1}, {1,kw02}, {1,kw02,4}, {1,4}, {1}, {1,kw05}, {1}, {} -> 5 distinct

@@ -129,7 +129,7 @@ class FunctionTokenizer:
         return idx[first], val[first]
 
     # ---------------------------------------------------------------------------------------------------- LSH
-    def hash(self, vector: SparseVector) -> np.ndarray:
+    def lsh_tokens(self, vector: SparseVector) -> np.ndarray:
         """int64 ``[8]`` token ids of one residue vector; ``<unk>`` x 8 for an all-zero vector."""
         idx, val = vector
         if not np.any(val != 0):
@@ -154,7 +154,7 @@ class FunctionTokenizer:
         tokens = np.full((length, self.depth), C.FUNCTION_PAD, dtype=np.int64)
         annotations = list(annotations)
         if annotations:
-            keys: list[tuple[str, str]] = []  # ("k", keyword) or ("i", interpro id), one per distinct label
+            # One row per distinct label: ("k", keyword) or ("i", InterPro id).
             key_index: dict[tuple[str, str], int] = {}
             spans: list[tuple[int, int, int]] = []
             for n, ann in enumerate(annotations):
@@ -182,7 +182,7 @@ class FunctionTokenizer:
                     continue
                 words = [keys[m][1] for m in members if keys[m][0] == "k"]
                 iprs = [keys[m][1] for m in members if keys[m][0] == "i"]
-                rows[s] = self.hash(self.residue_vector(words, iprs))
+                rows[s] = self.lsh_tokens(self.residue_vector(words, iprs))
             tokens = rows[inverse]
         if add_special_tokens:
             pad = np.full((1, self.depth), C.FUNCTION_PAD, dtype=np.int64)
