@@ -59,6 +59,10 @@ SS8_MOTIF = 1
 SS8_UNK = 2
 SS8_VOCAB_SIZE = 11
 SS8_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
+SS8_MASK_CHAR = "_"  # a masked / unknown position in a user-facing SS8 string (spec §3.1)
+# DSSP writes coil as " " (classic output) or "-", and DSSP >= 4 adds "P" (polyproline II); none of them is in
+# the 8-state alphabet, all are coil "C" there (../shared/data/README.md, mkdssp 4.2.2). Our choice, documented.
+DSSP_COIL_ALIASES = " -P"
 
 # --------------------------------------------------------------------------------------------------------
 # SASA (spec §3.2): 3 specials + 16 bins; token = 3 + bucketize(value, boundaries, right=False).
@@ -89,6 +93,10 @@ FUNCTION_VOCAB_SIZE = 260
 FUNCTION_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
 N_KEYWORDS = 58641  # keyword_vocabulary_safety_filtered_58641.txt
 N_INTERPRO = 29026  # entry_list_safety_29026.list
+# A label is routed to the function track if a regex *search* for this finds a known InterPro id (spec §3.3).
+INTERPRO_ID_PATTERN = r"IPR\d+"
+# The function decoder only decodes rows with none of these ids (pad, unk, none; spec §8).
+FUNCTION_UNDECODABLE_IDS: frozenset[int] = frozenset({0, 2, 3})
 
 # Official release file names (spec §0).
 KEYWORD_VOCABULARY_FILE = "keyword_vocabulary_safety_filtered_58641.txt"
@@ -97,6 +105,10 @@ INTERPRO_TO_KEYWORDS_FILE = "interpro_29026_to_keywords_58641.csv"
 INTERPRO_ENTRY_LIST_FILE = "entry_list_safety_29026.list"
 LSH_HYPERPLANES_FILE = "hyperplanes_8bit_58641.npz"
 RESIDUE_ANNOTATION_VOCAB_FILE = "uniref90_and_mgnify90_residue_annotations_gt_1k_proteins.csv"
+# Headers of the official files (spec §0, §3.4).
+INTERPRO_TO_KEYWORDS_HEADER: tuple[str, ...] = ("interpro_id", "keywords")
+INTERPRO_ENTRY_LIST_HEADER: tuple[str, ...] = ("ENTRY_AC", "ENTRY_TYPE", "ENTRY_NAME")
+RESIDUE_ANNOTATION_HEADER: tuple[str, ...] = ("label", "label_clean", "count")
 
 # --------------------------------------------------------------------------------------------------------
 # Residue annotations (spec §3.4): 4 specials + 1474 labels, up to 16 labels per residue.
@@ -106,6 +118,9 @@ RESIDUE_MOTIF = 1
 RESIDUE_UNK = 2
 RESIDUE_NONE = 3
 RESIDUE_VOCAB_SIZE = 1478
+RESIDUE_N_LABELS = 1474  # distinct label_clean values of the official CSV (spec §3.4)
+RESIDUE_FIRST_LABEL = 4  # label k (0-based, sorted by count) has id 4 + k
+RESIDUE_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
 RESIDUE_MAX_PER_POSITION = 16
 
 # --------------------------------------------------------------------------------------------------------
