@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEST_DATA
 from openesm3.geometry import gdt_ts, kabsch, lddt, lddt_all_atom, lddt_ca, rmsd
+from tests.conftest import TEST_DATA
 
 ATOM37 = (
     "N CA C CB O CG CG1 CG2 OG OG1 SG CD CD1 CD2 ND1 ND2 OD1 OD2 SD CE CE1 CE2 CE3 NE NE1 NE2 OE1 OE2 CH2 NH1 "

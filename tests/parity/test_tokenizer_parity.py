@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.conftest import shared_data
 
 from openesm3 import constants as C
 from openesm3.annotations import FunctionAnnotation
@@ -33,6 +32,7 @@ from openesm3.tokenizers import (
     dssp_to_ss8,
     encode_annotation_tracks,
 )
+from tests.conftest import shared_data
 
 N_SEQUENCES = 600
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEST_DATA
 from openesm3.errors import InputError
 from openesm3.geometry import Rigid, kabsch, rmsd
 from openesm3.geometry.alignment import _select_within, seed_fragment_lengths, seed_fragments
+from tests.conftest import TEST_DATA
 
 AKE_CLOSED = "domainmotion__P69441__1AKE_A.pdb.gz"
 AKE_OPEN = "domainmotion__P69441__4AKE_A.pdb.gz"

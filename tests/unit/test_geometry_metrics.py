@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEST_DATA, shared_data
 from openesm3.errors import InputError
 from openesm3.geometry import gdt, gdt_ha, gdt_ts, kabsch, lddt, lddt_all_atom, lddt_ca, tm_d0, tm_score
+from tests.conftest import TEST_DATA, shared_data
 
 AKE_CLOSED = "domainmotion__P69441__1AKE_A.pdb.gz"
 AKE_OPEN = "domainmotion__P69441__4AKE_A.pdb.gz"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import shared_data
 
 from openesm3 import constants as C
 from openesm3.errors import VocabularyError
 from openesm3.tokenizers import FunctionTokenizer, FunctionVocabulary, ResidueAnnotationVocabulary, build
 from openesm3.tokenizers import vocabulary as V
+from tests.conftest import shared_data
 
 _REAL_PACKAGE_DATA_DIR = V.esm_package_data_dir
 
