@@ -93,7 +93,7 @@ class TinyModel(nn.Module):
         for block in self.blocks:
             context = (h * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
             h = h + block(h + context)
-        return self.head(h).squeeze(-1)
+        return self.head(h).sum(-1)  # [B, L]; not a view (FSDP2 warns about views returned by forward)
 
 
 def tiny_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # noqa: ANN001
@@ -124,26 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--step-sleep", type=float, default=0.0, help="seconds of sleep per loss call")
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument(
+        "--sequence-run", action="append", default=[], help="overrides of one run ('k=v k=v'); several run in turn"
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    info = D.setup_distributed(cfg.device)
+    info = D.setup_distributed(load_config(TrainConfig, args.config, args.overrides).device)
     try:
-        seed_everything(cfg.seed)
-        model = TinyModel(dropout=args.dropout)
-        data = build_protein_data(cfg, rank=info.rank, world_size=info.world_size)
+        for extra in args.sequence_run or [""]:
+            cfg = load_config(TrainConfig, args.config, [*args.overrides, *extra.split()])
+            seed_everything(cfg.seed)
+            model = TinyModel(dropout=args.dropout)
+            data = build_protein_data(cfg, rank=info.rank, world_size=info.world_size)
 
-        def loss_fn(m: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # noqa: ANN001
-            if args.step_sleep:
-                time.sleep(args.step_sleep)
-            return tiny_loss(m, batch)
+            def loss_fn(m: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # noqa: ANN001
+                if args.step_sleep:
+                    time.sleep(args.step_sleep)
+                return tiny_loss(m, batch)
 
-        result = train(model, loss_fn, data.train, cfg, valid_data=data.valid, dist_info=info)
-        if info.is_main:
-            print(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint)}))
+            result = train(model, loss_fn, data.train, cfg, valid_data=data.valid, dist_info=info)
+            if info.is_main:
+                print(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint)}), flush=True)
     finally:
         D.teardown_distributed()
+        torch.set_num_threads(threads)
     return 0
 
 

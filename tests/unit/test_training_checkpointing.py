@@ -145,3 +145,11 @@ def test_unreadable_checkpoint(tmp_path) -> None:
     (tmp_path / "trainer_state.json").write_text(json.dumps({"format": "other", "version": 1}))
     with pytest.raises(ckpt.CheckpointError, match="not an openesm3-train-checkpoint v1"):
         ckpt.load_checkpoint(tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compile machinery
+def test_wrappers_do_not_leak_into_parameter_names() -> None:
+    model, opt = _trained()
+    compiled = torch.compile(model)  # lazy: nothing is compiled until it runs
+    m, o = full_state_dicts(compiled, opt)
+    assert list(m) == list(model.state_dict()) and "0.weight" in o["state"]

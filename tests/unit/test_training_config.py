@@ -135,3 +135,29 @@ def test_a_method_extends_the_config_by_subclassing() -> None:
     cfg = load_config(MethodConfig, None, ["model.d_model=128", "model.dropout=0.1", "optim.lr=1e-3"])
     assert cfg.model.d_model == 128 and cfg.model.dropout == 0.1 and cfg.optim.lr == 1e-3
     assert apply_overrides(cfg, ["model.dropout=none"]).model.dropout is None
+
+
+def test_command_line_arguments(tmp_path) -> None:
+    import argparse
+
+    from openesm3.training.config import add_config_arguments, config_from_args
+
+    path = tmp_path / "run.toml"
+    path.write_text("max_steps = 20\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    cfg = config_from_args(TrainConfig, parser.parse_args(["--config", str(path), "optim.lr=1e-4", "log_every=5"]))
+    assert (cfg.max_steps, cfg.optim.lr, cfg.log_every) == (20, 1e-4, 5)
+    with pytest.raises(ConfigError, match="command-line override: .*'optim.lrr'"):
+        config_from_args(TrainConfig, parser.parse_args(["optim.lrr=1"]))
+
+
+def test_checkpoints_fall_on_logging_boundaries() -> None:
+    with pytest.raises(ConfigError, match=r"ckpt_every \(15\) must be a multiple of log_every \(10\)"):
+        TrainConfig(ckpt_every=15, log_every=10)
+
+
+def test_override_order_does_not_matter() -> None:
+    a = load_config(TrainConfig, None, ["ckpt_every=5", "log_every=1"])  # invalid half way, valid in the end
+    b = load_config(TrainConfig, None, ["log_every=1", "ckpt_every=5"])
+    assert a == b and (a.ckpt_every, a.log_every) == (5, 1)

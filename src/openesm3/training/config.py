@@ -14,6 +14,7 @@ residues, peak LR 4e-4 for the structure tokenizer).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
@@ -157,6 +158,11 @@ class TrainConfig:
         _require(self.keep_last > 0, f"keep_last must be > 0, got {self.keep_last}")
         for name in ("val_every", "ckpt_every"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
+        # a resumed run must start on a logging boundary for its log to equal the uninterrupted run's
+        _require(
+            self.ckpt_every % self.log_every == 0,
+            f"ckpt_every ({self.ckpt_every}) must be a multiple of log_every ({self.log_every})",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,34 +339,55 @@ def _parse_override(text: str) -> tuple[str, str]:
     return key, value.strip()
 
 
-def _set(cfg: Any, path: list[str], value: str, full_key: str, prefix: str) -> Any:
-    fields = _fields(type(cfg))
+def _values(cfg: Any) -> dict[str, Any]:
+    """Field values of a config tree as nested dicts (values keep their types)."""
+    return {
+        f.name: _values(getattr(cfg, f.name))
+        if dataclasses.is_dataclass(getattr(cfg, f.name))
+        else getattr(cfg, f.name)
+        for f in dataclasses.fields(cfg)
+        if f.init
+    }
+
+
+def _set(cls: type, values: dict[str, Any], path: list[str], value: str, full_key: str, prefix: str) -> None:
+    fields = _fields(cls)
     name = path[0]
     if name not in fields:
         raise _unknown_key(full_key if len(path) == 1 else f"{prefix}{name}", list(fields))
     tp = fields[name][1]
     if len(path) == 1:
-        new = _coerce(value, tp, full_key, from_text=True)
+        values[name] = _coerce(value, tp, full_key, from_text=True)
+    elif not dataclasses.is_dataclass(tp):
+        raise ConfigError(f"config key {prefix + name!r} is a value, not a section; cannot set {full_key!r}")
     else:
-        current = getattr(cfg, name)
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"config key {prefix + name!r} is a value, not a section; cannot set {full_key!r}")
-        new = _set(current, path[1:], value, full_key, f"{prefix}{name}.")
-    changes = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.init}
-    changes[name] = new
-    return _construct(type(cfg), changes, prefix.rstrip("."))
+        _set(typing.cast(type, tp), values[name], path[1:], value, full_key, f"{prefix}{name}.")
+
+
+def _build(cls: type[T], values: dict[str, Any], prefix: str) -> T:
+    kwargs = {}
+    for name, (_, tp) in _fields(cls).items():
+        value = values[name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = _build(typing.cast(type, tp), value, f"{prefix}{name}." if prefix else f"{name}.")
+        kwargs[name] = value
+    return _construct(cls, kwargs, prefix.rstrip("."))
 
 
 def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
-    """Return ``cfg`` with ``key.sub=value`` overrides applied in order (values parsed by the field's type).
+    """Return ``cfg`` with ``key.sub=value`` overrides applied (values parsed by the field's type).
 
-    Tuples are written ``a,b,c`` or ``[a, b, c]``; optional fields accept ``none``; booleans accept
+    All overrides are applied before the configuration is validated, so their order does not matter. Tuples
+    are written ``a,b,c`` or ``[a, b, c]``; optional fields accept ``none``; booleans accept
     true/false/yes/no/on/off/1/0.
     """
+    if not overrides:
+        return cfg
+    values = _values(cfg)
     for text in overrides:
         key, value = _parse_override(text)
-        cfg = _set(cfg, key.split("."), value, key, "")
-    return cfg
+        _set(type(cfg), values, key.split("."), value, key, "")
+    return _build(type(cfg), values, "")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -390,6 +417,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table/object of config keys")
     return data
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``KEY=VALUE`` overrides for a command that trains (see :func:`config_from_args`)."""
+    parser.add_argument("--config", metavar="FILE", help="configuration file (.json or .toml); defaults otherwise")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="settings applied after the file, e.g. optim.lr=1e-4"
+    )
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """The configuration described by the arguments that :func:`add_config_arguments` added."""
+    return load_config(cls, args.config, args.overrides)
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:

@@ -165,10 +165,13 @@ def _is_fsdp(model: nn.Module) -> bool:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside a DDP wrapper (FSDP2 modifies the module in place: nothing to unwrap)."""
+    """The user's module inside DDP and ``torch.compile`` wrappers (FSDP2 modifies modules in place)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def _param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:

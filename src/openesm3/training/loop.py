@@ -288,7 +288,7 @@ def train(
     wrapped.train()
     steps: Iterator[Any] = iter(train_data.iterate(position))
     meter, interval_tokens, interval_start = _Meter(), 0, time.perf_counter()
-    grad_norm_sum = torch.zeros((), device=device)
+    grad_norm_sum, n_steps = torch.zeros((), device=device), 0
     train_loss: float | None = None
     valid: dict[str, float] | None = None
     skipped = 0
@@ -313,12 +313,12 @@ def train(
                 skipped += 1
             optimizer.zero_grad(set_to_none=True)
             grad_norm_sum = grad_norm_sum + grad_norm.detach().float().to(device)  # identical on every process
+            n_steps += 1
             position = step_data.position
             done = step + 1
             last = done == cfg.max_steps
 
             if done % cfg.log_every == 0 or last:
-                n_steps = (done - 1) % cfg.log_every + 1
                 values = meter.reduce(device)
                 tokens = int(D.all_reduce_sum(torch.tensor(float(interval_tokens), device=device)).item())
                 elapsed = time.perf_counter() - interval_start
@@ -337,7 +337,7 @@ def train(
                 logger.log("train", done, row)
                 bar.postfix = f"step {done} loss {train_loss:.4g} lr {lr:.3g} {row['tokens_per_s']:.0f} tok/s"
                 meter, interval_tokens, interval_start = _Meter(), 0, time.perf_counter()
-                grad_norm_sum = torch.zeros((), device=device)
+                grad_norm_sum, n_steps = torch.zeros((), device=device), 0
             bar.update()
 
             if valid_data is not None and ((cfg.val_every and done % cfg.val_every == 0) or last):

@@ -8,16 +8,18 @@ When no cluster labels are given, :func:`greedy_identity_clusters` makes them, i
 sequences are taken longest first; each joins the first existing cluster whose representative it matches at
 >= ``threshold`` identity, or founds a new cluster. Identity is the number of identical aligned positions in
 an optimal semiglobal alignment (BLOSUM62, gap open -10, extend -1, free end gaps) divided by the length of
-the shorter sequence. Only representatives that pass a FASTA/BLAST-style prefilter are aligned: they must
-share at least ``min_hits`` 3-mers with the query on nearby diagonals (a band of 16). The prefilter makes
-the method fast enough for thousands of chains but can miss remote pairs near the threshold, so clusters
-can be finer than exact ones; for large sets, cluster with a dedicated tool (MMseqs2) and give the labels as
-a manifest column at ingestion.
+the shorter sequence. Only representatives that pass a FASTA/BLAST-style prefilter are aligned, best first
+and at most ``max_candidates`` of them: they must share with the query, on nearby diagonals (two adjacent
+bands of 16), at least half the 3-mers a uniformly mutated sequence at the threshold identity would keep
+(``t^3 * L / 2``, and at least 3). On the dev set (757 chains) this aligns a few candidates per chain; the
+prefilter can miss remote pairs near the threshold, so clusters can be finer than exact ones. For large
+sets, cluster with a dedicated tool (MMseqs2) and give the labels as a manifest column at ingestion.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
@@ -61,7 +63,9 @@ def _kmers(sequence: str) -> np.ndarray:
     return codes[:-2] * 65536 + codes[1:-1] * 256 + codes[2:]
 
 
-def greedy_identity_clusters(sequences: Sequence[str], threshold: float = 0.4, *, min_hits: int = 3) -> list[int]:
+def greedy_identity_clusters(
+    sequences: Sequence[str], threshold: float = 0.4, *, min_hits: int = 3, max_candidates: int = 20
+) -> list[int]:
     """Cluster id per sequence (ids are 0.. in order of founding); see the module docstring for the method."""
     order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
     labels = [-1] * len(sequences)
@@ -79,9 +83,10 @@ def greedy_identity_clusters(sequences: Sequence[str], threshold: float = 0.4, *
             # a band and its neighbour together: hits straddling a band edge still count
             n2 = n + hits.get((cluster, band + 1), 0)
             best[cluster] = max(best.get(cluster, 0), n2)
-        candidates = sorted((c for c, n in best.items() if n >= min_hits), key=lambda c: (-best[c], c))
-        short = len(seq) < _KMER + min_hits  # too short for the prefilter: align against everything
-        if short:
+        needed = max(min_hits, math.ceil(0.5 * threshold**3 * len(kmers)))
+        candidates = sorted((c for c, n in best.items() if n >= needed), key=lambda c: (-best[c], c))
+        candidates = candidates[:max_candidates]
+        if len(seq) < _KMER + min_hits:  # too short for the prefilter: align against everything
             candidates = list(range(len(reps)))
         for cluster in candidates:
             if sequence_identity(seq, sequences[reps[cluster]]) >= threshold:
