@@ -26,7 +26,7 @@ from training_fixtures import synthetic_record, synthetic_records
 
 def _same(a: ProteinRecord, b: ProteinRecord) -> None:
     assert a.name == b.name and a.sequence == b.sequence and a.chain_ids == b.chain_ids
-    assert (a.source, a.cluster, a.split) == (b.source, b.cluster, b.split)
+    assert (a.source, a.cluster, a.split, a.weight) == (b.source, b.cluster, b.split, b.weight)
     np.testing.assert_array_equal(a.atom37, b.atom37)  # NaN == NaN here
     for name in ("atom37_mask", "residue_index", "chain_index"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
@@ -34,6 +34,7 @@ def _same(a: ProteinRecord, b: ProteinRecord) -> None:
 
 def test_shards_round_trip(tmp_path) -> None:
     records = synthetic_records(11)
+    object.__setattr__(records[9], "weight", 2.5)
     write_dataset(records, tmp_path, shard_size=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"] + [
         f"shard_0000{i}.safetensors" for i in range(3)
@@ -60,6 +61,8 @@ def test_dataset_errors_name_the_path(tmp_path) -> None:
     record = synthetic_records(1)[0]
     with pytest.raises(InputError, match="record 'rec000': atom37 has shape"):
         ProteinRecord(**{**record.__dict__, "atom37": record.atom37[:-1]})
+    with pytest.raises(InputError, match="record 'rec000': weight must be finite and >= 0"):
+        ProteinRecord(**{**record.__dict__, "weight": -1.0})
     with pytest.raises(InputError, match="chain_index out of range"):
         ProteinRecord(**{**record.__dict__, "chain_ids": ()})
 

@@ -128,8 +128,9 @@ def test_ingest_complexes_and_workers(structures, tmp_path) -> None:
     a = json.loads((tmp_path / "par" / "index.json").read_text())
     b = json.loads((serial / "index.json").read_text())
     assert a["records"] == b["records"]  # the number of workers does not change the dataset
-    capped = ingest_structures(structures, tmp_path / "x", IngestConfig(max_length=14), progress=False)
+    capped = ingest_structures(structures, tmp_path / "x", IngestConfig(max_length=14, weight=2.0), progress=False)
     assert (capped.n_records, capped.filtered) == (2, 2)  # 2bbb (15 residues) and 3ccc (too short) left out
+    assert ProteinDataset(tmp_path / "x").weights.tolist() == [2.0, 2.0]
 
 
 def test_manifest_errors(structures, tmp_path) -> None:

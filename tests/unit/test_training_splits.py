@@ -97,3 +97,15 @@ def test_split_methods_on_a_dataset(tmp_path) -> None:
         split_dataset(ProteinDataset(no_labels), apply_overrides(cfg, ["data.split.method=column"]).data)
     with pytest.raises(ConfigError, match="data.path is not set"):
         build_protein_data(cfg)
+
+
+def test_record_weights_scale_sampling(tmp_path) -> None:
+    records = synthetic_records(12)
+    object.__setattr__(records[3], "weight", 0.0)  # never drawn
+    object.__setattr__(records[5], "weight", 50.0)  # drawn far more often than its cluster alone implies
+    write_dataset(records, tmp_path)
+    cfg = apply_overrides(TrainConfig(), ["data.split.method=none", "data.batch_size=4", "data.epoch_size=400"])
+    data = build_protein_data(cfg, dataset=ProteinDataset(tmp_path))
+    drawn = [int(i) for b in data.train.sampler.epoch_batches(0) for i in b[:, 0]]
+    counts = np.bincount(drawn, minlength=12)
+    assert counts[3] == 0 and counts[5] > 0.5 * len(drawn)

@@ -174,6 +174,7 @@ class IngestConfig:
     min_length: int = 10  # records with fewer residues with a C-alpha are left out
     max_length: int = 0  # records longer than this are left out; 0 = no limit (crops handle long ones)
     model: int = 1  # model number in multi-model files (NMR)
+    weight: float = 1.0  # sampling weight of every record ingested (e.g. > 1 to upsample experimental data)
     shard_size: int = 1000  # records per shard file
     workers: int = 1  # parallel reading processes
     manifest: str = ""  # optional TSV with a row per file giving cluster and split labels
@@ -187,6 +188,7 @@ class IngestConfig:
         _require(self.model >= 1, f"model must be >= 1, got {self.model}")
         _require(self.shard_size > 0, f"shard_size must be > 0, got {self.shard_size}")
         _require(self.workers > 0, f"workers must be > 0, got {self.workers}")
+        _require(self.weight >= 0, f"weight must be >= 0, got {self.weight}")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class ProteinRecord:
     source: str = ""
     cluster: str = ""
     split: str = ""
+    weight: float = 1.0  # relative sampling weight (multiplies the cluster weighting), e.g. to upsample a source
 
     def __post_init__(self) -> None:
         n = len(self.sequence)
@@ -69,6 +70,8 @@ class ProteinRecord:
             got = getattr(self, name).shape
             if got != shape:
                 raise InputError(f"record {self.name!r}: {name} has shape {got}, expected {shape}")
+        if not (self.weight >= 0 and np.isfinite(self.weight)):
+            raise InputError(f"record {self.name!r}: weight must be finite and >= 0, got {self.weight}")
         if n and (self.chain_index.min() < 0 or self.chain_index.max() >= len(self.chain_ids)):
             raise InputError(f"record {self.name!r}: chain_index out of range for chains {self.chain_ids}")
 
@@ -149,6 +152,7 @@ class ShardWriter:
                     "chain_lengths": lengths,
                     "cluster": r.cluster,
                     "split": r.split,
+                    "weight": r.weight,
                 }
             )
             offset += r.length
@@ -231,6 +235,11 @@ class ProteinDataset:
         return [e["cluster"] or e["name"] for e in self.entries]
 
     @property
+    def weights(self) -> np.ndarray:
+        """Per-record sampling weight from ingestion (1 unless set)."""
+        return np.array([float(e.get("weight", 1.0)) for e in self.entries])
+
+    @property
     def splits(self) -> list[str]:
         return [e["split"] for e in self.entries]
 
@@ -269,6 +278,7 @@ class ProteinDataset:
             source=e["source"],
             cluster=e["cluster"],
             split=e["split"],
+            weight=float(e.get("weight", 1.0)),
         )
 
     def __getstate__(self) -> dict[str, Any]:  # handles are per process

@@ -149,6 +149,7 @@ def _records_from_file(path: Path, config: IngestConfig, cluster: str, split: st
                 source=str(path),
                 cluster=cluster,
                 split=split,
+                weight=config.weight,
             )
         )
     return _FileResult(records, None, filtered)

@@ -225,7 +225,7 @@ def train(
 
     # ---- resume --------------------------------------------------------------------------------------
     start_step, position, last_ckpt = 0, SamplerPosition(), None
-    tokens_seen = 0
+    tokens_seen = skipped = 0
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
     if not cfg.resume and list_checkpoints(ckpt_root):
         raise ConfigError(f"{ckpt_root} holds checkpoints but resume=false: use another out_dir or resume=true")
@@ -242,6 +242,7 @@ def train(
         start_step = ckpt.step
         position = SamplerPosition.from_dict(ckpt.trainer_state["sampler"])
         tokens_seen = int(ckpt.trainer_state.get("tokens_seen", 0))
+        skipped = int(ckpt.trainer_state.get("skipped_steps", 0))
         last_ckpt = latest
         changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
         changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
@@ -269,6 +270,7 @@ def train(
         trainer_state = {
             "sampler": position.to_dict(),
             "tokens_seen": tokens_seen,
+            "skipped_steps": skipped,
             "config": config_to_dict(cfg),
             "config_class": f"{type(cfg).__module__}.{type(cfg).__qualname__}",
         }
@@ -291,7 +293,6 @@ def train(
     grad_norm_sum, n_steps = torch.zeros((), device=device), 0
     train_loss: float | None = None
     valid: dict[str, float] | None = None
-    skipped = 0
     try:
         for step in range(start_step, cfg.max_steps):
             step_data = next(steps)
@@ -307,6 +308,7 @@ def train(
                 meter.add({"loss": loss, **metrics}, 1.0)
                 interval_tokens += int(getattr(batch, "n_tokens", 0))
             grad_norm = D.clip_grad_norm(params, cfg.optim.grad_clip)
+            # one host sync per step; the norm is the same on every process, so all skip together
             if torch.isfinite(grad_norm):
                 optimizer.step()
             else:
@@ -355,6 +357,7 @@ def train(
 
             if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or last:
                 last_ckpt = checkpoint(done)
+                interval_start = time.perf_counter()  # neither does checkpointing
     finally:
         bar.close()
         logger.close()

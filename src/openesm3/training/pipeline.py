@@ -3,7 +3,8 @@
 Steps: open the shard dataset, split it (:mod:`openesm3.training.splits`), weight the training records
 (inverse cluster size by default, so e.g. the 46 T4-lysozyme files of cluster ``107l`` in the dev set count
 as one cluster), and build length-bucketed samplers over cropped lengths whose batches split evenly over
-processes and gradient-accumulation micro-batches.
+processes and gradient-accumulation micro-batches. A record's sampling weight is its cluster weight times
+the weight given at ingestion.
 """
 
 from __future__ import annotations
@@ -76,13 +77,14 @@ def build_protein_data(
             raise ConfigError("data.path is not set: give the directory of an ingested dataset")
         dataset = ProteinDataset(data.path)
     train_set, valid_set, train_clusters = split_dataset(dataset, data)
+    weights = sampling_weights(train_clusters, data.weighting) * train_set.weights
     fetch_train = CroppedRecords(train_set, data.crop_length, data.complex_crop, data.interface_distance)
     sampler = LengthBucketSampler(
         np.minimum(train_set.lengths, data.crop_length),
         batch_size=data.batch_size,
         max_tokens=data.max_tokens,
         boundaries=data.bucket_boundaries,
-        weights=sampling_weights(train_clusters, data.weighting),
+        weights=weights,
         multiple_of=world_size * config.grad_accum,
         seed=config.seed,
         epoch_size=data.epoch_size,
