@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from openesm3.training.data import write_dataset
 from openesm3.training.logging import read_metrics
-from training_fixtures import main as train_tiny
-from training_fixtures import synthetic_records
+from tests.training_fixtures import main as train_tiny
+from tests.training_fixtures import synthetic_records
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "tests" / "training_fixtures.py"

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_data
 from openesm3.training.config import IngestConfig, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset
 from openesm3.training.ingest import ingest_structures
 from openesm3.training.logging import read_metrics
 from openesm3.training.loop import seed_everything, train
 from openesm3.training.pipeline import build_protein_data
-from training_fixtures import TinyModel, tiny_loss
+from tests.conftest import shared_data
+from tests.training_fixtures import TinyModel, tiny_loss
 
 FILES = ("1a2p", "1a62", "1a8u", "1aho", "1ab9", "1agj")  # single chains, homo-oligomers, a 4-chain complex
 

@@ -21,7 +21,7 @@ from openesm3.training.data import (
     write_dataset,
 )
 from openesm3.training.sampler import SampleRef
-from training_fixtures import synthetic_record, synthetic_records
+from tests.training_fixtures import synthetic_record, synthetic_records
 
 
 def _same(a: ProteinRecord, b: ProteinRecord) -> None:

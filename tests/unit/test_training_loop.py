@@ -16,7 +16,7 @@ from openesm3.training.logging import read_metrics
 from openesm3.training.loop import seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.schedules import WarmupCosineSchedule
-from training_fixtures import TinyModel, synthetic_records, tiny_loss
+from tests.training_fixtures import TinyModel, synthetic_records, tiny_loss
 
 BASE = [
     "max_steps=12",

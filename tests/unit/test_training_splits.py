@@ -15,7 +15,7 @@ from openesm3.training.splits import (
     valid_by_cluster,
     valid_by_column,
 )
-from training_fixtures import synthetic_records
+from tests.training_fixtures import synthetic_records
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
