@@ -16,6 +16,7 @@ from openesm3.training.data import (
     DatasetError,
     ProteinDataset,
     ProteinRecord,
+    ShardWriter,
     collate_proteins,
     sequence_to_ids,
     write_dataset,
@@ -50,6 +51,17 @@ def test_shards_round_trip(tmp_path) -> None:
     assert len(sub) == 2 and sub.lengths.tolist() == [records[10].length, records[4].length]
     _same(sub[1], records[4])
     assert ds.clusters[0] == "c0" and ds.clusters[30 % 11] == records[30 % 11].cluster
+
+
+def test_rewriting_a_dataset_replaces_it(tmp_path) -> None:
+    write_dataset(synthetic_records(9), tmp_path, shard_size=3)
+    writer = ShardWriter(tmp_path, shard_size=3)  # a new ingestion into the same directory ...
+    for record in synthetic_records(4, seed=1):
+        writer.add(record)  # ... interrupted before close(): no index, so no mix of old and new
+    with pytest.raises(DatasetError, match="no dataset index"):
+        ProteinDataset(tmp_path)
+    write_dataset(synthetic_records(4, seed=1), tmp_path, shard_size=3)
+    assert len(ProteinDataset(tmp_path)) == 4 and len(list(tmp_path.glob("shard_*"))) == 2
 
 
 def test_dataset_errors_name_the_path(tmp_path) -> None:

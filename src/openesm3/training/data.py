@@ -102,13 +102,20 @@ class ProteinRecord:
 
 
 class ShardWriter:
-    """Accumulates records and writes shards of ``shard_size`` records; :meth:`close` writes the index last."""
+    """Accumulates records and writes shards of ``shard_size`` records; :meth:`close` writes the index last.
+
+    A dataset already in ``out_dir`` is replaced: its index is removed first, so an interrupted write leaves
+    a directory without index (refused by :class:`ProteinDataset`), never an old index over new shards.
+    """
 
     def __init__(self, out_dir: str | Path, *, shard_size: int = 1000) -> None:
         if shard_size <= 0:
             raise ValueError(f"shard_size must be > 0, got {shard_size}")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / INDEX_FILE).unlink(missing_ok=True)
+        for old in self.out_dir.glob("shard_*.safetensors"):
+            old.unlink()
         self.shard_size = shard_size
         self.entries: list[dict[str, Any]] = []
         self.shards: list[str] = []
