@@ -84,6 +84,7 @@ def test_file_cut_in_the_middle_of_a_record(tmp_path: Path) -> None:
         ((46, 54), "     nan", "z coordinate 'nan' is not finite"),
         ((54, 60), "  1.x0", "occupancy '1.x0' is not a number"),
         ((22, 26), "  1?", "residue number '1?' is not an integer"),
+        ((38, 46), "        ", "y coordinate (blank) is not a number"),
     ],
 )
 def test_non_numeric_fields_give_the_line(tmp_path: Path, columns: tuple[int, int], bad: str, what: str) -> None:
@@ -99,6 +100,10 @@ def test_unknown_chain_lists_the_available_ones() -> None:
     _expect(path, "chain 'Z' not found", "protein chains: 'A', 'B'", chains=["Z"])
     with pytest.raises(StructureFileError, match="chain 'Q' not found"):
         load_chain(path, "Q")
+
+
+def test_empty_chain_selection() -> None:
+    _expect(STRUCTURES / "2ZTA.pdb.gz", "no chain ids given", "'A', 'B'", chains=[])
 
 
 @pytest.mark.parametrize("model", [0, 2, -1])

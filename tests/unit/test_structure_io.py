@@ -268,3 +268,34 @@ def test_copy_under_another_directory_keeps_the_file_stem_as_name(tmp_path: Path
     target = tmp_path / "my_protein.ent.gz"
     shutil.copy(STRUCTURES / "1a62.pdb.gz", target)
     assert load_chain(target).name == "my_protein"
+
+
+def test_crlf_short_records_and_hybrid36_numbers(tmp_path: Path) -> None:
+    text = gzip.decompress((STRUCTURES / "2ZTA.pdb.gz").read_bytes()).decode()
+    reference = load_structure(STRUCTURES / "2ZTA.pdb.gz")
+    crlf = tmp_path / "crlf.pdb"
+    crlf.write_bytes(text.replace("\n", "\r\n").encode())
+    assert_same_chains(reference, load_structure(crlf), atol=0)
+    # Records cut right after the coordinates (no occupancy, B-factor, element): occupancy 1, B-factor 0.
+    short = tmp_path / "short.pdb"
+    short.write_text("\n".join(line[:54] if line.startswith("ATOM") else line for line in text.splitlines()))
+    chain = load_chain(short)
+    assert_same_chains(reference.select(["A"]), load_structure(short, chains=["A"]), atol=0)
+    assert (chain.b_factor[chain.atom37_mask] == 0).all()
+    # Hybrid-36 residue numbers, as written past 9999 residues: "A000" is 10000.
+    lines = [line for line in text.splitlines() if line.startswith("ATOM") and line[21] == "A"]
+    first_res = lines[0][22:26]
+    renumbered = [line[:22] + ("A000" if line[22:26] == first_res else line[22:26]) + line[26:] for line in lines]
+    h36 = tmp_path / "h36.pdb"
+    h36.write_text("\n".join(renumbered) + "\n")
+    assert load_chain(h36).residue_index[0] == 10000
+
+
+def test_modified_residues_keep_only_their_parents_atoms() -> None:
+    # SCH (S-methylthiocysteine) has SD and CE beyond cysteine's atoms; read as C, it keeps N CA C O CB SG.
+    chain = load_chain(STRUCTURES / "1fxd.pdb.gz")
+    i = int(np.flatnonzero(chain.residue_name == "SCH")[0])
+    assert {RC.ATOM37_NAMES[k] for k in np.flatnonzero(chain.atom37_mask[i])} <= {"N", "CA", "C", "O", "CB", "SG"}
+    assert chain.atom37_mask[i, RC.ATOM37_ORDER["SG"]]
+    union = {atom for atoms in RC.RESIDUE_HEAVY_ATOMS.values() for atom in atoms}
+    assert union == set(RC.ATOM37_NAMES)  # atom37 is exactly the union of the 20 residues' heavy atoms

@@ -28,7 +28,7 @@ from openesm3.errors import StructureFileError
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.chain import ProteinChain
 from openesm3.structure.complex import ProteinComplex
-from openesm3.structure.records import AtomRecords
+from openesm3.structure.records import AtomRecords, unique_strings
 
 _NO_ALTLOC = ("", " ", ".", "?")
 
@@ -70,8 +70,8 @@ def _altloc_keep(altloc: np.ndarray, occupancy: np.ndarray, residue: np.ndarray)
 
 def _atom_slots(atom_name: np.ndarray, res_name: np.ndarray) -> np.ndarray:
     """[N] int atom37 slot of each atom, -1 when its name has none."""
-    uniq, inverse = np.unique(atom_name, return_inverse=True)
-    slots = np.array([RC.ATOM37_ORDER.get(str(name), -1) for name in uniq], dtype=np.int64)[inverse.reshape(-1)]
+    uniq, inverse = unique_strings(atom_name)
+    slots = np.array([RC.ATOM37_ORDER.get(str(name), -1) for name in uniq], dtype=np.int64)[inverse]
     for (res, atom), target in RC.SELENIUM_TO_SULFUR.items():
         slots[(res_name == res) & (atom_name == atom)] = RC.ATOM37_ORDER[target]
     return slots
@@ -134,16 +134,18 @@ def assemble(
         raise StructureFileError(
             source, f"model {model!r} not found: the file has {n_models} model(s), numbered 1..{n_models} in file order"
         )
-    rec = records.take(records.model == model)
+    rec = records if n_models == 1 else records.take(records.model == model)
     residue = np.cumsum(_residue_starts(rec)) - 1
-    rec = rec.take(_altloc_keep(rec.altloc, rec.occupancy, residue))
+    keep_atoms = _altloc_keep(rec.altloc, rec.occupancy, residue)
+    if not keep_atoms.all():
+        rec = rec.take(keep_atoms)
 
     starts = _residue_starts(rec)
     residue = np.cumsum(starts) - 1
     first = np.flatnonzero(starts)
     res_name = rec.res_name[first]
-    names, name_inverse = np.unique(res_name, return_inverse=True)
-    known_aa = np.array([RC.is_amino_acid(str(n)) for n in names], dtype=bool)[name_inverse.reshape(-1)]
+    names, name_inverse = unique_strings(res_name)
+    known_aa = np.array([RC.is_amino_acid(str(n)) for n in names], dtype=bool)[name_inverse]
     # An ATOM residue with a peptide backbone is protein whatever its name (an unknown name reads as X).
     backbone = np.zeros((len(first), 3), dtype=bool)
     for k, atom in enumerate(("N", "CA", "C")):
@@ -154,11 +156,27 @@ def assemble(
             source, f"no protein residues in model {model} (residues found: {_describe_residues(res_name)})"
         )
 
+    aa_names = res_name[is_aa]
+    uniq_aa, aa_inverse = unique_strings(aa_names)
+    letters = np.array(
+        [RC.one_letter_code(str(n)) if RC.is_amino_acid(str(n)) else RC.UNKNOWN_ONE_LETTER for n in uniq_aa],
+        dtype="<U1",
+    )[aa_inverse]
+
     # atom37 of every amino-acid residue (ligands filtered below need their N and C coordinates).
     aa_index = np.cumsum(is_aa) - 1
     n_aa = int(is_aa.sum())
     slots = _atom_slots(rec.atom_name, rec.res_name)
     use = is_aa[residue] & (slots >= 0)
+    # A modified residue keeps only its parent's atoms (e.g. no SD/CE on a modified cysteine).
+    parent_letters, parent_mask = RC.parent_atom_mask()
+    uniq_letters, letter_inverse = unique_strings(letters)
+    row_of_letter = [parent_letters.find(x) if x in parent_letters else len(parent_letters) - 1 for x in uniq_letters]
+    row = np.asarray(row_of_letter, dtype=np.int64)[letter_inverse]
+    modified = ~np.array([str(n) in RC.RESTYPE_3TO1 for n in uniq_aa], dtype=bool)[aa_inverse]
+    atom_res = aa_index[residue]
+    check = use & modified[atom_res]
+    use[check] = parent_mask[row[atom_res[check]], slots[check]]
     flat = aa_index[residue[use]] * RC.N_ATOM37 + slots[use]
     flat_unique, first_use = np.unique(flat, return_index=True)  # a duplicated atom name: the first counts
     flat_atom37 = np.full((n_aa * RC.N_ATOM37, 3), np.nan, dtype=np.float32)
@@ -179,17 +197,13 @@ def assemble(
             f"({_describe_residues(res_name[is_aa])}), read as ligands",
         )
 
-    aa_names = res_name[is_aa]
-    uniq_aa, aa_inverse = np.unique(aa_names, return_inverse=True)
-    letters = np.array(
-        [RC.one_letter_code(str(n)) if RC.is_amino_acid(str(n)) else RC.UNKNOWN_ONE_LETTER for n in uniq_aa],
-        dtype="<U1",
-    )[aa_inverse.reshape(-1)]
     res_id = rec.res_id[aa_first]
     ins_code = rec.ins_code[aa_first]
 
     available: list[str] = list(dict.fromkeys(chain_id[keep].tolist()))
     wanted = available if chains is None else list(dict.fromkeys(chains))
+    if not wanted:
+        raise StructureFileError(source, f"no chain ids given; protein chains: {', '.join(map(repr, available))}")
     missing = [c for c in wanted if c not in available]
     if missing:
         shown = ", ".join(repr(c) for c in available)

@@ -58,14 +58,15 @@ def _numbers(
     try:
         out: np.ndarray = np.asarray(filled).astype(dtype)
     except ValueError:
-        for row, item in enumerate(np.asarray(filled).tolist()):
+        items = np.asarray(filled).tolist()
+        out = np.empty(len(items), dtype=dtype)
+        for row, item in enumerate(items):  # error path only: find and name the offending row
             try:
-                dtype(item)
+                out[row] = dtype(item)
             except ValueError:
                 raise StructureFileError(
                     source, f"atom_site row {row + 1}: {names[0]} {str(item)!r} is not a number"
                 ) from None
-        raise  # pragma: no cover - numpy and Python disagree
     if default is not None:
         out[missing] = default
     if dtype is float and not np.isfinite(out).all():

@@ -1,7 +1,7 @@
 """Vectorised reader of PDB-format atom records (``ATOM``/``HETATM``, ``MODEL``), fixed columns.
 
 The whole file is one ``uint8`` buffer; line starts come from the newline positions and every field is a
-column slice of an ``[N, 80]`` byte matrix, so no Python code runs per atom. Numbers are converted by numpy;
+column slice of an ``[N, 66]`` byte matrix, so no Python code runs per atom. Numbers are converted by numpy;
 only when a conversion fails does a Python loop look for the offending line, to name it in the error.
 Columns (1-based, wwPDB v3.3): record 1-6, name 13-16, altLoc 17, resName 18-20 (21 is read too, for
 4-character names), chainID 22, resSeq 23-26 (hybrid-36 beyond 9999), iCode 27, x/y/z 31-54, occupancy
@@ -20,14 +20,14 @@ _SPACE = 32
 _MIN_ATOM_LINE = 54  # a record must at least reach the end of the z coordinate
 
 
-def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, first: int, stop: int) -> np.ndarray:
-    """Bytes ``first:stop`` of each line as an [n, stop-first] uint8 matrix, spaces beyond a line's end."""
-    cols = np.arange(first, stop)
-    out = buf[np.minimum(starts[:, None] + cols[None, :], buf.size - 1)]
-    short = np.flatnonzero(lengths < stop)  # only these lines need padding
+def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """The first ``width`` bytes of each line as an [n, width] uint8 matrix, spaces beyond a line's end."""
+    padded = np.concatenate([buf, np.full(width, _SPACE, dtype=np.uint8)])
+    out = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]  # row copies, no per-byte indexing
+    short = np.flatnonzero(lengths < width)  # only these lines need padding
     if len(short):
         block = out[short]
-        block[cols[None, :] >= lengths[short, None]] = _SPACE
+        block[np.arange(width)[None, :] >= lengths[short, None]] = _SPACE
         out[short] = block
     return out
 
@@ -38,10 +38,20 @@ def _as_bytes(block: np.ndarray) -> np.ndarray:
     return block.view(f"S{block.shape[1]}").reshape(-1)
 
 
+_BYTE_TO_STR = np.array([chr(i).strip() for i in range(256)], dtype="<U1")
+
+
 def _strings(block: np.ndarray) -> np.ndarray:
-    """[n, w] uint8 -> [n] stripped str, decoding each distinct value once."""
-    uniq, inverse = np.unique(_as_bytes(block), return_inverse=True)
-    decoded = np.array([u.decode("latin-1").strip() for u in uniq], dtype=f"U{max(block.shape[1], 1)}")
+    """[n, w] uint8 -> [n] stripped str; each distinct value is decoded once (w <= 8)."""
+    n, width = block.shape
+    if width == 1:
+        return _BYTE_TO_STR[block[:, 0]]
+    wide = 4 if width <= 4 else 8
+    padded = np.zeros((n, wide), dtype=np.uint8)
+    padded[:, :width] = block
+    codes = padded.view(np.uint32 if wide == 4 else np.uint64).reshape(-1)  # sorting ints beats sorting strings
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    decoded = np.array([bytes(block[i]).decode("latin-1").strip() for i in first], dtype=f"<U{width}")
     return decoded[inverse.reshape(-1)]
 
 
@@ -50,24 +60,22 @@ def _floats(
 ) -> np.ndarray:
     """[n, w] uint8 -> [n] float64; blank fields get ``default`` (an error when None)."""
     raw = _as_bytes(block)
-    blank = (block == _SPACE).all(axis=1)
-    if default is not None and blank.any():
-        raw = np.where(blank, b"0", raw)
     try:
-        values = raw.astype(np.float64)
+        values = raw.astype(np.float64)  # a blank field raises too
     except ValueError:
-        values = None
-    if values is None or (default is None and blank.any()):
-        for i, item in enumerate(raw):
+        blank = (block == _SPACE).all(axis=1)
+        if default is not None and blank.any():
+            values = np.full(len(block), default, dtype=np.float64)
+            values[~blank] = _floats(block[~blank], what, lines[~blank], source)
+            return values
+        values = np.empty(len(raw))
+        for i, item in enumerate(raw):  # error path only: find and name the offending line
             text = item.decode("latin-1").strip()
             try:
-                float(text)
+                values[i] = float(text)
             except ValueError:
-                shown = text if text else "a blank field"
-                raise StructureFileError(source, f"line {lines[i]}: {what} {shown!r} is not a number") from None
-        raise AssertionError("unreachable: numpy rejected a field that Python accepts")  # pragma: no cover
-    if default is not None:
-        values[blank] = default
+                shown = repr(text) if text else "(blank)"
+                raise StructureFileError(source, f"line {lines[i]}: {what} {shown} is not a number") from None
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -77,10 +85,13 @@ def _floats(
 
 def _residue_numbers(block: np.ndarray, lines: np.ndarray, source: str) -> np.ndarray:
     """resSeq column -> [n] int64; decimal, or hybrid-36 as written past 9999 residues."""
-    uniq, first, inverse = np.unique(_as_bytes(block), return_index=True, return_inverse=True)
-    values = np.empty(len(uniq), dtype=np.int64)
-    for k, item in enumerate(uniq):  # one iteration per distinct residue number, not per atom
-        text = item.decode("latin-1").strip()
+    try:
+        return _as_bytes(block).astype(np.int64)
+    except ValueError:
+        pass
+    values = np.empty(len(block), dtype=np.int64)
+    for k, row in enumerate(block):  # rare path: hybrid-36 numbers or an error to locate
+        text = bytes(row).decode("latin-1").strip()
         try:
             values[k] = int(text)
             continue
@@ -91,11 +102,9 @@ def _residue_numbers(block: np.ndarray, lines: np.ndarray, source: str) -> np.nd
 
             values[k] = decode_hybrid36(text)
         except Exception:  # noqa: BLE001 - biotite raises ValueError or KeyError for garbage
-            shown = text if text else "a blank field"
-            raise StructureFileError(
-                source, f"line {lines[first[k]]}: residue number {shown!r} is not an integer"
-            ) from None
-    return values[inverse.reshape(-1)]
+            shown = repr(text) if text else "(blank)"
+            raise StructureFileError(source, f"line {lines[k]}: residue number {shown} is not an integer") from None
+    return values
 
 
 def parse_pdb(data: bytes, source: str) -> AtomRecords:
@@ -123,7 +132,7 @@ def parse_pdb(data: bytes, source: str) -> AtomRecords:
         lengths = lengths - ((lengths > 0) & (buf[np.maximum(ends - 1, 0)] == 13))  # CRLF files
     line_numbers = np.arange(1, len(starts) + 1)
 
-    head = _gather(buf, starts, lengths, 0, 6) if len(starts) else np.zeros((0, 6), np.uint8)
+    head = _gather(buf, starts, lengths, 6) if len(starts) else np.zeros((0, 6), np.uint8)
     head_text = _as_bytes(head) if len(starts) else np.zeros(0, "S6")
     is_hetatm = head_text == b"HETATM"
     is_atom = (head_text.astype("S4") == b"ATOM") | is_hetatm
@@ -143,7 +152,7 @@ def parse_pdb(data: bytes, source: str) -> AtomRecords:
             f"line {lines[i]}: truncated {'HETATM' if is_hetatm[atom_rows[i]] else 'ATOM'} record "
             f"({a_lengths[i]} characters; the coordinates end at column {_MIN_ATOM_LINE})",
         )
-    m = _gather(buf, a_starts, a_lengths, 0, _LAST_COLUMN)
+    m = _gather(buf, a_starts, a_lengths, _LAST_COLUMN)
 
     coord = np.stack(
         [
@@ -153,15 +162,21 @@ def parse_pdb(data: bytes, source: str) -> AtomRecords:
         ],
         axis=1,
     )
+    # Residue fields (columns 18-27) are decoded once per run of atoms with identical bytes there.
+    key = m[:, 17:27]
+    run_start = np.ones(len(m), dtype=bool)
+    run_start[1:] = (key[1:] != key[:-1]).any(axis=1)
+    run_first = np.flatnonzero(run_start)
+    run = np.cumsum(run_start) - 1
     return AtomRecords(
         model=model,
         hetero=is_hetatm[atom_rows],
         atom_name=_strings(m[:, 12:16]),
         altloc=_strings(m[:, 16:17]),
-        res_name=_strings(m[:, 17:21]),
-        chain_id=_strings(m[:, 21:22]),
-        res_id=_residue_numbers(m[:, 22:26], lines, source),
-        ins_code=_strings(m[:, 26:27]),
+        res_name=_strings(m[run_first, 17:21])[run],
+        chain_id=_strings(m[run_first, 21:22])[run],
+        res_id=_residue_numbers(m[run_first, 22:26], lines[run_first], source)[run],
+        ins_code=_strings(m[run_first, 26:27])[run],
         coord=coord,
         occupancy=_floats(m[:, 54:60], "occupancy", lines, source, default=1.0),
         b_factor=_floats(m[:, 60:66], "B-factor", lines, source, default=0.0),

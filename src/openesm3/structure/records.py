@@ -54,3 +54,26 @@ class AtomRecords:
     @property
     def n_models(self) -> int:
         return int(self.model.max()) if len(self) else 0
+
+
+def unique_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for a str array, faster for short ASCII strings.
+
+    Strings of up to 4 (8) ASCII characters are packed into one uint32 (uint64) each, and integers sort much
+    faster than strings. The unique values come out in code order, not alphabetical order.
+    """
+    values = np.asarray(values)
+    width = values.dtype.itemsize // 4 if values.dtype.kind == "U" else 0
+    if values.size == 0 or width == 0 or width > 8:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    points = np.ascontiguousarray(values).view(np.uint32).reshape(len(values), width)
+    if points.max() > 127:  # not ASCII
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    wide = 4 if width <= 4 else 8
+    packed = np.zeros((len(values), wide), dtype=np.uint8)
+    packed[:, :width] = points
+    codes = packed.view(np.uint32 if wide == 4 else np.uint64).reshape(-1)
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return values[first], inverse.reshape(-1)

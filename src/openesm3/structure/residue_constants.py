@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 # --------------------------------------------------------------------------------------------------------
 # atom37 (spec §12): one slot per heavy-atom name that occurs in the 20 standard residues, plus OXT.
 # O sits at index 4, after CB.
@@ -37,6 +39,31 @@ RESTYPE_3TO1: dict[str, str] = {
     "THR": "T", "TRP": "W", "TYR": "Y", "VAL": "V",
 }  # fmt: skip
 RESTYPE_1TO3: dict[str, str] = {one: three for three, one in RESTYPE_3TO1.items()}
+# Heavy atoms of the 20 standard residues (IUPAC/CCD names; every residue may also carry the terminal OXT).
+# A modified residue read as its parent keeps only the parent's atoms (e.g. SCH's extra SD/CE are dropped).
+RESIDUE_HEAVY_ATOMS: dict[str, tuple[str, ...]] = {
+    "ALA": ("CB",),
+    "ARG": ("CB", "CG", "CD", "NE", "CZ", "NH1", "NH2"),
+    "ASN": ("CB", "CG", "OD1", "ND2"),
+    "ASP": ("CB", "CG", "OD1", "OD2"),
+    "CYS": ("CB", "SG"),
+    "GLN": ("CB", "CG", "CD", "OE1", "NE2"),
+    "GLU": ("CB", "CG", "CD", "OE1", "OE2"),
+    "GLY": (),
+    "HIS": ("CB", "CG", "ND1", "CD2", "CE1", "NE2"),
+    "ILE": ("CB", "CG1", "CG2", "CD1"),
+    "LEU": ("CB", "CG", "CD1", "CD2"),
+    "LYS": ("CB", "CG", "CD", "CE", "NZ"),
+    "MET": ("CB", "CG", "SD", "CE"),
+    "PHE": ("CB", "CG", "CD1", "CD2", "CE1", "CE2", "CZ"),
+    "PRO": ("CB", "CG", "CD"),
+    "SER": ("CB", "OG"),
+    "THR": ("CB", "OG1", "CG2"),
+    "TRP": ("CB", "CG", "CD1", "CD2", "NE1", "CE2", "CE3", "CZ2", "CZ3", "CH2"),
+    "TYR": ("CB", "CG", "CD1", "CD2", "CE1", "CE2", "CZ", "OH"),
+    "VAL": ("CB", "CG1", "CG2"),
+}
+RESIDUE_HEAVY_ATOMS = {name: ("N", "CA", "C", "O", *side, "OXT") for name, side in RESIDUE_HEAVY_ATOMS.items()}
 UNKNOWN_RESIDUE_NAME = "UNK"  # written for any one-letter code outside the 20 (spec §12 uses it for SASA too)
 UNKNOWN_ONE_LETTER = "X"
 # Protonation-state names written by molecular-dynamics force fields (AMBER, CHARMM). They are not CCD amino
@@ -108,3 +135,14 @@ def one_letter_code(res_name: str) -> str:
 def three_letter_code(one_letter: str) -> str:
     """Residue name written for a one-letter code: the standard name, or UNK outside the 20."""
     return RESTYPE_1TO3.get(one_letter, UNKNOWN_RESIDUE_NAME)
+
+
+@functools.lru_cache(maxsize=1)
+def parent_atom_mask() -> tuple[str, np.ndarray]:
+    """(letters, [21, 37] bool): the atom37 slots each standard residue has; the last row (X) allows all."""
+    letters = "".join(RESTYPE_3TO1[name] for name in RESIDUE_HEAVY_ATOMS) + UNKNOWN_ONE_LETTER
+    mask = np.zeros((len(letters), N_ATOM37), dtype=bool)
+    for row, atoms in enumerate(RESIDUE_HEAVY_ATOMS.values()):
+        mask[row, [ATOM37_ORDER[a] for a in atoms]] = True
+    mask[-1] = True
+    return letters, mask

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 SASA_PROBE_RADIUS = 1.4  # biotite default, used by the reference (spec §12)
 SASA_POINTS = 1000  # biotite default, used by the reference (spec §12)
-PROTOR_DEFAULT_RADIUS = 1.8  # biotite's fallback for atoms ProtOr has no radius for (e.g. residues named UNK)
+# biotite's fallback for atoms ProtOr has no radius for (residues named UNK). For an atom name its residue does
+# not have, biotite raises KeyError (so would the reference); we use the same fallback instead.
+PROTOR_DEFAULT_RADIUS = 1.8
 
 
 def _protor_radii(res_names: np.ndarray, atom_names: np.ndarray) -> np.ndarray:
@@ -32,7 +34,10 @@ def _protor_radii(res_names: np.ndarray, atom_names: np.ndarray) -> np.ndarray:
     radii = np.empty(len(uniq), dtype=np.float32)
     for k, pair in enumerate(uniq.tolist()):  # one lookup per distinct (residue, atom) name pair
         res, atom = pair.split(":")
-        radius = vdw_radius_protor(res, atom)
+        try:
+            radius = vdw_radius_protor(res, atom)
+        except KeyError:  # an atom name the residue does not have (e.g. ILE "CD" in old files): default radius
+            radius = None
         radii[k] = PROTOR_DEFAULT_RADIUS if radius is None else radius
     return radii[inverse.reshape(-1)]
 
