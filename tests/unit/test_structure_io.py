@@ -180,6 +180,18 @@ def test_altloc_rule_on_synthetic_records(tmp_path: Path, altlocs: list, expecte
     assert chain.atom37[0, RC.ATOM_CA, 0] == pytest.approx(expected_x)
 
 
+def test_microheterogeneity_takes_the_residue_name_of_the_chosen_altloc(tmp_path: Path) -> None:
+    gly = [("N", (0.0, 1.4, 0.0)), ("CA", (0.0, 0.0, 0.0)), ("C", (1.5, -0.5, 0.0))]
+    ala = [*gly, ("CB", (-0.5, -0.8, 1.2))]
+    lines = [_pdb_line(k + 1, n, "A", "GLY", 1, xyz, 0.4) for k, (n, xyz) in enumerate(gly)]
+    lines += [_pdb_line(k + 10, n, "B", "ALA", 1, xyz, 0.6) for k, (n, xyz) in enumerate(ala)]
+    path = tmp_path / "micro.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    chain = load_chain(path)
+    assert chain.sequence == "A" and chain.residue_name.tolist() == ["ALA"]
+    assert chain.atom37_mask[0, RC.ATOM_CB]
+
+
 def test_waters_and_amino_acid_ligands_are_dropped() -> None:
     # 1jhg: a free L-tryptophan (HETATM TRP A 111) is bound to the trp repressor, not part of the chain.
     jhg = load_structure(STRUCTURES / "1jhg.pdb.gz")
