@@ -1,7 +1,7 @@
 """Test helpers for DSSP: a minimal PDB -> atom37 loader and the mkdssp reference table.
 
 The loader is private to the DSSP tests (the project's reader, ``openesm3.structure.io``, can replace it): biotite,
-first model, amino-acid residues including modified ones (biotite's ``filter_amino_acids``), one residue per
+first model, amino-acid residues including modified ones (biotite's CCD amino-acid names), one residue per
 (chain, resseq, icode) in file order, N/CA/C/O (and CD, to spot prolines) in their atom37 slots.
 
 Alternate locations, two rules:
@@ -15,6 +15,7 @@ altloc ids are digits (e.g. '1'/'2' in 1dos), hence the selection here.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 from collections import defaultdict
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from biotite.structure import filter_amino_acids
+from biotite.structure.info import amino_acid_names
 from biotite.structure.io.pdb import PDBFile
 
 # atom37 slots (spec §12) of the atoms DSSP reads: backbone N, CA, C, O and proline CD.
@@ -57,6 +58,18 @@ def _chosen_atoms(alt: list[str], occ: np.ndarray, names: list[str], mode: str) 
     return [k for k, x in enumerate(alt) if x in _NO_ALTLOC or x == chosen]
 
 
+@functools.cache
+def _amino_acid_names() -> frozenset[str]:
+    return frozenset(amino_acid_names())
+
+
+def _is_amino_acid(res_name: np.ndarray) -> np.ndarray:
+    """biotite's ``filter_amino_acids`` (CCD amino acids, modified ones included), looked up once per name."""
+    names, inverse = np.unique(res_name, return_inverse=True)
+    known = _amino_acid_names()
+    return np.array([name in known for name in names.tolist()], dtype=bool)[inverse.reshape(-1)]
+
+
 def _first_model_dssp_atoms(text: str) -> str:
     """The ATOM/HETATM records of the first model whose atom is one DSSP reads (4x less for biotite to parse)."""
     keep = []
@@ -77,7 +90,7 @@ def load_pdb_backbone(path: Path | str, altloc: Literal["last", "occupancy"] = "
         raw = gzip.decompress(raw)
     pdb = PDBFile.read(io.StringIO(_first_model_dssp_atoms(raw.decode("latin-1"))))
     atoms = pdb.get_structure(model=1, altloc="all", extra_fields=["occupancy"])
-    atoms = atoms[filter_amino_acids(atoms)]
+    atoms = atoms[_is_amino_acid(atoms.res_name)]
     chain_ids = atoms.chain_id.tolist()
     res_ids = atoms.res_id.tolist()
     icodes = atoms.ins_code.tolist()

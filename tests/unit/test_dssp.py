@@ -164,6 +164,24 @@ def test_first_residue_has_no_h_and_the_next_residues_h_follows_the_previous_car
     np.testing.assert_allclose(res.hydrogen[2], helix[2, 0] + co / np.linalg.norm(co), atol=1e-5)
 
 
+def test_the_first_residue_of_a_chain_takes_its_h_from_the_previous_chains_last_carbonyl() -> None:
+    # mkdssp links its whole residue list: in 1dos, residue 1 of chain B donates (-0.1 kcal/mol), impossible with
+    # H = N (the energy is then exactly 0).
+    helix = ideal_helix(10)
+    res = dssp(helix, chain_index=np.array([0] * 5 + [1] * 5))
+    co = helix[4, 2] - helix[4, 4]
+    np.testing.assert_allclose(res.hydrogen[5], helix[5, 0] + co / np.linalg.norm(co), atol=1e-5)
+    assert res.segment[5] == 1 and not res.turn[:, 2:5].any()
+
+
+def test_energy_matrix_holds_every_evaluated_pair() -> None:
+    res = dssp(ideal_hairpin(7))
+    matrix = res.energy_matrix()
+    np.testing.assert_array_equal(matrix[res.donor, res.acceptor], res.energy)
+    assert (np.diag(matrix) == 0).all()
+    assert not ((res.donor[:, None] == np.arange(1, 16)) & (res.acceptor[:, None] == np.arange(0, 15))).any()
+
+
 # ---- edge cases and errors -------------------------------------------------------------------------------------
 
 

@@ -4,10 +4,12 @@ The table holds 149,135 residues of 545 distinct files (the data README says 546
 
 mkdssp's states come from the table (blank and DSSP 4's polyproline ``P`` are coil ``C``); residues are matched by
 (chain, resseq, icode). Files are read by the test loader of ``_dssp_support`` with mkdssp's altloc rule (the last
-record of each atom wins). Measured: 149,114 of 149,133 matched residues agree (99.987 %); the 19 others sit in 3
-files whose residue set differs from mkdssp's (it drops the microheterogeneous residue 21 of 2hmz and SEP 15 of
-1KDX_B, and keeps the non-standard LOV I 6 of 2er7, which is not an amino acid for biotite); fed mkdssp's exact
-residue set, every residue agrees. With the highest-occupancy altloc rule instead, 99.970 % agree.
+record of each atom wins). Measured: 149,114 of 149,133 matched residues agree (99.987 %). The 19 others sit in 3
+files whose residue set differs from mkdssp's: it drops the microheterogeneous residue 21 of 2hmz (ILE/VAL) and
+SEP 15 of 1KDX_B, and keeps LOV I 6 of 2er7, which biotite does not count as an amino acid. Fed mkdssp's own
+residue list (a diagnostic run, not part of the suite), all residues agree but one next to 2hft A 165, which mkdssp
+labels 165A and so could not be matched. With the highest-occupancy altloc rule, 99.970 % agree; biotite's own
+altloc filters would also lose the residues of 1dos whose altloc ids are digits.
 """
 
 from __future__ import annotations

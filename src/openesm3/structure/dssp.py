@@ -150,21 +150,34 @@ def hbond_energy(
     return np.maximum(e, MIN_HBOND_ENERGY)
 
 
-def _near_pairs(ca: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _near_pairs(ca: np.ndarray, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """All (k, l), k < l, with CA-CA < 9 A (float32, as mkdssp), ordered by k then l. ``ca``: [m, 3] float32.
 
-    Candidates come from a biotite cell list (with a slightly larger radius), then the exact float32 test decides.
+    Candidates come from a biotite cell list (radius slightly above 9 A) and the exact float32 test decides. When
+    the atoms are so spread out that the cell grid would be huge, row blocks of a dense distance matrix are used.
     """
-    if ca.shape[0] < 2:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    neighbours = CellList(ca, cell_size=MINIMAL_CA_DISTANCE).get_atoms(ca, radius=MINIMAL_CA_DISTANCE + 0.01)
-    first, col = np.nonzero(neighbours > np.arange(ca.shape[0])[:, None])  # padding is -1
-    second = neighbours[first, col]
-    near = _distance(ca[first], ca[second]) < MINIMAL_CA_DISTANCE
-    first, second = first[near].astype(np.int64), second[near].astype(np.int64)
-    order = np.lexsort((second, first))
-    return first[order], second[order]
+    m = ca.shape[0]
+    first: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    second: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    n_cells = float(np.prod(np.ceil(np.ptp(ca, axis=0) / MINIMAL_CA_DISTANCE) + 1)) if m > 1 else 0.0
+    if 1 < m and n_cells <= 64 * m + 4096:
+        neighbours = CellList(ca, cell_size=MINIMAL_CA_DISTANCE).get_atoms(ca, radius=MINIMAL_CA_DISTANCE + 0.01)
+        k, col = np.nonzero(neighbours > np.arange(m)[:, None])  # padding is -1
+        partner = neighbours[k, col]
+        near = _distance(ca[k], ca[partner]) < MINIMAL_CA_DISTANCE
+        first.append(k[near])
+        second.append(partner[near])
+    else:
+        for start in range(0, m, block):
+            stop = min(start + block, m)
+            near = _distance(ca[start:stop, None, :], ca[None, start:, :]) < MINIMAL_CA_DISTANCE  # [b, m - start]
+            near &= np.arange(start, m)[None, :] > np.arange(start, stop)[:, None]
+            k, col = np.nonzero(near)
+            first.append(k + start)
+            second.append(col + start)
+    k, partner = np.concatenate(first).astype(np.int64), np.concatenate(second).astype(np.int64)
+    order = np.lexsort((partner, k))
+    return k[order], partner[order]
 
 
 def _top_two_acceptors(
