@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _dssp_support import ideal_hairpin, ideal_helix
 
 from openesm3.errors import InputError
 from openesm3.structure.dssp import (
@@ -20,6 +19,7 @@ from openesm3.structure.dssp import (
     dssp,
     hbond_energy,
 )
+from tests.unit._dssp_support import ideal_hairpin, ideal_helix
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from _dssp_support import load_pdb_backbone, read_mkdssp_table
 
-from conftest import shared_data
 from openesm3.constants import SS8_STATES
 from openesm3.structure.dssp import assign_ss8
+from tests.conftest import shared_data
+from tests.unit._dssp_support import load_pdb_backbone, read_mkdssp_table
 
 MIN_AGREEMENT = 0.9995  # measured 0.99987; leaves room for a different loader's altloc or residue choices
 N_FILES = 545
