@@ -59,3 +59,30 @@ def test_agreement_with_mkdssp_on_the_dev_set() -> None:
     print("files with most disagreements:", sorted(worst, reverse=True)[:5])
     assert unmatched <= 5, f"{unmatched} residues of the table were not found by the loader"
     assert agree / matched >= MIN_AGREEMENT
+
+
+@pytest.mark.dataset
+@pytest.mark.slow
+def test_agreement_with_mkdssp_through_the_product_reader() -> None:
+    """The same check through what users run: ``load_structure`` (highest-occupancy altlocs, modified residues
+    kept) and DSSP over the whole complex, as ``openesm3 featurize`` does."""
+    from openesm3.structure.io import load_structure
+
+    table = read_mkdssp_table(shared_data("dev", "derived", "mkdssp_ss8.tsv.gz"))
+    agree = matched = 0
+    for name, reference in sorted(table.items()):
+        structure = load_structure(shared_data("dev", name))
+        ss8 = assign_ss8(structure.atom37, chain_index=structure.chain_index, sequence=structure.sequence)
+        keys = [
+            (chain.chain_id, int(n), str(ic))
+            for chain in structure.chains
+            for n, ic in zip(chain.residue_index, chain.insertion_code)
+        ]
+        ours = dict(zip(keys, ss8))
+        for key, state in reference.items():
+            if key in ours:
+                matched += 1
+                agree += state == ours[key]
+    print(f"\nDSSP (product reader) vs mkdssp 4.2.2: {agree}/{matched} agree ({100 * agree / matched:.3f} %)")
+    assert matched >= 0.999 * N_RESIDUES
+    assert agree / matched >= 0.999
