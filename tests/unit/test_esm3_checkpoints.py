@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,13 @@ def test_convert_cli_official_to_ours(tmp_path, capsys) -> None:
     assert main(["convert", str(file), str(tmp_path / "y")]) == 2  # tiny file vs the 1.4B preset: mis-shaped
     err = capsys.readouterr().err
     assert "no such file or directory" in err and "mis-shaped" in err
+
+
+def test_saved_weight_files_are_readable_by_others_like_any_new_file(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "w", model_type="esm3")
+    finally:
+        os.umask(old)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        assert (tmp_path / "w" / name).stat().st_mode & 0o777 == 0o644, name

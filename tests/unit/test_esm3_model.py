@@ -221,3 +221,27 @@ def test_bf16_weights_and_autocast_run_and_keep_geometry_in_fp32() -> None:
         assert torch.isfinite(out.sequence_logits.float()).all()
         err = (out.sequence_logits.float() - ref.sequence_logits).abs().max()
         assert err < 0.1 * ref.sequence_logits.abs().max(), err
+
+
+def test_geometric_attention_head_groups_change_nothing(monkeypatch) -> None:
+    """Heads are processed in groups to bound memory; the grouping must not change the result."""
+    import openesm3.layers.geometric_attention as ga
+    from openesm3.geometry.rigid import Rigid
+
+    g = torch.Generator().manual_seed(8)
+    layer = ga.GeometricAttention(32, 12).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(generator=g)
+    x = torch.randn(2, 40, 32, generator=g)
+    coords = torch.randn(2, 40, 3, 3, generator=g) * 6
+    coords[1, 7] = float("nan")
+    frames, mask = Rigid.from_backbone(coords[:, :, 0], coords[:, :, 1], coords[:, :, 2])
+    sequence_id = torch.zeros(2, 40, dtype=torch.long)
+    sequence_id[1, 25:] = 1
+    outs = []
+    for chunk in (1 << 30, 2 * 40 * 40 * 5, 1):  # all heads at once, groups of 5 (uneven), one head at a time
+        monkeypatch.setattr(ga, "_CHUNK_ELEMENTS", chunk)
+        with torch.no_grad():
+            outs.append(layer(x, frames, mask, sequence_id, None))
+    assert torch.allclose(outs[0], outs[1], atol=1e-6, rtol=0) and torch.allclose(outs[0], outs[2], atol=1e-6, rtol=0)
