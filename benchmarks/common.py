@@ -58,6 +58,7 @@ def time_call(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> dic
         "median_s": statistics.median(times),
         "times_s": [round(t, 4) for t in times],
         "median_cpu_s": statistics.median(cpu),
+        "cpu_times_s": [round(t, 4) for t in cpu],
     }
 
 

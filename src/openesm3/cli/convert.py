@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("fp32", "bf16", "fp16")
+DESCRIPTION = """Convert official ESM3 weights (.pth) to the OpenESM3 format (model.safetensors + config.json).
+
+SRC is an official file, or a directory laid out like the official release (data/weights/*.pth). With a file,
+OUT becomes the model directory. With a directory, every official file found (or only the one of
+--model-type) is written to OUT/<model_type>/, where OpenESM3 looks for weights (pass OUT, or set
+OPENESM3_WEIGHTS=OUT). --dtype bf16 halves the files and loads without any fp32 copy."""
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert official ESM3 weight files to the OpenESM3 format",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("src", type=Path, help="official .pth file, or a directory laid out like the release")
