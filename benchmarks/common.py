@@ -88,6 +88,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
         "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS") if k in os.environ},
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
