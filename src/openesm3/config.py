@@ -32,7 +32,7 @@ class ESM3Config:
     v_heads: int  # heads of the geometric attention in block 0 (3-vectors per head)
     max_length: int = 2048  # tokens including BOS/EOS; the paper trains with a 2048 context
     n_taxonomy_terms: int = 0  # 0: no taxonomy track (paper A.1.9; 98B only, 40,000 terms)
-    taxonomy_embed_dim: int = 768
+    taxonomy_embed_dim: int = C.TAXONOMY_EMBED_DIM
 
     def __post_init__(self) -> None:
         _check_positive(self, "d_model", "n_heads", "n_layers", "v_heads", "max_length")
@@ -64,7 +64,9 @@ ESM3_TINY = ESM3Config(d_model=64, n_heads=4, n_layers=2, v_heads=4)
 ESM3_SM_OPEN_V1 = ESM3Config(d_model=1536, n_heads=24, n_layers=48, v_heads=256)
 # Paper Table S1. The geometric head count of the larger models is not published; 256 as in the open model.
 ESM3_7B = ESM3Config(d_model=2560, n_heads=40, n_layers=96, v_heads=256)
-ESM3_98B = ESM3Config(d_model=6144, n_heads=48, n_layers=216, v_heads=256, n_taxonomy_terms=40000)
+ESM3_98B = ESM3Config(
+    d_model=6144, n_heads=48, n_layers=216, v_heads=256, n_taxonomy_terms=C.TAXONOMY_N_TERMS_98B
+)
 
 
 @dataclass(frozen=True, kw_only=True)

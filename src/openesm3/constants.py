@@ -152,6 +152,14 @@ TM_SEARCH_MIN_SELECTED = 3  # the selection cutoff grows by 0.5 A until at least
 TM_SEARCH_CUTOFF_STEP = 0.5
 
 # --------------------------------------------------------------------------------------------------------
+# Taxonomy track of the 98B model (paper A.1.9, PAPER_NOTES §2.13): lineage terms from a 40,000-term vocabulary,
+# embedded 768 wide and summed. Our ids: 0 = no term (skipped by the bag), terms 1..n.
+# --------------------------------------------------------------------------------------------------------
+TAXONOMY_PAD = 0
+TAXONOMY_N_TERMS_98B = 40000
+TAXONOMY_EMBED_DIM = 768
+
+# --------------------------------------------------------------------------------------------------------
 # Transformer numerics (spec §4.4).
 # --------------------------------------------------------------------------------------------------------
 LAYER_NORM_EPS = 1e-5

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from openesm3 import constants as C
+from openesm3.config import ESM3_SM_OPEN_V1, ESM3Config
 from openesm3.errors import WeightsError
 
 # File names of the official release, under data/weights/ of the Hugging Face repository (spec §0).
@@ -108,3 +112,139 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     if not is_state_dict:
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
     return state
+
+
+# --------------------------------------------------------------------------------------------------------
+# ESM3 trunk (spec §9, "ESM3 (539 entries)").
+# --------------------------------------------------------------------------------------------------------
+
+# Our key -> official key for the input embedding (spec §4.2).
+ESM3_EMBEDDING_KEY_MAP: dict[str, str] = {
+    "embedding.sequence.weight": "encoder.sequence_embed.weight",
+    "embedding.average_plddt.weight": "encoder.plddt_projection.weight",
+    "embedding.average_plddt.bias": "encoder.plddt_projection.bias",
+    "embedding.per_residue_plddt.weight": "encoder.structure_per_res_plddt_projection.weight",
+    "embedding.per_residue_plddt.bias": "encoder.structure_per_res_plddt_projection.bias",
+    "embedding.structure.weight": "encoder.structure_tokens_embed.weight",
+    "embedding.ss8.weight": "encoder.ss8_embed.weight",
+    "embedding.sasa.weight": "encoder.sasa_embed.weight",
+    **{f"embedding.function.{k}.weight": f"encoder.function_embed.{k}.weight" for k in range(C.FUNCTION_DEPTH)},
+    "embedding.residue.weight": "encoder.residue_embed.weight",
+}
+
+# Our output head module -> the official one (spec §4.5); keys inside follow HEAD_KEY_MAP.
+ESM3_HEAD_NAMES: dict[str, str] = {
+    "sequence_head": "output_heads.sequence_head",
+    "structure_head": "output_heads.structure_head",
+    "ss8_head": "output_heads.ss8_head",
+    "sasa_head": "output_heads.sasa_head",
+    "function_head": "output_heads.function_head",
+    "residue_head": "output_heads.residue_head",
+}
+
+# Block keys present in every ESM3 block (no biases in the trunk's Linear layers or in q/k norms), and the
+# geometric-attention keys of block 0 only (spec §9).
+_ESM3_BLOCK_SUFFIXES: tuple[str, ...] = (
+    "attn.norm.weight", "attn.norm.bias", "attn.qkv.weight", "attn.out.weight", "attn.q_norm.weight",
+    "attn.k_norm.weight", "ffn.norm.weight", "ffn.norm.bias", "ffn.w_in.weight", "ffn.w_out.weight",
+)  # fmt: skip
+_ESM3_GEOMETRIC_SUFFIXES: tuple[str, ...] = (
+    "geom_attn.norm.weight", "geom_attn.proj.weight", "geom_attn.out.weight", "geom_attn.distance_scale",
+    "geom_attn.rotation_scale",
+)  # fmt: skip
+
+
+def esm3_key_map(config: ESM3Config) -> dict[str, str]:
+    """Our ESM3 state_dict key -> the official key, for every parameter of a model built from ``config``.
+
+    The official format has no taxonomy track: configs with one have no official counterpart.
+    """
+    if config.n_taxonomy_terms:
+        raise WeightsError("the official ESM3 format has no taxonomy track; save such models in our format")
+    mapping = dict(ESM3_EMBEDDING_KEY_MAP)
+    for i in range(config.n_layers):
+        suffixes = _ESM3_BLOCK_SUFFIXES + (_ESM3_GEOMETRIC_SUFFIXES if i == 0 else ())
+        mapping.update({f"blocks.{i}.{k}": f"transformer.blocks.{i}.{map_block_key(k)}" for k in suffixes})
+    mapping["norm.weight"] = "transformer.norm.weight"
+    for ours, theirs in ESM3_HEAD_NAMES.items():
+        mapping.update({f"{ours}.{k}": f"{theirs}.{v}" for k, v in HEAD_KEY_MAP.items()})
+    return mapping
+
+
+# --------------------------------------------------------------------------------------------------------
+# Registries: every network with an official file registers its key map and the config of that file.
+# --------------------------------------------------------------------------------------------------------
+
+# model_type -> function(config) -> {our key: official key}
+OFFICIAL_KEY_MAPS: dict[str, Callable[[Any], dict[str, str]]] = {
+    "esm3": esm3_key_map,
+}
+# model_type -> the config of the official release file
+OFFICIAL_PRESETS: dict[str, Any] = {
+    "esm3": ESM3_SM_OPEN_V1,
+}
+
+
+def official_key_map(model_type: str, config: Any | None = None) -> dict[str, str]:
+    """The key map of ``model_type`` for ``config`` (default: the official release's config)."""
+    if model_type not in OFFICIAL_KEY_MAPS:
+        raise WeightsError(f"no official key map for model type {model_type!r}; known: {sorted(OFFICIAL_KEY_MAPS)}")
+    return OFFICIAL_KEY_MAPS[model_type](OFFICIAL_PRESETS[model_type] if config is None else config)
+
+
+def detect_model_type(state: dict[str, torch.Tensor], *, source: str = "state_dict") -> str:
+    """The registered model type whose official key set (for its release config) best matches ``state``.
+
+    Matching is by key names only, so a file with a different depth still resolves to its network; a
+    strict load then reports any difference.
+    """
+    keys = set(state)
+    best, best_score = None, 0.0
+    for model_type in OFFICIAL_KEY_MAPS:
+        expected = set(official_key_map(model_type).values())
+        score = len(keys & expected) / len(keys | expected)
+        if score > best_score:
+            best, best_score = model_type, score
+    if best is None or best_score < 0.05:
+        raise WeightsError(
+            f"{source}: its keys match no known official network ({sorted(OFFICIAL_KEY_MAPS)}); "
+            f"first keys: {sorted(keys)[:5]}"
+        )
+    return best
+
+
+def to_our_state_dict(
+    state: dict[str, torch.Tensor], key_map: dict[str, str], *, source: str, expected_shapes: dict[str, tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
+    """Rename an official state_dict to our keys, strictly.
+
+    Missing, unexpected and mis-shaped keys are listed, by their official names, in one :class:`WeightsError`.
+    ``expected_shapes`` maps our keys to the shapes of the model being loaded.
+    """
+    official = set(key_map.values())
+    missing = sorted(official - set(state))
+    unexpected = sorted(set(state) - official)
+    misshaped = sorted(
+        f"{theirs}: file {tuple(state[theirs].shape)} vs model {expected_shapes[ours]}"
+        for ours, theirs in key_map.items()
+        if theirs in state and tuple(state[theirs].shape) != tuple(expected_shapes[ours])
+    )
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
+            problems.append(f"{len(items)} {title} key(s): {shown}")
+    if problems:
+        raise WeightsError(f"{source}: does not match the expected official layout: " + "; ".join(problems))
+    return {ours: state[theirs] for ours, theirs in key_map.items()}
+
+
+def to_official_state_dict(state: dict[str, torch.Tensor], key_map: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Our state_dict renamed to the official keys (for writing official-format files, e.g. in tests)."""
+    missing = sorted(set(key_map) - set(state))
+    unexpected = sorted(set(state) - set(key_map))
+    if missing or unexpected:
+        raise WeightsError(
+            f"state_dict does not match the key map: missing {missing[:10]}, unexpected {unexpected[:10]}"
+        )
+    return {key_map[k]: v for k, v in state.items()}

@@ -19,6 +19,7 @@ from openesm3.errors import OpenESM3Error
 # Subcommand modules, in the order --help lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "featurize",
+    "convert",
     "build-function-vocab",
 )
 

@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _default_permissions(path: str) -> None:
+    """Give the finished file the permissions of an ordinary new file (0o666 minus the umask); mkstemp
+    creates it 0o600, which would hide shared outputs such as weight directories from other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open ``path`` for writing such that it only appears, complete, when the block exits without error."""
@@ -29,6 +37,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             os.fsync(handle.fileno())
         if "x" in mode and target.exists():
             raise FileExistsError(f"{target}: already exists")
+        _default_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -46,6 +55,7 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None
         writer(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        _default_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

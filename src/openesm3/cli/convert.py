@@ -1,0 +1,105 @@
+"""``openesm3 convert SRC OUT``: official ``.pth`` weights -> our format (``model.safetensors`` + ``config.json``).
+
+SRC is an official file, or a directory laid out like the official release (``data/weights/*.pth``). With a
+file, OUT becomes the model directory. With a directory, every official file found (or only the one of
+``--model-type``) is written to ``OUT/<model_type>/``, the layout :func:`openesm3.checkpoints.loading.resolve_weights`
+looks for. ``--model-type auto`` recognises a file by its key names. Generic over the official key-map
+registry: a network that registers its key map is convertible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("fp32", "bf16", "fp16")
+DESCRIPTION = """Convert official ESM3 weights (.pth) to the OpenESM3 format (model.safetensors + config.json).
+
+SRC is an official file, or a directory laid out like the official release (data/weights/*.pth). With a file,
+OUT becomes the model directory. With a directory, every official file found (or only the one of
+--model-type) is written to OUT/<model_type>/, where OpenESM3 looks for weights (pass OUT, or set
+OPENESM3_WEIGHTS=OUT). --dtype bf16 halves the files and loads without any fp32 copy."""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert official ESM3 weight files to the OpenESM3 format",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", type=Path, help="official .pth file, or a directory laid out like the release")
+    parser.add_argument("out", type=Path, help="output directory")
+    parser.add_argument(
+        "--model-type", default="auto", help="auto (recognise by key names) or one of the registered networks"
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="fp32", help="dtype of the saved weights (bf16 halves size and memory)"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON file with the network's config fields, for official-format files that are not the release",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from openesm3.checkpoints.format import config_from_dict, save_pretrained
+    from openesm3.checkpoints.loading import load_official
+    from openesm3.checkpoints.official import (
+        OFFICIAL_KEY_MAPS,
+        OFFICIAL_WEIGHT_FILES,
+        detect_model_type,
+        load_official_state_dict,
+        resolve_official_file,
+    )
+    from openesm3.errors import OpenESM3Error, WeightsError
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    known = sorted(OFFICIAL_KEY_MAPS)
+    if args.model_type != "auto" and args.model_type not in OFFICIAL_KEY_MAPS:
+        raise WeightsError(f"--model-type {args.model_type!r} is not convertible; choose auto or one of {known}")
+
+    jobs: list[tuple[Path, str | None, Path]] = []  # (file, model type or None = detect, output dir)
+    if args.src.is_file():
+        jobs.append((args.src, None if args.model_type == "auto" else args.model_type, args.out))
+    elif args.src.is_dir():
+        types = known if args.model_type == "auto" else [args.model_type]
+        for model_type in types:
+            if model_type not in OFFICIAL_WEIGHT_FILES:
+                continue
+            try:
+                file = resolve_official_file(args.src, model_type)
+            except OpenESM3Error:
+                if args.model_type != "auto":
+                    raise
+                continue
+            jobs.append((file, model_type, args.out / model_type))
+        if not jobs:
+            names = ", ".join(OFFICIAL_WEIGHT_FILES[t] for t in known if t in OFFICIAL_WEIGHT_FILES)
+            raise WeightsError(f"{args.src}: no official weight file found ({names}; looked in data/weights/ too)")
+    else:
+        raise WeightsError(f"{args.src}: no such file or directory")
+
+    for file, model_type, out in jobs:
+        if model_type is None:
+            model_type = detect_model_type(load_official_state_dict(file), source=str(file))
+        config = None
+        if args.config is not None:
+            try:
+                fields = json.loads(args.config.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise WeightsError(f"{args.config}: unreadable config JSON ({exc})") from exc
+            config = config_from_dict(model_type, fields.get("config", fields), str(args.config))
+        model, config = load_official(file, model_type, dtype=dtype, config=config)
+        save_pretrained(model, config, out, model_type=model_type)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"{file} -> {out} ({model_type}, {n_params:,} parameters, {args.dtype})")
+        del model
+    return 0

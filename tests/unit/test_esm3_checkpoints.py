@@ -1,0 +1,166 @@
+"""ESM3 weights: the official key map, strict official loading, our format round trip, resolve_weights, convert."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from test_esm3_model import randomized, tokens
+
+from openesm3.checkpoints.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_pretrained, save_pretrained
+from openesm3.checkpoints.loading import WEIGHTS_ENV, load_model, resolve_weights
+from openesm3.checkpoints.official import (
+    OFFICIAL_KEY_MAPS,
+    OFFICIAL_PRESETS,
+    detect_model_type,
+    esm3_key_map,
+    to_official_state_dict,
+)
+from openesm3.cli.main import main
+from openesm3.config import ESM3_SM_OPEN_V1, ESM3_TINY
+from openesm3.errors import WeightsError
+from openesm3.models.esm3 import ESM3
+
+CONFIG = ESM3_TINY.replace(n_layers=3, v_heads=8)
+
+
+def write_official(model: ESM3, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(to_official_state_dict(model.state_dict(), esm3_key_map(model.config)), path)
+    return path
+
+
+def outputs(model: ESM3):
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        return model(sequence_tokens=tokens(2, 15, g), structure_coords=torch.randn(2, 15, 3, 3, generator=g) * 6)
+
+
+def test_key_map_covers_every_parameter_and_names_the_official_keys() -> None:
+    with torch.device("meta"):
+        model = ESM3(ESM3_SM_OPEN_V1)
+    key_map = esm3_key_map(ESM3_SM_OPEN_V1)
+    assert set(key_map) == set(model.state_dict())
+    assert len(set(key_map.values())) == len(key_map) == 539  # one-to-one, spec §9
+    official = set(key_map.values())
+    for key in (
+        "encoder.structure_per_res_plddt_projection.bias", "encoder.function_embed.7.weight",
+        "encoder.residue_embed.weight", "transformer.blocks.47.attn.layernorm_qkv.1.weight",
+        "transformer.blocks.0.geom_attn.distance_scale_per_head", "transformer.blocks.0.geom_attn.s_norm.weight",
+        "transformer.norm.weight", "output_heads.function_head.3.bias", "transformer.blocks.5.ffn.3.weight",
+    ):  # fmt: skip
+        assert key in official, key
+    assert "transformer.blocks.1.geom_attn.proj.weight" not in official
+    assert OFFICIAL_KEY_MAPS["esm3"] is esm3_key_map and OFFICIAL_PRESETS["esm3"] == ESM3_SM_OPEN_V1
+    with pytest.raises(WeightsError, match="taxonomy"):
+        esm3_key_map(ESM3_TINY.replace(n_taxonomy_terms=10))
+
+
+def test_official_file_loads_strictly_and_lists_every_problem(tmp_path) -> None:
+    model = randomized(CONFIG, seed=1)
+    path = write_official(model, tmp_path / "esm3_sm_open_v1.pth")
+    loaded, config = load_model(path, "esm3", config=CONFIG)
+    assert config == CONFIG and not any(p.is_meta for p in loaded.parameters())
+    assert torch.equal(outputs(loaded).structure_logits, outputs(model).structure_logits)
+
+    state = torch.load(path, weights_only=True)
+    del state["transformer.blocks.2.ffn.1.weight"]
+    state["transformer.blocks.9.attn.bogus"] = torch.zeros(1)
+    state["encoder.ss8_embed.weight"] = torch.zeros(12, CONFIG.d_model)
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(WeightsError) as info:
+        load_model(tmp_path / "broken.pth", "esm3", config=CONFIG)
+    msg = str(info.value)
+    assert "broken.pth" in msg
+    assert "1 missing key(s): transformer.blocks.2.ffn.1.weight" in msg
+    assert "1 unexpected key(s): transformer.blocks.9.attn.bogus" in msg
+    assert "encoder.ss8_embed.weight: file (12, 64) vs model (11, 64)" in msg
+    # The release preset is the default config: a tiny file does not load as the 1.4B model.
+    with pytest.raises(WeightsError, match="mis-shaped"):
+        load_model(path, "esm3")
+
+
+def test_our_format_round_trips_bit_exactly_in_fp32_and_bf16(tmp_path) -> None:
+    model = randomized(CONFIG, seed=2)
+    save_pretrained(model, CONFIG, tmp_path / "fp32", model_type="esm3")
+    meta = json.loads((tmp_path / "fp32" / CONFIG_FILE).read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["model_type"] == "esm3" and meta["dtype"] == "float32"
+    loaded, config = load_model(tmp_path / "fp32", "esm3")
+    assert config == CONFIG
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert torch.equal(outputs(loaded).embeddings, outputs(model).embeddings)
+
+    model_bf16 = randomized(CONFIG, seed=2).to(torch.bfloat16)
+    save_pretrained(model_bf16, CONFIG, tmp_path / "bf16", model_type="esm3")
+    again, _ = load_model(tmp_path / "bf16", "esm3")
+    assert all(p.dtype == torch.bfloat16 for p in again.parameters())
+    for key, value in model_bf16.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    with pytest.raises(WeightsError, match="holds a 'esm3' model"):
+        load_pretrained(tmp_path / "fp32", expected_type="structure_decoder")
+
+
+def test_resolve_weights_order_and_error(tmp_path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(None, "esm3")
+    msg = str(info.value)
+    assert "esm3_sm_open_v1.pth" in msg and CONFIG_FILE in msg and WEIGHTS_FILE in msg
+    assert str(home / ".cache/openesm3/weights/data/weights/esm3_sm_open_v1.pth") in msg
+    assert WEIGHTS_ENV in msg
+
+    model = randomized(CONFIG, seed=3)
+    default = home / ".cache" / "openesm3" / "weights"
+    save_pretrained(model, CONFIG, default / "esm3", model_type="esm3")  # ROOT/<model_type>/ layout
+    assert resolve_weights(None, "esm3") == default / "esm3"
+    env_root = tmp_path / "env"
+    official = write_official(model, env_root / "data" / "weights" / "esm3_sm_open_v1.pth")  # release layout
+    monkeypatch.setenv(WEIGHTS_ENV, str(env_root))
+    assert resolve_weights(None, "esm3") == official  # env beats the default
+    explicit = tmp_path / "explicit"
+    save_pretrained(model, CONFIG, explicit, model_type="esm3")
+    assert resolve_weights(explicit, "esm3") == explicit  # an explicit path beats both
+    assert resolve_weights(official, "esm3") == official
+    with pytest.raises(WeightsError, match="unknown model type"):
+        resolve_weights(explicit, "esm4")
+
+
+def test_convert_cli_official_to_ours(tmp_path, capsys) -> None:
+    model = randomized(CONFIG, seed=4)
+    release = tmp_path / "release"
+    file = write_official(model, release / "data" / "weights" / "esm3_sm_open_v1.pth")
+    assert detect_model_type(torch.load(file, weights_only=True)) == "esm3"
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+
+    assert main(["convert", str(file), str(tmp_path / "ours"), "--config", str(config_json)]) == 0
+    converted, _ = load_model(tmp_path / "ours", "esm3")
+    assert torch.equal(outputs(converted).function_logits, outputs(model).function_logits)
+
+    # A release directory: every official file found goes to OUT/<model_type>/, here in bf16.
+    assert main(["convert", str(release), str(tmp_path / "all"), "--dtype", "bf16", "--config", str(config_json)]) == 0
+    half, _ = load_model(tmp_path / "all", "esm3")  # found through ROOT/esm3/
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    assert "esm3" in capsys.readouterr().out
+
+    # Errors are one line, exit code 2.
+    assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "x")]) == 2
+    assert main(["convert", str(file), str(tmp_path / "y")]) == 2  # tiny file vs the 1.4B preset: mis-shaped
+    err = capsys.readouterr().err
+    assert "no such file or directory" in err and "mis-shaped" in err
+
+
+def test_saved_weight_files_are_readable_by_others_like_any_new_file(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "w", model_type="esm3")
+    finally:
+        os.umask(old)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        assert (tmp_path / "w" / name).stat().st_mode & 0o777 == 0o644, name
