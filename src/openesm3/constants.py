@@ -60,6 +60,10 @@ SS8_MOTIF = 1
 SS8_UNK = 2
 SS8_VOCAB_SIZE = 11
 SS8_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
+SS8_MASK_CHAR = "_"  # a masked / unknown position in a user-facing SS8 string (spec §3.1)
+# DSSP writes coil as " " (classic output) or "-", and DSSP >= 4 adds "P" (polyproline II); none of them is in
+# the 8-state alphabet, all are coil "C" there (../shared/data/README.md, mkdssp 4.2.2). Our choice, documented.
+DSSP_COIL_ALIASES = " -P"
 
 # --------------------------------------------------------------------------------------------------------
 # SASA (spec §3.2): 3 specials + 16 bins; token = 3 + bucketize(value, boundaries, right=False).
@@ -90,6 +94,10 @@ FUNCTION_VOCAB_SIZE = 260
 FUNCTION_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
 N_KEYWORDS = 58641  # keyword_vocabulary_safety_filtered_58641.txt
 N_INTERPRO = 29026  # entry_list_safety_29026.list
+# A label is routed to the function track if a regex *search* for this finds a known InterPro id (spec §3.3).
+INTERPRO_ID_PATTERN = r"IPR\d+"
+# The function decoder only decodes rows with none of these ids (pad, unk, none; spec §8).
+FUNCTION_UNDECODABLE_IDS: frozenset[int] = frozenset({0, 2, 3})
 
 # Official release file names (spec §0).
 KEYWORD_VOCABULARY_FILE = "keyword_vocabulary_safety_filtered_58641.txt"
@@ -98,6 +106,10 @@ INTERPRO_TO_KEYWORDS_FILE = "interpro_29026_to_keywords_58641.csv"
 INTERPRO_ENTRY_LIST_FILE = "entry_list_safety_29026.list"
 LSH_HYPERPLANES_FILE = "hyperplanes_8bit_58641.npz"
 RESIDUE_ANNOTATION_VOCAB_FILE = "uniref90_and_mgnify90_residue_annotations_gt_1k_proteins.csv"
+# Headers of the official files (spec §0, §3.4).
+INTERPRO_TO_KEYWORDS_HEADER: tuple[str, ...] = ("interpro_id", "keywords")
+INTERPRO_ENTRY_LIST_HEADER: tuple[str, ...] = ("ENTRY_AC", "ENTRY_TYPE", "ENTRY_NAME")
+RESIDUE_ANNOTATION_HEADER: tuple[str, ...] = ("label", "label_clean", "count")
 
 # --------------------------------------------------------------------------------------------------------
 # Residue annotations (spec §3.4): 4 specials + 1474 labels, up to 16 labels per residue.
@@ -107,12 +119,38 @@ RESIDUE_MOTIF = 1
 RESIDUE_UNK = 2
 RESIDUE_NONE = 3
 RESIDUE_VOCAB_SIZE = 1478
+RESIDUE_N_LABELS = 1474  # distinct label_clean values of the official CSV (spec §3.4)
+RESIDUE_FIRST_LABEL = 4  # label k (0-based, sorted by count) has id 4 + k
+RESIDUE_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
 RESIDUE_MAX_PER_POSITION = 16
 
 # --------------------------------------------------------------------------------------------------------
 # pLDDT conditioning (spec §4.2): 16 Gaussian RBFs on [0, 1], sigma = 1/16.
 # --------------------------------------------------------------------------------------------------------
 PLDDT_RBF_BINS = 16
+
+# --------------------------------------------------------------------------------------------------------
+# Structure comparison (spec §12; TM-score from Zhang & Skolnick 2004 and their TM-score program).
+# --------------------------------------------------------------------------------------------------------
+ATOM37_NUM_ATOMS = 37
+ATOM37_CA_INDEX = 1  # atom37 order N, CA, C, CB, O, ... (spec §12)
+LDDT_CUTOFF = 15.0  # pairs are scored when their distance in the reference structure is below this (Angstrom)
+LDDT_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # a pair scores the fraction of these it is under
+LDDT_EPS = 1e-10  # distances are sqrt(eps + d^2); per-residue (eps + sum) / (eps + count)
+GDT_TS_CUTOFFS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+GDT_HA_CUTOFFS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+# TM-score d0(L) = 1.24 (L - 15)^(1/3) - 1.8 for L > 21, else the minimum 0.5 (TM-score program).
+TM_D0_SCALE = 1.24
+TM_D0_LENGTH_OFFSET = 15.0
+TM_D0_OFFSET = 1.8
+TM_D0_MIN = 0.5
+TM_D0_MIN_LENGTH = 21  # d0 is the formula only above this length (at 21 the formula gives 0.45 < 0.5)
+TM_D0_SEARCH_RANGE: tuple[float, float] = (4.5, 8.0)  # d0 clamped to this range sets the search cutoffs
+TM_SEARCH_MAX_ITERATIONS = 20  # re-selection / re-superposition rounds per seed
+TM_SEARCH_N_FRAGMENT_LENGTHS = 5  # seed fragments of L, L/2, ..., L/16 residues, then the minimum
+TM_SEARCH_MIN_FRAGMENT = 4  # shortest seed fragment
+TM_SEARCH_MIN_SELECTED = 3  # the selection cutoff grows by 0.5 A until at least 3 residues are selected
+TM_SEARCH_CUTOFF_STEP = 0.5
 
 # --------------------------------------------------------------------------------------------------------
 # Transformer numerics (spec §4.4).

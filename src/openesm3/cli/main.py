@@ -17,7 +17,10 @@ from openesm3 import __version__
 from openesm3.errors import OpenESM3Error
 
 # Subcommand modules, in the order --help lists them.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "featurize",
+    "build-function-vocab",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,39 @@
+"""Function annotations on residue ranges: the record shared by the tokenizers, decoders and the protein record.
+
+An annotation is a label (an InterPro id such as ``IPR000001`` or ``"Kringle (IPR000001)"``, a function
+keyword such as ``"kringle"``, or a residue-annotation label) over residues ``start..end``, **1-indexed and
+inclusive at both ends**, exactly as the official ``FunctionAnnotation`` (spec §3.3, §10.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openesm3.errors import InputError
+
+
+@dataclass(frozen=True)
+class FunctionAnnotation:
+    """``label`` on residues ``start..end`` (1-indexed, both ends inclusive)."""
+
+    label: str
+    start: int
+    end: int
+
+    def check(self, length: int, *, index: int | None = None) -> None:
+        """Raise :class:`InputError` unless ``1 <= start <= end <= length`` (``index`` names the annotation)."""
+        where = f"function annotation {index} " if index is not None else "function annotation "
+        if not isinstance(self.label, str) or not self.label:
+            raise InputError(f"{where}{self!r}: the label must be a non-empty string")
+        for name, value in (("start", self.start), ("end", self.end)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{where}{self!r}: {name} must be an int, got {type(value).__name__}")
+        if not 1 <= self.start <= self.end <= length:
+            raise InputError(
+                f"{where}{self!r}: range {self.start}..{self.end} is not within 1..{length} "
+                "(1-indexed, both ends inclusive, start <= end)"
+            )
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1

@@ -1,0 +1,88 @@
+"""``openesm3 build-function-vocab CORPUS OUT``: make a function vocabulary for your own annotation source.
+
+Inputs (tab-separated, UTF-8, a header line first, ``#`` lines are comments):
+
+- ``CORPUS``: one row per (protein, label), columns ``protein_id`` and ``label`` (others ignored, so
+  e.g. ``start``/``end`` may stay). A label is a term id (or text containing an ``IPR`` id of a term) or a
+  keyword. The corpus sets the IDF: each protein is one document.
+- ``--terms TERMS``: columns ``term_id, term_type, term_name, keywords``; ``keywords`` comma-separated, repeats
+  count as term frequency; empty = extracted from ``term_name``. Without ``--terms`` the terms and keyword
+  list of an existing vocabulary are reused (``--base-vocab``, or the usual search: $OPENESM3_VOCAB_DIR, the
+  installed esm package), so only the IDF and the hyperplanes are new.
+- ``--keywords FILE``: the keyword list, one per line (default: every keyword of the terms, sorted).
+- ``--residue-corpus FILE``: optional, columns ``protein_id, label``: also write the residue-annotation CSV,
+  keeping labels seen in >= ``--residue-min-proteins`` proteins.
+
+``OUT`` receives the official file names and formats; load it with ``FunctionVocabulary.load(OUT)`` or point
+``OPENESM3_VOCAB_DIR`` at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "build-function-vocab",
+        help="build a function-keyword vocabulary (IDF, LSH hyperplanes, term lists) from your own annotations",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("corpus", type=Path, help="TSV: protein_id, label (one row per annotation)")
+    parser.add_argument("out", type=Path, help="output directory (created)")
+    parser.add_argument("--terms", type=Path, help="TSV: term_id, term_type, term_name, keywords")
+    parser.add_argument("--keywords", type=Path, help="keyword list, one per line")
+    parser.add_argument("--base-vocab", type=Path, help="reuse the terms and keywords of this vocabulary")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the LSH hyperplanes (default 0)")
+    parser.add_argument("--residue-corpus", type=Path, help="TSV: protein_id, label of residue-level annotations")
+    parser.add_argument("--residue-min-proteins", type=int, default=1, help="keep residue labels seen this often")
+    parser.add_argument("--force", action="store_true", help="overwrite vocabulary files already in OUT")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openesm3 import constants as C  # noqa: PLC0415
+    from openesm3.errors import InputError  # noqa: PLC0415
+    from openesm3.tokenizers import build  # noqa: PLC0415
+    from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
+
+    outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
+    existing = [name for name in outputs if (args.out / name).exists()]
+    if existing and not args.force:
+        raise InputError(f"{args.out}: already holds {', '.join(existing)} (use --force to overwrite)")
+    corpus = build.read_annotation_corpus(args.corpus)
+    if args.terms is not None:
+        terms = build.read_terms(args.terms)
+        keywords = build.read_keyword_list(args.keywords) if args.keywords else None
+        extract = True
+    else:
+        if args.keywords is not None:
+            raise InputError("--keywords needs --terms (without --terms the base vocabulary's keywords are used)")
+        base = FunctionVocabulary.load(args.base_vocab, with_hyperplanes=False)
+        terms = [build.FunctionTerm(e.id, e.type, e.name, base.interpro_keywords.get(e.id, ())) for e in base.entries]
+        keywords = list(base.keywords)
+        extract = False  # terms without keywords in the base vocabulary stay without
+    try:
+        vocabulary = build.build_function_vocabulary(
+            terms, corpus, keywords=keywords, seed=args.seed, extract_missing_keywords=extract
+        )
+    except InputError as exc:
+        raise InputError(f"{args.corpus}: {exc}") from exc
+    paths = build.write_function_vocabulary(vocabulary, args.out)
+    if args.residue_corpus:
+        counts = build.count_label_proteins(build.read_annotation_corpus(args.residue_corpus))
+        residue = build.build_residue_annotation_vocabulary(counts, min_proteins=args.residue_min_proteins)
+        paths.append(build.write_residue_annotation_vocabulary(residue, args.out))
+        print(f"residue annotations: {len(residue.labels)} labels", file=sys.stderr)
+    idf = vocabulary.idf
+    print(
+        f"{len(corpus)} proteins, {vocabulary.n_interpro} terms, {vocabulary.n_keywords} keywords, "
+        f"IDF {float(idf.min()):.3f}..{float(idf.max()):.3f}, seed {args.seed}",
+        file=sys.stderr,
+    )
+    for path in paths:
+        print(path)
+    return 0

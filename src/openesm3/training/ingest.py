@@ -1,0 +1,216 @@
+"""Ingestion: PDB/mmCIF files -> protein records (chains or complexes) -> a shard dataset.
+
+Files are read with :func:`openesm3.structure.io.load_structure` in chunks, in parallel worker processes when
+``workers > 1`` (results keep the input order, so the dataset does not depend on the number of workers), with
+a progress bar. A file that cannot be read is listed in the index's ``skipped`` entries with the reason and
+the run goes on; records too short or too long are counted as filtered.
+
+Labels: with a manifest (TSV, e.g. ``../shared/data/dev/manifest.tsv``), each record gets the cluster and split
+of its file's row; every chain of a file shares them, so copies and partners of a protein never straddle the
+train/validation split. Without one, records have no cluster (each is its own; use ``split.method=identity``
+to cluster by sequence when training).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openesm3.errors import InputError, OpenESM3Error
+from openesm3.training.config import IngestConfig
+from openesm3.training.cropping import ATOM37_CA
+from openesm3.training.data import ProteinRecord, ShardWriter
+from openesm3.utils.progress import Progress
+
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".bcif")
+
+
+def _is_structure_file(path: Path) -> bool:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return name.endswith(STRUCTURE_SUFFIXES)
+
+
+def _stem(path: Path) -> str:
+    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+    return name.rsplit(".", 1)[0]
+
+
+def find_structure_files(sources: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Structure files from a directory (searched recursively), a text file listing paths, or a list of paths.
+
+    Returns sorted, de-duplicated paths; raises :class:`InputError` for a source that does not exist or a
+    directory without structure files.
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    found: set[Path] = set()
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files = [p for p in path.rglob("*") if p.is_file() and _is_structure_file(p)]
+            if not files:
+                raise InputError(f"{path}: no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory")
+            found.update(files)
+        elif path.is_file() and not _is_structure_file(path):  # a list of paths, one per line
+            for line in path.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    listed = Path(line) if Path(line).is_absolute() else path.parent / line
+                    if not listed.is_file():
+                        raise InputError(f"{path}: listed file {line!r} does not exist")
+                    found.add(listed)
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise InputError(f"{path}: no such file or directory")
+    return sorted(found)
+
+
+def read_manifest(config: IngestConfig) -> dict[str, tuple[str, str]]:
+    """``{resolved path or file name: (cluster, split)}`` from the manifest TSV (empty without one)."""
+    if not config.manifest:
+        return {}
+    path = Path(config.manifest)
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    columns = [config.manifest_file_column, config.cluster_column] + ([config.split_column] * bool(config.split_column))
+    header = list(rows[0]) if rows else []
+    for column in columns:
+        if column not in header:
+            raise InputError(f"{path}: manifest has no column {column!r} (columns: {', '.join(header)})")
+    labels: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        value = (row[config.cluster_column], row[config.split_column] if config.split_column else "")
+        file = row[config.manifest_file_column]
+        labels[str((path.parent / file).resolve())] = value
+        labels.setdefault(Path(file).name, value)
+    return labels
+
+
+@dataclass(frozen=True)
+class _FileResult:
+    records: list[ProteinRecord]
+    problem: str | None = None
+    filtered: int = 0
+
+
+def _records_from_file(path: Path, config: IngestConfig, cluster: str, split: str) -> _FileResult:
+    from openesm3.structure.io import load_structure
+
+    try:
+        complex_ = load_structure(path, model=config.model)
+    except (OpenESM3Error, OSError, ValueError) as exc:
+        return _FileResult([], str(exc) or type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - one odd file must not end a long ingestion; it is reported
+        return _FileResult([], f"internal error while reading (please report): {type(exc).__name__}: {exc}")
+    stem = _stem(path)
+    chains = list(complex_.chains)
+    records = []
+    if config.unit == "complex":
+        groups = [chains] if chains else []
+    else:
+        seen: set[str] = set()
+        groups = []
+        for chain in chains:
+            if config.unique_chains and chain.sequence in seen:
+                continue
+            seen.add(chain.sequence)
+            groups.append([chain])
+    filtered = 0
+    for group in groups:
+        atom37 = np.concatenate([np.asarray(c.atom37, dtype=np.float32) for c in group])
+        mask = np.concatenate([np.asarray(c.atom37_mask, dtype=bool) for c in group])
+        n_ca = int(mask[:, ATOM37_CA].sum())
+        if n_ca < config.min_length or (config.max_length and len(atom37) > config.max_length):
+            filtered += 1
+            continue
+        name = stem if config.unit == "complex" else f"{stem}_{group[0].chain_id}"
+        records.append(
+            ProteinRecord(
+                name=name,
+                sequence="".join(c.sequence for c in group),
+                atom37=atom37,
+                atom37_mask=mask,
+                residue_index=np.concatenate([np.asarray(c.residue_index) for c in group]).astype(np.int32),
+                chain_index=np.concatenate([np.full(len(c.sequence), i, np.int32) for i, c in enumerate(group)]),
+                chain_ids=tuple(c.chain_id for c in group),
+                source=str(path),
+                cluster=cluster,
+                split=split,
+                weight=config.weight,
+            )
+        )
+    return _FileResult(records, None, filtered)
+
+
+def _work(item: tuple[Path, IngestConfig, str, str]) -> _FileResult:
+    return _records_from_file(*item)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    index: Path
+    n_files: int
+    n_records: int
+    n_residues: int
+    skipped: list[dict[str, str]]  # {"source": path, "problem": why}
+    filtered: int  # records left out by min_length / max_length
+
+
+def ingest_structures(
+    sources: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    config: IngestConfig | None = None,
+    *,
+    progress: bool = True,
+) -> IngestReport:
+    """Read structure files into a shard dataset in ``out_dir`` (see the module docstring)."""
+    config = config or IngestConfig()
+    files = find_structure_files(sources)
+    labels = read_manifest(config)
+
+    def items() -> Iterator[tuple[Path, IngestConfig, str, str]]:
+        for path in files:
+            cluster, split = labels.get(str(path.resolve())) or labels.get(path.name) or ("", "")
+            yield path, config, cluster, split
+
+    writer = ShardWriter(out_dir, shard_size=config.shard_size)
+    skipped: list[dict[str, str]] = []
+    filtered = n_residues = 0
+    executor = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
+    try:
+        results: Iterator[_FileResult] = (
+            executor.map(_work, items(), chunksize=8) if executor else (_work(i) for i in items())
+        )
+        with Progress(total=len(files), desc="ingest", unit="file", disable=not progress) as bar:
+            for path, result in zip(files, results):
+                if result.problem is not None:
+                    skipped.append({"source": str(path), "problem": result.problem})
+                filtered += result.filtered
+                for record in result.records:
+                    writer.add(record)
+                    n_residues += record.length
+                bar.update(postfix=f"{writer.n_records} records, {len(skipped)} skipped")
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    info: dict[str, Any] = {
+        "unit": config.unit,
+        "n_files": len(files),
+        "filtered": filtered,
+        "manifest": os.fspath(config.manifest) if config.manifest else "",
+    }
+    index = writer.close(skipped=skipped, info=info)
+    return IngestReport(index, len(files), writer.n_records, n_residues, skipped, filtered)

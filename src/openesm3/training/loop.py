@@ -1,0 +1,364 @@
+"""The generic training loop: a model, a loss function, data loaders and a :class:`TrainConfig`.
+
+It knows nothing about proteins. Per optimizer step it takes this process's micro-batches from a
+:class:`~openesm3.training.loader.StepLoader`, runs ``loss_fn(model, batch) -> (loss, metrics)`` on each
+under autocast, accumulates gradients (synchronising across processes on the last micro-batch only), clips
+the global gradient norm, and steps AdamW at the rate of the warmup + cosine schedule (paper A.2.3). It
+validates, logs (JSONL, TensorBoard, progress bar) and checkpoints periodically, and resumes from the latest
+complete checkpoint in ``out_dir``: with the same seed a resumed run continues the same loss trajectory.
+
+Conventions for ``loss_fn``:
+- it calls ``model(...)`` (the wrapped model: DDP/FSDP hooks run in ``forward``), not its submodules;
+- ``loss`` is a scalar *mean over its micro-batch* (each micro-batch and process weighs the same, so the
+  result does not depend on how a global batch is split); ``metrics`` maps names to scalars (tensors or
+  floats), logged as means over micro-batches, processes and the logging interval;
+- precision: with ``precision="bf16"`` the call runs under ``torch.autocast(dtype=bfloat16)``. Geometry and
+  losses must stay in fp32: compute them inside :func:`full_precision` on ``.float()`` inputs (the model's
+  bf16 activations are cast back), as the paper's mixed-precision recipe does.
+- batches may define ``to(device)``, ``n_tokens`` (for tokens/s) and ``n_samples`` (to weight validation).
+
+All randomness flows from seeded generators whose states are checkpointed: the sampler (a pure function of
+``(seed, epoch)``), per-item crop seeds, and the global Python/NumPy/torch RNGs (dropout). The caller seeds
+and builds the model before calling :func:`train` (:func:`seed_everything`); every process must build it the
+same way (FSDP does not broadcast parameters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from openesm3.training import distributed as D
+from openesm3.training.checkpointing import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from openesm3.training.config import ConfigError, TrainConfig, config_to_dict
+from openesm3.training.loader import StepLoader
+from openesm3.training.logging import MetricsLogger
+from openesm3.training.sampler import SamplerPosition
+from openesm3.training.schedules import WarmupCosineSchedule, set_learning_rate
+from openesm3.utils.progress import Progress
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, Any]]]
+CHECKPOINT_DIR = "checkpoints"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global RNG that user code may draw from
+    torch.manual_seed(seed)
+
+
+def full_precision(device_type: str = "cuda") -> contextlib.AbstractContextManager[None]:
+    """A region where autocast is off: geometry and losses computed in fp32 (on ``.float()`` inputs)."""
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors, objects with ``to``, and dicts/lists/tuples of them, moved to ``device``."""
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, torch.Tensor) or hasattr(batch, "to"):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on parameters with >= 2 dimensions (matrices, embeddings), none on biases/scales."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps
+    )
+
+
+# Settings that do not change what is computed; changing them on resume is expected.
+_RUN_ONLY_KEYS = frozenset({"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path"})
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step: int  # completed optimizer steps
+    train_loss: float | None  # mean loss of the last logging interval
+    valid: dict[str, float] | None  # last validation results
+    checkpoint: Path | None  # last checkpoint written or resumed from
+
+
+class _Meter:
+    """Sums of scalars over micro-batches (on device, no host sync until :meth:`reduce`)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.weight = 0.0
+
+    def add(self, values: dict[str, Any], weight: float = 1.0) -> None:
+        for name, value in values.items():
+            v = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            v = v * weight
+            self.sums[name] = self.sums[name] + v.to(self.sums[name].device) if name in self.sums else v
+        self.weight += weight
+
+    def reduce(self, device: torch.device) -> dict[str, float]:
+        """Means over everything added on every process (collective: all processes must call it)."""
+        names = sorted(self.sums)
+        values = [self.sums[n].to(device).reshape(()) for n in names]
+        packed = torch.stack(values + [torch.tensor(self.weight, device=device)])
+        packed = D.all_reduce_sum(packed).cpu()
+        total = float(packed[-1])
+        return {n: float(packed[i]) / total for i, n in enumerate(names)} if total else {}
+
+
+def evaluate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: StepLoader[Any, Any],
+    *,
+    device: torch.device,
+    precision: str,
+    max_batches: int = 0,
+) -> dict[str, float]:
+    """Mean loss and metrics over a validation loader (weighted by samples per micro-batch)."""
+    was_training = model.training
+    model.eval()
+    meter = _Meter()
+    with torch.no_grad():
+        for i, step in enumerate(data.iterate()):
+            if max_batches and i >= max_batches:
+                break
+            for batch in step.micro_batches:
+                batch = move_to_device(batch, device)
+                with _autocast(device, precision):
+                    loss, metrics = loss_fn(model, batch)
+                meter.add({"loss": loss, **metrics}, float(getattr(batch, "n_samples", 1)))
+    model.train(was_training)
+    return meter.reduce(device)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _check_loader(loader: StepLoader[Any, Any], info: D.DistInfo, grad_accum: int, name: str) -> None:
+    if loader.world_size != info.world_size or loader.rank != info.rank:
+        raise ConfigError(
+            f"{name} loader was built for rank {loader.rank} of {loader.world_size}, "
+            f"but this is rank {info.rank} of {info.world_size}"
+        )
+    if loader.grad_accum != grad_accum:
+        raise ConfigError(f"{name} loader has grad_accum={loader.grad_accum}, config has {grad_accum}")
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_data: StepLoader[Any, Any],
+    config: TrainConfig,
+    *,
+    valid_data: StepLoader[Any, Any] | None = None,
+    dist_info: D.DistInfo | None = None,
+    fsdp_units: Callable[[nn.Module], Iterable[nn.Module]] = D.default_fsdp_units,
+    find_unused_parameters: bool = False,
+) -> TrainResult:
+    """Train ``model`` with ``loss_fn`` on ``train_data`` as ``config`` says (see the module docstring).
+
+    ``model`` is built and seeded by the caller (identically on every process) and moved to the device here;
+    ``dist_info`` comes from :func:`~openesm3.training.distributed.setup_distributed` (one process if None).
+    Loaders are built for this process's rank and ``config.grad_accum`` (validation loaders with 1).
+    """
+    cfg = config
+    info = dist_info or D.DistInfo(device=D.resolve_device(cfg.device))
+    _check_loader(train_data, info, cfg.grad_accum, "train")
+    if valid_data is not None:
+        _check_loader(valid_data, info, 1, "valid")
+    device = info.device
+    out_dir = Path(cfg.out_dir)
+    ckpt_root = out_dir / CHECKPOINT_DIR
+
+    model.to(device)
+    wrapped = D.wrap_model(
+        model, cfg.distributed, info, fsdp_units=fsdp_units, find_unused_parameters=find_unused_parameters
+    )
+    optimizer = build_optimizer(wrapped, cfg)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    schedule = WarmupCosineSchedule(
+        peak_lr=cfg.optim.lr,
+        warmup_steps=cfg.optim.warmup_steps,
+        total_steps=cfg.max_steps,
+        min_lr_ratio=cfg.optim.min_lr_ratio,
+    )
+
+    # ---- resume --------------------------------------------------------------------------------------
+    start_step, position, last_ckpt = 0, SamplerPosition(), None
+    tokens_seen = skipped = 0
+    latest = latest_checkpoint(ckpt_root) if cfg.resume else None
+    if not cfg.resume and list_checkpoints(ckpt_root):
+        raise ConfigError(f"{ckpt_root} holds checkpoints but resume=false: use another out_dir or resume=true")
+    if latest is not None:
+        ckpt = load_checkpoint(latest, rank=info.rank)
+        if ckpt.trainer_state.get("world_size") != info.world_size:
+            raise CheckpointError(
+                f"{latest}: written by {ckpt.trainer_state.get('world_size')} processes, resumed with "
+                f"{info.world_size}; resume with the same number to continue the same run"
+            )
+        D.load_full_state_dicts(wrapped, optimizer, ckpt.model_state, ckpt.optimizer_state)
+        if ckpt.rng_state is not None:
+            restore_rng_state(ckpt.rng_state)
+        start_step = ckpt.step
+        position = SamplerPosition.from_dict(ckpt.trainer_state["sampler"])
+        tokens_seen = int(ckpt.trainer_state.get("tokens_seen", 0))
+        skipped = int(ckpt.trainer_state.get("skipped_steps", 0))
+        last_ckpt = latest
+        changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
+        changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
+        if info.is_main and changed:
+            warnings.warn(f"resuming from {latest} with changed settings: {', '.join(changed)}", stacklevel=2)
+        del ckpt
+
+    logger = MetricsLogger(
+        out_dir,
+        enabled=info.is_main,
+        tensorboard=cfg.tensorboard,
+        resume_step=start_step if latest is not None else None,
+    )
+    if logger.tensorboard_error:
+        warnings.warn(logger.tensorboard_error, stacklevel=2)
+    bar = Progress(
+        total=cfg.max_steps - start_step,
+        desc=f"train (from step {start_step})",
+        unit="step",
+        disable=not (cfg.progress and info.is_main),
+    )
+
+    def checkpoint(step: int) -> Path:
+        model_state, optim_state = D.full_state_dicts(wrapped, optimizer)
+        trainer_state = {
+            "sampler": position.to_dict(),
+            "tokens_seen": tokens_seen,
+            "skipped_steps": skipped,
+            "config": config_to_dict(cfg),
+            "config_class": f"{type(cfg).__module__}.{type(cfg).__qualname__}",
+        }
+        return save_checkpoint(
+            ckpt_root,
+            step,
+            model_state=model_state,
+            optimizer_state=optim_state,
+            trainer_state=trainer_state,
+            keep_last=cfg.keep_last,
+            rank=info.rank,
+            world_size=info.world_size,
+            barrier=D.barrier,
+        )
+
+    # ---- loop ----------------------------------------------------------------------------------------
+    wrapped.train()
+    steps: Iterator[Any] = iter(train_data.iterate(position))
+    meter, interval_tokens, interval_start = _Meter(), 0, time.perf_counter()
+    grad_norm_sum, n_steps = torch.zeros((), device=device), 0
+    train_loss: float | None = None
+    valid: dict[str, float] | None = None
+    try:
+        for step in range(start_step, cfg.max_steps):
+            step_data = next(steps)
+            lr = schedule(step)
+            set_learning_rate(optimizer, lr)
+            n_micro = len(step_data.micro_batches)
+            for m, batch in enumerate(step_data.micro_batches):
+                batch = move_to_device(batch, device)
+                with D.gradient_sync(wrapped, enabled=m == n_micro - 1):
+                    with _autocast(device, cfg.precision):
+                        loss, metrics = loss_fn(wrapped, batch)
+                    (loss.float() / n_micro).backward()
+                meter.add({"loss": loss, **metrics}, 1.0)
+                interval_tokens += int(getattr(batch, "n_tokens", 0))
+            grad_norm = D.clip_grad_norm(params, cfg.optim.grad_clip)
+            # one host sync per step; the norm is the same on every process, so all skip together
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            grad_norm_sum = grad_norm_sum + grad_norm.detach().float().to(device)  # identical on every process
+            n_steps += 1
+            position = step_data.position
+            done = step + 1
+            last = done == cfg.max_steps
+
+            if done % cfg.log_every == 0 or last:
+                values = meter.reduce(device)
+                tokens = int(D.all_reduce_sum(torch.tensor(float(interval_tokens), device=device)).item())
+                elapsed = time.perf_counter() - interval_start
+                tokens_seen += tokens
+                train_loss = values.pop("loss", float("nan"))
+                row = {
+                    "lr": lr,
+                    "loss": train_loss,
+                    "grad_norm": float(grad_norm_sum) / n_steps,
+                    "tokens_per_s": tokens / max(elapsed, 1e-9),
+                    "steps_per_s": n_steps / max(elapsed, 1e-9),
+                    "tokens_seen": tokens_seen,
+                    "skipped_steps": skipped,
+                    "metrics": values,
+                }
+                logger.log("train", done, row)
+                bar.postfix = f"step {done} loss {train_loss:.4g} lr {lr:.3g} {row['tokens_per_s']:.0f} tok/s"
+                meter, interval_tokens, interval_start = _Meter(), 0, time.perf_counter()
+                grad_norm_sum, n_steps = torch.zeros((), device=device), 0
+            bar.update()
+
+            if valid_data is not None and ((cfg.val_every and done % cfg.val_every == 0) or last):
+                valid = evaluate(
+                    wrapped,
+                    loss_fn,
+                    valid_data,
+                    device=device,
+                    precision=cfg.precision,
+                    max_batches=cfg.data.valid_max_batches,
+                )
+                valid_metrics = {k: v for k, v in valid.items() if k != "loss"}
+                logger.log("valid", done, {"loss": valid.get("loss", math.nan), "metrics": valid_metrics})
+                interval_start = time.perf_counter()  # validation time does not count against throughput
+
+            if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or last:
+                last_ckpt = checkpoint(done)
+                interval_start = time.perf_counter()  # neither does checkpointing
+    finally:
+        bar.close()
+        logger.close()
+    return TrainResult(step=cfg.max_steps, train_loss=train_loss, valid=valid, checkpoint=last_ckpt)

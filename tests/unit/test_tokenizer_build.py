@@ -1,0 +1,156 @@
+"""Building vocabularies (IDF, hyperplanes, term lists, residue labels) and the build-function-vocab command."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openesm3 import constants as C
+from openesm3.annotations import FunctionAnnotation as FA
+from openesm3.cli.main import main
+from openesm3.errors import InputError
+from openesm3.tokenizers import FunctionTokenizer, FunctionVocabulary, ResidueAnnotationVocabulary, build
+
+TERMS = """# my annotation source
+term_id\tterm_type\tterm_name\tkeywords
+IPR000001\tDomain\tKringle\tkringle,protease,kringle
+MY:0002\tFamily\tZinc finger, C2H2 type\t
+"""
+CORPUS = """protein_id\tlabel\tstart\tend
+P1\tIPR000001\t1\t80
+P1\tkringle\t5\t40
+P2\tMY:0002\t3\t30
+P3\tzinc\t1\t10
+P4\tMY:0002\t1\t5
+"""
+
+
+def test_keywords_from_text() -> None:
+    assert build.keywords_from_text("Zinc finger, C2H2 type") == (
+        "zinc", "finger", "c2h2", "type", "zinc finger", "finger c2h2", "c2h2 type",
+    )  # fmt: skip
+    assert build.keywords_from_text("Domain of unknown function") == (
+        "domain", "unknown", "function", "domain of", "of unknown", "unknown function",
+    )  # fmt: skip
+
+
+def test_smooth_idf_formula() -> None:
+    idf = build.smooth_idf([{"a", "b"}, {"a"}, set()], ["a", "b", "c"])
+    expected = [math.log(4 / 3) + 1, math.log(4 / 2) + 1, math.log(4 / 1) + 1]
+    np.testing.assert_allclose(idf, expected, rtol=1e-15)
+
+
+def test_hyperplanes_are_seeded_standard_normal_float32() -> None:
+    a = build.draw_hyperplanes(1000, seed=3)
+    assert a.shape == (8, 8, 1000) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, build.draw_hyperplanes(1000, seed=3))
+    assert not np.array_equal(a, build.draw_hyperplanes(1000, seed=4))
+    assert abs(float(a.mean())) < 0.02 and abs(float(a.std()) - 1) < 0.02
+
+
+def test_build_write_load_roundtrip_in_official_formats(tmp_path: Path) -> None:
+    (tmp_path / "terms.tsv").write_text(TERMS)
+    (tmp_path / "corpus.tsv").write_text(CORPUS)
+    terms = build.read_terms(tmp_path / "terms.tsv")
+    corpus = build.read_annotation_corpus(tmp_path / "corpus.tsv")
+    assert corpus == {"P1": ["IPR000001", "kringle"], "P2": ["MY:0002"], "P3": ["zinc"], "P4": ["MY:0002"]}
+    vocab = build.build_function_vocabulary(terms, corpus, seed=5)
+    assert vocab.interpro_keywords["MY:0002"] == build.keywords_from_text("Zinc finger, C2H2 type")
+    assert list(vocab.keywords) == sorted(vocab.keywords) and "kringle" in vocab.keywords
+    # df: kringle in P1 only; zinc in P2, P3, P4; "c2h2 type" in P2, P4; protease in P1
+    idf = dict(zip(vocab.keywords, vocab.idf))
+    assert idf["kringle"] == pytest.approx(math.log(5 / 2) + 1)
+    assert idf["zinc"] == pytest.approx(math.log(5 / 4) + 1)
+    assert idf["c2h2 type"] == pytest.approx(math.log(5 / 3) + 1)
+
+    build.write_function_vocabulary(vocab, tmp_path / "out")
+    out = tmp_path / "out"
+    assert (out / C.KEYWORD_VOCABULARY_FILE).read_text().endswith("zinc finger\n")
+    assert (out / C.INTERPRO_ENTRY_LIST_FILE).read_text().splitlines()[:2] == [
+        "ENTRY_AC\tENTRY_TYPE\tENTRY_NAME", "IPR000001\tDomain\tKringle",
+    ]  # fmt: skip
+    rows = list(csv.reader((out / C.INTERPRO_TO_KEYWORDS_FILE).open()))
+    assert rows[0] == ["interpro_id", "keywords"] and rows[1] == ["IPR000001", "kringle,protease,kringle"]
+    with np.load(out / C.LSH_HYPERPLANES_FILE) as npz:
+        assert sorted(npz.files) == [str(i) for i in range(8)]
+        assert npz["0"].shape == (8, vocab.n_keywords) and npz["0"].dtype == np.float32
+    idf_file = np.load(out / C.KEYWORD_IDF_FILE)
+    assert idf_file.dtype == np.float64
+
+    loaded = FunctionVocabulary.load(out)
+    assert loaded.keywords == vocab.keywords and loaded.interpro_keywords == vocab.interpro_keywords
+    np.testing.assert_array_equal(loaded.idf, vocab.idf)
+    np.testing.assert_array_equal(loaded.hyperplanes, vocab.hyperplanes)  # type: ignore[arg-type]
+    tok = FunctionTokenizer(loaded)
+    ids = tok.encode([FA("MY:0002", 1, 2), FA("Kringle (IPR000001)", 2, 3)], 3)
+    assert (ids[1:4] >= 4).all()  # custom term ids are accepted by exact match
+
+
+def test_build_errors_name_the_problem(tmp_path: Path) -> None:
+    terms = [build.FunctionTerm("T1", "x", "alpha beta", ("alpha",))]
+    with pytest.raises(InputError, match="corpus protein 'P9': label 'gamma' is neither"):
+        build.build_function_vocabulary(terms, {"P9": ["gamma"]})
+    with pytest.raises(InputError, match="keywords not in the keyword list: \\['alpha'\\]"):
+        build.build_function_vocabulary(terms, {}, keywords=["beta"])
+    with pytest.raises(InputError, match="defined twice"):
+        build.build_function_vocabulary(terms * 2, {})
+    with pytest.raises(InputError, match="without commas"):
+        build.build_function_vocabulary(terms, {}, keywords=["alpha", "a,b"])
+    (tmp_path / "c.tsv").write_text("protein_id\tlabel\nP1\n")
+    with pytest.raises(InputError, match="line 2: 1 tab-separated fields, the header has 2"):
+        build.read_annotation_corpus(tmp_path / "c.tsv")
+    (tmp_path / "c.tsv").write_text("protein\tlabel\nP1\tx\n")
+    with pytest.raises(InputError, match="line 1: header lacks the column\\(s\\) protein_id"):
+        build.read_annotation_corpus(tmp_path / "c.tsv")
+
+
+def test_residue_vocabulary_groups_spellings(tmp_path: Path) -> None:
+    counts = {"Zinc binding": 700, "zinc-binding;": 400, "ATP binding": 1000, "Heme": 5}
+    vocab = build.build_residue_annotation_vocabulary(counts, min_proteins=10)
+    assert vocab.labels == ("Zinc binding", "ATP binding")  # 1100 > 1000; Heme dropped
+    assert vocab.label_to_clean["zinc-binding;"] == "Zinc binding"
+    path = build.write_residue_annotation_vocabulary(vocab, tmp_path)
+    assert path.read_text().splitlines()[0] == "label,label_clean,count"
+    again = ResidueAnnotationVocabulary.from_csv(path)
+    assert again.labels == vocab.labels and again.label_to_clean == vocab.label_to_clean
+    assert build.count_label_proteins({"a": ["x", "x", "y"], "b": ["x"]}) == {"x": 2, "y": 1}
+
+
+def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "terms.tsv").write_text(TERMS)
+    (tmp_path / "corpus.tsv").write_text(CORPUS)
+    (tmp_path / "residues.tsv").write_text("protein_id\tlabel\nP1\tActive site\nP2\tactive-site\nP2\tHeme\n")
+    out = tmp_path / "vocab"
+    args = ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv")]
+    assert main([*args, "--seed", "9", "--residue-corpus", str(tmp_path / "residues.tsv")]) == 0
+    assert "4 proteins, 2 terms" in capsys.readouterr().err
+    vocab = FunctionVocabulary.load(out)
+    np.testing.assert_array_equal(vocab.hyperplanes, build.draw_hyperplanes(vocab.n_keywords, seed=9))  # type: ignore[arg-type]
+    assert ResidueAnnotationVocabulary.load(out).labels == ("Active site", "Heme")
+    assert main(args) == 2  # refuses to overwrite
+    assert "already holds" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    (tmp_path / "bad.tsv").write_text("protein_id\tlabel\nP1\tunknown thing\n")
+    assert main(["build-function-vocab", str(tmp_path / "bad.tsv"), str(tmp_path / "v2"), "--terms",
+                 str(tmp_path / "terms.tsv")]) == 2  # fmt: skip
+    assert "bad.tsv: corpus protein 'P1': label 'unknown thing'" in capsys.readouterr().err
+
+
+def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:
+    (tmp_path / "terms.tsv").write_text(TERMS)
+    (tmp_path / "corpus.tsv").write_text(CORPUS)
+    base = tmp_path / "base"
+    build.write_function_vocabulary(
+        build.build_function_vocabulary(build.read_terms(tmp_path / "terms.tsv"), {}, seed=1), base
+    )
+    corpus = tmp_path / "c2.tsv"
+    corpus.write_text("protein_id\tlabel\nA\tIPR000001\nB\tzinc\n")
+    out = tmp_path / "new"
+    assert main(["build-function-vocab", str(corpus), str(out), "--base-vocab", str(base), "--seed", "2"]) == 0
+    old, new = FunctionVocabulary.load(base), FunctionVocabulary.load(out)
+    assert new.keywords == old.keywords and new.interpro_keywords == old.interpro_keywords
+    assert not np.array_equal(new.idf, old.idf)

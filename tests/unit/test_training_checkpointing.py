@@ -1,0 +1,155 @@
+"""Checkpoints: exact round trip, keep-N, RNG states, and half-written checkpoints never becoming the latest."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import openesm3.training.checkpointing as ckpt
+from openesm3.training.distributed import full_state_dicts, load_full_state_dicts
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run much faster on one thread (and do not fight other jobs on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trained(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+    return model, opt
+
+
+def _save(root, step: int, model: nn.Module, opt: torch.optim.Optimizer, keep_last: int = 3):
+    m, o = full_state_dicts(model, opt)
+    return ckpt.save_checkpoint(
+        root,
+        step,
+        model_state=m,
+        optimizer_state=o,
+        trainer_state={"sampler": {"epoch": 1, "step": step}},
+        keep_last=keep_last,
+    )
+
+
+def test_round_trip_is_exact(tmp_path) -> None:
+    model, opt = _trained()
+    path = _save(tmp_path, 3, model, opt)
+    assert path.name == "step_000000003" and ckpt.latest_checkpoint(tmp_path) == path
+    loaded = ckpt.load_checkpoint(path)
+    assert loaded.step == 3 and loaded.trainer_state["sampler"] == {"epoch": 1, "step": 3}
+    fresh, fresh_opt = _trained(seed=1)
+    load_full_state_dicts(fresh, fresh_opt, loaded.model_state, loaded.optimizer_state)
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    # both continue identically
+    x = torch.randn(5, 4)
+    for m, o in ((model, opt), (fresh, fresh_opt)):
+        m(x).pow(2).mean().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+    # plain files: safetensors + JSON, nothing pickled
+    assert sorted(p.name for p in path.iterdir()) == [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "rng_rank0.json",
+        "trainer_state.json",
+    ]
+    state = json.loads((path / "trainer_state.json").read_text())
+    assert (
+        state["format"] == ckpt.CHECKPOINT_FORMAT and state["optimizer"]["param_groups"][0]["params"][0] == "0.weight"
+    )
+
+
+def test_tied_weights_are_saved(tmp_path) -> None:
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 5, bias=False))
+    model[1].weight = model[0].weight
+    opt = torch.optim.AdamW(model.parameters())
+    path = _save(tmp_path, 1, model, opt)
+    state = ckpt.load_checkpoint(path).model_state
+    assert torch.equal(state["0.weight"], state["1.weight"])
+
+
+def test_keep_last(tmp_path) -> None:
+    model, opt = _trained()
+    for step in (1, 2, 3, 4, 5):
+        _save(tmp_path, step, model, opt, keep_last=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [4, 5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.txt", "step_000000004", "step_000000005"]
+
+
+def test_half_written_checkpoints_never_become_latest(tmp_path, monkeypatch) -> None:
+    model, opt = _trained()
+    good = _save(tmp_path, 2, model, opt)
+    # a leftover from a run killed while saving, and a complete-looking directory missing a file
+    tmp = tmp_path / ".step_000000009.tmp"
+    tmp.mkdir()
+    (tmp / "model.safetensors").write_bytes(b"partial")
+    broken = tmp_path / "step_000000008"
+    broken.mkdir()
+    (broken / "trainer_state.json").write_text(json.dumps({"world_size": 1}))
+    assert ckpt.latest_checkpoint(tmp_path) == good
+    # a save that dies half way (here: while writing the optimizer file) leaves the previous one latest
+    real = ckpt._save_tensors
+    calls = []
+
+    def dying(path, tensors):  # noqa: ANN001
+        calls.append(path.name)
+        if path.name == ckpt.OPTIMIZER_FILE:
+            raise KeyboardInterrupt("killed")
+        real(path, tensors)
+
+    monkeypatch.setattr(ckpt, "_save_tensors", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, 3, model, opt)
+    assert calls == ["model.safetensors", "optimizer.safetensors"]
+    assert ckpt.latest_checkpoint(tmp_path) == good
+    assert not (tmp_path / "step_000000003").exists()
+    monkeypatch.setattr(ckpt, "_save_tensors", real)
+    newer = _save(tmp_path, 4, model, opt)
+    assert ckpt.latest_checkpoint(tmp_path) == newer
+    assert not list(tmp_path.glob(".step_*"))  # stale temporaries are cleaned up by the next save
+
+
+def test_rng_states_round_trip() -> None:
+    random.seed(1)
+    np.random.seed(2)  # noqa: NPY002
+    torch.manual_seed(3)
+    state = json.loads(json.dumps(ckpt.capture_rng_state()))
+    draws = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    random.seed(9)
+    np.random.seed(9)  # noqa: NPY002
+    torch.manual_seed(9)
+    ckpt.restore_rng_state(state)
+    again = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    assert draws[0] == again[0] and draws[1] == again[1] and torch.equal(draws[2], again[2])
+
+
+def test_unreadable_checkpoint(tmp_path) -> None:
+    with pytest.raises(ckpt.CheckpointError, match="unreadable checkpoint state"):
+        ckpt.load_checkpoint(tmp_path)
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"format": "other", "version": 1}))
+    with pytest.raises(ckpt.CheckpointError, match="not an openesm3-train-checkpoint v1"):
+        ckpt.load_checkpoint(tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compile machinery
+def test_wrappers_do_not_leak_into_parameter_names() -> None:
+    model, opt = _trained()
+    compiled = torch.compile(model)  # lazy: nothing is compiled until it runs
+    m, o = full_state_dicts(compiled, opt)
+    assert list(m) == list(model.state_dict()) and "0.weight" in o["state"]

@@ -1,0 +1,163 @@
+"""Training configs: paper defaults, JSON/TOML files, dotted overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from openesm3.training.config import (
+    ConfigError,
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
+
+
+def test_defaults_follow_the_paper() -> None:
+    cfg = TrainConfig()
+    # PAPER_NOTES §3.7 (A.2.3): AdamW (0.9, 0.95), wd 0.01, clip 1.0, cosine to 10 %; §2.10: crops of 512
+    assert cfg.optim.betas == (0.9, 0.95)
+    assert cfg.optim.weight_decay == 0.01
+    assert cfg.optim.grad_clip == 1.0
+    assert cfg.optim.min_lr_ratio == 0.1
+    assert cfg.data.crop_length == 512
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.max_steps = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        OptimConfig(1e-3)  # type: ignore[misc]  # keyword-only
+
+
+def test_json_file_then_overrides(tmp_path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(
+        json.dumps(
+            {"max_steps": 50, "optim": {"lr": 1e-3, "betas": [0.8, 0.9]}, "data": {"split": {"method": "identity"}}}
+        )
+    )
+    cfg = load_config(
+        TrainConfig,
+        path,
+        [
+            "optim.lr=1e-4",
+            "data.crop_length=256",
+            "data.bucket_boundaries=32,64,128",
+            "tensorboard=no",
+            "precision=fp32",
+            "data.split.valid_fraction=0.1",
+        ],
+    )
+    assert cfg.max_steps == 50 and cfg.optim.lr == 1e-4 and cfg.optim.betas == (0.8, 0.9)
+    assert cfg.data.crop_length == 256 and cfg.data.bucket_boundaries == (32, 64, 128)
+    assert cfg.tensorboard is False and cfg.precision == "fp32"
+    assert cfg.data.split.method == "identity" and cfg.data.split.valid_fraction == 0.1
+    assert cfg.data.batch_size == DataConfig().batch_size  # untouched keys keep their defaults
+    assert apply_overrides(cfg, ["optim.betas=[0.9, 0.99]"]).optim.betas == (0.9, 0.99)
+
+
+def test_toml_file(tmp_path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text("max_steps = 7\n[optim]\nlr = 0.002\nwarmup_steps = 3\n[data]\ncrop_length = 128\n")
+    cfg = load_config(TrainConfig, path)
+    assert (cfg.max_steps, cfg.optim.lr, cfg.optim.warmup_steps, cfg.data.crop_length) == (7, 0.002, 3, 128)
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = apply_overrides(TrainConfig(), ["optim.lr=3e-4", "data.max_tokens=4096", "out_dir=/x"])
+    data = json.loads(json.dumps(config_to_dict(cfg)))
+    assert config_from_dict(TrainConfig, data) == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["optim.lrr=1"], "'optim.lrr' (did you mean 'lr'?)"),
+        (["nonsense=1"], "'nonsense'"),
+        (["optim.lr=fast"], "'optim.lr': expected float, got 'fast'"),
+        (["max_steps=1.5"], "'max_steps': expected int"),
+        (["precision=fp16"], "'precision': expected one of 'fp32', 'bf16'"),
+        (["optim.betas=0.9"], "'optim.betas': expected 2 values"),
+        (["tensorboard=maybe"], "'tensorboard': expected bool"),
+        (["optim=3"], "'optim' is a section"),
+        (["max_steps.x=3"], "'max_steps' is a value, not a section"),
+        (["optim.lr"], "not of the form key=value"),
+        (["optim.lr=-1"], "config section 'optim': lr must be > 0"),
+        (["data.bucket_boundaries=64,32"], "strictly increasing"),
+    ],
+)
+def test_override_errors_name_the_key(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainConfig, None, overrides)
+    assert needle in str(info.value)
+
+
+def test_file_errors_name_the_key(tmp_path) -> None:
+    bad_key = tmp_path / "a.json"
+    bad_key.write_text(json.dumps({"optim": {"learning_rate": 1}}))
+    with pytest.raises(ConfigError, match="'optim.learning_rate'"):
+        load_config(TrainConfig, bad_key)
+    bad_type = tmp_path / "b.json"
+    bad_type.write_text(json.dumps({"data": {"crop_length": "long"}}))
+    with pytest.raises(ConfigError, match="'data.crop_length': expected int, got 'long'"):
+        load_config(TrainConfig, bad_type)
+    bad_bool = tmp_path / "c.json"
+    bad_bool.write_text(json.dumps({"resume": 1}))  # JSON must use true/false, not 1
+    with pytest.raises(ConfigError, match="'resume': expected bool"):
+        load_config(TrainConfig, bad_bool)
+    broken = tmp_path / "d.json"
+    broken.write_text("{")
+    with pytest.raises(ConfigError, match="d.json: invalid JSON"):
+        load_config(TrainConfig, broken)
+    with pytest.raises(ConfigError, match="must end in .json or .toml"):
+        load_config(TrainConfig, tmp_path / "e.yaml")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(TrainConfig, tmp_path / "missing.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSection:
+    d_model: int = 64
+    dropout: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodConfig(TrainConfig):
+    model: ModelSection = field(default_factory=ModelSection)
+
+
+def test_a_method_extends_the_config_by_subclassing() -> None:
+    cfg = load_config(MethodConfig, None, ["model.d_model=128", "model.dropout=0.1", "optim.lr=1e-3"])
+    assert cfg.model.d_model == 128 and cfg.model.dropout == 0.1 and cfg.optim.lr == 1e-3
+    assert apply_overrides(cfg, ["model.dropout=none"]).model.dropout is None
+
+
+def test_command_line_arguments(tmp_path) -> None:
+    import argparse
+
+    from openesm3.training.config import add_config_arguments, config_from_args
+
+    path = tmp_path / "run.toml"
+    path.write_text("max_steps = 20\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    cfg = config_from_args(TrainConfig, parser.parse_args(["--config", str(path), "optim.lr=1e-4", "log_every=5"]))
+    assert (cfg.max_steps, cfg.optim.lr, cfg.log_every) == (20, 1e-4, 5)
+    with pytest.raises(ConfigError, match="command-line override: .*'optim.lrr'"):
+        config_from_args(TrainConfig, parser.parse_args(["optim.lrr=1"]))
+
+
+def test_checkpoints_fall_on_logging_boundaries() -> None:
+    with pytest.raises(ConfigError, match=r"ckpt_every \(15\) must be a multiple of log_every \(10\)"):
+        TrainConfig(ckpt_every=15, log_every=10)
+
+
+def test_override_order_does_not_matter() -> None:
+    a = load_config(TrainConfig, None, ["ckpt_every=5", "log_every=1"])  # invalid half way, valid in the end
+    b = load_config(TrainConfig, None, ["log_every=1", "ckpt_every=5"])
+    assert a == b and (a.ckpt_every, a.log_every) == (5, 1)

@@ -1,0 +1,158 @@
+"""Protein records, shard datasets (safetensors + JSON index), cropping and collation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from openesm3 import constants as C
+from openesm3.errors import InputError
+from openesm3.training.cropping import ATOM37_CA, contiguous_crop, crop_record, interface_residues, spatial_crop
+from openesm3.training.data import (
+    CroppedRecords,
+    DatasetError,
+    ProteinDataset,
+    ProteinRecord,
+    ShardWriter,
+    collate_proteins,
+    sequence_to_ids,
+    write_dataset,
+)
+from openesm3.training.sampler import SampleRef
+from tests.training_fixtures import synthetic_record, synthetic_records
+
+
+def _same(a: ProteinRecord, b: ProteinRecord) -> None:
+    assert a.name == b.name and a.sequence == b.sequence and a.chain_ids == b.chain_ids
+    assert (a.source, a.cluster, a.split, a.weight) == (b.source, b.cluster, b.split, b.weight)
+    np.testing.assert_array_equal(a.atom37, b.atom37)  # NaN == NaN here
+    for name in ("atom37_mask", "residue_index", "chain_index"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_shards_round_trip(tmp_path) -> None:
+    records = synthetic_records(11)
+    object.__setattr__(records[9], "weight", 2.5)
+    write_dataset(records, tmp_path, shard_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"] + [
+        f"shard_0000{i}.safetensors" for i in range(3)
+    ]
+    ds = ProteinDataset(tmp_path)
+    assert len(ds) == 11 and ds.lengths.tolist() == [r.length for r in records]
+    for i in (0, 4, 9, 10):
+        _same(ds[i], records[i])
+    assert np.isnan(ds[0].atom37[~ds[0].atom37_mask]).all()
+    entry = json.loads((tmp_path / "index.json").read_text())["records"][4]
+    assert entry["chain_ids"] == ["A", "B"] and sum(entry["chain_lengths"]) == entry["length"] == records[4].length
+    sub = ds.subset([10, 4])
+    assert len(sub) == 2 and sub.lengths.tolist() == [records[10].length, records[4].length]
+    _same(sub[1], records[4])
+    assert ds.clusters[0] == "c0" and ds.clusters[30 % 11] == records[30 % 11].cluster
+
+
+def test_rewriting_a_dataset_replaces_it(tmp_path) -> None:
+    write_dataset(synthetic_records(9), tmp_path, shard_size=3)
+    writer = ShardWriter(tmp_path, shard_size=3)  # a new ingestion into the same directory ...
+    for record in synthetic_records(4, seed=1):
+        writer.add(record)  # ... interrupted before close(): no index, so no mix of old and new
+    with pytest.raises(DatasetError, match="no dataset index"):
+        ProteinDataset(tmp_path)
+    write_dataset(synthetic_records(4, seed=1), tmp_path, shard_size=3)
+    assert len(ProteinDataset(tmp_path)) == 4 and len(list(tmp_path.glob("shard_*"))) == 2
+
+
+def test_dataset_errors_name_the_path(tmp_path) -> None:
+    with pytest.raises(DatasetError, match="index.json: no dataset index"):
+        ProteinDataset(tmp_path)
+    (tmp_path / "index.json").write_text(json.dumps({"format": "something-else", "version": 1}))
+    with pytest.raises(DatasetError, match="not an openesm3-protein-shards v1 index"):
+        ProteinDataset(tmp_path)
+    record = synthetic_records(1)[0]
+    with pytest.raises(InputError, match="record 'rec000': atom37 has shape"):
+        ProteinRecord(**{**record.__dict__, "atom37": record.atom37[:-1]})
+    with pytest.raises(InputError, match="record 'rec000': weight must be finite and >= 0"):
+        ProteinRecord(**{**record.__dict__, "weight": -1.0})
+    with pytest.raises(InputError, match="chain_index out of range"):
+        ProteinRecord(**{**record.__dict__, "chain_ids": ()})
+
+
+def test_sequence_ids_use_the_official_vocabulary() -> None:
+    ids = sequence_to_ids("LAC|X*")
+    assert ids.tolist() == [
+        C.SEQUENCE_VOCAB.index("L"),
+        C.SEQUENCE_VOCAB.index("A"),
+        C.SEQUENCE_VOCAB.index("C"),
+        C.SEQUENCE_CHAINBREAK,
+        C.SEQUENCE_VOCAB.index("X"),
+        C.SEQUENCE_UNK,
+    ]
+
+
+def test_collate_pads_and_masks() -> None:
+    records = synthetic_records(3)
+    batch = collate_proteins(records)
+    n = max(r.length for r in records)
+    assert batch.atom37.shape == (3, n, 37, 3) and batch.atom37.dtype == torch.float32
+    assert batch.sequence_tokens.shape == (3, n) and batch.sequence_tokens.dtype == torch.int64
+    assert torch.isfinite(batch.atom37).all()  # NaN never reaches a loss
+    assert batch.n_tokens == sum(r.length for r in records) == int(batch.mask.sum())
+    short = int(np.argmin([r.length for r in records]))
+    length = records[short].length
+    assert (batch.sequence_tokens[short, length:] == C.SEQUENCE_PAD).all()
+    assert (batch.chain_index[short, length:] == -1).all() and not batch.atom37_mask[short, length:].any()
+    present = torch.from_numpy(records[short].atom37_mask)
+    assert torch.equal(batch.atom37_mask[short, :length], present)
+    assert torch.equal(batch.atom37[short, :length][present], torch.from_numpy(records[short].atom37)[present])
+    moved = batch.to("cpu")
+    assert moved.n_tokens == batch.n_tokens and moved.names == batch.names
+
+
+def test_contiguous_crop() -> None:
+    starts = set()
+    for seed in range(30):
+        idx = contiguous_crop(100, 40, np.random.default_rng(seed))
+        assert len(idx) == 40 and (np.diff(idx) == 1).all() and 0 <= idx[0] <= 60
+        starts.add(int(idx[0]))
+    assert len(starts) > 10
+    assert contiguous_crop(30, 40, np.random.default_rng(0)).tolist() == list(range(30))
+
+
+def test_spatial_crop_keeps_the_nearest_residues_around_an_interface() -> None:
+    rng = np.random.default_rng(0)
+    record = synthetic_record(rng, "cplx", (60, 50))
+    ca = record.atom37[:, ATOM37_CA]
+    interface = interface_residues(ca, record.chain_index, 8.0)
+    assert interface[record.chain_index == 0].any() and interface[record.chain_index == 1].any()
+    far = interface_residues(ca + np.where(record.chain_index[:, None] == 1, 1000.0, 0.0), record.chain_index, 8.0)
+    assert not far.any()  # negative: separated chains have no interface
+    for seed in range(5):
+        keep = spatial_crop(ca, record.chain_index, 32, np.random.default_rng(seed), 8.0)
+        assert len(keep) == 32 and (np.diff(keep) > 0).all()
+        assert len(np.unique(record.chain_index[keep])) == 2  # an interface crop spans both chains
+        valid = np.isfinite(ca).all(1)
+        # every kept residue is at least as close to some kept interface centre as any dropped residue is
+        centres = [i for i in keep if interface[i]]
+        assert centres
+        d = lambda i, j: np.linalg.norm(ca[i] - ca[j])  # noqa: E731
+        dropped = [j for j in range(len(ca)) if j not in set(keep) and valid[j]]
+        assert any(max(d(c, k) for k in keep) <= min(d(c, j) for j in dropped) + 1e-4 for c in centres)
+    cropped = crop_record(record, 32, np.random.default_rng(1))
+    again = crop_record(record, 32, np.random.default_rng(1))
+    assert cropped.length == 32 and cropped.sequence == again.sequence
+    np.testing.assert_array_equal(cropped.residue_index, again.residue_index)
+    contiguous = crop_record(record, 32, np.random.default_rng(1), mode="contiguous")
+    assert contiguous.length == 32 and contiguous.sequence in record.sequence  # a window of the concatenation
+    single = synthetic_record(rng, "one", (70,))
+    assert crop_record(single, 100, np.random.default_rng(0)) is single
+
+
+def test_cropped_records_depend_only_on_the_ref(tmp_path) -> None:
+    write_dataset(synthetic_records(6, max_length=120), tmp_path)
+    fetch = CroppedRecords(ProteinDataset(tmp_path), crop_length=20)
+    long = int(np.argmax(ProteinDataset(tmp_path).lengths))
+    a, b, c = fetch(SampleRef(long, 7)), fetch(SampleRef(long, 7)), fetch(SampleRef(long, 8))
+    assert a.length == 20 and a.sequence == b.sequence
+    assert not np.array_equal(a.residue_index, c.residue_index) or a.sequence != c.sequence

@@ -1,0 +1,141 @@
+"""Ingestion logic (file discovery, manifest labels, chains vs complexes, filters, skipped files, workers).
+
+The structure reader is replaced by a stand-in that follows the contract of ``openesm3.structure.io``
+(``load_structure(path, *, model) -> complex with .chains``, each chain with sequence, atom37, atom37_mask,
+residue_index, chain_id), so these tests pin our side of it; tests/integration/test_training_ingest_pdb.py reads
+real PDB files with the real reader.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from openesm3.errors import InputError, StructureFileError
+from openesm3.training.config import IngestConfig
+from openesm3.training.data import ProteinDataset
+from openesm3.training.ingest import find_structure_files, ingest_structures
+
+
+@dataclass
+class FakeChain:
+    sequence: str
+    atom37: np.ndarray
+    atom37_mask: np.ndarray
+    residue_index: np.ndarray
+    chain_id: str
+
+
+@dataclass
+class FakeComplex:
+    chains: list[FakeChain]
+
+
+def fake_load_structure(path, *, model: int = 1, chains=None) -> FakeComplex:  # noqa: ANN001
+    """Files hold JSON: {"A": "SEQ", ...}; a sequence with 'Z' residues lacks C-alpha there; 'BAD' fails."""
+    text = open(path).read()  # noqa: PTH123
+    if text == "BAD":
+        raise StructureFileError(path, "line 3: no ATOM records")
+    out = []
+    for chain_id, seq in json.loads(text).items():
+        n = len(seq)
+        atom37 = np.full((n, 37, 3), np.nan, np.float32)
+        atom37[:, :3] = np.arange(n * 9, dtype=np.float32).reshape(n, 3, 3)
+        mask = np.isfinite(atom37).all(-1)
+        no_ca = np.array([c == "Z" for c in seq])
+        atom37[no_ca] = np.nan
+        mask[no_ca] = False
+        out.append(FakeChain(seq, atom37, mask, np.arange(1, n + 1), chain_id))
+    return FakeComplex(out)
+
+
+@pytest.fixture
+def structures(tmp_path, monkeypatch):  # noqa: ANN201
+    module = types.ModuleType("openesm3.structure.io")
+    module.load_structure = fake_load_structure  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "openesm3.structure.io", module)
+    root = tmp_path / "pdb"
+    (root / "sub").mkdir(parents=True)
+    files = {
+        "1aaa.pdb": {"A": "ACDEFGHIKLMN", "B": "ACDEFGHIKLMN", "C": "WWWWWWWWWWWW"},  # homodimer + partner
+        "sub/2bbb.cif": {"A": "MKV" * 5},
+        "3ccc.pdb": {"A": "MKVZZZZZZZZZ"},  # only 3 residues with a C-alpha
+        "4ddd.pdb": "BAD",
+        "notes.txt": {"A": "IGNORED"},
+    }
+    for name, content in files.items():
+        (root / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    manifest = root / "manifest.tsv"
+    manifest.write_text("file\tcluster40\tsuggested_split\n1aaa.pdb\tclu1\ttrain\nsub/2bbb.cif\tclu2\tvalid\n")
+    return root
+
+
+def test_find_structure_files(structures) -> None:
+    names = [p.name for p in find_structure_files(structures)]
+    assert names == ["1aaa.pdb", "3ccc.pdb", "4ddd.pdb", "2bbb.cif"]  # sorted paths, .txt ignored
+    listing = structures / "list.txt"
+    listing.write_text("# training files\n1aaa.pdb\nsub/2bbb.cif\n")
+    assert [p.name for p in find_structure_files(listing)] == ["1aaa.pdb", "2bbb.cif"]
+    listing.write_text("missing.pdb\n")
+    with pytest.raises(InputError, match="list.txt: listed file 'missing.pdb' does not exist"):
+        find_structure_files(listing)
+    with pytest.raises(InputError, match="nowhere: no such file or directory"):
+        find_structure_files(structures / "nowhere")
+    with pytest.raises(InputError, match="no structure files"):
+        find_structure_files(tmp_path_empty(structures))
+
+
+def tmp_path_empty(root):  # noqa: ANN001, ANN201
+    path = root / "empty"
+    path.mkdir()
+    return path
+
+
+def test_ingest_chains_with_manifest_labels(structures, tmp_path) -> None:
+    cfg = IngestConfig(manifest=str(structures / "manifest.tsv"), shard_size=2)
+    report = ingest_structures(structures, tmp_path / "ds", cfg, progress=False)
+    ds = ProteinDataset(tmp_path / "ds")
+    names = [e["name"] for e in ds.entries]
+    assert names == ["1aaa_A", "1aaa_C", "2bbb_A"]  # 1aaa_B is a copy of A; 3ccc too short; 4ddd unreadable
+    assert report.n_files == 4 and report.n_records == 3 and report.filtered == 1
+    assert report.skipped == [
+        {"source": str(structures / "4ddd.pdb"), "problem": f"{structures / '4ddd.pdb'}: line 3: no ATOM records"}
+    ]
+    assert ds.skipped == report.skipped
+    assert ds.clusters == ["clu1", "clu1", "clu2"] and ds.splits == ["train", "train", "valid"]
+    record = ds[1]
+    assert record.sequence == "W" * 12 and record.chain_ids == ("C",) and (record.chain_index == 0).all()
+    np.testing.assert_array_equal(record.atom37[:, :3], np.arange(12 * 9, dtype=np.float32).reshape(12, 3, 3))
+    assert np.isnan(record.atom37[:, 3:]).all() and record.residue_index.tolist() == list(range(1, 13))
+
+
+def test_ingest_complexes_and_workers(structures, tmp_path) -> None:
+    cfg = IngestConfig(unit="complex", min_length=3, workers=2)
+    ingest_structures(structures, tmp_path / "par", cfg, progress=False)
+    ds = ProteinDataset(tmp_path / "par")
+    assert [e["name"] for e in ds.entries] == ["1aaa", "3ccc", "2bbb"]
+    cplx = ds[0]
+    assert cplx.chain_ids == ("A", "B", "C") and cplx.length == 36
+    assert cplx.chain_index.tolist() == [0] * 12 + [1] * 12 + [2] * 12
+    assert ds.entries[0]["chain_lengths"] == [12, 12, 12] and ds.clusters[0] == "1aaa"  # no manifest: own cluster
+    serial = tmp_path / "serial"
+    ingest_structures(structures, serial, IngestConfig(unit="complex", min_length=3, workers=1), progress=False)
+    a = json.loads((tmp_path / "par" / "index.json").read_text())
+    b = json.loads((serial / "index.json").read_text())
+    assert a["records"] == b["records"]  # the number of workers does not change the dataset
+    capped = ingest_structures(structures, tmp_path / "x", IngestConfig(max_length=14, weight=2.0), progress=False)
+    assert (capped.n_records, capped.filtered) == (2, 2)  # 2bbb (15 residues) and 3ccc (too short) left out
+    assert ProteinDataset(tmp_path / "x").weights.tolist() == [2.0, 2.0]
+
+
+def test_manifest_errors(structures, tmp_path) -> None:
+    cfg = IngestConfig(manifest=str(structures / "manifest.tsv"), cluster_column="cluster90")
+    with pytest.raises(InputError, match="manifest has no column 'cluster90'"):
+        ingest_structures(structures, tmp_path / "ds", cfg, progress=False)
+    with pytest.raises(InputError, match="cannot read manifest"):
+        ingest_structures(structures, tmp_path / "ds", IngestConfig(manifest=str(tmp_path / "no.tsv")), progress=False)

@@ -1,0 +1,154 @@
+"""The generic loop in one process: logs, schedule, accumulation, bf16, validation, resume, non-finite steps."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+import torch
+
+from openesm3.training.checkpointing import capture_rng_state, list_checkpoints, load_checkpoint
+from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
+from openesm3.training.data import ProteinDataset, write_dataset
+from openesm3.training.logging import read_metrics
+from openesm3.training.loop import seed_everything, train
+from openesm3.training.pipeline import build_protein_data
+from openesm3.training.schedules import WarmupCosineSchedule
+from tests.training_fixtures import TinyModel, synthetic_records, tiny_loss
+
+BASE = [
+    "max_steps=12",
+    "data.batch_size=4",
+    "data.crop_length=40",
+    "precision=fp32",
+    "optim.lr=1e-2",
+    "optim.warmup_steps=3",
+    "log_every=1",
+    "val_every=6",
+    "ckpt_every=4",
+    "keep_last=2",
+    "progress=false",
+    "tensorboard=false",
+    "data.split.valid_fraction=0.2",
+    "device=cpu",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run much faster on one thread (and do not fight other jobs on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> ProteinDataset:
+    root = tmp_path_factory.mktemp("ds")
+    write_dataset(synthetic_records(40), root, shard_size=16)
+    return ProteinDataset(root)
+
+
+def _run(dataset: ProteinDataset, out, *overrides: str, dropout: float = 0.0, loss_fn=tiny_loss):  # noqa: ANN001
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={out}", *overrides])
+    seed_everything(cfg.seed)
+    model = TinyModel(dropout=dropout)
+    data = build_protein_data(cfg, dataset=dataset)
+    result = train(model, loss_fn, data.train, cfg, valid_data=data.valid)
+    return model, result, cfg
+
+
+def test_training_logs_schedule_validation_and_checkpoints(dataset, tmp_path) -> None:
+    model, result, cfg = _run(dataset, tmp_path)
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    train_rows = [r for r in rows if r["split"] == "train"]
+    valid_rows = [r for r in rows if r["split"] == "valid"]
+    assert [r["step"] for r in train_rows] == list(range(1, 13))
+    assert [r["step"] for r in valid_rows] == [6, 12]
+    schedule = WarmupCosineSchedule(peak_lr=1e-2, warmup_steps=3, total_steps=12, min_lr_ratio=0.1)
+    for r in train_rows:
+        assert set(r) >= {"step", "lr", "loss", "grad_norm", "tokens_per_s", "time", "metrics"}
+        assert r["lr"] == pytest.approx(schedule(r["step"] - 1))
+        assert r["tokens_per_s"] > 0 and r["grad_norm"] > 0 and set(r["metrics"]) == {"rmse", "pred_dtype_bf16"}
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"] / 2
+    assert valid_rows[1]["loss"] < train_rows[0]["loss"]
+    assert result.step == 12 and result.valid is not None and result.valid["loss"] == valid_rows[1]["loss"]
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8, 12]
+    saved = load_checkpoint(result.checkpoint)
+    assert all(torch.equal(v, saved.model_state[k]) for k, v in model.state_dict().items())
+    assert saved.trainer_state["config"]["optim"]["lr"] == 1e-2
+
+
+def test_gradient_accumulation_matches_one_big_batch(dataset, tmp_path) -> None:
+    a, _, _ = _run(dataset, tmp_path / "a", "max_steps=4", "data.batch_size=8", "grad_accum=1")
+    b, _, _ = _run(dataset, tmp_path / "b", "max_steps=4", "data.batch_size=8", "grad_accum=2")
+    c, _, _ = _run(dataset, tmp_path / "c", "max_steps=4", "data.batch_size=4", "grad_accum=1")
+    diff = max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+    assert diff < 1e-6
+    assert max((p - q).abs().max().item() for p, q in zip(a.parameters(), c.parameters())) > 1e-3  # negative
+
+
+def test_bf16_autocast_with_fp32_losses(dataset, tmp_path) -> None:
+    _, result, _ = _run(dataset, tmp_path, "precision=bf16", "max_steps=4")
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert all(r["metrics"]["pred_dtype_bf16"] == 1.0 for r in rows)  # the model ran in bf16
+    assert all(r["loss"] == r["loss"] for r in rows) and rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_resume_in_process_continues_the_same_trajectory(dataset, tmp_path) -> None:
+    full = tmp_path / "full"
+    _run(dataset, full, dropout=0.2)  # dropout: the torch RNG state must be restored too
+    part = tmp_path / "part"
+    shutil.copytree(full, part)
+    shutil.rmtree(part / "checkpoints" / "step_000000012")  # as if killed between steps 8 and 12
+    with open(part / "metrics.jsonl", "a") as handle:
+        handle.write('{"split": "train", "step": 11, "loss": 123')  # and mid-line
+    _run(dataset, part, dropout=0.2)
+    a = read_metrics(full / "metrics.jsonl")
+    b = read_metrics(part / "metrics.jsonl")
+    assert [(r["split"], r["step"], r["loss"]) for r in a] == [(r["split"], r["step"], r["loss"]) for r in b]
+    # negative: without restoring the RNG, dropout differs and so does the loss
+    other = tmp_path / "other"
+    shutil.copytree(full, other)
+    shutil.rmtree(other / "checkpoints" / "step_000000012")
+    for rng_file in (other / "checkpoints").glob("step_*/rng_rank0.json"):
+        state = json.loads(rng_file.read_text())
+        torch.manual_seed(12345)
+        state["torch"] = capture_rng_state()["torch"]
+        rng_file.write_text(json.dumps(state))
+    _run(dataset, other, dropout=0.2)
+    c = read_metrics(other / "metrics.jsonl")
+    assert [r["loss"] for r in c if r["step"] > 8] != [r["loss"] for r in a if r["step"] > 8]
+
+
+def test_resume_false_refuses_to_mix_runs(dataset, tmp_path) -> None:
+    _run(dataset, tmp_path, "max_steps=4")
+    with pytest.raises(ConfigError, match="holds checkpoints but resume=false"):
+        _run(dataset, tmp_path, "max_steps=4", "resume=false")
+
+
+def test_non_finite_steps_are_skipped(dataset, tmp_path) -> None:
+    calls = []
+
+    def sometimes_nan(model, batch):  # noqa: ANN001
+        loss, metrics = tiny_loss(model, batch)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 3 else loss), metrics
+
+    model, _, _ = _run(dataset, tmp_path, "max_steps=4", loss_fn=sometimes_nan)
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert [r["skipped_steps"] for r in rows] == [0, 0, 1, 1]
+    assert rows[2]["loss"] is None  # NaN is written as null
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_progress_bar_and_tensorboard(dataset, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard is in the optional `train` extra")
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    _run(dataset, tmp_path, "max_steps=3", "progress=true", "tensorboard=true")
+    assert "train (from step 0):" in stream.getvalue() and "3/3" in stream.getvalue() and "step/s" in stream.getvalue()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -1,0 +1,111 @@
+"""Train/validation splits by cluster and greedy sequence-identity clustering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
+from openesm3.training.data import ProteinDataset, write_dataset
+from openesm3.training.pipeline import build_protein_data, split_dataset
+from openesm3.training.splits import (
+    greedy_identity_clusters,
+    sampling_weights,
+    sequence_identity,
+    valid_by_cluster,
+    valid_by_column,
+)
+from tests.training_fixtures import synthetic_records
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def _random(rng: np.random.Generator, n: int) -> str:
+    return "".join(rng.choice(list(AA), n))
+
+
+def _mutate(rng: np.random.Generator, seq: str, fraction: float) -> str:
+    out = list(seq)
+    for i in rng.choice(len(seq), int(round(fraction * len(seq))), replace=False):
+        out[i] = AA[(AA.index(out[i]) + 1 + int(rng.integers(19))) % 20]
+    return "".join(out)
+
+
+def test_sequence_identity() -> None:
+    rng = np.random.default_rng(0)
+    a = _random(rng, 120)
+    assert sequence_identity(a, a) == 1.0
+    assert sequence_identity(a, a[10:90]) == 1.0  # identity over the shorter sequence
+    assert sequence_identity(a, _mutate(rng, a, 0.3)) == pytest.approx(0.7, abs=0.02)
+    assert sequence_identity(a, _random(rng, 120)) < 0.3
+
+
+def test_greedy_identity_clusters() -> None:
+    rng = np.random.default_rng(1)
+    families = [_random(rng, int(rng.integers(60, 200))) for _ in range(6)]
+    seqs, truth = [], []
+    for f, parent in enumerate(families):
+        for _ in range(f % 3 + 1):
+            seqs.append(_mutate(rng, parent, 0.4))  # 60 % identical to the parent, ~36 % to each other
+            truth.append(f)
+    seqs.append(families[0][5:50])  # a fragment joins its family
+    truth.append(0)
+    labels = greedy_identity_clusters(seqs, 0.3)
+    # same family <=> same cluster
+    for i in range(len(seqs)):
+        for j in range(len(seqs)):
+            assert (labels[i] == labels[j]) == (truth[i] == truth[j]), (i, j)
+    strict = greedy_identity_clusters(seqs, 0.9)  # negative: at 90 % the mutants stay apart
+    assert len(set(strict)) > len(set(labels))
+    assert greedy_identity_clusters(["AC", "AC", "W"], 0.5) == [0, 0, 1]  # short sequences too
+
+
+def test_cluster_split_is_stable_and_whole_clusters_move() -> None:
+    clusters = [f"c{i // 3}" for i in range(3000)]
+    valid = valid_by_cluster(clusters, 0.1, seed=0)
+    assert valid.mean() == pytest.approx(0.1, abs=0.02)
+    for c in range(1000):
+        assert len(set(valid[3 * c : 3 * c + 3])) == 1
+    assert np.array_equal(valid_by_cluster(clusters[:300], 0.1, seed=0), valid[:300])  # adding data moves nothing
+    assert not np.array_equal(valid_by_cluster(clusters, 0.1, seed=1), valid)
+    assert valid_by_column(["train", "valid", "Validation", "test", ""]).tolist() == [False, True, True, False, False]
+    assert sampling_weights(["a", "a", "b"], "inverse_cluster_size").tolist() == [0.5, 0.5, 1.0]
+    assert sampling_weights(["a", "a", "b"], "none").tolist() == [1.0, 1.0, 1.0]
+
+
+def test_split_methods_on_a_dataset(tmp_path) -> None:
+    records = synthetic_records(30)
+    for i, r in enumerate(records):
+        object.__setattr__(r, "split", "valid" if i % 10 == 0 else "train")
+    write_dataset(records, tmp_path)
+    ds = ProteinDataset(tmp_path)
+    cfg = TrainConfig()
+    by_column = lambda method: split_dataset(ds, apply_overrides(cfg, [f"data.split.method={method}"]).data)  # noqa: E731
+    train, valid, _ = by_column("column")
+    assert valid is not None and [e["name"] for e in valid.entries] == ["rec000", "rec010", "rec020"]
+    assert len(train) == 27
+    train, valid, clusters = split_dataset(ds, apply_overrides(cfg, ["data.split.valid_fraction=0.3"]).data)
+    assert valid is not None and len(train) + len(valid) == 30
+    assert not set(clusters) & set(valid.clusters)  # no cluster on both sides
+    train, valid, clusters = by_column("identity")
+    assert all(c.startswith("identity") for c in clusters)
+    train, valid, _ = by_column("none")
+    assert valid is None and len(train) == 30
+    no_labels = tmp_path / "plain"
+    write_dataset(synthetic_records(4), no_labels)
+    with pytest.raises(ConfigError, match="has no split labels"):
+        split_dataset(ProteinDataset(no_labels), apply_overrides(cfg, ["data.split.method=column"]).data)
+    with pytest.raises(ConfigError, match="data.path is not set"):
+        build_protein_data(cfg)
+
+
+def test_record_weights_scale_sampling(tmp_path) -> None:
+    records = synthetic_records(12)
+    object.__setattr__(records[3], "weight", 0.0)  # never drawn
+    object.__setattr__(records[5], "weight", 50.0)  # drawn far more often than its cluster alone implies
+    write_dataset(records, tmp_path)
+    cfg = apply_overrides(TrainConfig(), ["data.split.method=none", "data.batch_size=4", "data.epoch_size=400"])
+    data = build_protein_data(cfg, dataset=ProteinDataset(tmp_path))
+    drawn = [int(i) for b in data.train.sampler.epoch_batches(0) for i in b[:, 0]]
+    counts = np.bincount(drawn, minlength=12)
+    assert counts[3] == 0 and counts[5] > 0.5 * len(drawn)
