@@ -17,15 +17,17 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from tests.conftest import shared_data
 
 from openesm3.checkpoints.official import load_official_vqvae_network, official_to_ours, structure_encoder_key_map
 from openesm3.config import STRUCTURE_ENCODER_V0
-from openesm3.generation.structure_tokens import normalize_coordinates
+from openesm3.generation.structure_tokens import encode_structure, normalize_coordinates
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.structure import ProteinChain, ProteinComplex, load_chain, load_structure
+from tests.conftest import shared_data
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +60,15 @@ COMPLEXES: tuple[str, ...] = (
     "top240/1mct.pdb.gz",
 )  # fmt: skip
 CASES = [(f, c) for f, c in CHAINS] + [(f, None) for f in COMPLEXES]
+# Files that our reader (openesm3.structure) reads differently from the SDK's ProteinChain/ProteinComplex.from_pdb:
+# modified residues written as HETATM (MSE, ...), which we keep as their parent residue and the SDK drops, and
+# alternate locations, where we keep the highest-occupancy conformer and the SDK biotite's first one.
+READER_DIFFERS = frozenset({
+    "top240/1lit.pdb.gz", "top240/1fxd.pdb.gz", "kortemme_ddg/2HPR.pdb.gz", "top240/1aac.pdb.gz",
+    "top240/1fus.pdb.gz", "kortemme_ddg/1YCC.pdb.gz", "kortemme_ddg/1YEA.pdb.gz", "top240/1a62.pdb.gz",
+    "top240/3nul.pdb.gz", "covariation_pfam40/3F04_A.pdb.gz", "top240/1tal.pdb.gz", "kortemme_ddg/1AM7.pdb.gz",
+    "top240/6rlx.pdb.gz", "top240/1ben.pdb.gz", "top240/1sha.pdb.gz",
+})  # fmt: skip
 
 
 def _randomize_(module: torch.nn.Module, seed: int) -> None:
@@ -76,17 +87,31 @@ def _read_text(path: Path) -> str:
         return handle.read()
 
 
-def sdk_coordinates(file: str, chain: str | None, esm_reference) -> torch.Tensor:  # noqa: ANN001
-    """atom37 [L, 37, 3] as the SDK builds it (complexes: chains joined by one NaN position)."""
-    from esm.utils.structure.protein_chain import ProteinChain
-    from esm.utils.structure.protein_complex import ProteinComplex
+def sdk_protein(file: str, chain: str | None, esm_reference):  # noqa: ANN001, ANN201
+    """The SDK's reading of a chain (``ProteinChain.from_pdb``) or of a whole file (``ProteinComplex.from_pdb``)."""
+    from esm.utils.structure.protein_chain import ProteinChain as SdkChain
+    from esm.utils.structure.protein_complex import ProteinComplex as SdkComplex
 
     text = _read_text(shared_data("dev", *file.split("/")))
     if chain is None:
-        protein = ProteinComplex.from_pdb(io.StringIO(text))
-    else:
-        protein = ProteinChain.from_pdb(io.StringIO(text), chain_id=chain)
-    return torch.tensor(protein.atom37_positions, dtype=torch.float32)
+        return SdkComplex.from_pdb(io.StringIO(text))
+    return SdkChain.from_pdb(io.StringIO(text), chain_id=chain)
+
+
+def sdk_coordinates(file: str, chain: str | None, esm_reference) -> torch.Tensor:  # noqa: ANN001
+    """atom37 [L, 37, 3] as the SDK builds it (complexes: chains joined by one NaN position)."""
+    return torch.tensor(sdk_protein(file, chain, esm_reference).atom37_positions, dtype=torch.float32)
+
+
+def as_ours(sdk, chain: str | None) -> ProteinChain | ProteinComplex:  # noqa: ANN001
+    """The SDK's arrays as our ProteinChain / ProteinComplex (same residues, same coordinates)."""
+    sdk_chains = [sdk] if chain is not None else list(sdk.chain_iter())
+    ours = [
+        ProteinChain.from_atom37(np.asarray(c.atom37_positions, dtype=np.float32), sequence=c.sequence,
+                                 residue_index=c.residue_index, chain_id=c.chain_id)  # fmt: skip
+        for c in sdk_chains
+    ]
+    return ours[0] if chain is not None else ProteinComplex(tuple(ours), "sdk")
 
 
 @pytest.fixture(scope="module")
@@ -123,19 +148,50 @@ def test_encoder_tokens_identical_to_sdk(encoders, esm_reference, file: str, cha
     from esm.utils.encoding import tokenize_structure
 
     ref, ours = encoders
-    coords = sdk_coordinates(file, chain, esm_reference)
+    sdk = sdk_protein(file, chain, esm_reference)
+    coords = torch.tensor(sdk.atom37_positions, dtype=torch.float32)
     with torch.no_grad():
-        ref_coords, _, ref_tokens = tokenize_structure(coords, ref, StructureTokenizer())
-        ours_coords = normalize_coordinates(coords)
-        residue_index = torch.arange(1, coords.shape[0] + 1)[None]  # the SDK numbers residues 1..L
-        out = ours(ours_coords[None], residue_index=residue_index)
+        ref_coords, _, ref_tokens = tokenize_structure(
+            coords, ref, StructureTokenizer(), reference_sequence=sdk.sequence
+        )
     # normalisation: bit-identical coordinates (NaN where missing)
-    assert torch.equal(ref_coords[1:-1].nan_to_num(123.0), ours_coords.nan_to_num(123.0))
-    tokens = out.tokens[0]
-    mismatch = (tokens != ref_tokens[1:-1]).nonzero().squeeze(-1).tolist()
-    assert not mismatch, f"{len(mismatch)} of {len(tokens)} tokens differ at {mismatch[:10]}"
+    assert torch.equal(ref_coords[1:-1].nan_to_num(123.0), normalize_coordinates(coords).nan_to_num(123.0))
+    # our API on the same residues: identical codes; the SDK's chain-join positions are CHAINBREAK (4100) in ours
+    structure = as_ours(sdk, chain)
+    got = encode_structure(structure, ours)
+    expected = ref_tokens.numpy().copy()
+    joins = np.array([False] + [aa == "|" for aa in sdk.sequence] + [False])
+    expected[joins] = 4100
+    assert joins.sum() == (0 if chain is not None else len(structure.chains) - 1)
+    mismatch = np.flatnonzero(got.tokens != expected).tolist()
+    assert not mismatch, f"{len(mismatch)} of {len(expected)} tokens differ at {mismatch[:10]}"
+    assert got.chain_ids == ((chain,) if chain is not None else tuple(c.chain_id for c in sdk.chain_iter()))
     # the test discriminates: real residues spread over many codes (>= 1 distinct code per 8 residues)
-    assert tokens[out.residue_mask[0]].unique().numel() >= int(out.residue_mask.sum()) // 8
+    codes = np.concatenate([c.codes[c.residue_mask] for c in got.chains])
+    assert np.unique(codes).size >= codes.size // 8
+    # our own reader: where it reads the same residues and backbone as the SDK, the whole path gives the same tokens
+    path = shared_data("dev", *file.split("/"))
+    read = load_chain(path, chain) if chain is not None else load_structure(path)
+    same_input = _backbone(read).shape == _backbone(structure).shape and np.array_equal(
+        _backbone(read), _backbone(structure), equal_nan=True
+    )
+    assert same_input == (file not in READER_DIFFERS), "our reader's agreement with the SDK reader changed"
+    if same_input:
+        assert np.array_equal(encode_structure(read, ours).tokens, expected)
+
+
+def _backbone(structure: ProteinChain | ProteinComplex) -> np.ndarray:
+    chains = (structure,) if isinstance(structure, ProteinChain) else structure.chains
+    return np.concatenate([np.where(c.atom37_mask[:, :3, None], c.atom37[:, :3], np.nan) for c in chains])
+
+
+def test_batched_encoding_equals_single(encoders, esm_reference) -> None:  # noqa: ANN001
+    _, ours = encoders
+    structures = [as_ours(sdk_protein(f, None, esm_reference), None) for f in COMPLEXES[:8]]
+    structures += [as_ours(sdk_protein(f, c, esm_reference), c) for f, c in CHAINS[:4]]
+    batched = encode_structure(structures, ours, batch_size=6)
+    for structure, tokens in zip(structures, batched):
+        assert np.array_equal(encode_structure(structure, ours).tokens, tokens.tokens)
 
 
 @pytest.fixture(scope="module")
