@@ -169,14 +169,16 @@ def test_encoder_tokens_identical_to_sdk(encoders, esm_reference, file: str, cha
     # the test discriminates: real residues spread over many codes (>= 1 distinct code per 8 residues)
     codes = np.concatenate([c.codes[c.residue_mask] for c in got.chains])
     assert np.unique(codes).size >= codes.size // 8
-    # our own reader: where it reads the same residues and backbone as the SDK, the whole path gives the same tokens
+    # Our own reader: where it reads the same residues and backbone as the SDK, the encoder input of the whole path
+    # is bit-identical to the one just checked (same deterministic function, same input, same tokens); the full
+    # reader path is also run end to end on the complexes.
     path = shared_data("dev", *file.split("/"))
     read = load_chain(path, chain) if chain is not None else load_structure(path)
     same_input = _backbone(read).shape == _backbone(structure).shape and np.array_equal(
         _backbone(read), _backbone(structure), equal_nan=True
     )
     assert same_input == (file not in READER_DIFFERS), "our reader's agreement with the SDK reader changed"
-    if same_input:
+    if same_input and chain is None:
         assert np.array_equal(encode_structure(read, ours).tokens, expected)
 
 
@@ -187,9 +189,9 @@ def _backbone(structure: ProteinChain | ProteinComplex) -> np.ndarray:
 
 def test_batched_encoding_equals_single(encoders, esm_reference) -> None:  # noqa: ANN001
     _, ours = encoders
-    structures = [as_ours(sdk_protein(f, None, esm_reference), None) for f in COMPLEXES[:8]]
-    structures += [as_ours(sdk_protein(f, c, esm_reference), c) for f, c in CHAINS[:4]]
-    batched = encode_structure(structures, ours, batch_size=6)
+    structures = [as_ours(sdk_protein(f, None, esm_reference), None) for f in COMPLEXES[:3]]
+    structures += [as_ours(sdk_protein(f, c, esm_reference), c) for f, c in CHAINS[:3]]
+    batched = encode_structure(structures, ours, batch_size=4)
     for structure, tokens in zip(structures, batched):
         assert np.array_equal(encode_structure(structure, ours).tokens, tokens.tokens)
 
