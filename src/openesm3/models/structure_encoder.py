@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openesm3 import constants as C
@@ -82,6 +83,22 @@ def find_neighbourhoods(cost: Tensor, k: int) -> Neighbourhoods:
     coordinates) select the same neighbours.
     """
     return Neighbourhoods(index=torch.sort(cost, dim=-1).indices[..., :k])
+
+
+def _centre_query_projection(geom: GeometricAttention, x: Tensor) -> Tensor:
+    """``geom.project(x)`` [N, K, 15V] where only node 0 gets its query features (the last block attends from the
+    centre only): keys and values for all K nodes, queries for one, 40 % fewer projection FLOPs. Other nodes'
+    query features are left at 0 and never read."""
+    v = geom.v_heads
+    h = geom.norm(x)
+    # Projection layout (spec §5): 3-vectors q_rot | k_rot | value | q_dist | k_dist, V each.
+    cols = torch.arange(15 * v, device=x.device).view(5, 3 * v)
+    q_cols, kv_cols = cols[[0, 3]].flatten(), cols[[1, 2, 4]].flatten()
+    weight, bias = geom.proj.weight, geom.proj.bias
+    p = x.new_zeros(*x.shape[:-1], 15 * v)
+    p[..., kv_cols] = F.linear(h, weight[kv_cols], None if bias is None else bias[kv_cols])
+    p[:, :1, q_cols] = F.linear(h[:, :1], weight[q_cols], None if bias is None else bias[q_cols])
+    return p
 
 
 def _padded_neighbourhoods(cost: Tensor, mask: Tensor, k: int) -> Tensor:
@@ -255,7 +272,12 @@ class StructureEncoder(nn.Module):
         for i in range(n_blocks):
             block = cast(TransformerBlock, self.blocks[i])
             geom = self._geometric(i)
-            p = table_proj[rel] if i == 0 else geom.project(x)  # [N, K, 15V]
+            if i == 0:
+                p = table_proj[rel]  # [N, K, 15V]
+            elif i == n_blocks - 1:
+                p = _centre_query_projection(geom, x)
+            else:
+                p = geom.project(x)
             if i == n_blocks - 1:
                 # Last block: only the centre (node 0) is read out, so it is the only query and the only FFN input.
                 x = x[:, :1] + geom.attend(p, frames, key_mask, sequence_id, n_queries=1)
