@@ -218,7 +218,8 @@ def decoders(esm_reference, tmp_path_factory) -> tuple[torch.nn.Module, Structur
     return ref, ours
 
 
-def _decoder_cases(encoders, esm_reference) -> list[torch.Tensor]:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def decoder_rows(encoders, esm_reference) -> list[torch.Tensor]:  # noqa: ANN001
     """Token rows (BOS ... EOS) of real structures from the reference encoder: a chain, a chain with residues
     lacking backbone atoms, and a 4-chain complex whose chain-break positions hold CHAINBREAK (4100)."""
     from esm.tokenization.structure_tokenizer import StructureTokenizer
@@ -236,9 +237,9 @@ def _decoder_cases(encoders, esm_reference) -> list[torch.Tensor]:  # noqa: ANN0
     return rows
 
 
-def test_decoder_outputs_match_reference(decoders, encoders, esm_reference) -> None:  # noqa: ANN001
+def test_decoder_outputs_match_reference(decoders, decoder_rows) -> None:  # noqa: ANN001
     ref, ours = decoders
-    rows = _decoder_cases(encoders, esm_reference)
+    rows = decoder_rows
     assert (rows[2] == 4100).sum() == 5
     references = []
     for tokens in rows:
@@ -270,7 +271,7 @@ def test_decoder_outputs_match_reference(decoders, encoders, esm_reference) -> N
             assert max(errs.values()) <= 5e-4, errs
 
 
-def test_decode_structure_matches_sdk(decoders, encoders, esm_reference) -> None:  # noqa: ANN001
+def test_decode_structure_matches_sdk(decoders, decoder_rows) -> None:  # noqa: ANN001
     """Our decode_structure against the SDK's decode_structure on a single chain: atom37 N, CA, C and the
     inferred O (last residue without O in both), pLDDT and pTM."""
     import esm.sdk.api  # noqa: F401 - imported first: esm.utils.decoding alone hits a circular import in esm
@@ -278,7 +279,7 @@ def test_decode_structure_matches_sdk(decoders, encoders, esm_reference) -> None
     from esm.utils.decoding import decode_structure as sdk_decode_structure
 
     ref, ours = decoders
-    tokens = _decoder_cases(encoders, esm_reference)[0]  # 1a62 chain A
+    tokens = decoder_rows[0]  # 1a62 chain A
     assert not (tokens == 4100).any()
     with torch.no_grad():
         atom37, plddt, ptm = sdk_decode_structure(tokens, ref, StructureTokenizer())

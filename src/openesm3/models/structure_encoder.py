@@ -89,15 +89,19 @@ def _centre_query_projection(geom: GeometricAttention, x: Tensor) -> Tensor:
     """``geom.project(x)`` [N, K, 15V] where only node 0 gets its query features (the last block attends from the
     centre only): keys and values for all K nodes, queries for one, 40 % fewer projection FLOPs. Other nodes'
     query features are left at 0 and never read."""
-    v = geom.v_heads
+    v3 = 3 * geom.v_heads
+    n, k, _ = x.shape
     h = geom.norm(x)
-    # Projection layout (spec §5): 3-vectors q_rot | k_rot | value | q_dist | k_dist, V each.
-    cols = torch.arange(15 * v, device=x.device).view(5, 3 * v)
-    q_cols, kv_cols = cols[[0, 3]].flatten(), cols[[1, 2, 4]].flatten()
     weight, bias = geom.proj.weight, geom.proj.bias
-    p = x.new_zeros(*x.shape[:-1], 15 * v)
-    p[..., kv_cols] = F.linear(h, weight[kv_cols], None if bias is None else bias[kv_cols])
-    p[:, :1, q_cols] = F.linear(h[:, :1], weight[q_cols], None if bias is None else bias[q_cols])
+    # Projection layout (spec §5), in blocks of 3V features: q_rot | k_rot | value | q_dist | k_dist.
+    kv = (slice(v3, 3 * v3), slice(4 * v3, 5 * v3))  # k_rot + value, k_dist
+    q = (slice(0, v3), slice(3 * v3, 4 * v3))  # q_rot, q_dist
+    p = x.new_zeros(n, k, 5 * v3)
+    centre = h[:, 0].contiguous()  # [N, D]: a 2-D product, not a broadcast batch
+    for cols in kv:
+        p[..., cols] = F.linear(h, weight[cols], None if bias is None else bias[cols])
+    for cols in q:
+        p[:, 0, cols] = F.linear(centre, weight[cols], None if bias is None else bias[cols])
     return p
 
 
