@@ -6,10 +6,12 @@ ours is loaded from its state_dict through our key map), real proteins from ``..
   - 512 residues: 1mty chain D (512 residues).
 The decoder decodes BOS + the protein's structure tokens (from the same random-weight encoder) + EOS.
 
-Every (implementation, network, length) measurement runs in a fresh Python process: build, one warm-up call,
-then ``--repeats`` timed calls of the forward pass under ``torch.no_grad()`` in fp32; the median is reported
-with the spread and the process's peak RSS (``ru_maxrss``, includes the weights). Threads: ``--threads``
-(default 2, the CI machine).
+Every measurement runs in a fresh Python process: build, one warm-up call, then ``--repeats`` timed calls of the
+forward pass under ``torch.no_grad()`` in fp32. ``--rounds`` such processes per implementation are alternated
+(reference, ours, reference, ours, ...) so that a change of machine load hits both. Reported: the median wall
+time over all timed calls, the median process CPU time (user + system; less sensitive to other processes on a
+shared machine), and the peak RSS (``ru_maxrss``, includes the weights). Threads: ``--threads`` (default 2, the
+CI machine).
 
 Usage:  flock /tmp/openesm3-bench.lock python benchmarks/bench_vqvae.py [--lengths 128 512] [--repeats 5]
         [--networks encoder decoder] [--json results.json]
@@ -107,23 +109,26 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int) -> 
                                    source="reference")  # fmt: skip
             del ref
             run = lambda: model(tokens)  # noqa: E731
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         run()  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
-    return {"impl": impl, "network": network, "length": length, "times_s": times,
-            "median_s": statistics.median(times), "peak_rss_gb": round(peak, 2), "threads": threads}  # fmt: skip
+    return {"impl": impl, "network": network, "length": length, "times_s": times, "cpu_s": cpu,
+            "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu),
+            "peak_rss_gb": round(peak, 2), "threads": threads}  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512], choices=sorted(PROTEINS))
     parser.add_argument("--networks", nargs="+", default=["encoder", "decoder"], choices=["encoder", "decoder"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per process (after one warm-up)")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per implementation, alternated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "NETWORK", "LENGTH"), help=argparse.SUPPRESS)
@@ -133,20 +138,31 @@ def main() -> int:
         print(json.dumps(worker(impl, network, int(length), args.repeats, args.threads)))
         return 0
     results = []
-    print(f"{'network':8} {'L':>4} {'reference s':>12} {'openesm3 s':>11} {'speed-up':>9} {'RSS ref/ours GB':>16}")
+    print(f"{'network':8} {'L':>4} {'reference s':>12} {'openesm3 s':>11} {'speed-up':>9} "
+          f"{'CPU-time speed-up':>18} {'RSS ref/ours GB':>16}")  # fmt: skip
     for network in args.networks:
         for length in args.lengths:
+            runs: dict[str, list[dict]] = {"reference": [], "openesm3": []}
+            for _ in range(args.rounds):  # alternate the two, so that load changes hit both alike
+                for impl in runs:
+                    cmd = [sys.executable, __file__, "--worker", impl, network, str(length),
+                           "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    runs[impl].append(json.loads(out.strip().splitlines()[-1]))
             row = {}
-            for impl in ("reference", "openesm3"):
-                cmd = [sys.executable, __file__, "--worker", impl, network, str(length),
-                       "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                row[impl] = json.loads(out.strip().splitlines()[-1])
+            for impl, measured in runs.items():
+                row[impl] = {**measured[0], "times_s": [t for m in measured for t in m["times_s"]],
+                             "cpu_s": [t for m in measured for t in m["cpu_s"]],
+                             "peak_rss_gb": max(m["peak_rss_gb"] for m in measured)}  # fmt: skip
+                row[impl]["median_s"] = statistics.median(row[impl]["times_s"])
+                row[impl]["median_cpu_s"] = statistics.median(row[impl]["cpu_s"])
                 results.append(row[impl])
             ref, ours = row["reference"], row["openesm3"]
             speedup = ref["median_s"] / ours["median_s"]
+            cpu_speedup = ref["median_cpu_s"] / ours["median_cpu_s"]
+            rss = f"{ref['peak_rss_gb']:>7.2f}/{ours['peak_rss_gb']:<7.2f}"
             print(f"{network:8} {length:>4} {ref['median_s']:>12.3f} {ours['median_s']:>11.3f} {speedup:>8.2f}x "
-                  f"{ref['peak_rss_gb']:>7.2f}/{ours['peak_rss_gb']:<7.2f}")  # fmt: skip
+                  f"{cpu_speedup:>17.2f}x {rss}", flush=True)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
