@@ -10,8 +10,8 @@ Vectorised evaluation (about half the reference's FLOPs). Only the centre's outp
 projects queries, attends and runs its FFN for the centre slot only (keys and values for all K); the first
 block's input is a lookup in the 66-row position table, so its LayerNorm + projection are computed once per table
 row and gathered. These shortcuts are exact rewrites of the same arithmetic (fp32 rounding aside; tested against
-plain per-block evaluation and against the reference). Neighbourhoods are processed in chunks of :attr:`StructureEncoder.chunk_size`
-centres to bound memory; the result does not depend on the chunk size.
+plain per-block evaluation and against the reference). Neighbourhoods are processed in chunks of
+:attr:`StructureEncoder.chunk_size` centres to bound memory; the result does not depend on the chunk size.
 """
 
 from __future__ import annotations
