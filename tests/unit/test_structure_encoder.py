@@ -183,3 +183,15 @@ def test_training_path_equals_inference_path_and_backpropagates() -> None:
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
     assert grads["blocks.0.geom_attn.distance_scale"].abs().sum() > 0
     assert grads["relative_position.weight"].abs().sum() > 0
+
+
+def test_folded_first_ffn_follows_weight_changes() -> None:
+    model = randomized_encoder(5)
+    coords = backbone("1a62.pdb.gz")[None, :50]
+    with torch.no_grad():
+        model.encode_features(coords)  # builds the cached folded matrix
+        model.blocks[0].ffn.norm.weight.mul_(1.5)  # in place: the cache must notice
+        model.relative_position.weight.add_(0.1)
+        fast, _ = model.encode_features(coords)
+        expected = plain_features(model, coords)
+    assert (fast - expected).abs().max() < 2e-5

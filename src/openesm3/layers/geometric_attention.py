@@ -81,9 +81,11 @@ class GeometricAttention(nn.Module):
         chain_id: Tensor | None = None,
         *,
         n_queries: int | None = None,
+        project_out: bool = True,
     ) -> Tensor:
         """Attention from projected features p [B, L, 15V] (see :meth:`project`). With ``n_queries``, only the
-        first ``n_queries`` positions are queries (all L remain keys): returns [B, n_queries, D], else [B, L, D]."""
+        first ``n_queries`` positions are queries (all L remain keys): returns [B, n_queries, D], else [B, L, D].
+        ``project_out=False`` returns the attended 3-vectors before the output projection, [B, n_q, 3V] (fp32)."""
         b, length, _ = p.shape
         n_q = length if n_queries is None else n_queries
         v_heads = self.v_heads
@@ -122,6 +124,8 @@ class GeometricAttention(nn.Module):
             if self.zero_frameless_queries:
                 out = out * frame_mask[:, :n_q, None, None].to(out.dtype)
         out = out.reshape(b, n_q, 3 * v_heads)  # (head, xyz) order
+        if not project_out:
+            return out
         return self.out(out.to(self.out.weight.dtype))
 
     @staticmethod

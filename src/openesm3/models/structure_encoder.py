@@ -28,6 +28,7 @@ from openesm3.config import STRUCTURE_ENCODER_V0, StructureEncoderConfig
 from openesm3.geometry.rigid import Rigid
 from openesm3.layers.block import BlockConfig, TransformerBlock
 from openesm3.layers.codebook import EMACodebook
+from openesm3.layers.feed_forward import SwiGLU
 from openesm3.layers.geometric_attention import GeometricAttention
 
 
@@ -277,19 +278,70 @@ class StructureEncoder(nn.Module):
         for i in range(n_blocks):
             block = cast(TransformerBlock, self.blocks[i])
             geom = self._geometric(i)
+            last = i == n_blocks - 1
             if i == 0:
                 p = table_proj[rel]  # [N, K, 15V]
-            elif i == n_blocks - 1:
+            elif last:
                 p = _centre_query_projection(geom, x)
             else:
                 p = geom.project(x)
-            if i == n_blocks - 1:
-                # Last block: only the centre (node 0) is read out, so it is the only query and the only FFN input.
+            if last:
+                # Only the centre (node 0) is read out: it is the only query and the only FFN input.
                 x = x[:, :1] + geom.attend(p, frames, key_mask, sequence_id, n_queries=1)
+                x = x + block.ffn(x)
+            elif i == 0 and not torch.is_grad_enabled():
+                o = geom.attend(p, frames, key_mask, sequence_id, project_out=False)  # [N, K, 3V]
+                x = x + geom.out(o.to(geom.out.weight.dtype))
+                x = x + self._first_ffn_folded(x, o, rel, block)
             else:
                 x = x + geom.attend(p, frames, key_mask, sequence_id)
-            x = x + block.ffn(x)
+                x = x + block.ffn(x)
         return x[:, 0]
+
+    def _first_ffn_folded(self, x: Tensor, o: Tensor, rel: Tensor, block: TransformerBlock) -> Tensor:
+        """Block 0's SwiGLU branch ``W_out(SiLU(a) * b)``, ``[a | b] = W_in LN(x) + b_in``, with ``W_in LN(x)``
+        computed from the 3V attention outputs ``o`` instead of the D-wide ``x`` (inference only).
+
+        Block 0's stream is ``x = E[rel] + W_o o + b_o``, so with ``LN(x) = g * (x - mu) / s + beta``:
+        ``W_in LN(x) + b_in = (T[rel] + M o - mu u) / s + d`` with the cached ``M = W_in diag(g) W_o`` [H, 3V],
+        ``T[r] = W_in diag(g) (E[r] + b_o)``, ``u = W_in g`` and ``d = W_in beta + b_in``. The four terms are one
+        product of ``[o / s, onehot(rel) / s, -mu / s, 1]`` with the stacked matrix: 3V + 2m + 4 inputs per token
+        instead of D (452 vs 1024 for the released encoder). mu and s are the LayerNorm statistics of ``x`` itself.
+        """
+        ffn = block.ffn
+        assert isinstance(ffn, SwiGLU)
+        stacked = self._folded_ffn_matrix(block)  # [3V + R + 2, H]
+        var, mean = torch.var_mean(x.float(), dim=-1, unbiased=False, keepdim=True)
+        inv = torch.rsqrt(var + ffn.norm.eps)  # the LayerNorm's 1 / sqrt(var + eps)
+        n_rows = self.relative_position.weight.shape[0]
+        inputs = torch.cat(
+            [o * inv, F.one_hot(rel, n_rows).to(o.dtype) * inv, -mean * inv, torch.ones_like(mean)], dim=-1
+        )
+        a, b = (inputs.to(stacked.dtype) @ stacked).chunk(2, dim=-1)
+        return ffn.w_out(F.silu(a, inplace=True).mul_(b))
+
+    def _folded_ffn_matrix(self, block: TransformerBlock) -> Tensor:
+        """The stacked matrix of :meth:`_first_ffn_folded`, cached until any of its weights changes."""
+        ffn, geom = block.ffn, block.geom_attn
+        assert isinstance(ffn, SwiGLU) and geom is not None
+        sources = (ffn.norm.weight, ffn.norm.bias, ffn.w_in.weight, ffn.w_in.bias, geom.out.weight, geom.out.bias,
+                   self.relative_position.weight)  # fmt: skip
+        key = tuple((t.data_ptr(), t._version) if t is not None else None for t in sources)
+        cached = getattr(self, "_folded_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            g = ffn.norm.weight
+            beta = ffn.norm.bias if ffn.norm.bias is not None else torch.zeros_like(g)
+            w_in = ffn.w_in.weight  # [H, D]
+            b_in = ffn.w_in.bias if ffn.w_in.bias is not None else w_in.new_zeros(w_in.shape[0])
+            w_o = geom.out.weight  # [D, 3V]
+            b_o = geom.out.bias if geom.out.bias is not None else torch.zeros_like(g)
+            scaled = w_in * g  # W_in diag(g)
+            table = (self.relative_position.weight + b_o) @ scaled.t()  # [R, H]
+            stacked = torch.cat([(scaled @ w_o).t(), table, (w_in @ g)[None], (w_in @ beta + b_in)[None]])
+        self._folded_cache = (key, stacked)
+        return stacked
 
     def _geometric(self, i: int) -> GeometricAttention:
         geom = cast(TransformerBlock, self.blocks[i]).geom_attn
