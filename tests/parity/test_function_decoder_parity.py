@@ -71,9 +71,11 @@ def test_function_decoder_logits_match_reference(decoders) -> None:  # noqa: ANN
     with torch.no_grad():
         expected = ref(tokens)
         got = ours(tokens)
+    errors = {}
     for name in ("keyword_logits", "keyword_tfidf", "interpro_logits"):
-        err = (getattr(got, name) - expected[name]).abs().max().item()
+        errors[name] = err = (getattr(got, name) - expected[name]).abs().max().item()
         assert err <= 1e-4, f"{name}: max abs diff {err}"
+    print(f"function decoder parity: max abs diff {errors}")  # shown with pytest -s
     # pad / <none> rows decode to the same (all-zero input) vector, LSH rows to their own
     assert torch.equal(got.interpro_logits[0], got.interpro_logits[8 + 2])
     assert (got.interpro_logits[1] - got.interpro_logits[8]).abs().max() > 1e-3

@@ -247,10 +247,12 @@ def test_decoder_outputs_match_reference(decoders, decoder_rows) -> None:  # noq
             expected = ref.decode(tokens[None])
             got = ours(tokens[None])
         references.append(expected)
+        errors = {}
         for name, value in (("bb_pred", got.backbone), ("tensor7_affine", got.affine), ("plddt", got.plddt),
                             ("ptm", got.ptm), ("predicted_aligned_error", got.pae)):  # fmt: skip
-            err = (value - expected[name]).abs().max().item()
+            errors[name] = err = (value - expected[name]).abs().max().item()
             assert err <= 1e-4, f"{name}: max abs diff {err}"
+        print(f"decoder parity, {tokens.numel()} tokens: max abs diff {errors}")  # shown with pytest -s
         assert expected["predicted_aligned_error"].std() > 1.0  # PAE is not flat: the comparison discriminates
     # a padded batch of two gives each row's single-sequence result, up to fp32 rounding
     n0, n1 = rows[0].numel(), rows[1].numel()
