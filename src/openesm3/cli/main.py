@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "featurize",
     "convert",
     "build-function-vocab",
+    "tokenize-structure",
+    "detokenize",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -20,7 +21,10 @@ class SwiGLU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x [B, L, D] -> [B, L, D]."""
         a, b = self.w_in(self.norm(x)).chunk(2, dim=-1)  # a is the first half (spec §4.4)
-        return self.w_out(F.silu(a) * b)
+        if torch.is_grad_enabled():
+            return self.w_out(F.silu(a) * b)
+        # Inference: the same operations in place on the projection's buffer (no new [.., hidden] tensors).
+        return self.w_out(F.silu(a, inplace=True).mul_(b))
 
 
 class GeluMLP(nn.Module):

@@ -29,6 +29,12 @@ _VECTORS_PER_HEAD = 5
 _CHUNK_ELEMENTS = 1 << 18
 
 
+def _rotate_rows(vectors: Tensor, matrix: Tensor) -> Tensor:
+    """``vectors @ matrix`` for row 3-vectors [B, L, n, 3] and one 3x3 matrix per residue [B, L, 3, 3] (einsum:
+    the same products as the matmul, faster on CPU than its batch of tiny matrix products)."""
+    return torch.einsum("blnj,blji->blni", vectors, matrix)
+
+
 class GeometricAttention(nn.Module):
     """Geometric attention over residue frames.
 
@@ -62,44 +68,77 @@ class GeometricAttention(nn.Module):
     ) -> Tensor:
         """x [B, L, D]; frames [B, L]; frame_mask [B, L] bool (residue has a valid frame); sequence_id and
         chain_id [B, L] int or None. Returns [B, L, D]."""
-        b, length, _ = x.shape
+        return self.attend(self.project(x), frames, frame_mask, sequence_id, chain_id)
+
+    def project(self, x: Tensor) -> Tensor:
+        """The input projection ``proj(LN(x))``: [B, L, D] -> [B, L, 15V] (caller's dtype). Split out so that a
+        caller can project once and reuse the result (the structure encoder projects its 66-row position table)."""
+        return self.proj(self.norm(x))
+
+    def attend(
+        self,
+        p: Tensor,
+        frames: Rigid,
+        frame_mask: Tensor,
+        sequence_id: Tensor | None = None,
+        chain_id: Tensor | None = None,
+        *,
+        n_queries: int | None = None,
+        project_out: bool = True,
+    ) -> Tensor:
+        """Attention from projected features p [B, L, 15V] (see :meth:`project`). With ``n_queries``, only the
+        first ``n_queries`` positions are queries (all L remain keys): returns [B, n_queries, D], else [B, L, D].
+        ``project_out=False`` returns the attended 3-vectors before the output projection, [B, n_q, 3V] (fp32)."""
+        b, length, _ = p.shape
+        n_q = length if n_queries is None else n_queries
         v_heads = self.v_heads
-        p = self.proj(self.norm(x)).float()
-        # Layout (spec §5): first 9V features = 3V consecutive 3-vectors (q_rot | k_rot | v), last 6V = 2V
-        # 3-vectors (q_dist | k_dist).
-        rot_part, dist_part = p.split([9 * v_heads, 6 * v_heads], dim=-1)
-        q_rot, k_rot, value = rot_part.view(b, length, 3 * v_heads, 3).split(v_heads, dim=2)
-        q_dist, k_dist = dist_part.view(b, length, 2 * v_heads, 3).split(v_heads, dim=2)
+        p = p.float()
+        with torch.autocast(device_type=p.device.type, enabled=False):  # frames, logits, softmax in fp32
+            # Vectors are rows, so R v is v @ R^T: one (nV x 3) @ (3 x 3) product per residue, no broadcast copies.
+            rot = frames.rot.float()  # [B, L, 3, 3]
+            rot_t = rot.transpose(-1, -2)
+            # Layout (spec §5): first 9V features = 3V consecutive 3-vectors (q_rot | k_rot | v), rotated only; last
+            # 6V = 2V 3-vectors (q_dist | k_dist), rotated and translated.
+            rot_part, dist_part = p.split([9 * v_heads, 6 * v_heads], dim=-1)
+            rot_vecs = _rotate_rows(rot_part.reshape(b, length, 3 * v_heads, 3), rot_t)  # [B, L, 3V, 3]
+            dist_vecs = _rotate_rows(dist_part.reshape(b, length, 2 * v_heads, 3), rot_t)
+            dist_vecs = dist_vecs + frames.trans.float()[:, :, None, :]
+            # One transposing copy per part, then per-head slices: [B, 3V, L, 3] and [B, 2V, L, 3].
+            rot_vecs, dist_vecs = rot_vecs.transpose(1, 2).contiguous(), dist_vecs.transpose(1, 2).contiguous()
+            q_rot, k_rot, value = rot_vecs.split(v_heads, dim=1)  # [B, V, L, 3]
+            q_dist, k_dist = dist_vecs.split(v_heads, dim=1)
+            q_rot, q_dist = q_rot[:, :, :n_q], q_dist[:, :, :n_q]
 
-        with torch.autocast(device_type=x.device.type, enabled=False):  # frames, logits, softmax in fp32
-            frames = frames.float().unsqueeze(-1)  # [B, L, 1]: broadcast over heads
-            q_rot, k_rot, value = (frames.apply_rotation(t) for t in (q_rot, k_rot, value))  # rotation only
-            q_dist, k_dist = frames.apply(q_dist), frames.apply(k_dist)  # rotation + translation
-
-            # [B, V, L, 3]
-            q_rot, k_rot, value, q_dist, k_dist = (t.transpose(1, 2) for t in (q_rot, k_rot, value, q_dist, k_dist))
             w_rot = F.softplus(self.rotation_scale.float())[None, :, None, None]
             w_dist = F.softplus(self.distance_scale.float())[None, :, None, None]
-            bias = self.pair_bias(frame_mask, sequence_id, chain_id)  # [B, 1, L, L]
-            out = q_rot.new_empty(b, v_heads, length, 3)
-            # Heads are independent: process them in groups so that no [B, V, L, L] tensor is ever materialised
+            bias = self.pair_bias(frame_mask, sequence_id, chain_id)[:, :, :n_q]  # [B, 1, n_q, L]
+            out = q_rot.new_empty(b, v_heads, n_q, 3)
+            # Heads are independent: process them in groups so that no [B, V, n_q, L] tensor is ever materialised
             # (256 heads at L = 256 would hold ~67 MB per temporary). Same arithmetic, so identical results.
-            step = max(1, _CHUNK_ELEMENTS // max(1, b * length * length))
+            step = max(1, _CHUNK_ELEMENTS // max(1, b * n_q * length))
+            in_place = not torch.is_grad_enabled()
             for h in range(0, v_heads, step):
                 heads = slice(h, h + step)
-                directional = q_rot[:, heads] @ k_rot[:, heads].transpose(-1, -2) / _SQRT3  # [B, v, L, L]
+                directional = q_rot[:, heads] @ k_rot[:, heads].transpose(-1, -2)  # [B, v, n_q, L]
                 # The plain Euclidean norm, not squared (the reference's docstring says squared, its code does
                 # not). Computed from differences, not through |q|^2 + |k|^2 - 2 q.k, to avoid cancellation.
-                distance = (
-                    torch.cdist(q_dist[:, heads], k_dist[:, heads], compute_mode="donot_use_mm_for_euclid_dist")
-                    / _SQRT3
-                )
-                logits = w_rot[:, heads] * directional - w_dist[:, heads] * distance + bias
+                distance = torch.cdist(q_dist[:, heads], k_dist[:, heads], compute_mode="donot_use_mm_for_euclid_dist")
+                if in_place:  # the same operations in the same order, without new [B, v, n_q, L] buffers
+                    logits = (
+                        directional.div_(_SQRT3)
+                        .mul_(w_rot[:, heads])
+                        .sub_(distance.div_(_SQRT3).mul_(w_dist[:, heads]))
+                        .add_(bias)
+                    )
+                else:
+                    logits = w_rot[:, heads] * (directional / _SQRT3) - w_dist[:, heads] * (distance / _SQRT3) + bias
                 out[:, heads] = torch.softmax(logits, dim=-1) @ value[:, heads]  # global frame
-            out = frames.invert_apply_rotation(out.transpose(1, 2))  # back to each query's frame: [B, L, V, 3]
+            out = _rotate_rows(out.transpose(1, 2), rot[:, :n_q])  # back to each query's frame: R^T o is o @ R
             if self.zero_frameless_queries:
-                out = out * frame_mask[:, :, None, None].to(out.dtype)
-        out = out.reshape(b, length, 3 * v_heads)  # (head, xyz) order
+                out = out * frame_mask[:, :n_q, None, None].to(out.dtype)
+        out = out.reshape(b, n_q, 3 * v_heads)  # (head, xyz) order
+        if not project_out:
+            return out
         return self.out(out.to(self.out.weight.dtype))
 
     @staticmethod
