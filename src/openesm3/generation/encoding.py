@@ -50,6 +50,7 @@ from openesm3.tokenizers import (
     FunctionTokenizer,
     FunctionVocabulary,
     ResidueAnnotationTokenizer,
+    ResidueAnnotationVocabulary,
     SASATokenizer,
     SequenceTokenizer,
     SS8Tokenizer,
@@ -112,6 +113,16 @@ class ProteinTokenizers:
     _function: FunctionTokenizer | None = field(default=None, repr=False)
     _residue: ResidueAnnotationTokenizer | None = field(default=None, repr=False)
     _residue_error: VocabularyError | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_vocabularies(
+        cls, function: FunctionVocabulary | None = None, residue: ResidueAnnotationVocabulary | None = None
+    ) -> ProteinTokenizers:
+        """Tokenizers with vocabularies already in memory (e.g. built with :mod:`openesm3.tokenizers.build`)."""
+        return cls(
+            _function=None if function is None else FunctionTokenizer(function),
+            _residue=None if residue is None else ResidueAnnotationTokenizer(residue),
+        )
 
     @property
     def function(self) -> FunctionTokenizer:
