@@ -425,12 +425,22 @@ def _suffix(path: PathLike) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def load_protein(path: PathLike, **structure_options: Any) -> Protein:
-    """One protein from ``.json``, FASTA (one record) or a structure file (options of ``from_structure``)."""
+def file_kind(path: PathLike) -> str:
+    """``"json"``, ``"fasta"`` or ``"structure"`` (anything else), by suffix (a trailing ``.gz`` is ignored)."""
     suffix = _suffix(path)
     if suffix in JSON_SUFFIXES:
+        return "json"
+    if suffix in FASTA_SUFFIXES:
+        return "fasta"
+    return "structure"
+
+
+def load_protein(path: PathLike, **structure_options: Any) -> Protein:
+    """One protein from ``.json``, FASTA (one record) or a structure file (options of ``from_structure``)."""
+    kind = file_kind(path)
+    if kind == "json":
         proteins = read_json(path)
-    elif suffix in FASTA_SUFFIXES:
+    elif kind == "fasta":
         proteins = load_fasta(path)
     else:
         return Protein.from_structure(path, **structure_options)
@@ -441,20 +451,20 @@ def load_protein(path: PathLike, **structure_options: Any) -> Protein:
 
 def load_proteins(path: PathLike, **structure_options: Any) -> list[Protein]:
     """Every protein of a JSON / FASTA file, or the one of a structure file."""
-    suffix = _suffix(path)
-    if suffix in JSON_SUFFIXES:
+    kind = file_kind(path)
+    if kind == "json":
         return read_json(path)
-    if suffix in FASTA_SUFFIXES:
+    if kind == "fasta":
         return load_fasta(path)
     return [Protein.from_structure(path, **structure_options)]
 
 
 def save_protein(protein: Protein, path: PathLike) -> None:
     """Write atomically by suffix: ``.json``, FASTA suffixes, or a structure (``.pdb``, ``.cif``, ``.bcif``, ±.gz)."""
-    suffix = _suffix(path)
-    if suffix in JSON_SUFFIXES:
+    kind = file_kind(path)
+    if kind == "json":
         write_json(path, protein)
-    elif suffix in FASTA_SUFFIXES:
+    elif kind == "fasta":
         write_fasta(path, [protein])
     else:
         protein.to_complex().write(path)
