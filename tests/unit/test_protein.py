@@ -167,3 +167,9 @@ def test_structure_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("this is not a structure\n")
     with pytest.raises(InputError, match="broken.pdb"):
         Protein.from_structure(bad)
+    water = tmp_path / "water.pdb"
+    water.write_text("HETATM    1  O   HOH A   1       1.000   2.000   3.000  1.00  0.00           O\nEND\n")
+    with pytest.raises(InputError, match=r"water\.pdb: no protein residues"):
+        Protein.from_structure(water)
+    with pytest.raises(InputError, match=r"chain 'Z' not found"):
+        Protein.from_structure(STRUCTURES / "1a62.pdb.gz", chains=["Z"])
