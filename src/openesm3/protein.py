@@ -213,7 +213,7 @@ class Protein:
                       self.residue_index):  # fmt: skip
             if value is not None:
                 return len(value)
-        raise InputError(f"{self._where()}has no per-residue track, so its length is undefined")
+        raise InputError(f"{self.error_prefix()}has no per-residue track, so its length is undefined")
 
     def __repr__(self) -> str:
         present = [f.name for f in dataclasses.fields(self) if f.name != "name" and getattr(self, f.name) is not None]
@@ -256,7 +256,7 @@ class Protein:
         placed from the backbone (spec §12), as the SDK's ``to_pdb`` does.
         """
         if self.coordinates is None:
-            raise InputError(f"{self._where()}has no coordinates, so it cannot be written as a structure")
+            raise InputError(f"{self.error_prefix()}has no coordinates, so it cannot be written as a structure")
         chains = []
         for chain_id, start, end in self.chain_segments():
             n = end - start
@@ -289,11 +289,12 @@ class Protein:
         return self.to_complex().to_pdb_string()
 
     # ---- validation --------------------------------------------------------------------------------------
-    def _where(self) -> str:
+    def error_prefix(self) -> str:
+        """``"protein 'name': "`` (or ``"protein: "``), how messages about this protein start."""
         return f"protein {self.name!r}: " if self.name else "protein: "
 
     def _error(self, problem: str) -> InputError:
-        return InputError(self._where() + problem)
+        return InputError(self.error_prefix() + problem)
 
     def _checked_sequence(self) -> str | None:
         if self.sequence is None:
@@ -321,7 +322,7 @@ class Protein:
     def _checked_sasa(self) -> np.ndarray | None:
         if self.sasa is None:
             return None
-        values = _float_track(self.sasa, "sasa", self._where())
+        values = _float_track(self.sasa, "sasa", self.error_prefix())
         if values.ndim != 1:
             raise self._error(f"sasa must be one value per residue, got shape {values.shape}")
         negative = np.flatnonzero(values < 0)
@@ -345,7 +346,7 @@ class Protein:
     def _checked_plddt(self) -> np.ndarray | None:
         if self.plddt is None:
             return None
-        values = _float_track(self.plddt, "plddt", self._where()).astype(np.float32)
+        values = _float_track(self.plddt, "plddt", self.error_prefix()).astype(np.float32)
         if values.ndim != 1:
             raise self._error(f"plddt must be one value per residue, got shape {values.shape}")
         bad = np.flatnonzero((values < 0) | (values > 1))
@@ -357,7 +358,7 @@ class Protein:
     def _checked_pae(self) -> np.ndarray | None:
         if self.pae is None:
             return None
-        values = _float_track(self.pae, "pae", self._where()).astype(np.float32)
+        values = _float_track(self.pae, "pae", self.error_prefix()).astype(np.float32)
         if values.ndim != 2 or values.shape[0] != values.shape[1]:
             raise self._error(f"pae must be a square [L, L] matrix, got shape {values.shape}")
         if (values < 0).any():

@@ -200,7 +200,7 @@ def fasta_string(proteins: Iterable[Protein], line_width: int = FASTA_LINE_WIDTH
     lines: list[str] = []
     for n, protein in enumerate(proteins, start=1):
         if protein.sequence is None:
-            raise InputError(f"{protein._where()}has no sequence to write as FASTA")
+            raise InputError(f"{protein.error_prefix()}has no sequence to write as FASTA")
         header = ">" + ("".join(protein.name.split()) or f"protein_{n}")
         if protein.chain_ids is not None and protein.n_chains > 1:
             header += f" {CHAINS_KEY}{','.join(protein.chain_ids)}"

@@ -189,7 +189,7 @@ def encode_protein(
         VocabularyError: annotations were given but the vocabulary files cannot be found.
     """
     tok = tokenizers or ProteinTokenizers()
-    where = protein._where()
+    where = protein.error_prefix()
     try:
         tensor = _encode(protein, tok, structure_encoder)
     except InputError as exc:
