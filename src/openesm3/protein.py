@@ -49,9 +49,9 @@ from openesm3.tokenizers.ss8 import SS8Tokenizer, dssp_to_ss8
 # Chain ids given to the chains of a complex that has none, in order (the SDK's single-letter ids, then digits
 # and lowercase letters; a longer id needs mmCIF output).
 DEFAULT_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyz"
-# pLDDT is stored in [0, 1]; structure files carry it in the B-factor column on a 0-100 scale (the AlphaFold /
-# ESMFold convention, which viewers colour by). Our choice: the official SDK writes the raw 0-1 value.
-PLDDT_B_FACTOR_SCALE = 100.0
+# pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
+# detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
+PLDDT_PERCENT_SCALE = 100.0
 
 _SEQUENCE = SequenceTokenizer()
 _SS8 = SS8Tokenizer()
@@ -142,7 +142,8 @@ class Protein:
             model: 1-based model number in the file.
             with_annotations: also compute the SS8 (native DSSP over the whole complex) and per-chain SASA
                 tracks, as the SDK's ``from_protein_chain(with_annotations=True)`` does for one chain.
-            plddt_from_b_factor: read pLDDT from the CA B-factors (0-100 scale, as predicted structures carry it).
+            plddt_from_b_factor: read pLDDT from the CA B-factors: 0-1 as the SDK writes them, or 0-100 (AlphaFold,
+                ESMFold), recognised by values above 1.
             name: defaults to the file stem / the structure's name.
         """
         from openesm3.structure.io import load_structure  # noqa: PLC0415
@@ -252,7 +253,7 @@ class Protein:
         """The coordinates as a :class:`ProteinComplex`, one chain per ``|``-separated segment.
 
         Masked / unknown residues are written as ``X`` (UNK); the sequence defaults to all ``X``. pLDDT goes
-        to the B-factors on a 0-100 scale. Chains without any O atom (e.g. decoded backbones) get their O
+        to the B-factors (0-1, as the SDK writes it). Chains without any O atom (e.g. decoded backbones) get their O
         placed from the backbone (spec §12), as the SDK's ``to_pdb`` does.
         """
         if self.coordinates is None:
@@ -262,7 +263,7 @@ class Protein:
             n = end - start
             seq = "X" * n if self.sequence is None else self.sequence[start:end]
             seq = seq.replace(C.SEQUENCE_MASK_CHAR, RC.UNKNOWN_ONE_LETTER)
-            b_factor = None if self.plddt is None else np.nan_to_num(self.plddt[start:end]) * PLDDT_B_FACTOR_SCALE
+            b_factor = None if self.plddt is None else np.nan_to_num(self.plddt[start:end])
             chain = ProteinChain.from_atom37(
                 self.coordinates[start:end],
                 sequence=seq,
@@ -489,14 +490,13 @@ def _with_breaks(parts: Sequence[np.ndarray], fill: Any, dtype: Any) -> np.ndarr
 
 
 def _plddt_from_b_factors(complex_: ProteinComplex) -> np.ndarray:
-    parts = []
-    for chain in complex_.chains:
-        values = chain.b_factor[:, RC.ATOM_CA].astype(np.float64)
-        finite = values[np.isfinite(values)]
-        if finite.size and (finite.min() < 0 or finite.max() > PLDDT_B_FACTOR_SCALE):
-            raise InputError(
-                f"{complex_.name or 'structure'} chain {chain.chain_id!r}: CA B-factors span "
-                f"{finite.min():.2f}..{finite.max():.2f}, not pLDDT values on a 0-{PLDDT_B_FACTOR_SCALE:g} scale"
-            )
-        parts.append(values / PLDDT_B_FACTOR_SCALE)
-    return _with_breaks(parts, np.nan, np.float64)
+    """CA B-factors as pLDDT in [0, 1]: taken as is when they are all <= 1, divided by 100 when the largest is in
+    (1, 100] (the AlphaFold / ESMFold scale); anything else is not pLDDT and raises."""
+    values = _with_breaks([c.b_factor[:, RC.ATOM_CA].astype(np.float64) for c in complex_.chains], np.nan, np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > PLDDT_PERCENT_SCALE):
+        raise InputError(
+            f"{complex_.name or 'structure'}: CA B-factors span {finite.min():.2f}..{finite.max():.2f}, not pLDDT "
+            f"values (0-1, or 0-{PLDDT_PERCENT_SCALE:g})"
+        )
+    return values / PLDDT_PERCENT_SCALE if finite.size and finite.max() > 1.0 else values

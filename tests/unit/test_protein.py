@@ -138,11 +138,15 @@ def test_plddt_goes_to_b_factors_and_back(tmp_path: Path) -> None:
     plddt[p.chain_break_positions()] = np.nan
     p = p.replace(plddt=plddt)
     p.to_pdb(tmp_path / "x.pdb")
+    line = next(x for x in (tmp_path / "x.pdb").read_text().splitlines() if x.startswith("ATOM"))
+    assert float(line[60:66]) == pytest.approx(0.1)  # 0-1 in the B-factor column, as the SDK writes it
     back = Protein.from_structure(tmp_path / "x.pdb", plddt_from_b_factor=True)
-    np.testing.assert_allclose(back.plddt, plddt, atol=1e-4)
+    np.testing.assert_allclose(back.plddt, plddt, atol=1e-2)  # PDB keeps 2 decimals
     chain = load_structure(STRUCTURES / "1a62.pdb.gz").chains[0]
+    chain.with_b_factor(87.5).to_pdb(tmp_path / "af.pdb")  # AlphaFold / ESMFold files: 0-100
+    np.testing.assert_allclose(Protein.from_structure(tmp_path / "af.pdb", plddt_from_b_factor=True).plddt, 0.875)
     chain.with_b_factor(150.0).to_pdb(tmp_path / "b.pdb")  # e.g. an experimental structure's B-factors
-    with pytest.raises(InputError, match=r"chain 'A': CA B-factors span 150.00\.\.150.00, not pLDDT values"):
+    with pytest.raises(InputError, match=r"b: CA B-factors span 150.00\.\.150.00, not pLDDT values"):
         Protein.from_structure(tmp_path / "b.pdb", plddt_from_b_factor=True)
 
 
