@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "build-function-vocab",
     "tokenize-structure",
     "detokenize",
+    "embed",
+    "score",
 )
 
 

@@ -1,0 +1,152 @@
+"""What every model subcommand shares: weights/device/dtype/batch/seed options, reading inputs item by item,
+per-item error reporting, progress bars.
+
+Options (:func:`add_model_arguments`): ``--weights`` (an official release directory, converted weights, or one
+file; default ``$OPENESM3_WEIGHTS`` or ``~/.cache/openesm3/weights``), ``--device`` (``auto``: CUDA if present),
+``--dtype {fp32,bf16}``, ``--batch-size``, ``--seed`` and ``--quiet`` (no progress bar).
+
+Inputs (:func:`read_inputs`): FASTA (every record), our protein JSON (every protein) or a structure file (one
+protein, chains joined with ``|``). Each input protein is an :class:`Item`; an item that cannot be read carries
+its error instead, and :class:`Failures` reports those at the end while the other items still complete. The
+exit code is 0 when everything worked, 1 when some items failed, 2 when nothing could be done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from openesm3.errors import InputError, OpenESM3Error
+
+if TYPE_CHECKING:
+    from openesm3.generation.bundle import ModelBundle
+    from openesm3.protein import Protein
+    from openesm3.utils.progress import Progress
+
+DEFAULT_BATCH_SIZE = 8
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="ESM3 weights: a directory with the official .pth files (or data/weights/ of the release), a "
+        "directory of converted weights ('openesm3 convert'), or one trunk file. Default: $OPENESM3_WEIGHTS, "
+        "else ~/.cache/openesm3/weights",
+    )
+    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps, or auto (default: CUDA if present)")
+    group.add_argument(
+        "--dtype", choices=("fp32", "bf16"), default="fp32", help="weights/compute dtype (default fp32, exact)"
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=batch_size, metavar="N", help=f"items per forward pass (default {batch_size})"
+    )
+    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_batch_size(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+
+def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",)) -> ModelBundle:
+    """Seed, build the :class:`ModelBundle` and check up front that the ``needs`` networks' weights exist."""
+    import torch  # noqa: PLC0415
+
+    from openesm3.generation.bundle import ModelBundle  # noqa: PLC0415
+
+    check_batch_size(args)
+    torch.manual_seed(args.seed)
+    bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype)
+    bundle.require(*needs)
+    return bundle
+
+
+def progress_bar(args: argparse.Namespace, total: int, desc: str, unit: str) -> Progress:
+    """A progress bar on stderr, shown for multi-item work unless ``--quiet``."""
+    from openesm3.utils.progress import Progress  # noqa: PLC0415
+
+    return Progress(total=total, desc=desc, unit=unit, disable=args.quiet or total <= 1)
+
+
+@dataclass
+class Item:
+    """One input protein: its name (record id, file stem), where it came from, and the protein or the error."""
+
+    name: str
+    source: str
+    protein: Protein | None = None
+    error: OpenESM3Error | None = None
+
+
+def read_inputs(paths: Sequence[str]) -> list[Item]:
+    """Every protein of every input file (FASTA, JSON or structure), each valid or carrying its error."""
+    from openesm3 import protein_io  # noqa: PLC0415
+    from openesm3.protein import Protein  # noqa: PLC0415
+
+    items: list[Item] = []
+    for path in paths:
+        suffix = protein_io.file_kind(path)
+        try:
+            if suffix == "fasta":
+                for record, result in protein_io.iter_fasta_proteins(path):
+                    if isinstance(result, Protein):
+                        items.append(Item(record.id, path, protein=result))
+                    else:
+                        items.append(Item(record.id, path, error=result))
+            elif suffix == "json":
+                for n, protein in enumerate(protein_io.read_json(path)):
+                    items.append(Item(protein.name or f"{path}[{n}]", path, protein=protein))
+            else:
+                protein = Protein.from_structure(path)
+                items.append(Item(protein.name, path, protein=protein))
+        except OpenESM3Error as exc:
+            items.append(Item(path, path, error=exc))
+    return items
+
+
+def split_items(items: Sequence[Item], failures: Failures) -> list[tuple[Item, Protein]]:
+    """The readable items with their protein; the others are recorded in ``failures``."""
+    valid = []
+    for item in items:
+        if item.protein is None:
+            failures.add(item.name, item.error or "unreadable")
+        else:
+            valid.append((item, item.protein))
+    return valid
+
+
+class Failures:
+    """Per-item errors of one command, reported on stderr at the end."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.errors: list[tuple[str, str]] = []
+
+    def add(self, name: str, error: BaseException | str) -> None:
+        message = str(error)
+        self.errors.append((name, message))
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def report(self, total: int, what: str = "item(s)", stream: Any = None, limit: int = 50) -> None:
+        """One line per failed item (the first ``limit``), then a count."""
+        out = stream if stream is not None else sys.stderr
+        for name, message in self.errors[:limit]:
+            text = message if name in message else f"{name}: {message}"
+            print(f"openesm3 {self.command}: error: {text}", file=out)
+        if len(self.errors) > limit:
+            print(f"openesm3 {self.command}: ... and {len(self.errors) - limit} more", file=out)
+        if self.errors:
+            print(f"openesm3 {self.command}: {len(self.errors)} of {total} {what} failed", file=out)
+
+    def exit_code(self, n_ok: int) -> int:
+        if not self.errors:
+            return 0
+        return 1 if n_ok else 2

@@ -1,0 +1,98 @@
+"""``openesm3 embed``: per-residue and mean ESM3 embeddings of every input protein, written to files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from openesm3.cli.common import add_model_arguments
+
+DESCRIPTION = """\
+Embed every protein of the inputs (FASTA records, protein JSON, or structure files) with the ESM3 trunk.
+Per protein: the hidden state of --layer at each residue, [L, D] float32 with BOS/EOS stripped (rows line up
+with the sequence's characters, chain breaks '|' included), and its mean over residues, [D].
+
+Output (-o): a directory of <id>.npy ([L, D]) and <id>.mean.npy ([D]) files plus index.tsv (record id ->
+file name), or, with --format safetensors (default when OUT ends in .safetensors), one file holding tensors
+<id> and <id>.mean. Ids become safe file names (other characters -> '_', duplicates get _2, _3, ...). Files
+are written atomically as each batch finishes. A bad record is reported and skipped; the others complete.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="per-residue and mean embeddings of FASTA records (or JSON / structure files)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA, protein JSON or structure file(s)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory (npy) or .safetensors file")
+    p.add_argument("--format", choices=("npy", "safetensors"), help="default: by the output name")
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=-1,
+        help="0 = input embedding, i = after block i, negative counts from the end (default -1: the last block, "
+        "the SDK's embeddings)",
+    )
+    p.add_argument("--mean-only", action="store_true", help="write only the mean embeddings")
+    add_model_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, progress_bar, read_inputs, split_items
+    from openesm3.errors import InputError, OpenESM3Error
+    from openesm3.generation.embedding import EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
+
+    check_batch_size(args)
+    fmt: EmbeddingFormat = args.format or ("safetensors" if args.output.lower().endswith(".safetensors") else "npy")
+    items = read_inputs(args.inputs)
+    failures = Failures("embed")
+    valid = split_items(items, failures)
+    if not valid:
+        failures.report(len(items), "protein(s)")
+        return 2
+    has_structure = any(protein.coordinates is not None for _, protein in valid)
+    bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
+    n_layers = bundle.n_layers
+    if not -(n_layers + 1) <= args.layer <= n_layers:
+        raise InputError(f"--layer {args.layer}: this model has layers -{n_layers + 1}..{n_layers}")
+
+    encoded = []
+    for item, protein in valid:
+        try:
+            tensor = bundle.encode(protein)
+            bundle.check_length(tensor, item.name)
+        except OpenESM3Error as exc:
+            failures.add(item.name, exc)
+            continue
+        encoded.append((item, tensor))
+
+    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
+    writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
+    done = 0
+    with progress_bar(args, len(encoded), "embed", "protein") as bar:
+        for group in length_batches([len(t) for _, t in encoded], args.batch_size):
+            chunk = [encoded[i] for i in group]
+            try:
+                results = list(zip(chunk, embed_batch(bundle.esm3, [t for _, t in chunk], layer=args.layer)))
+            except OpenESM3Error:
+                results = []  # find the bad item: one by one
+                for item, tensor in chunk:
+                    try:
+                        results.append(((item, tensor), embed_batch(bundle.esm3, [tensor], layer=args.layer)[0]))
+                    except OpenESM3Error as exc:
+                        failures.add(item.name, exc)
+                        bar.update()
+            for (item, _), embedding in results:
+                writer.add(item.name, embedding)
+                done += 1
+                bar.update()
+    if done:
+        writer.close()
+        print(f"openesm3 embed: {done} protein(s) -> {args.output} ({fmt}, layer {args.layer})", file=sys.stderr)
+    failures.report(len(items), "protein(s)")
+    return failures.exit_code(done)

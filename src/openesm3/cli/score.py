@@ -1,0 +1,210 @@
+"""``openesm3 score``: pseudo-log-likelihoods of sequences, or masked-marginal scores of variants."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from openesm3.cli.common import add_model_arguments
+
+DESCRIPTION = """\
+Two modes.
+
+Without variants: the pseudo-log-likelihood (PLL) of every input protein: each residue is masked in turn and
+log p(residue | rest) summed (natural log). Columns: id, length, n_scored, pll, pll_per_residue, perplexity.
+
+With variants (--mutations, --mutations-file or --dms): masked-marginal scores against the one wild-type
+protein of INPUT: the mutated positions are masked together and sum(log p(mutant) - log p(wild type)) is
+reported per variant (higher = predicted fitter). Syntax A42G, multi-mutants A42G:L50P, WT for the wild
+type; positions are 1-based, --offset K when the sequence starts at residue K+1. With --dms and a score column
+the Spearman correlation with the measurements is reported. Columns: mutant, score[, measured], error.
+A structure file as INPUT conditions the scores on its coordinates.
+
+Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name and the
+others are still scored. Output: -o FILE (.tsv, .csv or .json; written atomically), else a table on stdout.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="pseudo-log-likelihood of sequences, masked-marginal variant effects (DMS CSVs, Spearman)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA, protein JSON or structure file(s)")
+    variants = p.add_argument_group("variants")
+    variants.add_argument("--mutations", nargs="+", metavar="VARIANT", help="e.g. A42G A42G:L50P (or comma-separated)")
+    variants.add_argument("--mutations-file", metavar="FILE", help="one variant per line ('#' comments)")
+    variants.add_argument("--dms", metavar="CSV", help="deep mutational scan table (CSV, or TSV by suffix)")
+    variants.add_argument("--mutant-column", default="mutant", help="DMS column of the variants (default mutant)")
+    variants.add_argument("--score-column", help="DMS column of the measured scores (default DMS_score if present)")
+    variants.add_argument("--offset", type=int, default=0, help="residue number of the first residue minus 1")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the table here (.tsv, .csv, .json) instead of stdout")
+    add_model_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | None, str | None]:
+    from openesm3.errors import InputError
+    from openesm3.generation.variants import read_dms_csv
+
+    texts: list[str] = []
+    measured: list[float] | None = None
+    column = None
+    for value in args.mutations or ():
+        texts.extend(part for part in value.split(",") if part.strip())
+    if args.mutations_file:
+        try:
+            lines = Path(args.mutations_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise InputError(f"{args.mutations_file}: cannot read ({exc.strerror or exc})") from None
+        texts.extend(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
+    if args.dms:
+        rows, column = read_dms_csv(args.dms, mutant_column=args.mutant_column, score_column=args.score_column)
+        if texts:
+            raise InputError("--dms cannot be combined with --mutations / --mutations-file")
+        texts = [row.mutant for row in rows]
+        measured = [row.score for row in rows] if column is not None else None
+    return texts, measured, column
+
+
+def _write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
+    import csv
+    import io
+    import json
+
+    from openesm3.utils.atomic import atomic_write_text
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.6g}"
+        return "" if v is None else v
+
+    if path is not None and path.lower().endswith(".json"):
+        records = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in zip(header, row)} for row in rows
+        ]
+        atomic_write_text(path, json.dumps(records, indent=1) + "\n")
+        return
+    buffer = io.StringIO()
+    delimiter = "," if path is not None and path.lower().endswith(".csv") else "\t"
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[cell(v) for v in row] for row in rows])
+    if path is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        atomic_write_text(path, buffer.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, read_inputs, split_items
+    from openesm3.errors import InputError
+
+    check_batch_size(args)
+    texts, measured, column = _variant_texts(args)
+    items = read_inputs(args.inputs)
+    variant_mode = bool(texts) or bool(args.dms)
+    if variant_mode and len(items) != 1:
+        raise InputError(
+            f"variant scoring needs exactly one wild-type protein; the input(s) hold {len(items)} "
+            "(split the FASTA or pass one record)"
+        )
+    failures = Failures("score")
+    valid = split_items(items, failures)
+    if not valid:
+        failures.report(len(items), "protein(s)")
+        return 2
+    has_structure = any(protein.coordinates is not None for _, protein in valid)
+    bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
+    if variant_mode:
+        return _score_variants(args, bundle, valid[0], texts, measured, column, failures)
+    return _score_sequences(args, bundle, valid, failures, len(items))
+
+
+def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], failures: Any, total: int) -> int:
+    from openesm3.cli.common import progress_bar
+    from openesm3.errors import OpenESM3Error
+    from openesm3.generation.scoring import pseudo_log_likelihood, scorable_positions
+
+    encoded = []
+    for item, protein in items:
+        try:
+            tensor = bundle.encode(protein)
+            bundle.check_length(tensor, item.name)
+            encoded.append((item, tensor, len(scorable_positions(tensor))))
+        except OpenESM3Error as exc:
+            failures.add(item.name, exc)
+    rows: list[list[Any]] = []
+    with progress_bar(args, sum(n for *_, n in encoded), "score", "residue") as bar:
+        for item, tensor, _ in encoded:
+            try:
+                pll = pseudo_log_likelihood(bundle.esm3, tensor, batch_size=args.batch_size, progress=bar.update)
+            except OpenESM3Error as exc:
+                failures.add(item.name, exc)
+                continue
+            rows.append([item.name, tensor.n_residues, pll.n_scored, pll.total, pll.mean, pll.perplexity])
+    if rows:
+        _write_table(args.output, ["id", "length", "n_scored", "pll", "pll_per_residue", "perplexity"], rows)
+    failures.report(total, "protein(s)")
+    return failures.exit_code(len(rows))
+
+
+def _score_variants(
+    args: argparse.Namespace,
+    bundle: Any,
+    valid: Any,
+    texts: list[str],
+    measured: list[float] | None,
+    column: str | None,
+    failures: Any,
+) -> int:
+    from openesm3.cli.common import progress_bar
+    from openesm3.errors import InputError
+    from openesm3.generation.scoring import VariantScore, masked_marginal_scores
+    from openesm3.generation.variants import Variant, parse_variant, spearman
+
+    if not texts:
+        raise InputError(f"{args.dms}: no variants")
+    parsed: list[Variant | InputError] = []
+    for text in texts:
+        try:
+            parsed.append(parse_variant(text))
+        except InputError as exc:
+            parsed.append(exc)
+    variants = [v for v in parsed if isinstance(v, Variant)]
+    item, protein = valid
+    wild_type = bundle.encode(protein)
+    bundle.check_length(wild_type, item.name)
+    with progress_bar(args, len(variants), "score", "variant") as bar:
+        scores = iter(
+            masked_marginal_scores(
+                bundle.esm3, wild_type, variants, offset=args.offset, batch_size=args.batch_size, progress=bar.update
+            )
+        )
+    results: list[VariantScore | InputError] = [next(scores) if isinstance(v, Variant) else v for v in parsed]
+    rows: list[list[Any]] = []
+    for n, (text, result) in enumerate(zip(texts, results)):
+        error = result if isinstance(result, InputError) else result.error
+        score = None if isinstance(result, InputError) else result.score
+        if error is not None:
+            failures.add(text, error)
+        row: list[Any] = [text, math.nan if score is None else score]
+        if measured is not None:
+            row.append(measured[n])
+        row.append("" if error is None else str(error))
+        rows.append(row)
+    header = ["mutant", "score"] + (["measured"] if measured is not None else []) + ["error"]
+    _write_table(args.output, header, rows)
+    n_ok = sum(1 for r in results if not isinstance(r, InputError) and r.error is None)
+    summary = f"openesm3 score: {n_ok} of {len(texts)} variant(s) of {item.name!r} scored"
+    if measured is not None:
+        rho, n_pairs = spearman([r[1] for r in rows], measured)
+        summary += f"; Spearman rho = {rho:.4f} over {n_pairs} variant(s) with a measured {column!r}"
+    print(summary, file=sys.stderr)
+    failures.report(len(texts), "variant(s)")
+    return failures.exit_code(n_ok)

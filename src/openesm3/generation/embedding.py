@@ -1,0 +1,185 @@
+"""Per-residue and mean embeddings from any layer of the trunk, and writing them to files.
+
+:func:`embed_proteins` runs proteins in length-sorted batches (padding is masked, so a protein's embedding does
+not depend on its batch) and returns, per protein, the hidden state of the chosen layer at each residue position
+(BOS/EOS rows stripped: ``[L, D]`` with L the length of the sequence string, chain-break rows included so rows
+line up with its characters) and the mean over the residue rows (chain breaks excluded). Layer numbering follows
+:meth:`openesm3.models.esm3.ESM3.embed`: 0 is the input embedding, i the output of block i, -1 (default) the last
+block's output, the pre-final-norm ``embeddings`` of the official SDK. Note that the SDK's ``mean_embedding`` also
+averages the BOS and EOS rows; ours averages residues only.
+
+:class:`EmbeddingWriter` writes them atomically, one protein at a time: ``<id>.npy`` ([L, D] float32) and
+``<id>.mean.npy`` ([D]) per record plus ``index.tsv`` in a directory, or one ``.safetensors`` file for the whole
+input (tensors ``<id>`` and ``<id>.mean``; the metadata maps each key back to the record id). Ids become safe file
+names (:func:`safe_name`): characters outside ``A-Za-z0-9._-`` are replaced by ``_``, and names that collide
+(case-insensitively, for case-insensitive file systems) get ``_2``, ``_3``, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from openesm3 import constants as C
+from openesm3.errors import InputError
+from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
+from openesm3.utils.atomic import atomic_open, atomic_write_text, atomic_write_with
+
+EmbeddingFormat = Literal["npy", "safetensors"]
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 150  # leaves room for ".mean.npy" within the usual 255-byte file-name limit
+INDEX_FILE = "index.tsv"
+
+
+@dataclass(frozen=True)
+class ProteinEmbedding:
+    """per_residue [L, D] float32 (BOS/EOS stripped), mean [D] float32 over residue rows, layer index."""
+
+    per_residue: np.ndarray
+    mean: np.ndarray
+    layer: int
+
+
+def _device(model: Any) -> torch.device:
+    try:
+        return next(model.parameters()).device  # type: ignore[no-any-return]
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+@torch.inference_mode()
+def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -1) -> list[ProteinEmbedding]:
+    """Embeddings of ``proteins`` from one padded pass of ``model.embed`` (an ESM3 trunk)."""
+    batch = stack(list(proteins), device=_device(model))
+    has_coords = bool(torch.isfinite(batch.coordinates).any())
+    out = model.embed(layer=layer, **model_inputs(batch, condition_on_coordinates=has_coords))
+    states = out.per_residue.float().cpu()  # [B, Lmax, D]
+    result = []
+    for i, protein in enumerate(proteins):
+        n = protein.n_residues
+        rows = states[i, 1 : n + 1].numpy()  # BOS at 0, residues 1..n, EOS at n + 1
+        assert protein.sequence is not None
+        residues = (protein.sequence[1 : n + 1] != C.SEQUENCE_CHAINBREAK).cpu().numpy()
+        mean = rows[residues].mean(axis=0) if residues.any() else np.full(rows.shape[1], np.nan, np.float32)
+        result.append(ProteinEmbedding(np.ascontiguousarray(rows), mean.astype(np.float32), int(out.layer)))
+    return result
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted, longest first), ``batch_size`` each."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def embed_proteins(
+    model: Any,
+    proteins: Sequence[ProteinTensor],
+    *,
+    layer: int = -1,
+    batch_size: int = 8,
+    on_result: Callable[[int, ProteinEmbedding], None] | None = None,
+) -> list[ProteinEmbedding]:
+    """Embeddings of every protein, in input order; ``on_result(index, embedding)`` is called as each is ready."""
+    out: list[ProteinEmbedding | None] = [None] * len(proteins)
+    for group in length_batches([len(p) for p in proteins], batch_size):
+        for i, emb in zip(group, embed_batch(model, [proteins[i] for i in group], layer=layer)):
+            out[i] = emb
+            if on_result is not None:
+                on_result(i, emb)
+    return [e for e in out if e is not None]
+
+
+def safe_name(name: str, used: set[str]) -> str:
+    """A file-system-safe, unique (case-insensitively, within ``used``) version of ``name``; adds it to ``used``."""
+    base = _UNSAFE.sub("_", name).strip("._") or "record"
+    base = base[:MAX_NAME_LENGTH]
+    candidate, k = base, 1
+    while candidate.lower() in used:
+        k += 1
+        candidate = f"{base}_{k}"
+    used.add(candidate.lower())
+    return candidate
+
+
+class EmbeddingWriter:
+    """Writes embeddings as they come (npy: immediately, atomically per file; safetensors: one file at close).
+
+    Args:
+        output: a directory (npy) or a file (safetensors).
+        format: ``"npy"`` or ``"safetensors"``.
+        per_residue: also write the [L, D] arrays (else only the means).
+        metadata: extra string metadata (safetensors header / index.tsv comment), e.g. the layer and weights.
+    """
+
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        format: EmbeddingFormat = "npy",
+        *,
+        per_residue: bool = True,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if format not in ("npy", "safetensors"):
+            raise InputError(f"embedding format {format!r}: use npy or safetensors")
+        self.output = Path(output)
+        self.format = format
+        self.per_residue = per_residue
+        self.metadata = dict(metadata or {})
+        self._used: set[str] = set()
+        self._tensors: dict[str, torch.Tensor] = {}
+        self._keys: dict[str, str] = {}
+        self._index: list[tuple[str, str, int, int]] = []
+        if format == "npy":
+            if self.output.exists() and not self.output.is_dir():
+                raise InputError(f"{self.output}: exists and is not a directory (npy output is a directory)")
+            self.output.mkdir(parents=True, exist_ok=True)
+        elif self.output.is_dir():
+            raise InputError(f"{self.output}: is a directory; safetensors output is one file (e.g. out.safetensors)")
+
+    def add(self, record_id: str, embedding: ProteinEmbedding) -> list[Path]:
+        """Store one record's embedding; returns the files written now (npy) or nothing (safetensors)."""
+        name = safe_name(record_id, self._used)
+        self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))
+        if self.format == "safetensors":
+            if self.per_residue:
+                self._tensors[name] = torch.from_numpy(embedding.per_residue.copy())
+            self._tensors[f"{name}.mean"] = torch.from_numpy(embedding.mean.copy())
+            self._keys[name] = record_id
+            return []
+        written = []
+        if self.per_residue:
+            written.append(self._save_npy(self.output / f"{name}.npy", embedding.per_residue))
+        written.append(self._save_npy(self.output / f"{name}.mean.npy", embedding.mean))
+        return written
+
+    @staticmethod
+    def _save_npy(path: Path, array: np.ndarray) -> Path:
+        with atomic_open(path, "wb") as handle:
+            np.save(handle, array)
+        return path
+
+    def close(self) -> list[Path]:
+        """Write what is pending (the safetensors file, or the npy ``index.tsv``); returns the files written."""
+        if self.format == "safetensors":
+            from safetensors.torch import save_file  # noqa: PLC0415
+
+            meta = {"format": "openesm3.embeddings", "ids": json.dumps(self._keys), **self.metadata}
+            tensors = self._tensors
+            atomic_write_with(self.output, lambda tmp: save_file(tensors, tmp, metadata=meta))
+            return [self.output]
+        lines = [f"# {k}={v}" for k, v in self.metadata.items()]
+        lines.append("id\tname\tlength\tdim")
+        lines += [f"{rid}\t{name}\t{n}\t{d}" for rid, name, n, d in self._index]
+        path = self.output / INDEX_FILE
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return [path]

@@ -1,0 +1,190 @@
+"""Scoring sequences with ESM3's masked-token predictions (zero-shot fitness; Meier et al. 2021 for ESM-1v).
+
+Both scores use the sequence head's log-probabilities, ``log_softmax`` over all 64 sequence logits (spec §10.2:
+there is no dedicated scoring API; the reference's users take ``log_softmax`` of the logits):
+
+- **pseudo-log-likelihood** (PLL) of a sequence: each residue position i is masked in turn and
+  ``log p(x_i | x_{-i})`` read off; the PLL is their sum over the scored positions (residue tokens; masks ``_``
+  and chain breaks ``|`` are not scored). The masked copies of one protein are batched, ``batch_size`` per pass.
+- **masked marginal** of a variant against the wild type: all positions the variant mutates are masked in one
+  copy of the wild type and ``sum over its mutations of log p(mutant) - log p(wild type)`` is read off. Variants
+  that mutate the same set of positions share one forward pass.
+
+Every other track of the protein (e.g. coordinates, structure tokens) stays in place as conditioning. Padding of
+batched passes is masked in attention, so scores do not depend on the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from openesm3 import constants as C
+from openesm3.errors import InputError
+from openesm3.generation.protein_tensor import ProteinBatch, ProteinTensor, model_inputs, stack
+from openesm3.generation.variants import Variant, resolve_variant
+from openesm3.tokenizers.sequence import SequenceTokenizer
+
+ProgressCallback = Callable[[int], None]
+_SCORABLE = torch.tensor(C.SEQUENCE_SAMPLEABLE_IDS)  # residue tokens (ids 4..30)
+
+
+@dataclass(frozen=True)
+class PseudoLogLikelihood:
+    """PLL of one protein.
+
+    Attributes:
+        total: sum of ``log p(x_i | x_{-i})`` over the scored positions (natural log).
+        per_position: [L] float64, NaN at positions that are not scored (masks, chain breaks).
+        n_scored: number of scored positions.
+    """
+
+    total: float
+    per_position: np.ndarray
+    n_scored: int
+
+    @property
+    def mean(self) -> float:
+        """Average log-likelihood per scored position."""
+        return self.total / self.n_scored if self.n_scored else math.nan
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.mean) if self.n_scored else math.nan
+
+
+@dataclass(frozen=True)
+class VariantScore:
+    """Masked-marginal score of one variant, or why it could not be scored (the others are unaffected)."""
+
+    variant: Variant
+    score: float | None = None
+    error: InputError | None = None
+
+
+def _device(model: Any) -> torch.device:
+    try:
+        return next(model.parameters()).device  # type: ignore[no-any-return]
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+@torch.inference_mode()
+def sequence_log_probs(model: Any, proteins: Sequence[ProteinTensor] | ProteinBatch) -> Tensor:
+    """``log_softmax`` of the sequence logits, [B, Lmax, 64] fp32, for right-padded ``proteins`` (or a batch).
+
+    ``model`` is an :class:`openesm3.models.esm3.ESM3`, or anything called with ``ESM3.forward``'s keywords that
+    returns ``sequence_logits``. Coordinates condition the pass when any protein has some. With an ESM3 only the
+    sequence head is evaluated: ``sequence_head(norm(embed(...)))`` are the very operations of ``forward``
+    (tested equal), without the five other heads.
+    """
+    batch = proteins if isinstance(proteins, ProteinBatch) else stack(list(proteins), device=_device(model))
+    has_coords = bool(torch.isfinite(batch.coordinates).any())
+    inputs = model_inputs(batch, condition_on_coordinates=has_coords)
+    if all(hasattr(model, name) for name in ("embed", "norm", "sequence_head")):
+        logits = model.sequence_head(model.norm(model.embed(layer=-1, **inputs).per_residue))
+    else:
+        logits = model(**inputs).sequence_logits
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def masked_batch(protein: ProteinTensor, position_sets: Sequence[Sequence[int]], device: torch.device) -> ProteinBatch:
+    """One row per set: ``protein`` with the sequence masked at those token indices. Tracks other than the
+    sequence are broadcast views of one copy (no per-row copies of coordinates etc.)."""
+    base = stack([protein], device=device)
+    n = len(position_sets)
+    sequence = base.sequence.repeat(n, 1)
+    for row, positions in enumerate(position_sets):
+        sequence[row, torch.as_tensor(list(positions), dtype=torch.long, device=device)] = C.SEQUENCE_MASK
+    tracks = {
+        name: getattr(base, name).expand(n, *getattr(base, name).shape[1:])
+        for name in ("structure", "secondary_structure", "sasa", "function", "residue_annotations", "coordinates",
+                     "lengths", "padding")
+    }  # fmt: skip
+    return ProteinBatch(sequence=sequence, **tracks)
+
+
+def scorable_positions(protein: ProteinTensor) -> Tensor:
+    """Token indices (BOS = 0) whose sequence token is a residue: not a mask, chain break or special."""
+    if protein.sequence is None:
+        raise InputError("scoring needs a sequence track")
+    return torch.nonzero(torch.isin(protein.sequence, _SCORABLE.to(protein.sequence.device))).flatten()
+
+
+def pseudo_log_likelihood(
+    model: Any, protein: ProteinTensor, *, batch_size: int = 8, progress: ProgressCallback | None = None
+) -> PseudoLogLikelihood:
+    """PLL of ``protein`` (see module docstring); ``progress(n)`` is called after every pass with its size."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    positions = scorable_positions(protein).cpu()
+    assert protein.sequence is not None
+    truth = protein.sequence.cpu()
+    per_position = np.full(protein.n_residues, np.nan)
+    for start in range(0, len(positions), batch_size):
+        chunk = positions[start : start + batch_size]
+        log_p = sequence_log_probs(model, masked_batch(protein, [[int(i)] for i in chunk], _device(model))).cpu()
+        rows = torch.arange(len(chunk))
+        values = log_p[rows, chunk, truth[chunk]]
+        per_position[chunk.numpy() - 1] = values.double().numpy()
+        if progress is not None:
+            progress(len(chunk))
+    n = len(positions)
+    return PseudoLogLikelihood(float(np.nansum(per_position)) if n else 0.0, per_position, n)
+
+
+def masked_marginal_scores(
+    model: Any,
+    wild_type: ProteinTensor,
+    variants: Sequence[Variant],
+    *,
+    offset: int = 0,
+    batch_size: int = 8,
+    progress: ProgressCallback | None = None,
+) -> list[VariantScore]:
+    """Masked-marginal score of every variant against ``wild_type`` (see module docstring).
+
+    A variant that does not fit the sequence (wild-type letter mismatch, position out of range, ...) gets a
+    :class:`VariantScore` with ``error`` set, naming the mutation; the other variants are scored as usual.
+    ``progress(n)`` reports how many variants are done (all ``len(variants)`` by the end).
+    """
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    if wild_type.sequence is None:
+        raise InputError("variant scoring needs the wild-type sequence")
+    sequence = SequenceTokenizer().decode(wild_type.sequence)
+    results: list[VariantScore] = [VariantScore(v) for v in variants]
+    groups: dict[tuple[int, ...], list[tuple[int, tuple[Any, ...]]]] = {}
+    for n, variant in enumerate(variants):
+        try:
+            resolved = resolve_variant(variant, sequence, offset)
+        except InputError as exc:
+            results[n] = VariantScore(variant, error=exc)
+            continue
+        if not resolved:
+            results[n] = VariantScore(variant, score=0.0)  # the wild type against itself
+            continue
+        key = tuple(sorted(m.index + 1 for m in resolved))  # token indices (BOS = 0)
+        groups.setdefault(key, []).append((n, resolved))
+    if progress is not None and len(variants) - sum(len(g) for g in groups.values()):
+        progress(len(variants) - sum(len(g) for g in groups.values()))  # errors and wild types: no pass needed
+    keys = list(groups)
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start : start + batch_size]
+        log_p = sequence_log_probs(model, masked_batch(wild_type, chunk, _device(model))).cpu().double()
+        for row, key in enumerate(chunk):
+            for n, resolved in groups[key]:
+                score = sum(
+                    float(log_p[row, m.index + 1, m.mutant_id] - log_p[row, m.index + 1, m.wild_type_id])
+                    for m in resolved
+                )
+                results[n] = VariantScore(variants[n], score=score)
+        if progress is not None:
+            progress(sum(len(groups[key]) for key in chunk))
+    return results

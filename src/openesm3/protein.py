@@ -1,0 +1,502 @@
+"""The user-facing protein record: every ESM3 track in plain Python / numpy values (spec §10.1 ``ESMProtein``).
+
+A :class:`Protein` holds what a user gives to or gets from ESM3, residue by residue:
+
+- ``sequence``: one-letter codes, ``_`` for a masked position, ``|`` between the chains of a complex;
+- ``coordinates``: atom37 positions ``[L, 37, 3]`` in Angstrom, NaN for missing atoms;
+- ``secondary_structure``: DSSP 8-state letters ``GHITEBSC``, ``_`` masked;
+- ``sasa``: solvent-accessible surface area per residue in Å², NaN (``None`` on input) masked;
+- ``function_annotations`` (InterPro ids / function keywords) and ``residue_annotations`` (residue-level sites),
+  each a label on residues ``start..end``, 1-indexed and inclusive;
+- predictions: ``plddt`` ``[L]`` in [0, 1], ``ptm`` and ``pae`` ``[L, L]`` in Angstrom;
+- bookkeeping: ``name``, ``chain_ids`` (one per chain of a complex), author ``residue_index`` and
+  ``insertion_code``.
+
+L counts every position of the sequence string, chain breaks included (as the SDK's ``len(ESMProtein)``): in a
+complex ``"MKT|GS"`` has L = 6 and position 4 is the break, where coordinates are NaN, the SS8 letter is ``_``
+and SASA / pLDDT are NaN. Annotation ranges use the same positions.
+
+Every track is optional (a prompt gives some, a model fills in others), but all given tracks must agree in
+length; the record is validated when built and errors name the protein, the track and the position. Values are
+normalised on construction: letters are uppercased, lists become numpy arrays, infinite coordinates become NaN.
+The record is frozen; :meth:`Protein.replace` makes a modified copy.
+
+Conversions: :mod:`openesm3.protein_io` reads and writes FASTA and JSON; this module converts to and from
+structures (PDB / mmCIF via :mod:`openesm3.structure`); :mod:`openesm3.generation.encoding` converts to and from
+the model's token tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from openesm3 import constants as C
+from openesm3.annotations import FunctionAnnotation
+from openesm3.errors import InputError, TokenizationError
+from openesm3.structure import residue_constants as RC
+from openesm3.structure.chain import ProteinChain
+from openesm3.structure.complex import ProteinComplex
+from openesm3.tokenizers.sequence import SequenceTokenizer
+from openesm3.tokenizers.ss8 import SS8Tokenizer, dssp_to_ss8
+
+# Chain ids given to the chains of a complex that has none, in order (the SDK's single-letter ids, then digits
+# and lowercase letters; a longer id needs mmCIF output).
+DEFAULT_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyz"
+# pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
+# detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
+PLDDT_PERCENT_SCALE = 100.0
+
+_SEQUENCE = SequenceTokenizer()
+_SS8 = SS8Tokenizer()
+
+AnnotationsLike = Iterable[FunctionAnnotation | tuple[str, int, int]]
+
+
+def default_chain_ids(n_chains: int) -> tuple[str, ...]:
+    """``A, B, C, ...`` for ``n_chains`` chains (``A``..``z`` first, then ``A1, B1, ...``)."""
+    base = DEFAULT_CHAIN_IDS
+    return tuple(base[i % len(base)] + (str(i // len(base)) if i >= len(base) else "") for i in range(n_chains))
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Protein:
+    """One protein (or complex) with any subset of ESM3's tracks; L = number of positions, chain breaks included.
+
+    Attributes:
+        sequence: one-letter codes (uppercase), ``_`` = masked, ``|`` = chain break; None if unknown.
+        coordinates: [L, 37, 3] float32 atom37 coordinates in Angstrom, NaN for missing atoms.
+        secondary_structure: SS8 string over ``GHITEBSC``, ``_`` = masked.
+        sasa: [L] float64 Å², NaN = masked.
+        function_annotations: InterPro ids or function keywords on 1-indexed inclusive ranges.
+        residue_annotations: residue-level annotation labels on 1-indexed inclusive ranges.
+        plddt: [L] float32 predicted lDDT in [0, 1], NaN where unknown.
+        ptm: predicted TM-score in [0, 1].
+        pae: [L, L] float32 predicted aligned error in Angstrom.
+        chain_ids: one id per chain (``sequence.count("|") + 1`` of them); None = ``A, B, ...`` when needed.
+        residue_index: [L] int64 author residue numbers (used when writing structures); None = 1..n per chain.
+        insertion_code: [L] ``<U1`` author insertion codes; None = none.
+        name: an identifier (FASTA id, file stem); used in error messages and output file names.
+    """
+
+    sequence: str | None = None
+    coordinates: np.ndarray | None = None
+    secondary_structure: str | None = None
+    sasa: np.ndarray | None = None
+    function_annotations: tuple[FunctionAnnotation, ...] | None = None
+    residue_annotations: tuple[FunctionAnnotation, ...] | None = None
+    plddt: np.ndarray | None = None
+    ptm: float | None = None
+    pae: np.ndarray | None = None
+    chain_ids: tuple[str, ...] | None = None
+    residue_index: np.ndarray | None = None
+    insertion_code: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        fix = object.__setattr__  # frozen: normalise once, here
+        if not isinstance(self.name, str):
+            raise InputError(f"protein name must be a str, got {type(self.name).__name__}")
+        fix(self, "sequence", self._checked_sequence())
+        fix(self, "secondary_structure", self._checked_ss8())
+        fix(self, "sasa", self._checked_sasa())
+        fix(self, "coordinates", self._checked_coordinates())
+        fix(self, "plddt", self._checked_plddt())
+        fix(self, "pae", self._checked_pae())
+        fix(self, "ptm", self._checked_ptm())
+        fix(self, "residue_index", self._checked_array("residue_index", self.residue_index, np.int64))
+        fix(self, "insertion_code", self._checked_array("insertion_code", self.insertion_code, "<U1"))
+        length = self._checked_lengths()
+        fix(self, "function_annotations", self._checked_annotations("function_annotations", length))
+        fix(self, "residue_annotations", self._checked_annotations("residue_annotations", length))
+        fix(self, "chain_ids", self._checked_chain_ids())
+
+    # ---- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def from_sequence(cls, sequence: str, name: str = "", chain_ids: Sequence[str] | None = None) -> Protein:
+        return cls(sequence=sequence, name=name, chain_ids=None if chain_ids is None else tuple(chain_ids))
+
+    @classmethod
+    def from_structure(
+        cls,
+        source: str | os.PathLike[str] | ProteinChain | ProteinComplex,
+        *,
+        chains: Sequence[str] | str | None = None,
+        model: int = 1,
+        with_annotations: bool = False,
+        plddt_from_b_factor: bool = False,
+        name: str | None = None,
+    ) -> Protein:
+        """A protein (or complex, chains joined by ``|``) from a structure file or chain(s).
+
+        Args:
+            source: a PDB / mmCIF / BinaryCIF file (optionally gzip'd), a :class:`ProteinChain` or a
+                :class:`ProteinComplex`.
+            chains: author chain ids to keep, in this order; None keeps every protein chain.
+            model: 1-based model number in the file.
+            with_annotations: also compute the SS8 (native DSSP over the whole complex) and per-chain SASA
+                tracks, as the SDK's ``from_protein_chain(with_annotations=True)`` does for one chain.
+            plddt_from_b_factor: read pLDDT from the CA B-factors: 0-1 as the SDK writes them, or 0-100 (AlphaFold,
+                ESMFold), recognised by values above 1.
+            name: defaults to the file stem / the structure's name.
+        """
+        from openesm3.structure.io import load_structure  # noqa: PLC0415
+
+        if isinstance(source, ProteinChain):
+            complex_ = ProteinComplex((source,), source.name)
+        elif isinstance(source, ProteinComplex):
+            complex_ = source
+        else:
+            complex_ = load_structure(source, model=model, chains=[chains] if isinstance(chains, str) else chains)
+            chains = None
+        if chains is not None:
+            complex_ = complex_.select([chains] if isinstance(chains, str) else chains)
+        label = complex_.name if name is None else name
+        sequence = complex_.sequence_with_breaks()
+        residue_index = _with_breaks([c.residue_index for c in complex_.chains], -1, np.int64)
+        insertion_code = _with_breaks([c.insertion_code for c in complex_.chains], "", "<U1")
+        ss8, sasa = None, None
+        if with_annotations:
+            from openesm3.structure.dssp import assign_ss8  # noqa: PLC0415
+            from openesm3.structure.sasa import residue_sasa  # noqa: PLC0415
+
+            dssp = assign_ss8(complex_.atom37, chain_index=complex_.chain_index, sequence=complex_.sequence)
+            ss_parts, start = [], 0
+            for chain in complex_.chains:
+                ss_parts.append(dssp_to_ss8(dssp[start : start + len(chain)]))
+                start += len(chain)
+            ss8 = C.SS8_MASK_CHAR.join(ss_parts)  # the break position is masked (SS8 <pad>, its chain-break id)
+            sasa = _with_breaks([residue_sasa(c).astype(np.float64) for c in complex_.chains], np.nan, np.float64)
+        plddt = None
+        if plddt_from_b_factor:
+            plddt = _plddt_from_b_factors(complex_)
+        return cls(
+            sequence=sequence,
+            coordinates=complex_.atom37_with_breaks(),
+            secondary_structure=ss8,
+            sasa=sasa,
+            plddt=plddt,
+            chain_ids=complex_.chain_ids,
+            residue_index=residue_index,
+            insertion_code=insertion_code,
+            name=label,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Protein:
+        """Read one protein from JSON (``.json``), FASTA (``.fasta``/``.fa``/``.faa``, exactly one record) or a
+        structure file (anything else; ``kwargs`` go to :meth:`from_structure`)."""
+        from openesm3 import protein_io  # noqa: PLC0415
+
+        return protein_io.load_protein(path, **kwargs)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically as JSON, FASTA or a structure file, by suffix (see :func:`protein_io.save_protein`)."""
+        from openesm3 import protein_io  # noqa: PLC0415
+
+        protein_io.save_protein(self, path)
+
+    def replace(self, **changes: Any) -> Protein:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    # ---- views -------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """L: positions including chain breaks; from the first present of sequence, SS8, SASA, coordinates,
+        pLDDT, residue_index."""
+        for value in (self.sequence, self.secondary_structure, self.sasa, self.coordinates, self.plddt,
+                      self.residue_index):  # fmt: skip
+            if value is not None:
+                return len(value)
+        raise InputError(f"{self.error_prefix()}has no per-residue track, so its length is undefined")
+
+    def __repr__(self) -> str:
+        present = [f.name for f in dataclasses.fields(self) if f.name != "name" and getattr(self, f.name) is not None]
+        shown = ""
+        if self.sequence is not None:
+            shown = self.sequence if len(self.sequence) <= 30 else self.sequence[:27] + "..."
+        return f"Protein(name={self.name!r}, length={len(self)}, sequence={shown!r}, tracks={present})"
+
+    @property
+    def is_complex(self) -> bool:
+        return self.sequence is not None and C.SEQUENCE_CHAINBREAK_CHAR in self.sequence
+
+    @property
+    def n_chains(self) -> int:
+        return 1 if self.sequence is None else self.sequence.count(C.SEQUENCE_CHAINBREAK_CHAR) + 1
+
+    def chain_segments(self) -> list[tuple[str, int, int]]:
+        """``(chain_id, start, end)`` per chain: positions ``start:end`` (0-based, end exclusive), breaks excluded."""
+        ids = self.chain_ids or default_chain_ids(self.n_chains)
+        if self.sequence is None:
+            return [(ids[0], 0, len(self))]
+        segments, start = [], 0
+        for chain_id, part in zip(ids, self.sequence.split(C.SEQUENCE_CHAINBREAK_CHAR)):
+            segments.append((chain_id, start, start + len(part)))
+            start += len(part) + 1
+        return segments
+
+    def chain_break_positions(self) -> np.ndarray:
+        """0-based positions of the ``|`` characters."""
+        if self.sequence is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.frombuffer(self.sequence.encode("ascii"), dtype=np.uint8) == ord("|"))
+
+    # ---- structures --------------------------------------------------------------------------------------
+    def to_complex(self) -> ProteinComplex:
+        """The coordinates as a :class:`ProteinComplex`, one chain per ``|``-separated segment.
+
+        Masked / unknown residues are written as ``X`` (UNK); the sequence defaults to all ``X``. pLDDT goes
+        to the B-factors (0-1, as the SDK writes it). Chains without any O atom (e.g. decoded backbones) get their O
+        placed from the backbone (spec §12), as the SDK's ``to_pdb`` does.
+        """
+        if self.coordinates is None:
+            raise InputError(f"{self.error_prefix()}has no coordinates, so it cannot be written as a structure")
+        chains = []
+        for chain_id, start, end in self.chain_segments():
+            n = end - start
+            seq = "X" * n if self.sequence is None else self.sequence[start:end]
+            seq = seq.replace(C.SEQUENCE_MASK_CHAR, RC.UNKNOWN_ONE_LETTER)
+            b_factor = None if self.plddt is None else np.nan_to_num(self.plddt[start:end])
+            chain = ProteinChain.from_atom37(
+                self.coordinates[start:end],
+                sequence=seq,
+                residue_index=None if self.residue_index is None else self.residue_index[start:end],
+                insertion_code=None if self.insertion_code is None else self.insertion_code[start:end],
+                chain_id=chain_id,
+                b_factor=b_factor,
+                name=self.name,
+            )
+            if n and not chain.atom37_mask[:, RC.ATOM_O].any():
+                chain = chain.infer_oxygen()
+            chains.append(chain)
+        return ProteinComplex(tuple(chains), self.name)
+
+    def to_pdb(self, path: str | os.PathLike[str]) -> None:
+        """Write a PDB file atomically (one chain per segment; ``.gz`` compresses)."""
+        self.to_complex().write(path, "pdb")
+
+    def to_mmcif(self, path: str | os.PathLike[str]) -> None:
+        """Write an mmCIF file atomically (``.gz`` compresses)."""
+        self.to_complex().write(path, "cif")
+
+    def to_pdb_string(self) -> str:
+        return self.to_complex().to_pdb_string()
+
+    # ---- validation --------------------------------------------------------------------------------------
+    def error_prefix(self) -> str:
+        """``"protein 'name': "`` (or ``"protein: "``), how messages about this protein start."""
+        return f"protein {self.name!r}: " if self.name else "protein: "
+
+    def _error(self, problem: str) -> InputError:
+        return InputError(self.error_prefix() + problem)
+
+    def _checked_sequence(self) -> str | None:
+        if self.sequence is None:
+            return None
+        try:
+            return _SEQUENCE.normalize(self.sequence)
+        except TokenizationError as exc:
+            raise self._error(str(exc)) from None
+
+    def _checked_ss8(self) -> str | None:
+        ss = self.secondary_structure
+        if ss is None:
+            return None
+        if not isinstance(ss, str):
+            if isinstance(ss, Iterable) and all(isinstance(ch, str) and len(ch) == 1 for ch in ss):
+                ss = "".join(ss)  # e.g. a list of letters, as the SDK's dssp().tolist()
+            else:
+                raise self._error(f"secondary_structure must be a str, got {type(ss).__name__}")
+        try:
+            _SS8.encode(ss, add_special_tokens=False)
+        except TokenizationError as exc:
+            raise self._error(str(exc)) from None
+        return ss.upper()
+
+    def _checked_sasa(self) -> np.ndarray | None:
+        if self.sasa is None:
+            return None
+        values = _float_track(self.sasa, "sasa", self.error_prefix())
+        if values.ndim != 1:
+            raise self._error(f"sasa must be one value per residue, got shape {values.shape}")
+        negative = np.flatnonzero(values < 0)
+        if negative.size:
+            i = int(negative[0])
+            raise self._error(f"sasa at position {i + 1} is negative ({values[i]!r} Å²); SASA must be >= 0")
+        return values
+
+    def _checked_coordinates(self) -> np.ndarray | None:
+        if self.coordinates is None:
+            return None
+        coords = _to_numpy(self.coordinates)
+        if coords.dtype == object or not (np.issubdtype(coords.dtype, np.number)):
+            raise self._error(f"coordinates must be numbers, got dtype {coords.dtype}")
+        coords = np.array(coords, dtype=np.float32)
+        if coords.ndim != 3 or coords.shape[1:] != (RC.N_ATOM37, 3):
+            raise self._error(f"coordinates must have shape [L, 37, 3] (atom37), got {coords.shape}")
+        coords[~np.isfinite(coords).all(-1)] = np.nan  # an atom is present only with three finite values
+        return coords
+
+    def _checked_plddt(self) -> np.ndarray | None:
+        if self.plddt is None:
+            return None
+        values = _float_track(self.plddt, "plddt", self.error_prefix()).astype(np.float32)
+        if values.ndim != 1:
+            raise self._error(f"plddt must be one value per residue, got shape {values.shape}")
+        bad = np.flatnonzero((values < 0) | (values > 1))
+        if bad.size:
+            i = int(bad[0])
+            raise self._error(f"plddt at position {i + 1} is {values[i]!r}; pLDDT must lie in [0, 1]")
+        return values
+
+    def _checked_pae(self) -> np.ndarray | None:
+        if self.pae is None:
+            return None
+        values = _float_track(self.pae, "pae", self.error_prefix()).astype(np.float32)
+        if values.ndim != 2 or values.shape[0] != values.shape[1]:
+            raise self._error(f"pae must be a square [L, L] matrix, got shape {values.shape}")
+        if (values < 0).any():
+            raise self._error("pae must be >= 0 (Angstrom)")
+        return values
+
+    def _checked_ptm(self) -> float | None:
+        if self.ptm is None:
+            return None
+        try:
+            value = float(self.ptm)
+        except (TypeError, ValueError):
+            raise self._error(f"ptm must be a number, got {self.ptm!r}") from None
+        if math.isnan(value):
+            return None
+        if not 0.0 <= value <= 1.0:
+            raise self._error(f"ptm is {value}; pTM must lie in [0, 1]")
+        return value
+
+    def _checked_array(self, field: str, value: Any, dtype: Any) -> np.ndarray | None:
+        if value is None:
+            return None
+        try:
+            array = np.asarray(_to_numpy(value), dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise self._error(f"{field}: {exc}") from None
+        if array.ndim != 1:
+            raise self._error(f"{field} must be one value per residue, got shape {array.shape}")
+        return array
+
+    def _checked_lengths(self) -> int | None:
+        lengths = {
+            name: len(value)
+            for name, value in (
+                ("sequence", self.sequence), ("secondary_structure", self.secondary_structure), ("sasa", self.sasa),
+                ("coordinates", self.coordinates), ("plddt", self.plddt), ("pae", self.pae),
+                ("residue_index", self.residue_index), ("insertion_code", self.insertion_code),
+            )
+            if value is not None
+        }  # fmt: skip
+        if len(set(lengths.values())) > 1:
+            parts = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+            raise self._error(f"tracks disagree in length: {parts} positions")
+        return next(iter(lengths.values())) if lengths else None
+
+    def _checked_annotations(self, field: str, length: int | None) -> tuple[FunctionAnnotation, ...] | None:
+        value = getattr(self, field)
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes, FunctionAnnotation)):
+            raise self._error(f"{field} must be a list of annotations, got a single {type(value).__name__}")
+        out = []
+        for n, item in enumerate(value):
+            if isinstance(item, FunctionAnnotation):
+                ann = item
+            elif isinstance(item, (tuple, list)) and len(item) == 3:
+                ann = FunctionAnnotation(item[0], item[1], item[2])
+            elif isinstance(item, dict) and set(item) == {"label", "start", "end"}:
+                ann = FunctionAnnotation(item["label"], item["start"], item["end"])
+            else:
+                raise self._error(f"{field}[{n}]: expected FunctionAnnotation(label, start, end), got {item!r}")
+            if length is None:
+                raise self._error(f"{field} need a per-residue track (e.g. the sequence) to define the length")
+            try:
+                ann.check(length, index=n)
+            except InputError as exc:
+                raise self._error(f"{field}: {exc}") from None
+            out.append(ann)
+        return tuple(out)
+
+    def _checked_chain_ids(self) -> tuple[str, ...] | None:
+        if self.chain_ids is None:
+            return None
+        if isinstance(self.chain_ids, str):
+            raise self._error("chain_ids must be a list of ids, one per chain (got a single string)")
+        ids = tuple(self.chain_ids)
+        for cid in ids:
+            if not isinstance(cid, str) or not cid or any(ch.isspace() for ch in cid) or "," in cid:
+                raise self._error(f"chain id {cid!r}: must be a non-empty string without spaces or commas")
+        if len(set(ids)) != len(ids):
+            raise self._error(f"chain ids must be distinct, got {list(ids)}")
+        if len(ids) != self.n_chains:
+            raise self._error(
+                f"{len(ids)} chain id(s) {list(ids)} for {self.n_chains} chain(s) in the sequence "
+                f"({self.n_chains - 1} '|' chain break(s))"
+            )
+        return ids
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------
+def _to_numpy(value: Any) -> Any:
+    if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return value
+
+
+def _float_track(value: Any, field: str, where: str) -> np.ndarray:
+    """Numbers (``None`` = NaN) as float64, with an error naming the first bad entry."""
+    value = _to_numpy(value)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise InputError(f"{where}{field} must be numbers, got dtype {value.dtype}")
+        return value.astype(np.float64)
+    array = np.asarray(value, dtype=object)
+    out = np.empty(array.shape, dtype=np.float64)
+    for index, item in np.ndenumerate(array):
+        if item is None:
+            out[index] = np.nan
+        elif isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool):
+            out[index] = float(item)
+        else:
+            where_in = ", ".join(str(i + 1) for i in index)
+            raise InputError(f"{where}{field} at position {where_in}: expected a number or None, got {item!r}")
+    return out
+
+
+def _with_breaks(parts: Sequence[np.ndarray], fill: Any, dtype: Any) -> np.ndarray:
+    """Per-chain arrays joined with one ``fill`` entry between chains (the ``|`` positions)."""
+    out: list[np.ndarray] = []
+    for k, part in enumerate(parts):
+        if k:
+            out.append(np.array([fill], dtype=dtype))
+        out.append(np.asarray(part, dtype=dtype))
+    return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+
+
+def _plddt_from_b_factors(complex_: ProteinComplex) -> np.ndarray:
+    """CA B-factors as pLDDT in [0, 1]: taken as is when they are all <= 1, divided by 100 when the largest is in
+    (1, 100] (the AlphaFold / ESMFold scale); anything else is not pLDDT and raises."""
+    values = _with_breaks([c.b_factor[:, RC.ATOM_CA].astype(np.float64) for c in complex_.chains], np.nan, np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > PLDDT_PERCENT_SCALE):
+        raise InputError(
+            f"{complex_.name or 'structure'}: CA B-factors span {finite.min():.2f}..{finite.max():.2f}, not pLDDT "
+            f"values (0-1, or 0-{PLDDT_PERCENT_SCALE:g})"
+        )
+    return values / PLDDT_PERCENT_SCALE if finite.size and finite.max() > 1.0 else values

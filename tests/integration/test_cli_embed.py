@@ -1,0 +1,110 @@
+"""``openesm3 embed`` end to end with a tiny random trunk saved in our format: files, formats, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openesm3.checkpoints.loading import load_model
+from openesm3.cli.main import main
+from openesm3.generation.embedding import embed_batch
+from openesm3.generation.encoding import encode_protein
+from openesm3.protein import Protein
+from openesm3.protein_io import write_json
+from tests.conftest import TEST_DATA
+from tests.protein_testing import save_tiny_weights
+
+FASTA = """\
+>sp|P1|ONE first
+MNLTELKNTPVSELITLGENMGLENLARMRKQ
+>dup
+GGSSAAKKLL|MKTAYIA
+>dup
+mktay_iakqr
+>broken
+MKTAJIAK
+"""
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_weights(tmp_path_factory.mktemp("weights"), seed=3)
+
+
+@pytest.fixture
+def fasta(tmp_path: Path) -> Path:
+    path = tmp_path / "in.fasta"
+    path.write_text(FASTA)
+    return path
+
+
+def test_npy_output_per_record_with_a_bad_record_reported(weights: Path, fasta: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "emb"
+    code = main(
+        ["embed", str(fasta), "-o", str(out), "--weights", str(weights), "--batch-size", "2", "--device", "cpu"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1  # some records failed, the others were written
+    assert "in.fasta:8: record 'broken': sequence position 5: invalid character 'J'" in err
+    assert "1 of 4 protein(s) failed" in err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["dup.mean.npy", "dup.npy", "dup_2.mean.npy", "dup_2.npy", "index.tsv",
+                     "sp_P1_ONE.mean.npy", "sp_P1_ONE.npy"]  # fmt: skip
+    index = (out / "index.tsv").read_text()
+    assert "sp|P1|ONE\tsp_P1_ONE\t32\t64" in index and "dup\tdup_2\t11\t64" in index
+    # The same numbers as the library on the same weights.
+    model, _ = load_model(weights, "esm3")
+    (expected,) = embed_batch(model, [encode_protein(Protein(sequence="GGSSAAKKLL|MKTAYIA"))])
+    np.testing.assert_allclose(np.load(out / "dup.npy"), expected.per_residue, atol=1e-5)
+    np.testing.assert_allclose(np.load(out / "dup.mean.npy"), expected.mean, atol=1e-5)
+    assert np.load(out / "dup.npy").shape == (18, 64)  # rows line up with the sequence, break included
+
+
+def test_safetensors_layers_and_json_input(weights: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    write_json(tmp_path / "in.json", [Protein(sequence="MKTAYIAKQR", name="a"), Protein(sequence="GGS", name="b")])
+    out = tmp_path / "all.safetensors"
+    args = ["embed", str(tmp_path / "in.json"), "-o", str(out), "--weights", str(weights), "--quiet"]
+    assert main(args) == 0
+    tensors = load_file(str(out))
+    assert sorted(tensors) == ["a", "a.mean", "b", "b.mean"] and tensors["a"].shape == (10, 64)
+    assert main([*args[:3], str(tmp_path / "l0.safetensors"), *args[4:], "--layer", "0", "--mean-only"]) == 0
+    layer0 = load_file(str(tmp_path / "l0.safetensors"))
+    assert sorted(layer0) == ["a.mean", "b.mean"]
+    assert not np.allclose(layer0["a.mean"], tensors["a.mean"])
+
+
+def test_bf16_runs_and_stays_close_to_fp32(weights: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.fasta").write_text(">x\nMNLTELKNTPVSELITLGENMGLENLARMRKQ\n")
+    for dtype in ("fp32", "bf16"):
+        out = tmp_path / dtype
+        assert (
+            main(["embed", str(tmp_path / "x.fasta"), "-o", str(out), "--weights", str(weights), "--dtype", dtype]) == 0
+        )
+    a, b = np.load(tmp_path / "fp32" / "x.npy"), np.load(tmp_path / "bf16" / "x.npy")
+    assert b.dtype == np.float32
+    cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cosine.min() > 0.99
+
+
+def test_errors(weights: Path, fasta: Path, tmp_path: Path, capsys) -> None:
+    code = main(["embed", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2
+    for name in ("esm3_sm_open_v1.pth", "esm3_structure_encoder_v0.pth", "esm3_structure_decoder_v0.pth",
+                 "esm3_function_decoder_v0.pth", "--weights", "OPENESM3_WEIGHTS", "openesm3 convert"):  # fmt: skip
+        assert name in err
+    assert main(["embed", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--layer", "7"]) == 2
+    assert "--layer 7: this model has layers -3..2" in capsys.readouterr().err
+    assert main(["embed", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--batch-size", "0"]) == 2
+    only_bad = tmp_path / "bad.fasta"
+    only_bad.write_text(">x\nMKJ\n")
+    assert main(["embed", str(only_bad), "-o", str(tmp_path / "o2"), "--weights", str(weights)]) == 2
+    assert not (tmp_path / "o2").exists()
+    # A structure input needs the structure encoder, whose weights are not there: named in the message.
+    pdb = str(TEST_DATA / "structures" / "1a62.pdb.gz")
+    assert main(["embed", pdb, "-o", str(tmp_path / "o3"), "--weights", str(weights)]) == 2
+    assert "esm3_structure_encoder_v0.pth" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""``openesm3 score`` end to end with a tiny random trunk saved in our format: PLL tables, variant lists, a real
+deep mutational scan (PABP_YEAST, Spearman against the measurements), per-item errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from openesm3.checkpoints.loading import load_model
+from openesm3.cli.main import main
+from openesm3.generation.encoding import encode_protein
+from openesm3.generation.scoring import masked_marginal_scores, pseudo_log_likelihood
+from openesm3.generation.variants import parse_variant
+from openesm3.protein import Protein
+from tests.conftest import shared_data
+from tests.protein_testing import save_tiny_weights
+
+SEQ = "MNLTELKNTPVSELITLGENMGLENLARMRKQ"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_weights(tmp_path_factory.mktemp("weights"), seed=4)
+
+
+@pytest.fixture(scope="module")
+def model(weights: Path):  # noqa: ANN201
+    return load_model(weights, "esm3")[0]
+
+
+def _table(path: Path, delimiter: str = "\t") -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open(), delimiter=delimiter))
+
+
+def test_pll_of_every_record(weights: Path, model, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">one\n{SEQ}\n>two\nGGSSAK|MK_TA\n>bad\nMKXJ\n")
+    out = tmp_path / "pll.tsv"
+    assert main(["score", str(fasta), "-o", str(out), "--weights", str(weights), "--batch-size", "5"]) == 1
+    assert "record 'bad': sequence position 4: invalid character 'J'" in capsys.readouterr().err
+    rows = {r["id"]: r for r in _table(out)}
+    assert set(rows) == {"one", "two"}
+    expected = pseudo_log_likelihood(model, encode_protein(Protein(sequence=SEQ)))
+    assert float(rows["one"]["pll"]) == pytest.approx(expected.total, rel=1e-5)
+    assert int(rows["one"]["n_scored"]) == len(SEQ) and int(rows["two"]["n_scored"]) == 10
+    assert float(rows["one"]["perplexity"]) == pytest.approx(math.exp(-expected.mean), rel=1e-5)
+    assert main(["score", str(fasta), "--weights", str(weights), "--quiet"]) == 1  # table on stdout
+    assert capsys.readouterr().out.startswith("id\tlength\tn_scored\tpll")
+
+
+def test_variant_list_with_a_mismatch(weights: Path, model, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(f">wt\n{SEQ}\n")
+    muts = tmp_path / "muts.txt"
+    muts.write_text("# variants\nN2A\nN2A:L3G  # double\nA3G\nWT\nX\n")
+    out = tmp_path / "v.csv"
+    code = main(["score", str(fasta), "--mutations-file", str(muts), "-o", str(out), "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "mutation A3G: the sequence has 'L' at position 3, not 'A'" in err
+    assert "variant 'X'" in err and "3 of 5 variant(s) of 'wt' scored" in err
+    rows = {r["mutant"]: r for r in _table(out, ",")}
+    expected = masked_marginal_scores(model, encode_protein(Protein(sequence=SEQ)), [parse_variant("N2A:L3G")])
+    assert float(rows["N2A:L3G"]["score"]) == pytest.approx(expected[0].score, rel=1e-5, abs=1e-6)
+    assert rows["WT"]["score"] == "0" and rows["A3G"]["score"] == "" and "not 'A'" in rows["A3G"]["error"]
+    out_json = tmp_path / "v.json"
+    assert main(["score", str(fasta), "--mutations", "N12A,N92A", "--offset", "90", "-o", str(out_json),
+                 "--weights", str(weights)]) == 1  # fmt: skip
+    data = json.loads(out_json.read_text())
+    assert data[0]["mutant"] == "N12A" and data[0]["score"] is None and "position 12" in data[0]["error"]
+    assert data[1]["error"] == "" and isinstance(data[1]["score"], float)
+
+
+def test_dms_scan_reports_spearman(weights: Path, model, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    # PABP_YEAST (Melamed 2013 / Fields lab): wild type from ProteinGym's reference table, numbering offset 0
+    # (../shared/data/dms/SOURCE.txt). Random weights: the correlation is ~0; this checks the pipeline.
+    dms = shared_data("dms", "deepsequence", "PABP_YEAST_Fields2013-singles.csv")
+    table = shared_data("dms", "proteingym_reference", "DMS_substitutions.csv")
+    wild_type = next(r["target_seq"] for r in csv.DictReader(table.open()) if r["DMS_id"] == "PABP_YEAST_Melamed_2013")
+    fasta = tmp_path / "pabp.fasta"
+    fasta.write_text(f">PABP_YEAST\n{wild_type}\n")
+    out = tmp_path / "pabp.tsv"
+    args = ["score", str(fasta), "--dms", str(dms), "--score-column", "log", "-o", str(out), "--weights", str(weights),
+            "--batch-size", "16"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1188 of 1188 variant(s) of 'PABP_YEAST' scored; Spearman rho = " in err
+    assert "over 1188 variant(s) with a measured 'log'" in err
+    rho = float(err.split("Spearman rho = ")[1].split()[0])
+    assert -1.0 <= rho <= 1.0
+    rows = _table(out)
+    assert len(rows) == 1188 and rows[0]["mutant"] == "G126A" and rows[0]["measured"] == "-0.490571"
+    assert all(r["error"] == "" for r in rows)
+    # Spot-check against the library.
+    expected = masked_marginal_scores(model, encode_protein(Protein(sequence=wild_type)), [parse_variant("G126A")])
+    assert float(rows[0]["score"]) == pytest.approx(expected[0].score, rel=1e-4, abs=1e-5)
+
+
+def test_usage_errors(weights: Path, tmp_path: Path, capsys) -> None:
+    fasta = tmp_path / "two.fasta"
+    fasta.write_text(">a\nMKT\n>b\nGGS\n")
+    assert main(["score", str(fasta), "--mutations", "M1A", "--weights", str(weights)]) == 2
+    assert "exactly one wild-type protein" in capsys.readouterr().err
+    dms = tmp_path / "d.csv"
+    dms.write_text("variant,fitness\nM1A,0.5\n")
+    one = tmp_path / "one.fasta"
+    one.write_text(">a\nMKT\n")
+    assert main(["score", str(one), "--dms", str(dms), "--weights", str(weights)]) == 2
+    assert "no column 'mutant' (columns: variant, fitness); use --mutant-column" in capsys.readouterr().err
+    assert main(["score", str(one), "--weights", str(tmp_path / "none")]) == 2
+    assert "esm3_sm_open_v1.pth" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""ModelBundle: finding the weights in either layout, lazy loading, device/dtype choices and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from openesm3.errors import InputError, WeightsError
+from openesm3.generation.bundle import ModelBundle, resolve_device, resolve_dtype
+from openesm3.protein import Protein
+from tests.protein_testing import save_tiny_weights, tiny_esm3
+
+
+def test_missing_weights_name_every_file_and_place(tmp_path: Path) -> None:
+    bundle = ModelBundle(tmp_path / "empty")
+    with pytest.raises(WeightsError) as info:
+        bundle.require("esm3", "structure_encoder")
+    message = str(info.value)
+    for text in ("esm3_sm_open_v1.pth", "esm3_structure_encoder_v0.pth", "esm3_structure_decoder_v0.pth",
+                 "esm3_function_decoder_v0.pth", "EvolutionaryScale/esm3-sm-open-v1", "~/.cache/openesm3/weights",
+                 "OPENESM3_WEIGHTS", "openesm3 convert", str(tmp_path / "empty")):  # fmt: skip
+        assert text in message
+    assert message.count("<- needed here") == 2
+    assert not bundle._models  # nothing was loaded
+
+
+def test_weights_in_our_format_and_official_file(tmp_path: Path) -> None:
+    root = save_tiny_weights(tmp_path / "ours", seed=5)
+    bundle = ModelBundle(root)
+    bundle.require("esm3")
+    assert bundle.locate("esm3") == root / "esm3"
+    model = bundle.esm3
+    assert bundle.esm3 is model and bundle.n_layers == 2 and bundle.max_length == 2048
+    with pytest.raises(WeightsError, match="esm3_structure_decoder_v0.pth"):
+        bundle.require("structure_decoder")
+    # The trunk's own directory given as --weights: companions are looked for beside it.
+    assert ModelBundle(root / "esm3").locate("esm3") == root / "esm3"
+    # An official-layout file given directly.
+    official = tmp_path / "release" / "data" / "weights"
+    official.mkdir(parents=True)
+    torch.save({}, official / "esm3_sm_open_v1.pth")
+    assert ModelBundle(tmp_path / "release").locate("esm3") == official / "esm3_sm_open_v1.pth"
+    assert ModelBundle(official / "esm3_sm_open_v1.pth").locate("esm3") == official / "esm3_sm_open_v1.pth"
+
+
+def test_bf16_bundle_and_forward(tmp_path: Path) -> None:
+    root = save_tiny_weights(tmp_path / "w", seed=6)
+    tensor = ModelBundle(root).encode(Protein(sequence="MKTAYIAK"))
+    fp32 = ModelBundle(root).forward([tensor]).sequence_logits.float()
+    bf16_bundle = ModelBundle(root, dtype="bf16")
+    assert next(bf16_bundle.esm3.parameters()).dtype == torch.bfloat16
+    bf16 = bf16_bundle.forward([tensor]).sequence_logits.float()
+    assert (bf16 - fp32).abs().max() < 0.1 * fp32.abs().max()
+    with torch.no_grad():
+        direct = tiny_esm3(seed=6)(sequence_tokens=tensor.sequence[None]).sequence_logits
+    torch.testing.assert_close(fp32, direct)
+
+
+def test_device_and_dtype_choices() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(InputError, match="device 'gpu0'"):
+        resolve_device("gpu0")
+    assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype(torch.float32) == torch.float32
+    with pytest.raises(InputError, match="dtype 'fp16' is not supported"):
+        resolve_dtype("fp16")
+
+
+def test_companion_networks_encode_and_decode(tmp_path: Path) -> None:
+    """Structure tokens, decoded structures and function annotations through tiny random VQ-VAE / function
+    decoder networks saved in our format next to the trunk."""
+    import numpy as np  # noqa: PLC0415
+
+    from openesm3.annotations import FunctionAnnotation  # noqa: PLC0415
+    from openesm3.checkpoints.format import save_pretrained  # noqa: PLC0415
+    from openesm3.config import FunctionDecoderConfig, StructureDecoderConfig, StructureEncoderConfig  # noqa: PLC0415
+    from openesm3.models.function_decoder import FunctionDecoder  # noqa: PLC0415
+    from openesm3.models.structure_decoder import StructureDecoder  # noqa: PLC0415
+    from openesm3.models.structure_encoder import StructureEncoder  # noqa: PLC0415
+    from openesm3.tokenizers import FunctionVocabulary  # noqa: PLC0415
+    from openesm3.tokenizers.build import write_function_vocabulary  # noqa: PLC0415
+    from openesm3.tokenizers.vocabulary import InterProEntry  # noqa: PLC0415
+    from tests.conftest import TEST_DATA  # noqa: PLC0415
+
+    root = save_tiny_weights(tmp_path / "w", seed=7)
+    torch.manual_seed(0)
+    configs = {
+        "structure_encoder": StructureEncoderConfig(d_model=64, v_heads=4, n_layers=2, d_out=16),
+        "structure_decoder": StructureDecoderConfig(d_model=64, n_heads=4, n_layers=2, pairwise_dim=16),
+        "function_decoder": FunctionDecoderConfig(d_model=32, n_heads=2, n_layers=1, n_keywords=30, n_interpro=5),
+    }
+    classes = {"structure_encoder": StructureEncoder, "structure_decoder": StructureDecoder,
+               "function_decoder": FunctionDecoder}  # fmt: skip
+    for name, config in configs.items():
+        save_pretrained(classes[name](config), config, root / name, model_type=name)
+    rng = np.random.default_rng(0)
+    keywords = tuple(f"kw{i:02d}" for i in range(30))
+    entries = tuple(InterProEntry(f"IPR{i:06d}", "Domain", f"Entry {i}") for i in range(1, 6))
+    vocab = FunctionVocabulary(keywords, rng.uniform(4, 10, 30), entries, {e.id: keywords[:3] for e in entries},
+                               rng.standard_normal((8, 8, 30)).astype(np.float32))  # fmt: skip
+    write_function_vocabulary(vocab, tmp_path / "vocab")
+
+    bundle = ModelBundle(root, vocabulary_dir=tmp_path / "vocab")
+    protein = Protein.from_structure(TEST_DATA / "structures" / "2ZTA.pdb.gz")
+    protein = protein.replace(function_annotations=[FunctionAnnotation("IPR000003", 3, 20)])
+    tensor = bundle.encode(protein)
+    (b,) = protein.chain_break_positions()
+    assert tensor.structure[b + 1] == 4100 and bool((tensor.structure[1 : b + 1] < 4096).all())
+    assert "structure_decoder" not in bundle._models  # loaded only when needed
+    decoded = bundle.decode(tensor, template=protein)
+    assert decoded.chain_ids == ("A", "B") and 0.0 <= decoded.ptm <= 1.0
+    assert decoded.coordinates.shape == (len(protein), 37, 3) and np.isnan(decoded.coordinates[b]).all()
+    assert np.isfinite(decoded.coordinates[:b, :3]).all() and np.isfinite(decoded.plddt[:b]).all()
+    assert decoded.function_annotations is not None  # the function decoder ran (random: any labels)
+    assert all(a.label.endswith(")") or a.label in keywords for a in decoded.function_annotations)
+    assert set(bundle._models) == {"structure_encoder", "structure_decoder", "function_decoder"}  # no trunk needed
+    # The structure encoder runs in fp32 whatever the dtype, so structure tokens do not depend on it.
+    bf16 = ModelBundle(root, dtype="bf16", vocabulary_dir=tmp_path / "vocab")
+    assert torch.equal(bf16.encode(protein).structure, tensor.structure)

@@ -1,0 +1,113 @@
+"""Embeddings: equal to the trunk's hidden states, independent of batching, written safely to npy / safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openesm3.errors import InputError
+from openesm3.generation.embedding import (
+    EmbeddingWriter,
+    ProteinEmbedding,
+    embed_batch,
+    embed_proteins,
+    length_batches,
+    safe_name,
+)
+from openesm3.generation.encoding import encode_protein
+from openesm3.generation.protein_tensor import model_inputs, stack
+from openesm3.protein import Protein
+from tests.protein_testing import tiny_esm3
+
+SEQUENCES = ("MNLTELKNTPVSELITLGENMGLENL", "ARMRKQDIIF|AILKQHAKSG", "EDIFGDGVLEILQDGFGFLRSADSSYLAGPDD")
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return tiny_esm3(seed=2)
+
+
+def test_embeddings_are_the_hidden_states_without_bos_eos(model: torch.nn.Module) -> None:
+    tensor = encode_protein(Protein(sequence=SEQUENCES[1]))
+    (last,) = embed_batch(model, [tensor])
+    (first,) = embed_batch(model, [tensor], layer=0)
+    with torch.no_grad():
+        out = model(**model_inputs(stack([tensor]), condition_on_coordinates=False), output_hidden_states=True)
+    n = len(SEQUENCES[1])
+    assert last.per_residue.shape == (n, 64) and last.per_residue.dtype == np.float32
+    np.testing.assert_allclose(last.per_residue, out.embeddings[0, 1:-1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(first.per_residue, out.hidden_states[0][0, 1:-1].numpy(), atol=1e-5)
+    assert last.layer == 2 and first.layer == 0
+    residues = [i for i, ch in enumerate(SEQUENCES[1]) if ch != "|"]
+    np.testing.assert_allclose(last.mean, last.per_residue[residues].mean(0), atol=1e-6)  # the break is left out
+    assert not np.allclose(last.mean, last.per_residue.mean(0), atol=1e-4)
+
+
+def test_batching_does_not_change_embeddings_and_order_is_kept(model: torch.nn.Module) -> None:
+    tensors = [encode_protein(Protein(sequence=s)) for s in SEQUENCES]
+    seen: list[int] = []
+    batched = embed_proteins(model, tensors, batch_size=3, on_result=lambda i, e: seen.append(i))
+    alone = [embed_batch(model, [t])[0] for t in tensors]
+    assert sorted(seen) == [0, 1, 2]
+    for a, b, s in zip(batched, alone, SEQUENCES):
+        assert a.per_residue.shape[0] == len(s)
+        np.testing.assert_allclose(a.per_residue, b.per_residue, atol=1e-5)
+    assert length_batches([5, 9, 7], 2) == [[1, 2], [0]]
+    with pytest.raises(InputError, match="batch size"):
+        length_batches([1], 0)
+
+
+def test_safe_names() -> None:
+    used: set[str] = set()
+    assert safe_name("sp|P12345|ABC_HUMAN", used) == "sp_P12345_ABC_HUMAN"
+    assert safe_name("a/b", used) == "a_b"
+    assert safe_name("A/B", used) == "A_B_2"  # collides case-insensitively with a_b
+    assert safe_name("a_b", used) == "a_b_3"
+    assert safe_name("..", used) == "record" and safe_name("", used) == "record_2"
+    assert len(safe_name("x" * 400, used)) == 150
+
+
+def _emb(n: int, seed: int) -> ProteinEmbedding:
+    rng = np.random.default_rng(seed)
+    per = rng.normal(size=(n, 8)).astype(np.float32)
+    return ProteinEmbedding(per, per.mean(0), -1)
+
+
+def test_npy_writer(tmp_path: Path) -> None:
+    out = tmp_path / "emb"
+    writer = EmbeddingWriter(out, "npy", metadata={"layer": "-1"})
+    files = writer.add("p/1", _emb(5, 0)) + writer.add("P/1", _emb(3, 1))
+    files += writer.close()
+    assert sorted(f.name for f in files) == ["P_1_2.mean.npy", "P_1_2.npy", "index.tsv", "p_1.mean.npy", "p_1.npy"]
+    np.testing.assert_array_equal(np.load(out / "p_1.npy"), _emb(5, 0).per_residue)
+    np.testing.assert_array_equal(np.load(out / "P_1_2.mean.npy"), _emb(3, 1).mean)
+    index = (out / "index.tsv").read_text().splitlines()
+    assert index[0] == "# layer=-1" and index[2] == "p/1\tp_1\t5\t8" and index[3] == "P/1\tP_1_2\t3\t8"
+    assert not list(out.glob(".*tmp"))  # no temporary files left behind
+    mean_only = EmbeddingWriter(tmp_path / "m", "npy", per_residue=False)
+    mean_only.add("x", _emb(2, 0))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["x.mean.npy"]
+
+
+def test_safetensors_writer(tmp_path: Path) -> None:
+    from safetensors import safe_open  # noqa: PLC0415
+
+    path = tmp_path / "all.safetensors"
+    writer = EmbeddingWriter(path, "safetensors", metadata={"layer": "3"})
+    writer.add("a b", _emb(4, 0))
+    writer.add("c", _emb(2, 1))
+    assert not path.exists()  # written once, at close
+    writer.close()
+    with safe_open(str(path), "pt") as f:
+        assert sorted(f.keys()) == ["a_b", "a_b.mean", "c", "c.mean"]
+        meta = f.metadata()
+        np.testing.assert_array_equal(f.get_tensor("c").numpy(), _emb(2, 1).per_residue)
+    assert meta["layer"] == "3" and '"a_b": "a b"' in meta["ids"]
+    with pytest.raises(InputError, match="is a directory"):
+        EmbeddingWriter(tmp_path, "safetensors")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="not a directory"):
+        EmbeddingWriter(tmp_path / "file", "npy")

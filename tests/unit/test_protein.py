@@ -1,0 +1,179 @@
+"""The Protein record: validation with errors that name the item, complexes, and structures in and out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openesm3.annotations import FunctionAnnotation
+from openesm3.errors import InputError
+from openesm3.protein import Protein, default_chain_ids
+from openesm3.structure import load_structure
+from openesm3.structure import residue_constants as RC
+from openesm3.structure.features import featurize
+from tests.conftest import TEST_DATA
+
+STRUCTURES = TEST_DATA / "structures"
+
+
+# ---- validation ------------------------------------------------------------------------------------------
+def test_sequence_is_uppercased_and_masks_and_breaks_are_kept() -> None:
+    p = Protein(sequence="mk_t|ga", name="x")
+    assert p.sequence == "MK_T|GA" and len(p) == 7
+    assert p.is_complex and p.n_chains == 2
+    assert p.chain_segments() == [("A", 0, 4), ("B", 5, 7)]
+    assert p.chain_break_positions().tolist() == [4]
+
+
+def test_invalid_residue_names_protein_and_position() -> None:
+    with pytest.raises(InputError, match=r"protein 'p1'.*position 3.*'J'"):
+        Protein(sequence="MKJT", name="p1")
+
+
+def test_tracks_that_disagree_in_length_are_named() -> None:
+    with pytest.raises(InputError, match=r"protein 'q'.*sequence has 4.*secondary_structure has 3"):
+        Protein(sequence="MKTA", secondary_structure="HHH", name="q")
+    with pytest.raises(InputError, match=r"sasa has 2"):
+        Protein(sequence="MKT", sasa=[1.0, 2.0])
+    with pytest.raises(InputError, match=r"coordinates has 2"):
+        Protein(sequence="MKT", coordinates=np.zeros((2, 37, 3)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"secondary_structure": "HXH"}, r"position 2.*'X'"),
+        ({"sasa": [1.0, -2.0, None]}, r"sasa at position 2 is negative"),
+        ({"sasa": [1.0, "a", None]}, r"sasa at position 2: expected a number"),
+        ({"plddt": [0.5, 1.5, 0.1]}, r"plddt at position 2.*\[0, 1\]"),
+        ({"ptm": 2.0}, r"pTM must lie in \[0, 1\]"),
+        ({"pae": np.zeros((3, 2))}, r"pae must be a square"),
+        ({"coordinates": np.zeros((3, 14, 3))}, r"\[L, 37, 3\]"),
+        ({"function_annotations": [FunctionAnnotation("IPR000001", 2, 4)]}, r"range 2\.\.4 is not within 1\.\.3"),
+        ({"residue_annotations": [("site", 0, 1)]}, r"residue_annotations.*not within"),
+        ({"chain_ids": ("A", "B")}, r"2 chain id\(s\).*1 chain"),
+        ({"chain_ids": "A"}, r"list of ids"),
+    ],
+)
+def test_bad_tracks_raise_naming_the_track(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(InputError, match=pattern):
+        Protein(sequence="MKT", name="bad", **kwargs)
+
+
+def test_values_are_normalised() -> None:
+    coords = np.random.default_rng(0).normal(size=(3, 37, 3))
+    coords[1, 5] = np.inf
+    p = Protein(
+        sequence="MKT",
+        secondary_structure=list("hh_"),
+        sasa=[1.0, None, 3],
+        coordinates=coords,
+        plddt=[0.1, None, 0.9],
+        function_annotations=[("IPR000001", 1, 2)],
+    )
+    assert p.secondary_structure == "HH_"
+    assert p.sasa.dtype == np.float64 and np.isnan(p.sasa[1])
+    assert p.coordinates.dtype == np.float32 and np.isnan(p.coordinates[1, 5]).all()
+    assert np.isnan(p.plddt[1]) and p.plddt.dtype == np.float32
+    assert p.function_annotations == (FunctionAnnotation("IPR000001", 1, 2),)
+    with pytest.raises(InputError, match="no per-residue track"):
+        len(Protein())
+
+
+def test_default_chain_ids() -> None:
+    assert default_chain_ids(3) == ("A", "B", "C")
+    ids = default_chain_ids(70)
+    assert len(set(ids)) == 70 and ids[62] == "A1"
+
+
+# ---- structures ------------------------------------------------------------------------------------------
+def test_from_structure_joins_chains_with_breaks() -> None:
+    complex_ = load_structure(STRUCTURES / "1AM7.pdb.gz")
+    p = Protein.from_structure(STRUCTURES / "1AM7.pdb.gz")
+    assert p.name == "1AM7"
+    assert p.sequence == complex_.sequence_with_breaks()
+    assert p.chain_ids == complex_.chain_ids and len(complex_.chain_ids) == 3
+    assert len(p) == len(complex_) + 2
+    breaks = p.chain_break_positions()
+    assert len(breaks) == 2 and np.isnan(p.coordinates[breaks]).all()
+    np.testing.assert_array_equal(p.coordinates[: breaks[0]], complex_.chains[0].atom37)
+    assert p.residue_index[breaks].tolist() == [-1, -1]
+    only_b = Protein.from_structure(STRUCTURES / "1AM7.pdb.gz", chains="B")
+    assert only_b.chain_ids == ("B",) and only_b.sequence == complex_["B"].sequence
+
+
+def test_with_annotations_matches_featurize_per_chain() -> None:
+    path = STRUCTURES / "2ZTA.pdb.gz"
+    p = Protein.from_structure(path, with_annotations=True)
+    features = featurize(load_structure(path))
+    assert p.secondary_structure == "_".join(f.ss8 for f in features)
+    (b,) = p.chain_break_positions()
+    assert np.isnan(p.sasa[b])
+    np.testing.assert_allclose(p.sasa[:b], features[0].sasa, rtol=1e-6)
+    np.testing.assert_allclose(p.sasa[b + 1 :], features[1].sasa, rtol=1e-6)
+
+
+def test_structure_round_trip_keeps_chains_numbering_and_coordinates(tmp_path: Path) -> None:
+    p = Protein.from_structure(STRUCTURES / "1orc.pdb.gz")  # insertion codes
+    assert set(p.insertion_code.tolist()) > {""}
+    for suffix in (".pdb", ".cif", ".pdb.gz"):
+        out = tmp_path / f"out{suffix}"
+        p.save(out)
+        back = Protein.from_structure(out)
+        assert back.sequence == p.sequence and back.chain_ids == p.chain_ids
+        np.testing.assert_array_equal(back.residue_index, p.residue_index)
+        np.testing.assert_array_equal(back.insertion_code, p.insertion_code)
+        np.testing.assert_allclose(back.coordinates, p.coordinates, atol=1e-3)
+    complex_pdb = Protein.from_structure(STRUCTURES / "2ZTA.pdb.gz")
+    text = complex_pdb.to_pdb_string()
+    assert text.count("TER") == 2
+    assert {line[21] for line in text.splitlines() if line.startswith("ATOM")} == {"A", "B"}
+
+
+def test_plddt_goes_to_b_factors_and_back(tmp_path: Path) -> None:
+    p = Protein.from_structure(STRUCTURES / "2ZTA.pdb.gz")
+    plddt = np.linspace(0.1, 0.95, len(p)).astype(np.float32)
+    plddt[p.chain_break_positions()] = np.nan
+    p = p.replace(plddt=plddt)
+    p.to_pdb(tmp_path / "x.pdb")
+    line = next(x for x in (tmp_path / "x.pdb").read_text().splitlines() if x.startswith("ATOM"))
+    assert float(line[60:66]) == pytest.approx(0.1)  # 0-1 in the B-factor column, as the SDK writes it
+    back = Protein.from_structure(tmp_path / "x.pdb", plddt_from_b_factor=True)
+    np.testing.assert_allclose(back.plddt, plddt, atol=1e-2)  # PDB keeps 2 decimals
+    chain = load_structure(STRUCTURES / "1a62.pdb.gz").chains[0]
+    chain.with_b_factor(87.5).to_pdb(tmp_path / "af.pdb")  # AlphaFold / ESMFold files: 0-100
+    np.testing.assert_allclose(Protein.from_structure(tmp_path / "af.pdb", plddt_from_b_factor=True).plddt, 0.875)
+    chain.with_b_factor(150.0).to_pdb(tmp_path / "b.pdb")  # e.g. an experimental structure's B-factors
+    with pytest.raises(InputError, match=r"b: CA B-factors span 150.00\.\.150.00, not pLDDT values"):
+        Protein.from_structure(tmp_path / "b.pdb", plddt_from_b_factor=True)
+
+
+def test_backbone_only_coordinates_get_oxygens_and_masks_become_unk(tmp_path: Path) -> None:
+    full = Protein.from_structure(STRUCTURES / "1a62.pdb.gz")
+    bb = np.full_like(full.coordinates, np.nan)
+    bb[:, :3] = full.coordinates[:, :3]
+    p = Protein(sequence="_" + full.sequence[1:], coordinates=bb, name="bb")
+    complex_ = p.to_complex()
+    chain = complex_.chains[0]
+    assert chain.atom37_mask[:-1, RC.ATOM_O].all()  # every O but the last residue's is placed
+    # Placed oxygens sit ~1.23 A from their C, as in real structures.
+    d = np.linalg.norm(chain.atom37[:-1, RC.ATOM_O] - chain.atom37[:-1, RC.ATOM_C], axis=-1)
+    assert np.all(np.abs(d - 1.23) < 0.05)
+    assert chain.sequence[0] == "X" and "UNK" in p.to_pdb_string()
+    with pytest.raises(InputError, match=r"protein 'nocoords'.*no coordinates"):
+        Protein(sequence="MKT", name="nocoords").to_pdb(tmp_path / "x.pdb")
+
+
+def test_structure_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.pdb"
+    bad.write_text("this is not a structure\n")
+    with pytest.raises(InputError, match="broken.pdb"):
+        Protein.from_structure(bad)
+    water = tmp_path / "water.pdb"
+    water.write_text("HETATM    1  O   HOH A   1       1.000   2.000   3.000  1.00  0.00           O\nEND\n")
+    with pytest.raises(InputError, match=r"water\.pdb: no protein residues"):
+        Protein.from_structure(water)
+    with pytest.raises(InputError, match=r"chain 'Z' not found"):
+        Protein.from_structure(STRUCTURES / "1a62.pdb.gz", chains=["Z"])

@@ -1,0 +1,186 @@
+"""FASTA and JSON for Protein records: parsing, errors naming file/line/record/key, exact round trips."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openesm3 import protein_io as io
+from openesm3.annotations import FunctionAnnotation
+from openesm3.errors import InputError
+from openesm3.protein import Protein
+from tests.conftest import TEST_DATA
+
+FASTA = """\
+; a comment line
+>seq1 first protein
+MKTAYIAK
+QRQISFVK*
+
+>cplx chains=H,L some description
+EVQL|DIQM
+>lower
+mktay_ak
+"""
+
+
+def test_parse_fasta_records_ids_and_lines() -> None:
+    records = io.parse_fasta(FASTA, "in.fasta")
+    assert [r.id for r in records] == ["seq1", "cplx", "lower"]
+    assert records[0].description == "first protein"
+    assert records[0].sequence == "MKTAYIAKQRQISFVK"  # wrapped lines joined, stop symbol dropped
+    assert records[0].header_line == 2 and records[0].line_of(0) == 3 and records[0].line_of(9) == 4
+    proteins = [r.to_protein() for r in records]
+    assert proteins[1].chain_ids == ("H", "L") and proteins[1].sequence == "EVQL|DIQM"
+    assert proteins[2].sequence == "MKTAY_AK" and proteins[2].name == "lower"
+
+
+def test_invalid_residue_error_names_file_line_record_and_position(tmp_path: Path) -> None:
+    path = tmp_path / "bad.fasta"
+    path.write_text(">ok\nMKT\n>broken desc\nMKTAY\nIAJKQ\n>ok2\nGG\n")
+    with pytest.raises(InputError, match=r"bad\.fasta:5: record 'broken': sequence position 8: invalid character 'J'"):
+        io.load_fasta(path)
+    results = list(io.iter_fasta_proteins(path))  # a batch: the bad record is reported, the others convert
+    assert [isinstance(item, Protein) for _, item in results] == [True, False, True]
+    assert "broken" in str(results[1][1])
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("MKT\n>a\nMKT\n", r":1: not FASTA"),
+        ("", r"no FASTA records"),
+        ("\n; only a comment\n", r"no FASTA records"),
+    ],
+)
+def test_malformed_fasta(text: str, pattern: str) -> None:
+    with pytest.raises(InputError, match=pattern):
+        io.parse_fasta(text, "x.fa")
+
+
+def test_record_level_errors() -> None:
+    records = io.parse_fasta(">empty\n>two chains=A\nMK|GG\n", "x.fa")
+    with pytest.raises(InputError, match=r"x\.fa:1: record 'empty': empty sequence"):
+        records[0].to_protein()
+    with pytest.raises(InputError, match=r"x\.fa:2: record 'two'.*1 chain id"):
+        records[1].to_protein()
+
+
+def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
+    proteins = [
+        Protein(sequence="M" * 200, name="long"),
+        Protein(sequence="MK|GG|AA", chain_ids=("H", "L", "X"), name="cplx"),
+        Protein(sequence="MK_T", name=""),
+    ]
+    path = tmp_path / "out.fasta"
+    io.write_fasta(path, proteins)
+    assert max(len(line) for line in path.read_text().splitlines()) == io.FASTA_LINE_WIDTH
+    back = io.load_fasta(path)
+    assert [p.sequence for p in back] == [p.sequence for p in proteins]
+    assert back[1].chain_ids == ("H", "L", "X") and back[2].name == "protein_3"
+    gz = tmp_path / "out.fasta.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert [p.sequence for p in io.load_fasta(gz)] == [p.sequence for p in proteins]
+
+
+def _full_protein() -> Protein:
+    rng = np.random.default_rng(0)
+    n = 9
+    coords = rng.normal(scale=20, size=(n, 37, 3)).astype(np.float32)
+    coords[:, 10:] = np.nan
+    coords[4] = np.nan  # the chain break
+    pae = rng.uniform(0, 30, size=(n, n)).astype(np.float32)
+    pae[4] = np.nan
+    return Protein(
+        name="full",
+        sequence="MKT_|GAVL",
+        chain_ids=("A", "C"),
+        secondary_structure="HHE__CCST",
+        sasa=[0.0, 1.5, None, 151.4, None, 1e-3, 2.0 / 3.0, 12.0, 200.25],
+        coordinates=coords,
+        function_annotations=[FunctionAnnotation("IPR000001", 1, 3), FunctionAnnotation("kinase", 6, 9)],
+        residue_annotations=[FunctionAnnotation("active site", 2, 2)],
+        plddt=rng.uniform(0, 1, size=n).astype(np.float32),
+        ptm=0.73,
+        pae=pae,
+        residue_index=np.array([1, 2, 3, 4, -1, 10, 11, 11, 12]),
+        insertion_code=np.array(["", "", "", "", "", "", "", "A", ""]),
+    )
+
+
+def _assert_same(a: Protein, b: Protein) -> None:
+    for field in ("name", "sequence", "chain_ids", "secondary_structure", "function_annotations",
+                  "residue_annotations", "ptm"):  # fmt: skip
+        assert getattr(a, field) == getattr(b, field), field
+    for field in ("sasa", "coordinates", "plddt", "pae", "residue_index", "insertion_code"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            assert x.dtype == y.dtype, field
+            np.testing.assert_array_equal(x, y, err_msg=field)  # bit-exact, NaN in the same places
+
+
+def test_json_round_trip_is_exact(tmp_path: Path) -> None:
+    p = _full_protein()
+    data = io.protein_to_json(p)
+    assert data["format"] == "openesm3.protein" and data["version"] == 1
+    assert data["sasa"][2] is None and data["coordinates"][4] == [None] * 37 and data["coordinates"][0][10] is None
+    text = json.dumps(data, allow_nan=False)  # no bare NaN in the output
+    _assert_same(io.protein_from_json(json.loads(text)), p)
+    path = tmp_path / "p.json"
+    p.save(path)
+    _assert_same(Protein.load(path), p)
+    io.write_json(tmp_path / "many.json", [p, Protein(sequence="MK")])
+    many = io.read_json(tmp_path / "many.json")
+    assert len(many) == 2 and many[1].sequence == "MK" and many[1].coordinates is None
+
+
+def test_json_minimal_and_structure_round_trip() -> None:
+    _assert_same(io.protein_from_json({"format": "openesm3.protein", "version": 1, "sequence": "MKT"}),
+                 Protein(sequence="MKT"))  # fmt: skip
+    p = Protein.from_structure(TEST_DATA / "structures" / "1a62.pdb.gz", with_annotations=True)
+    _assert_same(io.protein_from_json(json.loads(io.json_string(p))), p)
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"format": "other"}, r"key 'format'"),
+        ({"version": 2}, r"version 2 was written by a newer OpenESM3"),
+        ({"version": "1"}, r"key 'version'"),
+        ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        ({"sequence": 5}, r"key 'sequence': expected a string"),
+        ({"sasa": [1.0, "x", None]}, r"key 'sasa'\[1\]: expected a number or null"),
+        ({"coordinates": [[None] * 37, [None] * 36, [None] * 37]}, r"key 'coordinates'\[1\]: expected a list of 37"),
+        ({"coordinates": [[[1, 2]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
+        ({"function_annotations": [{"label": "x", "start": 1}]}, r"key 'function_annotations'\[0\]"),
+        ({"secondary_structure": "HH"}, r"protein 'p'.*disagree in length"),
+        ({"ptm": "high"}, r"key 'ptm'"),
+    ],
+)
+def test_json_errors_name_the_key(change: dict, pattern: str) -> None:
+    data = {"format": "openesm3.protein", "version": 1, "name": "p", "sequence": "MKT", **change}
+    with pytest.raises(InputError, match=pattern):
+        io.protein_from_json(data, "in.json")
+
+
+def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:
+    (tmp_path / "one.fasta").write_text(">a\nMKT\n")
+    (tmp_path / "two.fa").write_text(">a\nMKT\n>b\nGG\n")
+    assert Protein.load(tmp_path / "one.fasta").sequence == "MKT"
+    with pytest.raises(InputError, match="holds 2 proteins, expected exactly one"):
+        Protein.load(tmp_path / "two.fa")
+    assert len(io.load_proteins(tmp_path / "two.fa")) == 2
+    p = Protein.load(TEST_DATA / "structures" / "2ZTA.pdb.gz", chains=["B"])
+    assert p.chain_ids == ("B",)
+    p.save(tmp_path / "b.cif")
+    assert Protein.load(tmp_path / "b.cif").chain_ids == ("B",)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"bad\.json:1: not valid JSON"):
+        Protein.load(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="no such file"):
+        io.read_fasta(tmp_path / "missing.fasta")

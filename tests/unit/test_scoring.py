@@ -1,0 +1,209 @@
+"""Variant parsing, DMS tables, Spearman, and PLL / masked-marginal scores checked against a hand-rolled loop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openesm3 import constants as C
+from openesm3.errors import InputError
+from openesm3.generation.encoding import encode_protein
+from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
+from openesm3.generation.scoring import (
+    masked_marginal_scores,
+    pseudo_log_likelihood,
+    scorable_positions,
+    sequence_log_probs,
+)
+from openesm3.generation.variants import (
+    Mutation,
+    parse_variant,
+    rankdata,
+    read_dms_csv,
+    resolve_variant,
+    spearman,
+)
+from openesm3.protein import Protein
+from tests.conftest import TEST_DATA, shared_data
+from tests.protein_testing import tiny_esm3
+
+SEQ = "MNLTELKNTPVSELITLGENMGLENLARMRKQDIIFAILKQHAKSGEDIFGDGVLEILQ"  # 1a62 residues 1-60
+
+
+# ---- variants ----------------------------------------------------------------------------------------------
+def test_parse_variants() -> None:
+    v = parse_variant(" a42g:L50P ")
+    assert v.mutations == (Mutation("A", 42, "G"), Mutation("L", 50, "P")) and str(v) == "a42g:L50P"
+    assert parse_variant("WT").mutations == () and parse_variant("_wt").mutations == ()
+    for bad in ("A42", "42G", "AG", "A42G:", "A4.2G"):
+        with pytest.raises(InputError, match="variant"):
+            parse_variant(bad)
+
+
+def test_resolve_variant_checks_the_wild_type_and_names_the_mutation() -> None:
+    (m,) = resolve_variant(parse_variant("N2A"), SEQ)
+    assert (m.index, m.wild_type_id, m.mutant_id) == (1, C.SEQUENCE_VOCAB.index("N"), C.SEQUENCE_VOCAB.index("A"))
+    (m,) = resolve_variant(parse_variant("N102A"), SEQ, offset=100)
+    assert m.index == 1
+    assert [m.index for m in resolve_variant(parse_variant("M1A:L3G"), SEQ)] == [0, 2]
+    with pytest.raises(InputError, match=r"variant 'M1A:K3G': mutation K3G: the sequence has 'L' at position 3"):
+        resolve_variant(parse_variant("M1A:K3G"), SEQ)
+    with pytest.raises(InputError, match=r"mutation A3G: the sequence has 'L' at position 3, not 'A'"):
+        resolve_variant(parse_variant("A3G"), SEQ)
+    with pytest.raises(InputError, match=r"mutation M60A: position 60 is outside the sequence \(positions 1\.\.59"):
+        resolve_variant(parse_variant("M60A"), SEQ)
+    with pytest.raises(InputError, match=r"position 1 is mutated twice"):
+        resolve_variant(parse_variant("M1A:M1G"), SEQ)
+    with pytest.raises(InputError, match=r"'J' is not an amino-acid letter"):
+        resolve_variant(parse_variant("M1J"), SEQ)
+
+
+def test_spearman_and_ranks() -> None:
+    from scipy import stats  # noqa: PLC0415 - independent reference (installed with the test extras)
+
+    assert rankdata(np.array([10.0, 20.0, 20.0, 5.0])).tolist() == [2.0, 3.5, 3.5, 1.0]
+    rho, n = spearman([1, 2, 3, 4], [10, 20, 30, 40])
+    assert rho == pytest.approx(1.0) and n == 4
+    assert spearman([1, 2, 3], [3, 2, 1])[0] == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300).round(1)  # many ties
+    y = x + rng.normal(size=300)
+    y[::17] = np.nan
+    rho, n = spearman(x, y)
+    keep = np.isfinite(y)
+    assert n == keep.sum()
+    assert rho == pytest.approx(stats.spearmanr(x[keep], y[keep]).statistic, abs=1e-12)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3])[0]) and math.isnan(spearman([1], [2])[0])
+
+
+def test_read_dms_csv(tmp_path: Path) -> None:
+    pabp = shared_data("dms", "deepsequence", "PABP_YEAST_Fields2013-singles.csv")
+    rows, column = read_dms_csv(pabp, score_column="log")
+    assert column == "log" and len(rows) == 1188 and rows[0].mutant == "G126A"
+    assert rows[0].score == pytest.approx(-0.490571226) and rows[0].line == 2
+    rows, column = read_dms_csv(pabp)
+    assert column is None and math.isnan(rows[0].score)  # no DMS_score column: no measurements
+    with pytest.raises(InputError, match=r"no column 'fitness' \(columns: mutant, linear, log\)"):
+        read_dms_csv(pabp, score_column="fitness")
+    # A byte-order mark and an unnamed index column, as in the ESM repository's copy of the BLAT scan.
+    bom = shared_data("dms", "esm_BLAT_ECOLX_Ranganathan2015_with_DeepSequence_preds.csv")
+    rows, _ = read_dms_csv(bom, score_column="2500")
+    assert rows[0].mutant == "H24C" and len(rows) == 4996
+    tsv = tmp_path / "x.tsv"
+    tsv.write_text("variant\tDMS_score\nM1A\t0.5\nM1G\t\n")
+    rows, column = read_dms_csv(tsv, mutant_column="variant")
+    assert column == "DMS_score" and rows[0].score == 0.5 and math.isnan(rows[1].score)
+
+
+# ---- scores against the model, computed by hand -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return tiny_esm3(seed=1)
+
+
+def _hand_log_probs(model: torch.nn.Module, tensor: ProteinTensor, masked: list[int]) -> torch.Tensor:
+    """One plain forward of one masked copy: log_softmax(ESM3(...).sequence_logits)[0]."""
+    seq = tensor.sequence.clone()
+    seq[masked] = C.SEQUENCE_MASK
+    copy = ProteinTensor(sequence=seq, coordinates=tensor.coordinates)
+    with torch.no_grad():
+        batch = stack([copy])
+        has = bool(torch.isfinite(batch.coordinates).any())
+        out = model(**model_inputs(batch, condition_on_coordinates=has))
+    return torch.log_softmax(out.sequence_logits[0].double(), -1)
+
+
+def test_pll_matches_a_hand_rolled_loop(model: torch.nn.Module) -> None:
+    tensor = encode_protein(Protein(sequence=SEQ[:10] + "_" + SEQ[11:20] + "|" + SEQ[20:28]))
+    result = pseudo_log_likelihood(model, tensor, batch_size=7)
+    expected = np.full(tensor.n_residues, np.nan)
+    for i in range(1, tensor.n_residues + 1):
+        token = int(tensor.sequence[i])
+        if token in (C.SEQUENCE_MASK, C.SEQUENCE_CHAINBREAK):
+            continue
+        expected[i - 1] = float(_hand_log_probs(model, tensor, [i])[i, token])
+    np.testing.assert_allclose(result.per_position, expected, atol=1e-5)
+    assert np.isnan(result.per_position[[10, 20]]).all() and result.n_scored == 27
+    assert result.total == pytest.approx(np.nansum(expected), abs=1e-4)
+    assert result.mean == pytest.approx(result.total / result.n_scored)
+    assert len(scorable_positions(tensor)) == result.n_scored
+
+
+def test_pll_batching_and_determinism(model: torch.nn.Module) -> None:
+    tensor = encode_protein(Protein(sequence=SEQ[:24]))
+    calls: list[int] = []
+    one = pseudo_log_likelihood(model, tensor, batch_size=1, progress=calls.append)
+    many = pseudo_log_likelihood(model, tensor, batch_size=16)
+    again = pseudo_log_likelihood(model, tensor, batch_size=16)
+    np.testing.assert_allclose(one.per_position, many.per_position, atol=1e-5)
+    np.testing.assert_array_equal(many.per_position, again.per_position)
+    assert sum(calls) == 24 and len(calls) == 24
+
+
+def test_fast_sequence_head_path_equals_forward(model: torch.nn.Module) -> None:
+    tensors = [encode_protein(Protein(sequence=SEQ)), encode_protein(Protein(sequence=SEQ[:20]))]
+    fast = sequence_log_probs(model, tensors)
+    with torch.no_grad():
+        plain = torch.log_softmax(
+            model(**model_inputs(stack(tensors), condition_on_coordinates=False)).sequence_logits, -1
+        )
+    torch.testing.assert_close(fast, plain.float(), rtol=0, atol=0)
+
+
+def test_masked_marginals_match_a_hand_computation(model: torch.nn.Module) -> None:
+    tensor = encode_protein(Protein(sequence=SEQ))
+    texts = ["N2A", "N2W", "N2A:L3G", "L3G:N2A", "WT", "A3G", "T4K"]
+    variants = [parse_variant(t) for t in texts if t != "A3G"] + [parse_variant("A3G")]
+    scores = masked_marginal_scores(model, tensor, variants, batch_size=2)
+
+    def hand(muts: list[tuple[int, str, str]]) -> float:
+        lp = _hand_log_probs(model, tensor, [i for i, _, _ in muts])
+        voc = C.SEQUENCE_VOCAB
+        return sum(float(lp[i, voc.index(mt)] - lp[i, voc.index(wt)]) for i, wt, mt in muts)
+
+    by_text = {str(s.variant): s for s in scores}
+    assert by_text["N2A"].score == pytest.approx(hand([(2, "N", "A")]), abs=1e-5)
+    assert by_text["N2W"].score == pytest.approx(hand([(2, "N", "W")]), abs=1e-5)
+    double = hand([(2, "N", "A"), (3, "L", "G")])
+    assert by_text["N2A:L3G"].score == pytest.approx(double, abs=1e-5)
+    assert by_text["L3G:N2A"].score == pytest.approx(double, abs=1e-5)
+    assert by_text["T4K"].score == pytest.approx(hand([(4, "T", "K")]), abs=1e-5)
+    assert by_text["WT"].score == 0.0
+    assert by_text["A3G"].score is None and "mutation A3G" in str(by_text["A3G"].error)
+    assert all(s.error is None for t, s in by_text.items() if t != "A3G")
+    one_by_one = masked_marginal_scores(model, tensor, variants, batch_size=1)
+    for a, b in zip(scores, one_by_one):
+        assert (a.score is None and b.score is None) or a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_variants_sharing_positions_share_a_pass(model: torch.nn.Module) -> None:
+    calls = []
+
+    class Counting(torch.nn.Module):  # the forward path, counting masked copies
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, **kwargs: torch.Tensor):  # noqa: ANN202
+            calls.append(kwargs["sequence_tokens"].shape[0])
+            return self.inner(**kwargs)
+
+    tensor = encode_protein(Protein(sequence=SEQ))
+    variants = [parse_variant(f"N2{aa}") for aa in "ACDEFG"] + [parse_variant("L3G"), parse_variant("N2A:L3G")]
+    masked_marginal_scores(Counting(), tensor, variants, batch_size=8)
+    assert calls == [3]  # masked sets {2}, {3}, {2, 3}
+
+
+def test_coordinates_condition_the_scores(model: torch.nn.Module) -> None:
+    protein = Protein.from_structure(TEST_DATA / "structures" / "1a62.pdb.gz")
+    with_coords = encode_protein(protein)
+    without = encode_protein(protein.replace(coordinates=None))
+    variants = [parse_variant("N2A"), parse_variant("E5K")]
+    a = masked_marginal_scores(model, with_coords, variants)
+    b = masked_marginal_scores(model, without, variants)
+    assert all(x.score is not None for x in a)
+    assert max(abs(x.score - y.score) for x, y in zip(a, b)) > 1e-4  # geometric attention sees the structure
