@@ -41,6 +41,7 @@ class _Group:
     top_p: Tensor | None  # [b, 1] float32, None when no row filters
     valid: Tensor  # [b, 1, V] bool ([b, 1, 1, V] for function)
     strategies: dict[str, Tensor]  # strategy -> [b, 1] bool, for the strategies present
+    function_entropy_ties: bool = False  # the reference's collapsed function entropy (Semantics)
 
 
 @dataclass
@@ -149,6 +150,7 @@ def _group(
         top_p=torch.tensor(top_p, dtype=torch.float32, device=device)[:, None] if min(top_p) < 1 else None,
         valid=valid.to(device),
         strategies=strategies,
+        function_entropy_ties=semantics.function_entropy_ties,
     )
 
 
@@ -229,10 +231,12 @@ def _scores(g: _Group, log_p: Tensor, length: int) -> Tensor:
     summed over the 8 depths), or a uniform draw from the prompt's own stream (random order)."""
     device = g.keep.device
     scores = torch.zeros(len(g.jobs), length, device=device)
-    if "entropy" in g.strategies:
+    if "entropy" in g.strategies and not (g.track == "function" and g.function_entropy_ties):
         entropy = S.categorical_entropy(log_p)
         entropy = entropy.sum(-1) if g.track == "function" else entropy
         scores = torch.where(g.strategies["entropy"], entropy, scores)
+    # (reference function entropy: every candidate ties, left at 0 here; the stable sort then takes the lowest
+    # positions first, which is not topk's tie order - the sequential path reproduces that one.)
     if "max_logit" in g.strategies:
         top = log_p.max(-1).values
         top = top.sum(-1) if g.track == "function" else top

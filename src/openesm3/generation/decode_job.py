@@ -33,10 +33,13 @@ class Semantics:
     attend_to_padding: bool  # reference: padded positions take part in attention
     invalid_first: bool  # ours: remove invalid ids before taking the top-p nucleus
     restrict_function: bool  # ours: the function track never emits <pad>/<motif>/<unk> and honours invalid_ids
+    # reference: the function entropy is summed over the depths and then again over the positions, so every
+    # candidate gets the same score and the order of ``topk`` among ties decides (ours: per-position entropy).
+    function_entropy_ties: bool
 
 
-OURS = Semantics(attend_to_padding=False, invalid_first=True, restrict_function=True)
-REFERENCE = Semantics(attend_to_padding=True, invalid_first=False, restrict_function=False)
+OURS = Semantics(attend_to_padding=False, invalid_first=True, restrict_function=True, function_entropy_ties=False)
+REFERENCE = Semantics(attend_to_padding=True, invalid_first=False, restrict_function=False, function_entropy_ties=True)
 
 
 @dataclass

@@ -92,6 +92,10 @@ def _step_one(
             score = -log_p.max(-1).values
         if track == "function":
             score = score.sum(-1)
+            if cfg.strategy == "entropy" and semantics.function_entropy_ties:
+                # The reference reduces the entropy to one number per prompt, broadcast over the positions: all
+                # candidates tie (the value does not matter, only that it is below the fill value).
+                score = torch.zeros_like(score)
         score = score.masked_fill(~candidates, S.FLOAT32_MAX)
         pick = score.topk(count, dim=-1, largest=False).indices
         chosen = torch.zeros_like(candidates).scatter(1, pick, True)
