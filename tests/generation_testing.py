@@ -10,6 +10,7 @@ alone or in any batch, which lets tests demand exact equality.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -143,3 +144,111 @@ def masked_prompt(
     value[1:-1][chosen] = mask_id
     setattr(p, track, value)
     return p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prompts from real proteins (../shared/data/dev), read and featurised with openesm3.structure.
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RealProtein:
+    """One real chain: sequence tokens, atom37 coordinates and DSSP / SASA tokens, BOS/EOS included ([L+2])."""
+
+    name: str
+    sequence: Tensor  # [L+2]
+    coordinates: Tensor  # [L+2, 37, 3], +inf at BOS/EOS, NaN for missing atoms
+    secondary_structure: Tensor  # [L+2]
+    sasa: Tensor  # [L+2]
+
+    @property
+    def n_residues(self) -> int:
+        return int(self.sequence.shape[0]) - 2
+
+
+def real_proteins(dev_dir: Path, n: int, min_len: int = 40) -> list[RealProtein]:
+    """The first ``n`` single-model top240 chains of at least ``min_len`` residues (manifest order)."""
+    from openesm3.structure.features import featurize
+    from openesm3.structure.io import load_structure
+    from openesm3.tokenizers import SASATokenizer, SequenceTokenizer, SS8Tokenizer
+
+    rows = (dev_dir / "manifest.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    out: list[RealProtein] = []
+    seq_tok, ss8_tok, sasa_tok = SequenceTokenizer(), SS8Tokenizer(), SASATokenizer()
+    for line in rows[1:]:
+        row = dict(zip(header, line.split("\t")))
+        if row["subset"] != "top240" or row["n_models"] != "1" or int(row["primary_len"]) < min_len:
+            continue
+        complex_ = load_structure(dev_dir / row["file"], chains=[row["primary_chain"]])
+        chain = complex_.chains[0]
+        features = featurize(complex_)[0]
+        if "X" in chain.sequence:
+            continue
+        coords = torch.full((len(chain.sequence) + 2, 37, 3), float("inf"))
+        coords[1:-1] = torch.from_numpy(chain.atom37)
+        out.append(
+            RealProtein(
+                name=row["file"],
+                sequence=seq_tok.encode(chain.sequence, as_tensor=True),
+                coordinates=coords,
+                secondary_structure=ss8_tok.encode(features.ss8.replace("X", "C"), as_tensor=True),
+                sasa=sasa_tok.encode(features.sasa, as_tensor=True),
+            )
+        )
+        if len(out) == n:
+            break
+    return out
+
+
+def real_prompt(
+    protein: RealProtein,
+    track: str,
+    *,
+    seed: int,
+    n_residues: int,
+    masked_fraction: float,
+    with_coordinates: bool,
+    with_other_tracks: bool = True,
+) -> ProteinTensor:
+    """A prompt cropped from ``protein``: the target ``track`` masked at ``masked_fraction`` of the positions
+    (at least one), the other tracks partly given (or absent when ``with_other_tracks`` is False). Structure and
+    function tokens are random codes (no structure encoder / annotations are involved in decoding)."""
+    g = torch.Generator().manual_seed(seed)
+    n = min(n_residues, protein.n_residues)
+    start = int(torch.randint(0, protein.n_residues - n + 1, (1,), generator=g))
+    window = slice(start + 1, start + 1 + n)
+
+    def framed(inner: Tensor, bos: float, eos: float) -> Tensor:
+        edge = (1, *inner.shape[1:])
+        return torch.cat([torch.full(edge, bos, dtype=inner.dtype), inner, torch.full(edge, eos, dtype=inner.dtype)])
+
+    def partly(t: Tensor, mask_id: int, fraction: float) -> Tensor:
+        t = t.clone()
+        hide = torch.rand(n, generator=g) < fraction
+        t[1:-1][hide] = mask_id
+        return t
+
+    sequence = framed(protein.sequence[window], C.SEQUENCE_BOS, C.SEQUENCE_EOS)
+    structure = framed(torch.randint(0, C.STRUCTURE_N_CODES, (n,), generator=g), C.STRUCTURE_BOS, C.STRUCTURE_EOS)
+    ss8 = framed(protein.secondary_structure[window], 0, 0)
+    sasa = framed(protein.sasa[window], 0, 0)
+    function = torch.randint(4, C.FUNCTION_VOCAB_SIZE, (n + 2, C.FUNCTION_DEPTH), generator=g)
+    function[0] = function[-1] = 0
+    function[1:-1][torch.rand(n, generator=g) < 0.5] = 0  # annotated residues only here and there
+    tracks: dict[str, Tensor | None] = {
+        "sequence": partly(sequence, C.SEQUENCE_MASK, 0.3),
+        "structure": partly(structure, C.STRUCTURE_MASK, 0.5),
+        "secondary_structure": partly(ss8, 0, 0.5),
+        "sasa": partly(sasa, 0, 0.5),
+        "function": function,
+    }
+    if not with_other_tracks:
+        tracks = {k: (v if k == "sequence" else None) for k, v in tracks.items()}
+    full = {"sequence": sequence, "structure": structure, "secondary_structure": ss8, "sasa": sasa,
+            "function": function}  # fmt: skip
+    target = full[track].clone()
+    hide = torch.rand(n, generator=g) < masked_fraction
+    hide[int(torch.randint(0, n, (1,), generator=g))] = True
+    target[1:-1][hide] = {"sequence": C.SEQUENCE_MASK, "structure": C.STRUCTURE_MASK}.get(track, 0)
+    tracks[track] = target
+    coordinates = framed(protein.coordinates[window], float("inf"), float("inf")) if with_coordinates else None
+    return ProteinTensor(**tracks, coordinates=coordinates)
