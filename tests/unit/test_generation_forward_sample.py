@@ -80,3 +80,19 @@ def test_errors() -> None:
         forward_and_sample(FakeESM3(), masked_prompt(5, seed=0), {"coordinates": TrackSampling()})
     with pytest.raises(InputError, match="topk_logprobs"):
         TrackSampling(topk_logprobs=33)
+
+
+def test_log_probs_batched_equal_alone_and_normalised(model: FakeESM3) -> None:
+    from openesm3.generation.forward_sample import log_probs
+
+    prompts = [masked_prompt(n, seed=n, track="sequence") for n in (7, 19, 12)]
+    together = log_probs(model, prompts, "sequence", batch_size=2)
+    for p, lp in zip(prompts, together):
+        alone = log_probs(model, [p], "sequence")[0]
+        assert lp.shape == (len(p), C.SEQUENCE_EMBED_DIM) and torch.equal(lp, alone)
+        assert torch.allclose(lp.exp().sum(-1), torch.ones(len(p)))
+        assert (lp[:, :4] == -math.inf).all()  # specials are not emittable
+    f = log_probs(model, prompts[:1], "function", restrict_to_valid=False)[0]
+    assert f.shape == (9, 8, 260) and torch.isfinite(f).all()
+    with pytest.raises(InputError, match="cannot score"):
+        log_probs(model, prompts, "coordinates")

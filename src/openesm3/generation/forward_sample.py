@@ -11,7 +11,7 @@ bins), and sampling the function track also yields residue annotations (top 16 w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,3 +194,46 @@ def _sample_track(
         tokens=out_tokens, sampled=where, logprob=logprob, prob=logprob.exp() * sampled_where, entropy=entropy,
         top_prob=log_p.exp().max(-1).values, topk_logprobs=topk_lp, topk_tokens=topk_ids,
     )  # fmt: skip
+
+
+def log_probs(
+    model: LogitsModel,
+    prompts: Sequence[ProteinTensor],
+    track: str,
+    *,
+    batch_size: int = 8,
+    restrict_to_valid: bool = True,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Per-position log-probabilities of ``track`` for each prompt, T = 1 (for scoring given tokens).
+
+    Prompts are batched by ``batch_size`` with padding masked, so each result equals the prompt's alone.
+
+    Args:
+        track: sequence, structure, secondary_structure, sasa or function.
+        restrict_to_valid: renormalise over the ids the track may emit (spec §10.4 valid ids) rather than the
+            whole head.
+
+    Returns:
+        One float32 tensor per prompt, [L+2, V] ([L+2, 8, 260] for function).
+    """
+    if track not in S.TRACK_SPECS:
+        raise InputError(f"cannot score track {track!r}; known: {sorted(S.TRACK_SPECS)}")
+    if device is None:
+        params = getattr(model, "parameters", None)
+        device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
+    spec = S.TRACK_SPECS[track]
+    out: list[Tensor] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        batch = stack(chunk, device=device)
+        inputs: dict[str, Any] = dict(model_inputs(batch))
+        inputs["attend_to_padding"] = False
+        inputs["validate"] = True
+        with torch.inference_mode():
+            logits = getattr(model(**inputs), spec.logits_field).float()
+        if restrict_to_valid:
+            logits = logits.masked_fill(~S.valid_id_mask(track).to(logits.device), float("-inf"))
+        lp = logits.log_softmax(-1)
+        out.extend(lp[i, : len(p)] for i, p in enumerate(chunk))
+    return out
