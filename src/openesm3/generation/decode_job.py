@@ -99,6 +99,10 @@ class DecodeBatch:
     @staticmethod
     def build(jobs: list[DecodeJob], batch: ProteinBatch, attend_to_padding: bool) -> DecodeBatch:
         inputs: dict[str, Any] = model_inputs(batch)  # built once: coordinates and pLDDT never change
+        if all(j.working is not None and j.working.coordinates is None for j in jobs):
+            # No prompt has coordinates: all-inf coordinates give no frames, so geometric attention adds exactly
+            # zero and per-residue pLDDT is the default 0. Leaving both out lets the trunk skip that branch.
+            del inputs["structure_coords"], inputs["per_res_plddt"]
         inputs["attend_to_padding"] = attend_to_padding
         inputs["validate"] = False  # prompts are checked on the host; validating would sync every step
         positions = torch.arange(batch.sequence.shape[1], device=batch.sequence.device)

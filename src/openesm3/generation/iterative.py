@@ -20,7 +20,8 @@
   ``ESM3.batch_generate`` on CPU token for token, sampled tokens included when the same seed is used.
 
 ``reference_compat=True`` also switches on the reference's quirks (see ``docs/generation.md``): padding is attended,
-top-p is taken before invalid ids are removed, and the function track may emit its special ids. The behaviour both
+top-p is taken before invalid ids are removed, the function track may emit its special ids and its entropy order
+collapses to ``topk``'s tie order. The behaviour both
 modes share with the reference is listed there too (the num_steps cap, squared annealing, entropy on the masked
 distribution, the final reset of non-target tracks, ...).
 """

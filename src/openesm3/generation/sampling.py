@@ -21,6 +21,7 @@ The function track is decoded by argmax per depth after the "<none>" decision (s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,13 @@ def valid_id_mask(track: str, invalid_ids: tuple[int, ...] = (), *, restrict: bo
     """[V] bool, True for ids that may be emitted on ``track``: its sampleable ids minus ``invalid_ids``.
 
     ``restrict=False`` allows every id (the reference's function decoding, which ignores ``invalid_ids``).
+    Returns a fresh CPU tensor (built once per argument set and cached).
     """
+    return _valid_id_mask(track, tuple(invalid_ids), restrict).clone()
+
+
+@lru_cache(maxsize=256)
+def _valid_id_mask(track: str, invalid_ids: tuple[int, ...], restrict: bool) -> Tensor:
     spec = TRACK_SPECS[track]
     mask = torch.zeros(spec.width, dtype=torch.bool)
     if not restrict:
