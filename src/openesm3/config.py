@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from openesm3 import constants as C
+from openesm3.errors import InputError
 
 
 def _check_positive(cfg: Any, *names: str) -> None:
@@ -169,3 +170,96 @@ FUNCTION_DECODER_V0 = FunctionDecoderConfig()
 STRUCTURE_ENCODER_TINY = StructureEncoderConfig(d_model=64, v_heads=8, n_layers=2, d_out=16, n_codes=64)
 STRUCTURE_DECODER_TINY = StructureDecoderConfig(d_model=64, n_heads=4, n_layers=2, pairwise_dim=32)
 FUNCTION_DECODER_TINY = FunctionDecoderConfig(d_model=64, n_heads=4, n_layers=1, n_keywords=97, n_interpro=53)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Generation (paper A.1.10, Algorithm 14; spec §10.1, §10.3).
+# ------------------------------------------------------------------------------------------------------------
+GENERATABLE_TRACKS: tuple[str, ...] = ("sequence", "structure", "secondary_structure", "sasa", "function")
+# Tracks the model reads but cannot generate (the reference answers error 500 for them, spec §10.3).
+NON_GENERATABLE_TRACKS: tuple[str, ...] = ("coordinates", "residue_annotations")
+GenerationTrack = Literal["sequence", "structure", "secondary_structure", "sasa", "function"]
+UnmaskingSchedule = Literal["cosine", "linear"]
+UnmaskingStrategy = Literal["random", "entropy", "max_logit"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationConfig:
+    """How to generate one track of one prompt by iterative masked decoding (spec §10.1 ``GenerationConfig``).
+
+    Defaults are the reference's. Differences from the reference's class: it is frozen (the reference mutates
+    ``num_steps`` when a prompt has fewer masked positions than steps; we cap a private copy), the strategy
+    ``"max_logit"`` (paper A.1.10) is added, and ``seed`` gives this prompt its own random stream.
+
+    Attributes:
+        track: the track to generate; the others are the prompt (``coordinates`` and ``residue_annotations``
+            cannot be generated).
+        num_steps: decoding steps (forward passes); capped to the number of positions to fill.
+        schedule: fraction still masked after each step: ``"cosine"`` cos(pi s / 2) or ``"linear"`` 1 - s.
+        strategy: which masked positions are committed at each step: ``"random"``, ``"entropy"`` (lowest entropy
+            first) or ``"max_logit"`` (highest top log-probability first).
+        temperature: initial sampling temperature; 0 = argmax (greedy).
+        temperature_annealing: anneal T = max(T0 - t / (num_steps - 1), 0.001)^2 over the steps (as the
+            reference, squared); False keeps T0.
+        top_p: nucleus sampling threshold in (0, 1]; 1 disables it.
+        invalid_ids: token ids never to emit on this track (on top of the track's special ids).
+        condition_on_coordinates_only: when the prompt has coordinates, drop its structure tokens so the model
+            reads the backbone through geometric attention and pLDDT only (the reference's default).
+        seed: seed of this prompt's random stream; None derives it from the ``generate`` call's seed and the
+            prompt's index. Give it to reproduce one prompt of a batch alone.
+    """
+
+    track: GenerationTrack
+    num_steps: int = 20
+    schedule: UnmaskingSchedule = "cosine"
+    strategy: UnmaskingStrategy = "random"
+    temperature: float = 1.0
+    temperature_annealing: bool = True
+    top_p: float = 1.0
+    invalid_ids: tuple[int, ...] = ()
+    condition_on_coordinates_only: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.track in NON_GENERATABLE_TRACKS:
+            raise InputError(
+                f"GenerationConfig.track={self.track!r}: this track cannot be generated (the model reads it as a "
+                f"prompt only); generatable tracks are {list(GENERATABLE_TRACKS)}"
+            )
+        if self.track not in GENERATABLE_TRACKS:
+            raise InputError(f"GenerationConfig.track={self.track!r} is unknown; use one of {list(GENERATABLE_TRACKS)}")
+        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps <= 0:
+            raise InputError(f"GenerationConfig.num_steps must be a positive int, got {self.num_steps!r}")
+        if self.schedule not in ("cosine", "linear"):
+            raise InputError(f"GenerationConfig.schedule={self.schedule!r}: use 'cosine' or 'linear'")
+        if self.strategy not in ("random", "entropy", "max_logit"):
+            raise InputError(f"GenerationConfig.strategy={self.strategy!r}: use 'random', 'entropy' or 'max_logit'")
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0
+        ):
+            raise InputError(f"GenerationConfig.temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise InputError(f"GenerationConfig.top_p must lie in (0, 1], got {self.top_p!r}")
+        ids = tuple(self.invalid_ids)
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise InputError(f"GenerationConfig.invalid_ids must be non-negative ints, got {self.invalid_ids!r}")
+        object.__setattr__(self, "invalid_ids", tuple(sorted(set(ids))))
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise InputError(f"GenerationConfig.seed must be a non-negative int or None, got {self.seed!r}")
+
+    def replace(self, **changes: Any) -> GenerationConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def entropy_unmasking(cls, track: GenerationTrack, **changes: Any) -> GenerationConfig:
+        """Cosine schedule, lowest-entropy-first, no annealing (the reference's
+        ``use_entropy_based_unmasking_strategy``)."""
+        return cls(track=track, **{"schedule": "cosine", "strategy": "entropy", "temperature_annealing": False,
+                                   **changes})  # fmt: skip
+
+    @classmethod
+    def generative_unmasking(cls, track: GenerationTrack, **changes: Any) -> GenerationConfig:
+        """Cosine schedule, random order, annealed temperature (the reference's
+        ``use_generative_unmasking_strategy``)."""
+        return cls(track=track, **{"schedule": "cosine", "strategy": "random", "temperature_annealing": True,
+                                   **changes})  # fmt: skip

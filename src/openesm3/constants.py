@@ -212,6 +212,25 @@ ENCODER_MISSING_COST = 1e6  # knn cost of a pair with missing coordinates: 1e6 +
 ENCODER_MISSING_COST_PER_OFFSET = 100.0
 
 # --------------------------------------------------------------------------------------------------------
+# Iterative decoding and sampling (spec §10.3-10.4, §11, §13.11-12; paper A.1.10, Algorithm 14).
+# --------------------------------------------------------------------------------------------------------
+# Ids the official sampler may emit per track: all ids minus the tokenizer's specials (spec §10.4).
+STRUCTURE_SAMPLEABLE_IDS: tuple[int, ...] = tuple(range(STRUCTURE_N_CODES))
+SS8_SAMPLEABLE_IDS: tuple[int, ...] = tuple(range(3, SS8_VOCAB_SIZE))
+SASA_SAMPLEABLE_IDS: tuple[int, ...] = tuple(range(SASA_FIRST_BIN, SASA_VOCAB_SIZE))
+# keep = int(schedule((t + 1) / num_steps) * total + 0.1), float32, truncated (spec §10.3, §13.12).
+SCHEDULE_ROUNDING_OFFSET = 0.1
+# Annealed temperature T = max(T0 - t / max(1, num_steps - 1), 0.001) ** 2 (spec §10.3).
+ANNEALED_TEMPERATURE_FLOOR = 0.001
+# Function track: a position becomes all-<none> when the mean over depths of p(<none>) exceeds this (§10.4).
+FUNCTION_P_NONE_THRESHOLD = 0.05
+# Residue annotations: the 16 largest logits, kept where sigmoid >= 0.5 (spec §10.4).
+RESIDUE_ANNOTATION_THRESHOLD = 0.5
+# Sampled SASA floats: expected value over tokens 3..17 with the bin midpoints of [0, 0.8, ..., 151.4];
+# token 18 (the open top bin) contributes 0, and argmax == 18 gives +inf (spec §10.4, §13.14).
+SASA_OPEN_BIN_TOKEN = SASA_VOCAB_SIZE - 1
+
+# --------------------------------------------------------------------------------------------------------
 # Function decoder decoding defaults (spec §8).
 # --------------------------------------------------------------------------------------------------------
 FUNCTION_DECODER_INTERPRO_THRESHOLD = 0.1

@@ -1,0 +1,98 @@
+"""One forward + one sample (spec §10.4 forward_and_sample) on the stand-in model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from openesm3 import constants as C
+from openesm3.errors import InputError
+from openesm3.generation import sampling as S
+from openesm3.generation.forward_sample import TrackSampling, forward_and_sample
+from openesm3.generation.protein_tensor import model_inputs, stack
+from tests.generation_testing import FakeESM3, masked_prompt
+
+
+@pytest.fixture(scope="module")
+def model() -> FakeESM3:
+    return FakeESM3(seed=4)
+
+
+def test_masked_positions_are_sampled_with_their_log_probabilities(model: FakeESM3) -> None:
+    prompt = masked_prompt(20, seed=1, track="sequence", masked_fraction=0.5)
+    cfg = TrackSampling(temperature=0.0, invalid_ids=(24, 25), topk_logprobs=3)
+    out = forward_and_sample(model, prompt, {"sequence": cfg})
+    sample = out.tracks["sequence"]
+    masked = prompt.sequence == C.SEQUENCE_MASK
+    assert torch.equal(sample.sampled, masked)
+    assert torch.equal(out.protein.sequence[~masked], prompt.sequence[~masked])
+    # Independent recomputation from the model's logits.
+    logits = model(**model_inputs(stack([prompt])), validate=False).sequence_logits[0]
+    valid = S.valid_id_mask("sequence", (24, 25))
+    log_p = logits.masked_fill(~valid, -math.inf).log_softmax(-1)
+    assert torch.equal(sample.tokens[masked], log_p.argmax(-1)[masked])
+    expected = log_p.gather(-1, sample.tokens[:, None])[:, 0]
+    assert torch.allclose(sample.logprob[masked], expected[masked])
+    assert (sample.logprob[~masked] == 0).all() and (sample.prob[~masked] == 0).all()
+    assert torch.allclose(sample.entropy, S.categorical_entropy(log_p))
+    assert sample.topk_tokens.shape == (22, 3) and torch.equal(sample.topk_tokens[:, 0], log_p.argmax(-1))
+    assert torch.allclose(sample.top_prob, log_p.exp().max(-1).values)
+
+
+def test_all_positions_when_asked_and_absent_tracks_filled(model: FakeESM3) -> None:
+    prompt = masked_prompt(12, seed=2, track="sequence", masked_fraction=0.3)
+    prompt.structure = None
+    out = forward_and_sample(
+        model, prompt,
+        {"sequence": TrackSampling(only_sample_masked_tokens=False), "structure": TrackSampling(temperature=0.5)},
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert out.tracks["sequence"].sampled[1:-1].all() and not out.tracks["sequence"].sampled[[0, -1]].any()
+    structure = out.protein.structure
+    assert (structure[1:-1] < C.STRUCTURE_N_CODES).all() and structure[0] == C.STRUCTURE_BOS
+    assert out.embeddings is not None and out.embeddings.shape == (14, model.d)
+
+
+def test_sasa_floats_function_and_residue_annotations(model: FakeESM3) -> None:
+    prompt = masked_prompt(15, seed=3, track="sasa", masked_fraction=0.5)
+    func = prompt.function.clone()
+    func[3:6] = 0
+    prompt.function = func
+    out = forward_and_sample(model, prompt, {"sasa": TrackSampling(), "function": TrackSampling()})
+    masked = prompt.sasa == 0
+    masked[0] = masked[-1] = False
+    assert torch.isinf(out.sasa_values[~masked]).all()
+    finite = out.sasa_values[masked]
+    assert (finite[torch.isfinite(finite)] >= 0).all()
+    f = out.tracks["function"]
+    assert f.sampled.nonzero().flatten().tolist() == [3, 4, 5]
+    assert (f.tokens[3:6] >= 3).all() and torch.equal(f.tokens[6:], prompt.function[6:])
+    assert f.logprob.shape == (17, 8) and (f.logprob[~f.sampled] == 0).all()
+    assert out.residue_annotations is not None and out.residue_annotations.shape == (17, 16)
+    tokens = forward_and_sample(model, prompt, {"sasa": TrackSampling(temperature=0.0)}, decode_sasa=False)
+    assert (tokens.protein.sasa[masked] >= 3).all()
+
+
+def test_errors() -> None:
+    with pytest.raises(InputError, match="cannot sample"):
+        forward_and_sample(FakeESM3(), masked_prompt(5, seed=0), {"coordinates": TrackSampling()})
+    with pytest.raises(InputError, match="topk_logprobs"):
+        TrackSampling(topk_logprobs=33)
+
+
+def test_log_probs_batched_equal_alone_and_normalised(model: FakeESM3) -> None:
+    from openesm3.generation.forward_sample import log_probs
+
+    prompts = [masked_prompt(n, seed=n, track="sequence") for n in (7, 19, 12)]
+    together = log_probs(model, prompts, "sequence", batch_size=2)
+    for p, lp in zip(prompts, together):
+        alone = log_probs(model, [p], "sequence")[0]
+        assert lp.shape == (len(p), C.SEQUENCE_EMBED_DIM) and torch.equal(lp, alone)
+        assert torch.allclose(lp.exp().sum(-1), torch.ones(len(p)))
+        assert (lp[:, :4] == -math.inf).all()  # specials are not emittable
+    f = log_probs(model, prompts[:1], "function", restrict_to_valid=False)[0]
+    assert f.shape == (9, 8, 260) and torch.isfinite(f).all()
+    with pytest.raises(InputError, match="cannot score"):
+        log_probs(model, prompts, "coordinates")
