@@ -79,13 +79,26 @@ class StructureEncoderConfig:
     n_codes: int = C.STRUCTURE_N_CODES
     n_neighbors: int = C.ENCODER_N_NEIGHBORS
     max_relative_position: int = C.ENCODER_MAX_RELATIVE_POSITION
+    # Codebook training (paper A.1.7.1.1 names EMA + dead-code restart without values; these are the usual
+    # VQ-VAE-2 / Jukebox choices; the commitment weight 0.25 is the released code's, spec §11). Inference ignores them.
+    codebook_decay: float = 0.99
+    codebook_epsilon: float = 1e-5
+    commitment_weight: float = 0.25
+    dead_code_threshold: float = 1.0
 
     def __post_init__(self) -> None:
         _check_positive(self, "d_model", "v_heads", "n_layers", "d_out", "n_codes", "n_neighbors")
+        if not 0.0 <= self.codebook_decay < 1.0:
+            raise ValueError(f"codebook_decay must be in [0, 1), got {self.codebook_decay}")
+
+    @property
+    def n_relative_positions(self) -> int:
+        """Rows of the relative-position table: offsets -m..m shifted by m + 1, plus the unused row 0 (spec §6)."""
+        return 2 * self.max_relative_position + 2
 
     @property
     def ffn_dim(self) -> int:
-        return C.ffn_hidden_dim(self.d_model)
+        return C.ffn_hidden_dim(self.d_model, expansion=C.ENCODER_FFN_EXPANSION)
 
     def replace(self, **changes: Any) -> StructureEncoderConfig:
         return dataclasses.replace(self, **changes)

@@ -7,6 +7,7 @@ implementation) and ``PAPER_NOTES.md`` (paper Appendix A). Nothing here is tuned
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 # --------------------------------------------------------------------------------------------------------
 # Sequence track (spec §1): 33 tokens, logits/embedding width 64 (ids 33..63 never occur).
@@ -162,9 +163,13 @@ RESIDUAL_SCALE_REFERENCE_DEPTH = 36  # residual branches are divided by sqrt(n_l
 FLOAT32_MIN = -3.4028234663852886e38  # torch.finfo(torch.float32).min, used as "masked" logit value
 
 
-def ffn_hidden_dim(d_model: int, multiple: int = 256) -> int:
-    """SwiGLU hidden width: (8/3) * d rounded *up* to a multiple of 256 (spec §4.4: 1536->4096, 1280->3584)."""
-    return int(multiple * math.ceil(8 * d_model / 3 / multiple))
+def ffn_hidden_dim(d_model: int, multiple: int = 256, expansion: Fraction = Fraction(8, 3)) -> int:
+    """SwiGLU hidden width: expansion * d rounded *up* to a multiple of 256 (spec §4.4: 1536->4096, 1280->3584
+    with the default 8/3; the structure encoder uses 4: 1024->4096, spec §6 step 5)."""
+    return int(multiple * math.ceil(Fraction(expansion) * d_model / multiple))  # exact: no float rounding
+
+
+ENCODER_FFN_EXPANSION = Fraction(4)  # structure encoder SwiGLU: W1 (8192, 1024), W2 (1024, 4096), spec §6 step 5 / §9
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -108,3 +108,164 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     if not is_state_dict:
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
     return state
+
+
+# --------------------------------------------------------------------------------------------------------
+# Structure VQ-VAE (encoder, decoder) and function decoder: key maps and loading (spec §9).
+# Each map is {our key: official key}, derived from our module tree by explicit prefix renames; a key without a
+# rule raises, so a new parameter can never be silently left out of the map.
+# --------------------------------------------------------------------------------------------------------
+
+# (our prefix, official prefix, per-suffix map or None for "same suffix"). "{i}" is a block index.
+_PrefixRules = tuple[tuple[str, str, "dict[str, str] | None"], ...]
+
+_STRUCTURE_ENCODER_RULES: _PrefixRules = (
+    ("relative_position.", "relative_positional_embedding.embedding.", None),
+    ("blocks.{i}.", "transformer.blocks.{i}.", BLOCK_KEY_MAP),
+    ("pre_vq_proj.", "pre_vq_proj.", None),
+    ("codebook.", "codebook.", None),  # buffers embeddings, N, z_avg keep their official names
+)
+_STRUCTURE_DECODER_RULES: _PrefixRules = (
+    ("embed.", "embed.", None),
+    ("blocks.{i}.", "decoder_stack.blocks.{i}.", BLOCK_KEY_MAP),
+    ("norm.", "decoder_stack.norm.", None),
+    ("affine_head.mlp.", "affine_output_projection.", {
+        "proj_in.weight": "ffn1.weight", "proj_in.bias": "ffn1.bias",
+        "norm.weight": "norm.weight", "norm.bias": "norm.bias",
+        "proj_out.weight": "proj.weight", "proj_out.bias": "proj.bias",
+    }),
+    ("pairwise_head.", "pairwise_classification_head.", {
+        "down.weight": "downproject.weight", "linear1.weight": "linear1.weight",
+        "norm.weight": "norm.weight", "norm.bias": "norm.bias", "linear2.weight": "linear2.weight",
+    }),
+    ("plddt_head.", "plddt_head.", {
+        "proj_in.weight": "dense.weight", "proj_in.bias": "dense.bias",
+        "norm.weight": "norm.weight", "norm.bias": "norm.bias",
+        "proj_out.weight": "output.weight", "proj_out.bias": "output.bias",
+    }),
+)  # fmt: skip
+_FUNCTION_DECODER_RULES: _PrefixRules = (
+    ("embedding.", "embedding.", None),
+    ("blocks.{i}.", "decoder.blocks.{i}.", BLOCK_KEY_MAP),
+    ("norm.", "decoder.norm.", None),
+    ("keyword_head.", "heads.keyword_logits.", HEAD_KEY_MAP),
+    ("tfidf_head.", "heads.keyword_tfidf.", HEAD_KEY_MAP),
+    ("interpro_head.", "heads.interpro_logits.", HEAD_KEY_MAP),
+)
+
+
+def _apply_prefix_rules(keys: list[str], rules: _PrefixRules, what: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for key in keys:
+        for ours, theirs, suffix_map in rules:
+            if "{i}" in ours:
+                head, tail = ours.split("{i}")
+                if not key.startswith(head):
+                    continue
+                index, _, rest = key[len(head) :].partition(".")
+                if not index.isdigit() or tail != ".":
+                    continue
+                prefix_theirs = theirs.replace("{i}", index)
+                suffix = rest
+            elif key.startswith(ours):
+                prefix_theirs = theirs
+                suffix = key[len(ours) :]
+            else:
+                continue
+            if suffix_map is not None:
+                if suffix not in suffix_map:
+                    raise KeyError(f"{what} key map: no official name for {key!r}")
+                suffix = suffix_map[suffix]
+            mapping[key] = prefix_theirs + suffix
+            break
+        else:
+            raise KeyError(f"{what} key map: no rule for {key!r}")
+    return mapping
+
+
+def _model_keys(model_type: str, config: object) -> list[str]:
+    from openesm3.checkpoints.format import MODEL_TYPES  # noqa: PLC0415 - avoids importing models at import time
+
+    with torch.device("meta"):
+        model = MODEL_TYPES[model_type].model_class()(config)
+    return list(model.state_dict())
+
+
+def structure_encoder_key_map(config: object) -> dict[str, str]:
+    """{our key: official key} of the structure encoder with ``config`` (StructureEncoderConfig)."""
+    return _apply_prefix_rules(_model_keys("structure_encoder", config), _STRUCTURE_ENCODER_RULES, "structure_encoder")
+
+
+def structure_decoder_key_map(config: object) -> dict[str, str]:
+    """{our key: official key} of the structure decoder with ``config`` (StructureDecoderConfig)."""
+    return _apply_prefix_rules(_model_keys("structure_decoder", config), _STRUCTURE_DECODER_RULES, "structure_decoder")
+
+
+def function_decoder_key_map(config: object) -> dict[str, str]:
+    """{our key: official key} of the function decoder with ``config`` (FunctionDecoderConfig)."""
+    return _apply_prefix_rules(_model_keys("function_decoder", config), _FUNCTION_DECODER_RULES, "function_decoder")
+
+
+VQVAE_KEY_MAP_FUNCTIONS = {
+    "structure_encoder": structure_encoder_key_map,
+    "structure_decoder": structure_decoder_key_map,
+    "function_decoder": function_decoder_key_map,
+}
+
+
+def official_to_ours(
+    official: dict[str, torch.Tensor], key_map: dict[str, str], *, source: str
+) -> dict[str, torch.Tensor]:
+    """Rename an official state_dict to our keys; every official key must be used and every one of ours found.
+
+    Raises :class:`WeightsError` listing missing and unexpected keys (e.g. the wrong file for this network).
+    """
+    wanted = set(key_map.values())
+    missing = sorted(wanted - set(official))
+    unexpected = sorted(set(official) - wanted)
+    if missing or unexpected:
+        parts = []
+        for title, items in (("missing", missing), ("unexpected", unexpected)):
+            if items:
+                shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
+                parts.append(f"{len(items)} {title} key(s): {shown}")
+        raise WeightsError(f"{source}: not the expected official checkpoint: " + "; ".join(parts))
+    return {ours: official[theirs] for ours, theirs in key_map.items()}
+
+
+def ours_to_official(state: dict[str, torch.Tensor], key_map: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Our state_dict under the official key names (for writing files the official package can load)."""
+    return {key_map[k]: v for k, v in state.items()}
+
+
+def load_official_vqvae_network(
+    path: str | os.PathLike[str],
+    model_type: str,
+    config: object | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> torch.nn.Module:
+    """Build ``model_type`` ("structure_encoder", "structure_decoder" or "function_decoder") on the meta device
+    and load an official ``.pth`` into it (``weights_only``, memory mapped, strict). ``config`` defaults to the
+    released V0 shapes. Returns the model in eval mode."""
+    from openesm3 import config as cfg  # noqa: PLC0415
+    from openesm3.checkpoints.format import MODEL_TYPES, load_state_dict_strict  # noqa: PLC0415
+
+    presets = {
+        "structure_encoder": cfg.STRUCTURE_ENCODER_V0,
+        "structure_decoder": cfg.STRUCTURE_DECODER_V0,
+        "function_decoder": cfg.FUNCTION_DECODER_V0,
+    }
+    if model_type not in presets:
+        raise WeightsError(f"{path}: {model_type!r} is not one of {sorted(presets)}")
+    config = presets[model_type] if config is None else config
+    file = resolve_official_file(path, model_type)
+    official = load_official_state_dict(file)
+    state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
+    state = {k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
+             for k, v in state.items()}  # fmt: skip
+    with torch.device("meta"):
+        model = MODEL_TYPES[model_type].model_class()(config)
+    load_state_dict_strict(model, state, source=str(file))
+    return model.eval()

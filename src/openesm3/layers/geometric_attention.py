@@ -59,36 +59,59 @@ class GeometricAttention(nn.Module):
     ) -> Tensor:
         """x [B, L, D]; frames [B, L]; frame_mask [B, L] bool (residue has a valid frame); sequence_id and
         chain_id [B, L] int or None. Returns [B, L, D]."""
-        b, length, _ = x.shape
+        return self.attend(self.project(x), frames, frame_mask, sequence_id, chain_id)
+
+    def project(self, x: Tensor) -> Tensor:
+        """The input projection ``proj(LN(x))``: [B, L, D] -> [B, L, 15V] (caller's dtype). Split out so that a
+        caller can project once and reuse the result (the structure encoder projects its 66-row position table)."""
+        return self.proj(self.norm(x))
+
+    def attend(
+        self,
+        p: Tensor,
+        frames: Rigid,
+        frame_mask: Tensor,
+        sequence_id: Tensor | None = None,
+        chain_id: Tensor | None = None,
+        *,
+        n_queries: int | None = None,
+    ) -> Tensor:
+        """Attention from projected features p [B, L, 15V] (see :meth:`project`). With ``n_queries``, only the
+        first ``n_queries`` positions are queries (all L remain keys): returns [B, n_queries, D], else [B, L, D]."""
+        b, length, _ = p.shape
+        n_q = length if n_queries is None else n_queries
         v_heads = self.v_heads
-        p = self.proj(self.norm(x)).float()
-        # Layout (spec §5): first 9V features = 3V consecutive 3-vectors (q_rot | k_rot | v), last 6V = 2V
-        # 3-vectors (q_dist | k_dist).
-        rot_part, dist_part = p.split([9 * v_heads, 6 * v_heads], dim=-1)
-        q_rot, k_rot, value = rot_part.view(b, length, 3 * v_heads, 3).split(v_heads, dim=2)
-        q_dist, k_dist = dist_part.view(b, length, 2 * v_heads, 3).split(v_heads, dim=2)
+        p = p.float()
+        with torch.autocast(device_type=p.device.type, enabled=False):  # frames, logits, softmax in fp32
+            # Vectors are rows, so R v is v @ R^T: one (nV x 3) @ (3 x 3) product per residue, no broadcast copies.
+            rot = frames.rot.float()  # [B, L, 3, 3]
+            rot_t = rot.transpose(-1, -2)
+            # Layout (spec §5): first 9V features = 3V consecutive 3-vectors (q_rot | k_rot | v), rotated only; last
+            # 6V = 2V 3-vectors (q_dist | k_dist), rotated and translated.
+            rot_part, dist_part = p.split([9 * v_heads, 6 * v_heads], dim=-1)
+            rot_vecs = rot_part.reshape(b, length, 3 * v_heads, 3) @ rot_t
+            dist_vecs = dist_part.reshape(b, length, 2 * v_heads, 3) @ rot_t + frames.trans.float()[:, :, None, :]
+            q_rot, k_rot, value = rot_vecs.split(v_heads, dim=2)  # [B, L, V, 3]
+            q_dist, k_dist = dist_vecs.split(v_heads, dim=2)
+            q_rot, q_dist = q_rot[:, :n_q], q_dist[:, :n_q]
 
-        with torch.autocast(device_type=x.device.type, enabled=False):  # frames, logits, softmax in fp32
-            frames = frames.float().unsqueeze(-1)  # [B, L, 1]: broadcast over heads
-            q_rot, k_rot, value = (frames.apply_rotation(t) for t in (q_rot, k_rot, value))  # rotation only
-            q_dist, k_dist = frames.apply(q_dist), frames.apply(k_dist)  # rotation + translation
-
-            # [B, V, L, 3]
+            # [B, V, L, 3] (queries: [B, V, n_q, 3])
             q_rot, k_rot, value, q_dist, k_dist = (t.transpose(1, 2) for t in (q_rot, k_rot, value, q_dist, k_dist))
-            directional = q_rot @ k_rot.transpose(-1, -2) / _SQRT3  # [B, V, L, L]
+            directional = q_rot @ k_rot.transpose(-1, -2) / _SQRT3  # [B, V, n_q, L]
             # The plain Euclidean norm, not squared (the reference's docstring says squared, its code does not).
             # Computed directly from differences, not through |q|^2 + |k|^2 - 2 q.k, to avoid cancellation.
             distance = torch.cdist(q_dist, k_dist, compute_mode="donot_use_mm_for_euclid_dist") / _SQRT3
             w_rot = F.softplus(self.rotation_scale.float())[None, :, None, None]
             w_dist = F.softplus(self.distance_scale.float())[None, :, None, None]
-            logits = w_rot * directional - w_dist * distance + self.pair_bias(frame_mask, sequence_id, chain_id)
+            bias = self.pair_bias(frame_mask, sequence_id, chain_id)[:, :, :n_q]
+            logits = w_rot * directional - w_dist * distance + bias
 
             attn = torch.softmax(logits, dim=-1)
-            out = attn @ value  # [B, V, L, 3], global frame
-            out = frames.invert_apply_rotation(out.transpose(1, 2))  # back to each query's frame: [B, L, V, 3]
+            out = (attn @ value).transpose(1, 2)  # [B, n_q, V, 3], global frame
+            out = out @ rot[:, :n_q]  # back to each query's frame: R^T o as a row vector is o @ R
             if self.zero_frameless_queries:
-                out = out * frame_mask[:, :, None, None].to(out.dtype)
-        out = out.reshape(b, length, 3 * v_heads)  # (head, xyz) order
+                out = out * frame_mask[:, :n_q, None, None].to(out.dtype)
+        out = out.reshape(b, n_q, 3 * v_heads)  # (head, xyz) order
         return self.out(out.to(self.out.weight.dtype))
 
     @staticmethod

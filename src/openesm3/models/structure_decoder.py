@@ -1,0 +1,178 @@
+"""Structure VQ-VAE decoder: structure tokens -> backbone frames and coordinates, pLDDT, PAE and pTM
+(paper A.1.7.2, Algorithm 8, A.1.7.3.2; spec §7).
+
+A plain bidirectional transformer (rotary self-attention with QK-LayerNorm, SwiGLU, no biases, residual scale 1)
+over the token embeddings, a weight-only final LayerNorm, and three heads: the affine head (frames and the N, CA,
+C atoms), the pLDDT head (50 bins) and the pairwise head (PAE -> pTM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from openesm3 import constants as C
+from openesm3.config import STRUCTURE_DECODER_V0, StructureDecoderConfig
+from openesm3.errors import InputError
+from openesm3.geometry.rigid import Rigid
+from openesm3.layers.block import BlockConfig, TransformerBlock
+from openesm3.layers.heads import RegressionHead
+from openesm3.layers.structure_heads import (
+    AffineHead,
+    PairwiseHead,
+    backbone_from_frames,
+    pae_from_logits,
+    plddt_from_logits,
+    ptm_from_logits,
+)
+
+
+@dataclass(frozen=True)
+class StructureDecoderOutput:
+    """Decoder outputs for B rows of L tokens (BOS and EOS included, as in the input).
+
+    Attributes:
+        frames: [B, L] backbone frames (fp32, Angstrom).
+        affine: [B, L, 12] rotation (row-major) then translation: the reference's ``tensor7_affine``.
+        backbone: [B, L, 3, 3] N, CA, C coordinates (the reference's ``bb_pred``).
+        torsions: [B, L, 7, 2] the affine head's 14 raw torsion outputs (unused by the released decoder; for
+            all-atom training).
+        plddt: [B, L] predicted lDDT in (0, 1).
+        plddt_logits: [B, L, 50].
+        pae: [B, L, L] predicted aligned error (Angstrom); pairs involving non-residue tokens read 16.0.
+        ptm: [B] predicted TM-score.
+        pair_logits: [B, L, L, 224] all pairwise-head outputs (distogram | directions | PAE), only when
+            requested (``return_pair_logits=True``); else None.
+    """
+
+    frames: Rigid
+    affine: Tensor
+    backbone: Tensor
+    torsions: Tensor
+    plddt: Tensor
+    plddt_logits: Tensor
+    pae: Tensor
+    ptm: Tensor
+    pair_logits: Tensor | None = None
+
+
+def check_structure_tokens(tokens: Tensor, mask: Tensor | None, max_length: int) -> None:
+    """Raise :class:`InputError` for token rows the decoder cannot decode.
+
+    Each row must start with BOS (4098), have EOS (4097) as its last real token, contain only ids in
+    [0, 4101), and fit the decoder's context of ``max_length`` tokens.
+    """
+    if tokens.ndim != 2:
+        raise InputError(f"structure tokens must be [B, L], got shape {tuple(tokens.shape)}")
+    if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise InputError(f"structure tokens must be integers, got {tokens.dtype}")
+    b, length = tokens.shape
+    if length > max_length:
+        raise InputError(
+            f"structure tokens: length {length} (with BOS/EOS) exceeds the decoder context of {max_length} tokens"
+        )
+    if length < 2:
+        raise InputError(f"structure tokens: need at least BOS and EOS, got length {length}")
+    lengths = torch.full((b,), length, device=tokens.device) if mask is None else mask.sum(-1)
+    for row in range(b):
+        n = int(lengths[row])
+        ids = tokens[row, :n]
+        bad = ((ids < 0) | (ids >= C.STRUCTURE_VOCAB_SIZE)).nonzero()
+        if bad.numel():
+            pos = int(bad[0, 0])
+            raise InputError(
+                f"structure tokens row {row}: id {int(ids[pos])} at position {pos} is out of range "
+                f"[0, {C.STRUCTURE_VOCAB_SIZE})"
+            )
+        if n < 2:
+            raise InputError(f"structure tokens row {row}: need at least BOS and EOS, got {n} token(s)")
+        if int(ids[0]) != C.STRUCTURE_BOS:
+            raise InputError(f"structure tokens row {row}: must start with BOS ({C.STRUCTURE_BOS}), got {int(ids[0])}")
+        if int(ids[n - 1]) != C.STRUCTURE_EOS:
+            raise InputError(
+                f"structure tokens row {row}: the last token must be EOS ({C.STRUCTURE_EOS}), got {int(ids[n - 1])} "
+                f"at position {n - 1}"
+            )
+
+
+class StructureDecoder(nn.Module):
+    """Structure tokenizer decoder with confidence heads (paper Algorithm 8).
+
+    Args:
+        config: shapes and context length.
+    """
+
+    def __init__(self, config: StructureDecoderConfig = STRUCTURE_DECODER_V0) -> None:
+        super().__init__()
+        if config.sequence_conditioning:
+            raise ValueError("sequence_conditioning is not part of the released decoder and is not implemented")
+        self.config = config
+        d = config.d_model
+        self.embed = nn.Embedding(C.STRUCTURE_VOCAB_SIZE, d)
+        block = BlockConfig(d_model=d, n_heads=config.n_heads, ffn_dim=config.ffn_dim, bias=False, qk_norm=True)
+        self.blocks = nn.ModuleList(TransformerBlock(block) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(d, eps=C.LAYER_NORM_EPS, bias=False)
+        self.affine_head = AffineHead(d)
+        self.pairwise_head = PairwiseHead(d, config.pairwise_dim)
+        self.plddt_head = RegressionHead(d, C.PLDDT_N_BINS)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        *,
+        mask: Tensor | None = None,
+        sequence_id: Tensor | None = None,
+        return_pair_logits: bool = False,
+    ) -> StructureDecoderOutput:
+        """Decode structure tokens.
+
+        Args:
+            tokens: [B, L] int ids, each row ``BOS, codes (or CHAINBREAK), EOS`` then padding.
+            mask: [B, L] bool, False at padding (padding is never attended to). Default: no padding.
+            sequence_id: [B, L] int; tokens attend only within their sequence. Default: one sequence per row.
+            return_pair_logits: also return all 224 pairwise logits per pair (training).
+
+        Returns:
+            :class:`StructureDecoderOutput`.
+        """
+        if not torch.compiler.is_compiling():
+            check_structure_tokens(tokens, mask, self.config.max_length)
+        attn_mask = None
+        if sequence_id is not None:
+            attn_mask = sequence_id[:, :, None] == sequence_id[:, None, :]
+        if mask is not None:
+            keys = mask[:, None, :].expand(-1, tokens.shape[1], -1)
+            attn_mask = keys if attn_mask is None else attn_mask & keys
+        if attn_mask is not None:
+            attn_mask = attn_mask[:, None]  # [B, 1, L, L], broadcast over heads
+
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        x = self.norm(x)
+
+        affine = self.affine_head(x)
+        plddt_logits = self.plddt_head(x)
+        # Residue tokens are the codes; specials (BOS, EOS, pad, chain break, mask) are excluded from PAE and pTM.
+        residue_mask = tokens < C.STRUCTURE_N_CODES
+        if mask is not None:
+            residue_mask = residue_mask & mask
+        if return_pair_logits:
+            pair_logits = self.pairwise_head(x)
+            pae_logits = pair_logits[..., PairwiseHead.pae_slice()]
+        else:
+            pair_logits = None
+            pae_logits = self.pairwise_head(x, outputs=PairwiseHead.pae_slice())
+        return StructureDecoderOutput(
+            frames=affine.frames,
+            affine=affine.frames.to_tensor_12(),
+            backbone=backbone_from_frames(affine.frames),
+            torsions=affine.torsions,
+            plddt=plddt_from_logits(plddt_logits),
+            plddt_logits=plddt_logits,
+            pae=pae_from_logits(pae_logits, residue_mask),
+            ptm=ptm_from_logits(pae_logits, residue_mask),
+            pair_logits=pair_logits,
+        )

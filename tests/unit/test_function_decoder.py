@@ -1,0 +1,66 @@
+"""Function token decoder network (tiny config): bit unpacking by hand, independence of residues, shapes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from openesm3.config import FUNCTION_DECODER_TINY
+from openesm3.models.function_decoder import FunctionDecoder, unpack_lsh_bits
+
+
+def randomized_function_decoder(seed: int = 0) -> FunctionDecoder:
+    torch.manual_seed(seed)
+    model = FunctionDecoder(FUNCTION_DECODER_TINY).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.ndim == 1 else 1 / math.sqrt(p.shape[-1])))
+    return model
+
+
+def test_unpack_lsh_bits_by_hand() -> None:
+    # depth d holds <lsh:k_d>, token 4 + k_d; bit b of k_d sits at index b * 8 + d (bit-major), embedding row 2j + bit
+    ks = [0b00000001, 0b10000000, 0b11111111, 0, 0b00000110, 3, 128, 77]
+    index = unpack_lsh_bits(torch.tensor([[4 + k for k in ks]]))[0]
+    for d, k in enumerate(ks):
+        for b in range(8):
+            j = b * 8 + d
+            assert index[j] == 2 * j + ((k >> b) & 1), (d, b)
+    assert index.shape == (64,)
+
+
+@pytest.mark.parametrize("special", [0, 1, 2, 3])
+def test_any_special_token_zeroes_the_row(special: int) -> None:
+    row = torch.full((1, 8), 100)
+    row[0, 5] = special
+    assert torch.equal(unpack_lsh_bits(row), torch.zeros(1, 64, dtype=torch.long))
+
+
+def test_residues_are_decoded_independently_and_shapes() -> None:
+    model = randomized_function_decoder()
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(4, 260, (2, 7, 8), generator=g)
+    tokens[1, 2, 0] = 3
+    with torch.no_grad():
+        out = model(tokens)
+        alone = model(tokens[1, 4:5])
+        other = tokens.clone()
+        other[1, 4, 3] = 4 + ((other[1, 4, 3] - 4) ^ 1)  # flip one bit of one residue
+        flipped = model(other)
+    cfg = FUNCTION_DECODER_TINY
+    assert out.keyword_logits.shape == (2, 7, cfg.n_keywords)
+    assert out.keyword_tfidf.shape == (2, 7, cfg.n_keywords)
+    assert out.interpro_logits.shape == (2, 7, cfg.n_interpro)
+    assert torch.allclose(out.interpro_logits[1, 4], alone.interpro_logits[0], atol=1e-5)
+    diff = (flipped.interpro_logits - out.interpro_logits).abs().amax(-1)
+    assert diff[1, 4] > 1e-4  # a single bit matters ...
+    diff[1, 4] = 0
+    assert diff.max() < 1e-5  # ... and only for its own residue
+
+
+def test_wrong_depth() -> None:
+    with pytest.raises(ValueError, match="function tokens"):
+        randomized_function_decoder()(torch.zeros(3, 7, dtype=torch.long))

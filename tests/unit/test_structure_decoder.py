@@ -1,0 +1,157 @@
+"""Structure decoder (tiny config): frames and backbone geometry, pLDDT/PAE/pTM against hand computations, padding,
+packing, and clear errors for undecodable token rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from openesm3 import constants as C
+from openesm3.config import STRUCTURE_DECODER_TINY
+from openesm3.errors import InputError
+from openesm3.layers.structure_heads import PairwiseHead
+from openesm3.models.structure_decoder import StructureDecoder
+
+
+def randomized_decoder(seed: int = 0) -> StructureDecoder:
+    torch.manual_seed(seed)
+    model = StructureDecoder(STRUCTURE_DECODER_TINY).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.ndim == 1 else 1 / math.sqrt(p.shape[-1])))
+            if name.endswith("norm.weight"):
+                p.add_(1.0)
+        model.pairwise_head.linear2.weight.mul_(6.0)  # peaked PAE distributions
+    return model
+
+
+def tokens(length: int, seed: int = 0, chainbreak_at: int | None = None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randint(0, C.STRUCTURE_N_CODES, (1, length + 2), generator=g)
+    t[0, 0], t[0, -1] = C.STRUCTURE_BOS, C.STRUCTURE_EOS
+    if chainbreak_at is not None:
+        t[0, chainbreak_at] = C.STRUCTURE_CHAINBREAK
+    return t
+
+
+def test_frames_and_backbone_geometry() -> None:
+    model = randomized_decoder()
+    with torch.no_grad():
+        out = model(tokens(30))
+    rot = out.frames.rot
+    assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand_as(rot), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(rot.shape[:-2]), atol=1e-5)
+    assert torch.equal(out.affine, torch.cat([rot.flatten(-2), out.frames.trans], -1))
+    n, ca, c = out.backbone.unbind(-2)
+    assert torch.equal(ca, out.frames.trans)
+    assert torch.allclose((n - ca).norm(dim=-1), torch.full(ca.shape[:-1], math.hypot(0.5256, 1.3612)), atol=1e-4)
+    assert torch.allclose((c - ca).norm(dim=-1), torch.full(ca.shape[:-1], 1.5251), atol=1e-4)
+    assert out.torsions.shape == (1, 32, C.N_TORSIONS, 2)
+    # translations are 10x the head output; the x-axis is -a/|a| (a = outputs 3..5)
+    raw = model.affine_head.mlp(model.norm(_hidden(model, tokens(30))))
+    assert torch.allclose(out.frames.trans, 10 * raw[..., :3], atol=1e-4)
+    a = raw[..., 3:6] / (raw[..., 3:6].norm(dim=-1, keepdim=True) + 1e-5)
+    assert torch.allclose(rot[..., :, 0], -a / a.norm(dim=-1, keepdim=True), atol=1e-5)
+
+
+def _hidden(model: StructureDecoder, t: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        x = model.embed(t)
+        for block in model.blocks:
+            x = block(x)
+    return x
+
+
+def test_confidences_by_hand() -> None:
+    model = randomized_decoder(1)
+    t = tokens(24, chainbreak_at=10)
+    with torch.no_grad():
+        out = model(t, return_pair_logits=True)
+    assert out.pair_logits is not None and out.pair_logits.shape == (1, 26, 26, 224)
+    logits = out.pair_logits[0, :, :, -64:].double().numpy()
+    aa = (t[0] < 4096).numpy()
+    centres = 0.25 + 0.5 * np.arange(64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    pae = (p * centres).sum(-1)
+    pair = aa[:, None] & aa[None, :]
+    pae[~pair] = centres.mean()  # 16.0: uniform over bins
+    assert np.abs(out.pae[0].numpy() - pae).max() < 1e-4
+    assert out.pae[0, 0, 5] == pytest.approx(16.0) and out.pae[0, 10, 3] == pytest.approx(16.0)
+    n = aa.sum()
+    d0 = 1.24 * (max(n, 19) - 15) ** (1 / 3) - 1.8
+    per_pair = (p / (1 + (centres / d0) ** 2)).sum(-1)
+    per_row = np.where(aa, (per_pair * pair).sum(-1) / pair.sum(-1).clip(1), 0.0)
+    assert out.ptm[0].item() == pytest.approx(per_row.max(), abs=1e-5)
+    pl = torch.softmax(out.plddt_logits.double(), -1) @ ((torch.arange(50.0, dtype=torch.float64) + 0.5) / 50)
+    assert torch.allclose(out.plddt.double(), pl, atol=1e-6)
+    assert ((out.plddt > 0) & (out.plddt < 1)).all()
+    with torch.no_grad():
+        lean = model(t)
+    assert lean.pair_logits is None and torch.allclose(lean.pae, out.pae, atol=1e-5)
+    dist, direction, pae_logits = PairwiseHead.split(out.pair_logits)
+    assert dist.shape[-1] == 64 and direction.shape[-2:] == (6, 16) and pae_logits.shape[-1] == 64
+
+
+def test_batched_with_padding_equals_single() -> None:
+    model = randomized_decoder(2)
+    a, b = tokens(30, 1), tokens(12, 2, chainbreak_at=5)
+    batch = torch.full((2, 32), C.STRUCTURE_PAD)
+    batch[0], batch[1, :14] = a[0], b[0]
+    mask = batch != C.STRUCTURE_PAD
+    with torch.no_grad():
+        out = model(batch, mask=mask)
+        for row, single in ((0, a), (1, b)):
+            ref = model(single)
+            n = single.shape[1]
+            assert (out.backbone[row, :n] - ref.backbone[0]).abs().max() < 1e-4
+            assert (out.plddt[row, :n] - ref.plddt[0]).abs().max() < 1e-5
+            assert (out.pae[row, :n, :n] - ref.pae[0]).abs().max() < 1e-4
+            assert (out.ptm[row] - ref.ptm[0]).abs() < 1e-5
+
+
+def test_sequence_id_isolates_packed_sequences() -> None:
+    model = randomized_decoder(3)
+    a, b = tokens(10, 4), tokens(8, 5)
+    packed = torch.cat([a, b], dim=1)
+    sid = torch.cat([torch.zeros(12), torch.ones(10)]).long()[None]
+    with torch.no_grad():
+        out = model(packed, sequence_id=sid)
+        ref = model(b)
+        unpacked = model(packed)
+    assert (out.plddt[0, 12:] - ref.plddt[0]).abs().max() < 1e-5
+    assert (unpacked.plddt[0, 12:] - ref.plddt[0]).abs().max() > 1e-4  # negative: without it they mix
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.__setitem__((0, 0), 5), "must start with BOS"),
+        (lambda t: t.__setitem__((0, -1), 7), "last token must be EOS"),
+        (lambda t: t.__setitem__((0, 3), -1), "out of range"),
+        (lambda t: t.__setitem__((0, 3), 4101), "out of range"),
+    ],
+)
+def test_bad_tokens_raise_input_errors(edit, message: str) -> None:  # noqa: ANN001
+    model = randomized_decoder()
+    t = tokens(8)
+    edit(t)
+    with pytest.raises(InputError, match=message):
+        model(t)
+
+
+def test_too_long_and_missing_eos_in_padded_row() -> None:
+    model = randomized_decoder()
+    with pytest.raises(InputError, match="exceeds the decoder context"):
+        model(tokens(model.config.max_length))
+    batch = tokens(8).repeat(2, 1)
+    mask = torch.ones_like(batch, dtype=torch.bool)
+    mask[1, 7:] = False  # the last real token of row 1 is a code, not EOS
+    with pytest.raises(InputError, match="row 1: the last token must be EOS"):
+        model(batch, mask=mask)
+    with pytest.raises(InputError, match="integers"):
+        model(tokens(8).float())

@@ -1,0 +1,170 @@
+"""Structure encoder (tiny config): neighbourhoods, the vectorised forward against a plain per-block evaluation,
+invariance (with a negative), padding/batching, missing coordinates. Real proteins from tests/data or ../shared."""
+
+from __future__ import annotations
+
+import gzip
+import math
+
+import biotite.structure as bs
+import numpy as np
+import pytest
+import torch
+from biotite.structure.io.pdb import PDBFile
+from tests.conftest import TEST_DATA, shared_data
+
+from openesm3 import constants as C
+from openesm3.config import STRUCTURE_ENCODER_TINY
+from openesm3.geometry.rigid import Rigid
+from openesm3.models.structure_encoder import StructureEncoder, find_neighbourhoods, knn_cost
+
+
+def backbone(name: str, chain: str | None = None) -> torch.Tensor:
+    """[L, 3, 3] N, CA, C of one chain of a real PDB file (NaN where an atom is missing)."""
+    path = TEST_DATA / "structures" / name
+    if not path.exists():
+        path = shared_data("dev", "top240", name)
+    with gzip.open(path, "rt") as handle:
+        atoms = PDBFile.read(handle).get_structure(model=1)
+    atoms = atoms[bs.filter_amino_acids(atoms) & ~atoms.hetero]
+    chain = chain or atoms.chain_id[0]
+    atoms = atoms[atoms.chain_id == chain]
+    starts = bs.get_residue_starts(atoms, add_exclusive_stop=True)
+    out = np.full((len(starts) - 1, 3, 3), np.nan, dtype=np.float32)
+    for r, (s, e) in enumerate(zip(starts[:-1], starts[1:])):
+        for a, name_ in enumerate(("N", "CA", "C")):
+            hit = np.nonzero(atoms.atom_name[s:e] == name_)[0]
+            if hit.size:
+                out[r, a] = atoms.coord[s + hit[0]]
+    return torch.from_numpy(out)
+
+
+def randomized_encoder(seed: int = 0) -> StructureEncoder:
+    torch.manual_seed(seed)
+    model = StructureEncoder(STRUCTURE_ENCODER_TINY).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.ndim == 1 else 1 / math.sqrt(p.shape[-1])))
+            if name.endswith("norm.weight"):
+                p.add_(1.0)
+    return model
+
+
+def plain_features(model: StructureEncoder, coords: torch.Tensor) -> torch.Tensor:
+    """The encoder written the direct way: every neighbourhood through TransformerBlock.forward (all queries, full
+    FFN), readout node 0. z [B, L, d_out]."""
+    b, length = coords.shape[:2]
+    frames, valid = Rigid.from_backbone(coords[:, :, 0], coords[:, :, 1], coords[:, :, 2])
+    mask = torch.ones(b, length, dtype=torch.bool)
+    k = min(model.config.n_neighbors, length)
+    idx = find_neighbourhoods(knn_cost(coords[:, :, 1], valid, mask, None), k).index
+    rows = torch.arange(b)[:, None, None]
+    rel = (idx - torch.arange(length)[None, :, None]).clamp(-32, 32) + 33
+    x = model.relative_position(rel.reshape(b * length, k))
+    hood = Rigid(frames.rot[rows, idx].reshape(-1, k, 3, 3), frames.trans[rows, idx].reshape(-1, k, 3))
+    hood_mask = valid[rows, idx].reshape(-1, k)
+    for block in model.blocks:
+        x = block(x, None, hood, hood_mask)
+    centre = x[:, 0].view(b, length, -1) * valid[..., None]
+    return model.pre_vq_proj(centre)
+
+
+def test_knn_cost_and_neighbourhoods() -> None:
+    ca = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [5, 0, 0], [float("nan"), 0, 0], [2, 0, 0]]])
+    valid = torch.isfinite(ca).all(-1)
+    mask = torch.tensor([[True, True, True, True, False]])  # last residue is padding
+    cost = knn_cost(ca, valid, mask, None)
+    assert cost[0, 0, 1] == 1.0 and cost[0, 0, 2] == 5.0
+    assert cost[0, 0, 3] == C.ENCODER_MISSING_COST + 3 * C.ENCODER_MISSING_COST_PER_OFFSET  # missing: sequence distance
+    assert cost[0, 3, 3] == C.ENCODER_MISSING_COST  # an invalid centre is still its own nearest
+    assert torch.isinf(cost[0, :, 4]).all() and torch.isinf(cost[0, 4]).all()  # padding
+    hood = find_neighbourhoods(cost, 3).index[0]
+    assert hood[:4, 0].tolist() == [0, 1, 2, 3]  # centre first
+    assert hood[0].tolist() == [0, 1, 2] and hood[3].tolist() == [3, 2, 1]
+    seq = torch.tensor([[0, 0, 1, 1, 1]])
+    cost = knn_cost(ca, valid, torch.ones_like(mask), seq)
+    assert torch.isinf(cost[0, 0, 2]) and torch.isinf(cost[0, 2, 1]) and cost[0, 2, 4] == 3.0
+
+
+def test_vectorised_forward_equals_plain_blocks() -> None:
+    model = randomized_encoder()
+    coords = backbone("1a62.pdb.gz")[None]  # 122 residues, real
+    with torch.no_grad():
+        z, _ = model.encode_features(coords)
+        expected = plain_features(model, coords)
+    assert (z - expected).abs().max() < 2e-5
+    # chunking does not change anything
+    model.chunk_size = 50
+    with torch.no_grad():
+        z7, _ = model.encode_features(coords)
+    assert (z7 - z).abs().max() < 1e-5
+
+
+def test_tokens_are_rigid_motion_invariant_and_local() -> None:
+    model = randomized_encoder(1)
+    coords = backbone("1a62.pdb.gz")[None]
+    rot = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(3)))[0]
+    moved = coords @ rot.T + torch.tensor([10.0, -40.0, 7.0])
+    with torch.no_grad():
+        a = model(coords)
+        b = model(moved)
+    assert (a.z - b.z).abs().max() < 1e-3
+    assert (a.tokens == b.tokens).float().mean() > 0.95  # ties aside, identical codes
+    # negative: moving one residue changes its neighbourhood's codes, not far-away ones
+    bent = coords.clone()
+    bent[0, 60] += torch.tensor([1.5, -1.0, 0.5])
+    with torch.no_grad():
+        c = model(bent)
+    changed = (c.z - a.z).abs().amax(-1)[0] > 1e-3
+    assert changed[60]
+    near = (coords[0, :, 1] - coords[0, 60, 1]).norm(dim=-1) < 4.0
+    assert changed[near].all()
+    assert not changed[(coords[0, :, 1] - coords[0, 60, 1]).norm(dim=-1) > 40.0].any()
+
+
+def test_missing_coordinates_and_relative_positions() -> None:
+    model = randomized_encoder(2)
+    coords = backbone("1a62.pdb.gz")[None]
+    holes = coords.clone()
+    holes[0, 10, 1] = float("nan")  # CA missing
+    holes[0, 11, 0] = float("inf")
+    holes[0, 12, 2, 0] = 2e6  # beyond the validity bound
+    with torch.no_grad():
+        out = model(holes)
+    assert out.residue_mask[0, 10:13].tolist() == [False, False, False] and out.residue_mask[0, 13]
+    assert torch.isfinite(out.z).all()
+    # residues without a frame read out zeros: z is the projection bias
+    assert torch.allclose(out.z[0, 10], model.pre_vq_proj.bias, atol=1e-6)
+    # default residue_index is 0..L-1; any shift of the numbering gives the same result, a gap does not
+    with torch.no_grad():
+        base = model.encode_features(coords)[0]
+        shifted = model.encode_features(coords, residue_index=torch.arange(122)[None] + 100)[0]
+        gap = torch.arange(122)[None] + (torch.arange(122)[None] >= 60) * 50
+        gapped = model.encode_features(coords, residue_index=gap)[0]
+    assert (base - shifted).abs().max() < 1e-5
+    assert (gapped - base).abs().amax(-1)[0, 55:65].min() > 1e-4
+
+
+def test_batched_with_padding_equals_single() -> None:
+    model = randomized_encoder(3)
+    a = backbone("1a62.pdb.gz")
+    b = a[:40] @ torch.tensor([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]])
+    tiny = a[70:80]  # 10 residues: fewer than K = 16 neighbours
+    batch = torch.full((3, 122, 3, 3), float("nan"))
+    batch[0], batch[1, :40], batch[2, :10] = a, b, tiny
+    mask = torch.zeros(3, 122, dtype=torch.bool)
+    mask[0], mask[1, :40], mask[2, :10] = True, True, True
+    with torch.no_grad():
+        out = model(batch, mask=mask)
+        for row, single in ((0, a), (1, b), (2, tiny)):
+            ref = model(single[None])
+            n = single.shape[0]
+            assert (out.z[row, :n] - ref.z[0]).abs().max() < 1e-5
+            assert torch.equal(out.tokens[row, :n], ref.tokens[0])
+    assert not out.residue_mask[1, 40:].any()
+
+
+def test_bad_coordinate_shape() -> None:
+    with pytest.raises(ValueError, match="coords"):
+        randomized_encoder()(torch.zeros(1, 5, 2, 3))
