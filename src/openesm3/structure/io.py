@@ -1,0 +1,284 @@
+"""Reading and writing protein structures: PDB, mmCIF and BinaryCIF, plain or gzip-compressed.
+
+Format detection: gzip is recognised by its magic bytes (whatever the suffix); the format of the content is
+then sniffed (BinaryCIF is a MessagePack map, mmCIF starts with ``data_``, PDB has PDB record names). The
+suffix (``.pdb``, ``.ent``, ``.cif``, ``.mmcif``, ``.bcif``, each optionally ``.gz``) is used only when the
+content is inconclusive, so a misnamed file is still read correctly.
+
+Writing goes through biotite's writers; files appear atomically (:mod:`openesm3.utils.atomic`). Modified
+residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from openesm3.errors import InputError, StructureFileError
+from openesm3.structure import residue_constants as RC
+from openesm3.structure.assemble import assemble
+from openesm3.structure.chain import ProteinChain
+from openesm3.structure.cif_reader import parse_cif
+from openesm3.structure.complex import ProteinComplex
+from openesm3.structure.pdb_reader import parse_pdb
+from openesm3.utils.atomic import atomic_write_bytes
+
+StructureFormat = Literal["pdb", "cif", "bcif"]
+Structure = ProteinChain | ProteinComplex
+PathLike = str | os.PathLike[str]
+
+SUFFIX_FORMATS: dict[str, StructureFormat] = {
+    ".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif",
+}  # fmt: skip
+_GZIP_MAGIC = b"\x1f\x8b"
+_PDB_RECORDS = frozenset(
+    "HEADER OBSLTE TITLE SPLIT CAVEAT COMPND SOURCE KEYWDS EXPDTA NUMMDL MDLTYP AUTHOR REVDAT SPRSDE JRNL "
+    "REMARK DBREF DBREF1 DBREF2 SEQADV SEQRES MODRES HET HETNAM HETSYN FORMUL HELIX SHEET SSBOND LINK CISPEP "
+    "SITE CRYST1 ORIGX1 ORIGX2 ORIGX3 SCALE1 SCALE2 SCALE3 MTRIX1 MTRIX2 MTRIX3 MODEL ATOM ANISOU TER HETATM "
+    "ENDMDL CONECT MASTER END".split()
+)
+_SNIFF_LINES = 50
+# Largest coordinates the fixed 8.3f columns of PDB hold.
+_PDB_COORD_MIN, _PDB_COORD_MAX = -999.999, 9999.999
+
+
+# ---- format detection ------------------------------------------------------------------------------------
+def _suffix_format(path: Path) -> tuple[StructureFormat | None, bool]:
+    """(format named by the suffix or None, whether the name ends in .gz)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    gz = bool(suffixes) and suffixes[-1] == ".gz"
+    if gz:
+        suffixes = suffixes[:-1]
+    return (SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None), gz
+
+
+def structure_name(path: PathLike) -> str:
+    """File name without its structure and compression suffixes: ``1a62.pdb.gz`` -> ``1a62``."""
+    name = Path(path).name
+    for _ in range(2):
+        stem, dot, suffix = name.rpartition(".")
+        if dot and ("." + suffix.lower() in SUFFIX_FORMATS or suffix.lower() == "gz"):
+            name = stem
+    return name
+
+
+def sniff_format(data: bytes) -> StructureFormat | None:
+    """Format recognised from the (decompressed) content, or None if it looks like none of them."""
+    if not data:
+        return None
+    first = data[0]
+    if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):  # a MessagePack map: BinaryCIF
+        return "bcif"
+    lines = data[:65536].decode("latin-1").splitlines()[:_SNIFF_LINES]
+    for line in lines:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("data_"):
+            return "cif"
+        break
+    for line in lines:
+        record = line[:6].strip()
+        if record in _PDB_RECORDS or line.startswith("ATOM"):
+            return "pdb"
+    return None
+
+
+def read_structure_bytes(path: PathLike) -> tuple[bytes, StructureFormat]:
+    """The decompressed content of a structure file and its format.
+
+    Raises:
+        StructureFileError: missing or unreadable file, empty file, damaged gzip, unknown format.
+    """
+    source = Path(path)
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise StructureFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise StructureFileError(path, "is a directory, not a structure file") from None
+    except OSError as exc:
+        raise StructureFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise StructureFileError(path, f"damaged gzip data ({exc})") from None
+    if not raw.strip():
+        raise StructureFileError(path, "empty file")
+    suffix_format, _ = _suffix_format(source)
+    detected = sniff_format(raw) or suffix_format
+    if detected is None:
+        raise StructureFileError(
+            path,
+            "unknown format: the suffix is none of " + ", ".join(sorted(SUFFIX_FORMATS)) + " (optionally .gz) and "
+            "the content looks like neither PDB (no PDB records), mmCIF (no data_ line) nor BinaryCIF",
+        )
+    return raw, detected
+
+
+# ---- loading ---------------------------------------------------------------------------------------------
+def load_structure(path: PathLike, *, model: int = 1, chains: Sequence[str] | None = None) -> ProteinComplex:
+    """Every protein chain of one model of a PDB, mmCIF or BinaryCIF file (optionally gzip-compressed).
+
+    Args:
+        path: the file.
+        model: 1-based position of the model in the file.
+        chains: author chain ids to keep, in this order (a single id may be given as a string); None keeps
+            all protein chains in file order.
+
+    Returns:
+        The chains, each named after the file (``structure_name``). See :mod:`openesm3.structure.assemble`
+        for how alternate locations, ligands and modified residues are handled.
+
+    Raises:
+        StructureFileError: naming the file and the problem (with the line for PDB records).
+    """
+    data, fmt = read_structure_bytes(path)
+    source = str(path)
+    records = parse_pdb(data, source) if fmt == "pdb" else parse_cif(data, source, binary=fmt == "bcif")
+    if isinstance(chains, str):
+        chains = [chains]
+    return assemble(records, source, name=structure_name(path), model=model, chains=chains)
+
+
+def load_chain(path: PathLike, chain_id: str | None = None, *, model: int = 1) -> ProteinChain:
+    """One protein chain of a structure file.
+
+    With ``chain_id=None`` this is the first protein chain in file order, which for PDB files is the first
+    chain listed, and is what the reference's ``"detect"`` means (the chain of the first atom) whenever the
+    file starts with a protein chain. Use :func:`load_structure` to see all chains.
+    """
+    complex_ = load_structure(path, model=model, chains=None if chain_id is None else [chain_id])
+    return complex_.chains[0]
+
+
+# ---- writing ---------------------------------------------------------------------------------------------
+# Atoms in each residue are written N, CA, C, O, CB, side chain, OXT (the PDB convention), not atom37 order.
+_WRITE_ORDER = np.array([RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB, *range(5, RC.N_ATOM37)])
+_ATOM_NAMES = np.array(RC.ATOM37_NAMES)
+
+
+def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
+    if isinstance(obj, ProteinChain):
+        return (obj,)
+    if isinstance(obj, ProteinComplex):
+        return obj.chains
+    raise TypeError(f"expected a ProteinChain or ProteinComplex, got {type(obj).__name__}")
+
+
+def to_atom_array(obj: Structure) -> object:
+    """A biotite ``AtomArray`` of the present atoms (modified residues under their parent's name)."""
+    import biotite.structure as struc  # noqa: PLC0415
+
+    parts = []
+    for chain in _chains_of(obj):
+        residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
+        slot = _WRITE_ORDER[column]
+        n = len(residue)
+        arr = struc.AtomArray(n)
+        arr.coord = chain.atom37[residue, slot]
+        arr.chain_id = np.full(n, chain.chain_id)
+        arr.res_id = chain.residue_index[residue]
+        arr.ins_code = chain.insertion_code[residue]
+        names = np.array([RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3")
+        arr.res_name = names[residue] if n else np.zeros(0, "<U3")
+        arr.hetero = np.zeros(n, dtype=bool)
+        arr.atom_name = _ATOM_NAMES[slot]
+        arr.element = np.array([name[0] for name in RC.ATOM37_NAMES])[slot]
+        b_factor = chain.b_factor[residue, slot].astype(np.float64)
+        arr.set_annotation("b_factor", np.nan_to_num(b_factor, nan=0.0))
+        arr.set_annotation("occupancy", np.ones(n))
+        parts.append(arr)
+    array = parts[0]
+    for part in parts[1:]:
+        array += part
+    if array.array_length() == 0:
+        raise InputError(f"{getattr(obj, 'name', '') or 'structure'}: no atoms to write (every atom is missing)")
+    return array
+
+
+def _check_pdb_limits(obj: Structure) -> None:
+    for chain in _chains_of(obj):
+        if len(chain.chain_id) > 1:
+            raise InputError(
+                f"chain id {chain.chain_id!r} does not fit the PDB format's one character; write mmCIF (.cif)"
+            )
+        coords = chain.atom37[chain.atom37_mask]
+        if coords.size and (coords.min() < _PDB_COORD_MIN or coords.max() > _PDB_COORD_MAX):
+            raise InputError(
+                f"chain {chain.chain_id!r}: coordinates outside [{_PDB_COORD_MIN}, {_PDB_COORD_MAX}] do not fit "
+                "the PDB format; write mmCIF (.cif)"
+            )
+
+
+def to_pdb_string(obj: Structure) -> str:
+    """PDB-format text: ATOM records (B-factor column = ``b_factor``, e.g. pLDDT), TER per chain, END."""
+    from biotite.structure.io.pdb import PDBFile  # noqa: PLC0415
+
+    _check_pdb_limits(obj)
+    pdb = PDBFile()
+    pdb.set_structure(to_atom_array(obj))
+    lines: list[str] = []
+    previous_chain = None
+    for line in pdb.lines:
+        chain = line[21] if line.startswith("ATOM") else None
+        if previous_chain is not None and chain != previous_chain:
+            lines.append("TER")
+        lines.append(line)
+        previous_chain = chain
+    if previous_chain is not None:
+        lines.append("TER")
+    lines.append("END")
+    return "\n".join(lines) + "\n"
+
+
+def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
+    if fmt == "pdb":
+        return to_pdb_string(obj).encode("ascii")
+    from biotite.structure.io import pdbx  # noqa: PLC0415
+
+    block = (obj.name if isinstance(obj, (ProteinChain, ProteinComplex)) else "") or "structure"
+    array = to_atom_array(obj)
+    if fmt == "cif":
+        cif = pdbx.CIFFile()
+        pdbx.set_structure(cif, array, data_block=block)
+        text = io.StringIO()
+        cif.write(text)
+        return text.getvalue().encode("utf-8")
+    bcif = pdbx.BinaryCIFFile()
+    pdbx.set_structure(bcif, array, data_block=block)
+    binary = io.BytesIO()
+    bcif.write(binary)
+    return binary.getvalue()
+
+
+def write_structure(obj: Structure, path: PathLike, format: StructureFormat | None = None) -> None:
+    """Write a chain or complex to ``path`` atomically; the format comes from the suffix unless given.
+
+    ``.pdb``/``.ent`` -> PDB, ``.cif``/``.mmcif`` -> mmCIF, ``.bcif`` -> BinaryCIF; a trailing ``.gz``
+    compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0.
+
+    Raises:
+        InputError: unknown format, or data the format cannot hold (long chain ids or huge coordinates in PDB).
+    """
+    target = Path(path)
+    suffix_format, gz = _suffix_format(target)
+    fmt = format or suffix_format
+    if fmt not in ("pdb", "cif", "bcif"):
+        raise InputError(
+            f"{target}: cannot tell the output format from the suffix; use one of "
+            + ", ".join(sorted(SUFFIX_FORMATS))
+            + " (optionally + .gz) or pass format='pdb'|'cif'|'bcif'"
+        )
+    data = _to_bytes(obj, fmt)
+    if gz:
+        data = gzip.compress(data, mtime=0)
+    atomic_write_bytes(target, data)

@@ -1,0 +1,174 @@
+"""Bad input raises StructureFileError naming the file and the problem (and the line, for PDB records)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from structure_helpers import DERIVED, STRUCTURES
+
+from openesm3.errors import OpenESM3Error, StructureFileError
+from openesm3.structure import load_chain, load_structure
+
+
+def _pdb_text() -> str:
+    return gzip.decompress((STRUCTURES / "2ZTA.pdb.gz").read_bytes()).decode()
+
+
+def _replace_line(text: str, index: int, new: str) -> tuple[str, int]:
+    """Replace the ``index``-th ATOM line; return the text and its 1-based line number."""
+    lines = text.splitlines()
+    atom_lines = [i for i, line in enumerate(lines) if line.startswith("ATOM")]
+    lines[atom_lines[index]] = new
+    return "\n".join(lines) + "\n", atom_lines[index] + 1
+
+
+def _atom_line(index: int) -> str:
+    return [line for line in _pdb_text().splitlines() if line.startswith("ATOM")][index]
+
+
+def _expect(path: Path, *fragments: str, **kwargs: object) -> StructureFileError:
+    with pytest.raises(StructureFileError) as info:
+        load_structure(path, **kwargs)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert isinstance(info.value, OpenESM3Error)
+    return info.value
+
+
+@pytest.mark.parametrize(("name", "data"), [("empty.pdb", b""), ("blank.cif", b"\n  \n"), ("empty.pdb.gz", None)])
+def test_empty_files(tmp_path: Path, name: str, data: bytes | None) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(b"") if data is None else data)
+    _expect(path, "empty file")
+
+
+def test_no_protein_residues_names_what_was_found(tmp_path: Path) -> None:
+    waters = [line for line in _pdb_text().splitlines() if line.startswith("HETATM") and "HOH" in line]
+    ligand = "HETATM 9999  S   SO4 A 901      10.000  10.000  10.000  1.00 20.00           S"
+    path = tmp_path / "waters.pdb"
+    path.write_text("\n".join([*waters, ligand]) + "\nEND\n")
+    _expect(path, "no protein residues", "HOH", "SO4")
+
+
+def test_only_a_free_amino_acid_ligand(tmp_path: Path) -> None:
+    lines = gzip.decompress((STRUCTURES / "1jhg.pdb.gz").read_bytes()).decode().splitlines()
+    trp = [line for line in lines if line.startswith("HETATM") and line[17:20] == "TRP"]
+    path = tmp_path / "trp.pdb"
+    path.write_text("\n".join(trp) + "\n")
+    _expect(path, "no protein residues", "TRP", "ligands")
+
+
+def test_truncated_record_gives_the_line(tmp_path: Path) -> None:
+    text, line_no = _replace_line(_pdb_text(), 10, _atom_line(10)[:40])
+    path = tmp_path / "truncated.pdb"
+    path.write_text(text)
+    _expect(path, f"line {line_no}", "truncated ATOM record")
+
+
+def test_file_cut_in_the_middle_of_a_record(tmp_path: Path) -> None:
+    text = _pdb_text()
+    cut = text.index(_atom_line(30)) + 35
+    path = tmp_path / "cut.pdb"
+    path.write_text(text[:cut])
+    _expect(path, "truncated ATOM record")
+
+
+@pytest.mark.parametrize(
+    ("columns", "bad", "what"),
+    [
+        ((30, 38), "  12.3x5", "x coordinate '12.3x5' is not a number"),
+        ((46, 54), "     nan", "z coordinate 'nan' is not finite"),
+        ((54, 60), "  1.x0", "occupancy '1.x0' is not a number"),
+        ((22, 26), "  1?", "residue number '1?' is not an integer"),
+        ((38, 46), "        ", "y coordinate (blank) is not a number"),
+    ],
+)
+def test_non_numeric_fields_give_the_line(tmp_path: Path, columns: tuple[int, int], bad: str, what: str) -> None:
+    line = _atom_line(7)
+    text, line_no = _replace_line(_pdb_text(), 7, line[: columns[0]] + bad + line[columns[1] :])
+    path = tmp_path / "bad.pdb"
+    path.write_text(text)
+    _expect(path, f"line {line_no}", what)
+
+
+def test_unknown_chain_lists_the_available_ones() -> None:
+    path = STRUCTURES / "2ZTA.pdb.gz"
+    _expect(path, "chain 'Z' not found", "protein chains: 'A', 'B'", chains=["Z"])
+    with pytest.raises(StructureFileError, match="chain 'Q' not found"):
+        load_chain(path, "Q")
+
+
+def test_empty_chain_selection() -> None:
+    _expect(STRUCTURES / "2ZTA.pdb.gz", "no chain ids given", "'A', 'B'", chains=[])
+
+
+@pytest.mark.parametrize("model", [0, 2, -1])
+def test_unknown_model(model: int) -> None:
+    _expect(STRUCTURES / "2ZTA.pdb.gz", f"model {model} not found", "1 model(s)", model=model)
+
+
+def test_unknown_model_in_a_two_model_file() -> None:
+    _expect(DERIVED / "1a62_two_models.cif", "model 3 not found", "2 model(s)", model=3)
+
+
+def test_unknown_format(tmp_path: Path) -> None:
+    path = tmp_path / "protein.xyz"
+    path.write_text(">sp|P1|X\nMKTAYIAKQRQISFVKSHFSRQ\n")
+    _expect(path, "unknown format")
+
+
+def test_text_that_is_not_pdb_under_a_pdb_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "protein.pdb"
+    path.write_text(">sp|P1|X\nMKTAYIAKQRQISFVKSHFSRQ\n")
+    _expect(path, "no atom records")
+
+
+def test_damaged_gzip(tmp_path: Path) -> None:
+    data = (STRUCTURES / "2ZTA.pdb.gz").read_bytes()
+    path = tmp_path / "cut.pdb.gz"
+    path.write_bytes(data[: len(data) // 2])
+    _expect(path, "damaged gzip")
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    _expect(tmp_path / "nope.pdb", "no such file")
+    _expect(tmp_path, "is a directory")
+
+
+def test_truncated_mmcif(tmp_path: Path) -> None:
+    text = (DERIVED / "1a62.cif").read_text()
+    rows = [i for i, line in enumerate(text.splitlines()) if line.startswith("ATOM")]
+    cut = "\n".join(text.splitlines()[: rows[40]]) + "\nATOM N N . ASN A 1 2"  # a row cut short
+    path = tmp_path / "cut.cif"
+    path.write_text(cut + "\n")
+    _expect(path, "mmCIF")
+
+
+def test_non_numeric_mmcif_coordinate_gives_the_row(tmp_path: Path) -> None:
+    lines = (DERIVED / "1a62.cif").read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))]
+    fields = lines[rows[4]].split()
+    x_column = 15  # group_PDB ... Cartn_x is the 16th column written by biotite (see the file header)
+    assert fields[x_column] == "19.631"
+    fields[x_column] = "12.3x5"
+    lines[rows[4]] = " ".join(fields)
+    path = tmp_path / "bad.cif"
+    path.write_text("\n".join(lines) + "\n")
+    _expect(path, "atom_site row 5", "Cartn_x '12.3x5' is not a number")
+
+
+def test_mmcif_without_atoms(tmp_path: Path) -> None:
+    path = tmp_path / "header_only.cif"
+    path.write_text("data_X\n_entry.id X\n")
+    _expect(path, "no atom_site")
+
+
+def test_truncated_binarycif(tmp_path: Path) -> None:
+    data = (DERIVED / "1a62.bcif").read_bytes()
+    path = tmp_path / "cut.bcif"
+    path.write_bytes(data[: len(data) // 3])
+    _expect(path, "BinaryCIF")

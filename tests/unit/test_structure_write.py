@@ -1,0 +1,120 @@
+"""Writing structures: read-write-read round trips in every format, B-factor column, limits, atomic output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from structure_helpers import STRUCTURES, assert_same_chains
+
+from openesm3.errors import InputError
+from openesm3.structure import ProteinChain, ProteinComplex, load_chain, load_structure, write_structure
+
+ROUND_TRIP_FILES = [
+    "1a62.pdb.gz",  # MSE (written back as MET)
+    "1orc.pdb.gz",  # insertion codes
+    "1AM7.pdb.gz",  # three chains, HETATM TRN inside them
+    "1H7M.pdb.gz",  # residues with missing atoms (a lone C), numbering -2, -1, 1
+    "localunfolding__trp-cage-cage__2JOF_A.pdb.gz",  # backbone only
+    "1aac.pdb.gz",  # alternate locations
+]
+SUFFIXES = [".pdb", ".pdb.gz", ".cif", ".mmcif.gz", ".bcif", ".bcif.gz", ".ent"]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("file", ROUND_TRIP_FILES)
+def test_read_write_read_round_trip(tmp_path: Path, file: str, suffix: str) -> None:
+    original = load_structure(STRUCTURES / file)
+    target = tmp_path / f"out{suffix}"
+    write_structure(original, target)
+    again = load_structure(target)
+    assert_same_chains(original, again, atol=1e-3)
+    for x, y in zip(original.chains, again.chains):
+        # B-factors survive with the precision of the format (2 decimals in PDB).
+        np.testing.assert_allclose(x.b_factor[x.atom37_mask], y.b_factor[y.atom37_mask], atol=5e-3)
+
+
+def test_second_round_trip_is_exact_in_pdb(tmp_path: Path) -> None:
+    once = tmp_path / "once.pdb"
+    twice = tmp_path / "twice.pdb"
+    load_structure(STRUCTURES / "1orc.pdb.gz").to_pdb(once)
+    load_structure(once).to_pdb(twice)
+    assert once.read_text() == twice.read_text()
+
+
+def test_pdb_string_layout_and_b_factor_column_holds_plddt() -> None:
+    complex_ = load_structure(STRUCTURES / "2ZTA.pdb.gz")
+    plddt = np.linspace(0.0, 99.0, len(complex_["A"]), dtype=np.float32)
+    chain_a = complex_["A"].with_b_factor(plddt)
+    text = ProteinComplex((chain_a, complex_["B"])).to_pdb_string()
+    lines = text.splitlines()
+    assert lines[0].startswith("ATOM") and lines[-1] == "END"
+    ter = [i for i, line in enumerate(lines) if line == "TER"]
+    assert len(ter) == 2  # one after each chain
+    assert lines[ter[0] - 1][21] == "A" and lines[ter[0] + 1][21] == "B"
+    ca_lines = [line for line in lines if line[12:16] == " CA " and line[21] == "A"]
+    written = np.array([float(line[60:66]) for line in ca_lines])
+    np.testing.assert_allclose(written, plddt[chain_a.atom37_mask[:, 1]], atol=5e-3)
+    # Atoms are in PDB order inside a residue: N, CA, C, O, then side chain.
+    assert [line[12:16].strip() for line in lines[:5]] == ["N", "CA", "C", "O", "CB"]
+
+
+def test_modified_residues_are_written_as_their_parent(tmp_path: Path) -> None:
+    chain = load_chain(STRUCTURES / "1a62.pdb.gz")
+    text = chain.to_pdb_string()
+    assert "MSE" not in text and " SD  MET A   1" in text
+    back = tmp_path / "back.pdb"
+    chain.to_pdb(back)
+    again = load_chain(back)
+    assert again.sequence == chain.sequence and again.residue_name[0] == "MET"
+
+
+def test_chain_writers_and_explicit_format(tmp_path: Path) -> None:
+    chain = load_chain(STRUCTURES / "1orc.pdb.gz")
+    chain.to_mmcif(tmp_path / "a.cif")
+    chain.write(tmp_path / "a.txt", format="bcif")
+    for path in (tmp_path / "a.cif", tmp_path / "a.txt"):
+        assert_same_chains(ProteinComplex((chain,)), load_structure(path))
+    assert (tmp_path / "a.cif").read_text().startswith("data_1orc")
+
+
+def test_from_atom37_chain_can_be_written_and_read(tmp_path: Path) -> None:
+    reference = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    chain = ProteinChain.from_atom37(reference.atom37, sequence=reference.sequence, b_factor=0.5)
+    chain.to_pdb(tmp_path / "x.pdb")
+    again = load_chain(tmp_path / "x.pdb")
+    assert again.sequence == reference.sequence
+    np.testing.assert_array_equal(again.residue_index, np.arange(1, len(chain) + 1))
+    np.testing.assert_allclose(again.b_factor[again.atom37_mask], 0.5)
+
+
+def test_unknown_output_suffix_is_an_error(tmp_path: Path) -> None:
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    with pytest.raises(InputError, match=r"out\.xyz: cannot tell the output format"):
+        write_structure(chain, tmp_path / "out.xyz")
+    assert not (tmp_path / "out.xyz").exists()
+
+
+def test_pdb_limits_are_errors_and_leave_existing_files_untouched(tmp_path: Path) -> None:
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    target = tmp_path / "keep.pdb"
+    target.write_text("previous content\n")
+    from dataclasses import replace  # noqa: PLC0415
+
+    with pytest.raises(InputError, match="chain id 'AB'.*mmCIF"):
+        write_structure(replace(chain, chain_id="AB"), target)
+    far = replace(chain, atom37=chain.atom37 + np.float32(20000.0))
+    with pytest.raises(InputError, match="coordinates outside"):
+        write_structure(far, target)
+    assert target.read_text() == "previous content\n"
+    # mmCIF holds both.
+    write_structure(replace(far, chain_id="AB"), tmp_path / "long.cif")
+    again = load_chain(tmp_path / "long.cif")
+    assert again.chain_id == "AB"
+    np.testing.assert_allclose(again.atom37[again.atom37_mask], far.atom37[far.atom37_mask], atol=1e-3)
+
+
+def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
+    load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]
