@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from biotite.structure.io.pdb import PDBFile
-from tests.conftest import TEST_DATA, shared_data
 
 from openesm3 import constants as C
 from openesm3.config import STRUCTURE_ENCODER_TINY
 from openesm3.geometry.rigid import Rigid
 from openesm3.models.structure_encoder import StructureEncoder, find_neighbourhoods, knn_cost
+from tests.conftest import TEST_DATA, shared_data
 
 
 def backbone(name: str, chain: str | None = None) -> torch.Tensor:
