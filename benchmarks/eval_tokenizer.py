@@ -23,20 +23,11 @@ from pathlib import Path
 
 import torch
 
-from openesm3.checkpoints.format import load_pretrained
-from openesm3.models.structure_decoder import StructureDecoder
-from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.checkpoints.bundled import load_structure_tokenizer
 from openesm3.training.config import IngestConfig
 from openesm3.training.data import INDEX_FILE, ProteinDataset
 from openesm3.training.ingest import ingest_structures
 from openesm3.training.tokenizer.evaluate import round_trip, summarize
-
-
-def load_tokenizer(weights: Path) -> tuple[StructureEncoder, StructureDecoder]:
-    encoder, _ = load_pretrained(weights / "encoder", expected_type="structure_encoder")
-    decoder, _ = load_pretrained(weights / "decoder", expected_type="structure_decoder")
-    assert isinstance(encoder, StructureEncoder) and isinstance(decoder, StructureDecoder)
-    return encoder, decoder
 
 
 def open_dataset(data: Path, tmp: Path) -> ProteinDataset:
@@ -49,7 +40,7 @@ def open_dataset(data: Path, tmp: Path) -> ProteinDataset:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, help="encoder/ + decoder/ directory (default: the bundled tokenizer)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/dev"))
     parser.add_argument("--split", default="valid")
     parser.add_argument("--max-proteins", type=int, default=0)
@@ -57,7 +48,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    encoder, decoder = load_tokenizer(args.weights)
+    encoder, decoder = load_structure_tokenizer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = open_dataset(args.data, Path(tmp))
         rows = [i for i, s in enumerate(dataset.splits) if s == args.split or args.split == "all"]
@@ -85,7 +76,7 @@ def main() -> int:
     n_codes = encoder.config.n_codes
     summary = dataclasses.asdict(summarize(results, n_codes))
     report = {
-        "weights": str(args.weights),
+        "weights": str(args.weights or "bundled"),
         "split": args.split,
         "seconds": round(elapsed, 1),
         "threads": args.threads,

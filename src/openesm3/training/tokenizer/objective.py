@@ -1,8 +1,10 @@
 """The training objective of each tokenizer stage: ``loss_fn(model, batch) -> (loss, metrics)`` for the generic loop.
 
 Stage 1 (paper A.1.7.3.1): backbone distance + backbone direction + binned direction + distogram + inverse folding
-+ commitment. Stage 2 (A.1.7.3.2): backbone distance + direction, pLDDT, PAE and, when the batch has side chains,
-the all-atom distance + direction and torsion losses (stage 2A with the confidence heads of 2B). Metrics add the
++ commitment. Stage 2 (A.1.7.3.2): backbone distance + direction, binned direction + distogram (kept: the paper says
+they bootstrap early training, and the stage-2 decoder starts from scratch), pLDDT, PAE and, for proteins decoded
+with their sequence, the all-atom distance + direction and torsion losses (stage 2A with the confidence heads of
+2B). Metrics add the
 CA RMSD after superposition, lDDT-CA and the codebook's usage perplexity, so learning curves show reconstruction
 quality, not only losses.
 """
@@ -80,11 +82,11 @@ class TokenizerObjective:
             pair = fwd.decoder.pair_logits
             assert pair is not None
             distogram, directions, pae = PairwiseHead.split(fwd.residues(pair).float())
+            if w.distogram:
+                terms["distogram"] = L.distogram_loss(distogram, true, mask)
+            if w.binned_direction:
+                terms["binned_direction"] = L.binned_direction_loss(directions, true, mask)
             if inner.stage == 1:
-                if w.distogram:
-                    terms["distogram"] = L.distogram_loss(distogram, true, mask)
-                if w.binned_direction:
-                    terms["binned_direction"] = L.binned_direction_loss(directions, true, mask)
                 if w.inverse_folding and fwd.sequence_logits is not None:
                     terms["inverse_folding"] = L.inverse_folding_loss(
                         fwd.sequence_logits.float(), batch.sequence_tokens, mask
