@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import TEST_DATA
+from tests.conftest import TEST_DATA
 
 STRUCTURES = TEST_DATA / "structures"
 DERIVED = STRUCTURES / "derived"

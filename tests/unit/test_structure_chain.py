@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from structure_helpers import STRUCTURES
 
 from openesm3.errors import InputError
 from openesm3.structure import ProteinChain, ProteinComplex, load_chain, load_structure
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.chain import gram_schmidt
+from tests.unit.structure_helpers import STRUCTURES
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:

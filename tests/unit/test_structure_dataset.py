@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_data
 from openesm3.structure import ProteinChain, load_structure
 from openesm3.structure import residue_constants as RC
+from tests.conftest import shared_data
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 

@@ -6,10 +6,10 @@ import gzip
 from pathlib import Path
 
 import pytest
-from structure_helpers import DERIVED, STRUCTURES
 
 from openesm3.errors import OpenESM3Error, StructureFileError
 from openesm3.structure import load_chain, load_structure
+from tests.unit.structure_helpers import DERIVED, STRUCTURES
 
 
 def _pdb_text() -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from structure_helpers import DERIVED, STRUCTURES, assert_same_chains, pdb_lines, raw_atom
 
 from openesm3.structure import load_chain, load_structure, sniff_format, structure_name
 from openesm3.structure import residue_constants as RC
+from tests.unit.structure_helpers import DERIVED, STRUCTURES, assert_same_chains, pdb_lines, raw_atom
 
 # Sequence of 1a62 chain A as listed in ../shared/data/dev/manifest.tsv (MSE read as M).
 SEQ_1A62 = (

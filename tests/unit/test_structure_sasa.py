@@ -9,10 +9,10 @@ import biotite.structure as struc
 import numpy as np
 import pytest
 from biotite.structure.io import pdb
-from structure_helpers import STRUCTURES
 
 from openesm3.structure import ProteinChain, load_chain, relative_sasa
 from openesm3.structure import residue_constants as RC
+from tests.unit.structure_helpers import STRUCTURES
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from structure_helpers import STRUCTURES, assert_same_chains
 
 from openesm3.errors import InputError
 from openesm3.structure import ProteinChain, ProteinComplex, load_chain, load_structure, write_structure
+from tests.unit.structure_helpers import STRUCTURES, assert_same_chains
 
 ROUND_TRIP_FILES = [
     "1a62.pdb.gz",  # MSE (written back as MET)

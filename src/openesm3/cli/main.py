@@ -17,7 +17,11 @@ from openesm3 import __version__
 from openesm3.errors import OpenESM3Error
 
 # Subcommand modules, in the order --help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("build-function-vocab", "train-tokenizer")
+COMMAND_MODULES: tuple[str, ...] = (
+    "featurize",
+    "build-function-vocab",
+    "train-tokenizer",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

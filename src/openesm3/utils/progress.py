@@ -45,6 +45,7 @@ class Progress:
         self.postfix = ""
         self._start = time.monotonic()
         self._last_draw = 0.0
+        self._drawn_n = -1
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
@@ -74,6 +75,7 @@ class Progress:
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
+        self._drawn_n = self.n
         if self.disable:
             return
         if self._tty:
@@ -83,7 +85,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if not self.disable and self.n:
+        if not self.disable and self.n and self._drawn_n != self.n:
             self._draw(time.monotonic())
             if self._tty:
                 self.stream.write("\n")
