@@ -53,11 +53,13 @@ class TokenizerForward:
     sequence_given: Tensor
 
     def residues(self, x: Tensor) -> Tensor:
-        """Slice a decoder tensor [B, L + 2, ...] (or a pair tensor [B, L + 2, L + 2, ...]) to the residues."""
+        """Slice a per-token decoder tensor [B, L + 2, ...] to the residues [B, L, ...]."""
+        return x[:, 1 : self.tokens.shape[1] + 1]
+
+    def residue_pairs(self, x: Tensor) -> Tensor:
+        """Slice a pair decoder tensor [B, L + 2, L + 2, ...] to the residue pairs [B, L, L, ...]."""
         length = self.tokens.shape[1]
-        if x.dim() >= 3 and x.shape[2] == length + 2:
-            return x[:, 1 : length + 1, 1 : length + 1]
-        return x[:, 1 : length + 1]
+        return x[:, 1 : length + 1, 1 : length + 1]
 
 
 def decoder_tokens(tokens: Tensor, residue_mask: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

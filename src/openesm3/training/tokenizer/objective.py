@@ -81,7 +81,7 @@ class TokenizerObjective:
                 terms["backbone_direction"] = L.backbone_direction_loss(pred, true, mask)
             pair = fwd.decoder.pair_logits
             assert pair is not None
-            distogram, directions, pae = PairwiseHead.split(fwd.residues(pair).float())
+            distogram, directions, pae = PairwiseHead.split(fwd.residue_pairs(pair).float())
             if w.distogram:
                 terms["distogram"] = L.distogram_loss(distogram, true, mask)
             if w.binned_direction:
