@@ -69,6 +69,7 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int) -> 
     torch.set_num_threads(threads)
     from esm.models.vqvae import StructureTokenDecoder, StructureTokenEncoder
 
+    from openesm3.checkpoints.format import load_state_dict_strict
     from openesm3.checkpoints.official import VQVAE_KEY_MAP_FUNCTIONS, official_to_ours
     from openesm3.config import STRUCTURE_DECODER_V0, STRUCTURE_ENCODER_V0
     from openesm3.models.structure_decoder import StructureDecoder
@@ -99,9 +100,11 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int) -> 
         if impl == "reference":
             run = lambda: ref.decode(tokens)  # noqa: E731
         else:
-            model = StructureDecoder(STRUCTURE_DECODER_V0).eval()
+            with torch.device("meta"):  # share the reference's tensors (assign): one copy of the weights in memory
+                model = StructureDecoder(STRUCTURE_DECODER_V0).eval()
             key_map = VQVAE_KEY_MAP_FUNCTIONS["structure_decoder"](STRUCTURE_DECODER_V0)
-            model.load_state_dict(official_to_ours(ref.state_dict(), key_map, source="reference"))
+            load_state_dict_strict(model, official_to_ours(ref.state_dict(), key_map, source="reference"),
+                                   source="reference")  # fmt: skip
             del ref
             run = lambda: model(tokens)  # noqa: E731
     times = []
@@ -141,8 +144,9 @@ def main() -> int:
                 row[impl] = json.loads(out.strip().splitlines()[-1])
                 results.append(row[impl])
             ref, ours = row["reference"], row["openesm3"]
-            print(f"{network:8} {length:>4} {ref['median_s']:>12.3f} {ours['median_s']:>11.3f} "
-                  f"{ref['median_s'] / ours['median_s']:>8.2f}x {ref['peak_rss_gb']:>7.2f}/{ours['peak_rss_gb']:<7.2f}")  # fmt: skip
+            speedup = ref["median_s"] / ours["median_s"]
+            print(f"{network:8} {length:>4} {ref['median_s']:>12.3f} {ours['median_s']:>11.3f} {speedup:>8.2f}x "
+                  f"{ref['peak_rss_gb']:>7.2f}/{ours['peak_rss_gb']:<7.2f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -77,3 +77,37 @@ def test_function_decoder_logits_match_reference(decoders) -> None:  # noqa: ANN
     # pad / <none> rows decode to the same (all-zero input) vector, LSH rows to their own
     assert torch.equal(got.interpro_logits[0], got.interpro_logits[8 + 2])
     assert (got.interpro_logits[1] - got.interpro_logits[8]).abs().max() > 1e-3
+
+
+def test_decoded_annotations_match_reference(decoders, esm_reference, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Same InterPro/keyword ranges as the official decode() and the same labelled list as the SDK's
+    decode_function_tokens (keywords, then "name (IPR id)")."""
+    import subprocess
+    import sys
+
+    from esm.tokenization.function_tokenizer import InterProQuantizedTokenizer
+    from esm.utils.function.encode_decode import decode_function_tokens
+
+    from openesm3.generation.function_tokens import decode_function_annotations
+    from openesm3.tokenizers.vocabulary import FunctionVocabulary
+    from tests.conftest import SHARED_DATA, shared_data
+
+    ref, ours = decoders
+    # The official tokenizer needs LSH hyperplanes, absent here: seeded stand-ins (unused by decoding).
+    tool = SHARED_DATA.parent / "tools" / "make_reference_standin_data.py"
+    subprocess.run([sys.executable, str(tool), str(tmp_path)], check=True, capture_output=True)
+    monkeypatch.chdir(tmp_path)
+    tokenizer = InterProQuantizedTokenizer()
+    vocabulary = FunctionVocabulary.load(shared_data("annotations", "esm3_function_vocab"), with_hyperplanes=False)
+    tokens = function_tokens()
+    with torch.no_grad():
+        expected = ref.decode(tokens, tokenizer=tokenizer)
+    got = decode_function_annotations(tokens, ours, vocabulary, name_interpro=False)
+    as_tuples = lambda anns: [(a.label, a.start, a.end) for a in anns]  # noqa: E731
+    n_kw = len(expected["function_keywords"])
+    assert as_tuples(got[:n_kw]) == as_tuples(expected["function_keywords"])
+    assert as_tuples(got[n_kw:]) == as_tuples(expected["interpro_annotations"])
+    assert n_kw >= 3 and len(expected["interpro_annotations"]) >= 3  # the comparison is not vacuous
+    with torch.no_grad():
+        sdk = decode_function_tokens(tokens, function_token_decoder=ref, function_tokens_tokenizer=tokenizer)
+    assert as_tuples(decode_function_annotations(tokens, ours, vocabulary)) == as_tuples(sdk)

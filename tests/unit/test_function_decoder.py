@@ -64,3 +64,36 @@ def test_residues_are_decoded_independently_and_shapes() -> None:
 def test_wrong_depth() -> None:
     with pytest.raises(ValueError, match="function tokens"):
         randomized_function_decoder()(torch.zeros(3, 7, dtype=torch.long))
+
+
+def test_decode_function_annotations_plumbing() -> None:
+    import numpy as np
+
+    from openesm3.generation.function_tokens import decode_function_annotations
+    from openesm3.tokenizers.vocabulary import FunctionVocabulary, InterProEntry
+
+    cfg = FUNCTION_DECODER_TINY
+    model = randomized_function_decoder()
+    with torch.no_grad():  # outputs = biases only: every decodable row predicts the same classes
+        for head in (model.interpro_head, model.keyword_head):
+            head.proj_out.weight.zero_()
+            head.proj_out.bias.fill_(-5.0)
+        model.interpro_head.proj_out.bias[3] = -2.0  # sigmoid 0.12 >= 0.1
+        model.interpro_head.proj_out.bias[4] = -2.3  # sigmoid 0.09 < 0.1
+        model.keyword_head.proj_out.bias[7] = 0.1  # sigmoid 0.52 >= 0.5
+    entries = tuple(InterProEntry(f"IPR{i:06d}", "Domain", f"entry {i}") for i in range(cfg.n_interpro))
+    vocab = FunctionVocabulary(
+        keywords=tuple(f"word {i}" for i in range(cfg.n_keywords)), idf=np.ones(cfg.n_keywords),
+        entries=entries, interpro_keywords={}, hyperplanes=None,
+    )  # fmt: skip
+    lsh = torch.randint(4, 260, (1, 8), generator=torch.Generator().manual_seed(3))
+    rows = [torch.zeros(1, 8, dtype=torch.long)] + [lsh] * 6 + [torch.full((1, 8), 3)] * 3 + [lsh] * 3
+    rows += [torch.zeros(1, 8, dtype=torch.long)] + [lsh] * 4 + [torch.zeros(1, 8, dtype=torch.long)]
+    tokens = torch.cat(rows)  # BOS, 6 lsh (1-6), 3 <none> (7-9), 3 lsh (10-12), pad (13), 4 lsh (14-17), EOS
+    got = decode_function_annotations(tokens, model, vocab)
+    # gap 7-9 (3 positions) merges, gap 13 merges; one range 1..17 per firing label; keywords first
+    assert [(a.label, a.start, a.end) for a in got] == [("word 7", 1, 17), ("entry 3 (IPR000003)", 1, 17)]
+    short = decode_function_annotations(tokens[:5], model, vocab)  # positions 1-4 only: below the minimum length 5
+    assert short == []
+    raw = decode_function_annotations(tokens, model, vocab, name_interpro=False, gap_merge=None, min_length=None)
+    assert ("IPR000003", 1, 6) in [(a.label, a.start, a.end) for a in raw]

@@ -155,3 +155,14 @@ def test_too_long_and_missing_eos_in_padded_row() -> None:
         model(batch, mask=mask)
     with pytest.raises(InputError, match="integers"):
         model(tokens(8).float())
+
+
+def test_chunked_pair_head_equals_whole() -> None:
+    model = randomized_decoder(5)
+    t = tokens(40, chainbreak_at=17)
+    with torch.no_grad():
+        whole = model(t, return_pair_logits=True)  # one pass over all pairs
+        model.pair_chunk = 7 * 42  # 7 rows per chunk, the last chunk shorter
+        chunked = model(t)
+    assert (whole.pae - chunked.pae).abs().max() < 1e-5
+    assert (whole.ptm - chunked.ptm).abs().max() < 1e-6

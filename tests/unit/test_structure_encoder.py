@@ -168,3 +168,18 @@ def test_batched_with_padding_equals_single() -> None:
 def test_bad_coordinate_shape() -> None:
     with pytest.raises(ValueError, match="coords"):
         randomized_encoder()(torch.zeros(1, 5, 2, 3))
+
+
+def test_training_path_equals_inference_path_and_backpropagates() -> None:
+    model = randomized_encoder(4)
+    coords = backbone("1a62.pdb.gz")[None, :60]
+    with torch.no_grad():
+        inference = model(coords)
+    out = model(coords)  # grad enabled: the out-of-place branch of the geometric attention
+    assert (out.z - inference.z).abs().max() < 1e-5  # fp32 rounding (kernels differ with autograd)
+    assert torch.equal(out.tokens, inference.tokens)
+    (out.z_q.square().mean() + out.commitment_loss).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert grads["blocks.0.geom_attn.distance_scale"].abs().sum() > 0
+    assert grads["relative_position.weight"].abs().sum() > 0

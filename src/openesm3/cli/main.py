@@ -20,6 +20,8 @@ from openesm3.errors import OpenESM3Error
 COMMAND_MODULES: tuple[str, ...] = (
     "featurize",
     "build-function-vocab",
+    "tokenize-structure",
+    "detokenize",
     "train-tokenizer",
 )
 

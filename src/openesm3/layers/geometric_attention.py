@@ -89,22 +89,25 @@ class GeometricAttention(nn.Module):
             # Layout (spec §5): first 9V features = 3V consecutive 3-vectors (q_rot | k_rot | v), rotated only; last
             # 6V = 2V 3-vectors (q_dist | k_dist), rotated and translated.
             rot_part, dist_part = p.split([9 * v_heads, 6 * v_heads], dim=-1)
-            rot_vecs = rot_part.reshape(b, length, 3 * v_heads, 3) @ rot_t
+            rot_vecs = rot_part.reshape(b, length, 3 * v_heads, 3) @ rot_t  # [B, L, 3V, 3]
             dist_vecs = dist_part.reshape(b, length, 2 * v_heads, 3) @ rot_t + frames.trans.float()[:, :, None, :]
-            q_rot, k_rot, value = rot_vecs.split(v_heads, dim=2)  # [B, L, V, 3]
-            q_dist, k_dist = dist_vecs.split(v_heads, dim=2)
-            q_rot, q_dist = q_rot[:, :n_q], q_dist[:, :n_q]
+            # One transposing copy per part, then per-head slices: [B, 3V, L, 3] and [B, 2V, L, 3].
+            rot_vecs, dist_vecs = rot_vecs.transpose(1, 2).contiguous(), dist_vecs.transpose(1, 2).contiguous()
+            q_rot, k_rot, value = rot_vecs.split(v_heads, dim=1)  # [B, V, L, 3]
+            q_dist, k_dist = dist_vecs.split(v_heads, dim=1)
+            q_rot, q_dist = q_rot[:, :, :n_q], q_dist[:, :, :n_q]
 
-            # [B, V, L, 3] (queries: [B, V, n_q, 3])
-            q_rot, k_rot, value, q_dist, k_dist = (t.transpose(1, 2) for t in (q_rot, k_rot, value, q_dist, k_dist))
-            directional = q_rot @ k_rot.transpose(-1, -2) / _SQRT3  # [B, V, n_q, L]
+            directional = q_rot @ k_rot.transpose(-1, -2)  # [B, V, n_q, L]
             # The plain Euclidean norm, not squared (the reference's docstring says squared, its code does not).
             # Computed directly from differences, not through |q|^2 + |k|^2 - 2 q.k, to avoid cancellation.
-            distance = torch.cdist(q_dist, k_dist, compute_mode="donot_use_mm_for_euclid_dist") / _SQRT3
+            distance = torch.cdist(q_dist, k_dist, compute_mode="donot_use_mm_for_euclid_dist")
             w_rot = F.softplus(self.rotation_scale.float())[None, :, None, None]
             w_dist = F.softplus(self.distance_scale.float())[None, :, None, None]
             bias = self.pair_bias(frame_mask, sequence_id, chain_id)[:, :, :n_q]
-            logits = w_rot * directional - w_dist * distance + bias
+            if torch.is_grad_enabled():
+                logits = w_rot * (directional / _SQRT3) - w_dist * (distance / _SQRT3) + bias
+            else:  # the same operations in the same order, in place: no new [B, V, n_q, L] buffers
+                logits = directional.div_(_SQRT3).mul_(w_rot).sub_(distance.div_(_SQRT3).mul_(w_dist)).add_(bias)
 
             attn = torch.softmax(logits, dim=-1)
             out = (attn @ value).transpose(1, 2)  # [B, n_q, V, 3], global frame

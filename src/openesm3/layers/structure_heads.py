@@ -80,9 +80,12 @@ class PairwiseHead(nn.Module):
         self.norm = nn.LayerNorm(pair_dim, eps=C.LAYER_NORM_EPS)
         self.linear2 = nn.Linear(pair_dim, self.n_outputs, bias=False)
 
-    def forward(self, x: Tensor, outputs: slice | None = None) -> Tensor:
-        """x [B, L, D] -> pair logits [B, L, L, n]; ``outputs`` selects a slice of the n outputs (default all)."""
+    def forward(self, x: Tensor, outputs: slice | None = None, rows: slice | None = None) -> Tensor:
+        """x [B, L, D] -> pair logits [B, L, L, n]; ``outputs`` selects a slice of the n outputs (default all),
+        ``rows`` a slice of the rows i (default all: [B, R, L, n] for R selected rows)."""
         q, k = self.down(x).chunk(2, dim=-1)  # [B, L, h] each
+        if rows is not None:
+            k = k[:, rows]
         prod = q[:, None, :, :] * k[:, :, None, :]  # [B, i, j, h] = q_j * k_i
         diff = q[:, None, :, :] - k[:, :, None, :]
         h = self.norm(F.gelu(self.linear1(torch.cat([prod, diff], dim=-1))))
@@ -125,22 +128,36 @@ def mask_pair_logits(logits: Tensor, residue_mask: Tensor) -> Tensor:
 
 def pae_from_logits(logits: Tensor, residue_mask: Tensor) -> Tensor:
     """Predicted aligned error [B, L, L] (Angstrom) from PAE logits [B, L, L, 64] (spec §7)."""
-    probs = torch.softmax(mask_pair_logits(logits, residue_mask), dim=-1)
-    return (probs * pae_bin_centres(logits.device)).sum(-1)
+    return pae_and_ptm(logits, residue_mask)[0]
 
 
 def ptm_from_logits(logits: Tensor, residue_mask: Tensor) -> Tensor:
-    """Predicted TM-score [B] from PAE logits [B, L, L, 64] (spec §7).
+    """Predicted TM-score [B] from PAE logits [B, L, L, 64] (spec §7); see :func:`pae_and_ptm`."""
+    return pae_and_ptm(logits, residue_mask)[1]
 
-    ``d0 = 1.24 (max(N, 19) - 15)^(1/3) - 1.8`` with N the number of residues of the row; per pair
+
+def pae_and_ptm(logits: Tensor, residue_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """PAE [B, L, L] and pTM [B] from PAE logits [B, L, L, 64], sharing one softmax (spec §7).
+
+    pTM: ``d0 = 1.24 (max(N, 19) - 15)^(1/3) - 1.8`` with N the number of residues of the row; per pair
     ``sum_b p_b / (1 + (centre_b / d0)^2)``; per row the mean over residue pairs (rows that are not residues score
     0); the maximum over rows.
     """
-    probs = torch.softmax(mask_pair_logits(logits, residue_mask), dim=-1)
-    n = residue_mask.sum(-1).float()  # [B]
+    pae, per_row = pae_and_ptm_rows(logits, residue_mask, residue_mask)
+    return pae, per_row.max(-1).values
+
+
+def pae_and_ptm_rows(logits: Tensor, row_mask: Tensor, residue_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """PAE [B, R, L] and the per-row pTM terms [B, R] of R query rows (a chunk of rows: logits [B, R, L, 64],
+    ``row_mask`` [B, R] the rows' residue mask, ``residue_mask`` [B, L] the whole row's). pTM = max over rows."""
+    pair_mask = row_mask[:, :, None] & residue_mask[:, None, :]
+    probs = torch.softmax(logits.float().masked_fill(~pair_mask[..., None], C.FLOAT32_MIN), dim=-1)
+    centres = pae_bin_centres(logits.device)
+    pae = (probs * centres).sum(-1)
+    n = residue_mask.sum(-1).float()  # [B] residues of the whole row
     d0 = 1.24 * (n.clamp_min(19) - 15) ** (1.0 / 3.0) - 1.8
-    f = 1.0 / (1.0 + (pae_bin_centres(logits.device)[None, :] / d0[:, None]) ** 2)  # [B, 64]
-    per_pair = (probs * f[:, None, None, :]).sum(-1)  # [B, L, L]
-    pair_mask = (residue_mask[:, :, None] & residue_mask[:, None, :]).float()
-    per_row = (per_pair * pair_mask).sum(-1) / (1e-10 + pair_mask.sum(-1))
-    return per_row.max(-1).values
+    f = 1.0 / (1.0 + (centres[None, :] / d0[:, None]) ** 2)  # [B, 64]
+    per_pair = (probs * f[:, None, None, :]).sum(-1)  # [B, R, L]
+    weight = pair_mask.float()
+    per_row = (per_pair * weight).sum(-1) / (1e-10 + weight.sum(-1))
+    return pae, per_row

@@ -23,9 +23,9 @@ from openesm3.layers.structure_heads import (
     AffineHead,
     PairwiseHead,
     backbone_from_frames,
-    pae_from_logits,
+    pae_and_ptm,
+    pae_and_ptm_rows,
     plddt_from_logits,
-    ptm_from_logits,
 )
 
 
@@ -107,6 +107,8 @@ class StructureDecoder(nn.Module):
         config: shapes and context length.
     """
 
+    pair_chunk: int = 1 << 20  # pairs per chunk of the pairwise head (memory bound; results do not depend on it)
+
     def __init__(self, config: StructureDecoderConfig = STRUCTURE_DECODER_V0) -> None:
         super().__init__()
         self.config = config
@@ -177,10 +179,10 @@ class StructureDecoder(nn.Module):
             residue_mask = residue_mask & mask
         if return_pair_logits:
             pair_logits = self.pairwise_head(x)
-            pae_logits = pair_logits[..., PairwiseHead.pae_slice()]
+            pae, ptm = pae_and_ptm(pair_logits[..., PairwiseHead.pae_slice()], residue_mask)
         else:
             pair_logits = None
-            pae_logits = self.pairwise_head(x, outputs=PairwiseHead.pae_slice())
+            pae, ptm = self._pae_and_ptm_chunked(x, residue_mask)
         return StructureDecoderOutput(
             frames=affine.frames,
             affine=affine.frames.to_tensor_12(),
@@ -188,8 +190,22 @@ class StructureDecoder(nn.Module):
             torsions=affine.torsions,
             plddt=plddt_from_logits(plddt_logits),
             plddt_logits=plddt_logits,
-            pae=pae_from_logits(pae_logits, residue_mask),
-            ptm=ptm_from_logits(pae_logits, residue_mask),
+            pae=pae,
+            ptm=ptm,
             pair_logits=pair_logits,
             features=x,
         )
+
+    def _pae_and_ptm_chunked(self, x: Tensor, residue_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """PAE [B, L, L] and pTM [B] computing the pair features of at most ``pair_chunk`` pairs per row at a time
+        (the [B, L, L, 128] intermediates would need gigabytes at L = 2048), and only the 64 PAE outputs."""
+        length = x.shape[1]
+        rows = max(1, self.pair_chunk // max(length, 1))
+        paes, per_rows = [], []
+        for start in range(0, length, rows):
+            sl = slice(start, start + rows)
+            logits = self.pairwise_head(x, outputs=PairwiseHead.pae_slice(), rows=sl)  # [B, r, L, 64]
+            pae, per_row = pae_and_ptm_rows(logits, residue_mask[:, sl], residue_mask)
+            paes.append(pae)
+            per_rows.append(per_row)
+        return torch.cat(paes, dim=1), torch.cat(per_rows, dim=1).max(-1).values

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openesm3 import constants as C
@@ -84,6 +85,45 @@ def find_neighbourhoods(cost: Tensor, k: int) -> Neighbourhoods:
     return Neighbourhoods(index=torch.sort(cost, dim=-1).indices[..., :k])
 
 
+def _centre_query_projection(geom: GeometricAttention, x: Tensor) -> Tensor:
+    """``geom.project(x)`` [N, K, 15V] where only node 0 gets its query features (the last block attends from the
+    centre only): keys and values for all K nodes, queries for one, 40 % fewer projection FLOPs. Other nodes'
+    query features are left at 0 and never read."""
+    v = geom.v_heads
+    h = geom.norm(x)
+    # Projection layout (spec §5): 3-vectors q_rot | k_rot | value | q_dist | k_dist, V each.
+    cols = torch.arange(15 * v, device=x.device).view(5, 3 * v)
+    q_cols, kv_cols = cols[[0, 3]].flatten(), cols[[1, 2, 4]].flatten()
+    weight, bias = geom.proj.weight, geom.proj.bias
+    p = x.new_zeros(*x.shape[:-1], 15 * v)
+    p[..., kv_cols] = F.linear(h, weight[kv_cols], None if bias is None else bias[kv_cols])
+    p[:, :1, q_cols] = F.linear(h[:, :1], weight[q_cols], None if bias is None else bias[q_cols])
+    return p
+
+
+def _padded_neighbourhoods(cost: Tensor, mask: Tensor, k: int) -> Tensor:
+    """Neighbourhoods [B, L, K] of padded rows, each row ranked on its own residues only.
+
+    ``torch.sort`` is not stable, so ties (missing coordinates) could order differently in a longer row full of
+    +inf padding; sorting each protein's own [n, n] block gives exactly the neighbourhoods of encoding it alone.
+    Slots beyond a short protein's n residues point at padding positions, which are masked as keys.
+    """
+    b, length, _ = cost.shape
+    hood = torch.arange(length, device=cost.device).expand(b, length, length)[..., :k].clone()
+    for row in range(b):
+        real = mask[row].nonzero().squeeze(-1)
+        pad = (~mask[row]).nonzero().squeeze(-1)
+        n = real.numel()
+        if n == 0:
+            continue
+        order = torch.sort(cost[row][real][:, real], dim=-1).indices[:, :k]  # [n, min(n, k)]
+        chosen = real[order]
+        if chosen.shape[1] < k:  # fewer residues than neighbours: fill with (masked) padding positions
+            chosen = torch.cat([chosen, pad[: k - chosen.shape[1]].expand(n, -1)], dim=1)
+        hood[row, real] = chosen
+    return hood
+
+
 class StructureEncoder(nn.Module):
     """Structure tokenizer encoder + codebook (paper Algorithm 7).
 
@@ -133,7 +173,8 @@ class StructureEncoder(nn.Module):
         Args:
             coords: [B, L, A, 3] with A >= 3; atoms 0, 1, 2 are N, CA, C (atom37 works). Missing atoms are NaN or
                 inf; a residue needs all three finite and < 1e6 to have a frame.
-            mask: [B, L] bool, False at padding. Default: no padding.
+            mask: [B, L] bool, False at padding. Default: no padding. With a mask, each row's neighbours are
+                ranked on its own residues, so a protein's codes do not depend on what it is batched with.
             sequence_id: [B, L] int: residues of different sequences never share a neighbourhood.
             residue_index: [B, L] int residue numbers for the relative positions; default 0..L-1.
 
@@ -163,12 +204,17 @@ class StructureEncoder(nn.Module):
             raise ValueError(f"coords must be [B, L, A>=3, 3], got {tuple(coords.shape)}")
         b, length = coords.shape[:2]
         device = coords.device
+        padded = mask is not None
         if mask is None:
             mask = torch.ones(b, length, dtype=torch.bool, device=device)
         frames, frame_mask = Rigid.from_backbone(coords[:, :, 0], coords[:, :, 1], coords[:, :, 2])
         frame_mask = frame_mask & mask
         k = min(self.config.n_neighbors, length)
-        hood = find_neighbourhoods(knn_cost(coords[:, :, 1], frame_mask, mask, sequence_id), k).index  # [B, L, K]
+        cost = knn_cost(coords[:, :, 1], frame_mask, mask, sequence_id)
+        if padded:
+            hood = _padded_neighbourhoods(cost, mask, k)
+        else:
+            hood = find_neighbourhoods(cost, k).index  # [B, L, K]
 
         # Gather per-neighbour inputs; neighbourhoods become a batch of B*L rows of K tokens.
         rows = torch.arange(b, device=device)[:, None, None]
@@ -226,7 +272,12 @@ class StructureEncoder(nn.Module):
         for i in range(n_blocks):
             block = cast(TransformerBlock, self.blocks[i])
             geom = self._geometric(i)
-            p = table_proj[rel] if i == 0 else geom.project(x)  # [N, K, 15V]
+            if i == 0:
+                p = table_proj[rel]  # [N, K, 15V]
+            elif i == n_blocks - 1:
+                p = _centre_query_projection(geom, x)
+            else:
+                p = geom.project(x)
             if i == n_blocks - 1:
                 # Last block: only the centre (node 0) is read out, so it is the only query and the only FFN input.
                 x = x[:, :1] + geom.attend(p, frames, key_mask, sequence_id, n_queries=1)

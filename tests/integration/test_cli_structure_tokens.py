@@ -1,0 +1,126 @@
+"""``openesm3 tokenize-structure`` and ``openesm3 detokenize`` end to end (tiny random weights in our format,
+real structures from tests/data), including the errors a user sees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openesm3.checkpoints.format import save_pretrained
+from openesm3.cli.main import main
+from openesm3.config import STRUCTURE_DECODER_TINY, STRUCTURE_ENCODER_TINY
+from openesm3.models.structure_decoder import StructureDecoder
+from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.structure import load_chain, load_structure
+from tests.conftest import TEST_DATA
+
+STRUCTURES = TEST_DATA / "structures"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("weights")
+    g = torch.Generator().manual_seed(0)
+    for cls, cfg, model_type in ((StructureEncoder, STRUCTURE_ENCODER_TINY, "structure_encoder"),
+                                 (StructureDecoder, STRUCTURE_DECODER_TINY, "structure_decoder")):  # fmt: skip
+        model = cls(cfg)  # type: ignore[arg-type]
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]))
+        save_pretrained(model, cfg, root / model_type, model_type=model_type)
+    return root
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tokenize_then_detokenize(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tokens = tmp_path / "tokens.json"
+    files = [str(STRUCTURES / "1AM7.pdb.gz"), str(STRUCTURES / "1fxd.pdb.gz")]
+    code, _, err = run(["tokenize-structure", *files, "--weights", str(weights), "--out", str(tokens)], capsys)
+    assert code == 0, err
+    data = json.loads(tokens.read_text())
+    assert data["format"] == "openesm3-structure-tokens" and data["format_version"] == 1
+    sha = hashlib.sha256((weights / "structure_encoder" / "model.safetensors").read_bytes()).hexdigest()
+    assert data["model"]["sha256"] == sha and data["model"]["format"] == "openesm3"
+    cx = load_structure(files[0])
+    first = data["structures"][0]
+    assert first["name"] == "1AM7" and [c["chain_id"] for c in first["chains"]] == list(cx.chain_ids)
+    assert first["chains"][0]["residue_index"] == cx.chains[0].residue_index.tolist()
+    assert first["chains"][0]["sequence"] == cx.chains[0].sequence
+    assert first["tokens"][0] == 4098 and first["tokens"][-1] == 4097
+    assert first["tokens"].count(4100) == len(cx.chains) - 1
+    assert "1AM7: chains" in err
+
+    out_dir = tmp_path / "decoded"
+    conf = tmp_path / "conf.json"
+    code, out, err = run(["detokenize", str(tokens), "--weights", str(weights), "--out", str(out_dir),
+                          "--confidence", str(conf)], capsys)  # fmt: skip
+    assert code == 0, err
+    confidence = json.loads(conf.read_text())
+    for line, name in zip(out.strip().splitlines(), ("1AM7", "1fxd")):
+        assert line.startswith(f"{name}\tpTM {confidence[name]['ptm']:.4f}")
+    decoded = load_structure(out_dir / "1AM7.pdb")
+    assert decoded.chain_ids == cx.chain_ids
+    for ours, original in zip(decoded.chains, cx.chains):
+        assert np.array_equal(ours.residue_index, original.residue_index)
+    plddt = np.concatenate([c.b_factor[:, 1] for c in decoded.chains])
+    assert np.allclose(plddt, confidence["1AM7"]["plddt"], atol=0.006)  # PDB keeps 2 decimals
+    assert len(confidence["1fxd"]["pae"]) == len(load_chain(files[1]))
+
+    # one structure to an mmCIF file
+    single = tmp_path / "one.json"
+    run(["tokenize-structure", files[1], "--weights", str(weights), "--out", str(single)], capsys)
+    code, _, err = run(["detokenize", str(single), "--weights", str(weights), "--out", str(tmp_path / "x.cif")],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    assert len(load_chain(tmp_path / "x.cif")) == len(load_chain(files[1]))
+
+
+def test_separate_chains_and_selection(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = str(STRUCTURES / "1AM7.pdb.gz")
+    code, out, _ = run(["tokenize-structure", file, "--weights", str(weights), "--separate-chains"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    ids = load_structure(file).chain_ids
+    assert [s["name"] for s in data["structures"]] == [f"1AM7_{c}" for c in ids]
+    code, out, _ = run(["tokenize-structure", file, "--weights", str(weights), "--chain", ids[1]], capsys)
+    assert [c["chain_id"] for c in json.loads(out)["structures"][0]["chains"]] == [ids[1]]
+
+
+def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = str(STRUCTURES / "1fxd.pdb.gz")
+    code, _, err = run(["tokenize-structure", file, "--weights", str(tmp_path / "none")], capsys)
+    assert code == 2 and "no structure_encoder weights found" in err
+    code, _, err = run(["tokenize-structure", file, "--weights", str(weights), "--max-length", "20"], capsys)
+    assert code == 2 and "exceed the context of 20 tokens" in err
+    two = tmp_path / "two.pdb"
+    load_chain(file)[:2].to_pdb(two)
+    code, _, err = run(["tokenize-structure", str(two), "--weights", str(weights)], capsys)
+    assert code == 2 and "only 2 residue(s) with N, CA and C" in err
+
+    bad = tmp_path / "bad.json"
+    doc = {"format": "openesm3-structure-tokens", "format_version": 1, "structures": [{"name": "p", "tokens": [1, 2]}]}
+    bad.write_text(json.dumps(doc))
+    code, _, err = run(["detokenize", str(bad), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
+    assert code == 2 and "bad.json: structures[0] (p)" in err and "must start with BOS" in err
+    doc["structures"] = [{"name": "p", "tokens": [4098, 7, 9999, 4097]}]
+    bad.write_text(json.dumps(doc))
+    code, _, err = run(["detokenize", str(bad), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
+    assert code == 2 and "9999" in err and "out of range" in err
+    doc["structures"] = [{"name": "p", "tokens": [4098, 7, 9, 4097]}, {"name": "q", "tokens": [4098, 7, 4097]}]
+    bad.write_text(json.dumps(doc))
+    code, _, err = run(["detokenize", str(bad), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
+    assert code == 2 and "give a directory" in err
+    bad.write_text("{not json")
+    code, _, err = run(["detokenize", str(bad), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
+    assert code == 2 and "not valid JSON" in err
