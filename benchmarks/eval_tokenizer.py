@@ -6,9 +6,9 @@ a sequence-conditioned decoder, all-atom RMSD and chi errors (``openesm3.trainin
     python benchmarks/eval_tokenizer.py --weights src/openesm3/data/tokenizer --data runs/dev_chains \\
         --split valid --out benchmarks/results/tokenizer_valid.json
 
-``--weights`` is a directory with ``encoder/`` and ``decoder/`` in our format (a run's ``export/`` or the shipped
-tokenizer). ``--data`` is an ingested shard dataset (``openesm3.training.ingest``) or the raw dev directory (it is
-then ingested to a temporary directory). Full-length chains, no crops.
+``--weights`` is a directory with ``structure_encoder/`` and ``structure_decoder/`` in our format (a run's
+``export/``; default: the shipped tokenizer). ``--data`` is an ingested shard dataset (``openesm3.training.ingest``)
+or the raw dev directory (then ingested to a temporary directory). Full-length chains, no crops.
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ def open_dataset(data: Path, tmp: Path) -> ProteinDataset:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, help="encoder/ + decoder/ directory (default: the bundled tokenizer)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="structure_encoder/ + structure_decoder/ directory (default: the bundled tokenizer)",
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data/dev"))
     parser.add_argument("--split", default="valid")
     parser.add_argument("--max-proteins", type=int, default=0)

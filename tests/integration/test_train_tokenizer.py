@@ -86,8 +86,8 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path) -> None:
         assert torch.equal(resumed[key], final[key]), key
 
     # Export: the official-compatible classes; the baked decoder decodes ids as training decoded code vectors.
-    encoder, enc_cfg = load_pretrained(stage1 / "export" / "encoder", expected_type="structure_encoder")
-    decoder, dec_cfg = load_pretrained(stage1 / "export" / "decoder", expected_type="structure_decoder")
+    encoder, enc_cfg = load_pretrained(stage1 / "export" / "structure_encoder", expected_type="structure_encoder")
+    decoder, dec_cfg = load_pretrained(stage1 / "export" / "structure_decoder", expected_type="structure_decoder")
     assert isinstance(encoder, StructureEncoder) and isinstance(decoder, StructureDecoder)
     assert enc_cfg.n_codes == 16
     config = load_config(TokenizerTrainConfig, None, [f"data.path={dataset}", *TINY])
@@ -109,10 +109,10 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path) -> None:
     # Stage 2: frozen encoder + codebook, a new sequence-conditioned decoder trained with all losses.
     stage2 = tmp_path / "stage2"
     _train(stage2, dataset, "stage=2", f"init_from={stage1}", "decoder.sequence_conditioning=true", "max_steps=2")
-    enc2 = load_file(str(stage2 / "export" / "encoder" / "model.safetensors"))
+    enc2 = load_file(str(stage2 / "export" / "structure_encoder" / "model.safetensors"))
     for key, value in enc2.items():
         assert torch.equal(value, final[f"encoder.{key}"]), key
-    decoder2, dec2_cfg = load_pretrained(stage2 / "export" / "decoder", expected_type="structure_decoder")
+    decoder2, dec2_cfg = load_pretrained(stage2 / "export" / "structure_decoder", expected_type="structure_decoder")
     assert dec2_cfg.sequence_conditioning
     assert isinstance(decoder2, StructureDecoder)
     record = next(data[i] for i in range(len(data)) if data.entries[i]["name"].startswith("1igd"))

@@ -22,8 +22,8 @@ from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
 from openesm3.training.loop import CHECKPOINT_DIR
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 
-ENCODER_DIR = "encoder"
-DECODER_DIR = "decoder"
+ENCODER_DIR = "structure_encoder"  # the layout checkpoints.vqvae_weights looks for (ROOT/<model_type>/)
+DECODER_DIR = "structure_decoder"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -62,7 +62,8 @@ def bake_code_projection(model: StructureTokenizerModel) -> StructureDecoder:
 
 
 def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tuple[Path, Path]:
-    """Save the encoder and the (baked, for stage 1) decoder under ``out_dir/encoder`` and ``out_dir/decoder``."""
+    """Save the encoder and the (baked, for stage 1) decoder under ``out_dir/structure_encoder`` and
+    ``out_dir/structure_decoder``."""
     out = Path(out_dir)
     encoder: StructureEncoder = model.encoder
     decoder = bake_code_projection(model) if model.stage == 1 else model.decoder
