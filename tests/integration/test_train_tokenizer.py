@@ -22,6 +22,7 @@ from openesm3.training.data import ProteinDataset, collate_proteins
 from openesm3.training.ingest import ingest_structures
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.evaluate import round_trip
+from openesm3.training.tokenizer.export import resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from tests.conftest import TEST_DATA
 
@@ -108,7 +109,9 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path) -> None:
 
     # Stage 2: frozen encoder + codebook, a new sequence-conditioned decoder trained with all losses.
     stage2 = tmp_path / "stage2"
-    _train(stage2, dataset, "stage=2", f"init_from={stage1}", "decoder.sequence_conditioning=true", "max_steps=2")
+    last = stage1 / "checkpoints" / "step_000000004"
+    assert resolve_checkpoint(stage1) == resolve_checkpoint(last) == last  # a run directory or a checkpoint
+    _train(stage2, dataset, "stage=2", f"init_from={last}", "decoder.sequence_conditioning=true", "max_steps=2")
     enc2 = load_file(str(stage2 / "export" / "structure_encoder" / "model.safetensors"))
     for key, value in enc2.items():
         assert torch.equal(value, final[f"encoder.{key}"]), key

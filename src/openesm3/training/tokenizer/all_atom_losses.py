@@ -51,12 +51,14 @@ def _gather_points(x: Tensor, index: Tensor) -> Tensor:
     return torch.gather(x, 1, index[..., None].expand(*index.shape, x.shape[-1]))
 
 
-def all_atom_distance_loss(pred: Tensor, true: Tensor, mask: Tensor, max_points: int) -> Tensor:
+def all_atom_distance_loss(
+    pred: Tensor, true: Tensor, mask: Tensor, max_points: int, clamp: float = C.DISTANCE_LOSS_CLAMP
+) -> Tensor:
     """Algorithm 10 over atoms: pred, true [B, L, 14, 3]; mask [B, L, 14] (true atom present)."""
     b = mask.shape[0]
     p, t, m = pred.reshape(b, -1, 3), true.reshape(b, -1, 3), mask.reshape(b, -1)
     index, valid = random_subset(m, max_points)
-    return distance_loss(_gather_points(p, index), _gather_points(t, index), valid)
+    return distance_loss(_gather_points(p, index), _gather_points(t, index), valid, clamp)
 
 
 def bond_vectors(atom14: Tensor, partners: Tensor) -> Tensor:
@@ -87,7 +89,9 @@ def bonded_partners(true: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack([first, second], -1), bonded.sum(-1) >= 2
 
 
-def all_atom_direction_loss(pred: Tensor, true: Tensor, mask: Tensor, max_vectors: int) -> Tensor:
+def all_atom_direction_loss(
+    pred: Tensor, true: Tensor, mask: Tensor, max_vectors: int, clamp: float = C.DIRECTION_LOSS_CLAMP
+) -> Tensor:
     """Algorithm 11 over bond vectors (see the module docstring): pred, true [B, L, 14, 3]; mask [B, L, 14]."""
     partners, has_two = bonded_partners(true, mask)
     b = mask.shape[0]
@@ -95,7 +99,7 @@ def all_atom_direction_loss(pred: Tensor, true: Tensor, mask: Tensor, max_vector
     vt = bond_vectors(true, partners).reshape(b, -1, 3)
     m = has_two[..., None].expand(*has_two.shape, 3).reshape(b, -1)
     index, valid = random_subset(m, max_vectors)
-    return gram_loss(_gather_points(vp, index), _gather_points(vt, index), valid)
+    return gram_loss(_gather_points(vp, index), _gather_points(vt, index), valid, clamp)
 
 
 def torsion_loss(raw: Tensor, true: Tensor, alternative: Tensor, mask: Tensor) -> Tensor:
@@ -126,9 +130,13 @@ def all_atom_terms(fwd: TokenizerForward, batch: ProteinBatch, weights: Tokenize
     if w.all_atom_distance or w.all_atom_direction:
         pred14 = predicted_all_atom(fwd, restype).atom14
         if w.all_atom_distance:
-            terms["all_atom_distance"] = all_atom_distance_loss(pred14, true14, present, w.all_atom_max_points)
+            terms["all_atom_distance"] = all_atom_distance_loss(
+                pred14, true14, present, w.all_atom_max_points, w.distance_clamp
+            )
         if w.all_atom_direction:
-            terms["all_atom_direction"] = all_atom_direction_loss(pred14, true14, present, w.all_atom_max_vectors)
+            terms["all_atom_direction"] = all_atom_direction_loss(
+                pred14, true14, present, w.all_atom_max_vectors, w.direction_clamp
+            )
     if w.torsion:
         sc, alt, tmask = torsion_angles(batch.atom37, batch.atom37_mask, restype)
         raw = fwd.residues(fwd.decoder.torsions).float()

@@ -13,6 +13,7 @@ every term 1, which with the clamps of Algorithms 10-11 keeps each term's gradie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
 from openesm3.training.config import DataConfig, OptimConfig, Precision, SplitConfig, TrainConfig, _require
@@ -44,6 +45,8 @@ class TokenizerLossConfig:
     all_atom_distance: float = 1.0  # stage 2
     all_atom_direction: float = 1.0  # stage 2
     torsion: float = 1.0  # stage 2: side-chain / psi torsion angles (sin, cos), pi-periodic ones symmetrised
+    distance_clamp: float = 25.0  # Algorithm 10: squared distance error clamped at (5 A)^2
+    direction_clamp: float = 20.0  # Algorithm 11
     all_atom_max_points: int = 1024  # atoms per protein in the all-atom distance loss (random subset)
     all_atom_max_vectors: int = 1024  # vectors per protein in the all-atom direction loss (paper: 10,000)
 
@@ -63,6 +66,9 @@ class TokenizerTrainConfig(TrainConfig):
     init_from: str = ""  # stage 2: a stage-1 run directory or checkpoint directory (encoder + codebook taken)
     sequence_dropout: float = 0.5  # stage 2 (sequence-conditioned decoder): fraction of proteins decoded without it
     codebook_init_from_data: bool = True  # stage 1: the first batch's encoder outputs become the codes
+    # residue numbers of the encoder's relative positions: "sequential" (1..L, as encode_structure and the official
+    # SDK number residues) or "residue_index" (the file's numbers, gap-aware)
+    encoder_positions: Literal["sequential", "residue_index"] = "sequential"
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=100))
     data: DataConfig = field(
         default_factory=lambda: DataConfig(

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from openesm3.generation.structure_tokens import encode_structure
 from openesm3.geometry import all_atom as A
 from openesm3.geometry.alignment import kabsch
 from openesm3.geometry.lddt import lddt
@@ -28,8 +29,9 @@ from openesm3.geometry.metrics import tm_score
 from openesm3.geometry.rigid import Rigid
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.structure.chain import ProteinChain
 from openesm3.training.data import ProteinRecord, sequence_to_ids
-from openesm3.training.tokenizer.model import decoder_sequence, decoder_tokens
+from openesm3.training.tokenizer.model import decoder_sequence
 
 
 @dataclass
@@ -51,6 +53,17 @@ class ProteinResult:
     chi_errors: dict[int, np.ndarray] = field(default_factory=dict)  # chi k -> absolute errors (degrees)
 
 
+def record_to_chain(record: ProteinRecord) -> ProteinChain:
+    """The :class:`ProteinChain` of a single-chain training record (what the user-facing API encodes)."""
+    return ProteinChain.from_atom37(
+        np.where(record.atom37_mask[..., None], record.atom37, np.nan),
+        sequence=record.sequence,
+        residue_index=record.residue_index,
+        chain_id=record.chain_ids[0],
+        name=record.name,
+    )
+
+
 @torch.no_grad()
 def round_trip(
     encoder: StructureEncoder,
@@ -59,27 +72,25 @@ def round_trip(
     *,
     with_sequence: bool = True,
 ) -> ProteinResult | None:
-    """Encode and decode one protein (a :class:`ProteinRecord`); None when it has fewer than 3 residues with a
-    backbone."""
+    """Encode one single-chain protein with :func:`~openesm3.generation.structure_tokens.encode_structure` (the
+    user-facing path: coordinates normalised, residues numbered 1..L), decode the token row, compare. A
+    sequence-conditioned decoder gets the sequence when ``with_sequence`` (else ``<mask>``). None when the protein
+    has fewer than 3 residues with a backbone."""
     atom37 = torch.tensor(record.atom37, dtype=torch.float32)
     mask37 = torch.tensor(record.atom37_mask) & torch.isfinite(atom37).all(-1)
     atom37 = torch.where(mask37[..., None], atom37, torch.zeros(()))
-    bb_mask = mask37[:, :3].all(-1)
-    if int(bb_mask.sum()) < 3:
+    if int(mask37[:, :3].all(-1).sum()) < 3:
         return None
-    coords = torch.where(bb_mask[:, None, None], atom37[:, :3], torch.full((), float("nan")))[None]
-    residue_index = torch.tensor(record.residue_index, dtype=torch.long)[None]
-    sequence_id = torch.tensor(record.chain_index, dtype=torch.long)[None]
-    enc = encoder(coords, residue_index=residue_index, sequence_id=sequence_id)
-    present = torch.ones_like(bb_mask)[None]
-    tokens, dec_mask = decoder_tokens(enc.tokens, enc.residue_mask, present)
-    seq_ids = torch.tensor(sequence_to_ids(record.sequence), dtype=torch.long)[None]
-    conditioned = decoder.config.sequence_conditioning
-    sequence = decoder_sequence(seq_ids, present, torch.tensor([with_sequence])) if conditioned else None
-    out = decoder(tokens, mask=dec_mask, sequence_tokens=sequence)
+    encoded = encode_structure(record_to_chain(record), encoder, max_length=None)
+    m = torch.from_numpy(encoded.chains[0].residue_mask)
+    tokens = torch.from_numpy(encoded.tokens)[None]  # BOS, codes, EOS
     n = record.length
+    seq_ids = torch.tensor(sequence_to_ids(record.sequence), dtype=torch.long)[None]
+    sequence = None
+    if decoder.config.sequence_conditioning:
+        sequence = decoder_sequence(seq_ids, torch.ones(1, n, dtype=torch.bool), torch.tensor([with_sequence]))
+    out = decoder(tokens, sequence_tokens=sequence)
     pred_bb = out.backbone[0, 1 : n + 1]
-    m = enc.residue_mask[0]
     true_bb = atom37[:, :3]
 
     rmsd = kabsch(pred_bb[m].reshape(-1, 3), true_bb[m].reshape(-1, 3)).rmsd
@@ -94,11 +105,11 @@ def round_trip(
         tm_score=float(tm.score),
         ptm=float(out.ptm[0]),
         mean_plddt=float(plddt.mean()),
-        tokens=enc.tokens[0][m].numpy(),
+        tokens=encoded.chains[0].codes[m.numpy()],
         plddt=plddt.numpy(),
         true_lddt=ld.per_residue[m].numpy(),
     )
-    if conditioned and with_sequence:
+    if decoder.config.sequence_conditioning and with_sequence:
         _all_atom_figures(result, out.frames[0, 1 : n + 1], out.torsions[0, 1 : n + 1], atom37, mask37, seq_ids[0], m)
     return result
 

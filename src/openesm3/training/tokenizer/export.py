@@ -18,7 +18,7 @@ from openesm3.checkpoints.format import save_pretrained
 from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
-from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
+from openesm3.training.checkpointing import STATE_FILE, latest_checkpoint, load_checkpoint
 from openesm3.training.loop import CHECKPOINT_DIR
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 
@@ -29,7 +29,7 @@ DECODER_DIR = "structure_decoder"
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory from a run directory (its latest complete checkpoint) or a checkpoint directory."""
     p = Path(path)
-    if (p / "state.json").is_file():
+    if (p / STATE_FILE).is_file():
         return p
     for root in (p / CHECKPOINT_DIR, p):
         latest = latest_checkpoint(root) if root.is_dir() else None

@@ -72,10 +72,11 @@ def distance_loss(pred: Tensor, true: Tensor, mask: Tensor, clamp: float = C.DIS
     return masked_mean(err, pair_mask(mask))
 
 
-def backbone_distance_loss(pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
+def backbone_distance_loss(pred: Tensor, true: Tensor, mask: Tensor, clamp: float = C.DISTANCE_LOSS_CLAMP) -> Tensor:
     """:func:`distance_loss` over the 3L backbone atoms N, CA, C. pred, true [B, L, 3, 3]; mask [B, L] bool."""
     b, length = mask.shape
-    return distance_loss(pred.reshape(b, 3 * length, 3), true.reshape(b, 3 * length, 3), mask.repeat_interleave(3, 1))
+    flat = mask.repeat_interleave(3, 1)
+    return distance_loss(pred.reshape(b, 3 * length, 3), true.reshape(b, 3 * length, 3), flat, clamp)
 
 
 def gram_loss(pred: Tensor, true: Tensor, mask: Tensor, clamp: float = C.DIRECTION_LOSS_CLAMP) -> Tensor:
@@ -127,14 +128,14 @@ def backbone_vector_mask(mask: Tensor, bonded: Tensor) -> Tensor:
     return torch.stack([mask, mask, bonded, mask, prev, bonded], dim=-1)
 
 
-def backbone_direction_loss(pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
+def backbone_direction_loss(pred: Tensor, true: Tensor, mask: Tensor, clamp: float = C.DIRECTION_LOSS_CLAMP) -> Tensor:
     """:func:`gram_loss` over the 6L backbone vectors (Algorithm 11). pred, true [B, L, 3, 3]; mask [B, L] bool.
     Peptide bonds are read from the true structure and used for both."""
     b, length = mask.shape
     bonded = peptide_bonds(true, mask)
     vp = backbone_vectors(pred, bonded).reshape(b, 6 * length, 3)
     vt = backbone_vectors(true, bonded).reshape(b, 6 * length, 3)
-    return gram_loss(vp, vt, backbone_vector_mask(mask, bonded).reshape(b, 6 * length))
+    return gram_loss(vp, vt, backbone_vector_mask(mask, bonded).reshape(b, 6 * length), clamp)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -103,6 +103,9 @@ class StructureTokenizerModel(nn.Module):
         sequence_dropout: stage 2 with a sequence-conditioned decoder: probability that a protein is decoded
             without its sequence.
         codebook_init_from_data: stage 1: the first training batch's encoder outputs initialise the codes.
+        encoder_positions: residue numbers the encoder's relative positions use: ``"sequential"`` (1..L along the
+            record, as ``generation.structure_tokens.encode_structure`` and the official SDK number residues) or
+            ``"residue_index"`` (the file's residue numbers, gap-aware).
     """
 
     codebook_initialised: Tensor
@@ -115,8 +118,12 @@ class StructureTokenizerModel(nn.Module):
         stage: int = 1,
         sequence_dropout: float = 0.5,
         codebook_init_from_data: bool = True,
+        encoder_positions: str = "sequential",
     ) -> None:
         super().__init__()
+        if encoder_positions not in ("sequential", "residue_index"):
+            raise ValueError(f"encoder_positions must be 'sequential' or 'residue_index', got {encoder_positions!r}")
+        self.encoder_positions = encoder_positions
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.stage = stage
@@ -143,11 +150,15 @@ class StructureTokenizerModel(nn.Module):
         true_bb = batch.atom37[..., :3, :].float()
         coords = torch.where(atom_mask[..., None, None], true_bb, torch.full_like(true_bb, float("nan")))
         sequence_id = batch.chain_index.clamp_min(0)
+        if self.encoder_positions == "sequential":
+            positions = torch.arange(1, batch.mask.shape[1] + 1, device=batch.mask.device).expand_as(batch.mask)
+        else:
+            positions = batch.residue_index
 
         grad = self.stage == 1 and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
             z, residue_mask = self.encoder.encode_features(
-                coords, mask=batch.mask, sequence_id=sequence_id, residue_index=batch.residue_index
+                coords, mask=batch.mask, sequence_id=sequence_id, residue_index=positions
             )
             codebook = self.encoder.codebook
             if self.training and self.stage == 1:

@@ -76,9 +76,9 @@ class TokenizerObjective:
             mask = fwd.residue_mask
             pred, true = fwd.pred_backbone.float(), fwd.true_backbone.float()
             if w.backbone_distance:
-                terms["backbone_distance"] = L.backbone_distance_loss(pred, true, mask)
+                terms["backbone_distance"] = L.backbone_distance_loss(pred, true, mask, w.distance_clamp)
             if w.backbone_direction:
-                terms["backbone_direction"] = L.backbone_direction_loss(pred, true, mask)
+                terms["backbone_direction"] = L.backbone_direction_loss(pred, true, mask, w.direction_clamp)
             pair = fwd.decoder.pair_logits
             assert pair is not None
             distogram, directions, pae = PairwiseHead.split(fwd.residue_pairs(pair).float())

@@ -38,6 +38,7 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
         stage=config.stage,
         sequence_dropout=config.sequence_dropout,
         codebook_init_from_data=config.codebook_init_from_data,
+        encoder_positions=config.encoder_positions,
     )
     if config.stage == 2:
         load_submodule_state(model.encoder, config.init_from, "encoder")
