@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "build-function-vocab",
     "tokenize-structure",
     "detokenize",
+    "round-trip",
     "train-tokenizer",
 )
 
