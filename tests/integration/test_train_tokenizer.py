@@ -25,6 +25,7 @@ from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.evaluate import round_trip
 from openesm3.training.tokenizer.export import resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
+from openesm3.training.tokenizer.run import build_model
 from tests.conftest import TEST_DATA
 
 FILES = ("1igd.pdb.gz", "structures/2ZTA.pdb.gz", "structures/localunfolding__trp-cage-cage__2JOF_A.pdb.gz")
@@ -105,6 +106,16 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path, capsys: pyte
         tokens = torch.cat([torch.tensor([[C.STRUCTURE_BOS]]), fwd.tokens, torch.tensor([[C.STRUCTURE_EOS]])], dim=1)
         out = decoder(tokens, mask=dec_mask)
     torch.testing.assert_close(out.backbone[:, 1:-1], fwd.pred_backbone, atol=2e-4, rtol=1e-4)
+    # A deeper stage-2 decoder warm-started from stage 1 decodes exactly as the baked stage-1 decoder at first.
+    warm_config = load_config(
+        TokenizerTrainConfig,
+        None,
+        [f"data.path={dataset}", *TINY, "stage=2", f"init_from={stage1}", "decoder_init=stage1",
+         "decoder.n_layers=3", "decoder.sequence_conditioning=true"],
+    )  # fmt: skip
+    warm = build_model(warm_config).decoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(warm(tokens, mask=dec_mask).backbone, out.backbone, atol=1e-5, rtol=0)
     result = round_trip(encoder, decoder, data[0])
     assert result is not None and result.backbone_rmsd > 0 and 0 <= result.lddt_ca <= 1
 

@@ -64,6 +64,9 @@ class TokenizerTrainConfig(TrainConfig):
     decoder: StructureDecoderConfig = field(default_factory=lambda: SMALL_STAGE1_DECODER)
     losses: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
     init_from: str = ""  # stage 2: a stage-1 run directory or checkpoint directory (encoder + codebook taken)
+    # stage 2: "random" (the paper: a re-initialised decoder) or "stage1" (a deeper decoder that starts as the
+    # stage-1 one; same width; see training/tokenizer/warm_start.py)
+    decoder_init: Literal["random", "stage1"] = "random"
     sequence_dropout: float = 0.5  # stage 2 (sequence-conditioned decoder): fraction of proteins decoded without it
     codebook_init_from_data: bool = True  # stage 1: the first batch's encoder outputs become the codes
     # residue numbers of the encoder's relative positions: "sequential" (1..L, as encode_structure and the official

@@ -19,6 +19,7 @@ from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import export_networks, load_submodule_state
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
+from openesm3.training.tokenizer.warm_start import warm_start_decoder
 
 EXPORT_DIR = "export"
 
@@ -42,6 +43,8 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
     )
     if config.stage == 2:
         load_submodule_state(model.encoder, config.init_from, "encoder")
+        if config.decoder_init == "stage1":
+            warm_start_decoder(model.decoder, config.init_from)
     return model
 
 
