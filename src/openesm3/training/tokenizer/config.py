@@ -19,13 +19,14 @@ from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
 from openesm3.training.config import DataConfig, OptimConfig, Precision, SplitConfig, TrainConfig, _require
 
 # The shipped tokenizer's networks (docs/tokenizer_training.md): a 2-block geometric encoder of width 128, 512 codes
-# of width 32, a 4-block stage-1 decoder of width 128 and a sequence-conditioned 8-block stage-2 decoder of width 192.
+# of width 32, a 4-block stage-1 decoder of width 128 and a sequence-conditioned 8-block stage-2 decoder of width 128
+# warm-started from it.
 SMALL_ENCODER = StructureEncoderConfig(
     d_model=128, v_heads=16, n_layers=2, d_out=32, n_codes=512, dead_code_threshold=0.1
 )
 SMALL_STAGE1_DECODER = StructureDecoderConfig(d_model=128, n_heads=4, n_layers=4, pairwise_dim=32, max_length=2048)
 SMALL_STAGE2_DECODER = StructureDecoderConfig(
-    d_model=192, n_heads=6, n_layers=8, pairwise_dim=48, max_length=2048, sequence_conditioning=True
+    d_model=128, n_heads=4, n_layers=8, pairwise_dim=32, max_length=2048, sequence_conditioning=True
 )
 
 
