@@ -29,6 +29,7 @@ SEQUENCE_MASK_CHAR = "_"
 SEQUENCE_CHAINBREAK_CHAR = "|"
 # The 20 canonical amino acids in the official vocabulary order (ids 4..23).
 CANONICAL_AMINO_ACIDS = "LAGVSERTIDPKQNFYMHWC"
+CANONICAL_AMINO_ACID_IDS: tuple[int, ...] = tuple(range(4, 24))
 # Ids 4..30 are what the official sampler treats as valid sequence outputs (spec §10.4).
 SEQUENCE_SAMPLEABLE_IDS: tuple[int, ...] = tuple(range(4, 31))
 
@@ -200,6 +201,16 @@ BACKBONE_LOCAL_COORDS: tuple[tuple[float, float, float], ...] = (
 )
 # Backbone O from the frame (origin C, x = C - CA, xy-plane = N_next - C), spec §12.
 OXYGEN_LOCAL_COORDS: tuple[float, float, float] = (0.6240, -1.0613, 0.0103)
+# Structure tokenizer training losses (paper A.1.7.3, Algorithms 10-11; PAPER_NOTES §2.10).
+# Distogram: 64 bins on C-beta distance with the 63 AlphaFold2 edges linspace(2.3125, 21.6875) Angstrom (step
+# 0.3125; the paper prints 0.3075, a typo: PAPER_NOTES §7 item 3). Binned directions: 16 equal bins on [-1, 1].
+DISTOGRAM_FIRST_EDGE = 2.3125
+DISTOGRAM_LAST_EDGE = 21.6875
+DISTANCE_LOSS_CLAMP = 25.0  # squared distance error clamped at (5 A)^2 (Algorithm 10)
+DIRECTION_LOSS_CLAMP = 20.0  # squared Gram-matrix error clamped at 20 (Algorithm 11)
+PEPTIDE_BOND_MAX_LENGTH = 2.0  # C(i)-N(i+1) farther apart: no bond (as structure.residue_constants)
+ALL_ATOM_BOND_CUTOFF = 2.0  # atoms of one residue closer than this are "bonded" (all-atom direction loss)
+ALL_ATOM_MAX_DIRECTION_VECTORS = 10_000  # the paper subsamples the all-atom direction vectors to at most this
 # Virtual C-beta (paper A.1.7.3.1, distogram loss): a*n + b*(N->CA) + c*(CA->C) + CA, n = (N->CA) x (CA->C).
 VIRTUAL_CB_COEFFS: tuple[float, float, float] = (-0.58273431, 0.56802827, -0.54067466)
 

@@ -3,7 +3,8 @@
 Interim module: the generic ``checkpoints.loading`` (``resolve_weights`` / ``load_model``) was not on main when
 this was written; this follows the same rules (explicit path, else ``$OPENESM3_WEIGHTS``, else
 ``~/.cache/openesm3/weights``; our format or the official files) for the three VQ-VAE-side networks only, and is
-meant to be replaced by it.
+meant to be replaced by it. Exception: with no path and no ``$OPENESM3_WEIGHTS``, the structure encoder and decoder
+are the small tokenizer bundled with the package (``checkpoints.bundled``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from openesm3.checkpoints.bundled import BUNDLED_MODEL_TYPES, bundled_tokenizer_dir
 from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, load_pretrained, read_config
 from openesm3.checkpoints.official import (
     OFFICIAL_WEIGHT_FILES,
@@ -46,6 +48,9 @@ def resolve_vqvae_weights(path: str | os.PathLike[str] | None, model_type: str) 
         root, origin = Path(path).expanduser(), "given path"
     elif os.environ.get(WEIGHTS_ENV):
         root, origin = Path(os.environ[WEIGHTS_ENV]).expanduser(), f"${WEIGHTS_ENV}"
+    elif model_type in BUNDLED_MODEL_TYPES:
+        # No weights given: the small tokenizer that ships with the package (docs/tokenizer_training.md).
+        root, origin = bundled_tokenizer_dir(), "bundled tokenizer"
     else:
         root, origin = DEFAULT_WEIGHTS_DIR.expanduser(), "default location"
     if root.is_file():

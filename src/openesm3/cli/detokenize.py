@@ -21,8 +21,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
     p.add_argument("--weights", metavar="PATH", help="decoder weights: esm3_structure_decoder_v0.pth, an OpenESM3 "
-                   "directory, or a directory holding either (default: $OPENESM3_WEIGHTS, then "
-                   "~/.cache/openesm3/weights)")  # fmt: skip
+                   "directory, or a directory holding either (default: $OPENESM3_WEIGHTS, else the "
+                   "small tokenizer bundled with OpenESM3, docs/tokenizer_training.md)")  # fmt: skip
     p.add_argument("--out", metavar="PATH", required=True,
                    help="output file for one structure (format from the suffix: .pdb, .cif, optionally .gz), or a "
                         "directory for several (one NAME.pdb / NAME.cif each)")  # fmt: skip

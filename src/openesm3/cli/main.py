@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detokenize",
     "embed",
     "score",
+    "round-trip",
+    "train-tokenizer",
 )
 
 

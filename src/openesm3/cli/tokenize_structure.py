@@ -23,8 +23,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("files", nargs="+", metavar="IN", help="structure file(s)")
     p.add_argument("--weights", metavar="PATH", help="encoder weights: esm3_structure_encoder_v0.pth, an "
-                   "OpenESM3 directory, or a directory holding either (default: $OPENESM3_WEIGHTS, then "
-                   "~/.cache/openesm3/weights)")  # fmt: skip
+                   "OpenESM3 directory, or a directory holding either (default: $OPENESM3_WEIGHTS, else the "
+                   "small tokenizer bundled with OpenESM3, docs/tokenizer_training.md)")  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="write the JSON here (atomically) instead of standard output")
     p.add_argument("--chain", action="append", metavar="ID", help="only these chain ids, in this order (repeatable)")
     p.add_argument("--model", type=int, default=1, help="model number of multi-model files, 1-based (default 1)")

@@ -45,6 +45,8 @@ class StructureDecoderOutput:
         ptm: [B] predicted TM-score.
         pair_logits: [B, L, L, 224] all pairwise-head outputs (distogram | directions | PAE), only when
             requested (``return_pair_logits=True``); else None.
+        features: [B, L, D] the final (normalised) features the heads read (training heads such as inverse
+            folding read them too).
     """
 
     frames: Rigid
@@ -56,6 +58,7 @@ class StructureDecoderOutput:
     pae: Tensor
     ptm: Tensor
     pair_logits: Tensor | None = None
+    features: Tensor | None = None
 
 
 def check_structure_tokens(tokens: Tensor, mask: Tensor | None, max_length: int) -> None:
@@ -108,11 +111,13 @@ class StructureDecoder(nn.Module):
 
     def __init__(self, config: StructureDecoderConfig = STRUCTURE_DECODER_V0) -> None:
         super().__init__()
-        if config.sequence_conditioning:
-            raise ValueError("sequence_conditioning is not part of the released decoder and is not implemented")
         self.config = config
         d = config.d_model
         self.embed = nn.Embedding(C.STRUCTURE_VOCAB_SIZE, d)
+        if config.sequence_conditioning:
+            # Paper A.1.7.3.2: stage-2 decoders add a learned sequence embedding to the structure-token embedding.
+            # Not in the released decoder (its files have no such weight); our trained tokenizer has one.
+            self.sequence_embed = nn.Embedding(C.SEQUENCE_EMBED_DIM, d)
         block = BlockConfig(d_model=d, n_heads=config.n_heads, ffn_dim=config.ffn_dim, bias=False, qk_norm=True)
         self.blocks = nn.ModuleList(TransformerBlock(block) for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(d, eps=C.LAYER_NORM_EPS, bias=False)
@@ -127,6 +132,8 @@ class StructureDecoder(nn.Module):
         mask: Tensor | None = None,
         sequence_id: Tensor | None = None,
         return_pair_logits: bool = False,
+        sequence_tokens: Tensor | None = None,
+        embeddings: Tensor | None = None,
     ) -> StructureDecoderOutput:
         """Decode structure tokens.
 
@@ -135,6 +142,11 @@ class StructureDecoder(nn.Module):
             mask: [B, L] bool, False at padding (padding is never attended to). Default: no padding.
             sequence_id: [B, L] int; tokens attend only within their sequence. Default: one sequence per row.
             return_pair_logits: also return all 224 pairwise logits per pair (training).
+            sequence_tokens: [B, L] sequence-track ids aligned with ``tokens`` (BOS/EOS included), only for a
+                decoder built with ``sequence_conditioning``; None there means "sequence unknown" (all
+                ``<mask>``). Ignored otherwise.
+            embeddings: [B, L, D] input vectors used instead of ``embed(tokens)`` (VQ-VAE training feeds the
+                straight-through code vectors here; ``tokens`` still give the masks and are checked).
 
         Returns:
             :class:`StructureDecoderOutput`.
@@ -150,7 +162,11 @@ class StructureDecoder(nn.Module):
         if attn_mask is not None:
             attn_mask = attn_mask[:, None]  # [B, 1, L, L], broadcast over heads
 
-        x = self.embed(tokens)
+        x = self.embed(tokens) if embeddings is None else embeddings
+        if self.config.sequence_conditioning:
+            if sequence_tokens is None:
+                sequence_tokens = torch.full_like(tokens, C.SEQUENCE_MASK)
+            x = x + self.sequence_embed(sequence_tokens)
         for block in self.blocks:
             x = block(x, attn_mask)
         x = self.norm(x)
@@ -177,6 +193,7 @@ class StructureDecoder(nn.Module):
             pae=pae,
             ptm=ptm,
             pair_logits=pair_logits,
+            features=x,
         )
 
     def _pae_and_ptm_chunked(self, x: Tensor, residue_mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,112 @@
+"""Evaluate a structure tokenizer's round trip (structure -> tokens -> structure) on a split of the dev set.
+
+Reports median/mean backbone RMSD after Kabsch, lDDT-CA, TM-score, codebook usage, pLDDT/pTM calibration and, for
+a sequence-conditioned decoder, all-atom RMSD and chi errors (``openesm3.training.tokenizer.evaluate``).
+
+    python benchmarks/eval_tokenizer.py --weights src/openesm3/data/tokenizer --data runs/dev_chains \\
+        --split valid --out benchmarks/results/tokenizer_valid.json
+
+``--weights`` is a directory with ``structure_encoder/`` and ``structure_decoder/`` in our format (a run's
+``export/``; default: the shipped tokenizer). ``--data`` is an ingested shard dataset (``openesm3.training.ingest``)
+or the raw dev directory (then ingested to a temporary directory). Full-length chains, no crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.training.config import IngestConfig
+from openesm3.training.data import INDEX_FILE, ProteinDataset
+from openesm3.training.ingest import ingest_structures
+from openesm3.training.tokenizer.evaluate import round_trip, summarize
+
+
+def open_dataset(data: Path, tmp: Path) -> ProteinDataset:
+    if (data / INDEX_FILE).is_file():
+        return ProteinDataset(data)
+    manifest = data / "manifest.tsv"
+    ingest_structures(data, tmp / "shards", IngestConfig(manifest=str(manifest) if manifest.is_file() else ""))
+    return ProteinDataset(tmp / "shards")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="structure_encoder/ + structure_decoder/ directory (default: the bundled tokenizer)",
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/dev"))
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--max-proteins", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    encoder, decoder = load_structure_tokenizer(args.weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = open_dataset(args.data, Path(tmp))
+        rows = [i for i, s in enumerate(dataset.splits) if s == args.split or args.split == "all"]
+        if args.max_proteins:
+            rows = rows[: args.max_proteins]
+        start = time.perf_counter()
+        results, without_seq = [], []
+        for n, i in enumerate(rows):
+            record = dataset[i]
+            r = round_trip(encoder, decoder, record)
+            if r is None:
+                continue
+            results.append(r)
+            if decoder.config.sequence_conditioning:
+                r0 = round_trip(encoder, decoder, record, with_sequence=False)
+                if r0 is not None:
+                    without_seq.append(r0)
+            print(
+                f"[{n + 1}/{len(rows)}] {r.name} L={r.length} RMSD {r.backbone_rmsd:.2f} lDDT-CA {r.lddt_ca:.3f} "
+                f"TM {r.tm_score:.3f} pLDDT {r.mean_plddt:.3f} pTM {r.ptm:.3f}"
+                + (f" all-atom RMSD {r.all_atom_rmsd:.2f}" if r.all_atom_rmsd is not None else ""),
+                file=sys.stderr,
+            )
+        elapsed = time.perf_counter() - start
+    n_codes = encoder.config.n_codes
+    summary = dataclasses.asdict(summarize(results, n_codes))
+    report = {
+        "weights": str(args.weights or "bundled"),
+        "split": args.split,
+        "seconds": round(elapsed, 1),
+        "threads": args.threads,
+        "summary": summary,
+        "summary_without_sequence": dataclasses.asdict(summarize(without_seq, n_codes)) if without_seq else None,
+        "proteins": [
+            {
+                "name": r.name,
+                "length": r.length,
+                "backbone_rmsd": round(r.backbone_rmsd, 4),
+                "lddt_ca": round(r.lddt_ca, 4),
+                "tm_score": round(r.tm_score, 4),
+                "ptm": round(r.ptm, 4),
+                "mean_plddt": round(r.mean_plddt, 4),
+                "all_atom_rmsd": None if r.all_atom_rmsd is None else round(r.all_atom_rmsd, 4),
+            }
+            for r in results
+        ],
+    }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(json.dumps({"summary": summary, "summary_without_sequence": report["summary_without_sequence"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""From a training checkpoint to the library's weight format: an encoder and a decoder directory that load
+(``checkpoints.format.load_pretrained``) into :class:`~openesm3.models.structure_encoder.StructureEncoder` and
+:class:`~openesm3.models.structure_decoder.StructureDecoder`, the classes the official weights use.
+
+A stage-1 decoder reads ``code_proj(z_q)`` during training; :func:`bake_code_projection` writes
+``code_proj(codebook)`` into its token embedding, after which it decodes token ids exactly as it decoded the
+quantised vectors (the straight-through vector *is* the code at the forward pass).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from openesm3.checkpoints.format import save_pretrained
+from openesm3.errors import WeightsError
+from openesm3.models.structure_decoder import StructureDecoder
+from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.training.checkpointing import STATE_FILE, latest_checkpoint, load_checkpoint
+from openesm3.training.loop import CHECKPOINT_DIR
+from openesm3.training.tokenizer.model import StructureTokenizerModel
+
+ENCODER_DIR = "structure_encoder"  # the layout checkpoints.vqvae_weights looks for (ROOT/<model_type>/)
+DECODER_DIR = "structure_decoder"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from a run directory (its latest complete checkpoint) or a checkpoint directory."""
+    p = Path(path)
+    if (p / STATE_FILE).is_file():
+        return p
+    for root in (p / CHECKPOINT_DIR, p):
+        latest = latest_checkpoint(root) if root.is_dir() else None
+        if latest is not None:
+            return latest
+    raise WeightsError(f"{path}: no complete training checkpoint (expected a run or checkpoint directory)")
+
+
+def load_submodule_state(model: nn.Module, checkpoint: str | Path, prefix: str) -> Path:
+    """Load the ``prefix.*`` entries of a training checkpoint into ``model`` (strictly). Returns the checkpoint."""
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path).model_state
+    sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+    if not sub:
+        raise WeightsError(f"{path}: no {prefix!r} weights in this checkpoint")
+    missing, unexpected = model.load_state_dict(sub, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"{path}: {prefix} weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return path
+
+
+@torch.no_grad()
+def bake_code_projection(model: StructureTokenizerModel) -> StructureDecoder:
+    """The stage-1 decoder with ``embed[code] = code_proj(codebook[code])`` for every code (a copy)."""
+    decoder = StructureDecoder(model.decoder.config)
+    decoder.load_state_dict(model.decoder.state_dict())
+    codes = model.encoder.codebook.embeddings.float()
+    decoder.embed.weight[: codes.shape[0]] = model.code_proj(codes).to(decoder.embed.weight.dtype)
+    return decoder
+
+
+def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tuple[Path, Path]:
+    """Save the encoder and the (baked, for stage 1) decoder under ``out_dir/structure_encoder`` and
+    ``out_dir/structure_decoder``."""
+    out = Path(out_dir)
+    encoder: StructureEncoder = model.encoder
+    decoder = bake_code_projection(model) if model.stage == 1 else model.decoder
+    enc_dir = save_pretrained(encoder, encoder.config, out / ENCODER_DIR, model_type="structure_encoder")
+    dec_dir = save_pretrained(decoder, decoder.config, out / DECODER_DIR, model_type="structure_decoder")
+    return enc_dir, dec_dir

@@ -1,0 +1,218 @@
+"""The structure VQ-VAE as one trainable module (paper A.1.7.3): encoder + codebook + decoder + training heads.
+
+Stage 1 trains everything. The decoder reads the quantised vectors through a linear map (``code_proj``), so the
+straight-through gradient reaches the encoder; the codebook learns by EMA with dead-code restarts, outside the
+optimizer. After training, :func:`openesm3.training.tokenizer.export.bake_code_projection` writes
+``code_proj(codebook)`` into the decoder's token embedding, so the decoder then decodes token ids exactly as the
+official one does.
+
+Stage 2 freezes the encoder and codebook (no gradient, no EMA) and trains a new decoder on token ids, optionally
+conditioned on the sequence (dropped for a fraction of proteins so it also decodes without one).
+
+The networks are the library's own :class:`StructureEncoder` and :class:`StructureDecoder`, so what is trained
+saves in our format and loads where the official weights load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from openesm3 import constants as C
+from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+from openesm3.layers.heads import RegressionHead
+from openesm3.models.structure_decoder import StructureDecoder, StructureDecoderOutput
+from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.training.data import ProteinBatch
+
+
+@dataclass(frozen=True)
+class TokenizerForward:
+    """What one training forward computes, residues aligned with the batch ([B, L]; decoder outputs sliced).
+
+    Attributes:
+        tokens: [B, L] code ids (``STRUCTURE_MASK`` where the residue has no backbone frame).
+        residue_mask: [B, L] bool, residues with N, CA, C (the ones every loss scores).
+        true_backbone: [B, L, 3, 3] true N, CA, C (0 where missing).
+        pred_backbone: [B, L, 3, 3] decoded N, CA, C.
+        decoder: the full decoder output (BOS/EOS included: residue i is position i + 1).
+        sequence_logits: [B, L, 64] inverse-folding logits (stage 1), else None.
+        commitment_loss: scalar (0 in stage 2).
+        sequence_given: [B] bool, proteins whose decoder saw the sequence (stage 2).
+    """
+
+    tokens: Tensor
+    residue_mask: Tensor
+    true_backbone: Tensor
+    pred_backbone: Tensor
+    decoder: StructureDecoderOutput
+    sequence_logits: Tensor | None
+    commitment_loss: Tensor
+    sequence_given: Tensor
+
+    def residues(self, x: Tensor) -> Tensor:
+        """Slice a per-token decoder tensor [B, L + 2, ...] to the residues [B, L, ...]."""
+        return x[:, 1 : self.tokens.shape[1] + 1]
+
+    def residue_pairs(self, x: Tensor) -> Tensor:
+        """Slice a pair decoder tensor [B, L + 2, L + 2, ...] to the residue pairs [B, L, L, ...]."""
+        length = self.tokens.shape[1]
+        return x[:, 1 : length + 1, 1 : length + 1]
+
+
+def decoder_tokens(tokens: Tensor, residue_mask: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Decoder input rows ``BOS, codes, EOS, PAD...`` [B, L + 2] and their mask, from codes [B, L].
+
+    Residues without a frame read ``STRUCTURE_MASK``; padding reads ``STRUCTURE_PAD``.
+    """
+    b, length = tokens.shape
+    lengths = mask.sum(-1)
+    body = torch.where(residue_mask, tokens, torch.full_like(tokens, C.STRUCTURE_MASK))
+    body = torch.where(mask, body, torch.full_like(tokens, C.STRUCTURE_PAD))
+    out = torch.full((b, length + 2), C.STRUCTURE_PAD, dtype=torch.long, device=tokens.device)
+    out[:, 0] = C.STRUCTURE_BOS
+    out[:, 1 : length + 1] = body
+    out[torch.arange(b, device=tokens.device), lengths + 1] = C.STRUCTURE_EOS
+    positions = torch.arange(length + 2, device=tokens.device)
+    return out, positions[None, :] <= (lengths + 1)[:, None]
+
+
+def decoder_sequence(sequence_tokens: Tensor, mask: Tensor, keep: Tensor) -> Tensor:
+    """Sequence ids aligned with :func:`decoder_tokens` [B, L + 2]: ``<cls>, residues, <eos>, <pad>...``; rows
+    with ``keep`` [B] False read ``<mask>`` at every residue (decoding without the sequence)."""
+    b, length = sequence_tokens.shape
+    lengths = mask.sum(-1)
+    body = torch.where(keep[:, None], sequence_tokens, torch.full_like(sequence_tokens, C.SEQUENCE_MASK))
+    body = torch.where(mask, body, torch.full_like(body, C.SEQUENCE_PAD))
+    out = torch.full((b, length + 2), C.SEQUENCE_PAD, dtype=torch.long, device=sequence_tokens.device)
+    out[:, 0] = C.SEQUENCE_BOS
+    out[:, 1 : length + 1] = body
+    out[torch.arange(b, device=sequence_tokens.device), lengths + 1] = C.SEQUENCE_EOS
+    return out
+
+
+class StructureTokenizerModel(nn.Module):
+    """Encoder + codebook + decoder (+ stage-1 training heads) of the structure VQ-VAE.
+
+    Args:
+        encoder: encoder/codebook config (the codebook-training fields are used here).
+        decoder: decoder config.
+        stage: 1 or 2 (see the module docstring).
+        sequence_dropout: stage 2 with a sequence-conditioned decoder: probability that a protein is decoded
+            without its sequence.
+        codebook_init_from_data: stage 1: the first training batch's encoder outputs initialise the codes.
+        encoder_positions: residue numbers the encoder's relative positions use: ``"sequential"`` (1..L along the
+            record, as ``generation.structure_tokens.encode_structure`` and the official SDK number residues) or
+            ``"residue_index"`` (the file's residue numbers, gap-aware).
+    """
+
+    codebook_initialised: Tensor
+
+    def __init__(
+        self,
+        encoder: StructureEncoderConfig,
+        decoder: StructureDecoderConfig,
+        *,
+        stage: int = 1,
+        sequence_dropout: float = 0.5,
+        codebook_init_from_data: bool = True,
+        encoder_positions: str = "sequential",
+    ) -> None:
+        super().__init__()
+        if encoder_positions not in ("sequential", "residue_index"):
+            raise ValueError(f"encoder_positions must be 'sequential' or 'residue_index', got {encoder_positions!r}")
+        self.encoder_positions = encoder_positions
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {stage}")
+        self.stage = stage
+        self.sequence_dropout = sequence_dropout
+        self.codebook_init_from_data = codebook_init_from_data
+        self.encoder = StructureEncoder(encoder)
+        self.decoder = StructureDecoder(decoder)
+        if stage == 1:
+            self.code_proj = nn.Linear(encoder.d_out, decoder.d_model)
+            self.sequence_head = RegressionHead(decoder.d_model, C.SEQUENCE_EMBED_DIM)
+        else:
+            self.encoder.requires_grad_(False)
+        self.register_buffer("codebook_initialised", torch.tensor(stage == 2 or not codebook_init_from_data))
+
+    def train(self, mode: bool = True) -> StructureTokenizerModel:
+        super().train(mode)
+        if self.stage == 2:
+            self.encoder.eval()  # frozen
+        return self
+
+    def forward(self, batch: ProteinBatch) -> TokenizerForward:
+        """Encode the batch's backbones, quantise, decode (see the module docstring)."""
+        atom_mask = batch.atom37_mask[..., :3].all(-1) & batch.mask
+        true_bb = batch.atom37[..., :3, :].float()
+        coords = torch.where(atom_mask[..., None, None], true_bb, torch.full_like(true_bb, float("nan")))
+        sequence_id = batch.chain_index.clamp_min(0)
+        if self.encoder_positions == "sequential":
+            positions = torch.arange(1, batch.mask.shape[1] + 1, device=batch.mask.device).expand_as(batch.mask)
+        else:
+            positions = batch.residue_index
+
+        grad = self.stage == 1 and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
+            z, residue_mask = self.encoder.encode_features(
+                coords, mask=batch.mask, sequence_id=sequence_id, residue_index=positions
+            )
+            codebook = self.encoder.codebook
+            if self.training and self.stage == 1:
+                self._update_codebook_before(z.detach(), residue_mask)
+            quantised = codebook(z, residue_mask)
+            if self.training and self.stage == 1:
+                codebook.ema_update(z.detach(), quantised.indices, residue_mask)
+                codebook.restart_dead_codes(z.detach(), residue_mask)
+
+        tokens, dec_mask = decoder_tokens(quantised.indices, residue_mask, batch.mask)
+        embeddings = None
+        if self.stage == 1:
+            embeddings = self.decoder.embed(tokens)
+            codes = self.code_proj(quantised.z_q)
+            body = torch.where(residue_mask[..., None], codes.to(embeddings.dtype), embeddings[:, 1:-1])
+            embeddings = torch.cat([embeddings[:, :1], body, embeddings[:, -1:]], dim=1)
+
+        b = tokens.shape[0]
+        keep = torch.zeros(b, dtype=torch.bool, device=tokens.device)
+        sequence = None
+        if self.decoder.config.sequence_conditioning:
+            drop = self.sequence_dropout if self.training else 0.0
+            keep = torch.rand(b, device=tokens.device) >= drop
+            sequence = decoder_sequence(batch.sequence_tokens, batch.mask, keep)
+        out = self.decoder(
+            tokens,
+            mask=dec_mask,
+            sequence_id=None,
+            return_pair_logits=True,
+            sequence_tokens=sequence,
+            embeddings=embeddings,
+        )
+        length = tokens.shape[1] - 2
+        assert out.features is not None
+        seq_logits = self.sequence_head(out.features[:, 1 : length + 1]) if self.stage == 1 else None
+        commitment = quantised.commitment_loss if self.stage == 1 else torch.zeros((), device=tokens.device)
+        return TokenizerForward(
+            tokens=tokens[:, 1 : length + 1],
+            residue_mask=residue_mask,
+            true_backbone=true_bb,
+            pred_backbone=out.backbone[:, 1 : length + 1],
+            decoder=out,
+            sequence_logits=seq_logits,
+            commitment_loss=commitment,
+            sequence_given=keep,
+        )
+
+    @torch.no_grad()
+    def _update_codebook_before(self, z: Tensor, residue_mask: Tensor) -> None:
+        """First stage-1 training batch: every code restarts from a random encoder output (data-dependent
+        initialisation, so no code starts far from the data)."""
+        if bool(self.codebook_initialised) or not bool(residue_mask.any()):
+            return
+        codebook = self.encoder.codebook
+        codebook.N.zero_()  # every code is "dead": restart all of them
+        codebook.restart_dead_codes(z, residue_mask)
+        self.codebook_initialised.fill_(True)

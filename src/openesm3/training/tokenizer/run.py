@@ -1,0 +1,74 @@
+"""Run a structure-tokenizer training stage end to end: data, model, the generic loop, export.
+
+``train_tokenizer(config)`` is what ``openesm3 train-tokenizer`` calls. A run writes to ``config.out_dir``:
+``checkpoints/`` (resumable), ``metrics.jsonl`` (+ TensorBoard), and at the end ``export/encoder`` and
+``export/decoder`` in our weight format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from openesm3.training import distributed as D
+from openesm3.training.loop import TrainResult, seed_everything, train
+from openesm3.training.pipeline import build_protein_data
+from openesm3.training.tokenizer.config import TokenizerTrainConfig
+from openesm3.training.tokenizer.export import export_networks, load_submodule_state
+from openesm3.training.tokenizer.model import StructureTokenizerModel
+from openesm3.training.tokenizer.objective import TokenizerObjective
+from openesm3.training.tokenizer.warm_start import warm_start_decoder
+
+EXPORT_DIR = "export"
+
+
+@dataclass(frozen=True)
+class TokenizerRunResult:
+    result: TrainResult
+    encoder_dir: Path | None  # exported weights (main process only)
+    decoder_dir: Path | None
+
+
+def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
+    """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``."""
+    model = StructureTokenizerModel(
+        config.encoder,
+        config.decoder,
+        stage=config.stage,
+        sequence_dropout=config.sequence_dropout,
+        codebook_init_from_data=config.codebook_init_from_data,
+        encoder_positions=config.encoder_positions,
+    )
+    if config.stage == 2:
+        load_submodule_state(model.encoder, config.init_from, "encoder")
+        if config.decoder_init == "stage1":
+            warm_start_decoder(model.decoder, config.init_from)
+    return model
+
+
+def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
+    """Train one stage as ``config`` says and export the networks (see the module docstring)."""
+    info = D.setup_distributed(config.device)
+    try:
+        seed_everything(config.seed)
+        model = build_model(config)
+        data = build_protein_data(config, rank=info.rank, world_size=info.world_size)
+        result = train(
+            model,
+            TokenizerObjective(config.losses),
+            data.train,
+            config,
+            valid_data=data.valid,
+            dist_info=info,
+            find_unused_parameters=True,
+        )
+        enc = dec = None
+        if info.is_main:
+            model.eval()
+            with torch.no_grad():
+                enc, dec = export_networks(model.cpu(), Path(config.out_dir) / EXPORT_DIR)
+        return TokenizerRunResult(result, enc, dec)
+    finally:
+        D.teardown_distributed()
