@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from esm3_testing import protein_batch, random_tracks, real_proteins
 from openesm3 import constants as C
 from openesm3.checkpoints.loading import load_model
 from openesm3.config import ESM3_SM_OPEN_V1, ESM3Config
 from tests.conftest import shared_data
+from tests.esm3_testing import protein_batch, random_tracks, real_proteins
 from tests.parity.esm3_oracle import build_reference, max_abs_diffs, save_official
 
 TOL = 1e-4

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_esm3_model import randomized, tokens
 
 from openesm3.checkpoints.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_pretrained, save_pretrained
 from openesm3.checkpoints.loading import WEIGHTS_ENV, load_model, resolve_weights
@@ -23,6 +22,7 @@ from openesm3.cli.main import main
 from openesm3.config import ESM3_SM_OPEN_V1, ESM3_TINY
 from openesm3.errors import WeightsError
 from openesm3.models.esm3 import ESM3
+from tests.unit.test_esm3_model import randomized, tokens
 
 CONFIG = ESM3_TINY.replace(n_layers=3, v_heads=8)
 

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from esm3_testing import real_backbone
 from openesm3 import constants as C
 from openesm3.config import ESM3_7B, ESM3_98B, ESM3_SM_OPEN_V1, ESM3_TINY, ESM3Config
 from openesm3.models.esm3 import ESM3
 from openesm3.models.esm3_inputs import prepare_inputs
 from openesm3.models.taxonomy import taxonomy_logit_targets
 from tests.conftest import shared_data
+from tests.esm3_testing import real_backbone
 
 
 def randomized(config: ESM3Config, seed: int = 0) -> ESM3:
