@@ -326,7 +326,9 @@ class StructureEncoder(nn.Module):
         assert isinstance(ffn, SwiGLU) and geom is not None
         sources = (ffn.norm.weight, ffn.norm.bias, ffn.w_in.weight, ffn.w_in.bias, geom.out.weight, geom.out.bias,
                    self.relative_position.weight)  # fmt: skip
-        key = tuple((t.data_ptr(), t._version) if t is not None else None for t in sources)
+        # Inference tensors (weights created under torch.inference_mode) have no version counter: key them on
+        # their storage only; they cannot be modified outside inference mode anyway.
+        key = tuple(None if t is None else (t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources)
         cached = getattr(self, "_folded_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
