@@ -136,8 +136,13 @@ def test_predict_function_json_tsv_and_missing_resources(weights: Path, vocab: P
     fasta.write_text(">one\nMKTAYIAKQRQISFVKSHFS\n>bad\nMK1\n")
     out = tmp_path / "f.json"
     base = ["--weights", str(weights), "--vocabulary-dir", str(vocab), *FAST]
-    assert main(["predict-function", str(fasta), str(TRP_CAGE), "-o", str(out), *base]) == 1
-    assert "record 'bad'" in capsys.readouterr().err
+    mismatch = tmp_path / "mismatch.json"
+    mismatch.write_text('{"format": "openesm3.protein", "version": 1, "name": "mm", "sequence": "MKTAY", '
+                        '"secondary_structure": "HHH"}')  # fmt: skip
+    assert main(["predict-function", str(fasta), str(mismatch), str(TRP_CAGE), "-o", str(out), *base]) == 1
+    err = capsys.readouterr().err
+    assert "record 'bad'" in err and "2 of 4 protein(s) failed" in err
+    assert "protein 'mm': tracks disagree in length: sequence has 5, secondary_structure has 3" in err
     data = json.loads(out.read_text())
     assert [d["id"] for d in data] == ["one", "localunfolding__trp-cage-cage__2JOF_A"]
     labels = set(KEYWORDS) | {f"Entry {i} (IPR{i:06d})" for i in range(1, 6)}
