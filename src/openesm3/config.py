@@ -263,3 +263,74 @@ class GenerationConfig:
         ``use_generative_unmasking_strategy``)."""
         return cls(track=track, **{"schedule": "cosine", "strategy": "random", "temperature_annealing": True,
                                    **changes})  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Protein tasks (fold, inverse-fold, predict-function, generate): how many steps and how hot, per task.
+# ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class TaskDecoding:
+    """Decoding settings of one protein task; turned into a :class:`GenerationConfig` per prompt and track.
+
+    Attributes:
+        num_steps: decoding steps per generated track; None = ``ceil(steps_per_residue * L)`` (at least 1).
+        steps_per_residue: the default step count as a fraction of the length (paper A.3.9 uses L/2).
+        temperature, temperature_annealing, schedule, strategy, top_p: as in :class:`GenerationConfig`.
+    """
+
+    num_steps: int | None = None
+    steps_per_residue: float = 0.5
+    temperature: float = 0.7
+    temperature_annealing: bool = True
+    schedule: UnmaskingSchedule = "cosine"
+    strategy: UnmaskingStrategy = "random"
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.num_steps is not None and (
+            not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps <= 0
+        ):
+            raise InputError(f"num_steps must be a positive int or None, got {self.num_steps!r}")
+        if not (isinstance(self.steps_per_residue, (int, float)) and 0 < self.steps_per_residue <= 1):
+            raise InputError(f"steps_per_residue must lie in (0, 1], got {self.steps_per_residue!r}")
+        self.generation_config("sequence", 1)  # validates temperature, top_p, schedule and strategy
+
+    def steps_for(self, length: int) -> int:
+        """Steps for an L-residue protein (the decoder caps them to the positions to fill)."""
+        if self.num_steps is not None:
+            return self.num_steps
+        return max(1, math.ceil(self.steps_per_residue * length))
+
+    def generation_config(
+        self,
+        track: GenerationTrack,
+        length: int,
+        *,
+        seed: int | None = None,
+        invalid_ids: tuple[int, ...] = (),
+        condition_on_coordinates_only: bool = True,
+    ) -> GenerationConfig:
+        return GenerationConfig(
+            track=track,
+            num_steps=self.steps_for(length),
+            schedule=self.schedule,
+            strategy=self.strategy,
+            temperature=self.temperature,
+            temperature_annealing=self.temperature_annealing,
+            top_p=self.top_p,
+            invalid_ids=invalid_ids,
+            condition_on_coordinates_only=condition_on_coordinates_only,
+            seed=seed,
+        )
+
+    def replace(self, **changes: Any) -> TaskDecoding:
+        return dataclasses.replace(self, **changes)
+
+
+# Folding: greedy (argmax), lowest entropy first, L/2 steps (paper A.3.4: iterative decoding beats one argmax pass).
+FOLD_DECODING = TaskDecoding(temperature=0.0, temperature_annealing=False, strategy="entropy")
+# Inverse folding and design: T = 0.7 annealed, random order, L/2 steps (paper A.3.9).
+INVERSE_FOLD_DECODING = TaskDecoding()
+DESIGN_DECODING = TaskDecoding()
+# Function prediction: greedy, lowest entropy first, L/2 steps.
+FUNCTION_DECODING = TaskDecoding(temperature=0.0, temperature_annealing=False, strategy="entropy")

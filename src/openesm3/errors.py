@@ -35,3 +35,7 @@ class WeightsError(OpenESM3Error):
 
 class VocabularyError(OpenESM3Error):
     """Missing or malformed vocabulary files (function keywords, InterPro, LSH hyperplanes, residue labels)."""
+
+
+class DependencyError(OpenESM3Error):
+    """An optional dependency a feature needs is not installed; the message says what to install."""

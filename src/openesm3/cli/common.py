@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from openesm3.errors import InputError, OpenESM3Error
 
 if TYPE_CHECKING:
+    from openesm3.config import TaskDecoding
     from openesm3.generation.bundle import ModelBundle
     from openesm3.protein import Protein
     from openesm3.utils.progress import Progress
@@ -62,7 +63,8 @@ def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",))
 
     check_batch_size(args)
     torch.manual_seed(args.seed)
-    bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype)
+    vocabulary_dir = getattr(args, "vocabulary_dir", None)
+    bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype, vocabulary_dir=vocabulary_dir)
     bundle.require(*needs)
     return bundle
 
@@ -84,8 +86,10 @@ class Item:
     error: OpenESM3Error | None = None
 
 
-def read_inputs(paths: Sequence[str]) -> list[Item]:
-    """Every protein of every input file (FASTA, JSON or structure), each valid or carrying its error."""
+def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> list[Item]:
+    """Every protein of every input file (FASTA, JSON or structure), each valid or carrying its error.
+
+    ``chains``: author chain ids to read from structure files (in this order); None reads every protein chain."""
     from openesm3 import protein_io  # noqa: PLC0415
     from openesm3.protein import Protein  # noqa: PLC0415
 
@@ -103,7 +107,7 @@ def read_inputs(paths: Sequence[str]) -> list[Item]:
                 for n, protein in enumerate(protein_io.read_json(path)):
                     items.append(Item(protein.name or f"{path}[{n}]", path, protein=protein))
             else:
-                protein = Protein.from_structure(path)
+                protein = Protein.from_structure(path, chains=chains)
                 items.append(Item(protein.name, path, protein=protein))
         except OpenESM3Error as exc:
             items.append(Item(path, path, error=exc))
@@ -150,3 +154,78 @@ class Failures:
         if not self.errors:
             return 0
         return 1 if n_ok else 2
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser, defaults: TaskDecoding) -> None:
+    """``--steps``, ``--temperature``, ``--schedule``, ``--strategy``, ``--top-p``, ``--no-annealing``."""
+    group = parser.add_argument_group("decoding")
+    group.add_argument(
+        "--steps", type=int, metavar="N",
+        help=f"decoding steps per generated track (default: {defaults.steps_per_residue:g} x length, at least 1)",
+    )  # fmt: skip
+    group.add_argument("--temperature", type=float, default=defaults.temperature,
+                       help=f"sampling temperature, 0 = greedy (default {defaults.temperature:g})")  # fmt: skip
+    group.add_argument("--schedule", choices=("cosine", "linear"), default=defaults.schedule,
+                       help=f"unmasking schedule (default {defaults.schedule})")  # fmt: skip
+    group.add_argument("--strategy", choices=("random", "entropy", "max_logit"), default=defaults.strategy,
+                       help=f"which positions to commit first (default {defaults.strategy})")  # fmt: skip
+    group.add_argument("--top-p", type=float, default=defaults.top_p, help="nucleus sampling threshold (default 1)")
+    group.add_argument(
+        "--annealing", action=argparse.BooleanOptionalAction, default=defaults.temperature_annealing,
+        help="anneal the temperature over the steps (default: %(default)s)",
+    )  # fmt: skip
+    parser.set_defaults(decoding_defaults=defaults)
+
+
+def decoding_from_args(args: argparse.Namespace) -> TaskDecoding:
+    """The :class:`TaskDecoding` of the options added by :func:`add_decoding_arguments` (validated)."""
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
+    defaults: TaskDecoding = args.decoding_defaults
+    return defaults.replace(
+        num_steps=args.steps,
+        temperature=args.temperature,
+        schedule=args.schedule,
+        strategy=args.strategy,
+        top_p=args.top_p,
+        temperature_annealing=args.annealing,
+    )
+
+
+def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
+    """A table to ``path`` (``.json``: a list of objects; ``.csv``; otherwise TSV), atomically; stdout if None."""
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import math  # noqa: PLC0415
+
+    from openesm3.utils.atomic import atomic_write_text  # noqa: PLC0415
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.6g}"
+        return "" if v is None else v
+
+    if path is not None and path.lower().endswith(".json"):
+        records = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in zip(header, row)} for row in rows
+        ]
+        atomic_write_text(path, json.dumps(records, indent=1) + "\n")
+        return
+    buffer = io.StringIO()
+    delimiter = "," if path is not None and path.lower().endswith(".csv") else "\t"
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[cell(v) for v in row] for row in rows])
+    if path is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        atomic_write_text(path, buffer.getvalue())
+
+
+def output_names(items: Sequence[str]) -> list[str]:
+    """File-system-safe, unique file stems for record ids (see :func:`openesm3.generation.embedding.safe_name`)."""
+    from openesm3.generation.embedding import safe_name  # noqa: PLC0415
+
+    used: set[str] = set()
+    return [safe_name(name, used) for name in items]

@@ -25,6 +25,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detokenize",
     "embed",
     "score",
+    "fold",
+    "inverse-fold",
+    "predict-function",
+    "generate",
     "round-trip",
     "train-tokenizer",
 )

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openesm3.cli.common import add_model_arguments
+from openesm3.cli.common import add_model_arguments, write_table
 
 DESCRIPTION = """\
 Two modes.
@@ -72,35 +72,6 @@ def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | N
     return texts, measured, column
 
 
-def _write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
-    import csv
-    import io
-    import json
-
-    from openesm3.utils.atomic import atomic_write_text
-
-    def cell(v: Any) -> Any:
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.6g}"
-        return "" if v is None else v
-
-    if path is not None and path.lower().endswith(".json"):
-        records = [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in zip(header, row)} for row in rows
-        ]
-        atomic_write_text(path, json.dumps(records, indent=1) + "\n")
-        return
-    buffer = io.StringIO()
-    delimiter = "," if path is not None and path.lower().endswith(".csv") else "\t"
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[cell(v) for v in row] for row in rows])
-    if path is None:
-        sys.stdout.write(buffer.getvalue())
-    else:
-        atomic_write_text(path, buffer.getvalue())
-
-
 def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, read_inputs, split_items
     from openesm3.errors import InputError
@@ -149,7 +120,7 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
                 continue
             rows.append([item.name, tensor.n_residues, pll.n_scored, pll.total, pll.mean, pll.perplexity])
     if rows:
-        _write_table(args.output, ["id", "length", "n_scored", "pll", "pll_per_residue", "perplexity"], rows)
+        write_table(args.output, ["id", "length", "n_scored", "pll", "pll_per_residue", "perplexity"], rows)
     failures.report(total, "protein(s)")
     return failures.exit_code(len(rows))
 
@@ -199,7 +170,7 @@ def _score_variants(
         row.append("" if error is None else str(error))
         rows.append(row)
     header = ["mutant", "score"] + (["measured"] if measured is not None else []) + ["error"]
-    _write_table(args.output, header, rows)
+    write_table(args.output, header, rows)
     n_ok = sum(1 for r in results if not isinstance(r, InputError) and r.error is None)
     summary = f"openesm3 score: {n_ok} of {len(texts)} variant(s) of {item.name!r} scored"
     if measured is not None:

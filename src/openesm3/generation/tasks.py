@@ -1,0 +1,305 @@
+"""The protein tasks built on iterative decoding: folding, inverse folding and function prediction (paper A.1.10,
+A.3.4; spec §10.3 "Folding" / "Inverse folding").
+
+Every task turns each input :class:`~openesm3.protein.Protein` into a prompt, generates one track with
+:func:`openesm3.generation.iterative.generate` and decodes the result with the networks of a
+:class:`~openesm3.generation.bundle.ModelBundle`:
+
+- :func:`fold`: sequence -> structure tokens -> structure decoder -> backbone, pLDDT, pTM, PAE;
+- :func:`inverse_fold`: coordinates -> ``num_samples`` sequences (each with its own random stream);
+- :func:`predict_function`: sequence and/or coordinates -> function tokens -> function decoder -> InterPro /
+  keyword annotations with residue ranges.
+
+Results come back in input order, one per protein: the decoded protein(s), or the
+:class:`~openesm3.errors.OpenESM3Error` saying why that protein failed (the others are unaffected).
+
+Determinism: prompt i's stream is seeded by ``derive_seed(seed, i)`` (``i`` = its index in the input, sample k of
+protein i in inverse folding: ``derive_seed(derive_seed(seed, i), k)``), so a protein's output depends on the seed
+and its place in the input only, not on the batch size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from openesm3 import constants as C
+from openesm3.config import FOLD_DECODING, FUNCTION_DECODING, INVERSE_FOLD_DECODING, GenerationTrack, TaskDecoding
+from openesm3.errors import InputError, OpenESM3Error
+from openesm3.generation.bundle import ModelBundle
+from openesm3.generation.iterative import derive_seed, generate
+from openesm3.generation.protein_tensor import ProteinTensor
+from openesm3.protein import Protein
+from openesm3.tokenizers import decode_function_tokens, merge_annotations
+
+__all__ = [
+    "NON_CANONICAL_SEQUENCE_IDS",
+    "Progress",
+    "fold",
+    "inverse_fold",
+    "predict_function",
+    "run_track",
+    "sequence_recovery",
+]
+
+Progress = Callable[[int], Any]
+# Sequence ids a task never emits: the sampleable non-canonical letters X B U Z O . - (spec §10.4 lists them as
+# valid for the reference's sampler; a designed or inverse-folded sequence should be made of the 20 amino acids).
+NON_CANONICAL_SEQUENCE_IDS: tuple[int, ...] = tuple(
+    sorted(set(C.SEQUENCE_SAMPLEABLE_IDS) - set(C.CANONICAL_AMINO_ACID_IDS))
+)
+_PROMPT_PREFIX = re.compile(r"^prompt \d+: ")
+
+
+def run_track(
+    bundle: ModelBundle,
+    prompts: Sequence[ProteinTensor | OpenESM3Error],
+    track: GenerationTrack,
+    decoding: TaskDecoding,
+    *,
+    seeds: Sequence[int],
+    batch_size: int = 8,
+    invalid_ids: tuple[int, ...] = (),
+    condition_on_coordinates_only: bool | Sequence[bool] = True,
+    progress: Progress | None = None,
+) -> list[ProteinTensor | OpenESM3Error]:
+    """Generate ``track`` of every prompt (errors pass through); prompt i draws from the stream ``seeds[i]``.
+
+    Prompts are sorted by length and decoded ``batch_size`` at a time; ``progress(n)`` is called after each batch
+    with the number of prompts it held.
+    """
+    if len(seeds) != len(prompts):
+        raise InputError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+    conditioning = (
+        [condition_on_coordinates_only] * len(prompts)
+        if isinstance(condition_on_coordinates_only, bool)
+        else list(condition_on_coordinates_only)
+    )
+    out: list[ProteinTensor | OpenESM3Error] = list(prompts)
+    valid = {i: p for i, p in enumerate(prompts) if isinstance(p, ProteinTensor)}
+    todo = sorted(valid, key=lambda i: len(valid[i]))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        tensors = [valid[i] for i in chunk]
+        configs = [
+            decoding.generation_config(
+                track,
+                t.n_residues,
+                seed=seeds[i],
+                invalid_ids=invalid_ids,
+                condition_on_coordinates_only=conditioning[i],
+            )
+            for i, t in zip(chunk, tensors)
+        ]
+        results = generate(bundle.esm3, tensors, configs, batch_size=None, device=bundle.device)
+        for i, result in zip(chunk, results):
+            if result.error is not None:
+                out[i] = InputError(_PROMPT_PREFIX.sub("", str(result.error)))
+            else:
+                out[i] = result.unwrap()
+        if progress is not None:
+            progress(len(chunk))
+    return out
+
+
+def _prompt(bundle: ModelBundle, make: Callable[[], Protein], name: str) -> ProteinTensor | OpenESM3Error:
+    """Build and encode one prompt; an error is returned (not raised) so the batch goes on."""
+    try:
+        protein = make()
+        tensor = bundle.encode(protein, structure_tokens=False)
+        bundle.check_length(tensor, name)
+        return tensor
+    except OpenESM3Error as exc:
+        return exc
+
+
+def _masked_like(protein: Protein) -> str:
+    """All-mask sequence with the chain breaks of ``protein`` (``"____|___"``)."""
+    breaks = set(protein.chain_break_positions().tolist())
+    return "".join(C.SEQUENCE_CHAINBREAK_CHAR if i in breaks else C.SEQUENCE_MASK_CHAR for i in range(len(protein)))
+
+
+def _label(protein: Protein, index: int) -> str:
+    return protein.name or f"protein {index + 1}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fold
+# ---------------------------------------------------------------------------------------------------------------
+def fold(
+    bundle: ModelBundle,
+    proteins: Sequence[Protein],
+    decoding: TaskDecoding = FOLD_DECODING,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> list[Protein | OpenESM3Error]:
+    """Predict the structure of every protein from its sequence (paper A.3.4; spec §10.3 "Folding").
+
+    The prompt is the sequence alone (other tracks of the input are ignored); structure tokens are decoded
+    iteratively, then the structure decoder gives backbone coordinates (O placed from the backbone), per-residue
+    pLDDT, pTM and PAE. Name, chain ids and numbering come from the input.
+
+    Returns:
+        Per protein: a :class:`Protein` with ``sequence``, ``coordinates`` [L, 37, 3], ``plddt`` [L], ``ptm`` and
+        ``pae`` [L, L], or the error for that protein.
+    """
+
+    def make(protein: Protein) -> Callable[[], Protein]:
+        def build() -> Protein:
+            if protein.sequence is None:
+                raise InputError(f"{protein.error_prefix()}has no sequence to fold")
+            return Protein(sequence=protein.sequence, name=protein.name, chain_ids=protein.chain_ids)
+
+        return build
+
+    prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
+    seeds = [derive_seed(seed, i) for i in range(len(proteins))]
+    results = run_track(bundle, prompts, "structure", decoding, seeds=seeds, batch_size=batch_size, progress=progress)
+    out: list[Protein | OpenESM3Error] = []
+    for protein, result in zip(proteins, results):
+        if isinstance(result, OpenESM3Error):
+            out.append(result)
+            continue
+        try:
+            folded = bundle.decode(result, template=protein)
+            out.append(folded.replace(residue_index=protein.residue_index, insertion_code=protein.insertion_code))
+        except OpenESM3Error as exc:
+            out.append(exc)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inverse fold
+# ---------------------------------------------------------------------------------------------------------------
+def sequence_recovery(designed: str, native: str) -> float:
+    """Fraction of the native's residues (canonical amino acids; masks, chain breaks and X excluded) that the
+    designed sequence has at the same position. NaN when the native has no such residue."""
+    if len(designed) != len(native):
+        raise InputError(f"sequence recovery: the designed sequence has {len(designed)} positions, the native "
+                         f"{len(native)}")  # fmt: skip
+    counted = [(d, n) for d, n in zip(designed.upper(), native.upper()) if n in C.CANONICAL_AMINO_ACIDS]
+    if not counted:
+        return float("nan")
+    return sum(d == n for d, n in counted) / len(counted)
+
+
+def inverse_fold(
+    bundle: ModelBundle,
+    proteins: Sequence[Protein],
+    num_samples: int = 1,
+    decoding: TaskDecoding = INVERSE_FOLD_DECODING,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> list[list[Protein] | OpenESM3Error]:
+    """Sample ``num_samples`` sequences for the backbone of every protein (spec §10.3 "Inverse folding").
+
+    The prompt is the coordinates with an all-mask sequence (chain breaks kept); the model reads the backbone
+    through geometric attention (structure tokens are not needed). Only the 20 canonical amino acids are sampled.
+
+    Returns:
+        Per protein: ``num_samples`` proteins (sequence + the input's coordinates, chain ids and numbering; named
+        ``<name>_<k>``, k = 1..num_samples), or the error for that protein. :func:`sequence_recovery` against
+        the input's sequence measures how native-like they are.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise InputError(f"num_samples must be a positive int, got {num_samples!r}")
+
+    def make(protein: Protein) -> Callable[[], Protein]:
+        def build() -> Protein:
+            if protein.coordinates is None:
+                raise InputError(f"{protein.error_prefix()}has no coordinates to design a sequence for "
+                                 "(give a structure file)")  # fmt: skip
+            return Protein(sequence=_masked_like(protein), coordinates=protein.coordinates,
+                           chain_ids=protein.chain_ids, name=protein.name)  # fmt: skip
+
+        return build
+
+    base = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
+    prompts = [b for b in base for _ in range(num_samples)]
+    seeds = [derive_seed(derive_seed(seed, i), k) for i in range(len(proteins)) for k in range(num_samples)]
+    results = run_track(
+        bundle, prompts, "sequence", decoding, seeds=seeds, batch_size=batch_size,
+        invalid_ids=NON_CANONICAL_SEQUENCE_IDS, progress=progress,
+    )  # fmt: skip
+    out: list[list[Protein] | OpenESM3Error] = []
+    for i, protein in enumerate(proteins):
+        samples = results[i * num_samples : (i + 1) * num_samples]
+        error = next((s for s in samples if isinstance(s, OpenESM3Error)), None)
+        if error is not None:
+            out.append(error)
+            continue
+        designs = []
+        for k, sample in enumerate(samples, start=1):
+            assert isinstance(sample, ProteinTensor) and sample.sequence is not None
+            sequence = bundle.tokenizers.sequence.decode(sample.sequence.cpu())
+            designs.append(protein.replace(
+                sequence=sequence, name=f"{_label(protein, i)}_{k}", secondary_structure=None, sasa=None,
+                function_annotations=None, residue_annotations=None, plddt=None, ptm=None, pae=None,
+            ))  # fmt: skip
+        out.append(designs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# predict function
+# ---------------------------------------------------------------------------------------------------------------
+def predict_function(
+    bundle: ModelBundle,
+    proteins: Sequence[Protein],
+    decoding: TaskDecoding = FUNCTION_DECODING,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> list[Protein | OpenESM3Error]:
+    """Predict InterPro / keyword annotations from the sequence and/or structure of every protein.
+
+    The prompt keeps the sequence, coordinates, SS8 and SASA of the input (annotations it has are dropped: the
+    whole function track is predicted); function tokens are decoded iteratively and turned into annotations by
+    the function token decoder (:func:`~openesm3.tokenizers.decode_function_tokens`, ranges merged with
+    :func:`~openesm3.tokenizers.merge_annotations`; 1-based inclusive ranges, InterPro labels as
+    ``"name (IPRxxxxxx)"``).
+
+    Raises:
+        WeightsError / VocabularyError: up front, if the function decoder weights or the function vocabulary
+            cannot be found.
+
+    Returns:
+        Per protein: the input with ``function_annotations`` set to the prediction, or the error.
+    """
+    vocabulary = bundle.tokenizers.function_vocabulary  # fail before decoding anything if it is missing
+    bundle.function_decoder  # noqa: B018 - same for the decoder weights
+
+    def make(protein: Protein) -> Callable[[], Protein]:
+        def build() -> Protein:
+            if protein.sequence is None and protein.coordinates is None:
+                raise InputError(f"{protein.error_prefix()}has neither a sequence nor coordinates to predict "
+                                 "functions from")  # fmt: skip
+            return protein.replace(function_annotations=None, residue_annotations=None, plddt=None, ptm=None,
+                                   pae=None)  # fmt: skip
+
+        return build
+
+    prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
+    seeds = [derive_seed(seed, i) for i in range(len(proteins))]
+    results = run_track(bundle, prompts, "function", decoding, seeds=seeds, batch_size=batch_size, progress=progress)
+    out: list[Protein | OpenESM3Error] = []
+    for protein, result in zip(proteins, results):
+        if isinstance(result, OpenESM3Error):
+            out.append(result)
+            continue
+        assert result.function is not None
+        try:
+            tokens = np.asarray(result.function.cpu().numpy())
+            annotations = merge_annotations(decode_function_tokens(tokens, bundle, vocabulary))
+            out.append(protein.replace(function_annotations=tuple(annotations), residue_annotations=None))
+        except OpenESM3Error as exc:
+            out.append(exc)
+    return out

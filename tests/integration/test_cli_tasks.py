@@ -1,0 +1,236 @@
+"""``openesm3 fold / inverse-fold / predict-function / generate`` end to end on tiny random networks saved in our
+format (trunk, structure VQ-VAE, function decoder) and a tiny function vocabulary; real structures from
+tests/data. Random weights: the outputs are meaningless; these tests check the pipeline, the files, the bookkeeping
+(pLDDT in B-factors, recovery, motif kept exactly), determinism and per-item errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openesm3.cli.main import main
+from openesm3.generation.design import select_motif
+from openesm3.generation.tasks import sequence_recovery
+from openesm3.protein import Protein
+from openesm3.protein_io import read_fasta
+from tests.conftest import TEST_DATA
+from tests.task_testing import KEYWORDS, save_tiny_bundle, save_tiny_vocabulary
+
+STRUCTURES = TEST_DATA / "structures"
+TRP_CAGE = STRUCTURES / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
+ZIPPER = STRUCTURES / "2ZTA.pdb.gz"  # chains A, B of 31 residues
+FAST = ["--steps", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bundle(tmp_path_factory.mktemp("weights"), seed=11)
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_vocabulary(tmp_path_factory.mktemp("vocab"))
+
+
+def _table(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open(), delimiter="\t"))
+
+
+def _b_factors(path: Path) -> np.ndarray:
+    """The B-factor of every CA atom (PDB columns 61-66)."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("ATOM") and line[12:16] == " CA "]
+    return np.array([float(line[60:66]) for line in lines])
+
+
+# ------------------------------------------------------------------------------------------------------------ fold
+def test_fold_writes_structures_summary_and_pae(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQRQISFVKSHFS\n>bad\nMKJT\n>pair chains=H,L\nMKTAYI|GGSAK\n")
+    out = tmp_path / "fold"
+    args = ["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--pae-plot", *FAST]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "record 'bad': sequence position 3: invalid character 'J'" in err and "1 of 3 protein(s) failed" in err
+    rows = {r["id"]: r for r in _table(out / "summary.tsv")}
+    assert set(rows) == {"one", "pair"} and rows["one"]["length"] == "20" and rows["pair"]["length"] == "12"
+    one = Protein.from_structure(out / "one.pdb", plddt_from_b_factor=True)
+    assert one.sequence == "MKTAYIAKQRQISFVKSHFS" and np.isfinite(one.coordinates[:, :3]).all()
+    b = _b_factors(out / "one.pdb")
+    assert b.shape == (20,) and (0 <= b).all() and (b <= 1).all() and b.std() > 0  # pLDDT, 0-1, per residue
+    assert float(rows["one"]["mean_plddt"]) == pytest.approx(b.mean(), abs=0.006)
+    assert 0 <= float(rows["one"]["ptm"]) <= 1
+    pair = Protein.from_structure(out / "pair.pdb")
+    assert pair.chain_ids == ("H", "L") and pair.sequence == "MKTAYI|GGSAK"
+    for name in ("one", "pair"):
+        assert (out / f"{name}.pae.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("bad*")) and not list(out.glob("*.tmp*"))
+    # mmCIF by suffix, one record; greedy folding does not depend on the seed.
+    cif = tmp_path / "one.cif"
+    one_fasta = tmp_path / "one.fasta"
+    one_fasta.write_text(">one\nMKTAYIAKQRQISFVKSHFS\n")
+    assert main(["fold", str(one_fasta), "-o", str(cif), "--weights", str(weights), "--seed", "9", *FAST]) == 0
+    folded = Protein.from_structure(cif)
+    np.testing.assert_allclose(folded.coordinates[:, :3], one.coordinates[:, :3], atol=2e-3)
+
+
+def test_fold_without_matplotlib_or_weights(weights: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAK\n")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--pae-plot"]) == 2
+    assert "pip install matplotlib" in capsys.readouterr().err
+    trunk_only = tmp_path / "trunk"
+    (trunk_only / "esm3").mkdir(parents=True)
+    for f in (weights / "esm3").iterdir():
+        (trunk_only / "esm3" / f.name).write_bytes(f.read_bytes())
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(trunk_only)]) == 2
+    err = capsys.readouterr().err
+    assert "esm3_structure_decoder_v0.pth" in err and "<- needed here" in err
+
+
+# ---------------------------------------------------------------------------------------------------- inverse-fold
+def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    no_xyz = tmp_path / "noxyz.json"
+    Protein(sequence="MKTAYIAK", name="noxyz").save(no_xyz)
+    out = tmp_path / "designs.fasta"
+    summary = tmp_path / "rec.tsv"
+    args = ["inverse-fold", str(TRP_CAGE), str(no_xyz), str(ZIPPER), "--chains", "A", "-n", "2", "-o", str(out),
+            "--summary", str(summary), "--weights", str(weights), *FAST]  # fmt: skip
+    assert main(args) == 1
+    assert "protein 'noxyz': has no coordinates" in capsys.readouterr().err
+    records = read_fasta(out)
+    natives = {"localunfolding__trp-cage-cage__2JOF_A": Protein.from_structure(TRP_CAGE),
+               "2ZTA": Protein.from_structure(ZIPPER, chains=["A"])}  # fmt: skip
+    assert [r.id for r in records] == [f"{n}_{k}" for n in natives for k in (1, 2)]
+    rows = _table(summary)
+    for record in records:
+        native = natives[record.id.rsplit("_", 1)[0]]
+        assert len(record.sequence) == len(native) and set(record.sequence) <= set("LAGVSERTIDPKQNFYMHWC")
+        header = dict(field.split("=", 1) for field in record.description.split())
+        expected = sequence_recovery(record.sequence, native.sequence)
+        assert float(header["recovery"]) == pytest.approx(expected, abs=5e-5)
+        assert header["chains"] == "A"
+    zipper_rows = [r for r in rows if r["id"] == "2ZTA"]
+    mean = np.mean([float(r["recovery"]) for r in zipper_rows if r["sample"] != "mean"])
+    assert float(next(r for r in zipper_rows if r["sample"] == "mean")["recovery"]) == pytest.approx(mean, abs=1e-5)
+    # Same seed, same sequences (prompt i's stream comes from the seed and i); another seed, other sequences.
+    again = tmp_path / "again.fasta"
+    args[args.index("-o") + 1] = str(again)
+    assert main(args) == 1
+    assert again.read_text() == out.read_text()
+    assert main([*args, "--seed", "1"]) == 1
+    assert [r.sequence for r in read_fasta(again)] != [r.sequence for r in records]
+    capsys.readouterr()
+    assert main(["inverse-fold", str(ZIPPER), "-o", str(again), "--chains", "Q", "--weights", str(weights)]) == 2
+    assert "'Q'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ predict-function
+def test_predict_function_json_tsv_and_missing_resources(weights: Path, vocab: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQRQISFVKSHFS\n>bad\nMK1\n")
+    out = tmp_path / "f.json"
+    base = ["--weights", str(weights), "--vocabulary-dir", str(vocab), *FAST]
+    mismatch = tmp_path / "mismatch.json"
+    mismatch.write_text('{"format": "openesm3.protein", "version": 1, "name": "mm", "sequence": "MKTAY", '
+                        '"secondary_structure": "HHH"}')  # fmt: skip
+    assert main(["predict-function", str(fasta), str(mismatch), str(TRP_CAGE), "-o", str(out), *base]) == 1
+    err = capsys.readouterr().err
+    assert "record 'bad'" in err and "2 of 4 protein(s) failed" in err
+    assert "protein 'mm': tracks disagree in length: sequence has 5, secondary_structure has 3" in err
+    data = json.loads(out.read_text())
+    assert [d["id"] for d in data] == ["one", "localunfolding__trp-cage-cage__2JOF_A"]
+    labels = set(KEYWORDS) | {f"Entry {i} (IPR{i:06d})" for i in range(1, 6)}
+    for entry in data:
+        assert entry["annotations"], "random decoder: some annotation expected"
+        for a in entry["annotations"]:
+            assert a["label"] in labels and 1 <= a["start"] <= a["end"] <= entry["length"]
+    tsv = tmp_path / "f.tsv"
+    assert main(["predict-function", str(fasta), "-o", str(tsv), *base]) == 1
+    rows = _table(tsv)
+    assert [(r["label"], int(r["start"]), int(r["end"])) for r in rows] == [
+        (a["label"], a["start"], a["end"]) for a in data[0]["annotations"]
+    ]
+    capsys.readouterr()
+    empty = tmp_path / "empty_vocab"
+    empty.mkdir()
+    assert main(["predict-function", str(fasta), "--weights", str(weights), "--vocabulary-dir", str(empty)]) == 2
+    assert "function vocabulary" in capsys.readouterr().err
+    no_decoder = tmp_path / "nodec"
+    (no_decoder / "esm3").mkdir(parents=True)
+    for f in (weights / "esm3").iterdir():
+        (no_decoder / "esm3" / f.name).write_bytes(f.read_bytes())
+    assert main(["predict-function", str(fasta), "--weights", str(no_decoder), "--vocabulary-dir", str(vocab)]) == 2
+    assert "esm3_function_decoder_v0.pth" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------------------- generate
+def test_generate_motif_scaffolding_keeps_the_motif(weights: Path, vocab: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "gen"
+    args = ["generate", "-o", str(out), "--length", "30", "--motif", str(ZIPPER), "--motif-residues", "B5-12",
+            "--motif-positions", "10", "--ss8", "HHHHH" + "_" * 25, "--keywords", "zinc,binding",
+            "--track-order", "ss8,structure,sequence", "-n", "3", "--weights", str(weights),
+            "--vocabulary-dir", str(vocab), *FAST]  # fmt: skip
+    assert main(args) == 0
+    motif = select_motif(Protein.from_structure(ZIPPER), "B5-12")
+    designs = read_fasta(out / "designs.fasta")
+    assert [d.id for d in designs] == ["design_1", "design_2", "design_3"]
+    rows = _table(out / "summary.tsv")
+    for record, row in zip(designs, rows):
+        assert len(record.sequence) == 30 and record.sequence[9:17] == motif.sequence
+        structure = Protein.from_structure(out / f"{record.id}.pdb")
+        assert structure.sequence == record.sequence == row["sequence"]
+        present = np.isfinite(motif.coordinates)
+        np.testing.assert_allclose(structure.coordinates[9:17][present], motif.coordinates[present], atol=1e-3)
+        assert np.isfinite(structure.coordinates[:, :3]).all() and float(row["motif_rmsd"]) >= 0
+    # Deterministic by seed.
+    again = tmp_path / "again"
+    assert main([*args[:2], str(again), *args[3:]]) == 0
+    assert (again / "designs.fasta").read_text() == (out / "designs.fasta").read_text()
+    assert (again / "design_2.pdb").read_text() == (out / "design_2.pdb").read_text()
+    assert main([*args[:2], str(again), *args[3:], "--seed", "3"]) == 0
+    assert (again / "designs.fasta").read_text() != (out / "designs.fasta").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--motif-positions", "25"], "8 residues at position 25 do not fit a design of length 30"),
+        (["--motif-residues", "Z5-12"], "chain 'Z' is not in the file"),
+        (["--motif-residues", "A30-40"], "chain A has no residue 32"),
+        (["--ss8", "HHH"], "--ss8: 3 letters for a design of length 30"),
+        (["--keywords", "zinc,flying"], "flying"),
+    ],
+)
+def test_generate_bad_prompts(weights: Path, vocab: Path, tmp_path: Path, capsys, extra, message) -> None:  # noqa: ANN001
+    args = ["generate", "-o", str(tmp_path / "g"), "--length", "30", "--motif", str(ZIPPER), "--motif-residues",
+            "A5-12", "--weights", str(weights), "--vocabulary-dir", str(vocab), *FAST]  # fmt: skip
+    for i in range(0, len(extra), 2):  # the option replaces the default one
+        if extra[i] in args:
+            args[args.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            args += extra[i : i + 2]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "g" / "designs.fasta").exists()
+
+
+def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">masked\nMK____AY____GG\n>broken\nMK__J_\n>unconditional\n____________\n")
+    out = tmp_path / "gen"
+    args = ["generate", "--prompt", str(prompts), "-o", str(out), "-n", "2", "--weights", str(weights), *FAST]
+    assert main(args) == 1
+    assert "record 'broken'" in capsys.readouterr().err
+    designs = {r.id: r.sequence for r in read_fasta(out / "designs.fasta")}
+    assert sorted(designs) == ["masked_1", "masked_2", "unconditional_1", "unconditional_2"]
+    for name in ("masked_1", "masked_2"):
+        assert all(a == b for a, b in zip(designs[name], "MK____AY____GG") if b != "_")
+        assert "_" not in designs[name] and (out / f"{name}.pdb").is_file()
+    assert main([*args, "--length", "10"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""The protein tasks' building blocks: sequence recovery, track orders, motif selection and placement, decoding
+settings; and the tasks' API on a tiny random bundle (chain-of-thought order, SS8 prompt kept, determinism)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from openesm3.config import FOLD_DECODING, TaskDecoding
+from openesm3.errors import InputError
+from openesm3.generation import design as design_module
+from openesm3.generation.bundle import ModelBundle
+from openesm3.generation.design import Motif, design, design_prompt, parse_track_order, select_motif
+from openesm3.generation.tasks import fold, inverse_fold, sequence_recovery
+from openesm3.protein import Protein
+from tests.conftest import TEST_DATA
+from tests.task_testing import save_tiny_bundle, save_tiny_vocabulary
+
+ZIPPER = TEST_DATA / "structures" / "2ZTA.pdb.gz"  # GCN4 leucine zipper, chains A and B, residues 1-31
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    root = tmp_path_factory.mktemp("tasks")
+    return ModelBundle(save_tiny_bundle(root / "w", seed=3), vocabulary_dir=save_tiny_vocabulary(root / "voc"))
+
+
+def test_sequence_recovery_by_hand() -> None:
+    assert sequence_recovery("MKTAY", "MKSAY") == pytest.approx(0.8)
+    # Masks, chain breaks and X of the native are not counted: M, K, A -> 2 of 3 recovered.
+    assert sequence_recovery("MA|AY", "MK|AX") == pytest.approx(2 / 3)
+    assert sequence_recovery("mkt", "MKT") == 1.0
+    assert math.isnan(sequence_recovery("AAA", "__X"))
+    with pytest.raises(InputError, match="4 positions, the native 5"):
+        sequence_recovery("MKTA", "MKTAY")
+
+
+def test_track_order_aliases_and_errors() -> None:
+    assert parse_track_order("ss8,structure,sequence") == ("secondary_structure", "structure", "sequence")
+    assert parse_track_order("function") == ("function", "sequence", "structure")
+    with pytest.raises(InputError, match="unknown track 'torsion'"):
+        parse_track_order("torsion,sequence")
+    with pytest.raises(InputError, match="track 'seq' is listed twice"):
+        parse_track_order("sequence,seq")
+
+
+def test_select_motif_keeps_residues_and_names_problems() -> None:
+    structure = Protein.from_structure(ZIPPER)
+    motif = select_motif(structure, "B5-10")
+    (_, start, _), (_, b_start, _) = structure.chain_segments()
+    index = b_start + 4  # chain B's residue 5 (chain B numbered from 1)
+    assert structure.residue_index[index] == 5
+    assert motif.sequence == structure.sequence[index : index + 6]
+    np.testing.assert_array_equal(motif.coordinates, structure.coordinates[index : index + 6])
+    assert select_motif(structure, "A2-3,A7").sequence == "".join(structure.sequence[i] for i in (1, 2, 6))
+    with pytest.raises(InputError, match="chain 'Z' is not in the file"):
+        select_motif(structure, "Z1-5", source="2ZTA.pdb.gz")
+    with pytest.raises(InputError, match="chain A has no residue 32"):
+        select_motif(structure, "A30-40")
+    with pytest.raises(InputError, match="cannot read 'A10:20'"):
+        select_motif(structure, "A10:20")
+    with pytest.raises(InputError, match="ends before it starts"):
+        select_motif(structure, "A10-5")
+
+
+def test_design_prompt_places_motif_and_rejects_misfits() -> None:
+    motif = select_motif(Protein.from_structure(ZIPPER), "A5-10")
+    prompt = design_prompt(20, motifs=[Motif(motif, 3, "m")], ss8="__HHHH" + "_" * 14, keywords=["zinc"])
+    assert prompt.sequence == "___" + motif.sequence + "_" * 11
+    np.testing.assert_array_equal(prompt.coordinates[3:9], motif.coordinates)
+    assert np.isnan(prompt.coordinates[:3]).all() and np.isnan(prompt.coordinates[9:]).all()
+    assert [(a.label, a.start, a.end) for a in prompt.function_annotations] == [("zinc", 1, 20)]
+    with pytest.raises(InputError, match="6 residues at position 16 do not fit a design of length 20"):
+        design_prompt(20, motifs=[Motif(motif, 15, "m")])
+    with pytest.raises(InputError, match="positions 6-11 overlap another motif"):
+        design_prompt(20, motifs=[Motif(motif, 0, "a"), Motif(motif, 5, "b")])
+    with pytest.raises(InputError, match="--ss8: 3 letters for a design of length 20"):
+        design_prompt(20, ss8="HHH")
+    with pytest.raises(InputError, match="invalid"):
+        design_prompt(5, ss8="HHXHH")
+
+
+def test_task_decoding_steps_and_validation() -> None:
+    assert FOLD_DECODING.steps_for(21) == 11 and FOLD_DECODING.temperature == 0.0
+    assert TaskDecoding(num_steps=3).steps_for(100) == 3
+    assert TaskDecoding(steps_per_residue=1.0).steps_for(7) == 7
+    with pytest.raises(InputError, match="temperature"):
+        TaskDecoding(temperature=-1.0)
+    with pytest.raises(InputError, match="num_steps"):
+        TaskDecoding(num_steps=0)
+
+
+def test_chain_of_thought_order_and_ss8_prompt_kept(bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, bool, bool]] = []
+    real = design_module.run_track
+
+    def spy(bundle_, prompts, track, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        t = prompts[0]
+        ss8_done = t.secondary_structure is not None and bool((t.secondary_structure[1:-1] != 0).all())
+        structure_done = t.structure is not None and bool((t.structure[1:-1] < 4096).all())
+        seen.append((track, ss8_done, structure_done))
+        return real(bundle_, prompts, track, *args, **kwargs)
+
+    monkeypatch.setattr(design_module, "run_track", spy)
+    ss8 = "__HHHHHH__EEEE" + "_" * 10
+    prompt = design_prompt(24, ss8=ss8)
+    decoding = TaskDecoding(num_steps=3)
+    results = design(bundle, [prompt, prompt], ("secondary_structure", "structure", "sequence"), decoding, seed=5)
+    # Each track is generated once, in order, conditioned on the tracks before it.
+    assert seen == [("secondary_structure", False, False), ("structure", True, False), ("sequence", True, True)]
+    for result in results:
+        assert not isinstance(result, Exception)
+        protein = result.protein
+        assert all(protein.secondary_structure[i] == c for i, c in enumerate(ss8) if c != "_")
+        assert "_" not in protein.secondary_structure and "_" not in protein.sequence
+        assert set(protein.sequence) <= set("LAGVSERTIDPKQNFYMHWC")
+        assert protein.coordinates.shape == (24, 37, 3) and protein.plddt.shape == (24,)
+    # Deterministic by seed whatever the batch size; the two designs of one call have their own streams.
+    again = design(bundle, [prompt, prompt], ("ss8", "structure", "sequence"), decoding, seed=5, batch_size=1)  # type: ignore[arg-type]
+    assert [a.protein.sequence for a in again] == [r.protein.sequence for r in results]
+    np.testing.assert_allclose(again[0].protein.coordinates, results[0].protein.coordinates, atol=1e-4)
+    assert results[0].protein.sequence != results[1].protein.sequence
+
+
+def test_fold_and_inverse_fold_api(bundle: ModelBundle) -> None:
+    zipper = Protein.from_structure(ZIPPER)
+    folded = fold(bundle, [Protein(sequence="MKTAYIAK", name="a"), Protein(name="empty", secondary_structure="HHH"),
+                           zipper], TaskDecoding(num_steps=2, temperature=0.0))  # fmt: skip
+    assert isinstance(folded[0], Protein) and folded[0].pae.shape == (8, 8) and 0 <= folded[0].ptm <= 1
+    assert "protein 'empty': has no sequence to fold" in str(folded[1])
+    assert folded[2].chain_ids == ("A", "B") and np.isnan(folded[2].plddt[31])  # the chain break
+    samples = inverse_fold(bundle, [zipper, Protein(sequence="MKT", name="noxyz")], 2, TaskDecoding(num_steps=2))
+    assert [s.name for s in samples[0]] == ["2ZTA_1", "2ZTA_2"]
+    assert all(s.sequence[31] == "|" and len(s) == len(zipper) for s in samples[0])
+    assert "protein 'noxyz': has no coordinates" in str(samples[1])
