@@ -6,6 +6,7 @@ Usage (full-size models: take both locks; timings from a shared machine are indi
     flock /tmp/openesm3-bigmem.lock flock /tmp/openesm3-bench.lock \\
         python benchmarks/bench_generation.py --out benchmarks/results/generation.json \\
         [--tracks structure,sequence,secondary_structure,sasa,function] [--repeats N] [--threads N] [--steps K]
+        [--impls reference,ours_fp32,ours_bf16,ours_autocast] [--device cpu|cuda] [--tiny]
 
 - Weights: the random official-format file and its bf16 conversion prepared by ``bench_trunk.py`` (cached under
   ``--cache``; made here if missing). Both implementations read the same file; ours also runs from the bf16 copy
@@ -19,7 +20,9 @@ Usage (full-size models: take both locks; timings from a shared machine are indi
   ``--steps K < 32`` the run is made with ``num_steps = K`` and the 32-step time is extrapolated as
   32 x median steady step (the first step of the first repeat, which pays one-off warm-up, is left out).
   Throughput = prompts x steps / time (prompt-steps per second). Wall and process CPU time per step are both
-  reported (CPU time moves less on a shared machine).
+  reported (CPU time moves less on a shared machine), with the fastest step and the time inside the forward pass.
+- ``--device`` defaults to CUDA when available (steps are then timed after ``torch.cuda.synchronize()``; GPU peak
+  memory is added). ``--tiny`` runs a 2-layer model to check the script (tests/integration); it times nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ SCRIPT = Path(__file__).resolve()
 N_PROMPTS, N_RESIDUES, NUM_STEPS = 8, 128, 32
 TRACKS = ("structure", "sequence", "secondary_structure", "sasa", "function")
 FULL = {"d_model": 1536, "n_heads": 24, "v_heads": 256, "n_layers": 48}  # ESM3_SM_OPEN_V1
+TINY = {"d_model": 64, "n_heads": 4, "v_heads": 4, "n_layers": 2}  # --tiny: checks the script, times nothing
 
 
 # ---- inputs --------------------------------------------------------------------------------------------------
@@ -86,8 +90,9 @@ def load_prompts(path: Path, track: str) -> list[Any]:
 class StepClock:
     """Wraps the model call and records wall and process CPU time at the start of every forward pass."""
 
-    def __init__(self, fn: Any) -> None:
+    def __init__(self, fn: Any, device: str = "cpu") -> None:
         self.fn = fn
+        self.sync = device.startswith("cuda")  # kernels are asynchronous there: wait for them at every mark
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.forward: list[float] = []  # wall seconds inside each forward pass (the rest of a step is sampling)
@@ -95,10 +100,18 @@ class StepClock:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.mark()
         out = self.fn(*args, **kwargs)
+        self._wait()
         self.forward.append(time.perf_counter() - self.wall[-1])
         return out
 
+    def _wait(self) -> None:
+        if self.sync:
+            import torch
+
+            torch.cuda.synchronize()
+
     def mark(self) -> None:
+        self._wait()
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
 
@@ -114,9 +127,11 @@ class StepClock:
 
 
 def _summary(runs: list[tuple[list[float], list[float], list[float], float]], n_steps: int) -> dict[str, Any]:
-    wall = [s for r in runs for s in r[0]][1:]  # drop the very first (warm-up) step
-    cpu = [s for r in runs for s in r[1]][1:]
-    forward = [s for r in runs for s in r[2]][1:]
+    # Drop the very first step (one-off warm-up) unless it is the only one measured.
+    warm = 1 if sum(len(r[0]) for r in runs) > 1 else 0
+    wall = [s for r in runs for s in r[0]][warm:]
+    cpu = [s for r in runs for s in r[1]][warm:]
+    forward = [s for r in runs for s in r[2]][warm:]
     step, step_cpu = statistics.median(wall), statistics.median(cpu)
     return {
         "steps_per_run": n_steps,
@@ -130,6 +145,7 @@ def _summary(runs: list[tuple[list[float], list[float], list[float], float]], n_
         "median_forward_s": round(statistics.median(forward), 4),  # the rest of a step: sampling and commit
         "time_32_steps_s": round(NUM_STEPS * step, 2),
         "extrapolated": n_steps != NUM_STEPS,
+        "includes_warmup_step": warm == 0,
         "throughput_prompt_steps_per_s": round(N_PROMPTS / step, 4),
         "throughput_cpu_prompt_steps_per_cpu_s": round(N_PROMPTS / step_cpu, 4),
     }
@@ -151,19 +167,19 @@ def w_reference(args: dict[str, Any]) -> dict[str, Any]:
     track, n_steps = args["track"], int(args["steps"])
     start = time.perf_counter()
     with torch.device("meta"):
-        ref = ESM3(**FULL, structure_encoder_fn=None, structure_decoder_fn=None, function_decoder_fn=None,
+        ref = ESM3(**args["shape"], structure_encoder_fn=None, structure_decoder_fn=None, function_decoder_fn=None,
                    tokenizers=get_esm3_model_tokenizers())  # fmt: skip
     state = torch.load(args["weights"], map_location="cpu", weights_only=True, mmap=True)
     ref.load_state_dict(state, assign=True, strict=True)
     for module in ref.modules():
         if type(module).__name__ == "RotaryEmbedding":
             module.reset_parameters()  # its non-persistent inv_freq is not in the state dict
-    ref = ref.eval()
+    ref = ref.to(args["device"]).eval()
     load_s = time.perf_counter() - start
     prompts = load_prompts(Path(args["prompts"]), track)
-    inputs = [ESMProteinTensor(sequence=p.sequence, coordinates=p.coordinates) for p in prompts]
+    inputs = [ESMProteinTensor(sequence=p.sequence, coordinates=p.coordinates).to(args["device"]) for p in prompts]
     configs = [RefConfig(track=track, num_steps=n_steps) for _ in prompts]
-    clock = StepClock(ref.logits)
+    clock = StepClock(ref.logits, args["device"])
     ref.logits = clock  # type: ignore[method-assign]
     runs = []
     for r in range(int(args["repeats"])):
@@ -175,38 +191,49 @@ def w_reference(args: dict[str, Any]) -> dict[str, Any]:
         clock.mark()
         assert all(getattr(o, track, None) is not None for o in out), out
         runs.append((*clock.steps(), time.perf_counter() - t0))
-    return {"impl": "reference batch_generate", "dtype": "fp32", "track": track, "load_s": round(load_s, 1),
-            "rss_after_run_gb": round(current_rss_gb(), 3), **_summary(runs, n_steps)}  # fmt: skip
+    return {"impl": "reference batch_generate", "dtype": "fp32", "track": track, "device": args["device"],
+            "load_s": round(load_s, 1), "rss_after_run_gb": round(current_rss_gb(), 3), **_gpu_memory(args),
+            **_summary(runs, n_steps)}  # fmt: skip
 
 
 def w_ours(args: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from openesm3.checkpoints.loading import load_model
-    from openesm3.config import GenerationConfig
+    from openesm3.config import ESM3Config, GenerationConfig
     from openesm3.generation.iterative import generate
 
     track, n_steps = args["track"], int(args["steps"])
     start = time.perf_counter()
-    model, _ = load_model(args["weights"], "esm3")
+    tiny = args["shape"] != FULL
+    model, _ = load_model(args["weights"], "esm3", device=args["device"], config=ESM3Config(**TINY) if tiny else None,
+                          dtype=torch.bfloat16 if args.get("cast_bf16") else None)  # fmt: skip
     load_s = time.perf_counter() - start
     autocast = torch.bfloat16 if args.get("autocast") else None
     prompts = load_prompts(Path(args["prompts"]), track)
     config = GenerationConfig(track=track, num_steps=n_steps)
-    clock = StepClock(model)
+    clock = StepClock(model, args["device"])
     runs = []
     for r in range(int(args["repeats"])):
         clock.reset()
         t0 = time.perf_counter()
-        results = generate(clock, prompts, config, batch_size=N_PROMPTS, seed=r, device="cpu",
+        results = generate(clock, prompts, config, batch_size=N_PROMPTS, seed=r, device=args["device"],
                            autocast_dtype=autocast)  # fmt: skip
         clock.mark()
         assert all(r.ok for r in results), [r.error for r in results]
         runs.append((*clock.steps(), time.perf_counter() - t0))
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     return {"impl": "openesm3 generate (batched)", "dtype": dtype + (" + bf16 autocast" if autocast else ""),
-            "track": track, "load_s": round(load_s, 1), "rss_after_run_gb": round(current_rss_gb(), 3),
-            **_summary(runs, n_steps)}  # fmt: skip
+            "track": track, "device": args["device"], "load_s": round(load_s, 1),
+            "rss_after_run_gb": round(current_rss_gb(), 3), **_gpu_memory(args), **_summary(runs, n_steps)}  # fmt: skip
+
+
+def _gpu_memory(args: dict[str, Any]) -> dict[str, float]:
+    if not args["device"].startswith("cuda"):
+        return {}
+    import torch
+
+    return {"cuda_max_allocated_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3)}
 
 
 WORKERS = {"reference": w_reference, "ours": w_ours}
@@ -223,27 +250,44 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=NUM_STEPS,
                         help="steps per call (num_steps); < 32 extrapolates the 32-step time")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer model: checks the script, times nothing")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench/trunk"))
     args = parser.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        parser.error("--steps and --repeats must be >= 1")
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     tracks = [t for t in args.tracks.split(",") if t]
     unknown = set(tracks) - set(TRACKS)
     if unknown:
         parser.error(f"unknown track(s) {sorted(unknown)}; choose from {','.join(TRACKS)}")
 
-    from benchmarks.bench_trunk import prepare  # the same random weights as the trunk benchmark
-
-    files = prepare(args.cache, args.threads)
-    work = args.cache.parent / "generation"
+    work = args.cache.parent / ("generation-tiny" if args.tiny else "generation")
     prompts = work / "prompts.pt"
     write_prompts(prompts)
     oracle_dir = _oracle_dir(work / "oracle")
-    common = {"prompts": str(prompts), "steps": args.steps, "repeats": args.repeats, "threads": args.threads}
+    if args.tiny:
+        files = {"random": work / "esm3_sm_open_v1.pth"}
+        _tiny_weights(files["random"], oracle_dir)
+    else:
+        from benchmarks.bench_trunk import prepare  # the same random weights as the trunk benchmark
+
+        files = prepare(args.cache, args.threads)
+    common = {"prompts": str(prompts), "steps": args.steps, "repeats": args.repeats, "threads": args.threads,
+              "device": args.device, "shape": TINY if args.tiny else FULL}  # fmt: skip
+    bf16 = {"weights": str(files["random"]), "cast_bf16": True} if args.tiny else {"weights": str(files["random_bf16"])}
     impls = {
         "reference": ("reference", {"weights": str(files["random"]), "oracle_dir": str(oracle_dir)}),
         "ours_fp32": ("ours", {"weights": str(files["random"])}),
-        "ours_bf16": ("ours", {"weights": str(files["random_bf16"])}),
+        "ours_bf16": ("ours", bf16),
         "ours_autocast": ("ours", {"weights": str(files["random"]), "autocast": True}),
     }
+    unknown_impls = set(args.impls.split(",")) - set(impls)
+    if unknown_impls:
+        parser.error(f"unknown implementation(s) {sorted(unknown_impls)}; choose from {','.join(impls)}")
     results: dict[str, Any] = {
         "machine": machine_info(),
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -299,6 +343,25 @@ def _oracle_dir(root: Path) -> Path:
     )
     build.write_residue_annotation_vocabulary(vocab, data)
     return root
+
+
+def _tiny_weights(path: Path, oracle_dir: Path) -> None:
+    """A 2-layer official ESM3, every parameter random, in the official format (``--tiny``)."""
+    import os
+
+    import torch
+
+    from tests.parity.esm3_oracle import build_reference
+
+    os.environ["INFRA_PROVIDER"] = "1"
+    import esm  # noqa: PLC0415 - the oracle, benchmarks only
+
+    previous = Path.cwd()
+    os.chdir(oracle_dir)
+    try:
+        torch.save(build_reference(esm, **TINY, seed=0).state_dict(), path)
+    finally:
+        os.chdir(previous)
 
 
 def _write(path: Path, results: dict[str, Any]) -> None:
