@@ -1,84 +1,328 @@
-"""Batched structure generation: 8 real sequences cropped to L = 128, structure track generated in 32 steps,
-official ``ESM3.batch_generate`` vs ours, same random full-size (1.4B) weights.
+"""Iterative generation (paper A.1.10, spec §10.3): 8 real proteins of L = 128 residues, one track generated in
+32 steps, official ``ESM3.batch_generate`` against our batched ``generate``, same random full-size (1.4B) weights.
 
-Run: ``flock /tmp/openesm3-bigmem.lock flock /tmp/openesm3-bench.lock python benchmarks/bench_generation.py``
+Usage (full-size models: take both locks; timings from a shared machine are indicative only):
 
-The official trunk is built with every parameter random (tests/parity/esm3_oracle.py), saved in the official file
-format and loaded through our loader (fp32, and bf16). Each implementation runs the same prompts and config;
-throughput = prompts x steps / wall time. A step costs the same whatever the number of steps (one forward pass
-of the whole batch plus sampling), so runs too slow for the full 32 steps are measured over ``--steps`` steps
-(``num_steps`` = that many) and extrapolated; every step's wall time is printed so the constancy can be checked.
+    flock /tmp/openesm3-bigmem.lock flock /tmp/openesm3-bench.lock \\
+        python benchmarks/bench_generation.py --out benchmarks/results/generation.json \\
+        [--tracks structure,sequence,secondary_structure,sasa,function] [--repeats N] [--threads N] [--steps K]
+        [--impls reference,ours_fp32,ours_bf16,ours_autocast] [--device cpu|cuda] [--tiny]
+
+- Weights: the random official-format file and its bf16 conversion prepared by ``bench_trunk.py`` (cached under
+  ``--cache``; made here if missing). Both implementations read the same file; ours also runs from the bf16 copy
+  (``openesm3 convert --dtype bf16``).
+- Prompts (real chains of ``../shared/data/dev``, cropped to 128 residues, featurised with our reader):
+  structure / SS8 / SASA / function: the sequence given, the target track absent (generated whole);
+  sequence: nothing given but the backbone coordinates (inverse folding, geometric attention on).
+- Each implementation x track runs in a fresh process (``benchmarks/common.py``); every forward pass is
+  timestamped, so the time of step i (forward + sampling + commit) is measured directly. A step costs the same at
+  any ``num_steps`` (one forward of the whole batch plus sampling over every masked position), so with
+  ``--steps K < 32`` the run is made with ``num_steps = K`` and the 32-step time is extrapolated as
+  32 x median steady step (the first step of the first repeat, which pays one-off warm-up, is left out).
+  Throughput = prompts x steps / time (prompt-steps per second). Wall and process CPU time per step are both
+  reported (CPU time moves less on a shared machine), with the fastest step and the time inside the forward pass.
+- ``--device`` defaults to CUDA when available (steps are then timed after ``torch.cuda.synchronize()``; GPU peak
+  memory is added). ``--tiny`` runs a 2-layer model to check the script (tests/integration); it times nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
-import torch  # noqa: E402
+from benchmarks.common import SHARED_DATA, current_rss_gb, machine_info, run_worker, worker_main  # noqa: E402
 
-from openesm3.config import ESM3_SM_OPEN_V1, GenerationConfig  # noqa: E402
-from openesm3.generation.protein_tensor import ProteinTensor  # noqa: E402
-
-SHARED = Path(os.environ.get("OPENESM3_SHARED_DATA", REPO.parent / "shared" / "data"))
-N_PROMPTS, LENGTH, NUM_STEPS = 8, 128, 32
+SCRIPT = Path(__file__).resolve()
+N_PROMPTS, N_RESIDUES, NUM_STEPS = 8, 128, 32
+TRACKS = ("structure", "sequence", "secondary_structure", "sasa", "function")
 FULL = {"d_model": 1536, "n_heads": 24, "v_heads": 256, "n_layers": 48}  # ESM3_SM_OPEN_V1
-SHAPE = dict(FULL)  # --tiny replaces it (a quick check of the script itself)
+TINY = {"d_model": 64, "n_heads": 4, "v_heads": 4, "n_layers": 2}  # --tiny: checks the script, times nothing
+
+
+# ---- inputs --------------------------------------------------------------------------------------------------
+def write_prompts(path: Path) -> None:
+    """The 8 real chains (>= 128 residues, first in manifest order) cropped to 128 residues, as plain tensors."""
+    import torch
+
+    from tests.generation_testing import real_proteins
+
+    chains = real_proteins(SHARED_DATA / "dev", n=N_PROMPTS, min_len=N_RESIDUES)
+    assert len(chains) == N_PROMPTS, f"only {len(chains)} dev chains of >= {N_RESIDUES} residues"
+    keep = list(range(N_RESIDUES + 1)) + [-1]  # BOS, 128 residues, EOS
+    data = {"names": [c.name for c in chains]}
+    tensors = {
+        f"{field}_{i}": getattr(c, field)[keep].clone()
+        for i, c in enumerate(chains)
+        for field in ("sequence", "coordinates")
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tensors, path)
+    path.with_suffix(".json").write_text(json.dumps(data))
+
+
+def load_prompts(path: Path, track: str) -> list[Any]:
+    """Prompts for ``track`` (see the module docstring) as our ``ProteinTensor``s."""
+    import torch
+
+    from openesm3 import constants as C
+    from openesm3.generation.protein_tensor import ProteinTensor
+
+    tensors = torch.load(path, weights_only=True)
+    out = []
+    for i in range(N_PROMPTS):
+        seq, xyz = tensors[f"sequence_{i}"], tensors[f"coordinates_{i}"]
+        if track == "sequence":
+            masked = torch.full_like(seq, C.SEQUENCE_MASK)
+            masked[0], masked[-1] = C.SEQUENCE_BOS, C.SEQUENCE_EOS
+            out.append(ProteinTensor(sequence=masked, coordinates=xyz))
+        else:
+            out.append(ProteinTensor(sequence=seq))
+    return out
 
 
 class StepClock:
-    """Wraps a callable and records the start of every call; step i lasts until call i+1 starts (or ``stop``)."""
+    """Wraps the model call and records wall and process CPU time at the start of every forward pass."""
 
-    def __init__(self, fn: Any) -> None:
+    def __init__(self, fn: Any, device: str = "cpu") -> None:
         self.fn = fn
-        self.starts: list[float] = []
-        self.end = 0.0
+        self.sync = device.startswith("cuda")  # kernels are asynchronous there: wait for them at every mark
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.forward: list[float] = []  # wall seconds inside each forward pass (the rest of a step is sampling)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.starts.append(time.perf_counter())
-        return self.fn(*args, **kwargs)
+        self.mark()
+        out = self.fn(*args, **kwargs)
+        self._wait()
+        self.forward.append(time.perf_counter() - self.wall[-1])
+        return out
 
-    def steps(self) -> list[float]:
-        marks = [*self.starts, self.end]
-        return [b - a for a, b in zip(marks, marks[1:])]
+    def _wait(self) -> None:
+        if self.sync:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def mark(self) -> None:
+        self._wait()
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def reset(self) -> None:
+        self.wall.clear()
+        self.cpu.clear()
+        self.forward.clear()
+
+    def steps(self) -> tuple[list[float], list[float], list[float]]:
+        """Per-step wall and CPU seconds (the last step ending at the final :meth:`mark`), and forward seconds."""
+        wall = [b - a for a, b in zip(self.wall, self.wall[1:])]
+        return wall, [b - a for a, b in zip(self.cpu, self.cpu[1:])], list(self.forward)
 
 
-def prompts() -> list[ProteinTensor]:
-    from tests.generation_testing import real_proteins
+def _summary(runs: list[tuple[list[float], list[float], list[float], float]], n_steps: int) -> dict[str, Any]:
+    # Drop the very first step (one-off warm-up) unless it is the only one measured.
+    warm = 1 if sum(len(r[0]) for r in runs) > 1 else 0
+    wall = [s for r in runs for s in r[0]][warm:]
+    cpu = [s for r in runs for s in r[1]][warm:]
+    forward = [s for r in runs for s in r[2]][warm:]
+    step, step_cpu = statistics.median(wall), statistics.median(cpu)
+    return {
+        "steps_per_run": n_steps,
+        "repeats": len(runs),
+        "run_wall_s": [round(r[3], 2) for r in runs],
+        "step_wall_s": [[round(s, 3) for s in r[0]] for r in runs],
+        "step_cpu_s": [[round(s, 3) for s in r[1]] for r in runs],
+        "median_step_s": round(step, 4),
+        "median_step_cpu_s": round(step_cpu, 4),
+        "min_step_s": round(min(wall), 4),  # best case: the step least disturbed by other jobs on a shared machine
+        "median_forward_s": round(statistics.median(forward), 4),  # the rest of a step: sampling and commit
+        "time_32_steps_s": round(NUM_STEPS * step, 2),
+        "extrapolated": n_steps != NUM_STEPS,
+        "includes_warmup_step": warm == 0,
+        "throughput_prompt_steps_per_s": round(N_PROMPTS / step, 4),
+        "throughput_cpu_prompt_steps_per_cpu_s": round(N_PROMPTS / step_cpu, 4),
+    }
 
-    chains = real_proteins(SHARED / "dev", n=N_PROMPTS, min_len=LENGTH)
-    return [ProteinTensor(sequence=torch.cat([c.sequence[: LENGTH + 1], c.sequence[-1:]])) for c in chains]
+
+# ---- workers -------------------------------------------------------------------------------------------------
+def w_reference(args: dict[str, Any]) -> dict[str, Any]:
+    import os
+
+    import torch
+
+    os.environ["DISABLE_ITERATIVE_SAMPLING_TQDM"] = "1"
+    os.chdir(args["oracle_dir"])  # the official package reads its vocabulary data/ from the working directory
+    from esm.models.esm3 import ESM3
+    from esm.sdk.api import ESMProteinTensor
+    from esm.sdk.api import GenerationConfig as RefConfig
+    from esm.tokenization import get_esm3_model_tokenizers
+
+    track, n_steps = args["track"], int(args["steps"])
+    start = time.perf_counter()
+    with torch.device("meta"):
+        ref = ESM3(**args["shape"], structure_encoder_fn=None, structure_decoder_fn=None, function_decoder_fn=None,
+                   tokenizers=get_esm3_model_tokenizers())  # fmt: skip
+    state = torch.load(args["weights"], map_location="cpu", weights_only=True, mmap=True)
+    ref.load_state_dict(state, assign=True, strict=True)
+    for module in ref.modules():
+        if type(module).__name__ == "RotaryEmbedding":
+            module.reset_parameters()  # its non-persistent inv_freq is not in the state dict
+    ref = ref.to(args["device"]).eval()
+    load_s = time.perf_counter() - start
+    prompts = load_prompts(Path(args["prompts"]), track)
+    inputs = [ESMProteinTensor(sequence=p.sequence, coordinates=p.coordinates).to(args["device"]) for p in prompts]
+    configs = [RefConfig(track=track, num_steps=n_steps) for _ in prompts]
+    clock = StepClock(ref.logits, args["device"])
+    ref.logits = clock  # type: ignore[method-assign]
+    runs = []
+    for r in range(int(args["repeats"])):
+        clock.reset()
+        torch.manual_seed(r)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = ref.batch_generate(inputs, configs)
+        clock.mark()
+        assert all(getattr(o, track, None) is not None for o in out), out
+        runs.append((*clock.steps(), time.perf_counter() - t0))
+    return {"impl": "reference batch_generate", "dtype": "fp32", "track": track, "device": args["device"],
+            "load_s": round(load_s, 1), "rss_after_run_gb": round(current_rss_gb(), 3), **_gpu_memory(args),
+            **_summary(runs, n_steps)}  # fmt: skip
 
 
-def summarize(name: str, dtype: str, steps: list[float], total: float, n_steps: int) -> dict[str, Any]:
-    steady = statistics.median(steps[1:]) if len(steps) > 1 else steps[0]
-    full = total if n_steps == NUM_STEPS else steps[0] + steady * (NUM_STEPS - 1)
-    row = {
-        "impl": name, "dtype": dtype, "steps_run": n_steps, "wall_s": round(total, 2),
-        "step_s": [round(s, 2) for s in steps], "steady_step_s": round(steady, 3),
-        "time_32_steps_s": round(full, 1), "extrapolated": n_steps != NUM_STEPS,
-        "throughput_prompt_steps_per_s": round(N_PROMPTS * NUM_STEPS / full, 3),
-    }  # fmt: skip
-    print(json.dumps(row), flush=True)
-    return row
+def w_ours(args: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from openesm3.checkpoints.loading import load_model
+    from openesm3.config import ESM3Config, GenerationConfig
+    from openesm3.generation.iterative import generate
+
+    track, n_steps = args["track"], int(args["steps"])
+    start = time.perf_counter()
+    tiny = args["shape"] != FULL
+    model, _ = load_model(args["weights"], "esm3", device=args["device"], config=ESM3Config(**TINY) if tiny else None,
+                          dtype=torch.bfloat16 if args.get("cast_bf16") else None)  # fmt: skip
+    load_s = time.perf_counter() - start
+    autocast = torch.bfloat16 if args.get("autocast") else None
+    prompts = load_prompts(Path(args["prompts"]), track)
+    config = GenerationConfig(track=track, num_steps=n_steps)
+    clock = StepClock(model, args["device"])
+    runs = []
+    for r in range(int(args["repeats"])):
+        clock.reset()
+        t0 = time.perf_counter()
+        results = generate(clock, prompts, config, batch_size=N_PROMPTS, seed=r, device=args["device"],
+                           autocast_dtype=autocast)  # fmt: skip
+        clock.mark()
+        assert all(r.ok for r in results), [r.error for r in results]
+        runs.append((*clock.steps(), time.perf_counter() - t0))
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return {"impl": "openesm3 generate (batched)", "dtype": dtype + (" + bf16 autocast" if autocast else ""),
+            "track": track, "device": args["device"], "load_s": round(load_s, 1),
+            "rss_after_run_gb": round(current_rss_gb(), 3), **_gpu_memory(args), **_summary(runs, n_steps)}  # fmt: skip
 
 
-def oracle_workdir(root: Path) -> Path:
-    """A working directory whose data/ holds the vocabulary files the official package reads (the LSH hyperplanes
-    and residue-annotation CSV are seeded stand-ins, as in the parity tests)."""
+def _gpu_memory(args: dict[str, Any]) -> dict[str, float]:
+    if not args["device"].startswith("cuda"):
+        return {}
+    import torch
+
+    return {"cuda_max_allocated_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3)}
+
+
+WORKERS = {"reference": w_reference, "ours": w_ours}
+
+
+# ---- driver --------------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="write all results as JSON here")
+    parser.add_argument("--tracks", default="structure", help=f"comma-separated subset of {','.join(TRACKS)}")
+    parser.add_argument("--impls", default="reference,ours_fp32,ours_bf16",
+                        help="comma-separated subset of reference,ours_fp32,ours_bf16,ours_autocast")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="generate calls per process")
+    parser.add_argument("--steps", type=int, default=NUM_STEPS,
+                        help="steps per call (num_steps); < 32 extrapolates the 32-step time")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer model: checks the script, times nothing")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench/trunk"))
+    args = parser.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        parser.error("--steps and --repeats must be >= 1")
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    tracks = [t for t in args.tracks.split(",") if t]
+    unknown = set(tracks) - set(TRACKS)
+    if unknown:
+        parser.error(f"unknown track(s) {sorted(unknown)}; choose from {','.join(TRACKS)}")
+
+    work = args.cache.parent / ("generation-tiny" if args.tiny else "generation")
+    prompts = work / "prompts.pt"
+    write_prompts(prompts)
+    oracle_dir = _oracle_dir(work / "oracle")
+    if args.tiny:
+        files = {"random": work / "esm3_sm_open_v1.pth"}
+        _tiny_weights(files["random"], oracle_dir)
+    else:
+        from benchmarks.bench_trunk import prepare  # the same random weights as the trunk benchmark
+
+        files = prepare(args.cache, args.threads)
+    common = {"prompts": str(prompts), "steps": args.steps, "repeats": args.repeats, "threads": args.threads,
+              "device": args.device, "shape": TINY if args.tiny else FULL}  # fmt: skip
+    bf16 = {"weights": str(files["random"]), "cast_bf16": True} if args.tiny else {"weights": str(files["random_bf16"])}
+    impls = {
+        "reference": ("reference", {"weights": str(files["random"]), "oracle_dir": str(oracle_dir)}),
+        "ours_fp32": ("ours", {"weights": str(files["random"])}),
+        "ours_bf16": ("ours", bf16),
+        "ours_autocast": ("ours", {"weights": str(files["random"]), "autocast": True}),
+    }
+    unknown_impls = set(args.impls.split(",")) - set(impls)
+    if unknown_impls:
+        parser.error(f"unknown implementation(s) {sorted(unknown_impls)}; choose from {','.join(impls)}")
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "prompts": json.loads(prompts.with_suffix(".json").read_text())["names"],
+        "runs": {},
+    }
+    for track in tracks:
+        for name in args.impls.split(","):
+            worker, extra = impls[name]
+            label = f"{track} / {name}"
+            print(f"running: {label} ...", flush=True)
+            res = run_worker(SCRIPT, worker, {**common, **extra, "track": track}, timeout=7200)
+            shown = {k: v for k, v in res.items() if k not in ("machine", "step_wall_s", "step_cpu_s")}
+            print(f"  {json.dumps(shown)}", flush=True)
+            results["runs"][label] = res
+            _write(args.out, results)
+
+    print("\n| track | run | median step (s) | 32 steps (s) | prompt-steps/s | x ref | step CPU (s) | x ref (CPU) "
+          "| peak RSS (GB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for track in tracks:
+        ref = results["runs"].get(f"{track} / reference")
+        for name in args.impls.split(","):
+            res = results["runs"][f"{track} / {name}"]
+            ratio = f"{ref['median_step_s'] / res['median_step_s']:.2f}x" if ref else "-"
+            ratio_cpu = f"{ref['median_step_cpu_s'] / res['median_step_cpu_s']:.2f}x" if ref else "-"
+            print(f"| {track} | {name} ({res['dtype']}) | {res['median_step_s']:.2f} | {res['time_32_steps_s']:.1f} | "
+                  f"{res['throughput_prompt_steps_per_s']:.3f} | {ratio} | {res['median_step_cpu_s']:.2f} | "
+                  f"{ratio_cpu} | {res['peak_rss_gb']:.2f} |")  # fmt: skip
+    print(f"results written to {args.out}")
+
+
+def _oracle_dir(root: Path) -> Path:
+    """A working directory whose data/ holds the vocabulary files the official package reads (the LSH
+    hyperplanes and residue-annotation CSV are the parity tests' seeded stand-ins)."""
     import shutil
 
     from openesm3 import constants as C
@@ -89,7 +333,8 @@ def oracle_workdir(root: Path) -> Path:
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     package = esm_package_data_dir()
-    assert package is not None
+    if package is None:
+        raise SystemExit("the official esm package (oracle) is not installed: run scripts/install_reference.sh")
     for name in FUNCTION_FILES[:-1]:
         shutil.copyfile(package / name, data / name)
     build.write_hyperplanes(build.draw_hyperplanes(C.N_KEYWORDS, seed=STANDIN_SEED), data / C.LSH_HYPERPLANES_FILE)
@@ -100,107 +345,30 @@ def oracle_workdir(root: Path) -> Path:
     return root
 
 
-def make_weights(esm: Any, weights: Path, seed: int) -> None:
-    """The official trunk with every parameter random, saved in the official format."""
+def _tiny_weights(path: Path, oracle_dir: Path) -> None:
+    """A 2-layer official ESM3, every parameter random, in the official format (``--tiny``)."""
+    import os
+
+    import torch
+
     from tests.parity.esm3_oracle import build_reference
 
-    torch.save(build_reference(esm, **SHAPE, seed=seed).state_dict(), weights)
-    gc.collect()
-
-
-def load_reference(esm: Any, weights: Path) -> Any:
-    """The official ESM3 class holding the weights of ``weights`` (memory-mapped, no random init)."""
-    from esm.models.esm3 import ESM3
-    from esm.tokenization import get_esm3_model_tokenizers
-
-    with torch.device("meta"):
-        ref = ESM3(**SHAPE, structure_encoder_fn=None, structure_decoder_fn=None, function_decoder_fn=None,
-                   tokenizers=get_esm3_model_tokenizers())  # fmt: skip
-    state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-    ref.load_state_dict(state, assign=True, strict=True)
-    for module in ref.modules():
-        if type(module).__name__ == "RotaryEmbedding":
-            module.reset_parameters()  # its non-persistent inv_freq is not in the state dict
-    return ref.eval()
-
-
-def run_reference(esm: Any, weights: Path, batch: list[ProteinTensor], n_steps: int) -> dict[str, Any]:
-    from esm.sdk.api import ESMProteinTensor
-    from esm.sdk.api import GenerationConfig as RefConfig
-
-    ref = load_reference(esm, weights)
-    inputs = [ESMProteinTensor(sequence=p.sequence) for p in batch]
-    configs = [RefConfig(track="structure", num_steps=n_steps) for _ in batch]
-    clock = StepClock(ref.logits)
-    ref.logits = clock  # type: ignore[method-assign]
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    with torch.no_grad():
-        out = ref.batch_generate(inputs, configs)
-    clock.end = time.perf_counter()
-    assert all(o.structure is not None and (o.structure[1:-1] < 4096).all() for o in out)
-    row = summarize("reference batch_generate", "fp32", clock.steps(), clock.end - start, n_steps)
-    del ref, out
-    gc.collect()
-    return row
-
-
-def run_ours(weights: Path, batch: list[ProteinTensor], n_steps: int, dtype: torch.dtype) -> dict[str, Any]:
-    from openesm3.checkpoints.loading import load_model
-    from openesm3.generation.iterative import generate
-
-    config = ESM3_SM_OPEN_V1.replace(**SHAPE)
-    model, _ = load_model(weights, "esm3", dtype=None if dtype == torch.float32 else dtype, config=config)
-    clock = StepClock(model)
-    start = time.perf_counter()
-    results = generate(clock, batch, GenerationConfig(track="structure", num_steps=n_steps), batch_size=N_PROMPTS,
-                       seed=0, device="cpu")  # fmt: skip
-    clock.end = time.perf_counter()
-    assert all(r.ok and (r.unwrap().structure[1:-1] < 4096).all() for r in results)
-    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
-    row = summarize("openesm3 generate", name, clock.steps(), clock.end - start, n_steps)
-    del model
-    gc.collect()
-    return row
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=NUM_STEPS, help="steps for the reference and our fp32 run")
-    parser.add_argument("--bf16-steps", type=int, default=NUM_STEPS, help="steps for our bf16 run")
-    parser.add_argument("--impls", default="reference,fp32,bf16", help="comma-separated subset to run")
-    parser.add_argument("--weights", type=Path, help="official-format random weights (made here if missing; "
-                        "default: a temporary file)")  # fmt: skip
-    parser.add_argument("--json", type=Path, help="append the rows to this JSON list")
-    parser.add_argument("--tiny", action="store_true", help="a 2-layer model: checks the script, times nothing")
-    args = parser.parse_args()
-    if args.tiny:
-        SHAPE.update(d_model=64, n_heads=4, v_heads=4, n_layers=2)
-    impls = args.impls.split(",")
-
     os.environ["INFRA_PROVIDER"] = "1"
-    os.environ["DISABLE_ITERATIVE_SAMPLING_TQDM"] = "1"
     import esm  # noqa: PLC0415 - the oracle, benchmarks only
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}", flush=True)  # fmt: skip
-    batch = prompts()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="openesm3-bench-") as tmp:
-        weights = args.weights or Path(tmp) / "esm3_sm_open_v1.pth"
-        os.chdir(oracle_workdir(Path(tmp) / "oracle"))  # the official package reads data/ from here
-        if not weights.exists():
-            make_weights(esm, weights, seed=1)
-        if "reference" in impls:
-            rows.append(run_reference(esm, weights, batch, args.steps))
-        if "fp32" in impls:
-            rows.append(run_ours(weights, batch, args.steps, torch.float32))
-        if "bf16" in impls:
-            rows.append(run_ours(weights, batch, args.bf16_steps, torch.bfloat16))
-    if args.json:
-        previous = json.loads(args.json.read_text()) if args.json.exists() else []
-        args.json.write_text(json.dumps(previous + rows, indent=1))
+    previous = Path.cwd()
+    os.chdir(oracle_dir)
+    try:
+        torch.save(build_reference(esm, **TINY, seed=0).state_dict(), path)
+    finally:
+        os.chdir(previous)
+
+
+def _write(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    if not worker_main(WORKERS):
+        main()

@@ -147,53 +147,86 @@ def masked_prompt(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Prompts from real proteins (../shared/data/dev), read and featurised with openesm3.structure.
+# Prompts from real proteins (tests/data/structures or ../shared/data/dev), read and featurised with
+# openesm3.structure; structure tokens from the bundled structure tokenizer.
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RealProtein:
-    """One real chain: sequence tokens, atom37 coordinates and DSSP / SASA tokens, BOS/EOS included ([L+2])."""
+    """One real chain: sequence tokens, atom37 coordinates, DSSP / SASA tokens and (optionally) structure tokens,
+    BOS/EOS included ([L+2])."""
 
     name: str
     sequence: Tensor  # [L+2]
     coordinates: Tensor  # [L+2, 37, 3], +inf at BOS/EOS, NaN for missing atoms
     secondary_structure: Tensor  # [L+2]
     sasa: Tensor  # [L+2]
+    structure: Tensor | None = None  # [L+2] codes of a real structure tokenizer, or None
 
     @property
     def n_residues(self) -> int:
         return int(self.sequence.shape[0]) - 2
 
 
+def _real_protein(name: str, complex_: object, encoder: object | None) -> RealProtein | None:
+    """The first chain of ``complex_`` featurised (None if its sequence has an unknown residue)."""
+    from openesm3.generation.structure_tokens import encode_structure
+    from openesm3.structure.features import featurize
+    from openesm3.tokenizers import SASATokenizer, SequenceTokenizer, SS8Tokenizer
+
+    chain = complex_.chains[0]  # type: ignore[attr-defined]
+    if "X" in chain.sequence:
+        return None
+    features = featurize(complex_)[0]  # type: ignore[arg-type]
+    coords = torch.full((len(chain.sequence) + 2, 37, 3), float("inf"))
+    coords[1:-1] = torch.from_numpy(chain.atom37)
+    structure = None
+    if encoder is not None:
+        structure = torch.from_numpy(encode_structure(chain, encoder).tokens)  # type: ignore[arg-type]  # framed
+    return RealProtein(
+        name=name,
+        sequence=SequenceTokenizer().encode(chain.sequence, as_tensor=True),
+        coordinates=coords,
+        secondary_structure=SS8Tokenizer().encode(features.ss8.replace("X", "C"), as_tensor=True),
+        sasa=SASATokenizer().encode(features.sasa, as_tensor=True),
+        structure=structure,
+    )
+
+
 def real_proteins(dev_dir: Path, n: int, min_len: int = 40) -> list[RealProtein]:
     """The first ``n`` single-model top240 chains of at least ``min_len`` residues (manifest order)."""
-    from openesm3.structure.features import featurize
     from openesm3.structure.io import load_structure
-    from openesm3.tokenizers import SASATokenizer, SequenceTokenizer, SS8Tokenizer
 
     rows = (dev_dir / "manifest.tsv").read_text().splitlines()
     header = rows[0].split("\t")
     out: list[RealProtein] = []
-    seq_tok, ss8_tok, sasa_tok = SequenceTokenizer(), SS8Tokenizer(), SASATokenizer()
     for line in rows[1:]:
         row = dict(zip(header, line.split("\t")))
         if row["subset"] != "top240" or row["n_models"] != "1" or int(row["primary_len"]) < min_len:
             continue
-        complex_ = load_structure(dev_dir / row["file"], chains=[row["primary_chain"]])
-        chain = complex_.chains[0]
-        features = featurize(complex_)[0]
-        if "X" in chain.sequence:
+        protein = _real_protein(row["file"], load_structure(dev_dir / row["file"], chains=[row["primary_chain"]]), None)
+        if protein is not None:
+            out.append(protein)
+        if len(out) == n:
+            break
+    return out
+
+
+def real_test_proteins(structures_dir: Path, n: int, min_len: int = 40) -> list[RealProtein]:
+    """The first chain of the first ``n`` files (name order) of ``structures_dir`` (tests/data/structures) with at
+    least ``min_len`` residues, with structure tokens from the bundled structure tokenizer's encoder (512 codes,
+    a subset of ESM3's 4096)."""
+    from openesm3.checkpoints.bundled import load_structure_tokenizer
+    from openesm3.structure.io import load_structure
+
+    encoder, _ = load_structure_tokenizer()
+    out: list[RealProtein] = []
+    for path in sorted(structures_dir.glob("*.pdb.gz")):
+        complex_ = load_structure(path)
+        if len(complex_.chains[0].sequence) < min_len:
             continue
-        coords = torch.full((len(chain.sequence) + 2, 37, 3), float("inf"))
-        coords[1:-1] = torch.from_numpy(chain.atom37)
-        out.append(
-            RealProtein(
-                name=row["file"],
-                sequence=seq_tok.encode(chain.sequence, as_tensor=True),
-                coordinates=coords,
-                secondary_structure=ss8_tok.encode(features.ss8.replace("X", "C"), as_tensor=True),
-                sasa=sasa_tok.encode(features.sasa, as_tensor=True),
-            )
-        )
+        protein = _real_protein(path.name, complex_, encoder)
+        if protein is not None:
+            out.append(protein)
         if len(out) == n:
             break
     return out
@@ -210,8 +243,9 @@ def real_prompt(
     with_other_tracks: bool = True,
 ) -> ProteinTensor:
     """A prompt cropped from ``protein``: the target ``track`` masked at ``masked_fraction`` of the positions
-    (at least one), the other tracks partly given (or absent when ``with_other_tracks`` is False). Structure and
-    function tokens are random codes (no structure encoder / annotations are involved in decoding)."""
+    (at least one), the other tracks partly given (or absent when ``with_other_tracks`` is False). Structure
+    tokens are the protein's own (random codes if it has none); function tokens are random codes (the real
+    proteins carry no annotations; decoding only needs valid ids)."""
     g = torch.Generator().manual_seed(seed)
     n = min(n_residues, protein.n_residues)
     start = int(torch.randint(0, protein.n_residues - n + 1, (1,), generator=g))
@@ -228,7 +262,9 @@ def real_prompt(
         return t
 
     sequence = framed(protein.sequence[window], C.SEQUENCE_BOS, C.SEQUENCE_EOS)
-    structure = framed(torch.randint(0, C.STRUCTURE_N_CODES, (n,), generator=g), C.STRUCTURE_BOS, C.STRUCTURE_EOS)
+    random_codes = torch.randint(0, C.STRUCTURE_N_CODES, (n,), generator=g)
+    codes = random_codes if protein.structure is None else protein.structure[window]
+    structure = framed(codes, C.STRUCTURE_BOS, C.STRUCTURE_EOS)
     ss8 = framed(protein.secondary_structure[window], 0, 0)
     sasa = framed(protein.sasa[window], 0, 0)
     function = torch.randint(4, C.FUNCTION_VOCAB_SIZE, (n + 2, C.FUNCTION_DEPTH), generator=g)
