@@ -95,12 +95,12 @@ def test_decoded_annotations_match_reference(decoders, esm_reference, tmp_path, 
     from tests.conftest import SHARED_DATA, shared_data
 
     ref, ours = decoders
+    vocabulary = FunctionVocabulary.load(shared_data("annotations", "esm3_function_vocab"), with_hyperplanes=False)
     # The official tokenizer needs LSH hyperplanes, absent here: seeded stand-ins (unused by decoding).
     tool = SHARED_DATA.parent / "tools" / "make_reference_standin_data.py"
     subprocess.run([sys.executable, str(tool), str(tmp_path)], check=True, capture_output=True)
     monkeypatch.chdir(tmp_path)
     tokenizer = InterProQuantizedTokenizer()
-    vocabulary = FunctionVocabulary.load(shared_data("annotations", "esm3_function_vocab"), with_hyperplanes=False)
     tokens = function_tokens()
     with torch.no_grad():
         expected = ref.decode(tokens, tokenizer=tokenizer)
