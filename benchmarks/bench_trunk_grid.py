@@ -10,9 +10,11 @@ to the largest number of tokens (B x L):
 - ``ours fp32``: ``load_model(<official .pth>, "esm3")``.
 - ``ours bf16``: bf16 weights made once with ``openesm3 convert --dtype bf16`` (frames, geometric attention and
   its softmax stay fp32).
+- optional ``ours bf16 compiled``: the same with ``openesm3.layers.compile.compile_blocks(model, dynamic=True)``
+  (compilation happens in the first warm-up and is not timed).
 
 Inputs: B real sequences of L - 2 residues (``sequences_dedup.fasta``, canonical residues only) plus BOS/EOS,
-sequence track only. Per grid point: one untimed warm-up and 3 timed forwards when B x L <= 2048 tokens, one
+sequence track only. Per grid point: one untimed warm-up and 3 timed forwards when B x L <= 1024 tokens, one
 timed forward (no warm-up; the process is already warm from the smaller points) above that, as set by
 ``--repeats-small/--repeats-large/--large-tokens``. Before a point is run its time is extrapolated from the
 previous point by the FLOP ratio; a point whose estimate exceeds ``--point-budget-s`` is skipped and reported as
@@ -44,6 +46,7 @@ from benchmarks.roofline import trunk_flops  # noqa: E402
 SCRIPT = Path(__file__).resolve()
 DEFAULT_GRID = [(b, n) for b in (1, 4, 16) for n in (64, 128, 256, 512)]
 RUNS = ("reference fp32", "reference bf16-autocast", "ours fp32", "ours bf16")
+OPTIONAL_RUNS = ("ours bf16 compiled",)  # openesm3.layers.compile.compile_blocks(model, dynamic=True)
 
 
 def parse_grid(text: str) -> list[tuple[int, int]]:
@@ -83,8 +86,12 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
     else:
         from openesm3.checkpoints.loading import load_model
 
-        weights = args["weights_bf16"] if run == "ours bf16" else args["weights_official"]
+        weights = args["weights_bf16"] if run.startswith("ours bf16") else args["weights_official"]
         model, _ = load_model(weights, "esm3", device=device)
+        if run.endswith("compiled"):
+            from openesm3.layers.compile import compile_blocks
+
+            compile_blocks(model, dynamic=True)  # one graph for every shape: no recompilation inside timed runs
     load_s = time.perf_counter() - start
     rss_loaded = current_rss_gb()
     autocast = run == "reference bf16-autocast"
@@ -149,13 +156,17 @@ WORKERS = {"grid": w_grid}
 
 def run_grid(
     *, grid: list[tuple[int, int]], runs: list[str], device: str, threads: int | None, cache: Path,
-    repeats_small: int = 3, repeats_large: int = 1, large_tokens: int = 2048, point_budget_s: float = 600.0,
+    repeats_small: int = 3, repeats_large: int = 1, large_tokens: int = 1024, point_budget_s: float = 900.0,
 ) -> dict[str, Any]:  # fmt: skip
     """Prepare the weights (``bench_trunk.prepare``) and run every implementation's grid in its own process."""
     from benchmarks.bench_trunk import prepare
 
     files = prepare(cache, threads)
-    results: dict[str, Any] = {"machine": machine_info(), "device": device, "grid": grid, "runs": {}}
+    results: dict[str, Any] = {
+        "machine": machine_info(), "device": device, "grid": grid, "runs": {},
+        "settings": {"repeats_small": repeats_small, "repeats_large": repeats_large, "large_tokens": large_tokens,
+                     "point_budget_s": point_budget_s},
+    }  # fmt: skip
     for run in runs:
         print(f"trunk grid: {run} ...", flush=True)
         args = {
@@ -175,14 +186,14 @@ def run_grid(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="", help="e.g. 1x64,16x256 (default: {1,4,16} x {64,128,256,512})")
-    parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of: " + ", ".join(RUNS))
+    parser.add_argument("--runs", default=",".join(RUNS), help="subset of: " + ", ".join(RUNS + OPTIONAL_RUNS))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench/trunk"))
     parser.add_argument("--repeats-small", type=int, default=3)
     parser.add_argument("--repeats-large", type=int, default=1)
-    parser.add_argument("--large-tokens", type=int, default=2048)
-    parser.add_argument("--point-budget-s", type=float, default=600.0)
+    parser.add_argument("--large-tokens", type=int, default=1024)
+    parser.add_argument("--point-budget-s", type=float, default=900.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     import torch

@@ -3,7 +3,7 @@
 - :func:`trunk_flops` counts the floating-point operations (2 per multiply-add) of one ESM3 forward pass from the
   config: per block the fused QKV projection, the two attention products (QK^T and AV), the output projection
   and the SwiGLU FFN; the six output heads; optionally block 0's geometric attention. LayerNorms, rotary,
-  softmax, GELU/SiLU and embeddings are elementwise (O(N D), < 1% of the total) and not counted, as usual for
+  softmax, GELU/SiLU and embedding look-ups are elementwise (O(N D), < 1% of the total) and not counted, as usual for
   model-FLOP accounting. With sequence-only input every residue is frameless and the geometric branch adds
   exactly zero (spec §5): it is not part of the work then, and ``geometric=False``.
 - :func:`matmul_flops_per_s` measures ``F.linear`` on trunk-shaped operands (``[B*L, 1536] x [1536, 4096]`` and
@@ -26,6 +26,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__fil
 # Output widths of the six heads (sequence, structure, ss8, sasa, function 8 x 260, residue annotations).
 HEAD_OUTPUTS = (64, 4096, 11, 19, 8 * 260, 1478)
 VECTORS_PER_HEAD = 5  # geometric attention: q_rot, k_rot, v, q_dist, k_dist per head (spec §5)
+PLDDT_RBF_BINS = 16  # openesm3.constants.PLDDT_RBF_BINS (spec §4.2)
+CDIST_FLOPS = 8  # per (query, key, head) pair: the Euclidean distance of two 3-vectors
 
 
 def trunk_flops(
@@ -41,6 +43,7 @@ def trunk_flops(
         "out_proj": n_layers * 2.0 * n * d * d,
         "ffn": n_layers * (2.0 * n * d * 2 * ffn_dim + 2.0 * n * ffn_dim * d),  # w_in to [a|b], w_out
         "heads": sum(2.0 * n * d * d + 2.0 * n * d * out for out in HEAD_OUTPUTS),
+        "embedding": 2 * 2.0 * n * PLDDT_RBF_BINS * d,  # the two pLDDT RBF projections; the rest are lookups
         "geometric": 0.0,
     }
     if geometric:
@@ -49,7 +52,9 @@ def trunk_flops(
         parts["geometric"] = (
             2.0 * n * d * 3 * VECTORS_PER_HEAD * v  # projection
             + 2.0 * n * 3 * v * d  # output projection
-            + pairs * (2 * 3 + 8 + 2 * 3)  # directional dot, distance (3 sub, 3 mul, 2 add), AV
+            + 2.0 * n * (VECTORS_PER_HEAD + 1) * v * 9  # rotating 5V vectors into, V out of the global frame
+            + pairs * (2 * 3 + 2 * 3)  # directional dot product, AV
+            + pairs * CDIST_FLOPS  # distance (3 sub, 3 mul, 2 add; the sqrt not counted)
         )
     parts["total"] = sum(parts.values())
     return parts

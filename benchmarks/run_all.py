@@ -84,11 +84,12 @@ def run_roofline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_trunk(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.bench_trunk_grid import DEFAULT_GRID, RUNS, parse_grid, run_grid
+    from benchmarks.bench_trunk_grid import DEFAULT_GRID, OPTIONAL_RUNS, RUNS, parse_grid, run_grid
 
     grid = parse_grid(args.grid) or ([(1, 64), (2, 128)] if args.quick else DEFAULT_GRID)
-    return run_grid(grid=grid, runs=list(RUNS), device=args.device, threads=args.threads, cache=args.cache / "trunk",
-                    repeats_small=1 if args.quick else 3, repeats_large=1, large_tokens=2048,
+    runs = list(RUNS) + (list(OPTIONAL_RUNS) if args.compile else [])
+    return run_grid(grid=grid, runs=runs, device=args.device, threads=args.threads, cache=args.cache / "trunk",
+                    repeats_small=1 if args.quick else 3, repeats_large=1, large_tokens=1024,
                     point_budget_s=args.point_budget_s)  # fmt: skip
 
 
@@ -297,13 +298,16 @@ def _render_trunk(res: dict[str, Any], sections: dict[str, Any]) -> list[str]:
     roof = sections.get("roofline", {}).get("result", {})
     points = _trunk_points(res)
     ref = points.get("reference fp32", {})
+    cfg = res.get("settings", {})
     out = [
         "Sequence track only, B real sequences of L - 2 residues + BOS/EOS. Reference bf16 = the official model with"
         " fp32 weights under `torch.autocast(bfloat16)` (as its SDK runs on GPU); ours bf16 = bf16 weights from"
-        " `openesm3 convert --dtype bf16` (geometry fp32). Per point: 1 warm-up + 3 timed forwards up to 2,048"
-        " tokens, 1 timed forward above. FLOPs are counted analytically (`benchmarks/roofline.py`: QKV, attention,"
-        " output, SwiGLU, heads; 2 per multiply-add); % roofline = achieved FLOP/s / the matmul FLOP/s of the"
-        " run's dtype. Peak memory: CPU = process peak RSS (weights included, points in increasing size);"
+        f" `openesm3 convert --dtype bf16` (geometry fp32). Per point: 1 warm-up + {cfg.get('repeats_small', '?')}"
+        f" timed forwards up to {cfg.get('large_tokens', '?')} tokens, {cfg.get('repeats_large', '?')} timed forward"
+        " (no warm-up) above; a point is skipped when its time extrapolated from the previous point (by FLOPs)"
+        f" exceeds {cfg.get('point_budget_s', '?')} s. FLOPs are counted analytically (`benchmarks/roofline.py`:"
+        " QKV, attention, output, SwiGLU, heads; 2 per multiply-add); % roofline = achieved FLOP/s / the matmul"
+        " FLOP/s of the run's dtype. Peak memory: CPU = process peak RSS (weights included, points in increasing size);"
         " CUDA = `max_memory_allocated`.", "",
         "| B x L | run | median (s) | CPU (s) | tokens/s | speed-up vs ref fp32 | TFLOP/s | % roofline | peak (GB) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -420,6 +424,7 @@ def main() -> int:
                         help="steps measured per generate call (the 32-step time is extrapolated)")  # fmt: skip
     parser.add_argument("--generation-script", type=Path, default=REPO / "benchmarks" / "bench_generation.py")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench"))
+    parser.add_argument("--compile", action="store_true", help="also time ours bf16 with torch.compile'd blocks")
     parser.add_argument("--render-only", action="store_true", help="rebuild the report from existing JSON files")
     args = parser.parse_args()
     import torch
