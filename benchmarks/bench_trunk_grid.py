@@ -18,9 +18,11 @@ sequence track only. Per grid point: one untimed warm-up and 3 timed forwards wh
 timed forward (no warm-up; the process is already warm from the smaller points) above that, as set by
 ``--repeats-small/--repeats-large/--large-tokens``. Before a point is run its time is extrapolated from the
 previous point by the FLOP ratio; a point whose estimate exceeds ``--point-budget-s`` is skipped and reported as
-such. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` per point; on CPU the process's ``ru_maxrss``
-after the point (points run in increasing size, so this is the peak of the largest point so far, weights
-included) and its increase over the RSS after loading.
+such. Peak memory per point: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process's resident memory
+sampled every 5 ms during the point (weights included), and its increase over the RSS after one forward of
+the smallest point (``activation_gb``; memory-mapped weights are paged in by then). On CPU a
+point whose activations, extrapolated from the previous point, would not fit in the available RAM is skipped
+(the reference's block 0 holds [B, 256, L, L] fp32 temporaries even without coordinates).
 
 Usage (full size: take both locks):
     flock /tmp/openesm3-bigmem.lock flock /tmp/openesm3-bench.lock \\
@@ -33,14 +35,24 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
-from benchmarks.common import current_rss_gb, machine_info, peak_rss_gb, read_fasta, run_worker, worker_main  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    REPO,
+    RESULT_PREFIX,
+    current_rss_gb,
+    machine_info,
+    peak_rss_gb,
+    read_fasta,
+    worker_main,
+)
 from benchmarks.roofline import trunk_flops  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
@@ -56,6 +68,41 @@ def parse_grid(text: str) -> list[tuple[int, int]]:
         b, _, n = item.strip().lower().partition("x")
         out.append((int(b), int(n)))
     return out
+
+
+class RssSampler:
+    """Peak resident memory of this process while a block runs, sampled every ``interval`` seconds from
+    /proc/self/statm by a background thread (ru_maxrss cannot be reset between grid points)."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> RssSampler:
+        self.peak = current_rss_gb()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, current_rss_gb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, current_rss_gb())
+
+
+def _mem_available_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return float("inf")
 
 
 def _tokens(batch: int, length: int) -> Any:
@@ -105,9 +152,15 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
             model(sequence_tokens=tokens)
         sync()
 
+    grid = sorted(map(tuple, args["grid"]), key=lambda p: (p[0] * p[1], p[1]))
+    forward(_tokens(*grid[0]).to(device))  # pages memory-mapped weights in: the baseline for activation memory
+    rss_warm = current_rss_gb()
     points: list[dict[str, Any]] = []
+    result = {"run": run, "device": device, "load_s": round(load_s, 1), "rss_after_load_gb": round(rss_loaded, 3),
+              "rss_after_first_forward_gb": round(rss_warm, 3), "points": points}  # fmt: skip
     last: tuple[float, float] | None = None  # (seconds, flops) of the last measured point
-    for batch, length in sorted(map(tuple, args["grid"]), key=lambda p: (p[0] * p[1], p[1])):
+    last_mem: tuple[float, float] | None = None  # (activation GB above the loaded RSS, its scaling size)
+    for batch, length in grid:
         n_tok = batch * length
         flops = trunk_flops(batch=batch, length=length)["total"]
         large = n_tok > int(args["large_tokens"])
@@ -121,17 +174,36 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
                 point["skipped"] = f"estimated {estimate:.0f} s per forward x {repeats + warmup} > budget"
                 points.append(point)
                 continue
+        # The reference materialises [B, 256, L, L] fp32 geometric-attention temporaries even without coordinates:
+        # its activations grow with B L^2; ours with B L (fused attention). Refuse a point that would not fit in
+        # RAM rather than let the kernel's OOM killer pick a process on a shared machine.
+        size = batch * length * length if run.startswith("reference") else n_tok
+        if not cuda and last_mem is not None:
+            need = last_mem[0] * size / last_mem[1]
+            point["estimated_activation_gb"] = round(need, 2)
+            if need > _mem_available_gb() - 1.5:
+                point["skipped"] = (f"estimated {need:.1f} GB of activations (extrapolated from the previous point) "
+                                    f"> {_mem_available_gb():.1f} GB available")  # fmt: skip
+                points.append(point)
+                continue
         tokens = _tokens(batch, length).to(device)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        for _ in range(warmup):
-            forward(tokens)
         times, cpu = [], []
-        for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            forward(tokens)
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+        try:
+            with RssSampler() as sampler:
+                for _ in range(warmup):
+                    forward(tokens)
+                for _ in range(repeats):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    forward(tokens)
+                    times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
+        except torch.cuda.OutOfMemoryError as error:
+            point["skipped"] = f"out of memory: {str(error)[:200]}"
+            points.append(point)
+            torch.cuda.empty_cache()
+            continue
         median = statistics.median(times)
         last = (median, flops)
         point.update(
@@ -142,16 +214,37 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
         if cuda:
             point["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
         else:
-            point["peak_rss_gb"] = round(peak_rss_gb(), 3)
-            point["peak_rss_over_loaded_gb"] = round(peak_rss_gb() - rss_loaded, 3)
+            point["peak_rss_gb"] = round(sampler.peak, 3)  # sampled every 5 ms during this point, weights included
+            point["activation_gb"] = round(sampler.peak - rss_warm, 3)  # above the RSS after one small forward
+            last_mem = (max(sampler.peak - rss_warm, 0.05), size)
         point["load_average"] = os.getloadavg()
         points.append(point)
         print(f"  {run} {batch}x{length}: {median:.3f} s", file=sys.stderr, flush=True)
-    return {"run": run, "device": device, "load_s": round(load_s, 1), "rss_after_load_gb": round(rss_loaded, 3),
-            "points": points}  # fmt: skip
+        print(RESULT_PREFIX + json.dumps(result), flush=True)  # partial results survive a later crash
+    result["process_peak_rss_gb"] = round(peak_rss_gb(), 3)
+    return result
 
 
 WORKERS = {"grid": w_grid}
+
+
+def _run_grid_worker(args: dict[str, Any]) -> dict[str, Any]:
+    """One implementation's grid in a fresh process; keeps the points measured before a crash (OOM kill)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
+    env.setdefault("INFRA_PROVIDER", "1")
+    cmd = [sys.executable, str(SCRIPT), "--worker", "grid", "--args", json.dumps(args)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200, check=False)
+    except subprocess.TimeoutExpired as error:
+        return {"error": f"timed out after {error.timeout} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :]) if lines else {}
+    if proc.returncode != 0:  # one failing implementation must not lose the others, nor its own finished points
+        result["error"] = f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    result["worker_wall_s"] = round(time.perf_counter() - start, 1)
+    return result
 
 
 def run_grid(
@@ -175,10 +268,7 @@ def run_grid(
             "repeats_small": repeats_small, "repeats_large": repeats_large, "large_tokens": large_tokens,
             "point_budget_s": point_budget_s,
         }  # fmt: skip
-        try:
-            results["runs"][run] = run_worker(SCRIPT, "grid", args, timeout=7200)
-        except (RuntimeError, OSError) as error:  # one failing implementation must not lose the others
-            results["runs"][run] = {"error": str(error)[-2000:]}
+        results["runs"][run] = _run_grid_worker(args)
         print(f"  done ({results['runs'][run].get('worker_wall_s', '?')} s)", flush=True)
     return results
 
