@@ -89,14 +89,14 @@ def run_trunk(args: argparse.Namespace) -> dict[str, Any]:
     grid = parse_grid(args.grid) or ([(1, 64), (2, 128)] if args.quick else DEFAULT_GRID)
     runs = list(RUNS) + (list(OPTIONAL_RUNS) if args.compile else [])
     return run_grid(grid=grid, runs=runs, device=args.device, threads=args.threads, cache=args.cache / "trunk",
-                    repeats_small=1 if args.quick else 3, repeats_large=1, large_tokens=1024,
+                    repeats_small=1 if args.quick else args.repeats or 3, repeats_large=1, large_tokens=1024,
                     point_budget_s=args.point_budget_s)  # fmt: skip
 
 
 def run_agreement(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}agreement-raw.json"
     cmd = ["python", "benchmarks/bench_trunk.py", "--only", "agreement", "--cache", str(args.cache / "trunk"),
-           "--agreement-n", "2" if args.quick else "64", "--out", str(out)]  # fmt: skip
+           "--agreement-n", "2" if args.quick else str(args.agreement_n), "--out", str(out)]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = _subprocess(cmd, timeout=3600)
@@ -110,9 +110,10 @@ def run_agreement(args: argparse.Namespace) -> dict[str, Any]:
 def run_vqvae(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}vqvae-raw.json"
     lengths = ["128"] if args.quick else ["128", "512"]
-    cmd = ["python", "benchmarks/bench_vqvae.py", "--lengths", *lengths, "--repeats", "1" if args.quick else "5",
-           "--rounds", "1" if args.quick else "2", "--threads", str(args.threads or _default_threads()),
-           "--device", args.device, "--json", str(out)]  # fmt: skip
+    repeats, rounds = ("1", "1") if args.quick else (str(args.repeats or 5), str(args.rounds))
+    cmd = ["python", "benchmarks/bench_vqvae.py", "--lengths", *lengths, "--repeats", repeats, "--rounds", rounds,
+           "--threads", str(args.threads or _default_threads()), "--device", args.device,
+           "--json", str(out)]  # fmt: skip
     proc = _subprocess(cmd, timeout=3600)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
@@ -124,8 +125,8 @@ def run_vqvae(args: argparse.Namespace) -> dict[str, Any]:
 def run_function_decoder(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.bench_function_decoder import run_function_decoder as run
 
-    return run(lengths=[128] if args.quick else [128, 512], repeats=1 if args.quick else 5,
-               rounds=1 if args.quick else 2, threads=args.threads, device=args.device,
+    return run(lengths=[128] if args.quick else [128, 512], repeats=1 if args.quick else args.repeats or 5,
+               rounds=1 if args.quick else args.rounds, threads=args.threads, device=args.device,
                cache=args.cache / "function_decoder")  # fmt: skip
 
 
@@ -281,7 +282,12 @@ def render(sections: dict[str, dict[str, Any]], *, quick: bool, command: str) ->
 
 def _header(sec: dict[str, Any]) -> str:
     threads = sec.get("threads") or f"torch default ({sec.get('machine', {}).get('torch_threads', '?')})"
-    return (f"Run {sec['date']}, device {sec['device']}, threads {threads}, load average (1/5/15 min) "
+    argv = list(sec.get("argv", []))
+    for flag in ("--out-dir", "--markdown"):  # paths, not settings
+        if flag in argv:
+            del argv[argv.index(flag) : argv.index(flag) + 2]
+    return (f"Run {sec['date']} (`run_all.py {' '.join(argv)}`), device {sec['device']}, threads {threads}, "
+            f"load average (1/5/15 min) "
             f"{_fmt_load(sec['load_average_start'])} at start, {_fmt_load(sec.get('load_average_end'))} at end; "
             f"{sec.get('wall_s', 0):.0f} s.")  # fmt: skip
 
@@ -415,6 +421,10 @@ def main() -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--grid", default="", help="trunk grid subset, e.g. 1x64,16x256")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per point/process (default: 3 for trunk points <= 1024 tokens, 5 otherwise)")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per implementation (VQ-VAE, decoder)")
+    parser.add_argument("--agreement-n", type=int, default=64, help="real sequences for the bf16 agreement")
     parser.add_argument("--only", default="", help="comma-separated sections to run: " + ",".join(SECTIONS))
     parser.add_argument("--skip", default="", help="comma-separated sections not to run")
     parser.add_argument("--point-budget-s", type=float, default=900.0,
@@ -441,7 +451,7 @@ def main() -> int:
         for name in chosen:
             print(f"== {name} ==", flush=True)
             record = _stamp({"section": name, "device": args.device, "threads": args.threads, "quick": args.quick,
-                             "machine": machine_info()})  # fmt: skip
+                             "argv": sys.argv[1:], "machine": machine_info()})  # fmt: skip
             start = time.perf_counter()
             try:
                 record["result"] = RUNNERS[name](args)
