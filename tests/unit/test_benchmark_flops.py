@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from benchmarks.roofline import CDIST_FLOPS, trunk_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.roofline import CDIST_FLOPS, trunk_flops
 from openesm3.config import ESM3Config
 from openesm3.models.esm3 import ESM3
 
