@@ -10,7 +10,7 @@ Sections (``--only``/``--skip`` pick a subset; the report is always rebuilt from
 - ``roofline``: F.linear FLOP/s in fp32 and bf16 on the trunk's matrix shapes at 16 x 256 tokens.
 - ``trunk``: 1.4B trunk forward on the B x L grid (``bench_trunk_grid.py``), reference fp32 and bf16-autocast,
   ours fp32 and bf16, with achieved FLOP/s against the roofline and peak memory.
-- ``agreement``: bf16 vs fp32 sequence argmax on 64 real sequences (``bench_trunk.py --only agreement``).
+- ``agreement``: bf16 vs fp32 sequence argmax on 64 real sequences (``bench_trunk.py --only agreement``, CPU).
 - ``vqvae``: structure encoder and decoder at 128 and 512 residues (``bench_vqvae.py``).
 - ``function_decoder``: function token decoder at 128 and 512 rows (``bench_function_decoder.py``).
 - ``generation``: iterative generation, 8 prompts x L = 128 x 32 steps per track (``bench_generation.py``, run
@@ -390,7 +390,9 @@ def _render_trunk(res: dict[str, Any], sections: dict[str, Any]) -> list[str]:
 
 
 def _render_agreement(res: dict[str, Any], _: dict[str, Any]) -> list[str]:
-    out = ["| weights | sequences | positions | agreement | median fp32 top-2 margin | median abs logit error |",
+    out = ["Sequence-logit argmax at residue positions of real sequences (30-126 residues), bf16 weights vs fp32,"
+           " computed on the CPU by `bench_trunk.py --only agreement` whatever `--device` is.", "",
+           "| weights | sequences | positions | agreement | median fp32 top-2 margin | median abs logit error |",
            "|---|---|---|---|---|---|"]  # fmt: skip
     for label, r in res.items():
         out.append(f"| {label} | {r['n_sequences']} | {r['n_positions']} | {r['agreement'] * 100:.2f}% | "
