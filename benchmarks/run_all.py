@@ -112,7 +112,7 @@ def run_agreement(args: argparse.Namespace) -> dict[str, Any]:
 def run_vqvae(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}vqvae-raw.json"
     lengths = ["128"] if args.quick else ["128", "512"]
-    repeats, rounds = ("1", "1") if args.quick else (str(args.repeats or 5), str(args.rounds))
+    repeats, rounds = ("1", "1") if args.quick else (str(args.repeats or 3), str(args.rounds))
     cmd = ["python", "benchmarks/bench_vqvae.py", "--lengths", *lengths, "--repeats", repeats, "--rounds", rounds,
            "--threads", str(args.threads or _default_threads()), "--device", args.device,
            "--json", str(out)]  # fmt: skip
@@ -127,7 +127,7 @@ def run_vqvae(args: argparse.Namespace) -> dict[str, Any]:
 def run_function_decoder(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.bench_function_decoder import run_function_decoder as run
 
-    return run(lengths=[128] if args.quick else [128, 512], repeats=1 if args.quick else args.repeats or 5,
+    return run(lengths=[128] if args.quick else [128, 512], repeats=1 if args.quick else args.repeats or 3,
                rounds=1 if args.quick else args.rounds, threads=args.threads, device=args.device,
                cache=args.cache / "function_decoder")  # fmt: skip
 
@@ -473,8 +473,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--grid", default="", help="trunk grid subset, e.g. 1x64,16x256")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per point/process (default: 3 for trunk points <= 1024 tokens, 5 otherwise)")
-    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per implementation (VQ-VAE, decoder)")
+                        help="timed runs per trunk point <= 1024 tokens and per VQ-VAE/decoder process (default 3)")
+    parser.add_argument("--rounds", type=int, default=1, help="fresh processes per implementation (VQ-VAE, decoder)")
     parser.add_argument("--agreement-n", type=int, default=64, help="real sequences for the bf16 agreement")
     parser.add_argument("--only", default="", help="comma-separated sections to run: " + ",".join(SECTIONS))
     parser.add_argument("--skip", default="", help="comma-separated sections not to run")
