@@ -63,7 +63,7 @@ def _coordinates(length: int):  # noqa: ANN202
     return coords
 
 
-def worker(impl: str, network: str, length: int, repeats: int, threads: int) -> dict:
+def worker(impl: str, network: str, length: int, repeats: int, threads: int, device: str = "cpu") -> dict:
     os.environ["INFRA_PROVIDER"] = "1"
     sys.path.insert(0, str(REPO / "src"))
     import torch
@@ -109,18 +109,29 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int) -> 
                                    source="reference")  # fmt: skip
             del ref
             run = lambda: model(tokens)  # noqa: E731
+    if device != "cpu":  # the same networks and inputs, moved once; times include a synchronize
+        for module in (locals().get("model"), locals().get("ref")):
+            if module is not None:
+                module.to(device)
+        coords, residue_index = coords.to(device), residue_index.to(device)
+        if network == "decoder":
+            tokens = tokens.to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times, cpu = [], []
     with torch.no_grad():
         run()  # warm-up
+        sync()
         for _ in range(repeats):
             start, start_cpu = time.perf_counter(), time.process_time()
             run()
+            sync()
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     return {"impl": impl, "network": network, "length": length, "times_s": times, "cpu_s": cpu,
             "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu),
-            "peak_rss_gb": round(peak, 2), "threads": threads}  # fmt: skip
+            "peak_rss_gb": round(peak, 2), "threads": threads, "device": device,
+            "load_average": os.getloadavg()}  # fmt: skip
 
 
 def main() -> int:
@@ -130,12 +141,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per implementation, alternated")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "NETWORK", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         impl, network, length = args.worker
-        print(json.dumps(worker(impl, network, int(length), args.repeats, args.threads)))
+        print(json.dumps(worker(impl, network, int(length), args.repeats, args.threads, args.device)))
         return 0
     results = []
     print(f"{'network':8} {'L':>4} {'reference s (min)':>18} {'openesm3 s (min)':>17} {'speed-up (of min)':>18} "
@@ -146,7 +158,8 @@ def main() -> int:
             for _ in range(args.rounds):  # alternate the two, so that load changes hit both alike
                 for impl in runs:
                     cmd = [sys.executable, __file__, "--worker", impl, network, str(length),
-                           "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
+                           "--repeats", str(args.repeats), "--threads", str(args.threads),
+                           "--device", args.device]  # fmt: skip
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                     runs[impl].append(json.loads(out.strip().splitlines()[-1]))
             row = {}
