@@ -97,3 +97,23 @@ def test_decode_function_annotations_plumbing() -> None:
     assert short == []
     raw = decode_function_annotations(tokens, model, vocab, name_interpro=False, gap_merge=None, min_length=None)
     assert ("IPR000003", 1, 6) in [(a.label, a.start, a.end) for a in raw]
+
+
+def test_deduplicated_rows_equal_the_plain_path() -> None:
+    """Runs of identical rows and rows with special tokens (as in real function tracks) are decoded once each; the
+    outputs equal decoding every row, in every position."""
+    model = randomized_function_decoder()
+    g = torch.Generator().manual_seed(2)
+    distinct = torch.randint(4, 260, (3, 8), generator=g)
+    rows = distinct[torch.tensor([0, 0, 0, 1, 1, 2, 0, 2, 2, 1])]
+    rows[7] = 3  # <none>: unpacks like every other row with a special token
+    rows[8, 5] = 0  # pad
+    tokens = rows.view(2, 5, 8)
+    with torch.no_grad():
+        fast = model(tokens)
+        plain = model(tokens, deduplicate=False)
+    for name in ("keyword_logits", "keyword_tfidf", "interpro_logits"):
+        a, b = getattr(fast, name), getattr(plain, name)
+        assert a.shape == b.shape
+        assert (a - b).abs().max() < 1e-5, name
+    assert not torch.equal(fast.interpro_logits[0, 0], fast.interpro_logits[0, 3])  # distinct rows stay distinct

@@ -70,21 +70,33 @@ class FunctionDecoder(nn.Module):
         self.tfidf_head = RegressionHead(d, config.n_keywords, hidden)
         self.interpro_head = RegressionHead(d, config.n_interpro, hidden)
 
-    def forward(self, tokens: Tensor) -> FunctionDecoderOutput:
+    def forward(self, tokens: Tensor, *, deduplicate: bool = True) -> FunctionDecoderOutput:
         """tokens [..., depth] int function token ids (one row per residue; no BOS/EOS handling here).
 
         Returns :class:`FunctionDecoderOutput` with leading dimensions ``...``.
+
+        Residues are decoded independently, so identical rows give identical outputs. Real function tracks repeat
+        the same 8 tokens over every residue of an annotation (and all rows with a special token unpack to the
+        same bits), so with ``deduplicate`` (the default) each distinct unpacked row is decoded once and the
+        results are copied to its residues; ``deduplicate=False`` is the plain path (tested equal).
         """
         if tokens.shape[-1] != self.config.depth:
             raise ValueError(f"function tokens must be [..., {self.config.depth}], got {tuple(tokens.shape)}")
         lead = tokens.shape[:-1]
         index = unpack_lsh_bits(tokens.reshape(-1, self.config.depth), self.config.bits_per_token)  # [N, 64]
+        inverse = None
+        if deduplicate and index.shape[0] > 1:
+            distinct, inverse = torch.unique(index, dim=0, return_inverse=True)  # [U, 64], [N]
+            if distinct.shape[0] < index.shape[0]:
+                index = distinct
+            else:
+                inverse = None
         x = self.embedding(index)
         for block in self.blocks:
             x = block(x)
-        pooled = self.norm(x).mean(dim=1)  # [N, D]
-        return FunctionDecoderOutput(
-            keyword_logits=self.keyword_head(pooled).view(*lead, -1),
-            keyword_tfidf=self.tfidf_head(pooled).view(*lead, -1),
-            interpro_logits=self.interpro_head(pooled).view(*lead, -1),
-        )
+        pooled = self.norm(x).mean(dim=1)  # [U or N, D]
+        outputs = [head(pooled) for head in (self.keyword_head, self.tfidf_head, self.interpro_head)]
+        if inverse is not None:
+            outputs = [out[inverse] for out in outputs]
+        keyword, tfidf, interpro = (out.view(*lead, -1) for out in outputs)
+        return FunctionDecoderOutput(keyword_logits=keyword, keyword_tfidf=tfidf, interpro_logits=interpro)
