@@ -156,22 +156,28 @@ def w_ours_forward(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def w_agreement(args: dict[str, Any]) -> dict[str, Any]:
-    """Sequence-logit argmax agreement, bf16 weights vs fp32, on residue positions of real sequences."""
+    """Sequence-logit argmax agreement with fp32, on residue positions of real sequences: bf16 weights
+    (``agreement``) and fp32 weights under bf16 autocast (``agreement_autocast``)."""
     import torch
 
     from openesm3.checkpoints.loading import load_model
 
     seqs = read_fasta(n=int(args["n"]), min_len=30, max_len=int(args["max_len"]))
     model, _ = load_model(args["weights"], "esm3")
-    results: dict[str, list[torch.Tensor]] = {"fp32": [], "bf16": []}
+    results: dict[str, list[torch.Tensor]] = {"fp32": [], "autocast": [], "bf16": []}
     margins = []
     with torch.no_grad():
-        for dtype in ("fp32", "bf16"):
-            if dtype == "bf16":
+        # fp32 weights; fp32 weights under bf16 autocast (residual stream fp32); bf16 weights (all bf16).
+        for mode in ("fp32", "autocast", "bf16"):
+            if mode == "bf16":
                 model = model.to(torch.bfloat16)
-            for s in seqs:
-                logits = model(sequence_tokens=sequence_tokens(s)).sequence_logits[0, 1:-1].float()
-                results[dtype].append(logits)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
+                for s in seqs:
+                    logits = model(sequence_tokens=sequence_tokens(s)).sequence_logits[0, 1:-1].float()
+                    results[mode].append(logits)
+    autocast_agree = sum(
+        int((a.argmax(-1) == b.argmax(-1)).sum()) for a, b in zip(results["fp32"], results["autocast"])
+    )
     agree = total = 0
     max_err = 0.0
     for a, b in zip(results["fp32"], results["bf16"]):
@@ -186,6 +192,7 @@ def w_agreement(args: dict[str, Any]) -> dict[str, Any]:
         "n_sequences": len(seqs),
         "n_positions": total,
         "agreement": agree / total,
+        "agreement_autocast": autocast_agree / total,
         "fp32_top2_margin_median": float(margin.median()),
         "bf16_abs_logit_error_median": float(err.median()),
         "bf16_abs_logit_error_max": max_err,
