@@ -25,19 +25,32 @@ class FunctionDecoderPredictor:
     Args:
         model: the function token decoder (on any device; inputs follow it).
         batch_size: residues per forward pass (each head has up to 58,641 outputs per residue).
+        deduplicate: decode each distinct token row once (real tracks repeat rows over annotation spans); the
+            probabilities equal the plain path's to ~1e-7, so only exact near-ties can decide differently.
+            False runs every row, in the reference's arithmetic.
     """
 
-    def __init__(self, model: FunctionDecoder, batch_size: int = 64) -> None:
+    def __init__(self, model: FunctionDecoder, batch_size: int = 64, *, deduplicate: bool = True) -> None:
         self.model = model
         self.batch_size = batch_size
+        self.deduplicate = deduplicate
 
     def predict(self, tokens: np.ndarray) -> FunctionPredictions:
+        if self.deduplicate and tokens.shape[0] > 1:
+            distinct, inverse = np.unique(tokens, axis=0, return_inverse=True)
+            if distinct.shape[0] < tokens.shape[0]:
+                found = self._predict(distinct)
+                inverse = inverse.reshape(-1)
+                return FunctionPredictions(interpro=found.interpro[inverse], keywords=found.keywords[inverse])
+        return self._predict(tokens)
+
+    def _predict(self, tokens: np.ndarray) -> FunctionPredictions:
         device = self.model.embedding.weight.device
         interpro, keywords = [], []
         with torch.no_grad():
             for start in range(0, tokens.shape[0], self.batch_size):
                 rows = torch.as_tensor(tokens[start : start + self.batch_size], dtype=torch.long, device=device)
-                out = self.model(rows)
+                out = self.model(rows, deduplicate=self.deduplicate)
                 # sigmoid in fp32 on the logits, as the reference thresholds them
                 interpro.append(torch.sigmoid(out.interpro_logits.float()).cpu().numpy())
                 keywords.append(torch.sigmoid(out.keyword_logits.float()).cpu().numpy())
@@ -59,14 +72,16 @@ def decode_function_annotations(
     gap_merge: int | None = C.ANNOTATION_GAP_MERGE,
     name_interpro: bool = True,
     batch_size: int = 64,
+    deduplicate: bool = True,
 ) -> list[FunctionAnnotation]:
     """Annotations of function tokens [L + 2, 8] (BOS/EOS rows included; positions are residue numbers).
 
     Keyword annotations come first, then InterPro ones labelled ``"{name} ({id})"``, as the official SDK.
+    ``deduplicate``: see :class:`FunctionDecoderPredictor`.
     """
     return decode_function_tokens(
         tokens,
-        FunctionDecoderPredictor(decoder, batch_size),
+        FunctionDecoderPredictor(decoder, batch_size, deduplicate=deduplicate),
         vocabulary,
         interpro_threshold=interpro_threshold,
         keyword_threshold=keyword_threshold,
