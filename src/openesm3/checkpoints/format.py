@@ -168,6 +168,20 @@ def load_pretrained(
     return model.eval(), config
 
 
+def raise_key_problems(
+    what: str, missing: list[str], unexpected: list[str], misshaped: list[str] | None = None, *, shown: int = 20
+) -> None:
+    """Raise one :class:`WeightsError` ``"{what}: N missing key(s): ...; ..."`` listing every kind of key problem
+    (the first ``shown`` of each), or return if there is none."""
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped or [])):
+        if items:
+            listed = ", ".join(items[:shown]) + (f", ... ({len(items) - shown} more)" if len(items) > shown else "")
+            problems.append(f"{len(items)} {title} key(s): {listed}")
+    if problems:
+        raise WeightsError(f"{what}: " + "; ".join(problems))
+
+
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Load ``state`` into ``model`` (possibly on the meta device) with ``assign=True``, strictly.
 
@@ -182,13 +196,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, 
         for k in set(expected) & set(state)
         if tuple(state[k].shape) != tuple(expected[k].shape)
     )
-    problems = []
-    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if items:
-            shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
-            problems.append(f"{len(items)} {title} key(s): {shown}")
-    if problems:
-        raise WeightsError(f"{source}: does not match the model: " + "; ".join(problems))
+    raise_key_problems(f"{source}: does not match the model", missing, unexpected, misshaped)
     model.load_state_dict(state, strict=True, assign=True)
     materialize_non_persistent_buffers(model, device=next(iter(state.values())).device if state else "cpu")
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from openesm3 import constants as C
+from openesm3.checkpoints.format import raise_key_problems
 from openesm3.config import ESM3_SM_OPEN_V1, ESM3Config
 from openesm3.errors import WeightsError
 
@@ -229,13 +230,7 @@ def to_our_state_dict(
         for ours, theirs in key_map.items()
         if theirs in state and tuple(state[theirs].shape) != tuple(expected_shapes[ours])
     )
-    problems = []
-    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if items:
-            shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
-            problems.append(f"{len(items)} {title} key(s): {shown}")
-    if problems:
-        raise WeightsError(f"{source}: does not match the expected official layout: " + "; ".join(problems))
+    raise_key_problems(f"{source}: does not match the expected official layout", missing, unexpected, misshaped)
     return {ours: state[theirs] for ours, theirs in key_map.items()}
 
 
@@ -362,13 +357,7 @@ def official_to_ours(
     wanted = set(key_map.values())
     missing = sorted(wanted - set(official))
     unexpected = sorted(set(official) - wanted)
-    if missing or unexpected:
-        parts = []
-        for title, items in (("missing", missing), ("unexpected", unexpected)):
-            if items:
-                shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
-                parts.append(f"{len(items)} {title} key(s): {shown}")
-        raise WeightsError(f"{source}: not the expected official checkpoint: " + "; ".join(parts))
+    raise_key_problems(f"{source}: not the expected official checkpoint", missing, unexpected, shown=10)
     return {ours: official[theirs] for ours, theirs in key_map.items()}
 
 
