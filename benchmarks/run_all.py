@@ -439,13 +439,16 @@ def _render_generation(res: dict[str, Any], _: dict[str, Any]) -> list[str]:
         return [f"Not run: {res['not_run']}"]
     out = [f"8 prompts x L = 128, 32 steps; {res['steps_measured']} step(s) measured per call and the 32-step time"
            " extrapolated from the median steady step (`bench_generation.py`).", "",
-           "| track / run | median step (s) | step CPU (s) | 32 steps (s) | prompt-steps/s | speed-up vs reference |",
-           "|---|---|---|---|---|---|"]  # fmt: skip
+           "| track / run | median step (s) | step CPU (s) | 32 steps (s) | prompt-steps/s | speed-up vs reference |"
+           " peak RSS (GB) |",
+           "|---|---|---|---|---|---|---|"]  # fmt: skip
     for label, r in res["runs"].items():
         ref = res["runs"].get(label.split(" / ")[0] + " / reference")
         speed = f"{ref['median_step_s'] / r['median_step_s']:.2f}x" if ref else "-"
+        peak = f"{r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "-"
         out.append(f"| {label} | {r['median_step_s']:.2f} | {r['median_step_cpu_s']:.2f} | "
-                   f"{r['time_32_steps_s']:.1f} | {r['throughput_prompt_steps_per_s']:.3f} | {speed} |")  # fmt: skip
+                   f"{r['time_32_steps_s']:.1f} | {r['throughput_prompt_steps_per_s']:.3f} | {speed} | "
+                   f"{peak} |")  # fmt: skip
     return out
 
 
