@@ -117,11 +117,18 @@ class StructureDecoderConfig:
     pairwise_dim: int = 128  # downprojection width of the pairwise head
     max_length: int = 2048  # tokens including BOS/EOS
     sequence_conditioning: bool = False  # stage-2 training option (paper A.1.7.3.2); off in the official file
+    # Extensions of our trained tokenizers (docs/tokenizer_training.md); the official decoder has neither.
+    position_features: int = 0  # > 0: sinusoidal absolute-position features (this many frequencies) added to x
+    frame_mode: str = "global"  # "global": frames read as-is (official); "chain": composed along the token row
 
     def __post_init__(self) -> None:
         _check_positive(self, "d_model", "n_heads", "n_layers", "pairwise_dim", "max_length")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.position_features < 0:
+            raise ValueError(f"position_features must be >= 0, got {self.position_features}")
+        if self.frame_mode not in ("global", "chain"):
+            raise ValueError(f"frame_mode must be 'global' or 'chain', got {self.frame_mode!r}")
 
     @property
     def head_dim(self) -> int:

@@ -208,6 +208,7 @@ DISTOGRAM_FIRST_EDGE = 2.3125
 DISTOGRAM_LAST_EDGE = 21.6875
 DISTANCE_LOSS_CLAMP = 25.0  # squared distance error clamped at (5 A)^2 (Algorithm 10)
 DIRECTION_LOSS_CLAMP = 20.0  # squared Gram-matrix error clamped at 20 (Algorithm 11)
+FAPE_CLAMP = 10.0  # frame-aligned point error clamped at 10 A (AlphaFold2; our addition to the tokenizer losses)
 PEPTIDE_BOND_MAX_LENGTH = 2.0  # C(i)-N(i+1) farther apart: no bond (as structure.residue_constants)
 ALL_ATOM_BOND_CUTOFF = 2.0  # atoms of one residue closer than this are "bonded" (all-atom direction loss)
 ALL_ATOM_MAX_DIRECTION_VECTORS = 10_000  # the paper subsamples the all-atom direction vectors to at most this

@@ -74,3 +74,18 @@ def test_tensor12_roundtrip_and_indexing() -> None:
     assert r[0].shape == (3,)
     assert r.unsqueeze(-1).shape == (2, 3, 1)
     assert math.isclose(float(r[..., 1].trans[0, 0]), float(r.trans[0, 1, 0]))
+
+
+def test_cumulative_compose_equals_sequential_composition() -> None:
+    torch.manual_seed(3)
+    frames = Rigid(_random_rotation(2 * 11).view(2, 11, 3, 3), torch.randn(2, 11, 3))
+    scanned = frames.cumulative_compose()
+    for b in range(2):
+        acc = frames[b, 0]
+        for i in range(11):
+            if i:
+                acc = acc.compose(frames[b, i])
+            torch.testing.assert_close(scanned.rot[b, i], acc.rot, atol=1e-5, rtol=0)
+            torch.testing.assert_close(scanned.trans[b, i], acc.trans, atol=1e-5, rtol=0)
+    single = Rigid(frames.rot[:, :1], frames.trans[:, :1])
+    assert torch.equal(single.cumulative_compose().trans, single.trans)  # nothing to compose

@@ -166,3 +166,38 @@ def test_chunked_pair_head_equals_whole() -> None:
         chunked = model(t)
     assert (whole.pae - chunked.pae).abs().max() < 1e-5
     assert (whole.ptm - chunked.ptm).abs().max() < 1e-6
+
+
+def test_position_features_extension() -> None:
+    """Absolute-position features (our tokenizer's extension): off in the official config (no extra weights),
+    default positions 0..L-1, and outputs that depend on the positions given."""
+    assert not any("position" in k for k in StructureDecoder(STRUCTURE_DECODER_TINY).state_dict())
+    torch.manual_seed(0)
+    model = StructureDecoder(STRUCTURE_DECODER_TINY.replace(position_features=8)).eval()
+    assert model.position_proj.weight.shape == (STRUCTURE_DECODER_TINY.d_model, 16)
+    t = tokens(12)
+    with torch.no_grad():
+        default = model(t).backbone
+        explicit = model(t, positions=torch.arange(14)[None]).backbone
+        shifted = model(t, positions=torch.arange(14)[None] + 100).backbone
+    assert torch.equal(default, explicit)
+    assert (shifted - default).abs().max() > 1e-3
+
+
+def test_chain_frame_mode_composes_relative_frames() -> None:
+    torch.manual_seed(0)
+    glob = StructureDecoder(STRUCTURE_DECODER_TINY).eval()
+    chain = StructureDecoder(STRUCTURE_DECODER_TINY.replace(frame_mode="chain")).eval()
+    chain.load_state_dict(glob.state_dict())
+    t = tokens(9)
+    with torch.no_grad():
+        relative = glob(t).frames
+        out = chain(t)
+    expected = relative.cumulative_compose()
+    torch.testing.assert_close(out.frames.trans, expected.trans)
+    torch.testing.assert_close(out.affine, expected.to_tensor_12())
+    # residue i's frame is residue i-1's frame composed with its own relative transform
+    step = expected[0, 3].compose(relative[0, 4])
+    torch.testing.assert_close(out.frames.trans[0, 4], step.trans, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="frame_mode"):
+        STRUCTURE_DECODER_TINY.replace(frame_mode="spiral")

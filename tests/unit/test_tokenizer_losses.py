@@ -220,3 +220,51 @@ def test_aligned_errors_hand_made() -> None:
     assert pae_bins(torch.tensor([0.26, 0.5, 1.0, 31.49, 31.5, 40.0])).tolist() == [0, 1, 2, 62, 63, 63]
     logits = torch.nn.functional.one_hot(pae_bins(err)[None], C.PAE_N_BINS).float() * 100
     assert pae_loss(logits, pred, bb, mask).item() < 1e-6
+
+
+# ---- FAPE and the local-structure loss (our additions) -------------------------------------------------------
+def test_backbone_fape_zero_rigid_positive_for_mirror() -> None:
+    bb, mask = _backbone()
+    assert L.backbone_fape(bb, bb, mask).item() < 1e-3
+    assert L.backbone_fape(_moved(bb, 5), bb, mask).item() < 1e-3  # invariant to rigid motions
+    mirror = bb * torch.tensor([-1.0, 1.0, 1.0])
+    assert L.backbone_distance_loss(mirror, bb, mask).item() < 1e-6  # the distance loss cannot see a mirror
+    assert L.backbone_fape(mirror, bb, mask).item() > 3.0
+
+
+def test_backbone_fape_hand_made() -> None:
+    """Two residues; residue 1 translated by d along x (its frame moves with it, rotation unchanged). From frame 1
+    the residue's own atoms do not move but residue 0's move by d; from frame 0, residue 1's three atoms move by d:
+    6 of the 12 (frame, atom) pairs err by d."""
+    n, ca, c = C.BACKBONE_LOCAL_COORDS
+    res = torch.tensor([n, ca, c])
+    true = torch.stack([res, res + torch.tensor([3.8, 0.0, 0.0])])[None]
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    for d, expected in [(0.5, 0.5 * 6 / 12), (4.0, 4.0 * 6 / 12), (25.0, 10.0 * 6 / 12)]:  # clamp at 10 A
+        pred = true.clone()
+        pred[0, 1] += torch.tensor([d, 0.0, 0.0])
+        assert L.backbone_fape(pred, true, mask).item() == pytest.approx(expected, abs=1e-3)
+
+
+def test_local_window_targets_and_loss() -> None:
+    bb, mask = _backbone()
+    target, valid = L.local_window_targets(bb, mask)
+    w = L.LOCAL_WINDOW
+    assert target.shape == (*mask.shape, 2 * w + 1, 3, 3)
+    # the centre of every window is the residue in its own frame: the ideal local N, CA, C up to bond geometry
+    torch.testing.assert_close(target[0, 5, w, 1], torch.zeros(3), atol=1e-5, rtol=0)
+    assert abs(float(target[0, 5, w, 2, 0]) + 1.52) < 0.1 and float(target[0, 5, w, 2, 1:].abs().max()) < 1e-4
+    # rigid motions do not change the windows
+    moved, _ = L.local_window_targets(_moved(bb, 2), mask)
+    torch.testing.assert_close(moved[valid], target[valid], atol=1e-3, rtol=0)
+    # windows end at the chain ends and never bridge a gap
+    assert not bool(valid[0, 0, 0]) and not bool(valid[0, 1, 0]) and bool(valid[0, 2, 0])
+    gapped = torch.cat([bb[:, :10], bb[:, 15:]], dim=1)
+    m = torch.cat([mask[:, :10], mask[:, 15:]], dim=1)
+    _, v = L.local_window_targets(gapped, m)
+    assert bool(v[0, 9, w - 1]) and not bool(v[0, 9, w + 1]) and not bool(v[0, 10, w - 1])
+    # the loss: 0 for the exact windows, the offset's length for a uniform offset of every atom
+    flat = target.reshape(*mask.shape, -1)
+    assert L.local_structure_loss(flat, bb, mask).item() < 1e-3
+    shift = torch.tensor([0.3, 0.4, 0.0]).repeat((2 * w + 1) * 3)  # |(0.3, 0.4, 0)| = 0.5 A
+    assert L.local_structure_loss(flat + shift, bb, mask).item() == pytest.approx(0.5, abs=1e-3)

@@ -156,3 +156,28 @@ def test_cropped_records_depend_only_on_the_ref(tmp_path) -> None:
     a, b, c = fetch(SampleRef(long, 7)), fetch(SampleRef(long, 7)), fetch(SampleRef(long, 8))
     assert a.length == 20 and a.sequence == b.sequence
     assert not np.array_equal(a.residue_index, c.residue_index) or a.sequence != c.sequence
+
+
+def test_structure_tokens_attach_crop_and_collate(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    records = [synthetic_record(rng, f"r{i}", (20 + 5 * i,)) for i in range(3)]
+    write_dataset(records, tmp_path)
+    dataset = ProteinDataset(tmp_path)
+    assert dataset[0].structure_tokens is None and collate_proteins([dataset[0]]).structure_tokens is None
+    tokens = [np.arange(n) + 100 * i for i, n in enumerate(dataset.lengths)]
+    tokenized = dataset.with_structure_tokens(tokens)
+    sub = tokenized.subset([2, 0])  # subsets keep them
+    np.testing.assert_array_equal(sub[0].structure_tokens, tokens[2])
+    cropped = sub[0].select(np.arange(4, 12))
+    np.testing.assert_array_equal(cropped.structure_tokens, tokens[2][4:12])
+    batch = collate_proteins([cropped, sub[1]])
+    assert batch.structure_tokens is not None and batch.structure_tokens.shape == (2, 20)
+    assert batch.structure_tokens[0, :8].tolist() == list(tokens[2][4:12])
+    assert (batch.structure_tokens[0, 8:] == C.STRUCTURE_PAD).all()
+    with pytest.raises(ValueError, match="structure tokens"):
+        dataset.with_structure_tokens([np.arange(3)] * len(dataset))
+    with pytest.raises(InputError, match="structure_tokens"):
+        ProteinRecord(
+            name="x", sequence="AA", atom37=np.zeros((2, 37, 3), np.float32), atom37_mask=np.zeros((2, 37), bool),
+            residue_index=np.arange(2), chain_index=np.zeros(2, np.int32), structure_tokens=np.arange(3),
+        )  # fmt: skip

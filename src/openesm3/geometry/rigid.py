@@ -101,6 +101,23 @@ class Rigid:
         """``self ∘ other``: apply ``other`` first, then ``self``."""
         return Rigid(self.rot @ other.rot, self.apply(other.trans))
 
+    def cumulative_compose(self) -> Rigid:
+        """Prefix products along the last batch dimension: ``out[..., i] = self[..., 0] o self[..., 1] o ... o
+        self[..., i]`` (frame i expressed through the chain of relative transforms before it). A parallel scan:
+        ceil(log2 n) batched compositions, differentiable."""
+        rot, trans = self.rot, self.trans
+        n = trans.shape[-2]
+        step = 1
+        while step < n:
+            prev_rot, prev_trans = rot[..., :-step, :, :], trans[..., :-step, :]
+            cur_rot, cur_trans = rot[..., step:, :, :], trans[..., step:, :]
+            new_rot = prev_rot @ cur_rot
+            new_trans = (prev_rot @ cur_trans.unsqueeze(-1)).squeeze(-1) + prev_trans
+            rot = torch.cat([rot[..., :step, :, :], new_rot], dim=-3)
+            trans = torch.cat([trans[..., :step, :], new_trans], dim=-2)
+            step *= 2
+        return Rigid(rot, trans)
+
     def invert(self) -> Rigid:
         rot_t = self.rot.transpose(-1, -2)
         return Rigid(rot_t, -(rot_t @ self.trans.unsqueeze(-1)).squeeze(-1))

@@ -8,6 +8,7 @@ C atoms), the pLDDT head (50 bins) and the pairwise head (PAE -> pTM).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +101,13 @@ def check_structure_tokens(tokens: Tensor, mask: Tensor | None, max_length: int)
             )
 
 
+def position_features(positions: Tensor, n_frequencies: int) -> Tensor:
+    """[..., 2 n] = sin, cos of ``positions`` [...] times frequencies ``2048^(-k / n)``, k = 0..n-1 (fp32)."""
+    k = torch.arange(n_frequencies, device=positions.device, dtype=torch.float32)
+    angles = positions.float()[..., None] * torch.exp(-math.log(2048.0) * k / n_frequencies)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
 class StructureDecoder(nn.Module):
     """Structure tokenizer decoder with confidence heads (paper Algorithm 8).
 
@@ -118,6 +126,11 @@ class StructureDecoder(nn.Module):
             # Paper A.1.7.3.2: stage-2 decoders add a learned sequence embedding to the structure-token embedding.
             # Not in the released decoder (its files have no such weight); our trained tokenizer has one.
             self.sequence_embed = nn.Embedding(C.SEQUENCE_EMBED_DIM, d)
+        if config.position_features:
+            # Our extension (docs/tokenizer_training.md): sinusoidal features of the token's position, projected and
+            # added to the input, so the pairwise head and the affine head can tell residues of a repeated token
+            # run apart. Frequencies 1 / 2048^(k / n), k < n.
+            self.position_proj = nn.Linear(2 * config.position_features, d)
         block = BlockConfig(d_model=d, n_heads=config.n_heads, ffn_dim=config.ffn_dim, bias=False, qk_norm=True)
         self.blocks = nn.ModuleList(TransformerBlock(block) for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(d, eps=C.LAYER_NORM_EPS, bias=False)
@@ -134,6 +147,7 @@ class StructureDecoder(nn.Module):
         return_pair_logits: bool = False,
         sequence_tokens: Tensor | None = None,
         embeddings: Tensor | None = None,
+        positions: Tensor | None = None,
     ) -> StructureDecoderOutput:
         """Decode structure tokens.
 
@@ -147,6 +161,8 @@ class StructureDecoder(nn.Module):
                 ``<mask>``). Ignored otherwise.
             embeddings: [B, L, D] input vectors used instead of ``embed(tokens)`` (VQ-VAE training feeds the
                 straight-through code vectors here; ``tokens`` still give the masks and are checked).
+            positions: [B, L] token positions for a decoder with ``position_features`` (default 0..L-1; training
+                shifts them by a random offset per row so that only differences carry meaning). Ignored otherwise.
 
         Returns:
             :class:`StructureDecoderOutput`.
@@ -167,11 +183,20 @@ class StructureDecoder(nn.Module):
             if sequence_tokens is None:
                 sequence_tokens = torch.full_like(tokens, C.SEQUENCE_MASK)
             x = x + self.sequence_embed(sequence_tokens)
+        if self.config.position_features:
+            if positions is None:
+                positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape)
+            x = x + self.position_proj(position_features(positions, self.config.position_features).to(x.dtype))
         for block in self.blocks:
             x = block(x, attn_mask)
         x = self.norm(x)
 
         affine = self.affine_head(x)
+        frames = affine.frames
+        if self.config.frame_mode == "chain":
+            # Our extension: each token's frame is read as the transform from the previous token's frame, and the
+            # global frames are their products along the row (BOS is the first).
+            frames = frames.cumulative_compose()
         plddt_logits = self.plddt_head(x)
         # Residue tokens are the codes; specials (BOS, EOS, pad, chain break, mask) are excluded from PAE and pTM.
         residue_mask = tokens < C.STRUCTURE_N_CODES
@@ -184,9 +209,9 @@ class StructureDecoder(nn.Module):
             pair_logits = None
             pae, ptm = self._pae_and_ptm_chunked(x, residue_mask)
         return StructureDecoderOutput(
-            frames=affine.frames,
-            affine=affine.frames.to_tensor_12(),
-            backbone=backbone_from_frames(affine.frames),
+            frames=frames,
+            affine=frames.to_tensor_12(),
+            backbone=backbone_from_frames(frames),
             torsions=affine.torsions,
             plddt=plddt_from_logits(plddt_logits),
             plddt_logits=plddt_logits,

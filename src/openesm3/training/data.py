@@ -57,6 +57,7 @@ class ProteinRecord:
     cluster: str = ""
     split: str = ""
     weight: float = 1.0  # relative sampling weight (multiplies the cluster weighting), e.g. to upsample a source
+    structure_tokens: np.ndarray | None = None  # [L] int64 codes of a frozen encoder (tokenizer stage 2), if attached
 
     def __post_init__(self) -> None:
         n = len(self.sequence)
@@ -66,6 +67,8 @@ class ProteinRecord:
             "residue_index": (n,),
             "chain_index": (n,),
         }
+        if self.structure_tokens is not None:
+            expected["structure_tokens"] = (n,)
         for name, shape in expected.items():
             got = getattr(self, name).shape
             if got != shape:
@@ -93,6 +96,7 @@ class ProteinRecord:
             atom37_mask=self.atom37_mask[keep],
             residue_index=self.residue_index[keep],
             chain_index=self.chain_index[keep],
+            structure_tokens=None if self.structure_tokens is None else self.structure_tokens[keep],
         )
 
 
@@ -200,9 +204,15 @@ class ProteinDataset:
     """Lazy, random-access view of a shard dataset (or of a subset of its records)."""
 
     def __init__(
-        self, root: str | Path, *, _index: dict[str, Any] | None = None, _rows: Sequence[int] | np.ndarray = ()
+        self,
+        root: str | Path,
+        *,
+        _index: dict[str, Any] | None = None,
+        _rows: Sequence[int] | np.ndarray = (),
+        _structure_tokens: dict[int, np.ndarray] | None = None,
     ) -> None:
         self.root = Path(root)
+        self._structure_tokens = _structure_tokens
         if _index is None:
             _index = self._read_index()
             _rows = range(len(_index["records"]))
@@ -252,7 +262,23 @@ class ProteinDataset:
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> ProteinDataset:
         """A dataset of the records at ``positions`` (indices into this dataset)."""
-        return ProteinDataset(self.root, _index=self._index, _rows=self.rows[np.asarray(positions, dtype=np.int64)])
+        rows = self.rows[np.asarray(positions, dtype=np.int64)]
+        return ProteinDataset(self.root, _index=self._index, _rows=rows, _structure_tokens=self._structure_tokens)
+
+    def with_structure_tokens(self, tokens: Sequence[np.ndarray]) -> ProteinDataset:
+        """This dataset with per-residue structure tokens attached to every record (``tokens[i]`` [L_i] for record
+        i, in order); subsets keep them, and records read from it carry them (``ProteinRecord.structure_tokens``)."""
+        if len(tokens) != len(self):
+            raise ValueError(f"need structure tokens for {len(self)} records, got {len(tokens)}")
+        table = dict(self._structure_tokens or {})
+        for position, row_tokens in enumerate(tokens):
+            if len(row_tokens) != self.lengths[position]:
+                raise ValueError(
+                    f"record {self.entries[position]['name']!r}: {len(row_tokens)} structure tokens for "
+                    f"{self.lengths[position]} residues"
+                )
+            table[int(self.rows[position])] = np.asarray(row_tokens, dtype=np.int64)
+        return ProteinDataset(self.root, _index=self._index, _rows=self.rows, _structure_tokens=table)
 
     def _shard(self, shard: int) -> Any:
         if os.getpid() != self._pid:  # forked data-loading worker: open its own handles
@@ -286,6 +312,9 @@ class ProteinDataset:
             cluster=e["cluster"],
             split=e["split"],
             weight=float(e.get("weight", 1.0)),
+            structure_tokens=None
+            if self._structure_tokens is None
+            else self._structure_tokens[int(self.rows[position])],
         )
 
     def __getstate__(self) -> dict[str, Any]:  # handles are per process
@@ -327,6 +356,7 @@ class ProteinBatch:
     mask: torch.Tensor  # [B, L] bool, True at residues
     names: tuple[str, ...] = field(default=())
     n_tokens: int = 0  # residues in the batch, padding excluded (counted on the host at collation)
+    structure_tokens: torch.Tensor | None = None  # [B, L] int64 when every record carries them (STRUCTURE_PAD pads)
 
     @property
     def n_samples(self) -> int:
@@ -337,7 +367,8 @@ class ProteinBatch:
             name: getattr(self, name).to(device, non_blocking=non_blocking)
             for name in ("sequence_tokens", "atom37", "atom37_mask", "residue_index", "chain_index", "mask")
         }
-        return ProteinBatch(**moved, names=self.names, n_tokens=self.n_tokens)
+        tokens = None if self.structure_tokens is None else self.structure_tokens.to(device, non_blocking=non_blocking)
+        return ProteinBatch(**moved, names=self.names, n_tokens=self.n_tokens, structure_tokens=tokens)
 
 
 def collate_proteins(records: Sequence[ProteinRecord]) -> ProteinBatch:
@@ -351,7 +382,11 @@ def collate_proteins(records: Sequence[ProteinRecord]) -> ProteinBatch:
     residue_index = np.zeros((b, length), dtype=np.int64)
     chain_index = np.full((b, length), -1, dtype=np.int64)
     mask = np.zeros((b, length), dtype=bool)
+    with_tokens = all(r.structure_tokens is not None for r in records)
+    structure_tokens = np.full((b, length), C.STRUCTURE_PAD, dtype=np.int64)
     for i, r in enumerate(records):
+        if r.structure_tokens is not None and with_tokens:
+            structure_tokens[i, : r.length] = r.structure_tokens
         n = r.length
         tokens[i, :n] = sequence_to_ids(r.sequence)
         present = r.atom37_mask & np.isfinite(r.atom37).all(axis=-1)
@@ -369,6 +404,7 @@ def collate_proteins(records: Sequence[ProteinRecord]) -> ProteinBatch:
         mask=torch.from_numpy(mask),
         names=tuple(r.name for r in records),
         n_tokens=int(mask.sum()),
+        structure_tokens=torch.from_numpy(structure_tokens) if with_tokens else None,
     )
 
 

@@ -37,9 +37,11 @@ class TokenizerLossConfig:
 
     backbone_distance: float = 1.0  # Algorithm 10
     backbone_direction: float = 1.0  # Algorithm 11
+    backbone_fape: float = 0.0  # frame-aligned point error (AlphaFold2; not in the paper): breaks mirror symmetry
     binned_direction: float = 1.0  # 16 bins x 6 pairs of frame-vector dot products
     distogram: float = 1.0  # 64 bins of virtual C-beta distance
     inverse_folding: float = 1.0  # amino-acid cross-entropy from the decoder's final features
+    local_structure: float = 0.0  # stage 1, ours: each code predicts its residue's local backbone window
     commitment: float = 1.0  # multiplies the codebook's own beta (encoder.commitment_weight)
     plddt: float = 1.0  # stage 2 (distogram and binned_direction apply to both stages)
     pae: float = 1.0  # stage 2
@@ -68,6 +70,7 @@ class TokenizerTrainConfig(TrainConfig):
     # stage 2: "random" (the paper: a re-initialised decoder) or "stage1" (a deeper decoder that starts as the
     # stage-1 one; same width; see training/tokenizer/warm_start.py)
     decoder_init: Literal["random", "stage1"] = "random"
+    cache_tokens: bool = True  # stage 2: encode the dataset once with the frozen encoder, train on those tokens
     sequence_dropout: float = 0.5  # stage 2 (sequence-conditioned decoder): fraction of proteins decoded without it
     codebook_init_from_data: bool = True  # stage 1: the first batch's encoder outputs become the codes
     # residue numbers of the encoder's relative positions: "sequential" (1..L, as encode_structure and the official

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from openesm3 import constants as C
+from openesm3.geometry.rigid import Rigid
 
 _DISTANCE_EPS = 1e-8  # sqrt(d^2 + eps): a finite gradient at d = 0 (the diagonal)
 
@@ -136,6 +137,62 @@ def backbone_direction_loss(pred: Tensor, true: Tensor, mask: Tensor, clamp: flo
     vp = backbone_vectors(pred, bonded).reshape(b, 6 * length, 3)
     vt = backbone_vectors(true, bonded).reshape(b, 6 * length, 3)
     return gram_loss(vp, vt, backbone_vector_mask(mask, bonded).reshape(b, 6 * length), clamp)
+
+
+def backbone_fape(pred: Tensor, true: Tensor, mask: Tensor, clamp: float = C.FAPE_CLAMP) -> Tensor:
+    """Frame-aligned point error of the backbone (AlphaFold2's FAPE; not in the ESM3 paper, see
+    docs/tokenizer_training.md): every N, CA, C atom j seen from every residue frame i, prediction against truth,
+    ``mean min(|T_i^-1 x_j - T*_i^-1 x*_j|, clamp)`` in Angstrom. Unlike the distance loss it is not invariant to
+    mirroring, so a decoder cannot settle on the mirror image of a fold. pred, true [B, L, 3, 3]; mask [B, L]."""
+    b, length = mask.shape
+    frames_p, _ = Rigid.from_backbone(pred[..., 0, :], pred[..., 1, :], pred[..., 2, :])
+    frames_t, _ = Rigid.from_backbone(true[..., 0, :], true[..., 1, :], true[..., 2, :])
+    points_p = pred.reshape(b, 1, 3 * length, 3)
+    points_t = true.reshape(b, 1, 3 * length, 3)
+    local_p = torch.einsum("bixy,bijx->bijy", frames_p.rot, points_p - frames_p.trans[:, :, None])
+    local_t = torch.einsum("bixy,bijx->bijy", frames_t.rot, points_t - frames_t.trans[:, :, None])
+    err = torch.sqrt((local_p - local_t).pow(2).sum(-1) + _DISTANCE_EPS).clamp_max(clamp)
+    return masked_mean(err, mask[:, :, None] & mask.repeat_interleave(3, 1)[:, None, :])
+
+
+LOCAL_WINDOW = 2  # the local-structure loss scores residues i - 2 .. i + 2 seen from residue i
+
+
+def local_window_targets(true: Tensor, mask: Tensor, window: int = LOCAL_WINDOW) -> tuple[Tensor, Tensor]:
+    """N, CA, C of the residues ``i - window .. i + window`` in the backbone frame of residue i.
+
+    Returns coordinates [B, L, 2w + 1, 3, 3] and a mask [B, L, 2w + 1]: the centre and the window residue both
+    have a backbone and every peptide bond between them exists (true C-N < 2 A), so gaps and crop ends are never
+    bridged. true [B, L, 3, 3]; mask [B, L] bool.
+    """
+    b, length = mask.shape
+    frames, _ = Rigid.from_backbone(true[..., 0, :], true[..., 1, :], true[..., 2, :])
+    bonded = peptide_bonds(true, mask)  # bond i -> i + 1
+    # chain run id: residues connected by consecutive bonds share an id
+    run = torch.cumsum(torch.cat([torch.ones_like(bonded[:, :1]), ~bonded[:, :-1]], dim=1).long(), dim=1)
+    coords, valid = [], []
+    for offset in range(-window, window + 1):
+        idx = (torch.arange(length, device=mask.device) + offset).clamp(0, length - 1)
+        inside = (torch.arange(length, device=mask.device) + offset >= 0) & (
+            torch.arange(length, device=mask.device) + offset < length
+        )
+        other = true[:, idx]  # [B, L, 3, 3]
+        local = frames.unsqueeze(-1).invert_apply(other)
+        same_run = run[:, idx] == run
+        coords.append(local)
+        valid.append(mask & mask[:, idx] & same_run & inside[None, :])
+    return torch.stack(coords, dim=2), torch.stack(valid, dim=2)
+
+
+def local_structure_loss(pred: Tensor, true: Tensor, mask: Tensor, clamp: float = C.FAPE_CLAMP) -> Tensor:
+    """Error (Angstrom, clamped) of the local backbone window of every residue predicted from its own code:
+    ``pred`` [B, L, (2w + 1) * 9] against :func:`local_window_targets` of true [B, L, 3, 3], mean over window atoms.
+    An auxiliary stage-1 loss of ours (not in the paper, docs/tokenizer_training.md): it asks each code to describe
+    its residue's local backbone directly, so codes become informative before the decoder has learned to use them."""
+    target, valid = local_window_targets(true, mask)
+    pred = pred.view(target.shape)
+    err = torch.sqrt((pred - target).pow(2).sum(-1) + _DISTANCE_EPS).clamp_max(clamp)  # [B, L, W, 3]
+    return masked_mean(err, valid[..., None].expand_as(err))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -15,17 +15,21 @@ saves in our format and loads where the official weights load.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from openesm3 import constants as C
 from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+from openesm3.layers.codebook import CodebookOutput
 from openesm3.layers.heads import RegressionHead
 from openesm3.models.structure_decoder import StructureDecoder, StructureDecoderOutput
 from openesm3.models.structure_encoder import StructureEncoder
-from openesm3.training.data import ProteinBatch
+from openesm3.training.data import ProteinBatch, ProteinRecord, collate_proteins
+from openesm3.training.tokenizer.losses import LOCAL_WINDOW
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class TokenizerForward:
         pred_backbone: [B, L, 3, 3] decoded N, CA, C.
         decoder: the full decoder output (BOS/EOS included: residue i is position i + 1).
         sequence_logits: [B, L, 64] inverse-folding logits (stage 1), else None.
+        local_structure: [B, L, 45] each residue's local backbone window predicted from its own code (stage 1).
         commitment_loss: scalar (0 in stage 2).
         sequence_given: [B] bool, proteins whose decoder saw the sequence (stage 2).
     """
@@ -49,6 +54,7 @@ class TokenizerForward:
     pred_backbone: Tensor
     decoder: StructureDecoderOutput
     sequence_logits: Tensor | None
+    local_structure: Tensor | None
     commitment_loss: Tensor
     sequence_given: Tensor
 
@@ -134,6 +140,8 @@ class StructureTokenizerModel(nn.Module):
         if stage == 1:
             self.code_proj = nn.Linear(encoder.d_out, decoder.d_model)
             self.sequence_head = RegressionHead(decoder.d_model, C.SEQUENCE_EMBED_DIM)
+            # reads one residue's quantised vector alone: its local backbone window (local-structure loss)
+            self.local_head = RegressionHead(encoder.d_out, (2 * LOCAL_WINDOW + 1) * 9)
         else:
             self.encoder.requires_grad_(False)
         self.register_buffer("codebook_initialised", torch.tensor(stage == 2 or not codebook_init_from_data))
@@ -155,6 +163,11 @@ class StructureTokenizerModel(nn.Module):
         else:
             positions = batch.residue_index
 
+        if self.stage == 2 and batch.structure_tokens is not None:
+            # tokens encoded once by the frozen encoder (whole records, see encode_records): no encoder pass here
+            codes = batch.structure_tokens
+            residue_mask = atom_mask & (codes >= 0) & (codes < self.encoder.config.n_codes)
+            return self._decode(batch, codes, residue_mask, None, true_bb)
         grad = self.stage == 1 and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
             z, residue_mask = self.encoder.encode_features(
@@ -168,9 +181,20 @@ class StructureTokenizerModel(nn.Module):
                 codebook.ema_update(z.detach(), quantised.indices, residue_mask)
                 codebook.restart_dead_codes(z.detach(), residue_mask)
 
-        tokens, dec_mask = decoder_tokens(quantised.indices, residue_mask, batch.mask)
+        return self._decode(batch, quantised.indices, residue_mask, quantised, true_bb)
+
+    def _decode(
+        self,
+        batch: ProteinBatch,
+        indices: Tensor,
+        residue_mask: Tensor,
+        quantised: CodebookOutput | None,
+        true_bb: Tensor,
+    ) -> TokenizerForward:
+        """Decoder pass of :meth:`forward` from code ``indices`` [B, L] (stage 1 also reads ``quantised``)."""
+        tokens, dec_mask = decoder_tokens(indices, residue_mask, batch.mask)
         embeddings = None
-        if self.stage == 1:
+        if quantised is not None and self.stage == 1:
             embeddings = self.decoder.embed(tokens)
             codes = self.code_proj(quantised.z_q)
             body = torch.where(residue_mask[..., None], codes.to(embeddings.dtype), embeddings[:, 1:-1])
@@ -183,6 +207,13 @@ class StructureTokenizerModel(nn.Module):
             drop = self.sequence_dropout if self.training else 0.0
             keep = torch.rand(b, device=tokens.device) >= drop
             sequence = decoder_sequence(batch.sequence_tokens, batch.mask, keep)
+        positions = None
+        if self.decoder.config.position_features and self.training:
+            # A random shift per row: the decoder sees every position up to its context during training and can
+            # only rely on position differences (decoding uses 0..L-1).
+            span = max(1, self.decoder.config.max_length - tokens.shape[1] + 1)
+            offset = torch.randint(0, span, (b, 1), device=tokens.device)
+            positions = torch.arange(tokens.shape[1], device=tokens.device)[None, :] + offset
         out = self.decoder(
             tokens,
             mask=dec_mask,
@@ -190,11 +221,14 @@ class StructureTokenizerModel(nn.Module):
             return_pair_logits=True,
             sequence_tokens=sequence,
             embeddings=embeddings,
+            positions=positions,
         )
         length = tokens.shape[1] - 2
         assert out.features is not None
         seq_logits = self.sequence_head(out.features[:, 1 : length + 1]) if self.stage == 1 else None
-        commitment = quantised.commitment_loss if self.stage == 1 else torch.zeros((), device=tokens.device)
+        local, commitment = None, torch.zeros((), device=tokens.device)
+        if quantised is not None and self.stage == 1:
+            local, commitment = self.local_head(quantised.z_q), quantised.commitment_loss
         return TokenizerForward(
             tokens=tokens[:, 1 : length + 1],
             residue_mask=residue_mask,
@@ -202,9 +236,39 @@ class StructureTokenizerModel(nn.Module):
             pred_backbone=out.backbone[:, 1 : length + 1],
             decoder=out,
             sequence_logits=seq_logits,
+            local_structure=local,
             commitment_loss=commitment,
             sequence_given=keep,
         )
+
+    @torch.no_grad()
+    def encode_records(self, records: Iterable[ProteinRecord]) -> list[np.ndarray]:
+        """Code ids [L] of whole records with this model's encoder, as :meth:`forward` encodes a batch (same
+        coordinates, chains and residue numbering); residues without a backbone frame read ``STRUCTURE_MASK``.
+        Stage 2 encodes its dataset once with the frozen encoder and trains on these ids."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        device = self.encoder.codebook.embeddings.device
+        out = []
+        try:
+            for record in records:
+                batch = collate_proteins([record]).to(device)
+                atom_mask = batch.atom37_mask[..., :3].all(-1) & batch.mask
+                true_bb = batch.atom37[..., :3, :].float()
+                coords = torch.where(atom_mask[..., None, None], true_bb, torch.full_like(true_bb, float("nan")))
+                if self.encoder_positions == "sequential":
+                    positions = torch.arange(1, batch.mask.shape[1] + 1, device=device).expand_as(batch.mask)
+                else:
+                    positions = batch.residue_index
+                z, residue_mask = self.encoder.encode_features(
+                    coords, mask=batch.mask, sequence_id=batch.chain_index.clamp_min(0), residue_index=positions
+                )
+                codes = self.encoder.codebook.nearest(z)
+                codes = torch.where(residue_mask, codes, torch.full_like(codes, C.STRUCTURE_MASK))
+                out.append(codes[0].cpu().numpy().astype(np.int64))
+        finally:
+            self.encoder.train(was_training)
+        return out
 
     @torch.no_grad()
     def _update_codebook_before(self, z: Tensor, residue_mask: Tensor) -> None:

@@ -79,6 +79,8 @@ class TokenizerObjective:
                 terms["backbone_distance"] = L.backbone_distance_loss(pred, true, mask, w.distance_clamp)
             if w.backbone_direction:
                 terms["backbone_direction"] = L.backbone_direction_loss(pred, true, mask, w.direction_clamp)
+            if w.backbone_fape:
+                terms["backbone_fape"] = L.backbone_fape(pred, true, mask)
             pair = fwd.decoder.pair_logits
             assert pair is not None
             distogram, directions, pae = PairwiseHead.split(fwd.residue_pairs(pair).float())
@@ -91,6 +93,8 @@ class TokenizerObjective:
                     terms["inverse_folding"] = L.inverse_folding_loss(
                         fwd.sequence_logits.float(), batch.sequence_tokens, mask
                     )
+                if w.local_structure and fwd.local_structure is not None:
+                    terms["local_structure"] = L.local_structure_loss(fwd.local_structure.float(), true, mask)
                 if w.commitment:
                     terms["commitment"] = fwd.commitment_loss.float()
             else:

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 from openesm3.training import distributed as D
+from openesm3.training.config import ConfigError
+from openesm3.training.data import ProteinDataset
 from openesm3.training.loop import TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
@@ -20,6 +22,7 @@ from openesm3.training.tokenizer.export import export_networks, load_submodule_s
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
 from openesm3.training.tokenizer.warm_start import warm_start_decoder
+from openesm3.utils.progress import Progress
 
 EXPORT_DIR = "export"
 
@@ -48,13 +51,34 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
     return model
 
 
+def tokenized_dataset(
+    model: StructureTokenizerModel, dataset: ProteinDataset, *, progress: bool = True
+) -> ProteinDataset:
+    """``dataset`` with every record's codes attached, encoded once by the model's (frozen) encoder on the whole
+    record: stage 2 then trains the decoder without an encoder pass per step, on the tokens a user's full-length
+    structure gets (crops cut the token row, not the structure)."""
+    if len(dataset) == 0:
+        raise ConfigError(f"{dataset.root}: no records to encode")
+    tokens = []
+    with Progress(total=len(dataset), desc="encode dataset", unit="record", disable=not progress) as bar:
+        for i in range(len(dataset)):
+            tokens.extend(model.encode_records([dataset[i]]))
+            bar.update(1)
+    return dataset.with_structure_tokens(tokens)
+
+
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     """Train one stage as ``config`` says and export the networks (see the module docstring)."""
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
         model = build_model(config)
-        data = build_protein_data(config, rank=info.rank, world_size=info.world_size)
+        dataset = None
+        if config.stage == 2 and config.cache_tokens:
+            dataset = tokenized_dataset(
+                model, ProteinDataset(config.data.path), progress=config.progress and info.is_main
+            )
+        data = build_protein_data(config, rank=info.rank, world_size=info.world_size, dataset=dataset)
         result = train(
             model,
             TokenizerObjective(config.losses),

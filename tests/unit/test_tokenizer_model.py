@@ -1,0 +1,87 @@
+"""The trainable structure VQ-VAE (``StructureTokenizerModel``): stage 2 on tokens encoded once per record equals
+stage 2 encoding every batch; the stage-1 local-structure head; the decoder's position offsets in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from openesm3 import constants as C
+from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+from openesm3.structure.io import load_chain
+from openesm3.training.data import ProteinRecord, collate_proteins
+from openesm3.training.tokenizer.config import TokenizerLossConfig
+from openesm3.training.tokenizer.model import StructureTokenizerModel
+from openesm3.training.tokenizer.objective import TokenizerObjective
+from tests.conftest import TEST_DATA
+
+ENCODER = StructureEncoderConfig(d_model=32, v_heads=4, n_layers=1, d_out=8, n_codes=16)
+DECODER = StructureDecoderConfig(d_model=32, n_heads=2, n_layers=1, pairwise_dim=8, position_features=4)
+
+
+def _record(name: str) -> ProteinRecord:
+    chain = load_chain(TEST_DATA / name)
+    return ProteinRecord(
+        name=name,
+        sequence=chain.sequence,
+        atom37=chain.atom37.astype(np.float32),
+        atom37_mask=chain.atom37_mask,
+        residue_index=chain.residue_index.astype(np.int32),
+        chain_index=np.zeros(len(chain.sequence), dtype=np.int32),
+    )
+
+
+def test_stage2_on_cached_tokens_equals_encoding_each_batch() -> None:
+    torch.manual_seed(0)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=2).eval()
+    records = [_record("1igd.pdb.gz"), _record("structures/1PIN.pdb.gz")]
+    tokens = model.encode_records(records)
+    assert [len(t) for t in tokens] == [r.length for r in records]
+    plain = collate_proteins(records)
+    cached = collate_proteins([ProteinRecord(**{**r.__dict__, "structure_tokens": t}) for r, t in zip(records, tokens)])
+    with torch.no_grad():
+        a, b = model(plain), model(cached)
+        loss_a, _ = TokenizerObjective(TokenizerLossConfig())(model, plain)
+        loss_b, _ = TokenizerObjective(TokenizerLossConfig())(model, cached)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.residue_mask, b.residue_mask)
+    assert torch.equal(a.pred_backbone, b.pred_backbone)
+    assert loss_a.item() == loss_b.item()
+    # residues without a backbone read <mask> in the cache, as in the decoder input
+    gapped = records[0].atom37_mask.copy()
+    gapped[5, 1] = False
+    codes = model.encode_records([ProteinRecord(**{**records[0].__dict__, "atom37_mask": gapped})])[0]
+    assert codes[5] == C.STRUCTURE_MASK and (codes[np.arange(len(codes)) != 5] < ENCODER.n_codes).all()
+
+
+def test_stage1_local_head_and_training_position_offsets() -> None:
+    torch.manual_seed(0)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=1)
+    batch = collate_proteins([_record("1igd.pdb.gz")])
+    weights = TokenizerLossConfig(local_structure=1.0, backbone_fape=1.0)
+    model.train()
+    _, metrics = TokenizerObjective(weights)(model, batch)
+    assert {"loss_local_structure", "loss_backbone_fape"} <= set(metrics)
+    fwd = model(batch)
+    assert fwd.local_structure is not None and fwd.local_structure.shape == (1, batch.mask.shape[1], 45)
+    # training shifts the decoder's positions by a random offset per row; evaluation uses the default 0..L+1
+    seen: list[torch.Tensor | None] = []
+    forward = model.decoder.forward
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(kwargs.get("positions"))
+        return forward(*args, **kwargs)
+
+    model.decoder.forward = spy  # type: ignore[method-assign]
+    with torch.no_grad():
+        model.eval()
+        model(batch)
+        model.train()
+        model(batch)
+        model(batch)
+    assert seen[0] is None
+    n = batch.mask.shape[1] + 2
+    for positions in seen[1:]:
+        assert positions is not None and positions.shape == (1, n)
+        assert torch.equal(positions - positions[:, :1], torch.arange(n)[None])
+        assert 0 <= int(positions[0, 0]) <= DECODER.max_length - n
+    assert int(seen[1][0, 0]) != int(seen[2][0, 0])  # type: ignore[index]
