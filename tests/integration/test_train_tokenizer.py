@@ -136,6 +136,18 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path, capsys: pyte
     assert result2.all_atom_rmsd_floor < 0.5 < result2.all_atom_rmsd  # untrained side chains vs ideal-geometry floor
     assert set(result2.chi_errors) >= {1, 2}
 
+    # A later stage-2 sub-stage (the paper's 2A -> 2B) starts from the stage-2 decoder itself.
+    sub_config = load_config(
+        TokenizerTrainConfig,
+        None,
+        [f"data.path={dataset}", *TINY, "stage=2", f"init_from={stage2}", "decoder_init=checkpoint",
+         "decoder.sequence_conditioning=true"],
+    )  # fmt: skip
+    sub = build_model(sub_config)
+    stage2_state = load_file(str(resolve_checkpoint(stage2) / "model.safetensors"))
+    for key, value in sub.state_dict().items():
+        assert torch.equal(value, stage2_state[key]), key
+
     # The exported pair works with the user-facing commands: a round trip with all atoms written out.
     out_pdb = tmp_path / "decoded.pdb"
     assert main(["round-trip", str(TEST_DATA / "1igd.pdb.gz"), "--weights", str(stage2 / "export"), "--out",

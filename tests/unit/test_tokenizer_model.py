@@ -4,6 +4,7 @@ stage 2 encoding every batch; the stage-1 local-structure head; the decoder's po
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from openesm3 import constants as C
@@ -85,3 +86,26 @@ def test_stage1_local_head_and_training_position_offsets() -> None:
         assert torch.equal(positions - positions[:, :1], torch.arange(n)[None])
         assert 0 <= int(positions[0, 0]) <= DECODER.max_length - n
     assert int(seen[1][0, 0]) != int(seen[2][0, 0])  # type: ignore[index]
+
+
+def test_pair_outputs_off_skips_the_pairwise_head() -> None:
+    torch.manual_seed(0)
+    batch = collate_proteins([_record("1igd.pdb.gz")])
+    full = StructureTokenizerModel(ENCODER, DECODER, stage=2).eval()
+    lean = StructureTokenizerModel(ENCODER, DECODER, stage=2, pair_outputs=False).eval()
+    lean.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        a, b = full(batch), lean(batch)
+    assert a.decoder.pair_logits is not None and b.decoder.pair_logits is None
+    assert torch.isnan(b.decoder.pae).all() and torch.isnan(b.decoder.ptm).all()
+    assert torch.equal(a.pred_backbone, b.pred_backbone)  # the structure does not depend on it
+    backbone_only = TokenizerLossConfig(distogram=0, binned_direction=0, pae=0, backbone_fape=1.0)
+    with torch.no_grad():
+        torch.manual_seed(1)  # the all-atom losses draw random atom subsets
+        loss_a, metrics_a = TokenizerObjective(backbone_only)(full, batch)
+        torch.manual_seed(1)
+        loss_b, metrics_b = TokenizerObjective(backbone_only)(lean, batch)
+    assert set(metrics_a) == set(metrics_b) and "loss_distogram" not in metrics_b
+    assert abs(loss_a.item() - loss_b.item()) < 1e-4
+    with pytest.raises(ValueError, match="pair outputs"):
+        TokenizerObjective(TokenizerLossConfig())(lean, batch)

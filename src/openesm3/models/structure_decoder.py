@@ -148,6 +148,7 @@ class StructureDecoder(nn.Module):
         sequence_tokens: Tensor | None = None,
         embeddings: Tensor | None = None,
         positions: Tensor | None = None,
+        pae: bool = True,
     ) -> StructureDecoderOutput:
         """Decode structure tokens.
 
@@ -163,6 +164,8 @@ class StructureDecoder(nn.Module):
                 straight-through code vectors here; ``tokens`` still give the masks and are checked).
             positions: [B, L] token positions for a decoder with ``position_features`` (default 0..L-1; training
                 shifts them by a random offset per row so that only differences carry meaning). Ignored otherwise.
+            pae: compute PAE and pTM (the pairwise head). False skips the pairwise head entirely (training steps
+                that use no pair output): ``pae`` and ``ptm`` are then NaN.
 
         Returns:
             :class:`StructureDecoderOutput`.
@@ -204,10 +207,15 @@ class StructureDecoder(nn.Module):
             residue_mask = residue_mask & mask
         if return_pair_logits:
             pair_logits = self.pairwise_head(x)
-            pae, ptm = pae_and_ptm(pair_logits[..., PairwiseHead.pae_slice()], residue_mask)
+            pae_values, ptm = pae_and_ptm(pair_logits[..., PairwiseHead.pae_slice()], residue_mask)
+        elif pae:
+            pair_logits = None
+            pae_values, ptm = self._pae_and_ptm_chunked(x, residue_mask)
         else:
             pair_logits = None
-            pae, ptm = self._pae_and_ptm_chunked(x, residue_mask)
+            b, length = tokens.shape
+            pae_values = torch.full((b, length, length), float("nan"), device=x.device)
+            ptm = torch.full((b,), float("nan"), device=x.device)
         return StructureDecoderOutput(
             frames=frames,
             affine=frames.to_tensor_12(),
@@ -215,7 +223,7 @@ class StructureDecoder(nn.Module):
             torsions=affine.torsions,
             plddt=plddt_from_logits(plddt_logits),
             plddt_logits=plddt_logits,
-            pae=pae,
+            pae=pae_values,
             ptm=ptm,
             pair_logits=pair_logits,
             features=x,

@@ -67,9 +67,10 @@ class TokenizerTrainConfig(TrainConfig):
     decoder: StructureDecoderConfig = field(default_factory=lambda: SMALL_STAGE1_DECODER)
     losses: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
     init_from: str = ""  # stage 2: a stage-1 run directory or checkpoint directory (encoder + codebook taken)
-    # stage 2: "random" (the paper: a re-initialised decoder) or "stage1" (a deeper decoder that starts as the
-    # stage-1 one; same width; see training/tokenizer/warm_start.py)
-    decoder_init: Literal["random", "stage1"] = "random"
+    # stage 2: "random" (the paper: a re-initialised decoder), "stage1" (a deeper decoder that starts as the
+    # stage-1 one; same width; see training/tokenizer/warm_start.py) or "checkpoint" (the decoder of a stage-2
+    # checkpoint, same shapes: a later sub-stage such as the paper's 2A -> 2B, with its own losses and schedule)
+    decoder_init: Literal["random", "stage1", "checkpoint"] = "random"
     cache_tokens: bool = True  # stage 2: encode the dataset once with the frozen encoder, train on those tokens
     sequence_dropout: float = 0.5  # stage 2 (sequence-conditioned decoder): fraction of proteins decoded without it
     codebook_init_from_data: bool = True  # stage 1: the first batch's encoder outputs become the codes

@@ -108,6 +108,8 @@ class StructureTokenizerModel(nn.Module):
         stage: 1 or 2 (see the module docstring).
         sequence_dropout: stage 2 with a sequence-conditioned decoder: probability that a protein is decoded
             without its sequence.
+        pair_outputs: run the decoder's pairwise head (distogram, binned directions, PAE); off when no loss reads
+            it, which saves most of a small decoder's step time.
         codebook_init_from_data: stage 1: the first training batch's encoder outputs initialise the codes.
         encoder_positions: residue numbers the encoder's relative positions use: ``"sequential"`` (1..L along the
             record, as ``generation.structure_tokens.encode_structure`` and the official SDK number residues) or
@@ -123,6 +125,7 @@ class StructureTokenizerModel(nn.Module):
         *,
         stage: int = 1,
         sequence_dropout: float = 0.5,
+        pair_outputs: bool = True,
         codebook_init_from_data: bool = True,
         encoder_positions: str = "sequential",
     ) -> None:
@@ -134,6 +137,7 @@ class StructureTokenizerModel(nn.Module):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.stage = stage
         self.sequence_dropout = sequence_dropout
+        self.pair_outputs = pair_outputs
         self.codebook_init_from_data = codebook_init_from_data
         self.encoder = StructureEncoder(encoder)
         self.decoder = StructureDecoder(decoder)
@@ -218,10 +222,11 @@ class StructureTokenizerModel(nn.Module):
             tokens,
             mask=dec_mask,
             sequence_id=None,
-            return_pair_logits=True,
+            return_pair_logits=self.pair_outputs,
             sequence_tokens=sequence,
             embeddings=embeddings,
             positions=positions,
+            pae=self.pair_outputs,
         )
         length = tokens.shape[1] - 2
         assert out.features is not None

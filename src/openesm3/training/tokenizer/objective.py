@@ -82,8 +82,12 @@ class TokenizerObjective:
             if w.backbone_fape:
                 terms["backbone_fape"] = L.backbone_fape(pred, true, mask)
             pair = fwd.decoder.pair_logits
-            assert pair is not None
-            distogram, directions, pae = PairwiseHead.split(fwd.residue_pairs(pair).float())
+            if pair is None:  # a model built without pair outputs: only the per-residue terms
+                distogram = directions = pae = torch.zeros(0)
+            else:
+                distogram, directions, pae = PairwiseHead.split(fwd.residue_pairs(pair).float())
+            if (w.distogram or w.binned_direction or (w.pae and inner.stage == 2)) and pair is None:
+                raise ValueError("the distogram, binned-direction and PAE losses need the model's pair outputs")
             if w.distogram:
                 terms["distogram"] = L.distogram_loss(distogram, true, mask)
             if w.binned_direction:

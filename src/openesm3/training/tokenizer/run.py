@@ -34,6 +34,12 @@ class TokenizerRunResult:
     decoder_dir: Path | None
 
 
+def needs_pair_outputs(config: TokenizerTrainConfig) -> bool:
+    """Whether any loss of the run reads the decoder's pairwise head (distogram, binned directions, stage-2 PAE)."""
+    w = config.losses
+    return bool(w.distogram or w.binned_direction or (config.stage == 2 and w.pae))
+
+
 def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
     """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``."""
     model = StructureTokenizerModel(
@@ -41,6 +47,7 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
         config.decoder,
         stage=config.stage,
         sequence_dropout=config.sequence_dropout,
+        pair_outputs=needs_pair_outputs(config),
         codebook_init_from_data=config.codebook_init_from_data,
         encoder_positions=config.encoder_positions,
     )
@@ -48,6 +55,8 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
         load_submodule_state(model.encoder, config.init_from, "encoder")
         if config.decoder_init == "stage1":
             warm_start_decoder(model.decoder, config.init_from)
+        elif config.decoder_init == "checkpoint":
+            load_submodule_state(model.decoder, config.init_from, "decoder")
     return model
 
 
