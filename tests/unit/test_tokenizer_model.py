@@ -38,6 +38,8 @@ def test_stage2_on_cached_tokens_equals_encoding_each_batch() -> None:
     records = [_record("1igd.pdb.gz"), _record("structures/1PIN.pdb.gz")]
     tokens = model.encode_records(records)
     assert [len(t) for t in tokens] == [r.length for r in records]
+    alone = [model.encode_records([r])[0] for r in records]  # one batch each
+    assert all(np.array_equal(x, y) for x, y in zip(tokens, alone, strict=True))  # padding changes nothing
     plain = collate_proteins(records)
     cached = collate_proteins([ProteinRecord(**{**r.__dict__, "structure_tokens": t}) for r, t in zip(records, tokens)])
     with torch.no_grad():

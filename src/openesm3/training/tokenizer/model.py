@@ -15,7 +15,7 @@ saves in our format and loads where the official weights load.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,18 +160,12 @@ class StructureTokenizerModel(nn.Module):
         """Encode the batch's backbones, quantise, decode (see the module docstring)."""
         atom_mask = batch.atom37_mask[..., :3].all(-1) & batch.mask
         true_bb = batch.atom37[..., :3, :].float()
-        coords = torch.where(atom_mask[..., None, None], true_bb, torch.full_like(true_bb, float("nan")))
-        sequence_id = batch.chain_index.clamp_min(0)
-        if self.encoder_positions == "sequential":
-            positions = torch.arange(1, batch.mask.shape[1] + 1, device=batch.mask.device).expand_as(batch.mask)
-        else:
-            positions = batch.residue_index
-
         if self.stage == 2 and batch.structure_tokens is not None:
             # tokens encoded once by the frozen encoder (whole records, see encode_records): no encoder pass here
             codes = batch.structure_tokens
             residue_mask = atom_mask & (codes >= 0) & (codes < self.encoder.config.n_codes)
             return self._decode(batch, codes, residue_mask, None, true_bb)
+        coords, sequence_id, positions = self._encoder_inputs(batch)
         grad = self.stage == 1 and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
             z, residue_mask = self.encoder.encode_features(
@@ -247,33 +241,49 @@ class StructureTokenizerModel(nn.Module):
         )
 
     @torch.no_grad()
-    def encode_records(self, records: Iterable[ProteinRecord]) -> list[np.ndarray]:
+    def encode_records(self, records: Sequence[ProteinRecord], *, max_residues: int = 8192) -> list[np.ndarray]:
         """Code ids [L] of whole records with this model's encoder, as :meth:`forward` encodes a batch (same
         coordinates, chains and residue numbering); residues without a backbone frame read ``STRUCTURE_MASK``.
-        Stage 2 encodes its dataset once with the frozen encoder and trains on these ids."""
+        Records are encoded in padded batches of at most ``max_residues`` residues, shortest first; the result
+        keeps the input order. Stage 2 encodes its dataset once with the frozen encoder and trains on these ids."""
         was_training = self.encoder.training
         self.encoder.eval()
         device = self.encoder.codebook.embeddings.device
-        out = []
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(records)
+        order = sorted(range(len(records)), key=lambda i: records[i].length)
+        groups: list[list[int]] = []
+        for i in order:
+            longest = records[i].length  # sorted: the newest record is the longest of its group
+            if groups and longest * (len(groups[-1]) + 1) <= max_residues:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
         try:
-            for record in records:
-                batch = collate_proteins([record]).to(device)
-                atom_mask = batch.atom37_mask[..., :3].all(-1) & batch.mask
-                true_bb = batch.atom37[..., :3, :].float()
-                coords = torch.where(atom_mask[..., None, None], true_bb, torch.full_like(true_bb, float("nan")))
-                if self.encoder_positions == "sequential":
-                    positions = torch.arange(1, batch.mask.shape[1] + 1, device=device).expand_as(batch.mask)
-                else:
-                    positions = batch.residue_index
+            for group in groups:
+                batch = collate_proteins([records[i] for i in group]).to(device)
+                coords, sequence_id, positions = self._encoder_inputs(batch)
                 z, residue_mask = self.encoder.encode_features(
-                    coords, mask=batch.mask, sequence_id=batch.chain_index.clamp_min(0), residue_index=positions
+                    coords, mask=batch.mask, sequence_id=sequence_id, residue_index=positions
                 )
-                codes = self.encoder.codebook.nearest(z)
-                codes = torch.where(residue_mask, codes, torch.full_like(codes, C.STRUCTURE_MASK))
-                out.append(codes[0].cpu().numpy().astype(np.int64))
+                nearest = self.encoder.codebook.nearest(z)
+                ids = torch.where(residue_mask, nearest, torch.full_like(nearest, C.STRUCTURE_MASK)).cpu().numpy()
+                for row, i in enumerate(group):
+                    out[i] = ids[row, : records[i].length].astype(np.int64)
         finally:
             self.encoder.train(was_training)
         return out
+
+    def _encoder_inputs(self, batch: ProteinBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Encoder inputs of a batch: N, CA, C [B, L, 3, 3] (NaN where missing), sequence ids (chains) and the
+        residue numbers of the relative positions (see ``encoder_positions``)."""
+        atom_mask = batch.atom37_mask[..., :3].all(-1) & batch.mask
+        true_bb = batch.atom37[..., :3, :].float()
+        coords = torch.where(atom_mask[..., None, None], true_bb, torch.full_like(true_bb, float("nan")))
+        if self.encoder_positions == "sequential":
+            positions = torch.arange(1, batch.mask.shape[1] + 1, device=batch.mask.device).expand_as(batch.mask)
+        else:
+            positions = batch.residue_index
+        return coords, batch.chain_index.clamp_min(0), positions
 
     @torch.no_grad()
     def _update_codebook_before(self, z: Tensor, residue_mask: Tensor) -> None:

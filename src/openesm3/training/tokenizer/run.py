@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from openesm3.training import distributed as D
@@ -68,11 +69,13 @@ def tokenized_dataset(
     structure gets (crops cut the token row, not the structure)."""
     if len(dataset) == 0:
         raise ConfigError(f"{dataset.root}: no records to encode")
-    tokens = []
+    tokens: list[np.ndarray] = []
+    chunk = 64  # records per call (encode_records batches them further by length)
     with Progress(total=len(dataset), desc="encode dataset", unit="record", disable=not progress) as bar:
-        for i in range(len(dataset)):
-            tokens.extend(model.encode_records([dataset[i]]))
-            bar.update(1)
+        for start in range(0, len(dataset), chunk):
+            records = [dataset[i] for i in range(start, min(start + chunk, len(dataset)))]
+            tokens.extend(model.encode_records(records))
+            bar.update(len(records))
     return dataset.with_structure_tokens(tokens)
 
 
