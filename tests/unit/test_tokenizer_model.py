@@ -12,6 +12,7 @@ from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
 from openesm3.structure.io import load_chain
 from openesm3.training.data import ProteinRecord, collate_proteins
 from openesm3.training.tokenizer.config import TokenizerLossConfig
+from openesm3.training.tokenizer.export import bake_code_projection
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
 from tests.conftest import TEST_DATA
@@ -111,3 +112,19 @@ def test_pair_outputs_off_skips_the_pairwise_head() -> None:
     assert abs(loss_a.item() - loss_b.item()) < 1e-4
     with pytest.raises(ValueError, match="pair outputs"):
         TokenizerObjective(TokenizerLossConfig())(lean, batch)
+
+
+def test_stage2_export_decodes_ids_as_training_decoded_code_vectors() -> None:
+    torch.manual_seed(0)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=2).eval()
+    with torch.no_grad():
+        model.code_proj.weight.mul_(3.0)  # make the code input matter
+    batch = collate_proteins([_record("1igd.pdb.gz")])
+    decoder = bake_code_projection(model).eval()
+    with torch.no_grad():
+        fwd = model(batch)
+        ids = torch.cat([torch.tensor([[C.STRUCTURE_BOS]]), fwd.tokens, torch.tensor([[C.STRUCTURE_EOS]])], dim=1)
+        out = decoder(ids)
+        plain = model.decoder(ids)  # the un-baked embedding rows: a different decoder
+    torch.testing.assert_close(out.backbone[:, 1:-1], fwd.pred_backbone, atol=1e-4, rtol=1e-4)
+    assert (plain.backbone[:, 1:-1] - fwd.pred_backbone).abs().max() > 1e-2

@@ -2,9 +2,9 @@
 (``checkpoints.format.load_pretrained``) into :class:`~openesm3.models.structure_encoder.StructureEncoder` and
 :class:`~openesm3.models.structure_decoder.StructureDecoder`, the classes the official weights use.
 
-A stage-1 decoder reads ``code_proj(z_q)`` during training; :func:`bake_code_projection` writes
-``code_proj(codebook)`` into its token embedding, after which it decodes token ids exactly as it decoded the
-quantised vectors (the straight-through vector *is* the code at the forward pass).
+A decoder reads ``code_proj(z_q)`` (stage 1) or ``code_proj(codebook[id])`` (stage 2) during training;
+:func:`bake_code_projection` writes ``code_proj(codebook)`` into its token embedding, after which it decodes token
+ids exactly as it decoded the quantised vectors (the straight-through vector *is* the code at the forward pass).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def load_submodule_state(model: nn.Module, checkpoint: str | Path, prefix: str) 
 
 @torch.no_grad()
 def bake_code_projection(model: StructureTokenizerModel) -> StructureDecoder:
-    """The stage-1 decoder with ``embed[code] = code_proj(codebook[code])`` for every code (a copy)."""
+    """The decoder with ``embed[code] = code_proj(codebook[code])`` for every code (a copy; both stages)."""
     decoder = StructureDecoder(model.decoder.config)
     decoder.load_state_dict(model.decoder.state_dict())
     codes = model.encoder.codebook.embeddings.float()
@@ -66,7 +66,7 @@ def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tupl
     ``out_dir/structure_decoder``."""
     out = Path(out_dir)
     encoder: StructureEncoder = model.encoder
-    decoder = bake_code_projection(model) if model.stage == 1 else model.decoder
+    decoder = bake_code_projection(model)
     enc_dir = save_pretrained(encoder, encoder.config, out / ENCODER_DIR, model_type="structure_encoder")
     dec_dir = save_pretrained(decoder, decoder.config, out / DECODER_DIR, model_type="structure_decoder")
     return enc_dir, dec_dir

@@ -7,7 +7,10 @@ optimizer. After training, :func:`openesm3.training.tokenizer.export.bake_code_p
 official one does.
 
 Stage 2 freezes the encoder and codebook (no gradient, no EMA) and trains a new decoder on token ids, optionally
-conditioned on the sequence (dropped for a fraction of proteins so it also decodes without one).
+conditioned on the sequence (dropped for a fraction of proteins so it also decodes without one). Its input is
+``code_proj`` of the frozen code vectors too (baked into the token embedding at export, as in stage 1): codes that
+are close in the codebook start close in the decoder, where a free embedding row per code would have to learn each
+of thousands of codes from its own few occurrences.
 
 The networks are the library's own :class:`StructureEncoder` and :class:`StructureDecoder`, so what is trained
 saves in our format and loads where the official weights load.
@@ -141,8 +144,8 @@ class StructureTokenizerModel(nn.Module):
         self.codebook_init_from_data = codebook_init_from_data
         self.encoder = StructureEncoder(encoder)
         self.decoder = StructureDecoder(decoder)
+        self.code_proj = nn.Linear(encoder.d_out, decoder.d_model)
         if stage == 1:
-            self.code_proj = nn.Linear(encoder.d_out, decoder.d_model)
             self.sequence_head = RegressionHead(decoder.d_model, C.SEQUENCE_EMBED_DIM)
             # reads one residue's quantised vector alone: its local backbone window (local-structure loss)
             self.local_head = RegressionHead(encoder.d_out, (2 * LOCAL_WINDOW + 1) * 9)
@@ -191,12 +194,15 @@ class StructureTokenizerModel(nn.Module):
     ) -> TokenizerForward:
         """Decoder pass of :meth:`forward` from code ``indices`` [B, L] (stage 1 also reads ``quantised``)."""
         tokens, dec_mask = decoder_tokens(indices, residue_mask, batch.mask)
-        embeddings = None
+        embeddings = self.decoder.embed(tokens)
         if quantised is not None and self.stage == 1:
-            embeddings = self.decoder.embed(tokens)
-            codes = self.code_proj(quantised.z_q)
-            body = torch.where(residue_mask[..., None], codes.to(embeddings.dtype), embeddings[:, 1:-1])
-            embeddings = torch.cat([embeddings[:, :1], body, embeddings[:, -1:]], dim=1)
+            vectors = quantised.z_q  # straight-through: the decoder's gradient reaches the encoder
+        else:
+            n_codes = self.encoder.config.n_codes
+            vectors = self.encoder.codebook.lookup(indices.clamp(0, n_codes - 1)).detach()
+        codes = self.code_proj(vectors)
+        body = torch.where(residue_mask[..., None], codes.to(embeddings.dtype), embeddings[:, 1:-1])
+        embeddings = torch.cat([embeddings[:, :1], body, embeddings[:, -1:]], dim=1)
 
         b = tokens.shape[0]
         keep = torch.zeros(b, dtype=torch.bool, device=tokens.device)

@@ -56,8 +56,10 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
         load_submodule_state(model.encoder, config.init_from, "encoder")
         if config.decoder_init == "stage1":
             warm_start_decoder(model.decoder, config.init_from)
+            load_submodule_state(model.code_proj, config.init_from, "code_proj")
         elif config.decoder_init == "checkpoint":
             load_submodule_state(model.decoder, config.init_from, "decoder")
+            load_submodule_state(model.code_proj, config.init_from, "code_proj")
     return model
 
 
