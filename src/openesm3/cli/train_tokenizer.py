@@ -2,8 +2,8 @@
 
 Example::
 
-    openesm3 train-tokenizer --config configs/tokenizer_stage1.toml data.path=runs/dev_chains
-    openesm3 train-tokenizer --config configs/tokenizer_stage2.toml init_from=runs/tokenizer_stage1
+    openesm3 train-tokenizer --config configs/tokenizer_v2_stage1.toml data.path=runs/dev_chains
+    openesm3 train-tokenizer --config configs/tokenizer_v2_stage2.toml init_from=runs/tokenizer_v2_stage1
 
 The run resumes from its latest checkpoint when restarted with the same ``out_dir``.
 """

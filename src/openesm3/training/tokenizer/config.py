@@ -18,15 +18,23 @@ from typing import Literal
 from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
 from openesm3.training.config import DataConfig, OptimConfig, Precision, SplitConfig, TrainConfig, _require
 
-# The shipped tokenizer's networks (docs/tokenizer_training.md): a 2-block geometric encoder of width 128, 512 codes
-# of width 32, a 4-block stage-1 decoder of width 128 and a sequence-conditioned 8-block stage-2 decoder of width 128
-# warm-started from it.
+# The shipped tokenizer's networks (v2, docs/tokenizer_training.md): a 2-block geometric encoder of width 128, 2048
+# codes of width 64, a 4-block stage-1 decoder of width 128 and an 8-block sequence-conditioned stage-2 decoder of
+# width 256, both with position features.
 SMALL_ENCODER = StructureEncoderConfig(
-    d_model=128, v_heads=16, n_layers=2, d_out=32, n_codes=512, dead_code_threshold=0.1
+    d_model=128, v_heads=16, n_layers=2, d_out=64, n_codes=2048, dead_code_threshold=0.1
 )
-SMALL_STAGE1_DECODER = StructureDecoderConfig(d_model=128, n_heads=4, n_layers=4, pairwise_dim=32, max_length=2048)
+SMALL_STAGE1_DECODER = StructureDecoderConfig(
+    d_model=128, n_heads=4, n_layers=4, pairwise_dim=32, max_length=2048, position_features=16
+)
 SMALL_STAGE2_DECODER = StructureDecoderConfig(
-    d_model=128, n_heads=4, n_layers=8, pairwise_dim=32, max_length=2048, sequence_conditioning=True
+    d_model=256,
+    n_heads=8,
+    n_layers=8,
+    pairwise_dim=32,
+    max_length=2048,
+    sequence_conditioning=True,
+    position_features=16,
 )
 
 
@@ -50,6 +58,7 @@ class TokenizerLossConfig:
     torsion: float = 1.0  # stage 2: side-chain / psi torsion angles (sin, cos), pi-periodic ones symmetrised
     distance_clamp: float = 25.0  # Algorithm 10: squared distance error clamped at (5 A)^2
     direction_clamp: float = 20.0  # Algorithm 11
+    fape_clamp: float = 10.0  # Angstrom (AlphaFold2's)
     all_atom_max_points: int = 1024  # atoms per protein in the all-atom distance loss (random subset)
     all_atom_max_vectors: int = 1024  # vectors per protein in the all-atom direction loss (paper: 10,000)
 

@@ -80,7 +80,7 @@ class TokenizerObjective:
             if w.backbone_direction:
                 terms["backbone_direction"] = L.backbone_direction_loss(pred, true, mask, w.direction_clamp)
             if w.backbone_fape:
-                terms["backbone_fape"] = L.backbone_fape(pred, true, mask)
+                terms["backbone_fape"] = L.backbone_fape(pred, true, mask, w.fape_clamp)
             pair = fwd.decoder.pair_logits
             if pair is None:  # a model built without pair outputs: only the per-residue terms
                 distogram = directions = pae = torch.zeros(0)
