@@ -88,6 +88,18 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path, capsys: pyte
     for key in final:
         assert torch.equal(resumed[key], final[key]), key
 
+    # --export-only writes the same networks from the latest checkpoint (here: of a copy of the run, export removed).
+    copy = tmp_path / "copy"
+    shutil.copytree(stage1, copy)
+    shutil.rmtree(copy / "export")
+    assert main(["train-tokenizer", f"data.path={dataset}", f"out_dir={copy}", *TINY, "--export-only"]) == 0
+    for part in ("structure_encoder", "structure_decoder"):
+        exported = load_file(str(copy / "export" / part / "model.safetensors"))
+        original = load_file(str(stage1 / "export" / part / "model.safetensors"))
+        assert exported.keys() == original.keys()
+        assert all(torch.equal(exported[k], original[k]) for k in original), part
+    assert main(["train-tokenizer", f"data.path={dataset}", f"out_dir={copy}", *TINY, "--checkpoint", "x"]) == 2
+
     # Export: the official-compatible classes; the baked decoder decodes ids as training decoded code vectors.
     encoder, enc_cfg = load_pretrained(stage1 / "export" / "structure_encoder", expected_type="structure_encoder")
     decoder, dec_cfg = load_pretrained(stage1 / "export" / "structure_decoder", expected_type="structure_decoder")

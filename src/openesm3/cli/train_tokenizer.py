@@ -5,12 +5,15 @@ Example::
     openesm3 train-tokenizer --config configs/tokenizer_v2_stage1.toml data.path=runs/dev_chains
     openesm3 train-tokenizer --config configs/tokenizer_v2_stage2.toml init_from=runs/tokenizer_v2_stage1
 
-The run resumes from its latest checkpoint when restarted with the same ``out_dir``.
+The run resumes from its latest checkpoint when restarted with the same ``out_dir``. ``--export-only`` writes the
+networks of the run's latest checkpoint (or of ``--checkpoint DIR``) to ``out_dir/export`` without training, e.g.
+for a run that was stopped before its last step.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -24,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_config_arguments(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--export-only", action="store_true", help="export the latest checkpoint of out_dir (no training)"
+    )
+    parser.add_argument("--checkpoint", default=None, help="with --export-only: this checkpoint directory instead")
     parser.set_defaults(handler=run)
 
 
@@ -32,11 +39,18 @@ def run(args: argparse.Namespace) -> int:
 
     from openesm3.training.config import config_from_args
     from openesm3.training.tokenizer.config import TokenizerTrainConfig
-    from openesm3.training.tokenizer.run import train_tokenizer
+    from openesm3.training.tokenizer.run import export_checkpoint, train_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(TokenizerTrainConfig, args)
+    if args.checkpoint and not args.export_only:
+        print("openesm3 train-tokenizer: error: --checkpoint goes with --export-only", file=sys.stderr)
+        return 2
+    if args.export_only:
+        checkpoint, enc, dec = export_checkpoint(config, args.checkpoint or config.out_dir)
+        print(f"exported {checkpoint}: encoder to {enc} and decoder to {dec}")
+        return 0
     out = train_tokenizer(config)
     r = out.result
     print(f"trained to step {r.step}; last train loss {r.train_loss}; checkpoint {r.checkpoint}")

@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
+from openesm3.training.checkpointing import load_checkpoint
 from openesm3.training.config import ConfigError
 from openesm3.training.data import ProteinDataset
 from openesm3.training.loop import TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
-from openesm3.training.tokenizer.export import export_networks, load_submodule_state
+from openesm3.training.tokenizer.export import export_networks, load_submodule_state, resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
 from openesm3.training.tokenizer.warm_start import warm_start_decoder
@@ -110,3 +112,26 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         return TokenizerRunResult(result, enc, dec)
     finally:
         D.teardown_distributed()
+
+
+def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> tuple[Path, Path, Path]:
+    """Export the networks of a training checkpoint (a checkpoint directory, or a run directory for its latest)
+    of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir)."""
+    path = resolve_checkpoint(checkpoint)
+    model = StructureTokenizerModel(
+        config.encoder,
+        config.decoder,
+        stage=config.stage,
+        sequence_dropout=config.sequence_dropout,
+        encoder_positions=config.encoder_positions,
+    )
+    state = load_checkpoint(path).model_state
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: the checkpoint does not fit this config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    model.eval()
+    with torch.no_grad():
+        enc, dec = export_networks(model, Path(config.out_dir) / EXPORT_DIR)
+    return path, enc, dec
