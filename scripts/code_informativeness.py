@@ -18,26 +18,9 @@ import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
 from openesm3.generation.structure_tokens import encode_structure
+from openesm3.structure.sidechain_geometry import backbone_phi_psi
 from openesm3.training.data import ProteinDataset
 from openesm3.training.tokenizer.evaluate import record_to_chain
-
-
-def dihedral(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> np.ndarray:
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1 = b1 / np.linalg.norm(b1, axis=-1, keepdims=True).clip(1e-6)
-    v = b0 - (b0 * b1).sum(-1, keepdims=True) * b1
-    w = b2 - (b2 * b1).sum(-1, keepdims=True) * b1
-    return np.arctan2((np.cross(b1, v) * w).sum(-1), (v * w).sum(-1))
-
-
-def phi_psi(backbone: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """backbone [L, 3, 3] N, CA, C; mask [L] -> phi, psi [L] in radians (NaN where a peptide bond is missing)."""
-    n = len(backbone)
-    phi, psi = np.full(n, np.nan), np.full(n, np.nan)
-    ok = mask[1:] & mask[:-1] & (np.linalg.norm(backbone[1:, 0] - backbone[:-1, 2], axis=-1) < 2.0)
-    phi[1:] = np.where(ok, dihedral(backbone[:-1, 2], backbone[1:, 0], backbone[1:, 1], backbone[1:, 2]), np.nan)
-    psi[:-1] = np.where(ok, dihedral(backbone[:-1, 0], backbone[:-1, 1], backbone[:-1, 2], backbone[1:, 0]), np.nan)
-    return phi, psi
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         chain_codes = encoded.chains[0].codes
         valid = encoded.chains[0].residue_mask & (chain_codes < n_codes)
         atoms = np.nan_to_num(record.atom37[:, :3])
-        phi, psi = phi_psi(atoms, record.atom37_mask[:, :3].all(-1))
+        phi, psi = backbone_phi_psi(atoms, record.atom37_mask[:, :3].all(-1))
         keep = valid & np.isfinite(phi) & np.isfinite(psi)
         angles[split].append(np.stack([phi[keep], psi[keep]], axis=-1))
         codes[split].append(chain_codes[keep])

@@ -1,7 +1,7 @@
 """Learning curves of a tokenizer training run (``metrics.jsonl``) as a PNG: losses, CA RMSD, lDDT-CA, codebook
 perplexity, train and validation.
 
-    python scripts/plot_tokenizer_curves.py runs/tokenizer_v2_stage1 docs/tokenizer_v2_stage1_curves.png --title "Stage 1"
+    python scripts/plot_tokenizer_curves.py runs/tokenizer_v2_stage1 docs/tokenizer_v2_stage1_curves.png --title "S1"
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import torch
 
 from openesm3.geometry.alignment import kabsch
 from openesm3.geometry.lddt import lddt
+from openesm3.structure.sidechain_geometry import backbone_phi_psi
 from openesm3.training.config import apply_overrides
 from openesm3.training.data import ProteinDataset, ProteinRecord, collate_proteins
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
@@ -27,7 +28,10 @@ from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
 
 
-def crops(dataset: ProteinDataset, pool: np.ndarray, p: np.ndarray | None, n: int, size: int, rng) -> list[ProteinRecord]:
+def crops(
+    dataset: ProteinDataset, pool: np.ndarray, p: np.ndarray | None, n: int, size: int, rng: np.random.Generator
+) -> list[ProteinRecord]:
+    """``n`` random windows of at most ``size`` residues from the records at ``pool`` (weights ``p``)."""
     out: list[ProteinRecord] = []
     while len(out) < n:
         record = dataset[int(rng.choice(pool, p=p))]
@@ -38,25 +42,6 @@ def crops(dataset: ProteinDataset, pool: np.ndarray, p: np.ndarray | None, n: in
         keep = np.arange(start, start + crop)
         out.append(record.select(keep))
     return out
-
-
-def dihedral(p0, p1, p2, p3):
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1 = b1 / np.linalg.norm(b1, axis=-1, keepdims=True).clip(1e-6)
-    v = b0 - (b0 * b1).sum(-1, keepdims=True) * b1
-    w = b2 - (b2 * b1).sum(-1, keepdims=True) * b1
-    return np.arctan2((np.cross(b1, v) * w).sum(-1), (v * w).sum(-1))
-
-
-def phi_psi(bb: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """bb [L, 3, 3], m [L] -> phi, psi [L] (NaN where undefined)."""
-    n = len(bb)
-    phi = np.full(n, np.nan)
-    psi = np.full(n, np.nan)
-    ok = m[1:] & m[:-1] & (np.linalg.norm(bb[1:, 0] - bb[:-1, 2], axis=-1) < 2)
-    phi[1:] = np.where(ok, dihedral(bb[:-1, 2], bb[1:, 0], bb[1:, 1], bb[1:, 2]), np.nan)
-    psi[:-1] = np.where(ok, dihedral(bb[:-1, 0], bb[:-1, 1], bb[:-1, 2], bb[1:, 0]), np.nan)
-    return phi, psi
 
 
 def main() -> int:
@@ -106,7 +91,7 @@ def main() -> int:
                     codes = model.encoder.codebook(z, rm).indices.numpy()
                 for k in range(fit.mask.shape[0]):
                     mk = rm[k].numpy()
-                    angles = phi_psi(fit.atom37[k, :, :3].numpy(), mk)
+                    angles = backbone_phi_psi(fit.atom37[k, :, :3].numpy(), mk)
                     for a in range(2):
                         ok = np.isfinite(angles[a]) & mk
                         np.add.at(sums[a, 0], codes[k][ok], np.sin(angles[a][ok]))
@@ -123,7 +108,7 @@ def main() -> int:
             errs = [[], []]
             means = np.arctan2(sums[:, 0], sums[:, 1])  # [2, codes]
             for k in range(len(m)):
-                angles = phi_psi(fwd.true_backbone[k].numpy(), m[k].numpy())
+                angles = backbone_phi_psi(fwd.true_backbone[k].numpy(), m[k].numpy())
                 codes = fwd.tokens[k].numpy()
                 for a in range(2):
                     ok = np.isfinite(angles[a]) & (codes < n_codes)

@@ -217,3 +217,22 @@ def test_torsion_loss_known_values() -> None:
     assert torsion_loss(-sc, sc, alt, mask).item() == pytest.approx(expected, rel=1e-4)
     # raw outputs of norm 2 add the norm penalty 0.02 * |2 - 1|
     assert torsion_loss(2 * sc, sc, alt, mask).item() == pytest.approx(0.02, rel=1e-4)
+
+
+def test_backbone_phi_psi() -> None:
+    chain = load_chain(TEST_DATA / "structures/2ZTA.pdb.gz")  # a coiled coil: alpha helix throughout
+    bb = np.nan_to_num(chain.atom37[:, :3])
+    mask = chain.atom37_mask[:, :3].all(-1)
+    phi, psi = S.backbone_phi_psi(bb, mask)
+    assert np.isnan(phi[0]) and np.isnan(psi[-1])  # chain ends
+    for i in (5, 12, 20):  # against the plain dihedral formula
+        assert abs(np.angle(np.exp(1j * (phi[i] - _dihedral(bb[i - 1, 2], bb[i, 0], bb[i, 1], bb[i, 2]))))) < 1e-4
+        assert abs(np.angle(np.exp(1j * (psi[i] - _dihedral(bb[i, 0], bb[i, 1], bb[i, 2], bb[i + 1, 0]))))) < 1e-4
+    assert -70 < np.degrees(np.nanmedian(phi)) < -50 and -55 < np.degrees(np.nanmedian(psi)) < -35
+    gapped = np.concatenate([bb[:10], bb[14:]])  # residues 10-13 removed: no bond between 9 and 10
+    gphi, gpsi = S.backbone_phi_psi(gapped, np.ones(len(gapped), dtype=bool))
+    assert np.isnan(gpsi[9]) and np.isnan(gphi[10]) and np.isfinite(gpsi[8]) and np.isfinite(gphi[11])
+    m = mask.copy()
+    m[6] = False
+    mphi, mpsi = S.backbone_phi_psi(bb, m)
+    assert np.isnan(mphi[6]) and np.isnan(mpsi[6]) and np.isnan(mpsi[5]) and np.isnan(mphi[7])

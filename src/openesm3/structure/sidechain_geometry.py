@@ -304,6 +304,22 @@ def torsion_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) ->
     return np.arctan2(local[..., 2], local[..., 1])
 
 
+def backbone_phi_psi(backbone: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Backbone dihedrals phi (C-1, N, CA, C) and psi (N, CA, C, N+1) in radians, [L] each, from N, CA, C
+    [L, 3, 3]; NaN where a residue lacks a backbone (``mask`` [L] False) or the peptide bond to the neighbour is
+    missing (C-N > 2 A: chain breaks and gaps)."""
+    n = len(backbone)
+    phi, psi = np.full(n, np.nan), np.full(n, np.nan)
+    if n < 2:
+        return phi, psi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bonded = mask[1:] & mask[:-1] & (np.linalg.norm(backbone[1:, 0] - backbone[:-1, 2], axis=-1) < 2.0)
+        n_at, ca, c = backbone[:, 0], backbone[:, 1], backbone[:, 2]
+        phi[1:] = np.where(bonded, torsion_angle(c[:-1], n_at[1:], ca[1:], c[1:]), np.nan)
+        psi[:-1] = np.where(bonded, torsion_angle(n_at[:-1], ca[:-1], c[:-1], n_at[1:]), np.nan)
+    return phi, psi
+
+
 def rotate_x(p: np.ndarray, angle: np.ndarray) -> np.ndarray:
     """Points [..., 3] rotated by ``angle`` [...] about the x-axis."""
     cos, sin = np.cos(angle), np.sin(angle)
