@@ -21,6 +21,7 @@ from openesm3.generation.structure_tokens import encode_structure
 from openesm3.structure.sidechain_geometry import backbone_phi_psi
 from openesm3.training.data import ProteinDataset
 from openesm3.training.tokenizer.evaluate import record_to_chain
+from openesm3.utils.atomic import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{base.mean():.1f} deg)")  # fmt: skip
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0
 
 

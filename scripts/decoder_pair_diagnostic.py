@@ -32,6 +32,7 @@ from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.data import ProteinDataset, ProteinRecord
 from openesm3.training.tokenizer import losses as L
 from openesm3.training.tokenizer.evaluate import record_to_chain
+from openesm3.utils.atomic import atomic_write_text
 
 SEPARATION_BINS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 64), (65, 100_000))
 
@@ -112,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<12} {dce:12.3f}  {rce:12.3f}  {err:10.2f}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(table, indent=2) + "\n")
-        tmp.replace(args.out)
+        atomic_write_text(args.out, json.dumps(table, indent=2) + "\n")
     return 0
 
 
