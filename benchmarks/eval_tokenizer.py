@@ -1,7 +1,8 @@
 """Evaluate a structure tokenizer's round trip (structure -> tokens -> structure) on a split of the dev set.
 
-Reports median/mean backbone RMSD after Kabsch, lDDT-CA, TM-score, codebook usage, pLDDT/pTM calibration and, for
-a sequence-conditioned decoder, all-atom RMSD and chi errors (``openesm3.training.tokenizer.evaluate``).
+Reports median/mean backbone RMSD after Kabsch, lDDT-CA, TM-score, the fraction of mirror-image decodings, codebook
+usage, pLDDT/pTM calibration and, for a sequence-conditioned decoder, all-atom RMSD and chi errors
+(``openesm3.training.tokenizer.evaluate``).
 
     python benchmarks/eval_tokenizer.py --weights src/openesm3/data/tokenizer --data runs/dev_chains \\
         --split valid --out benchmarks/results/tokenizer_valid.json
@@ -91,6 +92,7 @@ def main() -> int:
                 "name": r.name,
                 "length": r.length,
                 "backbone_rmsd": round(r.backbone_rmsd, 4),
+                "mirror_rmsd": round(r.mirror_rmsd, 4),
                 "lddt_ca": round(r.lddt_ca, 4),
                 "tm_score": round(r.tm_score, 4),
                 "ptm": round(r.ptm, 4),

@@ -3,7 +3,8 @@
 For each protein: encode its backbone with a :class:`StructureEncoder`, decode the tokens with a
 :class:`StructureDecoder` (the classes the official weights load into), and compare with the truth:
 
-- backbone RMSD (N, CA, C after Kabsch superposition), lDDT-CA, TM-score (CA);
+- backbone RMSD (N, CA, C after Kabsch superposition), lDDT-CA, TM-score (CA), and whether the decoded structure
+  fits better as its mirror image (a failure the superposition-free distance losses cannot see);
 - pLDDT against the true per-residue lDDT-CA (calibration), pTM against the true TM-score;
 - with a sequence-conditioned decoder given the sequence: all-atom RMSD after superposition (symmetric atoms of
   Asp/Glu/Phe/Tyr named as they fit best) and chi-angle errors (pi-periodic chis modulo pi), next to the floor of
@@ -48,6 +49,7 @@ class ProteinResult:
     tokens: np.ndarray
     plddt: np.ndarray  # per residue (residues with a frame)
     true_lddt: np.ndarray
+    mirror_rmsd: float = math.nan  # backbone RMSD of the decoded structure's mirror image (a mirrored fold fits it)
     all_atom_rmsd: float | None = None
     all_atom_rmsd_floor: float | None = None  # true frames + true torsions
     chi_errors: dict[int, np.ndarray] = field(default_factory=dict)  # chi k -> absolute errors (degrees)
@@ -94,6 +96,7 @@ def round_trip(
     true_bb = atom37[:, :3]
 
     rmsd = kabsch(pred_bb[m].reshape(-1, 3), true_bb[m].reshape(-1, 3)).rmsd
+    mirror = kabsch(-pred_bb[m].reshape(-1, 3), true_bb[m].reshape(-1, 3)).rmsd
     ld = lddt(pred_bb[:, 1], true_bb[:, 1], m)
     tm = tm_score(pred_bb[m][:, 1], true_bb[m][:, 1])
     plddt = out.plddt[0, 1 : n + 1][m]
@@ -101,6 +104,7 @@ def round_trip(
         name=record.name,
         length=int(m.sum()),
         backbone_rmsd=float(rmsd),
+        mirror_rmsd=float(mirror),
         lddt_ca=float(ld.score),
         tm_score=float(tm.score),
         ptm=float(out.ptm[0]),
@@ -174,6 +178,7 @@ class EvaluationSummary:
     lddt_ca_mean: float
     tm_score_median: float
     tm_score_mean: float
+    mirrored_fraction: float  # proteins whose decoded structure fits the truth better mirrored
     codes_used_fraction: float
     codebook_perplexity: float
     plddt_lddt_pearson: float  # per residue
@@ -221,6 +226,7 @@ def summarize(results: Iterable[ProteinResult], n_codes: int) -> EvaluationSumma
         lddt_ca_mean=float(ld.mean()),
         tm_score_median=float(np.median(tm)),
         tm_score_mean=float(tm.mean()),
+        mirrored_fraction=float(np.mean([r.mirror_rmsd < r.backbone_rmsd for r in rs])),
         codes_used_fraction=float((counts > 0).mean()),
         codebook_perplexity=perplexity,
         plddt_lddt_pearson=_pearson(np.concatenate([r.plddt for r in rs]), np.concatenate([r.true_lddt for r in rs])),
