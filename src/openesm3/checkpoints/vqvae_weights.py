@@ -75,7 +75,8 @@ def load_vqvae_network(
     """(model in eval mode, where it came from) for ``model_type``, from our format or the official file."""
     place = resolve_vqvae_weights(path, model_type)
     if place.is_dir():
-        model, _ = load_pretrained(place, expected_type=model_type, device=device)
+        # fp32 whatever the file stores (the bundled tokenizer's files are float16; these networks run in fp32).
+        model, _ = load_pretrained(place, expected_type=model_type, device=device, dtype=torch.float32)
         return model, place
     return load_official_vqvae_network(place, model_type, device=device), place
 
