@@ -29,6 +29,7 @@ from openesm3.training.config import IngestConfig
 from openesm3.training.data import INDEX_FILE, ProteinDataset
 from openesm3.training.ingest import ingest_structures
 from openesm3.training.tokenizer.evaluate import round_trip, summarize
+from openesm3.utils.atomic import atomic_write_text
 
 
 def open_dataset(data: Path, tmp: Path) -> ProteinDataset:
@@ -105,7 +106,7 @@ def main() -> int:
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.out, text + "\n")
     print(json.dumps({"summary": summary, "summary_without_sequence": report["summary_without_sequence"]}, indent=2))
     return 0
 

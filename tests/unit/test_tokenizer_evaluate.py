@@ -16,10 +16,10 @@ from openesm3.training.tokenizer.evaluate import ProteinResult, round_trip, summ
 from tests.unit.test_tokenizer_model import _record
 
 
-def _result(name: str, rmsd: float, mirror: float, lddt: float, tokens: list[int]) -> ProteinResult:
+def _result(name: str, rmsd: float, mirror: float, lddt: float, tokens: list[int], length: int = 0) -> ProteinResult:
     n = len(tokens)
     return ProteinResult(
-        name=name, length=n, backbone_rmsd=rmsd, lddt_ca=lddt, tm_score=0.5, ptm=0.4, mean_plddt=0.6,
+        name=name, length=length or n, backbone_rmsd=rmsd, lddt_ca=lddt, tm_score=0.5, ptm=0.4, mean_plddt=0.6,
         tokens=np.array(tokens), plddt=np.full(n, 0.6), true_lddt=np.full(n, lddt), mirror_rmsd=mirror,
     )  # fmt: skip
 
@@ -38,8 +38,25 @@ def test_summary_figures() -> None:
     assert s.codes_used_fraction == 4 / 8
     counts = np.array([1, 4, 3, 4]) / 12
     assert s.codebook_perplexity == pytest.approx(math.exp(-(counts * np.log(counts)).sum()))
+    assert s.by_length == {"1-100": {"n_proteins": 3, "backbone_rmsd_median": 4.0, "lddt_ca_median": 0.5,
+                                     "mirrored_fraction": pytest.approx(1 / 3)}}  # fmt: skip
     with pytest.raises(ValueError):
         summarize([], n_codes=8)
+
+
+def test_summary_by_chain_length() -> None:
+    results = [
+        _result("a", 2.0, 9.0, 0.9, [0], length=100),  # bins are (lo, hi]
+        _result("b", 10.0, 3.0, 0.3, [1], length=101),
+        _result("c", 4.0, 8.0, 0.5, [2], length=150),
+        _result("d", 20.0, 8.0, 0.1, [3], length=301),
+    ]
+    bins = summarize(results, n_codes=8).by_length
+    assert list(bins) == ["1-100", "101-200", ">300"]  # empty bins are left out
+    assert bins["1-100"] == {"n_proteins": 1, "backbone_rmsd_median": 2.0, "lddt_ca_median": 0.9,
+                             "mirrored_fraction": 0.0}  # fmt: skip
+    assert bins["101-200"]["n_proteins"] == 2 and bins["101-200"]["backbone_rmsd_median"] == 7.0
+    assert bins["101-200"]["mirrored_fraction"] == 0.5 and bins[">300"]["lddt_ca_median"] == 0.1
 
 
 def test_round_trip_reports_the_mirror_fit() -> None:

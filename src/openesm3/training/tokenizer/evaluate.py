@@ -188,6 +188,24 @@ class EvaluationSummary:
     all_atom_rmsd_floor_median: float | None
     chi_mae: dict[str, float]  # chi k -> mean absolute error (degrees)
     chi_within_40: dict[str, float]  # chi k -> fraction within 40 degrees
+    by_length: dict[str, dict[str, float]]  # length bin "lo-hi" -> n, median backbone RMSD and lDDT-CA, mirrored
+
+
+LENGTH_BINS = (0, 100, 200, 300, None)  # residues; bins are (lo, hi], the last one open
+
+
+def _by_length(rs: list[ProteinResult]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for lo, hi in zip(LENGTH_BINS[:-1], LENGTH_BINS[1:], strict=True):
+        members = [r for r in rs if r.length > lo and (hi is None or r.length <= hi)]
+        if members:
+            out[f"{lo + 1}-{hi}" if hi is not None else f">{lo}"] = {
+                "n_proteins": len(members),
+                "backbone_rmsd_median": float(np.median([r.backbone_rmsd for r in members])),
+                "lddt_ca_median": float(np.median([r.lddt_ca for r in members])),
+                "mirrored_fraction": float(np.mean([r.mirror_rmsd < r.backbone_rmsd for r in members])),
+            }
+    return out
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -236,4 +254,5 @@ def summarize(results: Iterable[ProteinResult], n_codes: int) -> EvaluationSumma
         all_atom_rmsd_floor_median=float(np.median(floor)) if floor else None,
         chi_mae=chi_mae,
         chi_within_40=chi_40,
+        by_length=_by_length(rs),
     )
