@@ -213,7 +213,7 @@ def real_proteins(dev_dir: Path, n: int, min_len: int = 40) -> list[RealProtein]
 
 def real_test_proteins(structures_dir: Path, n: int, min_len: int = 40) -> list[RealProtein]:
     """The first chain of the first ``n`` files (name order) of ``structures_dir`` (tests/data/structures) with at
-    least ``min_len`` residues, with structure tokens from the bundled structure tokenizer's encoder (512 codes,
+    least ``min_len`` residues, with structure tokens from the bundled structure tokenizer's encoder (2048 codes,
     a subset of ESM3's 4096)."""
     from openesm3.checkpoints.bundled import load_structure_tokenizer
     from openesm3.structure.io import load_structure
