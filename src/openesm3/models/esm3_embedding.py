@@ -68,9 +68,11 @@ class ESM3InputEmbedding(nn.Module):
         broadcastable to it) in [0, 1]. All tracks share B and L (already broadcast). Returns [B, L, D]."""
         b, length = sequence_tokens.shape
         dtype = self.average_plddt.weight.dtype
-        # The RBF features are built in fp32 and meet the projection in the parameters' dtype.
-        plddt = self.average_plddt(rbf(average_plddt).to(dtype))
-        per_res = self.per_residue_plddt(rbf(per_res_plddt).to(dtype))
+        # The RBF features are built in fp32 and meet the projection in the parameters' dtype. A scalar or
+        # per-protein pLDDT is expanded to [B, L] first: the projection of 2 rows and of 2 * L rows may round
+        # differently (matrix-product kernels block by shape), and every form must equal the [B, L] default.
+        plddt = self.average_plddt(rbf(average_plddt.expand(b, length)).to(dtype))
+        per_res = self.per_residue_plddt(rbf(per_res_plddt.expand(b, length)).to(dtype))
         function = torch.cat(
             [table(tokens) for table, tokens in zip(self.function, function_tokens.unbind(-1))], dim=-1
         )
