@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
@@ -68,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"weights: {enc_place.parent if enc_place.name == 'structure_encoder' else enc_place}")
     print(f"backbone RMSD {rmsd:.2f} A (N, CA, C after superposition)  lDDT-CA {ld:.3f}  TM-score {tm:.3f}")
     print(f"decoder confidence: pTM {decoded.ptm:.3f}  mean pLDDT {float(decoded.plddt.mean()):.3f}")
+    if enc_place.parent == BUNDLED_TOKENIZER_DIR:
+        print("  (the bundled decoder's confidences run high on structures it was not trained on; compare the "
+              "measured figures above: docs/tokenizer_training.md)")  # fmt: skip
     if all_atom:
         atoms = present & torch.from_numpy(np.asarray(model.atom37_mask))
         aa = float(kabsch(pred37[atoms], true37[atoms]).rmsd)
