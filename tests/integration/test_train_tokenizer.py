@@ -99,6 +99,12 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path, capsys: pyte
         assert exported.keys() == original.keys()
         assert all(torch.equal(exported[k], original[k]) for k in original), part
     assert main(["train-tokenizer", f"data.path={dataset}", f"out_dir={copy}", *TINY, "--checkpoint", "x"]) == 2
+    capsys.readouterr()
+    # A config that does not describe the checkpoint's networks is refused, naming the checkpoint and the keys.
+    code = main(["train-tokenizer", f"data.path={dataset}", f"out_dir={copy}", *TINY, "encoder.d_out=12",
+                 "--export-only"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "step_000000004" in err and "mis-shaped" in err and "codebook.embeddings" in err
 
     # Export: the official-compatible classes; the baked decoder decodes ids as training decoded code vectors.
     encoder, enc_cfg = load_pretrained(stage1 / "export" / "structure_encoder", expected_type="structure_encoder")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from openesm3.errors import WeightsError
+from openesm3.checkpoints.format import load_state_dict_strict
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import load_checkpoint
 from openesm3.training.config import ConfigError
@@ -43,9 +43,9 @@ def needs_pair_outputs(config: TokenizerTrainConfig) -> bool:
     return bool(w.distogram or w.binned_direction or (config.stage == 2 and w.pae))
 
 
-def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
-    """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``."""
-    model = StructureTokenizerModel(
+def _new_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
+    """The networks of a run with ``config``, freshly initialised."""
+    return StructureTokenizerModel(
         config.encoder,
         config.decoder,
         stage=config.stage,
@@ -54,6 +54,11 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
         codebook_init_from_data=config.codebook_init_from_data,
         encoder_positions=config.encoder_positions,
     )
+
+
+def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
+    """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``."""
+    model = _new_model(config)
     if config.stage == 2:
         load_submodule_state(model.encoder, config.init_from, "encoder")
         if config.decoder_init == "stage1":
@@ -118,19 +123,8 @@ def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> t
     """Export the networks of a training checkpoint (a checkpoint directory, or a run directory for its latest)
     of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir)."""
     path = resolve_checkpoint(checkpoint)
-    model = StructureTokenizerModel(
-        config.encoder,
-        config.decoder,
-        stage=config.stage,
-        sequence_dropout=config.sequence_dropout,
-        encoder_positions=config.encoder_positions,
-    )
-    state = load_checkpoint(path).model_state
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: the checkpoint does not fit this config: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    model = _new_model(config)
+    load_state_dict_strict(model, load_checkpoint(path).model_state, source=f"{path} (with this run's config)")
     model.eval()
     with torch.no_grad():
         enc, dec = export_networks(model, Path(config.out_dir) / EXPORT_DIR)
