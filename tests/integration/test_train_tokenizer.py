@@ -154,6 +154,12 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path, capsys: pyte
     assert result2.all_atom_rmsd_floor < 0.5 < result2.all_atom_rmsd  # untrained side chains vs ideal-geometry floor
     assert set(result2.chi_errors) >= {1, 2}
 
+    # Token augmentation: every record encoded 3 times (clean + 2 noised), one rendition drawn per example.
+    augmented = tmp_path / "stage2_renditions"
+    _train(augmented, dataset, "stage=2", f"init_from={last}", "decoder.sequence_conditioning=true", "max_steps=2",
+           "token_renditions=3", "token_noise=0.2")  # fmt: skip
+    assert (augmented / "export" / "structure_decoder" / "model.safetensors").is_file()
+
     # A later stage-2 sub-stage (the paper's 2A -> 2B) starts from the stage-2 decoder itself.
     sub_config = load_config(
         TokenizerTrainConfig,
@@ -184,3 +190,9 @@ def test_stage2_needs_init_from(tmp_path: Path, dataset: Path, capsys: pytest.Ca
     code = main(["train-tokenizer", f"data.path={dataset}", f"out_dir={tmp_path / 'x'}", "stage=2"])
     assert code == 2
     assert "init_from" in capsys.readouterr().err
+
+
+def test_token_renditions_need_cached_stage2(tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train-tokenizer", f"data.path={dataset}", f"out_dir={tmp_path / 'x'}", "token_renditions=3"])
+    assert code == 2
+    assert "token_renditions" in capsys.readouterr().err

@@ -128,3 +128,53 @@ def test_stage2_export_decodes_ids_as_training_decoded_code_vectors() -> None:
         plain = model.decoder(ids)  # the un-baked embedding rows: a different decoder
     torch.testing.assert_close(out.backbone[:, 1:-1], fwd.pred_backbone, atol=1e-4, rtol=1e-4)
     assert (plain.backbone[:, 1:-1] - fwd.pred_backbone).abs().max() > 1e-2
+
+
+def test_token_renditions_training_draws_one_per_protein_eval_reads_the_clean() -> None:
+    torch.manual_seed(0)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=2)
+    record = _record("1igd.pdb.gz")
+    clean = model.encode_records([record])[0]
+    framed = clean < ENCODER.n_codes
+    # rendition k reads code k at every framed residue (k > 0), so the decoded row tells which one was drawn
+    renditions = np.stack([clean] + [np.where(framed, k, clean) for k in range(1, 4)], axis=-1)
+    batch = collate_proteins([ProteinRecord(**{**record.__dict__, "structure_tokens": renditions})] * 16)
+    single = collate_proteins([ProteinRecord(**{**record.__dict__, "structure_tokens": clean})] * 16)
+    with torch.no_grad():
+        model.eval()
+        a, b = model(batch), model(single)
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.pred_backbone, b.pred_backbone)
+        model.train()
+        drawn = model(batch).tokens
+    mask = torch.from_numpy(framed)
+    picked = []
+    for row in drawn:
+        matches = [k for k in range(4) if torch.equal(row, torch.from_numpy(renditions[:, k]))]
+        assert len(matches) == 1  # a whole rendition per protein, never a mix
+        picked.append(matches[0])
+    assert len(set(picked)) > 1 and bool(mask.any())
+
+
+def test_tokenized_dataset_renditions(tmp_path) -> None:
+    from openesm3.training.data import ProteinDataset, write_dataset
+    from openesm3.training.tokenizer.run import tokenized_dataset
+
+    records = [_record("1igd.pdb.gz"), _record("structures/1PIN.pdb.gz")]
+    write_dataset(records, tmp_path)
+    dataset = ProteinDataset(tmp_path)
+    torch.manual_seed(0)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=2).eval()
+    plain = tokenized_dataset(model, dataset, progress=False)
+    three = tokenized_dataset(model, dataset, renditions=3, noise=0.3, seed=5, progress=False)
+    again = tokenized_dataset(model, dataset, renditions=3, noise=0.3, seed=5, progress=False)
+    other = tokenized_dataset(model, dataset, renditions=3, noise=0.3, seed=6, progress=False)
+    silent = tokenized_dataset(model, dataset, renditions=2, noise=0.0, progress=False)
+    for i in range(len(dataset)):
+        t = three[i].structure_tokens
+        assert t is not None and t.shape == (dataset.lengths[i], 3)
+        np.testing.assert_array_equal(t[:, 0], plain[i].structure_tokens)  # column 0: the true coordinates
+        assert (t[:, 1] != t[:, 0]).mean() > 0.05 and (t[:, 2] != t[:, 1]).any()  # noise changes codes
+        np.testing.assert_array_equal(t, again[i].structure_tokens)  # same seed, same renditions
+        assert not np.array_equal(t[:, 1:], other[i].structure_tokens[:, 1:])
+        s = silent[i].structure_tokens
+        np.testing.assert_array_equal(s[:, 0], s[:, 1])  # no noise: identical renditions

@@ -181,3 +181,26 @@ def test_structure_tokens_attach_crop_and_collate(tmp_path) -> None:
             name="x", sequence="AA", atom37=np.zeros((2, 37, 3), np.float32), atom37_mask=np.zeros((2, 37), bool),
             residue_index=np.arange(2), chain_index=np.zeros(2, np.int32), structure_tokens=np.arange(3),
         )  # fmt: skip
+
+
+def test_structure_token_renditions_crop_and_collate(tmp_path) -> None:
+    """Records may carry K renditions of their tokens ([L, K]); crops keep all K, batches are [B, L, K]."""
+    rng = np.random.default_rng(1)
+    write_dataset([synthetic_record(rng, f"r{i}", (15 + 5 * i,)) for i in range(2)], tmp_path)
+    dataset = ProteinDataset(tmp_path)
+    tokens = [np.stack([np.arange(n) + 1000 * k for k in range(3)], axis=-1) for n in dataset.lengths]
+    tokenized = dataset.with_structure_tokens(tokens)
+    cropped = tokenized[1].select(np.arange(2, 9))
+    np.testing.assert_array_equal(cropped.structure_tokens, tokens[1][2:9])
+    batch = collate_proteins([cropped, tokenized[0]])
+    assert batch.structure_tokens is not None and batch.structure_tokens.shape == (2, 15, 3)
+    assert batch.structure_tokens[0, :7, 2].tolist() == list(range(2002, 2009))
+    assert (batch.structure_tokens[0, 7:] == C.STRUCTURE_PAD).all()
+    single = dataset.with_structure_tokens([t[:, 0] for t in tokens])
+    with pytest.raises(ValueError, match="rendition counts"):
+        collate_proteins([tokenized[0], single[1]])
+    with pytest.raises(InputError, match="structure_tokens"):
+        ProteinRecord(
+            name="x", sequence="AA", atom37=np.zeros((2, 37, 3), np.float32), atom37_mask=np.zeros((2, 37), bool),
+            residue_index=np.arange(2), chain_index=np.zeros(2, np.int32), structure_tokens=np.zeros((2, 2, 2)),
+        )  # fmt: skip

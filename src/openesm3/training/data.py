@@ -57,7 +57,9 @@ class ProteinRecord:
     cluster: str = ""
     split: str = ""
     weight: float = 1.0  # relative sampling weight (multiplies the cluster weighting), e.g. to upsample a source
-    structure_tokens: np.ndarray | None = None  # [L] int64 codes of a frozen encoder (tokenizer stage 2), if attached
+    # [L] int64 codes of a frozen encoder (tokenizer stage 2), if attached; [L, K] with K renditions of the record
+    # (the clean encoding first, then encodings of noised coordinates: token augmentation, see tokenized_dataset)
+    structure_tokens: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.sequence)
@@ -68,7 +70,8 @@ class ProteinRecord:
             "chain_index": (n,),
         }
         if self.structure_tokens is not None:
-            expected["structure_tokens"] = (n,)
+            k = self.structure_tokens.shape[1:] if self.structure_tokens.ndim == 2 else ()
+            expected["structure_tokens"] = (n, *k)
         for name, shape in expected.items():
             got = getattr(self, name).shape
             if got != shape:
@@ -266,8 +269,9 @@ class ProteinDataset:
         return ProteinDataset(self.root, _index=self._index, _rows=rows, _structure_tokens=self._structure_tokens)
 
     def with_structure_tokens(self, tokens: Sequence[np.ndarray]) -> ProteinDataset:
-        """This dataset with per-residue structure tokens attached to every record (``tokens[i]`` [L_i] for record
-        i, in order); subsets keep them, and records read from it carry them (``ProteinRecord.structure_tokens``)."""
+        """This dataset with per-residue structure tokens attached to every record (``tokens[i]`` [L_i], or [L_i, K]
+        for K renditions, for record i, in order); subsets keep them, and records read from it carry them
+        (``ProteinRecord.structure_tokens``)."""
         if len(tokens) != len(self):
             raise ValueError(f"need structure tokens for {len(self)} records, got {len(tokens)}")
         table = dict(self._structure_tokens or {})
@@ -356,7 +360,8 @@ class ProteinBatch:
     mask: torch.Tensor  # [B, L] bool, True at residues
     names: tuple[str, ...] = field(default=())
     n_tokens: int = 0  # residues in the batch, padding excluded (counted on the host at collation)
-    structure_tokens: torch.Tensor | None = None  # [B, L] int64 when every record carries them (STRUCTURE_PAD pads)
+    # [B, L] (or [B, L, K] for K renditions) int64 when every record carries them (STRUCTURE_PAD pads)
+    structure_tokens: torch.Tensor | None = None
 
     @property
     def n_samples(self) -> int:
@@ -383,7 +388,11 @@ def collate_proteins(records: Sequence[ProteinRecord]) -> ProteinBatch:
     chain_index = np.full((b, length), -1, dtype=np.int64)
     mask = np.zeros((b, length), dtype=bool)
     with_tokens = all(r.structure_tokens is not None for r in records)
-    structure_tokens = np.full((b, length), C.STRUCTURE_PAD, dtype=np.int64)
+    renditions = {r.structure_tokens.shape[1:] for r in records if r.structure_tokens is not None}
+    if with_tokens and len(renditions) > 1:
+        raise ValueError(f"records carry structure tokens of different rendition counts: {sorted(renditions)}")
+    shape = (b, length, *(renditions.pop() if with_tokens else ()))
+    structure_tokens = np.full(shape, C.STRUCTURE_PAD, dtype=np.int64)
     for i, r in enumerate(records):
         if r.structure_tokens is not None and with_tokens:
             structure_tokens[i, : r.length] = r.structure_tokens

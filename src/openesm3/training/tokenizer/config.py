@@ -82,6 +82,12 @@ class TokenizerTrainConfig(TrainConfig):
     decoder_init: Literal["random", "stage1", "checkpoint"] = "random"
     cache_tokens: bool = True  # stage 2: encode the dataset once with the frozen encoder, train on those tokens
     sequence_dropout: float = 0.5  # stage 2 (sequence-conditioned decoder): fraction of proteins decoded without it
+    # stage 2 with cache_tokens, token augmentation (ours): every record is encoded token_renditions times, the clean
+    # coordinates first, then coordinates with Gaussian noise of token_noise A per coordinate; each training
+    # example decodes one rendition drawn at random (validation and export read the clean one). 0.1 A of noise
+    # changes about half of the v2 codes (docs/tokenizer_training.md), so one structure teaches many token rows.
+    token_renditions: int = 1
+    token_noise: float = 0.1
     codebook_init_from_data: bool = True  # stage 1: the first batch's encoder outputs become the codes
     # residue numbers of the encoder's relative positions: "sequential" (1..L, as encode_structure and the official
     # SDK number residues) or "residue_index" (the file's numbers, gap-aware)
@@ -102,6 +108,12 @@ class TokenizerTrainConfig(TrainConfig):
         super().__post_init__()
         _require(self.stage in (1, 2), f"stage must be 1 or 2, got {self.stage}")
         _require(0 <= self.sequence_dropout <= 1, f"sequence_dropout must lie in [0, 1], got {self.sequence_dropout}")
+        _require(self.token_renditions >= 1, f"token_renditions must be >= 1, got {self.token_renditions}")
+        _require(self.token_noise >= 0, f"token_noise must be >= 0 (Angstrom), got {self.token_noise}")
+        _require(
+            self.token_renditions == 1 or (self.stage == 2 and self.cache_tokens),
+            "token_renditions > 1 needs stage 2 with cache_tokens (the renditions are encoded once, before training)",
+        )
         _require(
             self.stage == 1 or bool(self.init_from),
             "stage 2 needs init_from: the stage-1 run (or checkpoint) whose encoder and codebook it freezes",

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from openesm3.checkpoints.format import load_state_dict_strict
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import load_checkpoint
 from openesm3.training.config import ConfigError
-from openesm3.training.data import ProteinDataset
+from openesm3.training.data import ProteinDataset, ProteinRecord
 from openesm3.training.loop import TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
@@ -71,21 +71,46 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
 
 
 def tokenized_dataset(
-    model: StructureTokenizerModel, dataset: ProteinDataset, *, progress: bool = True
+    model: StructureTokenizerModel,
+    dataset: ProteinDataset,
+    *,
+    renditions: int = 1,
+    noise: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
 ) -> ProteinDataset:
     """``dataset`` with every record's codes attached, encoded once by the model's (frozen) encoder on the whole
     record: stage 2 then trains the decoder without an encoder pass per step, on the tokens a user's full-length
-    structure gets (crops cut the token row, not the structure)."""
+    structure gets (crops cut the token row, not the structure).
+
+    With ``renditions`` > 1 each record carries [L, renditions] codes: column 0 encodes the true coordinates,
+    column k > 0 the coordinates plus Gaussian noise of ``noise`` A (drawn from ``seed`` and the record's
+    position, so every process and every resumed run encodes the same renditions)."""
     if len(dataset) == 0:
         raise ConfigError(f"{dataset.root}: no records to encode")
     tokens: list[np.ndarray] = []
     chunk = 64  # records per call (encode_records batches them further by length)
-    with Progress(total=len(dataset), desc="encode dataset", unit="record", disable=not progress) as bar:
+    with Progress(total=len(dataset) * renditions, desc="encode dataset", unit="record", disable=not progress) as bar:
         for start in range(0, len(dataset), chunk):
-            records = [dataset[i] for i in range(start, min(start + chunk, len(dataset)))]
-            tokens.extend(model.encode_records(records))
+            positions = range(start, min(start + chunk, len(dataset)))
+            records = [dataset[i] for i in positions]
+            columns = [model.encode_records(records)]
             bar.update(len(records))
+            for k in range(1, renditions):
+                noisy = [noised(r, noise, np.random.default_rng((seed, i, k))) for i, r in zip(positions, records)]
+                columns.append(model.encode_records(noisy))
+                bar.update(len(records))
+            if renditions == 1:
+                tokens.extend(columns[0])
+            else:
+                tokens.extend(np.stack(per_record, axis=-1) for per_record in zip(*columns))
     return dataset.with_structure_tokens(tokens)
+
+
+def noised(record: ProteinRecord, sigma: float, rng: np.random.Generator) -> ProteinRecord:
+    """``record`` with independent Gaussian noise of ``sigma`` A added to every atom coordinate."""
+    noise = rng.normal(0.0, sigma, record.atom37.shape).astype(record.atom37.dtype)
+    return replace(record, atom37=record.atom37 + noise)
 
 
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
@@ -97,7 +122,12 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         dataset = None
         if config.stage == 2 and config.cache_tokens:
             dataset = tokenized_dataset(
-                model, ProteinDataset(config.data.path), progress=config.progress and info.is_main
+                model,
+                ProteinDataset(config.data.path),
+                renditions=config.token_renditions,
+                noise=config.token_noise,
+                seed=config.seed,
+                progress=config.progress and info.is_main,
             )
         data = build_protein_data(config, rank=info.rank, world_size=info.world_size, dataset=dataset)
         result = train(
