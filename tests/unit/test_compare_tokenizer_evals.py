@@ -1,0 +1,45 @@
+"""scripts/compare_tokenizer_evals.py: paired per-protein differences of two tokenizer evaluations."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_tokenizer_evals.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("compare_tokenizer_evals", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _eval(rows: dict[str, tuple[float, float, float]]) -> dict:
+    return {"proteins": [{"name": n, "lddt_ca": a, "backbone_rmsd": b, "tm_score": c} for n, (a, b, c) in rows.items()]}
+
+
+def test_paired_differences_on_shared_proteins(tmp_path: Path) -> None:
+    compare = _module()
+    first = _eval({"a": (0.6, 2.0, 0.5), "b": (0.5, 4.0, 0.4), "c": (0.9, 1.0, 0.9), "only_first": (1.0, 0.0, 1.0)})
+    second = _eval({"a": (0.5, 3.0, 0.5), "b": (0.3, 5.0, 0.5), "c": (0.8, 1.0, 0.7)})
+    result = compare.compare(first, second, n_boot=200)
+    lddt, rmsd, tm = result["lddt_ca"], result["backbone_rmsd"], result["tm_score"]
+    assert lddt["n_proteins"] == 3  # the protein only the first scored is left out
+    assert lddt["mean_difference"] == pytest.approx(0.4 / 3)
+    assert lddt["first_better_fraction"] == 1.0
+    assert lddt["ci95_low"] <= lddt["mean_difference"] <= lddt["ci95_high"]
+    assert rmsd["mean_difference"] == pytest.approx(-2.0 / 3) and rmsd["first_better_fraction"] == pytest.approx(2 / 3)
+    assert tm["first_better_fraction"] == pytest.approx(1 / 3)  # a tie is not better
+    paths = [tmp_path / "first.json", tmp_path / "second.json"]
+    for path, data in zip(paths, (first, second), strict=True):
+        path.write_text(json.dumps(data))
+    out = tmp_path / "paired.json"
+    assert compare.main([str(paths[0]), str(paths[1]), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["paired"]["lddt_ca"]["n_proteins"] == 3
+    with pytest.raises(SystemExit, match="share no protein"):
+        compare.compare(first, _eval({"z": (0.1, 1.0, 0.1)}))
