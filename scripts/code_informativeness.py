@@ -10,7 +10,6 @@ share of the reconstruction error from the decoder's (docs/tokenizer_training.md
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from openesm3.generation.structure_tokens import encode_structure
 from openesm3.structure.sidechain_geometry import backbone_phi_psi
 from openesm3.training.data import ProteinDataset
 from openesm3.training.tokenizer.evaluate import record_to_chain
-from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.atomic import atomic_write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: MAE {err.mean():.1f} deg, median {np.median(err):.1f} deg (one mean for all codes: "
               f"{base.mean():.1f} deg)")  # fmt: skip
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     return 0
 
 

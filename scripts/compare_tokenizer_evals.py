@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.atomic import atomic_write_json
 
 # metric -> whether larger is better
 METRICS = {"lddt_ca": True, "backbone_rmsd": False, "tm_score": True}
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         better = f"first better on {r['first_better_fraction']:.0%} of {r['n_proteins']}"
         print(f"{key}: mean difference {r['mean_difference']:+.4f} ({ci}), {better}")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     return 0
 
 

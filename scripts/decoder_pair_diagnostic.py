@@ -15,7 +15,6 @@ the uninformed values (binned directions: ln 16 = 2.77 at every separation).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.data import ProteinDataset, ProteinRecord
 from openesm3.training.tokenizer import losses as L
 from openesm3.training.tokenizer.evaluate import record_to_chain
-from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.atomic import atomic_write_json
 
 SEPARATION_BINS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 64), (65, 100_000))
 
@@ -112,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi < 100_000 else f">={lo}")
         print(f"{label:<12} {dce:12.3f}  {rce:12.3f}  {err:10.2f}")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(table, indent=2) + "\n")
+        atomic_write_json(args.out, table)
     return 0
 
 

@@ -43,3 +43,13 @@ def test_paired_differences_on_shared_proteins(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["paired"]["lddt_ca"]["n_proteins"] == 3
     with pytest.raises(SystemExit, match="share no protein"):
         compare.compare(first, _eval({"z": (0.1, 1.0, 0.1)}))
+
+
+def test_atomic_write_json_creates_parents_and_replaces(tmp_path: Path) -> None:
+    from openesm3.utils.atomic import atomic_write_json
+
+    path = tmp_path / "new" / "dir" / "out.json"
+    atomic_write_json(path, {"a": [1, 2]})
+    assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
+    atomic_write_json(path, [3], indent=None)
+    assert path.read_text() == "[3]\n" and [p.name for p in path.parent.iterdir()] == ["out.json"]  # no temp left

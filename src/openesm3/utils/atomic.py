@@ -6,6 +6,7 @@ A reader never sees a half-written file, and an interrupted run leaves the previ
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -66,6 +67,11 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
+    """``obj`` as JSON (one trailing newline) at ``path``, atomically; missing parent directories are created."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
