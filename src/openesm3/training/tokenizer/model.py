@@ -166,11 +166,11 @@ class StructureTokenizerModel(nn.Module):
         if self.stage == 2 and batch.structure_tokens is not None:
             # tokens encoded once by the frozen encoder (whole records, see encode_records): no encoder pass here
             codes = batch.structure_tokens
-            if codes.dim() == 3:  # [B, L, K] renditions: training decodes a random one per protein, else the clean
-                pick = torch.zeros_like(codes[:, :1, :1])
-                if self.training:
-                    pick = pick + torch.randint(0, codes.shape[-1], pick.shape, device=codes.device)
-                codes = codes.gather(-1, pick.expand(-1, codes.shape[1], 1)).squeeze(-1)
+            if codes.dim() == 3 and self.training:  # [B, L, K] renditions: a random one per protein
+                rows = torch.arange(codes.shape[0], device=codes.device)
+                codes = codes[rows, :, torch.randint(0, codes.shape[-1], rows.shape, device=codes.device)]
+            elif codes.dim() == 3:  # evaluation decodes the clean tokens
+                codes = codes[..., 0]
             residue_mask = atom_mask & (codes >= 0) & (codes < self.encoder.config.n_codes)
             return self._decode(batch, codes, residue_mask, None, true_bb)
         coords, sequence_id, positions = self._encoder_inputs(batch)
