@@ -172,6 +172,13 @@ def test_stage1_resume_export_stage2(tmp_path: Path, dataset: Path, capsys: pyte
     for key, value in sub.state_dict().items():
         assert torch.equal(value, stage2_state[key]), key
 
+    # Training continues from exported weights alone (decoder_init=weights), here with decoder dropout.
+    continued = tmp_path / "stage2_from_weights"
+    _train(continued, dataset, "stage=2", f"init_from={stage2 / 'export'}", "decoder_init=weights",
+           "decoder.sequence_conditioning=true", "max_steps=2", "decoder_dropout=0.1")  # fmt: skip
+    enc3 = load_file(str(continued / "export" / "structure_encoder" / "model.safetensors"))
+    assert all(torch.equal(value, enc2[key]) for key, value in enc3.items())  # the frozen encoder is carried over
+
     # The exported pair works with the user-facing commands: a round trip with all atoms written out.
     out_pdb = tmp_path / "decoded.pdb"
     assert main(["round-trip", str(TEST_DATA / "1igd.pdb.gz"), "--weights", str(stage2 / "export"), "--out",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openesm3.geometry.rigid import Rigid
@@ -38,6 +39,10 @@ class BlockConfig:
 
 
 class TransformerBlock(nn.Module):
+    # Dropout on each residual branch while training (set by training code; not part of the weights or the config,
+    # and inactive in eval mode, so loaded models compute exactly as before).
+    dropout: float = 0.0
+
     def __init__(self, cfg: BlockConfig) -> None:
         super().__init__()
         self.residual_scale = cfg.residual_scale
@@ -67,9 +72,19 @@ class TransformerBlock(nn.Module):
         frames/frame_mask/sequence_id/chain_id: inputs of the geometric branch. Returns [B, L, D]."""
         s = self.residual_scale
         if self.attn is not None:
-            x = x + self.attn(x, mask) / s
+            x = x + self._branch(self.attn(x, mask)) / s
         if self.geom_attn is not None:
             if frames is None or frame_mask is None:
                 raise ValueError("this block has geometric attention and needs frames and frame_mask")
-            x = x + self.geom_attn(x, frames, frame_mask, sequence_id, chain_id) / s
-        return x + self.ffn(x) / s
+            x = x + self._branch(self.geom_attn(x, frames, frame_mask, sequence_id, chain_id)) / s
+        return x + self._branch(self.ffn(x)) / s
+
+    def _branch(self, y: Tensor) -> Tensor:
+        return F.dropout(y, self.dropout, training=True) if self.dropout and self.training else y
+
+
+def set_block_dropout(module: nn.Module, p: float) -> None:
+    """Set the training-time residual-branch dropout of every :class:`TransformerBlock` inside ``module``."""
+    for sub in module.modules():
+        if isinstance(sub, TransformerBlock):
+            sub.dropout = p

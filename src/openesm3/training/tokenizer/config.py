@@ -78,8 +78,13 @@ class TokenizerTrainConfig(TrainConfig):
     init_from: str = ""  # stage 2: a stage-1 run directory or checkpoint directory (encoder + codebook taken)
     # stage 2: "random" (the paper: a re-initialised decoder), "stage1" (a deeper decoder that starts as the
     # stage-1 one; same width; see training/tokenizer/warm_start.py) or "checkpoint" (the decoder of a stage-2
-    # checkpoint, same shapes: a later sub-stage such as the paper's 2A -> 2B, with its own losses and schedule)
-    decoder_init: Literal["random", "stage1", "checkpoint"] = "random"
+    # checkpoint, same shapes: a later sub-stage such as the paper's 2A -> 2B, with its own losses and schedule) or
+    # "weights" (init_from is a trained tokenizer in our weight format, e.g. a run's export/ or "bundled" for the
+    # shipped one: its encoder, codebook and decoder, to continue training when the checkpoints are gone)
+    decoder_init: Literal["random", "stage1", "checkpoint", "weights"] = "random"
+    # dropout on the residual branches of the decoder's blocks, in training only (ours; the paper is silent; the
+    # exported decoder is unaffected): against overfitting a small training set
+    decoder_dropout: float = 0.0
     cache_tokens: bool = True  # stage 2: encode the dataset once with the frozen encoder, train on those tokens
     sequence_dropout: float = 0.5  # stage 2 (sequence-conditioned decoder): fraction of proteins decoded without it
     # stage 2 with cache_tokens, token augmentation (ours): every record is encoded token_renditions times, the clean
@@ -108,6 +113,11 @@ class TokenizerTrainConfig(TrainConfig):
         super().__post_init__()
         _require(self.stage in (1, 2), f"stage must be 1 or 2, got {self.stage}")
         _require(0 <= self.sequence_dropout <= 1, f"sequence_dropout must lie in [0, 1], got {self.sequence_dropout}")
+        _require(0 <= self.decoder_dropout < 1, f"decoder_dropout must lie in [0, 1), got {self.decoder_dropout}")
+        _require(
+            self.decoder_init != "weights" or self.stage == 2,
+            "decoder_init=weights continues a stage-2 decoder; stage 1 trains its networks from scratch",
+        )
         _require(self.token_renditions >= 1, f"token_renditions must be >= 1, got {self.token_renditions}")
         _require(self.token_noise >= 0, f"token_noise must be >= 0 (Angstrom), got {self.token_noise}")
         _require(

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from openesm3 import constants as C
 from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+from openesm3.layers.block import set_block_dropout
 from openesm3.layers.codebook import CodebookOutput
 from openesm3.layers.heads import RegressionHead
 from openesm3.models.structure_decoder import StructureDecoder, StructureDecoderOutput
@@ -131,6 +132,7 @@ class StructureTokenizerModel(nn.Module):
         pair_outputs: bool = True,
         codebook_init_from_data: bool = True,
         encoder_positions: str = "sequential",
+        decoder_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if encoder_positions not in ("sequential", "residue_index"):
@@ -144,6 +146,7 @@ class StructureTokenizerModel(nn.Module):
         self.codebook_init_from_data = codebook_init_from_data
         self.encoder = StructureEncoder(encoder)
         self.decoder = StructureDecoder(decoder)
+        set_block_dropout(self.decoder, decoder_dropout)  # training only: eval mode and the export have none
         self.code_proj = nn.Linear(encoder.d_out, decoder.d_model)
         if stage == 1:
             self.sequence_head = RegressionHead(decoder.d_model, C.SEQUENCE_EMBED_DIM)

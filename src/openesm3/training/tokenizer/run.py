@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import load_state_dict_strict
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import load_checkpoint
@@ -24,10 +25,11 @@ from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import export_networks, load_submodule_state, resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
-from openesm3.training.tokenizer.warm_start import warm_start_decoder
+from openesm3.training.tokenizer.warm_start import load_exported_tokenizer, warm_start_decoder
 from openesm3.utils.progress import Progress
 
 EXPORT_DIR = "export"
+BUNDLED_NAME = "bundled"  # init_from value naming the shipped tokenizer (decoder_init=weights)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ def _new_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
         pair_outputs=needs_pair_outputs(config),
         codebook_init_from_data=config.codebook_init_from_data,
         encoder_positions=config.encoder_positions,
+        decoder_dropout=config.decoder_dropout,
     )
 
 
@@ -60,14 +63,24 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
     """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``."""
     model = _new_model(config)
     if config.stage == 2:
-        load_submodule_state(model.encoder, config.init_from, "encoder")
-        if config.decoder_init == "stage1":
-            warm_start_decoder(model.decoder, config.init_from)
-            load_submodule_state(model.code_proj, config.init_from, "code_proj")
-        elif config.decoder_init == "checkpoint":
-            load_submodule_state(model.decoder, config.init_from, "decoder")
-            load_submodule_state(model.code_proj, config.init_from, "code_proj")
+        _load_stage2_start(model, config)
     return model
+
+
+def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
+    """Encoder and codebook (and, unless ``decoder_init=random``, the decoder) of a stage-2 run from
+    ``config.init_from``."""
+    if config.decoder_init == "weights":
+        root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else config.init_from
+        load_exported_tokenizer(model, root)
+        return
+    load_submodule_state(model.encoder, config.init_from, "encoder")
+    if config.decoder_init == "stage1":
+        warm_start_decoder(model.decoder, config.init_from)
+        load_submodule_state(model.code_proj, config.init_from, "code_proj")
+    elif config.decoder_init == "checkpoint":
+        load_submodule_state(model.decoder, config.init_from, "decoder")
+        load_submodule_state(model.code_proj, config.init_from, "code_proj")
 
 
 def tokenized_dataset(

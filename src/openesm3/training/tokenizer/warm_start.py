@@ -6,6 +6,8 @@ steps, a decoder trained from scratch spends most of them relearning what the st
 stage-1 decoder's baked ``code_proj(codebook)`` (plus its special-token rows), its blocks fill the first
 positions, the extra blocks start as identities (zero output projections), the sequence embedding starts at zero,
 and the final norm and heads are copied. Widths must match.
+
+:func:`load_exported_tokenizer` continues a stage-2 decoder from exported weights instead of a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from pathlib import Path
 
 import torch
 
+from openesm3.checkpoints.format import load_pretrained
 from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.training.checkpointing import load_checkpoint
 from openesm3.training.tokenizer.export import resolve_checkpoint
+from openesm3.training.tokenizer.model import StructureTokenizerModel
 
 
 @torch.no_grad()
@@ -54,3 +58,44 @@ def warm_start_decoder(decoder: StructureDecoder, checkpoint: str | Path) -> Pat
         target["sequence_embed.weight"].zero_()
     decoder.load_state_dict(target)
     return path
+
+
+# Largest relative residual of the least-squares fit of code_proj (see load_exported_tokenizer) that still counts as
+# "these rows are code_proj(codebook)": float16 storage of the rows leaves ~1e-3; free rows leave ~1.
+CODE_PROJ_FIT_TOLERANCE = 1e-2
+
+
+@torch.no_grad()
+def load_exported_tokenizer(model: StructureTokenizerModel, directory: str | Path) -> Path:
+    """Load a trained tokenizer in our weight format (``directory/structure_encoder`` and
+    ``directory/structure_decoder``: a run's ``export/``, or the bundled tokenizer) into a stage-2 training model,
+    so training continues from exported weights when the run's checkpoints are gone (``decoder_init=weights``).
+
+    Export baked ``code_proj(codebook)`` into the decoder's token embedding; ``code_proj`` is recovered as the
+    least-squares affine map from the code vectors to those rows, after which the training model decodes exactly
+    as the exported decoder (up to the rows' storage rounding). Raises :class:`WeightsError` when the shapes differ
+    from the run's config, or when the rows are not an affine image of the codebook (a decoder trained with free
+    embedding rows, such as the official one). Returns ``directory``."""
+    root = Path(directory)
+    for part, target in (("structure_encoder", model.encoder), ("structure_decoder", model.decoder)):
+        network, config = load_pretrained(root / part, expected_type=part, dtype=torch.float32)
+        if config != target.config:
+            fields = [f for f in vars(config) if getattr(config, f) != getattr(target.config, f, None)]
+            raise WeightsError(
+                f"{root / part}: its config differs from this run's in {', '.join(fields)}; set the run's "
+                f"{part.split('_')[1]} section to match the weights"
+            )
+        target.load_state_dict(network.state_dict())
+    codes = model.encoder.codebook.embeddings.float()
+    rows = model.decoder.embed.weight[: codes.shape[0]].float()
+    design = torch.cat([codes, torch.ones(codes.shape[0], 1)], dim=1)
+    solution = torch.linalg.lstsq(design.double(), rows.double()).solution.float()
+    residual = (design @ solution - rows).norm() / rows.norm().clamp_min(1e-12)
+    if residual > CODE_PROJ_FIT_TOLERANCE:
+        raise WeightsError(
+            f"{root / 'structure_decoder'}: its token embedding rows are not code_proj(codebook) (relative residual "
+            f"{residual:.3f} of the affine fit); decoder_init=weights continues decoders exported by train-tokenizer"
+        )
+    model.code_proj.weight.copy_(solution[:-1].T)
+    model.code_proj.bias.copy_(solution[-1])
+    return root

@@ -1,0 +1,121 @@
+"""Continuing stage-2 training from exported weights (``decoder_init=weights``) and the training-only decoder
+dropout (``decoder_dropout``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from openesm3 import constants as C
+from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.checkpoints.format import save_pretrained
+from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+from openesm3.errors import WeightsError
+from openesm3.layers.block import BlockConfig, TransformerBlock
+from openesm3.training.config import ConfigError, load_config
+from openesm3.training.tokenizer.config import TokenizerTrainConfig
+from openesm3.training.tokenizer.export import bake_code_projection, export_networks
+from openesm3.training.tokenizer.model import StructureTokenizerModel
+from openesm3.training.tokenizer.run import build_model
+from openesm3.training.tokenizer.warm_start import load_exported_tokenizer
+
+ENCODER = StructureEncoderConfig(d_model=32, v_heads=4, n_layers=1, d_out=8, n_codes=16)
+DECODER = StructureDecoderConfig(d_model=32, n_heads=2, n_layers=2, pairwise_dim=8, sequence_conditioning=True)
+
+
+def _trained_model(seed: int = 0) -> StructureTokenizerModel:
+    """A stage-2 model whose every weight is random (not the initial values), as after training."""
+    torch.manual_seed(seed)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+        model.encoder.codebook.embeddings.normal_()
+    return model
+
+
+def _tokens() -> torch.Tensor:
+    return torch.tensor([[C.STRUCTURE_BOS, 3, 15, 0, 7, 7, 12, C.STRUCTURE_EOS]])
+
+
+def test_weights_init_decodes_as_the_export(tmp_path: Path) -> None:
+    source = _trained_model()
+    export_networks(source, tmp_path / "export")
+    fresh = StructureTokenizerModel(ENCODER, DECODER, stage=2)
+    assert load_exported_tokenizer(fresh, tmp_path / "export") == tmp_path / "export"
+    for key, value in source.encoder.state_dict().items():
+        assert torch.equal(fresh.encoder.state_dict()[key], value), key
+    # code_proj is recovered from the baked rows: the training model decodes exactly as the one that was exported
+    torch.testing.assert_close(fresh.code_proj.weight, source.code_proj.weight, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fresh.code_proj.bias, source.code_proj.bias, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        a = bake_code_projection(fresh).eval()(_tokens())
+        b = bake_code_projection(source).eval()(_tokens())
+    torch.testing.assert_close(a.backbone, b.backbone, atol=1e-4, rtol=1e-4)
+
+
+def test_weights_init_refuses_free_embedding_rows(tmp_path: Path) -> None:
+    source = _trained_model()
+    export_networks(source, tmp_path / "export")
+    decoder_dir = tmp_path / "export" / "structure_decoder"
+    decoder = bake_code_projection(source)
+    with torch.no_grad():
+        decoder.embed.weight.normal_()  # rows unrelated to the codebook (like the official decoder's)
+    save_pretrained(decoder, DECODER, decoder_dir, model_type="structure_decoder")
+    with pytest.raises(WeightsError, match=r"structure_decoder: its token embedding rows are not code_proj"):
+        load_exported_tokenizer(StructureTokenizerModel(ENCODER, DECODER, stage=2), tmp_path / "export")
+
+
+def test_weights_init_names_the_config_fields_that_differ(tmp_path: Path) -> None:
+    export_networks(_trained_model(), tmp_path / "export")
+    other = StructureDecoderConfig(d_model=32, n_heads=2, n_layers=3, pairwise_dim=8, sequence_conditioning=True)
+    with pytest.raises(WeightsError, match=r"structure_decoder: its config differs from this run's in n_layers"):
+        load_exported_tokenizer(StructureTokenizerModel(ENCODER, other, stage=2), tmp_path / "export")
+
+
+def test_weights_init_from_the_bundled_tokenizer() -> None:
+    """``init_from=bundled`` with the shipped recipe's config continues the shipped tokenizer: the encoder is the
+    shipped one and the re-baked decoder decodes as the shipped decoder (up to its float16 storage)."""
+    config = load_config(
+        TokenizerTrainConfig,
+        Path(__file__).resolve().parents[2] / "configs" / "tokenizer_v3_stage2b.toml",
+        ["init_from=bundled", "decoder_init=weights"],
+    )
+    model = build_model(config).eval()
+    encoder, decoder = load_structure_tokenizer()
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+    tokens = torch.tensor([[C.STRUCTURE_BOS, *range(5, 205, 2), C.STRUCTURE_EOS]])
+    with torch.no_grad():
+        rebaked = bake_code_projection(model).eval()(tokens)
+        shipped = decoder(tokens)
+    assert (rebaked.backbone - shipped.backbone).abs().max() < 0.05  # Angstrom; float16 rows (spacing 2^-6 at 23)
+
+
+def test_weights_init_needs_stage2() -> None:
+    with pytest.raises(ConfigError, match="decoder_init=weights continues a stage-2 decoder"):
+        TokenizerTrainConfig(stage=1, decoder_init="weights", init_from="bundled")
+
+
+def test_decoder_dropout_is_training_only() -> None:
+    torch.manual_seed(0)
+    block = TransformerBlock(BlockConfig(d_model=16, n_heads=2, ffn_dim=32))
+    x = torch.randn(2, 5, 16)
+    block.train()
+    plain = block(x)
+    block.dropout = 0.5
+    dropped = block(x)
+    assert not torch.allclose(dropped, plain)
+    block.eval()
+    torch.testing.assert_close(block(x), plain, atol=0, rtol=0)  # eval mode: no dropout
+
+
+def test_decoder_dropout_reaches_the_decoder_blocks_not_the_export() -> None:
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=2, decoder_dropout=0.2)
+    assert [b.dropout for b in model.decoder.blocks] == [0.2, 0.2]
+    assert [b.dropout for b in model.encoder.blocks] == [0.0]  # the frozen encoder is untouched
+    assert [b.dropout for b in bake_code_projection(model).blocks] == [0.0, 0.0]
+    with pytest.raises(ConfigError, match="decoder_dropout must lie in"):
+        TokenizerTrainConfig(decoder_dropout=1.0)
