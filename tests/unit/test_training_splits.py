@@ -10,6 +10,7 @@ from openesm3.training.data import ProteinDataset, write_dataset
 from openesm3.training.pipeline import build_protein_data, split_dataset
 from openesm3.training.splits import (
     greedy_identity_clusters,
+    kept_clusters,
     sampling_weights,
     sequence_identity,
     valid_by_cluster,
@@ -97,6 +98,31 @@ def test_split_methods_on_a_dataset(tmp_path) -> None:
         split_dataset(ProteinDataset(no_labels), apply_overrides(cfg, ["data.split.method=column"]).data)
     with pytest.raises(ConfigError, match="data.path is not set"):
         build_protein_data(cfg)
+
+
+def test_train_fraction_keeps_nested_whole_clusters(tmp_path) -> None:
+    clusters = [f"c{i // 3}" for i in range(3000)]
+    half, quarter = kept_clusters(clusters, 0.5), kept_clusters(clusters, 0.25)
+    assert half.mean() == pytest.approx(0.5, abs=0.05) and quarter.mean() == pytest.approx(0.25, abs=0.05)
+    assert not (quarter & ~half).any()  # nested: a smaller fraction keeps a subset of a larger one
+    for c in range(1000):
+        assert len(set(half[3 * c : 3 * c + 3])) == 1
+    assert not np.array_equal(half, valid_by_cluster(clusters, 0.5))  # independent of the validation draw
+
+    records = synthetic_records(40)
+    for i, r in enumerate(records):
+        object.__setattr__(r, "split", "valid" if i % 10 == 0 else "train")
+    write_dataset(records, tmp_path)
+    ds = ProteinDataset(tmp_path)
+    split = lambda *o: split_dataset(ds, apply_overrides(TrainConfig(), ["data.split.method=column", *o]).data)  # noqa: E731
+    full_train, full_valid, full_clusters = split()
+    train, valid, kept = split("data.split.train_fraction=0.5")
+    assert valid is not None and full_valid is not None and valid.entries == full_valid.entries  # valid unchanged
+    assert 0 < len(train) < len(full_train) and set(kept) < set(full_clusters)
+    names = {e["name"] for e in train.entries}
+    assert names < {e["name"] for e in full_train.entries}
+    with pytest.raises(ConfigError, match="train_fraction must lie in"):
+        apply_overrides(TrainConfig(), ["data.split.train_fraction=0"])
 
 
 def test_record_weights_scale_sampling(tmp_path) -> None:

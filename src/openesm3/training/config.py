@@ -82,9 +82,13 @@ class SplitConfig:
     valid_fraction: float = 0.05
     identity_threshold: float = 0.4
     seed: int = 0
+    # keep this fraction of the training clusters (whole clusters, chosen by a hash of the cluster name and seed, so
+    # a smaller fraction keeps a subset of a larger one); the validation set is unchanged. For data-scaling studies.
+    train_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         _require(0 <= self.valid_fraction < 1, f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
+        _require(0 < self.train_fraction <= 1, f"train_fraction must lie in (0, 1], got {self.train_fraction}")
         _require(
             0 < self.identity_threshold <= 1, f"identity_threshold must lie in (0, 1], got {self.identity_threshold}"
         )

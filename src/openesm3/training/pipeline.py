@@ -19,6 +19,7 @@ from openesm3.training.loader import StepLoader
 from openesm3.training.sampler import LengthBucketSampler
 from openesm3.training.splits import (
     greedy_identity_clusters,
+    kept_clusters,
     sampling_weights,
     valid_by_cluster,
     valid_by_column,
@@ -59,10 +60,14 @@ def split_dataset(dataset: ProteinDataset, data: DataConfig) -> tuple[ProteinDat
         is_valid = valid_by_column(dataset.splits)
     else:
         is_valid = valid_by_cluster(clusters, data.split.valid_fraction, data.split.seed)
-    train_pos = np.flatnonzero(~is_valid)
+    is_train = ~is_valid
+    if data.split.train_fraction < 1:
+        is_train &= kept_clusters(clusters, data.split.train_fraction, data.split.seed)
+    train_pos = np.flatnonzero(is_train)
     valid_pos = np.flatnonzero(is_valid)
     if len(train_pos) == 0:
-        raise ConfigError(f"the {method!r} split of {dataset.root} leaves no training records")
+        fraction = f" with train_fraction={data.split.train_fraction}" if data.split.train_fraction < 1 else ""
+        raise ConfigError(f"the {method!r} split of {dataset.root}{fraction} leaves no training records")
     valid = dataset.subset(valid_pos) if len(valid_pos) else None
     return dataset.subset(train_pos), valid, [clusters[i] for i in train_pos]
 

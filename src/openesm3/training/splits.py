@@ -111,6 +111,12 @@ def valid_by_cluster(clusters: Sequence[str], valid_fraction: float, seed: int =
     return np.array([_unit_hash(seed, c) < valid_fraction for c in clusters], dtype=bool)
 
 
+def kept_clusters(clusters: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean ``[N]``: True for records whose cluster is among the kept ``fraction`` of clusters. Independent of
+    the validation draw (another hash), and nested: a smaller fraction keeps a subset of a larger one."""
+    return np.array([_unit_hash(seed, f"train-subset:{c}") < fraction for c in clusters], dtype=bool)
+
+
 def valid_by_column(splits: Sequence[str]) -> np.ndarray:
     """Boolean ``[N]`` from split labels recorded at ingestion: ``valid``/``validation``/``val`` -> True."""
     return np.array([s.strip().lower() in {"valid", "validation", "val"} for s in splits], dtype=bool)
