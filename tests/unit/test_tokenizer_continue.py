@@ -119,3 +119,28 @@ def test_decoder_dropout_reaches_the_decoder_blocks_not_the_export() -> None:
     assert [b.dropout for b in bake_code_projection(model).blocks] == [0.0, 0.0]
     with pytest.raises(ConfigError, match="decoder_dropout must lie in"):
         TokenizerTrainConfig(decoder_dropout=1.0)
+
+
+def _stage2_config(tmp_path: Path, *overrides: str) -> TokenizerTrainConfig:
+    tiny = [f"encoder.{k}={v}" for k, v in (("d_model", 32), ("v_heads", 4), ("n_layers", 1), ("d_out", 8),
+                                               ("n_codes", 16))]  # fmt: skip
+    tiny += [f"decoder.{k}={v}" for k, v in (("d_model", 32), ("n_heads", 2), ("n_layers", 2), ("pairwise_dim", 8),
+                                               ("sequence_conditioning", "true"))]  # fmt: skip
+    return load_config(TokenizerTrainConfig, None, ["stage=2", f"data.path={tmp_path}", *tiny, *overrides])
+
+
+def test_random_decoder_on_an_exported_encoder(tmp_path: Path) -> None:
+    source = _trained_model()
+    export_networks(source, tmp_path / "export")
+    model = build_model(_stage2_config(tmp_path, f"init_from={tmp_path / 'export'}", "decoder_init=random"))
+    for key, value in source.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+    assert not torch.allclose(model.code_proj.weight, source.code_proj.weight)  # the decoder side starts fresh
+
+
+def test_init_from_kinds_that_do_not_fit(tmp_path: Path) -> None:
+    export_networks(_trained_model(), tmp_path / "export")
+    with pytest.raises(ConfigError, match="a weights directory, which decoder_init=checkpoint cannot start from"):
+        build_model(_stage2_config(tmp_path, f"init_from={tmp_path / 'export'}", "decoder_init=checkpoint"))
+    with pytest.raises(ConfigError, match="decoder_init=weights needs a trained tokenizer's weights directory"):
+        build_model(_stage2_config(tmp_path, f"init_from={tmp_path / 'nowhere'}", "decoder_init=weights"))

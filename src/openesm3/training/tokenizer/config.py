@@ -75,7 +75,9 @@ class TokenizerTrainConfig(TrainConfig):
     encoder: StructureEncoderConfig = field(default_factory=lambda: SMALL_ENCODER)
     decoder: StructureDecoderConfig = field(default_factory=lambda: SMALL_STAGE1_DECODER)
     losses: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
-    init_from: str = ""  # stage 2: a stage-1 run directory or checkpoint directory (encoder + codebook taken)
+    # stage 2: where the frozen encoder + codebook come from: a stage-1 run or checkpoint directory, or a trained
+    # tokenizer's weights directory (a run's export/, or "bundled" for the shipped one)
+    init_from: str = ""
     # stage 2: "random" (the paper: a re-initialised decoder), "stage1" (a deeper decoder that starts as the
     # stage-1 one; same width; see training/tokenizer/warm_start.py) or "checkpoint" (the decoder of a stage-2
     # checkpoint, same shapes: a later sub-stage such as the paper's 2A -> 2B, with its own losses and schedule) or

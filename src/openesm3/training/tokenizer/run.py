@@ -25,7 +25,11 @@ from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import export_networks, load_submodule_state, resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
-from openesm3.training.tokenizer.warm_start import load_exported_tokenizer, warm_start_decoder
+from openesm3.training.tokenizer.warm_start import (
+    load_exported_encoder,
+    load_exported_tokenizer,
+    warm_start_decoder,
+)
 from openesm3.utils.progress import Progress
 
 EXPORT_DIR = "export"
@@ -70,10 +74,23 @@ def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
 def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
     """Encoder and codebook (and, unless ``decoder_init=random``, the decoder) of a stage-2 run from
     ``config.init_from``."""
-    if config.decoder_init == "weights":
-        root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else config.init_from
-        load_exported_tokenizer(model, root)
+    root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else Path(config.init_from)
+    if (root / "structure_encoder" / "config.json").is_file():  # a trained tokenizer in our weight format
+        if config.decoder_init == "weights":
+            load_exported_tokenizer(model, root)
+        elif config.decoder_init == "random":
+            load_exported_encoder(model, root)
+        else:
+            raise ConfigError(
+                f"init_from={config.init_from}: a weights directory, which decoder_init={config.decoder_init} cannot "
+                "start from (it needs a training run or checkpoint); use decoder_init=weights or random"
+            )
         return
+    if config.decoder_init == "weights":
+        raise ConfigError(
+            f"init_from={config.init_from}: decoder_init=weights needs a trained tokenizer's weights directory "
+            "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
+        )
     load_submodule_state(model.encoder, config.init_from, "encoder")
     if config.decoder_init == "stage1":
         warm_start_decoder(model.decoder, config.init_from)

@@ -19,6 +19,7 @@ import torch
 from openesm3.checkpoints.format import load_pretrained
 from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
+from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.checkpointing import load_checkpoint
 from openesm3.training.tokenizer.export import resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
@@ -76,16 +77,8 @@ def load_exported_tokenizer(model: StructureTokenizerModel, directory: str | Pat
     as the exported decoder (up to the rows' storage rounding). Raises :class:`WeightsError` when the shapes differ
     from the run's config, or when the rows are not an affine image of the codebook (a decoder trained with free
     embedding rows, such as the official one). Returns ``directory``."""
-    root = Path(directory)
-    for part, target in (("structure_encoder", model.encoder), ("structure_decoder", model.decoder)):
-        network, config = load_pretrained(root / part, expected_type=part, dtype=torch.float32)
-        if config != target.config:
-            fields = [f for f in vars(config) if getattr(config, f) != getattr(target.config, f, None)]
-            raise WeightsError(
-                f"{root / part}: its config differs from this run's in {', '.join(fields)}; set the run's "
-                f"{part.split('_')[1]} section to match the weights"
-            )
-        target.load_state_dict(network.state_dict())
+    root = load_exported_encoder(model, directory)
+    _load_matching(model.decoder, root / "structure_decoder")
     codes = model.encoder.codebook.embeddings.float()
     rows = model.decoder.embed.weight[: codes.shape[0]].float()
     design = torch.cat([codes, torch.ones(codes.shape[0], 1)], dim=1)
@@ -99,3 +92,32 @@ def load_exported_tokenizer(model: StructureTokenizerModel, directory: str | Pat
     model.code_proj.weight.copy_(solution[:-1].T)
     model.code_proj.bias.copy_(solution[-1])
     return root
+
+
+@torch.no_grad()
+def load_exported_encoder(model: StructureTokenizerModel, directory: str | Path) -> Path:
+    """Load the encoder and codebook of a trained tokenizer in our weight format (``directory/structure_encoder``)
+    into a stage-2 training model, whose decoder starts fresh (``decoder_init=random``). Returns ``directory``."""
+    root = Path(directory)
+    _load_matching(model.encoder, root / "structure_encoder")
+    return root
+
+
+# Encoder config fields that only steer codebook training (stage 1); a frozen stage-2 encoder ignores them.
+_CODEBOOK_TRAINING = frozenset({"codebook_decay", "codebook_epsilon", "commitment_weight", "dead_code_threshold"})
+
+
+def _load_matching(target: StructureEncoder | StructureDecoder, directory: Path) -> None:
+    """Load the weights in ``directory`` into ``target`` when their config equals the target's (codebook-training
+    fields aside)."""
+    part = "structure_encoder" if isinstance(target, StructureEncoder) else "structure_decoder"
+    network, config = load_pretrained(directory, expected_type=part, dtype=torch.float32)
+    fields = [
+        f for f in vars(config) if f not in _CODEBOOK_TRAINING and getattr(config, f) != getattr(target.config, f, None)
+    ]
+    if fields:
+        raise WeightsError(
+            f"{directory}: its config differs from this run's in {', '.join(fields)}; set the run's "
+            f"{part.split('_')[1]} section to match the weights"
+        )
+    target.load_state_dict(network.state_dict())
