@@ -22,7 +22,12 @@ from openesm3.training.data import ProteinDataset, ProteinRecord
 from openesm3.training.loop import TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
-from openesm3.training.tokenizer.export import export_networks, load_submodule_state, resolve_checkpoint
+from openesm3.training.tokenizer.export import (
+    ENCODER_DIR,
+    export_networks,
+    load_submodule_state,
+    resolve_checkpoint,
+)
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.training.tokenizer.objective import TokenizerObjective
 from openesm3.training.tokenizer.warm_start import (
@@ -33,7 +38,7 @@ from openesm3.training.tokenizer.warm_start import (
 from openesm3.utils.progress import Progress
 
 EXPORT_DIR = "export"
-BUNDLED_NAME = "bundled"  # init_from value naming the shipped tokenizer (decoder_init=weights)
+BUNDLED_NAME = "bundled"  # init_from value naming the shipped tokenizer (stage 2 from weights)
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
     """Encoder and codebook (and, unless ``decoder_init=random``, the decoder) of a stage-2 run from
     ``config.init_from``."""
     root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else Path(config.init_from)
-    if (root / "structure_encoder" / "config.json").is_file():  # a trained tokenizer in our weight format
+    if (root / ENCODER_DIR / "config.json").is_file():  # a trained tokenizer in our weight format
         if config.decoder_init == "weights":
             load_exported_tokenizer(model, root)
         elif config.decoder_init == "random":

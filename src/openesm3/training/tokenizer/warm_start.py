@@ -21,7 +21,7 @@ from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.checkpointing import load_checkpoint
-from openesm3.training.tokenizer.export import resolve_checkpoint
+from openesm3.training.tokenizer.export import DECODER_DIR, ENCODER_DIR, resolve_checkpoint
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 
 
@@ -78,7 +78,7 @@ def load_exported_tokenizer(model: StructureTokenizerModel, directory: str | Pat
     from the run's config, or when the rows are not an affine image of the codebook (a decoder trained with free
     embedding rows, such as the official one). Returns ``directory``."""
     root = load_exported_encoder(model, directory)
-    _load_matching(model.decoder, root / "structure_decoder")
+    _load_matching(model.decoder, root / DECODER_DIR)
     codes = model.encoder.codebook.embeddings.float()
     rows = model.decoder.embed.weight[: codes.shape[0]].float()
     design = torch.cat([codes, torch.ones(codes.shape[0], 1)], dim=1)
@@ -86,7 +86,7 @@ def load_exported_tokenizer(model: StructureTokenizerModel, directory: str | Pat
     residual = (design @ solution - rows).norm() / rows.norm().clamp_min(1e-12)
     if residual > CODE_PROJ_FIT_TOLERANCE:
         raise WeightsError(
-            f"{root / 'structure_decoder'}: its token embedding rows are not code_proj(codebook) (relative residual "
+            f"{root / DECODER_DIR}: its token embedding rows are not code_proj(codebook) (relative residual "
             f"{residual:.3f} of the affine fit); decoder_init=weights continues decoders exported by train-tokenizer"
         )
     model.code_proj.weight.copy_(solution[:-1].T)
@@ -99,7 +99,7 @@ def load_exported_encoder(model: StructureTokenizerModel, directory: str | Path)
     """Load the encoder and codebook of a trained tokenizer in our weight format (``directory/structure_encoder``)
     into a stage-2 training model, whose decoder starts fresh (``decoder_init=random``). Returns ``directory``."""
     root = Path(directory)
-    _load_matching(model.encoder, root / "structure_encoder")
+    _load_matching(model.encoder, root / ENCODER_DIR)
     return root
 
 
@@ -110,7 +110,7 @@ _CODEBOOK_TRAINING = frozenset({"codebook_decay", "codebook_epsilon", "commitmen
 def _load_matching(target: StructureEncoder | StructureDecoder, directory: Path) -> None:
     """Load the weights in ``directory`` into ``target`` when their config equals the target's (codebook-training
     fields aside)."""
-    part = "structure_encoder" if isinstance(target, StructureEncoder) else "structure_decoder"
+    part = ENCODER_DIR if isinstance(target, StructureEncoder) else DECODER_DIR  # directory name = model type
     network, config = load_pretrained(directory, expected_type=part, dtype=torch.float32)
     fields = [
         f for f in vars(config) if f not in _CODEBOOK_TRAINING and getattr(config, f) != getattr(target.config, f, None)
