@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_tokenizer_evals.py"
+from tests.script_testing import load_script
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("compare_tokenizer_evals", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _module() -> ModuleType:
+    return load_script("compare_tokenizer_evals")
 
 
 def _eval(rows: dict[str, tuple[float, float, float]]) -> dict:

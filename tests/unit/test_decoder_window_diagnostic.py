@@ -3,25 +3,20 @@ chain, scored on the same residues."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from openesm3.training.data import write_dataset
+from tests.script_testing import load_script
 from tests.training_fixtures import synthetic_record
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "decoder_window_diagnostic.py"
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("decoder_window_diagnostic", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _module() -> ModuleType:
+    return load_script("decoder_window_diagnostic")
 
 
 @pytest.mark.parametrize(("length", "window", "starts"), [
