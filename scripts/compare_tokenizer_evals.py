@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openesm3.training.tokenizer.evaluate import bootstrap_mean
 from openesm3.utils.atomic import atomic_write_json
 
 # metric -> whether larger is better
@@ -31,12 +32,9 @@ def compare(first: dict, second: dict, *, n_boot: int = 5000, seed: int = 0) -> 
     out: dict[str, dict[str, float]] = {}
     for key, larger_better in METRICS.items():
         d = np.array([a[n][key] - b[n][key] for n in names], dtype=np.float64)
-        boot = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
         out[key] = {
             "n_proteins": len(d),
-            "mean_difference": float(d.mean()),
-            "ci95_low": float(np.percentile(boot, 2.5)),
-            "ci95_high": float(np.percentile(boot, 97.5)),
+            **bootstrap_mean(d, rng, n_boot=n_boot),
             "first_better_fraction": float(np.mean(d > 0 if larger_better else d < 0)),
         }
     return out

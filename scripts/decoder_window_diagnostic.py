@@ -27,7 +27,7 @@ from openesm3.geometry.alignment import kabsch
 from openesm3.geometry.lddt import lddt
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.training.data import ProteinDataset, sequence_to_ids
-from openesm3.training.tokenizer.evaluate import record_to_chain
+from openesm3.training.tokenizer.evaluate import bootstrap_mean, record_to_chain
 from openesm3.training.tokenizer.model import decoder_sequence
 from openesm3.utils.atomic import atomic_write_json
 
@@ -53,16 +53,6 @@ def _decode_ca(decoder: StructureDecoder, tokens: torch.Tensor, seq_ids: torch.T
 
 def _score(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
     return float(lddt(pred, true, mask).score), float(kabsch(pred[mask], true[mask]).rmsd)
-
-
-def bootstrap_mean(d: np.ndarray, *, n_boot: int = 5000, seed: int = 0) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    boot = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
-    return {
-        "mean_difference": float(d.mean()),
-        "ci95_low": float(np.percentile(boot, 2.5)),
-        "ci95_high": float(np.percentile(boot, 97.5)),
-    }
 
 
 @torch.no_grad()
@@ -134,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         "whole_lddt_ca_mean": float(np.mean([p["whole_lddt_ca"] for p in proteins])),
         "window_ca_rmsd_mean": float(np.mean([p["window_ca_rmsd"] for p in proteins])),
         "whole_ca_rmsd_mean": float(np.mean([p["whole_ca_rmsd"] for p in proteins])),
-        "lddt_ca_window_minus_whole": bootstrap_mean(d_lddt) | {"window_better_fraction": float(np.mean(d_lddt > 0))},
-        "ca_rmsd_window_minus_whole": bootstrap_mean(d_rmsd) | {"window_better_fraction": float(np.mean(d_rmsd < 0))},
+        "lddt_ca_window_minus_whole": bootstrap_mean(d_lddt, np.random.default_rng(0))
+        | {"window_better_fraction": float(np.mean(d_lddt > 0))},
+        "ca_rmsd_window_minus_whole": bootstrap_mean(d_rmsd, np.random.default_rng(0))
+        | {"window_better_fraction": float(np.mean(d_rmsd < 0))},
     }
     print(
         f"{len(proteins)} chains: lDDT-CA windows {summary['window_lddt_ca_mean']:.3f} vs whole "

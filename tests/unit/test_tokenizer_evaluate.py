@@ -12,7 +12,7 @@ import torch
 from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
-from openesm3.training.tokenizer.evaluate import ProteinResult, round_trip, summarize
+from openesm3.training.tokenizer.evaluate import ProteinResult, bootstrap_mean, round_trip, summarize
 from tests.unit.test_tokenizer_model import _record
 
 
@@ -67,3 +67,13 @@ def test_round_trip_reports_the_mirror_fit() -> None:
     assert result is not None
     assert math.isfinite(result.mirror_rmsd) and result.mirror_rmsd > 0
     assert result.mirror_rmsd != pytest.approx(result.backbone_rmsd, abs=1e-6)
+
+
+def test_bootstrap_mean_of_paired_differences() -> None:
+    d = np.array([0.1, 0.3, -0.2, 0.4, 0.0, 0.2])
+    r = bootstrap_mean(d, np.random.default_rng(0), n_boot=2000)
+    assert r["mean_difference"] == pytest.approx(0.8 / 6)
+    assert d.min() < r["ci95_low"] < r["mean_difference"] < r["ci95_high"] < d.max()
+    assert r == bootstrap_mean(d, np.random.default_rng(0), n_boot=2000)  # the draws come from the given generator
+    same = bootstrap_mean(np.full(5, 0.25), np.random.default_rng(1))
+    assert same == {"mean_difference": 0.25, "ci95_low": 0.25, "ci95_high": 0.25}  # no spread, no interval

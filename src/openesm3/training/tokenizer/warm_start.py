@@ -97,7 +97,8 @@ def load_exported_tokenizer(model: StructureTokenizerModel, directory: str | Pat
 @torch.no_grad()
 def load_exported_encoder(model: StructureTokenizerModel, directory: str | Path) -> Path:
     """Load the encoder and codebook of a trained tokenizer in our weight format (``directory/structure_encoder``)
-    into a stage-2 training model, whose decoder starts fresh (``decoder_init=random``). Returns ``directory``."""
+    into a stage-2 training model (alone for ``decoder_init=random``; :func:`load_exported_tokenizer` adds the
+    decoder). Returns ``directory``."""
     root = Path(directory)
     _load_matching(model.encoder, root / ENCODER_DIR)
     return root
