@@ -109,8 +109,14 @@ def run_function_decoder(
         measured: dict[str, dict[str, Any]] = {}
         for _ in range(rounds):
             for impl in ("reference", "openesm3"):
-                wargs = {"impl": impl, "length": length, "repeats": repeats, "threads": threads, "device": device,
-                         "weights": str(weights)}
+                wargs = {
+                    "impl": impl,
+                    "length": length,
+                    "repeats": repeats,
+                    "threads": threads,
+                    "device": device,
+                    "weights": str(weights),
+                }
                 res = run_worker(SCRIPT, "forward", wargs)
                 row = measured.setdefault(impl, {"times_s": [], "cpu_times_s": [], "peak_rss_gb": 0.0})
                 row["times_s"] += res["times_s"]

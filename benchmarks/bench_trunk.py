@@ -307,8 +307,10 @@ def main() -> None:
         for label, res in results.items():
             if isinstance(res, dict) and "median_s" in res:
                 wall, cpu = res["median_s"], res["median_cpu_s"]
-                print(f"| {label} | {wall:.2f} | {ref / wall:.2f}x | {cpu:.2f} | {ref_cpu / cpu:.2f}x | "
-                      f"{res['peak_rss_gb']:.2f} |")
+                print(
+                    f"| {label} | {wall:.2f} | {ref / wall:.2f}x | {cpu:.2f} | {ref_cpu / cpu:.2f}x | "
+                    f"{res['peak_rss_gb']:.2f} |"
+                )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -495,8 +495,12 @@ def main() -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--grid", default="", help="trunk grid subset, e.g. 1x64,16x256")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per trunk point <= 1024 tokens and per VQ-VAE/decoder process (default 3)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per trunk point <= 1024 tokens and per VQ-VAE/decoder process (default 3)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="fresh processes per implementation (VQ-VAE, decoder)")
     parser.add_argument("--agreement-n", type=int, default=64, help="real sequences for the bf16 agreement")
     parser.add_argument("--only", default="", help="comma-separated sections to run: " + ",".join(SECTIONS))
@@ -510,8 +514,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench"))
     parser.add_argument("--compile", action="store_true", help="also time ours bf16 with torch.compile'd blocks")
     parser.add_argument("--trunk-runs", default="", help="trunk runs to time (default: all), comma-separated")
-    parser.add_argument("--merge", action="store_true",
-                        help="merge the trunk points measured now into the existing trunk section")
+    parser.add_argument(
+        "--merge", action="store_true", help="merge the trunk points measured now into the existing trunk section"
+    )
     parser.add_argument("--render-only", action="store_true", help="rebuild the report from existing JSON files")
     args = parser.parse_args()
     import torch

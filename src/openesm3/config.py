@@ -65,9 +65,7 @@ ESM3_TINY = ESM3Config(d_model=64, n_heads=4, n_layers=2, v_heads=4)
 ESM3_SM_OPEN_V1 = ESM3Config(d_model=1536, n_heads=24, n_layers=48, v_heads=256)
 # Paper Table S1. The geometric head count of the larger models is not published; 256 as in the open model.
 ESM3_7B = ESM3Config(d_model=2560, n_heads=40, n_layers=96, v_heads=256)
-ESM3_98B = ESM3Config(
-    d_model=6144, n_heads=48, n_layers=216, v_heads=256, n_taxonomy_terms=C.TAXONOMY_N_TERMS_98B
-)
+ESM3_98B = ESM3Config(d_model=6144, n_heads=48, n_layers=216, v_heads=256, n_taxonomy_terms=C.TAXONOMY_N_TERMS_98B)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,8 +37,10 @@ def test_featurize_multi_chain_and_chain_selection(tmp_path) -> None:
     assert main(["featurize", str(STRUCTURES / "1TEN.pdb.gz"), "--quiet", "--json", str(out)]) == 0
     all_chains = [c["chain_id"] for c in json.loads(out.read_text())["chains"]]
     assert len(all_chains) >= 1
-    assert main(["featurize", str(STRUCTURES / "1TEN.pdb.gz"), "--quiet", "--chain", all_chains[0],
-                 "--json", str(out)]) == 0
+    assert (
+        main(["featurize", str(STRUCTURES / "1TEN.pdb.gz"), "--quiet", "--chain", all_chains[0], "--json", str(out)])
+        == 0
+    )
     assert [c["chain_id"] for c in json.loads(out.read_text())["chains"]] == all_chains[:1]
 
 
@@ -68,8 +70,9 @@ def test_featurize_errors_are_one_line_and_nonzero(tmp_path) -> None:
         ([str(bad)], "empty.pdb"),
         ([str(STRUCTURES / "1a62.pdb.gz"), "--chain", "Z"], "chain 'Z'"),
     ):
-        proc = subprocess.run([sys.executable, "-m", "openesm3", "featurize", *args], capture_output=True, text=True,
-                              env=env, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "openesm3", "featurize", *args], capture_output=True, text=True, env=env, check=False
+        )
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr

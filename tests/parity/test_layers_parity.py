@@ -40,11 +40,21 @@ def _backbone(b: int, length: int, g: torch.Generator) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("d_model", "n_heads", "v_heads", "n_layers", "geometric", "bias", "length"),
-    [(192, 3, 16, 4, True, False, 37), (128, 2, 8, 48, True, False, 64), (96, 4, 0, 2, False, False, 20),
-     (64, 1, 8, 1, True, True, 50)],
+    [
+        (192, 3, 16, 4, True, False, 37),
+        (128, 2, 8, 48, True, False, 64),
+        (96, 4, 0, 2, False, False, 20),
+        (64, 1, 8, 1, True, True, 50),
+    ],
 )
 def test_block_matches_reference(
-    esm_reference, d_model: int, n_heads: int, v_heads: int, n_layers: int, geometric: bool, bias: bool,
+    esm_reference,
+    d_model: int,
+    n_heads: int,
+    v_heads: int,
+    n_layers: int,
+    geometric: bool,
+    bias: bool,
     length: int,
 ) -> None:
     from esm.layers.blocks import UnifiedTransformerBlock
@@ -52,12 +62,26 @@ def test_block_matches_reference(
 
     scale = math.sqrt(n_layers / 36)
     ref = UnifiedTransformerBlock(
-        d_model, n_heads, use_geom_attn=geometric, v_heads=v_heads or None, bias=bias, expansion_ratio=8 / 3,
-        residue_scaling_factor=scale, mask_and_zero_frameless=True, qk_layernorm=True,
+        d_model,
+        n_heads,
+        use_geom_attn=geometric,
+        v_heads=v_heads or None,
+        bias=bias,
+        expansion_ratio=8 / 3,
+        residue_scaling_factor=scale,
+        mask_and_zero_frameless=True,
+        qk_layernorm=True,
     ).eval()
     ours = TransformerBlock(
-        BlockConfig(d_model=d_model, n_heads=n_heads, ffn_dim=ffn_hidden_dim(d_model), v_heads=v_heads, bias=bias,
-                    geometric_bias=bias, residual_scale=scale)
+        BlockConfig(
+            d_model=d_model,
+            n_heads=n_heads,
+            ffn_dim=ffn_hidden_dim(d_model),
+            v_heads=v_heads,
+            bias=bias,
+            geometric_bias=bias,
+            residual_scale=scale,
+        )
     ).eval()
     _randomize(ref, seed=d_model)
     _load_from_reference(ours, ref)

@@ -112,8 +112,12 @@ def as_ours(sdk, chain: str | None) -> ProteinChain | ProteinComplex:  # noqa: A
     """The SDK's arrays as our ProteinChain / ProteinComplex (same residues, same coordinates)."""
     sdk_chains = [sdk] if chain is not None else list(sdk.chain_iter())
     ours = [
-        ProteinChain.from_atom37(np.asarray(c.atom37_positions, dtype=np.float32), sequence=c.sequence,
-                                 residue_index=c.residue_index, chain_id=c.chain_id)  # fmt: skip
+        ProteinChain.from_atom37(
+            np.asarray(c.atom37_positions, dtype=np.float32),
+            sequence=c.sequence,
+            residue_index=c.residue_index,
+            chain_id=c.chain_id,
+        )  # fmt: skip
         for c in sdk_chains
     ]
     return ours[0] if chain is not None else ProteinComplex(tuple(ours), "sdk")

@@ -100,8 +100,15 @@ def load_pdb_backbone(path: Path | str, altloc: Literal["last", "occupancy"] = "
     occupancy = atoms.occupancy
     xyz = atoms.coord
     # Residues = runs of one (chain, resseq, icode); microheterogeneity (two residue names) stays one residue.
-    starts = [0] + [k for k in range(1, len(res_ids)) if (chain_ids[k], res_ids[k], icodes[k]) != (
-        chain_ids[k - 1], res_ids[k - 1], icodes[k - 1])] + [len(res_ids)]
+    starts = (
+        [0]
+        + [
+            k
+            for k in range(1, len(res_ids))
+            if (chain_ids[k], res_ids[k], icodes[k]) != (chain_ids[k - 1], res_ids[k - 1], icodes[k - 1])
+        ]
+        + [len(res_ids)]
+    )
     n_res = len(starts) - 1
     coords = np.full((n_res, 37, 3), np.nan, dtype=np.float32)
     keys: list[ResidueKey] = []

@@ -14,7 +14,10 @@ def test_strict_load_lists_missing_unexpected_and_misshaped_keys() -> None:
     with torch.device("meta"):
         model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     state = {
-        "0.weight": torch.zeros(4, 3), "0.bias": torch.zeros(5), "1.weight": torch.zeros(2, 4), "extra": torch.ones(1)
+        "0.weight": torch.zeros(4, 3),
+        "0.bias": torch.zeros(5),
+        "1.weight": torch.zeros(2, 4),
+        "extra": torch.ones(1),
     }
     with pytest.raises(WeightsError) as info:
         load_state_dict_strict(model, state, source="x.safetensors")
@@ -47,8 +50,13 @@ def test_read_config_rejects_bad_version_and_unknown_fields(tmp_path) -> None:
     with pytest.raises(WeightsError, match="not valid JSON"):
         read_config(tmp_path)
     (tmp_path / CONFIG_FILE).write_text(
-        json.dumps({"format_version": 1, "model_type": "esm3",
-                    "config": {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4}})
+        json.dumps(
+            {
+                "format_version": 1,
+                "model_type": "esm3",
+                "config": {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4},
+            }
+        )
     )
     model_type, cfg = read_config(tmp_path)
     assert model_type == "esm3" and cfg.d_model == 64

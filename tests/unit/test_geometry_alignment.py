@@ -53,18 +53,22 @@ def horn_rotation(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     yc = y - (w[:, None] * y).sum(0) / w.sum()
     s = (w[:, None, None] * xc[:, :, None] * yc[:, None, :]).sum(0)
     (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = s
-    n = np.array([
-        [sxx + syy + szz, syz - szy, szx - sxz, sxy - syx],
-        [syz - szy, sxx - syy - szz, sxy + syx, szx + sxz],
-        [szx - sxz, sxy + syx, -sxx + syy - szz, syz + szy],
-        [sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz],
-    ])
+    n = np.array(
+        [
+            [sxx + syy + szz, syz - szy, szx - sxz, sxy - syx],
+            [syz - szy, sxx - syy - szz, sxy + syx, szx + sxz],
+            [szx - sxz, sxy + syx, -sxx + syy - szz, syz + szy],
+            [sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz],
+        ]
+    )
     q0, qx, qy, qz = np.linalg.eigh(n)[1][:, -1]
-    return np.array([
-        [q0**2 + qx**2 - qy**2 - qz**2, 2 * (qx * qy - q0 * qz), 2 * (qx * qz + q0 * qy)],
-        [2 * (qy * qx + q0 * qz), q0**2 - qx**2 + qy**2 - qz**2, 2 * (qy * qz - q0 * qx)],
-        [2 * (qz * qx - q0 * qy), 2 * (qz * qy + q0 * qx), q0**2 - qx**2 - qy**2 + qz**2],
-    ])
+    return np.array(
+        [
+            [q0**2 + qx**2 - qy**2 - qz**2, 2 * (qx * qy - q0 * qz), 2 * (qx * qz + q0 * qy)],
+            [2 * (qy * qx + q0 * qz), q0**2 - qx**2 + qy**2 - qz**2, 2 * (qy * qz - q0 * qx)],
+            [2 * (qz * qx - q0 * qy), 2 * (qz * qy + q0 * qx), q0**2 - qx**2 - qy**2 + qz**2],
+        ]
+    )
 
 
 # ---- hand-computed cases ----------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def test_batched_matches_one_by_one_with_any_leading_shape() -> None:
     n = x.shape[0]
     xs = torch.stack([x, y, x @ random_rotation().T, x + 3.0, y, x]).float().reshape(2, 3, n, 3)
     ys = torch.stack([y, x, x, y, y, x + torch.randn(n, 3, dtype=torch.float64)]).float().reshape(2, 3, n, 3)
-    masks = (torch.rand(2, 3, n) > 0.2)
+    masks = torch.rand(2, 3, n) > 0.2
     sup = kabsch(xs, ys, masks)
     assert sup.rotation.shape == (2, 3, 3, 3) and sup.rmsd.shape == (2, 3) and sup.superposed.shape == xs.shape
     for i in range(2):

@@ -264,8 +264,9 @@ def test_tm_score_search_beats_plain_superposition_when_a_domain_moves() -> None
     part = model[120:]
     c = part.mean(0)
     ang = math.radians(50)
-    rz = torch.tensor([[math.cos(ang), -math.sin(ang), 0], [math.sin(ang), math.cos(ang), 0], [0, 0, 1]],
-                      dtype=torch.float64)
+    rz = torch.tensor(
+        [[math.cos(ang), -math.sin(ang), 0], [math.sin(ang), math.cos(ang), 0], [0, 0, 1]], dtype=torch.float64
+    )
     model[120:] = (part - c) @ rz.T + c
     search, plain = tm_score(model, y).score.item(), tm_score(model, y, superposition="kabsch").score.item()
     assert search > plain + 0.05

@@ -84,9 +84,7 @@ def test_backbone_and_has_coordinates() -> None:
     np.testing.assert_array_equal(bb[:, 1], chain.atom37[:, RC.ATOM_CA])
     assert chain.backbone(oxygen=True).shape == (len(chain), 4, 3)
     assert chain.has_coordinates.all()
-    empty = replace(
-        chain, atom37=np.full_like(chain.atom37, np.nan), atom37_mask=np.zeros_like(chain.atom37_mask)
-    )
+    empty = replace(chain, atom37=np.full_like(chain.atom37, np.nan), atom37_mask=np.zeros_like(chain.atom37_mask))
     assert not empty.has_coordinates.any()
 
 

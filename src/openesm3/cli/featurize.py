@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
                     s = c.summary()
                     breaks = ",".join(s["chain_breaks"]) or "none"
                     rsa = "n/a" if s["mean_relative_sasa"] is None else f"{s['mean_relative_sasa']:.3f}"
-                    print(f"{path}\tchain {s['chain_id']}\tlength {s['length']}\tmean relative SASA {rsa}\t"
-                          f"chain breaks at {breaks}")
+                    print(
+                        f"{path}\tchain {s['chain_id']}\tlength {s['length']}\tmean relative SASA {rsa}\t"
+                        f"chain breaks at {breaks}"
+                    )
                     print(f"  sequence {s['sequence']}")
                     print(f"  dssp     {s['ss8']}")
             bar.update()

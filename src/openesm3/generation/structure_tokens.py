@@ -183,8 +183,14 @@ class StructureTokens:
                 raise InputError(f"structure tokens {name!r}: chain {cid!r} is empty (two adjacent chain breaks?)")
             n = codes.size
             chains.append(
-                ChainTokens(cid, codes.astype(np.int64), np.arange(1, n + 1), np.full(n, "", "<U1"), None,
-                            np.ones(n, dtype=bool))  # fmt: skip
+                ChainTokens(
+                    cid,
+                    codes.astype(np.int64),
+                    np.arange(1, n + 1),
+                    np.full(n, "", "<U1"),
+                    None,
+                    np.ones(n, dtype=bool),
+                )  # fmt: skip
             )
         return cls(tuple(chains), name)
 
@@ -382,8 +388,9 @@ def decode_structure(
         for i, item in enumerate(batch):
             n = len(item.tokens)
             results.append(
-                _assemble(item, out.backbone[i, :n].cpu(), out.plddt[i, :n].cpu(), out.pae[i, :n, :n].cpu(),
-                          float(out.ptm[i]))  # fmt: skip
+                _assemble(
+                    item, out.backbone[i, :n].cpu(), out.plddt[i, :n].cpu(), out.pae[i, :n, :n].cpu(), float(out.ptm[i])
+                )  # fmt: skip
             )
     return results[0] if single else results
 
@@ -536,8 +543,14 @@ def _chains_from_json(chains: object, where: str, name: str) -> StructureTokens:
             raise InputError(f"{at}.chain_id: expected a non-empty string")
         try:
             parsed.append(
-                ChainTokens(chain_id, codes, residue_index.astype(np.int64), np.asarray(icode, dtype="<U1"), sequence,
-                            np.asarray(mask, dtype=bool))  # fmt: skip
+                ChainTokens(
+                    chain_id,
+                    codes,
+                    residue_index.astype(np.int64),
+                    np.asarray(icode, dtype="<U1"),
+                    sequence,
+                    np.asarray(mask, dtype=bool),
+                )  # fmt: skip
             )
         except InputError as exc:
             raise InputError(f"{at}: {exc}") from None

@@ -25,8 +25,9 @@ def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
     check_coordinates(name_a, a)
     check_coordinates(name_b, b)
     if a.shape != b.shape:
-        raise InputError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
-                         "they must match")
+        raise InputError(
+            f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; they must match"
+        )
 
 
 def out_dtype(x: Tensor) -> torch.dtype:
@@ -43,9 +44,7 @@ def _first_bad(bad: Tensor) -> str:
     return where
 
 
-def resolve_mask(
-    mask: Tensor | None, coords: list[tuple[str, Tensor]], mask_name: str = "mask"
-) -> Tensor:
+def resolve_mask(mask: Tensor | None, coords: list[tuple[str, Tensor]], mask_name: str = "mask") -> Tensor:
     """Boolean mask [*, N] of the atoms to use.
 
     ``None`` means every atom whose coordinates are finite in all of ``coords``. A given mask must be boolean with
@@ -59,8 +58,10 @@ def resolve_mask(
     if mask is None:
         return finite
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise InputError(f"{mask_name}: expected a boolean torch.Tensor of shape {tuple(shape)}, got "
-                         f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+        raise InputError(
+            f"{mask_name}: expected a boolean torch.Tensor of shape {tuple(shape)}, got "
+            f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}"
+        )
     if mask.shape != shape:
         raise InputError(f"{mask_name} has shape {tuple(mask.shape)} but {ref_name} needs {tuple(shape)} ([*, N])")
     for name, x in coords:

@@ -279,8 +279,10 @@ def _fit(
     trans = cy - (rot @ cx[..., None])[..., 0]
     # |R x + t - y|^2 - |x|^2 - |y|^2 = -2 sum_ij R_ij x_j y_i - 2 t·y + 2 (R^T t)·x + |t|^2
     rty = (rot.transpose(-1, -2) @ trans[..., None])[..., 0]
-    coef = torch.cat([-2.0 * rot.transpose(-1, -2).reshape(s, 9), -2.0 * trans, 2.0 * rty,
-                      (trans * trans).sum(-1, keepdim=True)], dim=-1)  # [S, 16]
+    coef = torch.cat(
+        [-2.0 * rot.transpose(-1, -2).reshape(s, 9), -2.0 * trans, 2.0 * rty, (trans * trans).sum(-1, keepdim=True)],
+        dim=-1,
+    )  # [S, 16]
     d = torch.sqrt((coef @ features.T + base).clamp_min_(0.0))  # [S, n]
     return rot, trans, d
 

@@ -150,8 +150,9 @@ def lddt_ca(
     if mask is not None and (not isinstance(mask, Tensor) or mask.shape != model.shape[:-1]):
         got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
         raise InputError(f"mask: expected an atom37 mask of shape {tuple(model.shape[:-1])}, got {got}")
-    return lddt(model[..., ca, :], reference[..., ca, :], None if mask is None else mask[..., ca],
-                cutoff=cutoff, eps=eps)
+    return lddt(
+        model[..., ca, :], reference[..., ca, :], None if mask is None else mask[..., ca], cutoff=cutoff, eps=eps
+    )
 
 
 def lddt_all_atom(

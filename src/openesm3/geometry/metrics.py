@@ -76,8 +76,10 @@ def _lengths(length: Tensor | int | None, m: Tensor, name: str = "length") -> Te
         raise InputError(f"{name}: expected an int or a tensor of shape {tuple(m.shape[:-1])}, got {tuple(n.shape)}")
     n = n.expand(m.shape[:-1]).reshape(aligned.shape)
     if bool((n < aligned).any()):
-        raise InputError(f"{name}: the normalisation length ({n.min().item():g}) must be at least the number of "
-                         f"aligned residues ({int(aligned.max())}); pass the reference's full length")
+        raise InputError(
+            f"{name}: the normalisation length ({n.min().item():g}) must be at least the number of "
+            f"aligned residues ({int(aligned.max())}); pass the reference's full length"
+        )
     return n
 
 
@@ -244,8 +246,15 @@ def gdt_ts(
     length: Tensor | int | None = None,
 ) -> Tensor:
     """GDT-TS [*]: :func:`gdt` with cutoffs 1, 2, 4, 8 A."""
-    return gdt(model, reference, mask, cutoffs=C.GDT_TS_CUTOFFS, superposition=superposition,
-               allow_reflection=allow_reflection, length=length).score
+    return gdt(
+        model,
+        reference,
+        mask,
+        cutoffs=C.GDT_TS_CUTOFFS,
+        superposition=superposition,
+        allow_reflection=allow_reflection,
+        length=length,
+    ).score
 
 
 def gdt_ha(
@@ -258,8 +267,15 @@ def gdt_ha(
     length: Tensor | int | None = None,
 ) -> Tensor:
     """GDT-HA [*]: :func:`gdt` with cutoffs 0.5, 1, 2, 4 A."""
-    return gdt(model, reference, mask, cutoffs=C.GDT_HA_CUTOFFS, superposition=superposition,
-               allow_reflection=allow_reflection, length=length).score
+    return gdt(
+        model,
+        reference,
+        mask,
+        cutoffs=C.GDT_HA_CUTOFFS,
+        superposition=superposition,
+        allow_reflection=allow_reflection,
+        length=length,
+    ).score
 
 
 __all__ = [

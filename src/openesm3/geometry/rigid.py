@@ -53,9 +53,7 @@ class Rigid:
         return Rigid(rot, torch.zeros(*shape, 3, device=device, dtype=dtype))
 
     @staticmethod
-    def from_gram_schmidt(
-        origin: Tensor, x_axis: Tensor, xy_plane: Tensor, eps: float = C.GRAM_SCHMIDT_EPS
-    ) -> Rigid:
+    def from_gram_schmidt(origin: Tensor, x_axis: Tensor, xy_plane: Tensor, eps: float = C.GRAM_SCHMIDT_EPS) -> Rigid:
         """Frame at ``origin`` with x along ``x_axis`` and ``xy_plane`` in its xy-plane (all [..., 3])."""
         return Rigid(gram_schmidt(x_axis, xy_plane, eps), origin)
 

@@ -130,8 +130,10 @@ def prepare_inputs(
         if value is None:
             continue
         trailing = _expected_trailing(name)
-        if value.dim() != 2 + len(trailing) or int(value.shape[1]) != length or not all(
-            ok(int(got)) for got, ok in zip(value.shape[2:], trailing)
+        if (
+            value.dim() != 2 + len(trailing)
+            or int(value.shape[1]) != length
+            or not all(ok(int(got)) for got, ok in zip(value.shape[2:], trailing))
         ):
             raise InputError(
                 f"{name}: expected shape {_describe(name)} with L={length} (from {length_from}), "

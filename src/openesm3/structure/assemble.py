@@ -77,9 +77,7 @@ def _atom_slots(atom_name: np.ndarray, res_name: np.ndarray) -> np.ndarray:
     return slots
 
 
-def _polymer_hetero(
-    chain: np.ndarray, hetero: np.ndarray, c_atom: np.ndarray, n_atom: np.ndarray
-) -> np.ndarray:
+def _polymer_hetero(chain: np.ndarray, hetero: np.ndarray, c_atom: np.ndarray, n_atom: np.ndarray) -> np.ndarray:
     """[R] bool over amino-acid residues in file order: True where a HETATM residue belongs to a polymer."""
     n_res = len(chain)
     _, chain_first, chain_code = np.unique(chain, return_index=True, return_inverse=True)

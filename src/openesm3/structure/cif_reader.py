@@ -7,6 +7,7 @@ PDB files; the ``label_*`` fields are the fallback. Models are numbered by their
 from __future__ import annotations
 
 import io
+from typing import overload
 
 import numpy as np
 
@@ -42,9 +43,19 @@ def _strings(category: object, names: tuple[str, ...], n: int, source: str, requ
     return out
 
 
+@overload
+def _numbers(
+    category: object, names: tuple[str, ...], dtype: type, source: str, default: None = None
+) -> np.ndarray: ...
+@overload
+def _numbers(
+    category: object, names: tuple[str, ...], dtype: type, source: str, default: float
+) -> np.ndarray | None: ...
 def _numbers(
     category: object, names: tuple[str, ...], dtype: type, source: str, default: float | None = None
 ) -> np.ndarray | None:
+    """The column (the first of ``names`` present) as ``dtype``; a missing column or value is an error when
+    ``default`` is None, else the column is None (absent) or its missing values read ``default``."""
     found = _column(category, names)
     if found is None:
         if default is None:
@@ -110,7 +121,8 @@ def parse_cif(data: bytes, source: str, *, binary: bool) -> AtomRecords:
         raise StructureFileError(source, f"truncated {kind}: atom_site columns have different lengths {uneven}")
 
     coord = np.stack(
-        [_numbers(sites, (f"Cartn_{axis}",), float, source) for axis in "xyz"], axis=1  # type: ignore[misc]
+        [_numbers(sites, (f"Cartn_{axis}",), float, source) for axis in "xyz"],
+        axis=1,
     )
     models = _column(sites, ("pdbx_PDB_model_num",))
     if models is None:

@@ -41,9 +41,7 @@ class ChainFeatures:
     @property
     def break_positions(self) -> list[str]:
         """Residue labels (number + insertion code) at which a new segment starts."""
-        return [
-            f"{int(n)}{ic}" for n, ic, b in zip(self.residue_index, self.insertion_code, self.chain_breaks) if b
-        ]
+        return [f"{int(n)}{ic}" for n, ic, b in zip(self.residue_index, self.insertion_code, self.chain_breaks) if b]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -68,8 +66,13 @@ class ChainFeatures:
                 "chain_break": bool(b),
             }
             for n, ic, aa, ss, s, r, b in zip(
-                self.residue_index, self.insertion_code, self.sequence, self.ss8, self.sasa,
-                self.relative_sasa, self.chain_breaks,
+                self.residue_index,
+                self.insertion_code,
+                self.sequence,
+                self.ss8,
+                self.sasa,
+                self.relative_sasa,
+                self.chain_breaks,
             )
         ]
         return {**self.summary(), "residues": residues}

@@ -55,9 +55,7 @@ def _strings(block: np.ndarray) -> np.ndarray:
     return decoded[inverse.reshape(-1)]
 
 
-def _floats(
-    block: np.ndarray, what: str, lines: np.ndarray, source: str, default: float | None = None
-) -> np.ndarray:
+def _floats(block: np.ndarray, what: str, lines: np.ndarray, source: str, default: float | None = None) -> np.ndarray:
     """[n, w] uint8 -> [n] float64; blank fields get ``default`` (an error when None)."""
     raw = _as_bytes(block)
     try:
