@@ -117,7 +117,7 @@ def as_ours(sdk, chain: str | None) -> ProteinChain | ProteinComplex:  # noqa: A
             sequence=c.sequence,
             residue_index=c.residue_index,
             chain_id=c.chain_id,
-        )  # fmt: skip
+        )
         for c in sdk_chains
     ]
     return ours[0] if chain is not None else ProteinComplex(tuple(ours), "sdk")

@@ -190,7 +190,7 @@ class StructureTokens:
                     np.full(n, "", "<U1"),
                     None,
                     np.ones(n, dtype=bool),
-                )  # fmt: skip
+                )
             )
         return cls(tuple(chains), name)
 
@@ -390,7 +390,7 @@ def decode_structure(
             results.append(
                 _assemble(
                     item, out.backbone[i, :n].cpu(), out.plddt[i, :n].cpu(), out.pae[i, :n, :n].cpu(), float(out.ptm[i])
-                )  # fmt: skip
+                )
             )
     return results[0] if single else results
 
@@ -550,7 +550,7 @@ def _chains_from_json(chains: object, where: str, name: str) -> StructureTokens:
                     np.asarray(icode, dtype="<U1"),
                     sequence,
                     np.asarray(mask, dtype=bool),
-                )  # fmt: skip
+                )
             )
         except InputError as exc:
             raise InputError(f"{at}: {exc}") from None
