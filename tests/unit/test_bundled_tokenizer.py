@@ -70,3 +70,10 @@ def test_the_shipped_tokenizer_loads_as_float32() -> None:
     assert bundled_tokenizer_dir().is_dir()
     for model in (encoder, decoder):
         assert {p.dtype for p in model.state_dict().values() if p.is_floating_point()} == {torch.float32}
+
+
+def test_the_shipped_tokenizer_fits_the_weight_budget() -> None:
+    """Issue #8 allows the shipped tokenizer at most 30 MB of weights (encoder and decoder together)."""
+    files = sorted(bundled_tokenizer_dir().rglob("*.safetensors"))
+    assert {f.parent.name for f in files} == {"structure_encoder", "structure_decoder"}
+    assert sum(f.stat().st_size for f in files) <= 30_000_000

@@ -80,7 +80,7 @@ def test_weights_init_from_the_bundled_tokenizer() -> None:
     shipped one and the re-baked decoder decodes as the shipped decoder (up to its float16 storage)."""
     config = load_config(
         TokenizerTrainConfig,
-        Path(__file__).resolve().parents[2] / "configs" / "tokenizer_v3_stage2b.toml",
+        Path(__file__).resolve().parents[2] / "configs" / "tokenizer_v6_stage2b_long.toml",
         ["init_from=bundled", "decoder_init=weights"],
     )
     model = build_model(config).eval()
