@@ -11,12 +11,14 @@ stage 2 (PAE targets: the frozen decoding's own aligned errors). The heads:
 - ``spec_init``: the spec's head starting from the decoder's own weights;
 - ``spec_bias``: the spec's head with biases in its two linear layers;
 - ``geometry``: the spec's head plus the decoded structure as pair input: radial features of the decoded virtual-C-beta
-  distance and the six decoded direction dot products, projected and added before the GELU (the ``pair_geometry``
-  option a trained tokenizer could take; the released decoder has no such input).
+  distance and the six decoded direction dot products, projected and added before the GELU (an input a trained
+  tokenizer's decoder could take; the released decoder has none, and the library has no such option).
 
 Training chains are encoded with 0.1 A of coordinate noise (as stage 2's token renditions), decoded whole from tokens
 alone, and cut into crops of ``--crop`` residues. Scored on the whole chains of the split (tokens alone, as the CLI):
-cross-entropies by sequence separation, and pTM against the true TM-score of the decoding.
+cross-entropies by sequence separation, and pTM against the true TM-score of the decoding. ``--noise`` sets the
+training encodings' noise; ``--cross-fit K`` fits the heads on the scored split itself instead, in K folds of whole
+clusters, each fold scored by heads fitted on the others (chains the decoder has not seen, like the scored ones).
 
     python scripts/pair_head_probe.py --data runs/dev_chains --out benchmarks/results/tokenizer_pair_head_probe.json
 """
@@ -276,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                 clusters.append(r.cluster or r.name)
                 true_tm.append(float(tm_score(pred[:, 1], true[:, 1]).score))
     print(f"decoded {len(train)} training and {len(scored)} {args.split} chains in {time.perf_counter() - t0:.0f} s")
+    if len(scored) < 2:
+        raise SystemExit(f"{args.data}: split {args.split!r} has {len(scored)} chains with every backbone atom; need 2")
+    if args.cross_fit > 1 and len(set(clusters)) < args.cross_fit:
+        raise SystemExit(f"--cross-fit {args.cross_fit}: split {args.split!r} has only {len(set(clusters))} clusters")
+    if args.cross_fit <= 1 and not train and args.heads != "shipped":
+        raise SystemExit(f"{args.data}: no training chains with every backbone atom to fit the heads on")
 
     d_model, pair_dim = decoder.config.d_model, decoder.config.pairwise_dim
     heads = {
