@@ -19,6 +19,7 @@ alone, and cut into crops of ``--crop`` residues. Scored on the whole chains of 
 cross-entropies by sequence separation, and pTM against the true TM-score of the decoding. ``--noise`` sets the
 training encodings' noise; ``--cross-fit K`` fits the heads on the scored split itself instead, in K folds of whole
 clusters, each fold scored by heads fitted on the others (chains the decoder has not seen, like the scored ones).
+``--plddt`` also refits the decoder's per-residue pLDDT head, from its own weights, on the same chains.
 
     python scripts/pair_head_probe.py --data runs/dev_chains --out benchmarks/results/tokenizer_pair_head_probe.json
 """
@@ -41,13 +42,14 @@ from torch import Tensor
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import load_structure_tokenizer
 from openesm3.generation.structure_tokens import encode_structure
+from openesm3.geometry.lddt import lddt
 from openesm3.geometry.metrics import tm_score
-from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm
+from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm, plddt_from_logits
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.data import ProteinDataset, ProteinRecord
 from openesm3.training.tokenizer import losses as L
-from openesm3.training.tokenizer.confidence import aligned_errors, pae_bins
+from openesm3.training.tokenizer.confidence import aligned_errors, pae_bins, plddt_targets
 from openesm3.training.tokenizer.evaluate import record_to_chain
 from openesm3.training.tokenizer.run import noised
 from openesm3.utils.atomic import atomic_write_json
@@ -215,6 +217,61 @@ def summarize(rows: list[dict], true_tm: list[float]) -> dict:
     }
 
 
+def fit_plddt(head: nn.Module, chains: list[Decoded], *, steps: int, lr: float, batch: int, seed: int) -> list:
+    """Fit a pLDDT head (features [n, D] -> 50 logits) to the per-residue lDDT-CA bins of the frozen decodings."""
+    rng = np.random.default_rng(seed)
+    targets = [
+        plddt_targets(d.pred[None], d.true[None], torch.ones(1, len(d.pred), dtype=torch.bool))[1][0] for d in chains
+    ]
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
+    curve = []
+    for step in range(steps):
+        picks = rng.integers(len(chains), size=batch)
+        loss = sum(F.cross_entropy(head(chains[i].features), targets[i]) for i in picks) / batch
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            curve.append([step, float(loss.detach())])
+    return curve
+
+
+@torch.no_grad()
+def score_plddt(head: nn.Module, chains: list[Decoded]) -> list[dict]:
+    """Per chain: predicted and true per-residue lDDT-CA of the decoding, and its global lDDT-CA."""
+    rows = []
+    for d in chains:
+        truth = lddt(d.pred[:, 1], d.true[:, 1], torch.ones(len(d.pred), dtype=torch.bool))
+        rows.append(
+            {
+                "plddt": plddt_from_logits(head(d.features)).numpy(),
+                "true": truth.per_residue.numpy(),
+                "scored": truth.scored.numpy(),
+                "lddt_ca": float(truth.score),
+            }
+        )
+    return rows
+
+
+def summarize_plddt(rows: list[dict]) -> dict:
+    """Correlations of pLDDT with the true lDDT-CA per residue (pooled; residues with a scored pair) and per
+    protein (mean pLDDT against the chain's lDDT-CA, as ``benchmarks/eval_tokenizer.py``), and the means."""
+    per_res = np.concatenate([r["plddt"][r["scored"]] for r in rows])
+    true_res = np.concatenate([r["true"][r["scored"]] for r in rows])
+    mean_plddt = np.array([r["plddt"].mean() for r in rows])
+    chain_lddt = np.array([r["lddt_ca"] for r in rows])
+    return {
+        "r_per_residue": float(np.corrcoef(per_res, true_res)[0, 1]),
+        "r_per_protein": float(np.corrcoef(mean_plddt, chain_lddt)[0, 1]),
+        "mean_plddt": float(mean_plddt.mean()),
+        "mean_lddt_ca": float(chain_lddt.mean()),
+        "mean_plddt_per_chain": mean_plddt.tolist(),
+        "lddt_ca_per_chain": chain_lddt.tolist(),
+    }
+
+
 def r_difference(ptm_a: list[float], ptm_b: list[float], tm: list[float], *, n_boot: int = 5000) -> dict:
     """r(pTM a, TM) - r(pTM b, TM) over the same chains, with a 95 % bootstrap interval (chains resampled)."""
     a, b, t = np.array(ptm_a), np.array(ptm_b), np.array(tm)
@@ -250,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="K > 1: fit the heads on the scored split itself, K folds by cluster (each fold scored by heads fitted "
         "on the other folds' decodings), instead of on training chains",
+    )
+    parser.add_argument(
+        "--plddt", action="store_true", help="also refit the decoder's pLDDT head on the same chains (its own init)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -310,12 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "uniform": {"distogram": math.log(64), "direction": math.log(16), "pae": math.log(64)},
         "heads": {},
     }
+    folds = cluster_folds(clusters, args.cross_fit) if args.cross_fit > 1 else []
     for name in args.heads.split(","):
         torch.manual_seed(args.seed)
         head = heads[name]()
         t0 = time.perf_counter()
         if args.cross_fit > 1:
-            folds = cluster_folds(clusters, args.cross_fit)
             rows: list[dict] = [{}] * len(scored)
             curve = []
             for f in range(args.cross_fit):
@@ -362,7 +422,45 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.out is not None:
             atomic_write_json(args.out, results)
+    if args.plddt:
+        results["plddt"] = plddt_probe(decoder, train, scored, folds, args)
+        for name, r in results["plddt"].items():
+            print(
+                f"pLDDT {name:8s} r per residue {r['r_per_residue']:.2f}, per protein {r['r_per_protein']:.2f}; "
+                f"mean pLDDT {r['mean_plddt']:.2f} vs lDDT-CA {r['mean_lddt_ca']:.2f}",
+                flush=True,
+            )
+        if args.out is not None:
+            atomic_write_json(args.out, results)
     return 0
+
+
+def plddt_probe(
+    decoder: StructureDecoder, train: list[Decoded], scored: list[Decoded], folds: list[int], args: argparse.Namespace
+) -> dict:
+    """The decoder's pLDDT head as shipped, and refitted from its own weights on the training chains or, with
+    cross-fit folds, on the other folds of the scored split."""
+    out = {"shipped": summarize_plddt(score_plddt(decoder.plddt_head, scored))}
+    settings = {"steps": args.steps, "lr": args.lr / 3, "batch": args.batch, "seed": args.seed}
+    if folds:
+        rows: list[dict] = [{}] * len(scored)
+        for f in sorted(set(folds)):
+            head = copy.deepcopy(decoder.plddt_head)
+            fit_plddt(head, [d for d, g in zip(scored, folds, strict=True) if g != f], **settings)
+            held = [i for i, g in enumerate(folds) if g == f]
+            for i, row in zip(held, score_plddt(head, [scored[i] for i in held]), strict=True):
+                rows[i] = row
+    else:
+        head = copy.deepcopy(decoder.plddt_head)
+        fit_plddt(head, train, **settings)
+        rows = score_plddt(head, scored)
+    out["refit"] = summarize_plddt(rows)
+    out["refit"]["r_per_protein_minus_shipped"] = r_difference(
+        out["refit"]["mean_plddt_per_chain"],
+        out["shipped"]["mean_plddt_per_chain"],
+        out["shipped"]["lddt_ca_per_chain"],
+    )
+    return out
 
 
 if __name__ == "__main__":

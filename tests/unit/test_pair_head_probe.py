@@ -100,6 +100,24 @@ def test_r_difference_is_zero_for_the_same_predictions_and_positive_for_better_o
     assert 0.0 < better["low"] <= better["difference"] <= better["high"]
 
 
+def test_plddt_summary_correlates_residues_and_proteins() -> None:
+    module = _module()
+    rows = [
+        {"plddt": np.array([0.9, 0.8, 0.5]), "true": np.array([0.8, 0.7, 1.0]), "scored": np.array([True, True, False]),
+         "lddt_ca": 0.75},
+        {"plddt": np.array([0.2, 0.4]), "true": np.array([0.3, 0.5]), "scored": np.array([True, True]),
+         "lddt_ca": 0.4},
+        {"plddt": np.array([0.6]), "true": np.array([0.6]), "scored": np.array([True]), "lddt_ca": 0.5},
+    ]  # fmt: skip
+    s = module.summarize_plddt(rows)
+    # unscored residues (the 0.5 / 1.0 one) are left out of the per-residue figure
+    pred, true = [0.9, 0.8, 0.2, 0.4, 0.6], [0.8, 0.7, 0.3, 0.5, 0.6]
+    assert s["r_per_residue"] == pytest.approx(np.corrcoef(pred, true)[0, 1])
+    means = [np.mean([0.9, 0.8, 0.5]), 0.3, 0.6]
+    assert s["r_per_protein"] == pytest.approx(np.corrcoef(means, [0.75, 0.4, 0.5])[0, 1])
+    assert s["mean_plddt"] == pytest.approx(np.mean(means)) and s["mean_lddt_ca"] == pytest.approx(0.55)
+
+
 def test_cluster_folds_keep_clusters_whole() -> None:
     clusters = ["b", "a", "c", "a", "d", "b", "e"]
     folds = _module().cluster_folds(clusters, 2)
@@ -134,8 +152,13 @@ def test_probe_runs_on_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "r_minus_shipped" not in result["heads"]["shipped"] and "r_minus_shipped" in result["heads"]["spec"]
     assert result["heads"]["shipped"]["curve"] == [] and len(result["heads"]["spec"]["curve"]) == 2
     # cross-fit: no training chains decoded; one fitted head per fold
-    assert module.main([*common, "--heads", "spec_init", "--cross-fit", "2", "--out", str(out)]) == 0
+    assert module.main([*common, "--heads", "spec_init", "--cross-fit", "2", "--plddt", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert set(result["plddt"]) == {"shipped", "refit"}
+    for figures in result["plddt"].values():
+        assert 0.0 < figures["mean_plddt"] < 1.0 and 0.0 <= figures["mean_lddt_ca"] <= 1.0
+        assert -1.0 <= figures["r_per_residue"] <= 1.0 and len(figures["mean_plddt_per_chain"]) == 3
+    assert "difference" in result["plddt"]["refit"]["r_per_protein_minus_shipped"]
     assert result["train_chains"] == 0 and result["cross_fit"] == 2
     assert len(result["heads"]["spec_init"]["curve"]) == 2
     assert np.isfinite(result["heads"]["spec_init"]["mean_ce"]["pae"])
