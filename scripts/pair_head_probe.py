@@ -55,6 +55,7 @@ from openesm3.training.tokenizer.run import noised
 from openesm3.utils.atomic import atomic_write_json
 
 SEPARATION_BINS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 64), (65, 100_000))
+HEADS = ("shipped", "spec", "spec_init", "spec_bias", "geometry")
 RBF_CENTRES = torch.linspace(2.0, 22.0, 16)
 RBF_WIDTH = 1.25
 
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--noise", type=float, default=0.1, help="coordinate noise (A) of the training encodings")
-    parser.add_argument("--heads", default="shipped,spec,spec_init,spec_bias,geometry")
+    parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated, of: " + ", ".join(HEADS))
     parser.add_argument(
         "--cross-fit",
         type=int,
@@ -315,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    unknown = set(args.heads.split(",")) - set(HEADS)
+    if unknown:
+        raise SystemExit(f"--heads: unknown {', '.join(sorted(unknown))} (known: {', '.join(HEADS)})")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -342,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.data}: split {args.split!r} has {len(scored)} chains with every backbone atom; need 2")
     if args.cross_fit > 1 and len(set(clusters)) < args.cross_fit:
         raise SystemExit(f"--cross-fit {args.cross_fit}: split {args.split!r} has only {len(set(clusters))} clusters")
-    if args.cross_fit <= 1 and not train and args.heads != "shipped":
+    if args.cross_fit <= 1 and not train and (args.heads != "shipped" or args.plddt):
         raise SystemExit(f"{args.data}: no training chains with every backbone atom to fit the heads on")
 
     d_model, pair_dim = decoder.config.d_model, decoder.config.pairwise_dim

@@ -164,6 +164,8 @@ def test_probe_runs_on_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert np.isfinite(result["heads"]["spec_init"]["mean_ce"]["pae"])
     with pytest.raises(SystemExit, match="only 2 clusters"):
         module.main([*common, "--cross-fit", "3"])
+    with pytest.raises(SystemExit, match="unknown wide"):
+        module.main([*common, "--heads", "spec,wide"])
     with pytest.raises(SystemExit, match="split 'test' has 0 chains"):
         module.main([*common, "--split", "test"])
     capsys.readouterr()
