@@ -30,6 +30,7 @@ import argparse
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm, plddt_fro
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.data import ProteinDataset, ProteinRecord
+from openesm3.training.schedules import WarmupCosineSchedule
 from openesm3.training.tokenizer import losses as L
 from openesm3.training.tokenizer.confidence import aligned_errors, pae_bins, plddt_targets
 from openesm3.training.tokenizer.evaluate import record_to_chain
@@ -69,19 +71,12 @@ class Decoded:
 
 
 def pair_geometry(pred: Tensor) -> Tensor:
-    """[..., L, L, 22] pair input from a decoded backbone [..., L, 3, 3]: 16 radial features of the virtual-C-beta
-    distance and the six direction dot products of :func:`~openesm3.training.tokenizer.losses.direction_targets`."""
+    """[L, L, 22] pair input from a decoded backbone [L, 3, 3]: 16 radial features of the virtual-C-beta distance
+    and the six direction dot products of :func:`~openesm3.training.tokenizer.losses.direction_dot_products`."""
     cb = L.virtual_cb(pred)
-    d = (cb[..., :, None, :] - cb[..., None, :, :]).norm(dim=-1)  # not cdist: its matmul form is inexact near 0
+    d = (cb[:, None, :] - cb[None, :, :]).norm(dim=-1)  # not cdist: its matmul form is inexact near 0
     rbf = torch.exp(-(((d[..., None] - RBF_CENTRES.to(d.device)) / RBF_WIDTH) ** 2))
-    n, ca, c = pred.unbind(-2)
-    u_c = F.normalize(c - ca, dim=-1)
-    u_n = F.normalize(n - ca, dim=-1)
-    u_z = F.normalize(torch.linalg.cross(u_c, u_n, dim=-1), dim=-1)
-    vecs = torch.stack([u_c, u_n, u_z], dim=-2)
-    dots = torch.einsum("...iad,...jcd->...ijac", vecs, vecs)
-    directions = torch.stack([dots[..., a, b] for a, b in L.DIRECTION_PAIRS], dim=-1)
-    return torch.cat([rbf, directions], dim=-1)
+    return torch.cat([rbf, L.direction_dot_products(pred[None])[0]], dim=-1)
 
 
 class ProbeHead(nn.Module):
@@ -155,32 +150,41 @@ def crop(d: Decoded, size: int, rng: np.random.Generator) -> Decoded:
     return Decoded(d.name, d.features[s : s + size], d.pred[s : s + size], d.true[s : s + size])
 
 
-def fit(head: nn.Module, train: list[Decoded], *, steps: int, lr: float, crop_size: int, batch: int, seed: int) -> list:
-    rng = np.random.default_rng(seed)
+def optimise(
+    head: nn.Module, batch_loss: Callable[[], Tensor], *, steps: int, lr: float, warmup: int, clip: float | None
+) -> list:
+    """AdamW on ``head`` for ``steps`` steps of ``batch_loss()``, warmup then cosine decay to 0; the loss every 100
+    steps and at the last ([step, loss] pairs)."""
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    schedule = WarmupCosineSchedule(peak_lr=lr, warmup_steps=warmup, total_steps=steps, min_lr_ratio=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.factor)
     curve = []
     for step in range(steps):
+        loss = batch_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(head.parameters(), clip)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            curve.append([step, float(loss.detach())])
+    return curve
+
+
+def fit(head: nn.Module, train: list[Decoded], *, steps: int, lr: float, crop_size: int, batch: int, seed: int) -> list:
+    """Fit a pair head to the distogram, direction and PAE terms of crops of ``train``."""
+    rng = np.random.default_rng(seed)
+
+    def batch_loss() -> Tensor:
         total = torch.zeros(())
         for _ in range(batch):
             d = crop(train[int(rng.integers(len(train)))], crop_size, rng)
             terms = losses(head(d.features, d.pred), d)
             total = total + sum(t.mean() for t in terms.values()) / batch
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            curve.append([step, float(total.detach())])
-    return curve
+        return total
+
+    return optimise(head, batch_loss, steps=steps, lr=lr, warmup=max(1, steps // 20), clip=1.0)
 
 
 @torch.no_grad()
@@ -224,19 +228,12 @@ def fit_plddt(head: nn.Module, chains: list[Decoded], *, steps: int, lr: float, 
     targets = [
         plddt_targets(d.pred[None], d.true[None], torch.ones(1, len(d.pred), dtype=torch.bool))[1][0] for d in chains
     ]
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    curve = []
-    for step in range(steps):
+
+    def batch_loss() -> Tensor:
         picks = rng.integers(len(chains), size=batch)
-        loss = sum(F.cross_entropy(head(chains[i].features), targets[i]) for i in picks) / batch
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            curve.append([step, float(loss.detach())])
-    return curve
+        return sum(F.cross_entropy(head(chains[i].features), targets[i]) for i in picks) / batch
+
+    return optimise(head, batch_loss, steps=steps, lr=lr, warmup=0, clip=None)
 
 
 @torch.no_grad()

@@ -233,16 +233,22 @@ def distogram_loss(logits: Tensor, true: Tensor, mask: Tensor) -> Tensor:
 DIRECTION_PAIRS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 
-def direction_targets(true: Tensor) -> Tensor:
-    """[B, L, L, 6] int64 bin in 0..15 of the dot products u_a(i) . u_b(j) for the pairs in
-    :data:`DIRECTION_PAIRS`, unit vectors from true [B, L, 3, 3] (16 equal bins on [-1, 1])."""
-    n, ca, c = true.unbind(-2)
+def direction_dot_products(backbone: Tensor) -> Tensor:
+    """[B, L, L, 6] dot products u_a(i) . u_b(j) for the pairs in :data:`DIRECTION_PAIRS`, unit vectors from a
+    backbone [B, L, 3, 3] (N, CA, C)."""
+    n, ca, c = backbone.unbind(-2)
     u_c = F.normalize(c - ca, dim=-1)
     u_n = F.normalize(n - ca, dim=-1)
     u_z = F.normalize(torch.linalg.cross(u_c, u_n, dim=-1), dim=-1)
     vecs = torch.stack([u_c, u_n, u_z], dim=-2)  # [B, L, 3, 3]
     dots = torch.einsum("biad,bjcd->bijac", vecs, vecs)  # [B, L, L, 3, 3]
-    pairs = torch.stack([dots[..., a, b] for a, b in DIRECTION_PAIRS], dim=-1)
+    return torch.stack([dots[..., a, b] for a, b in DIRECTION_PAIRS], dim=-1)
+
+
+def direction_targets(true: Tensor) -> Tensor:
+    """[B, L, L, 6] int64 bin in 0..15 of :func:`direction_dot_products` of true [B, L, 3, 3] (16 equal bins on
+    [-1, 1])."""
+    pairs = direction_dot_products(true)
     n_bins = C.DIRECTION_N_BINS
     return ((pairs + 1.0) * (n_bins / 2.0)).floor().long().clamp(0, n_bins - 1)
 
