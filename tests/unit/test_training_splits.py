@@ -1,4 +1,4 @@
-"""Train/validation splits by cluster and greedy sequence-identity clustering."""
+"""Train/validation/calibration splits by cluster or label, and greedy sequence-identity clustering."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
-from openesm3.training.pipeline import build_protein_data, split_dataset
+from openesm3.training.pipeline import build_protein_data, calibration_dataset, split_dataset
 from openesm3.training.splits import (
+    calibration_by_cluster,
     greedy_identity_clusters,
     kept_clusters,
     sampling_weights,
@@ -135,3 +136,38 @@ def test_record_weights_scale_sampling(tmp_path) -> None:
     drawn = [int(i) for b in data.train.sampler.epoch_batches(0) for i in b[:, 0]]
     counts = np.bincount(drawn, minlength=12)
     assert counts[3] == 0 and counts[5] > 0.5 * len(drawn)
+
+
+def test_calibration_clusters_are_held_out_of_training_and_validation(tmp_path) -> None:
+    clusters = [f"c{i // 2}" for i in range(4000)]
+    held = calibration_by_cluster(clusters, 0.1)
+    assert held.mean() == pytest.approx(0.1, abs=0.02)
+    assert all(held[2 * c] == held[2 * c + 1] for c in range(2000))  # whole clusters
+    assert not np.array_equal(held, valid_by_cluster(clusters, 0.1))  # another draw than validation's
+
+    records = synthetic_records(60)
+    labels = ["valid" if i % 10 == 0 else "calibration" if i % 10 == 1 else "test" if i % 10 == 2 else "train"
+              for i in range(60)]  # fmt: skip
+    for r, label in zip(records, labels, strict=True):
+        object.__setattr__(r, "split", label)
+    write_dataset(records, tmp_path)
+    ds = ProteinDataset(tmp_path)
+    cfg = lambda *o: apply_overrides(TrainConfig(), list(o)).data  # noqa: E731
+    # column: labelled calibration records and unknown labels (test) are not trained on
+    train, valid, _ = split_dataset(ds, cfg("data.split.method=column"))
+    held_ds = calibration_dataset(ds, cfg("data.split.method=column"))
+    names = lambda d: {e["name"] for e in d.entries}  # noqa: E731
+    assert valid is not None and held_ds is not None
+    assert names(held_ds) == {f"rec{i:03d}" for i in range(1, 60, 10)}
+    assert names(train) == {f"rec{i:03d}" for i in range(60) if i % 10 > 2}
+    # cluster method with a calibration fraction: three disjoint sets
+    data = cfg("data.split.valid_fraction=0.2", "data.split.calibration_fraction=0.3")
+    train, valid, _ = split_dataset(ds, data)
+    held_ds = calibration_dataset(ds, data)
+    assert valid is not None and held_ds is not None and len(held_ds) > 0
+    assert not names(train) & names(held_ds) and not names(valid) & names(held_ds)
+    assert len(train) + len(valid) + len(held_ds) == 60
+    assert not set(held_ds.clusters) & (set(train.clusters) | set(valid.clusters))
+    assert calibration_dataset(ds, cfg()) is None
+    with pytest.raises(ConfigError, match="calibration_fraction must lie in"):
+        cfg("data.split.calibration_fraction=1")

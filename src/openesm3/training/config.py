@@ -72,7 +72,9 @@ class OptimConfig:
 class SplitConfig:
     """How records are divided into train and validation sets (see :mod:`openesm3.training.splits`).
 
-    ``column``: the ``split`` value recorded at ingestion (e.g. the manifest's ``suggested_split``);
+    ``column``: the ``split`` value recorded at ingestion (e.g. the manifest's ``suggested_split``): ``valid``,
+    ``calibration`` (held out of training for calibration), and ``train`` or no label; records with any other
+    label (``test``...) are neither trained nor validated on;
     ``cluster``: whole clusters (the ``cluster`` recorded at ingestion) go to validation with probability
     ``valid_fraction``, decided by a hash of the cluster name; ``identity``: as ``cluster``, with clusters from
     greedy sequence-identity clustering at ``identity_threshold``; ``none``: no validation set.
@@ -85,9 +87,18 @@ class SplitConfig:
     # keep this fraction of the training clusters (whole clusters, chosen by a hash of the cluster name and seed, so
     # a smaller fraction keeps a subset of a larger one); the validation set is unchanged. For data-scaling studies.
     train_fraction: float = 1.0
+    # hold this fraction of the clusters out of training and validation (whole clusters, by another hash of the
+    # cluster name and seed; validation keeps its clusters): chains the trained decoder has not seen, on which
+    # `openesm3 calibrate-tokenizer --config ...` refits its confidence heads. With method=column, records
+    # labelled calibration/calib/cal at ingestion are held out as well.
+    calibration_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _require(0 <= self.valid_fraction < 1, f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
+        _require(
+            0 <= self.calibration_fraction < 1,
+            f"calibration_fraction must lie in [0, 1), got {self.calibration_fraction}",
+        )
         _require(0 < self.train_fraction <= 1, f"train_fraction must lie in (0, 1], got {self.train_fraction}")
         _require(
             0 < self.identity_threshold <= 1, f"identity_threshold must lie in (0, 1], got {self.identity_threshold}"

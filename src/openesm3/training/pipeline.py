@@ -18,9 +18,12 @@ from openesm3.training.data import CroppedRecords, ProteinBatch, ProteinDataset,
 from openesm3.training.loader import StepLoader
 from openesm3.training.sampler import LengthBucketSampler
 from openesm3.training.splits import (
+    calibration_by_cluster,
+    calibration_by_column,
     greedy_identity_clusters,
     kept_clusters,
     sampling_weights,
+    train_by_column,
     valid_by_cluster,
     valid_by_column,
 )
@@ -45,10 +48,12 @@ def cluster_labels(dataset: ProteinDataset, data: DataConfig) -> list[str]:
     return dataset.clusters
 
 
-def split_dataset(dataset: ProteinDataset, data: DataConfig) -> tuple[ProteinDataset, ProteinDataset | None, list[str]]:
-    """(train, valid or None, cluster label of every training record)."""
+def split_masks(dataset: ProteinDataset, data: DataConfig) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(cluster of every record, and boolean [N] masks of the training, validation and calibration records)."""
     clusters = cluster_labels(dataset, data)
     method = data.split.method
+    is_train = np.ones(len(dataset), dtype=bool)
+    is_calibration = np.zeros(len(dataset), dtype=bool)
     if method == "none":
         is_valid = np.zeros(len(dataset), dtype=bool)
     elif method == "column":
@@ -58,18 +63,36 @@ def split_dataset(dataset: ProteinDataset, data: DataConfig) -> tuple[ProteinDat
                 "column, or use split.method=cluster/identity)"
             )
         is_valid = valid_by_column(dataset.splits)
+        is_calibration = calibration_by_column(dataset.splits)
+        is_train = train_by_column(dataset.splits)
     else:
         is_valid = valid_by_cluster(clusters, data.split.valid_fraction, data.split.seed)
-    is_train = ~is_valid
+    if data.split.calibration_fraction > 0:
+        is_calibration |= calibration_by_cluster(clusters, data.split.calibration_fraction, data.split.seed)
+    is_calibration &= ~is_valid
+    is_train &= ~is_valid & ~is_calibration
     if data.split.train_fraction < 1:
         is_train &= kept_clusters(clusters, data.split.train_fraction, data.split.seed)
+    return clusters, is_train, is_valid, is_calibration
+
+
+def split_dataset(dataset: ProteinDataset, data: DataConfig) -> tuple[ProteinDataset, ProteinDataset | None, list[str]]:
+    """(train, valid or None, cluster label of every training record)."""
+    clusters, is_train, is_valid, _ = split_masks(dataset, data)
     train_pos = np.flatnonzero(is_train)
     valid_pos = np.flatnonzero(is_valid)
     if len(train_pos) == 0:
         fraction = f" with train_fraction={data.split.train_fraction}" if data.split.train_fraction < 1 else ""
-        raise ConfigError(f"the {method!r} split of {dataset.root}{fraction} leaves no training records")
+        raise ConfigError(f"the {data.split.method!r} split of {dataset.root}{fraction} leaves no training records")
     valid = dataset.subset(valid_pos) if len(valid_pos) else None
     return dataset.subset(train_pos), valid, [clusters[i] for i in train_pos]
+
+
+def calibration_dataset(dataset: ProteinDataset, data: DataConfig) -> ProteinDataset | None:
+    """The records a run with ``data`` holds out for calibration (None when it holds none out)."""
+    _, _, _, is_calibration = split_masks(dataset, data)
+    positions = np.flatnonzero(is_calibration)
+    return dataset.subset(positions) if len(positions) else None
 
 
 def build_protein_data(

@@ -117,9 +117,35 @@ def kept_clusters(clusters: Sequence[str], fraction: float, seed: int = 0) -> np
     return np.array([_unit_hash(seed, f"train-subset:{c}") < fraction for c in clusters], dtype=bool)
 
 
+VALID_LABELS = frozenset({"valid", "validation", "val"})
+CALIBRATION_LABELS = frozenset({"calibration", "calib", "cal"})
+TRAIN_LABELS = frozenset({"train", "training", ""})  # no label: training, as before labels existed
+
+
 def valid_by_column(splits: Sequence[str]) -> np.ndarray:
     """Boolean ``[N]`` from split labels recorded at ingestion: ``valid``/``validation``/``val`` -> True."""
-    return np.array([s.strip().lower() in {"valid", "validation", "val"} for s in splits], dtype=bool)
+    return _labelled(splits, VALID_LABELS)
+
+
+def calibration_by_column(splits: Sequence[str]) -> np.ndarray:
+    """Boolean ``[N]``: records labelled ``calibration``/``calib``/``cal`` at ingestion."""
+    return _labelled(splits, CALIBRATION_LABELS)
+
+
+def train_by_column(splits: Sequence[str]) -> np.ndarray:
+    """Boolean ``[N]``: records labelled ``train``/``training`` or not labelled. Any other label (``test``...)
+    is neither trained nor validated on."""
+    return _labelled(splits, TRAIN_LABELS)
+
+
+def _labelled(splits: Sequence[str], labels: frozenset[str]) -> np.ndarray:
+    return np.array([s.strip().lower() in labels for s in splits], dtype=bool)
+
+
+def calibration_by_cluster(clusters: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean ``[N]``: records whose cluster is among the ``fraction`` of clusters held out for calibrating
+    confidence heads (another hash than the validation draw and the training subset)."""
+    return np.array([_unit_hash(seed, f"calibration:{c}") < fraction for c in clusters], dtype=bool)
 
 
 def sampling_weights(clusters: Sequence[str], mode: Literal["none", "inverse_cluster_size"]) -> np.ndarray:
