@@ -30,8 +30,6 @@ import argparse
 import copy
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,32 +40,28 @@ from torch import Tensor
 
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import load_structure_tokenizer
-from openesm3.generation.structure_tokens import encode_structure
-from openesm3.geometry.lddt import lddt
 from openesm3.geometry.metrics import tm_score
-from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm, plddt_from_logits
+from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm
 from openesm3.models.structure_decoder import StructureDecoder
-from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.data import ProteinDataset, ProteinRecord
-from openesm3.training.schedules import WarmupCosineSchedule
 from openesm3.training.tokenizer import losses as L
-from openesm3.training.tokenizer.confidence import aligned_errors, pae_bins, plddt_targets
-from openesm3.training.tokenizer.evaluate import record_to_chain
-from openesm3.training.tokenizer.run import noised
+from openesm3.training.tokenizer.calibrate import (
+    DecodedChain,
+    cluster_folds,
+    decode_chain,
+    fit_pair_head,
+    fit_plddt_head,
+    pair_losses,
+    r_difference,
+    score_plddt,
+    summarize_plddt,
+)
 from openesm3.utils.atomic import atomic_write_json
 
 SEPARATION_BINS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 64), (65, 100_000))
 HEADS = ("shipped", "spec", "spec_init", "spec_bias", "geometry")
 RBF_CENTRES = torch.linspace(2.0, 22.0, 16)
 RBF_WIDTH = 1.25
-
-
-@dataclass
-class Decoded:
-    name: str
-    features: Tensor  # [n, D] the decoder's final features of the residues
-    pred: Tensor  # [n, 3, 3] decoded N, CA, C
-    true: Tensor  # [n, 3, 3]
 
 
 def pair_geometry(pred: Tensor) -> Tensor:
@@ -106,94 +100,33 @@ class ProbeHead(nn.Module):
         return self.linear2(self.norm(F.gelu(h)))
 
 
-@torch.no_grad()
-def decode(encoder: StructureEncoder, decoder: StructureDecoder, record: ProteinRecord, noise: float, seed: int):
-    if noise > 0:
-        record = noised(record, noise, np.random.default_rng(seed))
-    tokens = torch.from_numpy(encode_structure(record_to_chain(record), encoder, max_length=None).tokens)[None]
-    out = decoder(tokens, pae=False)
-    n = record.length
-    return out.features[0, 1 : n + 1].float(), out.backbone[0, 1 : n + 1].float()
-
-
 def complete(record: ProteinRecord) -> bool:
     return record.length >= 8 and bool(record.atom37_mask[:, :3].all())
 
 
-def losses(logits: Tensor, d: Decoded) -> dict[str, Tensor]:
-    """Per-pair cross-entropies [n, n] (directions averaged over the six pairs) of one chain."""
-    dist, direction, pae = PairwiseHead.split(logits)
-    true = d.true[None]
-    out = {}
-    t = L.distogram_targets(true)[0]
-    out["distogram"] = F.cross_entropy(dist.flatten(0, 1), t.flatten(), reduction="none").view_as(t)
-    t = L.direction_targets(true)[0]
-    out["direction"] = F.cross_entropy(direction.flatten(0, 2), t.flatten(), reduction="none").view_as(t).mean(-1)
-    t = pae_bins(aligned_errors(d.pred[None], true))[0]
-    out["pae"] = F.cross_entropy(pae.flatten(0, 1), t.flatten(), reduction="none").view_as(t)
-    return out
-
-
-def cluster_folds(clusters: list[str], k: int) -> list[int]:
-    """Fold 0..k-1 of each chain: whole clusters (sorted by name) dealt out in turn, so no fold is scored by a head
-    fitted on its relatives."""
-    names = sorted(set(clusters))
-    fold_of = {c: i % k for i, c in enumerate(names)}
-    return [fold_of[c] for c in clusters]
-
-
-def crop(d: Decoded, size: int, rng: np.random.Generator) -> Decoded:
-    n = d.features.shape[0]
-    if n <= size:
-        return d
-    s = int(rng.integers(0, n - size + 1))
-    return Decoded(d.name, d.features[s : s + size], d.pred[s : s + size], d.true[s : s + size])
-
-
-def optimise(
-    head: nn.Module, batch_loss: Callable[[], Tensor], *, steps: int, lr: float, warmup: int, clip: float | None
+def fit(
+    head: nn.Module, train: list[DecodedChain], *, steps: int, lr: float, crop_size: int, batch: int, seed: int
 ) -> list:
-    """AdamW on ``head`` for ``steps`` steps of ``batch_loss()``, warmup then cosine decay to 0; the loss every 100
-    steps and at the last ([step, loss] pairs)."""
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-    schedule = WarmupCosineSchedule(peak_lr=lr, warmup_steps=warmup, total_steps=steps, min_lr_ratio=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.factor)
-    curve = []
-    for step in range(steps):
-        loss = batch_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(head.parameters(), clip)
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            curve.append([step, float(loss.detach())])
-    return curve
-
-
-def fit(head: nn.Module, train: list[Decoded], *, steps: int, lr: float, crop_size: int, batch: int, seed: int) -> list:
-    """Fit a pair head to the distogram, direction and PAE terms of crops of ``train``."""
-    rng = np.random.default_rng(seed)
-
-    def batch_loss() -> Tensor:
-        total = torch.zeros(())
-        for _ in range(batch):
-            d = crop(train[int(rng.integers(len(train)))], crop_size, rng)
-            terms = losses(head(d.features, d.pred), d)
-            total = total + sum(t.mean() for t in terms.values()) / batch
-        return total
-
-    return optimise(head, batch_loss, steps=steps, lr=lr, warmup=max(1, steps // 20), clip=1.0)
+    """Fit a probe head to the distogram, direction and PAE terms of crops of ``train``."""
+    return fit_pair_head(
+        head,
+        train,
+        steps=steps,
+        lr=lr,
+        crop_length=crop_size,
+        batch=batch,
+        seed=seed,
+        logits=lambda c: head(c.features, c.pred),
+    )
 
 
 @torch.no_grad()
-def score_chains(head: nn.Module, chains: list[Decoded]) -> list[dict]:
+def score_chains(head: nn.Module, chains: list[DecodedChain]) -> list[dict]:
     """Per chain: mean cross-entropy of each term, the same by separation bin, and the pTM."""
     rows = []
     for d in chains:
         logits = head(d.features, d.pred)
-        terms = losses(logits, d)
+        terms = pair_losses(logits, d)
         n = d.features.shape[0]
         sep = (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs()
         row: dict = {"mean": {}, "by_separation": {}}
@@ -219,71 +152,6 @@ def summarize(rows: list[dict], true_tm: list[float]) -> dict:
         "mean_ptm": float(p.mean()),
         "mean_tm": float(t.mean()),
         "ptm": p.tolist(),  # per scored chain, in the order of the top-level "chains"
-    }
-
-
-def fit_plddt(head: nn.Module, chains: list[Decoded], *, steps: int, lr: float, batch: int, seed: int) -> list:
-    """Fit a pLDDT head (features [n, D] -> 50 logits) to the per-residue lDDT-CA bins of the frozen decodings."""
-    rng = np.random.default_rng(seed)
-    targets = [
-        plddt_targets(d.pred[None], d.true[None], torch.ones(1, len(d.pred), dtype=torch.bool))[1][0] for d in chains
-    ]
-
-    def batch_loss() -> Tensor:
-        picks = rng.integers(len(chains), size=batch)
-        return sum(F.cross_entropy(head(chains[i].features), targets[i]) for i in picks) / batch
-
-    return optimise(head, batch_loss, steps=steps, lr=lr, warmup=0, clip=None)
-
-
-@torch.no_grad()
-def score_plddt(head: nn.Module, chains: list[Decoded]) -> list[dict]:
-    """Per chain: predicted and true per-residue lDDT-CA of the decoding, and its global lDDT-CA."""
-    rows = []
-    for d in chains:
-        truth = lddt(d.pred[:, 1], d.true[:, 1], torch.ones(len(d.pred), dtype=torch.bool))
-        rows.append(
-            {
-                "plddt": plddt_from_logits(head(d.features)).numpy(),
-                "true": truth.per_residue.numpy(),
-                "scored": truth.scored.numpy(),
-                "lddt_ca": float(truth.score),
-            }
-        )
-    return rows
-
-
-def summarize_plddt(rows: list[dict]) -> dict:
-    """Correlations of pLDDT with the true lDDT-CA per residue (pooled; residues with a scored pair) and per
-    protein (mean pLDDT against the chain's lDDT-CA, as ``benchmarks/eval_tokenizer.py``), and the means."""
-    per_res = np.concatenate([r["plddt"][r["scored"]] for r in rows])
-    true_res = np.concatenate([r["true"][r["scored"]] for r in rows])
-    mean_plddt = np.array([r["plddt"].mean() for r in rows])
-    chain_lddt = np.array([r["lddt_ca"] for r in rows])
-    return {
-        "r_per_residue": float(np.corrcoef(per_res, true_res)[0, 1]),
-        "r_per_protein": float(np.corrcoef(mean_plddt, chain_lddt)[0, 1]),
-        "mean_plddt": float(mean_plddt.mean()),
-        "mean_lddt_ca": float(chain_lddt.mean()),
-        "mean_plddt_per_chain": mean_plddt.tolist(),
-        "lddt_ca_per_chain": chain_lddt.tolist(),
-    }
-
-
-def r_difference(ptm_a: list[float], ptm_b: list[float], tm: list[float], *, n_boot: int = 5000) -> dict:
-    """r(pTM a, TM) - r(pTM b, TM) over the same chains, with a 95 % bootstrap interval (chains resampled)."""
-    a, b, t = np.array(ptm_a), np.array(ptm_b), np.array(tm)
-    rng = np.random.default_rng(0)
-    diffs = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(t), len(t))
-        if np.ptp(t[i]) > 0 and np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0:
-            diffs.append(np.corrcoef(a[i], t[i])[0, 1] - np.corrcoef(b[i], t[i])[0, 1])
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {
-        "difference": float(np.corrcoef(a, t)[0, 1] - np.corrcoef(b, t)[0, 1]),
-        "low": float(lo),
-        "high": float(hi),
     }
 
 
@@ -322,22 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     encoder, decoder = load_structure_tokenizer(args.weights)
     dataset = ProteinDataset(args.data)
     t0 = time.perf_counter()
-    train, scored, true_tm, clusters = [], [], [], []
+    train: list[DecodedChain] = []
+    scored: list[DecodedChain] = []
+    true_tm: list[float] = []
+    clusters: list[str] = []
     for i, split in enumerate(dataset.splits):
         if split == "train" and len(train) < args.train_limit and args.cross_fit <= 1:
             r = dataset[i]
             if complete(r):
-                feats, pred = decode(encoder, decoder, r, args.noise, args.seed * 100_003 + i)
-                true = torch.from_numpy(r.atom37[:, :3]).float()
-                train.append(Decoded(r.name, feats, pred, true))
+                train.append(decode_chain(encoder, decoder, r, noise=args.noise, seed=args.seed * 100_003 + i))
         elif split == args.split:
             r = dataset[i]
             if complete(r):
-                feats, pred = decode(encoder, decoder, r, 0.0, 0)
-                true = torch.from_numpy(r.atom37[:, :3]).float()
-                scored.append(Decoded(r.name, feats, pred, true))
+                d = decode_chain(encoder, decoder, r)
+                scored.append(d)
                 clusters.append(r.cluster or r.name)
-                true_tm.append(float(tm_score(pred[:, 1], true[:, 1]).score))
+                true_tm.append(float(tm_score(d.pred[:, 1], d.true[:, 1]).score))
     print(f"decoded {len(train)} training and {len(scored)} {args.split} chains in {time.perf_counter() - t0:.0f} s")
     if len(scored) < 2:
         raise SystemExit(f"{args.data}: split {args.split!r} has {len(scored)} chains with every backbone atom; need 2")
@@ -437,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plddt_probe(
-    decoder: StructureDecoder, train: list[Decoded], scored: list[Decoded], folds: list[int], args: argparse.Namespace
+    decoder: StructureDecoder,
+    train: list[DecodedChain],
+    scored: list[DecodedChain],
+    folds: list[int],
+    args: argparse.Namespace,
 ) -> dict:
     """The decoder's pLDDT head as shipped, and refitted from its own weights on the training chains or, with
     cross-fit folds, on the other folds of the scored split."""
@@ -447,13 +319,13 @@ def plddt_probe(
         rows: list[dict] = [{}] * len(scored)
         for f in sorted(set(folds)):
             head = copy.deepcopy(decoder.plddt_head)
-            fit_plddt(head, [d for d, g in zip(scored, folds, strict=True) if g != f], **settings)
+            fit_plddt_head(head, [d for d, g in zip(scored, folds, strict=True) if g != f], **settings)
             held = [i for i, g in enumerate(folds) if g == f]
             for i, row in zip(held, score_plddt(head, [scored[i] for i in held]), strict=True):
                 rows[i] = row
     else:
         head = copy.deepcopy(decoder.plddt_head)
-        fit_plddt(head, train, **settings)
+        fit_plddt_head(head, train, **settings)
         rows = score_plddt(head, scored)
     out["refit"] = summarize_plddt(rows)
     out["refit"]["r_per_protein_minus_shipped"] = r_difference(

@@ -1,6 +1,6 @@
 """scripts/pair_head_probe.py: pair heads fitted on a frozen decoder's features (finding 14 of
-docs/tokenizer_training.md): its pair-geometry input, its copy of the spec's head, the folds of its cross-fit and a
-whole run on a small dataset."""
+docs/tokenizer_training.md): its pair-geometry input, its copy of the spec's head and whole runs on a small dataset.
+The fits and figures it shares with calibration are tested in tests/unit/test_calibrate_tokenizer.py."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 from openesm3.layers.structure_heads import PairwiseHead
 from openesm3.training.data import write_dataset
 from openesm3.training.tokenizer import losses as L
+from openesm3.training.tokenizer.calibrate import DecodedChain
 from tests.script_testing import load_script
 from tests.unit.test_tokenizer_model import _record
 
@@ -77,7 +78,7 @@ def test_a_geometry_head_learns_distances_a_plain_head_cannot_see() -> None:
     module = _module()
     bb = _backbone()
     n = bb.shape[0]
-    d = module.Decoded("1igd", torch.zeros(n, 32), bb, bb)
+    d = DecodedChain("1igd", "", torch.zeros(n, 32), bb, bb, torch.ones(n, dtype=torch.bool))
     scores = {}
     for geometry in (False, True):
         torch.manual_seed(0)
@@ -87,43 +88,6 @@ def test_a_geometry_head_learns_distances_a_plain_head_cannot_see() -> None:
         [row] = module.score_chains(head, [d])
         scores[geometry] = row["by_separation"]["distogram"][0]
     assert scores[True] < 1.0 < scores[False]
-
-
-def test_r_difference_is_zero_for_the_same_predictions_and_positive_for_better_ones() -> None:
-    module = _module()
-    rng = np.random.default_rng(0)
-    tm = rng.random(60)
-    good, poor = tm + 0.1 * rng.normal(size=60), tm + 1.0 * rng.normal(size=60)
-    same = module.r_difference(list(good), list(good), list(tm), n_boot=200)
-    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
-    better = module.r_difference(list(good), list(poor), list(tm), n_boot=200)
-    assert 0.0 < better["low"] <= better["difference"] <= better["high"]
-
-
-def test_plddt_summary_correlates_residues_and_proteins() -> None:
-    module = _module()
-    rows = [
-        {"plddt": np.array([0.9, 0.8, 0.5]), "true": np.array([0.8, 0.7, 1.0]), "scored": np.array([True, True, False]),
-         "lddt_ca": 0.75},
-        {"plddt": np.array([0.2, 0.4]), "true": np.array([0.3, 0.5]), "scored": np.array([True, True]),
-         "lddt_ca": 0.4},
-        {"plddt": np.array([0.6]), "true": np.array([0.6]), "scored": np.array([True]), "lddt_ca": 0.5},
-    ]  # fmt: skip
-    s = module.summarize_plddt(rows)
-    # unscored residues (the 0.5 / 1.0 one) are left out of the per-residue figure
-    pred, true = [0.9, 0.8, 0.2, 0.4, 0.6], [0.8, 0.7, 0.3, 0.5, 0.6]
-    assert s["r_per_residue"] == pytest.approx(np.corrcoef(pred, true)[0, 1])
-    means = [np.mean([0.9, 0.8, 0.5]), 0.3, 0.6]
-    assert s["r_per_protein"] == pytest.approx(np.corrcoef(means, [0.75, 0.4, 0.5])[0, 1])
-    assert s["mean_plddt"] == pytest.approx(np.mean(means)) and s["mean_lddt_ca"] == pytest.approx(0.55)
-
-
-def test_cluster_folds_keep_clusters_whole() -> None:
-    clusters = ["b", "a", "c", "a", "d", "b", "e"]
-    folds = _module().cluster_folds(clusters, 2)
-    assert folds == [1, 0, 0, 0, 1, 1, 0]  # sorted clusters a, b, c, d, e dealt to folds 0, 1, 0, 1, 0
-    for c in set(clusters):
-        assert len({f for f, k in zip(folds, clusters, strict=True) if k == c}) == 1
 
 
 def test_probe_runs_on_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

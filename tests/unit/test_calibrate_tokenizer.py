@@ -1,0 +1,225 @@
+"""Calibration of a tokenizer's confidence heads on held-out chains (openesm3.training.tokenizer.calibrate and
+``openesm3 calibrate-tokenizer``): only the heads change, masked residues stay out of every target, the cross-fit
+keeps clusters whole, the output loads as a tokenizer, and bad input is refused with a clear message."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+from openesm3.cli.main import main
+from openesm3.errors import InputError
+from openesm3.generation.structure_tokens import encode_structure
+from openesm3.training.config import ConfigError
+from openesm3.training.data import ProteinRecord, write_dataset
+from openesm3.training.tokenizer.calibrate import (
+    CalibrationConfig,
+    calibrate,
+    cluster_folds,
+    decode_chain,
+    decode_records,
+    fit_pair_head,
+    fit_plddt_head,
+    pair_losses,
+    plddt_targets,
+    r_difference,
+    summarize_plddt,
+    write_calibrated,
+)
+from openesm3.training.tokenizer.evaluate import record_to_chain
+from tests.conftest import TEST_DATA
+from tests.unit.test_tokenizer_model import _record
+
+FILES = ("1igd.pdb.gz", "structures/1PIN.pdb.gz", "structures/1fxd.pdb.gz", "structures/1a62.pdb.gz")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # noqa: ANN201
+    return load_structure_tokenizer(None)
+
+
+@pytest.fixture(scope="module")
+def records() -> list[ProteinRecord]:
+    return [
+        dataclasses.replace(_record(f), name=Path(f).name.split(".")[0], cluster=f"c{i}") for i, f in enumerate(FILES)
+    ]
+
+
+@torch.no_grad()
+def _plddt_ce(head: torch.nn.Module, chains: list) -> float:  # noqa: ANN001
+    total = 0.0
+    for c in chains:
+        target = plddt_targets(c.pred[None], c.true[None], c.mask[None])[1][0]
+        total += float(F.cross_entropy(head(c.features)[c.mask], target[c.mask]))
+    return total / len(chains)
+
+
+def test_calibration_refits_the_heads_and_nothing_else(tokenizer, records) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    encoder, decoder = tokenizer
+    chains, skipped = decode_records(encoder, decoder, records, progress=False)
+    assert skipped == [] and [c.cluster for c in chains] == ["c0", "c1", "c2", "c3"]
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    result = calibrate(decoder, chains, CalibrationConfig(steps=40, cross_fit=2), progress=False)
+    # the input decoder is untouched; the output differs only in the two heads
+    for k, v in decoder.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    changed = {k.split(".")[0] for k, v in result.decoder.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"plddt_head", "pairwise_head"}
+    # the decoded geometry is the same, the confidences are not
+    tokens = torch.from_numpy(encode_structure(record_to_chain(records[0]), encoder, max_length=None).tokens)[None]
+    with torch.no_grad():
+        a, b = decoder(tokens), result.decoder(tokens)
+    assert torch.equal(a.backbone, b.backbone)
+    assert not torch.allclose(a.plddt, b.plddt) and not torch.allclose(a.ptm, b.ptm)
+    # fitted on these chains, the pLDDT head's cross-entropy falls
+    assert _plddt_ce(result.decoder.plddt_head, chains) < _plddt_ce(decoder.plddt_head, chains) - 0.05
+    report = result.report
+    assert report["chains"] == ["1igd", "1PIN", "1fxd", "1a62"] and report["clusters"] == ["c0", "c1", "c2", "c3"]
+    assert report["cross_fit"]["folds"] == [0, 1, 0, 1]
+    for part in ("before", "cross_fit", "fitted"):
+        p, t = report[part]["plddt"], report[part]["ptm"]
+        assert 0 < p["mean_plddt"] < 1 and -1 <= p["r_per_residue"] <= 1 and 0 < t["mean_ptm"] < 1
+        assert len(t["ptm_per_chain"]) == 4 and p["mean_lddt_ca"] == pytest.approx(np.mean(report["lddt_ca"]))
+    assert report["fitted"]["plddt"]["mean_plddt"] != report["before"]["plddt"]["mean_plddt"]
+    assert set(report["cross_fit"]["ptm_r_gain"]) == {"difference", "low", "high"}
+    # only one head when asked
+    one = calibrate(decoder, chains, CalibrationConfig(heads=("plddt",), steps=2, cross_fit=0), progress=False)
+    assert "cross_fit" not in one.report
+    assert torch.equal(one.decoder.pairwise_head.linear2.weight, decoder.pairwise_head.linear2.weight)
+
+
+def test_residues_without_a_backbone_stay_out_of_the_targets(tokenizer) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    encoder, decoder = tokenizer
+    record = _record("1igd.pdb.gz")
+    mask37 = record.atom37_mask.copy()
+    mask37[10:14, 0] = False  # no N for four residues
+    atom37 = record.atom37.copy()
+    atom37[10:14, 0] = np.nan  # and garbage where the mask says nothing
+    chain = decode_chain(encoder, decoder, dataclasses.replace(record, atom37=atom37, atom37_mask=mask37))
+    assert chain.mask.sum() == record.length - 4 and not chain.mask[10:14].any()
+    assert torch.isfinite(chain.true).all()
+    terms = pair_losses(decoder.pairwise_head(chain.features[None])[0], chain)
+    assert all(torch.isfinite(t[chain.pair_mask]).all() for t in terms.values())
+    head = copy.deepcopy(decoder.pairwise_head)
+    curve = fit_pair_head(head, [chain], steps=3, lr=1e-3, crop_length=32, batch=1, seed=0)
+    plddt = copy.deepcopy(decoder.plddt_head)
+    curve += fit_plddt_head(plddt, [chain], steps=3, lr=1e-3, batch=1, seed=0)
+    assert all(np.isfinite(loss) for _, loss in curve)
+    # a chain too short to calibrate on, and a complex, are left out with the reason
+    short = dataclasses.replace(record, atom37_mask=np.zeros_like(mask37), name="empty")
+    pair = dataclasses.replace(record, chain_ids=("A", "B"), name="complex")
+    chains, skipped = decode_records(encoder, decoder, [short, pair, record], progress=False)
+    assert len(chains) == 1 and [s["name"] for s in skipped] == ["empty", "complex"]
+    assert "fewer than 8 residues" in skipped[0]["problem"] and "complex of 2 chains" in skipped[1]["problem"]
+
+
+def test_written_tokenizer_loads_and_nothing_is_overwritten(tmp_path: Path, tokenizer, records) -> None:  # noqa: ANN001
+    encoder, decoder = tokenizer
+    chains, _ = decode_records(encoder, decoder, records[:2], progress=False)
+    result = calibrate(decoder, chains, CalibrationConfig(steps=2, cross_fit=0), progress=False)
+    out = write_calibrated(encoder, result.decoder, tmp_path / "cal", result.report)
+    loaded, _ = load_vqvae_network(out, "structure_decoder")
+    for k, v in result.decoder.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v.float()), k
+    assert json.loads((out / "calibration.json").read_text())["chains"] == ["1igd", "1PIN"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cal"]  # no temporary left beside it
+    with pytest.raises(InputError, match="exists and is not an empty directory"):
+        write_calibrated(encoder, result.decoder, out, result.report)
+    (tmp_path / "empty").mkdir()
+    write_calibrated(encoder, result.decoder, tmp_path / "empty", result.report)  # an empty directory is fine
+
+
+def test_bad_settings_and_too_little_data(tokenizer, records) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match="unknown wide"):
+        CalibrationConfig(heads=("plddt", "wide"))
+    with pytest.raises(ConfigError, match="cross_fit must be 0"):
+        CalibrationConfig(cross_fit=1)
+    with pytest.raises(ConfigError, match="steps must be >= 1"):
+        CalibrationConfig(steps=0)
+    encoder, decoder = tokenizer
+    chains, _ = decode_records(encoder, decoder, records[:2], progress=False)
+    with pytest.raises(InputError, match="at least 2 chains"):
+        calibrate(decoder, chains[:1], CalibrationConfig(steps=1), progress=False)
+    with pytest.raises(InputError, match="3 folds needs as many clusters"):
+        calibrate(decoder, chains, CalibrationConfig(steps=1, cross_fit=3), progress=False)
+
+
+def test_r_difference_is_zero_for_the_same_predictions_and_positive_for_better_ones() -> None:
+    rng = np.random.default_rng(0)
+    tm = rng.random(60)
+    good, poor = tm + 0.1 * rng.normal(size=60), tm + 1.0 * rng.normal(size=60)
+    same = r_difference(list(good), list(good), list(tm), n_boot=200)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    better = r_difference(list(good), list(poor), list(tm), n_boot=200)
+    assert 0.0 < better["low"] <= better["difference"] <= better["high"]
+
+
+def test_plddt_summary_correlates_residues_and_proteins() -> None:
+    rows = [
+        {"plddt": np.array([0.9, 0.8, 0.5]), "true": np.array([0.8, 0.7, 1.0]), "scored": np.array([True, True, False]),
+         "lddt_ca": 0.75},
+        {"plddt": np.array([0.2, 0.4]), "true": np.array([0.3, 0.5]), "scored": np.array([True, True]),
+         "lddt_ca": 0.4},
+        {"plddt": np.array([0.6]), "true": np.array([0.6]), "scored": np.array([True]), "lddt_ca": 0.5},
+    ]  # fmt: skip
+    s = summarize_plddt(rows)
+    # unscored residues (the 0.5 / 1.0 one) are left out of the per-residue figure
+    pred, true = [0.9, 0.8, 0.2, 0.4, 0.6], [0.8, 0.7, 0.3, 0.5, 0.6]
+    assert s["r_per_residue"] == pytest.approx(np.corrcoef(pred, true)[0, 1])
+    means = [np.mean([0.9, 0.8, 0.5]), 0.3, 0.6]
+    assert s["r_per_protein"] == pytest.approx(np.corrcoef(means, [0.75, 0.4, 0.5])[0, 1])
+    assert s["mean_plddt"] == pytest.approx(np.mean(means)) and s["mean_lddt_ca"] == pytest.approx(0.55)
+
+
+def test_cluster_folds_keep_clusters_whole() -> None:
+    clusters = ["b", "a", "c", "a", "d", "b", "e"]
+    folds = cluster_folds(clusters, 2)
+    assert folds == [1, 0, 0, 0, 1, 1, 0]  # sorted clusters a, b, c, d, e dealt to folds 0, 1, 0, 1, 0
+    for c in set(clusters):
+        assert len({f for f, k in zip(folds, clusters, strict=True) if k == c}) == 1
+
+
+def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    files = [str(TEST_DATA / f) for f in FILES[:3]]
+    out = tmp_path / "cal"
+    common = ["--steps", "2", "--threads", "1"]
+    assert main(["calibrate-tokenizer", *files, "--out", str(out), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "3 chains in" in printed and "2-fold cross-fit" in printed and f"--weights {out}" in printed
+    report = json.loads((out / "calibration.json").read_text())
+    assert report["source"] == "3 structure files" and report["skipped"] == [] and len(report["chains"]) == 3
+    assert main(["round-trip", files[0], "--weights", str(out), "--no-sequence"]) == 0
+    assert "decoder confidence" in capsys.readouterr().out
+    # an ingested dataset, by split label
+    labelled = [dataclasses.replace(r, split=s) for r, s in zip(records, ["train", "cal", "cal", "valid"], strict=True)]
+    write_dataset(labelled, tmp_path / "ds")
+    assert (
+        main(["calibrate-tokenizer", str(tmp_path / "ds"), "--split", "cal", "--out", str(tmp_path / "c2"), *common])
+        == 0
+    )
+    assert json.loads((tmp_path / "c2" / "calibration.json").read_text())["chains"] == ["1PIN", "1fxd"]
+    capsys.readouterr()
+    # refusals, one line each
+    for argv, message in (
+        ([*files, "--out", str(out)], "exists and is not an empty directory"),
+        ([str(tmp_path / "ds"), "--split", "test", "--out", str(tmp_path / "c3")], "no records with split 'test'"),
+        ([*files, "--split", "cal", "--out", str(tmp_path / "c3")], "--split selects records of an ingested dataset"),
+        (["--out", str(tmp_path / "c3")], "give the held-out chains"),
+        ([*files, "--heads", "plddt,wide", "--out", str(tmp_path / "c3")], "unknown wide"),
+        ([files[0], "--out", str(tmp_path / "c3")], "at least 2 chains"),
+        ([*files, "--run", str(tmp_path), "--out", str(tmp_path / "c3")], "--run gives the weights and the chains"),
+    ):
+        assert main(["calibrate-tokenizer", *argv, *common]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "c3").exists()
