@@ -203,3 +203,38 @@ def test_token_renditions_need_cached_stage2(tmp_path: Path, dataset: Path, caps
     code = main(["train-tokenizer", f"data.path={dataset}", f"out_dir={tmp_path / 'x'}", "token_renditions=3"])
     assert code == 2
     assert "token_renditions" in capsys.readouterr().err
+
+
+def test_a_run_holds_out_calibration_chains_and_calibrates_on_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data.split.method=column with records labelled calibration: the run never trains on them, and
+    ``calibrate-tokenizer --run`` refits the export's heads on exactly those chains."""
+    import dataclasses
+    import json
+
+    from openesm3.training.data import write_dataset
+    from tests.unit.test_tokenizer_model import _record
+
+    torch.set_num_threads(1)
+    names = ("1igd.pdb.gz", "structures/1PIN.pdb.gz", "structures/1fxd.pdb.gz", "structures/1a62.pdb.gz")
+    labels = ("train", "calibration", "train", "calibration")
+    records = [
+        dataclasses.replace(_record(n), name=f"r{i}", cluster=f"c{i}", split=s)
+        for i, (n, s) in enumerate(zip(names, labels, strict=True))
+    ]
+    write_dataset(records, tmp_path / "data")
+    run = tmp_path / "run"
+    _train(run, tmp_path / "data", "max_steps=2", "data.split.method=column")
+    capsys.readouterr()
+    out = tmp_path / "calibrated"
+    assert main(["calibrate-tokenizer", "--run", str(run), "--out", str(out), "--steps", "2", "--threads", "1"]) == 0
+    assert "the 2 chains" in capsys.readouterr().out
+    report = json.loads((out / "calibration.json").read_text())
+    assert report["chains"] == ["r1", "r3"] and report["weights"].startswith(str(run / "export"))
+    # a run that held nothing out is refused with the remedy
+    plain = tmp_path / "plain"
+    _train(plain, tmp_path / "data", "max_steps=2")
+    capsys.readouterr()
+    assert main(["calibrate-tokenizer", "--run", str(plain), "--out", str(tmp_path / "c2"), "--steps", "1"]) == 2
+    assert "held out no chains for calibration" in capsys.readouterr().err

@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "generate",
     "round-trip",
     "train-tokenizer",
+    "calibrate-tokenizer",
 )
 
 

@@ -1,0 +1,182 @@
+"""``openesm3 calibrate-tokenizer``: refit a tokenizer decoder's pLDDT and PAE/pTM heads on held-out chains.
+
+A decoder's confidence heads learn its errors on its own training chains and overstate on new ones; refitting them on
+chains the decoder has not seen calibrates them (docs/tokenizer_training.md, finding 14). The chains come from
+structure files, an ingested dataset (``--split`` picks its records by label), or a ``train-tokenizer`` run trained
+with ``data.split.calibration_fraction`` (``--run``: its export and the chains it held out). The output is a new
+tokenizer directory (``--weights`` takes it) with a ``calibration.json`` report: the heads' figures before, their
+cross-fitted estimate on new chains, and in-sample.
+
+Examples::
+
+    openesm3 calibrate-tokenizer held_out/*.pdb --out my_tokenizer_calibrated
+    openesm3 calibrate-tokenizer --run runs/tokenizer_stage2 --out runs/tokenizer_stage2/calibrated
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "calibrate-tokenizer",
+        help="refit a structure decoder's confidence heads (pLDDT, PAE/pTM) on held-out chains",
+        description=(
+            "Decode held-out chains once with a structure tokenizer (frozen), refit the decoder's pLDDT and "
+            "PAE/pTM heads on the decodings' own errors, and write a new tokenizer directory whose confidences are "
+            "calibrated on chains like these. The decoded coordinates do not change. Use chains the decoder was "
+            "not trained on: refitting on training chains changes nothing."
+        ),
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="structure files or directories of them (PDB/mmCIF, optionally .gz; every chain is used), or one "
+        "ingested dataset directory",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="new tokenizer directory (must not exist or be empty)")
+    p.add_argument(
+        "--run",
+        metavar="DIR",
+        help="a train-tokenizer run trained with data.split.calibration_fraction (or calibration labels): its "
+        "export and the chains it held out (instead of INPUT and --weights)",
+    )
+    p.add_argument("--weights", metavar="PATH", help="tokenizer to calibrate (default: $OPENESM3_WEIGHTS, else the "
+                   "bundled tokenizer)")  # fmt: skip
+    p.add_argument("--split", metavar="LABEL", help="with an ingested dataset: only the records of this split label")
+    p.add_argument("--heads", default="plddt,pae", help="heads to refit: plddt, pae or both (default: both)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps per head and fit (default: 1000)")
+    p.add_argument(
+        "--cross-fit",
+        type=int,
+        default=2,
+        metavar="K",
+        help="estimate the refitted heads on new chains by K-fold cross-fitting over clusters (default: 2; 0: none)",
+    )
+    p.add_argument(
+        "--with-sequence",
+        action="store_true",
+        help="decode with the chains' sequences (sequence-conditioned decoders; default: from tokens alone)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import torch
+
+    from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.errors import InputError
+    from openesm3.models.structure_decoder import StructureDecoder
+    from openesm3.models.structure_encoder import StructureEncoder
+    from openesm3.training.tokenizer.calibrate import (
+        REPORT_FILE,
+        CalibrationConfig,
+        calibrate,
+        decode_records,
+        summary_lines,
+        write_calibrated,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = CalibrationConfig(
+        heads=tuple(h.strip() for h in args.heads.split(",") if h.strip()),
+        steps=args.steps,
+        cross_fit=args.cross_fit,
+        with_sequence=args.with_sequence,
+        seed=args.seed,
+    )
+    with tempfile.TemporaryDirectory(prefix="openesm3-calibrate-") as scratch:
+        if args.run:
+            if args.inputs or args.weights or args.split:
+                raise InputError("--run gives the weights and the chains: leave out INPUT, --weights and --split")
+            weights, records, source = _run_inputs(args.run)
+        else:
+            if not args.inputs:
+                raise InputError("give the held-out chains: structure files, an ingested dataset, or --run DIR")
+            weights = args.weights
+            records, source = _records(args.inputs, args.split, scratch)
+        encoder, place = load_vqvae_network(weights, "structure_encoder")
+        decoder, _ = load_vqvae_network(weights, "structure_decoder")
+        if not isinstance(encoder, StructureEncoder) or not isinstance(decoder, StructureDecoder):
+            raise InputError(f"{place}: not a structure tokenizer")
+        print(f"calibrating {place.parent if place.name == 'structure_encoder' else place} on {source}", flush=True)
+        with torch.no_grad():
+            chains, skipped = decode_records(encoder, decoder, records, with_sequence=config.with_sequence)
+        for s in skipped:
+            print(f"  left out {s['name']}: {s['problem']}", file=sys.stderr)
+        result = calibrate(decoder, chains, config)
+    report = dict(result.report, weights=str(place), source=source, skipped=skipped)
+    out = write_calibrated(encoder, result.decoder, args.out, report)
+    print(f"{len(chains)} chains in {len(set(report['clusters']))} clusters")
+    for line in summary_lines(report):
+        print(line)
+    print(f"calibrated tokenizer written to {out} (report: {out / REPORT_FILE}); use it with --weights {out}")
+    return 0
+
+
+def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, str]:
+    """Records of an ingested dataset (one directory with an index) or of structure files ingested to ``scratch``."""
+    from pathlib import Path
+
+    from openesm3.errors import InputError
+    from openesm3.training.config import IngestConfig
+    from openesm3.training.data import INDEX_FILE, ProteinDataset
+    from openesm3.training.ingest import ingest_structures
+
+    if len(inputs) == 1 and (Path(inputs[0]) / INDEX_FILE).is_file():
+        dataset = ProteinDataset(inputs[0])
+        positions: list[int] = list(range(len(dataset)))
+        if split is not None:
+            positions = [i for i, s in enumerate(dataset.splits) if s.strip().lower() == split.strip().lower()]
+            if not positions:
+                labels = sorted({s for s in dataset.splits}) or ["(none)"]
+                raise InputError(f"{inputs[0]}: no records with split {split!r} (labels: {', '.join(labels)})")
+        return [dataset[i] for i in positions], f"{inputs[0]}" + (f" (split {split})" if split else "")
+    if split is not None:
+        raise InputError("--split selects records of an ingested dataset; structure files have no split labels")
+    report = ingest_structures(inputs, scratch, IngestConfig())
+    for s in report.skipped:
+        print(f"  could not read {s['source']}: {s['problem']}", file=sys.stderr)
+    if report.n_records == 0:
+        raise InputError(f"no readable protein chains in {', '.join(inputs)}")
+    dataset = ProteinDataset(scratch)
+    return [dataset[i] for i in range(len(dataset))], f"{report.n_files} structure files"
+
+
+def _run_inputs(run_dir: str) -> tuple[str, list, str]:
+    """(export directory, held-out records, description) of a train-tokenizer run."""
+    import json
+    from pathlib import Path
+
+    from openesm3.errors import InputError
+    from openesm3.training.checkpointing import STATE_FILE
+    from openesm3.training.config import config_from_dict
+    from openesm3.training.data import ProteinDataset
+    from openesm3.training.pipeline import calibration_dataset
+    from openesm3.training.tokenizer.config import TokenizerTrainConfig
+    from openesm3.training.tokenizer.export import ENCODER_DIR, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(run_dir)
+    config = config_from_dict(TokenizerTrainConfig, json.loads((checkpoint / STATE_FILE).read_text())["config"])
+    export = Path(run_dir) / "export"
+    if not (export / ENCODER_DIR).is_dir():
+        raise InputError(
+            f"{run_dir}: no export/ (a run exports when it finishes; for a stopped run: openesm3 train-tokenizer "
+            f"--export-only --config ... out_dir={run_dir})"
+        )
+    held = calibration_dataset(ProteinDataset(config.data.path), config.data)
+    if held is None:
+        raise InputError(
+            f"{run_dir}: the run held out no chains for calibration (train with data.split.calibration_fraction=0.1, "
+            "or label records calibration at ingestion with data.split.method=column), or give held-out chains as INPUT"
+        )
+    return str(export), [held[i] for i in range(len(held))], f"the {len(held)} chains {run_dir} held out"
