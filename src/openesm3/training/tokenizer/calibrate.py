@@ -66,7 +66,7 @@ class CalibrationConfig:
     heads: tuple[str, ...] = HEADS  # "plddt": the pLDDT head; "pae": the pairwise head (PAE and pTM)
     steps: int = 1000  # optimiser steps per head and fit
     pair_lr: float = 1e-3  # AdamW peak learning rate of the pairwise head (5 % warmup, cosine to 0, clip 1.0)
-    plddt_lr: float = 3.3e-4  # of the pLDDT head (no warmup, cosine to 0)
+    plddt_lr: float = 1e-3 / 3  # of the pLDDT head (no warmup, cosine to 0)
     batch: int = 2  # chains (pLDDT) or crops (pairwise head) per step
     crop_length: int = 256  # pairwise head: random crops of this many residues
     cross_fit: int = 2  # K >= 2: estimate the refitted heads on new chains by K-fold cross-fitting; 0: no estimate
