@@ -291,12 +291,13 @@ def summarize_plddt(rows: Sequence[dict]) -> dict:
 
 
 @torch.no_grad()
-def score_ptm(logits: Callable[[DecodedChain], Tensor], chains: Sequence[DecodedChain]) -> list[float]:
-    """pTM of every chain from a pair head's PAE logits, over all its residues (as the decoder reports it)."""
+def score_ptm(head: nn.Module, chains: Sequence[DecodedChain]) -> list[float]:
+    """pTM of every chain from a :class:`PairwiseHead`, over all its residues (as the decoder reports it). Only the PAE
+    outputs are computed: a third of the memory of all 224."""
     out = []
     for c in chains:
-        pae = PairwiseHead.split(logits(c))[2]
-        _, ptm = pae_and_ptm(pae[None], torch.ones(1, pae.shape[0], dtype=torch.bool))
+        pae = head(c.features[None], outputs=PairwiseHead.pae_slice())
+        _, ptm = pae_and_ptm(pae, torch.ones(1, pae.shape[1], dtype=torch.bool))
         out.append(float(ptm[0]))
     return out
 
@@ -363,7 +364,7 @@ def _fit_heads(decoder: StructureDecoder, chains: Sequence[DecodedChain], config
 def _figures(plddt_head: nn.Module, pair_head: nn.Module, chains: Sequence[DecodedChain], tm: Sequence[float]) -> dict:
     return {
         "plddt": summarize_plddt(score_plddt(plddt_head, chains)),
-        "ptm": summarize_ptm(score_ptm(spec_head_logits(pair_head), chains), tm),
+        "ptm": summarize_ptm(score_ptm(pair_head, chains), tm),
     }
 
 
@@ -411,7 +412,7 @@ def calibrate(
                 bar.update(len(heads), postfix=f"fold {f + 1} of {config.cross_fit}")
                 held = [i for i, g in enumerate(folds) if g == f]
                 rows = score_plddt(heads.get("plddt", decoder.plddt_head), [chains[i] for i in held])
-                p = score_ptm(spec_head_logits(heads.get("pae", decoder.pairwise_head)), [chains[i] for i in held])
+                p = score_ptm(heads.get("pae", decoder.pairwise_head), [chains[i] for i in held])
                 for j, i in enumerate(held):
                     plddt_rows[i], ptm[i] = rows[j], p[j]
             before = report["before"]
