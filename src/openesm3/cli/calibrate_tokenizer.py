@@ -109,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(encoder, StructureEncoder) or not isinstance(decoder, StructureDecoder):
             raise InputError(f"{place}: not a structure tokenizer")
         print(f"calibrating {place.parent if place.name == 'structure_encoder' else place} on {source}", flush=True)
-        with torch.no_grad():
-            chains, skipped = decode_records(encoder, decoder, records, with_sequence=config.with_sequence)
+        chains, skipped = decode_records(encoder, decoder, records, with_sequence=config.with_sequence)
         for s in skipped:
             print(f"  left out {s['name']}: {s['problem']}", file=sys.stderr)
         result = calibrate(decoder, chains, config)
@@ -138,7 +137,7 @@ def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, 
         if split is not None:
             positions = [i for i, s in enumerate(dataset.splits) if s.strip().lower() == split.strip().lower()]
             if not positions:
-                labels = sorted({s for s in dataset.splits}) or ["(none)"]
+                labels = sorted(set(dataset.splits)) or ["(none)"]
                 raise InputError(f"{inputs[0]}: no records with split {split!r} (labels: {', '.join(labels)})")
         return [dataset[i] for i in positions], f"{inputs[0]}" + (f" (split {split})" if split else "")
     if split is not None:

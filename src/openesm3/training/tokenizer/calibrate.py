@@ -19,7 +19,6 @@ The heads that are written are then fitted on all the chains.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -195,11 +194,6 @@ def optimise(
     return curve
 
 
-def spec_head_logits(head: nn.Module) -> Callable[[DecodedChain], Tensor]:
-    """Pair logits [n, n, 224] of a chain from a :class:`PairwiseHead` (features only)."""
-    return lambda chain: head(chain.features[None])[0]
-
-
 def fit_pair_head(
     head: nn.Module,
     chains: Sequence[DecodedChain],
@@ -215,7 +209,7 @@ def fit_pair_head(
     of random crops of ``chains``. ``logits`` maps a chain to the head's pair logits (default: a
     :class:`PairwiseHead` reading the features)."""
     rng = np.random.default_rng(seed)
-    forward = logits or spec_head_logits(head)
+    forward = logits or (lambda chain: head(chain.features[None])[0])
 
     def batch_loss() -> Tensor:
         total = torch.zeros(())
@@ -514,7 +508,3 @@ def summary_lines(report: dict) -> list[str]:
         )
     lines.append(line("written heads, in-sample", report["fitted"]))
     return lines
-
-
-def load_report(directory: str | os.PathLike[str]) -> dict:
-    return json.loads((Path(directory) / REPORT_FILE).read_text(encoding="utf-8"))
