@@ -201,13 +201,12 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
     assert report["source"] == "3 structure files" and report["skipped"] == [] and len(report["chains"]) == 3
     assert main(["round-trip", files[0], "--weights", str(out), "--no-sequence"]) == 0
     assert "decoder confidence" in capsys.readouterr().out
-    # an ingested dataset, by split label
-    labelled = [dataclasses.replace(r, split=s) for r, s in zip(records, ["train", "cal", "cal", "valid"], strict=True)]
+    # an ingested dataset, by split label; the trainer's synonyms count alike (cal = calibration)
+    labels = ["train", "cal", "calibration", "valid"]
+    labelled = [dataclasses.replace(r, split=s) for r, s in zip(records, labels, strict=True)]
     write_dataset(labelled, tmp_path / "ds")
-    assert (
-        main(["calibrate-tokenizer", str(tmp_path / "ds"), "--split", "cal", "--out", str(tmp_path / "c2"), *common])
-        == 0
-    )
+    argv = ["calibrate-tokenizer", str(tmp_path / "ds"), "--split", "calibration", "--out", str(tmp_path / "c2")]
+    assert main([*argv, *common]) == 0
     assert json.loads((tmp_path / "c2" / "calibration.json").read_text())["chains"] == ["1PIN", "1fxd"]
     capsys.readouterr()
     # refusals, one line each

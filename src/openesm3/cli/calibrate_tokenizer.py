@@ -135,7 +135,12 @@ def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, 
         dataset = ProteinDataset(inputs[0])
         positions: list[int] = list(range(len(dataset)))
         if split is not None:
-            positions = [i for i, s in enumerate(dataset.splits) if s.strip().lower() == split.strip().lower()]
+            from openesm3.training.splits import CALIBRATION_LABELS, TRAIN_LABELS, VALID_LABELS
+
+            wanted = split.strip().lower()
+            # the synonyms train-tokenizer treats alike (``--split calibration`` finds records labelled ``cal``)
+            wanted_set = next((g for g in (CALIBRATION_LABELS, VALID_LABELS, TRAIN_LABELS) if wanted in g), {wanted})
+            positions = [i for i, s in enumerate(dataset.splits) if s.strip().lower() in wanted_set]
             if not positions:
                 labels = sorted(set(dataset.splits)) or ["(none)"]
                 raise InputError(f"{inputs[0]}: no records with split {split!r} (labels: {', '.join(labels)})")
