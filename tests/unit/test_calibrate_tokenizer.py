@@ -19,6 +19,7 @@ from openesm3.checkpoints.vqvae_weights import load_vqvae_network
 from openesm3.cli.main import main
 from openesm3.errors import InputError
 from openesm3.generation.structure_tokens import encode_structure
+from openesm3.layers.structure_heads import PairwiseHead
 from openesm3.training.config import ConfigError
 from openesm3.training.data import ProteinRecord, write_dataset
 from openesm3.training.tokenizer.calibrate import (
@@ -27,6 +28,7 @@ from openesm3.training.tokenizer.calibrate import (
     cluster_folds,
     decode_chain,
     decode_records,
+    fit_pae_output,
     fit_pair_head,
     fit_plddt_head,
     pair_losses,
@@ -96,6 +98,42 @@ def test_calibration_refits_the_heads_and_nothing_else(tokenizer, records) -> No
     one = calibrate(decoder, chains, CalibrationConfig(heads=("plddt",), steps=2, cross_fit=0), progress=False)
     assert "cross_fit" not in one.report
     assert torch.equal(one.decoder.pairwise_head.linear2.weight, decoder.pairwise_head.linear2.weight)
+
+
+@torch.no_grad()
+def _pae_ce(head: torch.nn.Module, chains: list) -> float:  # noqa: ANN001
+    return float(np.mean([pair_losses(head(c.features[None])[0], c)["pae"][c.pair_mask].mean() for c in chains]))
+
+
+def test_restricted_pair_fits_change_only_the_pae_outputs(tokenizer, records) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    encoder, decoder = tokenizer
+    chains, _ = decode_records(encoder, decoder, records[:3], progress=False)
+    rows = PairwiseHead.pae_slice()
+    original = decoder.pairwise_head.state_dict()
+    for mode in ("pae", "temperature"):
+        head = copy.deepcopy(decoder.pairwise_head)
+        curve = fit_pae_output(head, chains, mode=mode, steps=30, lr=1e-2, crop_length=64, batch=2, seed=0)
+        assert len(curve) == 2 and all(np.isfinite(loss) for _, loss in curve)
+        new = head.state_dict()
+        # the trunk and the distogram/direction outputs are untouched; the PAE rows moved
+        for k, v in original.items():
+            if k != "linear2.weight":
+                assert torch.equal(new[k], v), (mode, k)
+        assert torch.equal(new["linear2.weight"][: rows.start], original["linear2.weight"][: rows.start])
+        assert not torch.equal(new["linear2.weight"][rows], original["linear2.weight"][rows])
+        assert _pae_ce(head, chains) < _pae_ce(decoder.pairwise_head, chains), mode
+        if mode == "temperature":  # one scale of the original rows
+            ratio = new["linear2.weight"][rows] / original["linear2.weight"][rows]
+            assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-5)
+    # through calibrate(): only the pairwise head's PAE rows differ
+    result = calibrate(
+        decoder, chains, CalibrationConfig(heads=("pae",), pair_fit="temperature", steps=5, cross_fit=0), progress=False
+    )
+    changed = [k for k, v in result.decoder.state_dict().items() if not torch.equal(v, decoder.state_dict()[k])]
+    assert changed == ["pairwise_head.linear2.weight"]
+    with pytest.raises(ConfigError, match="pair_fit: unknown 'rows'"):
+        CalibrationConfig(pair_fit="rows")
 
 
 def test_residues_without_a_backbone_stay_out_of_the_targets(tokenizer) -> None:  # noqa: ANN001
@@ -206,8 +244,9 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
     labelled = [dataclasses.replace(r, split=s) for r, s in zip(records, labels, strict=True)]
     write_dataset(labelled, tmp_path / "ds")
     argv = ["calibrate-tokenizer", str(tmp_path / "ds"), "--split", "calibration", "--out", str(tmp_path / "c2")]
-    assert main([*argv, *common]) == 0
-    assert json.loads((tmp_path / "c2" / "calibration.json").read_text())["chains"] == ["1PIN", "1fxd"]
+    assert main([*argv, "--pair-fit", "temperature", *common]) == 0
+    report = json.loads((tmp_path / "c2" / "calibration.json").read_text())
+    assert report["chains"] == ["1PIN", "1fxd"] and report["config"]["pair_fit"] == "temperature"
     capsys.readouterr()
     # refusals, one line each
     for argv, message in (

@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--heads", default="plddt,pae", help="heads to refit: plddt, pae or both (default: both)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps per head and fit (default: 1000)")
     p.add_argument(
+        "--pair-fit",
+        choices=("head", "pae", "temperature"),
+        default="head",
+        help="what of the pairwise head to refit: every weight (head, the default), only its PAE outputs (pae), or "
+        "one scale of its PAE logits (temperature: keeps its ranking; for few chains)",
+    )
+    p.add_argument(
         "--cross-fit",
         type=int,
         default=2,
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     config = CalibrationConfig(
         heads=tuple(h.strip() for h in args.heads.split(",") if h.strip()),
         steps=args.steps,
+        pair_fit=args.pair_fit,
         cross_fit=args.cross_fit,
         with_sequence=args.with_sequence,
         seed=args.seed,

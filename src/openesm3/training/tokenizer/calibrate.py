@@ -53,6 +53,7 @@ from openesm3.utils.atomic import atomic_write_json
 from openesm3.utils.progress import Progress
 
 HEADS = ("plddt", "pae")
+PAIR_FITS = ("head", "pae", "temperature")
 REPORT_FILE = "calibration.json"
 MIN_RESIDUES = 8  # chains with fewer residues with a backbone are left out
 
@@ -65,6 +66,10 @@ class CalibrationConfig:
     heads: tuple[str, ...] = HEADS  # "plddt": the pLDDT head; "pae": the pairwise head (PAE and pTM)
     steps: int = 1000  # optimiser steps per head and fit
     pair_lr: float = 1e-3  # AdamW peak learning rate of the pairwise head (5 % warmup, cosine to 0, clip 1.0)
+    # what of the pairwise head is refitted: "head" every weight, on stage 2's distogram, direction and PAE terms;
+    # "pae" only its 64 PAE output rows, on the PAE term (the trunk and the distogram/direction outputs are kept);
+    # "temperature" one scale of the PAE logits (1 parameter: keeps the head's ranking of pairs)
+    pair_fit: str = "head"
     plddt_lr: float = 1e-3 / 3  # of the pLDDT head (no warmup, cosine to 0)
     batch: int = 2  # chains (pLDDT) or crops (pairwise head) per step
     crop_length: int = 256  # pairwise head: random crops of this many residues
@@ -82,6 +87,8 @@ class CalibrationConfig:
         for name in ("pair_lr", "plddt_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.pair_fit not in PAIR_FITS:
+            raise ConfigError(f"pair_fit: unknown {self.pair_fit!r} (known: {', '.join(PAIR_FITS)})")
         if self.cross_fit == 1 or self.cross_fit < 0:
             raise ConfigError(f"cross_fit must be 0 (no estimate) or >= 2 folds, got {self.cross_fit}")
 
@@ -223,6 +230,50 @@ def fit_pair_head(
     return optimise(head, batch_loss, steps=steps, lr=lr, warmup=max(1, steps // 20), clip=1.0)
 
 
+def fit_pae_output(
+    head: PairwiseHead,
+    chains: Sequence[DecodedChain],
+    *,
+    mode: str,
+    steps: int,
+    lr: float,
+    crop_length: int,
+    batch: int,
+    seed: int,
+) -> list[list[float]]:
+    """Fit only the PAE outputs of a :class:`PairwiseHead`, in place, to the PAE term of random crops of ``chains``:
+    ``mode="pae"`` its 64 PAE rows of ``linear2``, ``mode="temperature"`` one scale of them. The head's trunk and its
+    distogram and direction outputs are left as they are."""
+    rng = np.random.default_rng(seed)
+    rows = PairwiseHead.pae_slice()
+    start = head.linear2.weight.detach()[rows].clone()
+    fitted = nn.ParameterDict(
+        {"weight": nn.Parameter(start.clone())} if mode == "pae" else {"log_scale": nn.Parameter(torch.zeros(()))}
+    )
+
+    def weight() -> Tensor:
+        return fitted["weight"] if mode == "pae" else start * fitted["log_scale"].exp()
+
+    def batch_loss() -> Tensor:
+        total = torch.zeros(())
+        for _ in range(batch):
+            c = crop_chain(chains[int(rng.integers(len(chains)))], crop_length, rng)
+            with torch.no_grad():  # the trunk is frozen: its pair features once per crop
+                x = c.features[None]
+                q, k = head.down(x).chunk(2, dim=-1)
+                pair = torch.cat([q[:, None] * k[:, :, None], q[:, None] - k[:, :, None]], dim=-1)
+                h = head.norm(F.gelu(head.linear1(pair)))[0]
+            target = pae_bins(aligned_errors(c.pred[None], c.true[None]))[0]
+            keep = c.pair_mask
+            total = total + F.cross_entropy(F.linear(h[keep], weight()), target[keep]) / batch
+        return total
+
+    curve = optimise(fitted, batch_loss, steps=steps, lr=lr, warmup=max(1, steps // 20), clip=1.0)
+    with torch.no_grad():
+        head.linear2.weight[rows] = weight()
+    return curve
+
+
 def fit_plddt_head(
     head: nn.Module, chains: Sequence[DecodedChain], *, steps: int, lr: float, batch: int, seed: int
 ) -> list[list[float]]:
@@ -342,15 +393,11 @@ def _fit_heads(decoder: StructureDecoder, chains: Sequence[DecodedChain], config
     if "pae" in config.heads:
         torch.manual_seed(config.seed)
         pair_head = copy.deepcopy(decoder.pairwise_head)
-        fit_pair_head(
-            pair_head,
-            chains,
-            steps=config.steps,
-            lr=config.pair_lr,
-            crop_length=config.crop_length,
-            batch=config.batch,
-            seed=config.seed,
-        )
+        fit = dict(steps=config.steps, lr=config.pair_lr, crop_length=config.crop_length, batch=config.batch)
+        if config.pair_fit == "head":
+            fit_pair_head(pair_head, chains, seed=config.seed, **fit)
+        else:
+            fit_pae_output(pair_head, chains, mode=config.pair_fit, seed=config.seed, **fit)
         heads["pae"] = pair_head
     return heads
 
