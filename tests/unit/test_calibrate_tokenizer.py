@@ -35,6 +35,7 @@ from openesm3.training.tokenizer.calibrate import (
     plddt_targets,
     r_difference,
     summarize_plddt,
+    summary_lines,
     write_calibrated,
 )
 from openesm3.training.tokenizer.evaluate import record_to_chain
@@ -218,6 +219,24 @@ def test_plddt_summary_correlates_residues_and_proteins() -> None:
     means = [np.mean([0.9, 0.8, 0.5]), 0.3, 0.6]
     assert s["r_per_protein"] == pytest.approx(np.corrcoef(means, [0.75, 0.4, 0.5])[0, 1])
     assert s["mean_plddt"] == pytest.approx(np.mean(means)) and s["mean_lddt_ca"] == pytest.approx(0.55)
+
+
+def test_summary_advises_keeping_a_head_that_refitting_made_worse() -> None:
+    fig = {
+        "plddt": {"r_per_residue": 0.6, "r_per_protein": 0.7, "mean_plddt": 0.6, "mean_lddt_ca": 0.4},
+        "ptm": {"ptm_vs_tm_r": 0.6, "mean_ptm": 0.5, "mean_tm": 0.4},
+    }
+
+    def report(plddt_gain: tuple[float, float, float], ptm_gain: tuple[float, float, float]) -> dict:
+        gain = lambda d, lo, hi: {"difference": d, "low": lo, "high": hi}  # noqa: E731
+        cross = dict(fig, plddt_r_per_protein_gain=gain(*plddt_gain), ptm_r_gain=gain(*ptm_gain))
+        return {"config": {"heads": ["plddt", "pae"], "cross_fit": 3}, "before": fig, "cross_fit": cross, "fitted": fig}
+
+    text = "\n".join(summary_lines(report((0.1, 0.02, 0.2), (-0.2, -0.35, -0.05))))
+    assert "the pTM head ranks these chains worse than before" in text and "(--heads plddt)" in text
+    text = "\n".join(summary_lines(report((-0.1, -0.2, -0.01), (-0.2, -0.35, -0.05))))
+    assert "the pLDDT and pTM heads rank" in text and "keep the original heads" in text
+    assert "note:" not in "\n".join(summary_lines(report((0.1, 0.02, 0.2), (-0.05, -0.2, 0.1))))  # not clear: no note
 
 
 def test_cluster_folds_keep_clusters_whole() -> None:

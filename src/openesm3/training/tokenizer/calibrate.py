@@ -553,5 +553,15 @@ def summary_lines(report: dict) -> list[str]:
             f"{'':30s} gain in r per protein {g['difference']:+.2f} ({g['low']:+.2f} .. {g['high']:+.2f}), "
             f"in pTM r {h['difference']:+.2f} ({h['low']:+.2f} .. {h['high']:+.2f}) (95 % bootstrap over chains)"
         )
+        gains = {"plddt": ("pLDDT", g), "pae": ("pTM", h)}
+        worse = [x for x in report["config"]["heads"] if gains[x][1]["high"] < 0]
+        if worse:
+            kept = [x for x in report["config"]["heads"] if x not in worse]
+            advice = f"refit only {','.join(kept)} (--heads {','.join(kept)})" if kept else "keep the original heads"
+            lines.append(
+                f"{'':30s} note: refitted, the {' and '.join(gains[x][0] for x in worse)} "
+                f"{'heads rank' if len(worse) > 1 else 'head ranks'} these chains worse than before (95 % interval "
+                f"below 0): {advice}"
+            )
     lines.append(line("written heads, in-sample", report["fitted"]))
     return lines
