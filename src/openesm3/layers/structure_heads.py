@@ -83,14 +83,17 @@ class PairwiseHead(nn.Module):
     def forward(self, x: Tensor, outputs: slice | None = None, rows: slice | None = None) -> Tensor:
         """x [B, L, D] -> pair logits [B, L, L, n]; ``outputs`` selects a slice of the n outputs (default all),
         ``rows`` a slice of the rows i (default all: [B, R, L, n] for R selected rows)."""
+        weight = self.linear2.weight if outputs is None else self.linear2.weight[outputs]
+        return F.linear(self.pair_features(x, rows), weight)
+
+    def pair_features(self, x: Tensor, rows: slice | None = None) -> Tensor:
+        """The pair features ``linear2`` reads: x [B, L, D] -> [B, L, L, pair_dim] (or [B, R, L, pair_dim])."""
         q, k = self.down(x).chunk(2, dim=-1)  # [B, L, h] each
         if rows is not None:
             k = k[:, rows]
         prod = q[:, None, :, :] * k[:, :, None, :]  # [B, i, j, h] = q_j * k_i
         diff = q[:, None, :, :] - k[:, :, None, :]
-        h = self.norm(F.gelu(self.linear1(torch.cat([prod, diff], dim=-1))))
-        weight = self.linear2.weight if outputs is None else self.linear2.weight[outputs]
-        return F.linear(h, weight)
+        return self.norm(F.gelu(self.linear1(torch.cat([prod, diff], dim=-1))))
 
     @staticmethod
     def split(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:

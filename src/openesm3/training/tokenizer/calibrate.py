@@ -258,11 +258,8 @@ def fit_pae_output(
         total = torch.zeros(())
         for _ in range(batch):
             c = crop_chain(chains[int(rng.integers(len(chains)))], crop_length, rng)
-            with torch.no_grad():  # the trunk is frozen: its pair features once per crop
-                x = c.features[None]
-                q, k = head.down(x).chunk(2, dim=-1)
-                pair = torch.cat([q[:, None] * k[:, :, None], q[:, None] - k[:, :, None]], dim=-1)
-                h = head.norm(F.gelu(head.linear1(pair)))[0]
+            with torch.no_grad():  # the head's trunk is frozen
+                h = head.pair_features(c.features[None])[0]
             target = pae_bins(aligned_errors(c.pred[None], c.true[None]))[0]
             keep = c.pair_mask
             total = total + F.cross_entropy(F.linear(h[keep], weight()), target[keep]) / batch
