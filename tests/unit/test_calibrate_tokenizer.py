@@ -237,6 +237,10 @@ def test_summary_advises_keeping_a_head_that_refitting_made_worse() -> None:
     text = "\n".join(summary_lines(report((-0.1, -0.2, -0.01), (-0.2, -0.35, -0.05))))
     assert "the pLDDT and pTM heads rank" in text and "keep the original heads" in text
     assert "note:" not in "\n".join(summary_lines(report((0.1, 0.02, 0.2), (-0.05, -0.2, 0.1))))  # not clear: no note
+    only_plddt = report((0.1, 0.02, 0.2), (0.0, 0.0, 0.0))
+    only_plddt["config"]["heads"] = ["plddt"]
+    text = "\n".join(summary_lines(only_plddt))
+    assert "gain in pLDDT r per protein +0.10 (+0.02 .. +0.20) (95 %" in text and "pTM r +" not in text
 
 
 def test_cluster_folds_keep_clusters_whole() -> None:

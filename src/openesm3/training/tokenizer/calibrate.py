@@ -546,17 +546,24 @@ def summary_lines(report: dict) -> list[str]:
     if "cross_fit" in report:
         lines.append(line(f"refitted, {report['config']['cross_fit']}-fold cross-fit", report["cross_fit"]))
         g, h = report["cross_fit"]["plddt_r_per_protein_gain"], report["cross_fit"]["ptm_r_gain"]
+        gains = {"plddt": ("pLDDT r per protein", g), "pae": ("pTM r", h)}
+        refitted = report["config"]["heads"]  # a head not refitted has no gain to report
         lines.append(
-            f"{'':30s} gain in r per protein {g['difference']:+.2f} ({g['low']:+.2f} .. {g['high']:+.2f}), "
-            f"in pTM r {h['difference']:+.2f} ({h['low']:+.2f} .. {h['high']:+.2f}) (95 % bootstrap over chains)"
+            f"{'':30s} gain in "
+            + ", in ".join(
+                f"{gains[x][0]} {gains[x][1]['difference']:+.2f} ({gains[x][1]['low']:+.2f} .. "
+                f"{gains[x][1]['high']:+.2f})"
+                for x in HEADS
+                if x in refitted
+            )
+            + " (95 % bootstrap over chains)"
         )
-        gains = {"plddt": ("pLDDT", g), "pae": ("pTM", h)}
-        worse = [x for x in report["config"]["heads"] if gains[x][1]["high"] < 0]
+        worse = [x for x in refitted if gains[x][1]["high"] < 0]
         if worse:
             kept = [x for x in report["config"]["heads"] if x not in worse]
             advice = f"refit only {','.join(kept)} (--heads {','.join(kept)})" if kept else "keep the original heads"
             lines.append(
-                f"{'':30s} note: refitted, the {' and '.join(gains[x][0] for x in worse)} "
+                f"{'':30s} note: refitted, the {' and '.join(gains[x][0].split()[0] for x in worse)} "
                 f"{'heads rank' if len(worse) > 1 else 'head ranks'} these chains worse than before (95 % interval "
                 f"below 0): {advice}"
             )
