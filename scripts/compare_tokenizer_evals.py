@@ -1,7 +1,8 @@
 """Paired comparison of two tokenizer evaluations (``benchmarks/eval_tokenizer.py`` JSONs) on the same proteins:
-per-protein differences of lDDT-CA, backbone RMSD and TM-score (first minus second), their mean with a 95 % bootstrap
-interval, and the fraction of proteins on which the first is better. Medians of 77 proteins move by chance; the
-paired differences say whether one tokenizer is better on the same chains (docs/tokenizer_training.md).
+per-protein differences of lDDT-CA, backbone RMSD, TM-score and, where both have it, all-atom RMSD (first minus
+second), their mean with a 95 % bootstrap interval, and the fraction of proteins on which the first is better.
+Medians of 77 proteins move by chance; the paired differences say whether one tokenizer is better on the same chains
+(docs/tokenizer_training.md).
 
     python scripts/compare_tokenizer_evals.py FIRST.json SECOND.json [--out FILE.json]
 """
@@ -18,7 +19,7 @@ from openesm3.training.tokenizer.evaluate import bootstrap_mean
 from openesm3.utils.atomic import atomic_write_json
 
 # metric -> whether larger is better
-METRICS = {"lddt_ca": True, "backbone_rmsd": False, "tm_score": True}
+METRICS = {"lddt_ca": True, "backbone_rmsd": False, "tm_score": True, "all_atom_rmsd": False}
 
 
 def compare(first: dict, second: dict, *, n_boot: int = 5000, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -31,7 +32,11 @@ def compare(first: dict, second: dict, *, n_boot: int = 5000, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, float]] = {}
     for key, larger_better in METRICS.items():
-        d = np.array([a[n][key] - b[n][key] for n in names], dtype=np.float64)
+        # all-atom RMSD only exists for proteins with side chains, and only in evaluations that decoded them
+        shared = [n for n in names if a[n].get(key) is not None and b[n].get(key) is not None]
+        if not shared:
+            continue
+        d = np.array([a[n][key] - b[n][key] for n in shared], dtype=np.float64)
         out[key] = {
             "n_proteins": len(d),
             **bootstrap_mean(d, rng, n_boot=n_boot),

@@ -37,6 +37,13 @@ def test_paired_differences_on_shared_proteins(tmp_path: Path) -> None:
     out = tmp_path / "paired.json"
     assert compare.main([str(paths[0]), str(paths[1]), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["paired"]["lddt_ca"]["n_proteins"] == 3
+    assert "all_atom_rmsd" not in result  # neither evaluation has it
+    # all-atom RMSD over the proteins both evaluations have it for (None: no side chains)
+    first["proteins"][0]["all_atom_rmsd"], first["proteins"][1]["all_atom_rmsd"] = 3.0, None
+    second["proteins"][0]["all_atom_rmsd"], second["proteins"][1]["all_atom_rmsd"] = 4.5, 2.0
+    all_atom = compare.compare(first, second, n_boot=50)["all_atom_rmsd"]
+    assert all_atom["n_proteins"] == 1 and all_atom["mean_difference"] == pytest.approx(-1.5)
+    assert all_atom["first_better_fraction"] == 1.0
     with pytest.raises(SystemExit, match="share no protein"):
         compare.compare(first, _eval({"z": (0.1, 1.0, 0.1)}))
 
