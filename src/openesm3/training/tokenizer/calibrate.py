@@ -390,11 +390,20 @@ def _fit_heads(decoder: StructureDecoder, chains: Sequence[DecodedChain], config
     if "pae" in config.heads:
         torch.manual_seed(config.seed)
         pair_head = copy.deepcopy(decoder.pairwise_head)
-        fit = dict(steps=config.steps, lr=config.pair_lr, crop_length=config.crop_length, batch=config.batch)
+        steps, lr, crop, batch = config.steps, config.pair_lr, config.crop_length, config.batch
         if config.pair_fit == "head":
-            fit_pair_head(pair_head, chains, seed=config.seed, **fit)
+            fit_pair_head(pair_head, chains, steps=steps, lr=lr, crop_length=crop, batch=batch, seed=config.seed)
         else:
-            fit_pae_output(pair_head, chains, mode=config.pair_fit, seed=config.seed, **fit)
+            fit_pae_output(
+                pair_head,
+                chains,
+                mode=config.pair_fit,
+                steps=steps,
+                lr=lr,
+                crop_length=crop,
+                batch=batch,
+                seed=config.seed,
+            )
         heads["pae"] = pair_head
     return heads
 
