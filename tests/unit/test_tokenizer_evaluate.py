@@ -33,7 +33,8 @@ def test_summary_figures() -> None:
     s = summarize(results, n_codes=8)
     assert s.n_proteins == 3 and s.n_residues == 12
     assert s.backbone_rmsd_median == 4.0 and s.backbone_rmsd_mean == pytest.approx(16 / 3)
-    assert s.lddt_ca_median == 0.5
+    assert s.lddt_ca_median == 0.5 and s.lddt_ca_mean == pytest.approx(1.7 / 3)
+    assert s.plddt_mean == pytest.approx(0.6) and s.ptm_mean == pytest.approx(0.4) and s.tm_score_mean == 0.5
     assert s.mirrored_fraction == pytest.approx(1 / 3)
     assert s.codes_used_fraction == 4 / 8
     counts = np.array([1, 4, 3, 4]) / 12

@@ -184,6 +184,9 @@ class EvaluationSummary:
     plddt_lddt_pearson: float  # per residue
     plddt_lddt_pearson_per_protein: float  # mean pLDDT vs lDDT-CA per protein
     ptm_tm_pearson: float
+    # calibration in the mean: compare with lddt_ca_mean and tm_score_mean (per protein, then averaged)
+    plddt_mean: float
+    ptm_mean: float
     all_atom_rmsd_median: float | None
     all_atom_rmsd_floor_median: float | None
     chi_mae: dict[str, float]  # chi k -> mean absolute error (degrees)
@@ -261,6 +264,8 @@ def summarize(results: Iterable[ProteinResult], n_codes: int) -> EvaluationSumma
         plddt_lddt_pearson=_pearson(np.concatenate([r.plddt for r in rs]), np.concatenate([r.true_lddt for r in rs])),
         plddt_lddt_pearson_per_protein=_pearson(np.array([r.mean_plddt for r in rs]), ld),
         ptm_tm_pearson=_pearson(np.array([r.ptm for r in rs]), tm),
+        plddt_mean=float(np.mean([r.mean_plddt for r in rs])),
+        ptm_mean=float(np.mean([r.ptm for r in rs])),
         all_atom_rmsd_median=float(np.median(aa)) if aa else None,
         all_atom_rmsd_floor_median=float(np.median(floor)) if floor else None,
         chi_mae=chi_mae,
