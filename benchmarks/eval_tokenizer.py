@@ -10,6 +10,14 @@ usage, pLDDT/pTM calibration and, for a sequence-conditioned decoder, all-atom R
 ``--weights`` is a directory with ``structure_encoder/`` and ``structure_decoder/`` in our format (a run's
 ``export/``; default: the shipped tokenizer). ``--data`` is an ingested shard dataset (``openesm3.training.ingest``)
 or the raw dev directory (then ingested to a temporary directory). Full-length chains, no crops.
+
+``--split`` takes the split as a training run draws it from the ingestion labels: ``train``, ``valid``,
+``calibration`` or ``all``. For a run trained with ``data.split.calibration_fraction`` (v7: 0.1), give the same
+``--calibration-fraction`` so that ``train`` is the chains its decoder was fitted on and ``calibration`` the ones
+it held out:
+
+    python benchmarks/eval_tokenizer.py --data runs/dev_chains --split train --calibration-fraction 0.1 \\
+        --threads 1 --out benchmarks/results/tokenizer_v7_train_split.json
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from pathlib import Path
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
-from openesm3.training.config import IngestConfig
+from openesm3.training.config import ConfigError, DataConfig, IngestConfig, SplitConfig
 from openesm3.training.data import INDEX_FILE, ProteinDataset
 from openesm3.training.ingest import ingest_structures
+from openesm3.training.pipeline import SPLIT_NAMES, split_positions
 from openesm3.training.tokenizer.evaluate import round_trip, summarize
 from openesm3.utils.atomic import atomic_write_text
 
@@ -48,16 +57,28 @@ def main() -> int:
         help="structure_encoder/ + structure_decoder/ directory (default: the bundled tokenizer)",
     )
     parser.add_argument("--data", type=Path, default=Path("../shared/data/dev"))
-    parser.add_argument("--split", default="valid")
+    parser.add_argument("--split", default="valid", help=f"one of {', '.join(SPLIT_NAMES)} (default: valid)")
+    parser.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.0,
+        help="the data.split.calibration_fraction the evaluated run was trained with (its held-out clusters leave "
+        "--split train and form --split calibration)",
+    )
+    parser.add_argument("--split-seed", type=int, default=0, help="the run's data.split.seed (default: 0)")
     parser.add_argument("--max-proteins", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    split = SplitConfig(method="column", calibration_fraction=args.calibration_fraction, seed=args.split_seed)
     torch.set_num_threads(args.threads)
     encoder, decoder = load_structure_tokenizer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = open_dataset(args.data, Path(tmp))
-        rows = [i for i, s in enumerate(dataset.splits) if s == args.split or args.split == "all"]
+        try:
+            rows = [int(i) for i in split_positions(dataset, DataConfig(split=split), args.split)]
+        except ConfigError as exc:
+            parser.error(f"--split: {exc}")
         if args.max_proteins:
             rows = rows[: args.max_proteins]
         start = time.perf_counter()
@@ -84,6 +105,7 @@ def main() -> int:
     report = {
         "weights": str(args.weights or "bundled"),
         "split": args.split,
+        "calibration_fraction": args.calibration_fraction,
         "seconds": round(elapsed, 1),
         "threads": args.threads,
         "summary": summary,

@@ -7,7 +7,7 @@ import pytest
 
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
-from openesm3.training.pipeline import build_protein_data, calibration_dataset, split_dataset
+from openesm3.training.pipeline import build_protein_data, calibration_dataset, split_dataset, split_positions
 from openesm3.training.splits import (
     calibration_by_cluster,
     greedy_identity_clusters,
@@ -171,3 +171,28 @@ def test_calibration_clusters_are_held_out_of_training_and_validation(tmp_path) 
     assert calibration_dataset(ds, cfg()) is None
     with pytest.raises(ConfigError, match="calibration_fraction must lie in"):
         cfg("data.split.calibration_fraction=1")
+
+
+def test_split_positions_name_the_records_a_run_trains_validates_and_calibrates_on(tmp_path) -> None:
+    records = synthetic_records(40)
+    for i, r in enumerate(records):
+        object.__setattr__(r, "split", "valid" if i % 4 == 0 else "train")
+    write_dataset(records, tmp_path)
+    ds = ProteinDataset(tmp_path)
+    cfg = lambda *o: apply_overrides(TrainConfig(), ["data.split.method=column", *o]).data  # noqa: E731
+    plain = cfg()
+    assert list(split_positions(ds, plain, "valid")) == list(range(0, 40, 4))
+    assert list(split_positions(ds, plain, "Validation")) == list(range(0, 40, 4))  # label synonyms
+    assert list(split_positions(ds, plain, "train")) == [i for i in range(40) if i % 4]
+    assert len(split_positions(ds, plain, "calibration")) == 0
+    assert list(split_positions(ds, plain, "all")) == list(range(40))
+    # with a calibration fraction, the held-out clusters leave train (and only train) and form calibration
+    held = cfg("data.split.calibration_fraction=0.4")
+    train, calib = set(split_positions(ds, held, "train")), set(split_positions(ds, held, "calib"))
+    assert calib and not train & calib
+    assert train | calib == set(split_positions(ds, plain, "train"))
+    assert list(split_positions(ds, held, "valid")) == list(range(0, 40, 4))
+    held_ds = calibration_dataset(ds, held)  # the chains calibrate-tokenizer --run refits on
+    assert held_ds is not None and {e["name"] for e in held_ds.entries} == {ds.entries[i]["name"] for i in calib}
+    with pytest.raises(ConfigError, match="unknown split 'test'"):
+        split_positions(ds, plain, "test")

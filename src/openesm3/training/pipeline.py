@@ -18,6 +18,9 @@ from openesm3.training.data import CroppedRecords, ProteinBatch, ProteinDataset,
 from openesm3.training.loader import StepLoader
 from openesm3.training.sampler import LengthBucketSampler
 from openesm3.training.splits import (
+    CALIBRATION_LABELS,
+    TRAIN_LABELS,
+    VALID_LABELS,
     calibration_by_cluster,
     calibration_by_column,
     greedy_identity_clusters,
@@ -74,6 +77,25 @@ def split_masks(dataset: ProteinDataset, data: DataConfig) -> tuple[list[str], n
     if data.split.train_fraction < 1:
         is_train &= kept_clusters(clusters, data.split.train_fraction, data.split.seed)
     return clusters, is_train, is_valid, is_calibration
+
+
+SPLIT_NAMES = ("train", "valid", "calibration", "all")
+
+
+def split_positions(dataset: ProteinDataset, data: DataConfig, split: str) -> np.ndarray:
+    """Positions of the records of ``split`` as a run with ``data`` draws them: ``train`` (the chains it fits on),
+    ``valid``, ``calibration`` (held out of both) or ``all``. Label synonyms (``validation``, ``calib``...) work."""
+    name = split.strip().lower()
+    if name == "all":
+        return np.arange(len(dataset))
+    _, is_train, is_valid, is_calibration = split_masks(dataset, data)
+    if name in TRAIN_LABELS - {""}:
+        return np.flatnonzero(is_train)
+    if name in VALID_LABELS:
+        return np.flatnonzero(is_valid)
+    if name in CALIBRATION_LABELS:
+        return np.flatnonzero(is_calibration)
+    raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLIT_NAMES)}")
 
 
 def split_dataset(dataset: ProteinDataset, data: DataConfig) -> tuple[ProteinDataset, ProteinDataset | None, list[str]]:
