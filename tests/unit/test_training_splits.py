@@ -75,12 +75,17 @@ def test_cluster_split_is_stable_and_whole_clusters_move() -> None:
     assert sampling_weights(["a", "a", "b"], "none").tolist() == [1.0, 1.0, 1.0]
 
 
+def _labelled_dataset(root, labels: list[str]) -> ProteinDataset:
+    """A dataset of synthetic records with the given ingestion split labels."""
+    records = synthetic_records(len(labels))
+    for r, label in zip(records, labels, strict=True):
+        object.__setattr__(r, "split", label)
+    write_dataset(records, root)
+    return ProteinDataset(root)
+
+
 def test_split_methods_on_a_dataset(tmp_path) -> None:
-    records = synthetic_records(30)
-    for i, r in enumerate(records):
-        object.__setattr__(r, "split", "valid" if i % 10 == 0 else "train")
-    write_dataset(records, tmp_path)
-    ds = ProteinDataset(tmp_path)
+    ds = _labelled_dataset(tmp_path, ["valid" if i % 10 == 0 else "train" for i in range(30)])
     cfg = TrainConfig()
     by_column = lambda method: split_dataset(ds, apply_overrides(cfg, [f"data.split.method={method}"]).data)  # noqa: E731
     train, valid, _ = by_column("column")
@@ -145,13 +150,9 @@ def test_calibration_clusters_are_held_out_of_training_and_validation(tmp_path) 
     assert all(held[2 * c] == held[2 * c + 1] for c in range(2000))  # whole clusters
     assert not np.array_equal(held, valid_by_cluster(clusters, 0.1))  # another draw than validation's
 
-    records = synthetic_records(60)
     labels = ["valid" if i % 10 == 0 else "calibration" if i % 10 == 1 else "test" if i % 10 == 2 else "train"
               for i in range(60)]  # fmt: skip
-    for r, label in zip(records, labels, strict=True):
-        object.__setattr__(r, "split", label)
-    write_dataset(records, tmp_path)
-    ds = ProteinDataset(tmp_path)
+    ds = _labelled_dataset(tmp_path, labels)
     cfg = lambda *o: apply_overrides(TrainConfig(), list(o)).data  # noqa: E731
     # column: labelled calibration records and unknown labels (test) are not trained on
     train, valid, _ = split_dataset(ds, cfg("data.split.method=column"))
@@ -174,11 +175,7 @@ def test_calibration_clusters_are_held_out_of_training_and_validation(tmp_path) 
 
 
 def test_split_positions_name_the_records_a_run_trains_validates_and_calibrates_on(tmp_path) -> None:
-    records = synthetic_records(40)
-    for i, r in enumerate(records):
-        object.__setattr__(r, "split", "valid" if i % 4 == 0 else "train")
-    write_dataset(records, tmp_path)
-    ds = ProteinDataset(tmp_path)
+    ds = _labelled_dataset(tmp_path, ["valid" if i % 4 == 0 else "train" for i in range(40)])
     cfg = lambda *o: apply_overrides(TrainConfig(), ["data.split.method=column", *o]).data  # noqa: E731
     plain = cfg()
     assert list(split_positions(ds, plain, "valid")) == list(range(0, 40, 4))
