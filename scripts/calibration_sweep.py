@@ -21,7 +21,9 @@ from dataclasses import asdict
 import torch
 
 from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-from openesm3.cli.calibrate_tokenizer import _run_inputs
+from openesm3.cli.calibrate_tokenizer import run_inputs
+from openesm3.models.structure_decoder import StructureDecoder
+from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.tokenizer.calibrate import CalibrationConfig, calibrate, decode_records
 from openesm3.utils.atomic import atomic_write_text
 
@@ -40,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip())
-    weights, records, source = _run_inputs(args.run)
+    weights, records, source = run_inputs(args.run)
     encoder, _ = load_vqvae_network(weights, "structure_encoder")
     decoder, _ = load_vqvae_network(weights, "structure_decoder")
+    if not isinstance(encoder, StructureEncoder) or not isinstance(decoder, StructureDecoder):
+        raise SystemExit(f"{weights}: not a structure tokenizer")
     chains, skipped = decode_records(encoder, decoder, records, with_sequence=args.with_sequence, progress=False)
     print(f"{len(chains)} chains from {source} ({len(skipped)} left out)", flush=True)
     rows = []

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if args.run:
             if args.inputs or args.weights or args.split:
                 raise InputError("--run gives the weights and the chains: leave out INPUT, --weights and --split")
-            weights, records, source = _run_inputs(args.run)
+            weights, records, source = run_inputs(args.run)
         else:
             if not args.inputs:
                 raise InputError("give the held-out chains: structure files, an ingested dataset, or --run DIR")
@@ -164,7 +164,7 @@ def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, 
     return [dataset[i] for i in range(len(dataset))], f"{report.n_files} structure files"
 
 
-def _run_inputs(run_dir: str) -> tuple[str, list, str]:
+def run_inputs(run_dir: str) -> tuple[str, list, str]:
     """(export directory, held-out records, description) of a train-tokenizer run."""
     import json
     from pathlib import Path

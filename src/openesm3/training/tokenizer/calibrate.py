@@ -569,7 +569,7 @@ def summary_lines(report: dict) -> list[str]:
         )
         worse = [x for x in refitted if gains[x][1]["high"] < 0]
         if worse:
-            kept = [x for x in report["config"]["heads"] if x not in worse]
+            kept = [x for x in refitted if x not in worse]
             advice = f"refit only {','.join(kept)} (--heads {','.join(kept)})" if kept else "keep the original heads"
             lines.append(
                 f"{'':30s} note: refitted, the {' and '.join(gains[x][0].split()[0] for x in worse)} "
