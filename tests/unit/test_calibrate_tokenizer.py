@@ -20,8 +20,9 @@ from openesm3.cli.main import main
 from openesm3.errors import InputError
 from openesm3.generation.structure_tokens import encode_structure
 from openesm3.layers.structure_heads import PairwiseHead
-from openesm3.training.config import ConfigError
-from openesm3.training.data import ProteinRecord, write_dataset
+from openesm3.training.config import ConfigError, DataConfig, SplitConfig
+from openesm3.training.data import ProteinDataset, ProteinRecord, write_dataset
+from openesm3.training.pipeline import split_positions
 from openesm3.training.tokenizer.calibrate import (
     CalibrationConfig,
     calibrate,
@@ -31,9 +32,11 @@ from openesm3.training.tokenizer.calibrate import (
     fit_pae_output,
     fit_pair_head,
     fit_plddt_head,
+    fit_ptm_scale,
     pair_losses,
     plddt_targets,
     r_difference,
+    score_ptm,
     summarize_plddt,
     summary_lines,
     write_calibrated,
@@ -135,6 +138,54 @@ def test_restricted_pair_fits_change_only_the_pae_outputs(tokenizer, records) ->
     assert changed == ["pairwise_head.linear2.weight"]
     with pytest.raises(ConfigError, match="pair_fit: unknown 'rows'"):
         CalibrationConfig(pair_fit="rows")
+
+
+def test_ptm_fit_scales_the_pae_rows_to_match_chain_ptm_to_a_target(tokenizer, records) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    encoder, decoder = tokenizer
+    chains, _ = decode_records(encoder, decoder, records[:3], progress=False)
+    rows = PairwiseHead.pae_slice()
+    original = decoder.pairwise_head.state_dict()
+    before = np.array(score_ptm(decoder.pairwise_head, chains))
+    for shift in (-0.15, +0.1):  # targets the head over- or understates by a known amount
+        target = (before + shift).tolist()
+        head = copy.deepcopy(decoder.pairwise_head)
+        curve = fit_ptm_scale(head, chains, target, steps=50)
+        assert curve[-1][1] < curve[0][1] / 10 and curve[0][1] == pytest.approx(shift**2, rel=1e-2)
+        after = np.array(score_ptm(head, chains))
+        assert np.abs(after - target).max() < 0.04, (shift, after, target)
+        new = head.state_dict()
+        for k, v in original.items():  # the trunk and the distogram/direction outputs are untouched
+            if k != "linear2.weight":
+                assert torch.equal(new[k], v)
+        assert torch.equal(new["linear2.weight"][: rows.start], original["linear2.weight"][: rows.start])
+        # every PAE row is its original times one factor, whose log is linear in the bin
+        ratio = new["linear2.weight"][rows] / original["linear2.weight"][rows]
+        factor = ratio.median(dim=1).values
+        assert torch.allclose(ratio, factor[:, None].expand_as(ratio), rtol=1e-4)
+        log_factor = factor.log().double()
+        line = torch.linspace(0, 1, len(factor), dtype=torch.float64)
+        fitted = log_factor[0] + (log_factor[-1] - log_factor[0]) * line
+        assert torch.allclose(log_factor, fitted, atol=1e-4) and not torch.allclose(factor, torch.ones_like(factor))
+    # without the tilt: one factor for every row (a temperature), still moving pTM toward the target
+    head = copy.deepcopy(decoder.pairwise_head)
+    target = (before - 0.1).tolist()
+    fit_ptm_scale(head, chains, target, steps=50, tilt=False)
+    ratio = head.linear2.weight[rows] / original["linear2.weight"][rows]
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4) and float(ratio.flatten()[0]) != 1.0
+    after = np.array(score_ptm(head, chains))
+    assert np.abs(after - target).mean() < np.abs(before - target).mean() / 2
+    with pytest.raises(ValueError, match="3 chains but 2 TM-scores"):
+        fit_ptm_scale(copy.deepcopy(decoder.pairwise_head), chains, [0.5, 0.5], steps=1)
+    # through calibrate(): the chains' own TM-scores; in-sample the squared error cannot grow
+    result = calibrate(
+        decoder, chains, CalibrationConfig(heads=("pae",), pair_fit="ptm", steps=20, cross_fit=0), progress=False
+    )
+    changed = [k for k, v in result.decoder.state_dict().items() if not torch.equal(v, decoder.state_dict()[k])]
+    assert changed == ["pairwise_head.linear2.weight"]
+    tm = np.array(result.report["tm_score"])
+    error = lambda part: float(np.mean((np.array(result.report[part]["ptm"]["ptm_per_chain"]) - tm) ** 2))  # noqa: E731
+    assert error("fitted") < error("before")
 
 
 def test_residues_without_a_backbone_stay_out_of_the_targets(tokenizer) -> None:  # noqa: ANN001
@@ -270,12 +321,39 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
     assert main([*argv, "--pair-fit", "temperature", *common]) == 0
     report = json.loads((tmp_path / "c2" / "calibration.json").read_text())
     assert report["chains"] == ["1PIN", "1fxd"] and report["config"]["pair_fit"] == "temperature"
+    # the split a training run with data.split.calibration_fraction draws, instead of the labels
+    clustered = [dataclasses.replace(r, split="train") for r in records]
+    write_dataset(clustered, tmp_path / "ds_train")
+    draw = DataConfig(split=SplitConfig(method="column", calibration_fraction=0.5, seed=1))
+    held = [records[int(i)].name for i in split_positions(ProteinDataset(tmp_path / "ds_train"), draw, "calibration")]
+    assert held == ["1fxd", "1a62"]  # seed 0 would draw 1PIN and 1a62
+    argv = [str(tmp_path / "ds_train"), "--split", "calibration", "--calibration-fraction", "0.5", "--split-seed", "1"]
+    assert main(["calibrate-tokenizer", *argv, "--pair-fit", "ptm", "--heads", "pae", "--cross-fit", "0",
+                 "--out", str(tmp_path / "c4"), *common]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "c4" / "calibration.json").read_text())
+    assert report["chains"] == held and "calibration_fraction 0.5, seed 1" in report["source"]
     capsys.readouterr()
     # refusals, one line each
     for argv, message in (
         ([*files, "--out", str(out)], "exists and is not an empty directory"),
         ([str(tmp_path / "ds"), "--split", "test", "--out", str(tmp_path / "c3")], "no records with split 'test'"),
-        ([*files, "--split", "cal", "--out", str(tmp_path / "c3")], "--split selects records of an ingested dataset"),
+        ([*files, "--split", "cal", "--out", str(tmp_path / "c3")], "--split and --calibration-fraction select"),
+        (
+            [*files, "--calibration-fraction", "0.1", "--out", str(tmp_path / "c3")],
+            "--split and --calibration-fraction",
+        ),
+        (
+            [str(tmp_path / "ds"), "--calibration-fraction", "0.1", "--out", str(tmp_path / "c3")],
+            "give --split calibration",
+        ),
+        (
+            [str(tmp_path / "ds"), "--split", "test", "--calibration-fraction", "0.1", "--out", str(tmp_path / "c3")],
+            "unknown split 'test'",
+        ),  # fmt: skip
+        (
+            [str(tmp_path / "ds"), "--split", "valid", "--calibration-fraction", "1.5", "--out", str(tmp_path / "c3")],
+            "calibration_fraction must lie in [0, 1)",
+        ),  # fmt: skip
         (["--out", str(tmp_path / "c3")], "give the held-out chains"),
         ([*files, "--heads", "plddt,wide", "--out", str(tmp_path / "c3")], "unknown wide"),
         ([files[0], "--out", str(tmp_path / "c3")], "at least 2 chains"),

@@ -48,14 +48,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weights", metavar="PATH", help="tokenizer to calibrate (default: $OPENESM3_WEIGHTS, else the "
                    "bundled tokenizer)")  # fmt: skip
     p.add_argument("--split", metavar="LABEL", help="with an ingested dataset: only the records of this split label")
+    p.add_argument(
+        "--calibration-fraction",
+        type=float,
+        metavar="F",
+        help="with an ingested dataset: --split train, valid or calibration picks the chains a train-tokenizer run "
+        "with data.split.calibration_fraction=F draws (e.g. 0.1 and calibration: the 68 dev chains the bundled "
+        "tokenizer held out) instead of matching labels",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="with --calibration-fraction: the run's data.split.seed")
     p.add_argument("--heads", default="plddt,pae", help="heads to refit: plddt, pae or both (default: both)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps per head and fit (default: 1000)")
     p.add_argument(
         "--pair-fit",
-        choices=("head", "pae", "temperature"),
+        choices=("head", "pae", "temperature", "ptm", "ptm-temperature"),
         default="head",
-        help="what of the pairwise head to refit: every weight (head, the default), only its PAE outputs (pae), or "
-        "one scale of its PAE logits (temperature: keeps its ranking; for few chains)",
+        help="what of the pairwise head to refit: every weight (head, the default), only its PAE outputs (pae), "
+        "one scale of its PAE logits (temperature: keeps its ranking; for few chains), or a scale of its PAE logits "
+        "fitted so that each chain's pTM matches its TM-score (ptm: 2 parameters; calibrates pTM in the mean; "
+        "ptm-temperature: 1 parameter)",
     )
     p.add_argument(
         "--cross-fit",
@@ -111,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
             if not args.inputs:
                 raise InputError("give the held-out chains: structure files, an ingested dataset, or --run DIR")
             weights = args.weights
-            records, source = _records(args.inputs, args.split, scratch)
+            records, source = input_records(
+                args.inputs, args.split, scratch, args.calibration_fraction, args.split_seed
+            )
         encoder, place = load_vqvae_network(weights, "structure_encoder")
         decoder, _ = load_vqvae_network(weights, "structure_decoder")
         if not isinstance(encoder, StructureEncoder) or not isinstance(decoder, StructureDecoder):
@@ -130,8 +143,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, str]:
-    """Records of an ingested dataset (one directory with an index) or of structure files ingested to ``scratch``."""
+def input_records(
+    inputs: list[str], split: str | None, scratch: str, calibration_fraction: float | None = None, split_seed: int = 0
+) -> tuple[list, str]:
+    """Records of an ingested dataset (one directory with an index) or of structure files ingested to ``scratch``.
+    With ``calibration_fraction``, ``split`` is drawn as a training run draws it (``split_positions``)."""
     from pathlib import Path
 
     from openesm3.errors import InputError
@@ -142,6 +158,23 @@ def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, 
     if len(inputs) == 1 and (Path(inputs[0]) / INDEX_FILE).is_file():
         dataset = ProteinDataset(inputs[0])
         positions: list[int] = list(range(len(dataset)))
+        if calibration_fraction is not None:
+            from openesm3.training.config import ConfigError, DataConfig, SplitConfig
+            from openesm3.training.pipeline import split_positions
+
+            if split is None:
+                raise InputError("--calibration-fraction draws a split: give --split calibration (or train, valid)")
+            try:
+                draw = SplitConfig(method="column", calibration_fraction=calibration_fraction, seed=split_seed)
+                positions = [int(i) for i in split_positions(dataset, DataConfig(split=draw), split)]
+            except ConfigError as exc:
+                raise InputError(f"{inputs[0]}: {exc}") from None
+            if not positions:
+                raise InputError(
+                    f"{inputs[0]}: split {split!r} with calibration_fraction={calibration_fraction} is empty"
+                )
+            source = f"{inputs[0]} (split {split}, calibration_fraction {calibration_fraction}, seed {split_seed})"
+            return [dataset[i] for i in positions], source
         if split is not None:
             from openesm3.training.splits import CALIBRATION_LABELS, TRAIN_LABELS, VALID_LABELS
 
@@ -153,8 +186,10 @@ def _records(inputs: list[str], split: str | None, scratch: str) -> tuple[list, 
                 labels = sorted(set(dataset.splits)) or ["(none)"]
                 raise InputError(f"{inputs[0]}: no records with split {split!r} (labels: {', '.join(labels)})")
         return [dataset[i] for i in positions], f"{inputs[0]}" + (f" (split {split})" if split else "")
-    if split is not None:
-        raise InputError("--split selects records of an ingested dataset; structure files have no split labels")
+    if split is not None or calibration_fraction is not None:
+        raise InputError(
+            "--split and --calibration-fraction select records of an ingested dataset; structure files have no splits"
+        )
     report = ingest_structures(inputs, scratch, IngestConfig())
     for s in report.skipped:
         print(f"  could not read {s['source']}: {s['problem']}", file=sys.stderr)

@@ -8,7 +8,8 @@ Calibration refits those heads, starting from their own weights, on decodings of
   ``openesm3 detokenize``, or with its sequence for a sequence-conditioned decoder);
 - the pLDDT head learns the per-residue lDDT-CA of those decodings (stage 2's pLDDT term);
 - the pairwise head, whose PAE outputs give PAE and pTM, learns stage 2's distogram, binned-direction and PAE terms
-  (PAE targets: the decodings' own aligned errors).
+  (PAE targets: the decodings' own aligned errors), or only its PAE outputs are refitted (``pair_fit``): on the PAE
+  term, or scaled so that each chain's pTM matches the TM-score of its decoding (``pair_fit="ptm"``).
 
 Nothing else changes: the decoded coordinates are those of the original decoder, bit for bit. Residues without
 N, CA and C are left out of every target. How the refitted heads do on *new* chains is estimated by cross-fitting:
@@ -31,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from openesm3 import constants as C
 from openesm3.checkpoints.format import save_pretrained
 from openesm3.errors import InputError
 from openesm3.generation.structure_tokens import encode_structure
@@ -53,7 +55,7 @@ from openesm3.utils.atomic import atomic_write_json
 from openesm3.utils.progress import Progress
 
 HEADS = ("plddt", "pae")
-PAIR_FITS = ("head", "pae", "temperature")
+PAIR_FITS = ("head", "pae", "temperature", "ptm", "ptm-temperature")
 REPORT_FILE = "calibration.json"
 MIN_RESIDUES = 8  # chains with fewer residues with a backbone are left out
 
@@ -68,7 +70,10 @@ class CalibrationConfig:
     pair_lr: float = 1e-3  # AdamW peak learning rate of the pairwise head (5 % warmup, cosine to 0, clip 1.0)
     # what of the pairwise head is refitted: "head" every weight, on stage 2's distogram, direction and PAE terms;
     # "pae" only its 64 PAE output rows, on the PAE term (the trunk and the distogram/direction outputs are kept);
-    # "temperature" one scale of the PAE logits (1 parameter: keeps the head's ranking of pairs)
+    # "temperature" one scale of the PAE logits (1 parameter: keeps the head's ranking of pairs); "ptm" a scale of
+    # the PAE logits that grows or shrinks across the bins (2 parameters) fitted so that each chain's pTM matches the
+    # TM-score of its decoding (L-BFGS on whole chains, up to ``steps`` iterations; it keeps every chain's PAE
+    # logits, 128 bytes per residue pair, in memory); "ptm-temperature" the same with one scale (no tilt)
     pair_fit: str = "head"
     plddt_lr: float = 1e-3 / 3  # of the pLDDT head (no warmup, cosine to 0)
     batch: int = 2  # chains (pLDDT) or crops (pairwise head) per step
@@ -271,6 +276,56 @@ def fit_pae_output(
     return curve
 
 
+PTM_SCALE_PARAMETERS = 2
+
+
+def ptm_bin_scale(theta: Tensor) -> Tensor:
+    """[64] factors of the PAE logits, ``exp(theta[0] + theta[1] * k / 63)`` for bin k (theta [2]): one temperature
+    and a tilt from the bins of small errors to those of large ones."""
+    position = torch.linspace(0.0, 1.0, C.PAE_N_BINS, dtype=theta.dtype, device=theta.device)
+    return torch.exp(theta[0] + theta[1] * position)
+
+
+def fit_ptm_scale(
+    head: PairwiseHead, chains: Sequence[DecodedChain], tm: Sequence[float], *, steps: int, tilt: bool = True
+) -> list[list[float]]:
+    """Scale the PAE outputs of a :class:`PairwiseHead`, in place, so that the pTM of each of ``chains`` (over all its
+    residues, as the decoder reports it) matches ``tm``, the TM-score of its decoding: the mean squared difference
+    over the chains is minimised by L-BFGS (up to ``steps`` iterations) over the two parameters of
+    :func:`ptm_bin_scale` (``tilt=False``: the first alone, a temperature). Each PAE row is multiplied by its
+    factor, so the head keeps its form and the official weight layout, and its trunk and distogram and direction
+    outputs are left as they are. Returns the loss at every evaluation, as [evaluation, loss] pairs."""
+    if len(chains) != len(tm):
+        raise ValueError(f"{len(chains)} chains but {len(tm)} TM-scores")
+    rows = PairwiseHead.pae_slice()
+    with torch.no_grad():  # the head's trunk and its PAE rows are fixed; only the factors are fitted
+        logits = [head(c.features[None], outputs=rows)[0].half() for c in chains]
+    target = torch.tensor(list(tm), dtype=torch.float32)
+    fitted = nn.Parameter(torch.zeros(PTM_SCALE_PARAMETERS if tilt else 1))
+    opt = torch.optim.LBFGS([fitted], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def parameters() -> Tensor:
+        return fitted if tilt else torch.cat([fitted, fitted.new_zeros(1)])
+
+    curve: list[list[float]] = []
+
+    def closure() -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        scale = ptm_bin_scale(parameters())
+        ptm = torch.stack(
+            [pae_and_ptm(z.float()[None] * scale, torch.ones(1, z.shape[0], dtype=torch.bool))[1][0] for z in logits]
+        )
+        loss = ((ptm - target) ** 2).mean()
+        loss.backward()
+        curve.append([len(curve), float(loss.detach())])
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        head.linear2.weight[rows] *= ptm_bin_scale(parameters().detach())[:, None]
+    return curve
+
+
 def fit_plddt_head(
     head: nn.Module, chains: Sequence[DecodedChain], *, steps: int, lr: float, batch: int, seed: int
 ) -> list[list[float]]:
@@ -379,8 +434,11 @@ class CalibrationResult:
     report: dict = field(default_factory=dict)
 
 
-def _fit_heads(decoder: StructureDecoder, chains: Sequence[DecodedChain], config: CalibrationConfig) -> dict:
-    """Copies of the decoder's heads named in ``config.heads``, fitted on ``chains``."""
+def _fit_heads(
+    decoder: StructureDecoder, chains: Sequence[DecodedChain], tm: Sequence[float], config: CalibrationConfig
+) -> dict:
+    """Copies of the decoder's heads named in ``config.heads``, fitted on ``chains`` (``tm``: the TM-scores of their
+    decodings, which ``pair_fit="ptm"`` fits to)."""
     heads: dict[str, nn.Module] = {}
     if "plddt" in config.heads:
         torch.manual_seed(config.seed)
@@ -393,6 +451,8 @@ def _fit_heads(decoder: StructureDecoder, chains: Sequence[DecodedChain], config
         steps, lr, crop, batch = config.steps, config.pair_lr, config.crop_length, config.batch
         if config.pair_fit == "head":
             fit_pair_head(pair_head, chains, steps=steps, lr=lr, crop_length=crop, batch=batch, seed=config.seed)
+        elif config.pair_fit in ("ptm", "ptm-temperature"):
+            fit_ptm_scale(pair_head, chains, tm, steps=steps, tilt=config.pair_fit == "ptm")
         else:
             fit_pae_output(
                 pair_head,
@@ -455,7 +515,8 @@ def calibrate(
             plddt_rows: list[dict] = [{}] * len(chains)
             ptm = [0.0] * len(chains)
             for f in range(config.cross_fit):
-                heads = _fit_heads(decoder, [c for c, g in zip(chains, folds, strict=True) if g != f], config)
+                kept = [i for i, g in enumerate(folds) if g != f]
+                heads = _fit_heads(decoder, [chains[i] for i in kept], [tm[i] for i in kept], config)
                 bar.update(len(heads), postfix=f"fold {f + 1} of {config.cross_fit}")
                 held = [i for i, g in enumerate(folds) if g == f]
                 rows = score_plddt(heads.get("plddt", decoder.plddt_head), [chains[i] for i in held])
@@ -471,7 +532,7 @@ def calibrate(
             )
             cross["ptm_r_gain"] = r_difference(ptm, before["ptm"]["ptm_per_chain"], tm)
             report["cross_fit"] = cross
-        heads = _fit_heads(decoder, chains, config)
+        heads = _fit_heads(decoder, chains, tm, config)
         bar.update(len(heads), postfix="all chains")
     out = copy.deepcopy(decoder)
     if "plddt" in heads:
