@@ -1,6 +1,8 @@
 """Paired comparison of two tokenizer evaluations (``benchmarks/eval_tokenizer.py`` JSONs) on the same proteins:
 per-protein differences of lDDT-CA, backbone RMSD, TM-score and, where both have it, all-atom RMSD (first minus
 second), their mean with a 95 % bootstrap interval, and the fraction of proteins on which the first is better.
+Where both have the confidences, the same for their errors (|pTM - TM-score| and |mean pLDDT - lDDT-CA| per protein)
+and the difference in how they rank proteins (Pearson r of pTM with TM-score, of mean pLDDT with lDDT-CA).
 Medians of 77 proteins move by chance; the paired differences say whether one tokenizer is better on the same chains
 (docs/tokenizer_training.md).
 
@@ -20,6 +22,51 @@ from openesm3.utils.atomic import atomic_write_json
 
 # metric -> whether larger is better
 METRICS = {"lddt_ca": True, "backbone_rmsd": False, "tm_score": True, "all_atom_rmsd": False}
+# confidence -> the figure it estimates
+CONFIDENCES = {"ptm": "tm_score", "mean_plddt": "lddt_ca"}
+
+
+def _r(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+
+
+def compare_confidences(
+    a: dict[str, dict], b: dict[str, dict], names: list[str], rng: np.random.Generator, *, n_boot: int
+) -> dict[str, dict[str, float]]:
+    """Per confidence both evaluations report: the paired difference of its absolute error (first - second; smaller
+    is better), and of its Pearson r with what it estimates (each evaluation against its own truth), with 95 %
+    bootstrap intervals over the proteins."""
+    out: dict[str, dict[str, float]] = {}
+    for conf, truth in CONFIDENCES.items():
+        shared = [n for n in names if all(x[n].get(k) is not None for x in (a, b) for k in (conf, truth))]
+        if len(shared) < 3:
+            continue
+        x = {k: np.array([[a[n][k], b[n][k]] for n in shared], dtype=np.float64) for k in (conf, truth)}
+        error = np.abs(x[conf] - x[truth])
+        d = error[:, 0] - error[:, 1]
+        out[f"{conf}_abs_error"] = {
+            "n_proteins": len(d),
+            **bootstrap_mean(d, rng, n_boot=n_boot),
+            "first_better_fraction": float(np.mean(d < 0)),
+            "first_mean": float(error[:, 0].mean()),
+            "second_mean": float(error[:, 1].mean()),
+        }
+        r = [_r(x[conf][:, j], x[truth][:, j]) for j in (0, 1)]
+        boot = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(d), len(d))
+            boot.append(_r(x[conf][i, 0], x[truth][i, 0]) - _r(x[conf][i, 1], x[truth][i, 1]))
+        finite = np.array(boot)[np.isfinite(boot)]
+        low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (float("nan"), float("nan"))
+        out[f"{conf}_vs_{truth}_r"] = {
+            "n_proteins": len(d),
+            "mean_difference": r[0] - r[1],
+            "ci95_low": float(low),
+            "ci95_high": float(high),
+            "first": r[0],
+            "second": r[1],
+        }
+    return out
 
 
 def compare(first: dict, second: dict, *, n_boot: int = 5000, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -42,7 +89,7 @@ def compare(first: dict, second: dict, *, n_boot: int = 5000, seed: int = 0) -> 
             **bootstrap_mean(d, rng, n_boot=n_boot),
             "first_better_fraction": float(np.mean(d > 0 if larger_better else d < 0)),
         }
-    return out
+    return out | compare_confidences(a, b, names, rng, n_boot=n_boot)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"first": str(args.first), "second": str(args.second), "paired": paired}
     for key, r in paired.items():
         ci = f"95% CI {r['ci95_low']:+.4f} .. {r['ci95_high']:+.4f}"
+        if "first_better_fraction" not in r:  # a correlation: no per-protein winner
+            print(f"{key}: {r['first']:.3f} against {r['second']:.3f}, difference {r['mean_difference']:+.4f} ({ci})")
+            continue
         better = f"first better on {r['first_better_fraction']:.0%} of {r['n_proteins']}"
         print(f"{key}: mean difference {r['mean_difference']:+.4f} ({ci}), {better}")
     if args.out is not None:

@@ -48,6 +48,25 @@ def test_paired_differences_on_shared_proteins(tmp_path: Path) -> None:
         compare.compare(first, _eval({"z": (0.1, 1.0, 0.1)}))
 
 
+def test_paired_confidence_errors_and_correlations() -> None:
+    compare = _module()
+    tm = [0.3, 0.5, 0.7, 0.9]
+    first = _eval({n: (0.5, 1.0, t) for n, t in zip("abcd", tm, strict=True)})
+    second = _eval({n: (0.5, 1.0, t) for n, t in zip("abcd", tm, strict=True)})
+    for i, p in enumerate(first["proteins"]):  # pTM exact but for protein d; the second reads 0.1 high everywhere
+        p["ptm"] = tm[i] + (0.2 if i == 3 else 0.0)
+        second["proteins"][i]["ptm"] = tm[i] + 0.1
+    result = compare.compare(first, second, n_boot=200)
+    error = result["ptm_abs_error"]
+    assert error["mean_difference"] == pytest.approx((-0.1 * 3 + 0.1) / 4)
+    assert error["first_mean"] == pytest.approx(0.05) and error["second_mean"] == pytest.approx(0.1)
+    assert error["first_better_fraction"] == pytest.approx(3 / 4)
+    r = result["ptm_vs_tm_score_r"]
+    assert r["second"] == pytest.approx(1.0) and r["first"] < 1.0
+    assert r["mean_difference"] == pytest.approx(r["first"] - 1.0) and r["ci95_low"] <= r["ci95_high"] <= 1e-12
+    assert "mean_plddt_abs_error" not in result  # neither evaluation has the pLDDT
+
+
 def test_atomic_write_json_creates_parents_and_replaces(tmp_path: Path) -> None:
     from openesm3.utils.atomic import atomic_write_json
 
