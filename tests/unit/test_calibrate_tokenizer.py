@@ -109,23 +109,33 @@ def _pae_ce(head: torch.nn.Module, chains: list) -> float:  # noqa: ANN001
     return float(np.mean([pair_losses(head(c.features[None])[0], c)["pae"][c.pair_mask].mean() for c in chains]))
 
 
-def test_restricted_pair_fits_change_only_the_pae_outputs(tokenizer, records) -> None:  # noqa: ANN001
+def _three_chains(tokenizer, records):  # noqa: ANN001, ANN202
+    """(decoder, its decodings of the first three records, its pairwise head's state before any fit)."""
     torch.set_num_threads(1)
     encoder, decoder = tokenizer
     chains, _ = decode_records(encoder, decoder, records[:3], progress=False)
+    return decoder, chains, decoder.pairwise_head.state_dict()
+
+
+def _assert_only_the_pae_rows_moved(new: dict, original: dict) -> None:
+    """The pairwise head's trunk and distogram/direction outputs are untouched; its PAE rows moved."""
     rows = PairwiseHead.pae_slice()
-    original = decoder.pairwise_head.state_dict()
+    for k, v in original.items():
+        if k != "linear2.weight":
+            assert torch.equal(new[k], v), k
+    assert torch.equal(new["linear2.weight"][: rows.start], original["linear2.weight"][: rows.start])
+    assert not torch.equal(new["linear2.weight"][rows], original["linear2.weight"][rows])
+
+
+def test_restricted_pair_fits_change_only_the_pae_outputs(tokenizer, records) -> None:  # noqa: ANN001
+    decoder, chains, original = _three_chains(tokenizer, records)
+    rows = PairwiseHead.pae_slice()
     for mode in ("pae", "temperature"):
         head = copy.deepcopy(decoder.pairwise_head)
         curve = fit_pae_output(head, chains, mode=mode, steps=30, lr=1e-2, crop_length=64, batch=2, seed=0)
         assert len(curve) == 2 and all(np.isfinite(loss) for _, loss in curve)
         new = head.state_dict()
-        # the trunk and the distogram/direction outputs are untouched; the PAE rows moved
-        for k, v in original.items():
-            if k != "linear2.weight":
-                assert torch.equal(new[k], v), (mode, k)
-        assert torch.equal(new["linear2.weight"][: rows.start], original["linear2.weight"][: rows.start])
-        assert not torch.equal(new["linear2.weight"][rows], original["linear2.weight"][rows])
+        _assert_only_the_pae_rows_moved(new, original)
         assert _pae_ce(head, chains) < _pae_ce(decoder.pairwise_head, chains), mode
         if mode == "temperature":  # one scale of the original rows
             ratio = new["linear2.weight"][rows] / original["linear2.weight"][rows]
@@ -141,11 +151,8 @@ def test_restricted_pair_fits_change_only_the_pae_outputs(tokenizer, records) ->
 
 
 def test_ptm_fit_scales_the_pae_rows_to_match_chain_ptm_to_a_target(tokenizer, records) -> None:  # noqa: ANN001
-    torch.set_num_threads(1)
-    encoder, decoder = tokenizer
-    chains, _ = decode_records(encoder, decoder, records[:3], progress=False)
+    decoder, chains, original = _three_chains(tokenizer, records)
     rows = PairwiseHead.pae_slice()
-    original = decoder.pairwise_head.state_dict()
     before = np.array(score_ptm(decoder.pairwise_head, chains))
     for shift in (-0.15, +0.1):  # targets the head over- or understates by a known amount
         target = (before + shift).tolist()
@@ -155,10 +162,7 @@ def test_ptm_fit_scales_the_pae_rows_to_match_chain_ptm_to_a_target(tokenizer, r
         after = np.array(score_ptm(head, chains))
         assert np.abs(after - target).max() < 0.04, (shift, after, target)
         new = head.state_dict()
-        for k, v in original.items():  # the trunk and the distogram/direction outputs are untouched
-            if k != "linear2.weight":
-                assert torch.equal(new[k], v)
-        assert torch.equal(new["linear2.weight"][: rows.start], original["linear2.weight"][: rows.start])
+        _assert_only_the_pae_rows_moved(new, original)
         # every PAE row is its original times one factor, whose log is linear in the bin
         ratio = new["linear2.weight"][rows] / original["linear2.weight"][rows]
         factor = ratio.median(dim=1).values
