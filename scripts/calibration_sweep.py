@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="with --data: the tokenizer to calibrate (default: the bundled one)")
     p.add_argument("--heads", default="pae", help="plddt, pae, or both (comma-separated)")
     p.add_argument("--steps", default="50,200,1000", help="comma-separated numbers of refit steps to compare")
-    p.add_argument("--pair-fit", default="head", help="head, pae, temperature or ptm (CalibrationConfig.pair_fit)")
+    p.add_argument(
+        "--pair-fit", default="head", help="head, pae, temperature, ptm or ptm-temperature (CalibrationConfig.pair_fit)"
+    )
     p.add_argument("--cross-fit", type=int, default=3, help="K folds over whole clusters (default 3)")
     p.add_argument("--with-sequence", action="store_true")
     p.add_argument("--threads", type=int, default=0)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openesm3.training.tokenizer.calibrate import pearson, r_difference
 from openesm3.training.tokenizer.evaluate import bootstrap_mean
 from openesm3.utils.atomic import atomic_write_json
 
@@ -24,10 +25,6 @@ from openesm3.utils.atomic import atomic_write_json
 METRICS = {"lddt_ca": True, "backbone_rmsd": False, "tm_score": True, "all_atom_rmsd": False}
 # confidence -> the figure it estimates
 CONFIDENCES = {"ptm": "tm_score", "mean_plddt": "lddt_ca"}
-
-
-def _r(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
 
 
 def compare_confidences(
@@ -51,20 +48,14 @@ def compare_confidences(
             "first_mean": float(error[:, 0].mean()),
             "second_mean": float(error[:, 1].mean()),
         }
-        r = [_r(x[conf][:, j], x[truth][:, j]) for j in (0, 1)]
-        boot = []
-        for _ in range(n_boot):
-            i = rng.integers(0, len(d), len(d))
-            boot.append(_r(x[conf][i, 0], x[truth][i, 0]) - _r(x[conf][i, 1], x[truth][i, 1]))
-        finite = np.array(boot)[np.isfinite(boot)]
-        low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (float("nan"), float("nan"))
+        gain = r_difference(x[conf][:, 0], x[conf][:, 1], x[truth][:, 0], x[truth][:, 1], n_boot=n_boot)
         out[f"{conf}_vs_{truth}_r"] = {
             "n_proteins": len(d),
-            "mean_difference": r[0] - r[1],
-            "ci95_low": float(low),
-            "ci95_high": float(high),
-            "first": r[0],
-            "second": r[1],
+            "mean_difference": gain["difference"],
+            "ci95_low": gain["low"],
+            "ci95_high": gain["high"],
+            "first": pearson(x[conf][:, 0], x[truth][:, 0]),
+            "second": pearson(x[conf][:, 1], x[truth][:, 1]),
         }
     return out
 

@@ -378,8 +378,8 @@ def summarize_plddt(rows: Sequence[dict]) -> dict:
     mean_plddt = np.array([r["plddt"].mean() for r in rows])
     chain_lddt = np.array([r["lddt_ca"] for r in rows])
     return {
-        "r_per_residue": _pearson(per_res, true_res),
-        "r_per_protein": _pearson(mean_plddt, chain_lddt),
+        "r_per_residue": pearson(per_res, true_res),
+        "r_per_protein": pearson(mean_plddt, chain_lddt),
         "mean_plddt": float(mean_plddt.mean()),
         "mean_lddt_ca": float(chain_lddt.mean()),
         "mean_plddt_per_chain": mean_plddt.tolist(),
@@ -402,30 +402,40 @@ def score_ptm(head: nn.Module, chains: Sequence[DecodedChain]) -> list[float]:
 def summarize_ptm(ptm: Sequence[float], tm: Sequence[float]) -> dict:
     p, t = np.asarray(ptm, dtype=float), np.asarray(tm, dtype=float)
     return {
-        "ptm_vs_tm_r": _pearson(p, t),
+        "ptm_vs_tm_r": pearson(p, t),
         "mean_ptm": float(p.mean()),
         "mean_tm": float(t.mean()),
         "ptm_per_chain": p.tolist(),
     }
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; NaN for fewer than 3 pairs or a constant side."""
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def r_difference(a: Sequence[float], b: Sequence[float], truth: Sequence[float], *, n_boot: int = 5000) -> dict:
-    """r(a, truth) - r(b, truth) over the same chains, with a 95 % bootstrap interval (chains resampled)."""
+def r_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    truth: Sequence[float],
+    truth_b: Sequence[float] | None = None,
+    *,
+    n_boot: int = 5000,
+) -> dict:
+    """r(a, truth) - r(b, truth_b) over the same chains, with a 95 % bootstrap interval (chains resampled).
+    ``truth_b`` defaults to ``truth`` (two predictions of one truth); give it when ``b`` predicts another decoding."""
     x, y, t = np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(truth, dtype=float)
+    u = t if truth_b is None else np.asarray(truth_b, dtype=float)
     rng = np.random.default_rng(0)
     diffs = []
     for _ in range(n_boot):
         i = rng.integers(0, len(t), len(t))
-        if np.ptp(t[i]) > 0 and np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-            diffs.append(np.corrcoef(x[i], t[i])[0, 1] - np.corrcoef(y[i], t[i])[0, 1])
+        if np.ptp(t[i]) > 0 and np.ptp(u[i]) > 0 and np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            diffs.append(np.corrcoef(x[i], t[i])[0, 1] - np.corrcoef(y[i], u[i])[0, 1])
     lo, hi = np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan"))
-    return {"difference": _pearson(x, t) - _pearson(y, t), "low": float(lo), "high": float(hi)}
+    return {"difference": pearson(x, t) - pearson(y, u), "low": float(lo), "high": float(hi)}
 
 
 @dataclass
