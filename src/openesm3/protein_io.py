@@ -53,6 +53,7 @@ from openesm3.protein import Protein
 from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers.sequence import SequenceTokenizer
 from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.text import read_text_file
 
 JSON_FORMAT = "openesm3.protein"
 JSON_VERSION = 1
@@ -178,7 +179,7 @@ def parse_fasta(text: str, source: str = "<string>") -> list[FastaRecord]:
 
 def read_fasta(path: PathLike) -> list[FastaRecord]:
     """The records of a FASTA file (see :func:`parse_fasta`); each converts with :meth:`FastaRecord.to_protein`."""
-    return parse_fasta(_read_text(path), str(path))
+    return parse_fasta(read_text_file(path), str(path))
 
 
 def load_fasta(path: PathLike) -> list[Protein]:
@@ -405,7 +406,7 @@ def write_json(path: PathLike, proteins: Protein | Sequence[Protein], indent: in
 
 def read_json(path: PathLike) -> list[Protein]:
     """The protein(s) in a JSON file (one object or a list of objects)."""
-    text = _read_text(path)
+    text = read_text_file(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -468,25 +469,3 @@ def save_protein(protein: Protein, path: PathLike) -> None:
         write_fasta(path, [protein])
     else:
         protein.to_complex().write(path)
-
-
-def _read_text(path: PathLike) -> str:
-    import gzip  # noqa: PLC0415
-
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path}: damaged gzip data ({exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None

@@ -64,6 +64,10 @@ def test_variant_list_with_a_mismatch(weights: Path, model, tmp_path: Path, caps
     assert "mutation A3G: the sequence has 'L' at position 3, not 'A'" in err
     assert "variant 'X'" in err and "3 of 5 variant(s) of 'wt' scored" in err
     rows = {r["mutant"]: r for r in _table(out, ",")}
+    muts_bin = tmp_path / "muts.bin"
+    muts_bin.write_bytes(b"\x00\xff N2A")
+    assert main(["score", str(fasta), "--mutations-file", str(muts_bin), "--weights", str(weights)]) == 2
+    assert "muts.bin: not a text file" in capsys.readouterr().err
     expected = masked_marginal_scores(model, encode_protein(Protein(sequence=SEQ)), [parse_variant("N2A:L3G")])
     assert float(rows["N2A:L3G"]["score"]) == pytest.approx(expected[0].score, rel=1e-5, abs=1e-6)
     assert rows["WT"]["score"] == "0" and rows["A3G"]["score"] == "" and "not 'A'" in rows["A3G"]["error"]

@@ -124,6 +124,14 @@ def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     bad.write_text("{not json")
     code, _, err = run(["detokenize", str(bad), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
     assert code == 2 and "not valid JSON" in err
+    # a structure file given where the tokens belong, and a path that is not there
+    code, _, err = run(["detokenize", file, "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
+    assert code == 2 and "1fxd.pdb.gz: not valid JSON" in err and "internal error" not in err
+    (tmp_path / "x.bin").write_bytes(b"\x00\xff\xfe")
+    code, _, err = run(["detokenize", str(tmp_path / "x.bin"), "--weights", str(weights), "--out", "o.pdb"], capsys)
+    assert code == 2 and "x.bin: not a text file" in err
+    code, _, err = run(["detokenize", str(tmp_path / "gone.json"), "--weights", str(weights), "--out", "o.pdb"], capsys)
+    assert code == 2 and "gone.json: no such file" in err
 
 
 def test_round_trip_with_the_bundled_tokenizer(

@@ -152,8 +152,10 @@ def test_convert_cli_official_to_ours(tmp_path, capsys) -> None:
     # Errors are one line, exit code 2.
     assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "x")]) == 2
     assert main(["convert", str(file), str(tmp_path / "y")]) == 2  # tiny file vs the 1.4B preset: mis-shaped
+    assert main(["convert", str(file), str(tmp_path / "z"), "--config", str(file)]) == 2  # the weights as config
     err = capsys.readouterr().err
     assert "no such file or directory" in err and "mis-shaped" in err
+    assert "esm3_sm_open_v1.pth: not a text file" in err and "internal error" not in err
 
 
 def test_saved_weight_files_are_readable_by_others_like_any_new_file(tmp_path) -> None:

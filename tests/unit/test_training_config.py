@@ -116,8 +116,12 @@ def test_file_errors_name_the_key(tmp_path) -> None:
         load_config(TrainConfig, broken)
     with pytest.raises(ConfigError, match="must end in .json or .toml"):
         load_config(TrainConfig, tmp_path / "e.yaml")
-    with pytest.raises(ConfigError, match="cannot read config file"):
+    with pytest.raises(ConfigError, match="^config file .*missing.json: no such file"):
         load_config(TrainConfig, tmp_path / "missing.json")
+    binary = tmp_path / "f.toml"
+    binary.write_bytes(b"\x00\xff\xfe binary")  # e.g. a weight file given as --config
+    with pytest.raises(ConfigError, match="^config file .*f.toml: not a text file"):
+        load_config(TrainConfig, binary)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,6 +81,9 @@ def test_find_structure_files(structures) -> None:
     listing = structures / "list.txt"
     listing.write_text("# training files\n1aaa.pdb\nsub/2bbb.cif\n")
     assert [p.name for p in find_structure_files(listing)] == ["1aaa.pdb", "2bbb.cif"]
+    listing.write_bytes(b"\x89PNG\r\n\x1a\n\xff")  # not a list of paths
+    with pytest.raises(InputError, match="list.txt: not a text file"):
+        find_structure_files(listing)
     listing.write_text("missing.pdb\n")
     with pytest.raises(InputError, match="list.txt: listed file 'missing.pdb' does not exist"):
         find_structure_files(listing)
@@ -137,5 +140,8 @@ def test_manifest_errors(structures, tmp_path) -> None:
     cfg = IngestConfig(manifest=str(structures / "manifest.tsv"), cluster_column="cluster90")
     with pytest.raises(InputError, match="manifest has no column 'cluster90'"):
         ingest_structures(structures, tmp_path / "ds", cfg, progress=False)
-    with pytest.raises(InputError, match="cannot read manifest"):
+    with pytest.raises(InputError, match="^manifest .*no.tsv: no such file"):
         ingest_structures(structures, tmp_path / "ds", IngestConfig(manifest=str(tmp_path / "no.tsv")), progress=False)
+    (tmp_path / "bin.tsv").write_bytes(b"file\tcluster40\n\xff\xfe")
+    with pytest.raises(InputError, match="^manifest .*bin.tsv: not a text file"):
+        ingest_structures(structures, tmp_path / "ds", IngestConfig(manifest=str(tmp_path / "bin.tsv")), progress=False)

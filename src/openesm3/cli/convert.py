@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_official_file,
     )
     from openesm3.errors import OpenESM3Error, WeightsError
+    from openesm3.utils.text import read_text_file
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     known = sorted(OFFICIAL_KEY_MAPS)
@@ -93,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         config = None
         if args.config is not None:
             try:
-                fields = json.loads(args.config.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
+                fields = json.loads(read_text_file(args.config, role="--config", error=WeightsError))
+            except json.JSONDecodeError as exc:
                 raise WeightsError(f"{args.config}: unreadable config JSON ({exc})") from exc
             config = config_from_dict(model_type, fields.get("config", fields), str(args.config))
         model, config = load_official(file, model_type, dtype=dtype, config=config)

@@ -40,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
     from openesm3.utils.atomic import atomic_write_text
+    from openesm3.utils.text import read_text_file
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     source = Path(args.tokens)
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(source))
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc})") from None
     items = tokens_from_json(data, source=str(source))

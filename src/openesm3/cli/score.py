@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from openesm3.cli.common import add_model_arguments, write_table
@@ -51,6 +50,7 @@ def register(subparsers: Any) -> None:
 def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | None, str | None]:
     from openesm3.errors import InputError
     from openesm3.generation.variants import read_dms_csv
+    from openesm3.utils.text import read_text_file
 
     texts: list[str] = []
     measured: list[float] | None = None
@@ -58,10 +58,7 @@ def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | N
     for value in args.mutations or ():
         texts.extend(part for part in value.split(",") if part.strip())
     if args.mutations_file:
-        try:
-            lines = Path(args.mutations_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise InputError(f"{args.mutations_file}: cannot read ({exc.strerror or exc})") from None
+        lines = read_text_file(args.mutations_file, role="--mutations-file").splitlines()
         texts.extend(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
     if args.dms:
         rows, column = read_dms_csv(args.dms, mutant_column=args.mutant_column, score_column=args.score_column)

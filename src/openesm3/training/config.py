@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from openesm3.errors import OpenESM3Error
+from openesm3.utils.text import read_text_file
 
 T = TypeVar("T")
 
@@ -413,10 +414,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml"):
         raise ConfigError(f"{path}: config files must end in .json or .toml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    text = read_text_file(path, role="config file", error=ConfigError)
     if suffix == ".toml":
         try:
             import tomllib

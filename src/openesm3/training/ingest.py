@@ -14,6 +14,7 @@ to cluster by sequence when training).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +29,7 @@ from openesm3.training.config import IngestConfig
 from openesm3.training.cropping import ATOM37_CA
 from openesm3.training.data import ProteinRecord, ShardWriter
 from openesm3.utils.progress import Progress
+from openesm3.utils.text import read_text_file
 
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".bcif")
 
@@ -61,7 +63,7 @@ def find_structure_files(sources: str | Path | Sequence[str | Path]) -> list[Pat
                 raise InputError(f"{path}: no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory")
             found.update(files)
         elif path.is_file() and not _is_structure_file(path):  # a list of paths, one per line
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in read_text_file(path).splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     listed = Path(line) if Path(line).is_absolute() else path.parent / line
@@ -80,11 +82,11 @@ def read_manifest(config: IngestConfig) -> dict[str, tuple[str, str]]:
     if not config.manifest:
         return {}
     path = Path(config.manifest)
+    text = read_text_file(path, role="manifest")
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t"))
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a tab-separated manifest ({exc})") from None
     columns = [config.manifest_file_column, config.cluster_column] + ([config.split_column] * bool(config.split_column))
     header = list(rows[0]) if rows else []
     for column in columns:
