@@ -154,3 +154,24 @@ def test_round_trip_with_the_bundled_tokenizer(
     pred = torch.from_numpy(np.asarray(decoded.atom37, dtype=np.float32)[backbone][:, :3].reshape(-1, 3))
     true = torch.from_numpy(np.asarray(original.atom37, dtype=np.float32)[backbone][:, :3].reshape(-1, 3))
     assert float(kabsch(pred, true).rmsd) == pytest.approx(rmsd, abs=0.02)  # PDB keeps 3 decimals
+    assert "all-atom RMSD " in printed and "heavy atoms" in printed
+
+
+def test_round_trip_of_a_backbone_only_file_measures_no_side_chains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An N, CA, C, O file (like the BioEmu backbones of the dev set) has no side chains to compare: the all-atom
+    line says so instead of reporting the backbone and O as an "all-atom" RMSD."""
+    import gzip  # noqa: PLC0415
+
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    lines = gzip.decompress((TEST_DATA / "structures" / "1PIN.pdb.gz").read_bytes()).decode().splitlines()
+    keep = [ln for ln in lines if not ln.startswith("ATOM") or ln[12:16].strip() in ("N", "CA", "C", "O")]
+    backbone_only = tmp_path / "1pin_backbone.pdb"
+    backbone_only.write_text("\n".join(keep) + "\n")
+    out = tmp_path / "decoded.pdb"
+    assert main(["round-trip", str(backbone_only), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "all-atom RMSD not measured: the input has no side-chain atoms" in printed
+    assert "heavy atoms" not in printed and "backbone RMSD " in printed
+    assert load_chain(out).atom37_mask[:, 3].any()  # the decoded file has side chains (CB) all the same

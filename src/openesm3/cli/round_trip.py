@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.geometry.metrics import tm_score
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
+    from openesm3.structure import residue_constants as RC
     from openesm3.structure.io import load_chain
 
     chain = load_chain(args.file, chain_id=args.chain)
@@ -75,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
               "docs/tokenizer_training.md)")  # fmt: skip
     if all_atom:
         atoms = present & torch.from_numpy(np.asarray(model.atom37_mask))
-        aa = float(kabsch(pred37[atoms], true37[atoms]).rmsd)
-        print(f"all-atom RMSD {aa:.2f} A over {int(atoms.sum())} heavy atoms (sequence given)")
+        side_chain = atoms.clone()
+        side_chain[:, [RC.ATOM37_ORDER[name] for name in ("N", "CA", "C", "O", "OXT")]] = False
+        if side_chain.any():
+            aa = float(kabsch(pred37[atoms], true37[atoms]).rmsd)
+            print(f"all-atom RMSD {aa:.2f} A over {int(atoms.sum())} heavy atoms (sequence given)")
+        else:  # a backbone-only file (e.g. N, CA, C, O): nothing beyond the backbone to compare
+            print("all-atom RMSD not measured: the input has no side-chain atoms (the decoded file has them)")
     if args.out:
         model.write(args.out)
         print(f"decoded structure written to {args.out}")
