@@ -102,7 +102,7 @@ def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     code, _, err = run(["tokenize-structure", file, "--weights", str(tmp_path / "none")], capsys)
     assert code == 2 and "no structure_encoder weights found" in err
     code, _, err = run(["tokenize-structure", file, "--weights", str(weights), "--max-length", "20"], capsys)
-    assert code == 2 and "exceed the context of 20 tokens" in err
+    assert code == 2 and "exceed the context of 20 tokens" in err and "--chain or --separate-chains" in err
     two = tmp_path / "two.pdb"
     load_chain(file)[:2].to_pdb(two)
     code, _, err = run(["tokenize-structure", str(two), "--weights", str(weights)], capsys)
@@ -175,3 +175,44 @@ def test_round_trip_of_a_backbone_only_file_measures_no_side_chains(
     assert "all-atom RMSD not measured: the input has no side-chain atoms" in printed
     assert "heavy atoms" not in printed and "backbone RMSD " in printed
     assert load_chain(out).atom37_mask[:, 3].any()  # the decoded file has side chains (CB) all the same
+
+
+def test_detokenize_with_sequence_builds_every_heavy_atom(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--with-sequence: the bundled (sequence-conditioned) decoder reads each chain's sequence from the token file
+    and writes all heavy atoms, the same structure the Python API's decode_all_atom gives; a decoder without
+    sequence conditioning, or a chain without its sequence, gets a one-line error."""
+    from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
+    from openesm3.checkpoints.vqvae_weights import load_vqvae_network  # noqa: PLC0415
+    from openesm3.generation.all_atom_decoding import decode_all_atom  # noqa: PLC0415
+    from openesm3.generation.structure_tokens import tokens_from_json  # noqa: PLC0415
+
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    file = STRUCTURES / "1PIN.pdb.gz"
+    tokens = tmp_path / "t.json"
+    assert run(["tokenize-structure", str(file), "--out", str(tokens)], capsys)[0] == 0
+    out = tmp_path / "aa.pdb"
+    code, printed, err = run(["detokenize", str(tokens), "--with-sequence", "--out", str(out)], capsys)
+    assert code == 0, err
+    decoded, original = load_chain(out), load_chain(file)
+    assert decoded.sequence == original.sequence
+    assert np.array_equal(decoded.atom37_mask[:, :36], original.atom37_mask[:, :36])  # every heavy atom but OXT
+    decoder, _ = load_vqvae_network(BUNDLED_TOKENIZER_DIR, "structure_decoder")
+    expected = decode_all_atom(tokens_from_json(json.loads(tokens.read_text())), decoder)[0]  # type: ignore[arg-type]
+    atom37 = np.asarray(expected.structure.chains[0].atom37)
+    assert np.allclose(np.nan_to_num(decoded.atom37), np.nan_to_num(atom37), atol=6e-4)  # PDB keeps 3 decimals
+    assert printed.startswith(f"1PIN\tpTM {expected.ptm:.4f}")
+
+    backbone_only = tmp_path / "bb.pdb"
+    assert run(["detokenize", str(tokens), "--out", str(backbone_only)], capsys)[0] == 0
+    assert not load_chain(backbone_only).atom37_mask[:, 3].any()  # no CB without --with-sequence
+
+    code, _, err = run(["detokenize", str(tokens), "--with-sequence", "--weights", str(weights), "--out",
+                        str(tmp_path / "x.pdb")], capsys)  # fmt: skip
+    assert code == 2 and "--with-sequence needs a sequence-conditioned decoder" in err
+    data = json.loads(tokens.read_text())
+    del data["structures"][0]["chains"][0]["sequence"]
+    tokens.write_text(json.dumps(data))
+    code, _, err = run(["detokenize", str(tokens), "--with-sequence", "--out", str(tmp_path / "x.pdb")], capsys)
+    assert code == 2 and "t.json: --with-sequence needs every chain's sequence; none for 1PIN chain A" in err

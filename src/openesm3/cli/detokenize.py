@@ -16,7 +16,8 @@ def register(subparsers: Any) -> None:
             "Decode the structure tokens of a JSON file written by 'openesm3 tokenize-structure' (or any file of "
             "that format) with the structure VQ-VAE decoder. Writes PDB or mmCIF with N, CA, C and inferred O, "
             "pLDDT (0-1, as the official SDK) in the B-factor column, chain ids and residue numbers from the "
-            "tokens; prints pTM and mean pLDDT per structure."
+            "tokens; prints pTM and mean pLDDT per structure. With --with-sequence, a sequence-conditioned decoder "
+            "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom."
         ),
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
@@ -27,6 +28,10 @@ def register(subparsers: Any) -> None:
                    help="output file for one structure (format from the suffix: .pdb, .cif, optionally .gz), or a "
                         "directory for several (one NAME.pdb / NAME.cif each)")  # fmt: skip
     p.add_argument("--format", choices=["pdb", "cif"], help="output format (default: from the suffix, else pdb)")
+    p.add_argument("--with-sequence", action="store_true",
+                   help="decode all heavy atoms from the tokens and each chain's sequence in the file "
+                        "(needs a sequence-conditioned decoder, such as the bundled one; the official one "
+                        "has none)")  # fmt: skip
     p.add_argument("--confidence", metavar="FILE", help="also write pLDDT, pTM and PAE per structure as JSON")
     p.add_argument("--batch-size", type=int, default=8, help="structures per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -36,6 +41,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
     from openesm3.errors import InputError
+    from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
@@ -58,7 +64,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=args.device)
     assert isinstance(decoder, StructureDecoder)
-    decoded = decode_structure(items, decoder, batch_size=args.batch_size)
+    if args.with_sequence:
+        if not decoder.config.sequence_conditioning:
+            raise InputError(
+                "--with-sequence needs a sequence-conditioned decoder; these weights decode backbones from "
+                "tokens alone (drop --with-sequence)"
+            )
+        missing = [f"{item.name or k + 1} chain {c.chain_id}" for k, item in enumerate(items) for c in item.chains
+                   if not c.sequence]  # fmt: skip
+        if missing:
+            raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
+        decoded = decode_all_atom(items, decoder)
+    else:
+        decoded = decode_structure(items, decoder, batch_size=args.batch_size)
     confidences = {}
     for k, result in enumerate(decoded):
         name = result.tokens.name or f"structure_{k + 1}"
