@@ -245,8 +245,8 @@ def _joined_coordinates(structure: Structure, max_length: int | None) -> tuple[n
     if max_length is not None and coords.shape[0] + 2 > max_length:
         raise InputError(
             f"{label}: {coords.shape[0]} positions + BOS/EOS = {coords.shape[0] + 2} tokens exceed the context of "
-            f"{max_length} tokens of the structure decoder and ESM3; encode fewer chains (--chains) or a shorter "
-            "protein"
+            f"{max_length} tokens of the structure decoder and ESM3; encode fewer chains (tokenize-structure "
+            "--chain or --separate-chains) or a shorter protein"
         )
     return coords, np.concatenate(is_break)
 
