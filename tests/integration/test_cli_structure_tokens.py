@@ -216,3 +216,39 @@ def test_detokenize_with_sequence_builds_every_heavy_atom(
     tokens.write_text(json.dumps(data))
     code, _, err = run(["detokenize", str(tokens), "--with-sequence", "--out", str(tmp_path / "x.pdb")], capsys)
     assert code == 2 and "t.json: --with-sequence needs every chain's sequence; none for 1PIN chain A" in err
+
+
+def test_bad_inputs_are_reported_and_the_others_still_written(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like the other batch commands: an unreadable file or an unencodable structure is named on stderr, the
+    others are encoded (exit 1); nothing encodable is exit 2 with no output. Same-named structures decode to
+    NAME.pdb and NAME_2.pdb instead of overwriting each other; the progress bar reports the work unless --quiet."""
+    good = STRUCTURES / "1fxd.pdb.gz"
+    (tmp_path / "other").mkdir()
+    same_name = tmp_path / "other" / "1fxd.pdb.gz"
+    same_name.write_bytes(good.read_bytes())
+    broken = tmp_path / "broken.pdb.gz"
+    broken.write_bytes(good.read_bytes()[:3000])
+    short = tmp_path / "short.pdb"
+    load_chain(good)[:2].to_pdb(short)
+    tokens = tmp_path / "t.json"
+    code, _, err = run(["tokenize-structure", str(good), str(broken), str(short), str(same_name), "--weights",
+                        str(weights), "--out", str(tokens), "--batch-size", "2"], capsys)  # fmt: skip
+    assert code == 1
+    assert "broken.pdb.gz: damaged gzip data" in err and "short: only 2 residue(s) with N, CA and C" in err
+    assert "2 of 4 structure(s) failed" in err and "tokenize: 100% 3/3" in err  # three read, two encoded
+    data = json.loads(tokens.read_text())
+    assert [s["name"] for s in data["structures"]] == ["1fxd", "1fxd"]
+    alone = json.loads(run(["tokenize-structure", str(good), "--weights", str(weights)], capsys)[1])
+    assert data["structures"][0]["tokens"] == alone["structures"][0]["tokens"]  # a failed batch changes no codes
+
+    out_dir = tmp_path / "decoded"
+    code, printed, err = run(["detokenize", str(tokens), "--weights", str(weights), "--out", str(out_dir),
+                              "--quiet"], capsys)  # fmt: skip
+    assert code == 0 and sorted(p.name for p in out_dir.iterdir()) == ["1fxd.pdb", "1fxd_2.pdb"]
+    assert "1fxd_2\tpTM" in printed and "detokenize:" not in err
+
+    code, _, err = run(["tokenize-structure", str(broken), str(short), "--weights", str(weights), "--out",
+                        str(tmp_path / "none.json")], capsys)  # fmt: skip
+    assert code == 2 and "2 of 2 structure(s) failed" in err and not (tmp_path / "none.json").exists()

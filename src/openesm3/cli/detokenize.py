@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
             "that format) with the structure VQ-VAE decoder. Writes PDB or mmCIF with N, CA, C and inferred O, "
             "pLDDT (0-1, as the official SDK) in the B-factor column, chain ids and residue numbers from the "
             "tokens; prints pTM and mean pLDDT per structure. With --with-sequence, a sequence-conditioned decoder "
-            "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom."
+            "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom. "
+            "Structures of the same name are written as NAME, NAME_2, ..."
         ),
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
@@ -35,11 +36,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--confidence", metavar="FILE", help="also write pLDDT, pTM and PAE per structure as JSON")
     p.add_argument("--batch-size", type=int, default=8, help="structures per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.cli.common import progress_bar
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
@@ -74,25 +77,48 @@ def run(args: argparse.Namespace) -> int:
                    if not c.sequence]  # fmt: skip
         if missing:
             raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
-        decoded = decode_all_atom(items, decoder)
-    else:
-        decoded = decode_structure(items, decoder, batch_size=args.batch_size)
+    names = _unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
     confidences = {}
-    for k, result in enumerate(decoded):
-        name = result.tokens.name or f"structure_{k + 1}"
-        if as_file:
-            target = out
-            fmt = args.format
-        else:
-            fmt = args.format or "pdb"
-            target = out / f"{name}.{fmt}"
-        result.structure.write(target, format=fmt)
-        print(f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> {target}")
-        confidences[name] = {
-            "ptm": result.ptm,
-            "plddt": [round(float(v), 6) for v in result.plddt],
-            "pae": [[round(float(v), 4) for v in row] for row in result.pae],
-        }
+    with progress_bar(args, len(items), "detokenize", "structure") as bar:
+        for start in range(0, len(items), args.batch_size):  # each batch is written before the next is decoded
+            chunk = items[start : start + args.batch_size]
+            if args.with_sequence:
+                decoded = decode_all_atom(chunk, decoder)
+            else:
+                decoded = decode_structure(chunk, decoder, batch_size=args.batch_size)
+            for name, result in zip(names[start:], decoded):
+                if as_file:
+                    target = out
+                    fmt = args.format
+                else:
+                    fmt = args.format or "pdb"
+                    target = out / f"{name}.{fmt}"
+                result.structure.write(target, format=fmt)
+                print(f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> {target}")
+                confidences[name] = {
+                    "ptm": result.ptm,
+                    "plddt": [round(float(v), 6) for v in result.plddt],
+                    "pae": [[round(float(v), 4) for v in row] for row in result.pae],
+                }
+            bar.update(len(chunk))
     if args.confidence:
         atomic_write_text(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
     return 0
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """The structures' names, a repeated one given ``_2``, ``_3``, ... so that no output overwrites another."""
+    taken = set(names)
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] == 1:
+            unique.append(name)
+            continue
+        k = seen[name]
+        while f"{name}_{k}" in taken:
+            k += 1
+        taken.add(f"{name}_{k}")
+        unique.append(f"{name}_{k}")
+    return unique

@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
             "residues numbered 1..L). All chains of a file are encoded together as one complex (chains joined "
             "by CHAINBREAK 4100) unless --separate-chains. Output: JSON with, per structure, the framed token "
             "row (BOS ... EOS) and per chain its codes, residue numbers, sequence and which residues had a "
-            "backbone; plus the identity (SHA-256) of the weights."
+            "backbone; plus the identity (SHA-256) of the weights. A file or structure that cannot be encoded is "
+            "reported by name and the others are still written (exit code 1; 2 when none could be)."
         ),
     )
     p.add_argument("files", nargs="+", metavar="IN", help="structure file(s)")
@@ -31,6 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--separate-chains", action="store_true", help="encode every chain on its own")
     p.add_argument("--batch-size", type=int, default=8, help="structures per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--max-length", type=int, default=2048,
                    help="refuse structures longer than this many tokens with BOS/EOS (default 2048, the context "
                         "of the decoder and ESM3; 0 = no limit)")  # fmt: skip
@@ -39,8 +41,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
-    from openesm3.errors import InputError
-    from openesm3.generation.structure_tokens import encode_structure, tokens_to_json
+    from openesm3.cli.common import Failures, progress_bar
+    from openesm3.errors import InputError, OpenESM3Error
+    from openesm3.generation.structure_tokens import StructureTokens, encode_structure, tokens_to_json
     from openesm3.models.structure_encoder import StructureEncoder
     from openesm3.structure import ProteinComplex, load_structure
     from openesm3.structure.io import structure_name
@@ -48,24 +51,48 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    failures = Failures("tokenize-structure")
     structures: list[Any] = []
-    for path in args.files:
-        complex_ = load_structure(path, model=args.model, chains=args.chain)
+    for path in args.files:  # a file that cannot be read is reported at the end; the others are encoded
+        try:
+            complex_ = load_structure(path, model=args.model, chains=args.chain)
+        except OpenESM3Error as exc:
+            failures.add(str(path), exc)
+            continue
         name = structure_name(path)
         if args.separate_chains:
             structures += [ProteinComplex((chain,), f"{name}_{chain.chain_id}") for chain in complex_.chains]
         else:
             structures.append(ProteinComplex(complex_.chains, name))
+    total = len(structures) + len(failures)
+    if not structures:
+        failures.report(total, "input(s)")
+        return 2
     encoder, place = load_vqvae_network(args.weights, "structure_encoder", device=args.device)
     assert isinstance(encoder, StructureEncoder)
-    tokens = encode_structure(structures, encoder, batch_size=args.batch_size, max_length=args.max_length or None)
-    payload = tokens_to_json(tokens, model=weights_identity(place, "structure_encoder"))
-    text = json.dumps(payload, separators=(",", ":")) + "\n"
-    if args.out:
-        atomic_write_text(args.out, text)
-    else:
-        sys.stdout.write(text)
+    max_length = args.max_length or None
+    tokens: list[StructureTokens] = []
+    with progress_bar(args, len(structures), "tokenize", "structure") as bar:
+        for start in range(0, len(structures), args.batch_size):
+            chunk = structures[start : start + args.batch_size]
+            try:  # codes do not depend on the batch, so a failed batch is redone one structure at a time
+                tokens += encode_structure(chunk, encoder, batch_size=args.batch_size, max_length=max_length)
+            except InputError:
+                for structure in chunk:
+                    try:
+                        tokens.append(encode_structure(structure, encoder, max_length=max_length))
+                    except InputError as exc:
+                        failures.add(structure.name, exc)
+            bar.update(len(chunk))
+    if tokens:
+        payload = tokens_to_json(tokens, model=weights_identity(place, "structure_encoder"))
+        text = json.dumps(payload, separators=(",", ":")) + "\n"
+        if args.out:
+            atomic_write_text(args.out, text)
+        else:
+            sys.stdout.write(text)
     for item in tokens:
         chains = ", ".join(f"{c.chain_id}:{len(c.codes)}" for c in item.chains)
         print(f"{item.name}: chains {chains}; {len(item.tokens)} tokens", file=sys.stderr)
-    return 0
+    failures.report(total, "structure(s)")
+    return failures.exit_code(len(tokens))
