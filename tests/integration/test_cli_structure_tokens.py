@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from openesm3.checkpoints.format import save_pretrained
+from openesm3.checkpoints.format import load_pretrained, save_pretrained
 from openesm3.cli.main import main
 from openesm3.config import STRUCTURE_DECODER_TINY, STRUCTURE_ENCODER_TINY
 from openesm3.models.structure_decoder import StructureDecoder
@@ -128,9 +128,13 @@ def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     code, _, err = run(["detokenize", file, "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys)
     assert code == 2 and "1fxd.pdb.gz: not valid JSON" in err and "internal error" not in err
     (tmp_path / "x.bin").write_bytes(b"\x00\xff\xfe")
-    code, _, err = run(["detokenize", str(tmp_path / "x.bin"), "--weights", str(weights), "--out", "o.pdb"], capsys)
+    code, _, err = run(
+        ["detokenize", str(tmp_path / "x.bin"), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys
+    )
     assert code == 2 and "x.bin: not a text file" in err
-    code, _, err = run(["detokenize", str(tmp_path / "gone.json"), "--weights", str(weights), "--out", "o.pdb"], capsys)
+    code, _, err = run(
+        ["detokenize", str(tmp_path / "gone.json"), "--weights", str(weights), "--out", str(tmp_path / "o.pdb")], capsys
+    )
     assert code == 2 and "gone.json: no such file" in err
 
 
@@ -252,3 +256,44 @@ def test_bad_inputs_are_reported_and_the_others_still_written(
     code, _, err = run(["tokenize-structure", str(broken), str(short), "--weights", str(weights), "--out",
                         str(tmp_path / "none.json")], capsys)  # fmt: skip
     assert code == 2 and "2 of 2 structure(s) failed" in err and not (tmp_path / "none.json").exists()
+
+
+def test_detokenize_warns_when_the_tokens_come_from_another_tokenizer(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Codes of one tokenizer mean nothing to another's decoder. The token file records the encoder that made it;
+    detokenize compares it with the encoder beside the decoder: silent for the same tokenizer (also for a float32
+    copy of the float16 bundle), a warning naming both for another, a hedged one when the maker is gone."""
+    import shutil  # noqa: PLC0415
+
+    from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
+
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    file = str(STRUCTURES / "1fxd.pdb.gz")
+    made_by_tiny = tmp_path / "tiny.json"
+    assert run(["tokenize-structure", file, "--weights", str(weights), "--out", str(made_by_tiny)], capsys)[0] == 0
+    code, _, err = run(
+        ["detokenize", str(made_by_tiny), "--weights", str(weights), "--out", str(tmp_path / "a.pdb")], capsys
+    )
+    assert code == 0 and "warning" not in err
+    code, _, err = run(["detokenize", str(made_by_tiny), "--out", str(tmp_path / "b.pdb")], capsys)  # bundled
+    assert code == 0 and "tiny.json: the tokens were made by the encoder" in err
+    assert str(BUNDLED_TOKENIZER_DIR / "structure_encoder") in err and "a different tokenizer" in err
+
+    float32_copy = tmp_path / "bundle_fp32"
+    for part in ("structure_encoder", "structure_decoder"):
+        model, config = load_pretrained(BUNDLED_TOKENIZER_DIR / part, dtype=torch.float32)
+        save_pretrained(model, config, float32_copy / part, model_type=part)
+    made_by_bundle = tmp_path / "bundle.json"
+    assert run(["tokenize-structure", file, "--out", str(made_by_bundle)], capsys)[0] == 0
+    code, _, err = run(["detokenize", str(made_by_bundle), "--weights", str(float32_copy), "--out",
+                        str(tmp_path / "c.pdb")], capsys)  # fmt: skip
+    assert code == 0 and "warning" not in err  # other bytes, same tokenizer
+
+    moved = tmp_path / "moved"
+    shutil.copytree(weights, moved)
+    made_by_moved = tmp_path / "moved.json"
+    assert run(["tokenize-structure", file, "--weights", str(moved), "--out", str(made_by_moved)], capsys)[0] == 0
+    shutil.rmtree(moved)
+    code, _, err = run(["detokenize", str(made_by_moved), "--out", str(tmp_path / "d.pdb")], capsys)
+    assert code == 0 and "no longer there to compare with" in err

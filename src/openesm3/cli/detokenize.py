@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=args.device)
     assert isinstance(decoder, StructureDecoder)
+    mismatch = _other_tokenizer(data.get("model"), args.weights)
+    if mismatch:
+        print(f"openesm3 detokenize: warning: {source}: {mismatch}", file=sys.stderr)
     if args.with_sequence:
         if not decoder.config.sequence_conditioning:
             raise InputError(
@@ -104,6 +108,60 @@ def run(args: argparse.Namespace) -> int:
     if args.confidence:
         atomic_write_text(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
     return 0
+
+
+def _other_tokenizer(made_by: object, weights: str | None) -> str | None:
+    """Why the tokens look made by another tokenizer than the decoder's, or None.
+
+    The token file names the encoder that made it (path and SHA-256). The decoder's own encoder is the one found
+    from the same ``--weights``. Same SHA-256: fine. Otherwise, when the recorded encoder is still where the file
+    says, the two are compared tensor by tensor (a float16 copy of the same tokenizer agrees to float16 precision);
+    when it is not, the warning says the match could not be checked. Token files without that record, and
+    decoders without an encoder beside them, are not checked.
+    """
+    from openesm3.checkpoints.vqvae_weights import resolve_vqvae_weights, weights_identity  # noqa: PLC0415
+    from openesm3.errors import WeightsError  # noqa: PLC0415
+
+    if not isinstance(made_by, dict) or not isinstance(made_by.get("sha256"), str):
+        return None
+    try:
+        ours = resolve_vqvae_weights(weights, "structure_encoder")
+    except WeightsError:
+        return None
+    ours_sha = weights_identity(ours, "structure_encoder")["sha256"]
+    if ours_sha == made_by["sha256"]:
+        return None
+    recorded = made_by.get("weights")
+    theirs = None
+    if isinstance(recorded, str):
+        try:
+            theirs = resolve_vqvae_weights(recorded, "structure_encoder")
+        except WeightsError:
+            theirs = None
+    if theirs is not None and weights_identity(theirs, "structure_encoder")["sha256"] == made_by["sha256"]:
+        if _same_encoder(theirs, ours):
+            return None
+        verdict = "a different tokenizer: its codes decode to nonsense here"
+    else:
+        verdict = "no longer there to compare with; if it is a different tokenizer, its codes decode to nonsense"
+    return (
+        f"the tokens were made by the encoder {recorded or '?'} (sha256 {made_by['sha256'][:12]}), not by the one "
+        f"beside this decoder ({ours}, sha256 {ours_sha[:12]}): {verdict}; pass --weights of the tokenizer that "
+        "made them"
+    )
+
+
+def _same_encoder(a: Path, b: Path) -> bool:
+    """Whether two encoders hold the same tensors up to float16 storage (so they give the same codes)."""
+    import torch  # noqa: PLC0415
+
+    from openesm3.checkpoints.vqvae_weights import load_vqvae_network  # noqa: PLC0415
+
+    first = load_vqvae_network(a, "structure_encoder")[0].state_dict()
+    second = load_vqvae_network(b, "structure_encoder")[0].state_dict()
+    return first.keys() == second.keys() and all(
+        first[k].shape == second[k].shape and torch.allclose(first[k], second[k], rtol=1e-3, atol=1e-5) for k in first
+    )
 
 
 def _unique_names(names: list[str]) -> list[str]:
