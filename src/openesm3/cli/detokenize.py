@@ -138,9 +138,15 @@ def _other_tokenizer(made_by: object, weights: str | None) -> str | None:
             theirs = resolve_vqvae_weights(recorded, "structure_encoder")
         except WeightsError:
             theirs = None
+    same: bool | None = None  # None: the recorded encoder cannot be compared (moved, changed or unreadable)
     if theirs is not None and weights_identity(theirs, "structure_encoder")["sha256"] == made_by["sha256"]:
-        if _same_encoder(theirs, ours):
-            return None
+        try:
+            same = _same_encoder(theirs, ours)
+        except WeightsError:
+            same = None
+    if same:
+        return None
+    if same is False:
         verdict = "a different tokenizer: its codes decode to nonsense here"
     else:
         verdict = "no longer there to compare with; if it is a different tokenizer, its codes decode to nonsense"
