@@ -3,6 +3,7 @@ packing, and clear errors for undecodable token rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -201,3 +202,36 @@ def test_chain_frame_mode_composes_relative_frames() -> None:
     torch.testing.assert_close(out.frames.trans[0, 4], step.trans, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="frame_mode"):
         STRUCTURE_DECODER_TINY.replace(frame_mode="spiral")
+
+
+def test_unknown_sequence_is_the_training_row_without_the_sequence() -> None:
+    """Decoding from tokens alone, a sequence-conditioned decoder reads <mask> at the residues and the sequence
+    track's own specials beside the structure specials: the row training feeds when it drops the sequence (before,
+    <mask> at BOS and EOS too, an input no training step showed it)."""
+    from openesm3.models.structure_decoder import unknown_sequence  # noqa: PLC0415
+    from openesm3.training.tokenizer.model import decoder_sequence, decoder_tokens  # noqa: PLC0415
+
+    codes = torch.tensor([[5, 17, 4095, 0], [9, 9, 0, 0]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    residue_mask = torch.tensor([[True, False, True, True], [True, True, False, False]])
+    tokens, _ = decoder_tokens(codes, residue_mask, mask)  # BOS, codes (STRUCTURE_MASK without a frame), EOS, PAD
+    dropped = decoder_sequence(torch.full_like(codes, 7), mask, torch.tensor([False, False]))
+    assert torch.equal(unknown_sequence(tokens), dropped)
+    complex_row = torch.tensor([[C.STRUCTURE_BOS, 3, C.STRUCTURE_CHAINBREAK, 8, C.STRUCTURE_EOS]])
+    expected = [C.SEQUENCE_BOS, C.SEQUENCE_MASK, C.SEQUENCE_CHAINBREAK, C.SEQUENCE_MASK, C.SEQUENCE_EOS]
+    assert unknown_sequence(complex_row).tolist() == [expected]
+
+
+def test_a_sequence_conditioned_decoder_reads_the_unknown_sequence_row_by_default() -> None:
+    from openesm3.models.structure_decoder import unknown_sequence  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(STRUCTURE_DECODER_TINY, sequence_conditioning=True)
+    decoder = StructureDecoder(config).eval()
+    with torch.no_grad():
+        decoder.sequence_embed.weight.normal_()  # distinct rows, so a different sequence row shows
+        tokens = torch.tensor([[C.STRUCTURE_BOS, 3, 8, 11, 40, C.STRUCTURE_EOS]])
+        default = decoder(tokens).backbone
+        explicit = decoder(tokens, sequence_tokens=unknown_sequence(tokens)).backbone
+        all_mask = decoder(tokens, sequence_tokens=torch.full_like(tokens, C.SEQUENCE_MASK)).backbone
+    assert torch.equal(default, explicit) and not torch.allclose(default, all_mask)

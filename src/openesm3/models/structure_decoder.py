@@ -101,6 +101,19 @@ def check_structure_tokens(tokens: Tensor, mask: Tensor | None, max_length: int)
             )
 
 
+def unknown_sequence(tokens: Tensor) -> Tensor:
+    """Sequence ids [B, L] for structure tokens whose sequence is unknown: ``<mask>`` at every residue, and the
+    sequence track's BOS, EOS, padding and chain break where the structure row has them.
+
+    This is the row a sequence-conditioned decoder reads in training when the sequence is dropped
+    (``training.tokenizer.model.decoder_sequence``); ``<mask>`` at the specials too would be an input it never saw.
+    """
+    out = torch.full_like(tokens, C.SEQUENCE_MASK)
+    for sequence_id, structure_id in C.SEQUENCE_TO_STRUCTURE_SPECIALS:  # BOS, padding, EOS, chain break
+        out = torch.where(tokens == structure_id, torch.full_like(tokens, sequence_id), out)
+    return out
+
+
 def position_features(positions: Tensor, n_frequencies: int) -> Tensor:
     """[..., 2 n] = sin, cos of ``positions`` [...] times frequencies ``2048^(-k / n)``, k = 0..n-1 (fp32)."""
     k = torch.arange(n_frequencies, device=positions.device, dtype=torch.float32)
@@ -158,8 +171,8 @@ class StructureDecoder(nn.Module):
             sequence_id: [B, L] int; tokens attend only within their sequence. Default: one sequence per row.
             return_pair_logits: also return all 224 pairwise logits per pair (training).
             sequence_tokens: [B, L] sequence-track ids aligned with ``tokens`` (BOS/EOS included), only for a
-                decoder built with ``sequence_conditioning``; None there means "sequence unknown" (all
-                ``<mask>``). Ignored otherwise.
+                decoder built with ``sequence_conditioning``; None there means "sequence unknown": the row of
+                :func:`unknown_sequence`, as training decodes without the sequence. Ignored otherwise.
             embeddings: [B, L, D] input vectors used instead of ``embed(tokens)`` (VQ-VAE training feeds the
                 straight-through code vectors here; ``tokens`` still give the masks and are checked).
             positions: [B, L] token positions for a decoder with ``position_features`` (default 0..L-1; training
@@ -184,7 +197,7 @@ class StructureDecoder(nn.Module):
         x = self.embed(tokens) if embeddings is None else embeddings
         if self.config.sequence_conditioning:
             if sequence_tokens is None:
-                sequence_tokens = torch.full_like(tokens, C.SEQUENCE_MASK)
+                sequence_tokens = unknown_sequence(tokens)
             x = x + self.sequence_embed(sequence_tokens)
         if self.config.position_features:
             if positions is None:
