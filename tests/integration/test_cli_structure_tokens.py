@@ -297,3 +297,40 @@ def test_detokenize_warns_when_the_tokens_come_from_another_tokenizer(
     shutil.rmtree(moved)
     code, _, err = run(["detokenize", str(made_by_moved), "--out", str(tmp_path / "d.pdb")], capsys)
     assert code == 0 and "no longer there to compare with" in err
+
+
+def test_tokens_alone_decode_as_the_evaluation_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a user gets from tokens alone (detokenize, round-trip --no-sequence) is what the tokenizer evaluation
+    reports as decoded without the sequence (benchmarks/eval_tokenizer.py): the same decoder input, so the same
+    structure and confidences. round-trip's figures are the evaluation's, the mirror-image note included."""
+    from openesm3.checkpoints.bundled import load_structure_tokenizer  # noqa: PLC0415
+    from openesm3.geometry.alignment import kabsch  # noqa: PLC0415
+    from openesm3.training.tokenizer.evaluate import chain_to_record, round_trip  # noqa: PLC0415
+
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    file = STRUCTURES / "1PIN.pdb.gz"
+    chain = load_chain(file)
+    encoder, decoder = load_structure_tokenizer()
+    for flags, with_sequence in (([], True), (["--no-sequence"], False)):
+        expected = round_trip(encoder, decoder, chain_to_record(chain), with_sequence=with_sequence)
+        assert expected is not None
+        code, printed, err = run(["round-trip", str(file), *flags], capsys)
+        assert code == 0, err
+        assert f"backbone RMSD {expected.backbone_rmsd:.2f} A" in printed
+        assert f"lDDT-CA {expected.lddt_ca:.3f}  TM-score {expected.tm_score:.3f}" in printed
+        assert f"pTM {expected.ptm:.3f}  mean pLDDT {expected.mean_plddt:.3f}" in printed
+        assert ("better as its mirror image" in printed) == (expected.mirror_rmsd < expected.backbone_rmsd)
+        assert ("all-atom RMSD" in printed) == with_sequence
+
+    tokens, out = tmp_path / "t.json", tmp_path / "d.pdb"
+    assert run(["tokenize-structure", str(file), "--out", str(tokens)], capsys)[0] == 0
+    code, printed, err = run(["detokenize", str(tokens), "--out", str(out)], capsys)
+    assert code == 0, err
+    assert printed.startswith(f"1PIN\tpTM {expected.ptm:.4f}\tmean pLDDT {expected.mean_plddt:.4f}")
+    decoded = load_chain(out)
+    both = chain.atom37_mask[:, :3].all(-1) & decoded.atom37_mask[:, :3].all(-1)
+    pred = torch.from_numpy(np.asarray(decoded.atom37, dtype=np.float32)[both][:, :3].reshape(-1, 3))
+    true = torch.from_numpy(np.asarray(chain.atom37, dtype=np.float32)[both][:, :3].reshape(-1, 3))
+    assert float(kabsch(pred, true).rmsd) == pytest.approx(expected.backbone_rmsd, abs=0.02)  # PDB keeps 3 decimals

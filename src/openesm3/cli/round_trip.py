@@ -32,58 +32,51 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
-    from openesm3.geometry.alignment import kabsch
-    from openesm3.geometry.lddt import lddt
-    from openesm3.geometry.metrics import tm_score
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
-    from openesm3.structure import residue_constants as RC
     from openesm3.structure.io import load_chain
+    from openesm3.training.tokenizer.evaluate import chain_to_record, round_trip
 
     chain = load_chain(args.file, chain_id=args.chain)
     encoder, enc_place = load_vqvae_network(args.weights, "structure_encoder")
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder")
     assert isinstance(encoder, StructureEncoder) and isinstance(decoder, StructureDecoder)
-    tokens = encode_structure(chain, encoder)
+    tokens = encode_structure(chain, encoder)  # raises, naming the chain, when it cannot be encoded
     all_atom = decoder.config.sequence_conditioning and not args.no_sequence
-    decoded = decode_all_atom(tokens, decoder)[0] if all_atom else decode_structure(tokens, decoder)
-    model = decoded.structure.chains[0]
-
-    true37 = torch.from_numpy(np.asarray(chain.atom37, dtype=np.float32))
-    pred37 = torch.from_numpy(np.asarray(model.atom37, dtype=np.float32))
-    present = torch.from_numpy(np.asarray(chain.atom37_mask)) & torch.isfinite(pred37).all(-1)
-    backbone = present[:, :3].all(-1)
-    true_bb, pred_bb = true37[backbone][:, :3].reshape(-1, 3), pred37[backbone][:, :3].reshape(-1, 3)
-    rmsd = float(kabsch(pred_bb, true_bb).rmsd)
-    ca = backbone
-    ld = float(lddt(pred37[:, 1], torch.nan_to_num(true37[:, 1]), ca).score)
-    tm = float(tm_score(pred37[ca][:, 1], true37[ca][:, 1]).score)
+    # The figures are the tokenizer evaluation's own (benchmarks/eval_tokenizer.py), so they can be compared.
+    result = round_trip(encoder, decoder, chain_to_record(chain), with_sequence=all_atom)
+    if result is None:  # pragma: no cover - encode_structure refuses such chains first
+        raise InputError(f"{args.file}: chain {chain.chain_id!r}: too few residues with N, CA and C")
     codes = tokens.chains[0].codes
     print(f"{chain.name or args.file} chain {chain.chain_id}: {len(codes)} residues -> {len(tokens.tokens)} tokens "
           f"({len(set(codes.tolist()))} distinct codes) -> structure")  # fmt: skip
     print(f"weights: {enc_place.parent if enc_place.name == 'structure_encoder' else enc_place}")
-    print(f"backbone RMSD {rmsd:.2f} A (N, CA, C after superposition)  lDDT-CA {ld:.3f}  TM-score {tm:.3f}")
-    print(f"decoder confidence: pTM {decoded.ptm:.3f}  mean pLDDT {float(decoded.plddt.mean()):.3f}")
+    print(f"backbone RMSD {result.backbone_rmsd:.2f} A (N, CA, C after superposition)  lDDT-CA {result.lddt_ca:.3f}  "
+          f"TM-score {result.tm_score:.3f}")  # fmt: skip
+    if result.mirror_rmsd < result.backbone_rmsd:
+        print(f"  (the decoded fold fits the input better as its mirror image: RMSD {result.mirror_rmsd:.2f} A; "
+              "lDDT cannot tell a fold from its mirror image, RMSD and TM-score can)")  # fmt: skip
+    print(f"decoder confidence: pTM {result.ptm:.3f}  mean pLDDT {result.mean_plddt:.3f}")
     if enc_place.parent == BUNDLED_TOKENIZER_DIR:
         print("  (the bundled decoder's pLDDT and pTM were calibrated on structures it was not trained on: on such "
               "structures they are right on average but rank them only roughly, pTM with TM-score at r 0.43: "
               "docs/tokenizer_training.md)")  # fmt: skip
-    if all_atom:
-        atoms = present & torch.from_numpy(np.asarray(model.atom37_mask))
-        side_chain = atoms.clone()
-        side_chain[:, [RC.ATOM37_ORDER[name] for name in ("N", "CA", "C", "O", "OXT")]] = False
-        if side_chain.any():
-            aa = float(kabsch(pred37[atoms], true37[atoms]).rmsd)
-            print(f"all-atom RMSD {aa:.2f} A over {int(atoms.sum())} heavy atoms (sequence given)")
-        else:  # a backbone-only file (e.g. N, CA, C, O): nothing beyond the backbone to compare
-            print("all-atom RMSD not measured: the input has no side-chain atoms (the decoded file has them)")
+    if all_atom and result.all_atom_rmsd is not None:
+        chi1 = result.chi_errors.get(1, np.zeros(0))
+        within = ""
+        if len(chi1):
+            within = f"  chi1 within 40 deg: {100 * float(np.mean(chi1 < 40)):.0f}% of {len(chi1)} residues"
+        print(f"all-atom RMSD {result.all_atom_rmsd:.2f} A over the heavy atoms (sequence given){within}")
+    elif all_atom:  # a backbone-only file (e.g. N, CA, C, O): nothing beyond the backbone to compare
+        print("all-atom RMSD not measured: the input has no side-chain atoms (the decoded file has them)")
     if args.out:
-        model.write(args.out)
+        decoded = decode_all_atom(tokens, decoder)[0] if all_atom else decode_structure(tokens, decoder)
+        decoded.structure.chains[0].write(args.out)
         print(f"decoded structure written to {args.out}")
     return 0

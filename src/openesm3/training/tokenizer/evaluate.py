@@ -55,6 +55,20 @@ class ProteinResult:
     chi_errors: dict[int, np.ndarray] = field(default_factory=dict)  # chi k -> absolute errors (degrees)
 
 
+def chain_to_record(chain: ProteinChain) -> ProteinRecord:
+    """The single-chain record of a :class:`ProteinChain` (what :func:`round_trip` evaluates), e.g. a user's file."""
+    mask = np.asarray(chain.atom37_mask, dtype=bool)
+    return ProteinRecord(
+        name=chain.name or chain.chain_id,
+        sequence=chain.sequence,
+        atom37=np.where(mask[..., None], np.asarray(chain.atom37, dtype=np.float32), np.nan).astype(np.float32),
+        atom37_mask=mask,
+        residue_index=np.asarray(chain.residue_index, dtype=np.int32),
+        chain_index=np.zeros(len(chain), dtype=np.int32),
+        chain_ids=(chain.chain_id,),
+    )
+
+
 def record_to_chain(record: ProteinRecord) -> ProteinChain:
     """The :class:`ProteinChain` of a single-chain training record (what the user-facing API encodes)."""
     return ProteinChain.from_atom37(
