@@ -22,6 +22,7 @@ from torch import Tensor
 
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.models import structure_decoder
 from openesm3.training.config import DataConfig, SplitConfig
 from openesm3.training.data import ProteinDataset
 from openesm3.training.pipeline import split_positions
@@ -31,10 +32,9 @@ from openesm3.utils.atomic import atomic_write_json
 INPUTS = ("training_row", "mask_everywhere")
 
 
-def mask_everywhere(sequence_tokens: Tensor, mask: Tensor, keep: Tensor) -> Tensor:
+def mask_everywhere(tokens: Tensor) -> Tensor:
     """The old default: ``<mask>`` at every position of the row, BOS and EOS included."""
-    b, length = sequence_tokens.shape
-    return torch.full((b, length + 2), C.SEQUENCE_MASK, dtype=torch.long)
+    return torch.full_like(tokens, C.SEQUENCE_MASK)
 
 
 def figures(results: list[evaluate.ProteinResult], n_codes: int) -> dict[str, float]:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in rows:
         record = dataset[i]
         new = evaluate.round_trip(encoder, decoder, record, with_sequence=False)
-        with mock.patch.object(evaluate, "decoder_sequence", mask_everywhere):
+        with mock.patch.object(structure_decoder, "unknown_sequence", mask_everywhere):
             old = evaluate.round_trip(encoder, decoder, record, with_sequence=False)
         if new is None or old is None:
             continue

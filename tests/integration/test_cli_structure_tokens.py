@@ -307,14 +307,14 @@ def test_tokens_alone_decode_as_the_evaluation_measured(
     structure and confidences. round-trip's figures are the evaluation's, the mirror-image note included."""
     from openesm3.checkpoints.bundled import load_structure_tokenizer  # noqa: PLC0415
     from openesm3.geometry.alignment import kabsch  # noqa: PLC0415
-    from openesm3.training.tokenizer.evaluate import chain_to_record, round_trip  # noqa: PLC0415
+    from openesm3.training.tokenizer.evaluate import round_trip, structure_to_record  # noqa: PLC0415
 
     monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
     file = STRUCTURES / "1PIN.pdb.gz"
     chain = load_chain(file)
     encoder, decoder = load_structure_tokenizer()
     for flags, with_sequence in (([], True), (["--no-sequence"], False)):
-        expected = round_trip(encoder, decoder, chain_to_record(chain), with_sequence=with_sequence)
+        expected = round_trip(encoder, decoder, structure_to_record(chain), with_sequence=with_sequence)
         assert expected is not None
         code, printed, err = run(["round-trip", str(file), *flags], capsys)
         assert code == 0, err
@@ -334,3 +334,28 @@ def test_tokens_alone_decode_as_the_evaluation_measured(
     pred = torch.from_numpy(np.asarray(decoded.atom37, dtype=np.float32)[both][:, :3].reshape(-1, 3))
     true = torch.from_numpy(np.asarray(chain.atom37, dtype=np.float32)[both][:, :3].reshape(-1, 3))
     assert float(kabsch(pred, true).rmsd) == pytest.approx(expected.backbone_rmsd, abs=0.02)  # PDB keeps 3 decimals
+
+
+def test_round_trip_of_a_complex(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--all-chains (or --chain repeated) round-trips the chains as one complex, joined by chain breaks as
+    tokenize-structure joins them: the figures are the evaluation's over every residue, the file has every chain."""
+    from openesm3.checkpoints.bundled import load_structure_tokenizer  # noqa: PLC0415
+    from openesm3.training.tokenizer.evaluate import round_trip, structure_to_record  # noqa: PLC0415
+
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    file = STRUCTURES / "1AM7.pdb.gz"
+    encoder, decoder = load_structure_tokenizer()
+    expected = round_trip(encoder, decoder, structure_to_record(load_structure(file)))
+    assert expected is not None
+    out = tmp_path / "cx.pdb"
+    code, printed, err = run(["round-trip", str(file), "--all-chains", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert printed.startswith("1AM7 chains A, B, C: 462 residues -> 466 tokens")
+    assert f"backbone RMSD {expected.backbone_rmsd:.2f} A" in printed and f"pTM {expected.ptm:.3f}" in printed
+    assert load_structure(out).chain_ids == ("A", "B", "C")
+    code, printed, _ = run(["round-trip", str(file), "--chain", "C", "--chain", "A"], capsys)
+    assert code == 0 and printed.startswith("1AM7 chains C, A: 308 residues -> 311 tokens")
+    code, _, err = run(["round-trip", str(file), "--chain", "A", "--all-chains"], capsys)
+    assert code == 2 and "--chain or --all-chains, not both" in err

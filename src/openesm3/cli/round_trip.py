@@ -15,14 +15,17 @@ def register(subparsers: Any) -> None:
         "round-trip",
         help="encode a structure into structure tokens, decode it back and print the RMSD",
         description=(
-            "Encode one chain of a PDB/mmCIF file into structure tokens, decode the tokens back into coordinates "
-            "and compare with the input: backbone RMSD (N, CA, C after superposition), lDDT-CA, TM-score, the "
-            "decoder's own pTM and mean pLDDT and, for a sequence-conditioned decoder such as the bundled one, "
-            "the all-atom RMSD."
+            "Encode one chain of a PDB/mmCIF file (or several, or all, as one complex) into structure tokens, "
+            "decode the tokens back into coordinates and compare with the input as the tokenizer evaluation does: "
+            "backbone RMSD (N, CA, C after superposition), lDDT-CA, TM-score, the decoder's own pTM and mean "
+            "pLDDT and, for a sequence-conditioned decoder such as the bundled one, the all-atom RMSD and chi1."
         ),
     )
     p.add_argument("file", metavar="IN", help="structure file (PDB/mmCIF/BinaryCIF, optionally .gz)")
-    p.add_argument("--chain", metavar="ID", help="chain id (default: the first chain)")
+    p.add_argument("--chain", metavar="ID", action="append",
+                   help="chain id (default: the first chain); repeat it to round-trip those chains as one complex, "
+                        "in this order")  # fmt: skip
+    p.add_argument("--all-chains", action="store_true", help="every protein chain of the file, as one complex")
     p.add_argument("--weights", metavar="PATH", help="encoder/decoder weights (default: $OPENESM3_WEIGHTS, else "
                    "the bundled tokenizer)")  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="also write the decoded structure (.pdb or .cif)")
@@ -40,22 +43,30 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
-    from openesm3.structure.io import load_chain
-    from openesm3.training.tokenizer.evaluate import chain_to_record, round_trip
+    from openesm3.structure.io import load_chain, load_structure
+    from openesm3.training.tokenizer.evaluate import round_trip, structure_to_record
 
-    chain = load_chain(args.file, chain_id=args.chain)
+    if args.all_chains and args.chain:
+        raise InputError("give --chain or --all-chains, not both")
+    if args.all_chains or (args.chain and len(args.chain) > 1):
+        structure: Any = load_structure(args.file, chains=args.chain)
+        if len(structure.chains) == 1:
+            structure = structure.chains[0]
+    else:
+        structure = load_chain(args.file, chain_id=args.chain[0] if args.chain else None)
     encoder, enc_place = load_vqvae_network(args.weights, "structure_encoder")
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder")
     assert isinstance(encoder, StructureEncoder) and isinstance(decoder, StructureDecoder)
-    tokens = encode_structure(chain, encoder)  # raises, naming the chain, when it cannot be encoded
+    tokens = encode_structure(structure, encoder)  # raises, naming the chain, when it cannot be encoded
     all_atom = decoder.config.sequence_conditioning and not args.no_sequence
     # The figures are the tokenizer evaluation's own (benchmarks/eval_tokenizer.py), so they can be compared.
-    result = round_trip(encoder, decoder, chain_to_record(chain), with_sequence=all_atom)
-    if result is None:  # pragma: no cover - encode_structure refuses such chains first
-        raise InputError(f"{args.file}: chain {chain.chain_id!r}: too few residues with N, CA and C")
-    codes = tokens.chains[0].codes
-    print(f"{chain.name or args.file} chain {chain.chain_id}: {len(codes)} residues -> {len(tokens.tokens)} tokens "
-          f"({len(set(codes.tolist()))} distinct codes) -> structure")  # fmt: skip
+    result = round_trip(encoder, decoder, structure_to_record(structure), with_sequence=all_atom)
+    if result is None:  # pragma: no cover - encode_structure refuses such structures first
+        raise InputError(f"{args.file}: too few residues with N, CA and C")
+    codes = [code for chain in tokens.chains for code in chain.codes.tolist()]
+    ids = ", ".join(chain.chain_id for chain in tokens.chains)
+    print(f"{structure.name or args.file} chain{'s' * (len(tokens.chains) > 1)} {ids}: {len(codes)} residues -> "
+          f"{len(tokens.tokens)} tokens ({len(set(codes))} distinct codes) -> structure")  # fmt: skip
     print(f"weights: {enc_place.parent if enc_place.name == 'structure_encoder' else enc_place}")
     print(f"backbone RMSD {result.backbone_rmsd:.2f} A (N, CA, C after superposition)  lDDT-CA {result.lddt_ca:.3f}  "
           f"TM-score {result.tm_score:.3f}")  # fmt: skip
@@ -77,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         print("all-atom RMSD not measured: the input has no side-chain atoms (the decoded file has them)")
     if args.out:
         decoded = decode_all_atom(tokens, decoder)[0] if all_atom else decode_structure(tokens, decoder)
-        decoded.structure.chains[0].write(args.out)
+        written = decoded.structure if len(decoded.structure.chains) > 1 else decoded.structure.chains[0]
+        written.write(args.out)
         print(f"decoded structure written to {args.out}")
     return 0

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from openesm3 import constants as C
+from openesm3.generation.all_atom_decoding import sequence_row
 from openesm3.generation.structure_tokens import encode_structure
 from openesm3.geometry import all_atom as A
 from openesm3.geometry.alignment import kabsch
@@ -31,8 +33,8 @@ from openesm3.geometry.rigid import Rigid
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.structure.chain import ProteinChain
+from openesm3.structure.complex import ProteinComplex
 from openesm3.training.data import ProteinRecord, sequence_to_ids
-from openesm3.training.tokenizer.model import decoder_sequence
 
 
 @dataclass
@@ -55,17 +57,19 @@ class ProteinResult:
     chi_errors: dict[int, np.ndarray] = field(default_factory=dict)  # chi k -> absolute errors (degrees)
 
 
-def chain_to_record(chain: ProteinChain) -> ProteinRecord:
-    """The single-chain record of a :class:`ProteinChain` (what :func:`round_trip` evaluates), e.g. a user's file."""
-    mask = np.asarray(chain.atom37_mask, dtype=bool)
+def structure_to_record(structure: ProteinChain | ProteinComplex) -> ProteinRecord:
+    """The record of a chain or a complex (what :func:`round_trip` evaluates), e.g. from a user's file."""
+    chains = structure.chains if isinstance(structure, ProteinComplex) else (structure,)
+    mask = np.concatenate([np.asarray(c.atom37_mask, dtype=bool) for c in chains])
+    atom37 = np.concatenate([np.asarray(c.atom37, dtype=np.float32) for c in chains])
     return ProteinRecord(
-        name=chain.name or chain.chain_id,
-        sequence=chain.sequence,
-        atom37=np.where(mask[..., None], np.asarray(chain.atom37, dtype=np.float32), np.nan).astype(np.float32),
+        name=structure.name or chains[0].chain_id,
+        sequence="".join(c.sequence for c in chains),
+        atom37=np.where(mask[..., None], atom37, np.nan).astype(np.float32),
         atom37_mask=mask,
-        residue_index=np.asarray(chain.residue_index, dtype=np.int32),
-        chain_index=np.zeros(len(chain), dtype=np.int32),
-        chain_ids=(chain.chain_id,),
+        residue_index=np.concatenate([np.asarray(c.residue_index) for c in chains]).astype(np.int32),
+        chain_index=np.concatenate([np.full(len(c), k, dtype=np.int32) for k, c in enumerate(chains)]),
+        chain_ids=tuple(c.chain_id for c in chains),
     )
 
 
@@ -80,6 +84,25 @@ def record_to_chain(record: ProteinRecord) -> ProteinChain:
     )
 
 
+def record_to_structure(record: ProteinRecord) -> ProteinChain | ProteinComplex:
+    """The chain of a single-chain record, the complex (chains in record order) of a multi-chain one."""
+    if len(record.chain_ids) == 1:
+        return record_to_chain(record)
+    chains = []
+    for k, chain_id in enumerate(record.chain_ids):
+        rows = record.chain_index == k
+        chains.append(
+            ProteinChain.from_atom37(
+                np.where(record.atom37_mask[rows][..., None], record.atom37[rows], np.nan),
+                sequence="".join(np.asarray(list(record.sequence))[rows]),
+                residue_index=record.residue_index[rows],
+                chain_id=chain_id,
+                name=record.name,
+            )
+        )
+    return ProteinComplex(tuple(chains), record.name)
+
+
 @torch.no_grad()
 def round_trip(
     encoder: StructureEncoder,
@@ -88,32 +111,31 @@ def round_trip(
     *,
     with_sequence: bool = True,
 ) -> ProteinResult | None:
-    """Encode one single-chain protein with :func:`~openesm3.generation.structure_tokens.encode_structure` (the
-    user-facing path: coordinates normalised, residues numbered 1..L), decode the token row, compare. A
-    sequence-conditioned decoder gets the sequence when ``with_sequence`` (else ``<mask>``). None when the protein
-    has fewer than 3 residues with a backbone."""
+    """Encode one protein, a chain or a complex, with :func:`~openesm3.generation.structure_tokens.encode_structure`
+    (the user-facing path: coordinates normalised, residues numbered 1..L, chains joined by chain breaks), decode the
+    token row, compare over all its residues. A sequence-conditioned decoder gets the sequence when
+    ``with_sequence``, else the decoder's row for an unknown sequence (``<mask>`` at the residues, as in training).
+    None when the protein has fewer than 3 residues with a backbone."""
     atom37 = torch.tensor(record.atom37, dtype=torch.float32)
     mask37 = torch.tensor(record.atom37_mask) & torch.isfinite(atom37).all(-1)
     atom37 = torch.where(mask37[..., None], atom37, torch.zeros(()))
     if int(mask37[:, :3].all(-1).sum()) < 3:
         return None
-    encoded = encode_structure(record_to_chain(record), encoder, max_length=None)
-    m = torch.from_numpy(encoded.chains[0].residue_mask)
-    tokens = torch.from_numpy(encoded.tokens)[None]  # BOS, codes, EOS
-    n = record.length
-    seq_ids = torch.tensor(sequence_to_ids(record.sequence), dtype=torch.long)[None]
-    sequence = None
-    if decoder.config.sequence_conditioning:
-        sequence = decoder_sequence(seq_ids, torch.ones(1, n, dtype=torch.bool), torch.tensor([with_sequence]))
+    encoded = encode_structure(record_to_structure(record), encoder, max_length=None)
+    m = torch.from_numpy(np.concatenate([c.residue_mask for c in encoded.chains]))
+    tokens = torch.from_numpy(encoded.tokens)[None]  # BOS, codes (a chain break between chains), EOS
+    residues = (tokens[0] < C.STRUCTURE_N_CODES).nonzero().squeeze(-1)  # row positions of the record's residues
+    seq_ids = torch.tensor(sequence_to_ids(record.sequence), dtype=torch.long)
+    sequence = sequence_row(encoded)[None] if decoder.config.sequence_conditioning and with_sequence else None
     out = decoder(tokens, sequence_tokens=sequence)
-    pred_bb = out.backbone[0, 1 : n + 1]
+    pred_bb = out.backbone[0, residues]
     true_bb = atom37[:, :3]
 
     rmsd = kabsch(pred_bb[m].reshape(-1, 3), true_bb[m].reshape(-1, 3)).rmsd
     mirror = kabsch(-pred_bb[m].reshape(-1, 3), true_bb[m].reshape(-1, 3)).rmsd
     ld = lddt(pred_bb[:, 1], true_bb[:, 1], m)
     tm = tm_score(pred_bb[m][:, 1], true_bb[m][:, 1])
-    plddt = out.plddt[0, 1 : n + 1][m]
+    plddt = out.plddt[0, residues][m]
     result = ProteinResult(
         name=record.name,
         length=int(m.sum()),
@@ -123,12 +145,12 @@ def round_trip(
         tm_score=float(tm.score),
         ptm=float(out.ptm[0]),
         mean_plddt=float(plddt.mean()),
-        tokens=encoded.chains[0].codes[m.numpy()],
+        tokens=np.concatenate([c.codes for c in encoded.chains])[m.numpy()],
         plddt=plddt.numpy(),
         true_lddt=ld.per_residue[m].numpy(),
     )
     if decoder.config.sequence_conditioning and with_sequence:
-        _all_atom_figures(result, out.frames[0, 1 : n + 1], out.torsions[0, 1 : n + 1], atom37, mask37, seq_ids[0], m)
+        _all_atom_figures(result, out.frames[0, residues], out.torsions[0, residues], atom37, mask37, seq_ids, m)
     return result
 
 
