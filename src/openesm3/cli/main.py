@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,10 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
         return int(result or 0)
     except KeyboardInterrupt:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of standard output went away (``... | head``): stop quietly, like Unix tools
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE, the status a shell reports for such a pipe
     except (OpenESM3Error, OSError) as exc:
         if args.debug:
             raise
@@ -76,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (e.g. captured in tests)
+        pass
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""The CLI's last line of handling: user errors in one line (exit 2), unexpected ones named as internal (exit 1),
+and a reader of standard output that went away (``openesm3 ... | head``) ends the command quietly (exit 141)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import pytest
+
+from openesm3.cli import round_trip
+from openesm3.cli.main import main
+from openesm3.errors import InputError
+
+
+def _handler_raising(exc: BaseException):  # noqa: ANN202
+    def run(args: argparse.Namespace) -> int:
+        raise exc
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "stderr"),
+    [
+        (InputError("x.pdb: line 3: bad record"), 2, "openesm3 round-trip: error: x.pdb: line 3: bad record\n"),
+        (RuntimeError("boom"), 1, "openesm3 round-trip: internal error: RuntimeError: boom"),
+        (BrokenPipeError(32, "Broken pipe"), 141, ""),
+        (KeyboardInterrupt(), 130, "openesm3 round-trip: interrupted\n"),
+    ],
+)
+def test_errors_end_the_command_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: BaseException, code: int, stderr: str
+) -> None:
+    monkeypatch.setattr(round_trip, "run", _handler_raising(exc))
+    assert main(["round-trip", "x.pdb"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(stderr) if stderr else err == ""
+
+
+class _ClosedPipe(io.StringIO):
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_pipe_closed_before_the_output_is_flushed_ends_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output was buffered and the reader left before the flush: caught in main, not left to the interpreter's
+    exit (which would print 'Exception ignored ... BrokenPipeError')."""
+
+    def run(args: argparse.Namespace) -> int:
+        print("1PIN chain A: 153 residues")
+        return 0
+
+    monkeypatch.setattr(round_trip, "run", run)
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert main(["round-trip", "x.pdb"]) == 141
+    assert capsys.readouterr().err == ""
