@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
-from openesm3.training.config import ConfigError, DataConfig, IngestConfig, SplitConfig
+from openesm3.training.config import ConfigError, IngestConfig
 from openesm3.training.data import INDEX_FILE, ProteinDataset
 from openesm3.training.ingest import ingest_structures
-from openesm3.training.pipeline import SPLIT_NAMES, split_positions
+from openesm3.training.pipeline import SPLIT_NAMES, labelled_split_positions
 from openesm3.training.tokenizer.evaluate import round_trip, summarize
 from openesm3.utils.atomic import atomic_write_text
 
@@ -70,13 +70,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    split = SplitConfig(method="column", calibration_fraction=args.calibration_fraction, seed=args.split_seed)
     torch.set_num_threads(args.threads)
     encoder, decoder = load_structure_tokenizer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = open_dataset(args.data, Path(tmp))
         try:
-            rows = [int(i) for i in split_positions(dataset, DataConfig(split=split), args.split)]
+            rows = labelled_split_positions(
+                dataset, args.split, calibration_fraction=args.calibration_fraction, seed=args.split_seed
+            )
         except ConfigError as exc:
             parser.error(f"--split: {exc}")
         if args.max_proteins:

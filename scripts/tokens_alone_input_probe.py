@@ -23,9 +23,8 @@ from torch import Tensor
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import load_structure_tokenizer
 from openesm3.models import structure_decoder
-from openesm3.training.config import DataConfig, SplitConfig
 from openesm3.training.data import ProteinDataset
-from openesm3.training.pipeline import split_positions
+from openesm3.training.pipeline import labelled_split_positions
 from openesm3.training.tokenizer import evaluate
 from openesm3.utils.atomic import atomic_write_json
 
@@ -47,8 +46,8 @@ def figures(results: list[evaluate.ProteinResult], n_codes: int) -> dict[str, fl
         "lddt_ca_median": s.lddt_ca_median,
         "tm_score_median": s.tm_score_median,
         "mirrored_fraction": s.mirrored_fraction,
-        "ptm_mean": float(ptm.mean()),
-        "tm_score_mean": float(tm.mean()),
+        "ptm_mean": s.ptm_mean,
+        "tm_score_mean": s.tm_score_mean,
         "ptm_abs_error_mean": float(np.abs(ptm - tm).mean()),
         "ptm_vs_tm_score_r": s.ptm_tm_pearson,
         "plddt_mean": s.plddt_mean,
@@ -73,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not decoder.config.sequence_conditioning:
         parser.error("the decoder is not sequence-conditioned: it reads no sequence row")
     dataset = ProteinDataset(args.data)
-    split = SplitConfig(method="column", calibration_fraction=args.calibration_fraction)
-    rows = [int(i) for i in split_positions(dataset, DataConfig(split=split), args.split)]
+    rows = labelled_split_positions(dataset, args.split, calibration_fraction=args.calibration_fraction)
     rows = rows[: args.max_records] if args.max_records else rows
     results: dict[str, list[evaluate.ProteinResult]] = {name: [] for name in INPUTS}
     start = time.perf_counter()

@@ -7,7 +7,13 @@ import pytest
 
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
-from openesm3.training.pipeline import build_protein_data, calibration_dataset, split_dataset, split_positions
+from openesm3.training.pipeline import (
+    build_protein_data,
+    calibration_dataset,
+    labelled_split_positions,
+    split_dataset,
+    split_positions,
+)
 from openesm3.training.splits import (
     calibration_by_cluster,
     greedy_identity_clusters,
@@ -193,3 +199,9 @@ def test_split_positions_name_the_records_a_run_trains_validates_and_calibrates_
     assert held_ds is not None and {e["name"] for e in held_ds.entries} == {ds.entries[i]["name"] for i in calib}
     with pytest.raises(ConfigError, match="unknown split 'test'"):
         split_positions(ds, plain, "test")
+    # the re-draw evaluation and calibration use: the same chains from the fraction and seed alone
+    assert labelled_split_positions(ds, "calib", calibration_fraction=0.4) == sorted(calib)
+    seeded = cfg("data.split.calibration_fraction=0.4", "data.split.seed=3")
+    assert labelled_split_positions(ds, "train", calibration_fraction=0.4, seed=3) == list(
+        split_positions(ds, seeded, "train")
+    )

@@ -159,14 +159,15 @@ def input_records(
         dataset = ProteinDataset(inputs[0])
         positions: list[int] = list(range(len(dataset)))
         if calibration_fraction is not None:
-            from openesm3.training.config import ConfigError, DataConfig, SplitConfig
-            from openesm3.training.pipeline import split_positions
+            from openesm3.training.config import ConfigError
+            from openesm3.training.pipeline import labelled_split_positions
 
             if split is None:
                 raise InputError("--calibration-fraction draws a split: give --split calibration (or train, valid)")
             try:
-                draw = SplitConfig(method="column", calibration_fraction=calibration_fraction, seed=split_seed)
-                positions = [int(i) for i in split_positions(dataset, DataConfig(split=draw), split)]
+                positions = labelled_split_positions(
+                    dataset, split, calibration_fraction=calibration_fraction, seed=split_seed
+                )
             except ConfigError as exc:
                 raise InputError(f"{inputs[0]}: {exc}") from None
             if not positions:

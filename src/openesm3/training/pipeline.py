@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from openesm3.training.config import ConfigError, DataConfig, TrainConfig
+from openesm3.training.config import ConfigError, DataConfig, SplitConfig, TrainConfig
 from openesm3.training.data import CroppedRecords, ProteinBatch, ProteinDataset, ProteinRecord, collate_proteins
 from openesm3.training.loader import StepLoader
 from openesm3.training.sampler import LengthBucketSampler
@@ -96,6 +96,15 @@ def split_positions(dataset: ProteinDataset, data: DataConfig, split: str) -> np
     if name in CALIBRATION_LABELS:
         return np.flatnonzero(is_calibration)
     raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLIT_NAMES)}")
+
+
+def labelled_split_positions(
+    dataset: ProteinDataset, split: str, *, calibration_fraction: float = 0.0, seed: int = 0
+) -> list[int]:
+    """:func:`split_positions` for a run that split by the ingestion labels (``method="column"``, as the tokenizer
+    runs do) with this ``data.split.calibration_fraction`` and ``seed``: what evaluation and calibration re-draw."""
+    split_config = SplitConfig(method="column", calibration_fraction=calibration_fraction, seed=seed)
+    return [int(i) for i in split_positions(dataset, DataConfig(split=split_config), split)]
 
 
 def split_dataset(dataset: ProteinDataset, data: DataConfig) -> tuple[ProteinDataset, ProteinDataset | None, list[str]]:
