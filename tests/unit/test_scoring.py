@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
@@ -97,6 +98,12 @@ def test_read_dms_csv(tmp_path: Path) -> None:
     tsv.write_text("variant\tDMS_score\nM1A\t0.5\nM1G\t\n")
     rows, column = read_dms_csv(tsv, mutant_column="variant")
     assert column == "DMS_score" and rows[0].score == 0.5 and math.isnan(rows[1].score)
+    packed = tmp_path / "x.csv.gz"  # gzip-compressed, as scans are often shipped
+    packed.write_bytes(gzip.compress(b"mutant,DMS_score\nM1A,0.5\n"))
+    assert read_dms_csv(packed)[0][0].score == 0.5
+    with pytest.raises(InputError, match="x.xlsx: not a text file"):
+        (tmp_path / "x.xlsx").write_bytes(b"PK\x03\x04\xff\xfe")
+        read_dms_csv(tmp_path / "x.xlsx")
 
 
 # ---- scores against the model, computed by hand -----------------------------------------------------------

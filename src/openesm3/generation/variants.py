@@ -23,6 +23,7 @@ import numpy as np
 
 from openesm3 import constants as C
 from openesm3.errors import InputError
+from openesm3.utils.text import read_text_file
 
 _MUTATION = re.compile(r"^([A-Za-z])(-?\d+)([A-Za-z])$")
 WILD_TYPE_NAMES = frozenset({"", "wt", "_wt", "wildtype", "wild_type", "wild-type"})
@@ -136,12 +137,7 @@ def read_dms_csv(
     correlations). Raises :class:`InputError` naming the file and the columns it has when a column is missing.
     """
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    text = read_text_file(source)
     delimiter = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
