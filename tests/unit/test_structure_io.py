@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openesm3.errors import StructureFileError
 from openesm3.structure import load_chain, load_structure, sniff_format, structure_name
 from openesm3.structure import residue_constants as RC
 from tests.unit.structure_helpers import DERIVED, STRUCTURES, assert_same_chains, pdb_lines, raw_atom
@@ -301,6 +302,19 @@ def test_crlf_short_records_and_hybrid36_numbers(tmp_path: Path) -> None:
     h36 = tmp_path / "h36.pdb"
     h36.write_text("\n".join(renumbered) + "\n")
     assert load_chain(h36).residue_index[0] == 10000
+
+
+def test_classic_mac_line_ends_read_every_record(tmp_path: Path) -> None:
+    # Lone CR line ends once made the file one line: only its first atom was read, silently.
+    text = gzip.decompress((STRUCTURES / "2ZTA.pdb.gz").read_bytes()).decode()
+    reference = load_structure(STRUCTURES / "2ZTA.pdb.gz")
+    cr = tmp_path / "cr.pdb"
+    cr.write_bytes(text.replace("\n", "\r").encode())
+    assert_same_chains(reference, load_structure(cr), atol=0)
+    bad = tmp_path / "bad.pdb"
+    bad.write_bytes("\r".join(text.splitlines()[:5] + ["ATOM      1  N   MET A   1      1.0"]).encode())
+    with pytest.raises(StructureFileError, match="line 6: truncated ATOM"):
+        load_structure(bad)
 
 
 def test_modified_residues_keep_only_their_parents_atoms() -> None:
