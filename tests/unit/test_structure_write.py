@@ -115,6 +115,30 @@ def test_pdb_limits_are_errors_and_leave_existing_files_untouched(tmp_path: Path
     np.testing.assert_allclose(again.atom37[again.atom37_mask], far.atom37[far.atom37_mask], atol=1e-3)
 
 
+def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors(tmp_path: Path) -> None:
+    # biotite alone wraps 10000 to 1 and writes -1000 over the insertion-code column (read back as -100).
+    from dataclasses import replace  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    numbers = chain.residue_index.copy()
+    numbers[:3] = [-999, 9999, 10000]
+    numbers[3:] = np.arange(12000, 12000 + len(numbers) - 3)
+    big = replace(chain, residue_index=numbers)
+    text = big.to_pdb_string()
+    assert {line[22:26] for line in text.splitlines() if line.startswith("ATOM")} >= {"-999", "9999", "A000"}
+    write_structure(big, tmp_path / "big.pdb")
+    assert_same_chains(ProteinComplex((big,), big.name), load_structure(tmp_path / "big.pdb"), atol=1e-3)
+    target = tmp_path / "keep.pdb"
+    target.write_text("previous content\n")
+    for bad in (-1000, 2436112):
+        numbers[0] = bad
+        with pytest.raises(InputError, match=f"residue number {bad} does not fit.*mmCIF"):
+            write_structure(replace(chain, residue_index=numbers), target)
+    assert target.read_text() == "previous content\n"
+    write_structure(replace(chain, residue_index=numbers), tmp_path / "big.cif")
+    np.testing.assert_array_equal(load_chain(tmp_path / "big.cif").residue_index, numbers)
+
+
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]

@@ -47,6 +47,8 @@ _PDB_RECORDS = frozenset(
 _SNIFF_LINES = 50
 # Largest coordinates the fixed 8.3f columns of PDB hold.
 _PDB_COORD_MIN, _PDB_COORD_MAX = -999.999, 9999.999
+# Residue numbers the 4 resSeq columns hold: decimal from -999, hybrid-36 (as the reader reads) past 9999.
+_PDB_RESSEQ_MIN, _PDB_RESSEQ_DECIMAL_MAX, _PDB_RESSEQ_MAX = -999, 9999, 2436111
 
 
 # ---- format detection ------------------------------------------------------------------------------------
@@ -211,6 +213,13 @@ def _check_pdb_limits(obj: Structure) -> None:
             raise InputError(
                 f"chain id {chain.chain_id!r} does not fit the PDB format's one character; write mmCIF (.cif)"
             )
+        numbers = chain.residue_index
+        if numbers.size and (numbers.min() < _PDB_RESSEQ_MIN or numbers.max() > _PDB_RESSEQ_MAX):
+            bad = int(numbers[(numbers < _PDB_RESSEQ_MIN) | (numbers > _PDB_RESSEQ_MAX)][0])
+            raise InputError(
+                f"chain {chain.chain_id!r}: residue number {bad} does not fit the PDB format's 4 columns "
+                f"([{_PDB_RESSEQ_MIN}, {_PDB_RESSEQ_MAX}] with hybrid-36); write mmCIF (.cif)"
+            )
         coords = chain.atom37[chain.atom37_mask]
         if coords.size and (coords.min() < _PDB_COORD_MIN or coords.max() > _PDB_COORD_MAX):
             raise InputError(
@@ -219,19 +228,43 @@ def _check_pdb_limits(obj: Structure) -> None:
             )
 
 
+def _hybrid36_residue_numbers(res_id: np.ndarray) -> np.ndarray | None:
+    """[N] 4-character resSeq fields when some number is past 9999 (hybrid-36, e.g. 10000 -> ``A000``), else None.
+
+    biotite would wrap such numbers silently (10000 -> 1); negative ones stay decimal."""
+    if not res_id.size or res_id.max() <= _PDB_RESSEQ_DECIMAL_MAX:
+        return None
+    from biotite.structure.io.pdb.hybrid36 import encode_hybrid36  # noqa: PLC0415
+
+    uniq, inverse = np.unique(res_id, return_inverse=True)
+    fields = np.array([encode_hybrid36(int(r), 4) if r > 0 else str(r) for r in uniq.tolist()], dtype="<U4")
+    return np.char.rjust(fields, 4)[inverse.reshape(-1)]
+
+
 def to_pdb_string(obj: Structure) -> str:
-    """PDB-format text: ATOM records (B-factor column = ``b_factor``, e.g. pLDDT), TER per chain, END."""
+    """PDB-format text: ATOM records (B-factor column = ``b_factor``, e.g. pLDDT), TER per chain, END.
+
+    Residue numbers past 9999 are written in hybrid-36 (``A000`` = 10000), which :func:`load_structure` reads.
+    """
     from biotite.structure.io.pdb import PDBFile  # noqa: PLC0415
 
     _check_pdb_limits(obj)
+    array = to_atom_array(obj)
+    res_fields = _hybrid36_residue_numbers(array.res_id)  # type: ignore[attr-defined]
+    if res_fields is not None:
+        array.res_id = np.zeros_like(array.res_id)  # type: ignore[attr-defined]  # replaced below
     pdb = PDBFile()
-    pdb.set_structure(to_atom_array(obj))
+    pdb.set_structure(array)
     lines: list[str] = []
     previous_chain = None
+    atom = 0
     for line in pdb.lines:
         chain = line[21] if line.startswith("ATOM") else None
         if previous_chain is not None and chain != previous_chain:
             lines.append("TER")
+        if chain is not None and res_fields is not None:
+            line = line[:22] + res_fields[atom] + line[26:]
+        atom += chain is not None
         lines.append(line)
         previous_chain = chain
     if previous_chain is not None:
@@ -267,7 +300,8 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0.
 
     Raises:
-        InputError: unknown format, or data the format cannot hold (long chain ids or huge coordinates in PDB).
+        InputError: unknown format, or data the format cannot hold (in PDB: chain ids longer than one character,
+            huge coordinates, residue numbers below -999 or past hybrid-36's 2436111).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)
