@@ -151,7 +151,10 @@ def parse_fasta(text: str, source: str = "<string>") -> list[FastaRecord]:
 
     def flush() -> None:
         if header is not None:
-            records.append(FastaRecord(header[0], header[1], "".join(chunks), source, header[2], tuple(offsets)))
+            sequence = "".join(chunks)
+            if sequence.endswith("*"):
+                sequence = sequence[:-1]  # the stop symbol ending a record; one inside it is an invalid character
+            records.append(FastaRecord(header[0], header[1], sequence, source, header[2], tuple(offsets)))
 
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -166,8 +169,6 @@ def parse_fasta(text: str, source: str = "<string>") -> list[FastaRecord]:
         if header is None:
             raise InputError(f"{source}:{number}: not FASTA: expected a '>' header line before sequence data")
         piece = "".join(line.split())
-        if piece.endswith("*"):
-            piece = piece[:-1]  # a stop symbol at the end of a record's line
         offsets.append((length, number))
         chunks.append(piece)
         length += len(piece)

@@ -49,6 +49,15 @@ def test_invalid_residue_error_names_file_line_record_and_position(tmp_path: Pat
     assert "broken" in str(results[1][1])
 
 
+def test_only_the_stop_symbol_ending_a_record_is_dropped() -> None:
+    # A '*' ending an inner line used to vanish, joining the sequences on either side of a stop codon.
+    ok = io.parse_fasta(">a\nMKT\nAY*\n>b\nMKT\n*\n", "x.fa")
+    assert [r.sequence for r in ok] == ["MKTAY", "MKT"]
+    (record,) = io.parse_fasta(">a\nMKT*\nAYI\n", "x.fa")
+    with pytest.raises(InputError, match=r"x\.fa:2: record 'a': sequence position 4: invalid character '\*'"):
+        record.to_protein()
+
+
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
