@@ -68,6 +68,7 @@ CHAINS_KEY = "chains="  # header token naming the chain ids of a complex record
 
 PathLike = str | os.PathLike[str]
 _SEQUENCE = SequenceTokenizer()
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 # ==========================================================================================================
@@ -369,24 +370,28 @@ def protein_from_json(data: Any, source: str = "<json>") -> Protein:
     chain_ids = data.get("chain_ids")
     if chain_ids is not None and (not isinstance(chain_ids, list) or not all(isinstance(c, str) for c in chain_ids)):
         raise InputError(f"{where}: key 'chain_ids': expected a list of strings")
+    if residue_index is not None and any(not _INT64_MIN <= x <= _INT64_MAX for x in residue_index):
+        raise InputError(f"{where}: key 'residue_index': a residue number does not fit in 64 bits")
     coords = data.get("coordinates")
+    # Converted before the try below: their errors already name the file (and the protein).
+    fields: dict[str, Any] = {
+        "sasa": arr("sasa", np.float64, 1),
+        "coordinates": None if coords is None else _coordinates_from_json(coords, where),
+        "function_annotations": _annotations_from_json(data.get("function_annotations"), "function_annotations", where),
+        "residue_annotations": _annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
+        "plddt": arr("plddt", np.float32, 1),
+        "pae": arr("pae", np.float32, 2),
+    }
     try:
         return Protein(
             name=name,
             sequence=data.get("sequence"),
             chain_ids=None if chain_ids is None else tuple(chain_ids),
             secondary_structure=data.get("secondary_structure"),
-            sasa=arr("sasa", np.float64, 1),
-            coordinates=None if coords is None else _coordinates_from_json(coords, where),
-            function_annotations=_annotations_from_json(
-                data.get("function_annotations"), "function_annotations", where
-            ),
-            residue_annotations=_annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
-            plddt=arr("plddt", np.float32, 1),
             ptm=ptm,
-            pae=arr("pae", np.float32, 2),
             residue_index=None if residue_index is None else np.asarray(residue_index, dtype=np.int64),
             insertion_code=None if insertion_code is None else np.asarray(insertion_code, dtype="<U1"),
+            **fields,
         )
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None

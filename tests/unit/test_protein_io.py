@@ -169,12 +169,15 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"function_annotations": [{"label": "x", "start": 1}]}, r"key 'function_annotations'\[0\]"),
         ({"secondary_structure": "HH"}, r"protein 'p'.*disagree in length"),
         ({"ptm": "high"}, r"key 'ptm'"),
+        ({"pae": [[1, 2], [3]]}, r"key 'pae': expected 2 nested list level"),
+        ({"residue_index": [1, 2, 2**70]}, r"key 'residue_index': a residue number does not fit"),  # not OverflowError
     ],
 )
 def test_json_errors_name_the_key(change: dict, pattern: str) -> None:
     data = {"format": "openesm3.protein", "version": 1, "name": "p", "sequence": "MKT", **change}
-    with pytest.raises(InputError, match=pattern):
+    with pytest.raises(InputError, match=pattern) as info:
         io.protein_from_json(data, "in.json")
+    assert str(info.value).startswith("in.json: ") and str(info.value).count("in.json") == 1  # named once
 
 
 def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:
