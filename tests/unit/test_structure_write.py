@@ -139,6 +139,22 @@ def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors
     np.testing.assert_array_equal(load_chain(tmp_path / "big.cif").residue_index, numbers)
 
 
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path, suffix: str) -> None:
+    # Readers split residues where the number or insertion code changes: GAK all numbered 1 read back as G.
+    from dataclasses import replace  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    numbers = chain.residue_index.copy()
+    numbers[5] = numbers[4]
+    with pytest.raises(InputError, match=f"chain 'A': residues 5 and 6 are both numbered {numbers[4]};.*merge"):
+        write_structure(replace(chain, residue_index=numbers), tmp_path / f"x{suffix}")
+    codes = chain.insertion_code.copy()
+    codes[5] = "A"  # an insertion code tells them apart
+    write_structure(replace(chain, residue_index=numbers, insertion_code=codes), tmp_path / f"x{suffix}")
+    assert len(load_chain(tmp_path / f"x{suffix}")) == len(chain)
+
+
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]

@@ -176,12 +176,27 @@ def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
     raise TypeError(f"expected a ProteinChain or ProteinComplex, got {type(obj).__name__}")
 
 
+def _check_residue_ids(chain: ProteinChain) -> None:
+    """Readers split residues where the number or insertion code changes, so neighbours must differ in one."""
+    same = (chain.residue_index[1:] == chain.residue_index[:-1]) & (
+        chain.insertion_code[1:] == chain.insertion_code[:-1]
+    )
+    if same.any():
+        i = int(np.flatnonzero(same)[0])
+        label = f"{chain.residue_index[i]}{chain.insertion_code[i]}"
+        raise InputError(
+            f"{chain.name or 'structure'} chain {chain.chain_id!r}: residues {i + 1} and {i + 2} are both numbered "
+            f"{label}; a reader would merge them into one residue (give them distinct numbers or insertion codes)"
+        )
+
+
 def to_atom_array(obj: Structure) -> object:
     """A biotite ``AtomArray`` of the present atoms (modified residues under their parent's name)."""
     import biotite.structure as struc  # noqa: PLC0415
 
     parts = []
     for chain in _chains_of(obj):
+        _check_residue_ids(chain)
         residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
         slot = _WRITE_ORDER[column]
         n = len(residue)
@@ -300,7 +315,8 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0.
 
     Raises:
-        InputError: unknown format, or data the format cannot hold (in PDB: chain ids longer than one character,
+        InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
+            would merge them), or data the format cannot hold (in PDB: chain ids longer than one character,
             huge coordinates, residue numbers below -999 or past hybrid-36's 2436111).
     """
     target = Path(path)
