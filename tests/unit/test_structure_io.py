@@ -317,6 +317,19 @@ def test_classic_mac_line_ends_read_every_record(tmp_path: Path) -> None:
         load_structure(bad)
 
 
+def test_utf8_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    # A BOM hid the first record: a PDB file starting with ATOM lost its first atom, silently, and an mmCIF
+    # file was sniffed as PDB.
+    text = gzip.decompress((STRUCTURES / "1a62.pdb.gz").read_bytes()).decode()
+    atoms = "\n".join(line for line in text.splitlines() if line.startswith(("ATOM", "HETATM")))
+    pdb = tmp_path / "bom.pdb"
+    pdb.write_bytes(b"\xef\xbb\xbf" + atoms.encode())
+    assert_same_chains(load_structure(STRUCTURES / "1a62.pdb.gz"), load_structure(pdb), atol=0)
+    cif = tmp_path / "bom.cif.gz"
+    cif.write_bytes(gzip.compress(b"\xef\xbb\xbf" + (DERIVED / "1a62.cif").read_bytes()))
+    assert_same_chains(load_structure(DERIVED / "1a62.cif"), load_structure(cif), atol=0)
+
+
 def test_modified_residues_keep_only_their_parents_atoms() -> None:
     # SCH (S-methylthiocysteine) has SD and CE beyond cysteine's atoms; read as C, it keeps N CA C O CB SG.
     chain = load_chain(STRUCTURES / "1fxd.pdb.gz")

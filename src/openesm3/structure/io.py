@@ -38,6 +38,7 @@ SUFFIX_FORMATS: dict[str, StructureFormat] = {
     ".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif",
 }  # fmt: skip
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
 _PDB_RECORDS = frozenset(
     "HEADER OBSLTE TITLE SPLIT CAVEAT COMPND SOURCE KEYWDS EXPDTA NUMMDL MDLTYP AUTHOR REVDAT SPRSDE JRNL "
     "REMARK DBREF DBREF1 DBREF2 SEQADV SEQRES MODRES HET HETNAM HETSYN FORMUL HELIX SHEET SSBOND LINK CISPEP "
@@ -113,6 +114,8 @@ def read_structure_bytes(path: PathLike) -> tuple[bytes, StructureFormat]:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise StructureFileError(path, f"damaged gzip data ({exc})") from None
+    if raw.startswith(_UTF8_BOM):  # left by some Windows editors; it would hide the first record (or data_ line)
+        raw = raw[len(_UTF8_BOM) :]
     if not raw.strip():
         raise StructureFileError(path, "empty file")
     suffix_format, _ = _suffix_format(source)
