@@ -104,6 +104,8 @@ def test_pdb_limits_are_errors_and_leave_existing_files_untouched(tmp_path: Path
 
     with pytest.raises(InputError, match="chain id 'AB'.*mmCIF"):
         write_structure(replace(chain, chain_id="AB"), target)
+    with pytest.raises(InputError, match="chain id 'é' is not ASCII.*mmCIF"):  # not a bare UnicodeEncodeError
+        write_structure(replace(chain, chain_id="é"), target)
     far = replace(chain, atom37=chain.atom37 + np.float32(20000.0))
     with pytest.raises(InputError, match="coordinates outside"):
         write_structure(far, target)

@@ -231,6 +231,8 @@ def _check_pdb_limits(obj: Structure) -> None:
             raise InputError(
                 f"chain id {chain.chain_id!r} does not fit the PDB format's one character; write mmCIF (.cif)"
             )
+        if not chain.chain_id.isascii():
+            raise InputError(f"chain id {chain.chain_id!r} is not ASCII, which the PDB format is; write mmCIF (.cif)")
         numbers = chain.residue_index
         if numbers.size and (numbers.min() < _PDB_RESSEQ_MIN or numbers.max() > _PDB_RESSEQ_MAX):
             bad = int(numbers[(numbers < _PDB_RESSEQ_MIN) | (numbers > _PDB_RESSEQ_MAX)][0])
