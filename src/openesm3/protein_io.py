@@ -49,7 +49,7 @@ import numpy as np
 from openesm3 import constants as C
 from openesm3.annotations import FunctionAnnotation
 from openesm3.errors import InputError, OpenESM3Error
-from openesm3.protein import Protein
+from openesm3.protein import Protein, default_chain_ids
 from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers.sequence import SequenceTokenizer
 from openesm3.utils.atomic import atomic_write_text
@@ -199,14 +199,15 @@ def iter_fasta_proteins(path: PathLike) -> Iterator[tuple[FastaRecord, Protein |
 
 
 def fasta_string(proteins: Iterable[Protein], line_width: int = FASTA_LINE_WIDTH) -> str:
-    """FASTA text of ``proteins``; the name is the id (``protein_<n>`` when empty), complexes carry ``chains=``."""
+    """FASTA text of ``proteins``; the name is the id (``protein_<n>`` when empty); complexes, and single chains
+    whose id is not the default ``A``, carry ``chains=``."""
     lines: list[str] = []
     for n, protein in enumerate(proteins, start=1):
         if protein.sequence is None:
             raise InputError(f"{protein.error_prefix()}has no sequence to write as FASTA")
         header = ">" + ("".join(protein.name.split()) or f"protein_{n}")
-        if protein.chain_ids is not None and protein.n_chains > 1:
-            header += f" {CHAINS_KEY}{','.join(protein.chain_ids)}"
+        if protein.chain_ids is not None and (protein.n_chains > 1 or protein.chain_ids != default_chain_ids(1)):
+            header += f" {CHAINS_KEY}{','.join(protein.chain_ids)}"  # a lone chain's id too, unless the default
         lines.append(header)
         seq = protein.sequence
         lines.extend(seq[i : i + line_width] for i in range(0, len(seq), line_width))
