@@ -77,6 +77,13 @@ def test_chain_writers_and_explicit_format(tmp_path: Path) -> None:
     for path in (tmp_path / "a.cif", tmp_path / "a.txt"):
         assert_same_chains(ProteinComplex((chain,)), load_structure(path))
     assert (tmp_path / "a.cif").read_text().startswith("data_1orc")
+    # The data block name is one token, whatever the name: "data_my model" is not valid CIF.
+    from dataclasses import replace  # noqa: PLC0415
+
+    replace(chain, name="my model\t#1").to_mmcif(tmp_path / "b.cif")
+    assert (tmp_path / "b.cif").read_text().splitlines()[0] == "data_my_model_#1"
+    replace(chain, name="").to_mmcif(tmp_path / "c.cif")
+    assert (tmp_path / "c.cif").read_text().splitlines()[0] == "data_structure"
 
 
 def test_from_atom37_chain_can_be_written_and_read(tmp_path: Path) -> None:

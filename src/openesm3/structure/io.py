@@ -298,7 +298,8 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
         return to_pdb_string(obj).encode("ascii")
     from biotite.structure.io import pdbx  # noqa: PLC0415
 
-    block = (obj.name if isinstance(obj, (ProteinChain, ProteinComplex)) else "") or "structure"
+    name = obj.name if isinstance(obj, (ProteinChain, ProteinComplex)) else ""
+    block = "_".join(name.split()) or "structure"  # a data block name is one token: "data_my model" is not CIF
     array = to_atom_array(obj)
     if fmt == "cif":
         cif = pdbx.CIFFile()
