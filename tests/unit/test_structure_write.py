@@ -116,11 +116,13 @@ def test_pdb_limits_are_errors_and_leave_existing_files_untouched(tmp_path: Path
     far = replace(chain, atom37=chain.atom37 + np.float32(20000.0))
     with pytest.raises(InputError, match="coordinates outside"):
         write_structure(far, target)
+    with pytest.raises(InputError, match=r"B-factors outside \[-99.99, 999.99\].*mmCIF"):  # not biotite's error
+        write_structure(chain.with_b_factor(1234.5), target)
     assert target.read_text() == "previous content\n"
-    # mmCIF holds both.
-    write_structure(replace(far, chain_id="AB"), tmp_path / "long.cif")
+    # mmCIF holds them.
+    write_structure(replace(far, chain_id="AB").with_b_factor(1234.5), tmp_path / "long.cif")
     again = load_chain(tmp_path / "long.cif")
-    assert again.chain_id == "AB"
+    assert again.chain_id == "AB" and (again.b_factor[again.atom37_mask] == np.float32(1234.5)).all()
     np.testing.assert_allclose(again.atom37[again.atom37_mask], far.atom37[far.atom37_mask], atol=1e-3)
 
 

@@ -50,6 +50,8 @@ _SNIFF_LINES = 50
 _PDB_COORD_MIN, _PDB_COORD_MAX = -999.999, 9999.999
 # Residue numbers the 4 resSeq columns hold: decimal from -999, hybrid-36 (as the reader reads) past 9999.
 _PDB_RESSEQ_MIN, _PDB_RESSEQ_DECIMAL_MAX, _PDB_RESSEQ_MAX = -999, 9999, 2436111
+# B-factors the 6.2f tempFactor columns hold.
+_PDB_B_FACTOR_MIN, _PDB_B_FACTOR_MAX = -99.99, 999.99
 
 
 # ---- format detection ------------------------------------------------------------------------------------
@@ -246,6 +248,14 @@ def _check_pdb_limits(obj: Structure) -> None:
                 f"chain {chain.chain_id!r}: coordinates outside [{_PDB_COORD_MIN}, {_PDB_COORD_MAX}] do not fit "
                 "the PDB format; write mmCIF (.cif)"
             )
+        b_factor = np.nan_to_num(
+            chain.b_factor[chain.atom37_mask].astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf
+        ).round(2)  # as written
+        if b_factor.size and (b_factor.min() < _PDB_B_FACTOR_MIN or b_factor.max() > _PDB_B_FACTOR_MAX):
+            raise InputError(
+                f"chain {chain.chain_id!r}: B-factors outside [{_PDB_B_FACTOR_MIN}, {_PDB_B_FACTOR_MAX}] do not fit "
+                "the PDB format; write mmCIF (.cif)"
+            )
 
 
 def _hybrid36_residue_numbers(res_id: np.ndarray) -> np.ndarray | None:
@@ -323,7 +333,7 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     Raises:
         InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
             would merge them), or data the format cannot hold (in PDB: chain ids longer than one character,
-            huge coordinates, residue numbers below -999 or past hybrid-36's 2436111).
+            huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)
