@@ -193,6 +193,10 @@ def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:
     assert p.chain_ids == ("B",)
     p.save(tmp_path / "b.cif")
     assert Protein.load(tmp_path / "b.cif").chain_ids == ("B",)
+    for name in ("b.fasta.gz", "b.json.gz"):  # written as gzip, not plain text under a .gz name
+        p.save(tmp_path / name)
+        assert gzip.decompress((tmp_path / name).read_bytes()).startswith((b">", b"{"))
+        assert Protein.load(tmp_path / name).sequence == p.sequence
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match=r"bad\.json:1: not valid JSON"):
         Protein.load(tmp_path / "bad.json")
