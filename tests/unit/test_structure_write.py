@@ -70,6 +70,15 @@ def test_modified_residues_are_written_as_their_parent(tmp_path: Path) -> None:
     assert again.sequence == chain.sequence and again.residue_name[0] == "MET"
 
 
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+def test_letters_beyond_the_twenty_read_back_as_themselves(tmp_path: Path, suffix: str) -> None:
+    # U (selenocysteine), O, B and Z were written as UNK and read back as X.
+    reference = load_chain(STRUCTURES / "2ZTA.pdb.gz")[:8]
+    chain = ProteinChain.from_atom37(reference.atom37, sequence="MUOBZXGA")
+    chain.write(tmp_path / f"x{suffix}")
+    assert load_chain(tmp_path / f"x{suffix}").sequence == "MUOBZXGA"
+
+
 def test_chain_writers_and_explicit_format(tmp_path: Path) -> None:
     chain = load_chain(STRUCTURES / "1orc.pdb.gz")
     chain.to_mmcif(tmp_path / "a.cif")

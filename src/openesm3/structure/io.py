@@ -6,7 +6,8 @@ suffix (``.pdb``, ``.ent``, ``.cif``, ``.mmcif``, ``.bcif``, each optionally ``.
 content is inconclusive, so a misnamed file is still read correctly.
 
 Writing goes through biotite's writers; files appear atomically (:mod:`openesm3.utils.atomic`). Modified
-residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms.
+residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms;
+the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themselves), X as UNK.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ def load_chain(path: PathLike, chain_id: str | None = None, *, model: int = 1) -
 # Atoms in each residue are written N, CA, C, O, CB, side chain, OXT (the PDB convention), not atom37 order.
 _WRITE_ORDER = np.array([RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB, *range(5, RC.N_ATOM37)])
 _ATOM_NAMES = np.array(RC.ATOM37_NAMES)
+# Letters outside the 20 that have a CCD residue reading back as the same letter; other letters are written UNK.
+_EXTRA_RESIDUE_NAMES = {"U": "SEC", "O": "PYL", "B": "ASX", "Z": "GLX"}
 
 
 def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
@@ -210,7 +213,9 @@ def to_atom_array(obj: Structure) -> object:
         arr.chain_id = np.full(n, chain.chain_id)
         arr.res_id = chain.residue_index[residue]
         arr.ins_code = chain.insertion_code[residue]
-        names = np.array([RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3")
+        names = np.array(
+            [_EXTRA_RESIDUE_NAMES.get(aa) or RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3"
+        )
         arr.res_name = names[residue] if n else np.zeros(0, "<U3")
         arr.hetero = np.zeros(n, dtype=bool)
         arr.atom_name = _ATOM_NAMES[slot]
