@@ -178,3 +178,17 @@ def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path,
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]
+
+
+def test_unwritable_targets_are_named_not_the_temporary_file(tmp_path: Path) -> None:
+    # The error named the hidden temporary file ('[Errno 21] ... .x.pdb.k2j4.tmp -> ...').
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    (tmp_path / "dir.pdb").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        chain.to_pdb(tmp_path / "dir.pdb")
+    assert str(info.value) == f"[Errno 21] Is a directory: '{tmp_path / 'dir.pdb'}'"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError, match="File exists: '.*file'$"):  # the file in the way of the directory
+        chain.to_pdb(tmp_path / "file" / "x.pdb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.pdb", "file"]
+    assert list((tmp_path / "dir.pdb").iterdir()) == []
