@@ -277,6 +277,25 @@ def test_unknown_residue_names_read_as_x(tmp_path: Path) -> None:
     assert changed.sequence[i6 + 1 :] == original.sequence[i6 + 1 :]
 
 
+def test_md_names_hse_and_glh_in_atom_records_are_histidine_and_glutamate(tmp_path: Path) -> None:
+    # CHARMM's HSE read as the CCD's homoserine (S, ring atoms dropped) and AMBER's GLH as a glutamine (Q).
+    lines = gzip.decompress((STRUCTURES / "1a62.pdb.gz").read_bytes()).decode().splitlines()
+    renamed = "\n".join(
+        x[:17] + {"HIS": "HSE", "GLU": "GLH"}.get(x[17:20], x[17:20]) + x[20:] if x.startswith("ATOM") else x
+        for x in lines
+    )
+    md = tmp_path / "md.pdb"
+    md.write_text(renamed + "\n")
+    original, read = load_chain(STRUCTURES / "1a62.pdb.gz"), load_chain(md)
+    assert {"HSE", "GLH"} <= set(read.residue_name.tolist())
+    assert read.sequence == original.sequence
+    np.testing.assert_array_equal(read.atom37_mask, original.atom37_mask)
+    # As HETATM (how PDB entries write the CCD compounds) they keep their CCD meaning.
+    het = tmp_path / "het.pdb"
+    het.write_text("\n".join("HETATM" + x[6:] if x[17:20] in ("HSE", "GLH") else x for x in renamed.splitlines()))
+    assert set(load_chain(het).sequence) >= {"S", "Q"}
+
+
 def test_copy_under_another_directory_keeps_the_file_stem_as_name(tmp_path: Path) -> None:
     target = tmp_path / "my_protein.ent.gz"
     shutil.copy(STRUCTURES / "1a62.pdb.gz", target)
