@@ -145,6 +145,9 @@ class Protein:
             plddt_from_b_factor: read pLDDT from the CA B-factors: 0-1 as the SDK writes them, or 0-100 (AlphaFold,
                 ESMFold), recognised by values above 1.
             name: defaults to the file stem / the structure's name.
+
+        A blank chain id (PDB column 22 left empty, as many older and modelled files do) becomes the first
+        default id (``A, B, ...``) that no other chain uses, since a protein's chain ids must be non-empty.
         """
         from openesm3.structure.io import load_structure  # noqa: PLC0415
 
@@ -182,7 +185,7 @@ class Protein:
             secondary_structure=ss8,
             sasa=sasa,
             plddt=plddt,
-            chain_ids=complex_.chain_ids,
+            chain_ids=_named_chain_ids(complex_.chain_ids),
             residue_index=residue_index,
             insertion_code=insertion_code,
             name=label,
@@ -487,6 +490,14 @@ def _with_breaks(parts: Sequence[np.ndarray], fill: Any, dtype: Any) -> np.ndarr
             out.append(np.array([fill], dtype=dtype))
         out.append(np.asarray(part, dtype=dtype))
     return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+
+
+def _named_chain_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """``ids`` with a blank id (at most one: ids are distinct) replaced by the first unused default id."""
+    if "" not in ids:
+        return ids
+    free = next(c for c in default_chain_ids(len(ids) + 1) if c not in ids)  # len(ids) + 1 candidates: one is free
+    return tuple(free if cid == "" else cid for cid in ids)
 
 
 def _plddt_from_b_factors(complex_: ProteinComplex) -> np.ndarray:

@@ -37,6 +37,7 @@ A file holds one such object, or a list of them (:func:`read_json` always return
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,10 +50,10 @@ import numpy as np
 from openesm3 import constants as C
 from openesm3.annotations import FunctionAnnotation
 from openesm3.errors import InputError, OpenESM3Error
-from openesm3.protein import Protein
+from openesm3.protein import Protein, default_chain_ids
 from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers.sequence import SequenceTokenizer
-from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.atomic import atomic_write_bytes, atomic_write_text
 from openesm3.utils.text import read_text_file
 
 JSON_FORMAT = "openesm3.protein"
@@ -68,6 +69,7 @@ CHAINS_KEY = "chains="  # header token naming the chain ids of a complex record
 
 PathLike = str | os.PathLike[str]
 _SEQUENCE = SequenceTokenizer()
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 # ==========================================================================================================
@@ -151,7 +153,10 @@ def parse_fasta(text: str, source: str = "<string>") -> list[FastaRecord]:
 
     def flush() -> None:
         if header is not None:
-            records.append(FastaRecord(header[0], header[1], "".join(chunks), source, header[2], tuple(offsets)))
+            sequence = "".join(chunks)
+            if sequence.endswith("*"):
+                sequence = sequence[:-1]  # the stop symbol ending a record; one inside it is an invalid character
+            records.append(FastaRecord(header[0], header[1], sequence, source, header[2], tuple(offsets)))
 
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -166,8 +171,6 @@ def parse_fasta(text: str, source: str = "<string>") -> list[FastaRecord]:
         if header is None:
             raise InputError(f"{source}:{number}: not FASTA: expected a '>' header line before sequence data")
         piece = "".join(line.split())
-        if piece.endswith("*"):
-            piece = piece[:-1]  # a stop symbol at the end of a record's line
         offsets.append((length, number))
         chunks.append(piece)
         length += len(piece)
@@ -197,22 +200,32 @@ def iter_fasta_proteins(path: PathLike) -> Iterator[tuple[FastaRecord, Protein |
 
 
 def fasta_string(proteins: Iterable[Protein], line_width: int = FASTA_LINE_WIDTH) -> str:
-    """FASTA text of ``proteins``; the name is the id (``protein_<n>`` when empty), complexes carry ``chains=``."""
+    """FASTA text of ``proteins``; the name is the id (``protein_<n>`` when empty); complexes, and single chains
+    whose id is not the default ``A``, carry ``chains=``."""
     lines: list[str] = []
     for n, protein in enumerate(proteins, start=1):
         if protein.sequence is None:
             raise InputError(f"{protein.error_prefix()}has no sequence to write as FASTA")
         header = ">" + ("".join(protein.name.split()) or f"protein_{n}")
-        if protein.chain_ids is not None and protein.n_chains > 1:
-            header += f" {CHAINS_KEY}{','.join(protein.chain_ids)}"
+        if protein.chain_ids is not None and (protein.n_chains > 1 or protein.chain_ids != default_chain_ids(1)):
+            header += f" {CHAINS_KEY}{','.join(protein.chain_ids)}"  # a lone chain's id too, unless the default
         lines.append(header)
         seq = protein.sequence
         lines.extend(seq[i : i + line_width] for i in range(0, len(seq), line_width))
     return "\n".join(lines) + "\n"
 
 
+def _write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` atomically, gzip-compressed when the name ends in ``.gz`` (as the structure writers do)."""
+    if Path(path).suffix.lower() == ".gz":
+        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+    else:
+        atomic_write_text(path, text)
+
+
 def write_fasta(path: PathLike, proteins: Iterable[Protein], line_width: int = FASTA_LINE_WIDTH) -> None:
-    atomic_write_text(path, fasta_string(proteins, line_width))
+    """Write FASTA atomically (gzip-compressed for a ``.gz`` name)."""
+    _write_text(path, fasta_string(proteins, line_width))
 
 
 # ==========================================================================================================
@@ -368,24 +381,28 @@ def protein_from_json(data: Any, source: str = "<json>") -> Protein:
     chain_ids = data.get("chain_ids")
     if chain_ids is not None and (not isinstance(chain_ids, list) or not all(isinstance(c, str) for c in chain_ids)):
         raise InputError(f"{where}: key 'chain_ids': expected a list of strings")
+    if residue_index is not None and any(not _INT64_MIN <= x <= _INT64_MAX for x in residue_index):
+        raise InputError(f"{where}: key 'residue_index': a residue number does not fit in 64 bits")
     coords = data.get("coordinates")
+    # Converted before the try below: their errors already name the file (and the protein).
+    fields: dict[str, Any] = {
+        "sasa": arr("sasa", np.float64, 1),
+        "coordinates": None if coords is None else _coordinates_from_json(coords, where),
+        "function_annotations": _annotations_from_json(data.get("function_annotations"), "function_annotations", where),
+        "residue_annotations": _annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
+        "plddt": arr("plddt", np.float32, 1),
+        "pae": arr("pae", np.float32, 2),
+    }
     try:
         return Protein(
             name=name,
             sequence=data.get("sequence"),
             chain_ids=None if chain_ids is None else tuple(chain_ids),
             secondary_structure=data.get("secondary_structure"),
-            sasa=arr("sasa", np.float64, 1),
-            coordinates=None if coords is None else _coordinates_from_json(coords, where),
-            function_annotations=_annotations_from_json(
-                data.get("function_annotations"), "function_annotations", where
-            ),
-            residue_annotations=_annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
-            plddt=arr("plddt", np.float32, 1),
             ptm=ptm,
-            pae=arr("pae", np.float32, 2),
             residue_index=None if residue_index is None else np.asarray(residue_index, dtype=np.int64),
             insertion_code=None if insertion_code is None else np.asarray(insertion_code, dtype="<U1"),
+            **fields,
         )
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
@@ -400,8 +417,8 @@ def json_string(proteins: Protein | Sequence[Protein], indent: int | None = None
 
 
 def write_json(path: PathLike, proteins: Protein | Sequence[Protein], indent: int | None = None) -> None:
-    """Write one protein (an object) or several (a list) atomically."""
-    atomic_write_text(path, json_string(proteins, indent))
+    """Write one protein (an object) or several (a list) atomically (gzip-compressed for a ``.gz`` name)."""
+    _write_text(path, json_string(proteins, indent))
 
 
 def read_json(path: PathLike) -> list[Protein]:

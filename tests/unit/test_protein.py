@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,20 @@ def test_backbone_only_coordinates_get_oxygens_and_masks_become_unk(tmp_path: Pa
     assert chain.sequence[0] == "X" and "UNK" in p.to_pdb_string()
     with pytest.raises(InputError, match=r"protein 'nocoords'.*no coordinates"):
         Protein(sequence="MKT", name="nocoords").to_pdb(tmp_path / "x.pdb")
+
+
+def test_blank_chain_id_gets_the_first_free_default_id(tmp_path: Path) -> None:
+    # A PDB file with column 22 empty read as a structure but not as a Protein ("chain id '': must be non-empty").
+    lines = gzip.decompress((STRUCTURES / "1AM7.pdb.gz").read_bytes()).decode().splitlines()
+    blank = tmp_path / "blank.pdb"
+    in_b = [x.startswith(("ATOM", "HETATM")) and x[21] == "B" for x in lines]
+    blank.write_text("\n".join(x[:21] + " " + x[22:] if b else x for x, b in zip(lines, in_b)))
+    assert load_structure(blank).chain_ids == ("A", "", "C")
+    p = Protein.from_structure(blank)
+    assert p.chain_ids == ("A", "B", "C")
+    assert p.sequence == Protein.from_structure(STRUCTURES / "1AM7.pdb.gz").sequence
+    p.save(tmp_path / "out.pdb")
+    assert load_structure(tmp_path / "out.pdb").chain_ids == ("A", "B", "C")
 
 
 def test_structure_errors_name_the_file(tmp_path: Path) -> None:

@@ -49,6 +49,15 @@ def test_invalid_residue_error_names_file_line_record_and_position(tmp_path: Pat
     assert "broken" in str(results[1][1])
 
 
+def test_only_the_stop_symbol_ending_a_record_is_dropped() -> None:
+    # A '*' ending an inner line used to vanish, joining the sequences on either side of a stop codon.
+    ok = io.parse_fasta(">a\nMKT\nAY*\n>b\nMKT\n*\n", "x.fa")
+    assert [r.sequence for r in ok] == ["MKTAY", "MKT"]
+    (record,) = io.parse_fasta(">a\nMKT*\nAYI\n", "x.fa")
+    with pytest.raises(InputError, match=r"x\.fa:2: record 'a': sequence position 4: invalid character '\*'"):
+        record.to_protein()
+
+
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
@@ -75,6 +84,7 @@ def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
         Protein(sequence="M" * 200, name="long"),
         Protein(sequence="MK|GG|AA", chain_ids=("H", "L", "X"), name="cplx"),
         Protein(sequence="MK_T", name=""),
+        Protein(sequence="MKT", chain_ids=("B",), name="one_chain_b"),  # its id was lost (read back as None)
     ]
     path = tmp_path / "out.fasta"
     io.write_fasta(path, proteins)
@@ -82,6 +92,7 @@ def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
     back = io.load_fasta(path)
     assert [p.sequence for p in back] == [p.sequence for p in proteins]
     assert back[1].chain_ids == ("H", "L", "X") and back[2].name == "protein_3"
+    assert back[3].chain_ids == ("B",)
     gz = tmp_path / "out.fasta.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     assert [p.sequence for p in io.load_fasta(gz)] == [p.sequence for p in proteins]
@@ -160,12 +171,15 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"function_annotations": [{"label": "x", "start": 1}]}, r"key 'function_annotations'\[0\]"),
         ({"secondary_structure": "HH"}, r"protein 'p'.*disagree in length"),
         ({"ptm": "high"}, r"key 'ptm'"),
+        ({"pae": [[1, 2], [3]]}, r"key 'pae': expected 2 nested list level"),
+        ({"residue_index": [1, 2, 2**70]}, r"key 'residue_index': a residue number does not fit"),  # not OverflowError
     ],
 )
 def test_json_errors_name_the_key(change: dict, pattern: str) -> None:
     data = {"format": "openesm3.protein", "version": 1, "name": "p", "sequence": "MKT", **change}
-    with pytest.raises(InputError, match=pattern):
+    with pytest.raises(InputError, match=pattern) as info:
         io.protein_from_json(data, "in.json")
+    assert str(info.value).startswith("in.json: ") and str(info.value).count("in.json") == 1  # named once
 
 
 def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:
@@ -179,6 +193,10 @@ def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:
     assert p.chain_ids == ("B",)
     p.save(tmp_path / "b.cif")
     assert Protein.load(tmp_path / "b.cif").chain_ids == ("B",)
+    for name in ("b.fasta.gz", "b.json.gz"):  # written as gzip, not plain text under a .gz name
+        p.save(tmp_path / name)
+        assert gzip.decompress((tmp_path / name).read_bytes()).startswith((b">", b"{"))
+        assert Protein.load(tmp_path / name).sequence == p.sequence
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match=r"bad\.json:1: not valid JSON"):
         Protein.load(tmp_path / "bad.json")

@@ -161,6 +161,24 @@ def test_non_numeric_mmcif_coordinate_gives_the_row(tmp_path: Path) -> None:
     _expect(path, "atom_site row 5", "Cartn_x '12.3x5' is not a number")
 
 
+def test_mmcif_errors_name_the_column_read(tmp_path: Path) -> None:
+    # Without auth_* columns the residue number is label_seq_id; the error named auth_seq_id, absent from the file.
+    lines = (DERIVED / "1a62.cif").read_text().splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("_atom_site.")]
+    keep = [i for i in header if "auth_" not in lines[i]]
+    rows = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))]
+    seq_column = [lines[i].strip() for i in header].index("_atom_site.label_seq_id")
+    out = lines[: header[0]] + [lines[i] for i in keep]
+    for n, i in enumerate(rows[:10]):
+        fields = lines[i].split()
+        if n == 6:
+            fields[seq_column] = "."
+        out.append(" ".join(fields[k] for k in range(len(header)) if header[k] in keep))
+    path = tmp_path / "label_only.cif"
+    path.write_text("\n".join(out) + "\n#\n")
+    _expect(path, "atom_site row 7: label_seq_id is missing")
+
+
 def test_mmcif_without_atoms(tmp_path: Path) -> None:
     path = tmp_path / "header_only.cif"
     path.write_text("data_X\n_entry.id X\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openesm3.errors import StructureFileError
 from openesm3.structure import load_chain, load_structure, sniff_format, structure_name
 from openesm3.structure import residue_constants as RC
 from tests.unit.structure_helpers import DERIVED, STRUCTURES, assert_same_chains, pdb_lines, raw_atom
@@ -276,6 +277,25 @@ def test_unknown_residue_names_read_as_x(tmp_path: Path) -> None:
     assert changed.sequence[i6 + 1 :] == original.sequence[i6 + 1 :]
 
 
+def test_md_names_hse_and_glh_in_atom_records_are_histidine_and_glutamate(tmp_path: Path) -> None:
+    # CHARMM's HSE read as the CCD's homoserine (S, ring atoms dropped) and AMBER's GLH as a glutamine (Q).
+    lines = gzip.decompress((STRUCTURES / "1a62.pdb.gz").read_bytes()).decode().splitlines()
+    renamed = "\n".join(
+        x[:17] + {"HIS": "HSE", "GLU": "GLH"}.get(x[17:20], x[17:20]) + x[20:] if x.startswith("ATOM") else x
+        for x in lines
+    )
+    md = tmp_path / "md.pdb"
+    md.write_text(renamed + "\n")
+    original, read = load_chain(STRUCTURES / "1a62.pdb.gz"), load_chain(md)
+    assert {"HSE", "GLH"} <= set(read.residue_name.tolist())
+    assert read.sequence == original.sequence
+    np.testing.assert_array_equal(read.atom37_mask, original.atom37_mask)
+    # As HETATM (how PDB entries write the CCD compounds) they keep their CCD meaning.
+    het = tmp_path / "het.pdb"
+    het.write_text("\n".join("HETATM" + x[6:] if x[17:20] in ("HSE", "GLH") else x for x in renamed.splitlines()))
+    assert set(load_chain(het).sequence) >= {"S", "Q"}
+
+
 def test_copy_under_another_directory_keeps_the_file_stem_as_name(tmp_path: Path) -> None:
     target = tmp_path / "my_protein.ent.gz"
     shutil.copy(STRUCTURES / "1a62.pdb.gz", target)
@@ -301,6 +321,32 @@ def test_crlf_short_records_and_hybrid36_numbers(tmp_path: Path) -> None:
     h36 = tmp_path / "h36.pdb"
     h36.write_text("\n".join(renumbered) + "\n")
     assert load_chain(h36).residue_index[0] == 10000
+
+
+def test_classic_mac_line_ends_read_every_record(tmp_path: Path) -> None:
+    # Lone CR line ends once made the file one line: only its first atom was read, silently.
+    text = gzip.decompress((STRUCTURES / "2ZTA.pdb.gz").read_bytes()).decode()
+    reference = load_structure(STRUCTURES / "2ZTA.pdb.gz")
+    cr = tmp_path / "cr.pdb"
+    cr.write_bytes(text.replace("\n", "\r").encode())
+    assert_same_chains(reference, load_structure(cr), atol=0)
+    bad = tmp_path / "bad.pdb"
+    bad.write_bytes("\r".join(text.splitlines()[:5] + ["ATOM      1  N   MET A   1      1.0"]).encode())
+    with pytest.raises(StructureFileError, match="line 6: truncated ATOM"):
+        load_structure(bad)
+
+
+def test_utf8_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    # A BOM hid the first record: a PDB file starting with ATOM lost its first atom, silently, and an mmCIF
+    # file was sniffed as PDB.
+    text = gzip.decompress((STRUCTURES / "1a62.pdb.gz").read_bytes()).decode()
+    atoms = "\n".join(line for line in text.splitlines() if line.startswith(("ATOM", "HETATM")))
+    pdb = tmp_path / "bom.pdb"
+    pdb.write_bytes(b"\xef\xbb\xbf" + atoms.encode())
+    assert_same_chains(load_structure(STRUCTURES / "1a62.pdb.gz"), load_structure(pdb), atol=0)
+    cif = tmp_path / "bom.cif.gz"
+    cif.write_bytes(gzip.compress(b"\xef\xbb\xbf" + (DERIVED / "1a62.cif").read_bytes()))
+    assert_same_chains(load_structure(DERIVED / "1a62.cif"), load_structure(cif), atol=0)
 
 
 def test_modified_residues_keep_only_their_parents_atoms() -> None:

@@ -70,6 +70,15 @@ def test_modified_residues_are_written_as_their_parent(tmp_path: Path) -> None:
     assert again.sequence == chain.sequence and again.residue_name[0] == "MET"
 
 
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+def test_letters_beyond_the_twenty_read_back_as_themselves(tmp_path: Path, suffix: str) -> None:
+    # U (selenocysteine), O, B and Z were written as UNK and read back as X.
+    reference = load_chain(STRUCTURES / "2ZTA.pdb.gz")[:8]
+    chain = ProteinChain.from_atom37(reference.atom37, sequence="MUOBZXGA")
+    chain.write(tmp_path / f"x{suffix}")
+    assert load_chain(tmp_path / f"x{suffix}").sequence == "MUOBZXGA"
+
+
 def test_chain_writers_and_explicit_format(tmp_path: Path) -> None:
     chain = load_chain(STRUCTURES / "1orc.pdb.gz")
     chain.to_mmcif(tmp_path / "a.cif")
@@ -77,6 +86,13 @@ def test_chain_writers_and_explicit_format(tmp_path: Path) -> None:
     for path in (tmp_path / "a.cif", tmp_path / "a.txt"):
         assert_same_chains(ProteinComplex((chain,)), load_structure(path))
     assert (tmp_path / "a.cif").read_text().startswith("data_1orc")
+    # The data block name is one token, whatever the name: "data_my model" is not valid CIF.
+    from dataclasses import replace  # noqa: PLC0415
+
+    replace(chain, name="my model\t#1").to_mmcif(tmp_path / "b.cif")
+    assert (tmp_path / "b.cif").read_text().splitlines()[0] == "data_my_model_#1"
+    replace(chain, name="").to_mmcif(tmp_path / "c.cif")
+    assert (tmp_path / "c.cif").read_text().splitlines()[0] == "data_structure"
 
 
 def test_from_atom37_chain_can_be_written_and_read(tmp_path: Path) -> None:
@@ -104,17 +120,75 @@ def test_pdb_limits_are_errors_and_leave_existing_files_untouched(tmp_path: Path
 
     with pytest.raises(InputError, match="chain id 'AB'.*mmCIF"):
         write_structure(replace(chain, chain_id="AB"), target)
+    with pytest.raises(InputError, match="chain id 'é' is not ASCII.*mmCIF"):  # not a bare UnicodeEncodeError
+        write_structure(replace(chain, chain_id="é"), target)
     far = replace(chain, atom37=chain.atom37 + np.float32(20000.0))
     with pytest.raises(InputError, match="coordinates outside"):
         write_structure(far, target)
+    with pytest.raises(InputError, match=r"B-factors outside \[-99.99, 999.99\].*mmCIF"):  # not biotite's error
+        write_structure(chain.with_b_factor(1234.5), target)
     assert target.read_text() == "previous content\n"
-    # mmCIF holds both.
-    write_structure(replace(far, chain_id="AB"), tmp_path / "long.cif")
+    # mmCIF holds them.
+    write_structure(replace(far, chain_id="AB").with_b_factor(1234.5), tmp_path / "long.cif")
     again = load_chain(tmp_path / "long.cif")
-    assert again.chain_id == "AB"
+    assert again.chain_id == "AB" and (again.b_factor[again.atom37_mask] == np.float32(1234.5)).all()
     np.testing.assert_allclose(again.atom37[again.atom37_mask], far.atom37[far.atom37_mask], atol=1e-3)
+
+
+def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors(tmp_path: Path) -> None:
+    # biotite alone wraps 10000 to 1 and writes -1000 over the insertion-code column (read back as -100).
+    from dataclasses import replace  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    numbers = chain.residue_index.copy()
+    numbers[:3] = [-999, 9999, 10000]
+    numbers[3:] = np.arange(12000, 12000 + len(numbers) - 3)
+    big = replace(chain, residue_index=numbers)
+    text = big.to_pdb_string()
+    assert {line[22:26] for line in text.splitlines() if line.startswith("ATOM")} >= {"-999", "9999", "A000"}
+    write_structure(big, tmp_path / "big.pdb")
+    assert_same_chains(ProteinComplex((big,), big.name), load_structure(tmp_path / "big.pdb"), atol=1e-3)
+    target = tmp_path / "keep.pdb"
+    target.write_text("previous content\n")
+    for bad in (-1000, 2436112):
+        numbers[0] = bad
+        with pytest.raises(InputError, match=f"residue number {bad} does not fit.*mmCIF"):
+            write_structure(replace(chain, residue_index=numbers), target)
+    assert target.read_text() == "previous content\n"
+    write_structure(replace(chain, residue_index=numbers), tmp_path / "big.cif")
+    np.testing.assert_array_equal(load_chain(tmp_path / "big.cif").residue_index, numbers)
+
+
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path, suffix: str) -> None:
+    # Readers split residues where the number or insertion code changes: GAK all numbered 1 read back as G.
+    from dataclasses import replace  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    numbers = chain.residue_index.copy()
+    numbers[5] = numbers[4]
+    with pytest.raises(InputError, match=f"chain 'A': residues 5 and 6 are both numbered {numbers[4]};.*merge"):
+        write_structure(replace(chain, residue_index=numbers), tmp_path / f"x{suffix}")
+    codes = chain.insertion_code.copy()
+    codes[5] = "A"  # an insertion code tells them apart
+    write_structure(replace(chain, residue_index=numbers, insertion_code=codes), tmp_path / f"x{suffix}")
+    assert len(load_chain(tmp_path / f"x{suffix}")) == len(chain)
 
 
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]
+
+
+def test_unwritable_targets_are_named_not_the_temporary_file(tmp_path: Path) -> None:
+    # The error named the hidden temporary file ('[Errno 21] ... .x.pdb.k2j4.tmp -> ...').
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    (tmp_path / "dir.pdb").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        chain.to_pdb(tmp_path / "dir.pdb")
+    assert str(info.value) == f"[Errno 21] Is a directory: '{tmp_path / 'dir.pdb'}'"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError, match="File exists: '.*file'$"):  # the file in the way of the directory
+        chain.to_pdb(tmp_path / "file" / "x.pdb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.pdb", "file"]
+    assert list((tmp_path / "dir.pdb").iterdir()) == []

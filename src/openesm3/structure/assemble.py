@@ -7,7 +7,8 @@ Rules (the same for every file format):
 - **Alternate locations**: per residue, the altloc with the highest mean occupancy over its atoms wins; ties
   go to the altloc met first in the file. Atoms without an altloc are always kept.
 - **Protein residues** are the 20 standard residues, CCD amino acids (modified residues such as MSE, SEP,
-  PTR, UNK), the MD protonation names of ``RC.MD_RESIDUE_ALIASES``, and any ATOM-record residue with N, CA
+  PTR, UNK), the MD protonation names of ``RC.MD_RESIDUE_ALIASES`` (and, in ATOM records, HSE and GLH as
+  histidine and glutamate: ``RC.MD_ATOM_RECORD_ALIASES``), and any ATOM-record residue with N, CA
   and C atoms whatever its name (read as X when the name is not a CCD amino acid); waters and other ligands
   are dropped.
 - **HETATM amino acids** are kept only as part of a polymer: when they lie between two ATOM residues of the
@@ -160,6 +161,8 @@ def assemble(
         [RC.one_letter_code(str(n)) if RC.is_amino_acid(str(n)) else RC.UNKNOWN_ONE_LETTER for n in uniq_aa],
         dtype="<U1",
     )[aa_inverse]
+    for md_name, parent in RC.MD_ATOM_RECORD_ALIASES.items():  # e.g. CHARMM's HSE is histidine, not homoserine
+        letters[(aa_names == md_name) & ~rec.hetero[first[is_aa]]] = RC.RESTYPE_3TO1[parent]
 
     # atom37 of every amino-acid residue (ligands filtered below need their N and C coordinates).
     aa_index = np.cumsum(is_aa) - 1

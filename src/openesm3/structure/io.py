@@ -6,7 +6,8 @@ suffix (``.pdb``, ``.ent``, ``.cif``, ``.mmcif``, ``.bcif``, each optionally ``.
 content is inconclusive, so a misnamed file is still read correctly.
 
 Writing goes through biotite's writers; files appear atomically (:mod:`openesm3.utils.atomic`). Modified
-residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms.
+residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms;
+the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themselves), X as UNK.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SUFFIX_FORMATS: dict[str, StructureFormat] = {
     ".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif",
 }  # fmt: skip
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
 _PDB_RECORDS = frozenset(
     "HEADER OBSLTE TITLE SPLIT CAVEAT COMPND SOURCE KEYWDS EXPDTA NUMMDL MDLTYP AUTHOR REVDAT SPRSDE JRNL "
     "REMARK DBREF DBREF1 DBREF2 SEQADV SEQRES MODRES HET HETNAM HETSYN FORMUL HELIX SHEET SSBOND LINK CISPEP "
@@ -47,6 +49,10 @@ _PDB_RECORDS = frozenset(
 _SNIFF_LINES = 50
 # Largest coordinates the fixed 8.3f columns of PDB hold.
 _PDB_COORD_MIN, _PDB_COORD_MAX = -999.999, 9999.999
+# Residue numbers the 4 resSeq columns hold: decimal from -999, hybrid-36 (as the reader reads) past 9999.
+_PDB_RESSEQ_MIN, _PDB_RESSEQ_DECIMAL_MAX, _PDB_RESSEQ_MAX = -999, 9999, 2436111
+# B-factors the 6.2f tempFactor columns hold.
+_PDB_B_FACTOR_MIN, _PDB_B_FACTOR_MAX = -99.99, 999.99
 
 
 # ---- format detection ------------------------------------------------------------------------------------
@@ -111,6 +117,8 @@ def read_structure_bytes(path: PathLike) -> tuple[bytes, StructureFormat]:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise StructureFileError(path, f"damaged gzip data ({exc})") from None
+    if raw.startswith(_UTF8_BOM):  # left by some Windows editors; it would hide the first record (or data_ line)
+        raw = raw[len(_UTF8_BOM) :]
     if not raw.strip():
         raise StructureFileError(path, "empty file")
     suffix_format, _ = _suffix_format(source)
@@ -164,6 +172,8 @@ def load_chain(path: PathLike, chain_id: str | None = None, *, model: int = 1) -
 # Atoms in each residue are written N, CA, C, O, CB, side chain, OXT (the PDB convention), not atom37 order.
 _WRITE_ORDER = np.array([RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB, *range(5, RC.N_ATOM37)])
 _ATOM_NAMES = np.array(RC.ATOM37_NAMES)
+# Letters outside the 20 that have a CCD residue reading back as the same letter; other letters are written UNK.
+_EXTRA_RESIDUE_NAMES = {"U": "SEC", "O": "PYL", "B": "ASX", "Z": "GLX"}
 
 
 def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
@@ -174,12 +184,27 @@ def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
     raise TypeError(f"expected a ProteinChain or ProteinComplex, got {type(obj).__name__}")
 
 
+def _check_residue_ids(chain: ProteinChain) -> None:
+    """Readers split residues where the number or insertion code changes, so neighbours must differ in one."""
+    same = (chain.residue_index[1:] == chain.residue_index[:-1]) & (
+        chain.insertion_code[1:] == chain.insertion_code[:-1]
+    )
+    if same.any():
+        i = int(np.flatnonzero(same)[0])
+        label = f"{chain.residue_index[i]}{chain.insertion_code[i]}"
+        raise InputError(
+            f"{chain.name or 'structure'} chain {chain.chain_id!r}: residues {i + 1} and {i + 2} are both numbered "
+            f"{label}; a reader would merge them into one residue (give them distinct numbers or insertion codes)"
+        )
+
+
 def to_atom_array(obj: Structure) -> object:
     """A biotite ``AtomArray`` of the present atoms (modified residues under their parent's name)."""
     import biotite.structure as struc  # noqa: PLC0415
 
     parts = []
     for chain in _chains_of(obj):
+        _check_residue_ids(chain)
         residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
         slot = _WRITE_ORDER[column]
         n = len(residue)
@@ -188,7 +213,9 @@ def to_atom_array(obj: Structure) -> object:
         arr.chain_id = np.full(n, chain.chain_id)
         arr.res_id = chain.residue_index[residue]
         arr.ins_code = chain.insertion_code[residue]
-        names = np.array([RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3")
+        names = np.array(
+            [_EXTRA_RESIDUE_NAMES.get(aa) or RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3"
+        )
         arr.res_name = names[residue] if n else np.zeros(0, "<U3")
         arr.hetero = np.zeros(n, dtype=bool)
         arr.atom_name = _ATOM_NAMES[slot]
@@ -211,27 +238,68 @@ def _check_pdb_limits(obj: Structure) -> None:
             raise InputError(
                 f"chain id {chain.chain_id!r} does not fit the PDB format's one character; write mmCIF (.cif)"
             )
+        if not chain.chain_id.isascii():
+            raise InputError(f"chain id {chain.chain_id!r} is not ASCII, which the PDB format is; write mmCIF (.cif)")
+        numbers = chain.residue_index
+        if numbers.size and (numbers.min() < _PDB_RESSEQ_MIN or numbers.max() > _PDB_RESSEQ_MAX):
+            bad = int(numbers[(numbers < _PDB_RESSEQ_MIN) | (numbers > _PDB_RESSEQ_MAX)][0])
+            raise InputError(
+                f"chain {chain.chain_id!r}: residue number {bad} does not fit the PDB format's 4 columns "
+                f"([{_PDB_RESSEQ_MIN}, {_PDB_RESSEQ_MAX}] with hybrid-36); write mmCIF (.cif)"
+            )
         coords = chain.atom37[chain.atom37_mask]
         if coords.size and (coords.min() < _PDB_COORD_MIN or coords.max() > _PDB_COORD_MAX):
             raise InputError(
                 f"chain {chain.chain_id!r}: coordinates outside [{_PDB_COORD_MIN}, {_PDB_COORD_MAX}] do not fit "
                 "the PDB format; write mmCIF (.cif)"
             )
+        b_factor = np.nan_to_num(
+            chain.b_factor[chain.atom37_mask].astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf
+        ).round(2)  # as written
+        if b_factor.size and (b_factor.min() < _PDB_B_FACTOR_MIN or b_factor.max() > _PDB_B_FACTOR_MAX):
+            raise InputError(
+                f"chain {chain.chain_id!r}: B-factors outside [{_PDB_B_FACTOR_MIN}, {_PDB_B_FACTOR_MAX}] do not fit "
+                "the PDB format; write mmCIF (.cif)"
+            )
+
+
+def _hybrid36_residue_numbers(res_id: np.ndarray) -> np.ndarray | None:
+    """[N] 4-character resSeq fields when some number is past 9999 (hybrid-36, e.g. 10000 -> ``A000``), else None.
+
+    biotite would wrap such numbers silently (10000 -> 1); negative ones stay decimal."""
+    if not res_id.size or res_id.max() <= _PDB_RESSEQ_DECIMAL_MAX:
+        return None
+    from biotite.structure.io.pdb.hybrid36 import encode_hybrid36  # noqa: PLC0415
+
+    uniq, inverse = np.unique(res_id, return_inverse=True)
+    fields = np.array([encode_hybrid36(int(r), 4) if r > 0 else str(r) for r in uniq.tolist()], dtype="<U4")
+    return np.char.rjust(fields, 4)[inverse.reshape(-1)]
 
 
 def to_pdb_string(obj: Structure) -> str:
-    """PDB-format text: ATOM records (B-factor column = ``b_factor``, e.g. pLDDT), TER per chain, END."""
+    """PDB-format text: ATOM records (B-factor column = ``b_factor``, e.g. pLDDT), TER per chain, END.
+
+    Residue numbers past 9999 are written in hybrid-36 (``A000`` = 10000), which :func:`load_structure` reads.
+    """
     from biotite.structure.io.pdb import PDBFile  # noqa: PLC0415
 
     _check_pdb_limits(obj)
+    array = to_atom_array(obj)
+    res_fields = _hybrid36_residue_numbers(array.res_id)  # type: ignore[attr-defined]
+    if res_fields is not None:
+        array.res_id = np.zeros_like(array.res_id)  # type: ignore[attr-defined]  # replaced below
     pdb = PDBFile()
-    pdb.set_structure(to_atom_array(obj))
+    pdb.set_structure(array)
     lines: list[str] = []
     previous_chain = None
+    atom = 0
     for line in pdb.lines:
         chain = line[21] if line.startswith("ATOM") else None
         if previous_chain is not None and chain != previous_chain:
             lines.append("TER")
+        if chain is not None and res_fields is not None:
+            line = line[:22] + res_fields[atom] + line[26:]
+        atom += chain is not None
         lines.append(line)
         previous_chain = chain
     if previous_chain is not None:
@@ -245,7 +313,8 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
         return to_pdb_string(obj).encode("ascii")
     from biotite.structure.io import pdbx  # noqa: PLC0415
 
-    block = (obj.name if isinstance(obj, (ProteinChain, ProteinComplex)) else "") or "structure"
+    name = obj.name if isinstance(obj, (ProteinChain, ProteinComplex)) else ""
+    block = "_".join(name.split()) or "structure"  # a data block name is one token: "data_my model" is not CIF
     array = to_atom_array(obj)
     if fmt == "cif":
         cif = pdbx.CIFFile()
@@ -267,7 +336,9 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0.
 
     Raises:
-        InputError: unknown format, or data the format cannot hold (long chain ids or huge coordinates in PDB).
+        InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
+            would merge them), or data the format cannot hold (in PDB: chain ids longer than one character,
+            huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)

@@ -119,6 +119,10 @@ def parse_pdb(data: bytes, source: str) -> AtomRecords:
         StructureFileError: a record is truncated before its coordinates, or a number does not parse (the
             message gives the 1-based line).
     """
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # Classic Mac OS line ends (a lone CR): without this the file is one line and only its first record
+        # would be read. CRLF is handled below without a copy; a CR line end counts as one line, like \n.
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     buf = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(buf == 10)
     starts = np.concatenate(([0], newlines + 1)).astype(np.int64)

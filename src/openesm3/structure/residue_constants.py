@@ -68,10 +68,14 @@ UNKNOWN_RESIDUE_NAME = "UNK"  # written for any one-letter code outside the 20 (
 UNKNOWN_ONE_LETTER = "X"
 # Protonation-state names written by molecular-dynamics force fields (AMBER, CHARMM). They are not CCD amino
 # acids, so without this table their residues would be dropped. Names that *are* CCD compounds (HSE is
-# homoserine, HIP phosphohistidine, GLH and LYN other compounds) follow the CCD instead.
+# homoserine, HIP phosphohistidine, GLH and LYN other compounds) follow the CCD instead, except as below.
 MD_RESIDUE_ALIASES: dict[str, str] = {
     "HID": "HIS", "HIE": "HIS", "HSD": "HIS", "HSP": "HIS", "CYX": "CYS", "CYM": "CYS", "ASH": "ASP",
 }  # fmt: skip
+# MD names whose CCD compound has another parent letter (HSE: CHARMM's epsilon-protonated histidine, the CCD's
+# homoserine -> S; GLH: AMBER's protonated glutamate, a CCD glutamine derivative -> Q). MD files write protein
+# residues as ATOM records, PDB entries write such compounds as HETATM: an ATOM record takes the MD meaning.
+MD_ATOM_RECORD_ALIASES: dict[str, str] = {"HSE": "HIS", "GLH": "GLU"}
 WATER_NAMES: frozenset[str] = frozenset({"HOH", "WAT", "DOD", "H2O", "SOL", "TIP", "TIP3", "SPC"})
 
 # --------------------------------------------------------------------------------------------------------

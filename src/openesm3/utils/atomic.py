@@ -23,23 +23,43 @@ def _default_permissions(path: str) -> None:
 
 
 @contextlib.contextmanager
+def _naming_target(target: Path) -> Iterator[None]:
+    """Re-raise an OSError that names the hidden temporary file as one naming ``target``, the file asked for."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or not Path(exc.filename).name.startswith(f".{target.name}."):
+            raise  # e.g. a directory that cannot be made: it names the file in the way
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from None
+
+
+def _temporary_beside(target: Path) -> str:
+    """A new empty temporary file in ``target``'s directory (created with its parents if missing)."""
+    with _naming_target(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return tmp
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open ``path`` for writing such that it only appears, complete, when the block exits without error."""
     if not any(m in mode for m in "wx"):
         raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = _temporary_beside(target)
     try:
         with open(tmp, mode.replace("x", "w"), **kwargs) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            with _naming_target(target):
+                handle.flush()
+                os.fsync(handle.fileno())
         if "x" in mode and target.exists():
             raise FileExistsError(f"{target}: already exists")
         _default_permissions(tmp)
-        os.replace(tmp, target)
+        with _naming_target(target):
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -49,15 +69,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
 def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
     """Call ``writer(tmp_path)`` (e.g. a library's save function) and move the result to ``path`` atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = _temporary_beside(target)
     try:
         writer(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         _default_permissions(tmp)
-        os.replace(tmp, target)
+        with _naming_target(target):
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
