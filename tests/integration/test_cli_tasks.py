@@ -6,6 +6,7 @@ tests/data. Random weights: the outputs are meaningless; these tests check the p
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -234,3 +235,52 @@ def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Pa
         assert "_" not in designs[name] and (out / f"{name}.pdb").is_file()
     assert main([*args, "--length", "10"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------- output paths
+@pytest.mark.parametrize(
+    ("command", "task", "message"),
+    [
+        (["fold", "{fasta}", "-o", "{tmp}/two.pdb"], "tasks.fold", "-o {tmp}/two.pdb: one output file for 2 proteins"),
+        (["fold", "{fasta}", "-o", "{file}"], "tasks.fold", "-o {file}: exists and is not a directory"),
+        (["fold", "{fasta}", "-o", "{tmp}/f", "--summary", "{dir}"], "tasks.fold", "--summary {dir}: is a directory"),
+        (["fold", "{fasta}", "-o", "{file}/f"], "tasks.fold", "-o {file}/f: {file} is not a directory"),
+        (["inverse-fold", "{zipper}", "-o", "{dir}"], "tasks.inverse_fold", "-o {dir}: is a directory"),
+        (["inverse-fold", "{zipper}", "-o", "{tmp}/x.fasta", "--summary", "{dir}"], "tasks.inverse_fold",
+         "--summary {dir}: is a directory"),
+        (["predict-function", "{fasta}", "-o", "{dir}"], "tasks.predict_function", "-o {dir}: is a directory"),
+        (["generate", "--length", "10", "-o", "{file}"], "design.design", "-o {file}: exists and is not a directory"),
+        (["score", "{fasta}", "-o", "{dir}"], "scoring.pseudo_log_likelihood", "-o {dir}: is a directory"),
+        (["score", "{fasta}", "-o", "{file}/s.tsv"], "scoring.pseudo_log_likelihood", "{file} is not a directory"),
+    ],
+)  # fmt: skip
+def test_an_unwritable_output_is_an_error_before_any_work(
+    weights: Path,
+    vocab: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    task: str,
+    message: str,
+) -> None:
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n>two\nGGSAKLV\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("keep me\n")
+    names = {"fasta": fasta, "tmp": tmp_path, "dir": tmp_path / "dir", "file": tmp_path / "file", "zipper": ZIPPER}
+    module, function = task.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError(f"{task} ran although its output cannot be written")
+
+    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
+    options = ["--weights", str(weights), "--quiet"]
+    if command[0] != "score":
+        options += ["--steps", "3"]
+    if command[0] == "predict-function":
+        options += ["--vocabulary-dir", str(vocab)]
+    assert main([part.format(**names) for part in command] + options) == 2
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and "Errno" not in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "file").read_text() == "keep me\n" and not any((tmp_path / "dir").iterdir())

@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openesm3.errors import InputError, OpenESM3Error
@@ -221,6 +222,36 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
         sys.stdout.write(buffer.getvalue())
     else:
         atomic_write_text(path, buffer.getvalue())
+
+
+def check_output_file(path: str | None, option: str) -> None:
+    """Stop before any work when the output file ``path`` (given as ``option``) could not be written at the end: it
+    is a directory, or something on its way is a file. Missing parent directories are fine (they are created)."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{option} {path}: is a directory; give a file name")
+    _check_parents(target, option, path)
+
+
+def prepare_output_dir(path: str, option: str) -> Path:
+    """The output directory ``path`` (given as ``option``), created now, before any work; an existing file there is
+    an error naming the option."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{option} {path}: exists and is not a directory; give a directory")
+    _check_parents(target, option, path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _check_parents(target: Path, option: str, path: str) -> None:
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{option} {path}: {parent} is not a directory")
+            return
 
 
 def output_names(items: Sequence[str]) -> list[str]:

@@ -27,12 +27,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openesm3.cli.common import check_output_file
     from openesm3.errors import OpenESM3Error
     from openesm3.structure.features import featurize
     from openesm3.structure.io import load_structure
     from openesm3.utils.atomic import atomic_write_text
     from openesm3.utils.progress import Progress
 
+    check_output_file(args.json, "--json")
     results: dict[str, Any] = {}
     failures: list[str] = []
     many = len(args.files) > 1

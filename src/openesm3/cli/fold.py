@@ -45,8 +45,8 @@ def register(subparsers: Any) -> None:
 
 
 def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path]:
-    """Structure file per protein, format, summary path."""
-    from openesm3.cli.common import output_names  # noqa: PLC0415
+    """Structure file per protein, format, summary path; checked (and the output directory made) before any work."""
+    from openesm3.cli.common import check_output_file, output_names, prepare_output_dir  # noqa: PLC0415
     from openesm3.errors import InputError  # noqa: PLC0415
 
     out = Path(args.output)
@@ -54,13 +54,17 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
     if suffix in STRUCTURE_SUFFIXES:
         if len(names) != 1:
             raise InputError(f"-o {args.output}: one output file for {len(names)} proteins; give a directory")
+        check_output_file(args.output, "-o")
         fmt = args.format or STRUCTURE_SUFFIXES[suffix]
         summary = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.tsv")
-        return [out], fmt, summary
-    fmt = args.format or "pdb"
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
-    return files, fmt, Path(args.summary) if args.summary else out / "summary.tsv"
+        files = [out]
+    else:
+        fmt = args.format or "pdb"
+        out = prepare_output_dir(args.output, "-o")
+        files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
+        summary = Path(args.summary) if args.summary else out / "summary.tsv"
+    check_output_file(str(summary), "--summary")
+    return files, fmt, summary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
         failures.report(len(items), "protein(s)")
         return 2
     bundle = bundle_from_args(args, needs=("esm3", "structure_decoder"))
+    files, fmt, summary = _destinations(args, [item.name for item, _ in valid])
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
     with progress_bar(args, len(proteins), "fold", "protein") as bar:
         results = fold(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size, progress=bar.update)
-    files, fmt, summary = _destinations(args, [item.name for item, _ in valid])
     rows: list[list[Any]] = []
     for (item, _), result, path in zip(valid, results, files):
         if isinstance(result, OpenESM3Error):

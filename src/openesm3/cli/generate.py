@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from openesm3.cli.common import add_decoding_arguments, add_model_arguments
@@ -93,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         check_batch_size,
         decoding_from_args,
         output_names,
+        prepare_output_dir,
         progress_bar,
         read_inputs,
         split_items,
@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = bundle_from_args(args, needs=needs)
     if args.prompt is None:
         bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
+    out = prepare_output_dir(args.output, "-o")
     prompts, names = [], []
     for item, protein in valid:
         for k in range(1, args.num_designs + 1):
@@ -132,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
         results = design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
                          progress=bar.update)  # fmt: skip
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     designed, rows = [], []
     for name, stem, result in zip(names, output_names(names), results):
         if isinstance(result, OpenESM3Error):

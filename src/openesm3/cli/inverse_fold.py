@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_batch_size,
+        check_output_file,
         decoding_from_args,
         progress_bar,
         read_inputs,
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
     decoding = decoding_from_args(args)
+    check_output_file(args.output, "-o")
+    check_output_file(args.summary, "--summary")
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("inverse-fold")

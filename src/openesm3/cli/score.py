@@ -70,10 +70,18 @@ def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | N
 
 
 def run(args: argparse.Namespace) -> int:
-    from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, read_inputs, split_items
+    from openesm3.cli.common import (
+        Failures,
+        bundle_from_args,
+        check_batch_size,
+        check_output_file,
+        read_inputs,
+        split_items,
+    )
     from openesm3.errors import InputError
 
     check_batch_size(args)
+    check_output_file(args.output, "-o")
     texts, measured, column = _variant_texts(args)
     items = read_inputs(args.inputs)
     variant_mode = bool(texts) or bool(args.dms)
