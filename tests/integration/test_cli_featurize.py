@@ -88,6 +88,15 @@ def test_featurize_batch_keeps_going_past_a_bad_file(tmp_path, capsys) -> None:
     assert [d["file"] for d in json.loads(out.read_text())] == [str(STRUCTURES / "1a62.pdb.gz")]
 
 
+def test_featurize_quiet_has_no_progress_bar_and_a_file_given_twice_is_featurized_twice(tmp_path, capsys) -> None:
+    out = tmp_path / "f.json"
+    files = [str(STRUCTURES / "1a62.pdb.gz"), str(STRUCTURES / "2ZTA.pdb.gz"), str(STRUCTURES / "1a62.pdb.gz")]
+    assert main(["featurize", *files, "--quiet", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert [d["file"] for d in json.loads(out.read_text())] == files
+
+
 def test_featurize_json_into_a_directory_is_an_error_before_any_work(tmp_path, capsys, monkeypatch) -> None:
     import openesm3.structure.features  # noqa: PLC0415
 
