@@ -235,6 +235,17 @@ def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Pa
         assert "_" not in designs[name] and (out / f"{name}.pdb").is_file()
     assert main([*args, "--length", "10"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+    for ignored in (["--motif-positions", "3"], ["--name", "x"]):  # options of a prompt built from options
+        assert main([*args, *ignored]) == 2
+        assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_generate_motif_positions_without_a_motif_is_an_error(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "gen"
+    args = ["generate", "--length", "12", "--motif-positions", "5", "-o", str(out), "--weights", str(weights), *FAST]
+    assert main(args) == 2
+    assert "--motif-positions places a motif: give --motif FILE --motif-residues RANGE too" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------------------- output paths
