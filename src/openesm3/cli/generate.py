@@ -46,14 +46,14 @@ def register(subparsers: Any) -> None:
     prompt.add_argument("--prompt", metavar="FILE", help="prompt(s): protein JSON, or FASTA with '_' masks")
     prompt.add_argument("--motif", metavar="FILE", help="structure file holding the motif")
     prompt.add_argument("--motif-residues", metavar="RANGE", help="chain and residue numbers, e.g. A10-25")
-    prompt.add_argument("--motif-positions", type=int, default=1, metavar="POS",
+    prompt.add_argument("--motif-positions", type=int, metavar="POS",
                         help="1-based design position of the motif's first residue (default 1)")  # fmt: skip
     prompt.add_argument("--ss8", metavar="STRING", help="SS8 prompt (GHITEBSC, '_' free) of the design length")
     prompt.add_argument("--keywords", metavar="LIST", help="comma-separated function keywords")
     p.add_argument("--track-order", default="sequence,structure", metavar="TRACKS",
                    help="tracks to generate, in order (default sequence,structure)")  # fmt: skip
     p.add_argument("-n", "--num-designs", type=int, default=1, metavar="N", help="designs per prompt (default 1)")
-    p.add_argument("--name", default="design", help="id prefix of designs built from options (default design)")
+    p.add_argument("--name", help="id prefix of designs built from options (default design)")
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="structure format (default pdb)")
     p.add_argument("--vocabulary-dir", metavar="DIR", help="function vocabulary files (for --keywords)")
     add_decoding_arguments(p, DESIGN_DECODING)
@@ -71,15 +71,19 @@ def _option_prompt(args: argparse.Namespace) -> Any:
     motifs = []
     if (args.motif is None) != (args.motif_residues is None):
         raise InputError("--motif FILE and --motif-residues RANGE go together")
+    if args.motif is None and args.motif_positions is not None:
+        raise InputError("--motif-positions places a motif: give --motif FILE --motif-residues RANGE too")
     if args.motif is not None:
         structure = Protein.from_structure(args.motif)
         source = f"{args.motif} {args.motif_residues}"
         residues = select_motif(structure, args.motif_residues, source=args.motif)
-        if args.motif_positions < 1:
-            raise InputError(f"--motif-positions must be >= 1, got {args.motif_positions}")
-        motifs.append(Motif(residues, args.motif_positions - 1, source))
+        position = 1 if args.motif_positions is None else args.motif_positions
+        if position < 1:
+            raise InputError(f"--motif-positions must be >= 1, got {position}")
+        motifs.append(Motif(residues, position - 1, source))
     keywords = [k.strip() for k in args.keywords.split(",") if k.strip()] if args.keywords else []
-    return design_prompt(args.length, motifs=motifs, ss8=args.ss8, keywords=keywords, name=args.name)
+    name = "design" if args.name is None else args.name
+    return design_prompt(args.length, motifs=motifs, ss8=args.ss8, keywords=keywords, name=name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,9 +113,12 @@ def run(args: argparse.Namespace) -> int:
     order = parse_track_order(args.track_order)
     failures = Failures("generate")
     if args.prompt is not None:
-        built = [args.length, args.motif, args.motif_residues, args.ss8, args.keywords]
+        built = [args.length, args.motif, args.motif_residues, args.motif_positions, args.ss8, args.keywords, args.name]
         if any(v is not None for v in built):
-            raise InputError("--prompt FILE cannot be combined with --length/--motif/--ss8/--keywords")
+            raise InputError(
+                "--prompt FILE cannot be combined with --length/--motif/--motif-residues/--motif-positions/--ss8/"
+                "--keywords/--name (the prompt file holds the prompts and their names)"
+            )
         items = read_inputs([args.prompt])
     else:
         prompt = _option_prompt(args)

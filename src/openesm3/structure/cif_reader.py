@@ -15,11 +15,6 @@ from openesm3.errors import StructureFileError
 from openesm3.structure.records import AtomRecords
 
 
-def _present(category: object, names: tuple[str, ...]) -> str:
-    """The first of ``names`` present in the category (``names[0]`` when none is), to name it in errors."""
-    return next((name for name in names if name in category), names[0])  # type: ignore[operator]
-
-
 def _column(category: object, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, missing) of the first of ``names`` present in the category; ``missing`` marks '.' and '?'."""
     from biotite.structure.io.pdbx import MaskValue  # noqa: PLC0415
@@ -67,10 +62,9 @@ def _numbers(
             raise StructureFileError(source, f"atom_site has no {' or '.join(names)} column")
         return None
     values, missing = found
-    name = _present(category, names)
     if missing.any() and default is None:
         row = int(np.flatnonzero(missing)[0])
-        raise StructureFileError(source, f"atom_site row {row + 1}: {name} is missing ('?' or '.')")
+        raise StructureFileError(source, f"atom_site row {row + 1}: {names[0]} is missing ('?' or '.')")
     filled = np.where(missing, "0", values.astype(str)) if values.dtype.kind in "US" else values
     try:
         out: np.ndarray = np.asarray(filled).astype(dtype)
@@ -82,13 +76,13 @@ def _numbers(
                 out[row] = dtype(item)
             except ValueError:
                 raise StructureFileError(
-                    source, f"atom_site row {row + 1}: {name} {str(item)!r} is not a number"
+                    source, f"atom_site row {row + 1}: {names[0]} {str(item)!r} is not a number"
                 ) from None
     if default is not None:
         out[missing] = default
     if dtype is float and not np.isfinite(out).all():
         row = int(np.flatnonzero(~np.isfinite(out))[0])
-        raise StructureFileError(source, f"atom_site row {row + 1}: {name} is not finite")
+        raise StructureFileError(source, f"atom_site row {row + 1}: {names[0]} is not finite")
     return out
 
 
