@@ -131,6 +131,20 @@ def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsy
     assert "'Q'" in capsys.readouterr().err
 
 
+def test_chains_of_a_json_complex_are_not_silently_ignored(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    # --chains selects chains of structure files; a JSON complex is not cut, so it must not be designed whole.
+    complex_json = tmp_path / "zipper.json"
+    Protein.from_structure(ZIPPER).save(complex_json)
+    out = tmp_path / "designs.fasta"
+    args = ["inverse-fold", str(complex_json), str(ZIPPER), "--chains", "A", "-o", str(out), "--weights", str(weights),
+            *FAST]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "protein '2ZTA' has chain(s) A, B; --chains A selects chains of structure files only" in err
+    assert [r.description.split()[-1] for r in read_fasta(out)] == ["chains=A"]  # the structure file's chain A
+    assert main([*args[:2], "--chains", "A,B", *args[5:]]) == 0  # the JSON's own chains: nothing to select
+
+
 # ------------------------------------------------------------------------------------------------ predict-function
 def test_predict_function_json_tsv_and_missing_resources(weights: Path, vocab: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     fasta = tmp_path / "in.fasta"

@@ -90,9 +90,21 @@ class Item:
 def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> list[Item]:
     """Every protein of every input file (FASTA, JSON or structure), each valid or carrying its error.
 
-    ``chains``: author chain ids to read from structure files (in this order); None reads every protein chain."""
+    ``chains``: author chain ids to read from structure files (in this order); None reads every protein chain. A
+    FASTA record or JSON protein is not cut into chains: one whose chains are not exactly ``chains`` carries an error
+    saying so, rather than being used whole as if the selection had been applied."""
     from openesm3 import protein_io  # noqa: PLC0415
     from openesm3.protein import Protein  # noqa: PLC0415
+
+    def item(name: str, path: str, protein: Protein) -> Item:
+        if chains is not None:
+            held = [chain_id for chain_id, _, _ in protein.chain_segments()]
+            if held != list(chains):
+                return Item(name, path, error=InputError(
+                    f"{path}: protein {name!r} has chain(s) {', '.join(held)}; --chains {','.join(chains)} selects "
+                    "chains of structure files only: give the structure file, or a FASTA/JSON of the chains wanted"
+                ))  # fmt: skip
+        return Item(name, path, protein=protein)
 
     items: list[Item] = []
     for path in paths:
@@ -101,12 +113,12 @@ def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> li
             if suffix == "fasta":
                 for record, result in protein_io.iter_fasta_proteins(path):
                     if isinstance(result, Protein):
-                        items.append(Item(record.id, path, protein=result))
+                        items.append(item(record.id, path, result))
                     else:
                         items.append(Item(record.id, path, error=result))
             elif suffix == "json":
                 for n, protein in enumerate(protein_io.read_json(path)):
-                    items.append(Item(protein.name or f"{path}[{n}]", path, protein=protein))
+                    items.append(item(protein.name or f"{path}[{n}]", path, protein))
             else:
                 protein = Protein.from_structure(path, chains=chains)
                 items.append(Item(protein.name, path, protein=protein))
