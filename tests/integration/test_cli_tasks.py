@@ -94,6 +94,19 @@ def test_fold_without_matplotlib_or_weights(weights: Path, tmp_path: Path, capsy
     assert "esm3_structure_decoder_v0.pth" in err and "<- needed here" in err
 
 
+def test_fold_to_one_gzipped_file_and_a_format_that_contradicts_the_name(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "one.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n")
+    out = tmp_path / "one.pdb.gz"  # one compressed file, not a directory of that name
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--pae-plot", *FAST]) == 0
+    assert out.is_file() and Protein.from_structure(out).sequence == "MKTAYIAKQR"
+    assert (tmp_path / "one.summary.tsv").is_file() and (tmp_path / "one.pae.png").is_file()
+    capsys.readouterr()
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "x.cif"), "--format", "pdb", "--weights", str(weights)]) == 2
+    assert f"-o {tmp_path / 'x.cif'} names a cif file, but --format is pdb" in capsys.readouterr().err
+    assert not (tmp_path / "x.cif").exists()
+
+
 # ---------------------------------------------------------------------------------------------------- inverse-fold
 def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     no_xyz = tmp_path / "noxyz.json"
