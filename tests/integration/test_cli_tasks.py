@@ -158,6 +158,29 @@ def test_chains_of_a_json_complex_are_not_silently_ignored(weights: Path, tmp_pa
     assert main([*args[:2], "--chains", "A,B", *args[5:]]) == 0  # the JSON's own chains: nothing to select
 
 
+def test_structures_with_the_same_name_get_distinct_design_ids(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    # e.g. ranked_0.pdb of two prediction runs: the FASTA ids and the table must tell them apart.
+    for folder, source in (("run1", ZIPPER), ("run2", TRP_CAGE)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ranked_0.pdb.gz").write_bytes(source.read_bytes())
+    out = tmp_path / "designs.fasta"
+    summary = tmp_path / "rec.tsv"
+    args = ["inverse-fold", str(tmp_path / "run1" / "ranked_0.pdb.gz"), str(tmp_path / "run2" / "ranked_0.pdb.gz"),
+            "-n", "2", "-o", str(out), "--summary", str(summary), "--weights", str(weights), *FAST]  # fmt: skip
+    assert main(args) == 0
+    records = read_fasta(out)
+    assert [r.id for r in records] == ["ranked_0_1", "ranked_0_2", "ranked_0_2_1", "ranked_0_2_2"]
+    assert [len(r.sequence) for r in records] == [63, 63, 20, 20]
+    means = [(r["id"], r["length"]) for r in _table(summary) if r["sample"] == "mean"]
+    assert means == [("ranked_0", "63"), ("ranked_0_2", "20")]
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">p\nMK____\n>p\nGG____\n")
+    gen = tmp_path / "gen"
+    assert main(["generate", "--prompt", str(prompts), "-o", str(gen), "--weights", str(weights), *FAST]) == 0
+    designs = read_fasta(gen / "designs.fasta")
+    assert [(r.id, r.sequence[:2]) for r in designs] == [("p_1", "MK"), ("p_2_1", "GG")]
+
+
 # ------------------------------------------------------------------------------------------------ predict-function
 def test_predict_function_json_tsv_and_missing_resources(weights: Path, vocab: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     fasta = tmp_path / "in.fasta"

@@ -266,6 +266,22 @@ def _check_parents(target: Path, option: str, path: str) -> None:
             return
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with repeats made distinct (``x``, ``x_2``, ``x_3``, ...), the text otherwise kept: ids of output
+    records, e.g. of two structure files with the same stem from different directories."""
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in seen or (candidate != name and candidate in taken):
+            k += 1
+            candidate = f"{name}_{k}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
 def output_names(items: Sequence[str]) -> list[str]:
     """File-system-safe, unique file stems for record ids (see :func:`openesm3.generation.embedding.safe_name`)."""
     from openesm3.generation.embedding import safe_name  # noqa: PLC0415

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         progress_bar,
         read_inputs,
         split_items,
+        unique_names,
         write_table,
     )
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
@@ -133,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
         bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
     out = prepare_output_dir(args.output, "-o")
     prompts, names = [], []
-    for item, protein in valid:
+    for prompt_name, (_, protein) in zip(unique_names([p.name or item.name for item, p in valid]), valid):
         for k in range(1, args.num_designs + 1):
-            prompts.append(protein.replace(name=f"{protein.name or item.name}_{k}"))
-            names.append(f"{protein.name or item.name}_{k}")
+            prompts.append(protein.replace(name=f"{prompt_name}_{k}"))
+            names.append(f"{prompt_name}_{k}")
     with progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
         results = design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
                          progress=bar.update)  # fmt: skip
