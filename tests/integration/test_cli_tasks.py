@@ -290,6 +290,14 @@ def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Pa
         assert "cannot be combined" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_a_seed_out_of_range_is_a_one_line_error(weights: Path, tmp_path: Path, capsys, seed: str) -> None:  # noqa: ANN001
+    out = tmp_path / "gen"
+    assert main(["generate", "--length", "8", "-o", str(out), "--seed", seed, "--weights", str(weights), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"--seed must lie in 0..{2**64 - 1}, got {seed}" in err and "internal error" not in err
+
+
 def test_generate_motif_positions_without_a_motif_is_an_error(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "gen"
     args = ["generate", "--length", "12", "--motif-positions", "5", "-o", str(out), "--weights", str(weights), *FAST]

@@ -56,6 +56,14 @@ def check_batch_size(args: argparse.Namespace) -> None:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes 64-bit seeds; prompt streams derive theirs from it (NumPy SeedSequence)
+
+
+def check_seed(args: argparse.Namespace) -> None:
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+
+
 def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",)) -> ModelBundle:
     """Seed, build the :class:`ModelBundle` and check up front that the ``needs`` networks' weights exist."""
     import torch  # noqa: PLC0415
@@ -63,6 +71,7 @@ def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",))
     from openesm3.generation.bundle import ModelBundle  # noqa: PLC0415
 
     check_batch_size(args)
+    check_seed(args)
     torch.manual_seed(args.seed)
     vocabulary_dir = getattr(args, "vocabulary_dir", None)
     bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype, vocabulary_dir=vocabulary_dir)
