@@ -290,6 +290,23 @@ def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Pa
         assert "cannot be combined" in capsys.readouterr().err
 
 
+def test_generate_a_function_track_without_the_vocabulary_stops_before_any_work(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openesm3.generation.design  # noqa: PLC0415
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("designed although the function track cannot be decoded")
+
+    monkeypatch.setattr(openesm3.generation.design, "design", no_work)
+    (tmp_path / "empty").mkdir()
+    args = ["generate", "--length", "8", "--track-order", "function,sequence", "-o", str(tmp_path / "g"),
+            "--vocabulary-dir", str(tmp_path / "empty"), "--weights", str(weights), *FAST]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--track-order function needs the function vocabulary: function vocabulary: missing" in err
+
+
 @pytest.mark.parametrize("seed", ["-1", str(2**64)])
 def test_a_seed_out_of_range_is_a_one_line_error(weights: Path, tmp_path: Path, capsys, seed: str) -> None:  # noqa: ANN001
     out = tmp_path / "gen"

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         unique_names,
         write_table,
     )
-    from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
+    from openesm3.errors import InputError, OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.design import design, parse_track_order  # noqa: PLC0415
     from openesm3.protein_io import write_fasta  # noqa: PLC0415
 
@@ -130,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     needs = ("esm3", "structure_decoder") + (("function_decoder",) if "function" in order else ())
     bundle = bundle_from_args(args, needs=needs)
+    if "function" in order:
+        try:
+            bundle.tokenizers.function_vocabulary  # noqa: B018 - decoding function tokens needs it: checked before any work
+        except VocabularyError as exc:
+            raise VocabularyError(f"--track-order function needs the function vocabulary: {exc}") from None
     if args.prompt is None:
         bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
     out = prepare_output_dir(args.output, "-o")
