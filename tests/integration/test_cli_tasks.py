@@ -158,6 +158,21 @@ def test_chains_of_a_json_complex_are_not_silently_ignored(weights: Path, tmp_pa
     assert main([*args[:2], "--chains", "A,B", *args[5:]]) == 0  # the JSON's own chains: nothing to select
 
 
+def test_inverse_fold_of_a_ca_only_model_is_an_error_not_an_unconditional_sample(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_only = Protein.from_structure(TRP_CAGE)
+    assert ca_only.coordinates is not None
+    coordinates = np.full_like(ca_only.coordinates, np.nan)
+    coordinates[:, 1] = ca_only.coordinates[:, 1]  # CA only: no residue has the N, CA, C frame the model reads
+    ca_json = tmp_path / "ca.json"
+    ca_only.replace(coordinates=coordinates, name="ca").save(ca_json)
+    out = tmp_path / "designs.fasta"
+    assert main(["inverse-fold", str(ca_json), "-o", str(out), "--weights", str(weights), *FAST]) == 2
+    assert "protein 'ca': no residue has all of N, CA and C" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_structures_with_the_same_name_get_distinct_design_ids(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     # e.g. ranked_0.pdb of two prediction runs: the FASTA ids and the table must tell them apart.
     for folder, source in (("run1", ZIPPER), ("run2", TRP_CAGE)):
