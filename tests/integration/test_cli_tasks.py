@@ -322,6 +322,21 @@ def test_generate_a_function_track_without_the_vocabulary_stops_before_any_work(
     assert "--track-order function needs the function vocabulary: function vocabulary: missing" in err
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--temperature", "-1", "--temperature must be a finite number >= 0, got -1.0"),
+     ("--temperature", "inf", "--temperature must be a finite number >= 0, got inf"),
+     ("--top-p", "0", "--top-p must lie in (0, 1], got 0.0"),
+     ("--top-p", "nan", "--top-p must lie in (0, 1], got nan")],
+)  # fmt: skip
+def test_bad_decoding_options_are_named_as_typed(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    out = tmp_path / "gen"
+    assert main(["generate", "--length", "8", "-o", str(out), option, value, "--weights", str(weights), *FAST]) == 2
+    assert f"openesm3 generate: error: {message}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("seed", ["-1", str(2**64)])
 def test_a_seed_out_of_range_is_a_one_line_error(weights: Path, tmp_path: Path, capsys, seed: str) -> None:  # noqa: ANN001
     out = tmp_path / "gen"

@@ -201,8 +201,15 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, defaults: TaskDecodi
 
 def decoding_from_args(args: argparse.Namespace) -> TaskDecoding:
     """The :class:`TaskDecoding` of the options added by :func:`add_decoding_arguments` (validated)."""
+    import math  # noqa: PLC0415
+
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
+    # The config checks these too, but under its field names; the user typed the options.
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise InputError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise InputError(f"--top-p must lie in (0, 1], got {args.top_p}")
     defaults: TaskDecoding = args.decoding_defaults
     return defaults.replace(
         num_steps=args.steps,
