@@ -108,3 +108,10 @@ def test_errors(weights: Path, fasta: Path, tmp_path: Path, capsys) -> None:
     pdb = str(TEST_DATA / "structures" / "1a62.pdb.gz")
     assert main(["embed", pdb, "-o", str(tmp_path / "o3"), "--weights", str(weights)]) == 2
     assert "esm3_structure_encoder_v0.pth" in capsys.readouterr().err
+
+
+def test_npy_format_with_a_safetensors_name_is_an_error(weights: Path, fasta: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "all.safetensors"
+    assert main(["embed", str(fasta), "-o", str(out), "--format", "npy", "--weights", str(weights)]) == 2
+    assert f"-o {out} names a .safetensors file, but --format npy writes a directory" in capsys.readouterr().err
+    assert not out.exists()

@@ -88,6 +88,27 @@ def test_featurize_batch_keeps_going_past_a_bad_file(tmp_path, capsys) -> None:
     assert [d["file"] for d in json.loads(out.read_text())] == [str(STRUCTURES / "1a62.pdb.gz")]
 
 
+def test_featurize_quiet_has_no_progress_bar_and_a_file_given_twice_is_featurized_twice(tmp_path, capsys) -> None:
+    out = tmp_path / "f.json"
+    files = [str(STRUCTURES / "1a62.pdb.gz"), str(STRUCTURES / "2ZTA.pdb.gz"), str(STRUCTURES / "1a62.pdb.gz")]
+    assert main(["featurize", *files, "--quiet", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert [d["file"] for d in json.loads(out.read_text())] == files
+
+
+def test_featurize_json_into_a_directory_is_an_error_before_any_work(tmp_path, capsys, monkeypatch) -> None:
+    import openesm3.structure.features  # noqa: PLC0415
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("featurized although --json cannot be written")
+
+    monkeypatch.setattr(openesm3.structure.features, "featurize", no_work)
+    assert main(["featurize", str(STRUCTURES / "1a62.pdb.gz"), "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {tmp_path}: is a directory" in err and "Errno" not in err
+
+
 @pytest.mark.dataset
 def test_featurize_on_a_sample_of_the_dev_set(tmp_path) -> None:
     dev = shared_data("dev")

@@ -117,3 +117,20 @@ def test_usage_errors(weights: Path, tmp_path: Path, capsys) -> None:
     assert "no column 'mutant' (columns: variant, fitness); use --mutant-column" in capsys.readouterr().err
     assert main(["score", str(one), "--weights", str(tmp_path / "none")]) == 2
     assert "esm3_sm_open_v1.pth" in capsys.readouterr().err
+
+
+def test_variant_options_without_variants_are_an_error_not_a_pll_table(weights: Path, tmp_path: Path, capsys) -> None:
+    one = tmp_path / "one.fasta"
+    one.write_text(">a\nMKTAYIAK\n")
+    variants = tmp_path / "variants.txt"
+    variants.write_text("# to do\n\n")
+    out = tmp_path / "scores.csv"
+    common = [str(one), "-o", str(out), "--weights", str(weights), "--quiet"]
+    assert main(["score", *common, "--mutations-file", str(variants)]) == 2
+    assert f"--mutations-file {variants}: no variants to score" in capsys.readouterr().err
+    assert main(["score", *common, "--mutations", " , "]) == 2
+    assert "--mutations: no variants to score" in capsys.readouterr().err
+    assert not out.exists()
+    # Comma-separated variants may carry spaces; the table names them without.
+    assert main(["score", *common, "--mutations", "M1A, K2G"]) == 0
+    assert [r["mutant"] for r in _table(out, ",")] == ["M1A", "K2G"]

@@ -6,6 +6,7 @@ tests/data. Random weights: the outputs are meaningless; these tests check the p
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -93,6 +94,19 @@ def test_fold_without_matplotlib_or_weights(weights: Path, tmp_path: Path, capsy
     assert "esm3_structure_decoder_v0.pth" in err and "<- needed here" in err
 
 
+def test_fold_to_one_gzipped_file_and_a_format_that_contradicts_the_name(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "one.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n")
+    out = tmp_path / "one.pdb.gz"  # one compressed file, not a directory of that name
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--pae-plot", *FAST]) == 0
+    assert out.is_file() and Protein.from_structure(out).sequence == "MKTAYIAKQR"
+    assert (tmp_path / "one.summary.tsv").is_file() and (tmp_path / "one.pae.png").is_file()
+    capsys.readouterr()
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "x.cif"), "--format", "pdb", "--weights", str(weights)]) == 2
+    assert f"-o {tmp_path / 'x.cif'} names a cif file, but --format is pdb" in capsys.readouterr().err
+    assert not (tmp_path / "x.cif").exists()
+
+
 # ---------------------------------------------------------------------------------------------------- inverse-fold
 def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     no_xyz = tmp_path / "noxyz.json"
@@ -128,6 +142,58 @@ def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsy
     capsys.readouterr()
     assert main(["inverse-fold", str(ZIPPER), "-o", str(again), "--chains", "Q", "--weights", str(weights)]) == 2
     assert "'Q'" in capsys.readouterr().err
+
+
+def test_chains_of_a_json_complex_are_not_silently_ignored(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    # --chains selects chains of structure files; a JSON complex is not cut, so it must not be designed whole.
+    complex_json = tmp_path / "zipper.json"
+    Protein.from_structure(ZIPPER).save(complex_json)
+    out = tmp_path / "designs.fasta"
+    args = ["inverse-fold", str(complex_json), str(ZIPPER), "--chains", "A", "-o", str(out), "--weights", str(weights),
+            *FAST]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "protein '2ZTA' has chain(s) A, B; --chains A selects chains of structure files only" in err
+    assert [r.description.split()[-1] for r in read_fasta(out)] == ["chains=A"]  # the structure file's chain A
+    assert main([*args[:2], "--chains", "A,B", *args[5:]]) == 0  # the JSON's own chains: nothing to select
+
+
+def test_inverse_fold_of_a_ca_only_model_is_an_error_not_an_unconditional_sample(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_only = Protein.from_structure(TRP_CAGE)
+    assert ca_only.coordinates is not None
+    coordinates = np.full_like(ca_only.coordinates, np.nan)
+    coordinates[:, 1] = ca_only.coordinates[:, 1]  # CA only: no residue has the N, CA, C frame the model reads
+    ca_json = tmp_path / "ca.json"
+    ca_only.replace(coordinates=coordinates, name="ca").save(ca_json)
+    out = tmp_path / "designs.fasta"
+    assert main(["inverse-fold", str(ca_json), "-o", str(out), "--weights", str(weights), *FAST]) == 2
+    assert "protein 'ca': no residue has all of N, CA and C" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_structures_with_the_same_name_get_distinct_design_ids(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    # e.g. ranked_0.pdb of two prediction runs: the FASTA ids and the table must tell them apart.
+    for folder, source in (("run1", ZIPPER), ("run2", TRP_CAGE)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ranked_0.pdb.gz").write_bytes(source.read_bytes())
+    out = tmp_path / "designs.fasta"
+    summary = tmp_path / "rec.tsv"
+    args = ["inverse-fold", str(tmp_path / "run1" / "ranked_0.pdb.gz"), str(tmp_path / "run2" / "ranked_0.pdb.gz"),
+            "-n", "2", "-o", str(out), "--summary", str(summary), "--weights", str(weights), *FAST]  # fmt: skip
+    assert main(args) == 0
+    records = read_fasta(out)
+    assert [r.id for r in records] == ["ranked_0_1", "ranked_0_2", "ranked_0_2_1", "ranked_0_2_2"]
+    assert [len(r.sequence) for r in records] == [63, 63, 20, 20]
+    means = [(r["id"], r["length"]) for r in _table(summary) if r["sample"] == "mean"]
+    assert means == [("ranked_0", "63"), ("ranked_0_2", "20")]
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">p\nMK____\n>p\nGG____\n")
+    gen = tmp_path / "gen"
+    assert main(["generate", "--prompt", str(prompts), "-o", str(gen), "--weights", str(weights), *FAST]) == 0
+    designs = read_fasta(gen / "designs.fasta")
+    assert [(r.id, r.sequence[:2]) for r in designs] == [("p_1", "MK"), ("p_2_1", "GG")]
 
 
 # ------------------------------------------------------------------------------------------------ predict-function
@@ -234,3 +300,103 @@ def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Pa
         assert "_" not in designs[name] and (out / f"{name}.pdb").is_file()
     assert main([*args, "--length", "10"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+    for ignored in (["--motif-positions", "3"], ["--name", "x"]):  # options of a prompt built from options
+        assert main([*args, *ignored]) == 2
+        assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_generate_a_function_track_without_the_vocabulary_stops_before_any_work(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openesm3.generation.design  # noqa: PLC0415
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("designed although the function track cannot be decoded")
+
+    monkeypatch.setattr(openesm3.generation.design, "design", no_work)
+    (tmp_path / "empty").mkdir()
+    args = ["generate", "--length", "8", "--track-order", "function,sequence", "-o", str(tmp_path / "g"),
+            "--vocabulary-dir", str(tmp_path / "empty"), "--weights", str(weights), *FAST]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--track-order function needs the function vocabulary: function vocabulary: missing" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--temperature", "-1", "--temperature must be a finite number >= 0, got -1.0"),
+     ("--temperature", "inf", "--temperature must be a finite number >= 0, got inf"),
+     ("--top-p", "0", "--top-p must lie in (0, 1], got 0.0"),
+     ("--top-p", "nan", "--top-p must lie in (0, 1], got nan")],
+)  # fmt: skip
+def test_bad_decoding_options_are_named_as_typed(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    out = tmp_path / "gen"
+    assert main(["generate", "--length", "8", "-o", str(out), option, value, "--weights", str(weights), *FAST]) == 2
+    assert f"openesm3 generate: error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_a_seed_out_of_range_is_a_one_line_error(weights: Path, tmp_path: Path, capsys, seed: str) -> None:  # noqa: ANN001
+    out = tmp_path / "gen"
+    assert main(["generate", "--length", "8", "-o", str(out), "--seed", seed, "--weights", str(weights), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"--seed must lie in 0..{2**64 - 1}, got {seed}" in err and "internal error" not in err
+
+
+def test_generate_motif_positions_without_a_motif_is_an_error(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "gen"
+    args = ["generate", "--length", "12", "--motif-positions", "5", "-o", str(out), "--weights", str(weights), *FAST]
+    assert main(args) == 2
+    assert "--motif-positions places a motif: give --motif FILE --motif-residues RANGE too" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------- output paths
+@pytest.mark.parametrize(
+    ("command", "task", "message"),
+    [
+        (["fold", "{fasta}", "-o", "{tmp}/two.pdb"], "tasks.fold", "-o {tmp}/two.pdb: one output file for 2 proteins"),
+        (["fold", "{fasta}", "-o", "{file}"], "tasks.fold", "-o {file}: exists and is not a directory"),
+        (["fold", "{fasta}", "-o", "{tmp}/f", "--summary", "{dir}"], "tasks.fold", "--summary {dir}: is a directory"),
+        (["fold", "{fasta}", "-o", "{file}/f"], "tasks.fold", "-o {file}/f: {file} is not a directory"),
+        (["inverse-fold", "{zipper}", "-o", "{dir}"], "tasks.inverse_fold", "-o {dir}: is a directory"),
+        (["inverse-fold", "{zipper}", "-o", "{tmp}/x.fasta", "--summary", "{dir}"], "tasks.inverse_fold",
+         "--summary {dir}: is a directory"),
+        (["predict-function", "{fasta}", "-o", "{dir}"], "tasks.predict_function", "-o {dir}: is a directory"),
+        (["generate", "--length", "10", "-o", "{file}"], "design.design", "-o {file}: exists and is not a directory"),
+        (["score", "{fasta}", "-o", "{dir}"], "scoring.pseudo_log_likelihood", "-o {dir}: is a directory"),
+        (["score", "{fasta}", "-o", "{file}/s.tsv"], "scoring.pseudo_log_likelihood", "{file} is not a directory"),
+    ],
+)  # fmt: skip
+def test_an_unwritable_output_is_an_error_before_any_work(
+    weights: Path,
+    vocab: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    task: str,
+    message: str,
+) -> None:
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n>two\nGGSAKLV\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("keep me\n")
+    names = {"fasta": fasta, "tmp": tmp_path, "dir": tmp_path / "dir", "file": tmp_path / "file", "zipper": ZIPPER}
+    module, function = task.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError(f"{task} ran although its output cannot be written")
+
+    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
+    options = ["--weights", str(weights), "--quiet"]
+    if command[0] != "score":
+        options += ["--steps", "3"]
+    if command[0] == "predict-function":
+        options += ["--vocabulary-dir", str(vocab)]
+    assert main([part.format(**names) for part in command] + options) == 2
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and "Errno" not in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "file").read_text() == "keep me\n" and not any((tmp_path / "dir").iterdir())

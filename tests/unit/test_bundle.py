@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from openesm3.checkpoints.loading import resolve_weights
 from openesm3.errors import InputError, WeightsError
 from openesm3.generation.bundle import ModelBundle, resolve_device, resolve_dtype
 from openesm3.protein import Protein
@@ -43,6 +44,23 @@ def test_weights_in_our_format_and_official_file(tmp_path: Path) -> None:
     torch.save({}, official / "esm3_sm_open_v1.pth")
     assert ModelBundle(tmp_path / "release").locate("esm3") == official / "esm3_sm_open_v1.pth"
     assert ModelBundle(official / "esm3_sm_open_v1.pth").locate("esm3") == official / "esm3_sm_open_v1.pth"
+
+
+def test_a_model_directorys_own_file_stands_for_the_directory(tmp_path: Path) -> None:
+    # --weights DIR/esm3/model.safetensors is our format, not an official .pth to be unpickled and key-mapped.
+    root = save_tiny_weights(tmp_path / "ours", seed=5)
+    for file in ("model.safetensors", "config.json"):
+        bundle = ModelBundle(root / "esm3" / file)
+        assert bundle.locate("esm3") == root / "esm3"
+        assert bundle.n_layers == 2
+    # A model directory that cannot be used is named with the reason, not only as "no weights found".
+    (tmp_path / "broken" / "esm3").mkdir(parents=True)
+    (tmp_path / "broken" / "esm3" / "model.safetensors").write_bytes((root / "esm3" / "model.safetensors").read_bytes())
+    (tmp_path / "broken" / "esm3" / "config.json").write_text("{")
+    with pytest.raises(WeightsError, match=r"esm3/config.json: not valid JSON"):
+        ModelBundle(tmp_path / "broken").locate("esm3")
+    with pytest.raises(WeightsError, match=r"esm3 holds esm3 weights, not structure_decoder"):
+        resolve_weights(root / "esm3", "structure_decoder")
 
 
 def test_bf16_bundle_and_forward(tmp_path: Path) -> None:

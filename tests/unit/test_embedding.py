@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,31 @@ def test_safetensors_writer(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match="not a directory"):
         EmbeddingWriter(tmp_path / "file", "npy")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "safetensors"])
+@pytest.mark.parametrize("order", [("x", "x.mean"), ("x.mean", "x")])
+def test_a_record_named_like_another_records_mean_does_not_overwrite_it(
+    tmp_path: Path, fmt: str, order: tuple[str, str]
+) -> None:
+    # Record 'x' writes x.npy and x.mean.npy (tensors 'x', 'x.mean'); a record named 'x.mean' must not take those names.
+    embeddings = {"x": _emb(5, 0), "x.mean": _emb(3, 1)}
+    out = tmp_path / ("emb.safetensors" if fmt == "safetensors" else "emb")
+    writer = EmbeddingWriter(out, fmt)  # type: ignore[arg-type]
+    for record_id in order:
+        writer.add(record_id, embeddings[record_id])
+    writer.close()
+    if fmt == "npy":
+        index = [line.split("\t") for line in (out / "index.tsv").read_text().splitlines()[1:]]
+        names = {record_id: name for record_id, name, *_ in index}
+        tensors = {key: np.load(out / f"{key}.npy") for name in names.values() for key in (name, f"{name}.mean")}
+    else:
+        from safetensors import safe_open  # noqa: PLC0415
+
+        with safe_open(str(out), "np") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+            names = {record_id: name for name, record_id in json.loads(f.metadata()["ids"]).items()}
+        assert len(tensors) == 4
+    for record_id, embedding in embeddings.items():
+        np.testing.assert_array_equal(tensors[names[record_id]], embedding.per_residue)
+        np.testing.assert_array_equal(tensors[names[record_id] + ".mean"], embedding.mean)

@@ -156,6 +156,12 @@ def test_convert_cli_official_to_ours(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "no such file or directory" in err and "mis-shaped" in err
     assert "esm3_sm_open_v1.pth: not a text file" in err and "internal error" not in err
+    for text in ("[64, 4, 3, 8]", '"d_model"', '{"config": [64]}'):  # valid JSON, but not an object of fields
+        config_json.write_text(text)
+        assert main(["convert", str(file), str(tmp_path / "w"), "--config", str(config_json)]) == 2
+        err = capsys.readouterr().err
+        assert "tiny.json: the config must be a JSON object of config fields" in err and "internal error" not in err
+    assert not (tmp_path / "w").exists()
 
 
 def test_saved_weight_files_are_readable_by_others_like_any_new_file(tmp_path) -> None:

@@ -51,26 +51,38 @@ def _candidates(root: Path, model_type: str) -> list[Path]:
     return places
 
 
-def _holds(place: Path, model_type: str) -> bool:
+def _holds(place: Path, model_type: str) -> tuple[bool, str | None]:
+    """Whether ``place`` holds ``model_type``'s weights; if not, why, when it is a model directory of ours."""
     if place.is_file():
-        return place.suffix == ".pth"
+        return place.suffix == ".pth", None
     if (place / CONFIG_FILE).is_file() and (place / WEIGHTS_FILE).is_file():
         try:
             found, _ = read_config(place)
-        except WeightsError:
-            return False
-        return found == model_type
-    return False
+        except WeightsError as exc:
+            return False, str(exc)
+        if found != model_type:
+            return False, f"{place} holds {found} weights, not {model_type}"
+        return True, None
+    return False, None
+
+
+def model_directory_of(path: Path) -> Path:
+    """A file of one of our model directories (its ``model.safetensors`` or ``config.json``) stands for the
+    directory; any other path is returned as it is."""
+    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE) and (path.parent / CONFIG_FILE).is_file():
+        return path.parent
+    return path
 
 
 def resolve_weights(path: str | os.PathLike[str] | None, model_type: str) -> Path:
     """Where the weights of ``model_type`` are: ``path`` if given, else ``$OPENESM3_WEIGHTS``, else
     ``~/.cache/openesm3/weights``.
 
-    ``path`` (or the root) may be an official ``.pth`` file, a directory in our format, a directory with one
-    sub-directory per model type in our format (``ROOT/esm3/config.json``), or a directory laid out like the
-    official release (``ROOT/data/weights/esm3_sm_open_v1.pth``). Raises :class:`WeightsError` naming the
-    files needed and every place looked.
+    ``path`` (or the root) may be an official ``.pth`` file, a directory in our format (or its
+    ``model.safetensors``), a directory with one sub-directory per model type in our format
+    (``ROOT/esm3/config.json``), or a directory laid out like the official release
+    (``ROOT/data/weights/esm3_sm_open_v1.pth``). Raises :class:`WeightsError` naming the files needed and every
+    place looked, and why a model directory found there does not do (unreadable config, another network).
     """
     if model_type not in MODEL_TYPES:
         raise WeightsError(f"unknown model type {model_type!r}; known: {sorted(MODEL_TYPES)}")
@@ -80,18 +92,24 @@ def resolve_weights(path: str | os.PathLike[str] | None, model_type: str) -> Pat
         root, origin = Path(os.environ[WEIGHTS_ENV]).expanduser(), f"${WEIGHTS_ENV}"
     else:
         root, origin = DEFAULT_WEIGHTS_DIR.expanduser(), "default location"
+    root = model_directory_of(root)
     if path is not None and root.is_file():
         return root
     looked = _candidates(root, model_type)
+    notes = []
     for place in looked:
-        if _holds(place, model_type):
+        found, note = _holds(place, model_type)
+        if found:
             return place
+        if note is not None:
+            notes.append(note)
     official = OFFICIAL_WEIGHT_FILES.get(model_type)
     needs = f"the official file {official} or " if official else ""
     raise WeightsError(
         f"no {model_type} weights found ({origin} {root}): need {needs}a directory in OpenESM3 format "
         f"({CONFIG_FILE} + {WEIGHTS_FILE}, made by 'openesm3 convert'); looked in "
         + ", ".join(str(p) for p in looked)
+        + "".join(f"; {note}" for note in notes)
         + f". Pass the path explicitly or set ${WEIGHTS_ENV}."
     )
 

@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openesm3.errors import InputError, OpenESM3Error
@@ -55,6 +56,14 @@ def check_batch_size(args: argparse.Namespace) -> None:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes 64-bit seeds; prompt streams derive theirs from it (NumPy SeedSequence)
+
+
+def check_seed(args: argparse.Namespace) -> None:
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+
+
 def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",)) -> ModelBundle:
     """Seed, build the :class:`ModelBundle` and check up front that the ``needs`` networks' weights exist."""
     import torch  # noqa: PLC0415
@@ -62,6 +71,7 @@ def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",))
     from openesm3.generation.bundle import ModelBundle  # noqa: PLC0415
 
     check_batch_size(args)
+    check_seed(args)
     torch.manual_seed(args.seed)
     vocabulary_dir = getattr(args, "vocabulary_dir", None)
     bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype, vocabulary_dir=vocabulary_dir)
@@ -89,9 +99,21 @@ class Item:
 def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> list[Item]:
     """Every protein of every input file (FASTA, JSON or structure), each valid or carrying its error.
 
-    ``chains``: author chain ids to read from structure files (in this order); None reads every protein chain."""
+    ``chains``: author chain ids to read from structure files (in this order); None reads every protein chain. A
+    FASTA record or JSON protein is not cut into chains: one whose chains are not exactly ``chains`` carries an error
+    saying so, rather than being used whole as if the selection had been applied."""
     from openesm3 import protein_io  # noqa: PLC0415
     from openesm3.protein import Protein  # noqa: PLC0415
+
+    def item(name: str, path: str, protein: Protein) -> Item:
+        if chains is not None:
+            held = [chain_id for chain_id, _, _ in protein.chain_segments()]
+            if held != list(chains):
+                return Item(name, path, error=InputError(
+                    f"{path}: protein {name!r} has chain(s) {', '.join(held)}; --chains {','.join(chains)} selects "
+                    "chains of structure files only: give the structure file, or a FASTA/JSON of the chains wanted"
+                ))  # fmt: skip
+        return Item(name, path, protein=protein)
 
     items: list[Item] = []
     for path in paths:
@@ -100,12 +122,12 @@ def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> li
             if suffix == "fasta":
                 for record, result in protein_io.iter_fasta_proteins(path):
                     if isinstance(result, Protein):
-                        items.append(Item(record.id, path, protein=result))
+                        items.append(item(record.id, path, result))
                     else:
                         items.append(Item(record.id, path, error=result))
             elif suffix == "json":
                 for n, protein in enumerate(protein_io.read_json(path)):
-                    items.append(Item(protein.name or f"{path}[{n}]", path, protein=protein))
+                    items.append(item(protein.name or f"{path}[{n}]", path, protein))
             else:
                 protein = Protein.from_structure(path, chains=chains)
                 items.append(Item(protein.name, path, protein=protein))
@@ -179,8 +201,15 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, defaults: TaskDecodi
 
 def decoding_from_args(args: argparse.Namespace) -> TaskDecoding:
     """The :class:`TaskDecoding` of the options added by :func:`add_decoding_arguments` (validated)."""
+    import math  # noqa: PLC0415
+
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
+    # The config checks these too, but under its field names; the user typed the options.
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise InputError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise InputError(f"--top-p must lie in (0, 1], got {args.top_p}")
     defaults: TaskDecoding = args.decoding_defaults
     return defaults.replace(
         num_steps=args.steps,
@@ -221,6 +250,52 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
         sys.stdout.write(buffer.getvalue())
     else:
         atomic_write_text(path, buffer.getvalue())
+
+
+def check_output_file(path: str | None, option: str) -> None:
+    """Stop before any work when the output file ``path`` (given as ``option``) could not be written at the end: it
+    is a directory, or something on its way is a file. Missing parent directories are fine (they are created)."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{option} {path}: is a directory; give a file name")
+    _check_parents(target, option, path)
+
+
+def prepare_output_dir(path: str, option: str) -> Path:
+    """The output directory ``path`` (given as ``option``), created now, before any work; an existing file there is
+    an error naming the option."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{option} {path}: exists and is not a directory; give a directory")
+    _check_parents(target, option, path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _check_parents(target: Path, option: str, path: str) -> None:
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{option} {path}: {parent} is not a directory")
+            return
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with repeats made distinct (``x``, ``x_2``, ``x_3``, ...), the text otherwise kept: ids of output
+    records, e.g. of two structure files with the same stem from different directories."""
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in seen or (candidate != name and candidate in taken):
+            k += 1
+            candidate = f"{name}_{k}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def output_names(items: Sequence[str]) -> list[str]:

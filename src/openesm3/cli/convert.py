@@ -97,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
                 fields = json.loads(read_text_file(args.config, role="--config", error=WeightsError))
             except json.JSONDecodeError as exc:
                 raise WeightsError(f"{args.config}: unreadable config JSON ({exc})") from exc
-            config = config_from_dict(model_type, fields.get("config", fields), str(args.config))
+            fields = fields.get("config", fields) if isinstance(fields, dict) else fields
+            if not isinstance(fields, dict):
+                raise WeightsError(
+                    f"{args.config}: the config must be a JSON object of config fields (or hold one under 'config'), "
+                    f"not {type(fields).__name__}"
+                )
+            config = config_from_dict(model_type, fields, str(args.config))
         model, config = load_official(file, model_type, dtype=dtype, config=config)
         save_pretrained(model, config, out, model_type=model_type)
         n_params = sum(p.numel() for p in model.parameters())

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.generation.embedding import EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
 
     check_batch_size(args)
-    fmt: EmbeddingFormat = args.format or ("safetensors" if args.output.lower().endswith(".safetensors") else "npy")
+    named_safetensors = args.output.lower().endswith(".safetensors")
+    if args.format == "npy" and named_safetensors:
+        raise InputError(f"-o {args.output} names a .safetensors file, but --format npy writes a directory")
+    fmt: EmbeddingFormat = args.format or ("safetensors" if named_safetensors else "npy")
     items = read_inputs(args.inputs)
     failures = Failures("embed")
     valid = split_items(items, failures)

@@ -22,21 +22,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--chain", action="append", metavar="ID", help="only these chain ids (repeatable)")
     p.add_argument("--model", type=int, default=1, help="model number, 1-based (default 1)")
     p.add_argument("--json", metavar="OUT", help="write per-residue features as JSON (atomically)")
-    p.add_argument("--quiet", action="store_true", help="do not print the per-chain summary")
+    p.add_argument("--quiet", action="store_true", help="do not print the per-chain summary nor a progress bar")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from openesm3.cli.common import check_output_file
     from openesm3.errors import OpenESM3Error
     from openesm3.structure.features import featurize
     from openesm3.structure.io import load_structure
     from openesm3.utils.atomic import atomic_write_text
     from openesm3.utils.progress import Progress
 
-    results: dict[str, Any] = {}
+    check_output_file(args.json, "--json")
+    results: list[dict[str, Any]] = []  # one per file given, in order (a file given twice appears twice)
     failures: list[str] = []
     many = len(args.files) > 1
-    with Progress(total=len(args.files), desc="featurize", unit="file", disable=not many) as bar:
+    with Progress(total=len(args.files), desc="featurize", unit="file", disable=args.quiet or not many) as bar:
         for path in args.files:
             try:
                 structure = load_structure(path, model=args.model, chains=args.chain)
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 failures.append(str(exc))
                 bar.update()
                 continue
-            results[path] = {"file": path, "chains": [c.to_json() for c in chains]}
+            results.append({"file": path, "chains": [c.to_json() for c in chains]})
             if not args.quiet:
                 for c in chains:
                     s = c.summary()
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  dssp     {s['ss8']}")
             bar.update()
     if args.json:
-        payload: Any = next(iter(results.values())) if not many and results else list(results.values())
+        payload: Any = results[0] if not many and results else results
         atomic_write_text(args.json, json.dumps(payload, indent=1) + "\n")
     for failure in failures:
         print(f"openesm3 featurize: error: {failure}", file=sys.stderr)

@@ -18,8 +18,8 @@ then the structure decoder gives the backbone (N, CA, C, O), per-residue pLDDT, 
 
 Output: -o DIR gets <id>.pdb (or .cif with --format cif) per record, pLDDT (0-1) in the B-factor column, and
 summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for another place, .json/.csv by suffix).
---pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / FILE.cif writes that
-file. Files are written atomically; a bad record is reported by name and the others complete.
+--pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / FILE.cif (optionally .gz)
+writes that file. Files are written atomically; a bad record is reported by name and the others complete.
 """
 
 STRUCTURE_SUFFIXES = {".pdb": "pdb", ".cif": "cif", ".mmcif": "cif"}
@@ -44,23 +44,36 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def _file_stem_and_format(path: Path) -> tuple[str, str] | None:
+    """``("one", "pdb")`` for ``one.pdb`` or ``one.pdb.gz`` (any case); None when the name is no structure file's."""
+    name = path.name[: -len(".gz")] if path.name.lower().endswith(".gz") else path.name
+    fmt = STRUCTURE_SUFFIXES.get(Path(name).suffix.lower())
+    return None if fmt is None else (Path(name).stem, fmt)
+
+
 def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path]:
-    """Structure file per protein, format, summary path."""
-    from openesm3.cli.common import output_names  # noqa: PLC0415
+    """Structure file per protein, format, summary path; checked (and the output directory made) before any work."""
+    from openesm3.cli.common import check_output_file, output_names, prepare_output_dir  # noqa: PLC0415
     from openesm3.errors import InputError  # noqa: PLC0415
 
     out = Path(args.output)
-    suffix = out.suffix.lower()
-    if suffix in STRUCTURE_SUFFIXES:
+    single = _file_stem_and_format(out)
+    if single is not None:
+        stem, fmt = single
         if len(names) != 1:
             raise InputError(f"-o {args.output}: one output file for {len(names)} proteins; give a directory")
-        fmt = args.format or STRUCTURE_SUFFIXES[suffix]
-        summary = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.tsv")
-        return [out], fmt, summary
-    fmt = args.format or "pdb"
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
-    return files, fmt, Path(args.summary) if args.summary else out / "summary.tsv"
+        if args.format is not None and args.format != fmt:
+            raise InputError(f"-o {args.output} names a {fmt} file, but --format is {args.format}")
+        check_output_file(args.output, "-o")
+        summary = Path(args.summary) if args.summary else out.with_name(stem + ".summary.tsv")
+        files = [out]
+    else:
+        fmt = args.format or "pdb"
+        out = prepare_output_dir(args.output, "-o")
+        files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
+        summary = Path(args.summary) if args.summary else out / "summary.tsv"
+    check_output_file(str(summary), "--summary")
+    return files, fmt, summary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
         failures.report(len(items), "protein(s)")
         return 2
     bundle = bundle_from_args(args, needs=("esm3", "structure_decoder"))
+    files, fmt, summary = _destinations(args, [item.name for item, _ in valid])
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
     with progress_bar(args, len(proteins), "fold", "protein") as bar:
         results = fold(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size, progress=bar.update)
-    files, fmt, summary = _destinations(args, [item.name for item, _ in valid])
     rows: list[list[Any]] = []
     for (item, _), result, path in zip(valid, results, files):
         if isinstance(result, OpenESM3Error):
@@ -108,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
             if args.pae_plot:
                 from openesm3.utils.plots import write_pae_png  # noqa: PLC0415
 
-                write_pae_png(result.pae, path.with_name(path.name[: -len(fmt) - 1] + ".pae.png"), title=item.name)
+                stem = (_file_stem_and_format(path) or (path.stem, fmt))[0]
+                write_pae_png(result.pae, path.with_name(stem + ".pae.png"), title=item.name)
         except OpenESM3Error as exc:
             failures.add(item.name, exc)
             continue

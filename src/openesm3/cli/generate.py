@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from openesm3.cli.common import add_decoding_arguments, add_model_arguments
@@ -47,14 +46,14 @@ def register(subparsers: Any) -> None:
     prompt.add_argument("--prompt", metavar="FILE", help="prompt(s): protein JSON, or FASTA with '_' masks")
     prompt.add_argument("--motif", metavar="FILE", help="structure file holding the motif")
     prompt.add_argument("--motif-residues", metavar="RANGE", help="chain and residue numbers, e.g. A10-25")
-    prompt.add_argument("--motif-positions", type=int, default=1, metavar="POS",
+    prompt.add_argument("--motif-positions", type=int, metavar="POS",
                         help="1-based design position of the motif's first residue (default 1)")  # fmt: skip
     prompt.add_argument("--ss8", metavar="STRING", help="SS8 prompt (GHITEBSC, '_' free) of the design length")
     prompt.add_argument("--keywords", metavar="LIST", help="comma-separated function keywords")
     p.add_argument("--track-order", default="sequence,structure", metavar="TRACKS",
                    help="tracks to generate, in order (default sequence,structure)")  # fmt: skip
     p.add_argument("-n", "--num-designs", type=int, default=1, metavar="N", help="designs per prompt (default 1)")
-    p.add_argument("--name", default="design", help="id prefix of designs built from options (default design)")
+    p.add_argument("--name", help="id prefix of designs built from options (default design)")
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="structure format (default pdb)")
     p.add_argument("--vocabulary-dir", metavar="DIR", help="function vocabulary files (for --keywords)")
     add_decoding_arguments(p, DESIGN_DECODING)
@@ -72,15 +71,19 @@ def _option_prompt(args: argparse.Namespace) -> Any:
     motifs = []
     if (args.motif is None) != (args.motif_residues is None):
         raise InputError("--motif FILE and --motif-residues RANGE go together")
+    if args.motif is None and args.motif_positions is not None:
+        raise InputError("--motif-positions places a motif: give --motif FILE --motif-residues RANGE too")
     if args.motif is not None:
         structure = Protein.from_structure(args.motif)
         source = f"{args.motif} {args.motif_residues}"
         residues = select_motif(structure, args.motif_residues, source=args.motif)
-        if args.motif_positions < 1:
-            raise InputError(f"--motif-positions must be >= 1, got {args.motif_positions}")
-        motifs.append(Motif(residues, args.motif_positions - 1, source))
+        position = 1 if args.motif_positions is None else args.motif_positions
+        if position < 1:
+            raise InputError(f"--motif-positions must be >= 1, got {position}")
+        motifs.append(Motif(residues, position - 1, source))
     keywords = [k.strip() for k in args.keywords.split(",") if k.strip()] if args.keywords else []
-    return design_prompt(args.length, motifs=motifs, ss8=args.ss8, keywords=keywords, name=args.name)
+    name = "design" if args.name is None else args.name
+    return design_prompt(args.length, motifs=motifs, ss8=args.ss8, keywords=keywords, name=name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
         check_batch_size,
         decoding_from_args,
         output_names,
+        prepare_output_dir,
         progress_bar,
         read_inputs,
         split_items,
+        unique_names,
         write_table,
     )
-    from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
+    from openesm3.errors import InputError, OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.design import design, parse_track_order  # noqa: PLC0415
     from openesm3.protein_io import write_fasta  # noqa: PLC0415
 
@@ -109,9 +114,12 @@ def run(args: argparse.Namespace) -> int:
     order = parse_track_order(args.track_order)
     failures = Failures("generate")
     if args.prompt is not None:
-        built = [args.length, args.motif, args.motif_residues, args.ss8, args.keywords]
+        built = [args.length, args.motif, args.motif_residues, args.motif_positions, args.ss8, args.keywords, args.name]
         if any(v is not None for v in built):
-            raise InputError("--prompt FILE cannot be combined with --length/--motif/--ss8/--keywords")
+            raise InputError(
+                "--prompt FILE cannot be combined with --length/--motif/--motif-residues/--motif-positions/--ss8/"
+                "--keywords/--name (the prompt file holds the prompts and their names)"
+            )
         items = read_inputs([args.prompt])
     else:
         prompt = _option_prompt(args)
@@ -122,18 +130,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     needs = ("esm3", "structure_decoder") + (("function_decoder",) if "function" in order else ())
     bundle = bundle_from_args(args, needs=needs)
+    if "function" in order:
+        try:
+            bundle.tokenizers.function_vocabulary  # noqa: B018 - decoding function tokens needs it: checked before any work
+        except VocabularyError as exc:
+            raise VocabularyError(f"--track-order function needs the function vocabulary: {exc}") from None
     if args.prompt is None:
         bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
+    out = prepare_output_dir(args.output, "-o")
     prompts, names = [], []
-    for item, protein in valid:
+    for prompt_name, (_, protein) in zip(unique_names([p.name or item.name for item, p in valid]), valid):
         for k in range(1, args.num_designs + 1):
-            prompts.append(protein.replace(name=f"{protein.name or item.name}_{k}"))
-            names.append(f"{protein.name or item.name}_{k}")
+            prompts.append(protein.replace(name=f"{prompt_name}_{k}"))
+            names.append(f"{prompt_name}_{k}")
     with progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
         results = design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
                          progress=bar.update)  # fmt: skip
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     designed, rows = [], []
     for name, stem, result in zip(names, output_names(names), results):
         if isinstance(result, OpenESM3Error):

@@ -46,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_batch_size,
+        check_output_file,
         decoding_from_args,
         progress_bar,
         read_inputs,
         split_items,
+        unique_names,
         write_table,
     )
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
     decoding = decoding_from_args(args)
+    check_output_file(args.output, "-o")
+    check_output_file(args.summary, "--summary")
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("inverse-fold")
@@ -69,16 +73,17 @@ def run(args: argparse.Namespace) -> int:
         failures.report(len(items), "structure(s)")
         return 2
     bundle = bundle_from_args(args, needs=("esm3",))
-    proteins = [p.replace(name=p.name or item.name) for item, p in valid]
+    names = unique_names([item.name for item, _ in valid])  # design ids name their structure unambiguously
+    proteins = [p.replace(name=name) for name, (_, p) in zip(names, valid)]
     with progress_bar(args, len(proteins) * args.num_samples, "inverse-fold", "sequence") as bar:
         results = inverse_fold(bundle, proteins, args.num_samples, decoding, seed=args.seed,
                                batch_size=args.batch_size, progress=bar.update)  # fmt: skip
     records: list[str] = []
     rows: list[list[Any]] = []
     done = 0
-    for (item, native), result in zip(valid, results):
+    for name, (item, native), result in zip(names, valid, results):
         if isinstance(result, OpenESM3Error):
-            failures.add(item.name, result)
+            failures.add(name, result)
             continue
         done += 1
         recoveries = []
@@ -91,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
             body = design.sequence
             records.append(header + "\n" + "\n".join(body[i : i + FASTA_LINE_WIDTH]
                                                      for i in range(0, len(body), FASTA_LINE_WIDTH)))  # fmt: skip
-            rows.append([item.name, str(k), len(native), recovery])
+            rows.append([name, str(k), len(native), recovery])
         finite = [r for r in recoveries if not math.isnan(r)]
-        rows.append([item.name, "mean", len(native), sum(finite) / len(finite) if finite else math.nan])
+        rows.append([name, "mean", len(native), sum(finite) / len(finite) if finite else math.nan])
     if records:
         atomic_write_text(args.output, "\n".join(records) + "\n")
         write_table(args.summary, ["id", "sample", "length", "recovery"], rows)

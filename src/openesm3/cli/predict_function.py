@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_batch_size,
+        check_output_file,
         decoding_from_args,
         progress_bar,
         read_inputs,
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_batch_size(args)
     decoding = decoding_from_args(args)
+    check_output_file(args.output, "-o")
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("predict-function")

@@ -56,7 +56,7 @@ def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | N
     measured: list[float] | None = None
     column = None
     for value in args.mutations or ():
-        texts.extend(part for part in value.split(",") if part.strip())
+        texts.extend(part.strip() for part in value.split(",") if part.strip())
     if args.mutations_file:
         lines = read_text_file(args.mutations_file, role="--mutations-file").splitlines()
         texts.extend(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
@@ -70,13 +70,25 @@ def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | N
 
 
 def run(args: argparse.Namespace) -> int:
-    from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, read_inputs, split_items
+    from openesm3.cli.common import (
+        Failures,
+        bundle_from_args,
+        check_batch_size,
+        check_output_file,
+        read_inputs,
+        split_items,
+    )
     from openesm3.errors import InputError
 
     check_batch_size(args)
+    check_output_file(args.output, "-o")
     texts, measured, column = _variant_texts(args)
     items = read_inputs(args.inputs)
-    variant_mode = bool(texts) or bool(args.dms)
+    # Any variant option asks for variant scores: one that holds no variant is an error, not a silent PLL table.
+    variant_mode = args.mutations is not None or args.mutations_file is not None or args.dms is not None
+    if variant_mode and not texts:  # (an empty --dms table is refused when read)
+        where = f"--mutations-file {args.mutations_file}" if args.mutations_file is not None else "--mutations"
+        raise InputError(f"{where}: no variants to score")
     if variant_mode and len(items) != 1:
         raise InputError(
             f"variant scoring needs exactly one wild-type protein; the input(s) hold {len(items)} "
@@ -136,8 +148,6 @@ def _score_variants(
     from openesm3.generation.scoring import VariantScore, masked_marginal_scores
     from openesm3.generation.variants import Variant, parse_variant, spearman
 
-    if not texts:
-        raise InputError(f"{args.dms}: no variants")
     parsed: list[Variant | InputError] = []
     for text in texts:
         try:

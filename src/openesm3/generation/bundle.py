@@ -121,7 +121,10 @@ class ModelBundle:
         dtype: DTypeName | torch.dtype = "fp32",
         vocabulary_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.weights = None if weights is None else Path(weights).expanduser()
+        from openesm3.checkpoints.loading import model_directory_of  # noqa: PLC0415
+
+        # A model directory's own file (DIR/esm3/model.safetensors) stands for that directory, not an official .pth.
+        self.weights = None if weights is None else model_directory_of(Path(weights).expanduser())
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.tokenizers = ProteinTokenizers(vocabulary_dir=vocabulary_dir)

@@ -12,7 +12,8 @@ averages the BOS and EOS rows; ours averages residues only.
 ``<id>.mean.npy`` ([D]) per record plus ``index.tsv`` in a directory, or one ``.safetensors`` file for the whole
 input (tensors ``<id>`` and ``<id>.mean``; the metadata maps each key back to the record id). Ids become safe file
 names (:func:`safe_name`): characters outside ``A-Za-z0-9._-`` are replaced by ``_``, and names that collide
-(case-insensitively, for case-insensitive file systems) get ``_2``, ``_3``, ...
+(case-insensitively, for case-insensitive file systems; also with another record's ``.mean`` name) get ``_2``,
+``_3``, ...
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ EmbeddingFormat = Literal["npy", "safetensors"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_LENGTH = 150  # leaves room for ".mean.npy" within the usual 255-byte file-name limit
 INDEX_FILE = "index.tsv"
+MEAN_SUFFIX = ".mean"  # record x: tensor / file x (per residue) and x.mean
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,18 @@ def embed_proteins(
     return [e for e in out if e is not None]
 
 
-def safe_name(name: str, used: set[str]) -> str:
-    """A file-system-safe, unique (case-insensitively, within ``used``) version of ``name``; adds it to ``used``."""
+def safe_name(name: str, used: set[str], suffixes: Sequence[str] = ("",)) -> str:
+    """A file-system-safe, unique (case-insensitively, within ``used``) version of ``name``; adds it to ``used``.
+
+    ``suffixes``: the names derived from the result (e.g. ``("", ".mean")`` for the tensors ``x`` and ``x.mean``);
+    every one of them must be unused, so that record ``x.mean`` cannot take the mean of record ``x``."""
     base = _UNSAFE.sub("_", name).strip("._") or "record"
     base = base[:MAX_NAME_LENGTH]
     candidate, k = base, 1
-    while candidate.lower() in used:
+    while any((candidate + suffix).lower() in used for suffix in suffixes):
         k += 1
         candidate = f"{base}_{k}"
-    used.add(candidate.lower())
+    used.update((candidate + suffix).lower() for suffix in suffixes)
     return candidate
 
 
@@ -148,18 +153,18 @@ class EmbeddingWriter:
 
     def add(self, record_id: str, embedding: ProteinEmbedding) -> list[Path]:
         """Store one record's embedding; returns the files written now (npy) or nothing (safetensors)."""
-        name = safe_name(record_id, self._used)
+        name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
         self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))
         if self.format == "safetensors":
             if self.per_residue:
                 self._tensors[name] = torch.from_numpy(embedding.per_residue.copy())
-            self._tensors[f"{name}.mean"] = torch.from_numpy(embedding.mean.copy())
+            self._tensors[name + MEAN_SUFFIX] = torch.from_numpy(embedding.mean.copy())
             self._keys[name] = record_id
             return []
         written = []
         if self.per_residue:
             written.append(self._save_npy(self.output / f"{name}.npy", embedding.per_residue))
-        written.append(self._save_npy(self.output / f"{name}.mean.npy", embedding.mean))
+        written.append(self._save_npy(self.output / f"{name}{MEAN_SUFFIX}.npy", embedding.mean))
         return written
 
     @staticmethod

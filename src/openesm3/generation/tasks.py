@@ -33,6 +33,7 @@ from openesm3.generation.bundle import ModelBundle
 from openesm3.generation.iterative import derive_seed, generate
 from openesm3.generation.protein_tensor import ProteinTensor
 from openesm3.protein import Protein
+from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers import decode_function_tokens, merge_annotations
 
 __all__ = [
@@ -216,6 +217,12 @@ def inverse_fold(
             if protein.coordinates is None:
                 raise InputError(f"{protein.error_prefix()}has no coordinates to design a sequence for "
                                  "(give a structure file)")  # fmt: skip
+            backbone = protein.coordinates[:, list(RC.BACKBONE_ATOMS)]  # [L, 3 (N, CA, C), 3]
+            if not np.isfinite(backbone).all(axis=(1, 2)).any():
+                # Geometric attention builds frames from N, CA, C only: without them the model would see no
+                # structure at all and the "design" would be an unconditional sample (e.g. a CA-only model).
+                raise InputError(f"{protein.error_prefix()}no residue has all of N, CA and C, so there is no "
+                                 "backbone to design a sequence for")  # fmt: skip
             return Protein(sequence=_masked_like(protein), coordinates=protein.coordinates,
                            chain_ids=protein.chain_ids, name=protein.name)  # fmt: skip
 
