@@ -304,9 +304,17 @@ class Protein:
         if self.sequence is None:
             return None
         try:
-            return _SEQUENCE.normalize(self.sequence)
+            sequence = _SEQUENCE.normalize(self.sequence)
         except TokenizationError as exc:
             raise self._error(str(exc)) from None
+        chains = sequence.split("|")
+        if len(chains) > 1 and not all(chains):  # '|' opening or closing the sequence, or two in a row
+            n = chains.index("") + 1
+            raise self._error(
+                f"sequence: chain {n} of {len(chains)} is empty (a '|' chain break must sit between two chains' "
+                "residues, not at either end or next to another '|')"
+            )
+        return sequence
 
     def _checked_ss8(self) -> str | None:
         ss = self.secondary_structure

@@ -28,6 +28,15 @@ def test_sequence_is_uppercased_and_masks_and_breaks_are_kept() -> None:
     assert p.chain_break_positions().tolist() == [4]
 
 
+@pytest.mark.parametrize(("sequence", "chain"), [("|MKT", "chain 1 of 2"), ("MK||T", "chain 2 of 3"),
+                                                 ("MKT|", "chain 2 of 2"), ("|", "chain 1 of 2")])  # fmt: skip
+def test_an_empty_chain_is_an_error(sequence: str, chain: str) -> None:
+    # A structure cannot hold a chain without residues: such a protein would be folded or written one chain short.
+    with pytest.raises(InputError, match=rf"sequence: {chain} is empty"):
+        Protein(sequence=sequence)
+    assert Protein(sequence="MK|T").n_chains == 2
+
+
 def test_invalid_residue_names_protein_and_position() -> None:
     with pytest.raises(InputError, match=r"protein 'p1'.*position 3.*'J'"):
         Protein(sequence="MKJT", name="p1")
