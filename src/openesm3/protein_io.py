@@ -37,7 +37,6 @@ A file holds one such object, or a list of them (:func:`read_json` always return
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,7 +52,7 @@ from openesm3.errors import InputError, OpenESM3Error
 from openesm3.protein import Protein, default_chain_ids
 from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers.sequence import SequenceTokenizer
-from openesm3.utils.atomic import atomic_write_bytes, atomic_write_text
+from openesm3.utils.atomic import write_text_output
 from openesm3.utils.text import read_text_file
 
 JSON_FORMAT = "openesm3.protein"
@@ -215,17 +214,9 @@ def fasta_string(proteins: Iterable[Protein], line_width: int = FASTA_LINE_WIDTH
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` atomically, gzip-compressed when the name ends in ``.gz`` (as the structure writers do)."""
-    if Path(path).suffix.lower() == ".gz":
-        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
-    else:
-        atomic_write_text(path, text)
-
-
 def write_fasta(path: PathLike, proteins: Iterable[Protein], line_width: int = FASTA_LINE_WIDTH) -> None:
     """Write FASTA atomically (gzip-compressed for a ``.gz`` name)."""
-    _write_text(path, fasta_string(proteins, line_width))
+    write_text_output(path, fasta_string(proteins, line_width))
 
 
 # ==========================================================================================================
@@ -418,7 +409,7 @@ def json_string(proteins: Protein | Sequence[Protein], indent: int | None = None
 
 def write_json(path: PathLike, proteins: Protein | Sequence[Protein], indent: int | None = None) -> None:
     """Write one protein (an object) or several (a list) atomically (gzip-compressed for a ``.gz`` name)."""
-    _write_text(path, json_string(proteins, indent))
+    write_text_output(path, json_string(proteins, indent))
 
 
 def read_json(path: PathLike) -> list[Protein]:

@@ -3,6 +3,7 @@ real structures from tests/data), including the errors a user sees."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -359,3 +360,17 @@ def test_round_trip_of_a_complex(
     assert code == 0 and printed.startswith("1AM7 chains C, A: 308 residues -> 311 tokens")
     code, _, err = run(["round-trip", str(file), "--chain", "A", "--all-chains"], capsys)
     assert code == 2 and "--chain or --all-chains, not both" in err
+
+
+def test_a_gz_token_file_is_gzipped_and_detokenizes(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens, conf = tmp_path / "tokens.json.gz", tmp_path / "conf.json.gz"
+    code, _, err = run(["tokenize-structure", str(STRUCTURES / "1fxd.pdb.gz"), "--weights", str(weights),
+                        "--out", str(tokens), "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(gzip.decompress(tokens.read_bytes()))["structures"][0]["name"] == "1fxd"
+    code, _, err = run(["detokenize", str(tokens), "--weights", str(weights), "--out", str(tmp_path / "x.pdb"),
+                        "--confidence", str(conf), "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert len(json.loads(gzip.decompress(conf.read_bytes()))["1fxd"]["plddt"]) == len(load_chain(tmp_path / "x.pdb"))

@@ -222,34 +222,36 @@ def decoding_from_args(args: argparse.Namespace) -> TaskDecoding:
 
 
 def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
-    """A table to ``path`` (``.json``: a list of objects; ``.csv``; otherwise TSV), atomically; stdout if None."""
+    """A table to ``path`` (``.json``: a list of objects; ``.csv``; otherwise TSV; each gzip-compressed under a further
+    ``.gz``), atomically; stdout if None."""
     import csv  # noqa: PLC0415
     import io  # noqa: PLC0415
     import json  # noqa: PLC0415
     import math  # noqa: PLC0415
 
-    from openesm3.utils.atomic import atomic_write_text  # noqa: PLC0415
+    from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
 
     def cell(v: Any) -> Any:
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.6g}"
         return "" if v is None else v
 
-    if path is not None and path.lower().endswith(".json"):
+    kind = path.lower().removesuffix(".gz") if path is not None else ""
+    if path is not None and kind.endswith(".json"):
         records = [
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in zip(header, row)} for row in rows
         ]
-        atomic_write_text(path, json.dumps(records, indent=1) + "\n")
+        write_text_output(path, json.dumps(records, indent=1) + "\n")
         return
     buffer = io.StringIO()
-    delimiter = "," if path is not None and path.lower().endswith(".csv") else "\t"
+    delimiter = "," if kind.endswith(".csv") else "\t"
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([[cell(v) for v in row] for row in rows])
     if path is None:
         sys.stdout.write(buffer.getvalue())
     else:
-        atomic_write_text(path, buffer.getvalue())
+        write_text_output(path, buffer.getvalue())
 
 
 def check_output_file(path: str | None, option: str) -> None:

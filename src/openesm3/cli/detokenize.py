@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
-    from openesm3.utils.atomic import atomic_write_text
+    from openesm3.utils.atomic import write_text_output
     from openesm3.utils.text import read_text_file
 
     if args.batch_size < 1:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 }
             bar.update(len(chunk))
     if args.confidence:
-        atomic_write_text(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
+        write_text_output(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
     return 0
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import OpenESM3Error
     from openesm3.structure.features import featurize
     from openesm3.structure.io import load_structure
-    from openesm3.utils.atomic import atomic_write_text
+    from openesm3.utils.atomic import write_text_output
     from openesm3.utils.progress import Progress
 
     check_output_file(args.json, "--json")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update()
     if args.json:
         payload: Any = results[0] if not many and results else results
-        atomic_write_text(args.json, json.dumps(payload, indent=1) + "\n")
+        write_text_output(args.json, json.dumps(payload, indent=1) + "\n")
     for failure in failures:
         print(f"openesm3 featurize: error: {failure}", file=sys.stderr)
     if failures:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
     from openesm3.generation.tasks import inverse_fold, sequence_recovery  # noqa: PLC0415
     from openesm3.protein_io import FASTA_LINE_WIDTH  # noqa: PLC0415
-    from openesm3.utils.atomic import atomic_write_text  # noqa: PLC0415
+    from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
 
     check_batch_size(args)
     if args.num_samples < 1:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         finite = [r for r in recoveries if not math.isnan(r)]
         rows.append([name, "mean", len(native), sum(finite) / len(finite) if finite else math.nan])
     if records:
-        atomic_write_text(args.output, "\n".join(records) + "\n")
+        write_text_output(args.output, "\n".join(records) + "\n")
         write_table(args.summary, ["id", "sample", "length", "recovery"], rows)
         print(f"openesm3 inverse-fold: {len(records)} sequence(s) for {done} structure(s) -> {args.output}",
               file=sys.stderr)  # fmt: skip

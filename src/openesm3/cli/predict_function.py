@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from openesm3.errors import OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.tasks import predict_function  # noqa: PLC0415
-    from openesm3.utils.atomic import atomic_write_text  # noqa: PLC0415
+    from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
 
     check_batch_size(args)
     decoding = decoding_from_args(args)
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         annotations = [{"label": a.label, "start": a.start, "end": a.end} for a in result.function_annotations or ()]
         objects.append({"id": item.name, "length": len(result), "annotations": annotations})
     if objects:
-        if args.output is not None and args.output.lower().endswith(".json"):
-            atomic_write_text(args.output, json.dumps(objects, indent=1) + "\n")
+        if args.output is not None and args.output.lower().removesuffix(".gz").endswith(".json"):
+            write_text_output(args.output, json.dumps(objects, indent=1) + "\n")
         else:
             rows = [[o["id"], a["label"], a["start"], a["end"]] for o in objects for a in o["annotations"]]
             write_table(args.output, ["id", "label", "start", "end"], rows)

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.models.structure_encoder import StructureEncoder
     from openesm3.structure import ProteinComplex, load_structure
     from openesm3.structure.io import structure_name
-    from openesm3.utils.atomic import atomic_write_text
+    from openesm3.utils.atomic import write_text_output
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         payload = tokens_to_json(tokens, model=weights_identity(place, "structure_encoder"))
         text = json.dumps(payload, separators=(",", ":")) + "\n"
         if args.out:
-            atomic_write_text(args.out, text)
+            write_text_output(args.out, text)
         else:
             sys.stdout.write(text)
     for item in tokens:

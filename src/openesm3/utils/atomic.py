@@ -6,6 +6,7 @@ A reader never sees a half-written file, and an interrupted run leaves the previ
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -86,6 +87,15 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def write_text_output(path: str | os.PathLike[str], text: str) -> None:
+    """A text output the user named, atomically: gzip-compressed when the name ends in ``.gz`` (so ``zcat`` and our
+    readers, which decompress such files, read it), plain UTF-8 otherwise."""
+    if Path(path).suffix.lower() == ".gz":
+        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+    else:
+        atomic_write_text(path, text)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:

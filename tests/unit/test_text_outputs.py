@@ -1,0 +1,38 @@
+"""Text outputs the user names (tables, FASTA, JSON, token files) are gzip-compressed under a ``.gz`` name, in the
+format the name gives before it, so ``zcat`` and our own readers read them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from openesm3.cli.common import write_table
+from openesm3.utils.atomic import write_text_output
+from openesm3.utils.text import read_text_file
+
+
+@pytest.mark.parametrize("name", ["t.tsv.gz", "t.csv.gz", "t.json.gz", "t.tsv", "t.JSON.GZ"])
+def test_tables_are_gzipped_under_a_gz_name_in_the_format_before_it(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    write_table(str(path), ["id", "score"], [["a", 1.5], ["b", math.nan]])
+    raw = path.read_bytes()
+    assert raw.startswith(b"\x1f\x8b") == name.lower().endswith(".gz")
+    text = gzip.decompress(raw).decode() if name.lower().endswith(".gz") else raw.decode()
+    if ".json" in name.lower():
+        assert json.loads(text) == [{"id": "a", "score": 1.5}, {"id": "b", "score": None}]
+    else:
+        sep = "," if ".csv" in name else "\t"
+        assert text == f"id{sep}score\na{sep}1.5\nb{sep}\n"
+
+
+def test_text_output_reads_back_and_replaces_a_file_atomically(tmp_path: Path) -> None:
+    for name in ("x.txt", "x.txt.gz"):
+        path = tmp_path / "new_dir" / name
+        write_text_output(path, "first\n")
+        write_text_output(path, "second ü\n")
+        assert read_text_file(path) == "second ü\n"
+    assert sorted(p.name for p in (tmp_path / "new_dir").iterdir()) == ["x.txt", "x.txt.gz"]  # no temporary left
