@@ -302,12 +302,13 @@ def test_copy_under_another_directory_keeps_the_file_stem_as_name(tmp_path: Path
     assert load_chain(target).name == "my_protein"
 
 
-def test_crlf_short_records_and_hybrid36_numbers(tmp_path: Path) -> None:
+def test_crlf_and_cr_line_ends_short_records_and_hybrid36_numbers(tmp_path: Path) -> None:
     text = gzip.decompress((STRUCTURES / "2ZTA.pdb.gz").read_bytes()).decode()
     reference = load_structure(STRUCTURES / "2ZTA.pdb.gz")
-    crlf = tmp_path / "crlf.pdb"
-    crlf.write_bytes(text.replace("\n", "\r\n").encode())
-    assert_same_chains(reference, load_structure(crlf), atol=0)
+    # Windows and classic Mac OS line ends (lone CR once made the file one line: only its first atom was read).
+    for name, end in (("crlf.pdb", "\r\n"), ("cr.pdb", "\r")):
+        (tmp_path / name).write_bytes(text.replace("\n", end).encode())
+        assert_same_chains(reference, load_structure(tmp_path / name), atol=0)
     # Records cut right after the coordinates (no occupancy, B-factor, element): occupancy 1, B-factor 0.
     short = tmp_path / "short.pdb"
     short.write_text("\n".join(line[:54] if line.startswith("ATOM") else line for line in text.splitlines()))
@@ -323,13 +324,8 @@ def test_crlf_short_records_and_hybrid36_numbers(tmp_path: Path) -> None:
     assert load_chain(h36).residue_index[0] == 10000
 
 
-def test_classic_mac_line_ends_read_every_record(tmp_path: Path) -> None:
-    # Lone CR line ends once made the file one line: only its first atom was read, silently.
+def test_errors_count_lines_ended_by_a_lone_cr(tmp_path: Path) -> None:
     text = gzip.decompress((STRUCTURES / "2ZTA.pdb.gz").read_bytes()).decode()
-    reference = load_structure(STRUCTURES / "2ZTA.pdb.gz")
-    cr = tmp_path / "cr.pdb"
-    cr.write_bytes(text.replace("\n", "\r").encode())
-    assert_same_chains(reference, load_structure(cr), atol=0)
     bad = tmp_path / "bad.pdb"
     bad.write_bytes("\r".join(text.splitlines()[:5] + ["ATOM      1  N   MET A   1      1.0"]).encode())
     with pytest.raises(StructureFileError, match="line 6: truncated ATOM"):
