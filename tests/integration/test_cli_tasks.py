@@ -305,6 +305,24 @@ def test_generate_from_prompt_file_with_a_bad_record(weights: Path, tmp_path: Pa
         assert "cannot be combined" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["fold", "generate"])
+def test_help_names_the_summary_columns_that_are_written(
+    command: str, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--help`` lists summary.tsv's columns: the same ones, in the same order, as the file written."""
+    fasta = tmp_path / "p.fasta"
+    fasta.write_text(">p\nMK____AY\n")
+    inputs = [str(fasta)] if command == "fold" else ["--prompt", str(fasta)]
+    out = tmp_path / "out"
+    assert main([command, *inputs, "-o", str(out), "--weights", str(weights), *FAST]) == 0
+    header = (out / "summary.tsv").read_text().splitlines()[0].split("\t")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"summary.tsv ({', '.join(header)}" in text
+
+
 def test_generate_a_function_track_without_the_vocabulary_stops_before_any_work(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

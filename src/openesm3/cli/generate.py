@@ -28,8 +28,8 @@ missing). A motif is kept exactly: the design is superposed on the motif's backb
 back (summary column motif_rmsd = backbone RMSD of the generated motif positions before that).
 
 Output -o DIR: designs.fasta (all designs), <id>.pdb (or .cif) per design with pLDDT in the B-factors, and
-summary.tsv (id, length, ptm, mean_plddt, motif_rmsd, sequence). Default decoding: T = 0.7 annealed, random order,
-length/2 steps per track. Files are written atomically.
+summary.tsv (id, file, length, ptm, mean_plddt, motif_rmsd, sequence). Default decoding: T = 0.7 annealed, random
+order, length/2 steps per track. Files are written atomically.
 """
 
 
