@@ -238,3 +238,48 @@ def test_a_run_holds_out_calibration_chains_and_calibrates_on_them(
     capsys.readouterr()
     assert main(["calibrate-tokenizer", "--run", str(plain), "--out", str(tmp_path / "c2"), "--steps", "1"]) == 2
     assert "held out no chains for calibration" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+    """A finished 2-step stage-1 run (not to be modified by the tests that use it)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("stage1_run") / "run"
+    _train(out, dataset, "max_steps=2")
+    return out
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "internal error" not in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_resume_past_max_steps_is_refused(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run at step 2 restarted with max_steps=1 used to train nothing, re-export the step-2 weights and print
+    'trained to step 1'."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    export = (run / "export" / "structure_encoder" / "model.safetensors").read_bytes()
+    code = main(["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=1"])
+    assert code == 2
+    err = _error_line(capsys)
+    assert "already at step 2" in err and "max_steps=1" in err
+    assert (run / "export" / "structure_encoder" / "model.safetensors").read_bytes() == export
+
+
+def test_resume_with_other_networks_is_a_one_line_error(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming with another architecture used to end in an 'internal error' listing every mis-shaped tensor."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=4"]
+    assert main([*args, "decoder.n_layers=2"]) == 2
+    err = _error_line(capsys)
+    assert "decoder.n_layers" in err and "another out_dir" in err
+    assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]  # nothing lost
+
