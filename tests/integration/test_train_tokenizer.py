@@ -283,3 +283,12 @@ def test_resume_with_other_networks_is_a_one_line_error(
     assert "decoder.n_layers" in err and "another out_dir" in err
     assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]  # nothing lost
 
+
+def test_stage2_from_a_run_with_other_networks_is_a_one_line_error(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """init_from a stage-1 run whose encoder differs from the stage-2 config's used to end in an 'internal error'."""
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={tmp_path / 's2'}", *TINY]
+    assert main([*args, "stage=2", f"init_from={stage1_run}", "encoder.d_model=64", "max_steps=1"]) == 2
+    err = _error_line(capsys)
+    assert str(stage1_run) in err and "encoder" in err and "mis-shaped" in err
