@@ -98,11 +98,13 @@ def run(args: argparse.Namespace) -> int:
         REPORT_FILE,
         CalibrationConfig,
         calibrate,
+        check_output_dir,
         decode_records,
         summary_lines,
         write_calibrated,
     )
 
+    check_output_dir(args.out)  # before any work, not after the fits
     if args.threads:
         torch.set_num_threads(args.threads)
     config = CalibrationConfig(
