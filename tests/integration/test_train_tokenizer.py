@@ -292,3 +292,16 @@ def test_stage2_from_a_run_with_other_networks_is_a_one_line_error(
     assert main([*args, "stage=2", f"init_from={stage1_run}", "encoder.d_model=64", "max_steps=1"]) == 2
     err = _error_line(capsys)
     assert str(stage1_run) in err and "encoder" in err and "mis-shaped" in err
+
+
+def test_resuming_with_changed_settings_warns_in_one_line(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning came as Python's 'run.py:168: UserWarning: ...' followed by a line of our source code."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY]
+    assert main([*args, "max_steps=2", "optim.lr=5e-4"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("openesm3 train-tokenizer: warning: resuming from ") and "optim.lr" in err, err
+    assert "UserWarning" not in err and len(err.splitlines()) == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,7 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=run)
 
 
+def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """A warning (e.g. resuming with changed settings) as one line, not Python's file:line plus source line."""
+    print(f"openesm3 train-tokenizer: warning: {message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from openesm3.training.config import config_from_args
