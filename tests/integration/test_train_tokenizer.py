@@ -305,3 +305,18 @@ def test_resuming_with_changed_settings_warns_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith("openesm3 train-tokenizer: warning: resuming from ") and "optim.lr" in err, err
     assert "UserWarning" not in err and len(err.splitlines()) == 1
+
+
+def test_overrides_may_follow_options(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KEY=VALUE after an option (``... --export-only out_dir=X``) used to be 'unrecognized arguments'."""
+    out = tmp_path / "x"
+    args = ["train-tokenizer", f"data.path={dataset}", *TINY, "--threads", "1", "--export-only", f"out_dir={out}"]
+    assert main([*args, "--checkpoint", str(stage1_run), "max_steps=2"]) == 0
+    assert (out / "export" / "structure_encoder" / "model.safetensors").is_file()
+    assert main([*args, "--checkpoint", str(stage1_run), "max_steps=0"]) == 2  # the last override is applied too
+    assert "max_steps must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an unknown option is still an argparse error
+        main([*args, "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
