@@ -320,3 +320,17 @@ def test_overrides_may_follow_options(
     with pytest.raises(SystemExit):  # an unknown option is still an argparse error
         main([*args, "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_an_out_dir_that_is_a_file_is_refused_first(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """out_dir naming a file failed with a bare '[Errno 17] File exists' after the model and data were built (for
+    stage 2, after encoding the whole dataset), and --export-only with 'Not a directory'."""
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={file}", *TINY, "max_steps=1"]
+    for extra in ([], ["--export-only", "--checkpoint", str(stage1_run)]):
+        assert main([*args, *extra]) == 2
+        assert f"out_dir={file}: exists and is not a directory" in _error_line(capsys)
+    assert file.read_text() == "mine"

@@ -148,8 +148,16 @@ def noised(record: ProteinRecord, sigma: float, rng: np.random.Generator) -> Pro
     return replace(record, atom37=record.atom37 + noise)
 
 
+def _check_out_dir(config: TokenizerTrainConfig) -> None:
+    """Refuse an ``out_dir`` that is a file before any work (model building, dataset encoding, training)."""
+    out = Path(config.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir={config.out_dir}: exists and is not a directory")
+
+
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     """Train one stage as ``config`` says and export the networks (see the module docstring)."""
+    _check_out_dir(config)
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
@@ -187,6 +195,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
 def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> tuple[Path, Path, Path]:
     """Export the networks of a training checkpoint (a checkpoint directory, or a run directory for its latest)
     of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir)."""
+    _check_out_dir(config)
     path = resolve_checkpoint(checkpoint)
     model = _new_model(config)
     load_state_dict_strict(model, load_checkpoint(path).model_state, source=f"{path} (with this run's config)")
