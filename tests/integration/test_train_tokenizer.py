@@ -334,3 +334,19 @@ def test_an_out_dir_that_is_a_file_is_refused_first(
         assert main([*args, *extra]) == 2
         assert f"out_dir={file}: exists and is not a directory" in _error_line(capsys)
     assert file.read_text() == "mine"
+
+
+def test_no_validation_records_is_said_and_a_finished_run_trains_nothing(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run asked to validate (val_every > 0) whose split held no validation records silently skipped validation;
+    rerunning a finished run printed 'trained to step 2; last train loss None'."""
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", *TINY]
+    out = tmp_path / "run"
+    split = ["data.split.method=cluster", "data.split.valid_fraction=0", "val_every=1", "max_steps=1"]
+    assert main([*args, f"out_dir={out}", *split]) == 0
+    assert "openesm3 train-tokenizer: warning: no validation: the 'cluster' split of" in capsys.readouterr().err
+    run = tmp_path / "finished"
+    shutil.copytree(stage1_run, run)
+    assert main([*args, f"out_dir={run}", "max_steps=2"]) == 0
+    assert capsys.readouterr().out.startswith("already at step 2 (max_steps): nothing to train")

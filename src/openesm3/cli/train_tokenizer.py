@@ -65,7 +65,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     out = train_tokenizer(config)
     r = out.result
-    print(f"trained to step {r.step}; last train loss {r.train_loss}; checkpoint {r.checkpoint}")
+    if r.train_loss is None:  # the last step always logs, so no step ran: the run had already reached max_steps
+        print(f"already at step {r.step} (max_steps): nothing to train; checkpoint {r.checkpoint}")
+    else:
+        print(f"trained to step {r.step}; last train loss {r.train_loss}; checkpoint {r.checkpoint}")
     if r.valid:
         print("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.valid.items())))
     if out.encoder_dir is not None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -173,6 +174,13 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
                 progress=config.progress and info.is_main,
             )
         data = build_protein_data(config, rank=info.rank, world_size=info.world_size, dataset=dataset)
+        split = config.data.split
+        if data.valid is None and config.val_every and split.method != "none" and info.is_main:
+            warnings.warn(
+                f"no validation: the {split.method!r} split of {config.data.path} holds no validation records "
+                "(label some valid at ingestion, or use data.split.method=cluster with a valid_fraction > 0)",
+                stacklevel=2,
+            )
         result = train(
             model,
             TokenizerObjective(config.losses),
