@@ -350,3 +350,20 @@ def test_no_validation_records_is_said_and_a_finished_run_trains_nothing(
     shutil.copytree(stage1_run, run)
     assert main([*args, f"out_dir={run}", "max_steps=2"]) == 0
     assert capsys.readouterr().out.startswith("already at step 2 (max_steps): nothing to train")
+
+
+def test_quiet_turns_the_progress_bars_off(
+    tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other command takes --quiet; train-tokenizer (progress=false only) and calibrate-tokenizer did not."""
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    tiny = [a for a in TINY if a != "progress=false"]
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", *tiny, "max_steps=1"]
+    assert main([*args, f"out_dir={tmp_path / 'loud'}"]) == 0
+    assert "train (from step 0)" in capsys.readouterr().err  # the bar, by default
+    assert main([*args, "--quiet", f"out_dir={tmp_path / 'quiet'}"]) == 0
+    assert capsys.readouterr().err == ""
+    files = [str(TEST_DATA / name) for name in FILES[:2]]
+    calibrate = ["calibrate-tokenizer", *files, "--steps", "1", "--cross-fit", "0", "--heads", "plddt"]
+    assert main([*calibrate, "--quiet", "--out", str(tmp_path / "calibrated")]) == 0
+    assert capsys.readouterr().err == ""

@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--export-only", action="store_true", help="export the latest checkpoint of out_dir (no training)"
     )
     parser.add_argument("--checkpoint", default=None, help="with --export-only: this checkpoint directory instead")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the same as progress=false)")
     parser.set_defaults(handler=run)
 
 
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import torch
 
     from openesm3.training.config import config_from_args
@@ -56,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(TokenizerTrainConfig, args)
+    if args.quiet:
+        config = replace(config, progress=False)
     if args.checkpoint and not args.export_only:
         print("openesm3 train-tokenizer: error: --checkpoint goes with --export-only", file=sys.stderr)
         return 2
