@@ -367,3 +367,18 @@ def test_quiet_turns_the_progress_bars_off(
     calibrate = ["calibrate-tokenizer", *files, "--steps", "1", "--cross-fit", "0", "--heads", "plddt"]
     assert main([*calibrate, "--quiet", "--out", str(tmp_path / "calibrated")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_new_run_does_not_overwrite_an_export_without_checkpoints(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished run whose checkpoints were deleted to save space keeps its weights in export/; the same command
+    run again started afresh there and replaced them at its end."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    shutil.rmtree(run / "checkpoints")
+    weights = (run / "export" / "structure_decoder" / "model.safetensors").read_bytes()
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=1"]
+    assert main(args) == 2
+    assert "holds an export/ but no checkpoint" in _error_line(capsys)
+    assert (run / "export" / "structure_decoder" / "model.safetensors").read_bytes() == weights

@@ -2,7 +2,8 @@
 
 ``train_tokenizer(config)`` is what ``openesm3 train-tokenizer`` calls. A run writes to ``config.out_dir``:
 ``checkpoints/`` (resumable), ``metrics.jsonl`` (+ TensorBoard), and at the end ``export/encoder`` and
-``export/decoder`` in our weight format.
+``export/decoder`` in our weight format. An ``out_dir`` holding an ``export/`` but no checkpoint to resume from is
+refused, so a new run never replaces weights whose checkpoints were deleted.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import torch
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import load_state_dict_strict
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import load_checkpoint
+from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
 from openesm3.training.data import ProteinDataset, ProteinRecord
-from openesm3.training.loop import TrainResult, seed_everything, train
+from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import (
@@ -159,6 +160,12 @@ def _check_out_dir(config: TokenizerTrainConfig) -> None:
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     """Train one stage as ``config`` says and export the networks (see the module docstring)."""
     _check_out_dir(config)
+    out = Path(config.out_dir)
+    if (out / EXPORT_DIR).exists() and latest_checkpoint(out / CHECKPOINT_DIR) is None:
+        raise ConfigError(
+            f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
+            "overwrite those weights; give another out_dir (or move the export away)"
+        )
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
