@@ -477,7 +477,13 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Defaults of ``cls``, then the file at ``path`` (if any), then the dotted ``overrides``."""
-    cfg = config_from_dict(cls, {} if path is None else read_config_file(path))
+    try:
+        cfg = config_from_dict(cls, {} if path is None else read_config_file(path))
+    except ConfigError as exc:
+        message = str(exc)
+        if path is None or message.startswith((f"{path}: ", "config file ")):
+            raise
+        raise ConfigError(f"{path}: {message}") from None  # which of the file and the overrides holds the key
     try:
         return apply_overrides(cfg, overrides)
     except ConfigError as exc:
