@@ -382,3 +382,35 @@ def test_a_new_run_does_not_overwrite_an_export_without_checkpoints(
     assert main(args) == 2
     assert "holds an export/ but no checkpoint" in _error_line(capsys)
     assert (run / "export" / "structure_decoder" / "model.safetensors").read_bytes() == weights
+
+
+def test_an_interrupted_export_leaves_the_previous_one_whole(
+    tmp_path: Path, dataset: Path, stage1_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder was written in place before the decoder, so a run stopped in between left a new encoder beside
+    the old decoder: a tokenizer whose decoder reads the codes as other codes, with nothing to tell."""
+    import openesm3.training.tokenizer.export as export_module  # noqa: PLC0415
+
+    export = tmp_path / "export"
+    shutil.copytree(stage1_run / "export", export)
+    before = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    real_save = export_module.save_pretrained
+
+    def fail_on_decoder(model, config, directory, *, model_type):  # noqa: ANN001, ANN202
+        if model_type == "structure_decoder":
+            raise KeyboardInterrupt
+        return real_save(model, config, directory, model_type=model_type)
+
+    monkeypatch.setattr(export_module, "save_pretrained", fail_on_decoder)
+    config = load_config(TokenizerTrainConfig, None, [f"data.path={dataset}", *TINY])
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        export_module.export_networks(build_model(config), export)
+    after = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    assert after == before
+    monkeypatch.setattr(export_module, "save_pretrained", real_save)
+    export_module.export_networks(build_model(config), export)
+    assert sorted(p.name for p in export.iterdir()) == ["structure_decoder", "structure_encoder"]
+    assert (export / "structure_encoder" / "model.safetensors").read_bytes() != before[
+        Path("structure_encoder/model.safetensors")
+    ]

@@ -9,6 +9,8 @@ ids exactly as it decoded the quantised vectors (the straight-through vector *is
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -81,6 +83,21 @@ def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tupl
     out = Path(out_dir)
     encoder: StructureEncoder = model.encoder
     decoder = bake_code_projection(model)
-    enc_dir = save_pretrained(encoder, encoder.config, out / ENCODER_DIR, model_type="structure_encoder")
-    dec_dir = save_pretrained(decoder, decoder.config, out / DECODER_DIR, model_type="structure_decoder")
-    return enc_dir, dec_dir
+    # Both networks are written beside the export first and then renamed into place together, so a run stopped
+    # while exporting never leaves a new encoder beside an old decoder (codes that the decoder reads differently).
+    tmp = out / f".export.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_pretrained(encoder, encoder.config, tmp / ENCODER_DIR, model_type="structure_encoder")
+        save_pretrained(decoder, decoder.config, tmp / DECODER_DIR, model_type="structure_decoder")
+        olds = []
+        for name in (ENCODER_DIR, DECODER_DIR):
+            if (out / name).exists():
+                olds.append(out / f".{name}.old-{os.getpid()}")
+                os.replace(out / name, olds[-1])
+            os.replace(tmp / name, out / name)
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / ENCODER_DIR, out / DECODER_DIR
