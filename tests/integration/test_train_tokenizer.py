@@ -414,3 +414,12 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(
     assert (export / "structure_encoder" / "model.safetensors").read_bytes() != before[
         Path("structure_encoder/model.safetensors")
     ]
+
+
+def test_negative_threads_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--threads -1 ended in 'internal error: RuntimeError: set_num_threads expects a positive integer'."""
+    assert main(["train-tokenizer", "--threads", "-1", f"out_dir={tmp_path / 'x'}"]) == 2
+    assert "--threads must be >= 0" in _error_line(capsys)
+    file = str(TEST_DATA / "1igd.pdb.gz")
+    assert main(["calibrate-tokenizer", file, "--threads", "-2", "--out", str(tmp_path / "c")]) == 2
+    assert "--threads must be >= 0" in _error_line(capsys)

@@ -89,9 +89,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    import torch
-
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.cli.common import set_threads
     from openesm3.errors import InputError
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
@@ -106,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     check_output_dir(args.out)  # before any work, not after the fits
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     config = CalibrationConfig(
         heads=tuple(h.strip() for h in args.heads.split(",") if h.strip()),
         steps=args.steps,

@@ -50,14 +50,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    import torch
-
+    from openesm3.cli.common import set_threads
     from openesm3.training.config import config_from_args
     from openesm3.training.tokenizer.config import TokenizerTrainConfig
     from openesm3.training.tokenizer.run import export_checkpoint, train_tokenizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     config = config_from_args(TokenizerTrainConfig, args)
     if args.quiet:
         config = replace(config, progress=False)
