@@ -79,6 +79,10 @@ def evaluate(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.max_proteins < 0:
+        parser.error(f"--max-proteins must be >= 0 (0: all), got {args.max_proteins}")
     torch.set_num_threads(args.threads)
     encoder, decoder = load_structure_tokenizer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,3 +43,13 @@ def test_bad_weights_data_and_empty_split(tmp_path: Path, capsys: pytest.Capture
     ingest_structures(src, tmp_path / "ds", IngestConfig(manifest=str(src / "manifest.tsv")), progress=False)
     assert main(["--data", str(tmp_path / "ds"), "--split", "calibration", "--threads", "1"]) == 2
     assert "split 'calibration' holds no records" in _one_line_error(capsys)
+
+
+def test_bad_numbers_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--threads 0 ended in a RuntimeError traceback; --max-proteins -1 silently left out the last protein."""
+    main = _script().main
+    for option, value in (("--threads", "0"), ("--max-proteins", "-1")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--data", str(tmp_path), option, value])
+        assert exit_.value.code == 2
+        assert f"{option} must be >=" in capsys.readouterr().err
