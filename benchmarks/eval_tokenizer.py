@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.errors import InputError, OpenESM3Error
 from openesm3.training.config import ConfigError, IngestConfig
 from openesm3.training.data import INDEX_FILE, ProteinDataset
 from openesm3.training.ingest import ingest_structures
@@ -49,7 +50,15 @@ def open_dataset(data: Path, tmp: Path) -> ProteinDataset:
     return ProteinDataset(tmp / "shards")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return evaluate(sys.argv[1:] if argv is None else argv)
+    except (OpenESM3Error, OSError) as exc:  # a bad --weights or --data: one line, as the openesm3 commands say it
+        print(f"eval_tokenizer.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def evaluate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--weights",
@@ -69,7 +78,11 @@ def main() -> int:
     parser.add_argument("--max-proteins", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.max_proteins < 0:
+        parser.error(f"--max-proteins must be >= 0 (0: all), got {args.max_proteins}")
     torch.set_num_threads(args.threads)
     encoder, decoder = load_structure_tokenizer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,6 +93,9 @@ def main() -> int:
             )
         except ConfigError as exc:
             parser.error(f"--split: {exc}")
+        if not rows:
+            fraction = f" with --calibration-fraction {args.calibration_fraction}" if args.calibration_fraction else ""
+            raise InputError(f"{args.data}: split {args.split!r}{fraction} holds no records")
         if args.max_proteins:
             rows = rows[: args.max_proteins]
         start = time.perf_counter()
@@ -101,6 +117,8 @@ def main() -> int:
                 file=sys.stderr,
             )
         elapsed = time.perf_counter() - start
+    if not results:
+        raise InputError(f"{args.data}: no record of split {args.split!r} could be round-tripped (too short?)")
     n_codes = encoder.config.n_codes
     summary = dataclasses.asdict(summarize(results, n_codes))
     report = {

@@ -238,3 +238,188 @@ def test_a_run_holds_out_calibration_chains_and_calibrates_on_them(
     capsys.readouterr()
     assert main(["calibrate-tokenizer", "--run", str(plain), "--out", str(tmp_path / "c2"), "--steps", "1"]) == 2
     assert "held out no chains for calibration" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+    """A finished 2-step stage-1 run (not to be modified by the tests that use it)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("stage1_run") / "run"
+    _train(out, dataset, "max_steps=2")
+    return out
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "internal error" not in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_resume_past_max_steps_is_refused(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run at step 2 restarted with max_steps=1 used to train nothing, re-export the step-2 weights and print
+    'trained to step 1'."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    export = (run / "export" / "structure_encoder" / "model.safetensors").read_bytes()
+    code = main(["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=1"])
+    assert code == 2
+    err = _error_line(capsys)
+    assert "already at step 2" in err and "max_steps=1" in err
+    assert (run / "export" / "structure_encoder" / "model.safetensors").read_bytes() == export
+
+
+def test_resume_with_other_networks_is_a_one_line_error(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming with another architecture used to end in an 'internal error' listing every mis-shaped tensor."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=4"]
+    assert main([*args, "decoder.n_layers=2"]) == 2
+    err = _error_line(capsys)
+    assert "decoder.n_layers" in err and "another out_dir" in err
+    assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]  # nothing lost
+
+
+def test_stage2_from_a_run_with_other_networks_is_a_one_line_error(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """init_from a stage-1 run whose encoder differs from the stage-2 config's used to end in an 'internal error'."""
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={tmp_path / 's2'}", *TINY]
+    assert main([*args, "stage=2", f"init_from={stage1_run}", "encoder.d_model=64", "max_steps=1"]) == 2
+    err = _error_line(capsys)
+    assert str(stage1_run) in err and "encoder" in err and "mis-shaped" in err
+
+
+def test_resuming_with_changed_settings_warns_in_one_line(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning came as Python's 'run.py:168: UserWarning: ...' followed by a line of our source code."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY]
+    assert main([*args, "max_steps=2", "optim.lr=5e-4"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("openesm3 train-tokenizer: warning: resuming from ") and "optim.lr" in err, err
+    assert "UserWarning" not in err and len(err.splitlines()) == 1
+
+
+def test_overrides_may_follow_options(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KEY=VALUE after an option (``... --export-only out_dir=X``) used to be 'unrecognized arguments'."""
+    out = tmp_path / "x"
+    args = ["train-tokenizer", f"data.path={dataset}", *TINY, "--threads", "1", "--export-only", f"out_dir={out}"]
+    assert main([*args, "--checkpoint", str(stage1_run), "max_steps=2"]) == 0
+    assert (out / "export" / "structure_encoder" / "model.safetensors").is_file()
+    assert main([*args, "--checkpoint", str(stage1_run), "max_steps=0"]) == 2  # the last override is applied too
+    assert "max_steps must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an unknown option is still an argparse error
+        main([*args, "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_an_out_dir_that_is_a_file_is_refused_first(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """out_dir naming a file failed with a bare '[Errno 17] File exists' after the model and data were built (for
+    stage 2, after encoding the whole dataset), and --export-only with 'Not a directory'."""
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={file}", *TINY, "max_steps=1"]
+    for extra in ([], ["--export-only", "--checkpoint", str(stage1_run)]):
+        assert main([*args, *extra]) == 2
+        assert f"out_dir={file}: exists and is not a directory" in _error_line(capsys)
+    assert file.read_text() == "mine"
+
+
+def test_no_validation_records_is_said_and_a_finished_run_trains_nothing(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run asked to validate (val_every > 0) whose split held no validation records silently skipped validation;
+    rerunning a finished run printed 'trained to step 2; last train loss None'."""
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", *TINY]
+    out = tmp_path / "run"
+    split = ["data.split.method=cluster", "data.split.valid_fraction=0", "val_every=1", "max_steps=1"]
+    assert main([*args, f"out_dir={out}", *split]) == 0
+    assert "openesm3 train-tokenizer: warning: no validation: the 'cluster' split of" in capsys.readouterr().err
+    run = tmp_path / "finished"
+    shutil.copytree(stage1_run, run)
+    assert main([*args, f"out_dir={run}", "max_steps=2"]) == 0
+    assert capsys.readouterr().out.startswith("already at step 2 (max_steps): nothing to train")
+
+
+def test_quiet_turns_the_progress_bars_off(
+    tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other command takes --quiet; train-tokenizer (progress=false only) and calibrate-tokenizer did not."""
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    tiny = [a for a in TINY if a != "progress=false"]
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", *tiny, "max_steps=1"]
+    assert main([*args, f"out_dir={tmp_path / 'loud'}"]) == 0
+    assert "train (from step 0)" in capsys.readouterr().err  # the bar, by default
+    assert main([*args, "--quiet", f"out_dir={tmp_path / 'quiet'}"]) == 0
+    assert capsys.readouterr().err == ""
+    files = [str(TEST_DATA / name) for name in FILES[:2]]
+    calibrate = ["calibrate-tokenizer", *files, "--steps", "1", "--cross-fit", "0", "--heads", "plddt"]
+    assert main([*calibrate, "--quiet", "--out", str(tmp_path / "calibrated")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_new_run_does_not_overwrite_an_export_without_checkpoints(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished run whose checkpoints were deleted to save space keeps its weights in export/; the same command
+    run again started afresh there and replaced them at its end."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    shutil.rmtree(run / "checkpoints")
+    weights = (run / "export" / "structure_decoder" / "model.safetensors").read_bytes()
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=1"]
+    assert main(args) == 2
+    assert "holds an export/ but no checkpoint" in _error_line(capsys)
+    assert (run / "export" / "structure_decoder" / "model.safetensors").read_bytes() == weights
+
+
+def test_an_interrupted_export_leaves_the_previous_one_whole(
+    tmp_path: Path, dataset: Path, stage1_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder was written in place before the decoder, so a run stopped in between left a new encoder beside
+    the old decoder: a tokenizer whose decoder reads the codes as other codes, with nothing to tell."""
+    import openesm3.training.tokenizer.export as export_module  # noqa: PLC0415
+
+    export = tmp_path / "export"
+    shutil.copytree(stage1_run / "export", export)
+    before = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    real_save = export_module.save_pretrained
+
+    def fail_on_decoder(model, config, directory, *, model_type):  # noqa: ANN001, ANN202
+        if model_type == "structure_decoder":
+            raise KeyboardInterrupt
+        return real_save(model, config, directory, model_type=model_type)
+
+    monkeypatch.setattr(export_module, "save_pretrained", fail_on_decoder)
+    config = load_config(TokenizerTrainConfig, None, [f"data.path={dataset}", *TINY])
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        export_module.export_networks(build_model(config), export)
+    after = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    assert after == before
+    monkeypatch.setattr(export_module, "save_pretrained", real_save)
+    export_module.export_networks(build_model(config), export)
+    assert sorted(p.name for p in export.iterdir()) == ["structure_decoder", "structure_encoder"]
+    assert (export / "structure_encoder" / "model.safetensors").read_bytes() != before[
+        Path("structure_encoder/model.safetensors")
+    ]
+
+
+def test_negative_threads_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--threads -1 ended in 'internal error: RuntimeError: set_num_threads expects a positive integer'."""
+    assert main(["train-tokenizer", "--threads", "-1", f"out_dir={tmp_path / 'x'}"]) == 2
+    assert "--threads must be >= 0" in _error_line(capsys)
+    file = str(TEST_DATA / "1igd.pdb.gz")
+    assert main(["calibrate-tokenizer", file, "--threads", "-2", "--out", str(tmp_path / "c")]) == 2
+    assert "--threads must be >= 0" in _error_line(capsys)

@@ -366,3 +366,23 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
         assert main(["calibrate-tokenizer", *argv, *common]) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "c3").exists()
+
+
+def test_an_existing_output_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out naming a non-empty directory used to be refused only after decoding and every fit (minutes at the
+    default 1,000 steps)."""
+    import openesm3.training.tokenizer.calibrate as calibrate_module  # noqa: PLC0415
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded before checking --out")
+
+    monkeypatch.setattr(calibrate_module, "decode_records", no_work)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code = main(["calibrate-tokenizer", str(TEST_DATA / "1igd.pdb.gz"), "--out", str(out), "--steps", "1"])
+    assert code == 2
+    assert "exists and is not an empty directory" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"

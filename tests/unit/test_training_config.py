@@ -100,8 +100,12 @@ def test_override_errors_name_the_key(overrides: list[str], needle: str) -> None
 def test_file_errors_name_the_key(tmp_path) -> None:
     bad_key = tmp_path / "a.json"
     bad_key.write_text(json.dumps({"optim": {"learning_rate": 1}}))
-    with pytest.raises(ConfigError, match="'optim.learning_rate'"):
-        load_config(TrainConfig, bad_key)
+    with pytest.raises(ConfigError, match="^.*a.json: unknown config key 'optim.learning_rate'"):
+        load_config(TrainConfig, bad_key)  # the file is named: the overrides are named 'command-line override'
+    bad_value = tmp_path / "g.toml"
+    bad_value.write_text("max_steps = 0\n")
+    with pytest.raises(ConfigError, match="^.*g.toml: config: max_steps must be > 0"):
+        load_config(TrainConfig, bad_value)
     bad_type = tmp_path / "b.json"
     bad_type.write_text(json.dumps({"data": {"crop_length": "long"}}))
     with pytest.raises(ConfigError, match="'data.crop_length': expected int, got 'long'"):
@@ -165,3 +169,23 @@ def test_override_order_does_not_matter() -> None:
     a = load_config(TrainConfig, None, ["ckpt_every=5", "log_every=1"])  # invalid half way, valid in the end
     b = load_config(TrainConfig, None, ["log_every=1", "ckpt_every=5"])
     assert a == b and (a.ckpt_every, a.log_every) == (5, 1)
+
+
+def test_a_file_section_keeps_the_sections_defaults_as_the_overrides_do(tmp_path) -> None:
+    """A [data] or [decoder] table in a file rebuilt the section from its class's defaults, so a tokenizer config
+    with only ``[data] path = ...`` trained on 512-residue crops with a cluster split instead of the tokenizer's
+    128 and column split, and ``[decoder] n_heads = 8`` built a width-1280 decoder, unlike the same keys given as
+    overrides (``data.path=...``, ``decoder.n_heads=8``)."""
+    from openesm3.training.tokenizer.config import TokenizerTrainConfig
+
+    path = tmp_path / "run.toml"
+    path.write_text('[data]\npath = "ds"\n[data.split]\nseed = 3\n[decoder]\nn_heads = 8\n')
+    path.write_text(path.read_text() + "[optim]\nweight_decay = 0.05\n")
+    from_file = load_config(TokenizerTrainConfig, path)
+    overrides = ["data.path=ds", "data.split.seed=3", "decoder.n_heads=8", "optim.weight_decay=0.05"]
+    assert from_file == load_config(TokenizerTrainConfig, None, overrides)
+    assert (from_file.data.crop_length, from_file.data.split.method, from_file.decoder.d_model) == (128, "column", 128)
+    assert (from_file.optim.lr, from_file.optim.warmup_steps) == (1e-3, 100)
+    path.write_text("[decoder]\nn_heads = 3\n")
+    with pytest.raises(ConfigError, match="config section 'decoder': d_model=128 is not divisible by n_heads=3"):
+        load_config(TokenizerTrainConfig, path)

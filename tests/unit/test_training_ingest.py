@@ -145,3 +145,24 @@ def test_manifest_errors(structures, tmp_path) -> None:
     (tmp_path / "bin.tsv").write_bytes(b"file\tcluster40\n\xff\xfe")
     with pytest.raises(InputError, match="^manifest .*bin.tsv: not a text file"):
         ingest_structures(structures, tmp_path / "ds", IngestConfig(manifest=str(tmp_path / "bin.tsv")), progress=False)
+
+
+def test_a_file_named_twice_is_found_once(structures, tmp_path, monkeypatch) -> None:
+    """A directory plus a file in it, or a list naming a file relatively and absolutely, used to give the file twice
+    (and two identical records); each file is now found once, whatever the spelling."""
+    monkeypatch.chdir(structures)
+    listing = structures / "list.txt"
+    listing.write_text(f"1aaa.pdb\n./1aaa.pdb\n{structures / '1aaa.pdb'}\nsub/../1aaa.pdb\n")
+    assert [p.name for p in find_structure_files(listing)] == ["1aaa.pdb"]
+    found = find_structure_files([structures, structures / "1aaa.pdb", "sub/2bbb.cif"])
+    assert sorted(p.name for p in found) == ["1aaa.pdb", "2bbb.cif", "3ccc.pdb", "4ddd.pdb"]
+    report = ingest_structures([structures, "1aaa.pdb"], tmp_path / "ds", progress=False)
+    assert report.n_files == 4 and report.n_records == 3
+
+
+def test_a_manifest_without_rows_names_its_columns(structures, tmp_path) -> None:
+    """The error listed the columns of the first row, so a manifest with only a header said '(columns: )'."""
+    (tmp_path / "head.tsv").write_text("path\tcluster\n")
+    cfg = IngestConfig(manifest=str(tmp_path / "head.tsv"))
+    with pytest.raises(InputError, match=r"no column 'file' \(columns: path, cluster\)"):
+        ingest_structures(structures, tmp_path / "ds", cfg, progress=False)

@@ -82,15 +82,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    import torch
-
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.cli.common import set_threads
     from openesm3.errors import InputError
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
@@ -98,13 +98,14 @@ def run(args: argparse.Namespace) -> int:
         REPORT_FILE,
         CalibrationConfig,
         calibrate,
+        check_output_dir,
         decode_records,
         summary_lines,
         write_calibrated,
     )
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_output_dir(args.out)  # before any work, not after the fits
+    set_threads(args.threads)
     config = CalibrationConfig(
         heads=tuple(h.strip() for h in args.heads.split(",") if h.strip()),
         steps=args.steps,
@@ -123,17 +124,19 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError("give the held-out chains: structure files, an ingested dataset, or --run DIR")
             weights = args.weights
             records, source = input_records(
-                args.inputs, args.split, scratch, args.calibration_fraction, args.split_seed
+                args.inputs, args.split, scratch, args.calibration_fraction, args.split_seed, progress=not args.quiet
             )
         encoder, place = load_vqvae_network(weights, "structure_encoder")
         decoder, _ = load_vqvae_network(weights, "structure_decoder")
         if not isinstance(encoder, StructureEncoder) or not isinstance(decoder, StructureDecoder):
             raise InputError(f"{place}: not a structure tokenizer")
         print(f"calibrating {place.parent if place.name == 'structure_encoder' else place} on {source}", flush=True)
-        chains, skipped = decode_records(encoder, decoder, records, with_sequence=config.with_sequence)
+        chains, skipped = decode_records(
+            encoder, decoder, records, with_sequence=config.with_sequence, progress=not args.quiet
+        )
         for s in skipped:
             print(f"  left out {s['name']}: {s['problem']}", file=sys.stderr)
-        result = calibrate(decoder, chains, config)
+        result = calibrate(decoder, chains, config, progress=not args.quiet)
     report = dict(result.report, weights=str(place), source=source, skipped=skipped)
     out = write_calibrated(encoder, result.decoder, args.out, report)
     print(f"{len(chains)} chains in {len(set(report['clusters']))} clusters")
@@ -144,7 +147,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def input_records(
-    inputs: list[str], split: str | None, scratch: str, calibration_fraction: float | None = None, split_seed: int = 0
+    inputs: list[str],
+    split: str | None,
+    scratch: str,
+    calibration_fraction: float | None = None,
+    split_seed: int = 0,
+    *,
+    progress: bool = True,
 ) -> tuple[list, str]:
     """Records of an ingested dataset (one directory with an index) or of structure files ingested to ``scratch``.
     With ``calibration_fraction``, ``split`` is drawn as a training run draws it (``split_positions``)."""
@@ -191,7 +200,7 @@ def input_records(
         raise InputError(
             "--split and --calibration-fraction select records of an ingested dataset; structure files have no splits"
         )
-    report = ingest_structures(inputs, scratch, IngestConfig())
+    report = ingest_structures(inputs, scratch, IngestConfig(), progress=progress)
     for s in report.skipped:
         print(f"  could not read {s['source']}: {s['problem']}", file=sys.stderr)
     if report.n_records == 0:

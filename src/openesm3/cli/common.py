@@ -51,6 +51,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, batch_size: int = DE
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def set_threads(threads: int) -> None:
+    """``--threads N``: torch's CPU threads (0 keeps torch's choice)."""
+    if threads < 0:
+        raise InputError(f"--threads must be >= 0 (0: torch's choice), got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def check_batch_size(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")

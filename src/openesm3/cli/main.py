@@ -52,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if isinstance(getattr(args, "overrides", None), list):
+        # argparse takes KEY=VALUE overrides in one run only: those after an option (``... max_steps=10
+        # --threads 2 out_dir=x``) come back unparsed; they are overrides all the same, kept in their order
+        args.overrides += [a for a in extra if not a.startswith("-")]
+        extra = [a for a in extra if a.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,19 +32,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--export-only", action="store_true", help="export the latest checkpoint of out_dir (no training)"
     )
     parser.add_argument("--checkpoint", default=None, help="with --export-only: this checkpoint directory instead")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the same as progress=false)")
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """A warning (e.g. resuming with changed settings) as one line, not Python's file:line plus source line."""
+    print(f"openesm3 train-tokenizer: warning: {message}", file=sys.stderr)
 
+
+def run(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from openesm3.cli.common import set_threads
     from openesm3.training.config import config_from_args
     from openesm3.training.tokenizer.config import TokenizerTrainConfig
     from openesm3.training.tokenizer.run import export_checkpoint, train_tokenizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     config = config_from_args(TokenizerTrainConfig, args)
+    if args.quiet:
+        config = replace(config, progress=False)
     if args.checkpoint and not args.export_only:
         print("openesm3 train-tokenizer: error: --checkpoint goes with --export-only", file=sys.stderr)
         return 2
@@ -53,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = train_tokenizer(config)
     r = out.result
-    print(f"trained to step {r.step}; last train loss {r.train_loss}; checkpoint {r.checkpoint}")
+    if r.train_loss is None:  # the last step always logs, so no step ran: the run had already reached max_steps
+        print(f"already at step {r.step} (max_steps): nothing to train; checkpoint {r.checkpoint}")
+    else:
+        print(f"trained to step {r.step}; last train loss {r.train_loss}; checkpoint {r.checkpoint}")
     if r.valid:
         print("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.valid.items())))
     if out.encoder_dir is not None:

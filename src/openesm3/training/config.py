@@ -330,15 +330,43 @@ def _construct(cls: type[T], kwargs: dict[str, Any], prefix: str) -> T:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _default_value(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _section(base: Any, value: Any, tp: Any, key: str) -> Any:
+    """The value of a field from a file: a table over a section whose default is an instance (e.g. the tokenizer's
+    own ``data`` or ``optim``) updates that instance, so its absent keys keep the section's default, as with the
+    dotted overrides, not those of the section's class; anything else is coerced to ``tp``."""
+    if isinstance(value, Mapping) and dataclasses.is_dataclass(base) and not isinstance(base, type):
+        fields = _fields(type(base))
+        kwargs: dict[str, Any] = {}
+        for name, sub in value.items():
+            sub_key = f"{key}.{name}"
+            if name not in fields:
+                raise _unknown_key(sub_key, list(fields))
+            kwargs[name] = _section(getattr(base, name), sub, fields[name][1], sub_key)
+        try:
+            return dataclasses.replace(base, **kwargs)
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ConfigError(f"config section {key!r}: {exc}") from None
+    return _coerce(value, tp, key, from_text=False)
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
-    """Build ``cls`` from a nested mapping; absent keys keep their defaults, unknown keys are errors."""
+    """Build ``cls`` from a nested mapping; absent keys keep their defaults, unknown keys are errors. A table for a
+    section keeps the defaults of that section as ``cls`` gives them (e.g. the tokenizer's ``data.crop_length``)."""
     fields = _fields(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
         if name not in fields:
             raise _unknown_key(key, list(fields))
-        kwargs[name] = _coerce(value, fields[name][1], key, from_text=False)
+        kwargs[name] = _section(_default_value(fields[name][0]), value, fields[name][1], key)
     missing = [
         n
         for n, (f, _) in fields.items()
@@ -449,7 +477,13 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Defaults of ``cls``, then the file at ``path`` (if any), then the dotted ``overrides``."""
-    cfg = config_from_dict(cls, {} if path is None else read_config_file(path))
+    try:
+        cfg = config_from_dict(cls, {} if path is None else read_config_file(path))
+    except ConfigError as exc:
+        message = str(exc)
+        if path is None or message.startswith((f"{path}: ", "config file ")):
+            raise
+        raise ConfigError(f"{path}: {message}") from None  # which of the file and the overrides holds the key
     try:
         return apply_overrides(cfg, overrides)
     except ConfigError as exc:

@@ -49,8 +49,9 @@ def _stem(path: Path) -> str:
 def find_structure_files(sources: str | Path | Sequence[str | Path]) -> list[Path]:
     """Structure files from a directory (searched recursively), a text file listing paths, or a list of paths.
 
-    Returns sorted, de-duplicated paths; raises :class:`InputError` for a source that does not exist or a
-    directory without structure files.
+    Returns sorted paths, each file once however it was named (``a.pdb``, ``./a.pdb``, ``/abs/a.pdb``, a link, and a
+    directory holding it); raises :class:`InputError` for a source that does not exist or a directory without
+    structure files.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -74,7 +75,10 @@ def find_structure_files(sources: str | Path | Sequence[str | Path]) -> list[Pat
             found.add(path)
         else:
             raise InputError(f"{path}: no such file or directory")
-    return sorted(found)
+    unique: dict[Path, Path] = {}  # the same file named twice would be ingested twice
+    for path in sorted(found):
+        unique.setdefault(path.resolve(), path)
+    return sorted(unique.values())
 
 
 def read_manifest(config: IngestConfig) -> dict[str, tuple[str, str]]:
@@ -84,11 +88,12 @@ def read_manifest(config: IngestConfig) -> dict[str, tuple[str, str]]:
     path = Path(config.manifest)
     text = read_text_file(path, role="manifest")
     try:
-        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t"))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+        rows = list(reader)
+        header = [name for name in reader.fieldnames or [] if name is not None]
     except csv.Error as exc:
         raise InputError(f"{path}: not a tab-separated manifest ({exc})") from None
     columns = [config.manifest_file_column, config.cluster_column] + ([config.split_column] * bool(config.split_column))
-    header = list(rows[0]) if rows else []
     for column in columns:
         if column not in header:
             raise InputError(f"{path}: manifest has no column {column!r} (columns: {', '.join(header)})")

@@ -236,7 +236,21 @@ def train(
                 f"{latest}: written by {ckpt.trainer_state.get('world_size')} processes, resumed with "
                 f"{info.world_size}; resume with the same number to continue the same run"
             )
-        D.load_full_state_dicts(wrapped, optimizer, ckpt.model_state, ckpt.optimizer_state)
+        changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
+        changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
+        if ckpt.step > cfg.max_steps:
+            raise CheckpointError(
+                f"{latest}: the run in {out_dir} is already at step {ckpt.step}, past max_steps={cfg.max_steps}; "
+                "give max_steps >= that to continue it, or another out_dir for a new run"
+            )
+        try:
+            D.load_full_state_dicts(wrapped, optimizer, ckpt.model_state, ckpt.optimizer_state)
+        except (RuntimeError, ValueError, KeyError) as exc:  # a model or optimizer of other shapes/parameters
+            what = f"changed settings: {', '.join(changed)}" if changed else str(exc).splitlines()[0]
+            raise CheckpointError(
+                f"{latest}: the run in {out_dir} does not fit this configuration's model ({what}); resume with the "
+                "settings it was written with, or give another out_dir for a new run"
+            ) from None
         if ckpt.rng_state is not None:
             restore_rng_state(ckpt.rng_state)
         start_step = ckpt.step
@@ -244,8 +258,6 @@ def train(
         tokens_seen = int(ckpt.trainer_state.get("tokens_seen", 0))
         skipped = int(ckpt.trainer_state.get("skipped_steps", 0))
         last_ckpt = latest
-        changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
-        changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
         if info.is_main and changed:
             warnings.warn(f"resuming from {latest} with changed settings: {', '.join(changed)}", stacklevel=2)
         del ckpt

@@ -149,7 +149,7 @@ class LengthBucketSampler:
         if not batches:
             raise ConfigError(
                 f"an epoch of {len(order)} items yields no complete batch of {self._n_per_batch(1)} items; "
-                "lower the batch size or raise epoch_size"
+                "lower the batch size (data.batch_size, or data.max_tokens) or raise data.epoch_size"
             )
         perm = rng.permutation(len(batches))
         return [batches[i] for i in perm]

@@ -587,15 +587,21 @@ def decode_records(
     return chains, skipped
 
 
+def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a path, if a calibrated tokenizer may be written there (it does not exist or is empty)."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: exists and is not an empty directory; choose a new output directory")
+    return out
+
+
 def write_calibrated(
     encoder: StructureEncoder, decoder: StructureDecoder, out_dir: str | os.PathLike[str], report: dict
 ) -> Path:
     """Write a tokenizer directory (``structure_encoder/``, ``structure_decoder/`` and ``calibration.json``) at
     ``out_dir``, which must not exist or be empty. Written beside it first and renamed into place, so a stopped
     run leaves nothing half-written there."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: exists and is not an empty directory; choose a new output directory")
+    out = check_output_dir(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

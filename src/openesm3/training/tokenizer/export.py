@@ -9,12 +9,14 @@ ids exactly as it decoded the quantised vectors (the straight-through vector *is
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from openesm3.checkpoints.format import save_pretrained
+from openesm3.checkpoints.format import raise_key_problems, save_pretrained
 from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
@@ -45,9 +47,23 @@ def load_submodule_state(model: nn.Module, checkpoint: str | Path, prefix: str) 
     sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
     if not sub:
         raise WeightsError(f"{path}: no {prefix!r} weights in this checkpoint")
-    missing, unexpected = model.load_state_dict(sub, strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{path}: {prefix} weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sub))
+    unexpected = sorted(set(sub) - set(expected))
+    misshaped = sorted(
+        f"{k}: checkpoint {tuple(sub[k].shape)} vs run {tuple(expected[k].shape)}"
+        for k in set(expected) & set(sub)
+        if tuple(sub[k].shape) != tuple(expected[k].shape)
+    )
+    # checked before loading: load_state_dict raises a multi-line RuntimeError on shapes even with strict=False
+    raise_key_problems(
+        f"{path}: its {prefix} does not fit this run's (set the run's {prefix} section as the checkpoint's run had it)",
+        missing,
+        unexpected,
+        misshaped,
+        shown=3,
+    )
+    model.load_state_dict(sub)
     return path
 
 
@@ -67,6 +83,21 @@ def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tupl
     out = Path(out_dir)
     encoder: StructureEncoder = model.encoder
     decoder = bake_code_projection(model)
-    enc_dir = save_pretrained(encoder, encoder.config, out / ENCODER_DIR, model_type="structure_encoder")
-    dec_dir = save_pretrained(decoder, decoder.config, out / DECODER_DIR, model_type="structure_decoder")
-    return enc_dir, dec_dir
+    # Both networks are written beside the export first and then renamed into place together, so a run stopped
+    # while exporting never leaves a new encoder beside an old decoder (codes that the decoder reads differently).
+    tmp = out / f".export.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_pretrained(encoder, encoder.config, tmp / ENCODER_DIR, model_type="structure_encoder")
+        save_pretrained(decoder, decoder.config, tmp / DECODER_DIR, model_type="structure_decoder")
+        olds = []
+        for name in (ENCODER_DIR, DECODER_DIR):
+            if (out / name).exists():
+                olds.append(out / f".{name}.old-{os.getpid()}")
+                os.replace(out / name, olds[-1])
+            os.replace(tmp / name, out / name)
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / ENCODER_DIR, out / DECODER_DIR

@@ -2,11 +2,13 @@
 
 ``train_tokenizer(config)`` is what ``openesm3 train-tokenizer`` calls. A run writes to ``config.out_dir``:
 ``checkpoints/`` (resumable), ``metrics.jsonl`` (+ TensorBoard), and at the end ``export/encoder`` and
-``export/decoder`` in our weight format.
+``export/decoder`` in our weight format. An ``out_dir`` holding an ``export/`` but no checkpoint to resume from is
+refused, so a new run never replaces weights whose checkpoints were deleted.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,10 +18,10 @@ import torch
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import load_state_dict_strict
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import load_checkpoint
+from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
 from openesm3.training.data import ProteinDataset, ProteinRecord
-from openesm3.training.loop import TrainResult, seed_everything, train
+from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import (
@@ -148,8 +150,22 @@ def noised(record: ProteinRecord, sigma: float, rng: np.random.Generator) -> Pro
     return replace(record, atom37=record.atom37 + noise)
 
 
+def _check_out_dir(config: TokenizerTrainConfig) -> None:
+    """Refuse an ``out_dir`` that is a file before any work (model building, dataset encoding, training)."""
+    out = Path(config.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir={config.out_dir}: exists and is not a directory")
+
+
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     """Train one stage as ``config`` says and export the networks (see the module docstring)."""
+    _check_out_dir(config)
+    out = Path(config.out_dir)
+    if (out / EXPORT_DIR).exists() and latest_checkpoint(out / CHECKPOINT_DIR) is None:
+        raise ConfigError(
+            f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
+            "overwrite those weights; give another out_dir (or move the export away)"
+        )
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
@@ -165,6 +181,13 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
                 progress=config.progress and info.is_main,
             )
         data = build_protein_data(config, rank=info.rank, world_size=info.world_size, dataset=dataset)
+        split = config.data.split
+        if data.valid is None and config.val_every and split.method != "none" and info.is_main:
+            warnings.warn(
+                f"no validation: the {split.method!r} split of {config.data.path} holds no validation records "
+                "(label some valid at ingestion, or use data.split.method=cluster with a valid_fraction > 0)",
+                stacklevel=2,
+            )
         result = train(
             model,
             TokenizerObjective(config.losses),
@@ -187,6 +210,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
 def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> tuple[Path, Path, Path]:
     """Export the networks of a training checkpoint (a checkpoint directory, or a run directory for its latest)
     of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir)."""
+    _check_out_dir(config)
     path = resolve_checkpoint(checkpoint)
     model = _new_model(config)
     load_state_dict_strict(model, load_checkpoint(path).model_state, source=f"{path} (with this run's config)")
