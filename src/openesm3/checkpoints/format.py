@@ -182,21 +182,32 @@ def raise_key_problems(
         raise WeightsError(f"{what}: " + "; ".join(problems))
 
 
+def check_state_fits(
+    what: str,
+    expected: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    *,
+    labels: tuple[str, str] = ("file", "model"),
+    shown: int = 20,
+) -> None:
+    """Raise one :class:`WeightsError` (:func:`raise_key_problems`) when ``state`` does not fit ``expected``: keys
+    missing, unexpected, or of another shape (``labels`` name the two sides in the shape lines)."""
+    misshaped = sorted(
+        f"{k}: {labels[0]} {tuple(state[k].shape)} vs {labels[1]} {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    raise_key_problems(what, missing, unexpected, misshaped, shown=shown)
+
+
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Load ``state`` into ``model`` (possibly on the meta device) with ``assign=True``, strictly.
 
     Missing, unexpected and mis-shaped keys are all listed in one :class:`WeightsError`. Non-persistent
     buffers (e.g. rotary frequencies) are re-materialised on the weights' device.
     """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    raise_key_problems(f"{source}: does not match the model", missing, unexpected, misshaped)
+    check_state_fits(f"{source}: does not match the model", model.state_dict(), state)
     model.load_state_dict(state, strict=True, assign=True)
     materialize_non_persistent_buffers(model, device=next(iter(state.values())).device if state else "cpu")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from openesm3.checkpoints.format import raise_key_problems, save_pretrained
+from openesm3.checkpoints.format import check_state_fits, save_pretrained
 from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
@@ -47,20 +47,12 @@ def load_submodule_state(model: nn.Module, checkpoint: str | Path, prefix: str) 
     sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
     if not sub:
         raise WeightsError(f"{path}: no {prefix!r} weights in this checkpoint")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sub))
-    unexpected = sorted(set(sub) - set(expected))
-    misshaped = sorted(
-        f"{k}: checkpoint {tuple(sub[k].shape)} vs run {tuple(expected[k].shape)}"
-        for k in set(expected) & set(sub)
-        if tuple(sub[k].shape) != tuple(expected[k].shape)
-    )
     # checked before loading: load_state_dict raises a multi-line RuntimeError on shapes even with strict=False
-    raise_key_problems(
+    check_state_fits(
         f"{path}: its {prefix} does not fit this run's (set the run's {prefix} section as the checkpoint's run had it)",
-        missing,
-        unexpected,
-        misshaped,
+        model.state_dict(),
+        sub,
+        labels=("checkpoint", "run"),
         shown=3,
     )
     model.load_state_dict(sub)
