@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import progress_bar
+    from openesm3.cli.common import progress_bar, unique_names
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                    if not c.sequence]  # fmt: skip
         if missing:
             raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
-    names = _unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
+    names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
     confidences = {}
     with progress_bar(args, len(items), "detokenize", "structure") as bar:
         for start in range(0, len(items), args.batch_size):  # each batch is written before the next is decoded
@@ -168,21 +168,3 @@ def _same_encoder(a: Path, b: Path) -> bool:
     return first.keys() == second.keys() and all(
         first[k].shape == second[k].shape and torch.allclose(first[k], second[k], rtol=1e-3, atol=1e-5) for k in first
     )
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    """The structures' names, a repeated one given ``_2``, ``_3``, ... so that no output overwrites another."""
-    taken = set(names)
-    seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] == 1:
-            unique.append(name)
-            continue
-        k = seen[name]
-        while f"{name}_{k}" in taken:
-            k += 1
-        taken.add(f"{name}_{k}")
-        unique.append(f"{name}_{k}")
-    return unique
