@@ -1,9 +1,9 @@
 """Run a structure-tokenizer training stage end to end: data, model, the generic loop, export.
 
 ``train_tokenizer(config)`` is what ``openesm3 train-tokenizer`` calls. A run writes to ``config.out_dir``:
-``checkpoints/`` (resumable), ``metrics.jsonl`` (+ TensorBoard), and at the end ``export/encoder`` and
-``export/decoder`` in our weight format. An ``out_dir`` holding an ``export/`` but no checkpoint to resume from is
-refused, so a new run never replaces weights whose checkpoints were deleted.
+``checkpoints/`` (resumable), ``metrics.jsonl`` (+ TensorBoard), and at the end ``export/structure_encoder`` and
+``export/structure_decoder`` in our weight format. An ``out_dir`` holding an ``export/`` but no checkpoint to resume
+from is refused, so a new run never replaces weights whose checkpoints were deleted.
 """
 
 from __future__ import annotations
