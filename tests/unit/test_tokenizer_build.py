@@ -154,3 +154,17 @@ def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:
     old, new = FunctionVocabulary.load(base), FunctionVocabulary.load(out)
     assert new.keywords == old.keywords and new.interpro_keywords == old.interpro_keywords
     assert not np.array_equal(new.idf, old.idf)
+
+
+def test_term_names_with_quotes_round_trip(tmp_path: Path) -> None:
+    """A term name starting with a double quote used to be written raw: the TSV readers (ours and pandas)
+    took it for a quoted field and swallowed the following entries."""
+    terms = [
+        build.FunctionTerm("IPR000001", "Domain", '"Winged helix" domain', ("helix",)),
+        build.FunctionTerm("IPR000002", "Family", '"odd quote', ("odd",)),
+        build.FunctionTerm("IPR000003", "Family", 'plain "inner" name', ("plain",)),
+    ]
+    vocab = build.build_function_vocabulary(terms, {"p": ["IPR000001"]})
+    build.write_function_vocabulary(vocab, tmp_path)
+    loaded = FunctionVocabulary.load(tmp_path)
+    assert [(e.id, e.name) for e in loaded.entries] == [(t.id, t.name) for t in terms]

@@ -160,8 +160,13 @@ def write_function_vocabulary(vocabulary: FunctionVocabulary, directory: str | o
     atomic_write_text(paths[0], "".join(f"{k}\n" for k in vocabulary.keywords))
     with atomic_open(paths[1], "wb") as handle:
         np.save(handle, vocabulary.idf.astype(np.float64))
-    lines = ["\t".join(C.INTERPRO_ENTRY_LIST_HEADER)] + [f"{e.id}\t{e.type}\t{e.name}" for e in vocabulary.entries]
-    atomic_write_text(paths[2], "\n".join(lines) + "\n")
+    # Written with csv quoting (which leaves ordinary names as plain tab-joined text): a name that starts with a
+    # double quote, written raw, reads back (ours, pandas) as a quoted field running into the following lines.
+    entry_buffer = io.StringIO()
+    entry_writer = csv.writer(entry_buffer, delimiter="\t", lineterminator="\n")
+    entry_writer.writerow(C.INTERPRO_ENTRY_LIST_HEADER)
+    entry_writer.writerows((e.id, e.type, e.name) for e in vocabulary.entries)
+    atomic_write_text(paths[2], entry_buffer.getvalue())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(C.INTERPRO_TO_KEYWORDS_HEADER)
