@@ -168,3 +168,62 @@ def test_term_names_with_quotes_round_trip(tmp_path: Path) -> None:
     build.write_function_vocabulary(vocab, tmp_path)
     loaded = FunctionVocabulary.load(tmp_path)
     assert [(e.id, e.name) for e in loaded.entries] == [(t.id, t.name) for t in terms]
+
+
+def _cli_args(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    (tmp_path / "terms.tsv").write_text(TERMS)
+    (tmp_path / "corpus.tsv").write_text(CORPUS)
+    return ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv"), *extra]
+
+
+@pytest.mark.parametrize(
+    ("residues", "extra", "match"),
+    [
+        ("protein_id\tlbl\nP1\tActive site\n", (), "header lacks the column"),
+        ("protein_id\tlabel\nP1\tActive site\n", ("--residue-min-proteins", "5"), "no residue label is seen in >= 5"),
+    ],
+)
+def test_cli_bad_residue_corpus_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], residues: str, extra: tuple[str, ...], match: str
+) -> None:
+    """The function files used to be written before the residue corpus was read: a bad residue corpus left a
+    half-built directory that the next run refused to overwrite."""
+    (tmp_path / "residues.tsv").write_text(residues)
+    out = tmp_path / "vocab"
+    args = _cli_args(tmp_path, out, "--residue-corpus", str(tmp_path / "residues.tsv"), *extra)
+    assert main(args) == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_force_keeps_the_old_vocabulary_when_writing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --force the files used to be replaced one by one: a failure at the hyperplanes (disk full) left the
+    new IDF beside the old hyperplanes, a mixed vocabulary that loads without a word."""
+    out = tmp_path / "vocab"
+    assert main(_cli_args(tmp_path, out, "--seed", "1")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (tmp_path / "corpus.tsv").write_text(CORPUS + "P5\tzinc\t1\t3\n")  # a different IDF
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(out / C.LSH_HYPERPLANES_FILE))
+
+    monkeypatch.setattr(build, "write_hyperplanes", disk_full)
+    args = ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv")]
+    assert main([*args, "--seed", "2", "--force"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left, nothing replaced
+    monkeypatch.undo()
+    assert main([*args, "--seed", "2", "--force"]) == 0
+    assert {p.name for p in out.iterdir()} == set(before)
+    assert FunctionVocabulary.load(out).n_keywords == FunctionVocabulary.load(out, with_hyperplanes=False).n_keywords
+    assert (out / C.KEYWORD_IDF_FILE).read_bytes() != before[C.KEYWORD_IDF_FILE]
+
+
+def test_cli_output_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a_file"
+    out.write_text("keep me")
+    assert main(_cli_args(tmp_path, out)) == 2
+    assert f"{out}: exists and is not a directory" in capsys.readouterr().err
+    assert out.read_text() == "keep me"

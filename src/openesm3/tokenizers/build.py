@@ -24,6 +24,8 @@ import csv
 import io
 import os
 import re
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,6 +188,34 @@ def write_hyperplanes(hyperplanes: np.ndarray, path: str | os.PathLike[str]) -> 
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]
     return Path(path)
+
+
+def write_vocabulary_directory(
+    directory: str | os.PathLike[str],
+    function: FunctionVocabulary,
+    residue: ResidueAnnotationVocabulary | None = None,
+) -> list[Path]:
+    """Write every file into a staging folder inside ``directory``, then move each into place.
+
+    The files of one vocabulary only make sense together (IDF, hyperplanes and keyword list share one keyword
+    index): a failure while writing (disk full) leaves ``directory`` as it was, instead of new files beside old.
+    """
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-vocab.", dir=out))
+    try:
+        staged = write_function_vocabulary(function, staging)
+        if residue is not None:
+            staged.append(write_residue_annotation_vocabulary(residue, staging))
+        written = []
+        for path in staged:
+            os.replace(path, out / path.name)
+            written.append(out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
 
 
 # ---------------------------------------------------------------------------------------------------------------
