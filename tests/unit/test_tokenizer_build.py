@@ -227,3 +227,28 @@ def test_cli_output_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.Captu
     assert main(_cli_args(tmp_path, out)) == 2
     assert f"{out}: exists and is not a directory" in capsys.readouterr().err
     assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "match"),
+    [
+        ("--keywords", "kringle\nprotease\nzinc,finger\n", "kw.txt: line 3: keyword 'zinc,finger'"),
+        ("--keywords", "kringle\n\nprotease\n", "kw.txt: line 2: keyword ''"),
+        ("--keywords", "kringle\nprotease\nkringle\n", "kw.txt: line 3: keyword 'kringle' appears more than once"),
+        ("--terms", TERMS + "IPR000001\tDomain\tAgain\t\n", "kw.txt: line 5: term 'IPR000001' is defined twice"),
+        ("--terms", TERMS + "A,B\tDomain\tComma\t\n", "kw.txt: line 5: term id 'A,B'"),
+    ],
+)
+def test_cli_errors_name_the_file_at_fault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, content: str, match: str
+) -> None:
+    """Errors in the keyword or terms file used to be reported as errors of the corpus file."""
+    args = _cli_args(tmp_path, tmp_path / "vocab")
+    (tmp_path / "kw.txt").write_text(content)
+    if option == "--terms":
+        args[args.index("--terms") + 1] = str(tmp_path / "kw.txt")
+    else:
+        args += ["--keywords", str(tmp_path / "kw.txt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert match in err and "corpus.tsv" not in err

@@ -67,12 +67,10 @@ def run(args: argparse.Namespace) -> int:
         terms = [build.FunctionTerm(e.id, e.type, e.name, base.interpro_keywords.get(e.id, ())) for e in base.entries]
         keywords = list(base.keywords)
         extract = False  # terms without keywords in the base vocabulary stay without
-    try:
-        vocabulary = build.build_function_vocabulary(
-            terms, corpus, keywords=keywords, seed=args.seed, extract_missing_keywords=extract
-        )
-    except InputError as exc:
-        raise InputError(f"{args.corpus}: {exc}") from exc
+    # The input files are checked line by line as they are read; what remains names the corpus file or the term.
+    vocabulary = build.build_function_vocabulary(
+        terms, corpus, keywords=keywords, seed=args.seed, extract_missing_keywords=extract, corpus_name=str(args.corpus)
+    )
     residue = None
     if args.residue_corpus:  # read and built before anything is written: a bad residue corpus leaves OUT alone
         counts = build.count_label_proteins(build.read_annotation_corpus(args.residue_corpus))

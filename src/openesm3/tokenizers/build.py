@@ -93,6 +93,7 @@ def build_function_vocabulary(
     keywords: Sequence[str] | None = None,
     seed: int = 0,
     extract_missing_keywords: bool = True,
+    corpus_name: str | None = None,
 ) -> FunctionVocabulary:
     """A complete function vocabulary from terms, a corpus and (optionally) a fixed keyword list.
 
@@ -105,6 +106,7 @@ def build_function_vocabulary(
         seed: seed of the hyperplanes.
         extract_missing_keywords: give a term without keywords those of its name (:func:`keywords_from_text`);
             otherwise it keeps none (and tokenizes as ``<unk>``).
+        corpus_name: where the corpus came from (a file name), put in front of errors about it.
     """
     if not terms:
         raise InputError("at least one term is needed to build a function vocabulary")
@@ -143,7 +145,10 @@ def build_function_vocabulary(
             elif label in known:
                 doc.add(label)
             else:
-                raise InputError(f"corpus protein {protein!r}: label {label!r} is neither a term id nor a keyword")
+                where = f"{corpus_name}: " if corpus_name else ""
+                raise InputError(
+                    f"{where}corpus protein {protein!r}: label {label!r} is neither a term id nor a keyword"
+                )
         return doc
 
     idf = smooth_idf((document(p, labels) for p, labels in corpus.items()), keyword_list)
@@ -327,10 +332,16 @@ def read_terms(path: str | os.PathLike[str]) -> list[FunctionTerm]:
     """TSV with the header ``term_id, term_type, term_name, keywords``; keywords comma-separated (repeats
     allowed), or empty to extract them from the name."""
     terms = []
+    first_line: dict[str, int] = {}
     for n, record in _read_tsv(Path(path), ("term_id", "term_type", "term_name", "keywords")):
         term_id = record["term_id"].strip()
         if not term_id:
             raise InputError(f"{path}: line {n}: empty term_id")
+        if "," in term_id:
+            raise InputError(f"{path}: line {n}: term id {term_id!r} must not contain a comma")
+        if term_id in first_line:
+            raise InputError(f"{path}: line {n}: term {term_id!r} is defined twice (line {first_line[term_id]})")
+        first_line[term_id] = n
         words = tuple(w.strip() for w in record["keywords"].split(",") if w.strip())
         terms.append(FunctionTerm(term_id, record["term_type"].strip(), record["term_name"].strip(), words))
     if not terms:
@@ -339,11 +350,23 @@ def read_terms(path: str | os.PathLike[str]) -> list[FunctionTerm]:
 
 
 def read_keyword_list(path: str | os.PathLike[str]) -> list[str]:
-    """One keyword per line (the official keyword-vocabulary format)."""
+    """One keyword per line (the official keyword-vocabulary format); each is checked, naming its line."""
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from exc
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    keywords = [line.rstrip("\r") for line in lines]
+    first_line: dict[str, int] = {}
+    for n, keyword in enumerate(keywords, start=1):
+        if not keyword or "," in keyword or keyword != keyword.strip():
+            raise InputError(
+                f"{path}: line {n}: keyword {keyword!r}: keywords must be non-empty, without commas or outer spaces"
+            )
+        if keyword in first_line:
+            raise InputError(f"{path}: line {n}: keyword {keyword!r} appears more than once (line {first_line[keyword]})")
+        first_line[keyword] = n
+    if not keywords:
+        raise InputError(f"{path}: no keywords")
+    return keywords
