@@ -173,7 +173,8 @@ def test_term_names_with_quotes_round_trip(tmp_path: Path) -> None:
 def _cli_args(tmp_path: Path, out: Path, *extra: str) -> list[str]:
     (tmp_path / "terms.tsv").write_text(TERMS)
     (tmp_path / "corpus.tsv").write_text(CORPUS)
-    return ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv"), *extra]
+    terms = str(tmp_path / "terms.tsv")
+    return ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", terms, *extra]
 
 
 @pytest.mark.parametrize(

@@ -365,7 +365,8 @@ def read_keyword_list(path: str | os.PathLike[str]) -> list[str]:
                 f"{path}: line {n}: keyword {keyword!r}: keywords must be non-empty, without commas or outer spaces"
             )
         if keyword in first_line:
-            raise InputError(f"{path}: line {n}: keyword {keyword!r} appears more than once (line {first_line[keyword]})")
+            first = first_line[keyword]
+            raise InputError(f"{path}: line {n}: keyword {keyword!r} appears more than once (line {first})")
         first_line[keyword] = n
     if not keywords:
         raise InputError(f"{path}: no keywords")
