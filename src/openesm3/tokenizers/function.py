@@ -55,7 +55,8 @@ class FunctionTokenizer:
         if vocabulary.hyperplanes is None:
             raise VocabularyError(f"{vocabulary.source}: the function tokenizer needs the LSH hyperplanes file")
         self.vocabulary = vocabulary
-        # [64, n_keywords] float64 rows in (depth, bit) order; float64 so h . v is computed like the reference.
+        # [64, n_keywords] rows in (depth, bit) order, as stored (float32 or float64); columns are cast to float64
+        # when used, so h . v is computed in float64 like the reference.
         self._planes = vocabulary.hyperplanes.reshape(-1, vocabulary.n_keywords)
         self._interpro_vector = lru_cache(maxsize=None)(self._interpro_vector_uncached)
 

@@ -5,8 +5,8 @@ Files (names in ``constants``):
 - keyword list (one keyword per line; line order = keyword index), keyword IDF (float64 ``.npy``), InterPro
   entry list (TSV ``ENTRY_AC, ENTRY_TYPE, ENTRY_NAME``), InterPro-to-keywords CSV (``interpro_id,keywords``,
   keywords comma-joined, repeats = term frequency): shipped inside the official ``esm`` package (``esm/data/``);
-- LSH hyperplanes (``.npz``, keys ``"0"``..``"7"``, float32 ``[8, n_keywords]`` each) and the residue-annotation
-  CSV (``label,label_clean,count``): under ``data/`` of the official Hugging Face release.
+- LSH hyperplanes (``.npz``, keys ``"0"``..``"7"``, ``[8, n_keywords]`` each, float32 or float64) and the
+  residue-annotation CSV (``label,label_clean,count``): under ``data/`` of the official Hugging Face release.
 
 Where they are looked for, in order (each directory ``D`` also as ``D/data``):
 
@@ -149,9 +149,16 @@ def read_idf(path: Path, n_keywords: int) -> np.ndarray:
 
 
 def read_hyperplanes(path: Path, n_keywords: int) -> np.ndarray:
-    """float32 ``[depth, bits, n_keywords]`` from the npz keys ``"0"``, ``"1"``, ... (spec §3.3)."""
+    """``[depth, bits, n_keywords]`` from the npz keys ``"0"``, ``"1"``, ... (spec §3.3).
+
+    float32 files stay float32; anything else is read as float64, never rounded down: the official tokenizer
+    projects with the stored values, and a bit whose projection is within float32 rounding of 0 would flip.
+    """
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise VocabularyError(f"{path}: expected an npz archive with the keys '0'..'7', got a single array")
+        with loaded as npz:
             keys = sorted(npz.files, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
             arrays = {k: npz[k] for k in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -165,7 +172,12 @@ def read_hyperplanes(path: Path, n_keywords: int) -> np.ndarray:
                 f"{path}: hyperplanes {key!r} have shape {array.shape}, expected "
                 f"({C.FUNCTION_BITS_PER_TOKEN}, {n_keywords}) for {n_keywords} keywords"
             )
-    return np.stack([arrays[k].astype(np.float32) for k in expected])
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise VocabularyError(f"{path}: hyperplanes {key!r} are {array.dtype}, expected real numbers")
+        if not np.all(np.isfinite(array)):
+            raise VocabularyError(f"{path}: hyperplanes {key!r} hold non-finite values (NaN or inf)")
+    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays.values()) else np.float64
+    return np.stack([arrays[k].astype(dtype) for k in expected])
 
 
 @dataclass(frozen=True)
@@ -186,7 +198,8 @@ class FunctionVocabulary:
         idf: float64 ``[n_keywords]``.
         entries: InterPro entries sorted by id; position = the function decoder's InterPro class index.
         interpro_keywords: InterPro id -> its keywords in file order, with repeats (term frequency).
-        hyperplanes: float32 ``[8, 8, n_keywords]`` LSH hyperplanes (depth, bit, keyword), or ``None`` when
+        hyperplanes: float32 or float64 ``[8, 8, n_keywords]`` LSH hyperplanes (depth, bit, keyword; the file's
+            precision is kept), or ``None`` when
             loaded for decoding only.
         source: where the files came from (for messages).
     """
