@@ -117,7 +117,7 @@ def test_malformed_files_are_named(tmp_path: Path, name: str, content: str, matc
 def test_hyperplanes_and_idf_shapes_are_checked(tmp_path: Path) -> None:
     build.write_function_vocabulary(_tiny(), tmp_path)
     np.savez(tmp_path / C.LSH_HYPERPLANES_FILE, **{str(i): np.zeros((8, 4), np.float32) for i in range(8)})
-    with pytest.raises(VocabularyError, match=r"shape \(8, 4\), expected \(8, 5\) for 5 keywords"):
+    with pytest.raises(VocabularyError, match=r"shape \(8, 4\), expected \(8, 5\): one per keyword of .*\(5 keywords"):
         FunctionVocabulary.load(tmp_path)
     np.savez(tmp_path / C.LSH_HYPERPLANES_FILE, **{str(i): np.zeros((8, 5), np.float32) for i in range(7)})
     with pytest.raises(VocabularyError, match="expected the keys"):
@@ -173,4 +173,17 @@ def test_bad_hyperplane_files_are_named(tmp_path: Path) -> None:
     with path.open("wb") as handle:  # a .npy array under the .npz name
         np.save(handle, np.zeros((8, 8, 5), np.float32))
     with pytest.raises(VocabularyError, match=f"{C.LSH_HYPERPLANES_FILE}: .*npz archive"):
+        FunctionVocabulary.load(tmp_path)
+
+
+def test_truncated_keyword_list_is_named(tmp_path: Path) -> None:
+    """A keyword list that lost lines used to be reported as a bad IDF file, without naming the keyword list."""
+    build.write_function_vocabulary(_tiny(), tmp_path)
+    keywords = tmp_path / C.KEYWORD_VOCABULARY_FILE
+    keywords.write_text("".join(keywords.read_text().splitlines(keepends=True)[:-1]))
+    for with_hyperplanes in (False, True):
+        with pytest.raises(VocabularyError, match=f"one per keyword of {keywords} \\(4 keywords\\)"):
+            FunctionVocabulary.load(tmp_path, with_hyperplanes=with_hyperplanes)
+    np.save(tmp_path / C.KEYWORD_IDF_FILE, np.ones(4))  # the IDF fits the list: the hyperplanes are named next
+    with pytest.raises(VocabularyError, match=f"{C.LSH_HYPERPLANES_FILE}: .*one per keyword of {keywords}"):
         FunctionVocabulary.load(tmp_path)

@@ -134,21 +134,27 @@ def read_keywords(path: Path) -> tuple[str, ...]:
     return keywords
 
 
-def read_idf(path: Path, n_keywords: int) -> np.ndarray:
+def _per_keyword(n_keywords: int, keywords_path: Path | None) -> str:
+    """Where the expected keyword count comes from, for size-mismatch messages."""
+    return f"one per keyword of {keywords_path} ({n_keywords} keywords)" if keywords_path else f"{n_keywords} keywords"
+
+
+def read_idf(path: Path, n_keywords: int, keywords_path: Path | None = None) -> np.ndarray:
     try:
         idf = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise VocabularyError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
     if idf.shape != (n_keywords,) or not np.issubdtype(idf.dtype, np.floating):
         raise VocabularyError(
-            f"{path}: expected float IDF values of shape ({n_keywords},), got {idf.dtype} {idf.shape}"
+            f"{path}: expected float IDF values of shape ({n_keywords},), got {idf.dtype} {idf.shape} "
+            f"({_per_keyword(n_keywords, keywords_path)})"
         )
     if not np.all(np.isfinite(idf)) or np.any(idf < 0):
         raise VocabularyError(f"{path}: IDF values must be finite and >= 0")
     return idf.astype(np.float64)
 
 
-def read_hyperplanes(path: Path, n_keywords: int) -> np.ndarray:
+def read_hyperplanes(path: Path, n_keywords: int, keywords_path: Path | None = None) -> np.ndarray:
     """``[depth, bits, n_keywords]`` from the npz keys ``"0"``, ``"1"``, ... (spec §3.3).
 
     float32 files stay float32; anything else is read as float64, never rounded down: the official tokenizer
@@ -170,7 +176,7 @@ def read_hyperplanes(path: Path, n_keywords: int) -> np.ndarray:
         if array.shape != (C.FUNCTION_BITS_PER_TOKEN, n_keywords):
             raise VocabularyError(
                 f"{path}: hyperplanes {key!r} have shape {array.shape}, expected "
-                f"({C.FUNCTION_BITS_PER_TOKEN}, {n_keywords}) for {n_keywords} keywords"
+                f"({C.FUNCTION_BITS_PER_TOKEN}, {n_keywords}): {_per_keyword(n_keywords, keywords_path)}"
             )
         if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
             raise VocabularyError(f"{path}: hyperplanes {key!r} are {array.dtype}, expected real numbers")
@@ -255,10 +261,13 @@ class FunctionVocabulary:
         names = FUNCTION_FILES if with_hyperplanes else FUNCTION_FILES[:-1]
         files = locate_files(names, path, what="function vocabulary")
         keywords = read_keywords(files[C.KEYWORD_VOCABULARY_FILE])
-        idf = read_idf(files[C.KEYWORD_IDF_FILE], len(keywords))
+        keywords_path = files[C.KEYWORD_VOCABULARY_FILE]
+        idf = read_idf(files[C.KEYWORD_IDF_FILE], len(keywords), keywords_path)
         entries = read_entry_list(files[C.INTERPRO_ENTRY_LIST_FILE])
         interpro_keywords = read_interpro_keywords(files[C.INTERPRO_TO_KEYWORDS_FILE])
-        hyperplanes = read_hyperplanes(files[C.LSH_HYPERPLANES_FILE], len(keywords)) if with_hyperplanes else None
+        hyperplanes = (
+            read_hyperplanes(files[C.LSH_HYPERPLANES_FILE], len(keywords), keywords_path) if with_hyperplanes else None
+        )
         source = ", ".join(sorted({str(p.parent) for p in files.values()}))
         return cls(keywords, idf, entries, interpro_keywords, hyperplanes, source=source)
 
