@@ -199,3 +199,18 @@ def test_decode_function_tokens_thresholds_positions_and_names(vocab: FunctionVo
     assert raw == [FA("kw06", 1, 4), FA("kw06", 25, 30), FA("IPR000003", 10, 20)]
     with pytest.raises(InputError, match="interpro probabilities have shape"):
         annotations_from_predictions(rows[:3], fixed.out, vocab)
+
+
+def test_a_label_naming_a_known_interpro_id_is_not_also_a_keyword() -> None:
+    """The official tokenizer routes a label to InterPro if it names a known id, *else* to the keywords. A custom
+    vocabulary whose keyword list also holds such a label used to get both vectors (element-wise max)."""
+    rng = np.random.default_rng(3)
+    keywords = ("alpha", "beta", "IPR000001")
+    entries = (InterProEntry("IPR000001", "Domain", "Pair"),)
+    planes = rng.standard_normal((8, 8, 3)).astype(np.float32)
+    vocab = FunctionVocabulary(keywords, np.array([1.0, 2.0, 9.0]), entries, {"IPR000001": ("alpha", "beta")}, planes)
+    tok = FunctionTokenizer(vocab)
+    as_interpro = tok.lsh_tokens(tok.residue_vector([], ["IPR000001"]))
+    assert not np.array_equal(as_interpro, tok.lsh_tokens(tok.residue_vector(["IPR000001"], ["IPR000001"])))
+    for label in ("IPR000001", "Pair (IPR000001)"):
+        np.testing.assert_array_equal(tok.encode([FA(label, 1, 2)], 2)[1:3], [as_interpro, as_interpro])
