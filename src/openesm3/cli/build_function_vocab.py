@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.tokenizers import build  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
 
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"{args.out}: exists and is not a directory")
     outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
