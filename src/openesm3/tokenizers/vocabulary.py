@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from openesm3 import constants as C
-from openesm3.errors import VocabularyError
+from openesm3.errors import InputError, VocabularyError
 
 VOCAB_DIR_ENV = "OPENESM3_VOCAB_DIR"
 
@@ -335,6 +335,8 @@ class ResidueAnnotationVocabulary:
 
     def token_string(self, token_id: int) -> str:
         """``<pad>``, ``<motif>``, ``<unk>``, ``<none>`` or the label of a label id."""
+        if not 0 <= token_id < self.vocab_size:
+            raise InputError(f"residue annotation id {token_id} is outside 0..{self.vocab_size - 1}")
         if token_id < C.RESIDUE_FIRST_LABEL:
             return ("<pad>", "<motif>", "<unk>", "<none>")[token_id]
         return self.labels[token_id - C.RESIDUE_FIRST_LABEL]
