@@ -260,3 +260,12 @@ def test_cli_negative_seed_is_an_input_error(tmp_path: Path, capsys: pytest.Capt
     assert main(_cli_args(tmp_path, tmp_path / "vocab", "--seed", "-1")) == 2
     assert "--seed must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "vocab").exists()
+
+
+@pytest.mark.parametrize("label", ["NA", "null", "None", "N/A", "nan"])
+def test_residue_labels_that_pandas_reads_as_missing_are_refused(label: str) -> None:
+    """The official tokenizer reads the residue CSV with pandas, which turns such labels into NaN and drops them:
+    a built vocabulary holding one used to give every later label a different id there than in ours."""
+    with pytest.raises(InputError, match=f"residue label {label!r}: pandas"):
+        build.build_residue_annotation_vocabulary({"Active site": 50, label: 40, "Binding": 30})
+    assert build.build_residue_annotation_vocabulary({f"{label} site": 40}).labels == (f"{label} site",)

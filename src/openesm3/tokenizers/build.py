@@ -12,7 +12,7 @@ and formula, hyperplane distribution, keyword extraction). These are our documen
 - **Hyperplanes**: i.i.d. standard normal float32 ``[8, 8, n_keywords]`` from ``numpy.random.default_rng(seed)``.
 - **Residue-annotation labels**: raw labels are grouped ignoring case and punctuation (paper A.1.8.3); a group's
   ``label_clean`` is its most frequent raw label (ties: alphabetical); groups seen in fewer than
-  ``min_proteins`` proteins are dropped.
+  ``min_proteins`` proteins are dropped; labels that pandas reads as missing (:data:`PANDAS_NA_STRINGS`) are refused.
 
 Output: a directory with the six official files (names as in the official release, whatever the sizes), which
 both :class:`~openesm3.tokenizers.vocabulary.FunctionVocabulary` and the official package's tokenizers read.
@@ -45,6 +45,12 @@ from openesm3.utils.atomic import atomic_open, atomic_write_text
 
 _INTERPRO_RE = re.compile(C.INTERPRO_ID_PATTERN)
 _WORD_RE = re.compile(r"[0-9a-z]+")
+# Cell texts that pandas.read_csv turns into NaN by default (its ``na_values``; pandas 2.x docs). The official
+# residue tokenizer reads its CSV with pandas and drops NaN labels, so such a label would shift every later id.
+PANDAS_NA_STRINGS = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+     "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
 # Words too common to carry meaning as unigrams (they still join bigrams).
 STOP_WORDS = frozenset("a an and as at by for from in into is of on or the to with via".split())
 
@@ -258,6 +264,11 @@ def build_residue_annotation_vocabulary(
     for label, count in label_counts.items():
         if not label or any(ch in label for ch in "\n\r") or count < 0:
             raise InputError(f"residue label {label!r}: labels must be non-empty single lines, counts >= 0")
+        if label in PANDAS_NA_STRINGS:
+            raise InputError(
+                f"residue label {label!r}: pandas (and so the official tokenizer) reads it as a missing value and "
+                "drops it, which shifts the ids of the other labels; rename it"
+            )
         key = residue_label_key(label)
         if not key:
             raise InputError(f"residue label {label!r} has no letters or digits")
