@@ -7,6 +7,7 @@ inclusive at both ends**, exactly as the official ``FunctionAnnotation`` (spec Â
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from openesm3.errors import InputError
@@ -19,6 +20,14 @@ class FunctionAnnotation:
     label: str
     start: int
     end: int
+
+    def __post_init__(self) -> None:
+        # Positions computed with numpy (np.int64 ...) are integers: store them as plain ints. Anything else
+        # (floats, bools) is kept as given and refused by check().
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+                object.__setattr__(self, name, int(value))
 
     def check(self, length: int, *, index: int | None = None) -> None:
         """Raise :class:`InputError` unless ``1 <= start <= end <= length`` (``index`` names the annotation)."""

@@ -154,3 +154,118 @@ def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:
     old, new = FunctionVocabulary.load(base), FunctionVocabulary.load(out)
     assert new.keywords == old.keywords and new.interpro_keywords == old.interpro_keywords
     assert not np.array_equal(new.idf, old.idf)
+
+
+def test_term_names_with_quotes_round_trip(tmp_path: Path) -> None:
+    """A term name starting with a double quote used to be written raw: the TSV readers (ours and pandas)
+    took it for a quoted field and swallowed the following entries."""
+    terms = [
+        build.FunctionTerm("IPR000001", "Domain", '"Winged helix" domain', ("helix",)),
+        build.FunctionTerm("IPR000002", "Family", '"odd quote', ("odd",)),
+        build.FunctionTerm("IPR000003", "Family", 'plain "inner" name', ("plain",)),
+    ]
+    vocab = build.build_function_vocabulary(terms, {"p": ["IPR000001"]})
+    build.write_function_vocabulary(vocab, tmp_path)
+    loaded = FunctionVocabulary.load(tmp_path)
+    assert [(e.id, e.name) for e in loaded.entries] == [(t.id, t.name) for t in terms]
+
+
+def _cli_args(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    (tmp_path / "terms.tsv").write_text(TERMS)
+    (tmp_path / "corpus.tsv").write_text(CORPUS)
+    terms = str(tmp_path / "terms.tsv")
+    return ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", terms, *extra]
+
+
+@pytest.mark.parametrize(
+    ("residues", "extra", "match"),
+    [
+        ("protein_id\tlbl\nP1\tActive site\n", (), "header lacks the column"),
+        ("protein_id\tlabel\nP1\tActive site\n", ("--residue-min-proteins", "5"), "no residue label is seen in >= 5"),
+    ],
+)
+def test_cli_bad_residue_corpus_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], residues: str, extra: tuple[str, ...], match: str
+) -> None:
+    """The function files used to be written before the residue corpus was read: a bad residue corpus left a
+    half-built directory that the next run refused to overwrite."""
+    (tmp_path / "residues.tsv").write_text(residues)
+    out = tmp_path / "vocab"
+    args = _cli_args(tmp_path, out, "--residue-corpus", str(tmp_path / "residues.tsv"), *extra)
+    assert main(args) == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_force_keeps_the_old_vocabulary_when_writing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --force the files used to be replaced one by one: a failure at the hyperplanes (disk full) left the
+    new IDF beside the old hyperplanes, a mixed vocabulary that loads without a word."""
+    out = tmp_path / "vocab"
+    assert main(_cli_args(tmp_path, out, "--seed", "1")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (tmp_path / "corpus.tsv").write_text(CORPUS + "P5\tzinc\t1\t3\n")  # a different IDF
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(out / C.LSH_HYPERPLANES_FILE))
+
+    monkeypatch.setattr(build, "write_hyperplanes", disk_full)
+    args = ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv")]
+    assert main([*args, "--seed", "2", "--force"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left, nothing replaced
+    monkeypatch.undo()
+    assert main([*args, "--seed", "2", "--force"]) == 0
+    assert {p.name for p in out.iterdir()} == set(before)
+    assert FunctionVocabulary.load(out).n_keywords == FunctionVocabulary.load(out, with_hyperplanes=False).n_keywords
+    assert (out / C.KEYWORD_IDF_FILE).read_bytes() != before[C.KEYWORD_IDF_FILE]
+
+
+def test_cli_output_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a_file"
+    out.write_text("keep me")
+    assert main(_cli_args(tmp_path, out)) == 2
+    assert f"{out}: exists and is not a directory" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "match"),
+    [
+        ("--keywords", "kringle\nprotease\nzinc,finger\n", "kw.txt: line 3: keyword 'zinc,finger'"),
+        ("--keywords", "kringle\n\nprotease\n", "kw.txt: line 2: keyword ''"),
+        ("--keywords", "kringle\nprotease\nkringle\n", "kw.txt: line 3: keyword 'kringle' appears more than once"),
+        ("--terms", TERMS + "IPR000001\tDomain\tAgain\t\n", "kw.txt: line 5: term 'IPR000001' is defined twice"),
+        ("--terms", TERMS + "A,B\tDomain\tComma\t\n", "kw.txt: line 5: term id 'A,B'"),
+    ],
+)
+def test_cli_errors_name_the_file_at_fault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, content: str, match: str
+) -> None:
+    """Errors in the keyword or terms file used to be reported as errors of the corpus file."""
+    args = _cli_args(tmp_path, tmp_path / "vocab")
+    (tmp_path / "kw.txt").write_text(content)
+    if option == "--terms":
+        args[args.index("--terms") + 1] = str(tmp_path / "kw.txt")
+    else:
+        args += ["--keywords", str(tmp_path / "kw.txt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert match in err and "corpus.tsv" not in err
+
+
+def test_cli_negative_seed_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A negative --seed used to end as "internal error: ValueError: expected non-negative integer"."""
+    assert main(_cli_args(tmp_path, tmp_path / "vocab", "--seed", "-1")) == 2
+    assert "--seed must be >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "vocab").exists()
+
+
+@pytest.mark.parametrize("label", ["NA", "null", "None", "N/A", "nan"])
+def test_residue_labels_that_pandas_reads_as_missing_are_refused(label: str) -> None:
+    """The official tokenizer reads the residue CSV with pandas, which turns such labels into NaN and drops them:
+    a built vocabulary holding one used to give every later label a different id there than in ours."""
+    with pytest.raises(InputError, match=f"residue label {label!r}: pandas"):
+        build.build_residue_annotation_vocabulary({"Active site": 50, label: 40, "Binding": 30})
+    assert build.build_residue_annotation_vocabulary({f"{label} site": 40}).labels == (f"{label} site",)

@@ -199,3 +199,30 @@ def test_decode_function_tokens_thresholds_positions_and_names(vocab: FunctionVo
     assert raw == [FA("kw06", 1, 4), FA("kw06", 25, 30), FA("IPR000003", 10, 20)]
     with pytest.raises(InputError, match="interpro probabilities have shape"):
         annotations_from_predictions(rows[:3], fixed.out, vocab)
+
+
+def test_a_label_naming_a_known_interpro_id_is_not_also_a_keyword() -> None:
+    """The official tokenizer routes a label to InterPro if it names a known id, *else* to the keywords. A custom
+    vocabulary whose keyword list also holds such a label used to get both vectors (element-wise max)."""
+    rng = np.random.default_rng(3)
+    keywords = ("alpha", "beta", "IPR000001")
+    entries = (InterProEntry("IPR000001", "Domain", "Pair"),)
+    planes = rng.standard_normal((8, 8, 3)).astype(np.float32)
+    vocab = FunctionVocabulary(keywords, np.array([1.0, 2.0, 9.0]), entries, {"IPR000001": ("alpha", "beta")}, planes)
+    tok = FunctionTokenizer(vocab)
+    as_interpro = tok.lsh_tokens(tok.residue_vector([], ["IPR000001"]))
+    assert not np.array_equal(as_interpro, tok.lsh_tokens(tok.residue_vector(["IPR000001"], ["IPR000001"])))
+    for label in ("IPR000001", "Pair (IPR000001)"):
+        np.testing.assert_array_equal(tok.encode([FA(label, 1, 2)], 2)[1:3], [as_interpro, as_interpro])
+
+
+def test_annotation_positions_may_be_numpy_integers(tok: FunctionTokenizer) -> None:
+    """Positions computed with numpy (np.int64) used to be refused ("start must be an int, got int64"); they are
+    integers, stored as plain ints. Floats and bools are still refused."""
+    ann = FA("kw01", np.int64(2), np.int32(3))
+    assert (ann.start, ann.end) == (2, 3) and type(ann.start) is int and type(ann.end) is int
+    np.testing.assert_array_equal(tok.encode([ann], 4), tok.encode([FA("kw01", 2, 3)], 4))
+    with pytest.raises(InputError, match="start must be an int, got float"):
+        tok.encode([FA("kw01", 2.0, 3)], 4)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="end must be an int, got bool"):
+        tok.encode([FA("kw01", 1, True)], 4)

@@ -9,7 +9,7 @@ import pytest
 
 from openesm3 import constants as C
 from openesm3.annotations import FunctionAnnotation as FA
-from openesm3.errors import TokenizationError, VocabularyError
+from openesm3.errors import InputError, TokenizationError, VocabularyError
 from openesm3.tokenizers import (
     FunctionTokenizer,
     FunctionVocabulary,
@@ -116,3 +116,12 @@ def test_annotations_are_routed_to_both_tracks(tok: ResidueAnnotationTokenizer) 
         encode_annotation_tracks(anns, 4, func)
     with pytest.raises(TokenizationError, match="annotation 0: unknown label 'kringle'"):
         encode_annotation_tracks([FA("kringle", 1, 1)], 4, func, tok)
+
+
+def test_token_string_outside_the_vocabulary_is_named(tok: ResidueAnnotationTokenizer) -> None:
+    """token_string(-1) used to return '<none>' (negative index) and a too-large id raised a bare IndexError."""
+    size = tok.vocabulary.vocab_size
+    assert tok.vocabulary.token_string(3) == "<none>"
+    for bad in (-1, size):
+        with pytest.raises(InputError, match=f"residue annotation id {bad} is outside 0..{size - 1}"):
+            tok.vocabulary.token_string(bad)

@@ -169,3 +169,16 @@ def test_check_track_lengths_names_the_disagreeing_tracks() -> None:
         check_track_lengths(sequence="MKT", sasa=[1.0, 2.0, 3.0, 4.0])
     with pytest.raises(InputError, match="no track"):
         check_track_lengths(sequence=None)
+
+
+@pytest.mark.parametrize("value", [3.0, None, 7])
+def test_sasa_that_is_not_a_list_is_named(value: object) -> None:
+    """A single number (or None) instead of one value per residue used to raise a bare TypeError (no len())."""
+    with pytest.raises(TokenizationError, match="SASA must be one value per residue"):
+        SASATokenizer().encode(value)  # type: ignore[arg-type]
+
+
+def test_sequence_reference_mode_refuses_non_strings() -> None:
+    """encode_reference(None) used to raise AttributeError ('NoneType' object has no attribute 'replace')."""
+    with pytest.raises(TokenizationError, match="sequence must be a str, got NoneType"):
+        SequenceTokenizer().encode_reference(None)  # type: ignore[arg-type]

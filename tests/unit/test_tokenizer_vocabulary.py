@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from openesm3 import constants as C
+from openesm3.annotations import FunctionAnnotation as FA
 from openesm3.errors import VocabularyError
 from openesm3.tokenizers import FunctionTokenizer, FunctionVocabulary, ResidueAnnotationVocabulary, build
 from openesm3.tokenizers import vocabulary as V
@@ -116,7 +117,7 @@ def test_malformed_files_are_named(tmp_path: Path, name: str, content: str, matc
 def test_hyperplanes_and_idf_shapes_are_checked(tmp_path: Path) -> None:
     build.write_function_vocabulary(_tiny(), tmp_path)
     np.savez(tmp_path / C.LSH_HYPERPLANES_FILE, **{str(i): np.zeros((8, 4), np.float32) for i in range(8)})
-    with pytest.raises(VocabularyError, match=r"shape \(8, 4\), expected \(8, 5\) for 5 keywords"):
+    with pytest.raises(VocabularyError, match=r"shape \(8, 4\), expected \(8, 5\): one per keyword of .*\(5 keywords"):
         FunctionVocabulary.load(tmp_path)
     np.savez(tmp_path / C.LSH_HYPERPLANES_FILE, **{str(i): np.zeros((8, 5), np.float32) for i in range(7)})
     with pytest.raises(VocabularyError, match="expected the keys"):
@@ -144,3 +145,45 @@ def test_official_function_vocabulary_files(tmp_path: Path) -> None:
 
     out = tok.encode([FA("IPR000001", 1, 3), FA("null", 2, 4)], 5)
     assert (out[1:5] >= 4).all() and (out[5] == C.FUNCTION_NONE).all()
+
+
+def test_float64_hyperplanes_keep_their_precision(tmp_path: Path) -> None:
+    """float64 hyperplanes (what the official LSH code draws) used to be rounded to float32 on loading, which
+    flips the bits whose projection is within float32 rounding of zero; the official tokenizer uses them as stored."""
+    terms = [build.FunctionTerm("IPR000001", "Domain", "Pair", ("alpha", "beta"))]
+    build.write_function_vocabulary(build.build_function_vocabulary(terms, {"p": ["IPR000001"]}), tmp_path)
+    planes = np.random.default_rng(0).standard_normal((8, 8, 2))
+    planes[0, 0] = (1.0, -(1.0 + 1e-9))  # h . (a, a) = -1e-9 a < 0 in float64; exactly 0 (bit set) in float32
+    np.savez(tmp_path / C.LSH_HYPERPLANES_FILE, **{str(d): planes[d] for d in range(8)})
+    vocab = FunctionVocabulary.load(tmp_path)
+    tokens = FunctionTokenizer(vocab).encode([FA("IPR000001", 1, 1)], 1)
+    v = np.full(2, 1 / np.sqrt(2))  # equal IDF: the normalised TF-IDF of (alpha, beta)
+    expected = 4 + ((np.einsum("dbk,k->db", planes, v) >= 0) * (1 << np.arange(8))).sum(axis=1)
+    assert tokens[1, 0] % 2 == 0
+    np.testing.assert_array_equal(tokens[1], expected)
+    assert vocab.hyperplanes is not None and vocab.hyperplanes.dtype == np.float64
+
+
+def test_bad_hyperplane_files_are_named(tmp_path: Path) -> None:
+    build.write_function_vocabulary(_tiny(), tmp_path)
+    path = tmp_path / C.LSH_HYPERPLANES_FILE
+    np.savez(path, **{str(i): np.full((8, 5), np.nan, np.float32) for i in range(8)})
+    with pytest.raises(VocabularyError, match=f"{C.LSH_HYPERPLANES_FILE}: hyperplanes '0' hold non-finite"):
+        FunctionVocabulary.load(tmp_path)
+    with path.open("wb") as handle:  # a .npy array under the .npz name
+        np.save(handle, np.zeros((8, 8, 5), np.float32))
+    with pytest.raises(VocabularyError, match=f"{C.LSH_HYPERPLANES_FILE}: .*npz archive"):
+        FunctionVocabulary.load(tmp_path)
+
+
+def test_truncated_keyword_list_is_named(tmp_path: Path) -> None:
+    """A keyword list that lost lines used to be reported as a bad IDF file, without naming the keyword list."""
+    build.write_function_vocabulary(_tiny(), tmp_path)
+    keywords = tmp_path / C.KEYWORD_VOCABULARY_FILE
+    keywords.write_text("".join(keywords.read_text().splitlines(keepends=True)[:-1]))
+    for with_hyperplanes in (False, True):
+        with pytest.raises(VocabularyError, match=f"one per keyword of {keywords} \\(4 keywords\\)"):
+            FunctionVocabulary.load(tmp_path, with_hyperplanes=with_hyperplanes)
+    np.save(tmp_path / C.KEYWORD_IDF_FILE, np.ones(4))  # the IDF fits the list: the hyperplanes are named next
+    with pytest.raises(VocabularyError, match=f"{C.LSH_HYPERPLANES_FILE}: .*one per keyword of {keywords}"):
+        FunctionVocabulary.load(tmp_path)

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.tokenizers import build  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
 
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"{args.out}: exists and is not a directory")
     outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
     existing = [name for name in outputs if (args.out / name).exists()]
     if existing and not args.force:
@@ -65,17 +69,19 @@ def run(args: argparse.Namespace) -> int:
         terms = [build.FunctionTerm(e.id, e.type, e.name, base.interpro_keywords.get(e.id, ())) for e in base.entries]
         keywords = list(base.keywords)
         extract = False  # terms without keywords in the base vocabulary stay without
-    try:
-        vocabulary = build.build_function_vocabulary(
-            terms, corpus, keywords=keywords, seed=args.seed, extract_missing_keywords=extract
-        )
-    except InputError as exc:
-        raise InputError(f"{args.corpus}: {exc}") from exc
-    paths = build.write_function_vocabulary(vocabulary, args.out)
-    if args.residue_corpus:
+    # The input files are checked line by line as they are read; what remains names the corpus file or the term.
+    vocabulary = build.build_function_vocabulary(
+        terms, corpus, keywords=keywords, seed=args.seed, extract_missing_keywords=extract, corpus_name=str(args.corpus)
+    )
+    residue = None
+    if args.residue_corpus:  # read and built before anything is written: a bad residue corpus leaves OUT alone
         counts = build.count_label_proteins(build.read_annotation_corpus(args.residue_corpus))
-        residue = build.build_residue_annotation_vocabulary(counts, min_proteins=args.residue_min_proteins)
-        paths.append(build.write_residue_annotation_vocabulary(residue, args.out))
+        try:
+            residue = build.build_residue_annotation_vocabulary(counts, min_proteins=args.residue_min_proteins)
+        except InputError as exc:
+            raise InputError(f"{args.residue_corpus}: {exc}") from exc
+    paths = build.write_vocabulary_directory(args.out, vocabulary, residue)
+    if residue is not None:
         print(f"residue annotations: {len(residue.labels)} labels", file=sys.stderr)
     idf = vocabulary.idf
     print(

@@ -12,7 +12,7 @@ and formula, hyperplane distribution, keyword extraction). These are our documen
 - **Hyperplanes**: i.i.d. standard normal float32 ``[8, 8, n_keywords]`` from ``numpy.random.default_rng(seed)``.
 - **Residue-annotation labels**: raw labels are grouped ignoring case and punctuation (paper A.1.8.3); a group's
   ``label_clean`` is its most frequent raw label (ties: alphabetical); groups seen in fewer than
-  ``min_proteins`` proteins are dropped.
+  ``min_proteins`` proteins are dropped; labels that pandas reads as missing (:data:`PANDAS_NA_STRINGS`) are refused.
 
 Output: a directory with the six official files (names as in the official release, whatever the sizes), which
 both :class:`~openesm3.tokenizers.vocabulary.FunctionVocabulary` and the official package's tokenizers read.
@@ -24,6 +24,8 @@ import csv
 import io
 import os
 import re
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,12 @@ from openesm3.utils.atomic import atomic_open, atomic_write_text
 
 _INTERPRO_RE = re.compile(C.INTERPRO_ID_PATTERN)
 _WORD_RE = re.compile(r"[0-9a-z]+")
+# Cell texts that pandas.read_csv turns into NaN by default (its ``na_values``; pandas 2.x docs). The official
+# residue tokenizer reads its CSV with pandas and drops NaN labels, so such a label would shift every later id.
+PANDAS_NA_STRINGS = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+     "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
 # Words too common to carry meaning as unigrams (they still join bigrams).
 STOP_WORDS = frozenset("a an and as at by for from in into is of on or the to with via".split())
 
@@ -91,6 +99,7 @@ def build_function_vocabulary(
     keywords: Sequence[str] | None = None,
     seed: int = 0,
     extract_missing_keywords: bool = True,
+    corpus_name: str | None = None,
 ) -> FunctionVocabulary:
     """A complete function vocabulary from terms, a corpus and (optionally) a fixed keyword list.
 
@@ -103,6 +112,7 @@ def build_function_vocabulary(
         seed: seed of the hyperplanes.
         extract_missing_keywords: give a term without keywords those of its name (:func:`keywords_from_text`);
             otherwise it keeps none (and tokenizes as ``<unk>``).
+        corpus_name: where the corpus came from (a file name), put in front of errors about it.
     """
     if not terms:
         raise InputError("at least one term is needed to build a function vocabulary")
@@ -141,7 +151,10 @@ def build_function_vocabulary(
             elif label in known:
                 doc.add(label)
             else:
-                raise InputError(f"corpus protein {protein!r}: label {label!r} is neither a term id nor a keyword")
+                where = f"{corpus_name}: " if corpus_name else ""
+                raise InputError(
+                    f"{where}corpus protein {protein!r}: label {label!r} is neither a term id nor a keyword"
+                )
         return doc
 
     idf = smooth_idf((document(p, labels) for p, labels in corpus.items()), keyword_list)
@@ -160,8 +173,13 @@ def write_function_vocabulary(vocabulary: FunctionVocabulary, directory: str | o
     atomic_write_text(paths[0], "".join(f"{k}\n" for k in vocabulary.keywords))
     with atomic_open(paths[1], "wb") as handle:
         np.save(handle, vocabulary.idf.astype(np.float64))
-    lines = ["\t".join(C.INTERPRO_ENTRY_LIST_HEADER)] + [f"{e.id}\t{e.type}\t{e.name}" for e in vocabulary.entries]
-    atomic_write_text(paths[2], "\n".join(lines) + "\n")
+    # Written with csv quoting (which leaves ordinary names as plain tab-joined text): a name that starts with a
+    # double quote, written raw, reads back (ours, pandas) as a quoted field running into the following lines.
+    entry_buffer = io.StringIO()
+    entry_writer = csv.writer(entry_buffer, delimiter="\t", lineterminator="\n")
+    entry_writer.writerow(C.INTERPRO_ENTRY_LIST_HEADER)
+    entry_writer.writerows((e.id, e.type, e.name) for e in vocabulary.entries)
+    atomic_write_text(paths[2], entry_buffer.getvalue())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(C.INTERPRO_TO_KEYWORDS_HEADER)
@@ -181,6 +199,34 @@ def write_hyperplanes(hyperplanes: np.ndarray, path: str | os.PathLike[str]) -> 
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]
     return Path(path)
+
+
+def write_vocabulary_directory(
+    directory: str | os.PathLike[str],
+    function: FunctionVocabulary,
+    residue: ResidueAnnotationVocabulary | None = None,
+) -> list[Path]:
+    """Write every file into a staging folder inside ``directory``, then move each into place.
+
+    The files of one vocabulary only make sense together (IDF, hyperplanes and keyword list share one keyword
+    index): a failure while writing (disk full) leaves ``directory`` as it was, instead of new files beside old.
+    """
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-vocab.", dir=out))
+    try:
+        staged = write_function_vocabulary(function, staging)
+        if residue is not None:
+            staged.append(write_residue_annotation_vocabulary(residue, staging))
+        written = []
+        for path in staged:
+            os.replace(path, out / path.name)
+            written.append(out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,6 +264,11 @@ def build_residue_annotation_vocabulary(
     for label, count in label_counts.items():
         if not label or any(ch in label for ch in "\n\r") or count < 0:
             raise InputError(f"residue label {label!r}: labels must be non-empty single lines, counts >= 0")
+        if label in PANDAS_NA_STRINGS:
+            raise InputError(
+                f"residue label {label!r}: pandas (and so the official tokenizer) reads it as a missing value and "
+                "drops it, which shifts the ids of the other labels; rename it"
+            )
         key = residue_label_key(label)
         if not key:
             raise InputError(f"residue label {label!r} has no letters or digits")
@@ -292,10 +343,16 @@ def read_terms(path: str | os.PathLike[str]) -> list[FunctionTerm]:
     """TSV with the header ``term_id, term_type, term_name, keywords``; keywords comma-separated (repeats
     allowed), or empty to extract them from the name."""
     terms = []
+    first_line: dict[str, int] = {}
     for n, record in _read_tsv(Path(path), ("term_id", "term_type", "term_name", "keywords")):
         term_id = record["term_id"].strip()
         if not term_id:
             raise InputError(f"{path}: line {n}: empty term_id")
+        if "," in term_id:
+            raise InputError(f"{path}: line {n}: term id {term_id!r} must not contain a comma")
+        if term_id in first_line:
+            raise InputError(f"{path}: line {n}: term {term_id!r} is defined twice (line {first_line[term_id]})")
+        first_line[term_id] = n
         words = tuple(w.strip() for w in record["keywords"].split(",") if w.strip())
         terms.append(FunctionTerm(term_id, record["term_type"].strip(), record["term_name"].strip(), words))
     if not terms:
@@ -304,11 +361,24 @@ def read_terms(path: str | os.PathLike[str]) -> list[FunctionTerm]:
 
 
 def read_keyword_list(path: str | os.PathLike[str]) -> list[str]:
-    """One keyword per line (the official keyword-vocabulary format)."""
+    """One keyword per line (the official keyword-vocabulary format); each is checked, naming its line."""
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from exc
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    keywords = [line.rstrip("\r") for line in lines]
+    first_line: dict[str, int] = {}
+    for n, keyword in enumerate(keywords, start=1):
+        if not keyword or "," in keyword or keyword != keyword.strip():
+            raise InputError(
+                f"{path}: line {n}: keyword {keyword!r}: keywords must be non-empty, without commas or outer spaces"
+            )
+        if keyword in first_line:
+            first = first_line[keyword]
+            raise InputError(f"{path}: line {n}: keyword {keyword!r} appears more than once (line {first})")
+        first_line[keyword] = n
+    if not keywords:
+        raise InputError(f"{path}: no keywords")
+    return keywords

@@ -3,7 +3,7 @@
 For a protein of L residues and annotations ``FunctionAnnotation(label, start, end)`` (1-indexed, inclusive):
 
 1. Each label is an InterPro id (a regex search for ``IPR\\d+`` finds a known id, so ``"Kringle (IPR000001)"``
-   works) or a function keyword (exact match in the keyword list). Anything else raises.
+   works) or else a function keyword (exact match in the keyword list). Anything else raises.
 2. Each residue collects the set of keywords and the set of InterPro ids covering it.
 3. Its vector: the sublinear TF-IDF of its plain keywords ((1 + ln count) * idf, L2-normalised), combined by
    **element-wise maximum** with the TF-IDF of each InterPro id's keyword list (repeats count).
@@ -55,7 +55,8 @@ class FunctionTokenizer:
         if vocabulary.hyperplanes is None:
             raise VocabularyError(f"{vocabulary.source}: the function tokenizer needs the LSH hyperplanes file")
         self.vocabulary = vocabulary
-        # [64, n_keywords] float64 rows in (depth, bit) order; float64 so h . v is computed like the reference.
+        # [64, n_keywords] rows in (depth, bit) order, as stored (float32 or float64); columns are cast to float64
+        # when used, so h . v is computed in float64 like the reference.
         self._planes = vocabulary.hyperplanes.reshape(-1, vocabulary.n_keywords)
         self._interpro_vector = lru_cache(maxsize=None)(self._interpro_vector_uncached)
 
@@ -159,14 +160,15 @@ class FunctionTokenizer:
             spans: list[tuple[int, int, int]] = []
             for n, ann in enumerate(annotations):
                 ann.check(length, index=n)
+                # A label naming a known InterPro id is that id only, even if it is also a keyword (official rule).
                 ipr = self.interpro_id(ann.label)
-                parts = ([("i", ipr)] if ipr is not None else []) + (
-                    [("k", ann.label)] if self.is_keyword(ann.label) else []
-                )
-                if not parts:
+                if ipr is not None:
+                    key = ("i", ipr)
+                elif self.is_keyword(ann.label):
+                    key = ("k", ann.label)
+                else:
                     raise self.unknown_label_error(ann.label, n)
-                for key in parts:
-                    spans.append((key_index.setdefault(key, len(key_index)), ann.start - 1, ann.end))
+                spans.append((key_index.setdefault(key, len(key_index)), ann.start - 1, ann.end))
             keys = list(key_index)
             coverage = np.zeros((len(keys), length), dtype=bool)  # [labels, L]
             for k, start, end in spans:

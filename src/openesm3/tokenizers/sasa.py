@@ -85,6 +85,8 @@ def _as_float_array(sasa: Any) -> np.ndarray:
         if not (np.issubdtype(sasa.dtype, np.floating) or np.issubdtype(sasa.dtype, np.integer)):
             raise TokenizationError(f"SASA must be numbers, got dtype {sasa.dtype}")
         return sasa.astype(np.float64)
+    if sasa is None or isinstance(sasa, (str, bytes)) or not hasattr(sasa, "__len__"):
+        raise TokenizationError(f"SASA must be one value per residue (a list or array), got {type(sasa).__name__}")
     values = np.empty(len(sasa), dtype=np.float64)
     for i, value in enumerate(sasa):
         if value is None:

@@ -90,6 +90,8 @@ class SequenceTokenizer:
         ``_`` -> ``<mask>``; special strings inside the text are single tokens; every other character is its
         own token, or ``<unk>`` if it is not in the vocabulary (lowercase letters, spaces, ``<`` ...).
         """
+        if not isinstance(sequence, str):
+            raise TokenizationError(f"sequence must be a str, got {type(sequence).__name__}")
         ids: list[int] = [C.SEQUENCE_BOS] if add_special_tokens else []
         for piece in _REFERENCE_SPLIT.split(sequence.replace(C.SEQUENCE_MASK_CHAR, "<mask>")):
             if piece in _TOKEN_ID and len(piece) > 1:

@@ -5,8 +5,8 @@ Files (names in ``constants``):
 - keyword list (one keyword per line; line order = keyword index), keyword IDF (float64 ``.npy``), InterPro
   entry list (TSV ``ENTRY_AC, ENTRY_TYPE, ENTRY_NAME``), InterPro-to-keywords CSV (``interpro_id,keywords``,
   keywords comma-joined, repeats = term frequency): shipped inside the official ``esm`` package (``esm/data/``);
-- LSH hyperplanes (``.npz``, keys ``"0"``..``"7"``, float32 ``[8, n_keywords]`` each) and the residue-annotation
-  CSV (``label,label_clean,count``): under ``data/`` of the official Hugging Face release.
+- LSH hyperplanes (``.npz``, keys ``"0"``..``"7"``, ``[8, n_keywords]`` each, float32 or float64) and the
+  residue-annotation CSV (``label,label_clean,count``): under ``data/`` of the official Hugging Face release.
 
 Where they are looked for, in order (each directory ``D`` also as ``D/data``):
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from openesm3 import constants as C
-from openesm3.errors import VocabularyError
+from openesm3.errors import InputError, VocabularyError
 
 VOCAB_DIR_ENV = "OPENESM3_VOCAB_DIR"
 
@@ -134,24 +134,37 @@ def read_keywords(path: Path) -> tuple[str, ...]:
     return keywords
 
 
-def read_idf(path: Path, n_keywords: int) -> np.ndarray:
+def _per_keyword(n_keywords: int, keywords_path: Path | None) -> str:
+    """Where the expected keyword count comes from, for size-mismatch messages."""
+    return f"one per keyword of {keywords_path} ({n_keywords} keywords)" if keywords_path else f"{n_keywords} keywords"
+
+
+def read_idf(path: Path, n_keywords: int, keywords_path: Path | None = None) -> np.ndarray:
     try:
         idf = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise VocabularyError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
     if idf.shape != (n_keywords,) or not np.issubdtype(idf.dtype, np.floating):
         raise VocabularyError(
-            f"{path}: expected float IDF values of shape ({n_keywords},), got {idf.dtype} {idf.shape}"
+            f"{path}: expected float IDF values of shape ({n_keywords},), got {idf.dtype} {idf.shape} "
+            f"({_per_keyword(n_keywords, keywords_path)})"
         )
     if not np.all(np.isfinite(idf)) or np.any(idf < 0):
         raise VocabularyError(f"{path}: IDF values must be finite and >= 0")
     return idf.astype(np.float64)
 
 
-def read_hyperplanes(path: Path, n_keywords: int) -> np.ndarray:
-    """float32 ``[depth, bits, n_keywords]`` from the npz keys ``"0"``, ``"1"``, ... (spec §3.3)."""
+def read_hyperplanes(path: Path, n_keywords: int, keywords_path: Path | None = None) -> np.ndarray:
+    """``[depth, bits, n_keywords]`` from the npz keys ``"0"``, ``"1"``, ... (spec §3.3).
+
+    float32 files stay float32; anything else is read as float64, never rounded down: the official tokenizer
+    projects with the stored values, and a bit whose projection is within float32 rounding of 0 would flip.
+    """
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise VocabularyError(f"{path}: expected an npz archive with the keys '0'..'7', got a single array")
+        with loaded as npz:
             keys = sorted(npz.files, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
             arrays = {k: npz[k] for k in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -163,9 +176,14 @@ def read_hyperplanes(path: Path, n_keywords: int) -> np.ndarray:
         if array.shape != (C.FUNCTION_BITS_PER_TOKEN, n_keywords):
             raise VocabularyError(
                 f"{path}: hyperplanes {key!r} have shape {array.shape}, expected "
-                f"({C.FUNCTION_BITS_PER_TOKEN}, {n_keywords}) for {n_keywords} keywords"
+                f"({C.FUNCTION_BITS_PER_TOKEN}, {n_keywords}): {_per_keyword(n_keywords, keywords_path)}"
             )
-    return np.stack([arrays[k].astype(np.float32) for k in expected])
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise VocabularyError(f"{path}: hyperplanes {key!r} are {array.dtype}, expected real numbers")
+        if not np.all(np.isfinite(array)):
+            raise VocabularyError(f"{path}: hyperplanes {key!r} hold non-finite values (NaN or inf)")
+    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays.values()) else np.float64
+    return np.stack([arrays[k].astype(dtype) for k in expected])
 
 
 @dataclass(frozen=True)
@@ -186,7 +204,8 @@ class FunctionVocabulary:
         idf: float64 ``[n_keywords]``.
         entries: InterPro entries sorted by id; position = the function decoder's InterPro class index.
         interpro_keywords: InterPro id -> its keywords in file order, with repeats (term frequency).
-        hyperplanes: float32 ``[8, 8, n_keywords]`` LSH hyperplanes (depth, bit, keyword), or ``None`` when
+        hyperplanes: float32 or float64 ``[8, 8, n_keywords]`` LSH hyperplanes (depth, bit, keyword; the file's
+            precision is kept), or ``None`` when
             loaded for decoding only.
         source: where the files came from (for messages).
     """
@@ -242,10 +261,13 @@ class FunctionVocabulary:
         names = FUNCTION_FILES if with_hyperplanes else FUNCTION_FILES[:-1]
         files = locate_files(names, path, what="function vocabulary")
         keywords = read_keywords(files[C.KEYWORD_VOCABULARY_FILE])
-        idf = read_idf(files[C.KEYWORD_IDF_FILE], len(keywords))
+        keywords_path = files[C.KEYWORD_VOCABULARY_FILE]
+        idf = read_idf(files[C.KEYWORD_IDF_FILE], len(keywords), keywords_path)
         entries = read_entry_list(files[C.INTERPRO_ENTRY_LIST_FILE])
         interpro_keywords = read_interpro_keywords(files[C.INTERPRO_TO_KEYWORDS_FILE])
-        hyperplanes = read_hyperplanes(files[C.LSH_HYPERPLANES_FILE], len(keywords)) if with_hyperplanes else None
+        hyperplanes = (
+            read_hyperplanes(files[C.LSH_HYPERPLANES_FILE], len(keywords), keywords_path) if with_hyperplanes else None
+        )
         source = ", ".join(sorted({str(p.parent) for p in files.values()}))
         return cls(keywords, idf, entries, interpro_keywords, hyperplanes, source=source)
 
@@ -313,6 +335,8 @@ class ResidueAnnotationVocabulary:
 
     def token_string(self, token_id: int) -> str:
         """``<pad>``, ``<motif>``, ``<unk>``, ``<none>`` or the label of a label id."""
+        if not 0 <= token_id < self.vocab_size:
+            raise InputError(f"residue annotation id {token_id} is outside 0..{self.vocab_size - 1}")
         if token_id < C.RESIDUE_FIRST_LABEL:
             return ("<pad>", "<motif>", "<unk>", "<none>")[token_id]
         return self.labels[token_id - C.RESIDUE_FIRST_LABEL]
