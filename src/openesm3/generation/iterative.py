@@ -188,6 +188,8 @@ def count_to_generate(working: ProteinTensor, track: str) -> tuple[int, int]:
 def _per_prompt_configs(
     prompts: Sequence[ProteinTensor], config: GenerationConfig | Sequence[GenerationConfig]
 ) -> list[GenerationConfig]:
+    if isinstance(prompts, ProteinTensor):
+        raise InputError("prompts must be a list of ProteinTensor; for one prompt pass [prompt]")
     if isinstance(config, GenerationConfig):
         return [config] * len(prompts)
     configs = list(config)
