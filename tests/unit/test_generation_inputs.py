@@ -4,10 +4,12 @@ wrong answer)."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from openesm3.config import GenerationConfig
 from openesm3.errors import InputError
 from openesm3.generation.iterative import generate
+from openesm3.generation.protein_tensor import ProteinTensor
 from tests.generation_testing import FakeESM3, masked_prompt
 
 
@@ -21,3 +23,37 @@ def test_a_single_prompt_not_in_a_list_is_named(model: FakeESM3) -> None:
     with pytest.raises(InputError, match="list"):
         generate(model, prompt, GenerationConfig(track="sequence", num_steps=2), seed=0)  # type: ignore[arg-type]
     assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0].ok
+
+
+@pytest.mark.parametrize(
+    ("track", "tokens", "message"),
+    [
+        ("sequence", [32, 32, 32, 32, 32], "position 0"),  # no BOS/EOS frame: ends would never be generated
+        ("sequence", [0, 5, 32, 5, 6], "position 4"),  # no EOS
+        ("sequence", [0, 5, 1, 32, 2], "position 2"),  # <pad> inside: the trunk would hide it as padding
+        ("sequence", [0, 5, 0, 32, 2], "position 2"),
+        ("structure", [4096, 7, 4096, 8, 4097], "position 0"),
+        ("structure", [4098, 7, 4099, 4096, 4097], "position 2"),
+    ],
+)
+def test_prompt_tracks_must_be_framed_by_bos_and_eos(model: FakeESM3, track: str, tokens: list[int],
+                                                     message: str) -> None:  # fmt: skip
+    prompt = ProteinTensor(**{track: torch.tensor(tokens)})
+    result = generate(model, [prompt, masked_prompt(5, seed=2, track=track)], GenerationConfig(track=track, num_steps=2), seed=0)
+    assert not result[0].ok
+    assert f"track {track!r}" in str(result[0].error) and message in str(result[0].error)
+    assert result[1].ok
+
+
+def test_framed_prompts_with_chain_breaks_are_accepted(model: FakeESM3) -> None:
+    prompt = ProteinTensor(sequence=torch.tensor([0, 5, 32, 31, 32, 6, 2]),
+                           structure=torch.tensor([4098, 7, 4096, 4100, 4096, 9, 4097]))  # fmt: skip
+    for track in ("sequence", "structure"):
+        assert generate(model, [prompt], GenerationConfig(track=track, num_steps=2), seed=0)[0].ok
+
+
+def test_sequence_ids_outside_the_vocabulary_are_rejected(model: FakeESM3) -> None:
+    # 33..63 are rows of the embedding table but no token of the sequence vocabulary.
+    prompt = ProteinTensor(sequence=torch.tensor([0, 40, 32, 2]))
+    result = generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0]
+    assert not result.ok and "'sequence'" in str(result.error) and "40" in str(result.error)

@@ -48,9 +48,10 @@ from openesm3.utils.progress import Progress
 
 __all__ = ["GenerationResult", "LogitsModel", "count_to_generate", "derive_seed", "generate"]
 
-# Embedding-table sizes: a prompt token outside [0, size) cannot be fed to the model (named in the error).
+# Vocabulary sizes: a prompt token outside [0, size) is no token of its track (named in the error). The sequence
+# embedding has 64 rows but only ids 0..32 are tokens.
 _TOKEN_LIMITS: dict[str, int] = {
-    "sequence": C.SEQUENCE_EMBED_DIM,
+    "sequence": len(C.SEQUENCE_VOCAB),
     "structure": C.STRUCTURE_VOCAB_SIZE,
     "secondary_structure": C.SS8_VOCAB_SIZE,
     "sasa": C.SASA_VOCAB_SIZE,
@@ -60,6 +61,12 @@ _TOKEN_LIMITS: dict[str, int] = {
 # Sequence ids that do not count as "to generate" when the target track is absent (spec §10.3): the specials
 # except <mask>.
 _NOT_TO_SAMPLE = tuple(sorted(C.SEQUENCE_SPECIAL_IDS - {C.SEQUENCE_MASK}))
+# Tracks whose first and last positions must hold BOS and EOS, and the frame ids that may not occur inside (the
+# trunk reads an inner sequence <pad> as padding and hides it from attention).
+_FRAMES: dict[str, tuple[int, int, tuple[int, ...]]] = {
+    "sequence": (C.SEQUENCE_BOS, C.SEQUENCE_EOS, (C.SEQUENCE_BOS, C.SEQUENCE_PAD, C.SEQUENCE_EOS)),
+    "structure": (C.STRUCTURE_BOS, C.STRUCTURE_EOS, (C.STRUCTURE_BOS, C.STRUCTURE_PAD, C.STRUCTURE_EOS)),
+}
 
 
 @dataclass
@@ -232,6 +239,27 @@ def _check_tokens(prompt: ProteinTensor) -> None:
             bad = low if low < 0 else high
             where = (value == bad).nonzero()[0].tolist()
             raise InputError(f"track {name!r}: token id {bad} at {where} is outside [0, {_TOKEN_LIMITS[name]})")
+        if name in _FRAMES:
+            _check_frame(name, value)
+
+
+def _check_frame(name: str, tokens: torch.Tensor) -> None:
+    """BOS at position 0, EOS at the last position, neither (nor <pad>) in between."""
+    bos, eos, framing = _FRAMES[name]
+    last = len(tokens) - 1
+    for position, expected, label in ((0, bos, "BOS"), (last, eos, "EOS")):
+        if int(tokens[position]) != expected:
+            raise InputError(
+                f"track {name!r}: position {position} holds {int(tokens[position])}, expected {label} {expected} "
+                f"(prompts are L+2 long, BOS/EOS included)"
+            )
+    inner = torch.isin(tokens[1:-1], torch.tensor(framing, device=tokens.device)).nonzero()
+    if len(inner):
+        position = int(inner[0]) + 1
+        raise InputError(
+            f"track {name!r}: position {position} holds the special id {int(tokens[position])} (BOS, EOS or <pad>), "
+            f"which may only frame the prompt"
+        )
 
 
 def _check_sampleable(config: GenerationConfig) -> None:
