@@ -57,3 +57,23 @@ def test_sequence_ids_outside_the_vocabulary_are_rejected(model: FakeESM3) -> No
     prompt = ProteinTensor(sequence=torch.tensor([0, 40, 32, 2]))
     result = generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0]
     assert not result.ok and "'sequence'" in str(result.error) and "40" in str(result.error)
+
+
+def test_invalid_ids_outside_the_track_are_named_not_ignored(model: FakeESM3) -> None:
+    prompt = masked_prompt(6, seed=1)
+    config = GenerationConfig(track="sequence", num_steps=2, invalid_ids=(5, 4096))  # a structure id, say
+    result = generate(model, [prompt, prompt], [config, config.replace(invalid_ids=(5,))], seed=0)
+    assert not result[0].ok and "4096" in str(result[0].error) and "'sequence'" in str(result[0].error)
+    assert result[1].ok
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**70])
+def test_seeds_beyond_64_bits_are_rejected_up_front(model: FakeESM3, seed: int) -> None:
+    prompt = masked_prompt(6, seed=1)
+    with pytest.raises(InputError, match="seed"):
+        GenerationConfig(track="sequence", seed=seed)
+    with pytest.raises(InputError, match="seed"):
+        generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=seed, sequential=True)
+    with pytest.raises(InputError, match="seed"):
+        GenerationConfig(track="sequence", seed=True)  # type: ignore[arg-type]
+    assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2, seed=2**64 - 1))[0].ok

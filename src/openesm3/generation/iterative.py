@@ -223,8 +223,8 @@ def _model_max_length(model: Any) -> int | None:
 
 def _base_seed(seed: int | None, generator: torch.Generator | None) -> int:
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InputError(f"seed must be a non-negative int, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise InputError(f"seed must be an int in [0, 2**64), got {seed!r}")
         return seed
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 
@@ -263,6 +263,10 @@ def _check_frame(name: str, tokens: torch.Tensor) -> None:
 
 
 def _check_sampleable(config: GenerationConfig) -> None:
+    width = S.TRACK_SPECS[config.track].width
+    outside = [i for i in config.invalid_ids if i >= width]
+    if outside:
+        raise InputError(f"invalid_ids {outside} are not ids of track {config.track!r} (0..{width - 1})")
     if config.track == "function":
         return  # argmax decoding; <none> is always available
     if not S.valid_id_mask(config.track, config.invalid_ids).any():
