@@ -135,3 +135,18 @@ def test_fold_and_inverse_fold_api(bundle: ModelBundle) -> None:
     assert [s.name for s in samples[0]] == ["2ZTA_1", "2ZTA_2"]
     assert all(s.sequence[31] == "|" and len(s) == len(zipper) for s in samples[0])
     assert "protein 'noxyz': has no coordinates" in str(samples[1])
+
+
+def test_design_takes_the_track_order_as_text(bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    # parse_track_order reads "ss8,structure"; design used to split such a string into letters ('s', 's', '8', ...).
+    seen: list[str] = []
+    real = design_module.run_track
+
+    def spy(bundle_, prompts, track, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(track)
+        return real(bundle_, prompts, track, *args, **kwargs)
+
+    monkeypatch.setattr(design_module, "run_track", spy)
+    (result,) = design(bundle, [design_prompt(6)], "ss8,structure", TaskDecoding(num_steps=1))
+    assert not isinstance(result, Exception)
+    assert seen == ["secondary_structure", "structure", "sequence"]
