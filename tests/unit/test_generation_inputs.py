@@ -77,3 +77,14 @@ def test_seeds_beyond_64_bits_are_rejected_up_front(model: FakeESM3, seed: int) 
     with pytest.raises(InputError, match="seed"):
         GenerationConfig(track="sequence", seed=True)  # type: ignore[arg-type]
     assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2, seed=2**64 - 1))[0].ok
+
+
+def test_structure_tokens_of_an_empty_based_prompt_reach_the_model() -> None:
+    # The reference's ESMProteinTensor.empty has no coordinates. Ours had +inf ones, so with the default
+    # condition_on_coordinates_only the structure tokens set on it were silently dropped.
+    model = FakeESM3(seed=0)
+    prompt = ProteinTensor.empty(6)
+    assert prompt.coordinates is None
+    prompt.structure = torch.tensor([4098, 5, 6, 7, 8, 9, 10, 4097])
+    assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0].ok
+    assert model.seen[-1]["structure"][0].tolist() == prompt.structure.tolist()
