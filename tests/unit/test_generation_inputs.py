@@ -39,7 +39,8 @@ def test_a_single_prompt_not_in_a_list_is_named(model: FakeESM3) -> None:
 def test_prompt_tracks_must_be_framed_by_bos_and_eos(model: FakeESM3, track: str, tokens: list[int],
                                                      message: str) -> None:  # fmt: skip
     prompt = ProteinTensor(**{track: torch.tensor(tokens)})
-    result = generate(model, [prompt, masked_prompt(5, seed=2, track=track)], GenerationConfig(track=track, num_steps=2), seed=0)
+    other = masked_prompt(5, seed=2, track=track)
+    result = generate(model, [prompt, other], GenerationConfig(track=track, num_steps=2), seed=0)
     assert not result[0].ok
     assert f"track {track!r}" in str(result[0].error) and message in str(result[0].error)
     assert result[1].ok
