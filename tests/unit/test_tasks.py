@@ -13,7 +13,7 @@ from openesm3.errors import InputError
 from openesm3.generation import design as design_module
 from openesm3.generation.bundle import ModelBundle
 from openesm3.generation.design import Motif, design, design_prompt, parse_track_order, select_motif
-from openesm3.generation.tasks import fold, inverse_fold, sequence_recovery
+from openesm3.generation.tasks import fold, inverse_fold, predict_function, sequence_recovery
 from openesm3.protein import Protein
 from tests.conftest import TEST_DATA
 from tests.task_testing import save_tiny_bundle, save_tiny_vocabulary
@@ -150,3 +150,14 @@ def test_design_takes_the_track_order_as_text(bundle: ModelBundle, monkeypatch: 
     (result,) = design(bundle, [design_prompt(6)], "ss8,structure", TaskDecoding(num_steps=1))
     assert not isinstance(result, Exception)
     assert seen == ["secondary_structure", "structure", "sequence"]
+
+
+def test_task_arguments_get_one_line_errors(bundle: ModelBundle) -> None:
+    protein = Protein(sequence="MKTAYIAK")
+    for task in (fold, inverse_fold, design, predict_function):
+        with pytest.raises(InputError, match="list"):
+            task(bundle, protein)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="batch_size"):
+            task(bundle, [protein], batch_size=0)
+        with pytest.raises(InputError, match="seed"):
+            task(bundle, [protein], seed=-1)

@@ -30,7 +30,7 @@ from openesm3.generation.bundle import ModelBundle
 from openesm3.generation.decode_job import is_mask
 from openesm3.generation.iterative import derive_seed
 from openesm3.generation.protein_tensor import ProteinTensor
-from openesm3.generation.tasks import NON_CANONICAL_SEQUENCE_IDS, Progress, run_track
+from openesm3.generation.tasks import NON_CANONICAL_SEQUENCE_IDS, Progress, check_task_arguments, run_track
 from openesm3.protein import Protein
 from openesm3.structure import residue_constants as RC
 
@@ -220,6 +220,7 @@ def design(
         Per prompt: a :class:`Design` (sequence, backbone coordinates, pLDDT, pTM, PAE; generated SS8 / SASA /
         function annotations when in the order), or the error for that prompt.
     """
+    check_task_arguments(prompts, seed, batch_size)
     order = parse_track_order(track_order if isinstance(track_order, str) else list(track_order))
     if "function" in order:
         bundle.function_decoder  # noqa: B018 - decoding the function track needs it: fail up front
