@@ -89,3 +89,12 @@ def test_structure_tokens_of_an_empty_based_prompt_reach_the_model() -> None:
     prompt.structure = torch.tensor([4098, 5, 6, 7, 8, 9, 10, 4097])
     assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0].ok
     assert model.seen[-1]["structure"][0].tolist() == prompt.structure.tolist()
+
+
+def test_coordinates_without_the_bos_eos_rows_are_named(model: FakeESM3) -> None:
+    # L residues of coordinates given as the whole prompt: BOS/EOS would silently sit on the first/last residue.
+    xyz = torch.randn(6, 37, 3)
+    result = generate(model, [ProteinTensor(coordinates=xyz)], GenerationConfig(track="sequence", num_steps=2))[0]
+    assert not result.ok and "coordinates" in str(result.error) and "position 0" in str(result.error)
+    framed = torch.cat([torch.full((1, 37, 3), float("inf")), xyz, torch.full((1, 37, 3), float("inf"))])
+    assert generate(model, [ProteinTensor(coordinates=framed)], GenerationConfig(track="sequence", num_steps=2))[0].ok

@@ -241,6 +241,14 @@ def _check_tokens(prompt: ProteinTensor) -> None:
             raise InputError(f"track {name!r}: token id {bad} at {where} is outside [0, {_TOKEN_LIMITS[name]})")
         if name in _FRAMES:
             _check_frame(name, value)
+    coordinates = prompt.coordinates
+    if coordinates is not None and len(coordinates) >= 2:
+        for position in (0, len(coordinates) - 1):
+            if bool(torch.isfinite(coordinates[position]).all(-1).any()):
+                raise InputError(
+                    f"coordinates: position {position} (BOS/EOS) holds atoms; prompts are L+2 long with +inf "
+                    f"coordinates at BOS and EOS"
+                )
 
 
 def _check_frame(name: str, tokens: torch.Tensor) -> None:
