@@ -98,3 +98,14 @@ def test_coordinates_without_the_bos_eos_rows_are_named(model: FakeESM3) -> None
     assert not result.ok and "coordinates" in str(result.error) and "position 0" in str(result.error)
     framed = torch.cat([torch.full((1, 37, 3), float("inf")), xyz, torch.full((1, 37, 3), float("inf"))])
     assert generate(model, [ProteinTensor(coordinates=framed)], GenerationConfig(track="sequence", num_steps=2))[0].ok
+
+
+def test_function_invalid_ids_that_leave_nothing_are_named(model: FakeESM3) -> None:
+    # Every annotation id and <none> excluded: the argmax fell on <pad> (= mask) and the prompt came back "ok"
+    # with its function track still masked. The reference ignores invalid_ids on this track (docs #3).
+    prompt = masked_prompt(6, seed=1, track="function")
+    config = GenerationConfig(track="function", num_steps=2, invalid_ids=tuple(range(3, 260)))
+    result = generate(model, [prompt], config, seed=0)[0]
+    assert not result.ok and "leave no token" in str(result.error)
+    assert generate(model, [prompt], config, seed=0, reference_compat=True)[0].ok
+    assert generate(model, [prompt], config.replace(invalid_ids=tuple(range(4, 260))), seed=0)[0].ok  # <none> left

@@ -40,7 +40,7 @@ from openesm3.config import GenerationConfig
 from openesm3.errors import InputError
 from openesm3.generation import sampling as S
 from openesm3.generation.batched_decoding import decode_batched
-from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsModel, is_mask
+from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsModel, Semantics, is_mask
 from openesm3.generation.protein_tensor import TOKEN_TRACKS, ProteinTensor
 from openesm3.generation.schedules import effective_num_steps, masked_after_each_step, step_temperature
 from openesm3.generation.sequential_decoding import decode_sequential
@@ -146,7 +146,7 @@ def generate(
     base_seed = 0 if (sequential and generator is not None) else _base_seed(seed, generator)
     max_length = _model_max_length(model)
 
-    jobs = [_prepare(i, p, c, base_seed, max_length, dev) for i, (p, c) in enumerate(zip(prompts, configs))]
+    jobs = [_prepare(i, p, c, base_seed, max_length, dev, semantics) for i, (p, c) in enumerate(zip(prompts, configs))]
     runnable = [j for j in jobs if j.error is None]
     batches = _batches(runnable, batch_size, by_length=not sequential and not semantics.attend_to_padding)
     shared = None
@@ -270,19 +270,25 @@ def _check_frame(name: str, tokens: torch.Tensor) -> None:
         )
 
 
-def _check_sampleable(config: GenerationConfig) -> None:
+def _check_sampleable(config: GenerationConfig, semantics: Semantics) -> None:
     width = S.TRACK_SPECS[config.track].width
     outside = [i for i in config.invalid_ids if i >= width]
     if outside:
         raise InputError(f"invalid_ids {outside} are not ids of track {config.track!r} (0..{width - 1})")
-    if config.track == "function":
-        return  # argmax decoding; <none> is always available
+    if config.track == "function" and not semantics.restrict_function:
+        return  # the reference's function argmax ignores invalid_ids
     if not S.valid_id_mask(config.track, config.invalid_ids).any():
         raise InputError(f"invalid_ids {list(config.invalid_ids)} leave no token to sample on track {config.track!r}")
 
 
 def _prepare(
-    index: int, prompt: Any, config: GenerationConfig, base_seed: int, max_length: int | None, device: torch.device
+    index: int,
+    prompt: Any,
+    config: GenerationConfig,
+    base_seed: int,
+    max_length: int | None,
+    device: torch.device,
+    semantics: Semantics,
 ) -> DecodeJob:
     job = DecodeJob(index=index, prompt=prompt, config=config)
     try:
@@ -293,7 +299,7 @@ def _prepare(
         if max_length is not None and length > max_length:
             raise InputError(f"{length} tokens (BOS/EOS included) exceed the model's maximum of {max_length}")
         _check_tokens(prompt)
-        _check_sampleable(config)
+        _check_sampleable(config, semantics)
         working = prompt.to(device)
         if config.condition_on_coordinates_only and working.coordinates is not None:
             # Spec §10.3 step 1: the model then reads the backbone through geometric attention and pLDDT only.
