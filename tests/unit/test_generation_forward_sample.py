@@ -115,3 +115,13 @@ def test_malformed_arguments_get_one_line_errors(model: FakeESM3) -> None:
             TrackSampling(**bad)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="999"):
         forward_and_sample(model, prompt, {"sequence": TrackSampling(invalid_ids=(999,))})
+
+
+def test_invalid_ids_that_leave_nothing_to_sample_are_named(model: FakeESM3) -> None:
+    # Before: T = 0 emitted <cls> (id 0) at every masked position with NaN log-probabilities; T > 0 failed in
+    # torch.multinomial.
+    prompt = masked_prompt(5, seed=0)
+    for temperature in (0.0, 1.0):
+        with pytest.raises(InputError, match="'sequence'.*leave no token"):
+            forward_and_sample(model, prompt, {"sequence": TrackSampling(temperature=temperature,
+                                                                         invalid_ids=tuple(range(4, 31)))})  # fmt: skip

@@ -135,6 +135,8 @@ def forward_and_sample(
         outside = [i for i in cfg.invalid_ids if not 0 <= i < width]
         if outside:
             raise InputError(f"sampling[{track!r}]: invalid_ids {outside} are not ids of the track (0..{width - 1})")
+        if not S.valid_id_mask(track, cfg.invalid_ids).any():
+            raise InputError(f"sampling[{track!r}]: invalid_ids {list(cfg.invalid_ids)} leave no token to sample")
     if device is None:
         params = getattr(model, "parameters", None)
         device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
