@@ -125,3 +125,14 @@ def test_invalid_ids_that_leave_nothing_to_sample_are_named(model: FakeESM3) -> 
         with pytest.raises(InputError, match="'sequence'.*leave no token"):
             forward_and_sample(model, prompt, {"sequence": TrackSampling(temperature=temperature,
                                                                          invalid_ids=tuple(range(4, 31)))})  # fmt: skip
+
+
+def test_unframed_prompts_are_named(model: FakeESM3) -> None:
+    from openesm3.generation.forward_sample import log_probs
+    from openesm3.generation.protein_tensor import ProteinTensor
+
+    unframed = ProteinTensor(sequence=torch.tensor([32, 5, 32, 6]))  # no BOS/EOS
+    with pytest.raises(InputError, match="'sequence'.*position 0"):
+        forward_and_sample(model, unframed, {"sequence": TrackSampling()})
+    with pytest.raises(InputError, match="prompt 1: track 'sequence'.*position 0"):
+        log_probs(model, [masked_prompt(5, seed=0), unframed], "sequence")

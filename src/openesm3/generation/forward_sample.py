@@ -22,6 +22,7 @@ from torch import Tensor
 from openesm3.errors import InputError
 from openesm3.generation import sampling as S
 from openesm3.generation.decode_job import LogitsModel, is_mask
+from openesm3.generation.iterative import check_prompt_tokens
 from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
 
 MAX_TOPK_LOGPROBS = 32  # the reference's limit for topk_logprobs
@@ -125,6 +126,7 @@ def forward_and_sample(
     """
     if not isinstance(prompt, ProteinTensor):
         raise InputError(f"forward_and_sample takes one ProteinTensor, got {type(prompt).__name__}")
+    check_prompt_tokens(prompt)
     unknown = sorted(set(sampling) - set(S.TRACK_SPECS))
     if unknown:
         raise InputError(f"cannot sample track(s) {unknown}; known: {sorted(S.TRACK_SPECS)}")
@@ -245,6 +247,13 @@ def log_probs(
     if device is None:
         params = getattr(model, "parameters", None)
         device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, ProteinTensor):
+            raise InputError(f"prompt {i}: expected a ProteinTensor, got {type(prompt).__name__}")
+        try:
+            check_prompt_tokens(prompt)
+        except InputError as exc:
+            raise InputError(f"prompt {i}: {exc}") from None
     spec = S.TRACK_SPECS[track]
     out: list[Tensor] = []
     for start in range(0, len(prompts), batch_size):

@@ -46,7 +46,7 @@ from openesm3.generation.schedules import effective_num_steps, masked_after_each
 from openesm3.generation.sequential_decoding import decode_sequential
 from openesm3.utils.progress import Progress
 
-__all__ = ["GenerationResult", "LogitsModel", "count_to_generate", "derive_seed", "generate"]
+__all__ = ["GenerationResult", "LogitsModel", "check_prompt_tokens", "count_to_generate", "derive_seed", "generate"]
 
 # Vocabulary sizes: a prompt token outside [0, size) is no token of its track (named in the error). The sequence
 # embedding has 64 rows but only ids 0..32 are tokens.
@@ -229,7 +229,10 @@ def _base_seed(seed: int | None, generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
-def _check_tokens(prompt: ProteinTensor) -> None:
+def check_prompt_tokens(prompt: ProteinTensor) -> None:
+    """Raise :class:`InputError` (naming the track and position) for a token outside its track's vocabulary, a
+    sequence / structure track not framed by BOS and EOS or holding BOS/EOS/<pad> inside, or atoms at the BOS/EOS
+    rows of the coordinates."""
     for name in TOKEN_TRACKS:
         value = getattr(prompt, name)
         if value is None or value.numel() == 0:
@@ -298,7 +301,7 @@ def _prepare(
         length = len(prompt)
         if max_length is not None and length > max_length:
             raise InputError(f"{length} tokens (BOS/EOS included) exceed the model's maximum of {max_length}")
-        _check_tokens(prompt)
+        check_prompt_tokens(prompt)
         _check_sampleable(config, semantics)
         working = prompt.to(device)
         if config.condition_on_coordinates_only and working.coordinates is not None:
