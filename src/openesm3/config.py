@@ -211,7 +211,9 @@ class GenerationConfig:
         condition_on_coordinates_only: when the prompt has coordinates, drop its structure tokens so the model
             reads the backbone through geometric attention and pLDDT only (the reference's default).
         seed: seed of this prompt's random stream; None derives it from the ``generate`` call's seed and the
-            prompt's index. Give it to reproduce one prompt of a batch alone.
+            prompt's index. Give it to reproduce one prompt of a batch alone. Not used by sequential decoding
+            (``sequential=True`` / ``reference_compat=True``), where all prompts draw from one shared stream seeded
+            by the call's ``seed``; one config with a seed shared by several prompts gives them the same stream.
     """
 
     track: GenerationTrack
