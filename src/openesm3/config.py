@@ -211,7 +211,9 @@ class GenerationConfig:
         condition_on_coordinates_only: when the prompt has coordinates, drop its structure tokens so the model
             reads the backbone through geometric attention and pLDDT only (the reference's default).
         seed: seed of this prompt's random stream; None derives it from the ``generate`` call's seed and the
-            prompt's index. Give it to reproduce one prompt of a batch alone.
+            prompt's index. Give it to reproduce one prompt of a batch alone. Not used by sequential decoding
+            (``sequential=True`` / ``reference_compat=True``), where all prompts draw from one shared stream seeded
+            by the call's ``seed``; one config with a seed shared by several prompts gives them the same stream.
     """
 
     track: GenerationTrack
@@ -249,8 +251,10 @@ class GenerationConfig:
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
             raise InputError(f"GenerationConfig.invalid_ids must be non-negative ints, got {self.invalid_ids!r}")
         object.__setattr__(self, "invalid_ids", tuple(sorted(set(ids))))
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise InputError(f"GenerationConfig.seed must be a non-negative int or None, got {self.seed!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64
+        ):  # a torch.Generator takes 64 bits
+            raise InputError(f"GenerationConfig.seed must be an int in [0, 2**64) or None, got {self.seed!r}")
 
     def replace(self, **changes: Any) -> GenerationConfig:
         return dataclasses.replace(self, **changes)

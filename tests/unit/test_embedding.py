@@ -140,3 +140,13 @@ def test_a_record_named_like_another_records_mean_does_not_overwrite_it(
     for record_id, embedding in embeddings.items():
         np.testing.assert_array_equal(tensors[names[record_id]], embedding.per_residue)
         np.testing.assert_array_equal(tensors[names[record_id] + ".mean"], embedding.mean)
+
+
+def test_a_protein_without_a_sequence_is_embedded(model: torch.nn.Module) -> None:
+    # Structure tokens only (e.g. a generated structure): the chain break is read from the structure track.
+    from openesm3.generation.protein_tensor import ProteinTensor
+
+    tensor = ProteinTensor(structure=torch.tensor([4098, 5, 6, 4100, 7, 8, 4097]))
+    (emb,) = embed_batch(model, [tensor])
+    assert emb.per_residue.shape == (5, 64)
+    np.testing.assert_allclose(emb.mean, emb.per_residue[[0, 1, 3, 4]].mean(0), atol=1e-6)

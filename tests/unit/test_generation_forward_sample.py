@@ -96,3 +96,43 @@ def test_log_probs_batched_equal_alone_and_normalised(model: FakeESM3) -> None:
     assert f.shape == (9, 8, 260) and torch.isfinite(f).all()
     with pytest.raises(InputError, match="cannot score"):
         log_probs(model, prompts, "coordinates")
+
+
+def test_malformed_arguments_get_one_line_errors(model: FakeESM3) -> None:
+    from openesm3.generation.forward_sample import log_probs
+
+    prompt = masked_prompt(5, seed=0)
+    with pytest.raises(InputError, match="list"):
+        log_probs(model, prompt, "sequence")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="batch_size"):
+        log_probs(model, [prompt], "sequence", batch_size=0)
+    with pytest.raises(InputError, match="ProteinTensor"):
+        forward_and_sample(model, [prompt], {"sequence": TrackSampling()})  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="'sequence'.*TrackSampling"):
+        forward_and_sample(model, prompt, {"sequence": {"temperature": 0.0}})  # type: ignore[dict-item]
+    for bad in ({"temperature": math.inf}, {"temperature": math.nan}, {"topk_logprobs": True}):
+        with pytest.raises(InputError):
+            TrackSampling(**bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="999"):
+        forward_and_sample(model, prompt, {"sequence": TrackSampling(invalid_ids=(999,))})
+
+
+def test_invalid_ids_that_leave_nothing_to_sample_are_named(model: FakeESM3) -> None:
+    # Before: T = 0 emitted <cls> (id 0) at every masked position with NaN log-probabilities; T > 0 failed in
+    # torch.multinomial.
+    prompt = masked_prompt(5, seed=0)
+    for temperature in (0.0, 1.0):
+        with pytest.raises(InputError, match="'sequence'.*leave no token"):
+            forward_and_sample(model, prompt, {"sequence": TrackSampling(temperature=temperature,
+                                                                         invalid_ids=tuple(range(4, 31)))})  # fmt: skip
+
+
+def test_unframed_prompts_are_named(model: FakeESM3) -> None:
+    from openesm3.generation.forward_sample import log_probs
+    from openesm3.generation.protein_tensor import ProteinTensor
+
+    unframed = ProteinTensor(sequence=torch.tensor([32, 5, 32, 6]))  # no BOS/EOS
+    with pytest.raises(InputError, match="'sequence'.*position 0"):
+        forward_and_sample(model, unframed, {"sequence": TrackSampling()})
+    with pytest.raises(InputError, match="prompt 1: track 'sequence'.*position 0"):
+        log_probs(model, [masked_prompt(5, seed=0), unframed], "sequence")

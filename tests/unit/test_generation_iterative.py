@@ -312,3 +312,18 @@ def test_no_host_sync_inside_the_step_loop() -> None:
     with counter:
         torch.ones(3).sum().item()
     assert counter.ops == ["_local_scalar_dense.default"]
+
+
+def test_running_out_of_masked_positions_fails_in_any_batch(model: FakeESM3) -> None:
+    # SS8 absent and a sequence of <unk> only: step 0 fills every position, step 1 finds nothing masked. On the
+    # SS8 track <pad> (0) is also the mask id, so in a batch with a longer prompt the padding of this row looked
+    # masked to the sequential loop and the prompt "succeeded" there while it fails alone (quirk #7, which the
+    # docs say is not reproduced).
+    prompt = ProteinTensor(sequence=torch.tensor([0, 3, 3, 3, 2]))
+    longer = masked_prompt(9, seed=1, track="secondary_structure")
+    config = GenerationConfig(track="secondary_structure", num_steps=4)
+    for kwargs in ({}, {"sequential": True}, {"reference_compat": True}):
+        alone = generate(model, [prompt], config, seed=0, **kwargs)[0]
+        together = generate(model, [prompt, longer], config, seed=0, **kwargs)
+        assert not alone.ok and not together[0].ok and together[1].ok, kwargs
+        assert "no masked position left" in str(together[0].error)

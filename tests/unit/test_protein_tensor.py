@@ -12,7 +12,8 @@ def test_empty_matches_official_defaults() -> None:
     assert p.structure.tolist() == [4098, 4096, 4096, 4096, 4097]
     assert p.function.shape == (5, 8) and int(p.function.abs().sum()) == 0
     assert p.residue_annotations.shape == (5, 16)
-    assert torch.isinf(p.coordinates).all()
+    assert p.coordinates is None  # as the reference's ESMProteinTensor.empty
+    assert torch.isinf(p.filled().coordinates).all()
     assert p.n_residues == 3
 
 

@@ -214,3 +214,16 @@ def test_coordinates_condition_the_scores(model: torch.nn.Module) -> None:
     b = masked_marginal_scores(model, without, variants)
     assert all(x.score is not None for x in a)
     assert max(abs(x.score - y.score) for x, y in zip(a, b)) > 1e-4  # geometric attention sees the structure
+
+
+def test_variants_given_as_text_and_a_lone_protein_list(model: torch.nn.Module) -> None:
+    wild_type = encode_protein(Protein(sequence="MKTAYIAK"))
+    parsed = masked_marginal_scores(model, wild_type, [parse_variant("K2A:T3G")])[0]
+    text = masked_marginal_scores(model, wild_type, ["K2A:T3G", "K2", "WT"])
+    assert text[0].score == parsed.score and text[0].variant == parsed.variant
+    assert text[1].score is None and "K2" in str(text[1].error)
+    assert text[2].score == 0.0
+    with pytest.raises(InputError, match="one ProteinTensor"):
+        pseudo_log_likelihood(model, [wild_type])  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="one ProteinTensor"):
+        masked_marginal_scores(model, [wild_type], ["K2A"])  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from openesm3.errors import InputError
 from openesm3.generation import design as design_module
 from openesm3.generation.bundle import ModelBundle
 from openesm3.generation.design import Motif, design, design_prompt, parse_track_order, select_motif
-from openesm3.generation.tasks import fold, inverse_fold, sequence_recovery
+from openesm3.generation.tasks import fold, inverse_fold, predict_function, sequence_recovery
 from openesm3.protein import Protein
 from tests.conftest import TEST_DATA
 from tests.task_testing import save_tiny_bundle, save_tiny_vocabulary
@@ -135,3 +135,29 @@ def test_fold_and_inverse_fold_api(bundle: ModelBundle) -> None:
     assert [s.name for s in samples[0]] == ["2ZTA_1", "2ZTA_2"]
     assert all(s.sequence[31] == "|" and len(s) == len(zipper) for s in samples[0])
     assert "protein 'noxyz': has no coordinates" in str(samples[1])
+
+
+def test_design_takes_the_track_order_as_text(bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    # parse_track_order reads "ss8,structure"; design used to split such a string into letters ('s', 's', '8', ...).
+    seen: list[str] = []
+    real = design_module.run_track
+
+    def spy(bundle_, prompts, track, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(track)
+        return real(bundle_, prompts, track, *args, **kwargs)
+
+    monkeypatch.setattr(design_module, "run_track", spy)
+    (result,) = design(bundle, [design_prompt(6)], "ss8,structure", TaskDecoding(num_steps=1))
+    assert not isinstance(result, Exception)
+    assert seen == ["secondary_structure", "structure", "sequence"]
+
+
+def test_task_arguments_get_one_line_errors(bundle: ModelBundle) -> None:
+    protein = Protein(sequence="MKTAYIAK")
+    for task in (fold, inverse_fold, design, predict_function):
+        with pytest.raises(InputError, match="list"):
+            task(bundle, protein)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="batch_size"):
+            task(bundle, [protein], batch_size=0)
+        with pytest.raises(InputError, match="seed"):
+            task(bundle, [protein], seed=-1)

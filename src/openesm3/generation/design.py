@@ -30,7 +30,7 @@ from openesm3.generation.bundle import ModelBundle
 from openesm3.generation.decode_job import is_mask
 from openesm3.generation.iterative import derive_seed
 from openesm3.generation.protein_tensor import ProteinTensor
-from openesm3.generation.tasks import NON_CANONICAL_SEQUENCE_IDS, Progress, run_track
+from openesm3.generation.tasks import NON_CANONICAL_SEQUENCE_IDS, Progress, check_task_arguments, run_track
 from openesm3.protein import Protein
 from openesm3.structure import residue_constants as RC
 
@@ -199,7 +199,7 @@ def _has_mask(tensor: ProteinTensor, track: str) -> bool:
 def design(
     bundle: ModelBundle,
     prompts: Sequence[Protein],
-    track_order: Sequence[GenerationTrack] = ("sequence", "structure"),
+    track_order: str | Sequence[GenerationTrack] = ("sequence", "structure"),
     decoding: TaskDecoding = DESIGN_DECODING,
     *,
     seed: int = 0,
@@ -207,6 +207,9 @@ def design(
     progress: Progress | None = None,
 ) -> list[Design | OpenESM3Error]:
     """Generate the tracks of every prompt in ``track_order`` (each conditioned on the earlier ones), then decode.
+
+    ``track_order`` is a list of track names or a comma-separated string (``"ss8,structure,sequence"``), as
+    :func:`parse_track_order` reads it.
 
     A track with no masked position in a prompt is kept as given (e.g. a full SS8 prompt). Sequences use the 20
     canonical amino acids only. Once structure tokens have been generated they condition the later tracks together
@@ -217,7 +220,8 @@ def design(
         Per prompt: a :class:`Design` (sequence, backbone coordinates, pLDDT, pTM, PAE; generated SS8 / SASA /
         function annotations when in the order), or the error for that prompt.
     """
-    order = parse_track_order(list(track_order))
+    check_task_arguments(prompts, seed, batch_size)
+    order = parse_track_order(track_order if isinstance(track_order, str) else list(track_order))
     if "function" in order:
         bundle.function_decoder  # noqa: B018 - decoding the function track needs it: fail up front
     tensors: list[ProteinTensor | OpenESM3Error] = []

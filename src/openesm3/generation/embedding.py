@@ -68,11 +68,20 @@ def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -
     for i, protein in enumerate(proteins):
         n = protein.n_residues
         rows = states[i, 1 : n + 1].numpy()  # BOS at 0, residues 1..n, EOS at n + 1
-        assert protein.sequence is not None
-        residues = (protein.sequence[1 : n + 1] != C.SEQUENCE_CHAINBREAK).cpu().numpy()
+        residues = _residue_rows(protein)
         mean = rows[residues].mean(axis=0) if residues.any() else np.full(rows.shape[1], np.nan, np.float32)
         result.append(ProteinEmbedding(np.ascontiguousarray(rows), mean.astype(np.float32), int(out.layer)))
     return result
+
+
+def _residue_rows(protein: ProteinTensor) -> np.ndarray:
+    """[L] bool: rows that are residues (not chain breaks), read from the sequence or, without one, the structure."""
+    n = protein.n_residues
+    if protein.sequence is not None:
+        return (protein.sequence[1 : n + 1] != C.SEQUENCE_CHAINBREAK).cpu().numpy()
+    if protein.structure is not None:
+        return (protein.structure[1 : n + 1] != C.STRUCTURE_CHAINBREAK).cpu().numpy()
+    return np.ones(n, dtype=bool)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -11,6 +11,7 @@ bins), and sampling the function track also yields residue annotations (top 16 w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from torch import Tensor
 from openesm3.errors import InputError
 from openesm3.generation import sampling as S
 from openesm3.generation.decode_job import LogitsModel, is_mask
+from openesm3.generation.iterative import check_prompt_tokens
 from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
 
 MAX_TOPK_LOGPROBS = 32  # the reference's limit for topk_logprobs
@@ -46,9 +48,16 @@ class TrackSampling:
     topk_logprobs: int = 0
 
     def __post_init__(self) -> None:
-        if not (self.temperature >= 0 and 0 < self.top_p <= 1):
-            raise InputError(f"TrackSampling: need temperature >= 0 and 0 < top_p <= 1, got {self}")
-        if not 0 <= self.topk_logprobs <= MAX_TOPK_LOGPROBS:
+        numbers = (self.temperature, self.top_p)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers) or not (
+            math.isfinite(self.temperature) and self.temperature >= 0 and 0 < self.top_p <= 1
+        ):
+            raise InputError(f"TrackSampling: need a finite temperature >= 0 and 0 < top_p <= 1, got {self}")
+        if (
+            isinstance(self.topk_logprobs, bool)
+            or not isinstance(self.topk_logprobs, int)
+            or not 0 <= self.topk_logprobs <= MAX_TOPK_LOGPROBS
+        ):
             raise InputError(
                 f"TrackSampling.topk_logprobs must lie in 0..{MAX_TOPK_LOGPROBS}, got {self.topk_logprobs}"
             )
@@ -115,9 +124,21 @@ def forward_and_sample(
         decode_sasa: report SASA as floats (the reference's default) rather than sampled tokens.
         device: where to run; default the CPU or the model's device.
     """
+    if not isinstance(prompt, ProteinTensor):
+        raise InputError(f"forward_and_sample takes one ProteinTensor, got {type(prompt).__name__}")
+    check_prompt_tokens(prompt)
     unknown = sorted(set(sampling) - set(S.TRACK_SPECS))
     if unknown:
         raise InputError(f"cannot sample track(s) {unknown}; known: {sorted(S.TRACK_SPECS)}")
+    for track, cfg in sampling.items():
+        if not isinstance(cfg, TrackSampling):
+            raise InputError(f"sampling[{track!r}]: expected a TrackSampling, got {type(cfg).__name__}")
+        width = S.TRACK_SPECS[track].width
+        outside = [i for i in cfg.invalid_ids if not 0 <= i < width]
+        if outside:
+            raise InputError(f"sampling[{track!r}]: invalid_ids {outside} are not ids of the track (0..{width - 1})")
+        if not S.valid_id_mask(track, cfg.invalid_ids).any():
+            raise InputError(f"sampling[{track!r}]: invalid_ids {list(cfg.invalid_ids)} leave no token to sample")
     if device is None:
         params = getattr(model, "parameters", None)
         device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
@@ -219,9 +240,20 @@ def log_probs(
     """
     if track not in S.TRACK_SPECS:
         raise InputError(f"cannot score track {track!r}; known: {sorted(S.TRACK_SPECS)}")
+    if isinstance(prompts, ProteinTensor):
+        raise InputError("prompts must be a list of ProteinTensor; for one prompt pass [prompt]")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     if device is None:
         params = getattr(model, "parameters", None)
         device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, ProteinTensor):
+            raise InputError(f"prompt {i}: expected a ProteinTensor, got {type(prompt).__name__}")
+        try:
+            check_prompt_tokens(prompt)
+        except InputError as exc:
+            raise InputError(f"prompt {i}: {exc}") from None
     spec = S.TRACK_SPECS[track]
     out: list[Tensor] = []
     for start in range(0, len(prompts), batch_size):

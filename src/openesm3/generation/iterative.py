@@ -40,17 +40,18 @@ from openesm3.config import GenerationConfig
 from openesm3.errors import InputError
 from openesm3.generation import sampling as S
 from openesm3.generation.batched_decoding import decode_batched
-from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsModel, is_mask
+from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsModel, Semantics, is_mask
 from openesm3.generation.protein_tensor import TOKEN_TRACKS, ProteinTensor
 from openesm3.generation.schedules import effective_num_steps, masked_after_each_step, step_temperature
 from openesm3.generation.sequential_decoding import decode_sequential
 from openesm3.utils.progress import Progress
 
-__all__ = ["GenerationResult", "LogitsModel", "count_to_generate", "derive_seed", "generate"]
+__all__ = ["GenerationResult", "LogitsModel", "check_prompt_tokens", "count_to_generate", "derive_seed", "generate"]
 
-# Embedding-table sizes: a prompt token outside [0, size) cannot be fed to the model (named in the error).
+# Vocabulary sizes: a prompt token outside [0, size) is no token of its track (named in the error). The sequence
+# embedding has 64 rows but only ids 0..32 are tokens.
 _TOKEN_LIMITS: dict[str, int] = {
-    "sequence": C.SEQUENCE_EMBED_DIM,
+    "sequence": len(C.SEQUENCE_VOCAB),
     "structure": C.STRUCTURE_VOCAB_SIZE,
     "secondary_structure": C.SS8_VOCAB_SIZE,
     "sasa": C.SASA_VOCAB_SIZE,
@@ -60,6 +61,12 @@ _TOKEN_LIMITS: dict[str, int] = {
 # Sequence ids that do not count as "to generate" when the target track is absent (spec §10.3): the specials
 # except <mask>.
 _NOT_TO_SAMPLE = tuple(sorted(C.SEQUENCE_SPECIAL_IDS - {C.SEQUENCE_MASK}))
+# Tracks whose first and last positions must hold BOS and EOS, and the frame ids that may not occur inside (the
+# trunk reads an inner sequence <pad> as padding and hides it from attention).
+_FRAMES: dict[str, tuple[int, int, tuple[int, ...]]] = {
+    "sequence": (C.SEQUENCE_BOS, C.SEQUENCE_EOS, (C.SEQUENCE_BOS, C.SEQUENCE_PAD, C.SEQUENCE_EOS)),
+    "structure": (C.STRUCTURE_BOS, C.STRUCTURE_EOS, (C.STRUCTURE_BOS, C.STRUCTURE_PAD, C.STRUCTURE_EOS)),
+}
 
 
 @dataclass
@@ -139,7 +146,7 @@ def generate(
     base_seed = 0 if (sequential and generator is not None) else _base_seed(seed, generator)
     max_length = _model_max_length(model)
 
-    jobs = [_prepare(i, p, c, base_seed, max_length, dev) for i, (p, c) in enumerate(zip(prompts, configs))]
+    jobs = [_prepare(i, p, c, base_seed, max_length, dev, semantics) for i, (p, c) in enumerate(zip(prompts, configs))]
     runnable = [j for j in jobs if j.error is None]
     batches = _batches(runnable, batch_size, by_length=not sequential and not semantics.attend_to_padding)
     shared = None
@@ -188,6 +195,8 @@ def count_to_generate(working: ProteinTensor, track: str) -> tuple[int, int]:
 def _per_prompt_configs(
     prompts: Sequence[ProteinTensor], config: GenerationConfig | Sequence[GenerationConfig]
 ) -> list[GenerationConfig]:
+    if isinstance(prompts, ProteinTensor):
+        raise InputError("prompts must be a list of ProteinTensor; for one prompt pass [prompt]")
     if isinstance(config, GenerationConfig):
         return [config] * len(prompts)
     configs = list(config)
@@ -214,13 +223,16 @@ def _model_max_length(model: Any) -> int | None:
 
 def _base_seed(seed: int | None, generator: torch.Generator | None) -> int:
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InputError(f"seed must be a non-negative int, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise InputError(f"seed must be an int in [0, 2**64), got {seed!r}")
         return seed
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
-def _check_tokens(prompt: ProteinTensor) -> None:
+def check_prompt_tokens(prompt: ProteinTensor) -> None:
+    """Raise :class:`InputError` (naming the track and position) for a token outside its track's vocabulary, a
+    sequence / structure track not framed by BOS and EOS or holding BOS/EOS/<pad> inside, or atoms at the BOS/EOS
+    rows of the coordinates."""
     for name in TOKEN_TRACKS:
         value = getattr(prompt, name)
         if value is None or value.numel() == 0:
@@ -230,17 +242,56 @@ def _check_tokens(prompt: ProteinTensor) -> None:
             bad = low if low < 0 else high
             where = (value == bad).nonzero()[0].tolist()
             raise InputError(f"track {name!r}: token id {bad} at {where} is outside [0, {_TOKEN_LIMITS[name]})")
+        if name in _FRAMES:
+            _check_frame(name, value)
+    coordinates = prompt.coordinates
+    if coordinates is not None and len(coordinates) >= 2:
+        for position in (0, len(coordinates) - 1):
+            if bool(torch.isfinite(coordinates[position]).all(-1).any()):
+                raise InputError(
+                    f"coordinates: position {position} (BOS/EOS) holds atoms; prompts are L+2 long with +inf "
+                    f"coordinates at BOS and EOS"
+                )
 
 
-def _check_sampleable(config: GenerationConfig) -> None:
-    if config.track == "function":
-        return  # argmax decoding; <none> is always available
+def _check_frame(name: str, tokens: torch.Tensor) -> None:
+    """BOS at position 0, EOS at the last position, neither (nor <pad>) in between."""
+    bos, eos, framing = _FRAMES[name]
+    last = len(tokens) - 1
+    for position, expected, label in ((0, bos, "BOS"), (last, eos, "EOS")):
+        if int(tokens[position]) != expected:
+            raise InputError(
+                f"track {name!r}: position {position} holds {int(tokens[position])}, expected {label} {expected} "
+                f"(prompts are L+2 long, BOS/EOS included)"
+            )
+    inner = torch.isin(tokens[1:-1], torch.tensor(framing, device=tokens.device)).nonzero()
+    if len(inner):
+        position = int(inner[0]) + 1
+        raise InputError(
+            f"track {name!r}: position {position} holds the special id {int(tokens[position])} (BOS, EOS or <pad>), "
+            f"which may only frame the prompt"
+        )
+
+
+def _check_sampleable(config: GenerationConfig, semantics: Semantics) -> None:
+    width = S.TRACK_SPECS[config.track].width
+    outside = [i for i in config.invalid_ids if i >= width]
+    if outside:
+        raise InputError(f"invalid_ids {outside} are not ids of track {config.track!r} (0..{width - 1})")
+    if config.track == "function" and not semantics.restrict_function:
+        return  # the reference's function argmax ignores invalid_ids
     if not S.valid_id_mask(config.track, config.invalid_ids).any():
         raise InputError(f"invalid_ids {list(config.invalid_ids)} leave no token to sample on track {config.track!r}")
 
 
 def _prepare(
-    index: int, prompt: Any, config: GenerationConfig, base_seed: int, max_length: int | None, device: torch.device
+    index: int,
+    prompt: Any,
+    config: GenerationConfig,
+    base_seed: int,
+    max_length: int | None,
+    device: torch.device,
+    semantics: Semantics,
 ) -> DecodeJob:
     job = DecodeJob(index=index, prompt=prompt, config=config)
     try:
@@ -250,8 +301,8 @@ def _prepare(
         length = len(prompt)
         if max_length is not None and length > max_length:
             raise InputError(f"{length} tokens (BOS/EOS included) exceed the model's maximum of {max_length}")
-        _check_tokens(prompt)
-        _check_sampleable(config)
+        check_prompt_tokens(prompt)
+        _check_sampleable(config, semantics)
         working = prompt.to(device)
         if config.condition_on_coordinates_only and working.coordinates is not None:
             # Spec §10.3 step 1: the model then reads the backbone through geometric attention and pLDDT only.

@@ -2,8 +2,9 @@
 
 A :class:`ProteinTensor` is what the models see for one protein: every track as token ids of length L + 2
 (BOS at 0, EOS at L + 1; chains of a complex joined by the chain-break token), plus coordinates. A track that
-is ``None`` is absent; :meth:`ProteinTensor.filled` replaces absent tracks by the model's defaults (spec
-§10.1 ``empty``: all-mask sequence and structure with BOS/EOS, zeros elsewhere, +inf coordinates).
+is ``None`` is absent; :meth:`ProteinTensor.filled` replaces absent tracks by the model's defaults (all-mask
+sequence and structure with BOS/EOS, zeros elsewhere, +inf coordinates); :meth:`ProteinTensor.empty` is the same
+without coordinates (spec §10.1 ``empty``).
 
 :func:`stack` right-pads several proteins into one batch with each track's pad id (spec §10.3: sequence 1,
 structure 4099, other tracks 0, coordinates +inf) and returns the padding mask; :func:`model_inputs` turns a
@@ -99,8 +100,12 @@ class ProteinTensor:
 
     @staticmethod
     def empty(n_residues: int, device: torch.device | str = "cpu") -> ProteinTensor:
-        """Every track filled with the model's defaults for an L-residue protein (spec §10.1 ``empty``)."""
-        return ProteinTensor().filled(n_residues + 2, device=device)
+        """Every token track filled with the model's defaults for an L-residue protein, coordinates absent (spec
+        §10.1 ``empty``; as in the reference, so that structure tokens set on it are not dropped by
+        ``condition_on_coordinates_only``)."""
+        out = ProteinTensor().filled(n_residues + 2, device=device)
+        out.coordinates = None
+        return out
 
     def filled(self, length: int | None = None, device: torch.device | str | None = None) -> ProteinTensor:
         """A copy where every absent track holds the model's default (mask with BOS/EOS, zeros, +inf)."""

@@ -28,7 +28,7 @@ from torch import Tensor
 from openesm3 import constants as C
 from openesm3.errors import InputError
 from openesm3.generation.protein_tensor import ProteinBatch, ProteinTensor, model_inputs, stack
-from openesm3.generation.variants import Variant, resolve_variant
+from openesm3.generation.variants import Variant, parse_variant, resolve_variant
 from openesm3.tokenizers.sequence import SequenceTokenizer
 
 ProgressCallback = Callable[[int], None]
@@ -121,6 +121,7 @@ def pseudo_log_likelihood(
     model: Any, protein: ProteinTensor, *, batch_size: int = 8, progress: ProgressCallback | None = None
 ) -> PseudoLogLikelihood:
     """PLL of ``protein`` (see module docstring); ``progress(n)`` is called after every pass with its size."""
+    _check_one(protein)
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     positions = scorable_positions(protein).cpu()
@@ -139,10 +140,15 @@ def pseudo_log_likelihood(
     return PseudoLogLikelihood(float(np.nansum(per_position)) if n else 0.0, per_position, n)
 
 
+def _check_one(protein: Any) -> None:
+    if not isinstance(protein, ProteinTensor):
+        raise InputError(f"scoring takes one ProteinTensor, got {type(protein).__name__}")
+
+
 def masked_marginal_scores(
     model: Any,
     wild_type: ProteinTensor,
-    variants: Sequence[Variant],
+    variants: Sequence[Variant | str],
     *,
     offset: int = 0,
     batch_size: int = 8,
@@ -152,16 +158,34 @@ def masked_marginal_scores(
 
     A variant that does not fit the sequence (wild-type letter mismatch, position out of range, ...) gets a
     :class:`VariantScore` with ``error`` set, naming the mutation; the other variants are scored as usual.
+    Variants may be given as text (``"A42G:L50P"``, parsed by :func:`~openesm3.generation.variants.parse_variant`;
+    text that does not parse gets an error the same way).
     ``progress(n)`` reports how many variants are done (all ``len(variants)`` by the end).
     """
+    _check_one(wild_type)
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     if wild_type.sequence is None:
         raise InputError("variant scoring needs the wild-type sequence")
     sequence = SequenceTokenizer().decode(wild_type.sequence)
-    results: list[VariantScore] = [VariantScore(v) for v in variants]
+    results: list[VariantScore] = []
+    parsed: list[Variant | None] = []
+    for item in variants:
+        if isinstance(item, Variant):
+            results.append(VariantScore(item))
+            parsed.append(item)
+            continue
+        try:
+            parsed_item = parse_variant(item)
+            results.append(VariantScore(parsed_item))
+            parsed.append(parsed_item)
+        except InputError as exc:
+            results.append(VariantScore(Variant(str(item), ()), error=exc))
+            parsed.append(None)
     groups: dict[tuple[int, ...], list[tuple[int, tuple[Any, ...]]]] = {}
-    for n, variant in enumerate(variants):
+    for n, variant in enumerate(parsed):
+        if variant is None:
+            continue
         try:
             resolved = resolve_variant(variant, sequence, offset)
         except InputError as exc:
@@ -184,7 +208,7 @@ def masked_marginal_scores(
                     float(log_p[row, m.index + 1, m.mutant_id] - log_p[row, m.index + 1, m.wild_type_id])
                     for m in resolved
                 )
-                results[n] = VariantScore(variants[n], score=score)
+                results[n] = VariantScore(results[n].variant, score=score)
         if progress is not None:
             progress(sum(len(groups[key]) for key in chunk))
     return results

@@ -71,13 +71,13 @@ def _step_one(
         new = masked.argmax(-1) if temp == 0 else S.sample_logits(masked, temperature, generator=generator)
         log_p = masked.log_softmax(-1)
 
-    # The reference's check runs on the whole padded row, first and last position excluded.
-    row_mask = is_mask(track, tokens).clone()
-    row_mask[:, 0] = False
-    row_mask[:, -1] = False
-    if not bool(row_mask.any()):
+    # Positions 1 .. len-2 of the prompt itself. (The reference checks its whole padded row, where the padding of
+    # SS8 / SASA / function reads as masked: in a batch with longer prompts a prompt with nothing left to fill
+    # would then run on instead of failing as it does alone; that quirk is not reproduced, docs/generation.md #7.)
+    positions = torch.arange(tokens.shape[1], device=device)
+    candidates = is_mask(track, tokens) & (positions >= 1) & (positions < job.length - 1)
+    if not bool(candidates.any()):
         return False
-    candidates = row_mask & (torch.arange(tokens.shape[1], device=device) < job.length - 1)
     count = max(int(candidates.sum()) - job.keep[t], 0)
 
     if cfg.strategy == "random":

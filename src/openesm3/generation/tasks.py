@@ -39,6 +39,7 @@ from openesm3.tokenizers import decode_function_tokens, merge_annotations
 __all__ = [
     "NON_CANONICAL_SEQUENCE_IDS",
     "Progress",
+    "check_task_arguments",
     "fold",
     "inverse_fold",
     "predict_function",
@@ -106,6 +107,16 @@ def run_track(
     return out
 
 
+def check_task_arguments(proteins: Any, seed: Any, batch_size: Any) -> None:
+    """One-line errors for the arguments every task shares (a lone Protein, a bad seed or batch size)."""
+    if isinstance(proteins, Protein):
+        raise InputError("proteins must be a list of Protein; for one protein pass [protein]")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
+
+
 def _prompt(bundle: ModelBundle, make: Callable[[], Protein], name: str) -> ProteinTensor | OpenESM3Error:
     """Build and encode one prompt; an error is returned (not raised) so the batch goes on."""
     try:
@@ -158,6 +169,7 @@ def fold(
 
         return build
 
+    check_task_arguments(proteins, seed, batch_size)
     prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
     seeds = [derive_seed(seed, i) for i in range(len(proteins))]
     results = run_track(bundle, prompts, "structure", decoding, seeds=seeds, batch_size=batch_size, progress=progress)
@@ -209,6 +221,7 @@ def inverse_fold(
         ``<name>_<k>``, k = 1..num_samples), or the error for that protein. :func:`sequence_recovery` against
         the input's sequence measures how native-like they are.
     """
+    check_task_arguments(proteins, seed, batch_size)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InputError(f"num_samples must be a positive int, got {num_samples!r}")
 
@@ -281,6 +294,7 @@ def predict_function(
     Returns:
         Per protein: the input with ``function_annotations`` set to the prediction, or the error.
     """
+    check_task_arguments(proteins, seed, batch_size)
     vocabulary = bundle.tokenizers.function_vocabulary  # fail before decoding anything if it is missing
     bundle.function_decoder  # noqa: B018 - same for the decoder weights
 
