@@ -172,3 +172,22 @@ def test_saved_weight_files_are_readable_by_others_like_any_new_file(tmp_path) -
         os.umask(old)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         assert (tmp_path / "w" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_half_precision_official_file_loads_into_fp32_like_the_reference(tmp_path) -> None:
+    # The reference builds its model in fp32 and copies the file into it (load_state_dict): an fp16 file, or one
+    # mixing dtypes, computes in fp32 on the file's values; a dtype asked for still wins.
+    model = randomized(CONFIG, seed=5)
+    state = to_official_state_dict(model.state_dict(), esm3_key_map(CONFIG))
+    torch.save({k: v.half() for k, v in state.items()}, tmp_path / "fp16.pth")
+    torch.save({k: v.half() if i % 2 else v for i, (k, v) in enumerate(state.items())}, tmp_path / "mixed.pth")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half())  # what the reference's fp32 parameters hold after loading the fp16 file
+    for name in ("fp16.pth", "mixed.pth"):
+        loaded, _ = load_model(tmp_path / name, "esm3", config=CONFIG)
+        assert {p.dtype for p in loaded.parameters()} == {torch.float32}, name
+    loaded, _ = load_model(tmp_path / "fp16.pth", "esm3", config=CONFIG)
+    assert torch.equal(outputs(loaded).sequence_logits, outputs(model).sequence_logits)
+    bf16, _ = load_model(tmp_path / "fp16.pth", "esm3", config=CONFIG, dtype=torch.bfloat16)
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}

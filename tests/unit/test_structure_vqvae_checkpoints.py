@@ -147,3 +147,19 @@ def test_official_loader_errors(tmp_path: Path) -> None:
     torch.save(official, tmp_path / "rel" / "data" / "weights" / "esm3_structure_encoder_v0.pth")
     model = load_official_vqvae_network(tmp_path / "rel", "structure_encoder", cfg.STRUCTURE_ENCODER_TINY)
     assert isinstance(model, StructureEncoder)
+
+
+@pytest.mark.parametrize("model_type", list(TINY))
+def test_half_precision_official_file_loads_into_fp32(model_type: str, tmp_path: Path) -> None:
+    # As the reference (fp32 networks, load_state_dict copies the file in) and as our format's loader does.
+    model = _randomized(model_type)
+    config = TINY[model_type][1]
+    official = ours_to_official(model.state_dict(), VQVAE_KEY_MAP_FUNCTIONS[model_type](config))
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in official.items()}, tmp_path / "fp16.pth")
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half())
+    loaded = load_official_vqvae_network(tmp_path / "fp16.pth", model_type, config)
+    assert {t.dtype for t in loaded.state_dict().values() if t.is_floating_point()} == {torch.float32}
+    assert torch.equal(_probe(model_type, loaded), _probe(model_type, model))

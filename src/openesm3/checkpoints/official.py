@@ -214,6 +214,19 @@ def detect_model_type(state: dict[str, torch.Tensor], *, source: str = "state_di
     return best
 
 
+def official_tensors_as(
+    state: dict[str, torch.Tensor], *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """``state`` moved to ``device``, its floating-point tensors cast to ``dtype``, fp32 when None.
+
+    The reference builds its networks in fp32 and copies an official file into them (``load_state_dict``), so an
+    fp16 or bf16 file, or one mixing dtypes, computes in fp32 on the file's values. Tensors already right are
+    returned as they are (an fp32 file on the CPU stays memory-mapped).
+    """
+    target = torch.float32 if dtype is None else dtype
+    return {k: v.to(device=device, dtype=target if v.is_floating_point() else v.dtype) for k, v in state.items()}
+
+
 def to_our_state_dict(
     state: dict[str, torch.Tensor], key_map: dict[str, str], *, source: str, expected_shapes: dict[str, tuple[int, ...]]
 ) -> dict[str, torch.Tensor]:
@@ -376,7 +389,8 @@ def load_official_vqvae_network(
 ) -> torch.nn.Module:
     """Build ``model_type`` ("structure_encoder", "structure_decoder" or "function_decoder") on the meta device
     and load an official ``.pth`` into it (``weights_only``, memory mapped, strict). ``config`` defaults to the
-    released V0 shapes. Returns the model in eval mode."""
+    released V0 shapes; ``dtype`` None gives fp32 parameters (see :func:`official_tensors_as`). Returns the model in
+    eval mode."""
     from openesm3 import config as cfg  # noqa: PLC0415
     from openesm3.checkpoints.format import MODEL_TYPES, load_state_dict_strict  # noqa: PLC0415
 
@@ -391,8 +405,7 @@ def load_official_vqvae_network(
     file = resolve_official_file(path, model_type)
     official = load_official_state_dict(file)
     state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
-    state = {k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
-             for k, v in state.items()}  # fmt: skip
+    state = official_tensors_as(state, device=device, dtype=dtype)
     with torch.device("meta"):
         model = MODEL_TYPES[model_type].model_class()(config)
     load_state_dict_strict(model, state, source=str(file))
