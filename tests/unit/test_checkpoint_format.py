@@ -79,3 +79,13 @@ def test_official_loader_refuses_pickled_objects_and_finds_release_layout(tmp_pa
     assert torch.equal(load_official_state_dict(path)["w"], torch.ones(2))
     with pytest.raises(WeightsError, match="esm3_structure_encoder_v0.pth"):
         resolve_official_file(tmp_path / "release", "structure_encoder")
+
+
+def test_read_config_names_the_file_for_fields_of_the_wrong_json_type(tmp_path) -> None:
+    config = {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4}
+    for bad in ({"config": None}, {"config": 3}, {"config": [64]}, {"model_type": ["esm3"]}, {"model_type": None}):
+        meta = {"format_version": 1, "model_type": "esm3", "config": config, **bad}
+        (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+        with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: ") as info:
+            read_config(tmp_path)
+        assert str(tmp_path) in str(info.value), bad

@@ -129,9 +129,12 @@ def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
         raise WeightsError(
             f"{path}: format_version {version!r} is not supported (this OpenESM3 reads {FORMAT_VERSION})"
         )
-    for key in ("model_type", "config"):
+    for key, kind in (("model_type", str), ("config", dict)):
         if key not in meta:
             raise WeightsError(f"{path}: missing key {key!r}")
+        if not isinstance(meta[key], kind):
+            expected = "a string" if kind is str else "a JSON object of config fields"
+            raise WeightsError(f"{path}: {key!r} must be {expected}, not {json.dumps(meta[key])}")
     return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
 
 
