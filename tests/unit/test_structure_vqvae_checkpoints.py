@@ -163,3 +163,19 @@ def test_half_precision_official_file_loads_into_fp32(model_type: str, tmp_path:
     loaded = load_official_vqvae_network(tmp_path / "fp16.pth", model_type, config)
     assert {t.dtype for t in loaded.state_dict().values() if t.is_floating_point()} == {torch.float32}
     assert torch.equal(_probe(model_type, loaded), _probe(model_type, model))
+
+
+def test_cli_loader_takes_model_safetensors_and_says_why_a_directory_does_not_do(tmp_path: Path) -> None:
+    from openesm3.checkpoints.vqvae_weights import load_vqvae_network  # noqa: PLC0415
+
+    model = _randomized("structure_encoder")
+    save_pretrained(model, TINY["structure_encoder"][1], tmp_path / "enc", model_type="structure_encoder")
+    loaded, place = load_vqvae_network(tmp_path / "enc" / "model.safetensors", "structure_encoder")  # as load_model
+    assert place == tmp_path / "enc" and torch.equal(
+        _probe("structure_encoder", loaded), _probe("structure_encoder", model)
+    )
+    with pytest.raises(WeightsError, match="holds structure_encoder weights, not structure_decoder"):
+        load_vqvae_network(tmp_path / "enc", "structure_decoder")
+    (tmp_path / "enc" / "config.json").write_text("{")
+    with pytest.raises(WeightsError, match=r"config\.json: not valid JSON"):
+        load_vqvae_network(tmp_path / "enc", "structure_encoder")
