@@ -191,3 +191,14 @@ def test_half_precision_official_file_loads_into_fp32_like_the_reference(tmp_pat
     assert torch.equal(outputs(loaded).sequence_logits, outputs(model).sequence_logits)
     bf16, _ = load_model(tmp_path / "fp16.pth", "esm3", config=CONFIG, dtype=torch.bfloat16)
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+
+
+def test_resolve_weights_says_which_file_of_a_model_directory_is_missing(tmp_path) -> None:
+    save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "a", model_type="esm3")
+    save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "b", model_type="esm3")
+    (tmp_path / "a" / WEIGHTS_FILE).unlink()  # e.g. a copy interrupted before the weights
+    (tmp_path / "b" / CONFIG_FILE).unlink()
+    with pytest.raises(WeightsError, match=f"{tmp_path / 'a'}: {CONFIG_FILE} but no {WEIGHTS_FILE}"):
+        resolve_weights(tmp_path / "a", "esm3")
+    with pytest.raises(WeightsError, match=f"{tmp_path / 'b'}: {WEIGHTS_FILE} but no {CONFIG_FILE}"):
+        resolve_weights(tmp_path / "b", "esm3")

@@ -56,7 +56,8 @@ def _holds(place: Path, model_type: str) -> tuple[bool, str | None]:
     """Whether ``place`` holds ``model_type``'s weights; if not, why, when it is a model directory of ours."""
     if place.is_file():
         return place.suffix == ".pth", None
-    if (place / CONFIG_FILE).is_file() and (place / WEIGHTS_FILE).is_file():
+    has_config, has_weights = (place / CONFIG_FILE).is_file(), (place / WEIGHTS_FILE).is_file()
+    if has_config and has_weights:
         try:
             found, _ = read_config(place)
         except WeightsError as exc:
@@ -64,6 +65,9 @@ def _holds(place: Path, model_type: str) -> tuple[bool, str | None]:
         if found != model_type:
             return False, f"{place} holds {found} weights, not {model_type}"
         return True, None
+    if has_config or has_weights:  # half a model directory (e.g. an interrupted copy)
+        present, absent = (CONFIG_FILE, WEIGHTS_FILE) if has_config else (WEIGHTS_FILE, CONFIG_FILE)
+        return False, f"{place}: {present} but no {absent}"
     return False, None
 
 
