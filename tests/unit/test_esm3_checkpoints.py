@@ -202,3 +202,19 @@ def test_resolve_weights_says_which_file_of_a_model_directory_is_missing(tmp_pat
         resolve_weights(tmp_path / "a", "esm3")
     with pytest.raises(WeightsError, match=f"{tmp_path / 'b'}: {WEIGHTS_FILE} but no {CONFIG_FILE}"):
         resolve_weights(tmp_path / "b", "esm3")
+
+
+def test_convert_refuses_an_official_file_whose_tensor_bytes_are_damaged(tmp_path, capsys) -> None:
+    # torch.load does not check the zip CRCs, so a damaged download loads with wrong values; convert, which would
+    # bake them into a safetensors file (no checksum), checks them first.
+    file = write_official(randomized(CONFIG, seed=6), tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    data = bytearray(file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    file.write_bytes(bytes(data))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    err = capsys.readouterr().err
+    assert "esm3_sm_open_v1.pth: damaged" in err and "CRC" in err
+    assert not (tmp_path / "out").exists()

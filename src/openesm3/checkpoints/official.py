@@ -115,6 +115,32 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     return state
 
 
+def check_official_file_checksums(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`WeightsError` when a record of an official ``.pth`` (a zip archive) fails its CRC-32.
+
+    ``torch.load`` never checks them, so a damaged download loads with wrong values without a word. This reads the
+    whole file once (seconds for the 5.6 GB trunk). A file that is not a zip archive is left to
+    :func:`load_official_state_dict` to refuse; records written without a checksum (CRC 0) are skipped.
+    """
+    p = Path(path)
+    try:
+        archive = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError):
+        return
+    with archive:
+        for info in archive.infolist():
+            if info.CRC == 0:
+                continue
+            try:
+                with archive.open(info) as handle:
+                    while handle.read(1 << 24):
+                        pass
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                raise WeightsError(
+                    f"{p}: damaged ({info.filename} fails its CRC-32 check: {exc}); download it again"
+                ) from exc
+
+
 # --------------------------------------------------------------------------------------------------------
 # ESM3 trunk (spec §9, "ESM3 (539 entries)").
 # --------------------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ DESCRIPTION = """Convert official ESM3 weights (.pth) to the OpenESM3 format (mo
 SRC is an official file, or a directory laid out like the official release (data/weights/*.pth). With a file,
 OUT becomes the model directory. With a directory, every official file found (or only the one of
 --model-type) is written to OUT/<model_type>/, where OpenESM3 looks for weights (pass OUT, or set
-OPENESM3_WEIGHTS=OUT). --dtype bf16 halves the files and loads without any fp32 copy."""
+OPENESM3_WEIGHTS=OUT). --dtype bf16 halves the files and loads without any fp32 copy. A file whose checksums
+(CRC-32) do not match, e.g. a damaged download, is refused."""
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.official import (
         OFFICIAL_KEY_MAPS,
         OFFICIAL_WEIGHT_FILES,
+        check_official_file_checksums,
         detect_model_type,
         load_official_state_dict,
         resolve_official_file,
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise WeightsError(f"{args.src}: no such file or directory")
 
     for file, model_type, out in jobs:
+        # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
+        check_official_file_checksums(file)
         if model_type is None:
             model_type = detect_model_type(load_official_state_dict(file), source=str(file))
         config = None
