@@ -218,3 +218,23 @@ def test_convert_refuses_an_official_file_whose_tensor_bytes_are_damaged(tmp_pat
     err = capsys.readouterr().err
     assert "esm3_sm_open_v1.pth: damaged" in err and "CRC" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_replaces_its_own_output_but_not_another_programs_config_json(tmp_path, capsys) -> None:
+    model = randomized(CONFIG, seed=7)
+    file = write_official(model, tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    for _ in range(2):  # converting twice replaces the first output
+        assert main(["convert", str(file), str(tmp_path / "ours"), "--config", str(config_json)]) == 0
+    converted, _ = load_model(tmp_path / "ours", "esm3")
+    assert torch.equal(outputs(converted).sequence_logits, outputs(model).sequence_logits)
+
+    project = tmp_path / "project"  # e.g. a Hugging Face model directory: same file names, not ours
+    project.mkdir()
+    (project / CONFIG_FILE).write_text('{"architectures": ["BertModel"]}')
+    (project / WEIGHTS_FILE).write_bytes(b"their weights")
+    assert main(["convert", str(file), str(project), "--config", str(config_json)]) == 2
+    assert f"{project / CONFIG_FILE}: not an OpenESM3 model config" in capsys.readouterr().err
+    assert (project / CONFIG_FILE).read_text() == '{"architectures": ["BertModel"]}'
+    assert (project / WEIGHTS_FILE).read_bytes() == b"their weights"

@@ -3,7 +3,7 @@
 ``config.json`` holds ``{"format_version": 1, "model_type": ..., "config": {...dataclass fields...},
 "dtype": ...}``. Saving and loading round-trip bit-exactly (safetensors stores raw tensor bytes). Writes are
 atomic: the directory's files appear complete or not at all, and an existing directory is only replaced
-once the new files are fully written.
+once the new files are fully written. A ``config.json`` that is not ours (another program's) is never replaced.
 
 This module is generic over networks: each network registers its ``model_type`` in :data:`MODEL_TYPES`
 (config class and model class, imported lazily so that this module stays light).
@@ -99,6 +99,7 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     """
     _model_type(model_type, str(directory))
     out = Path(directory)
+    _refuse_foreign_config(out / CONFIG_FILE)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
@@ -111,6 +112,23 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     }
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _refuse_foreign_config(path: Path) -> None:
+    """Raise :class:`WeightsError` when ``path`` exists and is not one of our model configs: ``config.json`` and
+    ``model.safetensors`` are common names (a Hugging Face model directory has both), and replacing another
+    program's files would lose them. Our own config, of any model or version, may be replaced."""
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not (isinstance(meta, dict) and "format_version" in meta and "model_type" in meta):
+        raise WeightsError(
+            f"{path}: not an OpenESM3 model config; refusing to replace it and the {WEIGHTS_FILE} beside it "
+            "(write to another directory)"
+        )
 
 
 def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
