@@ -16,6 +16,7 @@ from openesm3.checkpoints.official import (
     OFFICIAL_PRESETS,
     detect_model_type,
     esm3_key_map,
+    load_official_state_dict,
     to_official_state_dict,
 )
 from openesm3.cli.main import main
@@ -238,3 +239,18 @@ def test_convert_replaces_its_own_output_but_not_another_programs_config_json(tm
     assert f"{project / CONFIG_FILE}: not an OpenESM3 model config" in capsys.readouterr().err
     assert (project / CONFIG_FILE).read_text() == '{"architectures": ["BertModel"]}'
     assert (project / WEIGHTS_FILE).read_bytes() == b"their weights"
+
+
+def test_official_file_saved_from_a_ddp_or_compiled_wrapper_loads(tmp_path) -> None:
+    # DistributedDataParallel prefixes every key with "module.", torch.compile with "_orig_mod."; the keys under
+    # the prefix are still checked strictly.
+    model = randomized(CONFIG, seed=8)
+    state = to_official_state_dict(model.state_dict(), esm3_key_map(CONFIG))
+    torch.save({f"module._orig_mod.{k}": v for k, v in state.items()}, tmp_path / "ddp.pth")
+    assert detect_model_type(load_official_state_dict(tmp_path / "ddp.pth")) == "esm3"
+    loaded, _ = load_model(tmp_path / "ddp.pth", "esm3", config=CONFIG)
+    assert torch.equal(outputs(loaded).sequence_logits, outputs(model).sequence_logits)
+    partly = {(f"module.{k}" if i else k): v for i, (k, v) in enumerate(state.items())}  # not a uniform prefix
+    torch.save(partly, tmp_path / "partly.pth")
+    with pytest.raises(WeightsError, match="partly.pth: does not match the expected official layout"):
+        load_model(tmp_path / "partly.pth", "esm3", config=CONFIG)

@@ -112,6 +112,21 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     )
     if not is_state_dict:
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
+    return strip_wrapper_prefixes(state)
+
+
+# Prefixes that wrappers put before every key of the module they wrap: DistributedDataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the wrapper prefixes (:data:`WRAPPER_PREFIXES`) that *every* key carries; a prefix on only
+    some keys is left for the strict key check to report."""
+    while state:
+        prefix = next((w for w in WRAPPER_PREFIXES if all(k.startswith(w) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
