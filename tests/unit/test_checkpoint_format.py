@@ -89,3 +89,21 @@ def test_read_config_names_the_file_for_fields_of_the_wrong_json_type(tmp_path) 
         with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: ") as info:
             read_config(tmp_path)
         assert str(tmp_path) in str(info.value), bad
+
+
+class _Payload:
+    """Unpickling this would create a file: the official loader must refuse it without running it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_official_loader_never_runs_a_pickled_payload(tmp_path) -> None:
+    marker = tmp_path / "payload_ran"
+    torch.save({"encoder.sequence_embed.weight": torch.ones(2), "x": _Payload(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match="evil.pth: not a readable PyTorch state_dict"):
+        load_official_state_dict(tmp_path / "evil.pth")
+    assert not marker.exists()
