@@ -107,3 +107,25 @@ def test_official_loader_never_runs_a_pickled_payload(tmp_path) -> None:
     with pytest.raises(WeightsError, match="evil.pth: not a readable PyTorch state_dict"):
         load_official_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def test_loaded_weights_are_aligned_like_any_tensor_so_outputs_match_the_official_load(tmp_path) -> None:
+    # safetensors hands out CPU tensors at the file's byte offsets (8-byte aligned); matmul kernels take another
+    # path for such memory and round differently (~1e-7), so a converted model would not reproduce the official
+    # file's outputs bit for bit, and near-tie structure codes could flip. The allocator's alignment is 64 bytes.
+    from openesm3.checkpoints.format import load_pretrained, save_pretrained  # noqa: PLC0415
+    from openesm3.config import STRUCTURE_ENCODER_TINY  # noqa: PLC0415
+    from openesm3.models.structure_encoder import StructureEncoder  # noqa: PLC0415
+
+    config = STRUCTURE_ENCODER_TINY.replace(d_model=128)  # its header puts every tensor 24 or 56 bytes past 64
+    torch.manual_seed(0)
+    model = StructureEncoder(config).eval()
+    save_pretrained(model, config, tmp_path, model_type="structure_encoder")
+    for dtype in (None, torch.float32):
+        loaded, _ = load_pretrained(tmp_path, dtype=dtype)
+        assert all(t.data_ptr() % 64 == 0 for t in loaded.state_dict().values()), dtype
+        g = torch.Generator().manual_seed(5)
+        ca = torch.cumsum(torch.randn(1, 20, 3, generator=g) * 2, 1)
+        coords = torch.stack([ca + torch.randn(1, 20, 3, generator=g), ca, ca - 1.5], 2)
+        with torch.no_grad():
+            assert torch.equal(loaded(coords).z, model(coords).z)
