@@ -131,7 +131,7 @@ def test_official_loader_errors(tmp_path: Path) -> None:
         enc.state_dict(), VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](cfg.STRUCTURE_ENCODER_TINY)
     )
     torch.save(official, tmp_path / "enc.pth")
-    with pytest.raises(WeightsError, match=r"enc\.pth: not the expected official checkpoint: .*missing key"):
+    with pytest.raises(WeightsError, match=r"enc\.pth: holds structure_encoder weights .*not structure_decoder"):
         load_official_vqvae_network(tmp_path / "enc.pth", "structure_decoder", cfg.STRUCTURE_DECODER_TINY)
     with pytest.raises(WeightsError, match="mis-shaped"):
         load_official_vqvae_network(
@@ -179,3 +179,20 @@ def test_cli_loader_takes_model_safetensors_and_says_why_a_directory_does_not_do
     (tmp_path / "enc" / "config.json").write_text("{")
     with pytest.raises(WeightsError, match=r"config\.json: not valid JSON"):
         load_vqvae_network(tmp_path / "enc", "structure_encoder")
+
+
+def test_another_networks_official_file_is_named_as_such(tmp_path: Path) -> None:
+    from openesm3.checkpoints.loading import load_model  # noqa: PLC0415
+
+    model = _randomized("structure_encoder")
+    config = TINY["structure_encoder"][1]
+    torch.save(
+        ours_to_official(model.state_dict(), VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](config)), tmp_path / "w.pth"
+    )
+    for load in (
+        lambda: load_model(tmp_path / "w.pth", "esm3"),
+        lambda: load_model(tmp_path / "w.pth", "structure_decoder"),
+        lambda: load_official_vqvae_network(tmp_path / "w.pth", "function_decoder"),
+    ):
+        with pytest.raises(WeightsError, match=r"w\.pth: holds structure_encoder weights \(esm3_structure_encoder_v0"):
+            load()

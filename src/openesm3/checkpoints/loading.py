@@ -35,6 +35,7 @@ from openesm3.checkpoints.official import (
     load_official_state_dict,
     official_key_map,
     official_tensors_as,
+    raise_if_another_network,
     to_our_state_dict,
 )
 from openesm3.errors import WeightsError
@@ -164,7 +165,12 @@ def load_official(
         model = MODEL_TYPES[model_type].model_class()(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     key_map = official_key_map(model_type, cfg)
-    state = to_our_state_dict(load_official_state_dict(file), key_map, source=str(file), expected_shapes=expected)
+    official = load_official_state_dict(file)
+    try:
+        state = to_our_state_dict(official, key_map, source=str(file), expected_shapes=expected)
+    except WeightsError:
+        raise_if_another_network(official, model_type, source=str(file))  # say so rather than list every key
+        raise
     state = official_tensors_as(state, device=device, dtype=dtype)
     load_state_dict_strict(model, state, source=str(file))
     return model.eval(), cfg

@@ -268,6 +268,20 @@ def official_tensors_as(
     return {k: v.to(device=device, dtype=target if v.is_floating_point() else v.dtype) for k, v in state.items()}
 
 
+def raise_if_another_network(state: dict[str, torch.Tensor], model_type: str, *, source: str) -> None:
+    """Raise :class:`WeightsError` when ``state``'s keys are those of another registered network than
+    ``model_type`` (e.g. the structure encoder's file given for the trunk), naming it; else return."""
+    try:
+        found = detect_model_type(state, source=source)
+    except WeightsError:
+        return
+    if found != model_type:
+        raise WeightsError(
+            f"{source}: holds {found} weights ({OFFICIAL_WEIGHT_FILES.get(found, 'official format')}), "
+            f"not {model_type} ({OFFICIAL_WEIGHT_FILES.get(model_type, 'official format')})"
+        )
+
+
 def to_our_state_dict(
     state: dict[str, torch.Tensor], key_map: dict[str, str], *, source: str, expected_shapes: dict[str, tuple[int, ...]]
 ) -> dict[str, torch.Tensor]:
@@ -445,7 +459,11 @@ def load_official_vqvae_network(
     config = presets[model_type] if config is None else config
     file = resolve_official_file(path, model_type)
     official = load_official_state_dict(file)
-    state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
+    try:
+        state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
+    except WeightsError:
+        raise_if_another_network(official, model_type, source=str(file))
+        raise
     state = official_tensors_as(state, device=device, dtype=dtype)
     with torch.device("meta"):
         model = MODEL_TYPES[model_type].model_class()(config)
