@@ -129,3 +129,14 @@ def test_loaded_weights_are_aligned_like_any_tensor_so_outputs_match_the_officia
         coords = torch.stack([ca + torch.randn(1, 20, 3, generator=g), ca, ca - 1.5], 2)
         with torch.no_grad():
             assert torch.equal(loaded(coords).z, model(coords).z)
+
+
+def test_official_loader_reads_the_legacy_non_zip_format_safely(tmp_path) -> None:
+    # torch.save(..., _use_new_zipfile_serialization=False) files cannot be memory-mapped; they are still state_dicts
+    torch.save({"w": torch.arange(3.0)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert torch.equal(load_official_state_dict(tmp_path / "legacy.pth")["w"], torch.arange(3.0))
+    marker = tmp_path / "payload_ran"
+    torch.save({"x": _Payload(str(marker))}, tmp_path / "evil.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError, match="evil.pth: not a readable PyTorch state_dict"):
+        load_official_state_dict(tmp_path / "evil.pth")
+    assert not marker.exists()

@@ -101,7 +101,9 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     mapped so that a multi-GB file is not copied into RAM."""
     p = Path(path)
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
+        mmap = not p.is_file() or zipfile.is_zipfile(p)
+        state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise WeightsError(f"{p}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
