@@ -254,3 +254,16 @@ def test_official_file_saved_from_a_ddp_or_compiled_wrapper_loads(tmp_path) -> N
     torch.save(partly, tmp_path / "partly.pth")
     with pytest.raises(WeightsError, match="partly.pth: does not match the expected official layout"):
         load_model(tmp_path / "partly.pth", "esm3", config=CONFIG)
+
+
+def test_convert_to_fp16_refuses_weights_that_fp16_cannot_hold(tmp_path, capsys) -> None:
+    model = randomized(CONFIG, seed=9)
+    with torch.no_grad():
+        model.blocks[1].ffn.w_out.weight[0, 0] = 1e6  # fp16's largest finite value is 65504
+    file = write_official(model, tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json), "--dtype", "fp16"]) == 2
+    assert "transformer.blocks.1.ffn.3.weight" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json), "--dtype", "bf16"]) == 0

@@ -108,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
                     f"not {type(fields).__name__}"
                 )
             config = config_from_dict(model_type, fields, str(args.config))
+        if dtype == torch.float16:  # bf16 has fp32's range; fp16 would turn larger weights into inf
+            limit = torch.finfo(dtype).max
+            for key, tensor in load_official_state_dict(file).items():
+                if tensor.is_floating_point() and bool((tensor.abs() > limit).any()):
+                    raise WeightsError(f"{file}: {key} holds values beyond fp16's range ({limit}); use --dtype bf16")
         model, config = load_official(file, model_type, dtype=dtype, config=config)
         save_pretrained(model, config, out, model_type=model_type)
         n_params = sum(p.numel() for p in model.parameters())
