@@ -267,3 +267,11 @@ def test_convert_to_fp16_refuses_weights_that_fp16_cannot_hold(tmp_path, capsys)
     assert "transformer.blocks.1.ffn.3.weight" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json), "--dtype", "bf16"]) == 0
+
+
+def test_convert_says_when_its_input_is_already_in_our_format(tmp_path, capsys) -> None:
+    save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "ours", model_type="esm3")
+    for src in (tmp_path / "ours", tmp_path / "ours" / WEIGHTS_FILE):
+        assert main(["convert", str(src), str(tmp_path / "again")]) == 2
+        assert f"{tmp_path / 'ours'}: already in the OpenESM3 format" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()

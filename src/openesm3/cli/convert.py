@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from openesm3.checkpoints.format import config_from_dict, save_pretrained
-    from openesm3.checkpoints.loading import load_official
+    from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, config_from_dict, save_pretrained
+    from openesm3.checkpoints.loading import load_official, model_directory_of
     from openesm3.checkpoints.official import (
         OFFICIAL_KEY_MAPS,
         OFFICIAL_WEIGHT_FILES,
@@ -69,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model_type != "auto" and args.model_type not in OFFICIAL_KEY_MAPS:
         raise WeightsError(f"--model-type {args.model_type!r} is not convertible; choose auto or one of {known}")
 
+    ours = model_directory_of(args.src)  # a model directory of ours, or SRC itself
+    already = WeightsError(
+        f"{ours}: already in the OpenESM3 format ({CONFIG_FILE} + {WEIGHTS_FILE}); load it as it is, nothing to convert"
+    )
+    if args.src.is_file() and ours != args.src:
+        raise already
     jobs: list[tuple[Path, str | None, Path]] = []  # (file, model type or None = detect, output dir)
     if args.src.is_file():
         jobs.append((args.src, None if args.model_type == "auto" else args.model_type, args.out))
@@ -85,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             jobs.append((file, model_type, args.out / model_type))
         if not jobs:
+            if (ours / CONFIG_FILE).is_file() and (ours / WEIGHTS_FILE).is_file():
+                raise already
             names = ", ".join(OFFICIAL_WEIGHT_FILES[t] for t in known if t in OFFICIAL_WEIGHT_FILES)
             raise WeightsError(f"{args.src}: no official weight file found ({names}; looked in data/weights/ too)")
     else:
