@@ -140,3 +140,16 @@ def test_companion_networks_encode_and_decode(tmp_path: Path) -> None:
     # The structure encoder runs in fp32 whatever the dtype, so structure tokens do not depend on it.
     bf16 = ModelBundle(root, dtype="bf16", vocabulary_dir=tmp_path / "vocab")
     assert torch.equal(bf16.encode(protein).structure, tensor.structure)
+
+
+def test_release_directory_with_a_config_json_of_its_own_finds_the_companions(tmp_path: Path) -> None:
+    # A Hugging Face snapshot of the release may carry a config.json at its root; that does not make the root one
+    # of our model directories (whose companions are looked for beside it).
+    official = tmp_path / "snapshot" / "data" / "weights"
+    official.mkdir(parents=True)
+    for name in ("esm3_sm_open_v1.pth", "esm3_structure_encoder_v0.pth"):
+        torch.save({}, official / name)
+    (tmp_path / "snapshot" / "config.json").write_text('{"model_type": "esm3"}')
+    bundle = ModelBundle(tmp_path / "snapshot")
+    assert bundle.locate("structure_encoder") == official / "esm3_structure_encoder_v0.pth"
+    assert bundle.locate("esm3") == official / "esm3_sm_open_v1.pth"

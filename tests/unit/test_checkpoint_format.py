@@ -79,3 +79,64 @@ def test_official_loader_refuses_pickled_objects_and_finds_release_layout(tmp_pa
     assert torch.equal(load_official_state_dict(path)["w"], torch.ones(2))
     with pytest.raises(WeightsError, match="esm3_structure_encoder_v0.pth"):
         resolve_official_file(tmp_path / "release", "structure_encoder")
+
+
+def test_read_config_names_the_file_for_fields_of_the_wrong_json_type(tmp_path) -> None:
+    config = {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4}
+    for bad in ({"config": None}, {"config": 3}, {"config": [64]}, {"model_type": ["esm3"]}, {"model_type": None}):
+        meta = {"format_version": 1, "model_type": "esm3", "config": config, **bad}
+        (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+        with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: ") as info:
+            read_config(tmp_path)
+        assert str(tmp_path) in str(info.value), bad
+
+
+class _Payload:
+    """Unpickling this would create a file: the official loader must refuse it without running it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_official_loader_never_runs_a_pickled_payload(tmp_path) -> None:
+    marker = tmp_path / "payload_ran"
+    torch.save({"encoder.sequence_embed.weight": torch.ones(2), "x": _Payload(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match="evil.pth: not a readable PyTorch state_dict"):
+        load_official_state_dict(tmp_path / "evil.pth")
+    assert not marker.exists()
+
+
+def test_loaded_weights_are_aligned_like_any_tensor_so_outputs_match_the_official_load(tmp_path) -> None:
+    # safetensors hands out CPU tensors at the file's byte offsets (8-byte aligned); matmul kernels take another
+    # path for such memory and round differently (~1e-7), so a converted model would not reproduce the official
+    # file's outputs bit for bit, and near-tie structure codes could flip. The allocator's alignment is 64 bytes.
+    from openesm3.checkpoints.format import load_pretrained, save_pretrained  # noqa: PLC0415
+    from openesm3.config import STRUCTURE_ENCODER_TINY  # noqa: PLC0415
+    from openesm3.models.structure_encoder import StructureEncoder  # noqa: PLC0415
+
+    config = STRUCTURE_ENCODER_TINY.replace(d_model=128)  # its header puts every tensor 24 or 56 bytes past 64
+    torch.manual_seed(0)
+    model = StructureEncoder(config).eval()
+    save_pretrained(model, config, tmp_path, model_type="structure_encoder")
+    for dtype in (None, torch.float32):
+        loaded, _ = load_pretrained(tmp_path, dtype=dtype)
+        assert all(t.data_ptr() % 64 == 0 for t in loaded.state_dict().values()), dtype
+        g = torch.Generator().manual_seed(5)
+        ca = torch.cumsum(torch.randn(1, 20, 3, generator=g) * 2, 1)
+        coords = torch.stack([ca + torch.randn(1, 20, 3, generator=g), ca, ca - 1.5], 2)
+        with torch.no_grad():
+            assert torch.equal(loaded(coords).z, model(coords).z)
+
+
+def test_official_loader_reads_the_legacy_non_zip_format_safely(tmp_path) -> None:
+    # torch.save(..., _use_new_zipfile_serialization=False) files cannot be memory-mapped; they are still state_dicts
+    torch.save({"w": torch.arange(3.0)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert torch.equal(load_official_state_dict(tmp_path / "legacy.pth")["w"], torch.arange(3.0))
+    marker = tmp_path / "payload_ran"
+    torch.save({"x": _Payload(str(marker))}, tmp_path / "evil.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError, match="evil.pth: not a readable PyTorch state_dict"):
+        load_official_state_dict(tmp_path / "evil.pth")
+    assert not marker.exists()

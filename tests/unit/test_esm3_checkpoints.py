@@ -16,6 +16,7 @@ from openesm3.checkpoints.official import (
     OFFICIAL_PRESETS,
     detect_model_type,
     esm3_key_map,
+    load_official_state_dict,
     to_official_state_dict,
 )
 from openesm3.cli.main import main
@@ -172,3 +173,105 @@ def test_saved_weight_files_are_readable_by_others_like_any_new_file(tmp_path) -
         os.umask(old)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         assert (tmp_path / "w" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_half_precision_official_file_loads_into_fp32_like_the_reference(tmp_path) -> None:
+    # The reference builds its model in fp32 and copies the file into it (load_state_dict): an fp16 file, or one
+    # mixing dtypes, computes in fp32 on the file's values; a dtype asked for still wins.
+    model = randomized(CONFIG, seed=5)
+    state = to_official_state_dict(model.state_dict(), esm3_key_map(CONFIG))
+    torch.save({k: v.half() for k, v in state.items()}, tmp_path / "fp16.pth")
+    torch.save({k: v.half() if i % 2 else v for i, (k, v) in enumerate(state.items())}, tmp_path / "mixed.pth")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half())  # what the reference's fp32 parameters hold after loading the fp16 file
+    for name in ("fp16.pth", "mixed.pth"):
+        loaded, _ = load_model(tmp_path / name, "esm3", config=CONFIG)
+        assert {p.dtype for p in loaded.parameters()} == {torch.float32}, name
+    loaded, _ = load_model(tmp_path / "fp16.pth", "esm3", config=CONFIG)
+    assert torch.equal(outputs(loaded).sequence_logits, outputs(model).sequence_logits)
+    bf16, _ = load_model(tmp_path / "fp16.pth", "esm3", config=CONFIG, dtype=torch.bfloat16)
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+
+
+def test_resolve_weights_says_which_file_of_a_model_directory_is_missing(tmp_path) -> None:
+    save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "a", model_type="esm3")
+    save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "b", model_type="esm3")
+    (tmp_path / "a" / WEIGHTS_FILE).unlink()  # e.g. a copy interrupted before the weights
+    (tmp_path / "b" / CONFIG_FILE).unlink()
+    with pytest.raises(WeightsError, match=f"{tmp_path / 'a'}: {CONFIG_FILE} but no {WEIGHTS_FILE}"):
+        resolve_weights(tmp_path / "a", "esm3")
+    with pytest.raises(WeightsError, match=f"{tmp_path / 'b'}: {WEIGHTS_FILE} but no {CONFIG_FILE}"):
+        resolve_weights(tmp_path / "b", "esm3")
+
+
+def test_convert_refuses_an_official_file_whose_tensor_bytes_are_damaged(tmp_path, capsys) -> None:
+    # torch.load does not check the zip CRCs, so a damaged download loads with wrong values; convert, which would
+    # bake them into a safetensors file (no checksum), checks them first.
+    file = write_official(randomized(CONFIG, seed=6), tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    data = bytearray(file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    file.write_bytes(bytes(data))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    err = capsys.readouterr().err
+    assert "esm3_sm_open_v1.pth: damaged" in err and "CRC" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_replaces_its_own_output_but_not_another_programs_config_json(tmp_path, capsys) -> None:
+    model = randomized(CONFIG, seed=7)
+    file = write_official(model, tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    for _ in range(2):  # converting twice replaces the first output
+        assert main(["convert", str(file), str(tmp_path / "ours"), "--config", str(config_json)]) == 0
+    converted, _ = load_model(tmp_path / "ours", "esm3")
+    assert torch.equal(outputs(converted).sequence_logits, outputs(model).sequence_logits)
+
+    project = tmp_path / "project"  # e.g. a Hugging Face model directory: same file names, not ours
+    project.mkdir()
+    (project / CONFIG_FILE).write_text('{"architectures": ["BertModel"]}')
+    (project / WEIGHTS_FILE).write_bytes(b"their weights")
+    assert main(["convert", str(file), str(project), "--config", str(config_json)]) == 2
+    assert f"{project / CONFIG_FILE}: not an OpenESM3 model config" in capsys.readouterr().err
+    assert (project / CONFIG_FILE).read_text() == '{"architectures": ["BertModel"]}'
+    assert (project / WEIGHTS_FILE).read_bytes() == b"their weights"
+
+
+def test_official_file_saved_from_a_ddp_or_compiled_wrapper_loads(tmp_path) -> None:
+    # DistributedDataParallel prefixes every key with "module.", torch.compile with "_orig_mod."; the keys under
+    # the prefix are still checked strictly.
+    model = randomized(CONFIG, seed=8)
+    state = to_official_state_dict(model.state_dict(), esm3_key_map(CONFIG))
+    torch.save({f"module._orig_mod.{k}": v for k, v in state.items()}, tmp_path / "ddp.pth")
+    assert detect_model_type(load_official_state_dict(tmp_path / "ddp.pth")) == "esm3"
+    loaded, _ = load_model(tmp_path / "ddp.pth", "esm3", config=CONFIG)
+    assert torch.equal(outputs(loaded).sequence_logits, outputs(model).sequence_logits)
+    partly = {(f"module.{k}" if i else k): v for i, (k, v) in enumerate(state.items())}  # not a uniform prefix
+    torch.save(partly, tmp_path / "partly.pth")
+    with pytest.raises(WeightsError, match="partly.pth: does not match the expected official layout"):
+        load_model(tmp_path / "partly.pth", "esm3", config=CONFIG)
+
+
+def test_convert_to_fp16_refuses_weights_that_fp16_cannot_hold(tmp_path, capsys) -> None:
+    model = randomized(CONFIG, seed=9)
+    with torch.no_grad():
+        model.blocks[1].ffn.w_out.weight[0, 0] = 1e6  # fp16's largest finite value is 65504
+    file = write_official(model, tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json), "--dtype", "fp16"]) == 2
+    assert "transformer.blocks.1.ffn.3.weight" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json), "--dtype", "bf16"]) == 0
+
+
+def test_convert_says_when_its_input_is_already_in_our_format(tmp_path, capsys) -> None:
+    save_pretrained(ESM3(CONFIG), CONFIG, tmp_path / "ours", model_type="esm3")
+    for src in (tmp_path / "ours", tmp_path / "ours" / WEIGHTS_FILE):
+        assert main(["convert", str(src), str(tmp_path / "again")]) == 2
+        assert f"{tmp_path / 'ours'}: already in the OpenESM3 format" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()

@@ -131,7 +131,7 @@ def test_official_loader_errors(tmp_path: Path) -> None:
         enc.state_dict(), VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](cfg.STRUCTURE_ENCODER_TINY)
     )
     torch.save(official, tmp_path / "enc.pth")
-    with pytest.raises(WeightsError, match=r"enc\.pth: not the expected official checkpoint: .*missing key"):
+    with pytest.raises(WeightsError, match=r"enc\.pth: holds structure_encoder weights .*not structure_decoder"):
         load_official_vqvae_network(tmp_path / "enc.pth", "structure_decoder", cfg.STRUCTURE_DECODER_TINY)
     with pytest.raises(WeightsError, match="mis-shaped"):
         load_official_vqvae_network(
@@ -147,3 +147,52 @@ def test_official_loader_errors(tmp_path: Path) -> None:
     torch.save(official, tmp_path / "rel" / "data" / "weights" / "esm3_structure_encoder_v0.pth")
     model = load_official_vqvae_network(tmp_path / "rel", "structure_encoder", cfg.STRUCTURE_ENCODER_TINY)
     assert isinstance(model, StructureEncoder)
+
+
+@pytest.mark.parametrize("model_type", list(TINY))
+def test_half_precision_official_file_loads_into_fp32(model_type: str, tmp_path: Path) -> None:
+    # As the reference (fp32 networks, load_state_dict copies the file in) and as our format's loader does.
+    model = _randomized(model_type)
+    config = TINY[model_type][1]
+    official = ours_to_official(model.state_dict(), VQVAE_KEY_MAP_FUNCTIONS[model_type](config))
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in official.items()}, tmp_path / "fp16.pth")
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half())
+    loaded = load_official_vqvae_network(tmp_path / "fp16.pth", model_type, config)
+    assert {t.dtype for t in loaded.state_dict().values() if t.is_floating_point()} == {torch.float32}
+    assert torch.equal(_probe(model_type, loaded), _probe(model_type, model))
+
+
+def test_cli_loader_takes_model_safetensors_and_says_why_a_directory_does_not_do(tmp_path: Path) -> None:
+    from openesm3.checkpoints.vqvae_weights import load_vqvae_network  # noqa: PLC0415
+
+    model = _randomized("structure_encoder")
+    save_pretrained(model, TINY["structure_encoder"][1], tmp_path / "enc", model_type="structure_encoder")
+    loaded, place = load_vqvae_network(tmp_path / "enc" / "model.safetensors", "structure_encoder")  # as load_model
+    assert place == tmp_path / "enc" and torch.equal(
+        _probe("structure_encoder", loaded), _probe("structure_encoder", model)
+    )
+    with pytest.raises(WeightsError, match="holds structure_encoder weights, not structure_decoder"):
+        load_vqvae_network(tmp_path / "enc", "structure_decoder")
+    (tmp_path / "enc" / "config.json").write_text("{")
+    with pytest.raises(WeightsError, match=r"config\.json: not valid JSON"):
+        load_vqvae_network(tmp_path / "enc", "structure_encoder")
+
+
+def test_another_networks_official_file_is_named_as_such(tmp_path: Path) -> None:
+    from openesm3.checkpoints.loading import load_model  # noqa: PLC0415
+
+    model = _randomized("structure_encoder")
+    config = TINY["structure_encoder"][1]
+    torch.save(
+        ours_to_official(model.state_dict(), VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](config)), tmp_path / "w.pth"
+    )
+    for load in (
+        lambda: load_model(tmp_path / "w.pth", "esm3"),
+        lambda: load_model(tmp_path / "w.pth", "structure_decoder"),
+        lambda: load_official_vqvae_network(tmp_path / "w.pth", "function_decoder"),
+    ):
+        with pytest.raises(WeightsError, match=r"w\.pth: holds structure_encoder weights \(esm3_structure_encoder_v0"):
+            load()

@@ -3,7 +3,7 @@
 ``config.json`` holds ``{"format_version": 1, "model_type": ..., "config": {...dataclass fields...},
 "dtype": ...}``. Saving and loading round-trip bit-exactly (safetensors stores raw tensor bytes). Writes are
 atomic: the directory's files appear complete or not at all, and an existing directory is only replaced
-once the new files are fully written.
+once the new files are fully written. A ``config.json`` that is not ours (another program's) is never replaced.
 
 This module is generic over networks: each network registers its ``model_type`` in :data:`MODEL_TYPES`
 (config class and model class, imported lazily so that this module stays light).
@@ -30,6 +30,7 @@ from openesm3.utils.atomic import atomic_write_text, atomic_write_with
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+TENSOR_ALIGNMENT = 64  # bytes: PyTorch's CPU allocator, and the records of an official .pth
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     """
     _model_type(model_type, str(directory))
     out = Path(directory)
+    _refuse_foreign_config(out / CONFIG_FILE)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
@@ -111,6 +113,23 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     }
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _refuse_foreign_config(path: Path) -> None:
+    """Raise :class:`WeightsError` when ``path`` exists and is not one of our model configs: ``config.json`` and
+    ``model.safetensors`` are common names (a Hugging Face model directory has both), and replacing another
+    program's files would lose them. Our own config, of any model or version, may be replaced."""
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not (isinstance(meta, dict) and "format_version" in meta and "model_type" in meta):
+        raise WeightsError(
+            f"{path}: not an OpenESM3 model config; refusing to replace it and the {WEIGHTS_FILE} beside it "
+            "(write to another directory)"
+        )
 
 
 def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
@@ -129,9 +148,12 @@ def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
         raise WeightsError(
             f"{path}: format_version {version!r} is not supported (this OpenESM3 reads {FORMAT_VERSION})"
         )
-    for key in ("model_type", "config"):
+    for key, kind in (("model_type", str), ("config", dict)):
         if key not in meta:
             raise WeightsError(f"{path}: missing key {key!r}")
+        if not isinstance(meta[key], kind):
+            expected = "a string" if kind is str else "a JSON object of config fields"
+            raise WeightsError(f"{path}: {key!r} must be {expected}, not {json.dumps(meta[key])}")
     return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
 
 
@@ -140,9 +162,16 @@ def read_state_dict(directory: str | os.PathLike[str], device: str | torch.devic
     if not path.is_file():
         raise WeightsError(f"{directory}: no {WEIGHTS_FILE}")
     try:
-        return load_file(path, device=str(device))
+        state = load_file(path, device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: unreadable safetensors file ({exc})") from exc
+    # CPU tensors come at the file's byte offsets (8-byte aligned); CPU matmul kernels round differently on such
+    # memory (~1e-7), so the same weights would not give the outputs of an official-file load (64-byte aligned, as
+    # every allocation is). One tensor at a time: the peak is the weights plus the largest tensor.
+    for key, tensor in state.items():
+        if tensor.data_ptr() % TENSOR_ALIGNMENT:
+            state[key] = tensor.clone()
+    return state
 
 
 def load_pretrained(

@@ -34,6 +34,8 @@ from openesm3.checkpoints.official import (
     OFFICIAL_WEIGHTS_SUBDIR,
     load_official_state_dict,
     official_key_map,
+    official_tensors_as,
+    raise_if_another_network,
     to_our_state_dict,
 )
 from openesm3.errors import WeightsError
@@ -55,7 +57,8 @@ def _holds(place: Path, model_type: str) -> tuple[bool, str | None]:
     """Whether ``place`` holds ``model_type``'s weights; if not, why, when it is a model directory of ours."""
     if place.is_file():
         return place.suffix == ".pth", None
-    if (place / CONFIG_FILE).is_file() and (place / WEIGHTS_FILE).is_file():
+    has_config, has_weights = (place / CONFIG_FILE).is_file(), (place / WEIGHTS_FILE).is_file()
+    if has_config and has_weights:
         try:
             found, _ = read_config(place)
         except WeightsError as exc:
@@ -63,6 +66,9 @@ def _holds(place: Path, model_type: str) -> tuple[bool, str | None]:
         if found != model_type:
             return False, f"{place} holds {found} weights, not {model_type}"
         return True, None
+    if has_config or has_weights:  # half a model directory (e.g. an interrupted copy)
+        present, absent = (CONFIG_FILE, WEIGHTS_FILE) if has_config else (WEIGHTS_FILE, CONFIG_FILE)
+        return False, f"{place}: {present} but no {absent}"
     return False, None
 
 
@@ -128,9 +134,10 @@ def load_model(
         path: see :func:`resolve_weights` (None: ``$OPENESM3_WEIGHTS`` or the default location).
         model_type: a key of :data:`openesm3.checkpoints.format.MODEL_TYPES` (``"esm3"``, ...).
         device: where the weights end up. Official files are read on the CPU (memory-mapped) and moved.
-        dtype: cast floating-point weights (e.g. ``torch.bfloat16``); None keeps the file's dtype. Casting an
-            official fp32 file holds both copies for a moment: for the smallest footprint convert once with
-            ``openesm3 convert --dtype bf16`` and load that.
+        dtype: cast floating-point weights (e.g. ``torch.bfloat16``). None keeps the dtype of a directory in our
+            format, and loads an official file in fp32 as the reference does (it copies the file into fp32
+            parameters, so an fp16 file computes in fp32). Casting an official fp32 file holds both copies for a
+            moment: for the smallest footprint convert once with ``openesm3 convert --dtype bf16`` and load that.
         config: the network's config for official-format files that are not the release (e.g. test models);
             None uses the release preset. Ignored for our format, whose directory carries its config.
     """
@@ -149,7 +156,8 @@ def load_official(
     dtype: torch.dtype | None = None,
     config: Any | None = None,
 ) -> tuple[nn.Module, Any]:
-    """Load an official ``.pth`` state_dict through the registered key map (strict, meta-device build)."""
+    """Load an official ``.pth`` state_dict through the registered key map (strict, meta-device build); ``dtype``
+    None gives fp32 parameters, as the reference's ``load_state_dict`` into its fp32 model does."""
     if model_type not in OFFICIAL_KEY_MAPS:
         raise WeightsError(f"{file}: no official format known for model type {model_type!r}")
     cfg = OFFICIAL_PRESETS[model_type] if config is None else config
@@ -157,9 +165,12 @@ def load_official(
         model = MODEL_TYPES[model_type].model_class()(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     key_map = official_key_map(model_type, cfg)
-    state = to_our_state_dict(load_official_state_dict(file), key_map, source=str(file), expected_shapes=expected)
-    device = torch.device(device)
-    if dtype is not None or device.type != "cpu":
-        state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in state.items()}
+    official = load_official_state_dict(file)
+    try:
+        state = to_our_state_dict(official, key_map, source=str(file), expected_shapes=expected)
+    except WeightsError:
+        raise_if_another_network(official, model_type, source=str(file))  # say so rather than list every key
+        raise
+    state = official_tensors_as(state, device=device, dtype=dtype)
     load_state_dict_strict(model, state, source=str(file))
     return model.eval(), cfg

@@ -101,7 +101,9 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     mapped so that a multi-GB file is not copied into RAM."""
     p = Path(path)
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
+        mmap = not p.is_file() or zipfile.is_zipfile(p)
+        state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise WeightsError(f"{p}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
@@ -112,7 +114,48 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     )
     if not is_state_dict:
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
+    return strip_wrapper_prefixes(state)
+
+
+# Prefixes that wrappers put before every key of the module they wrap: DistributedDataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the wrapper prefixes (:data:`WRAPPER_PREFIXES`) that *every* key carries; a prefix on only
+    some keys is left for the strict key check to report."""
+    while state:
+        prefix = next((w for w in WRAPPER_PREFIXES if all(k.startswith(w) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
+
+
+def check_official_file_checksums(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`WeightsError` when a record of an official ``.pth`` (a zip archive) fails its CRC-32.
+
+    ``torch.load`` never checks them, so a damaged download loads with wrong values without a word. This reads the
+    whole file once (seconds for the 5.6 GB trunk). A file that is not a zip archive is left to
+    :func:`load_official_state_dict` to refuse; records written without a checksum (CRC 0) are skipped.
+    """
+    p = Path(path)
+    try:
+        archive = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError):
+        return
+    with archive:
+        for info in archive.infolist():
+            if info.CRC == 0:
+                continue
+            try:
+                with archive.open(info) as handle:
+                    while handle.read(1 << 24):
+                        pass
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                raise WeightsError(
+                    f"{p}: damaged ({info.filename} fails its CRC-32 check: {exc}); download it again"
+                ) from exc
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -212,6 +255,33 @@ def detect_model_type(state: dict[str, torch.Tensor], *, source: str = "state_di
             f"first keys: {sorted(keys)[:5]}"
         )
     return best
+
+
+def official_tensors_as(
+    state: dict[str, torch.Tensor], *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """``state`` moved to ``device``, its floating-point tensors cast to ``dtype``, fp32 when None.
+
+    The reference builds its networks in fp32 and copies an official file into them (``load_state_dict``), so an
+    fp16 or bf16 file, or one mixing dtypes, computes in fp32 on the file's values. Tensors already right are
+    returned as they are (an fp32 file on the CPU stays memory-mapped).
+    """
+    target = torch.float32 if dtype is None else dtype
+    return {k: v.to(device=device, dtype=target if v.is_floating_point() else v.dtype) for k, v in state.items()}
+
+
+def raise_if_another_network(state: dict[str, torch.Tensor], model_type: str, *, source: str) -> None:
+    """Raise :class:`WeightsError` when ``state``'s keys are those of another registered network than
+    ``model_type`` (e.g. the structure encoder's file given for the trunk), naming it; else return."""
+    try:
+        found = detect_model_type(state, source=source)
+    except WeightsError:
+        return
+    if found != model_type:
+        raise WeightsError(
+            f"{source}: holds {found} weights ({OFFICIAL_WEIGHT_FILES.get(found, 'official format')}), "
+            f"not {model_type} ({OFFICIAL_WEIGHT_FILES.get(model_type, 'official format')})"
+        )
 
 
 def to_our_state_dict(
@@ -376,7 +446,8 @@ def load_official_vqvae_network(
 ) -> torch.nn.Module:
     """Build ``model_type`` ("structure_encoder", "structure_decoder" or "function_decoder") on the meta device
     and load an official ``.pth`` into it (``weights_only``, memory mapped, strict). ``config`` defaults to the
-    released V0 shapes. Returns the model in eval mode."""
+    released V0 shapes; ``dtype`` None gives fp32 parameters (see :func:`official_tensors_as`). Returns the model in
+    eval mode."""
     from openesm3 import config as cfg  # noqa: PLC0415
     from openesm3.checkpoints.format import MODEL_TYPES, load_state_dict_strict  # noqa: PLC0415
 
@@ -390,9 +461,12 @@ def load_official_vqvae_network(
     config = presets[model_type] if config is None else config
     file = resolve_official_file(path, model_type)
     official = load_official_state_dict(file)
-    state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
-    state = {k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
-             for k, v in state.items()}  # fmt: skip
+    try:
+        state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
+    except WeightsError:
+        raise_if_another_network(official, model_type, source=str(file))
+        raise
+    state = official_tensors_as(state, device=device, dtype=dtype)
     with torch.device("meta"):
         model = MODEL_TYPES[model_type].model_class()(config)
     load_state_dict_strict(model, state, source=str(file))

@@ -20,7 +20,8 @@ DESCRIPTION = """Convert official ESM3 weights (.pth) to the OpenESM3 format (mo
 SRC is an official file, or a directory laid out like the official release (data/weights/*.pth). With a file,
 OUT becomes the model directory. With a directory, every official file found (or only the one of
 --model-type) is written to OUT/<model_type>/, where OpenESM3 looks for weights (pass OUT, or set
-OPENESM3_WEIGHTS=OUT). --dtype bf16 halves the files and loads without any fp32 copy."""
+OPENESM3_WEIGHTS=OUT). --dtype bf16 halves the files and loads without any fp32 copy. A file whose checksums
+(CRC-32) do not match, e.g. a damaged download, is refused."""
 
 
 def register(subparsers: Any) -> None:
@@ -50,11 +51,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from openesm3.checkpoints.format import config_from_dict, save_pretrained
-    from openesm3.checkpoints.loading import load_official
+    from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, config_from_dict, save_pretrained
+    from openesm3.checkpoints.loading import load_official, model_directory_of
     from openesm3.checkpoints.official import (
         OFFICIAL_KEY_MAPS,
         OFFICIAL_WEIGHT_FILES,
+        check_official_file_checksums,
         detect_model_type,
         load_official_state_dict,
         resolve_official_file,
@@ -67,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model_type != "auto" and args.model_type not in OFFICIAL_KEY_MAPS:
         raise WeightsError(f"--model-type {args.model_type!r} is not convertible; choose auto or one of {known}")
 
+    ours = model_directory_of(args.src)  # a model directory of ours, or SRC itself
+    already = WeightsError(
+        f"{ours}: already in the OpenESM3 format ({CONFIG_FILE} + {WEIGHTS_FILE}); load it as it is, nothing to convert"
+    )
+    if args.src.is_file() and ours != args.src:
+        raise already
     jobs: list[tuple[Path, str | None, Path]] = []  # (file, model type or None = detect, output dir)
     if args.src.is_file():
         jobs.append((args.src, None if args.model_type == "auto" else args.model_type, args.out))
@@ -83,12 +91,16 @@ def run(args: argparse.Namespace) -> int:
                 continue
             jobs.append((file, model_type, args.out / model_type))
         if not jobs:
+            if (ours / CONFIG_FILE).is_file() and (ours / WEIGHTS_FILE).is_file():
+                raise already
             names = ", ".join(OFFICIAL_WEIGHT_FILES[t] for t in known if t in OFFICIAL_WEIGHT_FILES)
             raise WeightsError(f"{args.src}: no official weight file found ({names}; looked in data/weights/ too)")
     else:
         raise WeightsError(f"{args.src}: no such file or directory")
 
     for file, model_type, out in jobs:
+        # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
+        check_official_file_checksums(file)
         if model_type is None:
             model_type = detect_model_type(load_official_state_dict(file), source=str(file))
         config = None
@@ -104,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
                     f"not {type(fields).__name__}"
                 )
             config = config_from_dict(model_type, fields, str(args.config))
+        if dtype == torch.float16:  # bf16 has fp32's range; fp16 would turn larger weights into inf
+            limit = torch.finfo(dtype).max
+            for key, tensor in load_official_state_dict(file).items():
+                if tensor.is_floating_point() and bool((tensor.abs() > limit).any()):
+                    raise WeightsError(f"{file}: {key} holds values beyond fp16's range ({limit}); use --dtype bf16")
         model, config = load_official(file, model_type, dtype=dtype, config=config)
         save_pretrained(model, config, out, model_type=model_type)
         n_params = sum(p.numel() for p in model.parameters())

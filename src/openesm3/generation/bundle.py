@@ -136,10 +136,15 @@ class ModelBundle:
 
     # ---- locating and loading ----------------------------------------------------------------------------
     def _location(self, model_type: str) -> str | os.PathLike[str] | None:
-        # One .pth (or model directory) given as --weights is the trunk; its companions are looked for beside it.
-        if self.weights is not None and model_type != "esm3" and (self.weights / "config.json").is_file():
+        # One .pth (or model directory of ours) given as --weights is the trunk; its companions are looked for beside
+        # it. A directory with only a config.json (e.g. a Hugging Face snapshot of the release) is a weights root.
+        from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE  # noqa: PLC0415
+
+        if self.weights is None or model_type == "esm3":
+            return self.weights
+        if self.weights.is_file():
             return self.weights.parent
-        if self.weights is not None and self.weights.is_file() and model_type != "esm3":
+        if (self.weights / CONFIG_FILE).is_file() and (self.weights / WEIGHTS_FILE).is_file():
             return self.weights.parent
         return self.weights
 
