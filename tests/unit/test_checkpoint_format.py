@@ -113,6 +113,8 @@ def test_loaded_weights_are_aligned_like_any_tensor_so_outputs_match_the_officia
     # safetensors hands out CPU tensors at the file's byte offsets (8-byte aligned); matmul kernels take another
     # path for such memory and round differently (~1e-7), so a converted model would not reproduce the official
     # file's outputs bit for bit, and near-tie structure codes could flip. The allocator's alignment is 64 bytes.
+    from safetensors.torch import save_file  # noqa: PLC0415
+
     from openesm3.checkpoints.format import load_pretrained, save_pretrained  # noqa: PLC0415
     from openesm3.config import STRUCTURE_ENCODER_TINY  # noqa: PLC0415
     from openesm3.models.structure_encoder import StructureEncoder  # noqa: PLC0415
@@ -121,6 +123,8 @@ def test_loaded_weights_are_aligned_like_any_tensor_so_outputs_match_the_officia
     torch.manual_seed(0)
     model = StructureEncoder(config).eval()
     save_pretrained(model, config, tmp_path, model_type="structure_encoder")
+    # Files written by the safetensors library itself (by other tools, or by OpenESM3 before its aligned writer).
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "model.safetensors")
     for dtype in (None, torch.float32):
         loaded, _ = load_pretrained(tmp_path, dtype=dtype)
         assert all(t.data_ptr() % 64 == 0 for t in loaded.state_dict().values()), dtype
@@ -140,3 +144,36 @@ def test_official_loader_reads_the_legacy_non_zip_format_safely(tmp_path) -> Non
     with pytest.raises(WeightsError, match="evil.pth: not a readable PyTorch state_dict"):
         load_official_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def test_saved_weights_sit_at_64_byte_offsets_and_read_back_exactly_in_any_reader(tmp_path) -> None:
+    # The aligned writer lets the tensors load memory-mapped, without the copy read_state_dict makes of misaligned
+    # ones; the file stays a standard safetensors file (the library reads it back bit for bit, every dtype).
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    from openesm3.checkpoints.format import write_aligned_safetensors  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(0)
+    state = {
+        "odd": torch.randn(19, generator=g),  # 76 bytes: goes last
+        "w": torch.randn(64, 48, generator=g),
+        "bf": torch.randn(32, 64, generator=g).to(torch.bfloat16),
+        "half": torch.randn(7, 3, generator=g).half(),
+        "idx": torch.arange(16, dtype=torch.int64),
+        "flags": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "empty": torch.zeros(0, 4),
+        "i8": torch.arange(-3, 61, dtype=torch.int8),
+    }
+    path = tmp_path / "x.safetensors"
+    write_aligned_safetensors(state, str(path), {"format_version": "1"})
+    back = load_file(path)
+    assert set(back) == set(state)
+    for key, tensor in state.items():
+        assert back[key].dtype == tensor.dtype and torch.equal(back[key], tensor), key
+    for key in ("w", "bf", "idx", "i8"):  # sizes that are multiples of 64 bytes: mapped at 64-byte offsets
+        assert back[key].data_ptr() % 64 == 0, key
+    header_length = int.from_bytes(path.read_bytes()[:8], "little")
+    assert (8 + header_length) % 64 == 0
+    with pytest.raises(WeightsError, match="c: dtype torch.complex64"):
+        write_aligned_safetensors({"c": torch.zeros(2, dtype=torch.complex64)}, str(path), {})

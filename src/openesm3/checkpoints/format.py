@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from openesm3.errors import WeightsError
@@ -104,7 +104,7 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
-    atomic_write_with(out / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"format_version": "1"}))
+    atomic_write_with(out / WEIGHTS_FILE, lambda tmp: write_aligned_safetensors(state, tmp, {"format_version": "1"}))
     meta = {
         "format_version": FORMAT_VERSION,
         "model_type": model_type,
@@ -113,6 +113,42 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     }
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+    torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def write_aligned_safetensors(state: dict[str, torch.Tensor], path: str, metadata: dict[str, str]) -> None:
+    """Write ``state`` as a standard safetensors file whose tensors start at multiples of 64 bytes.
+
+    safetensors places the data right after its header and each tensor right after the previous one, so a
+    library-written file puts tensors at 8-byte offsets, which :func:`read_state_dict` must copy (see there).
+    Here the header is padded with spaces (which the format allows) to end on a 64-byte boundary and the tensors
+    whose size is a multiple of 64 bytes (all the large ones) come first, so they load memory-mapped and aligned;
+    only the few odd-sized ones after them are copied on load. Any safetensors reader reads the file.
+    """
+    order = sorted(state, key=lambda k: (state[k].numel() * state[k].element_size() % TENSOR_ALIGNMENT != 0, k))
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for key in order:
+        tensor = state[key]
+        if tensor.dtype not in _SAFETENSORS_DTYPES:
+            raise WeightsError(f"{key}: dtype {tensor.dtype} cannot be stored in safetensors")
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                       "data_offsets": [offset, offset + size]}  # fmt: skip
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % TENSOR_ALIGNMENT)
+    with open(path, "wb") as handle:
+        handle.write(len(text).to_bytes(8, "little"))
+        handle.write(text)
+        for key in order:  # one tensor at a time: no second copy of the whole model in memory
+            tensor = state[key].detach().to("cpu").contiguous()
+            handle.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
 def _refuse_foreign_config(path: Path) -> None:
@@ -167,7 +203,8 @@ def read_state_dict(directory: str | os.PathLike[str], device: str | torch.devic
         raise WeightsError(f"{path}: unreadable safetensors file ({exc})") from exc
     # CPU tensors come at the file's byte offsets (8-byte aligned); CPU matmul kernels round differently on such
     # memory (~1e-7), so the same weights would not give the outputs of an official-file load (64-byte aligned, as
-    # every allocation is). One tensor at a time: the peak is the weights plus the largest tensor.
+    # every allocation is). One tensor at a time: the peak is the weights plus the largest tensor. Files written by
+    # save_pretrained put all but a few small tensors at 64-byte offsets, so those stay memory-mapped.
     for key, tensor in state.items():
         if tensor.data_ptr() % TENSOR_ALIGNMENT:
             state[key] = tensor.clone()
