@@ -239,7 +239,8 @@ def _env() -> dict[str, str]:
 def speedup_table(results: dict[str, Any]) -> list[str]:
     """The forward runs as a markdown table. Each run's speed-up is against the reference on the same inputs:
     a ``+coords`` run against ``reference fp32+coords``, every other run against ``reference fp32``."""
-    out = ["| run | median wall (s) | speed-up | median CPU (s) | CPU speed-up | peak RSS (GB) |", "|---|---|---|---|---|---|"]
+    out = ["| run | median wall (s) | speed-up | median CPU (s) | CPU speed-up | peak RSS (GB) |"]
+    out.append("|---|---|---|---|---|---|")
     for label, res in results.items():
         if not (isinstance(res, dict) and "median_s" in res):
             continue

@@ -65,12 +65,24 @@ OPTIONAL_RUNS = ("ours bf16 compiled",)  # openesm3.layers.compile.compile_block
 
 
 def parse_grid(text: str) -> list[tuple[int, int]]:
-    """``"1x64,16x256"`` -> [(1, 64), (16, 256)]."""
+    """``"1x64,16x256"`` -> [(1, 64), (16, 256)]; ValueError naming a malformed point."""
     out = []
-    for item in filter(None, text.split(",")):
-        b, _, n = item.strip().lower().partition("x")
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        b, _, n = item.lower().partition("x")
+        if not (b.isdigit() and n.isdigit() and int(b) > 0 and int(n) > 0):
+            raise ValueError(f"grid point {item!r}: expected B x L in positive integers, e.g. 16x256")
         out.append((int(b), int(n)))
     return out
+
+
+def parse_runs(text: str) -> list[str]:
+    """``"ours bf16,reference fp32"`` -> the run names; ValueError naming one that is not a run (the worker would
+    otherwise time ours fp32 under it)."""
+    runs = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in runs if r not in RUNS + OPTIONAL_RUNS]
+    if unknown:
+        raise ValueError(f"unknown trunk run(s) {unknown}; choose from {', '.join(RUNS + OPTIONAL_RUNS)}")
+    return runs
 
 
 class RssSampler:
@@ -295,11 +307,15 @@ def main() -> None:
     parser.add_argument("--point-budget-s", type=float, default=900.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    try:
+        grid, runs = parse_grid(args.grid) or DEFAULT_GRID, parse_runs(args.runs)
+    except ValueError as error:
+        parser.error(str(error))
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = run_grid(
-        grid=parse_grid(args.grid) or DEFAULT_GRID, runs=[r.strip() for r in args.runs.split(",") if r.strip()],
+        grid=grid, runs=runs,
         device=device, threads=args.threads, cache=args.cache, repeats_small=args.repeats_small,
         repeats_large=args.repeats_large, large_tokens=args.large_tokens, point_budget_s=args.point_budget_s,
     )  # fmt: skip

@@ -85,12 +85,10 @@ def run_roofline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_trunk(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.bench_trunk_grid import DEFAULT_GRID, OPTIONAL_RUNS, RUNS, parse_grid, run_grid
+    from benchmarks.bench_trunk_grid import DEFAULT_GRID, OPTIONAL_RUNS, RUNS, parse_grid, parse_runs, run_grid
 
     grid = parse_grid(args.grid) or ([(1, 64), (2, 128)] if args.quick else DEFAULT_GRID)
-    runs = list(RUNS) + (list(OPTIONAL_RUNS) if args.compile else [])
-    if args.trunk_runs:
-        runs = [r.strip() for r in args.trunk_runs.split(",") if r.strip()]
+    runs = parse_runs(args.trunk_runs) or list(RUNS) + (list(OPTIONAL_RUNS) if args.compile else [])
     return run_grid(grid=grid, runs=runs, device=args.device, threads=args.threads, cache=args.cache / "trunk",
                     repeats_small=1 if args.quick else args.repeats or 3, repeats_large=1, large_tokens=1024,
                     point_budget_s=args.point_budget_s)  # fmt: skip
@@ -519,16 +517,22 @@ def main() -> int:
     )
     parser.add_argument("--render-only", action="store_true", help="rebuild the report from existing JSON files")
     args = parser.parse_args()
+    chosen = [s for s in (args.only.split(",") if args.only else SECTIONS) if s]
+    unknown = (set(chosen) | set(filter(None, args.skip.split(",")))) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    chosen = [s for s in chosen if s not in args.skip.split(",")]
+    try:  # checked before any section runs: a typo must not cost the sections before the trunk
+        from benchmarks.bench_trunk_grid import parse_grid, parse_runs
+
+        parse_grid(args.grid), parse_runs(args.trunk_runs)
+    except ValueError as error:
+        parser.error(str(error))
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.prefix = "quick-" if args.quick else ""
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    chosen = [s for s in (args.only.split(",") if args.only else SECTIONS) if s]
-    unknown = set(chosen) | set(filter(None, args.skip.split(","))) - set(SECTIONS)
-    if unknown - set(SECTIONS):
-        parser.error(f"unknown section(s) {sorted(unknown - set(SECTIONS))}; choose from {','.join(SECTIONS)}")
-    chosen = [s for s in chosen if s not in args.skip.split(",")]
     if not args.render_only:
         for name in chosen:
             print(f"== {name} ==", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from benchmarks.bench_trunk import speedup_table
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
@@ -25,3 +26,38 @@ def test_trunk_speedups_compare_runs_on_the_same_inputs() -> None:
     assert _row(table, "ours fp32+coords")[4] == "1.12x"
     assert _row(table, "ours bf16")[4] == "4.72x"  # 6.64 / 1.41 s
     assert _row(table, "reference fp32, random init, no file (spec §14)")[4] == "1.04x"
+
+
+def test_trunk_grid_rejects_unknown_runs_and_malformed_points() -> None:
+    """A misspelt run name was timed as ours fp32 under that name (the worker's fallback branch), and a point
+    like ``16x`` ended in a ValueError traceback after the weights had been prepared."""
+    from benchmarks.bench_trunk_grid import parse_grid, parse_runs
+
+    assert parse_grid("1x64, 16X256") == [(1, 64), (16, 256)]
+    assert parse_runs("ours bf16, reference fp32") == ["ours bf16", "reference fp32"]
+    for bad in ("16x", "x64", "16", "0x64", "4x-1", "ax64"):
+        with pytest.raises(ValueError, match="B x L"):
+            parse_grid(bad)
+    with pytest.raises(ValueError, match="ours-bf16"):
+        parse_runs("ours fp32,ours-bf16")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--trunk-runs", "ours-bf16", "ours-bf16"), ("--grid", "16x", "B x L"), ("--only", "trunks", "trunks")],
+)
+def test_run_all_names_a_bad_setting_in_one_line(
+    option: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from benchmarks import run_all
+
+    # --render-only: a run_all that failed to check the setting renders an empty report instead of benchmarking
+    argv = ["run_all.py", "--out-dir", str(tmp_path / "results"), "--render-only", option, value]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        run_all.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists()  # refused before anything was made
