@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("OPENESM3_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -127,11 +128,16 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int, dev
             sync()
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     return {"impl": impl, "network": network, "length": length, "times_s": times, "cpu_s": cpu,
-            "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu),
-            "peak_rss_gb": round(peak, 2), "threads": threads, "device": device,
-            "load_average": os.getloadavg()}  # fmt: skip
+            "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu), **peak_rss(),
+            "threads": threads, "device": device, "load_average": os.getloadavg()}  # fmt: skip
+
+
+def peak_rss() -> dict[str, Any]:
+    """This process's peak RSS in GB (1e9 bytes; Linux reports ru_maxrss in KiB), as benchmarks/common.py reports
+    it. Results written before the unit was recorded hold GiB under the same key."""
+    return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
+            "peak_rss_unit": "GB"}  # fmt: skip
 
 
 def main() -> int:

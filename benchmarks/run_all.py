@@ -418,9 +418,15 @@ def _render_agreement(res: dict[str, Any], _: dict[str, Any]) -> list[str]:
     return out
 
 
-def _render_networks(rows: list[dict[str, Any]]) -> list[str]:
+def _render_networks(rows: list[dict[str, Any]], *, legacy_unit: str) -> list[str]:
+    """``legacy_unit``: the unit of ``peak_rss_gb`` in rows written before the rows named it (``peak_rss_unit``);
+    bench_vqvae.py wrote GiB there, the scripts using benchmarks/common.py GB."""
+    units = {r.get("peak_rss_unit", legacy_unit) for r in rows}
+    if len(units) > 1:
+        raise ValueError(f"the rows' peak memory mixes units {sorted(units)}; re-run the section")
+    unit = units.pop() if units else legacy_unit
     out = ["| network | L | reference median (s) | OpenESM3 median (s) | speed-up | CPU-time speed-up | "
-           "peak RSS ref / ours (GB) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+           f"peak RSS ref / ours ({unit}) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for key in sorted({(r["network"], r["length"]) for r in rows}):
         by = {r["impl"]: r for r in rows if (r["network"], r["length"]) == key}
         ref, ours = by.get("reference"), by.get("openesm3")
@@ -462,8 +468,8 @@ _RENDERERS = {
     "roofline": _render_roofline,
     "trunk": _render_trunk,
     "agreement": _render_agreement,
-    "vqvae": lambda res, _: _render_networks(res["rows"]),
-    "function_decoder": lambda res, _: _render_networks(res["rows"]),
+    "vqvae": lambda res, _: _render_networks(res["rows"], legacy_unit="GiB"),
+    "function_decoder": lambda res, _: _render_networks(res["rows"], legacy_unit="GB"),
     "generation": _render_generation,
 }
 

@@ -61,3 +61,24 @@ def test_run_all_names_a_bad_setting_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()  # refused before anything was made
+
+
+def test_vqvae_peak_memory_is_in_gb_and_older_gib_files_are_labelled_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_vqvae.py divided ru_maxrss (KiB) by 1024**2, GiB, under the key peak_rss_gb that every other script
+    fills in GB (1e9 bytes); the suite's table printed both as GB, side by side with the function decoder's."""
+    import resource
+    from types import SimpleNamespace
+
+    from benchmarks import bench_vqvae, run_all
+
+    monkeypatch.setattr(resource, "getrusage", lambda _: SimpleNamespace(ru_maxrss=1_000_000))  # KiB
+    assert bench_vqvae.peak_rss() == {"peak_rss_gb": 1.02, "peak_rss_unit": "GB"}  # 1.024e9 bytes, not 0.95 GiB
+    recorded = json.loads((RESULTS / "suite-vqvae.json").read_text())["result"]["rows"]  # before the fix: GiB
+    render_vqvae, render_function_decoder = run_all._RENDERERS["vqvae"], run_all._RENDERERS["function_decoder"]
+    assert "peak RSS ref / ours (GiB)" in render_vqvae({"rows": recorded}, {})[0]
+    fresh = [{**row, "peak_rss_unit": "GB"} for row in recorded]
+    assert "peak RSS ref / ours (GB)" in render_vqvae({"rows": fresh}, {})[0]
+    with pytest.raises(ValueError, match="mixes"):
+        render_vqvae({"rows": recorded[:2] + fresh[2:]}, {})
+    function_rows = json.loads((RESULTS / "suite-function_decoder.json").read_text())["result"]["rows"]
+    assert "peak RSS ref / ours (GB)" in render_function_decoder({"rows": function_rows}, {})[0]  # common.py: GB
