@@ -33,12 +33,14 @@ from benchmarks.common import (  # noqa: E402
     REPO,
     current_rss_gb,
     machine_info,
+    output_error,
     read_fasta,
     real_backbone,
     run_worker,
     sequence_tokens,
     time_call,
     worker_main,
+    write_results,
 )
 
 SCRIPT = Path(__file__).resolve()
@@ -266,7 +268,10 @@ def main() -> None:
     parser.add_argument("--agreement-max-len", type=int, default=126)
     parser.add_argument("--only", default="", help="comma-separated subset of: forward,agreement")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args()
+    if error := output_error(args.out, overwrite=args.overwrite):
+        parser.error(error)
     only = set(filter(None, args.only.split(","))) or {"forward", "agreement"}
 
     files = prepare(args.cache, args.threads)
@@ -318,8 +323,7 @@ def main() -> None:
     if "forward" in only:
         print("\n" + "\n".join(speedup_table(results)))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.out, results)
         print(f"results written to {args.out}")
 
 

@@ -52,9 +52,11 @@ from benchmarks.common import (  # noqa: E402
     RESULT_PREFIX,
     current_rss_gb,
     machine_info,
+    output_error,
     peak_rss_gb,
     read_fasta,
     worker_main,
+    write_results,
 )
 from benchmarks.roofline import trunk_flops  # noqa: E402
 
@@ -306,7 +308,10 @@ def main() -> None:
     parser.add_argument("--large-tokens", type=int, default=1024)
     parser.add_argument("--point-budget-s", type=float, default=900.0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args()
+    if error := output_error(args.out, overwrite=args.overwrite):
+        parser.error(error)
     try:
         grid, runs = parse_grid(args.grid) or DEFAULT_GRID, parse_runs(args.runs)
     except ValueError as error:
@@ -319,8 +324,7 @@ def main() -> None:
         device=device, threads=args.threads, cache=args.cache, repeats_small=args.repeats_small,
         repeats_large=args.repeats_large, large_tokens=args.large_tokens, point_budget_s=args.point_budget_s,
     )  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     print(f"results written to {args.out}")
 
 

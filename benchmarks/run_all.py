@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
-from benchmarks.common import REPO, machine_info  # noqa: E402
+from benchmarks.common import REPO, machine_info, write_results  # noqa: E402
 
 SECTIONS = ("roofline", "trunk", "agreement", "vqvae", "function_decoder", "generation")
 BEGIN, END = "<!-- benchmark-suite:begin -->", "<!-- benchmark-suite:end -->"
@@ -97,7 +97,8 @@ def run_trunk(args: argparse.Namespace) -> dict[str, Any]:
 def run_agreement(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}agreement-raw.json"
     cmd = ["python", "benchmarks/bench_trunk.py", "--only", "agreement", "--cache", str(args.cache / "trunk"),
-           "--agreement-n", "2" if args.quick else str(args.agreement_n), "--out", str(out)]  # fmt: skip
+           "--agreement-n", "2" if args.quick else str(args.agreement_n), "--out", str(out),
+           "--overwrite"]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = _subprocess(cmd, timeout=3600)
@@ -114,7 +115,7 @@ def run_vqvae(args: argparse.Namespace) -> dict[str, Any]:
     repeats, rounds = ("1", "1") if args.quick else (str(args.repeats or 3), str(args.rounds))
     cmd = ["python", "benchmarks/bench_vqvae.py", "--lengths", *lengths, "--repeats", repeats, "--rounds", rounds,
            "--threads", str(args.threads or _default_threads()), "--device", args.device,
-           "--json", str(out)]  # fmt: skip
+           "--json", str(out), "--overwrite"]  # fmt: skip
     proc = _subprocess(cmd, timeout=3600)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
@@ -141,7 +142,7 @@ def run_generation(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}generation-raw.json"
     tracks = args.generation_tracks or (GENERATION_TRACKS_ALL if args.device.startswith("cuda") else
                                         GENERATION_TRACKS_CPU)  # fmt: skip
-    cmd = ["python", str(script), "--out", str(out), "--tracks", "structure" if args.quick else tracks,
+    cmd = ["python", str(script), "--out", str(out), "--overwrite", "--tracks", "structure" if args.quick else tracks,
            "--repeats", "1", "--steps", str(1 if args.quick else args.generation_steps)]  # fmt: skip
     if args.quick:
         cmd += ["--impls", "ours_bf16"]
@@ -555,7 +556,7 @@ def main() -> int:
             path = args.out_dir / f"{args.prefix}suite-{name}.json"
             if name == "trunk" and args.merge and path.is_file() and "result" in record:
                 record = merge_trunk(json.loads(path.read_text()), record)
-            path.write_text(json.dumps(record, indent=2) + "\n")
+            write_results(path, record)  # atomically: an interrupted write keeps the previous section
             print(f"  wrote {path} ({record['wall_s']:.0f} s)", flush=True)
     sections = load_sections(args.out_dir, args.prefix)
     command = ("flock /tmp/openesm3-bigmem.lock flock /tmp/openesm3-bench.lock \\\n    python benchmarks/run_all.py "
@@ -566,8 +567,10 @@ def main() -> int:
         print(f"{flag} {row['target']}: {row['measured']}")
     if args.markdown:
         if args.quick:  # a smoke run never overwrites the measured report
+            from openesm3.utils.atomic import atomic_write_text
+
             args.markdown = args.out_dir / "quick-report.md"
-            args.markdown.write_text(text)
+            atomic_write_text(args.markdown, text)
         else:
             write_markdown(args.markdown, text)
         print(f"report written to {args.markdown}")

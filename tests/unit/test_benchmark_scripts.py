@@ -82,3 +82,51 @@ def test_vqvae_peak_memory_is_in_gb_and_older_gib_files_are_labelled_so(monkeypa
         render_vqvae({"rows": recorded[:2] + fresh[2:]}, {})
     function_rows = json.loads((RESULTS / "suite-function_decoder.json").read_text())["result"]["rows"]
     assert "peak RSS ref / ours (GB)" in render_function_decoder({"rows": function_rows}, {})[0]  # common.py: GB
+
+
+def _refuse_work(*_: object, **__: object) -> None:
+    raise AssertionError("the benchmark started although its output file exists")
+
+
+@pytest.mark.parametrize(
+    ("script", "out_flag", "heavy"),
+    [
+        ("bench_trunk", "--out", "prepare"),
+        ("bench_trunk_grid", "--out", "run_grid"),
+        ("bench_function_decoder", "--out", "run_function_decoder"),
+        ("bench_vqvae", "--json", "subprocess.run"),
+        ("bench_generation", "--out", "write_prompts"),
+    ],
+)
+def test_benchmarks_refuse_to_replace_a_results_file_unless_told(
+    script: str, out_flag: str, heavy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Each wrote over an existing --out (bench_generation after its first run, with one run's results), so a
+    re-run that crashed or was mistyped lost the recorded figures."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{script}")
+    owner, _, name = heavy.rpartition(".")
+    monkeypatch.setattr(getattr(module, owner) if owner else module, name, _refuse_work)
+    out = tmp_path / "recorded.json"
+    out.write_text('{"recorded": true}\n')
+    device = [] if script == "bench_trunk" else ["--device", "cpu"]  # bench_trunk runs on the CPU only
+    monkeypatch.setattr("sys.argv", [f"{script}.py", out_flag, str(out), *device])
+    with pytest.raises(SystemExit) as exit_:
+        module.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--overwrite" in err and str(out) in err
+    assert out.read_text() == '{"recorded": true}\n'
+
+
+def test_bench_generation_keeps_partial_results_beside_the_output(tmp_path: Path) -> None:
+    from benchmarks.bench_generation import _write
+
+    out = tmp_path / "generation.json"
+    _write(out, {"runs": {"a": 1}}, final=False)
+    assert not out.exists() and json.loads((tmp_path / "generation.json.partial").read_text()) == {"runs": {"a": 1}}
+    _write(out, {"runs": {"a": 1, "b": 2}}, final=True)
+    assert json.loads(out.read_text()) == {"runs": {"a": 1, "b": 2}}
+    assert not (tmp_path / "generation.json.partial").exists()
