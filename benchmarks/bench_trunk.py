@@ -272,7 +272,10 @@ def main() -> None:
     args = parser.parse_args()
     if error := output_error(args.out, overwrite=args.overwrite):
         parser.error(error)
-    only = set(filter(None, args.only.split(","))) or {"forward", "agreement"}
+    parts = {"forward", "agreement"}
+    only = set(filter(None, (part.strip() for part in args.only.split(",")))) or parts
+    if only - parts:
+        parser.error(f"--only: unknown part(s) {sorted(only - parts)}; choose from forward,agreement")
 
     files = prepare(args.cache, args.threads)
     common = {"length": args.length, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}

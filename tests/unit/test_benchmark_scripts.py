@@ -130,3 +130,18 @@ def test_bench_generation_keeps_partial_results_beside_the_output(tmp_path: Path
     _write(out, {"runs": {"a": 1, "b": 2}}, final=True)
     assert json.loads(out.read_text()) == {"runs": {"a": 1, "b": 2}}
     assert not (tmp_path / "generation.json.partial").exists()
+
+
+def test_bench_trunk_rejects_an_unknown_part_before_preparing_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--only forwad`` prepared 14 GB of weight files, measured nothing and wrote a results file without figures."""
+    from benchmarks import bench_trunk
+
+    monkeypatch.setattr(bench_trunk, "prepare", _refuse_work)
+    monkeypatch.setattr("sys.argv", ["bench_trunk.py", "--only", "forwad", "--out", str(tmp_path / "trunk.json")])
+    with pytest.raises(SystemExit) as exit_:
+        bench_trunk.main()
+    assert exit_.value.code == 2
+    assert "forwad" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "trunk.json").exists()
