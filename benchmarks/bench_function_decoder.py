@@ -13,7 +13,6 @@ Usage: ``flock /tmp/openesm3-bench.lock python benchmarks/bench_function_decoder
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
-from benchmarks.common import machine_info, run_worker, worker_main  # noqa: E402
+from benchmarks.common import machine_info, output_error, run_worker, worker_main, write_results  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 OFFICIAL_NAME = "esm3_function_decoder_v0.pth"
@@ -142,14 +141,16 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench/function_decoder"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args()
+    if error := output_error(args.out, overwrite=args.overwrite):
+        parser.error(error)
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_function_decoder(lengths=args.lengths, repeats=args.repeats, rounds=args.rounds,
                                   threads=args.threads, device=device, cache=args.cache)  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,15 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
-from benchmarks.common import SHARED_DATA, current_rss_gb, machine_info, run_worker, worker_main  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    SHARED_DATA,
+    current_rss_gb,
+    machine_info,
+    output_error,
+    run_worker,
+    worker_main,
+    write_results,
+)
 
 SCRIPT = Path(__file__).resolve()
 N_PROMPTS, N_RESIDUES, NUM_STEPS = 8, 128, 32
@@ -253,7 +261,10 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model: checks the script, times nothing")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench/trunk"))
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args()
+    if error := output_error(args.out, overwrite=args.overwrite):
+        parser.error(error)
     if args.steps < 1 or args.repeats < 1:
         parser.error("--steps and --repeats must be >= 1")
     if args.device is None:
@@ -303,7 +314,7 @@ def main() -> None:
             shown = {k: v for k, v in res.items() if k not in ("machine", "step_wall_s", "step_cpu_s")}
             print(f"  {json.dumps(shown)}", flush=True)
             results["runs"][label] = res
-            _write(args.out, results)
+            _write(args.out, results, final=False)
 
     print("\n| track | run | median step (s) | 32 steps (s) | prompt-steps/s | x ref | step CPU (s) | x ref (CPU) "
           "| peak RSS (GB) |")  # fmt: skip
@@ -317,6 +328,7 @@ def main() -> None:
             print(f"| {track} | {name} ({res['dtype']}) | {res['median_step_s']:.2f} | {res['time_32_steps_s']:.1f} | "
                   f"{res['throughput_prompt_steps_per_s']:.3f} | {ratio} | {res['median_step_cpu_s']:.2f} | "
                   f"{ratio_cpu} | {res['peak_rss_gb']:.2f} |")  # fmt: skip
+    _write(args.out, results, final=True)
     print(f"results written to {args.out}")
 
 
@@ -364,9 +376,13 @@ def _tiny_weights(path: Path, oracle_dir: Path) -> None:
         os.chdir(previous)
 
 
-def _write(path: Path, results: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+def _write(path: Path, results: dict[str, Any], *, final: bool) -> None:
+    """The runs finished so far go to ``<out>.partial`` (they survive a later crash without replacing ``out``);
+    the whole result goes to ``out`` at the end, atomically, and the partial file is removed."""
+    partial = path.with_name(path.name + ".partial")
+    write_results(path if final else partial, results)
+    if final:
+        partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,14 @@ from benchmarks.common import (  # noqa: E402
     REPO,
     current_rss_gb,
     machine_info,
+    output_error,
     read_fasta,
     real_backbone,
     run_worker,
     sequence_tokens,
     time_call,
     worker_main,
+    write_results,
 )
 
 SCRIPT = Path(__file__).resolve()
@@ -236,6 +238,22 @@ def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
+def speedup_table(results: dict[str, Any]) -> list[str]:
+    """The forward runs as a markdown table. Each run's speed-up is against the reference on the same inputs:
+    a ``+coords`` run against ``reference fp32+coords``, every other run against ``reference fp32``."""
+    out = ["| run | median wall (s) | speed-up | median CPU (s) | CPU speed-up | peak RSS (GB) |"]
+    out.append("|---|---|---|---|---|---|")
+    for label, res in results.items():
+        if not (isinstance(res, dict) and "median_s" in res):
+            continue
+        ref = results.get("reference fp32+coords" if label.endswith("+coords") else "reference fp32", {})
+        wall, cpu = res["median_s"], res["median_cpu_s"]
+        speed = f"{ref['median_s'] / wall:.2f}x" if "median_s" in ref else "-"
+        speed_cpu = f"{ref['median_cpu_s'] / cpu:.2f}x" if "median_cpu_s" in ref else "-"
+        out.append(f"| {label} | {wall:.2f} | {speed} | {cpu:.2f} | {speed_cpu} | {res['peak_rss_gb']:.2f} |")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/openesm3-bench/trunk"))
@@ -250,8 +268,14 @@ def main() -> None:
     parser.add_argument("--agreement-max-len", type=int, default=126)
     parser.add_argument("--only", default="", help="comma-separated subset of: forward,agreement")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args()
-    only = set(filter(None, args.only.split(","))) or {"forward", "agreement"}
+    if error := output_error(args.out, overwrite=args.overwrite):
+        parser.error(error)
+    parts = {"forward", "agreement"}
+    only = set(filter(None, (part.strip() for part in args.only.split(",")))) or parts
+    if only - parts:
+        parser.error(f"--only: unknown part(s) {sorted(only - parts)}; choose from forward,agreement")
 
     files = prepare(args.cache, args.threads)
     common = {"length": args.length, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
@@ -300,20 +324,9 @@ def main() -> None:
             results[label] = res
 
     if "forward" in only:
-        ref = results["reference fp32"]["median_s"]
-        ref_cpu = results["reference fp32"]["median_cpu_s"]
-        print("\n| run | median wall (s) | speed-up | median CPU (s) | CPU speed-up | peak RSS (GB) |")
-        print("|---|---|---|---|---|---|")
-        for label, res in results.items():
-            if isinstance(res, dict) and "median_s" in res:
-                wall, cpu = res["median_s"], res["median_cpu_s"]
-                print(
-                    f"| {label} | {wall:.2f} | {ref / wall:.2f}x | {cpu:.2f} | {ref_cpu / cpu:.2f}x | "
-                    f"{res['peak_rss_gb']:.2f} |"
-                )
+        print("\n" + "\n".join(speedup_table(results)))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.out, results)
         print(f"results written to {args.out}")
 
 

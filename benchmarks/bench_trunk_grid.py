@@ -52,9 +52,11 @@ from benchmarks.common import (  # noqa: E402
     RESULT_PREFIX,
     current_rss_gb,
     machine_info,
+    output_error,
     peak_rss_gb,
     read_fasta,
     worker_main,
+    write_results,
 )
 from benchmarks.roofline import trunk_flops  # noqa: E402
 
@@ -65,12 +67,24 @@ OPTIONAL_RUNS = ("ours bf16 compiled",)  # openesm3.layers.compile.compile_block
 
 
 def parse_grid(text: str) -> list[tuple[int, int]]:
-    """``"1x64,16x256"`` -> [(1, 64), (16, 256)]."""
+    """``"1x64,16x256"`` -> [(1, 64), (16, 256)]; ValueError naming a malformed point."""
     out = []
-    for item in filter(None, text.split(",")):
-        b, _, n = item.strip().lower().partition("x")
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        b, _, n = item.lower().partition("x")
+        if not (b.isdigit() and n.isdigit() and int(b) > 0 and int(n) > 0):
+            raise ValueError(f"grid point {item!r}: expected B x L in positive integers, e.g. 16x256")
         out.append((int(b), int(n)))
     return out
+
+
+def parse_runs(text: str) -> list[str]:
+    """``"ours bf16,reference fp32"`` -> the run names; ValueError naming one that is not a run (the worker would
+    otherwise time ours fp32 under it)."""
+    runs = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in runs if r not in RUNS + OPTIONAL_RUNS]
+    if unknown:
+        raise ValueError(f"unknown trunk run(s) {unknown}; choose from {', '.join(RUNS + OPTIONAL_RUNS)}")
+    return runs
 
 
 class RssSampler:
@@ -294,17 +308,23 @@ def main() -> None:
     parser.add_argument("--large-tokens", type=int, default=1024)
     parser.add_argument("--point-budget-s", type=float, default=900.0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args()
+    if error := output_error(args.out, overwrite=args.overwrite):
+        parser.error(error)
+    try:
+        grid, runs = parse_grid(args.grid) or DEFAULT_GRID, parse_runs(args.runs)
+    except ValueError as error:
+        parser.error(str(error))
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = run_grid(
-        grid=parse_grid(args.grid) or DEFAULT_GRID, runs=[r.strip() for r in args.runs.split(",") if r.strip()],
+        grid=grid, runs=runs,
         device=device, threads=args.threads, cache=args.cache, repeats_small=args.repeats_small,
         repeats_large=args.repeats_large, large_tokens=args.large_tokens, point_budget_s=args.point_budget_s,
     )  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     print(f"results written to {args.out}")
 
 

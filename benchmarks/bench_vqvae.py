@@ -32,8 +32,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "src"), str(REPO)]
+
+from benchmarks.common import output_error, write_results  # noqa: E402
+
 DATA = Path(os.environ.get("OPENESM3_SHARED_DATA", REPO.parent / "shared" / "data"))
 PROTEINS = {128: ("top240/1nwp.pdb.gz", "A"), 512: ("top240/1mty.pdb.gz", "D")}
 
@@ -127,11 +132,16 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int, dev
             sync()
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     return {"impl": impl, "network": network, "length": length, "times_s": times, "cpu_s": cpu,
-            "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu),
-            "peak_rss_gb": round(peak, 2), "threads": threads, "device": device,
-            "load_average": os.getloadavg()}  # fmt: skip
+            "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu), **peak_rss(),
+            "threads": threads, "device": device, "load_average": os.getloadavg()}  # fmt: skip
+
+
+def peak_rss() -> dict[str, Any]:
+    """This process's peak RSS in GB (1e9 bytes; Linux reports ru_maxrss in KiB), as benchmarks/common.py reports
+    it. Results written before the unit was recorded hold GiB under the same key."""
+    return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
+            "peak_rss_unit": "GB"}  # fmt: skip
 
 
 def main() -> int:
@@ -143,8 +153,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "NETWORK", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if error := output_error(args.json, overwrite=args.overwrite):
+        parser.error(error)
     if args.worker:
         impl, network, length = args.worker
         print(json.dumps(worker(impl, network, int(length), args.repeats, args.threads, args.device)))
@@ -179,7 +192,7 @@ def main() -> int:
             print(f"{network:8} {length:>4} {times} {speedup:>7.2f}x ({ref_min / ours_min:.2f}x) "
                   f"{cpu_speedup:>17.2f}x {rss}", flush=True)  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.json, results)
     return 0
 
 

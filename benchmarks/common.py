@@ -130,6 +130,26 @@ def worker_main(workers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) 
     return True
 
 
+# ---- results files -------------------------------------------------------------------------------------------
+def output_error(path: Path | None, *, overwrite: bool) -> str | None:
+    """Why results may not be written to ``path`` (None: they may). An existing file is kept unless ``overwrite``:
+    a re-run must not silently replace recorded figures."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"{path}: is a directory"
+    if path.exists() and not overwrite:
+        return f"{path} exists; pass --overwrite to replace it"
+    return None
+
+
+def write_results(path: Path, results: Any) -> None:
+    """``results`` as indented JSON at ``path``, atomically: an interrupted run leaves the previous file whole."""
+    from openesm3.utils.atomic import atomic_write_json
+
+    atomic_write_json(path, results)
+
+
 # ---- real inputs ---------------------------------------------------------------------------------------------
 def read_fasta(path: Path = FASTA, *, n: int, min_len: int = 1, max_len: int | None = None) -> list[str]:
     """The first ``n`` sequences (file order) of at least ``min_len`` residues, cropped to ``max_len``, using

@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
-from benchmarks.common import REPO, machine_info  # noqa: E402
+from benchmarks.common import REPO, machine_info, write_results  # noqa: E402
 
 SECTIONS = ("roofline", "trunk", "agreement", "vqvae", "function_decoder", "generation")
 BEGIN, END = "<!-- benchmark-suite:begin -->", "<!-- benchmark-suite:end -->"
@@ -85,12 +85,10 @@ def run_roofline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_trunk(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.bench_trunk_grid import DEFAULT_GRID, OPTIONAL_RUNS, RUNS, parse_grid, run_grid
+    from benchmarks.bench_trunk_grid import DEFAULT_GRID, OPTIONAL_RUNS, RUNS, parse_grid, parse_runs, run_grid
 
     grid = parse_grid(args.grid) or ([(1, 64), (2, 128)] if args.quick else DEFAULT_GRID)
-    runs = list(RUNS) + (list(OPTIONAL_RUNS) if args.compile else [])
-    if args.trunk_runs:
-        runs = [r.strip() for r in args.trunk_runs.split(",") if r.strip()]
+    runs = parse_runs(args.trunk_runs) or list(RUNS) + (list(OPTIONAL_RUNS) if args.compile else [])
     return run_grid(grid=grid, runs=runs, device=args.device, threads=args.threads, cache=args.cache / "trunk",
                     repeats_small=1 if args.quick else args.repeats or 3, repeats_large=1, large_tokens=1024,
                     point_budget_s=args.point_budget_s)  # fmt: skip
@@ -99,7 +97,8 @@ def run_trunk(args: argparse.Namespace) -> dict[str, Any]:
 def run_agreement(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}agreement-raw.json"
     cmd = ["python", "benchmarks/bench_trunk.py", "--only", "agreement", "--cache", str(args.cache / "trunk"),
-           "--agreement-n", "2" if args.quick else str(args.agreement_n), "--out", str(out)]  # fmt: skip
+           "--agreement-n", "2" if args.quick else str(args.agreement_n), "--out", str(out),
+           "--overwrite"]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = _subprocess(cmd, timeout=3600)
@@ -116,7 +115,7 @@ def run_vqvae(args: argparse.Namespace) -> dict[str, Any]:
     repeats, rounds = ("1", "1") if args.quick else (str(args.repeats or 3), str(args.rounds))
     cmd = ["python", "benchmarks/bench_vqvae.py", "--lengths", *lengths, "--repeats", repeats, "--rounds", rounds,
            "--threads", str(args.threads or _default_threads()), "--device", args.device,
-           "--json", str(out)]  # fmt: skip
+           "--json", str(out), "--overwrite"]  # fmt: skip
     proc = _subprocess(cmd, timeout=3600)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
@@ -143,7 +142,7 @@ def run_generation(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out_dir / f"{args.prefix}generation-raw.json"
     tracks = args.generation_tracks or (GENERATION_TRACKS_ALL if args.device.startswith("cuda") else
                                         GENERATION_TRACKS_CPU)  # fmt: skip
-    cmd = ["python", str(script), "--out", str(out), "--tracks", "structure" if args.quick else tracks,
+    cmd = ["python", str(script), "--out", str(out), "--overwrite", "--tracks", "structure" if args.quick else tracks,
            "--repeats", "1", "--steps", str(1 if args.quick else args.generation_steps)]  # fmt: skip
     if args.quick:
         cmd += ["--impls", "ours_bf16"]
@@ -420,9 +419,15 @@ def _render_agreement(res: dict[str, Any], _: dict[str, Any]) -> list[str]:
     return out
 
 
-def _render_networks(rows: list[dict[str, Any]]) -> list[str]:
+def _render_networks(rows: list[dict[str, Any]], *, legacy_unit: str) -> list[str]:
+    """``legacy_unit``: the unit of ``peak_rss_gb`` in rows written before the rows named it (``peak_rss_unit``);
+    bench_vqvae.py wrote GiB there, the scripts using benchmarks/common.py GB."""
+    units = {r.get("peak_rss_unit", legacy_unit) for r in rows}
+    if len(units) > 1:
+        raise ValueError(f"the rows' peak memory mixes units {sorted(units)}; re-run the section")
+    unit = units.pop() if units else legacy_unit
     out = ["| network | L | reference median (s) | OpenESM3 median (s) | speed-up | CPU-time speed-up | "
-           "peak RSS ref / ours (GB) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+           f"peak RSS ref / ours ({unit}) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for key in sorted({(r["network"], r["length"]) for r in rows}):
         by = {r["impl"]: r for r in rows if (r["network"], r["length"]) == key}
         ref, ours = by.get("reference"), by.get("openesm3")
@@ -464,8 +469,8 @@ _RENDERERS = {
     "roofline": _render_roofline,
     "trunk": _render_trunk,
     "agreement": _render_agreement,
-    "vqvae": lambda res, _: _render_networks(res["rows"]),
-    "function_decoder": lambda res, _: _render_networks(res["rows"]),
+    "vqvae": lambda res, _: _render_networks(res["rows"], legacy_unit="GiB"),
+    "function_decoder": lambda res, _: _render_networks(res["rows"], legacy_unit="GB"),
     "generation": _render_generation,
 }
 
@@ -519,16 +524,22 @@ def main() -> int:
     )
     parser.add_argument("--render-only", action="store_true", help="rebuild the report from existing JSON files")
     args = parser.parse_args()
+    chosen = [s for s in (args.only.split(",") if args.only else SECTIONS) if s]
+    unknown = (set(chosen) | set(filter(None, args.skip.split(",")))) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    chosen = [s for s in chosen if s not in args.skip.split(",")]
+    try:  # checked before any section runs: a typo must not cost the sections before the trunk
+        from benchmarks.bench_trunk_grid import parse_grid, parse_runs
+
+        parse_grid(args.grid), parse_runs(args.trunk_runs)
+    except ValueError as error:
+        parser.error(str(error))
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.prefix = "quick-" if args.quick else ""
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    chosen = [s for s in (args.only.split(",") if args.only else SECTIONS) if s]
-    unknown = set(chosen) | set(filter(None, args.skip.split(","))) - set(SECTIONS)
-    if unknown - set(SECTIONS):
-        parser.error(f"unknown section(s) {sorted(unknown - set(SECTIONS))}; choose from {','.join(SECTIONS)}")
-    chosen = [s for s in chosen if s not in args.skip.split(",")]
     if not args.render_only:
         for name in chosen:
             print(f"== {name} ==", flush=True)
@@ -545,7 +556,7 @@ def main() -> int:
             path = args.out_dir / f"{args.prefix}suite-{name}.json"
             if name == "trunk" and args.merge and path.is_file() and "result" in record:
                 record = merge_trunk(json.loads(path.read_text()), record)
-            path.write_text(json.dumps(record, indent=2) + "\n")
+            write_results(path, record)  # atomically: an interrupted write keeps the previous section
             print(f"  wrote {path} ({record['wall_s']:.0f} s)", flush=True)
     sections = load_sections(args.out_dir, args.prefix)
     command = ("flock /tmp/openesm3-bigmem.lock flock /tmp/openesm3-bench.lock \\\n    python benchmarks/run_all.py "
@@ -556,8 +567,10 @@ def main() -> int:
         print(f"{flag} {row['target']}: {row['measured']}")
     if args.markdown:
         if args.quick:  # a smoke run never overwrites the measured report
+            from openesm3.utils.atomic import atomic_write_text
+
             args.markdown = args.out_dir / "quick-report.md"
-            args.markdown.write_text(text)
+            atomic_write_text(args.markdown, text)
         else:
             write_markdown(args.markdown, text)
         print(f"report written to {args.markdown}")

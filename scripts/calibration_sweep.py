@@ -29,12 +29,14 @@ import torch
 
 from openesm3.checkpoints.vqvae_weights import load_vqvae_network
 from openesm3.cli.calibrate_tokenizer import input_records, run_inputs
+from openesm3.cli.common import one_line_errors
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.tokenizer.calibrate import CalibrationConfig, calibrate, decode_records
 from openesm3.utils.atomic import atomic_write_text
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="a train-tokenizer run trained with data.split.calibration_fraction")

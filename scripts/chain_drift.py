@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 import torch
 
+from openesm3.cli.common import one_line_errors
 from openesm3.geometry.alignment import kabsch
 from openesm3.geometry.lddt import lddt
 from openesm3.geometry.rigid import Rigid
@@ -33,6 +34,7 @@ def axis_angle(v: torch.Tensor) -> torch.Tensor:
     return torch.eye(3) + torch.sin(a) * cross + (1 - torch.cos(a)) * cross @ cross
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import one_line_errors
 from openesm3.generation.structure_tokens import encode_structure
 from openesm3.structure.sidechain_geometry import backbone_phi_psi
 from openesm3.training.data import ProteinDataset
@@ -23,6 +24,7 @@ from openesm3.training.tokenizer.evaluate import record_to_chain
 from openesm3.utils.atomic import atomic_write_json
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="ingested chain records with a train/valid split")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openesm3.cli.common import one_line_errors
 from openesm3.training.tokenizer.calibrate import pearson, r_difference
 from openesm3.training.tokenizer.evaluate import bootstrap_mean
 from openesm3.utils.atomic import atomic_write_json
@@ -83,6 +84,7 @@ def compare(first: dict, second: dict, *, n_boot: int = 5000, seed: int = 0) -> 
     return out | compare_confidences(a, b, names, rng, n_boot=n_boot)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first", type=Path)

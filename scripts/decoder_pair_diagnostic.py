@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import one_line_errors
 from openesm3.generation.structure_tokens import encode_structure
 from openesm3.layers.structure_heads import PairwiseHead
 from openesm3.models.structure_decoder import StructureDecoder
@@ -70,6 +71,7 @@ def pair_cross_entropies(
     return result
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="ingested chain records (openesm3.training.ingest)")

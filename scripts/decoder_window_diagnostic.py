@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import one_line_errors
 from openesm3.generation.structure_tokens import encode_structure
 from openesm3.geometry.alignment import kabsch
 from openesm3.geometry.lddt import lddt
@@ -56,6 +57,7 @@ def _score(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> tuple[
 
 
 @torch.no_grad()
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, help="structure_encoder/ + structure_decoder/ (default: shipped)")

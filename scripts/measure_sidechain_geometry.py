@@ -14,16 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from openesm3.cli.common import one_line_errors
 from openesm3.structure.io import load_chain
 from openesm3.structure.sidechain_geometry import format_table, measure_ideal_coordinates
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dev", type=Path, help="the dev data directory (with manifest.tsv and top240/)")
     parser.add_argument("--subset", default="top240")
     parser.add_argument("--split", default="train")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = list(csv.DictReader(open(args.dev / "manifest.tsv", encoding="utf-8"), delimiter="\t"))
     files = [r for r in rows if r["subset"] == args.subset and r["suggested_split"] == args.split]
     chains = []
@@ -41,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

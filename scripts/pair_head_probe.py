@@ -40,6 +40,7 @@ from torch import Tensor
 
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import one_line_errors
 from openesm3.geometry.metrics import tm_score
 from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm
 from openesm3.models.structure_decoder import StructureDecoder
@@ -155,6 +156,7 @@ def summarize(rows: list[dict], true_tm: list[float]) -> dict:
     }
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="ingested chain records (openesm3.training.ingest)")

@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from openesm3.cli.common import one_line_errors
+
 
 def read(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
@@ -32,12 +34,13 @@ def series(rows: list[dict], split: str, key: str) -> tuple[list[int], list[floa
     return xs, ys
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--title", default="")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = read(args.run)
     loss_keys = sorted({k for r in rows for k in r["metrics"] if k.startswith("loss_")})
     panels = [("loss", "total loss"), ("ca_rmsd", "CA RMSD after Kabsch (A)"), ("lddt_ca", "lDDT-CA")]
@@ -70,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from openesm3.cli.common import one_line_errors
 from openesm3.geometry.alignment import kabsch
 from openesm3.geometry.lddt import lddt
 from openesm3.structure.sidechain_geometry import backbone_phi_psi
@@ -44,7 +45,8 @@ def crops(
     return out
 
 
-def main() -> int:
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="runs/dev_chains")
     parser.add_argument("--steps", type=int, default=1000)
@@ -56,7 +58,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, help="save the model state here at the end")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. decoder.frame_mode=chain")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

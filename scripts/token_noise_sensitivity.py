@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import one_line_errors
 from openesm3.training.data import ProteinDataset
 from openesm3.training.tokenizer.config import SMALL_STAGE2_DECODER
 from openesm3.training.tokenizer.model import StructureTokenizerModel
@@ -22,6 +23,7 @@ from openesm3.training.tokenizer.run import noised
 from openesm3.utils.atomic import atomic_write_json
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="ingested chain records with a train/valid split")

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import one_line_errors
 from openesm3.models import structure_decoder
 from openesm3.training.data import ProteinDataset
 from openesm3.training.pipeline import labelled_split_positions
@@ -57,6 +58,7 @@ def figures(results: list[evaluate.ProteinResult], n_codes: int) -> dict[str, fl
     }
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="ingested chain records with a train/valid split")

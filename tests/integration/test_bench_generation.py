@@ -21,6 +21,7 @@ def test_bench_generation_tiny_runs_and_writes_its_json(esm_reference, tmp_path)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
+    assert not (tmp_path / "generation.json.partial").exists()  # the runs written as they finished, folded in
     assert len(results["prompts"]) == 8
     runs = results["runs"]
     assert set(runs) == {"structure / reference", "structure / ours_fp32"}
@@ -30,6 +31,6 @@ def test_bench_generation_tiny_runs_and_writes_its_json(esm_reference, tmp_path)
         assert run["throughput_prompt_steps_per_s"] == pytest.approx(8 / run["median_step_s"], rel=1e-2)
     assert "| structure | ours_fp32 (float32) |" in proc.stdout
 
-    bad = subprocess.run([*cmd[:2], "--out", str(out), "--tracks", "structur"], capture_output=True, text=True,
-                         timeout=120, check=False)  # fmt: skip
+    bad = subprocess.run([*cmd[:2], "--out", str(tmp_path / "bad.json"), "--tracks", "structur"],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert bad.returncode == 2 and "unknown track" in bad.stderr

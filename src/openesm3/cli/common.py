@@ -14,8 +14,9 @@ exit code is 0 when everything worked, 1 when some items failed, 2 when nothing 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,23 @@ if TYPE_CHECKING:
     from openesm3.utils.progress import Progress
 
 DEFAULT_BATCH_SIZE = 8
+
+
+def one_line_errors(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Decorate a research script's ``main`` (``scripts/``): an OpenESM3 error or an unreadable file (a bad
+    ``--data``, ``--weights`` or input path) ends it with one line and exit status 2, as the openesm3 commands end,
+    not with a traceback."""
+    name = Path(main.__code__.co_filename).name
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return int(main(*args, **kwargs) or 0)
+        except (OpenESM3Error, OSError) as exc:
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapped
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
