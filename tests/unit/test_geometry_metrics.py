@@ -168,11 +168,36 @@ def test_lddt_bad_inputs() -> None:
     with pytest.raises(InputError, match="atom37 mask of shape"):
         lddt_ca(torch.randn(5, 37, 3), torch.randn(5, 37, 3), torch.ones(5, dtype=torch.bool))
     ref = torch.randn(6, 3)
-    model = ref.clone()
-    model[2] = float("nan")
-    with pytest.raises(InputError, match="model: non-finite coordinates at atom 2"):
-        lddt(model, ref, torch.ones(6, dtype=torch.bool))
-    assert lddt(model, ref).scored[2].item() is False  # default mask: missing in either -> left out
+    with pytest.raises(InputError, match="reference: non-finite coordinates at atom 2"):
+        lddt(ref, torch.where(torch.arange(6)[:, None] == 2, float("nan"), ref), torch.ones(6, dtype=torch.bool))
+
+
+def test_lddt_scores_atoms_missing_from_the_model_as_failures() -> None:
+    # lDDT is defined on the reference's pairs: a model lacking residues must not score higher than a complete
+    # one. The reference implementation scores such pairs 0 (its NaN distances fail every threshold).
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    complete = lddt(x, y)
+    partial = x.clone()
+    partial[:20] = float("nan")  # the model lacks its first 20 residues
+    out = lddt(partial, y)
+    assert out.score.item() < complete.score.item()
+    assert out.scored[:20].all() and (out.per_residue[:20] < 1e-6).all()
+    # Global score: the pairs touching a missing residue count in the denominator with score 0.
+    d = torch.cdist(y, y)
+    pairs = (d < 15.0) & ~torch.eye(len(y), dtype=torch.bool)
+    kept = pairs.clone()
+    kept[:20] = False
+    kept[:, :20] = False
+    inner = lddt(x[20:], y[20:])
+    assert out.score.item() == pytest.approx(inner.score.item() * kept.sum().item() / pairs.sum().item(), abs=1e-6)
+    # Same with an explicit mask of the reference, and for the CA and all-atom variants.
+    assert lddt(partial, y, torch.ones(len(y), dtype=torch.bool)).score.item() == pytest.approx(out.score.item())
+    ref37 = torch.full((len(y), 37, 3), float("nan"), dtype=torch.float64)
+    ref37[:, 1] = y
+    model37 = torch.full_like(ref37, float("nan"))
+    model37[:, 1] = partial
+    assert lddt_ca(model37, ref37).score.item() == pytest.approx(out.score.item())
+    assert lddt_all_atom(model37, ref37).score.item() == pytest.approx(out.score.item())
 
 
 # ---- TM-score -----------------------------------------------------------------------------------------------

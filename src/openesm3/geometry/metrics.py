@@ -3,8 +3,9 @@
 All take a *model* and a *reference* structure of the same residues in the same order. Shapes: ``[*, L, 3]``
 points (CA) or ``[*, L, 37, 3]`` atom37 with ``[*, L]`` / ``[*, L, 37]`` boolean masks; any leading batch dims.
 Math runs in fp32 (fp64 for fp64 inputs) except superpositions, which run in float64 (see
-:mod:`openesm3.geometry.alignment`). Missing atoms are excluded through the masks; a mask of ``None`` means
-"every atom with finite coordinates in both structures".
+:mod:`openesm3.geometry.alignment`). Missing atoms are excluded through the masks; for TM-score and GDT a mask of
+``None`` means "every atom with finite coordinates in both structures" (pass ``length`` to normalise by the
+reference's full length). lDDT's mask describes the reference, and atoms missing from the model score 0.
 
 - lDDT follows spec §12 (``compute_lddt`` / ``compute_lddt_ca``) exactly, including its quirks (noted inline).
 - GDT with ``superposition="kabsch"`` follows spec §12 (one Kabsch superposition on all masked atoms).
