@@ -326,6 +326,29 @@ def test_tm_score_batched_masked_and_errors() -> None:
         tm_score(x, y, torch.zeros(n, dtype=torch.bool))
 
 
+def test_tm_score_and_gdt_default_to_the_reference_length_when_the_model_lacks_residues() -> None:
+    # TM-score (and GDT) are normalised by the reference's length: a model with residues missing (NaN) must not
+    # score as if the reference were that short. Before, 10 perfect residues out of 66 gave TM = 1.
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    n = len(y)
+    partial = y.clone()
+    partial[10:] = float("nan")
+    out = tm_score(partial, y)
+    assert out.length.item() == n and out.d0.item() == pytest.approx(tm_d0(n).item())
+    assert out.score.item() == pytest.approx(10 / n * 1 / (1 + 0.0), abs=1e-6)  # 10 exact residues of n
+    present = torch.isfinite(partial).all(-1)
+    explicit = tm_score(partial, y, present, length=n)
+    assert out.score.item() == pytest.approx(explicit.score.item(), abs=1e-9)
+    # An explicit mask still chooses the residues and, by default, the length.
+    assert tm_score(partial, y, present).length.item() == 10
+    # GDT: the fractions are of the reference's residues (as the reference's compute_gdt_ts counts them).
+    assert gdt_ts(partial, y).item() == pytest.approx(10 / n, abs=1e-6)
+    # Residues missing from the reference are not part of it: they do not count.
+    ref_partial = y.clone()
+    ref_partial[:5] = float("nan")
+    assert tm_score(x, ref_partial).length.item() == n - 5
+
+
 # ---- GDT ------------------------------------------------------------------------------------------------------
 
 
