@@ -204,7 +204,7 @@ def gdt(
     """Global distance test: mean over ``cutoffs`` of the fraction of residues closer than the cutoff.
 
     ``superposition="kabsch"`` (default) is the reference's GDT_TS (spec §12): one Kabsch superposition on all
-    masked residues, then the fractions (distance < cutoff, strictly, divided by the number of masked residues).
+    masked residues, then the fractions (distance < cutoff, strictly, divided by ``length``, see below).
     The reference's Kabsch has no reflection correction: pass ``allow_reflection=True`` to reproduce it exactly.
     ``superposition="search"`` maximises each fraction separately over superpositions, LGA-style, with the
     fragment-seeded iterative search of :func:`tm_score` using the cutoff itself as the selection distance; it is
