@@ -141,7 +141,8 @@ class Protein:
             chains: author chain ids to keep, in this order; None keeps every protein chain.
             model: 1-based model number in the file.
             with_annotations: also compute the SS8 (native DSSP over the whole complex) and per-chain SASA
-                tracks, as the SDK's ``from_protein_chain(with_annotations=True)`` does for one chain.
+                tracks, as the SDK's ``from_protein_chain(with_annotations=True)`` does for one chain. SS8 is
+                masked (``_``) at residues without a complete N, CA, C, O backbone, which DSSP cannot assess.
             plddt_from_b_factor: read pLDDT from the CA B-factors: 0-1 as the SDK writes them, or 0-100 (AlphaFold,
                 ESMFold), recognised by values above 1.
             name: defaults to the file stem / the structure's name.
@@ -169,7 +170,13 @@ class Protein:
             from openesm3.structure.dssp import assign_ss8  # noqa: PLC0415
             from openesm3.structure.sasa import residue_sasa  # noqa: PLC0415
 
-            dssp = assign_ss8(complex_.atom37, chain_index=complex_.chain_index, sequence=complex_.sequence)
+            # Residues DSSP cannot assess (incomplete N, CA, C, O backbone) are masked, not conditioned on as coil.
+            dssp = assign_ss8(
+                complex_.atom37,
+                chain_index=complex_.chain_index,
+                sequence=complex_.sequence,
+                not_assigned=C.SS8_MASK_CHAR,
+            )
             ss_parts, start = [], 0
             for chain in complex_.chains:
                 ss_parts.append(dssp_to_ss8(dssp[start : start + len(chain)]))

@@ -84,6 +84,23 @@ def test_lddt_matches_compute_lddt_and_compute_lddt_ca(ref_utils) -> None:  # no
     torch.testing.assert_close(plain.per_residue, expected, atol=1e-6, rtol=0)
 
 
+def test_lddt_matches_the_reference_when_the_model_lacks_residues(ref_utils) -> None:  # noqa: ANN001
+    # The reference scores pairs with a NaN model atom 0 (its NaN distances fail every threshold); so do we.
+    metrics, _ = ref_utils
+    a, b = _conformations()
+    mask = torch.isfinite(b).all(-1)
+    b = torch.nan_to_num(b)
+    a = torch.where(torch.isfinite(a), a, b)
+    a[20:35] = float("nan")  # the model lacks 15 residues
+    ours = lddt_ca(a[None], b[None], mask[None])
+    expected = metrics.compute_lddt_ca(a[None], b[None], mask[None].float())
+    torch.testing.assert_close(ours.per_residue, expected, atol=1e-6, rtol=0)
+    assert ours.score.item() == pytest.approx(
+        metrics.compute_lddt_ca(a[None], b[None], mask[None].float(), per_residue=False).item(), abs=1e-6
+    )
+    assert lddt_ca(a, b).score.item() == pytest.approx(ours.score.item(), abs=1e-6)  # default mask: the same
+
+
 def test_all_atom_lddt_matches_compute_lddt_on_flattened_atom37(ref_utils) -> None:  # noqa: ANN001
     metrics, _ = ref_utils
     ref, _ = _atom37(TEST_DATA / "1igd.pdb.gz")

@@ -168,11 +168,36 @@ def test_lddt_bad_inputs() -> None:
     with pytest.raises(InputError, match="atom37 mask of shape"):
         lddt_ca(torch.randn(5, 37, 3), torch.randn(5, 37, 3), torch.ones(5, dtype=torch.bool))
     ref = torch.randn(6, 3)
-    model = ref.clone()
-    model[2] = float("nan")
-    with pytest.raises(InputError, match="model: non-finite coordinates at atom 2"):
-        lddt(model, ref, torch.ones(6, dtype=torch.bool))
-    assert lddt(model, ref).scored[2].item() is False  # default mask: missing in either -> left out
+    with pytest.raises(InputError, match="reference: non-finite coordinates at atom 2"):
+        lddt(ref, torch.where(torch.arange(6)[:, None] == 2, float("nan"), ref), torch.ones(6, dtype=torch.bool))
+
+
+def test_lddt_scores_atoms_missing_from_the_model_as_failures() -> None:
+    # lDDT is defined on the reference's pairs: a model lacking residues must not score higher than a complete
+    # one. The reference implementation scores such pairs 0 (its NaN distances fail every threshold).
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    complete = lddt(x, y)
+    partial = x.clone()
+    partial[:20] = float("nan")  # the model lacks its first 20 residues
+    out = lddt(partial, y)
+    assert out.score.item() < complete.score.item()
+    assert out.scored[:20].all() and (out.per_residue[:20] < 1e-6).all()
+    # Global score: the pairs touching a missing residue count in the denominator with score 0.
+    d = torch.cdist(y, y)
+    pairs = (d < 15.0) & ~torch.eye(len(y), dtype=torch.bool)
+    kept = pairs.clone()
+    kept[:20] = False
+    kept[:, :20] = False
+    inner = lddt(x[20:], y[20:])
+    assert out.score.item() == pytest.approx(inner.score.item() * kept.sum().item() / pairs.sum().item(), abs=1e-6)
+    # Same with an explicit mask of the reference, and for the CA and all-atom variants.
+    assert lddt(partial, y, torch.ones(len(y), dtype=torch.bool)).score.item() == pytest.approx(out.score.item())
+    ref37 = torch.full((len(y), 37, 3), float("nan"), dtype=torch.float64)
+    ref37[:, 1] = y
+    model37 = torch.full_like(ref37, float("nan"))
+    model37[:, 1] = partial
+    assert lddt_ca(model37, ref37).score.item() == pytest.approx(out.score.item())
+    assert lddt_all_atom(model37, ref37).score.item() == pytest.approx(out.score.item())
 
 
 # ---- TM-score -----------------------------------------------------------------------------------------------
@@ -299,6 +324,29 @@ def test_tm_score_batched_masked_and_errors() -> None:
         tm_score(x, y[:-1])
     with pytest.raises(InputError, match="no atoms selected"):
         tm_score(x, y, torch.zeros(n, dtype=torch.bool))
+
+
+def test_tm_score_and_gdt_default_to_the_reference_length_when_the_model_lacks_residues() -> None:
+    # TM-score (and GDT) are normalised by the reference's length: a model with residues missing (NaN) must not
+    # score as if the reference were that short. Before, 10 perfect residues out of 66 gave TM = 1.
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    n = len(y)
+    partial = y.clone()
+    partial[10:] = float("nan")
+    out = tm_score(partial, y)
+    assert out.length.item() == n and out.d0.item() == pytest.approx(tm_d0(n).item())
+    assert out.score.item() == pytest.approx(10 / n * 1 / (1 + 0.0), abs=1e-6)  # 10 exact residues of n
+    present = torch.isfinite(partial).all(-1)
+    explicit = tm_score(partial, y, present, length=n)
+    assert out.score.item() == pytest.approx(explicit.score.item(), abs=1e-9)
+    # An explicit mask still chooses the residues and, by default, the length.
+    assert tm_score(partial, y, present).length.item() == 10
+    # GDT: the fractions are of the reference's residues (as the reference's compute_gdt_ts counts them).
+    assert gdt_ts(partial, y).item() == pytest.approx(10 / n, abs=1e-6)
+    # Residues missing from the reference are not part of it: they do not count.
+    ref_partial = y.clone()
+    ref_partial[:5] = float("nan")
+    assert tm_score(x, ref_partial).length.item() == n - 5
 
 
 # ---- GDT ------------------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ def register(subparsers: Any) -> None:
         help="DSSP, SASA and chain breaks of structure files",
         description=(
             "Read PDB/mmCIF/BinaryCIF files (optionally .gz) and print, per chain: length, sequence, the DSSP "
-            "8-state string (native implementation, no mkdssp needed), the mean relative SASA and the "
-            "residues where a chain break starts. --json writes the same per residue."
+            "8-state string (native implementation, no mkdssp needed; X where a residue lacks N, CA, C or O), the "
+            "mean relative SASA and the residues where a chain break starts. --json writes the same per residue."
         ),
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="structure file(s)")

@@ -45,13 +45,20 @@ class LDDT:
 
 
 def _lddt_sums(
-    model: Tensor, reference: Tensor, mask: Tensor, group: Tensor | None, cutoff: float, eps: float
+    model: Tensor,
+    reference: Tensor,
+    mask: Tensor,
+    model_present: Tensor,
+    group: Tensor | None,
+    cutoff: float,
+    eps: float,
 ) -> tuple[Tensor, Tensor]:
     """Per-point sums over partners j: (sum of pair scores, number of scored pairs), each [B, N].
 
-    A pair (i, j) is scored when both points are present, i != j, the reference distance is below ``cutoff``
-    and (if ``group`` is given) the points are in different groups. Its score is the fraction of the
-    thresholds 0.5, 1, 2, 4 A that |d_model - d_reference| is strictly under.
+    A pair (i, j) is scored when both points are present in the reference (``mask``), i != j, the reference
+    distance is below ``cutoff`` and (if ``group`` is given) the points are in different groups. Its score is the
+    fraction of the thresholds 0.5, 1, 2, 4 A that |d_model - d_reference| is strictly under, and 0 when either
+    point is missing from the model (``model_present`` False).
     """
     b, n = mask.shape
     eye_base = torch.arange(n, device=mask.device)
@@ -69,6 +76,8 @@ def _lddt_sums(
             pair = pair & (group[:, s:e, None] != group[:, None])
         err = (d_ref - d_mod).abs()
         score = sum((err < t).to(model.dtype) for t in C.LDDT_THRESHOLDS) / len(C.LDDT_THRESHOLDS)
+        # A pair with an atom the model lacks is not preserved (the reference gets 0 from its NaN distances).
+        score = score * (model_present[:, s:e, None] & model_present[:, None]).to(model.dtype)
         pair_f = pair.to(model.dtype)
         num[:, s:e] = (pair_f * score).sum(-1)
         den[:, s:e] = pair_f.sum(-1)
@@ -80,9 +89,18 @@ def _ratio(num: Tensor, den: Tensor, eps: float) -> Tensor:
     return (eps + num) / (eps + den)
 
 
-def _lddt_inputs(model: Tensor, reference: Tensor, mask: Tensor | None, mask_name: str = "mask") -> Tensor:
+def _lddt_inputs(
+    model: Tensor, reference: Tensor, mask: Tensor | None, mask_name: str = "mask"
+) -> tuple[Tensor, Tensor]:
+    """(mask of the reference's atoms, model atoms present among them), both [*, N] bool.
+
+    The mask describes the reference (default: its finite atoms); model atoms that are not finite are missing
+    from the model, and their pairs score 0 instead of being left out (which would let an incomplete model score
+    higher than a complete one).
+    """
     check_same_shape("model", model, "reference", reference)
-    return resolve_mask(mask, [("reference", reference), ("model", model)], mask_name)
+    m = resolve_mask(mask, [("reference", reference)], mask_name)
+    return m, m & torch.isfinite(model).all(-1)
 
 
 def lddt(
@@ -95,24 +113,28 @@ def lddt(
 ) -> LDDT:
     """lDDT over one point per residue (e.g. CA coordinates): spec §12 ``compute_lddt``.
 
-    Pairs i != j with both points present and reference distance < ``cutoff`` (15 A) are scored by the
-    fraction of the thresholds 0.5, 1, 2, 4 A their distance error is under. Superposition-free, so invariant
-    to rigid motions (and reflections) of either structure.
+    Pairs i != j with both points present in the reference and reference distance < ``cutoff`` (15 A) are scored
+    by the fraction of the thresholds 0.5, 1, 2, 4 A their distance error is under; a pair with a point missing
+    (non-finite) in the model scores 0, as in the reference implementation and the lDDT definition. Superposition-
+    free, so invariant to rigid motions (and reflections) of either structure.
 
     Args:
-        model: [*, L, 3] predicted coordinates.
+        model: [*, L, 3] predicted coordinates; non-finite rows are residues the model lacks.
         reference: [*, L, 3] true coordinates (the cutoff is applied to its distances).
-        mask: [*, L] bool, residues present (default: finite in both).
+        mask: [*, L] bool, residues present in the reference (default: finite in the reference); the reference
+            must be finite where it is True.
         cutoff: inclusion radius in the reference, A.
         eps: added to squared distances and to both sides of the per-residue ratio (spec §12).
 
     Returns:
         :class:`LDDT` with ``per_atom=None``.
     """
-    m = _lddt_inputs(model, reference, mask)
+    m, present = _lddt_inputs(model, reference, mask)
     dtype, batch, n = out_dtype(model), model.shape[:-2], model.shape[-2]
-    x, y = _masked(model, m, dtype), _masked(reference, m, dtype)
-    num, den = _lddt_sums(x.reshape(-1, n, 3), y.reshape(-1, n, 3), m.reshape(-1, n), None, cutoff, eps)
+    x, y = _masked(model, present, dtype), _masked(reference, m, dtype)
+    num, den = _lddt_sums(
+        x.reshape(-1, n, 3), y.reshape(-1, n, 3), m.reshape(-1, n), present.reshape(-1, n), None, cutoff, eps
+    )
     return LDDT(
         score=_ratio(num.sum(-1), den.sum(-1), eps).reshape(batch),
         per_residue=_ratio(num, den, eps).reshape(*batch, n),
@@ -143,7 +165,8 @@ def lddt_ca(
 
     Args:
         model, reference: [*, L, 37, 3] atom37 coordinates.
-        mask: [*, L, 37] bool atom mask (only the CA column is used); default: finite in both.
+        mask: [*, L, 37] bool atom mask of the reference (only the CA column is used); default: finite in the
+            reference. CAs missing from the model score 0 (see :func:`lddt`).
     """
     _check_atom37(model, reference)
     ca = C.ATOM37_CA_INDEX
@@ -178,7 +201,8 @@ def lddt_all_atom(
 
     Args:
         model, reference: [*, L, 37, 3].
-        mask: [*, L, 37] bool atoms present (default: finite in both).
+        mask: [*, L, 37] bool atoms present in the reference (default: finite in the reference); atoms missing
+            from the model (non-finite) score 0 in their pairs (see :func:`lddt`).
         pairs: which atom pairs are scored (see above).
     """
     _check_atom37(model, reference)
@@ -186,18 +210,20 @@ def lddt_all_atom(
         raise ValueError(f"pairs must be 'reference' or 'inter_residue', got {pairs!r}")
     batch, n_res, n_atoms = model.shape[:-3], model.shape[-3], model.shape[-2]
     flat = lambda t: t.reshape(*batch, n_res * n_atoms, 3)
-    m = _lddt_inputs(flat(model), flat(reference), None if mask is None else _flat_mask(mask, model.shape))
+    m, present = _lddt_inputs(flat(model), flat(reference), None if mask is None else _flat_mask(mask, model.shape))
     dtype = out_dtype(model)
-    x = _masked(flat(model), m, dtype).reshape(-1, n_res * n_atoms, 3)
+    x = _masked(flat(model), present, dtype).reshape(-1, n_res * n_atoms, 3)
     y = _masked(flat(reference), m, dtype).reshape(-1, n_res * n_atoms, 3)
-    m = m.reshape(-1, n_res * n_atoms)
+    m, present = m.reshape(-1, n_res * n_atoms), present.reshape(-1, n_res * n_atoms)
     # Only present atoms can be in a scored pair: gather them to the front so the pair blocks stay small
     # (about 8 of the 37 slots are present per residue), then scatter the sums back.
     k = max(int(m.sum(-1).max()), 1)
     order = torch.argsort((~m).to(torch.uint8), dim=-1, stable=True)[:, :k]  # [B, K] present atoms first
     take = lambda t: torch.gather(t, 1, order[..., None].expand(-1, -1, 3))
     group = torch.div(order, n_atoms, rounding_mode="floor") if pairs == "inter_residue" else None
-    num_k, den_k = _lddt_sums(take(x), take(y), torch.gather(m, 1, order), group, cutoff, eps)
+    num_k, den_k = _lddt_sums(
+        take(x), take(y), torch.gather(m, 1, order), torch.gather(present, 1, order), group, cutoff, eps
+    )
     num = torch.zeros(m.shape, dtype=dtype, device=m.device).scatter(1, order, num_k)
     den = torch.zeros(m.shape, dtype=dtype, device=m.device).scatter(1, order, den_k)
     num, den = num.reshape(*batch, n_res, n_atoms), den.reshape(*batch, n_res, n_atoms)

@@ -3,8 +3,9 @@
 All take a *model* and a *reference* structure of the same residues in the same order. Shapes: ``[*, L, 3]``
 points (CA) or ``[*, L, 37, 3]`` atom37 with ``[*, L]`` / ``[*, L, 37]`` boolean masks; any leading batch dims.
 Math runs in fp32 (fp64 for fp64 inputs) except superpositions, which run in float64 (see
-:mod:`openesm3.geometry.alignment`). Missing atoms are excluded through the masks; a mask of ``None`` means
-"every atom with finite coordinates in both structures".
+:mod:`openesm3.geometry.alignment`). Missing atoms are excluded through the masks; for TM-score and GDT a mask of
+``None`` means "every atom with finite coordinates in both structures" (pass ``length`` to normalise by the
+reference's full length). lDDT's mask describes the reference, and atoms missing from the model score 0.
 
 - lDDT follows spec §12 (``compute_lddt`` / ``compute_lddt_ca``) exactly, including its quirks (noted inline).
 - GDT with ``superposition="kabsch"`` follows spec §12 (one Kabsch superposition on all masked atoms).
@@ -66,11 +67,11 @@ class TMScore:
     length: Tensor
 
 
-def _lengths(length: Tensor | int | None, m: Tensor, name: str = "length") -> Tensor:
-    """[B] float64 normalisation lengths, default the number of aligned residues; at least that many."""
+def _lengths(length: Tensor | int | None, m: Tensor, default: Tensor, name: str = "length") -> Tensor:
+    """[B] float64 normalisation lengths (``default`` [B] when ``length`` is None); at least the aligned count."""
     aligned = m.sum(-1).to(torch.float64)
     if length is None:
-        return aligned
+        return default
     n = torch.as_tensor(length, dtype=torch.float64, device=m.device)
     if n.dim() > 0 and n.shape != m.shape[:-1]:
         raise InputError(f"{name}: expected an int or a tensor of shape {tuple(m.shape[:-1])}, got {tuple(n.shape)}")
@@ -85,8 +86,10 @@ def _lengths(length: Tensor | int | None, m: Tensor, name: str = "length") -> Te
 
 def _superpose_and_score(
     model: Tensor, reference: Tensor, mask: Tensor | None, superposition: SuperpositionMode, what: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Checked, flattened float64 inputs: model [B, L, 3], reference [B, L, 3], mask [B, L]."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Checked, flattened float64 inputs: model [B, L, 3], reference [B, L, 3], mask [B, L], and the default
+    normalisation length [B]: the residues of ``mask``, or without a mask those finite in the reference (residues
+    the model lacks count against it, as in the TM-score program and the reference's GDT)."""
     check_same_shape("model", model, "reference", reference)
     if superposition not in ("search", "kabsch", "none"):
         raise ValueError(f"superposition must be 'search', 'kabsch' or 'none', got {superposition!r}")
@@ -95,7 +98,8 @@ def _superpose_and_score(
     n = model.shape[-2]
     x = torch.where(m[..., None], model.to(torch.float64), 0.0).reshape(-1, n, 3)
     y = torch.where(m[..., None], reference.to(torch.float64), 0.0).reshape(-1, n, 3)
-    return x, y, m.reshape(-1, n)
+    counted = torch.isfinite(reference).all(-1) if mask is None else m
+    return x, y, m.reshape(-1, n), counted.reshape(-1, n).sum(-1).to(torch.float64)
 
 
 def _global_fit(
@@ -136,17 +140,18 @@ def tm_score(
         model: [*, L, 3] CA coordinates of the model (moved).
         reference: [*, L, 3] CA coordinates of the reference (fixed), same residues in the same order.
         mask: [*, L] bool residues present in both (default: finite in both).
-        length: normalisation length L (int or [*]); default the number of residues in ``mask``. Pass the
-            reference's full length when the model covers only part of it.
+        length: normalisation length L (int or [*]); default the number of residues in ``mask`` or, without a
+            mask, the number finite in the reference (residues missing from the model then score 0). Pass the
+            reference's full length when it has residues beyond those given.
         d0: override the distance scale (A); default :func:`tm_d0` of the normalisation length.
         superposition: ``"search"``, ``"kabsch"`` or ``"none"``.
 
     Returns:
         :class:`TMScore`; fp32 outputs (fp64 for fp64 inputs).
     """
-    x, y, m = _superpose_and_score(model, reference, mask, superposition, "tm_score")
+    x, y, m, n_ref = _superpose_and_score(model, reference, mask, superposition, "tm_score")
     batch, dtype = model.shape[:-2], out_dtype(model)
-    n_norm = _lengths(length, m)
+    n_norm = _lengths(length, m, n_ref)
     d0s = tm_d0(n_norm) if d0 is None else torch.full_like(n_norm, float(d0))
     if bool((d0s <= 0).any()):
         raise InputError(f"d0: must be positive, got {float(d0s.min()):g}")
@@ -199,7 +204,7 @@ def gdt(
     """Global distance test: mean over ``cutoffs`` of the fraction of residues closer than the cutoff.
 
     ``superposition="kabsch"`` (default) is the reference's GDT_TS (spec §12): one Kabsch superposition on all
-    masked residues, then the fractions (distance < cutoff, strictly, divided by the number of masked residues).
+    masked residues, then the fractions (distance < cutoff, strictly, divided by ``length``, see below).
     The reference's Kabsch has no reflection correction: pass ``allow_reflection=True`` to reproduce it exactly.
     ``superposition="search"`` maximises each fraction separately over superpositions, LGA-style, with the
     fragment-seeded iterative search of :func:`tm_score` using the cutoff itself as the selection distance; it is
@@ -210,13 +215,14 @@ def gdt(
         model, reference: [*, L, 3] (usually CA).
         mask: [*, L] bool (default: finite in both).
         cutoffs: distance cutoffs, A (GDT-TS: 1, 2, 4, 8; GDT-HA: 0.5, 1, 2, 4).
-        length: denominator of the fractions; default the number of residues in ``mask``.
+        length: denominator of the fractions; default the number of residues in ``mask`` or, without a mask, the
+            number finite in the reference (as the reference's ``compute_gdt_ts`` counts them).
     """
     if allow_reflection and superposition != "kabsch":
         raise ValueError("allow_reflection applies only to superposition='kabsch'")
-    x, y, m = _superpose_and_score(model, reference, mask, superposition, "gdt")
+    x, y, m, n_ref = _superpose_and_score(model, reference, mask, superposition, "gdt")
     batch, dtype = model.shape[:-2], out_dtype(model)
-    n_norm = _lengths(length, m)
+    n_norm = _lengths(length, m, n_ref)
     if superposition == "search":
         fractions = torch.empty(x.shape[0], len(cutoffs), dtype=torch.float64, device=x.device)
         for b in range(x.shape[0]):

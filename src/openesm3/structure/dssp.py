@@ -470,9 +470,19 @@ def assign_ss8(
     chain_index: np.ndarray | None = None,
     residue_index: np.ndarray | None = None,
     sequence: str | None = None,
+    not_assigned: str = "C",
 ) -> str:
     """8-state DSSP string of length L over ``GHITEBSC`` (``C`` = coil), as mkdssp 4.2.2 assigns it.
 
-    See :func:`dssp` for the arguments. Residues without a complete backbone (N, CA, C, O) get ``C``.
+    See :func:`dssp` for the arguments. Residues without a complete backbone (N, CA, C, O) are not assessed (mkdssp
+    drops them); they get ``not_assigned`` (default ``C``). Pass another letter (``X``, or ``_`` to mask an SS8
+    track) so that a CA-only or O-less structure does not read as all coil.
     """
-    return dssp(atom37, chain_index=chain_index, residue_index=residue_index, sequence=sequence).ss8
+    if len(not_assigned) != 1:
+        raise InputError(f"DSSP: not_assigned must be one character, got {not_assigned!r}")
+    result = dssp(atom37, chain_index=chain_index, residue_index=residue_index, sequence=sequence)
+    if not_assigned == "C" or result.valid.all():
+        return result.ss8
+    letters = np.frombuffer(result.ss8.encode("ascii"), dtype="S1").copy()
+    letters[~result.valid] = not_assigned.encode("ascii", errors="replace")
+    return letters.tobytes().decode("ascii")

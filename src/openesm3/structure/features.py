@@ -16,6 +16,10 @@ from openesm3.structure.complex import ProteinComplex
 from openesm3.structure.dssp import assign_ss8
 from openesm3.structure.sasa import relative_sasa, residue_sasa
 
+# SS8 letter of residues DSSP does not assess (no complete N, CA, C, O backbone; mkdssp drops them). The reference
+# writes X for residues without atoms (spec §12); a coil letter there would read as a real assignment.
+SS8_NOT_ASSIGNED = "X"
+
 
 @dataclass(frozen=True)
 class ChainFeatures:
@@ -23,7 +27,7 @@ class ChainFeatures:
 
     chain_id: str
     sequence: str
-    ss8: str
+    ss8: str  # GHITEBSC, X where the backbone (N, CA, C, O) is incomplete
     sasa: np.ndarray  # [L] float32, Angstrom^2, NaN for residues without atoms
     relative_sasa: np.ndarray  # [L] float32, SASA / theoretical max ASA (Tien et al. 2013)
     chain_breaks: np.ndarray  # [L] bool, True where a new segment starts
@@ -83,8 +87,16 @@ def _json_float(x: float) -> float | None:
 
 
 def featurize(structure: ProteinComplex) -> list[ChainFeatures]:
-    """DSSP, SASA and chain breaks of every chain of ``structure``."""
-    ss8 = assign_ss8(structure.atom37, chain_index=structure.chain_index, sequence=structure.sequence)
+    """DSSP, SASA and chain breaks of every chain of ``structure``.
+
+    Residues without a complete backbone (N, CA, C, O) get :data:`SS8_NOT_ASSIGNED` instead of an SS8 state.
+    """
+    ss8 = assign_ss8(
+        structure.atom37,
+        chain_index=structure.chain_index,
+        sequence=structure.sequence,
+        not_assigned=SS8_NOT_ASSIGNED,
+    )
     out = []
     start = 0
     for chain in structure.chains:
