@@ -195,3 +195,19 @@ def test_folded_first_ffn_follows_weight_changes() -> None:
         fast, _ = model.encode_features(coords)
         expected = plain_features(model, coords)
     assert (fast - expected).abs().max() < 2e-5
+
+
+def test_folded_first_ffn_follows_a_reload_of_inference_tensors() -> None:
+    # Weights created under torch.inference_mode have no version counter, so an in-place load_state_dict there
+    # leaves data pointers and "versions" unchanged: the cached folded matrix must still be dropped.
+    coords = backbone("1a62.pdb.gz")[None, :30]
+    first, second = randomized_encoder(6).state_dict(), randomized_encoder(7)
+    with torch.no_grad():
+        expected = second.encode_features(coords)[0]
+    with torch.inference_mode():
+        model = StructureEncoder(STRUCTURE_ENCODER_TINY).eval()
+        model.load_state_dict(first)
+        model.encode_features(coords)  # caches the folded matrix of the first weights
+        model.load_state_dict(second.state_dict())
+        got = model.encode_features(coords)[0]
+    assert (got - expected).abs().max() < 2e-5

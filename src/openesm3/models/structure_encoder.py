@@ -130,6 +130,11 @@ def _padded_neighbourhoods(cost: Tensor, mask: Tensor, k: int) -> Tensor:
     return hood
 
 
+def _drop_folded_cache(module: nn.Module, *_: object) -> None:
+    """load_state_dict pre-hook: forget the cached folded FFN matrix of :meth:`StructureEncoder._first_ffn_folded`."""
+    module.__dict__.pop("_folded_cache", None)
+
+
 class StructureEncoder(nn.Module):
     """Structure tokenizer encoder + codebook (paper Algorithm 7).
 
@@ -164,6 +169,8 @@ class StructureEncoder(nn.Module):
             commitment_weight=config.commitment_weight,
             dead_code_threshold=config.dead_code_threshold,
         )
+        # The folded-FFN cache keys on weight versions, which inference tensors lack: any load drops it.
+        self.register_load_state_dict_pre_hook(_drop_folded_cache)
 
     # ---- public API ----------------------------------------------------------------------------------------
     def forward(
@@ -327,7 +334,8 @@ class StructureEncoder(nn.Module):
         sources = (ffn.norm.weight, ffn.norm.bias, ffn.w_in.weight, ffn.w_in.bias, geom.out.weight, geom.out.bias,
                    self.relative_position.weight)  # fmt: skip
         # Inference tensors (weights created under torch.inference_mode) have no version counter: key them on
-        # their storage only; they cannot be modified outside inference mode anyway.
+        # their storage only; they cannot be modified outside inference mode, and load_state_dict drops the cache
+        # (pre-hook). Other in-place edits of inference-tensor weights inside inference mode go unnoticed.
         key = tuple(None if t is None else (t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources)
         cached = getattr(self, "_folded_cache", None)
         if cached is not None and cached[0] == key:
