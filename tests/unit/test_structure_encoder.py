@@ -15,6 +15,7 @@ from biotite.structure.io.pdb import PDBFile
 from openesm3 import constants as C
 from openesm3.config import STRUCTURE_ENCODER_TINY
 from openesm3.geometry.rigid import Rigid
+from openesm3.layers.block import set_block_dropout
 from openesm3.models.structure_encoder import StructureEncoder, find_neighbourhoods, knn_cost
 from tests.conftest import TEST_DATA, shared_data
 
@@ -211,3 +212,17 @@ def test_folded_first_ffn_follows_a_reload_of_inference_tensors() -> None:
         model.load_state_dict(second.state_dict())
         got = model.encode_features(coords)[0]
     assert (got - expected).abs().max() < 2e-5
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_block_dropout_reaches_the_encoder_blocks(grad: bool) -> None:
+    # Dropout 1 zeroes every residual branch in training: each residue with a frame reads out its own row of the
+    # position table (offset 0), whichever path (autograd or the folded no-grad one) runs.
+    model = randomized_encoder(8).train()
+    set_block_dropout(model, 1.0)
+    coords = backbone("1a62.pdb.gz")[None, :20]
+    with torch.set_grad_enabled(grad):
+        z, valid = model.encode_features(coords)
+        own_row = model.pre_vq_proj(model.relative_position.weight[model.config.max_relative_position + 1])
+    assert valid.all()
+    torch.testing.assert_close(z[0], own_row.expand(20, -1))

@@ -269,5 +269,5 @@ def attention_mask(sequence_id: Tensor | None, padding: Tensor | None) -> Tensor
 def _block_without_geometry(block: TransformerBlock, x: Tensor, mask: Tensor | None) -> Tensor:
     s = block.residual_scale
     if block.attn is not None:
-        x = x + block.attn(x, mask) / s
-    return x + block.ffn(x) / s
+        x = x + block._branch(block.attn(x, mask)) / s
+    return x + block._branch(block.ffn(x)) / s

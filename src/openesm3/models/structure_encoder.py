@@ -292,17 +292,21 @@ class StructureEncoder(nn.Module):
                 p = _centre_query_projection(geom, x)
             else:
                 p = geom.project(x)
+            # block._branch: the training-time residual dropout of TransformerBlock.forward (a no-op in eval).
             if last:
                 # Only the centre (node 0) is read out: it is the only query and the only FFN input.
-                x = x[:, :1] + geom.attend(p, frames, key_mask, sequence_id, n_queries=1)
-                x = x + block.ffn(x)
+                x = x[:, :1] + block._branch(geom.attend(p, frames, key_mask, sequence_id, n_queries=1))
+                x = x + block._branch(block.ffn(x))
             elif i == 0 and not torch.is_grad_enabled():
                 o = geom.attend(p, frames, key_mask, sequence_id, project_out=False)  # [N, K, 3V]
-                x = x + geom.out(o.to(geom.out.weight.dtype))
-                x = x + self._first_ffn_folded(x, o, rel, block)
+                x = x + block._branch(geom.out(o.to(geom.out.weight.dtype)))
+                if block.dropout and block.training:  # the fold assumes x = E[rel] + W_o o + b_o: plain FFN
+                    x = x + block._branch(block.ffn(x))
+                else:
+                    x = x + self._first_ffn_folded(x, o, rel, block)
             else:
-                x = x + geom.attend(p, frames, key_mask, sequence_id)
-                x = x + block.ffn(x)
+                x = x + block._branch(geom.attend(p, frames, key_mask, sequence_id))
+                x = x + block._branch(block.ffn(x))
         return x[:, 0]
 
     def _first_ffn_folded(self, x: Tensor, o: Tensor, rel: Tensor, block: TransformerBlock) -> Tensor:
