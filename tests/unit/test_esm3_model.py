@@ -168,6 +168,17 @@ def test_hidden_states_and_embed_from_any_layer() -> None:
             model.embed(sequence_tokenz=seq)
 
 
+def test_an_empty_batch_gives_empty_outputs() -> None:
+    model = randomized(ESM3_TINY, seed=12)
+    seq = torch.zeros(0, 6, dtype=torch.long)
+    with torch.no_grad():
+        out = model(sequence_tokens=seq, structure_coords=torch.zeros(0, 6, 3, 3))
+        plain = model(sequence_tokens=seq)
+    for name, trailing in FIELDS.items():
+        assert getattr(out, name).shape == (0, 6, *trailing), name
+        assert getattr(plain, name).shape == (0, 6, *trailing), name
+
+
 def test_block_dropout_reaches_every_block_with_and_without_coordinates() -> None:
     # Dropout 1 zeroes every residual branch in training, so the output must be the input embedding; block 0
     # without coordinates takes a shortcut around the geometric branch that must keep the dropout.

@@ -61,6 +61,17 @@ def test_residues_are_decoded_independently_and_shapes() -> None:
     assert diff.max() < 1e-5  # ... and only for its own residue
 
 
+@pytest.mark.parametrize("deduplicate", [True, False])
+@pytest.mark.parametrize("lead", [(0,), (2, 0)])
+def test_no_residues_decode_to_empty_outputs(lead: tuple[int, ...], deduplicate: bool) -> None:
+    with torch.no_grad():
+        out = randomized_function_decoder()(torch.zeros(*lead, 8, dtype=torch.long), deduplicate=deduplicate)
+    cfg = FUNCTION_DECODER_TINY
+    assert out.keyword_logits.shape == (*lead, cfg.n_keywords)
+    assert out.keyword_tfidf.shape == (*lead, cfg.n_keywords)
+    assert out.interpro_logits.shape == (*lead, cfg.n_interpro)
+
+
 def test_wrong_depth() -> None:
     with pytest.raises(ValueError, match="function tokens"):
         randomized_function_decoder()(torch.zeros(3, 7, dtype=torch.long))

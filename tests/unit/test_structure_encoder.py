@@ -166,6 +166,19 @@ def test_batched_with_padding_equals_single() -> None:
     assert not out.residue_mask[1, 40:].any()
 
 
+@pytest.mark.parametrize("shape", [(1, 0), (0, 5)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_no_residues_encode_to_empty_outputs(shape: tuple[int, int], padded: bool) -> None:
+    model = randomized_encoder()
+    mask = torch.ones(shape, dtype=torch.bool) if padded else None
+    with torch.no_grad():
+        out = model(torch.zeros(*shape, 3, 3), mask=mask)
+    d_out = model.config.d_out
+    assert out.tokens.shape == shape and out.residue_mask.shape == shape
+    assert out.z.shape == (*shape, d_out) and out.z_q.shape == (*shape, d_out)
+    assert float(out.commitment_loss) == 0.0
+
+
 def test_bad_coordinate_shape() -> None:
     with pytest.raises(ValueError, match="coords"):
         randomized_encoder()(torch.zeros(1, 5, 2, 3))

@@ -98,5 +98,5 @@ class FunctionDecoder(nn.Module):
         outputs = [head(pooled) for head in (self.keyword_head, self.tfidf_head, self.interpro_head)]
         if inverse is not None:
             outputs = [out[inverse] for out in outputs]
-        keyword, tfidf, interpro = (out.view(*lead, -1) for out in outputs)
+        keyword, tfidf, interpro = (out.view(*lead, out.shape[-1]) for out in outputs)  # explicit: lead may hold a 0
         return FunctionDecoderOutput(keyword_logits=keyword, keyword_tfidf=tfidf, interpro_logits=interpro)

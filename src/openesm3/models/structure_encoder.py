@@ -255,7 +255,9 @@ class StructureEncoder(nn.Module):
                     None if hood_seq is None else hood_seq[sl],
                 )
             )
-        centre = torch.cat(out, dim=0).view(b, length, -1)  # [B, L, D]
+        d = self.config.d_model
+        # [B, L, D]; no chunk at all when B or L is 0
+        centre = torch.cat(out, dim=0).view(b, length, d) if out else table_proj.new_zeros(b, length, d)
         # Residues without a frame (and padding) read out zeros, as in the reference.
         centre = torch.where(frame_mask[..., None], centre, torch.zeros((), dtype=centre.dtype, device=device))
         return self.pre_vq_proj(centre), frame_mask
