@@ -235,3 +235,35 @@ def test_a_sequence_conditioned_decoder_reads_the_unknown_sequence_row_by_defaul
         explicit = decoder(tokens, sequence_tokens=unknown_sequence(tokens)).backbone
         all_mask = decoder(tokens, sequence_tokens=torch.full_like(tokens, C.SEQUENCE_MASK)).backbone
     assert torch.equal(default, explicit) and not torch.allclose(default, all_mask)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (lambda t: {"mask": torch.ones_like(t)}, "mask: expected a bool tensor"),
+        (lambda t: {"mask": torch.ones_like(t, dtype=torch.float32)}, "mask: expected a bool tensor"),
+        (lambda t: {"mask": torch.ones(t.shape[1], dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        (lambda t: {"mask": torch.ones(1, t.shape[1] - 1, dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        (lambda t: {"sequence_id": torch.zeros(t.shape[1], dtype=torch.long)}, r"sequence_id: expected shape"),
+        (lambda t: {"sequence_id": torch.zeros(1, t.shape[1] + 1, dtype=torch.long)}, r"sequence_id: expected shape"),
+        (
+            lambda t: {"embeddings": torch.zeros(1, t.shape[1], 8)},
+            r"embeddings: expected shape \[B, L, D\] = \[1, 10, 64\]",
+        ),
+    ],
+)
+def test_bad_side_inputs_raise_input_errors_naming_them(kwargs, message: str) -> None:  # noqa: ANN001
+    model = randomized_decoder()
+    t = tokens(8)
+    with pytest.raises(InputError, match=message):
+        model(t, **kwargs(t))
+
+
+def test_side_inputs_with_a_batch_of_one_broadcast() -> None:
+    model = randomized_decoder()
+    t = tokens(8).repeat(2, 1)
+    with torch.no_grad():
+        out = model(t, sequence_id=torch.zeros(1, t.shape[1], dtype=torch.long))
+    assert out.plddt.shape == t.shape
+    with pytest.raises(InputError, match="mask: expected shape"):  # the mask must match the rows it masks
+        model(t, mask=torch.ones(1, t.shape[1], dtype=torch.bool))

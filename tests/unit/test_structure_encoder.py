@@ -14,6 +14,7 @@ from biotite.structure.io.pdb import PDBFile
 
 from openesm3 import constants as C
 from openesm3.config import STRUCTURE_ENCODER_TINY
+from openesm3.errors import InputError
 from openesm3.geometry.rigid import Rigid
 from openesm3.layers.block import set_block_dropout
 from openesm3.models.structure_encoder import StructureEncoder, find_neighbourhoods, knn_cost
@@ -239,3 +240,21 @@ def test_block_dropout_reaches_the_encoder_blocks(grad: bool) -> None:
         own_row = model.pre_vq_proj(model.relative_position.weight[model.config.max_relative_position + 1])
     assert valid.all()
     torch.testing.assert_close(z[0], own_row.expand(20, -1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mask": torch.ones(1, 12, dtype=torch.long)}, "mask: expected a bool tensor"),
+        ({"mask": torch.ones(1, 12)}, "mask: expected a bool tensor"),
+        ({"mask": torch.ones(12, dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        ({"mask": torch.ones(1, 11, dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        ({"sequence_id": torch.zeros(1, 11, dtype=torch.long)}, r"sequence_id: expected shape \[B, L\]"),
+        ({"residue_index": torch.arange(12)}, r"residue_index: expected shape \[B, L\]"),
+        ({"residue_index": torch.arange(11)[None]}, r"residue_index: expected shape \[B, L\]"),
+        ({"residue_index": torch.arange(12.0)[None]}, "residue_index: expected an integer tensor"),
+    ],
+)
+def test_bad_side_inputs_raise_input_errors_naming_them(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        randomized_encoder()(torch.randn(1, 12, 3, 3), **kwargs)

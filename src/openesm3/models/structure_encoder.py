@@ -30,6 +30,7 @@ from openesm3.layers.block import BlockConfig, TransformerBlock
 from openesm3.layers.codebook import EMACodebook
 from openesm3.layers.feed_forward import SwiGLU
 from openesm3.layers.geometric_attention import GeometricAttention
+from openesm3.models.structure_decoder import check_per_residue
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,9 @@ class StructureEncoder(nn.Module):
         if coords.ndim != 4 or coords.shape[-2] < 3 or coords.shape[-1] != 3:
             raise ValueError(f"coords must be [B, L, A>=3, 3], got {tuple(coords.shape)}")
         b, length = coords.shape[:2]
+        check_per_residue("mask", mask, (b, length), "bool")
+        check_per_residue("sequence_id", sequence_id, (b, length), "any")
+        check_per_residue("residue_index", residue_index, (b, length), "integer")
         device = coords.device
         padded = mask is not None
         if mask is None:
