@@ -187,7 +187,8 @@ class StructureDecoder(nn.Module):
 
         Args:
             tokens: [B, L] int ids, each row ``BOS, codes (or CHAINBREAK), EOS`` then padding.
-            mask: [B, L] bool, False at padding (padding is never attended to). Default: no padding.
+            mask: [B, L] bool, False at padding (padding is never attended to; the reference ignores its
+                attention_mask, so only unpadded rows match it). Default: no padding.
             sequence_id: [B, L] int; tokens attend only within their sequence. Default: one sequence per row.
             return_pair_logits: also return all 224 pairwise logits per pair (training).
             sequence_tokens: [B, L] sequence-track ids aligned with ``tokens`` (BOS/EOS included), only for a
