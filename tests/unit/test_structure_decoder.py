@@ -115,6 +115,32 @@ def test_batched_with_padding_equals_single() -> None:
             assert (out.ptm[row] - ref.ptm[0]).abs() < 1e-5
 
 
+def test_no_attention_row_is_fully_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Padding with a sequence id of its own: a pad query that may see only real keys would see nothing. CPU kernels
+    # return 0 for such a row, but fused GPU kernels need not (NaN there reaches real rows through 0 * NaN in the
+    # next layer's value product), so pad queries must keep a non-empty row, as in the ESM3 trunk.
+    import openesm3.layers.attention as attention_module
+
+    seen = []
+    plain = attention_module.attention
+
+    def recording(q, k, v, mask):  # noqa: ANN001, ANN202
+        seen.append(mask)
+        return plain(q, k, v, mask)
+
+    monkeypatch.setattr(attention_module, "attention", recording)
+    model = randomized_decoder(2)
+    batch = torch.full((2, 16), C.STRUCTURE_PAD)
+    batch[0], batch[1, :8] = tokens(14, 1)[0], tokens(6, 2)[0]
+    mask = batch != C.STRUCTURE_PAD
+    sequence_id = (~mask).long()  # pads: id 1
+    with torch.no_grad():
+        out = model(batch, mask=mask, sequence_id=sequence_id)
+        alone = model(batch[1:, :8])
+    assert seen[0] is not None and all(m is None or bool(m.any(-1).all()) for m in seen)
+    assert (out.plddt[1, :8] - alone.plddt[0]).abs().max() < 1e-5
+
+
 def test_sequence_id_isolates_packed_sequences() -> None:
     model = randomized_decoder(3)
     a, b = tokens(10, 4), tokens(8, 5)

@@ -215,7 +215,9 @@ class StructureDecoder(nn.Module):
         if sequence_id is not None:
             attn_mask = sequence_id[:, :, None] == sequence_id[:, None, :]
         if mask is not None:
-            keys = mask[:, None, :].expand(-1, tokens.shape[1], -1)
+            # Real keys; pad queries see every key (their outputs are never used), so that no row is fully masked:
+            # fused GPU kernels need not return 0 for such a row, and NaN there would reach real rows next layer.
+            keys = mask[:, None, :] | ~mask[:, :, None]
             attn_mask = keys if attn_mask is None else attn_mask & keys
         if attn_mask is not None:
             attn_mask = attn_mask[:, None]  # [B, 1, L, L], broadcast over heads
