@@ -258,3 +258,16 @@ def test_block_dropout_reaches_the_encoder_blocks(grad: bool) -> None:
 def test_bad_side_inputs_raise_input_errors_naming_them(kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         randomized_encoder()(torch.randn(1, 12, 3, 3), **kwargs)
+
+
+def test_folded_first_ffn_built_under_autocast_does_not_leak_into_fp32() -> None:
+    # The folded matrix is cached: one built from bf16 products under autocast must not serve later fp32 calls.
+    coords = backbone("1a62.pdb.gz")[None, :30]
+    model = randomized_encoder(9)
+    with torch.no_grad():
+        expected = model.encode_features(coords)[0]
+        model.__dict__.pop("_folded_cache")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.encode_features(coords)
+        got = model.encode_features(coords)[0]
+    assert (got - expected).abs().max() < 2e-5

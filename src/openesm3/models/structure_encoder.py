@@ -350,7 +350,8 @@ class StructureEncoder(nn.Module):
         cached = getattr(self, "_folded_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        with torch.no_grad():
+        # Autocast off: the cache outlives the call, so its products must not carry a caller's bf16 rounding.
+        with torch.no_grad(), torch.autocast(device_type=ffn.norm.weight.device.type, enabled=False):
             g = ffn.norm.weight
             beta = ffn.norm.bias if ffn.norm.bias is not None else torch.zeros_like(g)
             w_in = ffn.w_in.weight  # [H, D]
