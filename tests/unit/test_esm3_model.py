@@ -9,6 +9,7 @@ import torch
 
 from openesm3 import constants as C
 from openesm3.config import ESM3_7B, ESM3_98B, ESM3_SM_OPEN_V1, ESM3_TINY, ESM3Config
+from openesm3.layers.block import set_block_dropout
 from openesm3.models.esm3 import ESM3
 from openesm3.models.esm3_inputs import prepare_inputs
 from openesm3.models.taxonomy import taxonomy_logit_targets
@@ -165,6 +166,33 @@ def test_hidden_states_and_embed_from_any_layer() -> None:
             model.embed(sequence_tokens=seq, layer=4)
         with pytest.raises(TypeError, match="sequence_tokenz"):
             model.embed(sequence_tokenz=seq)
+
+
+def test_an_empty_batch_gives_empty_outputs() -> None:
+    model = randomized(ESM3_TINY, seed=12)
+    seq = torch.zeros(0, 6, dtype=torch.long)
+    with torch.no_grad():
+        out = model(sequence_tokens=seq, structure_coords=torch.zeros(0, 6, 3, 3))
+        plain = model(sequence_tokens=seq)
+    for name, trailing in FIELDS.items():
+        assert getattr(out, name).shape == (0, 6, *trailing), name
+        assert getattr(plain, name).shape == (0, 6, *trailing), name
+
+
+def test_block_dropout_reaches_every_block_with_and_without_coordinates() -> None:
+    # Dropout 1 zeroes every residual branch in training, so the output must be the input embedding; block 0
+    # without coordinates takes a shortcut around the geometric branch that must keep the dropout.
+    model = randomized(ESM3_TINY, seed=11).train()
+    set_block_dropout(model, 1.0)
+    g = torch.Generator().manual_seed(11)
+    seq = tokens(1, 8, g)
+    for coords in (None, torch.randn(1, 8, 3, 3, generator=g) * 4):
+        out = model(sequence_tokens=seq, structure_coords=coords, output_hidden_states=True)
+        assert out.hidden_states is not None
+        torch.testing.assert_close(out.embeddings, out.hidden_states[0], atol=0, rtol=0)
+    model.eval()  # eval mode: no dropout, the blocks act again
+    out = model(sequence_tokens=seq, output_hidden_states=True)
+    assert out.hidden_states is not None and not torch.equal(out.embeddings, out.hidden_states[0])
 
 
 def test_taxonomy_track_zero_initialised_then_effective() -> None:

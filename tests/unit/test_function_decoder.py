@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from openesm3.config import FUNCTION_DECODER_TINY
+from openesm3.layers.block import set_block_dropout
 from openesm3.models.function_decoder import FunctionDecoder, unpack_lsh_bits
 
 
@@ -59,6 +60,31 @@ def test_residues_are_decoded_independently_and_shapes() -> None:
     assert diff[1, 4] > 1e-4  # a single bit matters ...
     diff[1, 4] = 0
     assert diff.max() < 1e-5  # ... and only for its own residue
+
+
+@pytest.mark.parametrize("deduplicate", [True, False])
+@pytest.mark.parametrize("lead", [(0,), (2, 0)])
+def test_no_residues_decode_to_empty_outputs(lead: tuple[int, ...], deduplicate: bool) -> None:
+    with torch.no_grad():
+        out = randomized_function_decoder()(torch.zeros(*lead, 8, dtype=torch.long), deduplicate=deduplicate)
+    cfg = FUNCTION_DECODER_TINY
+    assert out.keyword_logits.shape == (*lead, cfg.n_keywords)
+    assert out.keyword_tfidf.shape == (*lead, cfg.n_keywords)
+    assert out.interpro_logits.shape == (*lead, cfg.n_interpro)
+
+
+def test_training_dropout_draws_per_residue_even_for_repeated_rows() -> None:
+    # Deduplication would decode a repeated row once, so every copy would share one dropout mask.
+    model = randomized_function_decoder().train()
+    set_block_dropout(model, 0.5)
+    tokens = torch.randint(4, 260, (1, 8), generator=torch.Generator().manual_seed(3)).repeat(6, 1)
+    torch.manual_seed(0)
+    out = model(tokens)
+    assert (out.interpro_logits - out.interpro_logits[:1]).abs().amax(-1)[1:].min() > 1e-4
+    model.eval()  # no dropout: the copies agree again
+    with torch.no_grad():
+        out = model(tokens)
+    assert (out.interpro_logits - out.interpro_logits[:1]).abs().max() == 0
 
 
 def test_wrong_depth() -> None:

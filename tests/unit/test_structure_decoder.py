@@ -115,6 +115,32 @@ def test_batched_with_padding_equals_single() -> None:
             assert (out.ptm[row] - ref.ptm[0]).abs() < 1e-5
 
 
+def test_no_attention_row_is_fully_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Padding with a sequence id of its own: a pad query that may see only real keys would see nothing. CPU kernels
+    # return 0 for such a row, but fused GPU kernels need not (NaN there reaches real rows through 0 * NaN in the
+    # next layer's value product), so pad queries must keep a non-empty row, as in the ESM3 trunk.
+    import openesm3.layers.attention as attention_module
+
+    seen = []
+    plain = attention_module.attention
+
+    def recording(q, k, v, mask):  # noqa: ANN001, ANN202
+        seen.append(mask)
+        return plain(q, k, v, mask)
+
+    monkeypatch.setattr(attention_module, "attention", recording)
+    model = randomized_decoder(2)
+    batch = torch.full((2, 16), C.STRUCTURE_PAD)
+    batch[0], batch[1, :8] = tokens(14, 1)[0], tokens(6, 2)[0]
+    mask = batch != C.STRUCTURE_PAD
+    sequence_id = (~mask).long()  # pads: id 1
+    with torch.no_grad():
+        out = model(batch, mask=mask, sequence_id=sequence_id)
+        alone = model(batch[1:, :8])
+    assert seen[0] is not None and all(m is None or bool(m.any(-1).all()) for m in seen)
+    assert (out.plddt[1, :8] - alone.plddt[0]).abs().max() < 1e-5
+
+
 def test_sequence_id_isolates_packed_sequences() -> None:
     model = randomized_decoder(3)
     a, b = tokens(10, 4), tokens(8, 5)
@@ -235,3 +261,35 @@ def test_a_sequence_conditioned_decoder_reads_the_unknown_sequence_row_by_defaul
         explicit = decoder(tokens, sequence_tokens=unknown_sequence(tokens)).backbone
         all_mask = decoder(tokens, sequence_tokens=torch.full_like(tokens, C.SEQUENCE_MASK)).backbone
     assert torch.equal(default, explicit) and not torch.allclose(default, all_mask)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (lambda t: {"mask": torch.ones_like(t)}, "mask: expected a bool tensor"),
+        (lambda t: {"mask": torch.ones_like(t, dtype=torch.float32)}, "mask: expected a bool tensor"),
+        (lambda t: {"mask": torch.ones(t.shape[1], dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        (lambda t: {"mask": torch.ones(1, t.shape[1] - 1, dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        (lambda t: {"sequence_id": torch.zeros(t.shape[1], dtype=torch.long)}, r"sequence_id: expected shape"),
+        (lambda t: {"sequence_id": torch.zeros(1, t.shape[1] + 1, dtype=torch.long)}, r"sequence_id: expected shape"),
+        (
+            lambda t: {"embeddings": torch.zeros(1, t.shape[1], 8)},
+            r"embeddings: expected shape \[B, L, D\] = \[1, 10, 64\]",
+        ),
+    ],
+)
+def test_bad_side_inputs_raise_input_errors_naming_them(kwargs, message: str) -> None:  # noqa: ANN001
+    model = randomized_decoder()
+    t = tokens(8)
+    with pytest.raises(InputError, match=message):
+        model(t, **kwargs(t))
+
+
+def test_side_inputs_with_a_batch_of_one_broadcast() -> None:
+    model = randomized_decoder()
+    t = tokens(8).repeat(2, 1)
+    with torch.no_grad():
+        out = model(t, sequence_id=torch.zeros(1, t.shape[1], dtype=torch.long))
+    assert out.plddt.shape == t.shape
+    with pytest.raises(InputError, match="mask: expected shape"):  # the mask must match the rows it masks
+        model(t, mask=torch.ones(1, t.shape[1], dtype=torch.bool))

@@ -14,7 +14,9 @@ from biotite.structure.io.pdb import PDBFile
 
 from openesm3 import constants as C
 from openesm3.config import STRUCTURE_ENCODER_TINY
+from openesm3.errors import InputError
 from openesm3.geometry.rigid import Rigid
+from openesm3.layers.block import set_block_dropout
 from openesm3.models.structure_encoder import StructureEncoder, find_neighbourhoods, knn_cost
 from tests.conftest import TEST_DATA, shared_data
 
@@ -165,6 +167,19 @@ def test_batched_with_padding_equals_single() -> None:
     assert not out.residue_mask[1, 40:].any()
 
 
+@pytest.mark.parametrize("shape", [(1, 0), (0, 5)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_no_residues_encode_to_empty_outputs(shape: tuple[int, int], padded: bool) -> None:
+    model = randomized_encoder()
+    mask = torch.ones(shape, dtype=torch.bool) if padded else None
+    with torch.no_grad():
+        out = model(torch.zeros(*shape, 3, 3), mask=mask)
+    d_out = model.config.d_out
+    assert out.tokens.shape == shape and out.residue_mask.shape == shape
+    assert out.z.shape == (*shape, d_out) and out.z_q.shape == (*shape, d_out)
+    assert float(out.commitment_loss) == 0.0
+
+
 def test_bad_coordinate_shape() -> None:
     with pytest.raises(ValueError, match="coords"):
         randomized_encoder()(torch.zeros(1, 5, 2, 3))
@@ -195,3 +210,64 @@ def test_folded_first_ffn_follows_weight_changes() -> None:
         fast, _ = model.encode_features(coords)
         expected = plain_features(model, coords)
     assert (fast - expected).abs().max() < 2e-5
+
+
+def test_folded_first_ffn_follows_a_reload_of_inference_tensors() -> None:
+    # Weights created under torch.inference_mode have no version counter, so an in-place load_state_dict there
+    # leaves data pointers and "versions" unchanged: the cached folded matrix must still be dropped.
+    coords = backbone("1a62.pdb.gz")[None, :30]
+    first, second = randomized_encoder(6).state_dict(), randomized_encoder(7)
+    with torch.no_grad():
+        expected = second.encode_features(coords)[0]
+    with torch.inference_mode():
+        model = StructureEncoder(STRUCTURE_ENCODER_TINY).eval()
+        model.load_state_dict(first)
+        model.encode_features(coords)  # caches the folded matrix of the first weights
+        model.load_state_dict(second.state_dict())
+        got = model.encode_features(coords)[0]
+    assert (got - expected).abs().max() < 2e-5
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_block_dropout_reaches_the_encoder_blocks(grad: bool) -> None:
+    # Dropout 1 zeroes every residual branch in training: each residue with a frame reads out its own row of the
+    # position table (offset 0), whichever path (autograd or the folded no-grad one) runs.
+    model = randomized_encoder(8).train()
+    set_block_dropout(model, 1.0)
+    coords = backbone("1a62.pdb.gz")[None, :20]
+    with torch.set_grad_enabled(grad):
+        z, valid = model.encode_features(coords)
+        own_row = model.pre_vq_proj(model.relative_position.weight[model.config.max_relative_position + 1])
+    assert valid.all()
+    torch.testing.assert_close(z[0], own_row.expand(20, -1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mask": torch.ones(1, 12, dtype=torch.long)}, "mask: expected a bool tensor"),
+        ({"mask": torch.ones(1, 12)}, "mask: expected a bool tensor"),
+        ({"mask": torch.ones(12, dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        ({"mask": torch.ones(1, 11, dtype=torch.bool)}, r"mask: expected shape \[B, L\]"),
+        ({"sequence_id": torch.zeros(1, 11, dtype=torch.long)}, r"sequence_id: expected shape \[B, L\]"),
+        ({"residue_index": torch.arange(12)}, r"residue_index: expected shape \[B, L\]"),
+        ({"residue_index": torch.arange(11)[None]}, r"residue_index: expected shape \[B, L\]"),
+        ({"residue_index": torch.arange(12.0)[None]}, "residue_index: expected an integer tensor"),
+    ],
+)
+def test_bad_side_inputs_raise_input_errors_naming_them(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        randomized_encoder()(torch.randn(1, 12, 3, 3), **kwargs)
+
+
+def test_folded_first_ffn_built_under_autocast_does_not_leak_into_fp32() -> None:
+    # The folded matrix is cached: one built from bf16 products under autocast must not serve later fp32 calls.
+    coords = backbone("1a62.pdb.gz")[None, :30]
+    model = randomized_encoder(9)
+    with torch.no_grad():
+        expected = model.encode_features(coords)[0]
+        model.__dict__.pop("_folded_cache")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.encode_features(coords)
+        got = model.encode_features(coords)[0]
+    assert (got - expected).abs().max() < 2e-5

@@ -88,11 +88,13 @@ class EMACodebook(nn.Module):
 
     # ---- inference ---------------------------------------------------------------------------------------
     def nearest(self, z: Tensor) -> Tensor:
-        """Index of the nearest code of each vector: z [..., D] -> [...] int64 (fp32 distances)."""
+        """Index of the nearest code of each vector: z [..., D] -> [...] int64 (fp32 distances, under autocast too)."""
         flat = z.reshape(-1, self.dim).float()
         codes = self.embeddings.float()
         # |z|^2 - 2 z.e + |e|^2 in this order and in fp32: the reference's formula, so near-ties resolve alike.
-        distances = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(-1)[None, :]
+        # Autocast off: it would run z.e in bf16/fp16 and move near-ties (the codes must not depend on it).
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            distances = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(-1)[None, :]
         return distances.argmin(-1).view(z.shape[:-1])
 
     def lookup(self, indices: Tensor) -> Tensor:

@@ -12,7 +12,8 @@ geometric attention, so a padded batch gives every protein the same result as ru
 only separates proteins when ``sequence_id`` is given; without it, every token, pads included, attends to
 every other (spec §13.9: its batched generation therefore depends on the batch). ``attend_to_padding=True``
 reproduces the reference exactly. With ``sequence_id``, attention is restricted to equal ids as in the
-reference (and, by default, padded keys are masked as well: give pads their own id and both agree).
+reference (and, by default, padded keys are masked as well: give pads their own id and no coordinates and both
+agree; the reference's geometric attention only down-weights other ids, so pads with coordinates stay visible).
 """
 
 from __future__ import annotations
@@ -269,5 +270,5 @@ def attention_mask(sequence_id: Tensor | None, padding: Tensor | None) -> Tensor
 def _block_without_geometry(block: TransformerBlock, x: Tensor, mask: Tensor | None) -> Tensor:
     s = block.residual_scale
     if block.attn is not None:
-        x = x + block.attn(x, mask) / s
-    return x + block.ffn(x) / s
+        x = x + block._branch(block.attn(x, mask)) / s
+    return x + block._branch(block.ffn(x)) / s

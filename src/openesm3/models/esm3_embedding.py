@@ -76,7 +76,10 @@ class ESM3InputEmbedding(nn.Module):
         function = torch.cat(
             [table(tokens) for table, tokens in zip(self.function, function_tokens.unbind(-1))], dim=-1
         )
-        residue = self.residue(residue_annotation_tokens.reshape(b * length, -1)).view(b, length, -1)
+        n_annotations = residue_annotation_tokens.shape[-1]  # explicit sizes: -1 cannot be inferred for B = 0
+        residue = self.residue(residue_annotation_tokens.reshape(b * length, n_annotations)).view(
+            b, length, self.residue.embedding_dim
+        )
         # Same summation order as the reference, so fp32 rounding matches as closely as possible.
         return (
             self.sequence(sequence_tokens)

@@ -11,6 +11,7 @@ three regression heads: keyword logits, keyword TF-IDF and InterPro logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -85,7 +86,9 @@ class FunctionDecoder(nn.Module):
         lead = tokens.shape[:-1]
         index = unpack_lsh_bits(tokens.reshape(-1, self.config.depth), self.config.bits_per_token)  # [N, 64]
         inverse = None
-        if deduplicate and index.shape[0] > 1:
+        # Training with residual dropout: each residue must draw its own dropout mask, so no sharing of rows.
+        dropout = self.training and any(cast(TransformerBlock, block).dropout for block in self.blocks)
+        if deduplicate and index.shape[0] > 1 and not dropout:
             distinct, inverse = torch.unique(index, dim=0, return_inverse=True)  # [U, 64], [N]
             if distinct.shape[0] < index.shape[0]:
                 index = distinct
@@ -98,5 +101,5 @@ class FunctionDecoder(nn.Module):
         outputs = [head(pooled) for head in (self.keyword_head, self.tfidf_head, self.interpro_head)]
         if inverse is not None:
             outputs = [out[inverse] for out in outputs]
-        keyword, tfidf, interpro = (out.view(*lead, -1) for out in outputs)
+        keyword, tfidf, interpro = (out.view(*lead, out.shape[-1]) for out in outputs)  # explicit: lead may hold a 0
         return FunctionDecoderOutput(keyword_logits=keyword, keyword_tfidf=tfidf, interpro_logits=interpro)

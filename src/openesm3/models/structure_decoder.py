@@ -73,6 +73,7 @@ def check_structure_tokens(tokens: Tensor, mask: Tensor | None, max_length: int)
     if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise InputError(f"structure tokens must be integers, got {tokens.dtype}")
     b, length = tokens.shape
+    check_per_residue("mask", mask, (b, length), "bool")
     if length > max_length:
         raise InputError(
             f"structure tokens: length {length} (with BOS/EOS) exceeds the decoder context of {max_length} tokens"
@@ -99,6 +100,25 @@ def check_structure_tokens(tokens: Tensor, mask: Tensor | None, max_length: int)
                 f"structure tokens row {row}: the last token must be EOS ({C.STRUCTURE_EOS}), got {int(ids[n - 1])} "
                 f"at position {n - 1}"
             )
+
+
+def check_per_residue(
+    name: str, value: Tensor | None, shape: tuple[int, ...], kind: str, *, batch_of_one: bool = False
+) -> None:
+    """Raise :class:`InputError` unless ``value`` (if given) has exactly ``shape`` (or a batch of 1 where
+    ``batch_of_one``, broadcast by the caller) and the dtype ``kind`` asks: "bool", "integer" or "any". One check per
+    side input of the structure VQ-VAE networks (no host sync)."""
+    if value is None:
+        return
+    if not isinstance(value, Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if kind == "bool" and value.dtype != torch.bool:
+        raise InputError(f"{name}: expected a bool tensor (True = real residue), got {value.dtype}")
+    if kind == "integer" and (value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool):
+        raise InputError(f"{name}: expected an integer tensor, got {value.dtype}")
+    if tuple(value.shape) != shape and not (batch_of_one and tuple(value.shape) == (1, *shape[1:])):
+        dims = "[B, L]" if len(shape) == 2 else "[B, L, D]"
+        raise InputError(f"{name}: expected shape {dims} = {list(shape)}, got {list(value.shape)}")
 
 
 def unknown_sequence(tokens: Tensor) -> Tensor:
@@ -167,7 +187,8 @@ class StructureDecoder(nn.Module):
 
         Args:
             tokens: [B, L] int ids, each row ``BOS, codes (or CHAINBREAK), EOS`` then padding.
-            mask: [B, L] bool, False at padding (padding is never attended to). Default: no padding.
+            mask: [B, L] bool, False at padding (padding is never attended to; the reference ignores its
+                attention_mask, so only unpadded rows match it). Default: no padding.
             sequence_id: [B, L] int; tokens attend only within their sequence. Default: one sequence per row.
             return_pair_logits: also return all 224 pairwise logits per pair (training).
             sequence_tokens: [B, L] sequence-track ids aligned with ``tokens`` (BOS/EOS included), only for a
@@ -185,11 +206,18 @@ class StructureDecoder(nn.Module):
         """
         if not torch.compiler.is_compiling():
             check_structure_tokens(tokens, mask, self.config.max_length)
+            shape = tuple(tokens.shape)
+            check_per_residue("sequence_id", sequence_id, shape, "any", batch_of_one=True)
+            check_per_residue("sequence_tokens", sequence_tokens, shape, "integer", batch_of_one=True)
+            check_per_residue("positions", positions, shape, "any", batch_of_one=True)
+            check_per_residue("embeddings", embeddings, (*shape, self.config.d_model), "any")
         attn_mask = None
         if sequence_id is not None:
             attn_mask = sequence_id[:, :, None] == sequence_id[:, None, :]
         if mask is not None:
-            keys = mask[:, None, :].expand(-1, tokens.shape[1], -1)
+            # Real keys; pad queries see every key (their outputs are never used), so that no row is fully masked:
+            # fused GPU kernels need not return 0 for such a row, and NaN there would reach real rows next layer.
+            keys = mask[:, None, :] | ~mask[:, :, None]
             attn_mask = keys if attn_mask is None else attn_mask & keys
         if attn_mask is not None:
             attn_mask = attn_mask[:, None]  # [B, 1, L, L], broadcast over heads

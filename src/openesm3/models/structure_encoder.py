@@ -30,6 +30,7 @@ from openesm3.layers.block import BlockConfig, TransformerBlock
 from openesm3.layers.codebook import EMACodebook
 from openesm3.layers.feed_forward import SwiGLU
 from openesm3.layers.geometric_attention import GeometricAttention
+from openesm3.models.structure_decoder import check_per_residue
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,11 @@ def _padded_neighbourhoods(cost: Tensor, mask: Tensor, k: int) -> Tensor:
     return hood
 
 
+def _drop_folded_cache(module: nn.Module, *_: object) -> None:
+    """load_state_dict pre-hook: forget the cached folded FFN matrix of :meth:`StructureEncoder._first_ffn_folded`."""
+    module.__dict__.pop("_folded_cache", None)
+
+
 class StructureEncoder(nn.Module):
     """Structure tokenizer encoder + codebook (paper Algorithm 7).
 
@@ -164,6 +170,8 @@ class StructureEncoder(nn.Module):
             commitment_weight=config.commitment_weight,
             dead_code_threshold=config.dead_code_threshold,
         )
+        # The folded-FFN cache keys on weight versions, which inference tensors lack: any load drops it.
+        self.register_load_state_dict_pre_hook(_drop_folded_cache)
 
     # ---- public API ----------------------------------------------------------------------------------------
     def forward(
@@ -209,6 +217,9 @@ class StructureEncoder(nn.Module):
         if coords.ndim != 4 or coords.shape[-2] < 3 or coords.shape[-1] != 3:
             raise ValueError(f"coords must be [B, L, A>=3, 3], got {tuple(coords.shape)}")
         b, length = coords.shape[:2]
+        check_per_residue("mask", mask, (b, length), "bool")
+        check_per_residue("sequence_id", sequence_id, (b, length), "any")
+        check_per_residue("residue_index", residue_index, (b, length), "integer")
         device = coords.device
         padded = mask is not None
         if mask is None:
@@ -248,7 +259,9 @@ class StructureEncoder(nn.Module):
                     None if hood_seq is None else hood_seq[sl],
                 )
             )
-        centre = torch.cat(out, dim=0).view(b, length, -1)  # [B, L, D]
+        d = self.config.d_model
+        # [B, L, D]; no chunk at all when B or L is 0
+        centre = torch.cat(out, dim=0).view(b, length, d) if out else table_proj.new_zeros(b, length, d)
         # Residues without a frame (and padding) read out zeros, as in the reference.
         centre = torch.where(frame_mask[..., None], centre, torch.zeros((), dtype=centre.dtype, device=device))
         return self.pre_vq_proj(centre), frame_mask
@@ -285,17 +298,21 @@ class StructureEncoder(nn.Module):
                 p = _centre_query_projection(geom, x)
             else:
                 p = geom.project(x)
+            # block._branch: the training-time residual dropout of TransformerBlock.forward (a no-op in eval).
             if last:
                 # Only the centre (node 0) is read out: it is the only query and the only FFN input.
-                x = x[:, :1] + geom.attend(p, frames, key_mask, sequence_id, n_queries=1)
-                x = x + block.ffn(x)
+                x = x[:, :1] + block._branch(geom.attend(p, frames, key_mask, sequence_id, n_queries=1))
+                x = x + block._branch(block.ffn(x))
             elif i == 0 and not torch.is_grad_enabled():
                 o = geom.attend(p, frames, key_mask, sequence_id, project_out=False)  # [N, K, 3V]
-                x = x + geom.out(o.to(geom.out.weight.dtype))
-                x = x + self._first_ffn_folded(x, o, rel, block)
+                x = x + block._branch(geom.out(o.to(geom.out.weight.dtype)))
+                if block.dropout and block.training:  # the fold assumes x = E[rel] + W_o o + b_o: plain FFN
+                    x = x + block._branch(block.ffn(x))
+                else:
+                    x = x + self._first_ffn_folded(x, o, rel, block)
             else:
-                x = x + geom.attend(p, frames, key_mask, sequence_id)
-                x = x + block.ffn(x)
+                x = x + block._branch(geom.attend(p, frames, key_mask, sequence_id))
+                x = x + block._branch(block.ffn(x))
         return x[:, 0]
 
     def _first_ffn_folded(self, x: Tensor, o: Tensor, rel: Tensor, block: TransformerBlock) -> Tensor:
@@ -327,12 +344,14 @@ class StructureEncoder(nn.Module):
         sources = (ffn.norm.weight, ffn.norm.bias, ffn.w_in.weight, ffn.w_in.bias, geom.out.weight, geom.out.bias,
                    self.relative_position.weight)  # fmt: skip
         # Inference tensors (weights created under torch.inference_mode) have no version counter: key them on
-        # their storage only; they cannot be modified outside inference mode anyway.
+        # their storage only; they cannot be modified outside inference mode, and load_state_dict drops the cache
+        # (pre-hook). Other in-place edits of inference-tensor weights inside inference mode go unnoticed.
         key = tuple(None if t is None else (t.data_ptr(), -1 if t.is_inference() else t._version) for t in sources)
         cached = getattr(self, "_folded_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        with torch.no_grad():
+        # Autocast off: the cache outlives the call, so its products must not carry a caller's bf16 rounding.
+        with torch.no_grad(), torch.autocast(device_type=ffn.norm.weight.device.type, enabled=False):
             g = ffn.norm.weight
             beta = ffn.norm.bias if ffn.norm.bias is not None else torch.zeros_like(g)
             w_in = ffn.w_in.weight  # [H, D]
