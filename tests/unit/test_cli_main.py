@@ -57,3 +57,23 @@ def test_a_pipe_closed_before_the_output_is_flushed_ends_quietly(
     monkeypatch.setattr("sys.stdout", _ClosedPipe())
     assert main(["round-trip", "x.pdb"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_debug_after_the_command_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The internal-error line says 'rerun with --debug': appended to the command, as a user does, it must work
+    (it was 'unrecognized arguments: --debug'), before the command too, and without it there is no traceback."""
+    monkeypatch.setattr(round_trip, "run", _handler_raising(RuntimeError("boom")))
+    for argv in (["round-trip", "x.pdb", "--debug"], ["--debug", "round-trip", "x.pdb"]):
+        with pytest.raises(RuntimeError, match="boom"):
+            main(argv)
+    assert main(["round-trip", "x.pdb"]) == 1
+
+
+def test_an_unknown_option_is_reported_with_the_usage_of_its_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["round-trip", "x.pdb", "--bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: openesm3 round-trip ")
+    assert err.rstrip().endswith("openesm3 round-trip: error: unrecognized arguments: --bogus")
+

@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under ``openesm3.cli`` and exposes ``register(subparsers)``; modules
 import heavy dependencies inside their handlers so that ``--help`` stays fast. A user-facing error
 (:class:`openesm3.errors.OpenESM3Error`, or a missing/unreadable file) prints one line and exits with 2;
-anything else prints one line and exits with 1. ``--debug`` shows the full traceback instead.
+anything else prints one line and exits with 1. ``--debug`` (before or after the command) shows the full traceback
+instead.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"openesm3.cli.{name.replace('-', '_')}").register(subparsers)
+    for command_parser in subparsers.choices.values():
+        # The error line says "rerun with --debug": users append it to the command line they ran. SUPPRESS keeps
+        # the command's parser from resetting a --debug given before the command to False.
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show full tracebacks on errors")  # fmt: skip
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -58,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --threads 2 out_dir=x``) come back unparsed; they are overrides all the same, kept in their order
         args.overrides += [a for a in extra if not a.startswith("-")]
         extra = [a for a in extra if a.startswith("-")]
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # with the usage of the command they were given to, not the list of commands
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
