@@ -77,3 +77,21 @@ def test_an_unknown_option_is_reported_with_the_usage_of_its_command(capsys: pyt
     assert err.startswith("usage: openesm3 round-trip ")
     assert err.rstrip().endswith("openesm3 round-trip: error: unrecognized arguments: --bogus")
 
+
+def test_a_file_name_that_is_not_utf8_is_printed_not_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """File names come from the file system as bytes; Python decodes the invalid ones to lone surrogates, which a
+    standard output with strict errors (any UTF-8 locale but C) refuses to print. The name must come out."""
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"{args.file}: 153 residues")
+        return 0
+
+    buffer = io.BytesIO()
+    monkeypatch.setattr(round_trip, "run", run)
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(buffer, encoding="utf-8", errors="strict"))
+    assert main(["round-trip", "bad\udcff.pdb"]) == 0
+    assert buffer.getvalue() == b"bad\\udcff.pdb: 153 residues\n"
+    assert capsys.readouterr().err == ""
+

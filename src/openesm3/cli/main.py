@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_stdout()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if isinstance(getattr(args, "overrides", None), list):
@@ -95,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _printable_stdout() -> None:
+    """Let standard output print file names that are not valid UTF-8 (``\\udcff`` where the byte was, as on
+    standard error) instead of ending the command with a UnicodeEncodeError after its work: Python decodes such
+    names to lone surrogates, which a strict stream (any UTF-8 locale but C) refuses."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def _discard_stdout() -> None:
