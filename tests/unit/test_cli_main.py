@@ -95,3 +95,19 @@ def test_a_file_name_that_is_not_utf8_is_printed_not_an_internal_error(
     assert buffer.getvalue() == b"bad\\udcff.pdb: 153 residues\n"
     assert capsys.readouterr().err == ""
 
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (FileExistsError(17, "File exists", "a.fasta"), "a.fasta: File exists"),
+        (PermissionError(13, "Permission denied", "out/x.pdb"), "out/x.pdb: Permission denied"),
+        (OSError(28, "No space left on device"), "No space left on device"),
+    ],
+)
+def test_a_system_error_reads_as_file_and_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: OSError, message: str
+) -> None:
+    """Not Python's '[Errno 17] File exists: 'a.fasta'' repr."""
+    monkeypatch.setattr(round_trip, "run", _handler_raising(exc))
+    assert main(["round-trip", "x.pdb"]) == 2
+    assert capsys.readouterr().err == f"openesm3 round-trip: error: {message}\n"

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OpenESM3Error, OSError) as exc:
         if args.debug:
             raise
-        message = str(exc) or type(exc).__name__
+        message = _one_line(exc)
         print(f"openesm3 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
@@ -96,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _one_line(exc: OpenESM3Error | OSError) -> str:
+    """The message of a user-facing error; an OSError as ``FILE: reason``, not ``[Errno 17] File exists: 'FILE'``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return ": ".join([" -> ".join(names), exc.strerror] if names else [exc.strerror])
+    return str(exc) or type(exc).__name__
 
 
 def _printable_stdout() -> None:
