@@ -36,3 +36,13 @@ def test_text_output_reads_back_and_replaces_a_file_atomically(tmp_path: Path) -
         write_text_output(path, "second ü\n")
         assert read_text_file(path) == "second ü\n"
     assert sorted(p.name for p in (tmp_path / "new_dir").iterdir()) == ["x.txt", "x.txt.gz"]  # no temporary left
+
+
+@pytest.mark.parametrize("name", ["t.tsv", "t.tsv.gz"])
+def test_a_file_name_that_is_not_utf8_in_a_table_is_written_escaped(name: str, tmp_path: Path) -> None:
+    """A structure file named with a non-UTF-8 byte gives a record id with a lone surrogate (Python's decoding of
+    file names); the table holding it was lost at the very end of the command with a UnicodeEncodeError."""
+    path = tmp_path / name
+    write_table(str(path), ["id", "ptm"], [["bad\udcff", 0.5]])
+    assert read_text_file(path) == "id\tptm\nbad\\udcff\t0.5\n"
+

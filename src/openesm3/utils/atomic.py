@@ -85,7 +85,9 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as handle:
+    """``text`` as UTF-8; a file name that was not UTF-8 (decoded by Python to lone surrogates) is written escaped
+    (``bad\\udcff``), so the file stays valid UTF-8 and the output is not lost for one odd name."""
+    with atomic_open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(text)
 
 
@@ -93,7 +95,7 @@ def write_text_output(path: str | os.PathLike[str], text: str) -> None:
     """A text output the user named, atomically: gzip-compressed when the name ends in ``.gz`` (so ``zcat`` and our
     readers, which decompress such files, read it), plain UTF-8 otherwise."""
     if Path(path).suffix.lower() == ".gz":
-        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+        atomic_write_bytes(path, gzip.compress(text.encode("utf-8", errors="backslashreplace"), mtime=0))
     else:
         atomic_write_text(path, text)
 
