@@ -46,3 +46,11 @@ def test_a_file_name_that_is_not_utf8_in_a_table_is_written_escaped(name: str, t
     write_table(str(path), ["id", "ptm"], [["bad\udcff", 0.5]])
     assert read_text_file(path) == "id\tptm\nbad\\udcff\t0.5\n"
 
+
+def test_an_output_under_a_file_names_that_file(tmp_path: Path) -> None:
+    """'--out notes.txt/x.tsv' said '[Errno 17] File exists: 'notes.txt''."""
+    (tmp_path / "notes.txt").write_text("x")
+    target = tmp_path / "notes.txt" / "sub" / "x.tsv"
+    with pytest.raises(NotADirectoryError) as info:
+        write_text_output(target, "a\n")
+    assert (info.value.filename, info.value.strerror) == (str(target), f"{tmp_path / 'notes.txt'} is not a directory")

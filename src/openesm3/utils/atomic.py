@@ -6,6 +6,7 @@ A reader never sees a half-written file, and an interrupted run leaves the previ
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
@@ -37,7 +38,11 @@ def _naming_target(target: Path) -> Iterator[None]:
 def _temporary_beside(target: Path) -> str:
     """A new empty temporary file in ``target``'s directory (created with its parents if missing)."""
     with _naming_target(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # a file where a directory must go ('[Errno 17] File exists')
+            blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), target.parent)
+            raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is not a directory", str(target)) from None
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     return tmp
