@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
-    from openesm3.cli.common import Failures, progress_bar
+    from openesm3.cli.common import Failures, check_output_file, progress_bar
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.structure_tokens import StructureTokens, encode_structure, tokens_to_json
     from openesm3.models.structure_encoder import StructureEncoder
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_output_file(args.out, "--out")  # before the work, not after it
     failures = Failures("tokenize-structure")
     structures: list[Any] = []
     for path in args.files:  # a file that cannot be read is reported at the end; the others are encoded

@@ -1,0 +1,44 @@
+"""An output that could not be written stops a command before any work (docs/usage.md): here for the structure
+token commands, whose --out used to be found unwritable only after encoding and decoding everything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import openesm3.checkpoints.vqvae_weights as vqvae_weights
+from openesm3.cli.main import main
+from tests.conftest import TEST_DATA
+
+STRUCTURE = str(TEST_DATA / "structures" / "2HPR.pdb.gz")
+
+
+@pytest.fixture(autouse=True)
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the command loaded weights before refusing its output")
+
+    monkeypatch.setattr(vqvae_weights, "load_vqvae_network", load)
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "message"),
+    [
+        (["round-trip", STRUCTURE], "out_dir", "--out {tmp}/out_dir: is a directory; give a file name"),
+        (["round-trip", STRUCTURE], "notes.txt/x.pdb", "--out {tmp}/notes.txt/x.pdb: {tmp}/notes.txt is not a directory"),
+        (["round-trip", STRUCTURE], "x.txt", "--out {tmp}/x.txt: the suffix names no structure format; use .pdb, .cif "
+         "or .bcif (optionally + .gz)"),
+        (["tokenize-structure", STRUCTURE], "out_dir", "--out {tmp}/out_dir: is a directory; give a file name"),
+        (["tokenize-structure", STRUCTURE], "notes.txt/t.json", "--out {tmp}/notes.txt/t.json: {tmp}/notes.txt is not a directory"),
+    ],
+)  # fmt: skip
+def test_an_unwritable_output_stops_the_command_before_any_work(
+    command: list[str], out: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "out_dir").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    assert main([*command, "--out", str(tmp_path / out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"openesm3 {command[0]}: error: {message.format(tmp=tmp_path)}\n"
