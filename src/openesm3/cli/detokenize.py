@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import progress_bar, unique_names
+    from openesm3.cli.common import check_output_file, prepare_output_dir, progress_bar, unique_names
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     names_file = bool(suffixes) and suffixes[-1] in SUFFIX_FORMATS
     if len(items) > 1 and (names_file or (out.exists() and not out.is_dir())):
         raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
+    if as_file:  # before the decoding, not after it
+        check_output_file(str(out), "--out")
+    else:
+        prepare_output_dir(str(out), "--out")
+    check_output_file(args.confidence, "--confidence")
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=args.device)
     assert isinstance(decoder, StructureDecoder)
     mismatch = _other_tokenizer(data.get("model"), args.weights)
