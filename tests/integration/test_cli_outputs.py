@@ -25,34 +25,40 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vqvae_weights, "load_vqvae_network", load)
 
 
+NOT_A_DIRECTORY = "{tmp}/notes.txt is not a directory"
+IS_A_DIRECTORY = "is a directory; give a file name"
+
+
 @pytest.mark.parametrize(
-    ("command", "out", "message"),
+    ("command", "out", "reason"),
     [
-        (["round-trip", STRUCTURE], "out_dir", "--out {tmp}/out_dir: is a directory; give a file name"),
-        (["round-trip", STRUCTURE], "notes.txt/x.pdb", "--out {tmp}/notes.txt/x.pdb: {tmp}/notes.txt is not a directory"),
-        (["round-trip", STRUCTURE], "x.txt", "--out {tmp}/x.txt: the suffix names no structure format; use .pdb, .cif "
-         "or .bcif (optionally + .gz)"),
-        (["tokenize-structure", STRUCTURE], "out_dir", "--out {tmp}/out_dir: is a directory; give a file name"),
-        (["tokenize-structure", STRUCTURE], "notes.txt/t.json", "--out {tmp}/notes.txt/t.json: {tmp}/notes.txt is not a directory"),
+        (["round-trip", STRUCTURE], "out_dir", IS_A_DIRECTORY),
+        (["round-trip", STRUCTURE], "notes.txt/x.pdb", NOT_A_DIRECTORY),
+        (["round-trip", STRUCTURE], "x.txt", "the suffix names no structure format; use .pdb, .cif or .bcif "
+         "(optionally + .gz)"),
+        (["tokenize-structure", STRUCTURE], "out_dir", IS_A_DIRECTORY),
+        (["tokenize-structure", STRUCTURE], "notes.txt/t.json", NOT_A_DIRECTORY),
     ],
 )  # fmt: skip
 def test_an_unwritable_output_stops_the_command_before_any_work(
-    command: list[str], out: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: list[str], out: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "out_dir").mkdir()
     (tmp_path / "notes.txt").write_text("x")
     assert main([*command, "--out", str(tmp_path / out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"openesm3 {command[0]}: error: {message.format(tmp=tmp_path)}\n"
+    message = f"--out {tmp_path / out}: {reason.format(tmp=tmp_path)}"
+    assert captured.err == f"openesm3 {command[0]}: error: {message}\n"
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--out", "{tmp}/x.pdb", "--confidence", "{tmp}/out_dir"], "--confidence {tmp}/out_dir: is a directory; give a file name"),
-        (["--out", "{tmp}/x.pdb", "--confidence", "{tmp}/notes.txt/c.json"], "--confidence {tmp}/notes.txt/c.json: {tmp}/notes.txt is not a directory"),
-        (["--out", "{tmp}/notes.txt/x.pdb"], "--out {tmp}/notes.txt/x.pdb: {tmp}/notes.txt is not a directory"),
+        (["--out", "{tmp}/x.pdb", "--confidence", "{tmp}/out_dir"], f"--confidence {{tmp}}/out_dir: {IS_A_DIRECTORY}"),
+        (["--out", "{tmp}/x.pdb", "--confidence", "{tmp}/notes.txt/c.json"],
+         f"--confidence {{tmp}}/notes.txt/c.json: {NOT_A_DIRECTORY}"),
+        (["--out", "{tmp}/notes.txt/x.pdb"], f"--out {{tmp}}/notes.txt/x.pdb: {NOT_A_DIRECTORY}"),
         (["--out", "{tmp}/notes.txt"], "--out {tmp}/notes.txt: exists and is not a directory; give a directory"),
         (["--out", "{tmp}/out_dir/x.pdb/deeper"], None),  # a directory, created: the check lets it through
     ],
