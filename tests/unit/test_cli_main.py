@@ -4,13 +4,19 @@ and a reader of standard output that went away (``openesm3 ... | head``) ends th
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 
+from openesm3 import __version__
 from openesm3.cli import round_trip
 from openesm3.cli.main import main
 from openesm3.errors import InputError
+from tests.conftest import REPO
 
 
 def _handler_raising(exc: BaseException):  # noqa: ANN202
@@ -111,3 +117,14 @@ def test_a_system_error_reads_as_file_and_reason(
     monkeypatch.setattr(round_trip, "run", _handler_raising(exc))
     assert main(["round-trip", "x.pdb"]) == 2
     assert capsys.readouterr().err == f"openesm3 round-trip: error: {message}\n"
+
+
+def test_python_m_openesm3_runs_the_command_and_importing_it_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tools that import every module of a package (documentation generators, doctest collection) must not start
+    the CLI (it read their argv and exited); ``python -m openesm3`` must."""
+    monkeypatch.delitem(sys.modules, "openesm3.__main__", raising=False)
+    monkeypatch.setattr("sys.argv", ["pdoc", "--bogus"])
+    importlib.import_module("openesm3.__main__")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "openesm3", "--version"], capture_output=True, text=True, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"openesm3 {__version__}\n", "")
