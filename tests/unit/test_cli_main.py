@@ -7,8 +7,10 @@ import argparse
 import importlib
 import io
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +130,39 @@ def test_python_m_openesm3_runs_the_command_and_importing_it_runs_nothing(monkey
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "openesm3", "--version"], capture_output=True, text=True, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"openesm3 {__version__}\n", "")
+
+
+_TERMINATED_WHILE_WRITING = """
+import os, signal, sys
+from openesm3.cli import round_trip
+from openesm3.cli.main import main
+from openesm3.utils.atomic import atomic_open
+
+def run(args):
+    with atomic_open("out.json", "w") as handle:
+        handle.write("{")
+        os.kill(os.getpid(), signal.SIGTERM)  # a batch system stopping the job (its time limit, a kill)
+        handle.write("}")
+    return 0
+
+round_trip.run = run
+sys.exit(main(["round-trip", "x.pdb"]))
+"""
+
+
+def test_sigterm_ends_the_command_like_ctrl_c_without_leaving_temporary_files(tmp_path: Path) -> None:
+    """SIGTERM (how SLURM, Kubernetes or 'kill' stop a job) killed the process on the spot and left the hidden
+    temporary file of the output being written ('.out.json.XXXX.tmp', gigabytes for converted weights)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", _TERMINATED_WHILE_WRITING], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr) == (143, "openesm3 round-trip: terminated\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sigterm_handler_is_the_callers_again_after_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(round_trip, "run", lambda args: 0)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["round-trip", "x.pdb"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before

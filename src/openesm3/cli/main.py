@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from openesm3 import __version__
 from openesm3.errors import OpenESM3Error
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    previous_sigterm = _terminate_like_ctrl_c()
     try:
         result = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
@@ -78,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"openesm3 {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # the reader of standard output went away (``... | head``): stop quietly, like Unix tools
         _discard_stdout()
         return 141  # 128 + SIGPIPE, the status a shell reports for such a pipe
@@ -96,6 +102,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt: outputs being written are removed
+    on the way out (``utils.atomic``) instead of left as hidden temporary files by a kill on the spot."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _terminate_like_ctrl_c() -> signal.Handlers | None:
+    """Handle SIGTERM (batch systems' stop, ``kill``) as :class:`_Terminated` while the command runs; returns the
+    handler to restore, or None when it was not replaced (a handler of the caller's, or not the main thread)."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread of the main interpreter
+        return None
+    return signal.SIG_DFL
 
 
 def _one_line(exc: OpenESM3Error | OSError) -> str:
