@@ -166,3 +166,11 @@ def test_the_sigterm_handler_is_the_callers_again_after_main(monkeypatch: pytest
     before = signal.getsignal(signal.SIGTERM)
     assert main(["round-trip", "x.pdb"]) == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_closed_standard_output_is_not_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started with standard output closed (``openesm3 featurize x.pdb >&-``, some daemons), Python sets
+    sys.stdout to None; the final flush ended a finished command with 'internal error: AttributeError'."""
+    monkeypatch.setattr(round_trip, "run", lambda args: 0)
+    monkeypatch.setattr("sys.stdout", None)
+    assert main(["round-trip", "x.pdb"]) == 0

@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_sigterm = _terminate_like_ctrl_c()
     try:
         result = args.handler(args)
-        sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
+        if sys.stdout is not None:  # None: started with standard output closed (``>&-``)
+            sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
         return int(result or 0)
     except KeyboardInterrupt:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
