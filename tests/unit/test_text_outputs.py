@@ -36,3 +36,21 @@ def test_text_output_reads_back_and_replaces_a_file_atomically(tmp_path: Path) -
         write_text_output(path, "second ü\n")
         assert read_text_file(path) == "second ü\n"
     assert sorted(p.name for p in (tmp_path / "new_dir").iterdir()) == ["x.txt", "x.txt.gz"]  # no temporary left
+
+
+@pytest.mark.parametrize("name", ["t.tsv", "t.tsv.gz"])
+def test_a_file_name_that_is_not_utf8_in_a_table_is_written_escaped(name: str, tmp_path: Path) -> None:
+    """A structure file named with a non-UTF-8 byte gives a record id with a lone surrogate (Python's decoding of
+    file names); the table holding it was lost at the very end of the command with a UnicodeEncodeError."""
+    path = tmp_path / name
+    write_table(str(path), ["id", "ptm"], [["bad\udcff", 0.5]])
+    assert read_text_file(path) == "id\tptm\nbad\\udcff\t0.5\n"
+
+
+def test_an_output_under_a_file_names_that_file(tmp_path: Path) -> None:
+    """'--out notes.txt/x.tsv' said '[Errno 17] File exists: 'notes.txt''."""
+    (tmp_path / "notes.txt").write_text("x")
+    target = tmp_path / "notes.txt" / "sub" / "x.tsv"
+    with pytest.raises(NotADirectoryError) as info:
+        write_text_output(target, "a\n")
+    assert (info.value.filename, info.value.strerror) == (str(target), f"{tmp_path / 'notes.txt'} is not a directory")

@@ -43,9 +43,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import progress_bar, unique_names
+    from openesm3.cli.common import check_output_file, prepare_output_dir, progress_bar, unique_names
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
+    from openesm3.generation.bundle import resolve_device
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = resolve_device(args.device)  # a device this machine lacks is the user's to fix, named now
     source = Path(args.tokens)
     try:
         data = json.loads(read_text_file(source))
@@ -66,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     names_file = bool(suffixes) and suffixes[-1] in SUFFIX_FORMATS
     if len(items) > 1 and (names_file or (out.exists() and not out.is_dir())):
         raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
-    decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=args.device)
+    if as_file:  # before the decoding, not after it
+        check_output_file(str(out), "--out")
+    else:
+        prepare_output_dir(str(out), "--out")
+    check_output_file(args.confidence, "--confidence")
+    decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=device)
     assert isinstance(decoder, StructureDecoder)
     mismatch = _other_tokenizer(data.get("model"), args.weights)
     if mismatch:

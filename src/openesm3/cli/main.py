@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under ``openesm3.cli`` and exposes ``register(subparsers)``; modules
 import heavy dependencies inside their handlers so that ``--help`` stays fast. A user-facing error
 (:class:`openesm3.errors.OpenESM3Error`, or a missing/unreadable file) prints one line and exits with 2;
-anything else prints one line and exits with 1. ``--debug`` shows the full traceback instead.
+anything else prints one line and exits with 1. ``--debug`` (before or after the command) shows the full traceback
+instead.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from openesm3 import __version__
 from openesm3.errors import OpenESM3Error
@@ -47,10 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"openesm3.cli.{name.replace('-', '_')}").register(subparsers)
+    for command_parser in subparsers.choices.values():
+        # The error line says "rerun with --debug": users append it to the command line they ran. SUPPRESS keeps
+        # the command's parser from resetting a --debug given before the command to False.
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show full tracebacks on errors")  # fmt: skip
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_stdout()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if isinstance(getattr(args, "overrides", None), list):
@@ -58,25 +68,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --threads 2 out_dir=x``) come back unparsed; they are overrides all the same, kept in their order
         args.overrides += [a for a in extra if not a.startswith("-")]
         extra = [a for a in extra if a.startswith("-")]
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # with the usage of the command they were given to, not the list of commands
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    previous_sigterm = _terminate_like_ctrl_c()
     try:
         result = args.handler(args)
-        sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
+        if sys.stdout is not None:  # None: started with standard output closed (``>&-``)
+            sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
         return int(result or 0)
     except KeyboardInterrupt:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"openesm3 {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # the reader of standard output went away (``... | head``): stop quietly, like Unix tools
         _discard_stdout()
         return 141  # 128 + SIGPIPE, the status a shell reports for such a pipe
     except (OpenESM3Error, OSError) as exc:
         if args.debug:
             raise
-        message = str(exc) or type(exc).__name__
+        message = _one_line(exc)
         print(f"openesm3 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
@@ -88,6 +103,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt: outputs being written are removed
+    on the way out (``utils.atomic``) instead of left as hidden temporary files by a kill on the spot."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _terminate_like_ctrl_c() -> signal.Handlers | None:
+    """Handle SIGTERM (batch systems' stop, ``kill``) as :class:`_Terminated` while the command runs; returns the
+    handler to restore, or None when it was not replaced (a handler of the caller's, or not the main thread)."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread of the main interpreter
+        return None
+    return signal.SIG_DFL
+
+
+def _one_line(exc: OpenESM3Error | OSError) -> str:
+    """The message of a user-facing error; an OSError as ``FILE: reason``, not ``[Errno 17] File exists: 'FILE'``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return ": ".join([" -> ".join(names), exc.strerror] if names else [exc.strerror])
+    return str(exc) or type(exc).__name__
+
+
+def _printable_stdout() -> None:
+    """Let standard output print file names that are not valid UTF-8 (``\\udcff`` where the byte was, as on
+    standard error) instead of ending the command with a UnicodeEncodeError after its work: Python decodes such
+    names to lone surrogates, which a strict stream (any UTF-8 locale but C) refuses."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def _discard_stdout() -> None:

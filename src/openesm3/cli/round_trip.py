@@ -38,16 +38,21 @@ def run(args: argparse.Namespace) -> int:
 
     from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.cli.common import check_output_file
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
-    from openesm3.structure.io import load_chain, load_structure
+    from openesm3.structure.io import load_chain, load_structure, output_format
     from openesm3.training.tokenizer.evaluate import round_trip, structure_to_record
 
     if args.all_chains and args.chain:
         raise InputError("give --chain or --all-chains, not both")
+    check_output_file(args.out, "--out")  # before the work, not after it
+    if args.out and output_format(args.out) is None:
+        raise InputError(f"--out {args.out}: the suffix names no structure format; use .pdb, .cif or .bcif "
+                         "(optionally + .gz)")  # fmt: skip
     if args.all_chains or (args.chain and len(args.chain) > 1):
         structure: Any = load_structure(args.file, chains=args.chain)
         if len(structure.chains) == 1:

@@ -41,8 +41,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
-    from openesm3.cli.common import Failures, progress_bar
+    from openesm3.cli.common import Failures, check_output_file, progress_bar
     from openesm3.errors import InputError, OpenESM3Error
+    from openesm3.generation.bundle import resolve_device
     from openesm3.generation.structure_tokens import StructureTokens, encode_structure, tokens_to_json
     from openesm3.models.structure_encoder import StructureEncoder
     from openesm3.structure import ProteinComplex, load_structure
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_output_file(args.out, "--out")  # before the work, not after it
+    device = resolve_device(args.device)  # a device this machine lacks is the user's to fix, named now
     failures = Failures("tokenize-structure")
     structures: list[Any] = []
     for path in args.files:  # a file that cannot be read is reported at the end; the others are encoded
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not structures:
         failures.report(total, "input(s)")
         return 2
-    encoder, place = load_vqvae_network(args.weights, "structure_encoder", device=args.device)
+    encoder, place = load_vqvae_network(args.weights, "structure_encoder", device=device)
     assert isinstance(encoder, StructureEncoder)
     max_length = args.max_length or None
     tokens: list[StructureTokens] = []

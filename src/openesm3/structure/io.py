@@ -65,6 +65,11 @@ def _suffix_format(path: Path) -> tuple[StructureFormat | None, bool]:
     return (SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None), gz
 
 
+def output_format(path: PathLike) -> StructureFormat | None:
+    """The format :func:`write_structure` gives ``path`` from its suffix (``x.cif.gz`` -> ``cif``), None if none."""
+    return _suffix_format(Path(path))[0]
+
+
 def structure_name(path: PathLike) -> str:
     """File name without its structure and compression suffixes: ``1a62.pdb.gz`` -> ``1a62``."""
     name = Path(path).name

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from openesm3.errors import DependencyError
 from openesm3.training.config import ConfigError
 
 
@@ -118,7 +119,13 @@ def wrap_model(
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        try:
+            from torch.distributed.fsdp import fully_shard
+        except ImportError:  # FSDP2 is public from torch 2.6; the package itself allows torch >= 2.2
+            raise DependencyError(
+                f"distributed=fsdp needs torch >= 2.6 (FSDP2's fully_shard); this is torch {torch.__version__}: "
+                "upgrade torch, or use distributed=ddp"
+            ) from None
 
         units = list(fsdp_units(model))
         for unit in units:

@@ -6,6 +6,7 @@ A reader never sees a half-written file, and an interrupted run leaves the previ
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
@@ -37,7 +38,11 @@ def _naming_target(target: Path) -> Iterator[None]:
 def _temporary_beside(target: Path) -> str:
     """A new empty temporary file in ``target``'s directory (created with its parents if missing)."""
     with _naming_target(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # a file where a directory must go ('[Errno 17] File exists')
+            blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), target.parent)
+            raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is not a directory", str(target)) from None
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     return tmp
@@ -85,7 +90,9 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as handle:
+    """``text`` as UTF-8; a file name that was not UTF-8 (decoded by Python to lone surrogates) is written escaped
+    (``bad\\udcff``), so the file stays valid UTF-8 and the output is not lost for one odd name."""
+    with atomic_open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(text)
 
 
@@ -93,7 +100,7 @@ def write_text_output(path: str | os.PathLike[str], text: str) -> None:
     """A text output the user named, atomically: gzip-compressed when the name ends in ``.gz`` (so ``zcat`` and our
     readers, which decompress such files, read it), plain UTF-8 otherwise."""
     if Path(path).suffix.lower() == ".gz":
-        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+        atomic_write_bytes(path, gzip.compress(text.encode("utf-8", errors="backslashreplace"), mtime=0))
     else:
         atomic_write_text(path, text)
 

@@ -85,9 +85,10 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if not self.disable and self.n and self._drawn_n != self.n:
-            self._draw(time.monotonic())
-            if self._tty:
+        if not self.disable:
+            if self.n and self._drawn_n != self.n:
+                self._draw(time.monotonic())
+            if self._tty and self._drawn_n >= 0:  # end the line redrawn in place, whether or not redrawn just now
                 self.stream.write("\n")
                 self.stream.flush()
         self.disable = True

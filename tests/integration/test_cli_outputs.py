@@ -1,0 +1,83 @@
+"""An output that could not be written stops a command before any work (docs/usage.md): here for the structure
+token commands, whose outputs used to be found unwritable only after encoding or decoding everything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import openesm3.checkpoints.vqvae_weights as vqvae_weights
+from openesm3.cli.main import main
+from openesm3.generation.structure_tokens import ChainTokens, StructureTokens, tokens_to_json
+from tests.conftest import TEST_DATA
+
+STRUCTURE = str(TEST_DATA / "structures" / "2HPR.pdb.gz")
+
+
+@pytest.fixture(autouse=True)
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the command loaded weights before refusing its output")
+
+    monkeypatch.setattr(vqvae_weights, "load_vqvae_network", load)
+
+
+NOT_A_DIRECTORY = "{tmp}/notes.txt is not a directory"
+IS_A_DIRECTORY = "is a directory; give a file name"
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "reason"),
+    [
+        (["round-trip", STRUCTURE], "out_dir", IS_A_DIRECTORY),
+        (["round-trip", STRUCTURE], "notes.txt/x.pdb", NOT_A_DIRECTORY),
+        (["round-trip", STRUCTURE], "x.txt", "the suffix names no structure format; use .pdb, .cif or .bcif "
+         "(optionally + .gz)"),
+        (["tokenize-structure", STRUCTURE], "out_dir", IS_A_DIRECTORY),
+        (["tokenize-structure", STRUCTURE], "notes.txt/t.json", NOT_A_DIRECTORY),
+    ],
+)  # fmt: skip
+def test_an_unwritable_output_stops_the_command_before_any_work(
+    command: list[str], out: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "out_dir").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    assert main([*command, "--out", str(tmp_path / out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = f"--out {tmp_path / out}: {reason.format(tmp=tmp_path)}"
+    assert captured.err == f"openesm3 {command[0]}: error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--out", "{tmp}/x.pdb", "--confidence", "{tmp}/out_dir"], f"--confidence {{tmp}}/out_dir: {IS_A_DIRECTORY}"),
+        (["--out", "{tmp}/x.pdb", "--confidence", "{tmp}/notes.txt/c.json"],
+         f"--confidence {{tmp}}/notes.txt/c.json: {NOT_A_DIRECTORY}"),
+        (["--out", "{tmp}/notes.txt/x.pdb"], f"--out {{tmp}}/notes.txt/x.pdb: {NOT_A_DIRECTORY}"),
+        (["--out", "{tmp}/notes.txt"], "--out {tmp}/notes.txt: exists and is not a directory; give a directory"),
+        (["--out", "{tmp}/out_dir/x.pdb/deeper"], None),  # a directory, created: the check lets it through
+    ],
+)  # fmt: skip
+def test_detokenize_refuses_unwritable_outputs_before_decoding(
+    options: list[str], message: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "out_dir").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    n = 3
+    chain = ChainTokens("A", np.arange(n), np.arange(1, n + 1), np.full(n, ""), "MKT", np.ones(n, dtype=bool))
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(tokens_to_json([StructureTokens((chain,), "t")])))
+    argv = ["detokenize", str(tokens), *(option.format(tmp=tmp_path) for option in options)]
+    if message is None:
+        with pytest.raises(AssertionError, match="loaded weights"):
+            main([*argv, "--debug"])
+        return
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"openesm3 detokenize: error: {message.format(tmp=tmp_path)}\n"

@@ -1,0 +1,45 @@
+"""The progress bar on standard error: redrawn in place on a terminal, its last state left on a line of its own so
+that what is printed next (a summary, an error, the shell prompt) does not run on after it."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from openesm3.utils.progress import Progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("done", [2, 1])  # finished, or stopped early (an error, Ctrl-C)
+def test_a_bar_drawn_on_a_terminal_ends_its_line(done: int) -> None:
+    stream = _Terminal()
+    with Progress(total=2, desc="tokenize", unit="structure", stream=stream) as bar:
+        for _ in range(done):
+            bar.update()
+    text = stream.getvalue()
+    assert text.startswith("\r\033[Ktokenize: ") and f" {done}/2 " in text.rsplit("\r", 1)[-1]
+    assert text.endswith("\n") and text.count("\n") == 1
+
+
+def test_a_bar_that_drew_nothing_writes_nothing() -> None:
+    for stream in (_Terminal(), io.StringIO()):
+        with Progress(total=2, stream=stream):
+            pass
+        with Progress(total=2, stream=stream, disable=True) as bar:
+            bar.update(2)
+        assert stream.getvalue() == ""
+
+
+def test_off_a_terminal_every_drawn_state_is_a_line() -> None:
+    stream = io.StringIO()
+    with Progress(total=2, desc="featurize", unit="file", stream=stream, log_every=3600) as bar:
+        bar.update()
+        bar.update()
+    lines = stream.getvalue().splitlines(keepends=True)
+    assert [line.split(" [")[0] for line in lines] == ["featurize:  50% 1/2", "featurize: 100% 2/2"]
+    assert all(line.endswith("\n") and "\r" not in line for line in lines)
