@@ -188,7 +188,8 @@ def test_unwritable_targets_are_named_not_the_temporary_file(tmp_path: Path) -> 
         chain.to_pdb(tmp_path / "dir.pdb")
     assert str(info.value) == f"[Errno 21] Is a directory: '{tmp_path / 'dir.pdb'}'"
     (tmp_path / "file").write_text("")
-    with pytest.raises(FileExistsError, match="File exists: '.*file'$"):  # the file in the way of the directory
+    with pytest.raises(NotADirectoryError) as blocked:  # the file in the way of the directory, named as such
         chain.to_pdb(tmp_path / "file" / "x.pdb")
+    assert str(blocked.value) == f"[Errno 20] {tmp_path / 'file'} is not a directory: '{tmp_path / 'file' / 'x.pdb'}'"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.pdb", "file"]
     assert list((tmp_path / "dir.pdb").iterdir()) == []
