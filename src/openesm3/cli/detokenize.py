@@ -1,4 +1,6 @@
-"""``openesm3 detokenize``: structure tokens (JSON) -> backbone structures with pLDDT, pTM and PAE."""
+"""``openesm3 detokenize``: structure tokens (JSON) -> structures (backbones, or every heavy atom with
+``--with-sequence``) with pLDDT, pTM and PAE.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "detokenize",
-        help="decode ESM3 structure tokens into backbone structures",
+        help="decode ESM3 structure tokens into structures (backbones; all atoms with --with-sequence)",
         description=(
             "Decode the structure tokens of a JSON file written by 'openesm3 tokenize-structure' (or any file of "
             "that format) with the structure VQ-VAE decoder. Writes PDB or mmCIF with N, CA, C and inferred O, "
