@@ -374,3 +374,22 @@ def test_a_gz_token_file_is_gzipped_and_detokenizes(
                         "--confidence", str(conf), "--quiet"], capsys)  # fmt: skip
     assert code == 0, err
     assert len(json.loads(gzip.decompress(conf.read_bytes()))["1fxd"]["plddt"]) == len(load_chain(tmp_path / "x.pdb"))
+
+
+def test_detokenize_refuses_a_format_that_contradicts_the_output_name(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in ``fold``: ``--out one.pdb --format cif`` would write mmCIF text under a .pdb name."""
+    tokens = tmp_path / "tokens.json"
+    code, _, err = run(["tokenize-structure", str(STRUCTURES / "1fxd.pdb.gz"), "--weights", str(weights),
+                        "--out", str(tokens), "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    out = tmp_path / "one.pdb"
+    code, _, err = run(["detokenize", str(tokens), "--weights", str(weights), "--out", str(out), "--format", "cif",
+                        "--quiet"], capsys)  # fmt: skip
+    assert code == 2 and "--format is cif" in err and "pdb" in err, err
+    assert not out.exists()
+    code, _, err = run(["detokenize", str(tokens), "--weights", str(weights), "--out", str(out), "--format", "pdb",
+                        "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert out.read_text().startswith(("ATOM", "HEADER", "MODEL", "REMARK"))

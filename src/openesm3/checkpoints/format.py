@@ -68,12 +68,15 @@ MODEL_TYPES: dict[str, ModelType] = {
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
+    """The fields of a config dataclass instance as a JSON-ready dict (``TypeError`` for anything else)."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"expected a config dataclass instance, got {type(config).__name__}")
     return dataclasses.asdict(config)
 
 
 def config_from_dict(model_type: str, data: dict[str, Any], source: str = "config") -> Any:
+    """The config of registered ``model_type`` built from ``data``; unknown fields, an unknown model type or invalid
+    values raise :class:`WeightsError` naming ``source``."""
     cls = _model_type(model_type, source).config_class()
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -194,6 +197,11 @@ def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
 
 
 def read_state_dict(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of ``directory/model.safetensors`` on ``device``, in the file's dtypes.
+
+    On the CPU, tensors at 64-byte-aligned offsets stay memory-mapped; the others are copied (see the comment in
+    the body). Raises :class:`WeightsError` when the file is missing or unreadable.
+    """
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise WeightsError(f"{directory}: no {WEIGHTS_FILE}")

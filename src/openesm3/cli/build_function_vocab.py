@@ -38,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base-vocab", type=Path, help="reuse the terms and keywords of this vocabulary")
     parser.add_argument("--seed", type=int, default=0, help="seed of the LSH hyperplanes (default 0)")
     parser.add_argument("--residue-corpus", type=Path, help="TSV: protein_id, label of residue-level annotations")
-    parser.add_argument("--residue-min-proteins", type=int, default=1, help="keep residue labels seen this often")
+    parser.add_argument(
+        "--residue-min-proteins", type=int, default=1,
+        help="keep residue labels seen in at least this many proteins (default 1)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="overwrite vocabulary files already in OUT")
     parser.set_defaults(handler=run)
 

@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="decode with the chains' sequences (sequence-conditioned decoders; default: from tokens alone)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)

@@ -1,4 +1,6 @@
-"""``openesm3 detokenize``: structure tokens (JSON) -> backbone structures with pLDDT, pTM and PAE."""
+"""``openesm3 detokenize``: structure tokens (JSON) -> structures (backbones, or every heavy atom with
+``--with-sequence``) with pLDDT, pTM and PAE.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "detokenize",
-        help="decode ESM3 structure tokens into backbone structures",
+        help="decode ESM3 structure tokens into structures (backbones; all atoms with --with-sequence)",
         description=(
             "Decode the structure tokens of a JSON file written by 'openesm3 tokenize-structure' (or any file of "
             "that format) with the structure VQ-VAE decoder. Writes PDB or mmCIF with N, CA, C and inferred O, "
@@ -27,8 +29,8 @@ def register(subparsers: Any) -> None:
                    "directory, or a directory holding either (default: $OPENESM3_WEIGHTS, else the "
                    "small tokenizer bundled with OpenESM3, docs/tokenizer_training.md)")  # fmt: skip
     p.add_argument("--out", metavar="PATH", required=True,
-                   help="output file for one structure (format from the suffix: .pdb, .cif, optionally .gz), or a "
-                        "directory for several (one NAME.pdb / NAME.cif each)")  # fmt: skip
+                   help="output file for one structure (format from the suffix: .pdb, .cif or .bcif, optionally .gz), "
+                        "or a directory for several (one NAME.pdb / NAME.cif each)")  # fmt: skip
     p.add_argument("--format", choices=["pdb", "cif"], help="output format (default: from the suffix, else pdb)")
     p.add_argument("--with-sequence", action="store_true",
                    help="decode all heavy atoms from the tokens and each chain's sequence in the file "
@@ -69,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if len(items) > 1 and (names_file or (out.exists() and not out.is_dir())):
         raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
     if as_file:  # before the decoding, not after it
+        named = SUFFIX_FORMATS[suffixes[-1]]
+        if args.format is not None and args.format != named:
+            raise InputError(f"--out {out} names a {named} file, but --format is {args.format}")
         check_output_file(str(out), "--out")
     else:
         prepare_output_dir(str(out), "--out")

@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--all-chains", action="store_true", help="every protein chain of the file, as one complex")
     p.add_argument("--weights", metavar="PATH", help="encoder/decoder weights (default: $OPENESM3_WEIGHTS, else "
                    "the bundled tokenizer)")  # fmt: skip
-    p.add_argument("--out", metavar="FILE", help="also write the decoded structure (.pdb or .cif)")
+    p.add_argument("--out", metavar="FILE",
+                   help="also write the decoded structure (.pdb, .cif or .bcif, optionally .gz)")  # fmt: skip
     p.add_argument("--no-sequence", action="store_true", help="decode from the tokens alone (backbone only)")
     p.set_defaults(handler=run)
 

@@ -19,7 +19,7 @@ Algorithm (Kabsch & Sander 1983, with the choices of mkdssp 4.2.2):
 
 The arithmetic follows mkdssp (coordinates and distances in float32, energies in float64) so that energies that
 round to exactly -0.5 and ties are decided the same way. DSSP 4's polyproline state ``P`` is coil (``C``) here.
-Agreement with mkdssp 4.2.2 on 546 PDB files is measured by ``tests/unit/test_dssp_mkdssp.py`` and
+Agreement with mkdssp 4.2.2 on 545 PDB files is measured by ``tests/unit/test_dssp_mkdssp.py`` and
 ``benchmarks/bench_dssp.py`` (docs/benchmarks.md).
 """
 
