@@ -52,6 +52,7 @@ DEFAULT_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvw
 # pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
 # detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
 PLDDT_PERCENT_SCALE = 100.0
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 _SEQUENCE = SequenceTokenizer()
 _SS8 = SS8Tokenizer()
@@ -110,8 +111,8 @@ class Protein:
         fix(self, "plddt", self._checked_plddt())
         fix(self, "pae", self._checked_pae())
         fix(self, "ptm", self._checked_ptm())
-        fix(self, "residue_index", self._checked_array("residue_index", self.residue_index, np.int64))
-        fix(self, "insertion_code", self._checked_array("insertion_code", self.insertion_code, "<U1"))
+        fix(self, "residue_index", self._checked_residue_index())
+        fix(self, "insertion_code", self._checked_insertion_code())
         length = self._checked_lengths()
         fix(self, "function_annotations", self._checked_annotations("function_annotations", length))
         fix(self, "residue_annotations", self._checked_annotations("residue_annotations", length))
@@ -397,16 +398,33 @@ class Protein:
             raise self._error(f"ptm is {value}; pTM must lie in [0, 1]")
         return value
 
-    def _checked_array(self, field: str, value: Any, dtype: Any) -> np.ndarray | None:
-        if value is None:
+    def _checked_residue_index(self) -> np.ndarray | None:
+        """A copy as int64; a non-integer or out-of-range number raises (casting would truncate or overflow)."""
+        if self.residue_index is None:
             return None
-        try:
-            array = np.asarray(_to_numpy(value), dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise self._error(f"{field}: {exc}") from None
-        if array.ndim != 1:
-            raise self._error(f"{field} must be one value per residue, got shape {array.shape}")
-        return array
+        values = np.array(_to_numpy(self.residue_index), dtype=object)  # exact Python / numpy numbers, copied
+        if values.ndim != 1:
+            raise self._error(f"residue_index must be one value per residue, got shape {values.shape}")
+        for i, x in enumerate(values.tolist()):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, float) and not x.is_integer()):
+                raise self._error(f"residue_index at position {i + 1}: {x!r} is not an integer")
+            if not _INT64_MIN <= x <= _INT64_MAX:
+                raise self._error(f"residue_index at position {i + 1}: {x!r} does not fit in 64 bits")
+        return values.astype(np.int64)
+
+    def _checked_insertion_code(self) -> np.ndarray | None:
+        """A copy as ``<U1``; a longer code raises (casting would keep only its first character)."""
+        if self.insertion_code is None:
+            return None
+        values = np.array(_to_numpy(self.insertion_code), dtype=object)
+        if values.ndim != 1:
+            raise self._error(f"insertion_code must be one value per residue, got shape {values.shape}")
+        for i, x in enumerate(values.tolist()):
+            if not isinstance(x, str):
+                raise self._error(f"insertion_code at position {i + 1}: {x!r} is not a string")
+            if len(x) > 1:
+                raise self._error(f"insertion_code at position {i + 1}: {x!r} is longer than one character")
+        return values.astype("<U1")
 
     def _checked_lengths(self) -> int | None:
         lengths = {

@@ -201,3 +201,17 @@ def test_structure_errors_name_the_file(tmp_path: Path) -> None:
         Protein.from_structure(water)
     with pytest.raises(InputError, match=r"chain 'Z' not found"):
         Protein.from_structure(STRUCTURES / "1a62.pdb.gz", chains=["Z"])
+
+
+def test_numbering_tracks_are_copied_and_never_silently_truncated() -> None:
+    numbers = np.array([1, 2, 3])
+    p = Protein(sequence="MKT", residue_index=numbers, insertion_code=np.array(["", "A", ""]))
+    numbers[0] = 99  # the caller's array, changed after building the record
+    assert p.residue_index.tolist() == [1, 2, 3]
+    with pytest.raises(InputError, match=r"residue_index at position 2: 2\.5 is not an integer"):
+        Protein(sequence="MKT", residue_index=[1, 2.5, 3])
+    with pytest.raises(InputError, match="residue_index at position 1: .* does not fit in 64 bits"):
+        Protein(sequence="MKT", residue_index=[2**70, 2, 3])
+    with pytest.raises(InputError, match="insertion_code at position 2: 'AB' is longer than one character"):
+        Protein(sequence="MKT", insertion_code=["", "AB", ""])
+    assert Protein(sequence="MK", residue_index=np.array([1.0, 2.0])).residue_index.tolist() == [1, 2]
