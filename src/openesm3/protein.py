@@ -232,7 +232,11 @@ class Protein:
         shown = ""
         if self.sequence is not None:
             shown = self.sequence if len(self.sequence) <= 30 else self.sequence[:27] + "..."
-        return f"Protein(name={self.name!r}, length={len(self)}, sequence={shown!r}, tracks={present})"
+        try:
+            length: int | None = len(self)
+        except InputError:  # no per-residue track; a repr must not raise
+            length = None
+        return f"Protein(name={self.name!r}, length={length}, sequence={shown!r}, tracks={present})"
 
     @property
     def is_complex(self) -> bool:
@@ -355,6 +359,8 @@ class Protein:
         if self.coordinates is None:
             return None
         coords = _to_numpy(self.coordinates)
+        if not isinstance(coords, np.ndarray):
+            coords = self._coordinates_from_lists(coords)
         if coords.dtype == object or not (np.issubdtype(coords.dtype, np.number)):
             raise self._error(f"coordinates must be numbers, got dtype {coords.dtype}")
         coords = np.array(coords, dtype=np.float32)
@@ -362,6 +368,36 @@ class Protein:
             raise self._error(f"coordinates must have shape [L, 37, 3] (atom37), got {coords.shape}")
         coords[~np.isfinite(coords).all(-1)] = np.nan  # an atom is present only with three finite values
         return coords
+
+    def _coordinates_from_lists(self, value: Any) -> np.ndarray:
+        """Nested lists ``[L][37][3]`` as an array; an atom may be ``None`` (missing), as in the JSON format."""
+        try:
+            array = np.asarray(value)
+        except ValueError:  # ragged: some atoms are None
+            array = None
+        if array is not None and array.dtype != object:
+            return array  # the shape and dtype checks follow
+        residues = list(value)
+        out = np.full((len(residues), RC.N_ATOM37, 3), np.nan)
+        for i, residue in enumerate(residues):
+            if isinstance(residue, (str, bytes)) or not isinstance(residue, Iterable):
+                raise self._error(f"coordinates at residue {i + 1}: expected {RC.N_ATOM37} atoms (atom37 order)")
+            atoms = list(residue)
+            if len(atoms) != RC.N_ATOM37:
+                raise self._error(
+                    f"coordinates at residue {i + 1}: expected {RC.N_ATOM37} atoms (atom37 order), got {len(atoms)}"
+                )
+            for a, atom in enumerate(atoms):
+                if atom is None:
+                    continue
+                xyz = list(atom) if isinstance(atom, Iterable) and not isinstance(atom, (str, bytes)) else []
+                if len(xyz) != 3 or not all(_is_number(x) for x in xyz):
+                    raise self._error(
+                        f"coordinates at residue {i + 1}, atom {a + 1} ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or "
+                        f"None, got {atom!r}"
+                    )
+                out[i, a] = [float(x) for x in xyz]
+        return out
 
     def _checked_plddt(self) -> np.ndarray | None:
         if self.plddt is None:
@@ -493,6 +529,10 @@ def _to_numpy(value: Any) -> Any:
             value = value.float()
         return value.numpy()
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _float_track(value: Any, field: str, where: str) -> np.ndarray:

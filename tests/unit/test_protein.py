@@ -215,3 +215,16 @@ def test_numbering_tracks_are_copied_and_never_silently_truncated() -> None:
     with pytest.raises(InputError, match="insertion_code at position 2: 'AB' is longer than one character"):
         Protein(sequence="MKT", insertion_code=["", "AB", ""])
     assert Protein(sequence="MK", residue_index=np.array([1.0, 2.0])).residue_index.tolist() == [1, 2]
+
+
+def test_coordinates_given_as_nested_lists_with_missing_atoms() -> None:
+    residue = [[1.0, 2.0, 3.0]] + [None] * (RC.N_ATOM37 - 1)  # None = a missing atom, as in the JSON format
+    p = Protein(sequence="MK", coordinates=[residue, residue])
+    assert p.coordinates.shape == (2, RC.N_ATOM37, 3) and p.coordinates.dtype == np.float32
+    assert p.coordinates[1, 0].tolist() == [1.0, 2.0, 3.0] and np.isnan(p.coordinates[:, 1:]).all()
+    with pytest.raises(InputError, match=r"coordinates at residue 2, atom 1 \(N\): expected \[x, y, z\] or None"):
+        Protein(sequence="MK", coordinates=[residue, [["a", 2, 3]] + [None] * (RC.N_ATOM37 - 1)])
+
+
+def test_repr_of_a_record_without_a_per_residue_track() -> None:
+    assert repr(Protein(name="empty")) == "Protein(name='empty', length=None, sequence='', tracks=[])"
