@@ -13,6 +13,8 @@ the others; :func:`load_fasta` converts them all, stopping at the first bad one.
 key but ``format`` and ``version`` is optional and ``null`` means "absent". Inside arrays ``null`` is a missing
 value (NaN): a masked SASA, an unknown pLDDT, a missing atom. Floats are written with the shortest text that
 reads back to the same float32 (coordinates, pLDDT, PAE) or float64 (SASA) value, so a round trip is exact.
+JSON has no infinity: an infinite SASA (the open top bin) or PAE value is refused when writing, not turned into
+``null`` (which would read back as masked).
 
 =======================  ================================================================================
 key                      value
@@ -231,7 +233,7 @@ def _floats(values: np.ndarray) -> list[Any]:
     if values.ndim == 1:
         return flat
     n = values.shape[-1]
-    return [flat[i : i + n] for i in range(0, len(flat), n)]
+    return [flat[i * n : (i + 1) * n] for i in range(values.shape[0])]  # also for n == 0 ([L, 0])
 
 
 def _coordinates_json(coords: np.ndarray) -> list[list[Any]]:
@@ -253,8 +255,19 @@ def _annotations_json(annotations: Sequence[FunctionAnnotation] | None) -> list[
 
 
 def protein_to_json(protein: Protein) -> dict[str, Any]:
-    """The JSON object (version 1) of ``protein``; see the module docstring for the schema."""
+    """The JSON object (version 1) of ``protein``; see the module docstring for the schema.
+
+    Raises:
+        InputError: an infinite SASA or PAE value (JSON has no infinity; ``null`` would read back as masked).
+    """
     p = protein
+    for key, values in (("sasa", p.sasa), ("pae", p.pae)):
+        if values is not None and np.isinf(values).any():
+            at = ", ".join(str(int(i) + 1) for i in np.argwhere(np.isinf(values))[0])
+            raise InputError(
+                f"{p.error_prefix()}{key} at position {at} is inf, which JSON cannot hold (null means masked); "
+                "use a finite value"
+            )
     return {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
@@ -279,6 +292,8 @@ def _nan_array(value: Any, key: str, where: str, dtype: Any, ndim: int) -> np.nd
         array = np.array(value, dtype=object)
     except ValueError as exc:  # ragged nesting
         raise InputError(f"{where}: key {key!r}: not a regular array ({exc})") from None
+    if array.size == 0 and array.ndim < ndim:
+        array = array.reshape((0,) * ndim)  # [] is an empty matrix too (L = 0)
     if array.ndim != ndim:
         raise InputError(f"{where}: key {key!r}: expected {ndim} nested list level(s), got shape {array.shape}")
     out = np.empty(array.shape, dtype=dtype)
@@ -286,7 +301,11 @@ def _nan_array(value: Any, key: str, where: str, dtype: Any, ndim: int) -> np.nd
         if item is None:
             out[index] = np.nan
         elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            out[index] = item
+            try:
+                out[index] = item
+            except OverflowError:  # an int beyond the float range (JSON ints are unbounded)
+                at = "][".join(str(i) for i in index)
+                raise InputError(f"{where}: key {key!r}[{at}]: {item!r} is too large for a float") from None
         else:
             at = "][".join(str(i) for i in index)
             raise InputError(f"{where}: key {key!r}[{at}]: expected a number or null, got {item!r}")
@@ -312,7 +331,13 @@ def _coordinates_from_json(value: Any, where: str) -> np.ndarray:
                     f"{where}: key 'coordinates'[{i}][{a}] ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or null, "
                     f"got {atom!r}"
                 )
-            coords[i, a] = atom
+            try:
+                coords[i, a] = [float(x) for x in atom]
+            except OverflowError:  # an int beyond the float range (JSON ints are unbounded)
+                raise InputError(
+                    f"{where}: key 'coordinates'[{i}][{a}] ({RC.ATOM37_NAMES[a]}): {atom!r} holds a number too "
+                    "large for a float"
+                ) from None
     return coords
 
 
