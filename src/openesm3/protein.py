@@ -18,8 +18,8 @@ and SASA / pLDDT are NaN. Annotation ranges use the same positions.
 
 Every track is optional (a prompt gives some, a model fills in others), but all given tracks must agree in
 length; the record is validated when built and errors name the protein, the track and the position. Values are
-normalised on construction: letters are uppercased, lists become numpy arrays, infinite coordinates become NaN.
-The record is frozen; :meth:`Protein.replace` makes a modified copy.
+normalised on construction: letters are uppercased, lists become numpy arrays (copies of the arrays given, and
+read-only), infinite coordinates become NaN. The record is frozen; :meth:`Protein.replace` makes a modified copy.
 
 Conversions: :mod:`openesm3.protein_io` reads and writes FASTA and JSON; this module converts to and from
 structures (PDB / mmCIF via :mod:`openesm3.structure`); :mod:`openesm3.generation.encoding` converts to and from
@@ -117,6 +117,9 @@ class Protein:
         fix(self, "function_annotations", self._checked_annotations("function_annotations", length))
         fix(self, "residue_annotations", self._checked_annotations("residue_annotations", length))
         fix(self, "chain_ids", self._checked_chain_ids())
+        for value in (self.coordinates, self.sasa, self.plddt, self.pae, self.residue_index, self.insertion_code):
+            if value is not None:
+                value.setflags(write=False)  # frozen all the way down: an in-place edit would skip validation
 
     # ---- construction ------------------------------------------------------------------------------------
     @classmethod

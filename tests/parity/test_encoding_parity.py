@@ -113,7 +113,7 @@ def test_structure_tokens_match_the_sdk(esm_reference: Any, reference_tokenizers
         ours = bundle.encode(protein)
         with torch.no_grad():
             ref = reference.encode(
-                ESMProtein(sequence=protein.sequence, coordinates=torch.from_numpy(protein.coordinates))
+                ESMProtein(sequence=protein.sequence, coordinates=torch.tensor(protein.coordinates))
             )
         breaks = torch.from_numpy(protein.chain_break_positions()) + 1
         assert bool((ours.structure[breaks] == 4100).all())

@@ -147,7 +147,7 @@ def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
     t = encode_protein(p, structure_encoder=lambda c: torch.zeros(c.shape[0], dtype=torch.long))
     n = len(t)
     truth = torch.full((n, 3, 3), float("nan"))
-    truth[1:-1] = torch.from_numpy(p.coordinates[:, :3])
+    truth[1:-1] = torch.tensor(p.coordinates[:, :3])
 
     def fake_decoder(tokens: torch.Tensor) -> DecodedStructure:
         assert tokens.shape == (n,)

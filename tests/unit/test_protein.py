@@ -228,3 +228,12 @@ def test_coordinates_given_as_nested_lists_with_missing_atoms() -> None:
 
 def test_repr_of_a_record_without_a_per_residue_track() -> None:
     assert repr(Protein(name="empty")) == "Protein(name='empty', length=None, sequence='', tracks=[])"
+
+
+def test_the_frozen_record_hands_out_read_only_arrays() -> None:
+    p = Protein(sequence="MK", sasa=[1.0, 2.0], plddt=[0.5, 0.6], residue_index=[1, 2], coordinates=np.zeros((2, 37, 3)))
+    for field in ("sasa", "plddt", "residue_index", "coordinates"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(p, field)[0] = 7  # would bypass validation (plddt 7 is outside [0, 1])
+    q = p.replace(plddt=p.plddt * 0.5)  # a modified copy is the way
+    assert q.plddt.tolist() == [0.25, 0.30000001192092896] and p.plddt.tolist()[0] == 0.5
