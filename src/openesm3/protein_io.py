@@ -39,6 +39,7 @@ A file holds one such object, or a list of them (:func:`read_json` always return
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -469,9 +470,21 @@ def file_kind(path: PathLike) -> str:
     return "structure"
 
 
+def _no_structure_options(path: PathLike, kind: str, options: dict[str, Any]) -> None:
+    """Options of ``from_structure`` would be ignored for JSON / FASTA: refuse them rather than drop them (an
+    option left at its default, e.g. ``chains=None`` from a generic caller, changes nothing and is allowed)."""
+    if kind == "structure":
+        return
+    defaults = inspect.signature(Protein.from_structure).parameters
+    given = sorted(k for k, v in options.items() if k not in defaults or v != defaults[k].default)
+    if given:
+        raise InputError(f"{path}: {', '.join(given)} applies to structure files only, not {kind}")
+
+
 def load_protein(path: PathLike, **structure_options: Any) -> Protein:
     """One protein from ``.json``, FASTA (one record) or a structure file (options of ``from_structure``)."""
     kind = file_kind(path)
+    _no_structure_options(path, kind, structure_options)
     if kind == "json":
         proteins = read_json(path)
     elif kind == "fasta":
@@ -486,6 +499,7 @@ def load_protein(path: PathLike, **structure_options: Any) -> Protein:
 def load_proteins(path: PathLike, **structure_options: Any) -> list[Protein]:
     """Every protein of a JSON / FASTA file, or the one of a structure file."""
     kind = file_kind(path)
+    _no_structure_options(path, kind, structure_options)
     if kind == "json":
         return read_json(path)
     if kind == "fasta":

@@ -216,3 +216,12 @@ def test_json_round_trip_of_an_empty_protein_with_every_array_track() -> None:
     p = Protein(sequence="", sasa=np.zeros(0), plddt=np.zeros(0), pae=np.zeros((0, 0)), coordinates=np.zeros((0, 37, 3)))
     q = io.protein_from_json(json.loads(io.json_string(p)))
     assert q.sequence == "" and q.pae.shape == (0, 0) and q.coordinates.shape == (0, 37, 3) and len(q.sasa) == 0
+
+
+def test_structure_options_are_refused_for_json_and_fasta_instead_of_ignored(tmp_path: Path) -> None:
+    (tmp_path / "one.fasta").write_text(">a\nMKT\n")
+    with pytest.raises(InputError, match=r"one\.fasta: with_annotations applies to structure files only"):
+        Protein.load(tmp_path / "one.fasta", with_annotations=True)  # no SS8 / SASA can be computed from FASTA
+    with pytest.raises(InputError, match=r"chains applies to structure files only"):
+        io.load_proteins(tmp_path / "one.fasta", chains=["A"])
+    assert Protein.load(tmp_path / "one.fasta", chains=None, with_annotations=False).sequence == "MKT"  # defaults
