@@ -428,6 +428,8 @@ class Protein:
         if self.ptm is None:
             return None
         try:
+            if isinstance(self.ptm, (bool, np.bool_)):
+                raise TypeError("a bool is not a pTM")
             value = float(self.ptm)
         except (TypeError, ValueError):
             raise self._error(f"ptm must be a number, got {self.ptm!r}") from None

@@ -237,3 +237,9 @@ def test_the_frozen_record_hands_out_read_only_arrays() -> None:
             getattr(p, field)[0] = 7  # would bypass validation (plddt 7 is outside [0, 1])
     q = p.replace(plddt=p.plddt * 0.5)  # a modified copy is the way
     assert q.plddt.tolist() == [0.25, 0.30000001192092896] and p.plddt.tolist()[0] == 0.5
+
+
+def test_ptm_refuses_a_bool_as_plddt_and_sasa_do() -> None:
+    with pytest.raises(InputError, match="ptm must be a number, got True"):
+        Protein(sequence="MK", ptm=True)  # not silently pTM = 1.0
+    assert Protein(sequence="MK", ptm=np.float32(0.5)).ptm == 0.5
