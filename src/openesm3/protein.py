@@ -13,8 +13,9 @@ A :class:`Protein` holds what a user gives to or gets from ESM3, residue by resi
   ``insertion_code``.
 
 L counts every position of the sequence string, chain breaks included (as the SDK's ``len(ESMProtein)``): in a
-complex ``"MKT|GS"`` has L = 6 and position 4 is the break, where coordinates are NaN, the SS8 letter is ``_``
-and SASA / pLDDT are NaN. Annotation ranges use the same positions.
+complex ``"MKT|GS"`` has L = 6 and position 4 is the break, where :meth:`Protein.from_structure` puts NaN
+coordinates, the SS8 letter ``_`` and NaN SASA / pLDDT (values a caller puts there are not checked, and are
+encoded as given, as the SDK does). Annotation ranges use the same positions and may span a break.
 
 Every track is optional (a prompt gives some, a model fills in others), but all given tracks must agree in
 length; the record is validated when built and errors name the protein, the track and the position. Values are
