@@ -231,7 +231,9 @@ def test_repr_of_a_record_without_a_per_residue_track() -> None:
 
 
 def test_the_frozen_record_hands_out_read_only_arrays() -> None:
-    p = Protein(sequence="MK", sasa=[1.0, 2.0], plddt=[0.5, 0.6], residue_index=[1, 2], coordinates=np.zeros((2, 37, 3)))
+    p = Protein(
+        sequence="MK", sasa=[1.0, 2.0], plddt=[0.5, 0.6], residue_index=[1, 2], coordinates=np.zeros((2, 37, 3))
+    )
     for field in ("sasa", "plddt", "residue_index", "coordinates"):
         with pytest.raises(ValueError, match="read-only"):
             getattr(p, field)[0] = 7  # would bypass validation (plddt 7 is outside [0, 1])

@@ -213,7 +213,9 @@ def test_json_refuses_an_infinite_sasa_it_cannot_write_instead_of_masking_it() -
 
 
 def test_json_round_trip_of_an_empty_protein_with_every_array_track() -> None:
-    p = Protein(sequence="", sasa=np.zeros(0), plddt=np.zeros(0), pae=np.zeros((0, 0)), coordinates=np.zeros((0, 37, 3)))
+    p = Protein(
+        sequence="", sasa=np.zeros(0), plddt=np.zeros(0), pae=np.zeros((0, 0)), coordinates=np.zeros((0, 37, 3))
+    )
     q = io.protein_from_json(json.loads(io.json_string(p)))
     assert q.sequence == "" and q.pae.shape == (0, 0) and q.coordinates.shape == (0, 37, 3) and len(q.sasa) == 0
 
