@@ -224,9 +224,9 @@ class Protein:
     # ---- views -------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         """L: positions including chain breaks; from the first present of sequence, SS8, SASA, coordinates,
-        pLDDT, residue_index."""
-        for value in (self.sequence, self.secondary_structure, self.sasa, self.coordinates, self.plddt,
-                      self.residue_index):  # fmt: skip
+        pLDDT, PAE, residue_index, insertion_code (all present ones agree: checked on construction)."""
+        for value in (self.sequence, self.secondary_structure, self.sasa, self.coordinates, self.plddt, self.pae,
+                      self.residue_index, self.insertion_code):  # fmt: skip
             if value is not None:
                 return len(value)
         raise InputError(f"{self.error_prefix()}has no per-residue track, so its length is undefined")

@@ -245,3 +245,10 @@ def test_ptm_refuses_a_bool_as_plddt_and_sasa_do() -> None:
     with pytest.raises(InputError, match="ptm must be a number, got True"):
         Protein(sequence="MK", ptm=True)  # not silently pTM = 1.0
     assert Protein(sequence="MK", ptm=np.float32(0.5)).ptm == 0.5
+
+
+def test_length_comes_from_any_track_that_has_one() -> None:
+    # The annotations were checked against L = 3 (from the PAE), so len() must agree rather than raise.
+    p = Protein(pae=np.zeros((3, 3)), function_annotations=[("IPR000001", 1, 3)])
+    assert len(p) == 3
+    assert len(Protein(insertion_code=["", "A"])) == 2
