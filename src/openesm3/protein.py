@@ -363,7 +363,7 @@ class Protein:
         if self.coordinates is None:
             return None
         coords = _to_numpy(self.coordinates)
-        if not isinstance(coords, np.ndarray):
+        if not isinstance(coords, np.ndarray) or coords.dtype == object:
             coords = self._coordinates_from_lists(coords)
         if coords.dtype == object or not (np.issubdtype(coords.dtype, np.number)):
             raise self._error(f"coordinates must be numbers, got dtype {coords.dtype}")
@@ -381,6 +381,8 @@ class Protein:
             array = None
         if array is not None and array.dtype != object:
             return array  # the shape and dtype checks follow
+        if array is not None and array.ndim == 3:  # an object array [L, 37, 3]: None where an atom is missing
+            value = [[None if any(x is None for x in atom) else atom for atom in residue] for residue in array]
         residues = list(value)
         out = np.full((len(residues), RC.N_ATOM37, 3), np.nan)
         for i, residue in enumerate(residues):

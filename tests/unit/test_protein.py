@@ -222,6 +222,11 @@ def test_coordinates_given_as_nested_lists_with_missing_atoms() -> None:
     p = Protein(sequence="MK", coordinates=[residue, residue])
     assert p.coordinates.shape == (2, RC.N_ATOM37, 3) and p.coordinates.dtype == np.float32
     assert p.coordinates[1, 0].tolist() == [1.0, 2.0, 3.0] and np.isnan(p.coordinates[:, 1:]).all()
+    as_objects = np.array([residue, residue], dtype=object)  # [2, 37] of lists and None
+    assert np.array_equal(Protein(sequence="MK", coordinates=as_objects).coordinates, p.coordinates, equal_nan=True)
+    cube = np.full((2, RC.N_ATOM37, 3), None, dtype=object)  # [2, 37, 3] with None for missing values
+    cube[:, 0] = [1.0, 2.0, 3.0]
+    assert np.array_equal(Protein(sequence="MK", coordinates=cube).coordinates, p.coordinates, equal_nan=True)
     with pytest.raises(InputError, match=r"coordinates at residue 2, atom 1 \(N\): expected \[x, y, z\] or None"):
         Protein(sequence="MK", coordinates=[residue, [["a", 2, 3]] + [None] * (RC.N_ATOM37 - 1)])
 
