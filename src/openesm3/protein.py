@@ -13,13 +13,14 @@ A :class:`Protein` holds what a user gives to or gets from ESM3, residue by resi
   ``insertion_code``.
 
 L counts every position of the sequence string, chain breaks included (as the SDK's ``len(ESMProtein)``): in a
-complex ``"MKT|GS"`` has L = 6 and position 4 is the break, where coordinates are NaN, the SS8 letter is ``_``
-and SASA / pLDDT are NaN. Annotation ranges use the same positions.
+complex ``"MKT|GS"`` has L = 6 and position 4 is the break, where :meth:`Protein.from_structure` puts NaN
+coordinates, the SS8 letter ``_`` and NaN SASA / pLDDT (values a caller puts there are not checked, and are
+encoded as given, as the SDK does). Annotation ranges use the same positions and may span a break.
 
 Every track is optional (a prompt gives some, a model fills in others), but all given tracks must agree in
 length; the record is validated when built and errors name the protein, the track and the position. Values are
-normalised on construction: letters are uppercased, lists become numpy arrays, infinite coordinates become NaN.
-The record is frozen; :meth:`Protein.replace` makes a modified copy.
+normalised on construction: letters are uppercased, lists become numpy arrays (copies of the arrays given, and
+read-only), infinite coordinates become NaN. The record is frozen; :meth:`Protein.replace` makes a modified copy.
 
 Conversions: :mod:`openesm3.protein_io` reads and writes FASTA and JSON; this module converts to and from
 structures (PDB / mmCIF via :mod:`openesm3.structure`); :mod:`openesm3.generation.encoding` converts to and from
@@ -52,6 +53,7 @@ DEFAULT_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvw
 # pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
 # detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
 PLDDT_PERCENT_SCALE = 100.0
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 _SEQUENCE = SequenceTokenizer()
 _SS8 = SS8Tokenizer()
@@ -110,12 +112,15 @@ class Protein:
         fix(self, "plddt", self._checked_plddt())
         fix(self, "pae", self._checked_pae())
         fix(self, "ptm", self._checked_ptm())
-        fix(self, "residue_index", self._checked_array("residue_index", self.residue_index, np.int64))
-        fix(self, "insertion_code", self._checked_array("insertion_code", self.insertion_code, "<U1"))
+        fix(self, "residue_index", self._checked_residue_index())
+        fix(self, "insertion_code", self._checked_insertion_code())
         length = self._checked_lengths()
         fix(self, "function_annotations", self._checked_annotations("function_annotations", length))
         fix(self, "residue_annotations", self._checked_annotations("residue_annotations", length))
         fix(self, "chain_ids", self._checked_chain_ids())
+        for value in (self.coordinates, self.sasa, self.plddt, self.pae, self.residue_index, self.insertion_code):
+            if value is not None:
+                value.setflags(write=False)  # frozen all the way down: an in-place edit would skip validation
 
     # ---- construction ------------------------------------------------------------------------------------
     @classmethod
@@ -219,9 +224,9 @@ class Protein:
     # ---- views -------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         """L: positions including chain breaks; from the first present of sequence, SS8, SASA, coordinates,
-        pLDDT, residue_index."""
-        for value in (self.sequence, self.secondary_structure, self.sasa, self.coordinates, self.plddt,
-                      self.residue_index):  # fmt: skip
+        pLDDT, PAE, residue_index, insertion_code (all present ones agree: checked on construction)."""
+        for value in (self.sequence, self.secondary_structure, self.sasa, self.coordinates, self.plddt, self.pae,
+                      self.residue_index, self.insertion_code):  # fmt: skip
             if value is not None:
                 return len(value)
         raise InputError(f"{self.error_prefix()}has no per-residue track, so its length is undefined")
@@ -231,7 +236,11 @@ class Protein:
         shown = ""
         if self.sequence is not None:
             shown = self.sequence if len(self.sequence) <= 30 else self.sequence[:27] + "..."
-        return f"Protein(name={self.name!r}, length={len(self)}, sequence={shown!r}, tracks={present})"
+        try:
+            length: int | None = len(self)
+        except InputError:  # no per-residue track; a repr must not raise
+            length = None
+        return f"Protein(name={self.name!r}, length={length}, sequence={shown!r}, tracks={present})"
 
     @property
     def is_complex(self) -> bool:
@@ -354,6 +363,8 @@ class Protein:
         if self.coordinates is None:
             return None
         coords = _to_numpy(self.coordinates)
+        if not isinstance(coords, np.ndarray) or coords.dtype == object:
+            coords = self._coordinates_from_lists(coords)
         if coords.dtype == object or not (np.issubdtype(coords.dtype, np.number)):
             raise self._error(f"coordinates must be numbers, got dtype {coords.dtype}")
         coords = np.array(coords, dtype=np.float32)
@@ -361,6 +372,38 @@ class Protein:
             raise self._error(f"coordinates must have shape [L, 37, 3] (atom37), got {coords.shape}")
         coords[~np.isfinite(coords).all(-1)] = np.nan  # an atom is present only with three finite values
         return coords
+
+    def _coordinates_from_lists(self, value: Any) -> np.ndarray:
+        """Nested lists ``[L][37][3]`` as an array; an atom may be ``None`` (missing), as in the JSON format."""
+        try:
+            array = np.asarray(value)
+        except ValueError:  # ragged: some atoms are None
+            array = None
+        if array is not None and array.dtype != object:
+            return array  # the shape and dtype checks follow
+        if array is not None and array.ndim == 3:  # an object array [L, 37, 3]: None where an atom is missing
+            value = [[None if any(x is None for x in atom) else atom for atom in residue] for residue in array]
+        residues = list(value)
+        out = np.full((len(residues), RC.N_ATOM37, 3), np.nan)
+        for i, residue in enumerate(residues):
+            if isinstance(residue, (str, bytes)) or not isinstance(residue, Iterable):
+                raise self._error(f"coordinates at residue {i + 1}: expected {RC.N_ATOM37} atoms (atom37 order)")
+            atoms = list(residue)
+            if len(atoms) != RC.N_ATOM37:
+                raise self._error(
+                    f"coordinates at residue {i + 1}: expected {RC.N_ATOM37} atoms (atom37 order), got {len(atoms)}"
+                )
+            for a, atom in enumerate(atoms):
+                if atom is None:
+                    continue
+                xyz = list(atom) if isinstance(atom, Iterable) and not isinstance(atom, (str, bytes)) else []
+                if len(xyz) != 3 or not all(_is_number(x) for x in xyz):
+                    raise self._error(
+                        f"coordinates at residue {i + 1}, atom {a + 1} ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or "
+                        f"None, got {atom!r}"
+                    )
+                out[i, a] = [float(x) for x in xyz]
+        return out
 
     def _checked_plddt(self) -> np.ndarray | None:
         if self.plddt is None:
@@ -388,6 +431,8 @@ class Protein:
         if self.ptm is None:
             return None
         try:
+            if isinstance(self.ptm, (bool, np.bool_)):
+                raise TypeError("a bool is not a pTM")
             value = float(self.ptm)
         except (TypeError, ValueError):
             raise self._error(f"ptm must be a number, got {self.ptm!r}") from None
@@ -397,16 +442,33 @@ class Protein:
             raise self._error(f"ptm is {value}; pTM must lie in [0, 1]")
         return value
 
-    def _checked_array(self, field: str, value: Any, dtype: Any) -> np.ndarray | None:
-        if value is None:
+    def _checked_residue_index(self) -> np.ndarray | None:
+        """A copy as int64; a non-integer or out-of-range number raises (casting would truncate or overflow)."""
+        if self.residue_index is None:
             return None
-        try:
-            array = np.asarray(_to_numpy(value), dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise self._error(f"{field}: {exc}") from None
-        if array.ndim != 1:
-            raise self._error(f"{field} must be one value per residue, got shape {array.shape}")
-        return array
+        values = np.array(_to_numpy(self.residue_index), dtype=object)  # exact Python / numpy numbers, copied
+        if values.ndim != 1:
+            raise self._error(f"residue_index must be one value per residue, got shape {values.shape}")
+        for i, x in enumerate(values.tolist()):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, float) and not x.is_integer()):
+                raise self._error(f"residue_index at position {i + 1}: {x!r} is not an integer")
+            if not _INT64_MIN <= x <= _INT64_MAX:
+                raise self._error(f"residue_index at position {i + 1}: {x!r} does not fit in 64 bits")
+        return values.astype(np.int64)
+
+    def _checked_insertion_code(self) -> np.ndarray | None:
+        """A copy as ``<U1``; a longer code raises (casting would keep only its first character)."""
+        if self.insertion_code is None:
+            return None
+        values = np.array(_to_numpy(self.insertion_code), dtype=object)
+        if values.ndim != 1:
+            raise self._error(f"insertion_code must be one value per residue, got shape {values.shape}")
+        for i, x in enumerate(values.tolist()):
+            if not isinstance(x, str):
+                raise self._error(f"insertion_code at position {i + 1}: {x!r} is not a string")
+            if len(x) > 1:
+                raise self._error(f"insertion_code at position {i + 1}: {x!r} is longer than one character")
+        return values.astype("<U1")
 
     def _checked_lengths(self) -> int | None:
         lengths = {
@@ -475,6 +537,10 @@ def _to_numpy(value: Any) -> Any:
             value = value.float()
         return value.numpy()
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _float_track(value: Any, field: str, where: str) -> np.ndarray:

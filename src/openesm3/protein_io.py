@@ -13,6 +13,8 @@ the others; :func:`load_fasta` converts them all, stopping at the first bad one.
 key but ``format`` and ``version`` is optional and ``null`` means "absent". Inside arrays ``null`` is a missing
 value (NaN): a masked SASA, an unknown pLDDT, a missing atom. Floats are written with the shortest text that
 reads back to the same float32 (coordinates, pLDDT, PAE) or float64 (SASA) value, so a round trip is exact.
+JSON has no infinity: an infinite SASA (the open top bin) or PAE value is refused when writing, not turned into
+``null`` (which would read back as masked).
 
 =======================  ================================================================================
 key                      value
@@ -37,6 +39,7 @@ A file holds one such object, or a list of them (:func:`read_json` always return
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -231,7 +234,7 @@ def _floats(values: np.ndarray) -> list[Any]:
     if values.ndim == 1:
         return flat
     n = values.shape[-1]
-    return [flat[i : i + n] for i in range(0, len(flat), n)]
+    return [flat[i * n : (i + 1) * n] for i in range(values.shape[0])]  # also for n == 0 ([L, 0])
 
 
 def _coordinates_json(coords: np.ndarray) -> list[list[Any]]:
@@ -253,8 +256,19 @@ def _annotations_json(annotations: Sequence[FunctionAnnotation] | None) -> list[
 
 
 def protein_to_json(protein: Protein) -> dict[str, Any]:
-    """The JSON object (version 1) of ``protein``; see the module docstring for the schema."""
+    """The JSON object (version 1) of ``protein``; see the module docstring for the schema.
+
+    Raises:
+        InputError: an infinite SASA or PAE value (JSON has no infinity; ``null`` would read back as masked).
+    """
     p = protein
+    for key, values in (("sasa", p.sasa), ("pae", p.pae)):
+        if values is not None and np.isinf(values).any():
+            at = ", ".join(str(int(i) + 1) for i in np.argwhere(np.isinf(values))[0])
+            raise InputError(
+                f"{p.error_prefix()}{key} at position {at} is inf, which JSON cannot hold (null means masked); "
+                "use a finite value"
+            )
     return {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
@@ -279,6 +293,8 @@ def _nan_array(value: Any, key: str, where: str, dtype: Any, ndim: int) -> np.nd
         array = np.array(value, dtype=object)
     except ValueError as exc:  # ragged nesting
         raise InputError(f"{where}: key {key!r}: not a regular array ({exc})") from None
+    if array.size == 0 and array.ndim < ndim:
+        array = array.reshape((0,) * ndim)  # [] is an empty matrix too (L = 0)
     if array.ndim != ndim:
         raise InputError(f"{where}: key {key!r}: expected {ndim} nested list level(s), got shape {array.shape}")
     out = np.empty(array.shape, dtype=dtype)
@@ -286,7 +302,11 @@ def _nan_array(value: Any, key: str, where: str, dtype: Any, ndim: int) -> np.nd
         if item is None:
             out[index] = np.nan
         elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            out[index] = item
+            try:
+                out[index] = item
+            except OverflowError:  # an int beyond the float range (JSON ints are unbounded)
+                at = "][".join(str(i) for i in index)
+                raise InputError(f"{where}: key {key!r}[{at}]: {item!r} is too large for a float") from None
         else:
             at = "][".join(str(i) for i in index)
             raise InputError(f"{where}: key {key!r}[{at}]: expected a number or null, got {item!r}")
@@ -312,7 +332,13 @@ def _coordinates_from_json(value: Any, where: str) -> np.ndarray:
                     f"{where}: key 'coordinates'[{i}][{a}] ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or null, "
                     f"got {atom!r}"
                 )
-            coords[i, a] = atom
+            try:
+                coords[i, a] = [float(x) for x in atom]
+            except OverflowError:  # an int beyond the float range (JSON ints are unbounded)
+                raise InputError(
+                    f"{where}: key 'coordinates'[{i}][{a}] ({RC.ATOM37_NAMES[a]}): {atom!r} holds a number too "
+                    "large for a float"
+                ) from None
     return coords
 
 
@@ -444,9 +470,21 @@ def file_kind(path: PathLike) -> str:
     return "structure"
 
 
+def _no_structure_options(path: PathLike, kind: str, options: dict[str, Any]) -> None:
+    """Options of ``from_structure`` would be ignored for JSON / FASTA: refuse them rather than drop them (an
+    option left at its default, e.g. ``chains=None`` from a generic caller, changes nothing and is allowed)."""
+    if kind == "structure":
+        return
+    defaults = inspect.signature(Protein.from_structure).parameters
+    given = sorted(k for k, v in options.items() if k not in defaults or v != defaults[k].default)
+    if given:
+        raise InputError(f"{path}: {', '.join(given)} applies to structure files only, not {kind}")
+
+
 def load_protein(path: PathLike, **structure_options: Any) -> Protein:
     """One protein from ``.json``, FASTA (one record) or a structure file (options of ``from_structure``)."""
     kind = file_kind(path)
+    _no_structure_options(path, kind, structure_options)
     if kind == "json":
         proteins = read_json(path)
     elif kind == "fasta":
@@ -461,6 +499,7 @@ def load_protein(path: PathLike, **structure_options: Any) -> Protein:
 def load_proteins(path: PathLike, **structure_options: Any) -> list[Protein]:
     """Every protein of a JSON / FASTA file, or the one of a structure file."""
     kind = file_kind(path)
+    _no_structure_options(path, kind, structure_options)
     if kind == "json":
         return read_json(path)
     if kind == "fasta":

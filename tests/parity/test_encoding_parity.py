@@ -112,9 +112,7 @@ def test_structure_tokens_match_the_sdk(esm_reference: Any, reference_tokenizers
         protein = Protein.from_structure(TEST_DATA / "structures" / f"{name}.pdb.gz")
         ours = bundle.encode(protein)
         with torch.no_grad():
-            ref = reference.encode(
-                ESMProtein(sequence=protein.sequence, coordinates=torch.from_numpy(protein.coordinates))
-            )
+            ref = reference.encode(ESMProtein(sequence=protein.sequence, coordinates=torch.tensor(protein.coordinates)))
         breaks = torch.from_numpy(protein.chain_break_positions()) + 1
         assert bool((ours.structure[breaks] == 4100).all())
         same = ours.structure == ref.structure

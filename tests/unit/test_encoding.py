@@ -133,6 +133,13 @@ def test_round_trip_of_token_tracks() -> None:
     assert decode_protein(t, name="other").name == "other"
 
 
+def test_decoding_without_a_sequence_keeps_the_template_of_a_complex_valid() -> None:
+    template = Protein(sequence="MK|GA", chain_ids=("H", "L"), residue_index=[1, 2, -1, 1, 2], name="cx")
+    q = decode_protein(encode_protein(Protein(secondary_structure="HH_EE")), template=template)
+    assert q.secondary_structure == "HH_EE" and q.name == "cx" and q.residue_index.tolist() == [1, 2, -1, 1, 2]
+    assert q.chain_ids is None  # no sequence, so no '|' to put the two chain ids on
+
+
 def test_all_pad_tracks_decode_to_none_and_masked_structure_is_not_decoded() -> None:
     t = ProteinTensor.empty(4)
     t.sequence = torch.tensor([0, 20, 15, 11, 5, 2])
@@ -147,7 +154,7 @@ def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
     t = encode_protein(p, structure_encoder=lambda c: torch.zeros(c.shape[0], dtype=torch.long))
     n = len(t)
     truth = torch.full((n, 3, 3), float("nan"))
-    truth[1:-1] = torch.from_numpy(p.coordinates[:, :3])
+    truth[1:-1] = torch.tensor(p.coordinates[:, :3])
 
     def fake_decoder(tokens: torch.Tensor) -> DecodedStructure:
         assert tokens.shape == (n,)

@@ -201,3 +201,59 @@ def test_structure_errors_name_the_file(tmp_path: Path) -> None:
         Protein.from_structure(water)
     with pytest.raises(InputError, match=r"chain 'Z' not found"):
         Protein.from_structure(STRUCTURES / "1a62.pdb.gz", chains=["Z"])
+
+
+def test_numbering_tracks_are_copied_and_never_silently_truncated() -> None:
+    numbers = np.array([1, 2, 3])
+    p = Protein(sequence="MKT", residue_index=numbers, insertion_code=np.array(["", "A", ""]))
+    numbers[0] = 99  # the caller's array, changed after building the record
+    assert p.residue_index.tolist() == [1, 2, 3]
+    with pytest.raises(InputError, match=r"residue_index at position 2: 2\.5 is not an integer"):
+        Protein(sequence="MKT", residue_index=[1, 2.5, 3])
+    with pytest.raises(InputError, match="residue_index at position 1: .* does not fit in 64 bits"):
+        Protein(sequence="MKT", residue_index=[2**70, 2, 3])
+    with pytest.raises(InputError, match="insertion_code at position 2: 'AB' is longer than one character"):
+        Protein(sequence="MKT", insertion_code=["", "AB", ""])
+    assert Protein(sequence="MK", residue_index=np.array([1.0, 2.0])).residue_index.tolist() == [1, 2]
+
+
+def test_coordinates_given_as_nested_lists_with_missing_atoms() -> None:
+    residue = [[1.0, 2.0, 3.0]] + [None] * (RC.N_ATOM37 - 1)  # None = a missing atom, as in the JSON format
+    p = Protein(sequence="MK", coordinates=[residue, residue])
+    assert p.coordinates.shape == (2, RC.N_ATOM37, 3) and p.coordinates.dtype == np.float32
+    assert p.coordinates[1, 0].tolist() == [1.0, 2.0, 3.0] and np.isnan(p.coordinates[:, 1:]).all()
+    as_objects = np.array([residue, residue], dtype=object)  # [2, 37] of lists and None
+    assert np.array_equal(Protein(sequence="MK", coordinates=as_objects).coordinates, p.coordinates, equal_nan=True)
+    cube = np.full((2, RC.N_ATOM37, 3), None, dtype=object)  # [2, 37, 3] with None for missing values
+    cube[:, 0] = [1.0, 2.0, 3.0]
+    assert np.array_equal(Protein(sequence="MK", coordinates=cube).coordinates, p.coordinates, equal_nan=True)
+    with pytest.raises(InputError, match=r"coordinates at residue 2, atom 1 \(N\): expected \[x, y, z\] or None"):
+        Protein(sequence="MK", coordinates=[residue, [["a", 2, 3]] + [None] * (RC.N_ATOM37 - 1)])
+
+
+def test_repr_of_a_record_without_a_per_residue_track() -> None:
+    assert repr(Protein(name="empty")) == "Protein(name='empty', length=None, sequence='', tracks=[])"
+
+
+def test_the_frozen_record_hands_out_read_only_arrays() -> None:
+    p = Protein(
+        sequence="MK", sasa=[1.0, 2.0], plddt=[0.5, 0.6], residue_index=[1, 2], coordinates=np.zeros((2, 37, 3))
+    )
+    for field in ("sasa", "plddt", "residue_index", "coordinates"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(p, field)[0] = 7  # would bypass validation (plddt 7 is outside [0, 1])
+    q = p.replace(plddt=p.plddt * 0.5)  # a modified copy is the way
+    assert q.plddt.tolist() == [0.25, 0.30000001192092896] and p.plddt.tolist()[0] == 0.5
+
+
+def test_ptm_refuses_a_bool_as_plddt_and_sasa_do() -> None:
+    with pytest.raises(InputError, match="ptm must be a number, got True"):
+        Protein(sequence="MK", ptm=True)  # not silently pTM = 1.0
+    assert Protein(sequence="MK", ptm=np.float32(0.5)).ptm == 0.5
+
+
+def test_length_comes_from_any_track_that_has_one() -> None:
+    # The annotations were checked against L = 3 (from the PAE), so len() must agree rather than raise.
+    p = Protein(pae=np.zeros((3, 3)), function_annotations=[("IPR000001", 1, 3)])
+    assert len(p) == 3
+    assert len(Protein(insertion_code=["", "A"])) == 2

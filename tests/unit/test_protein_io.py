@@ -173,6 +173,8 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"ptm": "high"}, r"key 'ptm'"),
         ({"pae": [[1, 2], [3]]}, r"key 'pae': expected 2 nested list level"),
         ({"residue_index": [1, 2, 2**70]}, r"key 'residue_index': a residue number does not fit"),  # not OverflowError
+        ({"sasa": [1.0, 10**400, None]}, r"key 'sasa'\[1\]: .* too large"),  # not OverflowError
+        ({"coordinates": [[[10**400, 0, 0]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
     ],
 )
 def test_json_errors_name_the_key(change: dict, pattern: str) -> None:
@@ -202,3 +204,26 @@ def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:
         Protein.load(tmp_path / "bad.json")
     with pytest.raises(InputError, match="no such file"):
         io.read_fasta(tmp_path / "missing.fasta")
+
+
+def test_json_refuses_an_infinite_sasa_it_cannot_write_instead_of_masking_it() -> None:
+    # +inf SASA is the open top bin (token 18); JSON has no infinity, and null would read back as masked (token 0).
+    with pytest.raises(InputError, match=r"protein 'p': sasa at position 2 is inf"):
+        io.json_string(Protein(sequence="MKT", sasa=[1.0, np.inf, None], name="p"))
+
+
+def test_json_round_trip_of_an_empty_protein_with_every_array_track() -> None:
+    p = Protein(
+        sequence="", sasa=np.zeros(0), plddt=np.zeros(0), pae=np.zeros((0, 0)), coordinates=np.zeros((0, 37, 3))
+    )
+    q = io.protein_from_json(json.loads(io.json_string(p)))
+    assert q.sequence == "" and q.pae.shape == (0, 0) and q.coordinates.shape == (0, 37, 3) and len(q.sasa) == 0
+
+
+def test_structure_options_are_refused_for_json_and_fasta_instead_of_ignored(tmp_path: Path) -> None:
+    (tmp_path / "one.fasta").write_text(">a\nMKT\n")
+    with pytest.raises(InputError, match=r"one\.fasta: with_annotations applies to structure files only"):
+        Protein.load(tmp_path / "one.fasta", with_annotations=True)  # no SS8 / SASA can be computed from FASTA
+    with pytest.raises(InputError, match=r"chains applies to structure files only"):
+        io.load_proteins(tmp_path / "one.fasta", chains=["A"])
+    assert Protein.load(tmp_path / "one.fasta", chains=None, with_annotations=False).sequence == "MKT"  # defaults

@@ -339,7 +339,9 @@ def decode_protein(
 
     extra: dict[str, Any] = {}
     if template is not None and len(template) == n:
-        same_chains = sequence is None or template.n_chains == sequence.count("|") + 1
+        # Without a decoded sequence the record has one chain (no '|'), so a complex's ids cannot be kept.
+        n_chains = 1 if sequence is None else sequence.count("|") + 1
+        same_chains = template.n_chains == n_chains
         extra = {
             "name": template.name,
             "chain_ids": template.chain_ids if same_chains else None,
