@@ -125,6 +125,17 @@ def test_function_none_rule() -> None:
     assert S.decode_function_logits(logits, torch.tensor(0.0))[0].flatten().tolist() == [C.FUNCTION_NONE] * 8
 
 
+def test_function_none_rule_averages_over_the_depths() -> None:
+    # p(<none>) ~ 0.3 at one depth and ~0 at the seven others: the mean (~0.04) stays under 0.05, so no <none>,
+    # although one depth alone is far above it.
+    logits = _function_logits(-20.0, 77)
+    logits[0, 0, 0, C.FUNCTION_NONE] = 8.0 + math.log(0.3 / 0.7)
+    ids, log_p = S.decode_function_logits(logits, torch.tensor(1.0))
+    p_none = torch.softmax(logits[0, 0], -1)[:, C.FUNCTION_NONE]
+    assert p_none[0].item() > 0.25 and p_none.mean().item() < C.FUNCTION_P_NONE_THRESHOLD
+    assert ids.flatten().tolist() == [77] * 8
+
+
 def test_function_valid_ids_exclude_specials_only_when_asked() -> None:
     logits = _function_logits(-5.0, 1)  # <motif> is the argmax
     assert S.decode_function_logits(logits, torch.tensor(1.0))[0].flatten().tolist() == [1] * 8  # reference
@@ -158,6 +169,10 @@ def test_sasa_floats_expected_value_and_open_bin() -> None:
     assert values[0].item() == pytest.approx(0.4)
     assert values[1].item() == pytest.approx(((4.0 + 9.6) / 2 + (9.6 + 16.4) / 2) / 2, rel=1e-6)
     assert values[2].item() == math.inf
+    # Mass on the open bin that is not the argmax counts as 0 (no renormalisation over the finite bins).
+    logits = torch.full((1, C.SASA_VOCAB_SIZE), -1e4)
+    logits[0, 3], logits[0, 18] = math.log(0.6), math.log(0.4)
+    assert S.sasa_values_from_logits(logits).item() == pytest.approx(0.6 * 0.4, rel=1e-5)
 
 
 def test_select_positions_per_row_counts_and_ties() -> None:
