@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
 
 import numpy as np
@@ -20,11 +19,6 @@ from tests.conftest import shared_data
 from tests.training_fixtures import TinyModel, tiny_loss
 
 FILES = ("1a2p", "1a62", "1a8u", "1aho", "1ab9", "1agj")  # single chains, homo-oligomers, a 4-chain complex
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("openesm3.structure.io") is None,
-    reason="openesm3.structure.io (the structure reader) has not been merged into this branch yet",
-)
 
 
 @pytest.fixture(scope="module")

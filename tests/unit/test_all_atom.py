@@ -148,6 +148,23 @@ def test_equivariance_and_torsion_locality() -> None:
     assert (out[i, cd] - out[i, cg]).norm() == pytest.approx(float((base[i, cd] - base[i, cg]).norm()), abs=1e-4)
 
 
+def test_psi_places_the_carbonyl_oxygen_of_known_and_unknown_residues() -> None:
+    # O hangs on the psi frame for every residue type, the unknown one (X: backbone only) included.
+    x37, m37, restype, _ = _chain()
+    frames, _ = Rigid.from_backbone(x37[:, 0], x37[:, 1], x37[:, 2])
+    sc, _, _ = A.torsion_angles(x37, m37, restype)
+    unknown = restype.clone()
+    unknown[7] = S.UNKNOWN_RESTYPE
+    for types in (restype, unknown):
+        base = A.all_atom_from_frames(frames, sc, types).atom14
+        turned = sc.clone()
+        turned[7, 2] = -turned[7, 2]  # (sin, cos) negated: psi + 180 degrees
+        out = A.all_atom_from_frames(frames, turned, types).atom14
+        o = 3  # atom14 slots start N, CA, C, O for every type
+        assert (out[7, o] - base[7, o]).norm() > 0.1
+        assert torch.equal(out[7, :3], base[7, :3])
+
+
 def test_pi_flip_swaps_symmetric_ring_atoms() -> None:
     x37, m37, restype, sequence = _chain()
     frames, _ = Rigid.from_backbone(x37[:, 0], x37[:, 1], x37[:, 2])

@@ -147,6 +147,9 @@ def test_all_pad_tracks_decode_to_none_and_masked_structure_is_not_decoded() -> 
     assert q.sequence == "MKTA"
     assert q.secondary_structure is None and q.sasa is None and q.coordinates is None
     assert q.function_annotations is None and q.residue_annotations is None
+    # A structure track with a position still masked is not decoded (no decoder needed, no coordinates).
+    t.structure = torch.tensor([C.STRUCTURE_BOS, 7, C.STRUCTURE_MASK, 9, 11, C.STRUCTURE_EOS])
+    assert decode_protein(t).coordinates is None
 
 
 def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
@@ -156,10 +159,13 @@ def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
     truth = torch.full((n, 3, 3), float("nan"))
     truth[1:-1] = torch.tensor(p.coordinates[:, :3])
 
+    plddt = torch.linspace(0.1, 0.9, n)  # one value per token: BOS/EOS rows must be dropped, not others
+    pae = torch.arange(n * n, dtype=torch.float32).reshape(n, n)
+
     def fake_decoder(tokens: torch.Tensor) -> DecodedStructure:
         assert tokens.shape == (n,)
         backbone = torch.nan_to_num(truth, nan=0.0)
-        return DecodedStructure(backbone=backbone, plddt=torch.full((n,), 0.8), ptm=0.6, pae=torch.ones(n, n))
+        return DecodedStructure(backbone=backbone, plddt=plddt, ptm=0.6, pae=pae)
 
     with pytest.raises(InputError, match="structure decoder"):
         decode_protein(t)
@@ -167,7 +173,9 @@ def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
     (b,) = p.chain_break_positions()
     assert q.ptm == pytest.approx(0.6) and q.chain_ids == ("A", "B")
     assert np.isnan(q.plddt[b]) and np.isnan(q.pae[b]).all() and np.isnan(q.coordinates[b]).all()
-    np.testing.assert_allclose(q.plddt[:b], 0.8)
+    np.testing.assert_allclose(q.plddt[:b], plddt[1 : b + 1].numpy())
+    np.testing.assert_allclose(q.plddt[b + 1 :], plddt[b + 2 : -1].numpy())
+    np.testing.assert_array_equal(q.pae[:b, :b], pae[1 : b + 1, 1 : b + 1].numpy())
     np.testing.assert_allclose(q.coordinates[:b, :3], np.nan_to_num(p.coordinates[:b, :3]), atol=1e-6)
     assert np.isfinite(q.coordinates[: b - 1, RC.ATOM_O]).all()  # O placed within the chain
     assert np.isnan(q.coordinates[b - 1, RC.ATOM_O]).all()  # ... but not from the next chain's N

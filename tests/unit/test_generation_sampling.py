@@ -35,6 +35,20 @@ def test_top_p_keeps_the_nucleus_and_always_the_top_token() -> None:
     assert torch.equal(S.top_p_filter(logits, torch.tensor([0.85, 1.0]))[1], logits[1])  # per-row
 
 
+def test_top_p_boundaries_keep_a_cumulative_mass_equal_to_top_p_and_leave_top_p_1_untouched() -> None:
+    # Dyadic probabilities: the cumulative masses 0.5, 0.75, 0.875, 1.0 are exact, so cum == top_p is decided by
+    # the comparison itself (kept: cum <= top_p).
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))
+    out = S.top_p_filter(logits, torch.tensor([0.75]))
+    assert torch.equal(out[0, :2], logits[0, :2]) and (out[0, 2:] == S.FLOAT32_MIN).all()
+    # top_p == 1 disables the filter even where the float32 cumulative sum of a wide row ends above 1.
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(50, 4096, generator=g) * 3
+    cum = wide.sort(-1, descending=True).values.softmax(-1).cumsum(-1)
+    assert (cum[:, -1] > 1).any()  # the case the rule exists for is present
+    assert torch.equal(S.top_p_filter(wide, torch.tensor(1.0)), wide)
+
+
 def test_invalid_ids_before_or_after_top_p() -> None:
     # The most likely id (0) is invalid. Reference order: the nucleus (top_p = 0.5) is {0}; removing 0 then leaves
     # every valid id at float32-min and argmax falls on the lowest valid index. Ours: the nucleus of the valid ids.
@@ -111,6 +125,17 @@ def test_function_none_rule() -> None:
     assert S.decode_function_logits(logits, torch.tensor(0.0))[0].flatten().tolist() == [C.FUNCTION_NONE] * 8
 
 
+def test_function_none_rule_averages_over_the_depths() -> None:
+    # p(<none>) ~ 0.3 at one depth and ~0 at the seven others: the mean (~0.04) stays under 0.05, so no <none>,
+    # although one depth alone is far above it.
+    logits = _function_logits(-20.0, 77)
+    logits[0, 0, 0, C.FUNCTION_NONE] = 8.0 + math.log(0.3 / 0.7)
+    ids, log_p = S.decode_function_logits(logits, torch.tensor(1.0))
+    p_none = torch.softmax(logits[0, 0], -1)[:, C.FUNCTION_NONE]
+    assert p_none[0].item() > 0.25 and p_none.mean().item() < C.FUNCTION_P_NONE_THRESHOLD
+    assert ids.flatten().tolist() == [77] * 8
+
+
 def test_function_valid_ids_exclude_specials_only_when_asked() -> None:
     logits = _function_logits(-5.0, 1)  # <motif> is the argmax
     assert S.decode_function_logits(logits, torch.tensor(1.0))[0].flatten().tolist() == [1] * 8  # reference
@@ -126,6 +151,10 @@ def test_residue_annotations_top16_sigmoid_threshold() -> None:
     assert ids.shape == (2, 16)
     assert ids[0, :3].tolist() == [10, 20, 0] and (ids[0, 3:] == 0).all() and (ids[1] == 0).all()
     assert log_probs[0, 0].item() == pytest.approx(math.log(1 / (1 + math.exp(-3.0))), rel=1e-6)
+    # A sigmoid exactly at the threshold (logit 0 -> 0.5) is kept: the rule is p >= threshold.
+    assert C.RESIDUE_ANNOTATION_THRESHOLD == 0.5
+    logits[1, 40] = 0.0
+    assert S.residue_annotations_from_logits(logits)[0][1, 0].item() == 40
 
 
 def test_sasa_floats_expected_value_and_open_bin() -> None:
@@ -140,6 +169,10 @@ def test_sasa_floats_expected_value_and_open_bin() -> None:
     assert values[0].item() == pytest.approx(0.4)
     assert values[1].item() == pytest.approx(((4.0 + 9.6) / 2 + (9.6 + 16.4) / 2) / 2, rel=1e-6)
     assert values[2].item() == math.inf
+    # Mass on the open bin that is not the argmax counts as 0 (no renormalisation over the finite bins).
+    logits = torch.full((1, C.SASA_VOCAB_SIZE), -1e4)
+    logits[0, 3], logits[0, 18] = math.log(0.6), math.log(0.4)
+    assert S.sasa_values_from_logits(logits).item() == pytest.approx(0.6 * 0.4, rel=1e-5)
 
 
 def test_select_positions_per_row_counts_and_ties() -> None:

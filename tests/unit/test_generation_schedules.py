@@ -45,6 +45,13 @@ def test_every_position_is_committed_and_the_last_step_empties(schedule: str, nu
     assert all(k >= 1 for k in masked_after_each_step(schedule, steps, total)[:-1])
 
 
+def test_commit_counts_never_go_negative_when_fewer_positions_are_masked_than_total() -> None:
+    # cosine over 4 steps of 10 keeps 9, 7, 3, 0 masked; with only 3 masked at the start, nothing is committed until
+    # the schedule drops below 3 (a negative count would "re-mask" positions and break the running total).
+    assert commit_counts("cosine", 4, 10) == [1, 2, 4, 3]
+    assert commit_counts("cosine", 4, 10, still_masked=3) == [0, 0, 0, 3]
+
+
 def test_schedule_arithmetic_is_float32_with_offset_and_truncation() -> None:
     # linear, 10 steps, 17 positions, after step 2: 0.7 * 17 + 0.1 is 12.0 in float32 but 11.999999999999998 in
     # float64; the reference works in float32 and keeps 12 masked.

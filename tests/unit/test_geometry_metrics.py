@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import gzip
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,21 @@ def test_lddt_hand_computed() -> None:
     model = ref.clone()
     model[1, 0] += 2.0
     assert lddt(model[:2], ref[:2]).score.item() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_lddt_cutoff_is_strict_and_chunked_rows_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two points exactly 15 A apart in the reference are not a pair (d < 15): neither is scored.
+    ref = torch.tensor([[0.0, 0, 0], [15.0, 0, 0]])
+    assert lddt(ref + torch.tensor([[0.0, 0, 0], [3.0, 0, 0]]), ref).scored.tolist() == [False, False]
+    # Long inputs are scored in blocks of rows; force several blocks, the last one partial, and compare.
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(2, 37, 3, generator=g) * 6
+    model = ref + torch.randn(2, 37, 3, generator=g)
+    whole = lddt(model, ref)
+    module = sys.modules["openesm3.geometry.lddt"]  # the package re-exports a function of the same name
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 2 * 37 * 5)  # 5 rows a block: 8 blocks
+    chunked = lddt(model, ref)
+    assert torch.equal(chunked.per_residue, whole.per_residue) and torch.equal(chunked.score, whole.score)
 
 
 def test_lddt_ca_uses_atom_one_and_all_atom_pair_modes_hand_computed() -> None:

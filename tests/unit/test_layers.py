@@ -8,6 +8,7 @@ import torch
 
 from openesm3.geometry.rigid import Rigid
 from openesm3.layers.attention import MultiHeadAttention
+from openesm3.layers.feed_forward import SwiGLU
 from openesm3.layers.geometric_attention import GeometricAttention
 from openesm3.layers.rotary import RotaryEmbedding
 
@@ -138,3 +139,20 @@ def test_attention_mask_hides_masked_keys() -> None:
     torch.testing.assert_close(full[1, :6], short[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(changed[1, :6], full[1, :6])
     assert not torch.allclose(attn(x2, None)[1, :6], full[1, :6], atol=1e-4)
+
+
+def test_swiglu_computes_the_same_with_and_without_grad() -> None:
+    # SwiGLU has two code paths: an out-of-place one under autograd (training) and an in-place one at inference.
+    # Both must be W2 (SiLU(a) * b) with a the first half of W1 LN(x); a swap in one path would otherwise only show
+    # as a train/inference mismatch.
+    torch.manual_seed(0)
+    ffn = SwiGLU(16, 24)
+    x = torch.randn(2, 5, 16)
+    a, b = ffn.w_in(ffn.norm(x)).chunk(2, dim=-1)
+    expected = ffn.w_out(torch.nn.functional.silu(a) * b).detach()
+    trained = ffn(x)
+    assert trained.requires_grad
+    with torch.no_grad():
+        inferred = ffn(x)
+    torch.testing.assert_close(trained.detach(), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(inferred, expected, rtol=0, atol=1e-6)

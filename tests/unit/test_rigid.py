@@ -40,13 +40,14 @@ def test_backbone_frame_convention_and_local_coordinates() -> None:
 
 
 def test_invalid_residues_get_identity_and_are_flagged() -> None:
-    coords = torch.randn(5, 3, 3)
+    coords = torch.randn(6, 3, 3)
     coords[1, 0, 0] = float("nan")
     coords[2, 2, 1] = float("inf")
     coords[3, 1, 2] = 2e6  # above the validity bound
     coords[4, 1, 2] = -2e6  # the bound is one-sided, as in the reference
+    coords[5, 0, 1] = 1e6  # the bound itself is out: a coordinate must be < 1e6 (spec §4.3)
     frames, valid = Rigid.from_backbone(coords[:, 0], coords[:, 1], coords[:, 2])
-    assert valid.tolist() == [True, False, False, False, True]
+    assert valid.tolist() == [True, False, False, False, True, False]
     for i in (1, 2, 3):
         torch.testing.assert_close(frames.rot[i], torch.eye(3))
         torch.testing.assert_close(frames.trans[i], torch.zeros(3))

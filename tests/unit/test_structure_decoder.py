@@ -13,7 +13,7 @@ import torch
 from openesm3 import constants as C
 from openesm3.config import STRUCTURE_DECODER_TINY
 from openesm3.errors import InputError
-from openesm3.layers.structure_heads import PairwiseHead
+from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm, pae_bin_centres
 from openesm3.models.structure_decoder import StructureDecoder
 
 
@@ -96,6 +96,18 @@ def test_confidences_by_hand() -> None:
     assert lean.pair_logits is None and torch.allclose(lean.pae, out.pae, atol=1e-5)
     dist, direction, pae_logits = PairwiseHead.split(out.pair_logits)
     assert dist.shape[-1] == 64 and direction.shape[-2:] == (6, 16) and pae_logits.shape[-1] == 64
+
+
+def test_ptm_of_a_protein_shorter_than_19_residues_uses_d0_of_19() -> None:
+    # d0 = 1.24 (max(N, 19) - 15)^(1/3) - 1.8: below 19 residues the formula would give d0 <= 0.
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(1, 10, 10, 64, generator=g) * 2
+    residue_mask = torch.ones(1, 10, dtype=torch.bool)
+    _, ptm = pae_and_ptm(logits, residue_mask)
+    p = torch.softmax(logits.double(), -1)[0]
+    d0 = 1.24 * (19 - 15) ** (1 / 3) - 1.8
+    per_pair = (p / (1 + (pae_bin_centres().double() / d0) ** 2)).sum(-1)
+    assert ptm.item() == pytest.approx(per_pair.mean(-1).max().item(), abs=1e-6)
 
 
 def test_batched_with_padding_equals_single() -> None:

@@ -148,12 +148,13 @@ def test_missing_coordinates_and_relative_positions() -> None:
     assert (gapped - base).abs().amax(-1)[0, 55:65].min() > 1e-4
 
 
-def test_batched_with_padding_equals_single() -> None:
+@pytest.mark.parametrize("pad", [float("nan"), 0.0, 7.5])  # the mask, not the padding's coordinates, decides
+def test_batched_with_padding_equals_single(pad: float) -> None:
     model = randomized_encoder(3)
     a = backbone("1a62.pdb.gz")
     b = a[:40] @ torch.tensor([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]])
     tiny = a[70:80]  # 10 residues: fewer than K = 16 neighbours
-    batch = torch.full((3, 122, 3, 3), float("nan"))
+    batch = torch.full((3, 122, 3, 3), pad)
     batch[0], batch[1, :40], batch[2, :10] = a, b, tiny
     mask = torch.zeros(3, 122, dtype=torch.bool)
     mask[0], mask[1, :40], mask[2, :10] = True, True, True

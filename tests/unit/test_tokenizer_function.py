@@ -3,6 +3,7 @@ and the decoding post-processing (spec §8)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -87,6 +88,18 @@ def test_lsh_bit_order_least_significant_first(tok: FunctionTokenizer, vocab: Fu
     expected = [4 + sum(int(bits[d, b]) << b for b in range(8)) for d in range(8)]
     assert tok.lsh_tokens((idx, val)).tolist() == expected
     assert tok.lsh_tokens((np.array([5]), np.array([0.0]))).tolist() == [C.FUNCTION_UNK] * 8
+
+
+def test_lsh_bit_is_set_on_the_hyperplane_itself(vocab: FunctionVocabulary) -> None:
+    # bit = [h . v >= 0]: a projection of exactly 0 sets the bit (here h[0, 3] is 0 along keyword 5).
+    assert vocab.hyperplanes is not None
+    planes = vocab.hyperplanes.copy()
+    planes[0, 3, 5] = 0.0
+    tok = FunctionTokenizer(dataclasses.replace(vocab, hyperplanes=planes))
+    bits = planes[:, :, 5] >= 0
+    assert bits[0, 3]
+    expected = [4 + sum(int(bits[d, b]) << b for b in range(8)) for d in range(8)]
+    assert tok.lsh_tokens((np.array([5]), np.array([1.0]))).tolist() == expected
 
 
 def test_encode_matches_dense_spec_computation(tok: FunctionTokenizer, vocab: FunctionVocabulary) -> None:

@@ -104,6 +104,21 @@ def test_backbone_vectors_on_ideal_geometry() -> None:
     assert not bool(L.backbone_vector_mask(mask, bonded)[0, last, 2])
 
 
+def test_backbone_vector_mask_table() -> None:
+    # Vectors: 0 N->CA, 1 CA->C, 2 C->N_next, 3 n_CA, 4 n_N (needs the bond to the previous residue), 5 n_C (needs
+    # the bond to the next). Residues 0-1-2 bonded, 3 alone (2 -> 3 is a gap), 4 absent.
+    mask = torch.tensor([[True, True, True, True, False]])
+    bonded = torch.tensor([[True, True, False, False, False]])
+    expected = [
+        [True, True, True, True, False, True],
+        [True, True, True, True, True, True],
+        [True, True, False, True, True, False],
+        [True, True, False, True, False, False],
+        [False] * 6,
+    ]
+    assert L.backbone_vector_mask(mask, bonded)[0].tolist() == expected
+
+
 def test_peptide_bonds_detect_gaps() -> None:
     bb, mask = _backbone()
     gapped = torch.cat([bb[:, :10], bb[:, 15:]], dim=1)  # residues 10..14 removed: 9 -> 15 is not bonded
@@ -230,6 +245,17 @@ def test_backbone_fape_zero_rigid_positive_for_mirror() -> None:
     mirror = bb * torch.tensor([-1.0, 1.0, 1.0])
     assert L.backbone_distance_loss(mirror, bb, mask).item() < 1e-6  # the distance loss cannot see a mirror
     assert L.backbone_fape(mirror, bb, mask).item() > 3.0
+
+
+def test_backbone_fape_ignores_masked_residues() -> None:
+    # A residue left out by the mask is neither a frame nor a scored atom, however far its prediction is.
+    bb, mask = _backbone()
+    pred = bb.clone()
+    pred[0, 5] += 50.0
+    mask2 = mask.clone()
+    mask2[0, 5] = False
+    assert L.backbone_fape(pred, bb, mask).item() > 0.1  # seen when scored
+    assert L.backbone_fape(pred, bb, mask2).item() < 1e-3
 
 
 def test_backbone_fape_hand_made() -> None:

@@ -57,6 +57,28 @@ def test_stage2_on_cached_tokens_equals_encoding_each_batch() -> None:
     assert codes[5] == C.STRUCTURE_MASK and (codes[np.arange(len(codes)) != 5] < ENCODER.n_codes).all()
 
 
+def test_stage1_objective_is_the_weighted_sum_of_its_terms_and_reports_perplexity() -> None:
+    torch.manual_seed(0)
+    model = StructureTokenizerModel(ENCODER, DECODER, stage=1).eval()
+    batch = collate_proteins([_record("1igd.pdb.gz")])
+    weights = TokenizerLossConfig(distogram=0.5, commitment=2.0, backbone_fape=0.25)
+    with torch.no_grad():
+        loss, metrics = TokenizerObjective(weights)(model, batch)
+    terms = {k.removeprefix("loss_"): v for k, v in metrics.items() if k.startswith("loss_")}
+    stage1 = {"backbone_distance", "backbone_direction", "backbone_fape", "binned_direction", "distogram",
+              "inverse_folding", "commitment"}  # fmt: skip
+    assert set(terms) == stage1
+    assert all(terms[name].item() > 0 for name in stage1)
+    expected = sum(getattr(weights, name) * value.item() for name, value in terms.items())
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # exp(entropy) of the EMA code counts: between 1 and the number of codes, here with unequal counts
+    model.encoder.codebook.N.copy_(torch.arange(1.0, ENCODER.n_codes + 1))
+    p = model.encoder.codebook.N / model.encoder.codebook.N.sum()
+    with torch.no_grad():
+        _, metrics = TokenizerObjective(weights)(model, batch)
+    assert metrics["codebook_perplexity"].item() == pytest.approx(torch.exp(-(p * p.log()).sum()).item(), rel=1e-5)
+
+
 def test_stage1_local_head_and_training_position_offsets() -> None:
     torch.manual_seed(0)
     model = StructureTokenizerModel(ENCODER, DECODER, stage=1)

@@ -83,6 +83,8 @@ def test_decode_merges_and_drops_short_ranges(tok: ResidueAnnotationTokenizer) -
     assert tok.decode(tokens, min_length=None, gap_merge=None) == [
         FA("ATP binding", 1, 5), FA("ATP binding", 9, 11), FA("Heme", 14, 17),
     ]  # fmt: skip
+    tokens[18, 0] = 5  # Heme 14..18: 5 residues, exactly the minimum length, kept
+    assert tok.decode(tokens) == [FA("ATP binding", 1, 11), FA("Heme", 14, 18)]
 
 
 def test_malformed_csv_names_file_and_line(tmp_path: Path) -> None:
