@@ -66,12 +66,18 @@ def test_backbone_distance_loss_real_structure() -> None:
     assert loss == pytest.approx(25.0 * 2 * (n - 1) / n**2, rel=1e-4)
 
 
-def test_distance_loss_ignores_masked_points() -> None:
+def _residue_5_far_and_masked() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prediction with residue 5 moved 50 A away, truth, mask, the mask without residue 5)."""
     bb, mask = _backbone()
     pred = bb.clone()
     pred[0, 5] += 50.0
-    mask2 = mask.clone()
-    mask2[0, 5] = False
+    without = mask.clone()
+    without[0, 5] = False
+    return pred, bb, mask, without
+
+
+def test_distance_loss_ignores_masked_points() -> None:
+    pred, bb, _, mask2 = _residue_5_far_and_masked()
     assert L.backbone_distance_loss(pred, bb, mask2).item() < 1e-6
 
 
@@ -249,11 +255,7 @@ def test_backbone_fape_zero_rigid_positive_for_mirror() -> None:
 
 def test_backbone_fape_ignores_masked_residues() -> None:
     # A residue left out by the mask is neither a frame nor a scored atom, however far its prediction is.
-    bb, mask = _backbone()
-    pred = bb.clone()
-    pred[0, 5] += 50.0
-    mask2 = mask.clone()
-    mask2[0, 5] = False
+    pred, bb, mask, mask2 = _residue_5_far_and_masked()
     assert L.backbone_fape(pred, bb, mask).item() > 0.1  # seen when scored
     assert L.backbone_fape(pred, bb, mask2).item() < 1e-3
 
