@@ -241,11 +241,11 @@ class GenerationConfig:
             raise InputError(f"GenerationConfig.schedule={self.schedule!r}: use 'cosine' or 'linear'")
         if self.strategy not in ("random", "entropy", "max_logit"):
             raise InputError(f"GenerationConfig.strategy={self.strategy!r}: use 'random', 'entropy' or 'max_logit'")
-        if not (
+        if isinstance(self.temperature, bool) or not (
             isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0
         ):
             raise InputError(f"GenerationConfig.temperature must be a finite number >= 0, got {self.temperature!r}")
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+        if isinstance(self.top_p, bool) or not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise InputError(f"GenerationConfig.top_p must lie in (0, 1], got {self.top_p!r}")
         ids = tuple(self.invalid_ids)
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):

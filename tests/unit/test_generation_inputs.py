@@ -109,3 +109,10 @@ def test_function_invalid_ids_that_leave_nothing_are_named(model: FakeESM3) -> N
     assert not result.ok and "leave no token" in str(result.error)
     assert generate(model, [prompt], config, seed=0, reference_compat=True)[0].ok
     assert generate(model, [prompt], config.replace(invalid_ids=tuple(range(4, 260))), seed=0)[0].ok  # <none> left
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p"])
+def test_a_bool_temperature_or_top_p_is_refused_not_read_as_a_number(field: str) -> None:
+    # True passed the number checks as 1 (so temperature=True sampled at T = 1, top_p=True disabled nucleus sampling).
+    with pytest.raises(InputError, match=f"GenerationConfig.{field}.*True"):
+        GenerationConfig(track="sequence", **{field: True})
