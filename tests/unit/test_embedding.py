@@ -57,7 +57,7 @@ def test_batching_does_not_change_embeddings_and_order_is_kept(model: torch.nn.M
         assert a.per_residue.shape[0] == len(s)
         np.testing.assert_allclose(a.per_residue, b.per_residue, atol=1e-5)
     assert length_batches([5, 9, 7], 2) == [[1, 2], [0]]
-    with pytest.raises(InputError, match="batch size"):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
         length_batches([1], 0)
 
 

@@ -143,3 +143,13 @@ def test_deduplicated_rows_equal_the_plain_path() -> None:
         assert a.shape == b.shape
         assert (a - b).abs().max() < 1e-5, name
     assert not torch.equal(fast.interpro_logits[0, 0], fast.interpro_logits[0, 3])  # distinct rows stay distinct
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, True])
+def test_function_decoder_predictor_refuses_a_bad_batch_size(batch_size) -> None:
+    # batch_size=0 failed only at predict time with range()'s 'arg 3 must not be zero'.
+    from openesm3.errors import InputError  # noqa: PLC0415
+    from openesm3.generation.function_tokens import FunctionDecoderPredictor  # noqa: PLC0415
+
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        FunctionDecoderPredictor(FunctionDecoder(FUNCTION_DECODER_TINY).eval(), batch_size)

@@ -205,3 +205,14 @@ def test_token_json_round_trip_and_errors(encoder: StructureEncoder) -> None:
         tokens_from_json(wrong_code, source="t.json")
     with pytest.raises(InputError, match="not an OpenESM3 structure-token file"):
         tokens_from_json({"format": "other"}, source="t.json")
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, True, 2.0])
+def test_a_bad_batch_size_is_an_input_error(encoder: StructureEncoder, decoder: StructureDecoder, batch_size) -> None:
+    # It was a ValueError (an "internal error" to the CLIs), and True or 2.0 were accepted as 1 and 2.
+    chain = load_chain(STRUCTURES / "1a62.pdb.gz")
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        encode_structure(chain, encoder, batch_size=batch_size)
+    tokens = encode_structure(chain, encoder)
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        decode_structure(tokens, decoder, batch_size=batch_size)

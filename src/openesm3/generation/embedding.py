@@ -33,6 +33,7 @@ from openesm3 import constants as C
 from openesm3.errors import InputError
 from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
 from openesm3.utils.atomic import atomic_open, atomic_write_text, atomic_write_with
+from openesm3.utils.checks import check_batch_size
 
 EmbeddingFormat = Literal["npy", "safetensors"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -86,8 +87,7 @@ def _residue_rows(protein: ProteinTensor) -> np.ndarray:
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (sorted, longest first), ``batch_size`` each."""
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 

@@ -24,6 +24,7 @@ from openesm3.generation import sampling as S
 from openesm3.generation.decode_job import LogitsModel, is_mask
 from openesm3.generation.iterative import check_prompt_tokens
 from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
+from openesm3.utils.checks import check_batch_size
 
 MAX_TOPK_LOGPROBS = 32  # the reference's limit for topk_logprobs
 
@@ -242,8 +243,7 @@ def log_probs(
         raise InputError(f"cannot score track {track!r}; known: {sorted(S.TRACK_SPECS)}")
     if isinstance(prompts, ProteinTensor):
         raise InputError("prompts must be a list of ProteinTensor; for one prompt pass [prompt]")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_batch_size(batch_size)
     if device is None:
         params = getattr(model, "parameters", None)
         device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"

@@ -17,6 +17,7 @@ from openesm3.annotations import FunctionAnnotation
 from openesm3.models.function_decoder import FunctionDecoder
 from openesm3.tokenizers.function_decoding import FunctionPredictions, decode_function_tokens
 from openesm3.tokenizers.vocabulary import FunctionVocabulary
+from openesm3.utils.checks import check_batch_size
 
 
 class FunctionDecoderPredictor:
@@ -31,6 +32,7 @@ class FunctionDecoderPredictor:
     """
 
     def __init__(self, model: FunctionDecoder, batch_size: int = 64, *, deduplicate: bool = True) -> None:
+        check_batch_size(batch_size)
         self.model = model
         self.batch_size = batch_size
         self.deduplicate = deduplicate

@@ -44,6 +44,7 @@ from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsMod
 from openesm3.generation.protein_tensor import TOKEN_TRACKS, ProteinTensor
 from openesm3.generation.schedules import effective_num_steps, masked_after_each_step, step_temperature
 from openesm3.generation.sequential_decoding import decode_sequential
+from openesm3.utils.checks import check_batch_size
 from openesm3.utils.progress import Progress
 
 __all__ = ["GenerationResult", "LogitsModel", "check_prompt_tokens", "count_to_generate", "derive_seed", "generate"]
@@ -137,8 +138,7 @@ def generate(
         prompt and the problem) and does not stop the others.
     """
     configs = _per_prompt_configs(prompts, config)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0):
-        raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_batch_size(batch_size, allow_none=True)
     sequential = reference_compat if sequential is None else sequential
     semantics = REFERENCE if reference_compat else OURS
     dev = torch.device(device) if device is not None else _model_device(model)

@@ -30,6 +30,7 @@ from openesm3.errors import InputError
 from openesm3.generation.protein_tensor import ProteinBatch, ProteinTensor, model_inputs, stack
 from openesm3.generation.variants import Variant, parse_variant, resolve_variant
 from openesm3.tokenizers.sequence import SequenceTokenizer
+from openesm3.utils.checks import check_batch_size
 
 ProgressCallback = Callable[[int], None]
 _SCORABLE = torch.tensor(C.SEQUENCE_SAMPLEABLE_IDS)  # residue tokens (ids 4..30)
@@ -122,8 +123,7 @@ def pseudo_log_likelihood(
 ) -> PseudoLogLikelihood:
     """PLL of ``protein`` (see module docstring); ``progress(n)`` is called after every pass with its size."""
     _check_one(protein)
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     positions = scorable_positions(protein).cpu()
     assert protein.sequence is not None
     truth = protein.sequence.cpu()
@@ -163,8 +163,7 @@ def masked_marginal_scores(
     ``progress(n)`` reports how many variants are done (all ``len(variants)`` by the end).
     """
     _check_one(wild_type)
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     if wild_type.sequence is None:
         raise InputError("variant scoring needs the wild-type sequence")
     sequence = SequenceTokenizer().decode(wild_type.sequence)

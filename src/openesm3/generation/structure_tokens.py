@@ -40,6 +40,7 @@ from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.chain import ProteinChain
 from openesm3.structure.complex import ProteinComplex
+from openesm3.utils.checks import check_batch_size
 
 Structure = ProteinChain | ProteinComplex
 MIN_BACKBONE_RESIDUES = 3  # fewer residues with N, CA and C give no meaningful frame or neighbourhood
@@ -281,8 +282,7 @@ def encode_structure(
     """
     single = isinstance(structures, (ProteinChain, ProteinComplex))
     items: list[Structure] = [structures] if isinstance(structures, ProteinChain | ProteinComplex) else list(structures)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     prepared = [_joined_coordinates(s, max_length) for s in items]
     device = encoder.pre_vq_proj.weight.device
     results: list[StructureTokens] = []
@@ -365,8 +365,7 @@ def decode_structure(
     """
     single = isinstance(tokens, StructureTokens)
     items: list[StructureTokens] = [tokens] if isinstance(tokens, StructureTokens) else list(tokens)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     limit = decoder.config.max_length
     for item in items:
         if len(item.tokens) > limit:

@@ -35,6 +35,7 @@ from openesm3.generation.protein_tensor import ProteinTensor
 from openesm3.protein import Protein
 from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers import decode_function_tokens, merge_annotations
+from openesm3.utils.checks import check_batch_size
 
 __all__ = [
     "NON_CANONICAL_SEQUENCE_IDS",
@@ -111,8 +112,7 @@ def check_task_arguments(proteins: Any, seed: Any, batch_size: Any) -> None:
     """One-line errors for the arguments every task shares (a lone Protein, a bad seed or batch size)."""
     if isinstance(proteins, Protein):
         raise InputError("proteins must be a list of Protein; for one protein pass [protein]")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_batch_size(batch_size)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
 
