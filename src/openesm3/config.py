@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from openesm3 import constants as C
 from openesm3.errors import InputError
+from openesm3.utils.checks import check_seed
 
 
 def _check_positive(cfg: Any, *names: str) -> None:
@@ -251,10 +252,8 @@ class GenerationConfig:
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
             raise InputError(f"GenerationConfig.invalid_ids must be non-negative ints, got {self.invalid_ids!r}")
         object.__setattr__(self, "invalid_ids", tuple(sorted(set(ids))))
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64
-        ):  # a torch.Generator takes 64 bits
-            raise InputError(f"GenerationConfig.seed must be an int in [0, 2**64) or None, got {self.seed!r}")
+        if self.seed is not None:
+            check_seed(self.seed, "GenerationConfig.seed")
 
     def replace(self, **changes: Any) -> GenerationConfig:
         return dataclasses.replace(self, **changes)

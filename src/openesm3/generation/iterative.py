@@ -44,7 +44,7 @@ from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsMod
 from openesm3.generation.protein_tensor import TOKEN_TRACKS, ProteinTensor
 from openesm3.generation.schedules import effective_num_steps, masked_after_each_step, step_temperature
 from openesm3.generation.sequential_decoding import decode_sequential
-from openesm3.utils.checks import check_batch_size
+from openesm3.utils.checks import check_batch_size, check_seed
 from openesm3.utils.progress import Progress
 
 __all__ = ["GenerationResult", "LogitsModel", "check_prompt_tokens", "count_to_generate", "derive_seed", "generate"]
@@ -223,8 +223,7 @@ def _model_max_length(model: Any) -> int | None:
 
 def _base_seed(seed: int | None, generator: torch.Generator | None) -> int:
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise InputError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        check_seed(seed)
         return seed
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 

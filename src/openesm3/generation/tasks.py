@@ -35,7 +35,7 @@ from openesm3.generation.protein_tensor import ProteinTensor
 from openesm3.protein import Protein
 from openesm3.structure import residue_constants as RC
 from openesm3.tokenizers import decode_function_tokens, merge_annotations
-from openesm3.utils.checks import check_batch_size
+from openesm3.utils.checks import check_batch_size, check_seed
 
 __all__ = [
     "NON_CANONICAL_SEQUENCE_IDS",
@@ -113,8 +113,7 @@ def check_task_arguments(proteins: Any, seed: Any, batch_size: Any) -> None:
     if isinstance(proteins, Protein):
         raise InputError("proteins must be a list of Protein; for one protein pass [protein]")
     check_batch_size(batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be a non-negative int, got {seed!r}")
+    check_seed(seed)
 
 
 def _prompt(bundle: ModelBundle, make: Callable[[], Protein], name: str) -> ProteinTensor | OpenESM3Error:

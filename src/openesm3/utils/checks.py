@@ -12,3 +12,9 @@ def check_batch_size(batch_size: object, *, allow_none: bool = False) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         also = " or None" if allow_none else ""
         raise InputError(f"batch_size must be an integer >= 1{also}, got {batch_size!r}")
+
+
+def check_seed(seed: object, name: str = "seed") -> None:
+    """InputError unless ``seed`` is an int in [0, 2**64) (a bool is not one): a ``torch.Generator`` takes 64 bits."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise InputError(f"{name} must be an int in [0, 2**64), got {seed!r}")
