@@ -106,6 +106,18 @@ def test_read_dms_csv(tmp_path: Path) -> None:
         read_dms_csv(tmp_path / "x.xlsx")
 
 
+def test_read_dms_csv_gzip_compressed_tsv(tmp_path: Path) -> None:
+    # The delimiter is named by the suffix before .gz: scan.tsv.gz was read as a CSV ("no column 'mutant'").
+    for name in ("scan.tsv.gz", "scan.TAB.gz"):
+        packed = tmp_path / name
+        packed.write_bytes(gzip.compress(b"mutant\tDMS_score\nM1A\t0.5\nK2G,K3A\t-1\n"))
+        rows, column = read_dms_csv(packed)
+        assert column == "DMS_score" and [(r.mutant, r.score) for r in rows] == [("M1A", 0.5), ("K2G,K3A", -1.0)]
+    packed = tmp_path / "scan.csv.gz"
+    packed.write_bytes(gzip.compress(b"mutant,DMS_score\nM1A,0.5\n"))
+    assert read_dms_csv(packed)[0][0].score == 0.5
+
+
 # ---- scores against the model, computed by hand -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:

@@ -131,14 +131,16 @@ class DMSRow:
 def read_dms_csv(
     path: str | os.PathLike[str], *, mutant_column: str = "mutant", score_column: str | None = None
 ) -> tuple[list[DMSRow], str | None]:
-    """Rows of a DMS CSV (or TSV, by suffix) and the score column used (None: no measured scores).
+    """Rows of a DMS CSV (or TSV, by suffix: ``.tsv``, ``.tab``, each optionally ``.gz``) and the score column used
+    (None: no measured scores).
 
     ``score_column`` None tries ``DMS_score`` (ProteinGym). Empty or non-numeric scores are NaN (excluded from
     correlations). Raises :class:`InputError` naming the file and the columns it has when a column is missing.
     """
     source = Path(path)
     text = read_text_file(source)
-    delimiter = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
+    name = source.name.lower().removesuffix(".gz")  # scan.tsv.gz is a TSV
+    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
