@@ -118,6 +118,18 @@ def test_read_dms_csv_gzip_compressed_tsv(tmp_path: Path) -> None:
     assert read_dms_csv(packed)[0][0].score == 0.5
 
 
+def test_read_dms_csv_refuses_a_row_running_over_lines(tmp_path: Path) -> None:
+    # An unclosed quote made the csv reader swallow every later row into one field: 1 row read of 3, no error.
+    for body in ('M1A,"0.5\nK2G,0.3\nT3A,0.1\n', 'M1A,0.5,"x\nK2G,0.3,y\nT3A,0.1,z\n'):
+        scan = tmp_path / "scan.csv"
+        scan.write_text("mutant,DMS_score" + (",note" if body.count(",") > 3 else "") + "\n" + body)
+        with pytest.raises(InputError, match=r"scan.csv:2: a quoted field runs on to line 4 \(a quote not closed\?\)"):
+            read_dms_csv(scan)
+    # Line numbers count blank lines and CRLF endings as lines.
+    scan.write_bytes(b"mutant,DMS_score\r\nM1A,0.5\r\n\r\nK2G,0.3\r\n")
+    assert [(r.mutant, r.line) for r in read_dms_csv(scan)[0]] == [("M1A", 2), ("K2G", 4)]
+
+
 # ---- scores against the model, computed by hand -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:

@@ -155,7 +155,14 @@ def read_dms_csv(
     m_col = header.index(mutant_column)
     s_col = None if score_column is None else header.index(score_column)
     rows = []
-    for line, record in enumerate(reader, start=2):
+    first = reader.line_num + 1  # the line the next record starts on
+    for record in reader:
+        line, first = first, reader.line_num + 1
+        if reader.line_num > line:  # an unclosed quote would silently swallow every row after it
+            raise InputError(
+                f"{path}:{line}: a quoted field runs on to line {reader.line_num} (a quote not closed?); "
+                "a DMS table has one row per line"
+            )
         if not record or all(not field.strip() for field in record):
             continue
         if len(record) != len(header):
