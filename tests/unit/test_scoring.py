@@ -130,6 +130,19 @@ def test_read_dms_csv_refuses_a_row_running_over_lines(tmp_path: Path) -> None:
     assert [(r.mutant, r.line) for r in read_dms_csv(scan)[0]] == [("M1A", 2), ("K2G", 4)]
 
 
+def test_read_dms_csv_refuses_an_ambiguous_column(tmp_path: Path) -> None:
+    # Two columns of one name: the first was used without a word, whichever the user meant.
+    scan = tmp_path / "scan.csv"
+    scan.write_text("mutant,DMS_score,mutant\nM1A,0.5,K2G\n")
+    with pytest.raises(InputError, match=r"scan.csv: the header names column 'mutant' more than once \(columns 1"):
+        read_dms_csv(scan)
+    scan.write_text("mutant,DMS_score,DMS_score\nM1A,0.5,0.7\n")
+    with pytest.raises(InputError, match=r"column 'DMS_score' more than once \(columns 2 and 3\)"):
+        read_dms_csv(scan)
+    scan.write_text("mutant,fitness,fitness,DMS_score\nM1A,1,2,0.5\n")  # duplicates not used are fine
+    assert read_dms_csv(scan)[0][0].score == 0.5
+
+
 # ---- scores against the model, computed by hand -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:

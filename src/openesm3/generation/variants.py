@@ -152,6 +152,10 @@ def read_dms_csv(
         score_column = next((c for c in DMS_SCORE_COLUMNS if c in header), None)
     elif score_column not in header:
         raise InputError(f"{path}: no column {score_column!r} (columns: {', '.join(header)}); use --score-column")
+    for column in (mutant_column, score_column):
+        if column is not None and header.count(column) > 1:
+            numbers = " and ".join(str(n + 1) for n, h in enumerate(header) if h == column)
+            raise InputError(f"{path}: the header names column {column!r} more than once (columns {numbers})")
     m_col = header.index(mutant_column)
     s_col = None if score_column is None else header.index(score_column)
     rows = []
