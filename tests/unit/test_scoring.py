@@ -143,6 +143,19 @@ def test_read_dms_csv_refuses_an_ambiguous_column(tmp_path: Path) -> None:
     assert read_dms_csv(scan)[0][0].score == 0.5
 
 
+def test_read_dms_csv_refuses_a_score_that_is_not_a_number(tmp_path: Path) -> None:
+    # A typo, a Unicode minus or a decimal comma became NaN and left the Spearman without a word.
+    scan = tmp_path / "scan.csv"
+    for bad in ("\u22120.5", '"0,5"', "0.5x"):
+        scan.write_text(f"mutant,fitness\nM1A,0.1\nK2G,{bad}\n")
+        with pytest.raises(InputError, match=r"scan.csv:3: column 'fitness': '.+' is not a number \(an empty cell"):
+            read_dms_csv(scan, score_column="fitness")
+    # Missing-value markers (pandas' defaults) mean not measured.
+    scan.write_text("mutant,fitness\nM1A,\nK2G,NA\nT3A,n/a\nA4G, NaN \nY5A,null\nI6A,-1.5e-1\n")
+    scores = [r.score for r in read_dms_csv(scan, score_column="fitness")[0]]
+    assert all(math.isnan(x) for x in scores[:5]) and scores[5] == -0.15
+
+
 # ---- scores against the model, computed by hand -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:

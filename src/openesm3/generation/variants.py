@@ -32,6 +32,12 @@ VARIANT_SEPARATOR = ":"
 # included; '.', '-' excluded).
 _RESIDUE_IDS: dict[str, int] = {tok: i for i, tok in enumerate(C.SEQUENCE_VOCAB) if len(tok) == 1 and tok.isalpha()}
 DMS_SCORE_COLUMNS = ("DMS_score",)  # tried, in order, when no score column is named (ProteinGym's)
+# Score cells that mean "not measured" (compared lowercased): pandas' default missing-value markers, so a table
+# reads the same here as with pandas.read_csv.
+MISSING_SCORES = frozenset(
+    {"", "na", "n/a", "nan", "-nan", "none", "null", "<na>", "#n/a", "#n/a n/a", "#na", "1.#ind", "-1.#ind",
+     "1.#qnan", "-1.#qnan"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,10 @@ def read_dms_csv(
     """Rows of a DMS CSV (or TSV, by suffix: ``.tsv``, ``.tab``, each optionally ``.gz``) and the score column used
     (None: no measured scores).
 
-    ``score_column`` None tries ``DMS_score`` (ProteinGym). Empty or non-numeric scores are NaN (excluded from
-    correlations). Raises :class:`InputError` naming the file and the columns it has when a column is missing.
+    ``score_column`` None tries ``DMS_score`` (ProteinGym). Empty scores and the missing-value markers of
+    :data:`MISSING_SCORES` (``NA``, ``NaN``, ...) are NaN (excluded from correlations); any other score that is
+    not a number is an error naming the file, line and column (it would otherwise drop out of the correlation
+    without a word). Raises :class:`InputError` naming the file and the columns it has when a column is missing.
     """
     source = Path(path)
     text = read_text_file(source)
@@ -173,10 +181,15 @@ def read_dms_csv(
             raise InputError(f"{path}:{line}: {len(record)} fields, the header has {len(header)}")
         score = math.nan
         if s_col is not None:
-            try:
-                score = float(record[s_col])
-            except ValueError:
-                score = math.nan
+            cell = record[s_col].strip()
+            if cell.lower() not in MISSING_SCORES:
+                try:
+                    score = float(cell)
+                except ValueError:
+                    raise InputError(
+                        f"{path}:{line}: column {score_column!r}: {cell!r} is not a number "
+                        "(an empty cell, NA or NaN means not measured)"
+                    ) from None
         rows.append(DMSRow(record[m_col].strip(), score, line))
     if not rows:
         raise InputError(f"{path}: no data rows")
