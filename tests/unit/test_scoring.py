@@ -45,6 +45,15 @@ def test_parse_variants() -> None:
             parse_variant(bad)
 
 
+def test_a_stop_codon_is_refused_saying_why() -> None:
+    # Nonsense variants (A42*) are common in scans; the generic message said only "expected ... mutant letter".
+    for text in ("A42*", "W7A:a42*"):
+        with pytest.raises(InputError, match=r"mutation '[aA]42\*': a stop codon \('\*'\) has no amino-acid token"):
+            parse_variant(text)
+    with pytest.raises(InputError, match=r"mutation 'A42\*\*': expected wild-type letter"):
+        parse_variant("A42**")
+
+
 def test_resolve_variant_checks_the_wild_type_and_names_the_mutation() -> None:
     (m,) = resolve_variant(parse_variant("N2A"), SEQ)
     assert (m.index, m.wild_type_id, m.mutant_id) == (1, C.SEQUENCE_VOCAB.index("N"), C.SEQUENCE_VOCAB.index("A"))

@@ -26,6 +26,7 @@ from openesm3.errors import InputError
 from openesm3.utils.text import read_text_file
 
 _MUTATION = re.compile(r"^([A-Za-z])(-?\d+)([A-Za-z])$")
+_STOP = re.compile(r"^[A-Za-z]-?\d+\*$")
 WILD_TYPE_NAMES = frozenset({"", "wt", "_wt", "wildtype", "wild_type", "wild-type"})
 VARIANT_SEPARATOR = ":"
 # Residue letters a mutation may name: the amino-acid tokens of the sequence vocabulary (ids 4..28, X B U Z O
@@ -66,6 +67,10 @@ class Variant:
 def parse_mutation(text: str) -> Mutation:
     match = _MUTATION.match(text.strip())
     if match is None:
+        if _STOP.match(text.strip()):  # nonsense variants are common in scans: say why they are refused
+            raise InputError(
+                f"mutation {text!r}: a stop codon ('*') has no amino-acid token; only substitutions are scored"
+            )
         raise InputError(f"mutation {text!r}: expected wild-type letter, position, mutant letter (e.g. A42G)")
     wt, pos, mt = match.groups()
     return Mutation(wt.upper(), int(pos), mt.upper())
