@@ -22,8 +22,9 @@ type; positions are 1-based, --offset K when the sequence starts at residue K+1.
 the Spearman correlation with the measurements is reported. Columns: mutant, score[, measured], error.
 A structure file as INPUT conditions the scores on its coordinates.
 
-Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name and the
-others are still scored. Output: -o FILE (.tsv, .csv or .json; written atomically), else a table on stdout.
+Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
+FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
+.csv or .json; written atomically), else a table on stdout.
 """
 
 
@@ -38,7 +39,7 @@ def register(subparsers: Any) -> None:
     variants = p.add_argument_group("variants")
     variants.add_argument("--mutations", nargs="+", metavar="VARIANT", help="e.g. A42G A42G:L50P (or comma-separated)")
     variants.add_argument("--mutations-file", metavar="FILE", help="one variant per line ('#' comments)")
-    variants.add_argument("--dms", metavar="CSV", help="deep mutational scan table (CSV, or TSV by suffix)")
+    variants.add_argument("--dms", metavar="CSV", help="deep mutational scan (CSV; TSV by suffix .tsv/.tab; also .gz)")
     variants.add_argument("--mutant-column", default="mutant", help="DMS column of the variants (default mutant)")
     variants.add_argument("--score-column", help="DMS column of the measured scores (default DMS_score if present)")
     variants.add_argument("--offset", type=int, default=0, help="residue number of the first residue minus 1")
