@@ -134,3 +134,23 @@ def test_variant_options_without_variants_are_an_error_not_a_pll_table(weights: 
     # Comma-separated variants may carry spaces; the table names them without.
     assert main(["score", *common, "--mutations", "M1A, K2G"]) == 0
     assert [r["mutant"] for r in _table(out, ",")] == ["M1A", "K2G"]
+
+
+def test_variant_errors_from_files_name_the_file_and_line(weights: Path, tmp_path: Path, capsys) -> None:
+    # A scan of thousands of rows (one variant may be listed twice): the error says where the bad row is.
+    one = tmp_path / "one.fasta"
+    one.write_text(">a\nMKTAYIAK\n")
+    muts = tmp_path / "muts.txt"
+    muts.write_text("# header\nM1A\n\nA2G  # wrong wild type\n")
+    common = [str(one), "--weights", str(weights), "--quiet"]
+    assert main(["score", *common, "--mutations-file", str(muts)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {muts}:4: variant 'A2G': mutation A2G: the sequence has 'K' at position 2" in err
+    dms = tmp_path / "scan.csv"
+    dms.write_text('mutant,DMS_score\nM1A,0.5\n"K2G:T3",0.1\n\nM1A,0.5\nK9A,1\n')
+    assert main(["score", *common, "--dms", str(dms)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {dms}:3: variant 'K2G:T3': mutation 'T3'" in err
+    assert f"error: {dms}:6: variant 'K9A': mutation K9A: position 9 is outside the sequence" in err
+    assert main(["score", *common, "--mutations", "A2G"]) == 2  # given on the command line: named by itself
+    assert "error: variant 'A2G': mutation A2G" in capsys.readouterr().err

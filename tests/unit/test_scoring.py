@@ -45,6 +45,15 @@ def test_parse_variants() -> None:
             parse_variant(bad)
 
 
+def test_a_stop_codon_is_refused_saying_why() -> None:
+    # Nonsense variants (A42*) are common in scans; the generic message said only "expected ... mutant letter".
+    for text in ("A42*", "W7A:a42*"):
+        with pytest.raises(InputError, match=r"mutation '[aA]42\*': a stop codon \('\*'\) has no amino-acid token"):
+            parse_variant(text)
+    with pytest.raises(InputError, match=r"mutation 'A42\*\*': expected wild-type letter"):
+        parse_variant("A42**")
+
+
 def test_resolve_variant_checks_the_wild_type_and_names_the_mutation() -> None:
     (m,) = resolve_variant(parse_variant("N2A"), SEQ)
     assert (m.index, m.wild_type_id, m.mutant_id) == (1, C.SEQUENCE_VOCAB.index("N"), C.SEQUENCE_VOCAB.index("A"))
@@ -104,6 +113,56 @@ def test_read_dms_csv(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="x.xlsx: not a text file"):
         (tmp_path / "x.xlsx").write_bytes(b"PK\x03\x04\xff\xfe")
         read_dms_csv(tmp_path / "x.xlsx")
+
+
+def test_read_dms_csv_gzip_compressed_tsv(tmp_path: Path) -> None:
+    # The delimiter is named by the suffix before .gz: scan.tsv.gz was read as a CSV ("no column 'mutant'").
+    for name in ("scan.tsv.gz", "scan.TAB.gz"):
+        packed = tmp_path / name
+        packed.write_bytes(gzip.compress(b"mutant\tDMS_score\nM1A\t0.5\nK2G,K3A\t-1\n"))
+        rows, column = read_dms_csv(packed)
+        assert column == "DMS_score" and [(r.mutant, r.score) for r in rows] == [("M1A", 0.5), ("K2G,K3A", -1.0)]
+    packed = tmp_path / "scan.csv.gz"
+    packed.write_bytes(gzip.compress(b"mutant,DMS_score\nM1A,0.5\n"))
+    assert read_dms_csv(packed)[0][0].score == 0.5
+
+
+def test_read_dms_csv_refuses_a_row_running_over_lines(tmp_path: Path) -> None:
+    # An unclosed quote made the csv reader swallow every later row into one field: 1 row read of 3, no error.
+    for body in ('M1A,"0.5\nK2G,0.3\nT3A,0.1\n', 'M1A,0.5,"x\nK2G,0.3,y\nT3A,0.1,z\n'):
+        scan = tmp_path / "scan.csv"
+        scan.write_text("mutant,DMS_score" + (",note" if body.count(",") > 3 else "") + "\n" + body)
+        with pytest.raises(InputError, match=r"scan.csv:2: a quoted field runs on to line 4 \(a quote not closed\?\)"):
+            read_dms_csv(scan)
+    # Line numbers count blank lines and CRLF endings as lines.
+    scan.write_bytes(b"mutant,DMS_score\r\nM1A,0.5\r\n\r\nK2G,0.3\r\n")
+    assert [(r.mutant, r.line) for r in read_dms_csv(scan)[0]] == [("M1A", 2), ("K2G", 4)]
+
+
+def test_read_dms_csv_refuses_an_ambiguous_column(tmp_path: Path) -> None:
+    # Two columns of one name: the first was used without a word, whichever the user meant.
+    scan = tmp_path / "scan.csv"
+    scan.write_text("mutant,DMS_score,mutant\nM1A,0.5,K2G\n")
+    with pytest.raises(InputError, match=r"scan.csv: the header names column 'mutant' more than once \(columns 1"):
+        read_dms_csv(scan)
+    scan.write_text("mutant,DMS_score,DMS_score\nM1A,0.5,0.7\n")
+    with pytest.raises(InputError, match=r"column 'DMS_score' more than once \(columns 2 and 3\)"):
+        read_dms_csv(scan)
+    scan.write_text("mutant,fitness,fitness,DMS_score\nM1A,1,2,0.5\n")  # duplicates not used are fine
+    assert read_dms_csv(scan)[0][0].score == 0.5
+
+
+def test_read_dms_csv_refuses_a_score_that_is_not_a_number(tmp_path: Path) -> None:
+    # A typo, a Unicode minus or a decimal comma became NaN and left the Spearman without a word.
+    scan = tmp_path / "scan.csv"
+    for bad in ("\u22120.5", '"0,5"', "0.5x"):
+        scan.write_text(f"mutant,fitness\nM1A,0.1\nK2G,{bad}\n")
+        with pytest.raises(InputError, match=r"scan.csv:3: column 'fitness': '.+' is not a number \(an empty cell"):
+            read_dms_csv(scan, score_column="fitness")
+    # Missing-value markers (pandas' defaults) mean not measured.
+    scan.write_text("mutant,fitness\nM1A,\nK2G,NA\nT3A,n/a\nA4G, NaN \nY5A,null\nI6A,-1.5e-1\n")
+    scores = [r.score for r in read_dms_csv(scan, score_column="fitness")[0]]
+    assert all(math.isnan(x) for x in scores[:5]) and scores[5] == -0.15
 
 
 # ---- scores against the model, computed by hand -----------------------------------------------------------

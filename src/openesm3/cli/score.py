@@ -22,8 +22,9 @@ type; positions are 1-based, --offset K when the sequence starts at residue K+1.
 the Spearman correlation with the measurements is reported. Columns: mutant, score[, measured], error.
 A structure file as INPUT conditions the scores on its coordinates.
 
-Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name and the
-others are still scored. Output: -o FILE (.tsv, .csv or .json; written atomically), else a table on stdout.
+Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
+FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
+.csv or .json; written atomically), else a table on stdout.
 """
 
 
@@ -38,7 +39,7 @@ def register(subparsers: Any) -> None:
     variants = p.add_argument_group("variants")
     variants.add_argument("--mutations", nargs="+", metavar="VARIANT", help="e.g. A42G A42G:L50P (or comma-separated)")
     variants.add_argument("--mutations-file", metavar="FILE", help="one variant per line ('#' comments)")
-    variants.add_argument("--dms", metavar="CSV", help="deep mutational scan table (CSV, or TSV by suffix)")
+    variants.add_argument("--dms", metavar="CSV", help="deep mutational scan (CSV; TSV by suffix .tsv/.tab; also .gz)")
     variants.add_argument("--mutant-column", default="mutant", help="DMS column of the variants (default mutant)")
     variants.add_argument("--score-column", help="DMS column of the measured scores (default DMS_score if present)")
     variants.add_argument("--offset", type=int, default=0, help="residue number of the first residue minus 1")
@@ -47,26 +48,35 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[float] | None, str | None]:
+def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[str], list[float] | None, str | None]:
+    """The variants asked for, where each comes from (``FILE:LINE`` for files, else the text itself), the
+    measured scores and their column (``--dms``)."""
     from openesm3.errors import InputError
     from openesm3.generation.variants import read_dms_csv
     from openesm3.utils.text import read_text_file
 
     texts: list[str] = []
+    sources: list[str] = []
     measured: list[float] | None = None
     column = None
     for value in args.mutations or ():
-        texts.extend(part.strip() for part in value.split(",") if part.strip())
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        texts.extend(parts)
+        sources.extend(parts)
     if args.mutations_file:
         lines = read_text_file(args.mutations_file, role="--mutations-file").splitlines()
-        texts.extend(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
+        for number, line in enumerate(lines, start=1):
+            if text := line.split("#")[0].strip():
+                texts.append(text)
+                sources.append(f"{args.mutations_file}:{number}")
     if args.dms:
         rows, column = read_dms_csv(args.dms, mutant_column=args.mutant_column, score_column=args.score_column)
         if texts:
             raise InputError("--dms cannot be combined with --mutations / --mutations-file")
         texts = [row.mutant for row in rows]
+        sources = [f"{args.dms}:{row.line}" for row in rows]
         measured = [row.score for row in rows] if column is not None else None
-    return texts, measured, column
+    return texts, sources, measured, column
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_batch_size(args)
     check_output_file(args.output, "-o")
-    texts, measured, column = _variant_texts(args)
+    texts, sources, measured, column = _variant_texts(args)
     items = read_inputs(args.inputs)
     # Any variant option asks for variant scores: one that holds no variant is an error, not a silent PLL table.
     variant_mode = args.mutations is not None or args.mutations_file is not None or args.dms is not None
@@ -102,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     has_structure = any(protein.coordinates is not None for _, protein in valid)
     bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
     if variant_mode:
-        return _score_variants(args, bundle, valid[0], texts, measured, column, failures)
+        return _score_variants(args, bundle, valid[0], texts, sources, measured, column, failures)
     return _score_sequences(args, bundle, valid, failures, len(items))
 
 
@@ -139,6 +149,7 @@ def _score_variants(
     bundle: Any,
     valid: Any,
     texts: list[str],
+    sources: list[str],
     measured: list[float] | None,
     column: str | None,
     failures: Any,
@@ -170,7 +181,7 @@ def _score_variants(
         error = result if isinstance(result, InputError) else result.error
         score = None if isinstance(result, InputError) else result.score
         if error is not None:
-            failures.add(text, error)
+            failures.add(sources[n], error)  # a file's variants are named by FILE:LINE
         row: list[Any] = [text, math.nan if score is None else score]
         if measured is not None:
             row.append(measured[n])

@@ -26,12 +26,19 @@ from openesm3.errors import InputError
 from openesm3.utils.text import read_text_file
 
 _MUTATION = re.compile(r"^([A-Za-z])(-?\d+)([A-Za-z])$")
+_STOP = re.compile(r"^[A-Za-z]-?\d+\*$")
 WILD_TYPE_NAMES = frozenset({"", "wt", "_wt", "wildtype", "wild_type", "wild-type"})
 VARIANT_SEPARATOR = ":"
 # Residue letters a mutation may name: the amino-acid tokens of the sequence vocabulary (ids 4..28, X B U Z O
 # included; '.', '-' excluded).
 _RESIDUE_IDS: dict[str, int] = {tok: i for i, tok in enumerate(C.SEQUENCE_VOCAB) if len(tok) == 1 and tok.isalpha()}
 DMS_SCORE_COLUMNS = ("DMS_score",)  # tried, in order, when no score column is named (ProteinGym's)
+# Score cells that mean "not measured" (compared lowercased): pandas' default missing-value markers, so a table
+# reads the same here as with pandas.read_csv.
+MISSING_SCORES = frozenset(
+    {"", "na", "n/a", "nan", "-nan", "none", "null", "<na>", "#n/a", "#n/a n/a", "#na", "1.#ind", "-1.#ind",
+     "1.#qnan", "-1.#qnan"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ class Variant:
 def parse_mutation(text: str) -> Mutation:
     match = _MUTATION.match(text.strip())
     if match is None:
+        if _STOP.match(text.strip()):  # nonsense variants are common in scans: say why they are refused
+            raise InputError(
+                f"mutation {text!r}: a stop codon ('*') has no amino-acid token; only substitutions are scored"
+            )
         raise InputError(f"mutation {text!r}: expected wild-type letter, position, mutant letter (e.g. A42G)")
     wt, pos, mt = match.groups()
     return Mutation(wt.upper(), int(pos), mt.upper())
@@ -131,14 +142,18 @@ class DMSRow:
 def read_dms_csv(
     path: str | os.PathLike[str], *, mutant_column: str = "mutant", score_column: str | None = None
 ) -> tuple[list[DMSRow], str | None]:
-    """Rows of a DMS CSV (or TSV, by suffix) and the score column used (None: no measured scores).
+    """Rows of a DMS CSV (or TSV, by suffix: ``.tsv``, ``.tab``, each optionally ``.gz``) and the score column used
+    (None: no measured scores).
 
-    ``score_column`` None tries ``DMS_score`` (ProteinGym). Empty or non-numeric scores are NaN (excluded from
-    correlations). Raises :class:`InputError` naming the file and the columns it has when a column is missing.
+    ``score_column`` None tries ``DMS_score`` (ProteinGym). Empty scores and the missing-value markers of
+    :data:`MISSING_SCORES` (``NA``, ``NaN``, ...) are NaN (excluded from correlations); any other score that is
+    not a number is an error naming the file, line and column (it would otherwise drop out of the correlation
+    without a word). Raises :class:`InputError` naming the file and the columns it has when a column is missing.
     """
     source = Path(path)
     text = read_text_file(source)
-    delimiter = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
+    name = source.name.lower().removesuffix(".gz")  # scan.tsv.gz is a TSV
+    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
@@ -150,20 +165,36 @@ def read_dms_csv(
         score_column = next((c for c in DMS_SCORE_COLUMNS if c in header), None)
     elif score_column not in header:
         raise InputError(f"{path}: no column {score_column!r} (columns: {', '.join(header)}); use --score-column")
+    for column in (mutant_column, score_column):
+        if column is not None and header.count(column) > 1:
+            numbers = " and ".join(str(n + 1) for n, h in enumerate(header) if h == column)
+            raise InputError(f"{path}: the header names column {column!r} more than once (columns {numbers})")
     m_col = header.index(mutant_column)
     s_col = None if score_column is None else header.index(score_column)
     rows = []
-    for line, record in enumerate(reader, start=2):
+    first = reader.line_num + 1  # the line the next record starts on
+    for record in reader:
+        line, first = first, reader.line_num + 1
+        if reader.line_num > line:  # an unclosed quote would silently swallow every row after it
+            raise InputError(
+                f"{path}:{line}: a quoted field runs on to line {reader.line_num} (a quote not closed?); "
+                "a DMS table has one row per line"
+            )
         if not record or all(not field.strip() for field in record):
             continue
         if len(record) != len(header):
             raise InputError(f"{path}:{line}: {len(record)} fields, the header has {len(header)}")
         score = math.nan
         if s_col is not None:
-            try:
-                score = float(record[s_col])
-            except ValueError:
-                score = math.nan
+            cell = record[s_col].strip()
+            if cell.lower() not in MISSING_SCORES:
+                try:
+                    score = float(cell)
+                except ValueError:
+                    raise InputError(
+                        f"{path}:{line}: column {score_column!r}: {cell!r} is not a number "
+                        "(an empty cell, NA or NaN means not measured)"
+                    ) from None
         rows.append(DMSRow(record[m_col].strip(), score, line))
     if not rows:
         raise InputError(f"{path}: no data rows")
