@@ -72,6 +72,17 @@ def test_resolve_variant_checks_the_wild_type_and_names_the_mutation() -> None:
         resolve_variant(parse_variant("M1J"), SEQ)
 
 
+@pytest.mark.parametrize("mutant", ["X", "B", "Z", "x"])
+def test_ambiguous_mutant_letters_are_refused(mutant: str) -> None:
+    # X (also a stop in some scans), B and Z name no single residue: a score for them would be silently meaningless.
+    with pytest.raises(InputError, match=rf"mutation M1{mutant.upper()}: mutant '{mutant.upper()}' is an ambiguity"):
+        resolve_variant(parse_variant(f"M1{mutant}"), SEQ)
+    # A wild type may still be one (the sequence holds it), and U / O are residues.
+    (m,) = resolve_variant(parse_variant("X2A"), "MXL")
+    assert m.index == 1
+    assert [r.index for r in resolve_variant(parse_variant("M1U:L3O"), "MXL")] == [0, 2]
+
+
 def test_spearman_and_ranks() -> None:
     from scipy import stats  # noqa: PLC0415 - independent reference (installed with the test extras)
 

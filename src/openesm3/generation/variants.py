@@ -32,6 +32,9 @@ VARIANT_SEPARATOR = ":"
 # Residue letters a mutation may name: the amino-acid tokens of the sequence vocabulary (ids 4..28, X B U Z O
 # included; '.', '-' excluded).
 _RESIDUE_IDS: dict[str, int] = {tok: i for i, tok in enumerate(C.SEQUENCE_VOCAB) if len(tok) == 1 and tok.isalpha()}
+# Letters a wild type may carry (the sequence may hold them) but a mutant may not: each stands for several residues
+# or none (scans also write X for a stop), so a score for it answers no question about a substitution.
+_AMBIGUOUS_MUTANTS = frozenset("XBZ")
 DMS_SCORE_COLUMNS = ("DMS_score",)  # tried, in order, when no score column is named (ProteinGym's)
 # Score cells that mean "not measured" (compared lowercased): pandas' default missing-value markers, so a table
 # reads the same here as with pandas.read_csv.
@@ -102,7 +105,8 @@ def resolve_variant(variant: Variant, sequence: str, offset: int = 0) -> tuple[R
 
     Raises:
         InputError: naming the variant and the mutation: position outside the sequence, a wild-type letter that
-            does not match the sequence, a letter that is not a residue, or two mutations at one position.
+            does not match the sequence, a letter that is not a residue, a mutant that is an ambiguity code (X, B,
+            Z), or two mutations at one position.
     """
     out: list[ResolvedMutation] = []
     seen: dict[int, Mutation] = {}
@@ -117,6 +121,11 @@ def resolve_variant(variant: Variant, sequence: str, offset: int = 0) -> tuple[R
         for letter in (m.wild_type, m.mutant):
             if letter not in _RESIDUE_IDS:
                 raise InputError(f"{where}: {letter!r} is not an amino-acid letter")
+        if m.mutant in _AMBIGUOUS_MUTANTS:
+            raise InputError(
+                f"{where}: mutant {m.mutant!r} is an ambiguity code (some scans write X for a stop), not one residue; "
+                "only substitutions by a residue (the 20 amino acids, U or O) are scored"
+            )
         if sequence[index] != m.wild_type:
             raise InputError(
                 f"{where}: the sequence has {sequence[index]!r} at position {m.position}, not {m.wild_type!r} "
