@@ -257,11 +257,17 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
     import json  # noqa: PLC0415
     import math  # noqa: PLC0415
 
+    import numpy as np  # noqa: PLC0415
+
     from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
 
     def cell(v: Any) -> Any:
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.6g}"
+        if isinstance(v, float):  # the shortest text that reads back as the same number: nothing rounded away
+            if math.isnan(v):
+                return ""
+            with np.errstate(over="ignore"):  # beyond float32's range: not a float32, written as float64
+                single = np.float32(v)  # a model output (float32): its own shortest form, not float64's 17 digits
+            return str(single) if float(single) == v else repr(v)
         return "" if v is None else v
 
     kind = path.lower().removesuffix(".gz") if path is not None else ""
