@@ -93,6 +93,23 @@ def test_npy_writer(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["x.mean.npy"]
 
 
+def test_npy_index_keeps_one_row_per_record_whatever_the_id(tmp_path: Path) -> None:
+    """A JSON protein's name may hold a tab, a newline or a quote; written bare, such an id split its index row
+    into extra columns or lines, so index.tsv no longer mapped ids to files."""
+    import csv  # noqa: PLC0415
+
+    ids = ["a\tb", "two\nlines", 'say "x"', "plain"]
+    writer = EmbeddingWriter(tmp_path / "emb", "npy", metadata={"layer": "-1"})
+    for n, record_id in enumerate(ids):
+        writer.add(record_id, _emb(n + 2, n))
+    (index,) = writer.close()
+    with index.open(newline="") as handle:
+        rows = list(csv.reader((line for line in handle if not line.startswith("# ")), delimiter="\t"))
+    assert rows[0] == ["id", "name", "length", "dim"]
+    assert rows[1:] == [["a\tb", "a_b", "2", "8"], ["two\nlines", "two_lines", "3", "8"],
+                        ['say "x"', "say_x", "4", "8"], ["plain", "plain", "5", "8"]]  # fmt: skip
+
+
 def test_safetensors_writer(tmp_path: Path) -> None:
     from safetensors import safe_open  # noqa: PLC0415
 

@@ -18,6 +18,8 @@ names (:func:`safe_name`): characters outside ``A-Za-z0-9._-`` are replaced by `
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -191,9 +193,12 @@ class EmbeddingWriter:
             tensors = self._tensors
             atomic_write_with(self.output, lambda tmp: save_file(tensors, tmp, metadata=meta))
             return [self.output]
-        lines = [f"# {k}={v}" for k, v in self.metadata.items()]
-        lines.append("id\tname\tlength\tdim")
-        lines += [f"{rid}\t{name}\t{n}\t{d}" for rid, name, n, d in self._index]
+        buffer = io.StringIO()
+        buffer.writelines(f"# {k}={v}\n" for k, v in self.metadata.items())
+        # csv quotes an id holding a tab, newline or quote (a JSON protein's name may), so each row stays one row.
+        table = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+        table.writerow(["id", "name", "length", "dim"])
+        table.writerows(self._index)
         path = self.output / INDEX_FILE
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        atomic_write_text(path, buffer.getvalue())
         return [path]
