@@ -61,6 +61,16 @@ def test_batching_does_not_change_embeddings_and_order_is_kept(model: torch.nn.M
         length_batches([1], 0)
 
 
+def test_what_is_not_a_list_of_protein_tensors_is_named(model: torch.nn.Module) -> None:
+    """A Protein (not yet encoded) used to fail deep inside with "'Protein' object has no attribute 'filled'"."""
+    tensor = encode_protein(Protein(sequence=SEQUENCES[0]))
+    for embed in (embed_batch, embed_proteins):
+        with pytest.raises(InputError, match=r"proteins\[1\] is a Protein, not a ProteinTensor: encode it first"):
+            embed(model, [tensor, Protein(sequence=SEQUENCES[0])])
+        with pytest.raises(InputError, match=r"for one protein pass \[tensor\]"):
+            embed(model, tensor)  # type: ignore[arg-type]
+
+
 def test_safe_names() -> None:
     used: set[str] = set()
     assert safe_name("sp|P12345|ABC_HUMAN", used) == "sp_P12345_ABC_HUMAN"

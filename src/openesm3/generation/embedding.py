@@ -63,6 +63,7 @@ def _device(model: Any) -> torch.device:
 @torch.inference_mode()
 def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -1) -> list[ProteinEmbedding]:
     """Embeddings of ``proteins`` from one padded pass of ``model.embed`` (an ESM3 trunk)."""
+    _check_tensors(proteins)
     batch = stack(list(proteins), device=_device(model))
     has_coords = bool(torch.isfinite(batch.coordinates).any())
     out = model.embed(layer=layer, **model_inputs(batch, condition_on_coordinates=has_coords))
@@ -75,6 +76,18 @@ def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -
         mean = rows[residues].mean(axis=0) if residues.any() else np.full(rows.shape[1], np.nan, np.float32)
         result.append(ProteinEmbedding(np.ascontiguousarray(rows), mean.astype(np.float32), int(out.layer)))
     return result
+
+
+def _check_tensors(proteins: Sequence[ProteinTensor]) -> None:
+    """One-line error for what is not a ProteinTensor (a Protein read from a file is the usual mistake)."""
+    if isinstance(proteins, ProteinTensor):
+        raise InputError("proteins must be a list of ProteinTensor; for one protein pass [tensor]")
+    for i, protein in enumerate(proteins):
+        if not isinstance(protein, ProteinTensor):
+            raise InputError(
+                f"proteins[{i}] is a {type(protein).__name__}, not a ProteinTensor: encode it first "
+                "(bundle.encode(protein))"
+            )
 
 
 def _residue_rows(protein: ProteinTensor) -> np.ndarray:
@@ -103,6 +116,7 @@ def embed_proteins(
     on_result: Callable[[int, ProteinEmbedding], None] | None = None,
 ) -> list[ProteinEmbedding]:
     """Embeddings of every protein, in input order; ``on_result(index, embedding)`` is called as each is ready."""
+    _check_tensors(proteins)
     out: list[ProteinEmbedding | None] = [None] * len(proteins)
     for group in length_batches([len(p) for p in proteins], batch_size):
         for i, emb in zip(group, embed_batch(model, [proteins[i] for i in group], layer=layer)):
