@@ -61,7 +61,7 @@ def test_batching_does_not_change_embeddings_and_order_is_kept(model: torch.nn.M
         length_batches([1], 0)
 
 
-def test_what_is_not_a_list_of_protein_tensors_is_named(model: torch.nn.Module) -> None:
+def test_what_is_not_a_list_of_protein_tensors_or_a_layer_number_is_named(model: torch.nn.Module) -> None:
     """A Protein (not yet encoded) used to fail deep inside with "'Protein' object has no attribute 'filled'"."""
     tensor = encode_protein(Protein(sequence=SEQUENCES[0]))
     for embed in (embed_batch, embed_proteins):
@@ -69,6 +69,12 @@ def test_what_is_not_a_list_of_protein_tensors_is_named(model: torch.nn.Module) 
             embed(model, [tensor, Protein(sequence=SEQUENCES[0])])
         with pytest.raises(InputError, match=r"for one protein pass \[tensor\]"):
             embed(model, tensor)  # type: ignore[arg-type]
+    # A bool passed the trunk's range check as 0 or 1 and silently gave that layer; numpy ints are fine.
+    for layer in (True, 1.0):
+        with pytest.raises(InputError, match="layer must be an int"):
+            embed_batch(model, [tensor], layer=layer)  # type: ignore[arg-type]
+    (one,) = embed_batch(model, [tensor], layer=np.int64(1))  # type: ignore[arg-type]
+    assert one.layer == 1
 
 
 def test_safe_names() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import numbers
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -64,6 +65,9 @@ def _device(model: Any) -> torch.device:
 def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -1) -> list[ProteinEmbedding]:
     """Embeddings of ``proteins`` from one padded pass of ``model.embed`` (an ESM3 trunk)."""
     _check_tensors(proteins)
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise InputError(f"layer must be an int (0 = input embedding, -1 = last block), got {layer!r}")
+    layer = int(layer)
     batch = stack(list(proteins), device=_device(model))
     has_coords = bool(torch.isfinite(batch.coordinates).any())
     out = model.embed(layer=layer, **model_inputs(batch, condition_on_coordinates=has_coords))
