@@ -61,6 +61,22 @@ def test_batching_does_not_change_embeddings_and_order_is_kept(model: torch.nn.M
         length_batches([1], 0)
 
 
+def test_what_is_not_a_list_of_protein_tensors_or_a_layer_number_is_named(model: torch.nn.Module) -> None:
+    """A Protein (not yet encoded) used to fail deep inside with "'Protein' object has no attribute 'filled'"."""
+    tensor = encode_protein(Protein(sequence=SEQUENCES[0]))
+    for embed in (embed_batch, embed_proteins):
+        with pytest.raises(InputError, match=r"proteins\[1\] is a Protein, not a ProteinTensor: encode it first"):
+            embed(model, [tensor, Protein(sequence=SEQUENCES[0])])
+        with pytest.raises(InputError, match=r"for one protein pass \[tensor\]"):
+            embed(model, tensor)  # type: ignore[arg-type]
+    # A bool passed the trunk's range check as 0 or 1 and silently gave that layer; numpy ints are fine.
+    for layer in (True, 1.0):
+        with pytest.raises(InputError, match="layer must be an int"):
+            embed_batch(model, [tensor], layer=layer)  # type: ignore[arg-type]
+    (one,) = embed_batch(model, [tensor], layer=np.int64(1))  # type: ignore[arg-type]
+    assert one.layer == 1
+
+
 def test_safe_names() -> None:
     used: set[str] = set()
     assert safe_name("sp|P12345|ABC_HUMAN", used) == "sp_P12345_ABC_HUMAN"
@@ -91,6 +107,23 @@ def test_npy_writer(tmp_path: Path) -> None:
     mean_only = EmbeddingWriter(tmp_path / "m", "npy", per_residue=False)
     mean_only.add("x", _emb(2, 0))
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["x.mean.npy"]
+
+
+def test_npy_index_keeps_one_row_per_record_whatever_the_id(tmp_path: Path) -> None:
+    """A JSON protein's name may hold a tab, a newline or a quote; written bare, such an id split its index row
+    into extra columns or lines, so index.tsv no longer mapped ids to files."""
+    import csv  # noqa: PLC0415
+
+    ids = ["a\tb", "two\nlines", 'say "x"', "plain"]
+    writer = EmbeddingWriter(tmp_path / "emb", "npy", metadata={"layer": "-1"})
+    for n, record_id in enumerate(ids):
+        writer.add(record_id, _emb(n + 2, n))
+    (index,) = writer.close()
+    with index.open(newline="") as handle:
+        rows = list(csv.reader((line for line in handle if not line.startswith("# ")), delimiter="\t"))
+    assert rows[0] == ["id", "name", "length", "dim"]
+    assert rows[1:] == [["a\tb", "a_b", "2", "8"], ["two\nlines", "two_lines", "3", "8"],
+                        ['say "x"', "say_x", "4", "8"], ["plain", "plain", "5", "8"]]  # fmt: skip
 
 
 def test_safetensors_writer(tmp_path: Path) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from openesm3 import constants as C
 from openesm3.annotations import FunctionAnnotation as FA
-from openesm3.errors import InputError, TokenizationError
+from openesm3.errors import InputError, TokenizationError, VocabularyError
 from openesm3.generation.encoding import (
     DecodedStructure,
     ProteinTokenizers,
@@ -197,6 +199,31 @@ def test_function_tokens_need_the_decoder(tokenizers: ProteinTokenizers) -> None
 
     q = decode_protein(t, tokenizers, function_decoder=Decoder())
     assert q.function_annotations == (FA("Entry 1 (IPR000001)", 2, 8),)
+
+
+def test_function_tokens_decode_without_the_lsh_hyperplanes(tokenizers: ProteinTokenizers, tmp_path: Path) -> None:
+    """Decoding needs the four function files that the esm package ships, not the LSH hyperplanes (only encoding
+    annotations does); predict-function used to stop on the missing hyperplanes file."""
+    from openesm3.tokenizers.build import write_function_vocabulary  # noqa: PLC0415
+
+    for path in write_function_vocabulary(tokenizers.function_vocabulary, tmp_path):
+        if path.name == C.LSH_HYPERPLANES_FILE:
+            path.unlink()
+    t = encode_protein(Protein(sequence="MKTAYIAKQR", function_annotations=[FA("IPR000002", 2, 8)]), tokenizers)
+    from_disk = ProteinTokenizers(vocabulary_dir=tmp_path)
+    vocab = from_disk.function_vocabulary
+    assert vocab.hyperplanes is None and vocab.interpro_ids == tokenizers.function_vocabulary.interpro_ids
+
+    class Decoder:  # predicts IPR000002 everywhere it is asked
+        def predict(self, tokens: np.ndarray) -> FunctionPredictions:
+            interpro = np.zeros((len(tokens), vocab.n_interpro), np.float32)
+            interpro[:, 1] = 0.9
+            return FunctionPredictions(interpro, np.zeros((len(tokens), vocab.n_keywords), np.float32))
+
+    q = decode_protein(t, from_disk, function_decoder=Decoder())
+    assert q.function_annotations == (FA("Entry 2 (IPR000002)", 2, 8),)
+    with pytest.raises(VocabularyError, match=C.LSH_HYPERPLANES_FILE):
+        encode_protein(Protein(sequence="MKTAYIAKQR", function_annotations=[FA("IPR000002", 2, 8)]), from_disk)
 
 
 def test_decoding_bad_tokens_names_the_track() -> None:

@@ -229,6 +229,25 @@ def test_a_label_naming_a_known_interpro_id_is_not_also_a_keyword() -> None:
         np.testing.assert_array_equal(tok.encode([FA(label, 1, 2)], 2)[1:3], [as_interpro, as_interpro])
 
 
+def test_decoded_labels_of_a_custom_vocabulary_go_back_in_as_prompts() -> None:
+    """The decoder labels an entry "{name} ({id})". With a built vocabulary's non-IPR term ids (MY:0002) such a
+    label used to be an unknown label, so predict-function's output could not be given back as a prompt."""
+    rng = np.random.default_rng(5)
+    entries = (InterProEntry("IPR000001", "Domain", "Kringle"), InterProEntry("MY:0002", "Family", "Zinc finger, C2H2"))
+    planes = rng.standard_normal((8, 8, 3)).astype(np.float32)
+    vocab = FunctionVocabulary(("zinc", "finger", "kringle"), np.ones(3), entries,
+                               {"IPR000001": ("kringle",), "MY:0002": ("zinc", "finger")}, planes)  # fmt: skip
+    tok = FunctionTokenizer(vocab)
+    predictions = FunctionPredictions(interpro=np.ones((6, 2)), keywords=np.zeros((6, 3)))
+    decoded = annotations_from_predictions(np.arange(1, 7), predictions, vocab)
+    assert decoded == [FA("Kringle (IPR000001)", 1, 6), FA("Zinc finger, C2H2 (MY:0002)", 1, 6)]
+    for annotation, term in zip(decoded, ("IPR000001", "MY:0002")):
+        assert tok.interpro_id(annotation.label) == term
+        np.testing.assert_array_equal(tok.encode([annotation], 6), tok.encode([FA(term, 1, 6)], 6))
+    for label in ("Zinc finger (MY:0003)", "Zinc finger (MY:0002) domain", "MY:0002)"):
+        assert tok.interpro_id(label) is None
+
+
 def test_annotation_positions_may_be_numpy_integers(tok: FunctionTokenizer) -> None:
     """Positions computed with numpy (np.int64) used to be refused ("start must be an int, got int64"); they are
     integers, stored as plain ints. Floats and bools are still refused."""

@@ -18,7 +18,10 @@ names (:func:`safe_name`): characters outside ``A-Za-z0-9._-`` are replaced by `
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import numbers
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -61,6 +64,10 @@ def _device(model: Any) -> torch.device:
 @torch.inference_mode()
 def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -1) -> list[ProteinEmbedding]:
     """Embeddings of ``proteins`` from one padded pass of ``model.embed`` (an ESM3 trunk)."""
+    _check_tensors(proteins)
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise InputError(f"layer must be an int (0 = input embedding, -1 = last block), got {layer!r}")
+    layer = int(layer)
     batch = stack(list(proteins), device=_device(model))
     has_coords = bool(torch.isfinite(batch.coordinates).any())
     out = model.embed(layer=layer, **model_inputs(batch, condition_on_coordinates=has_coords))
@@ -73,6 +80,18 @@ def embed_batch(model: Any, proteins: Sequence[ProteinTensor], *, layer: int = -
         mean = rows[residues].mean(axis=0) if residues.any() else np.full(rows.shape[1], np.nan, np.float32)
         result.append(ProteinEmbedding(np.ascontiguousarray(rows), mean.astype(np.float32), int(out.layer)))
     return result
+
+
+def _check_tensors(proteins: Sequence[ProteinTensor]) -> None:
+    """One-line error for what is not a ProteinTensor (a Protein read from a file is the usual mistake)."""
+    if isinstance(proteins, ProteinTensor):
+        raise InputError("proteins must be a list of ProteinTensor; for one protein pass [tensor]")
+    for i, protein in enumerate(proteins):
+        if not isinstance(protein, ProteinTensor):
+            raise InputError(
+                f"proteins[{i}] is a {type(protein).__name__}, not a ProteinTensor: encode it first "
+                "(bundle.encode(protein))"
+            )
 
 
 def _residue_rows(protein: ProteinTensor) -> np.ndarray:
@@ -101,6 +120,7 @@ def embed_proteins(
     on_result: Callable[[int, ProteinEmbedding], None] | None = None,
 ) -> list[ProteinEmbedding]:
     """Embeddings of every protein, in input order; ``on_result(index, embedding)`` is called as each is ready."""
+    _check_tensors(proteins)
     out: list[ProteinEmbedding | None] = [None] * len(proteins)
     for group in length_batches([len(p) for p in proteins], batch_size):
         for i, emb in zip(group, embed_batch(model, [proteins[i] for i in group], layer=layer)):
@@ -191,9 +211,12 @@ class EmbeddingWriter:
             tensors = self._tensors
             atomic_write_with(self.output, lambda tmp: save_file(tensors, tmp, metadata=meta))
             return [self.output]
-        lines = [f"# {k}={v}" for k, v in self.metadata.items()]
-        lines.append("id\tname\tlength\tdim")
-        lines += [f"{rid}\t{name}\t{n}\t{d}" for rid, name, n, d in self._index]
+        buffer = io.StringIO()
+        buffer.writelines(f"# {k}={v}\n" for k, v in self.metadata.items())
+        # csv quotes an id holding a tab, newline or quote (a JSON protein's name may), so each row stays one row.
+        table = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+        table.writerow(["id", "name", "length", "dim"])
+        table.writerows(self._index)
         path = self.output / INDEX_FILE
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        atomic_write_text(path, buffer.getvalue())
         return [path]

@@ -111,6 +111,7 @@ class ProteinTokenizers:
     secondary_structure: SS8Tokenizer = field(default_factory=SS8Tokenizer)
     sasa: SASATokenizer = field(default_factory=SASATokenizer)
     _function: FunctionTokenizer | None = field(default=None, repr=False)
+    _function_vocabulary: FunctionVocabulary | None = field(default=None, repr=False)
     _residue: ResidueAnnotationTokenizer | None = field(default=None, repr=False)
     _residue_error: VocabularyError | None = field(default=None, repr=False)
 
@@ -133,7 +134,13 @@ class ProteinTokenizers:
 
     @property
     def function_vocabulary(self) -> FunctionVocabulary:
-        return self.function.vocabulary
+        """The function vocabulary: the tokenizer's if loaded, else read for decoding only (the LSH hyperplanes,
+        which the installed ``esm`` package lacks, are needed to encode annotations, not to decode tokens)."""
+        if self._function is not None:
+            return self._function.vocabulary
+        if self._function_vocabulary is None:
+            self._function_vocabulary = FunctionVocabulary.load(self.vocabulary_dir, with_hyperplanes=False)
+        return self._function_vocabulary
 
     @property
     def residue(self) -> ResidueAnnotationTokenizer:

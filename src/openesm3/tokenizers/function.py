@@ -38,6 +38,7 @@ from openesm3.tokenizers.tracks import finish
 from openesm3.tokenizers.vocabulary import FunctionVocabulary
 
 _INTERPRO_RE = re.compile(C.INTERPRO_ID_PATTERN)
+_NAMED_ID_RE = re.compile(r"\(([^()]+)\)$")  # "{name} ({id})", the decoder's label of an entry
 _BIT_WEIGHTS = 1 << np.arange(C.FUNCTION_BITS_PER_TOKEN, dtype=np.int64)  # bit b has weight 2^b
 
 SparseVector = tuple[np.ndarray, np.ndarray]  # (sorted int64 keyword indices, float64 values)
@@ -70,12 +71,16 @@ class FunctionTokenizer:
         """The known InterPro id a label refers to, or ``None``.
 
         Official rule: the first regex match of ``IPR\\d+`` in the label, if it is a known id. Added for
-        vocabularies built with other term ids (``build.py``): a label equal to a known id.
+        vocabularies built with other term ids (``build.py``): a label equal to a known id, or ending in one in
+        parentheses, as the function decoder labels its predictions (``"Zinc finger (MY:0002)"``).
         """
         match = _INTERPRO_RE.search(label)
         if match:
             return match.group() if match.group() in self.vocabulary.interpro_index else None
-        return label if label in self.vocabulary.interpro_index else None
+        if label in self.vocabulary.interpro_index:
+            return label
+        named = _NAMED_ID_RE.search(label)
+        return named.group(1) if named and named.group(1) in self.vocabulary.interpro_index else None
 
     def is_keyword(self, label: str) -> bool:
         return label in self.vocabulary.keyword_index
