@@ -65,6 +65,21 @@ def test_select_motif_keeps_residues_and_names_problems() -> None:
         select_motif(structure, "A10-5")
 
 
+def test_select_motif_keeps_inserted_residues() -> None:
+    # Chain A renumbered as antibody / chymotrypsin files are: 1, 2, 3, 3A, 3B, 4, ... (insertion codes).
+    structure = Protein.from_structure(ZIPPER)
+    numbers, codes = structure.residue_index.copy(), structure.insertion_code.copy()
+    numbers[3:31] = [3, 3, *range(4, 30)]
+    codes[3:5] = ["A", "B"]
+    structure = structure.replace(residue_index=numbers, insertion_code=codes)
+    # A range covers every residue numbered in it, in chain order: 2, 3, 3A, 3B, 4 (not 2, 3, 4, which are not
+    # contiguous in space).
+    motif = select_motif(structure, "A2-4")
+    assert motif.sequence == structure.sequence[1:6]
+    np.testing.assert_array_equal(motif.coordinates, structure.coordinates[1:6])
+    assert select_motif(structure, "A3").sequence == structure.sequence[2:5]
+
+
 def test_design_prompt_places_motif_and_rejects_misfits() -> None:
     motif = select_motif(Protein.from_structure(ZIPPER), "A5-10")
     prompt = design_prompt(20, motifs=[Motif(motif, 3, "m")], ss8="__HHHH" + "_" * 14, keywords=["zinc"])

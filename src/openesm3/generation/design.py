@@ -97,8 +97,9 @@ def parse_track_order(text: str | Sequence[str]) -> tuple[GenerationTrack, ...]:
 
 
 def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
-    """The residues ``spec`` (``"A10-25"``: chain, then author residue numbers, inclusive; ``"A10"`` one residue;
-    several comma-separated ranges of one chain are joined) of ``structure``, as a one-chain protein.
+    """The residues ``spec`` (``"A10-25"``: chain, then author residue numbers, inclusive; ``"A10"`` one number;
+    several comma-separated ranges of one chain are joined) of ``structure``, as a one-chain protein. A number
+    covers its inserted residues too (``"H52"`` is 52, 52A, 52B, ... where the file has insertion codes).
 
     Raises:
         InputError: naming the range and the problem (malformed, unknown chain, residue not in the file, no
@@ -123,11 +124,13 @@ def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
             )
         if last < first:
             raise InputError(f"{where}: range {part!r} ends before it starts")
+        in_chain = chain_of == chain
         for number in range(first, last + 1):
-            hits = np.flatnonzero((chain_of == chain) & (numbers == number))
-            if hits.size == 0:
+            if not (in_chain & (numbers == number)).any():
                 raise InputError(f"{where}: chain {chain} has no residue {number}")
-            picked.append(int(hits[0]))
+        # Every residue numbered in the range, inserted ones (52A, 52B) included, in chain order: taking one residue
+        # per number would drop them and join their neighbours into a motif that is not contiguous in space.
+        picked.extend(np.flatnonzero(in_chain & (numbers >= first) & (numbers <= last)).tolist())
     if not picked:
         raise InputError(f"{where}: no residues selected")
     if len(set(picked)) != len(picked):
