@@ -152,6 +152,27 @@ def test_fold_and_inverse_fold_api(bundle: ModelBundle) -> None:
     assert "protein 'noxyz': has no coordinates" in str(samples[1])
 
 
+def test_inverse_fold_keeps_native_side_chains_only_where_the_residue_is_kept(bundle: ModelBundle) -> None:
+    zipper = Protein.from_structure(ZIPPER)
+    (design,) = inverse_fold(bundle, [zipper], 1, TaskDecoding(num_steps=2), seed=1)[0]
+    present = np.isfinite(design.coordinates).all(-1)  # [L, 37]
+    native = np.isfinite(zipper.coordinates).all(-1)
+    changed = np.array([a != b for a, b in zip(design.sequence, zipper.sequence)])
+    assert changed.any() and (~changed).any()
+    np.testing.assert_array_equal(present[~changed], native[~changed])  # kept residues: every native atom
+    # Elsewhere the native's backbone, CB only for a designed residue that has one, and no other atom.
+    backbone = [0, 1, 2, 4]  # N, CA, C, O
+    np.testing.assert_array_equal(present[changed][:, backbone], native[changed][:, backbone])
+    has_cb = np.array([aa != "G" for aa in design.sequence])
+    np.testing.assert_array_equal(present[changed, 3], native[changed, 3] & has_cb[changed])
+    side = np.ones(37, dtype=bool)
+    side[[0, 1, 2, 3, 4, 36]] = False  # backbone, CB, OXT
+    assert not present[changed][:, side].any()
+    # Written and read back, every residue carries only atoms of its own type.
+    written = Protein.from_structure(design.to_complex())
+    np.testing.assert_array_equal(np.isfinite(written.coordinates).all(-1), present)
+
+
 def test_design_takes_the_track_order_as_text(bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch) -> None:
     # parse_track_order reads "ss8,structure"; design used to split such a string into letters ('s', 's', '8', ...).
     seen: list[str] = []
