@@ -78,6 +78,10 @@ def test_select_motif_keeps_inserted_residues() -> None:
     assert motif.sequence == structure.sequence[1:6]
     np.testing.assert_array_equal(motif.coordinates, structure.coordinates[1:6])
     assert select_motif(structure, "A3").sequence == structure.sequence[2:5]
+    # A number used twice in one chain (no insertion code to tell them apart) is an error, not a guess.
+    numbers[7] = 5  # chain A: ..., 4, 5, 5, 7, ...
+    with pytest.raises(InputError, match="chain A has two residues numbered 5"):
+        select_motif(structure.replace(residue_index=numbers), "A4-5")
 
 
 def test_design_prompt_places_motif_and_rejects_misfits() -> None:

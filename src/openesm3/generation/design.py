@@ -112,6 +112,7 @@ def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
     for chain_id, start, end in structure.chain_segments():
         chain_of[start:end] = chain_id
     numbers = structure.residue_index if structure.residue_index is not None else np.arange(1, len(structure) + 1)
+    codes = structure.insertion_code if structure.insertion_code is not None else np.full(len(structure), "")
     picked: list[int] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         match = _RANGE.match(part)
@@ -130,7 +131,12 @@ def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
                 raise InputError(f"{where}: chain {chain} has no residue {number}")
         # Every residue numbered in the range, inserted ones (52A, 52B) included, in chain order: taking one residue
         # per number would drop them and join their neighbours into a motif that is not contiguous in space.
-        picked.extend(np.flatnonzero(in_chain & (numbers >= first) & (numbers <= last)).tolist())
+        hits = np.flatnonzero(in_chain & (numbers >= first) & (numbers <= last))
+        labels = [f"{numbers[i]}{codes[i]}" for i in hits]
+        twice = next((label for k, label in enumerate(labels) if label in labels[:k]), None)
+        if twice is not None:
+            raise InputError(f"{where}: chain {chain} has two residues numbered {twice}, so the range is ambiguous")
+        picked.extend(hits.tolist())
     if not picked:
         raise InputError(f"{where}: no residues selected")
     if len(set(picked)) != len(picked):
