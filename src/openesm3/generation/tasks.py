@@ -274,7 +274,7 @@ def _design_coordinates(native: Protein, sequence: str) -> np.ndarray:
     (written as is, a designed Gly would carry, say, an Arg side chain)."""
     assert native.coordinates is not None
     letters, allowed = RC.parent_atom_mask()  # [21, 37]: atoms of each residue type; the last row (X) allows all
-    backbone = np.zeros(RC.N_ATOM37, dtype=bool)
+    backbone = np.zeros(RC.N_ATOM37, dtype=bool)  # N, CA, C, O, CB, OXT: the same place in every residue type
     backbone[[RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB, RC.ATOM37_ORDER["OXT"]]] = True
     rows = np.array([letters.find(aa) if aa in letters else len(letters) - 1 for aa in sequence])
     keep = allowed[rows] & backbone  # [L, 37]
