@@ -65,6 +65,25 @@ def test_select_motif_keeps_residues_and_names_problems() -> None:
         select_motif(structure, "A10-5")
 
 
+def test_select_motif_keeps_inserted_residues() -> None:
+    # Chain A renumbered as antibody / chymotrypsin files are: 1, 2, 3, 3A, 3B, 4, ... (insertion codes).
+    structure = Protein.from_structure(ZIPPER)
+    numbers, codes = structure.residue_index.copy(), structure.insertion_code.copy()
+    numbers[3:31] = [3, 3, *range(4, 30)]
+    codes[3:5] = ["A", "B"]
+    structure = structure.replace(residue_index=numbers, insertion_code=codes)
+    # A range covers every residue numbered in it, in chain order: 2, 3, 3A, 3B, 4 (not 2, 3, 4, which are not
+    # contiguous in space).
+    motif = select_motif(structure, "A2-4")
+    assert motif.sequence == structure.sequence[1:6]
+    np.testing.assert_array_equal(motif.coordinates, structure.coordinates[1:6])
+    assert select_motif(structure, "A3").sequence == structure.sequence[2:5]
+    # A number used twice in one chain (no insertion code to tell them apart) is an error, not a guess.
+    numbers[7] = 5  # chain A: ..., 4, 5, 5, 7, ...
+    with pytest.raises(InputError, match="chain A has two residues numbered 5"):
+        select_motif(structure.replace(residue_index=numbers), "A4-5")
+
+
 def test_design_prompt_places_motif_and_rejects_misfits() -> None:
     motif = select_motif(Protein.from_structure(ZIPPER), "A5-10")
     prompt = design_prompt(20, motifs=[Motif(motif, 3, "m")], ss8="__HHHH" + "_" * 14, keywords=["zinc"])
@@ -135,6 +154,27 @@ def test_fold_and_inverse_fold_api(bundle: ModelBundle) -> None:
     assert [s.name for s in samples[0]] == ["2ZTA_1", "2ZTA_2"]
     assert all(s.sequence[31] == "|" and len(s) == len(zipper) for s in samples[0])
     assert "protein 'noxyz': has no coordinates" in str(samples[1])
+
+
+def test_inverse_fold_keeps_native_side_chains_only_where_the_residue_is_kept(bundle: ModelBundle) -> None:
+    zipper = Protein.from_structure(ZIPPER)
+    (design,) = inverse_fold(bundle, [zipper], 1, TaskDecoding(num_steps=2), seed=1)[0]
+    present = np.isfinite(design.coordinates).all(-1)  # [L, 37]
+    native = np.isfinite(zipper.coordinates).all(-1)
+    changed = np.array([a != b for a, b in zip(design.sequence, zipper.sequence)])
+    assert changed.any() and (~changed).any()
+    np.testing.assert_array_equal(present[~changed], native[~changed])  # kept residues: every native atom
+    # Elsewhere the native's backbone, CB only for a designed residue that has one, and no other atom.
+    backbone = [0, 1, 2, 4]  # N, CA, C, O
+    np.testing.assert_array_equal(present[changed][:, backbone], native[changed][:, backbone])
+    has_cb = np.array([aa != "G" for aa in design.sequence])
+    np.testing.assert_array_equal(present[changed, 3], native[changed, 3] & has_cb[changed])
+    side = np.ones(37, dtype=bool)
+    side[[0, 1, 2, 3, 4, 36]] = False  # backbone, CB, OXT
+    assert not present[changed][:, side].any()
+    # Written and read back, every residue carries only atoms of its own type.
+    written = Protein.from_structure(design.to_complex())
+    np.testing.assert_array_equal(np.isfinite(written.coordinates).all(-1), present)
 
 
 def test_design_takes_the_track_order_as_text(bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,8 +97,9 @@ def parse_track_order(text: str | Sequence[str]) -> tuple[GenerationTrack, ...]:
 
 
 def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
-    """The residues ``spec`` (``"A10-25"``: chain, then author residue numbers, inclusive; ``"A10"`` one residue;
-    several comma-separated ranges of one chain are joined) of ``structure``, as a one-chain protein.
+    """The residues ``spec`` (``"A10-25"``: chain, then author residue numbers, inclusive; ``"A10"`` one number;
+    several comma-separated ranges of one chain are joined) of ``structure``, as a one-chain protein. A number
+    covers its inserted residues too (``"H52"`` is 52, 52A, 52B, ... where the file has insertion codes).
 
     Raises:
         InputError: naming the range and the problem (malformed, unknown chain, residue not in the file, no
@@ -111,6 +112,7 @@ def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
     for chain_id, start, end in structure.chain_segments():
         chain_of[start:end] = chain_id
     numbers = structure.residue_index if structure.residue_index is not None else np.arange(1, len(structure) + 1)
+    codes = structure.insertion_code if structure.insertion_code is not None else np.full(len(structure), "")
     picked: list[int] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         match = _RANGE.match(part)
@@ -123,11 +125,18 @@ def select_motif(structure: Protein, spec: str, source: str = "") -> Protein:
             )
         if last < first:
             raise InputError(f"{where}: range {part!r} ends before it starts")
+        in_chain = chain_of == chain
         for number in range(first, last + 1):
-            hits = np.flatnonzero((chain_of == chain) & (numbers == number))
-            if hits.size == 0:
+            if not (in_chain & (numbers == number)).any():
                 raise InputError(f"{where}: chain {chain} has no residue {number}")
-            picked.append(int(hits[0]))
+        # Every residue numbered in the range, inserted ones (52A, 52B) included, in chain order: taking one residue
+        # per number would drop them and join their neighbours into a motif that is not contiguous in space.
+        hits = np.flatnonzero(in_chain & (numbers >= first) & (numbers <= last))
+        labels = [f"{numbers[i]}{codes[i]}" for i in hits]
+        twice = next((label for k, label in enumerate(labels) if label in labels[:k]), None)
+        if twice is not None:
+            raise InputError(f"{where}: chain {chain} has two residues numbered {twice}, so the range is ambiguous")
+        picked.extend(hits.tolist())
     if not picked:
         raise InputError(f"{where}: no residues selected")
     if len(set(picked)) != len(picked):

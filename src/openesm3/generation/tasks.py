@@ -217,8 +217,9 @@ def inverse_fold(
 
     Returns:
         Per protein: ``num_samples`` proteins (sequence + the input's coordinates, chain ids and numbering; named
-        ``<name>_<k>``, k = 1..num_samples), or the error for that protein. :func:`sequence_recovery` against
-        the input's sequence measures how native-like they are.
+        ``<name>_<k>``, k = 1..num_samples), or the error for that protein. Side-chain atoms are kept only where
+        the designed residue is the native one; elsewhere the coordinates are the backbone (and CB).
+        :func:`sequence_recovery` against the input's sequence measures how native-like they are.
     """
     check_task_arguments(proteins, seed, batch_size)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -259,11 +260,26 @@ def inverse_fold(
             assert isinstance(sample, ProteinTensor) and sample.sequence is not None
             sequence = bundle.tokenizers.sequence.decode(sample.sequence.cpu())
             designs.append(protein.replace(
-                sequence=sequence, name=f"{_label(protein, i)}_{k}", secondary_structure=None, sasa=None,
+                sequence=sequence, coordinates=_design_coordinates(protein, sequence),
+                name=f"{_label(protein, i)}_{k}", secondary_structure=None, sasa=None,
                 function_annotations=None, residue_annotations=None, plddt=None, ptm=None, pae=None,
             ))  # fmt: skip
         out.append(designs)
     return out
+
+
+def _design_coordinates(native: Protein, sequence: str) -> np.ndarray:
+    """The native's coordinates for a designed ``sequence``: every atom where the residue is the native one; elsewhere
+    the backbone, with CB when the designed residue has one, since the native side chain belongs to another residue
+    (written as is, a designed Gly would carry, say, an Arg side chain)."""
+    assert native.coordinates is not None
+    letters, allowed = RC.parent_atom_mask()  # [21, 37]: atoms of each residue type; the last row (X) allows all
+    backbone = np.zeros(RC.N_ATOM37, dtype=bool)  # N, CA, C, O, CB, OXT: the same place in every residue type
+    backbone[[RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB, RC.ATOM37_ORDER["OXT"]]] = True
+    rows = np.array([letters.find(aa) if aa in letters else len(letters) - 1 for aa in sequence])
+    keep = allowed[rows] & backbone  # [L, 37]
+    keep[[i for i, (aa, native_aa) in enumerate(zip(sequence, native.sequence or "")) if aa == native_aa]] = True
+    return np.where(keep[..., None], native.coordinates, np.nan).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
