@@ -70,3 +70,28 @@ def test_an_output_under_a_file_names_that_file(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError) as info:
         write_text_output(target, "a\n")
     assert (info.value.filename, info.value.strerror) == (str(target), f"{tmp_path / 'notes.txt'} is not a directory")
+
+
+def test_failed_items_are_named_unless_the_message_already_names_them() -> None:
+    """An item's name was left out whenever it occurred anywhere in its message: a record named ``A`` failing with a
+    message about chain A (or ``resid`` with a 'residue ...' message) was reported without saying which record."""
+    import io  # noqa: PLC0415
+
+    from openesm3.cli.common import Failures  # noqa: PLC0415
+
+    failures = Failures("fold")
+    failures.add("A", "residue 12 of chain A: no CA atom")
+    failures.add("resid", "residue-annotation vocabulary missing")
+    failures.add("x.pdb", "x.pdb: line 3: not a PDB record")
+    failures.add("p1", "protein 'p1': sequence and structure lengths differ")
+    failures.add("", "no name")
+    out = io.StringIO()
+    failures.report(6, "structure(s)", stream=out)
+    assert out.getvalue().splitlines() == [
+        "openesm3 fold: error: A: residue 12 of chain A: no CA atom",
+        "openesm3 fold: error: resid: residue-annotation vocabulary missing",
+        "openesm3 fold: error: x.pdb: line 3: not a PDB record",
+        "openesm3 fold: error: protein 'p1': sequence and structure lengths differ",
+        "openesm3 fold: error: : no name",
+        "openesm3 fold: 5 of 6 structure(s) failed",
+    ]

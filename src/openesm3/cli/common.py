@@ -175,6 +175,16 @@ def split_items(items: Sequence[Item], failures: Failures) -> list[tuple[Item, P
     return valid
 
 
+def _names(message: str, name: str) -> bool:
+    """Whether ``message`` already names the item ``name``: it starts with it (a file's ``PATH: reason``) or quotes it
+    (``protein 'x': ...``). Merely containing it is not enough: a record named ``A`` or ``1`` appears inside almost any
+    message."""
+    if not name:
+        return False
+    starts = message.startswith(name) and message[len(name) : len(name) + 1] in ("", ":", " ", ",")
+    return starts or repr(name) in message or f'"{name}"' in message
+
+
 class Failures:
     """Per-item errors of one command, reported on stderr at the end."""
 
@@ -193,7 +203,7 @@ class Failures:
         """One line per failed item (the first ``limit``), then a count."""
         out = stream if stream is not None else sys.stderr
         for name, message in self.errors[:limit]:
-            text = message if name in message else f"{name}: {message}"
+            text = message if _names(message, name) else f"{name}: {message}"
             print(f"openesm3 {self.command}: error: {text}", file=out)
         if len(self.errors) > limit:
             print(f"openesm3 {self.command}: ... and {len(self.errors) - limit} more", file=out)
