@@ -231,6 +231,26 @@ def test_fast_sequence_head_path_equals_forward(model: torch.nn.Module) -> None:
     torch.testing.assert_close(fast, plain.float(), rtol=0, atol=0)
 
 
+def test_bf16_model_scores_from_fp32_logits(model: torch.nn.Module) -> None:
+    """A bf16 model's logits were bf16 (3 significant digits): half of BLAT's 4,997 scores were ties. The trunk
+    still runs in bf16; its last state goes through the final norm and sequence head in fp32."""
+    import copy  # noqa: PLC0415
+
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    tensors = [encode_protein(Protein(sequence=SEQ))]
+    fast = sequence_log_probs(half, tensors)
+    inputs = model_inputs(stack(tensors), condition_on_coordinates=False)
+    with torch.no_grad():
+        hidden = half.embed(layer=-1, **inputs).per_residue
+        head, norm = copy.deepcopy(half.sequence_head).double(), copy.deepcopy(half.norm).double()  # bf16 weights
+        exact = torch.log_softmax(head(norm(hidden.double())), -1)
+        rounded = torch.log_softmax(half(**inputs).sequence_logits.float(), -1)
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast.double(), exact, rtol=0, atol=1e-5)  # fp32 head of the same bf16 state
+    assert (rounded.double() - exact).abs().max() > 1e-3  # what bf16 logits would have given
+    assert fast.unique().numel() > rounded.unique().numel()
+
+
 def test_masked_marginals_match_a_hand_computation(model: torch.nn.Module) -> None:
     tensor = encode_protein(Protein(sequence=SEQ))
     texts = ["N2A", "N2W", "N2A:L3G", "L3G:N2A", "WT", "A3G", "T4K"]

@@ -76,6 +76,13 @@ def _device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
+def _in_fp32(module: torch.nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` computed in fp32 from fp32 copies of its weights (autocast off), whatever their dtype."""
+    state = {name: t.float() for name, t in (*module.named_parameters(), *module.named_buffers())}
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return torch.func.functional_call(module, state, (x.float(),))
+
+
 @torch.inference_mode()
 def sequence_log_probs(model: Any, proteins: Sequence[ProteinTensor] | ProteinBatch) -> Tensor:
     """``log_softmax`` of the sequence logits, [B, Lmax, 64] fp32, for right-padded ``proteins`` (or a batch).
@@ -83,13 +90,18 @@ def sequence_log_probs(model: Any, proteins: Sequence[ProteinTensor] | ProteinBa
     ``model`` is an :class:`openesm3.models.esm3.ESM3`, or anything called with ``ESM3.forward``'s keywords that
     returns ``sequence_logits``. Coordinates condition the pass when any protein has some. With an ESM3 only the
     sequence head is evaluated: ``sequence_head(norm(embed(...)))`` are the very operations of ``forward``
-    (tested equal), without the five other heads.
+    (tested equal), without the five other heads. A bf16/fp16 model runs its trunk in that dtype and the final
+    norm and head in fp32: bf16 logits (3 significant digits) tied about half of a scan's scores.
     """
     batch = proteins if isinstance(proteins, ProteinBatch) else stack(list(proteins), device=_device(model))
     has_coords = bool(torch.isfinite(batch.coordinates).any())
     inputs = model_inputs(batch, condition_on_coordinates=has_coords)
     if all(hasattr(model, name) for name in ("embed", "norm", "sequence_head")):
-        logits = model.sequence_head(model.norm(model.embed(layer=-1, **inputs).per_residue))
+        hidden = model.embed(layer=-1, **inputs).per_residue
+        if hidden.dtype == torch.float32:
+            logits = model.sequence_head(model.norm(hidden))
+        else:  # a bf16/fp16 trunk: its last state through the (small) head in fp32, so logits are not rounded to bf16
+            logits = _in_fp32(model.sequence_head, _in_fp32(model.norm, hidden))
     else:
         logits = model(**inputs).sequence_logits
     return torch.log_softmax(logits.float(), dim=-1)
