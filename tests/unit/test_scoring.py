@@ -251,6 +251,22 @@ def test_bf16_model_scores_from_fp32_logits(model: torch.nn.Module) -> None:
     assert fast.unique().numel() > rounded.unique().numel()
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"offset": True}, r"offset must be an int, got True"),
+        ({"offset": 2.0}, r"offset must be an int, got 2\.0"),
+        ({"variants": ["N2A", 42]}, r"variants\[1\]: expected a Variant or its text .*got 42"),
+        ({"variants": [("N", 2, "A")]}, r"variants\[0\]: expected a Variant"),
+    ],
+)
+def test_masked_marginal_arguments_are_checked(model: torch.nn.Module, kwargs: dict, message: str) -> None:
+    """``offset=True`` scored with offset 1 and a non-text variant failed with an AttributeError inside parsing."""
+    args = {"variants": ["N2A"], **kwargs}
+    with pytest.raises(InputError, match=message):
+        masked_marginal_scores(model, encode_protein(Protein(sequence=SEQ)), **args)
+
+
 def test_masked_marginals_match_a_hand_computation(model: torch.nn.Module) -> None:
     tensor = encode_protein(Protein(sequence=SEQ))
     texts = ["N2A", "N2W", "N2A:L3G", "L3G:N2A", "WT", "A3G", "T4K"]

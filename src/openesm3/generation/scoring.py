@@ -176,6 +176,11 @@ def masked_marginal_scores(
     """
     _check_one(wild_type)
     check_batch_size(batch_size)
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise InputError(f"offset must be an int, got {offset!r}")
+    for n, item in enumerate(variants):
+        if not isinstance(item, Variant | str):
+            raise InputError(f"variants[{n}]: expected a Variant or its text ('A42G:L50P'), got {item!r}")
     if wild_type.sequence is None:
         raise InputError("variant scoring needs the wild-type sequence")
     sequence = SequenceTokenizer().decode(wild_type.sequence)
