@@ -7,7 +7,10 @@ content is inconclusive, so a misnamed file is still read correctly.
 
 Writing goes through biotite's writers; files appear atomically (:mod:`openesm3.utils.atomic`). Modified
 residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms;
-the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themselves), X as UNK.
+the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themselves), X as UNK. mmCIF and
+BinaryCIF files also get one polymer entity per chain (``entity``, ``entity_poly``, ``entity_poly_seq``,
+``struct_asym``), and ``label_seq_id`` is the 1-based position in the chain; the author numbering (with
+insertion codes) is in ``auth_seq_id`` / ``pdbx_PDB_ins_code``, which is what readers use by default.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -203,6 +206,18 @@ def _check_residue_ids(chain: ProteinChain) -> None:
         )
 
 
+def _written_atoms(chain: ProteinChain) -> tuple[np.ndarray, np.ndarray]:
+    """([N] residue position, [N] atom37 slot) of the atoms written for ``chain``, in file order."""
+    residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
+    return residue, _WRITE_ORDER[column]
+
+
+def _written_residue_names(chain: ProteinChain) -> np.ndarray:
+    """[L] residue names as written (see the module docstring)."""
+    names = [_EXTRA_RESIDUE_NAMES.get(aa) or RC.three_letter_code(aa) for aa in chain.sequence]
+    return np.array(names, dtype="<U3").reshape(-1)
+
+
 def to_atom_array(obj: Structure) -> object:
     """A biotite ``AtomArray`` of the present atoms (modified residues under their parent's name)."""
     import biotite.structure as struc  # noqa: PLC0415
@@ -210,18 +225,14 @@ def to_atom_array(obj: Structure) -> object:
     parts = []
     for chain in _chains_of(obj):
         _check_residue_ids(chain)
-        residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
-        slot = _WRITE_ORDER[column]
+        residue, slot = _written_atoms(chain)
         n = len(residue)
         arr = struc.AtomArray(n)
         arr.coord = chain.atom37[residue, slot]
         arr.chain_id = np.full(n, chain.chain_id)
         arr.res_id = chain.residue_index[residue]
         arr.ins_code = chain.insertion_code[residue]
-        names = np.array(
-            [_EXTRA_RESIDUE_NAMES.get(aa) or RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3"
-        )
-        arr.res_name = names[residue] if n else np.zeros(0, "<U3")
+        arr.res_name = _written_residue_names(chain)[residue]
         arr.hetero = np.zeros(n, dtype=bool)
         arr.atom_name = _ATOM_NAMES[slot]
         arr.element = np.array([name[0] for name in RC.ATOM37_NAMES])[slot]
@@ -313,6 +324,47 @@ def to_pdb_string(obj: Structure) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _set_entities(block: Any, obj: Structure) -> None:
+    """One polymer entity per chain, and the ``label_*`` numbering of ``atom_site`` that points into it.
+
+    biotite writes the author residue number as ``label_seq_id`` too; PDBx defines it as the 1-based position in
+    the entity's sequence (``_entity_poly_seq.num``), and tools that number by it (label mode of viewers,
+    structure-prediction pipelines) would see 0 or negative numbers, and one number for ``1C, 1B, 1A, 1``. Here
+    it is the residue's position in its chain, residues without atoms included (they are in the sequence).
+    """
+    category = block.subcomponent_class()
+    chains = [chain for chain in _chains_of(obj) if chain.atom37_mask.any()]  # as in atom_site
+    entity_ids = [str(k) for k in range(1, len(chains) + 1)]
+    label_entity, label_seq, mon_ids = [], [], []
+    for entity_id, chain in zip(entity_ids, chains):
+        residue, _ = _written_atoms(chain)
+        label_entity.append(np.full(len(residue), entity_id))
+        label_seq.append(residue + 1)
+        mon_ids.append(_written_residue_names(chain))
+    atom_site = block["atom_site"]
+    atom_site["label_entity_id"] = np.concatenate(label_entity)
+    atom_site["label_seq_id"] = np.concatenate(label_seq)
+    block["entity"] = category({"id": np.array(entity_ids), "type": np.full(len(chains), "polymer")})
+    block["entity_poly"] = category(
+        {
+            "entity_id": np.array(entity_ids),
+            "type": np.full(len(chains), "polypeptide(L)"),
+            "pdbx_strand_id": np.array([chain.chain_id for chain in chains]),
+        }
+    )
+    block["entity_poly_seq"] = category(
+        {
+            "entity_id": np.repeat(entity_ids, [len(chain) for chain in chains]),
+            "num": np.concatenate([np.arange(1, len(chain) + 1) for chain in chains]),
+            "mon_id": np.concatenate(mon_ids),
+            "hetero": np.full(sum(len(chain) for chain in chains), "n"),
+        }
+    )
+    block["struct_asym"] = category(
+        {"id": np.array([chain.chain_id for chain in chains]), "entity_id": np.array(entity_ids)}
+    )
+
+
 def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
     if fmt == "pdb":
         return to_pdb_string(obj).encode("ascii")
@@ -324,11 +376,13 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
     if fmt == "cif":
         cif = pdbx.CIFFile()
         pdbx.set_structure(cif, array, data_block=block)
+        _set_entities(cif.block, obj)
         text = io.StringIO()
         cif.write(text)
         return text.getvalue().encode("utf-8")
     bcif = pdbx.BinaryCIFFile()
     pdbx.set_structure(bcif, array, data_block=block)
+    _set_entities(bcif.block, obj)
     binary = io.BytesIO()
     bcif.write(binary)
     return binary.getvalue()
