@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from biotite.structure.io import pdbx
 
+from openesm3.errors import InputError
 from openesm3.structure import ProteinChain, ProteinComplex, load_chain, write_structure
 from tests.unit.structure_helpers import STRUCTURES
 
@@ -48,3 +50,21 @@ def test_mmcif_label_seq_id_is_the_position_in_the_chain_sequence(tmp_path: Path
         np.testing.assert_array_equal(
             binary.block["atom_site"][key].as_array(int), text.block["atom_site"][key].as_array(int)
         )
+
+
+@pytest.mark.parametrize("chain_id", ["?", ".", "$A", "#", "[A", "data_x", "Loop_"])
+def test_chain_ids_mmcif_text_cannot_hold_are_refused(tmp_path: Path, chain_id: str) -> None:
+    # They were written bare: '?' and '.' read back as a blank id, the others made files gemmi rejects.
+    chain = replace(load_chain(STRUCTURES / "2ZTA.pdb.gz")[:3], chain_id=chain_id)
+    with pytest.raises(InputError, match=f"chain id {re.escape(repr(chain_id))} cannot be written unquoted in mmCIF"):
+        write_structure(chain, tmp_path / "x.cif")
+    assert not (tmp_path / "x.cif").exists()
+    write_structure(chain, tmp_path / "x.bcif")  # BinaryCIF holds any string
+    assert load_chain(tmp_path / "x.bcif").chain_id == chain_id
+
+
+@pytest.mark.parametrize("chain_id", ["_A", "A#", "'A", 'A"', "A$", "a"])
+def test_chain_ids_with_special_characters_read_back_in_gemmi(tmp_path: Path, chain_id: str) -> None:
+    chain = replace(load_chain(STRUCTURES / "2ZTA.pdb.gz")[:3], chain_id=chain_id)
+    write_structure(chain, tmp_path / "x.cif")
+    assert [c.name for c in gemmi.read_structure(str(tmp_path / "x.cif"))[0]] == [chain_id]

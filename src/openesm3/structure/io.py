@@ -182,6 +182,9 @@ _WRITE_ORDER = np.array([RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB
 _ATOM_NAMES = np.array(RC.ATOM37_NAMES)
 # Letters outside the 20 that have a CCD residue reading back as the same letter; other letters are written UNK.
 _EXTRA_RESIDUE_NAMES = {"U": "SEC", "O": "PYL", "B": "ASX", "Z": "GLX"}
+# How a bare CIF 1.1 value may not start (biotite's writer quotes only values starting with _ or holding quotes).
+_CIF_RESERVED_STARTS = frozenset("#$[];")
+_CIF_RESERVED_WORDS = ("data_", "loop_", "save_", "global_", "stop_")
 
 
 def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
@@ -276,6 +279,21 @@ def _check_pdb_limits(obj: Structure) -> None:
             raise InputError(
                 f"chain {chain.chain_id!r}: B-factors outside [{_PDB_B_FACTOR_MIN}, {_PDB_B_FACTOR_MAX}] do not fit "
                 "the PDB format; write mmCIF (.cif)"
+            )
+
+
+def _check_cif_chain_ids(obj: Structure) -> None:
+    """Refuse chain ids that mmCIF text cannot hold as they are and biotite's writer does not quote.
+
+    CIF reads ``?`` and ``.`` as missing values, a leading ``#`` as a comment, ``data_``/``loop_``/... as
+    syntax, and a leading ``$``, ``[``, ``]`` or ``;`` is reserved; other readers (gemmi) reject such files.
+    """
+    for chain in _chains_of(obj):
+        cid = chain.chain_id
+        if cid in ("?", ".") or cid[:1] in _CIF_RESERVED_STARTS or cid.lower().startswith(_CIF_RESERVED_WORDS):
+            raise InputError(
+                f"chain id {cid!r} cannot be written unquoted in mmCIF (it would read as a missing value or as CIF "
+                "syntax); rename the chain, or write BinaryCIF (.bcif) or PDB (.pdb)"
             )
 
 
@@ -374,6 +392,7 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
     block = "_".join(name.split()) or "structure"  # a data block name is one token: "data_my model" is not CIF
     array = to_atom_array(obj)
     if fmt == "cif":
+        _check_cif_chain_ids(obj)
         cif = pdbx.CIFFile()
         pdbx.set_structure(cif, array, data_block=block)
         _set_entities(cif.block, obj)
@@ -397,7 +416,8 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     Raises:
         InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
             would merge them), or data the format cannot hold (in PDB: chain ids longer than one character,
-            huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111).
+            huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111; in mmCIF
+            text: chain ids such as ``?`` or ``$A`` that CIF would read as something else).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)
