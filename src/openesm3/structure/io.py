@@ -240,6 +240,10 @@ def to_atom_array(obj: Structure) -> object:
         arr.atom_name = _ATOM_NAMES[slot]
         arr.element = np.array([name[0] for name in RC.ATOM37_NAMES])[slot]
         b_factor = chain.b_factor[residue, slot].astype(np.float64)
+        if np.isinf(b_factor).any():  # np.nan_to_num would write it as +-1.8e308
+            raise InputError(
+                f"chain {chain.chain_id!r}: a B-factor is infinite; give a finite value (or NaN, written 0)"
+            )
         arr.set_annotation("b_factor", np.nan_to_num(b_factor, nan=0.0))
         arr.set_annotation("occupancy", np.ones(n))
         parts.append(arr)
@@ -415,7 +419,7 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
 
     Raises:
         InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
-            would merge them), or data the format cannot hold (in PDB: chain ids longer than one character,
+            would merge them), an infinite B-factor, or data the format cannot hold (in PDB: chain ids longer than one character,
             huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111; in mmCIF
             text: chain ids such as ``?`` or ``$A`` that CIF would read as something else).
     """
