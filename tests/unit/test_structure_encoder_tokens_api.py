@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,6 +225,18 @@ def test_default_chain_ids_past_z_are_those_of_protein_and_fit_pdb(decoder: Stru
     assert [line[21] for line in text.splitlines() if line.startswith("ATOM") and line[12:16] == " CA "] == list(
         expected
     )
+
+
+def test_token_json_of_a_blank_pdb_chain_id_reads_back(encoder: StructureEncoder, tmp_path: Path) -> None:
+    # tokenize-structure wrote chain_id "" for a PDB file without chain ids, which detokenize then refused.
+    with gzip.open(STRUCTURES / "1a62.pdb.gz", "rt") as handle:
+        lines = handle.read().splitlines()
+    blank = tmp_path / "blank.pdb"
+    blank.write_text("\n".join(line[:21] + " " + line[22:] for line in lines if line.startswith("ATOM")) + "\n")
+    items = encode_structure(load_structure(blank), encoder)
+    assert items.chain_ids == ("",)
+    back = tokens_from_json(tokens_to_json([items]))[0]
+    assert back.chain_ids == ("",) and np.array_equal(back.tokens, items.tokens)
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, True, 2.0])

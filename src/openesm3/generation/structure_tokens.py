@@ -535,8 +535,8 @@ def _chains_from_json(chains: object, where: str, name: str) -> StructureTokens:
         if sequence is not None and not isinstance(sequence, str):
             raise InputError(f"{at}.sequence: expected a string or null")
         chain_id = chain.get("chain_id", defaults[j])
-        if not isinstance(chain_id, str) or not chain_id:
-            raise InputError(f"{at}.chain_id: expected a non-empty string")
+        if not isinstance(chain_id, str):  # "" is a PDB file's blank chain id, as tokenize-structure writes it
+            raise InputError(f"{at}.chain_id: expected a string")
         try:
             parsed.append(
                 ChainTokens(
