@@ -419,9 +419,9 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
 
     Raises:
         InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
-            would merge them), an infinite B-factor, or data the format cannot hold (in PDB: chain ids longer than one character,
-            huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111; in mmCIF
-            text: chain ids such as ``?`` or ``$A`` that CIF would read as something else).
+            would merge them), an infinite B-factor, or data the format cannot hold (in PDB: chain ids longer
+            than one character, huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's
+            2436111; in mmCIF text: chain ids such as ``?`` or ``$A`` that CIF would read as something else).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)
