@@ -43,13 +43,10 @@ from openesm3.annotations import FunctionAnnotation
 from openesm3.errors import InputError, TokenizationError
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.chain import ProteinChain
-from openesm3.structure.complex import ProteinComplex
+from openesm3.structure.complex import ProteinComplex, default_chain_ids
 from openesm3.tokenizers.sequence import SequenceTokenizer
 from openesm3.tokenizers.ss8 import SS8Tokenizer, dssp_to_ss8
 
-# Chain ids given to the chains of a complex that has none, in order (the SDK's single-letter ids, then digits
-# and lowercase letters; a longer id needs mmCIF output).
-DEFAULT_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyz"
 # pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
 # detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
 PLDDT_PERCENT_SCALE = 100.0
@@ -59,12 +56,6 @@ _SEQUENCE = SequenceTokenizer()
 _SS8 = SS8Tokenizer()
 
 AnnotationsLike = Iterable[FunctionAnnotation | tuple[str, int, int]]
-
-
-def default_chain_ids(n_chains: int) -> tuple[str, ...]:
-    """``A, B, C, ...`` for ``n_chains`` chains (``A``..``z`` first, then ``A1, B1, ...``)."""
-    base = DEFAULT_CHAIN_IDS
-    return tuple(base[i % len(base)] + (str(i // len(base)) if i >= len(base) else "") for i in range(n_chains))
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

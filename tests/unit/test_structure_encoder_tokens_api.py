@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from openesm3.generation.structure_tokens import (
 )
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
+from openesm3.protein import Protein
 from openesm3.structure import ProteinChain, ProteinComplex, load_chain, load_structure
 from tests.conftest import TEST_DATA
 
@@ -205,6 +208,35 @@ def test_token_json_round_trip_and_errors(encoder: StructureEncoder) -> None:
         tokens_from_json(wrong_code, source="t.json")
     with pytest.raises(InputError, match="not an OpenESM3 structure-token file"):
         tokens_from_json({"format": "other"}, source="t.json")
+
+
+def test_default_chain_ids_past_z_are_those_of_protein_and_fit_pdb(decoder: StructureDecoder) -> None:
+    # The token path named the 27th chain C26 (which no PDB file can hold) where Protein names it 0.
+    n = 30
+    row = [C.STRUCTURE_BOS] + sum(([C.STRUCTURE_CHAINBREAK, k] for k in range(1, n)), [0]) + [C.STRUCTURE_EOS]
+    expected = tuple(chain_id for chain_id, _, _ in Protein.from_sequence("|".join("G" * n)).chain_segments())
+    assert expected[25:28] == ("Z", "0", "1")
+    wrapped = StructureTokens.from_token_row(row)
+    assert wrapped.chain_ids == expected
+    from_json = tokens_from_json({**tokens_to_json([wrapped]), "structures": [{"chains": [
+        {"codes": [k]} for k in range(n)]}]})  # fmt: skip
+    assert from_json[0].chain_ids == expected
+    text = decode_structure(wrapped, decoder).structure.to_pdb_string()
+    assert [line[21] for line in text.splitlines() if line.startswith("ATOM") and line[12:16] == " CA "] == list(
+        expected
+    )
+
+
+def test_token_json_of_a_blank_pdb_chain_id_reads_back(encoder: StructureEncoder, tmp_path: Path) -> None:
+    # tokenize-structure wrote chain_id "" for a PDB file without chain ids, which detokenize then refused.
+    with gzip.open(STRUCTURES / "1a62.pdb.gz", "rt") as handle:
+        lines = handle.read().splitlines()
+    blank = tmp_path / "blank.pdb"
+    blank.write_text("\n".join(line[:21] + " " + line[22:] for line in lines if line.startswith("ATOM")) + "\n")
+    items = encode_structure(load_structure(blank), encoder)
+    assert items.chain_ids == ("",)
+    back = tokens_from_json(tokens_to_json([items]))[0]
+    assert back.chain_ids == ("",) and np.array_equal(back.tokens, items.tokens)
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, True, 2.0])

@@ -193,3 +193,16 @@ def test_unwritable_targets_are_named_not_the_temporary_file(tmp_path: Path) -> 
     assert str(blocked.value) == f"[Errno 20] {tmp_path / 'file'} is not a directory: '{tmp_path / 'file' / 'x.pdb'}'"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.pdb", "file"]
     assert list((tmp_path / "dir.pdb").iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".cif", ".bcif"])
+def test_an_infinite_b_factor_is_an_error_not_a_huge_number(tmp_path: Path, suffix: str) -> None:
+    # mmCIF and BinaryCIF wrote inf as 1.7976931348623157e+308 (PDB already refused it as out of range).
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    b_factor = chain.b_factor.copy()
+    b_factor[3, 1] = -np.inf
+    from dataclasses import replace  # noqa: PLC0415
+
+    with pytest.raises(InputError, match="chain 'A': a B-factor is infinite"):
+        write_structure(replace(chain, b_factor=b_factor), tmp_path / f"x{suffix}")
+    assert not (tmp_path / f"x{suffix}").exists()

@@ -39,7 +39,7 @@ from openesm3.models.structure_decoder import StructureDecoder, check_structure_
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.chain import ProteinChain
-from openesm3.structure.complex import ProteinComplex
+from openesm3.structure.complex import ProteinComplex, default_chain_ids
 from openesm3.utils.checks import check_batch_size
 
 Structure = ProteinChain | ProteinComplex
@@ -160,7 +160,8 @@ class StructureTokens:
         name: str = "",
     ) -> StructureTokens:
         """Split a framed row (BOS, codes with CHAINBREAK between chains, EOS) into chains named ``chain_ids``
-        (default A, B, C, ...), numbered 1..L, sequence unknown. Raises :class:`InputError` for a bad row."""
+        (default :func:`~openesm3.structure.complex.default_chain_ids`, as :class:`~openesm3.protein.Protein` names
+        chains), numbered 1..L, sequence unknown. Raises :class:`InputError` for a bad row."""
         row = torch.as_tensor(np.asarray(tokens))
         if row.ndim != 1:
             raise InputError(f"structure tokens {name!r}: expected one row of ids, got shape {tuple(row.shape)}")
@@ -175,7 +176,7 @@ class StructureTokens:
                 f"structure tokens {name!r}: id {int(ids[bad[0]])} at position {int(bad[0]) + 1} is not a code "
                 f"(0..{C.STRUCTURE_N_CODES - 1}) or CHAINBREAK ({C.STRUCTURE_CHAINBREAK})"
             )
-        ids_out = list(chain_ids) if chain_ids is not None else [_default_chain_id(k) for k in range(len(segments))]
+        ids_out = list(chain_ids) if chain_ids is not None else list(default_chain_ids(len(segments)))
         if len(ids_out) != len(segments):
             raise InputError(f"structure tokens {name!r}: {len(segments)} chains but {len(ids_out)} chain ids given")
         chains = []
@@ -194,11 +195,6 @@ class StructureTokens:
                 )
             )
         return cls(tuple(chains), name)
-
-
-def _default_chain_id(k: int) -> str:
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return letters[k] if k < len(letters) else f"C{k}"
 
 
 # ---- encoding -------------------------------------------------------------------------------------------
@@ -514,6 +510,7 @@ def _chains_from_json(chains: object, where: str, name: str) -> StructureTokens:
     if not isinstance(chains, list) or not chains:
         raise InputError(f"{where}.chains: expected a non-empty list")
     parsed = []
+    defaults = default_chain_ids(len(chains))
     for j, chain in enumerate(chains):
         at = f"{where}.chains[{j}]"
         if not isinstance(chain, dict):
@@ -537,9 +534,9 @@ def _chains_from_json(chains: object, where: str, name: str) -> StructureTokens:
         sequence = chain.get("sequence")
         if sequence is not None and not isinstance(sequence, str):
             raise InputError(f"{at}.sequence: expected a string or null")
-        chain_id = chain.get("chain_id", _default_chain_id(j))
-        if not isinstance(chain_id, str) or not chain_id:
-            raise InputError(f"{at}.chain_id: expected a non-empty string")
+        chain_id = chain.get("chain_id", defaults[j])
+        if not isinstance(chain_id, str):  # "" is a PDB file's blank chain id, as tokenize-structure writes it
+            raise InputError(f"{at}.chain_id: expected a string")
         try:
             parsed.append(
                 ChainTokens(

@@ -21,6 +21,16 @@ from openesm3.structure.chain import ProteinChain
 if TYPE_CHECKING:
     from openesm3.structure.io import StructureFormat
 
+# Chain ids given to the chains of a complex that has none, in order (the SDK's single-letter ids, then digits
+# and lowercase letters, all of which fit the PDB format's one column; a longer id needs mmCIF output).
+DEFAULT_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def default_chain_ids(n_chains: int) -> tuple[str, ...]:
+    """``A, B, C, ...`` for ``n_chains`` chains (``A``..``z`` first, then ``A1, B1, ...``)."""
+    base = DEFAULT_CHAIN_IDS
+    return tuple(base[i % len(base)] + (str(i // len(base)) if i >= len(base) else "") for i in range(n_chains))
+
 
 @dataclass(frozen=True, eq=False)
 class ProteinComplex:

@@ -7,7 +7,10 @@ content is inconclusive, so a misnamed file is still read correctly.
 
 Writing goes through biotite's writers; files appear atomically (:mod:`openesm3.utils.atomic`). Modified
 residues are written as their parent residue (MSE as MET with SD), since atom37 keeps only the parent's atoms;
-the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themselves), X as UNK.
+the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themselves), X as UNK. mmCIF and
+BinaryCIF files also get one polymer entity per chain (``entity``, ``entity_poly``, ``entity_poly_seq``,
+``struct_asym``), and ``label_seq_id`` is the 1-based position in the chain; the author numbering (with
+insertion codes) is in ``auth_seq_id`` / ``pdbx_PDB_ins_code``, which is what readers use by default.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -179,6 +182,9 @@ _WRITE_ORDER = np.array([RC.ATOM_N, RC.ATOM_CA, RC.ATOM_C, RC.ATOM_O, RC.ATOM_CB
 _ATOM_NAMES = np.array(RC.ATOM37_NAMES)
 # Letters outside the 20 that have a CCD residue reading back as the same letter; other letters are written UNK.
 _EXTRA_RESIDUE_NAMES = {"U": "SEC", "O": "PYL", "B": "ASX", "Z": "GLX"}
+# How a bare CIF 1.1 value may not start (biotite's writer quotes only values starting with _ or holding quotes).
+_CIF_RESERVED_STARTS = frozenset("#$[];")
+_CIF_RESERVED_WORDS = ("data_", "loop_", "save_", "global_", "stop_")
 
 
 def _chains_of(obj: Structure) -> tuple[ProteinChain, ...]:
@@ -203,6 +209,18 @@ def _check_residue_ids(chain: ProteinChain) -> None:
         )
 
 
+def _written_atoms(chain: ProteinChain) -> tuple[np.ndarray, np.ndarray]:
+    """([N] residue position, [N] atom37 slot) of the atoms written for ``chain``, in file order."""
+    residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
+    return residue, _WRITE_ORDER[column]
+
+
+def _written_residue_names(chain: ProteinChain) -> np.ndarray:
+    """[L] residue names as written (see the module docstring)."""
+    names = [_EXTRA_RESIDUE_NAMES.get(aa) or RC.three_letter_code(aa) for aa in chain.sequence]
+    return np.array(names, dtype="<U3").reshape(-1)
+
+
 def to_atom_array(obj: Structure) -> object:
     """A biotite ``AtomArray`` of the present atoms (modified residues under their parent's name)."""
     import biotite.structure as struc  # noqa: PLC0415
@@ -210,22 +228,22 @@ def to_atom_array(obj: Structure) -> object:
     parts = []
     for chain in _chains_of(obj):
         _check_residue_ids(chain)
-        residue, column = np.nonzero(chain.atom37_mask[:, _WRITE_ORDER])
-        slot = _WRITE_ORDER[column]
+        residue, slot = _written_atoms(chain)
         n = len(residue)
         arr = struc.AtomArray(n)
         arr.coord = chain.atom37[residue, slot]
         arr.chain_id = np.full(n, chain.chain_id)
         arr.res_id = chain.residue_index[residue]
         arr.ins_code = chain.insertion_code[residue]
-        names = np.array(
-            [_EXTRA_RESIDUE_NAMES.get(aa) or RC.three_letter_code(aa) for aa in chain.sequence], dtype="<U3"
-        )
-        arr.res_name = names[residue] if n else np.zeros(0, "<U3")
+        arr.res_name = _written_residue_names(chain)[residue]
         arr.hetero = np.zeros(n, dtype=bool)
         arr.atom_name = _ATOM_NAMES[slot]
         arr.element = np.array([name[0] for name in RC.ATOM37_NAMES])[slot]
         b_factor = chain.b_factor[residue, slot].astype(np.float64)
+        if np.isinf(b_factor).any():  # np.nan_to_num would write it as +-1.8e308
+            raise InputError(
+                f"chain {chain.chain_id!r}: a B-factor is infinite; give a finite value (or NaN, written 0)"
+            )
         arr.set_annotation("b_factor", np.nan_to_num(b_factor, nan=0.0))
         arr.set_annotation("occupancy", np.ones(n))
         parts.append(arr)
@@ -265,6 +283,21 @@ def _check_pdb_limits(obj: Structure) -> None:
             raise InputError(
                 f"chain {chain.chain_id!r}: B-factors outside [{_PDB_B_FACTOR_MIN}, {_PDB_B_FACTOR_MAX}] do not fit "
                 "the PDB format; write mmCIF (.cif)"
+            )
+
+
+def _check_cif_chain_ids(obj: Structure) -> None:
+    """Refuse chain ids that mmCIF text cannot hold as they are and biotite's writer does not quote.
+
+    CIF reads ``?`` and ``.`` as missing values, a leading ``#`` as a comment, ``data_``/``loop_``/... as
+    syntax, and a leading ``$``, ``[``, ``]`` or ``;`` is reserved; other readers (gemmi) reject such files.
+    """
+    for chain in _chains_of(obj):
+        cid = chain.chain_id
+        if cid in ("?", ".") or cid[:1] in _CIF_RESERVED_STARTS or cid.lower().startswith(_CIF_RESERVED_WORDS):
+            raise InputError(
+                f"chain id {cid!r} cannot be written unquoted in mmCIF (it would read as a missing value or as CIF "
+                "syntax); rename the chain, or write BinaryCIF (.bcif) or PDB (.pdb)"
             )
 
 
@@ -313,6 +346,47 @@ def to_pdb_string(obj: Structure) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _set_entities(block: Any, obj: Structure) -> None:
+    """One polymer entity per chain, and the ``label_*`` numbering of ``atom_site`` that points into it.
+
+    biotite writes the author residue number as ``label_seq_id`` too; PDBx defines it as the 1-based position in
+    the entity's sequence (``_entity_poly_seq.num``), and tools that number by it (label mode of viewers,
+    structure-prediction pipelines) would see 0 or negative numbers, and one number for ``1C, 1B, 1A, 1``. Here
+    it is the residue's position in its chain, residues without atoms included (they are in the sequence).
+    """
+    category = block.subcomponent_class()
+    chains = [chain for chain in _chains_of(obj) if chain.atom37_mask.any()]  # as in atom_site
+    entity_ids = [str(k) for k in range(1, len(chains) + 1)]
+    label_entity, label_seq, mon_ids = [], [], []
+    for entity_id, chain in zip(entity_ids, chains):
+        residue, _ = _written_atoms(chain)
+        label_entity.append(np.full(len(residue), entity_id))
+        label_seq.append(residue + 1)
+        mon_ids.append(_written_residue_names(chain))
+    atom_site = block["atom_site"]
+    atom_site["label_entity_id"] = np.concatenate(label_entity)
+    atom_site["label_seq_id"] = np.concatenate(label_seq)
+    block["entity"] = category({"id": np.array(entity_ids), "type": np.full(len(chains), "polymer")})
+    block["entity_poly"] = category(
+        {
+            "entity_id": np.array(entity_ids),
+            "type": np.full(len(chains), "polypeptide(L)"),
+            "pdbx_strand_id": np.array([chain.chain_id for chain in chains]),
+        }
+    )
+    block["entity_poly_seq"] = category(
+        {
+            "entity_id": np.repeat(entity_ids, [len(chain) for chain in chains]),
+            "num": np.concatenate([np.arange(1, len(chain) + 1) for chain in chains]),
+            "mon_id": np.concatenate(mon_ids),
+            "hetero": np.full(sum(len(chain) for chain in chains), "n"),
+        }
+    )
+    block["struct_asym"] = category(
+        {"id": np.array([chain.chain_id for chain in chains]), "entity_id": np.array(entity_ids)}
+    )
+
+
 def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
     if fmt == "pdb":
         return to_pdb_string(obj).encode("ascii")
@@ -322,13 +396,16 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
     block = "_".join(name.split()) or "structure"  # a data block name is one token: "data_my model" is not CIF
     array = to_atom_array(obj)
     if fmt == "cif":
+        _check_cif_chain_ids(obj)
         cif = pdbx.CIFFile()
         pdbx.set_structure(cif, array, data_block=block)
+        _set_entities(cif.block, obj)
         text = io.StringIO()
         cif.write(text)
         return text.getvalue().encode("utf-8")
     bcif = pdbx.BinaryCIFFile()
     pdbx.set_structure(bcif, array, data_block=block)
+    _set_entities(bcif.block, obj)
     binary = io.BytesIO()
     bcif.write(binary)
     return binary.getvalue()
@@ -342,8 +419,9 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
 
     Raises:
         InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
-            would merge them), or data the format cannot hold (in PDB: chain ids longer than one character,
-            huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's 2436111).
+            would merge them), an infinite B-factor, or data the format cannot hold (in PDB: chain ids longer
+            than one character, huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's
+            2436111; in mmCIF text: chain ids such as ``?`` or ``$A`` that CIF would read as something else).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)
