@@ -43,6 +43,20 @@ def test_second_round_trip_is_exact_in_pdb(tmp_path: Path) -> None:
     assert once.read_text() == twice.read_text()
 
 
+def test_mmcif_b_factors_are_written_as_read_not_with_float32_noise(tmp_path: Path) -> None:
+    """1PIN's first B-factor, 43.60 in the PDB file, was written to mmCIF as 43.599998474121094 (a float32 printed as
+    float64); every value is written in the shortest form that reads back as its float32 now."""
+    original = load_structure(STRUCTURES / "1PIN.pdb.gz")
+    target = tmp_path / "out.cif"
+    write_structure(original, target)
+    atoms = [line.split() for line in target.read_text().splitlines() if line.startswith("ATOM")]
+    column = next(i for i, word in enumerate(atoms[0]) if word.startswith("43.6"))
+    assert [a[column] for a in atoms[:3]] == ["43.6", "43.76", "40.62"]
+    again = load_structure(target)
+    for x, y in zip(original.chains, again.chains):
+        np.testing.assert_array_equal(x.b_factor[x.atom37_mask], y.b_factor[y.atom37_mask])  # exact, as float32
+
+
 def test_pdb_string_layout_and_b_factor_column_holds_plddt() -> None:
     complex_ = load_structure(STRUCTURES / "2ZTA.pdb.gz")
     plddt = np.linspace(0.0, 99.0, len(complex_["A"]), dtype=np.float32)

@@ -244,6 +244,8 @@ def to_atom_array(obj: Structure) -> object:
             raise InputError(
                 f"chain {chain.chain_id!r}: a B-factor is infinite; give a finite value (or NaN, written 0)"
             )
+        if chain.b_factor.dtype == np.float32:  # each as the float64 its float32 text reads as: 43.6, not 43.5999984...
+            b_factor = np.array([float(str(v)) for v in b_factor.astype(np.float32)], dtype=np.float64)
         arr.set_annotation("b_factor", np.nan_to_num(b_factor, nan=0.0))
         arr.set_annotation("occupancy", np.ones(n))
         parts.append(arr)
