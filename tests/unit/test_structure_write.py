@@ -57,6 +57,17 @@ def test_mmcif_b_factors_are_written_as_read_not_with_float32_noise(tmp_path: Pa
         np.testing.assert_array_equal(x.b_factor[x.atom37_mask], y.b_factor[y.atom37_mask])  # exact, as float32
 
 
+@pytest.mark.parametrize(("name", "write"), [("x.cif", "to_pdb"), ("x.pdb.gz", "to_mmcif"), ("x.bcif", "to_pdb")])
+def test_a_format_the_file_name_contradicts_is_an_error(tmp_path: Path, name: str, write: str) -> None:
+    """``to_pdb("x.cif")`` wrote PDB text under an mmCIF name, which every reader (ours too) then misread."""
+    chain = load_chain(STRUCTURES / "1PIN.pdb.gz")
+    with pytest.raises(InputError, match=r"the name says '(cif|pdb|bcif)' but format='(pdb|cif)' was asked"):
+        getattr(chain, write)(tmp_path / name)
+    assert not (tmp_path / name).exists()
+    chain.to_pdb(tmp_path / "x.txt")  # a name that says no format takes the one asked for
+    assert load_chain(tmp_path / "x.txt").sequence == chain.sequence  # read by its content
+
+
 def test_pdb_string_layout_and_b_factor_column_holds_plddt() -> None:
     complex_ = load_structure(STRUCTURES / "2ZTA.pdb.gz")
     plddt = np.linspace(0.0, 99.0, len(complex_["A"]), dtype=np.float32)

@@ -420,13 +420,18 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0.
 
     Raises:
-        InputError: unknown format, neighbouring residues with the same number and insertion code (a reader
-            would merge them), an infinite B-factor, or data the format cannot hold (in PDB: chain ids longer
-            than one character, huge coordinates or B-factors, residue numbers below -999 or past hybrid-36's
-            2436111; in mmCIF text: chain ids such as ``?`` or ``$A`` that CIF would read as something else).
+        InputError: unknown format, a ``format`` the suffix contradicts (``to_pdb("x.cif")``), neighbouring
+            residues with the same number and insertion code (a reader would merge them), an infinite B-factor,
+            or data the format cannot hold (in PDB: chain ids longer than one character, huge coordinates or
+            B-factors, residue numbers below -999 or past hybrid-36's 2436111; in mmCIF text: chain ids such as
+            ``?`` or ``$A`` that CIF would read as something else).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)
+    if format is not None and suffix_format is not None and format != suffix_format:
+        raise InputError(  # every reader, ours included, would take the file for what its name says
+            f"{target}: the name says {suffix_format!r} but format={format!r} was asked; name the file for its format"
+        )
     fmt = format or suffix_format
     if fmt not in ("pdb", "cif", "bcif"):
         raise InputError(
