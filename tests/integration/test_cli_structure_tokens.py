@@ -3,10 +3,12 @@ real structures from tests/data), including the errors a user sees."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -393,3 +395,32 @@ def test_detokenize_refuses_a_format_that_contradicts_the_output_name(
                         "--quiet"], capsys)  # fmt: skip
     assert code == 0, err
     assert out.read_text().startswith(("ATOM", "HEADER", "MODEL", "REMARK"))
+
+
+def test_detokenize_skips_a_structure_too_long_for_the_decoder(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A structure longer than the decoder's context is reported by name and the others are still decoded (exit
+    1), as in tokenize-structure; it used to end the batch when its turn came, leaving the later ones undone."""
+    short = tmp_path / "short_context"
+    short.mkdir()
+    shutil.copytree(weights / "structure_encoder", short / "structure_encoder")  # the same tokenizer: no warning
+    decoder, config = load_pretrained(weights / "structure_decoder")
+    save_pretrained(decoder, dataclasses.replace(config, max_length=100), short / "structure_decoder",
+                    model_type="structure_decoder")  # fmt: skip
+    tokens = tmp_path / "tokens.json"
+    files = [str(STRUCTURES / name) for name in ("1fxd.pdb.gz", "1PIN.pdb.gz", "2ZTA.pdb.gz")]  # 60, 155, 65 tokens
+    code, _, err = run(["tokenize-structure", *files, "--weights", str(weights), "--out", str(tokens), "--quiet"],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    out_dir = tmp_path / "decoded"
+    code, printed, err = run(["detokenize", str(tokens), "--weights", str(short), "--out", str(out_dir),
+                              "--batch-size", "1", "--quiet"], capsys)  # fmt: skip
+    assert code == 1, err
+    assert "error: 1PIN: 155 tokens (with BOS/EOS) exceed the decoder context of 100" in err
+    assert "1 of 3 structure(s) failed" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["1fxd.pdb", "2ZTA.pdb"] and "2ZTA\tpTM" in printed
+    one = tmp_path / "one.json"
+    run(["tokenize-structure", files[1], "--weights", str(weights), "--out", str(one), "--quiet"], capsys)
+    code, _, err = run(["detokenize", str(one), "--weights", str(short), "--out", str(tmp_path / "x.pdb")], capsys)
+    assert code == 2 and "1 of 1 structure(s) failed" in err and not (tmp_path / "x.pdb").exists()

@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
             "pLDDT (0-1, as the official SDK) in the B-factor column, chain ids and residue numbers from the "
             "tokens; prints pTM and mean pLDDT per structure. With --with-sequence, a sequence-conditioned decoder "
             "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom. "
-            "Structures of the same name are written as NAME, NAME_2, ..."
+            "Structures of the same name are written as NAME, NAME_2, ... A structure longer than the decoder's "
+            "context is reported by name and the others are still written (exit code 1; 2 when none could be)."
         ),
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import check_output_file, prepare_output_dir, progress_bar, unique_names
+    from openesm3.cli.common import Failures, check_output_file, prepare_output_dir, progress_bar, unique_names
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.bundle import resolve_device
@@ -93,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
                    if not c.sequence]  # fmt: skip
         if missing:
             raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
-    names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
+    all_names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
+    failures = Failures("detokenize")
+    limit = decoder.config.max_length
+    for name, item in zip(all_names, items):  # named and skipped now, not the end of the batch when its turn comes
+        if len(item.tokens) > limit:
+            failures.add(name, f"{len(item.tokens)} tokens (with BOS/EOS) exceed the decoder context of {limit}")
+    fits = [(name, item) for name, item in zip(all_names, items) if len(item.tokens) <= limit]
+    names = [name for name, _ in fits]
+    items = [item for _, item in fits]
     confidences = {}
     with progress_bar(args, len(items), "detokenize", "structure") as bar:
         for start in range(0, len(items), args.batch_size):  # each batch is written before the next is decoded
@@ -117,9 +126,10 @@ def run(args: argparse.Namespace) -> int:
                     "pae": [[round(float(v), 4) for v in row] for row in result.pae],
                 }
             bar.update(len(chunk))
-    if args.confidence:
+    if args.confidence and confidences:
         write_text_output(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
-    return 0
+    failures.report(len(all_names), "structure(s)")
+    return failures.exit_code(len(names))
 
 
 def _other_tokenizer(made_by: object, weights: str | None) -> str | None:
