@@ -424,3 +424,29 @@ def test_detokenize_skips_a_structure_too_long_for_the_decoder(
     run(["tokenize-structure", files[1], "--weights", str(weights), "--out", str(one), "--quiet"], capsys)
     code, _, err = run(["detokenize", str(one), "--weights", str(short), "--out", str(tmp_path / "x.pdb")], capsys)
     assert code == 2 and "1 of 1 structure(s) failed" in err and not (tmp_path / "x.pdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["tokenize-structure", "{pdb}", "--out", "{pdb}"], "--out {pdb}: is the input file"),
+        (["round-trip", "{pdb}", "--out", "{pdb}"], "--out {pdb}: is the input file"),
+        (["featurize", "{pdb}", "--json", "{pdb}"], "--json {pdb}: is the input file"),
+        (["detokenize", "{tokens}", "--out", "{tmp}/d", "--confidence", "{tokens}"],
+         "--confidence {tokens}: is the input file"),
+    ],
+)  # fmt: skip
+def test_an_output_that_is_an_input_is_refused(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], message: str
+) -> None:
+    """The structure (or token file) read is not replaced by the command's output."""
+    pdb = tmp_path / "one.pdb"
+    pdb.write_bytes(gzip.decompress((STRUCTURES / "1fxd.pdb.gz").read_bytes()))
+    tokens = tmp_path / "tokens.json"
+    assert run(["tokenize-structure", str(pdb), "--weights", str(weights), "--out", str(tokens)], capsys)[0] == 0
+    names = {"pdb": pdb, "tokens": tokens, "tmp": tmp_path}
+    before = {path: path.read_bytes() for path in (pdb, tokens)}
+    options = [] if command[0] == "featurize" else ["--weights", str(weights)]
+    code, _, err = run([part.format(**names) for part in command] + options, capsys)
+    assert code == 2 and message.format(**names) in err, err
+    assert all(path.read_bytes() == data for path, data in before.items())

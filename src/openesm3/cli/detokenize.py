@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(str(out), "--out")
     else:
         prepare_output_dir(str(out), "--out")
-    check_output_file(args.confidence, "--confidence")
+    check_output_file(args.confidence, "--confidence", [args.tokens])
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=device)
     assert isinstance(decoder, StructureDecoder)
     mismatch = _other_tokenizer(data.get("model"), args.weights)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.utils.atomic import write_text_output
     from openesm3.utils.progress import Progress
 
-    check_output_file(args.json, "--json")
+    check_output_file(args.json, "--json", args.files)
     results: list[dict[str, Any]] = []  # one per file given, in order (a file given twice appears twice)
     failures: list[str] = []
     many = len(args.files) > 1
