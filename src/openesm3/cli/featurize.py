@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  sequence {s['sequence']}")
                     print(f"  dssp     {s['ss8']}")
             bar.update()
-    if args.json:
+    if args.json and results:  # a run where every file failed leaves an earlier output as it was
         payload: Any = results[0] if not many and results else results
         write_text_output(args.json, json.dumps(payload, indent=1) + "\n")
     for failure in failures:
