@@ -108,6 +108,17 @@ def test_fold_to_one_gzipped_file_and_a_format_that_contradicts_the_name(weights
     assert not (tmp_path / "x.cif").exists()
 
 
+def test_fold_progress_counts_a_protein_too_long_for_the_model(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A record refused for its length is done with as far as the progress bar goes: the bar ended at 50% 1/2, as if
+    the work had stopped halfway."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n>long\n" + "A" * 2047 + "\n")
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--steps", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "protein 'long': 2047 residues do not fit the model's 2046-residue limit" in err
+    assert [line for line in err.splitlines() if line.startswith("fold:")][-1].startswith("fold: 100% 2/2 ["), err
+
+
 # ---------------------------------------------------------------------------------------------------- inverse-fold
 def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     no_xyz = tmp_path / "noxyz.json"
