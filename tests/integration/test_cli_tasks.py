@@ -119,6 +119,18 @@ def test_fold_progress_counts_a_protein_too_long_for_the_model(weights: Path, tm
     assert [line for line in err.splitlines() if line.startswith("fold:")][-1].startswith("fold: 100% 2/2 ["), err
 
 
+def test_generate_progress_counts_a_track_with_nothing_to_generate(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Prompts with their whole sequence given have no sequence to generate: that track is done with at once; the bar
+    ended at '50% 2/4'."""
+    prompts = tmp_path / "full.fasta"
+    prompts.write_text(">p\nMKTAYIAKQR\n>q\nMKTAYIAKQRGG\n")
+    assert main(["generate", "--prompt", str(prompts), "-o", str(tmp_path / "o"), "--weights", str(weights),
+                 "--steps", "3"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    bars = [line for line in err.splitlines() if line.startswith("generate:")]
+    assert bars[-1].startswith("generate: 100% 4/4 ["), err
+
+
 # ---------------------------------------------------------------------------------------------------- inverse-fold
 def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     no_xyz = tmp_path / "noxyz.json"
