@@ -119,6 +119,18 @@ def test_fold_progress_counts_a_protein_too_long_for_the_model(weights: Path, tm
     assert [line for line in err.splitlines() if line.startswith("fold:")][-1].startswith("fold: 100% 2/2 ["), err
 
 
+def test_fold_counts_the_chain_breaks_of_a_complex_over_the_length_limit(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Two chains of 1023 residues make 2046 residues, under the limit, but the chain break takes a position too; the
+    error said '2047 residues', more than the record has."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">pair\n" + "A" * 1023 + "|" + "G" * 1023 + "\n")
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "p"), "--weights", str(weights), *FAST]) == 2
+    assert (
+        "protein 'pair': 2047 positions (2046 residues and 1 chain break(s)) do not fit the model's 2046-position "
+        "limit (2048 tokens with BOS/EOS)" in capsys.readouterr().err
+    )
+
+
 def test_generate_progress_counts_a_track_with_nothing_to_generate(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """Prompts with their whole sequence given have no sequence to generate: that track is done with at once; the bar
     ended at '50% 2/4'."""
