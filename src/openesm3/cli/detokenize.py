@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
-    from openesm3.utils.atomic import write_text_output
     from openesm3.utils.text import read_text_file
 
     if args.batch_size < 1:
@@ -103,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     fits = [(name, item) for name, item in zip(all_names, items) if len(item.tokens) <= limit]
     names = [name for name, _ in fits]
     items = [item for _, item in fits]
-    confidences = {}
-    with progress_bar(args, len(items), "detokenize", "structure") as bar:
+    with contextlib.ExitStack() as stack:
+        confidence = stack.enter_context(_json_object_file(args.confidence)) if args.confidence and items else None
+        bar = stack.enter_context(progress_bar(args, len(items), "detokenize", "structure"))
         for start in range(0, len(items), args.batch_size):  # each batch is written before the next is decoded
             chunk = items[start : start + args.batch_size]
             if args.with_sequence:
@@ -120,16 +122,40 @@ def run(args: argparse.Namespace) -> int:
                     target = out / f"{name}.{fmt}"
                 result.structure.write(target, format=fmt)
                 print(f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> {target}")
-                confidences[name] = {
-                    "ptm": result.ptm,
-                    "plddt": [round(float(v), 6) for v in result.plddt],
-                    "pae": [[round(float(v), 4) for v in row] for row in result.pae],
-                }
+                if confidence is not None:
+                    confidence(name, {
+                        "ptm": result.ptm,
+                        "plddt": [round(float(v), 6) for v in result.plddt],
+                        "pae": [[round(float(v), 4) for v in row] for row in result.pae],
+                    })  # fmt: skip
             bar.update(len(chunk))
-    if args.confidence and confidences:
-        write_text_output(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
     failures.report(len(all_names), "structure(s)")
     return failures.exit_code(len(names))
+
+
+@contextlib.contextmanager
+def _json_object_file(path: str) -> Iterator[Callable[[str, Any], None]]:
+    """A JSON object written one member at a time (gzip-compressed under a ``.gz`` name), appearing complete,
+    atomically, when the block ends; an error or interrupt leaves no file. Members are not held in memory: the PAE
+    matrices of a batch, as Python lists, took about 100 MB per 1500-residue structure until the end."""
+    import gzip  # noqa: PLC0415
+
+    from openesm3.utils.atomic import atomic_open  # noqa: PLC0415
+
+    with atomic_open(path, "wb") as handle:
+        compressed = Path(path).suffix.lower() == ".gz"
+        stream: Any = gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) if compressed else handle
+        separator = "{"
+
+        def add(name: str, value: Any) -> None:
+            nonlocal separator
+            stream.write(f"{separator}{json.dumps(name)}:{json.dumps(value, separators=(',', ':'))}".encode())
+            separator = ","
+
+        yield add
+        stream.write(("{}" if separator == "{" else "}").encode() + b"\n")
+        if compressed:
+            stream.close()  # the gzip trailer; the file itself is closed by atomic_open
 
 
 def _other_tokenizer(made_by: object, weights: str | None) -> str | None:
