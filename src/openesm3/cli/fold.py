@@ -19,7 +19,8 @@ then the structure decoder gives the backbone (N, CA, C, O), per-residue pLDDT, 
 Output: -o DIR gets <id>.pdb (or .cif with --format cif) per record, pLDDT (0-1) in the B-factor column, and
 summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for another place, .json/.csv by suffix).
 --pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / FILE.cif (optionally .gz)
-writes that file. Files are written atomically; a bad record is reported by name and the others complete.
+writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Files are written atomically once every record
+is folded (an interrupted run writes none); a bad record is reported by name and the others complete.
 """
 
 STRUCTURE_SUFFIXES = {".pdb": "pdb", ".cif": "cif", ".mmcif": "cif"}

@@ -29,7 +29,8 @@ back (summary column motif_rmsd = backbone RMSD of the generated motif positions
 
 Output -o DIR: designs.fasta (all designs), <id>.pdb (or .cif) per design with pLDDT in the B-factors, and
 summary.tsv (id, file, length, ptm, mean_plddt, motif_rmsd, sequence). Default decoding: T = 0.7 annealed, random
-order, length/2 steps per track. Files are written atomically.
+order, length/2 steps per track. Files are written atomically once every design is done (an interrupted run
+writes none).
 """
 
 
