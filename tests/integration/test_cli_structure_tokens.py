@@ -488,3 +488,27 @@ def test_detokenize_confidence_is_written_as_it_goes(
     assert list(written) == [f"s{k}" for k in range(8)] and written["s7"] == written["s0"]
     assert len(written["s0"]["plddt"]) == 153 and len(written["s0"]["pae"]) == 153
     assert (tmp_path / "c8.json").read_bytes().endswith(b"}}\n")
+
+
+def test_detokenize_writes_every_structure_inside_the_output_directory(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Structure names come from the token file: '../x' was written beside --out DIR, over whatever was there, and
+    'a/b' into a subdirectory. File names are now made safe, as fold's and embed's are; the names printed and the
+    --confidence keys stay those of the file."""
+    tokens = tmp_path / "tokens.json"
+    code, _, err = run(["tokenize-structure", str(STRUCTURES / "1fxd.pdb.gz"), "--weights", str(weights), "--out",
+                        str(tokens), "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    data = json.loads(tokens.read_text())
+    data["structures"] = [dict(data["structures"][0], name=name) for name in ("../outside", "a/b", "1fxd")]
+    tokens.write_text(json.dumps(data))
+    (tmp_path / "outside.pdb").write_text("keep me\n")
+    out_dir, conf = tmp_path / "decoded", tmp_path / "conf.json"
+    code, printed, err = run(["detokenize", str(tokens), "--weights", str(weights), "--out", str(out_dir), "--quiet",
+                              "--confidence", str(conf)], capsys)  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["1fxd.pdb", "a_b.pdb", "outside.pdb"]
+    assert (tmp_path / "outside.pdb").read_text() == "keep me\n"
+    assert "../outside\tpTM" in printed and f"-> {out_dir / 'outside.pdb'}" in printed
+    assert list(json.loads(conf.read_text())) == ["../outside", "a/b", "1fxd"]

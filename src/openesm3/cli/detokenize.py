@@ -23,7 +23,8 @@ def register(subparsers: Any) -> None:
             "pLDDT (0-1, as the official SDK) in the B-factor column, chain ids and residue numbers from the "
             "tokens; prints pTM and mean pLDDT per structure. With --with-sequence, a sequence-conditioned decoder "
             "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom. "
-            "Structures of the same name are written as NAME, NAME_2, ... A structure longer than the decoder's "
+            "Structures of the same name are written as NAME, NAME_2, ... (in a file name, characters other than "
+            "letters, digits, '.', '_' and '-' become '_'). A structure longer than the decoder's "
             "context is reported by name and the others are still written (exit code 1; 2 when none could be)."
         ),
     )
@@ -48,7 +49,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import Failures, check_output_file, prepare_output_dir, progress_bar, unique_names
+    from openesm3.cli.common import (
+        Failures,
+        check_output_file,
+        output_names,
+        prepare_output_dir,
+        progress_bar,
+        unique_names,
+    )
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.bundle import resolve_device
@@ -103,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             failures.add(name, f"{len(item.tokens)} tokens (with BOS/EOS) exceed the decoder context of {limit}")
     fits = [(name, item) for name, item in zip(all_names, items) if len(item.tokens) <= limit]
     names = [name for name, _ in fits]
+    stems = output_names(names)  # a name such as '../x' or 'a/b' would be written outside --out
     items = [item for _, item in fits]
     with contextlib.ExitStack() as stack:
         confidence = stack.enter_context(_json_object_file(args.confidence)) if args.confidence and items else None
@@ -113,13 +122,13 @@ def run(args: argparse.Namespace) -> int:
                 decoded = decode_all_atom(chunk, decoder)
             else:
                 decoded = decode_structure(chunk, decoder, batch_size=args.batch_size)
-            for name, result in zip(names[start:], decoded):
+            for name, stem, result in zip(names[start:], stems[start:], decoded):
                 if as_file:
                     target = out
                     fmt = args.format
                 else:
                     fmt = args.format or "pdb"
-                    target = out / f"{name}.{fmt}"
+                    target = out / f"{stem}.{fmt}"
                 result.structure.write(target, format=fmt)
                 print(f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> {target}")
                 if confidence is not None:
