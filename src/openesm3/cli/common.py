@@ -300,17 +300,27 @@ def check_not_inputs(outputs: Sequence[str | Path | None], inputs: Sequence[str 
     it would replace the user's file with the result (``fold structures/*.pdb -o structures`` writes
     structures/<id>.pdb over the experimental structures it reads)."""
     import os  # noqa: PLC0415
+    import stat  # noqa: PLC0415
 
-    existing = [Path(p) for p in inputs if Path(p).is_file()]
+    def identity(path: str | Path) -> tuple[int, int] | None:  # the file itself, whatever path names it
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+    sources: dict[tuple[int, int], str | Path] = {}
+    for path in inputs:  # looked up once each: 10,000 inputs and outputs are not 10^8 comparisons
+        key = identity(path)
+        if key is not None:
+            sources.setdefault(key, path)
     for output in outputs:
-        if output is None or not Path(output).is_file():
-            continue
-        for source in existing:
-            if os.path.samefile(output, source):
-                raise InputError(
-                    f"{option} {output}: is the input file {source}; writing there would replace it (give another "
-                    "output)"
-                )
+        key = None if output is None else identity(output)
+        if key is not None and key in sources:
+            raise InputError(
+                f"{option} {output}: is the input file {sources[key]}; writing there would replace it (give another "
+                "output)"
+            )
 
 
 def prepare_output_dir(path: str, option: str) -> Path:
