@@ -86,6 +86,12 @@ def test_featurize_batch_keeps_going_past_a_bad_file(tmp_path, capsys) -> None:
     assert code == 1
     assert "bad.pdb" in capsys.readouterr().err
     assert [d["file"] for d in json.loads(out.read_text())] == [str(STRUCTURES / "1a62.pdb.gz")]
+    # a run in which every file fails writes nothing: the last run's features are not replaced by []
+    again = tmp_path / "bad2.pdb"
+    again.write_bytes(bad.read_bytes())
+    before = out.read_bytes()
+    assert main(["featurize", str(bad), str(again), "--quiet", "--json", str(out)]) == 2
+    assert "2 of 2 file(s) failed" in capsys.readouterr().err and out.read_bytes() == before
 
 
 def test_featurize_quiet_has_no_progress_bar_and_a_file_given_twice_is_featurized_twice(tmp_path, capsys) -> None:

@@ -6,6 +6,7 @@ tests/data. Random weights: the outputs are meaningless; these tests check the p
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib
 import json
 import sys
@@ -105,6 +106,41 @@ def test_fold_to_one_gzipped_file_and_a_format_that_contradicts_the_name(weights
     assert main(["fold", str(fasta), "-o", str(tmp_path / "x.cif"), "--format", "pdb", "--weights", str(weights)]) == 2
     assert f"-o {tmp_path / 'x.cif'} names a cif file, but --format is pdb" in capsys.readouterr().err
     assert not (tmp_path / "x.cif").exists()
+
+
+def test_fold_progress_counts_a_protein_too_long_for_the_model(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A record refused for its length is done with as far as the progress bar goes: the bar ended at 50% 1/2, as if
+    the work had stopped halfway."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n>long\n" + "A" * 2047 + "\n")
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--steps", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "protein 'long': 2047 residues do not fit the model's 2046-residue limit" in err
+    assert [line for line in err.splitlines() if line.startswith("fold:")][-1].startswith("fold: 100% 2/2 ["), err
+
+
+def test_fold_counts_the_chain_breaks_of_a_complex_over_the_length_limit(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Two chains of 1023 residues make 2046 residues, under the limit, but the chain break takes a position too; the
+    error said '2047 residues', more than the record has."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">pair\n" + "A" * 1023 + "|" + "G" * 1023 + "\n")
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "p"), "--weights", str(weights), *FAST]) == 2
+    assert (
+        "protein 'pair': 2047 positions (2046 residues and 1 chain break(s)) do not fit the model's 2046-position "
+        "limit (2048 tokens with BOS/EOS)" in capsys.readouterr().err
+    )
+
+
+def test_generate_progress_counts_a_track_with_nothing_to_generate(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Prompts with their whole sequence given have no sequence to generate: that track is done with at once; the bar
+    ended at '50% 2/4'."""
+    prompts = tmp_path / "full.fasta"
+    prompts.write_text(">p\nMKTAYIAKQR\n>q\nMKTAYIAKQRGG\n")
+    assert main(["generate", "--prompt", str(prompts), "-o", str(tmp_path / "o"), "--weights", str(weights),
+                 "--steps", "3"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    bars = [line for line in err.splitlines() if line.startswith("generate:")]
+    assert bars[-1].startswith("generate: 100% 4/4 ["), err
 
 
 # ---------------------------------------------------------------------------------------------------- inverse-fold
@@ -418,3 +454,58 @@ def test_an_unwritable_output_is_an_error_before_any_work(
     err = capsys.readouterr().err
     assert message.format(**names) in err and "Errno" not in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "file").read_text() == "keep me\n" and not any((tmp_path / "dir").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("command", "task", "message"),
+    [
+        (["fold", "{structs}/trp.pdb", "-o", "{structs}"], "tasks.fold", "-o {structs}/trp.pdb: is the input file"),
+        (["fold", "{fasta}", "-o", "{tmp}/f", "--summary", "{fasta}"], "tasks.fold", "--summary {fasta}: is the input"),
+        (["inverse-fold", "{structs}/trp.pdb", "-o", "{structs}/trp.pdb"], "tasks.inverse_fold",
+         "-o {structs}/trp.pdb: is the input file"),
+        (["predict-function", "{json}", "-o", "{json}"], "tasks.predict_function", "-o {json}: is the input file"),
+        (["generate", "--prompt", "{structs}/designs.fasta", "-o", "{structs}"], "design.design",
+         "-o {structs}/designs.fasta: is the input file"),
+        (["score", "{fasta}", "--dms", "{dms}", "-o", "{dms}"], "scoring.masked_marginal_scores",
+         "-o {dms}: is the input"),
+    ],
+)  # fmt: skip
+def test_an_output_that_is_an_input_is_an_error_before_any_work(
+    weights: Path,
+    vocab: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    task: str,
+    message: str,
+) -> None:
+    """``fold structures/*.pdb -o structures`` wrote the predictions over the experimental structures it read, and
+    ``score wt.fasta --dms scan.csv -o scan.csv`` the scores over the scan: the user's files were lost."""
+    structs = tmp_path / "structs"
+    structs.mkdir()
+    (structs / "trp.pdb").write_bytes(gzip.decompress(TRP_CAGE.read_bytes()))
+    (structs / "designs.fasta").write_text(">p\nMK____AY\n")
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n")
+    json_file = tmp_path / "proteins.json"
+    json_file.write_text(json.dumps([{"name": "one", "sequence": "MKTAYIAKQR"}]))
+    dms = tmp_path / "scan.csv"
+    dms.write_text("mutant,DMS_score\nM1A,0.5\nK2G,-1.0\n")
+    names = {"structs": structs, "fasta": fasta, "json": json_file, "dms": dms, "tmp": tmp_path}
+    before = {p: p.read_bytes() for p in (structs / "trp.pdb", structs / "designs.fasta", fasta, json_file, dms)}
+    module, function = task.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError(f"{task} ran although its output would replace an input")
+
+    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
+    options = ["--weights", str(weights), "--quiet"]
+    if command[0] != "score":
+        options += ["--steps", "3"]
+    if command[0] == "predict-function":
+        options += ["--vocabulary-dir", str(vocab)]
+    assert main([part.format(**names) for part in command] + options) == 2
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and len(err.splitlines()) == 1, err
+    assert all(path.read_bytes() == data for path, data in before.items())

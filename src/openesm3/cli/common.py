@@ -298,15 +298,45 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
         write_text_output(path, buffer.getvalue())
 
 
-def check_output_file(path: str | None, option: str) -> None:
+def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ()) -> None:
     """Stop before any work when the output file ``path`` (given as ``option``) could not be written at the end: it
-    is a directory, or something on its way is a file. Missing parent directories are fine (they are created)."""
+    is a directory, or something on its way is a file, or it is one of the ``inputs`` (:func:`check_not_inputs`).
+    Missing parent directories are fine (they are created)."""
     if path is None:
         return
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{option} {path}: is a directory; give a file name")
     _check_parents(target, option, path)
+    check_not_inputs([path], inputs, option)
+
+
+def check_not_inputs(outputs: Sequence[str | Path | None], inputs: Sequence[str | Path], option: str) -> None:
+    """Stop before any work when an output file (given as ``option``) is one of the command's input files: writing
+    it would replace the user's file with the result (``fold structures/*.pdb -o structures`` writes
+    structures/<id>.pdb over the experimental structures it reads)."""
+    import os  # noqa: PLC0415
+    import stat  # noqa: PLC0415
+
+    def identity(path: str | Path) -> tuple[int, int] | None:  # the file itself, whatever path names it
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+    sources: dict[tuple[int, int], str | Path] = {}
+    for path in inputs:  # looked up once each: 10,000 inputs and outputs are not 10^8 comparisons
+        key = identity(path)
+        if key is not None:
+            sources.setdefault(key, path)
+    for output in outputs:
+        key = None if output is None else identity(output)
+        if key is not None and key in sources:
+            raise InputError(
+                f"{option} {output}: is the input file {sources[key]}; writing there would replace it (give another "
+                "output)"
+            )
 
 
 def prepare_output_dir(path: str, option: str) -> Path:

@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ def register(subparsers: Any) -> None:
             "pLDDT (0-1, as the official SDK) in the B-factor column, chain ids and residue numbers from the "
             "tokens; prints pTM and mean pLDDT per structure. With --with-sequence, a sequence-conditioned decoder "
             "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom. "
-            "Structures of the same name are written as NAME, NAME_2, ..."
+            "Structures of the same name are written as NAME, NAME_2, ... (in a file name, characters other than "
+            "letters, digits, '.', '_' and '-' become '_'). A structure longer than the decoder's "
+            "context is reported by name and the others are still written (exit code 1; 2 when none could be)."
         ),
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
@@ -37,7 +41,8 @@ def register(subparsers: Any) -> None:
                         "(needs a sequence-conditioned decoder, such as the bundled one; the official one "
                         "has none)")  # fmt: skip
     p.add_argument("--confidence", metavar="FILE", help="also write pLDDT, pTM and PAE per structure as JSON")
-    p.add_argument("--batch-size", type=int, default=8, help="structures per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="structures per forward pass (default 8; --with-sequence decodes one at a time)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -45,14 +50,20 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import check_output_file, prepare_output_dir, progress_bar, unique_names
+    from openesm3.cli.common import (
+        Failures,
+        check_output_file,
+        output_names,
+        prepare_output_dir,
+        progress_bar,
+        unique_names,
+    )
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.bundle import resolve_device
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
-    from openesm3.utils.atomic import write_text_output
     from openesm3.utils.text import read_text_file
 
     if args.batch_size < 1:
@@ -77,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(str(out), "--out")
     else:
         prepare_output_dir(str(out), "--out")
-    check_output_file(args.confidence, "--confidence")
+    check_output_file(args.confidence, "--confidence", [args.tokens])
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=device)
     assert isinstance(decoder, StructureDecoder)
     mismatch = _other_tokenizer(data.get("model"), args.weights)
@@ -93,33 +104,68 @@ def run(args: argparse.Namespace) -> int:
                    if not c.sequence]  # fmt: skip
         if missing:
             raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
-    names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
-    confidences = {}
-    with progress_bar(args, len(items), "detokenize", "structure") as bar:
+    all_names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
+    failures = Failures("detokenize")
+    limit = decoder.config.max_length
+    for name, item in zip(all_names, items):  # named and skipped now, not the end of the batch when its turn comes
+        if len(item.tokens) > limit:
+            failures.add(name, f"{len(item.tokens)} tokens (with BOS/EOS) exceed the decoder context of {limit}")
+    fits = [(name, item) for name, item in zip(all_names, items) if len(item.tokens) <= limit]
+    names = [name for name, _ in fits]
+    stems = output_names(names)  # a name such as '../x' or 'a/b' would be written outside --out
+    items = [item for _, item in fits]
+    with contextlib.ExitStack() as stack:
+        confidence = stack.enter_context(_json_object_file(args.confidence)) if args.confidence and items else None
+        bar = stack.enter_context(progress_bar(args, len(items), "detokenize", "structure"))
         for start in range(0, len(items), args.batch_size):  # each batch is written before the next is decoded
             chunk = items[start : start + args.batch_size]
             if args.with_sequence:
                 decoded = decode_all_atom(chunk, decoder)
             else:
                 decoded = decode_structure(chunk, decoder, batch_size=args.batch_size)
-            for name, result in zip(names[start:], decoded):
+            for name, stem, result in zip(names[start:], stems[start:], decoded):
                 if as_file:
                     target = out
                     fmt = args.format
                 else:
                     fmt = args.format or "pdb"
-                    target = out / f"{name}.{fmt}"
+                    target = out / f"{stem}.{fmt}"
                 result.structure.write(target, format=fmt)
                 print(f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> {target}")
-                confidences[name] = {
-                    "ptm": result.ptm,
-                    "plddt": [round(float(v), 6) for v in result.plddt],
-                    "pae": [[round(float(v), 4) for v in row] for row in result.pae],
-                }
+                if confidence is not None:
+                    confidence(name, {
+                        "ptm": result.ptm,
+                        "plddt": [round(float(v), 6) for v in result.plddt],
+                        "pae": [[round(float(v), 4) for v in row] for row in result.pae],
+                    })  # fmt: skip
             bar.update(len(chunk))
-    if args.confidence:
-        write_text_output(args.confidence, json.dumps(confidences, separators=(",", ":")) + "\n")
-    return 0
+    failures.report(len(all_names), "structure(s)")
+    return failures.exit_code(len(names))
+
+
+@contextlib.contextmanager
+def _json_object_file(path: str) -> Iterator[Callable[[str, Any], None]]:
+    """A JSON object written one member at a time (gzip-compressed under a ``.gz`` name), appearing complete,
+    atomically, when the block ends; an error or interrupt leaves no file. Members are not held in memory: the PAE
+    matrices of a batch, as Python lists, took about 100 MB per 1500-residue structure until the end."""
+    import gzip  # noqa: PLC0415
+
+    from openesm3.utils.atomic import atomic_open  # noqa: PLC0415
+
+    with atomic_open(path, "wb") as handle:
+        compressed = Path(path).suffix.lower() == ".gz"
+        stream: Any = gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) if compressed else handle
+        separator = "{"
+
+        def add(name: str, value: Any) -> None:
+            nonlocal separator
+            stream.write(f"{separator}{json.dumps(name)}:{json.dumps(value, separators=(',', ':'))}".encode())
+            separator = ","
+
+        yield add
+        stream.write(("{}" if separator == "{" else "}").encode() + b"\n")
+        if compressed:
+            stream.close()  # the gzip trailer; the file itself is closed by atomic_open
 
 
 def _other_tokenizer(made_by: object, weights: str | None) -> str | None:

@@ -16,7 +16,8 @@ with the sequence's characters, chain breaks '|' included), and its mean over re
 Output (-o): a directory of <id>.npy ([L, D]) and <id>.mean.npy ([D]) files plus index.tsv (record id ->
 file name), or, with --format safetensors (default when OUT ends in .safetensors), one file holding tensors
 <id> and <id>.mean. Ids become safe file names (other characters -> '_', duplicates get _2, _3, ...). Files
-are written atomically as each batch finishes. A bad record is reported and skipped; the others complete.
+are written atomically: the .npy files as each batch finishes, index.tsv and a .safetensors file (held in
+memory until then) at the end. A bad record is reported and skipped; the others complete.
 """
 
 

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.utils.atomic import write_text_output
     from openesm3.utils.progress import Progress
 
-    check_output_file(args.json, "--json")
+    check_output_file(args.json, "--json", args.files)
     results: list[dict[str, Any]] = []  # one per file given, in order (a file given twice appears twice)
     failures: list[str] = []
     many = len(args.files) > 1
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  sequence {s['sequence']}")
                     print(f"  dssp     {s['ss8']}")
             bar.update()
-    if args.json:
+    if args.json and results:  # a run where every file failed leaves an earlier output as it was
         payload: Any = results[0] if not many and results else results
         write_text_output(args.json, json.dumps(payload, indent=1) + "\n")
     for failure in failures:

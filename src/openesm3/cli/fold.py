@@ -19,7 +19,8 @@ then the structure decoder gives the backbone (N, CA, C, O), per-residue pLDDT, 
 Output: -o DIR gets <id>.pdb (or .cif with --format cif) per record, pLDDT (0-1) in the B-factor column, and
 summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for another place, .json/.csv by suffix).
 --pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / FILE.cif (optionally .gz)
-writes that file. Files are written atomically; a bad record is reported by name and the others complete.
+writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Files are written atomically once every record
+is folded (an interrupted run writes none); a bad record is reported by name and the others complete.
 """
 
 STRUCTURE_SUFFIXES = {".pdb": "pdb", ".cif": "cif", ".mmcif": "cif"}
@@ -53,7 +54,12 @@ def _file_stem_and_format(path: Path) -> tuple[str, str] | None:
 
 def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path]:
     """Structure file per protein, format, summary path; checked (and the output directory made) before any work."""
-    from openesm3.cli.common import check_output_file, output_names, prepare_output_dir  # noqa: PLC0415
+    from openesm3.cli.common import (  # noqa: PLC0415
+        check_not_inputs,
+        check_output_file,
+        output_names,
+        prepare_output_dir,
+    )
     from openesm3.errors import InputError  # noqa: PLC0415
 
     out = Path(args.output)
@@ -72,7 +78,8 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
         out = prepare_output_dir(args.output, "-o")
         files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
         summary = Path(args.summary) if args.summary else out / "summary.tsv"
-    check_output_file(str(summary), "--summary")
+    check_output_file(str(summary), "--summary", args.inputs)
+    check_not_inputs(files, args.inputs, "-o")
     return files, fmt, summary
 
 

@@ -29,7 +29,8 @@ back (summary column motif_rmsd = backbone RMSD of the generated motif positions
 
 Output -o DIR: designs.fasta (all designs), <id>.pdb (or .cif) per design with pLDDT in the B-factors, and
 summary.tsv (id, file, length, ptm, mean_plddt, motif_rmsd, sequence). Default decoding: T = 0.7 annealed, random
-order, length/2 steps per track. Files are written atomically.
+order, length/2 steps per track. Files are written atomically once every design is done (an interrupted run
+writes none).
 """
 
 
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         Item,
         bundle_from_args,
         check_batch_size,
+        check_not_inputs,
         decoding_from_args,
         output_names,
         prepare_output_dir,
@@ -143,11 +145,15 @@ def run(args: argparse.Namespace) -> int:
         for k in range(1, args.num_designs + 1):
             prompts.append(protein.replace(name=f"{prompt_name}_{k}"))
             names.append(f"{prompt_name}_{k}")
+    stems = output_names(names)
+    sources = [f for f in (args.prompt, args.motif) if f is not None]
+    outputs = [out / f"{stem}.{args.format}" for stem in stems] + [out / "designs.fasta", out / "summary.tsv"]
+    check_not_inputs(outputs, sources, "-o")
     with progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
         results = design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
                          progress=bar.update)  # fmt: skip
     designed, rows = [], []
-    for name, stem, result in zip(names, output_names(names), results):
+    for name, stem, result in zip(names, stems, results):
         if isinstance(result, OpenESM3Error):
             failures.add(name, result)
             continue

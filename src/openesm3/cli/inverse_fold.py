@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
     decoding = decoding_from_args(args)
-    check_output_file(args.output, "-o")
-    check_output_file(args.summary, "--summary")
+    check_output_file(args.output, "-o", args.inputs)
+    check_output_file(args.summary, "--summary", args.inputs)
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("inverse-fold")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_batch_size(args)
     decoding = decoding_from_args(args)
-    check_output_file(args.output, "-o")
+    check_output_file(args.output, "-o", args.inputs)
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("predict-function")

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.all_chains and args.chain:
         raise InputError("give --chain or --all-chains, not both")
-    check_output_file(args.out, "--out")  # before the work, not after it
+    check_output_file(args.out, "--out", [args.file])  # before the work, not after it
     if args.out and output_format(args.out) is None:
         raise InputError(f"--out {args.out}: the suffix names no structure format; use .pdb, .cif or .bcif "
                          "(optionally + .gz)")  # fmt: skip

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import InputError
 
     check_batch_size(args)
-    check_output_file(args.output, "-o")
+    read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
+    check_output_file(args.output, "-o", read_files)
     texts, sources, measured, column = _variant_texts(args)
     items = read_inputs(args.inputs)
     # Any variant option asks for variant scores: one that holds no variant is an error, not a silent PLL table.

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    check_output_file(args.out, "--out")  # before the work, not after it
+    if args.max_length < 0:
+        raise InputError(f"--max-length must be >= 0 (0: no limit), got {args.max_length}")
+    check_output_file(args.out, "--out", args.files)  # before the work, not after it
     device = resolve_device(args.device)  # a device this machine lacks is the user's to fix, named now
     failures = Failures("tokenize-structure")
     structures: list[Any] = []

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from openesm3 import constants as C
 from openesm3.errors import InputError, WeightsError
 from openesm3.generation.encoding import (
     DecodedStructure,
@@ -259,8 +260,15 @@ class ModelBundle:
     def check_length(self, tensor: ProteinTensor, name: str = "") -> None:
         if len(tensor) > self.max_length:
             where = f"protein {name!r}: " if name else ""
+            n = len(tensor) - 2
+            breaks = 0 if tensor.sequence is None else int((tensor.sequence == C.SEQUENCE_CHAINBREAK).sum())
+            if breaks:  # each chain break takes a position: the residues alone may be under the limit
+                raise InputError(
+                    f"{where}{n} positions ({n - breaks} residues and {breaks} chain break(s)) do not fit the "
+                    f"model's {self.max_length - 2}-position limit ({self.max_length} tokens with BOS/EOS)"
+                )
             raise InputError(
-                f"{where}{len(tensor) - 2} residues do not fit the model's {self.max_length - 2}-residue limit "
+                f"{where}{n} residues do not fit the model's {self.max_length - 2}-residue limit "
                 f"({self.max_length} tokens with BOS/EOS)"
             )
 

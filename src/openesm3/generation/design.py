@@ -244,6 +244,8 @@ def design(
     for j, track in enumerate(order):
         todo = [t if isinstance(t, ProteinTensor) and _has_mask(t, track) else None for t in tensors]
         selected = [i for i, t in enumerate(todo) if t is not None]
+        if progress is not None and len(selected) < len(prompts):
+            progress(len(prompts) - len(selected))  # nothing to generate (or failed): done with, for the bar
         if not selected:
             continue
         # Generated structure tokens must reach the model: keep them even when motif coordinates are present.
@@ -256,8 +258,6 @@ def design(
         )  # fmt: skip
         for i, result in zip(selected, results):
             tensors[i] = result
-        if progress is not None and len(selected) < len(prompts):
-            progress(len(prompts) - len(selected))
     return [_finish(bundle, prompt, t, "function" in order) for prompt, t in zip(prompts, tensors)]
 
 

@@ -72,7 +72,8 @@ def run_track(
     """Generate ``track`` of every prompt (errors pass through); prompt i draws from the stream ``seeds[i]``.
 
     Prompts are sorted by length and decoded ``batch_size`` at a time; ``progress(n)`` is called after each batch
-    with the number of prompts it held.
+    with the number of prompts it held, and first with the number of prompts that are errors already (so that a
+    progress bar over all prompts ends at its total).
     """
     if len(seeds) != len(prompts):
         raise InputError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
@@ -84,6 +85,8 @@ def run_track(
     out: list[ProteinTensor | OpenESM3Error] = list(prompts)
     valid = {i: p for i, p in enumerate(prompts) if isinstance(p, ProteinTensor)}
     todo = sorted(valid, key=lambda i: len(valid[i]))
+    if progress is not None and len(valid) < len(prompts):
+        progress(len(prompts) - len(valid))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         tensors = [valid[i] for i in chunk]

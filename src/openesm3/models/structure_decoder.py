@@ -271,10 +271,11 @@ class StructureDecoder(nn.Module):
         )
 
     def _pae_and_ptm_chunked(self, x: Tensor, residue_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """PAE [B, L, L] and pTM [B] computing the pair features of at most ``pair_chunk`` pairs per row at a time
-        (the [B, L, L, 128] intermediates would need gigabytes at L = 2048), and only the 64 PAE outputs."""
-        length = x.shape[1]
-        rows = max(1, self.pair_chunk // max(length, 1))
+        """PAE [B, L, L] and pTM [B] computing the pair features of at most ``pair_chunk`` pairs (over the whole
+        batch) at a time (the [B, L, L, 128] intermediates would need gigabytes at L = 2048), and only the 64 PAE
+        outputs."""
+        batch, length = x.shape[0], x.shape[1]
+        rows = max(1, self.pair_chunk // max(batch * length, 1))
         paes, per_rows = [], []
         for start in range(0, length, rows):
             sl = slice(start, start + rows)
