@@ -141,7 +141,7 @@ from openesm3.utils.atomic import atomic_open
 def run(args):
     with atomic_open("out.json", "w") as handle:
         handle.write("{")
-        os.kill(os.getpid(), signal.SIGTERM)  # a batch system stopping the job (its time limit, a kill)
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))  # a batch system's stop, a closed terminal
         handle.write("}")
     return 0
 
@@ -150,22 +150,35 @@ sys.exit(main(["round-trip", "x.pdb"]))
 """
 
 
-def test_sigterm_ends_the_command_like_ctrl_c_without_leaving_temporary_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "code", "said"), [("SIGTERM", 143, "terminated"), ("SIGHUP", 129, "hung up")])
+def test_sigterm_ends_the_command_like_ctrl_c_without_leaving_temporary_files(
+    tmp_path: Path, name: str, code: int, said: str
+) -> None:
     """SIGTERM (how SLURM, Kubernetes or 'kill' stop a job) killed the process on the spot and left the hidden
-    temporary file of the output being written ('.out.json.XXXX.tmp', gigabytes for converted weights)."""
+    temporary file of the output being written ('.out.json.XXXX.tmp', gigabytes for converted weights); so did
+    SIGHUP (the terminal or SSH session closed)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-c", _TERMINATED_WHILE_WRITING], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", _TERMINATED_WHILE_WRITING, name], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    assert (done.returncode, done.stderr) == (143, "openesm3 round-trip: terminated\n")
+    assert (done.returncode, done.stderr) == (code, f"openesm3 round-trip: {said}\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ignored_sighup_stays_ignored(tmp_path: Path) -> None:
+    """Under ``nohup`` (SIGHUP ignored) a closed terminal must not stop the command."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    script = "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n" + _TERMINATED_WHILE_WRITING
+    done = subprocess.run([sys.executable, "-c", script, "SIGHUP"], cwd=tmp_path, env=env, capture_output=True)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert (tmp_path / "out.json").read_text() == "{}"
 
 
 def test_the_sigterm_handler_is_the_callers_again_after_main(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(round_trip, "run", lambda args: 0)
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     assert main(["round-trip", "x.pdb"]) == 0
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
 
 
 def test_a_closed_standard_output_is_not_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
-    previous_sigterm = _terminate_like_ctrl_c()
+    previous_handlers = _terminate_like_ctrl_c()
     try:
         result = args.handler(args)
         if sys.stdout is not None:  # None: started with standard output closed (``>&-``)
@@ -82,9 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
-    except _Terminated:
-        print(f"openesm3 {args.command}: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except _Terminated as stop:
+        said = "hung up" if stop.signum == signal.SIGHUP else "terminated"
+        print(f"openesm3 {args.command}: {said}", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:  # the reader of standard output went away (``... | head``): stop quietly, like Unix tools
         _discard_stdout()
         return 141  # 128 + SIGPIPE, the status a shell reports for such a pipe
@@ -104,29 +105,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt: outputs being written are removed
-    on the way out (``utils.atomic``) instead of left as hidden temporary files by a kill on the spot."""
+    """SIGTERM or SIGHUP, raised where the command is, as Ctrl-C raises KeyboardInterrupt: outputs being written are
+    removed on the way out (``utils.atomic``) instead of left as hidden temporary files by a kill on the spot."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
+    raise _Terminated(signum)
 
 
-def _terminate_like_ctrl_c() -> signal.Handlers | None:
-    """Handle SIGTERM (batch systems' stop, ``kill``) as :class:`_Terminated` while the command runs; returns the
-    handler to restore, or None when it was not replaced (a handler of the caller's, or not the main thread)."""
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return None
-        signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread of the main interpreter
-        return None
-    return signal.SIG_DFL
+# Signals that stop a command as Ctrl-C does: SIGTERM (batch systems' stop, ``kill``) and SIGHUP (the terminal or
+# SSH session closed). Only where their action is the default: ``nohup`` (SIGHUP ignored) or a caller's own handler
+# is left alone.
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _terminate_like_ctrl_c() -> dict[int, signal.Handlers]:
+    """Handle :data:`_STOP_SIGNALS` as :class:`_Terminated` while the command runs; returns the handlers to restore
+    (none for a signal not replaced: a handler of the caller's, ignored, or not the main thread)."""
+    replaced: dict[int, signal.Handlers] = {}
+    for signum in _STOP_SIGNALS:
+        try:
+            if signal.getsignal(signum) is not signal.SIG_DFL:
+                continue
+            signal.signal(signum, _raise_terminated)
+        except ValueError:  # not the main thread of the main interpreter
+            break
+        replaced[signum] = signal.SIG_DFL
+    return replaced
 
 
 def _one_line(exc: OpenESM3Error | OSError) -> str:
