@@ -468,6 +468,13 @@ def test_an_unwritable_output_is_an_error_before_any_work(
          "-o {structs}/designs.fasta: is the input file"),
         (["score", "{fasta}", "--dms", "{dms}", "-o", "{dms}"], "scoring.masked_marginal_scores",
          "-o {dms}: is the input"),
+        # Two outputs that are one file: the later one written replaced the other.
+        (["fold", "{fasta}", "-o", "{tmp}/one.pdb", "--summary", "{tmp}/one.pdb"], "tasks.fold",
+         "--summary {tmp}/one.pdb: is also the file of -o; give each output its own file"),
+        (["fold", "{fasta}", "-o", "{tmp}/f", "--summary", "{tmp}/f/../f/one.pdb"], "tasks.fold",
+         "--summary {tmp}/f/../f/one.pdb: is also the file of -o"),
+        (["inverse-fold", "{structs}/trp.pdb", "-o", "{tmp}/d.fasta", "--summary", "{tmp}/d.fasta"],
+         "tasks.inverse_fold", "--summary {tmp}/d.fasta: is also the file of -o"),
     ],
 )  # fmt: skip
 def test_an_output_that_is_an_input_is_an_error_before_any_work(

@@ -311,6 +311,19 @@ def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ())
     check_not_inputs([path], inputs, option)
 
 
+def check_distinct_outputs(outputs: Sequence[tuple[str, str | Path | None]]) -> None:
+    """Stop before any work when two outputs, given as ``(option, path)``, are one file: the second written would
+    replace the first (``fold x.fasta -o x.pdb --summary x.pdb`` kept the table and lost the structure)."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen and seen[key] != option:
+            raise InputError(f"{option} {path}: is also the file of {seen[key]}; give each output its own file")
+        seen.setdefault(key, option)
+
+
 def check_not_inputs(outputs: Sequence[str | Path | None], inputs: Sequence[str | Path], option: str) -> None:
     """Stop before any work when an output file (given as ``option``) is one of the command's input files: writing
     it would replace the user's file with the result (``fold structures/*.pdb -o structures`` writes

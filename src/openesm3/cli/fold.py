@@ -55,6 +55,7 @@ def _file_stem_and_format(path: Path) -> tuple[str, str] | None:
 def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path]:
     """Structure file per protein, format, summary path; checked (and the output directory made) before any work."""
     from openesm3.cli.common import (  # noqa: PLC0415
+        check_distinct_outputs,
         check_not_inputs,
         check_output_file,
         output_names,
@@ -80,6 +81,7 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
         summary = Path(args.summary) if args.summary else out / "summary.tsv"
     check_output_file(str(summary), "--summary", args.inputs)
     check_not_inputs(files, args.inputs, "-o")
+    check_distinct_outputs([*(("-o", f) for f in files), ("--summary", summary)])
     return files, fmt, summary
 
 

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_batch_size,
+        check_distinct_outputs,
         check_output_file,
         decoding_from_args,
         progress_bar,
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     decoding = decoding_from_args(args)
     check_output_file(args.output, "-o", args.inputs)
     check_output_file(args.summary, "--summary", args.inputs)
+    check_distinct_outputs([("-o", args.output), ("--summary", args.summary)])
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("inverse-fold")
