@@ -80,6 +80,30 @@ def test_fold_writes_structures_summary_and_pae(weights: Path, tmp_path: Path, c
     np.testing.assert_allclose(folded.coordinates[:, :3], one.coordinates[:, :3], atol=2e-3)
 
 
+def test_an_interrupted_fold_keeps_the_structures_done(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fold wrote every file once the whole batch was folded: a run stopped at hour 4.9 of 5 kept nothing."""
+    import openesm3.generation.tasks as tasks  # noqa: PLC0415
+
+    real, calls = tasks.generate, []
+
+    def stop_at_the_second_batch(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "generate", stop_at_the_second_batch)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">long\nMKTAYIAKQRQISFVKSHFS\n>short\nMKTAYIAK\n")
+    out = tmp_path / "fold"
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--batch-size", "1", *FAST]) == 130
+    assert capsys.readouterr().err.endswith("openesm3 fold: interrupted\n")
+    assert sorted(p.name for p in out.iterdir()) == ["short.pdb"]  # the first batch's; no summary, no temporary
+    assert Protein.from_structure(out / "short.pdb").sequence == "MKTAYIAK"
+
+
 def test_fold_without_matplotlib_or_weights(weights: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
     fasta = tmp_path / "in.fasta"
     fasta.write_text(">one\nMKTAYIAK\n")

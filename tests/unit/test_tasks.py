@@ -156,6 +156,32 @@ def test_fold_and_inverse_fold_api(bundle: ModelBundle) -> None:
     assert "protein 'noxyz': has no coordinates" in str(samples[1])
 
 
+def test_fold_delivers_each_result_as_its_batch_finishes(bundle: ModelBundle) -> None:
+    """``on_result`` lets a long run save each structure as it comes; the results are the ones fold returns."""
+    proteins = [Protein(sequence="MKTAYIAKQR", name="a"), Protein(name="empty", secondary_structure="HHH"),
+                Protein(sequence="MKTAY", name="b"), Protein(sequence="MKTAYIA", name="c")]  # fmt: skip
+    events: list[tuple[str, object]] = []
+    delivered: dict[int, object] = {}
+
+    def on_result(i: int, result: object) -> None:
+        events.append(("result", i))
+        delivered[i] = result
+
+    decoding = TaskDecoding(num_steps=2, temperature=0.0)
+    results = fold(bundle, proteins, decoding, batch_size=1, progress=lambda n: events.append(("batch", n)),
+                   on_result=on_result)  # fmt: skip
+    # Batches go shortest first, each result before its batch's progress; the unpromptable protein comes last.
+    assert events == [("batch", 1), ("result", 2), ("batch", 1), ("result", 3), ("batch", 1), ("result", 0),
+                      ("batch", 1), ("result", 1)]  # fmt: skip
+    assert [delivered[i] for i in range(4)] == results
+    plain = fold(bundle, proteins, decoding, batch_size=1)
+    for got, expected in zip(results, plain):
+        if isinstance(expected, Protein):
+            np.testing.assert_array_equal(got.coordinates, expected.coordinates)
+        else:
+            assert str(got) == str(expected)
+
+
 def test_inverse_fold_keeps_native_side_chains_only_where_the_residue_is_kept(bundle: ModelBundle) -> None:
     zipper = Protein.from_structure(ZIPPER)
     (design,) = inverse_fold(bundle, [zipper], 1, TaskDecoding(num_steps=2), seed=1)[0]

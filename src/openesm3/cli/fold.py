@@ -19,8 +19,9 @@ then the structure decoder gives the backbone (N, CA, C, O), per-residue pLDDT, 
 Output: -o DIR gets <id>.pdb (or .cif with --format cif) per record, pLDDT (0-1) in the B-factor column, and
 summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for another place, .json/.csv by suffix).
 --pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / FILE.cif (optionally .gz)
-writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Files are written atomically once every record
-is folded (an interrupted run writes none); a bad record is reported by name and the others complete.
+writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Each structure (and plot) is written atomically
+as soon as its batch is folded, so an interrupted run keeps every structure done; the summary is written at the
+end. A bad record is reported by name and the others complete.
 """
 
 STRUCTURE_SUFFIXES = {".pdb": "pdb", ".cif": "cif", ".mmcif": "cif"}
@@ -117,13 +118,15 @@ def run(args: argparse.Namespace) -> int:
     bundle = bundle_from_args(args, needs=("esm3", "structure_decoder"))
     files, fmt, summary = _destinations(args, [item.name for item, _ in valid])
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
-    with progress_bar(args, len(proteins), "fold", "protein") as bar:
-        results = fold(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size, progress=bar.update)
-    rows: list[list[Any]] = []
-    for (item, _), result, path in zip(valid, results, files):
+    done: dict[int, list[Any]] = {}  # summary row per protein written
+    errors: dict[int, OpenESM3Error] = {}
+
+    def save(i: int, result: Protein | OpenESM3Error) -> None:
+        """Write protein i's files as soon as it is folded: a run stopped later keeps every structure done."""
+        item, path = valid[i][0], files[i]
         if isinstance(result, OpenESM3Error):
-            failures.add(item.name, result)
-            continue
+            errors[i] = result
+            return
         assert isinstance(result, Protein) and result.plddt is not None and result.pae is not None
         try:
             result.to_mmcif(path) if fmt == "cif" else result.to_pdb(path)
@@ -133,9 +136,17 @@ def run(args: argparse.Namespace) -> int:
                 stem = (_file_stem_and_format(path) or (path.stem, fmt))[0]
                 write_pae_png(result.pae, path.with_name(stem + ".pae.png"), title=item.name)
         except OpenESM3Error as exc:
-            failures.add(item.name, exc)
-            continue
-        rows.append([item.name, path.name, len(result), result.ptm, float(np.nanmean(result.plddt))])
+            errors[i] = exc
+            return
+        done[i] = [item.name, path.name, len(result), result.ptm, float(np.nanmean(result.plddt))]
+
+    with progress_bar(args, len(proteins), "fold", "protein") as bar:
+        fold(
+            bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size, progress=bar.update, on_result=save
+        )
+    for i in sorted(errors):
+        failures.add(valid[i][0].name, errors[i])
+    rows = [done[i] for i in sorted(done)]
     if rows:
         write_table(str(summary), ["id", "file", "length", "ptm", "mean_plddt"], rows)
         print(f"openesm3 fold: {len(rows)} structure(s) -> {args.output} ({fmt}); summary {summary}", file=sys.stderr)

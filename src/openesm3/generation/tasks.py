@@ -68,12 +68,14 @@ def run_track(
     invalid_ids: tuple[int, ...] = (),
     condition_on_coordinates_only: bool | Sequence[bool] = True,
     progress: Progress | None = None,
+    on_batch: Callable[[list[tuple[int, ProteinTensor | OpenESM3Error]]], Any] | None = None,
 ) -> list[ProteinTensor | OpenESM3Error]:
     """Generate ``track`` of every prompt (errors pass through); prompt i draws from the stream ``seeds[i]``.
 
     Prompts are sorted by length and decoded ``batch_size`` at a time; ``progress(n)`` is called after each batch
     with the number of prompts it held, and first with the number of prompts that are errors already (so that a
-    progress bar over all prompts ends at its total).
+    progress bar over all prompts ends at its total). ``on_batch`` gets each batch's ``(index, result)`` pairs as
+    soon as it is decoded (before ``progress``), so a caller can keep results as they come.
     """
     if len(seeds) != len(prompts):
         raise InputError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
@@ -106,6 +108,8 @@ def run_track(
                 out[i] = InputError(_PROMPT_PREFIX.sub("", str(result.error)))
             else:
                 out[i] = result.unwrap()
+        if on_batch is not None:
+            on_batch([(i, out[i]) for i in chunk])
         if progress is not None:
             progress(len(chunk))
     return out
@@ -151,12 +155,17 @@ def fold(
     seed: int = 0,
     batch_size: int = 8,
     progress: Progress | None = None,
+    on_result: Callable[[int, Protein | OpenESM3Error], Any] | None = None,
 ) -> list[Protein | OpenESM3Error]:
     """Predict the structure of every protein from its sequence (paper A.3.4; spec §10.3 "Folding").
 
     The prompt is the sequence alone (other tracks of the input are ignored); structure tokens are decoded
     iteratively, then the structure decoder gives backbone coordinates (O placed from the backbone), per-residue
     pLDDT, pTM and PAE. Name, chain ids and numbering come from the input.
+
+    ``on_result(i, result)`` is called once per protein as soon as its result is final (after its batch; proteins
+    that could not be prompted at the end), so a long run can save each structure as it comes: an interrupted run
+    keeps what was done. The results are the same with or without it.
 
     Returns:
         Per protein: a :class:`Protein` with ``sequence``, ``coordinates`` [L, 37, 3], ``plddt`` [L], ``ptm`` and
@@ -174,18 +183,32 @@ def fold(
     check_task_arguments(proteins, seed, batch_size)
     prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
     seeds = [derive_seed(seed, i) for i in range(len(proteins))]
-    results = run_track(bundle, prompts, "structure", decoding, seeds=seeds, batch_size=batch_size, progress=progress)
-    out: list[Protein | OpenESM3Error] = []
-    for protein, result in zip(proteins, results):
-        if isinstance(result, OpenESM3Error):
-            out.append(result)
-            continue
-        try:
-            folded = bundle.decode(result, template=protein)
-            out.append(folded.replace(residue_index=protein.residue_index, insertion_code=protein.insertion_code))
-        except OpenESM3Error as exc:
-            out.append(exc)
-    return out
+    out: list[Protein | OpenESM3Error | None] = [None] * len(proteins)
+
+    def finish(batch: list[tuple[int, ProteinTensor | OpenESM3Error]]) -> None:
+        for i, result in batch:
+            final: Protein | OpenESM3Error
+            if isinstance(result, OpenESM3Error):
+                final = result
+            else:
+                try:
+                    folded = bundle.decode(result, template=proteins[i])
+                    final = folded.replace(
+                        residue_index=proteins[i].residue_index, insertion_code=proteins[i].insertion_code
+                    )
+                except OpenESM3Error as exc:
+                    final = exc
+            out[i] = final
+            if on_result is not None:
+                on_result(i, final)
+
+    results = run_track(
+        bundle, prompts, "structure", decoding, seeds=seeds, batch_size=batch_size, progress=progress, on_batch=finish
+    )
+    finish([(i, result) for i, result in enumerate(results) if out[i] is None])  # prompts that were errors
+    done = [result for result in out if result is not None]
+    assert len(done) == len(proteins), "every protein gets a result"
+    return done
 
 
 # ---------------------------------------------------------------------------------------------------------------
