@@ -81,3 +81,40 @@ def test_detokenize_refuses_unwritable_outputs_before_decoding(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"openesm3 detokenize: error: {message.format(tmp=tmp_path)}\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "place"),
+    [
+        (["tokenize-structure", STRUCTURE], "ro/t.json", "ro"),  # a file in a read-only directory
+        (["tokenize-structure", STRUCTURE], "ro/new/t.json", "ro"),  # ... or under one, to be created
+        (["round-trip", STRUCTURE], "ro/x.pdb", "ro"),
+        (["detokenize", "{tokens}"], "ro", "ro"),  # an existing read-only output directory
+        (["detokenize", "{tokens}"], "ro/new_dir", "ro"),
+    ],
+)
+def test_a_read_only_output_place_stops_the_command_before_any_work(
+    command: list[str],
+    out: str,
+    place: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read-only output directory (another user's, a read-only mount) was found only when the results were
+    written, after all the work. Tests run as root, to whom every directory is writable: os.access is stubbed."""
+    import os  # noqa: PLC0415
+
+    read_only = tmp_path / place
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != read_only and real_access(p, mode))
+    n = 3
+    chain = ChainTokens("A", np.arange(n), np.arange(1, n + 1), np.full(n, ""), "MKT", np.ones(n, dtype=bool))
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(tokens_to_json([StructureTokens((chain,), "t")])))
+    argv = [part.format(tokens=tokens) for part in command]
+    assert main([*argv, "--out", str(tmp_path / out)]) == 2
+    message = f"--out {tmp_path / out}: cannot write in {read_only} (permission denied or read-only)"
+    assert capsys.readouterr().err == f"openesm3 {command[0]}: error: {message}\n"
+    assert list(read_only.iterdir()) == []

@@ -360,6 +360,7 @@ def prepare_output_dir(path: str, option: str) -> Path:
         raise InputError(f"{option} {path}: exists and is not a directory; give a directory")
     _check_parents(target, option, path)
     target.mkdir(parents=True, exist_ok=True)
+    _check_writable(target, option, path)
     return target
 
 
@@ -368,7 +369,17 @@ def _check_parents(target: Path, option: str, path: str) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise InputError(f"{option} {path}: {parent} is not a directory")
+            _check_writable(parent, option, path)
             return
+
+
+def _check_writable(directory: Path, option: str, path: str) -> None:
+    """A directory the output goes into (or is created under) must take new files: a read-only place (another
+    user's directory, a read-only mount) was found only when the results were written, after all the work."""
+    import os  # noqa: PLC0415
+
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: cannot write in {directory} (permission denied or read-only)")
 
 
 def unique_names(names: Sequence[str]) -> list[str]:
