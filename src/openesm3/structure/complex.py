@@ -78,8 +78,14 @@ class ProteinComplex:
         raise InputError(f"{self.name or 'structure'}: no chain {chain_id!r}; chains: {', '.join(self.chain_ids)}")
 
     def select(self, chain_ids: Iterable[str]) -> ProteinComplex:
-        """The complex restricted to ``chain_ids``, in the order given."""
-        return ProteinComplex(tuple(self[cid] for cid in chain_ids), self.name)
+        """The complex restricted to ``chain_ids``, in the order given; an id given twice is kept once, as
+        ``load_structure(chains=...)`` does (it raised a bare ValueError here)."""
+        if isinstance(chain_ids, str):  # one id, not its characters
+            chain_ids = [chain_ids]
+        chosen = tuple(self[cid] for cid in dict.fromkeys(chain_ids))
+        if not chosen:
+            raise InputError(f"{self.name or 'structure'}: no chain selected; chains: {', '.join(self.chain_ids)}")
+        return ProteinComplex(chosen, self.name)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{c.chain_id}:{len(c)}" for c in self.chains)
