@@ -69,6 +69,13 @@ def test_truncated_record_gives_the_line(tmp_path: Path) -> None:
     _expect(path, f"line {line_no}", "truncated ATOM record")
 
 
+def test_a_record_cut_one_column_into_the_z_coordinate_is_truncated(tmp_path: Path) -> None:
+    text, line_no = _replace_line(_pdb_text(), 10, _atom_line(10)[:53])  # z is columns 47-54
+    path = tmp_path / "truncated.pdb"
+    path.write_text(text)
+    _expect(path, f"line {line_no}", "truncated ATOM record (53 characters")
+
+
 def test_file_cut_in_the_middle_of_a_record(tmp_path: Path) -> None:
     text = _pdb_text()
     cut = text.index(_atom_line(30)) + 35
