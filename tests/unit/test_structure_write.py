@@ -178,6 +178,7 @@ def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path,
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]
+    assert (tmp_path / "x.pdb.gz").read_bytes()[:2] == b"\x1f\x8b"  # a .gz name gets gzip data (zcat reads it)
 
 
 def test_unwritable_targets_are_named_not_the_temporary_file(tmp_path: Path) -> None:
