@@ -117,6 +117,8 @@ def test_contiguous_crop() -> None:
         assert len(idx) == 40 and (np.diff(idx) == 1).all() and 0 <= idx[0] <= 60
         starts.add(int(idx[0]))
     assert len(starts) > 10
+    ends = {int(contiguous_crop(10, 8, np.random.default_rng(seed))[0]) for seed in range(50)}
+    assert ends == {0, 1, 2}  # every window, the last one included
     assert contiguous_crop(30, 40, np.random.default_rng(0)).tolist() == list(range(30))
 
 
@@ -128,6 +130,8 @@ def test_spatial_crop_keeps_the_nearest_residues_around_an_interface() -> None:
     assert interface[record.chain_index == 0].any() and interface[record.chain_index == 1].any()
     far = interface_residues(ca + np.where(record.chain_index[:, None] == 1, 1000.0, 0.0), record.chain_index, 8.0)
     assert not far.any()  # negative: separated chains have no interface
+    pair = np.array([[0.0, 0.0, 0.0], [7.5, 0.0, 0.0], [0.0, 8.5, 0.0]])  # C-alphas 7.5 and 8.5 A from chain 0
+    assert interface_residues(pair, np.array([0, 1, 2]), 8.0).tolist() == [True, True, False]
     for seed in range(5):
         keep = spatial_crop(ca, record.chain_index, 32, np.random.default_rng(seed), 8.0)
         assert len(keep) == 32 and (np.diff(keep) > 0).all()
@@ -147,6 +151,9 @@ def test_spatial_crop_keeps_the_nearest_residues_around_an_interface() -> None:
     assert contiguous.length == 32 and contiguous.sequence in record.sequence  # a window of the concatenation
     single = synthetic_record(rng, "one", (70,))
     assert crop_record(single, 100, np.random.default_rng(0)) is single
+    for seed in range(5):  # a single chain gets a contiguous window even in spatial mode
+        window = crop_record(single, 30, np.random.default_rng(seed))
+        assert window.sequence in single.sequence and (np.diff(window.residue_index) == 1).all()
 
 
 def test_cropped_records_depend_only_on_the_ref(tmp_path) -> None:

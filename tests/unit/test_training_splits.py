@@ -66,6 +66,9 @@ def test_greedy_identity_clusters() -> None:
     strict = greedy_identity_clusters(seqs, 0.9)  # negative: at 90 % the mutants stay apart
     assert len(set(strict)) > len(set(labels))
     assert greedy_identity_clusters(["AC", "AC", "W"], 0.5) == [0, 0, 1]  # short sequences too
+    # exactly at the threshold joins (>=): 5 of 10 identical
+    assert sequence_identity("ACDEFGHIKL", "ACDEFWWWWW") == 0.5
+    assert greedy_identity_clusters(["ACDEFGHIKL", "ACDEFWWWWW"], 0.5) == [0, 0]
 
 
 def test_cluster_split_is_stable_and_whole_clusters_move() -> None:
