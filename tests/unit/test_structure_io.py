@@ -13,6 +13,7 @@ from openesm3.errors import StructureFileError
 from openesm3.structure import load_chain, load_structure, sniff_format, structure_name
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.pdb_reader import parse_pdb
+from openesm3.structure.records import unique_strings
 from tests.unit.structure_helpers import DERIVED, STRUCTURES, assert_same_chains, pdb_lines, raw_atom
 
 # Sequence of 1a62 chain A as listed in ../shared/data/dev/manifest.tsv (MSE read as M).
@@ -414,3 +415,9 @@ def test_mmcif_models_are_numbered_by_file_position_past_nine(tmp_path: Path) ->
     for model in (2, 10, 11):
         moved = load_chain(path, model=model).atom37[0, RC.ATOM_CA] - first
         np.testing.assert_allclose(moved, np.full(3, 10.0 * (model - 1)), atol=1e-3)
+
+
+def test_unique_strings_keeps_non_ascii_names_apart() -> None:
+    names = np.array(["A", "\u0141", "A", "B"])  # U+0141's low byte is that of "A"
+    uniq, inverse = unique_strings(names)
+    assert sorted(uniq.tolist()) == ["A", "B", "\u0141"] and uniq[inverse].tolist() == names.tolist()
