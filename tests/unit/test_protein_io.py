@@ -37,6 +37,8 @@ def test_parse_fasta_records_ids_and_lines() -> None:
     proteins = [r.to_protein() for r in records]
     assert proteins[1].chain_ids == ("H", "L") and proteins[1].sequence == "EVQL|DIQM"
     assert proteins[2].sequence == "MKTAY_AK" and proteins[2].name == "lower"
+    spaced = io.parse_fasta(">s\nMKTAY IAKQR\tQIS\n", "spaced.fasta")[0]  # blocks of 10, as GenBank prints them
+    assert spaced.sequence == "MKTAYIAKQRQIS" and spaced.line_of(12) == 2
 
 
 def test_invalid_residue_error_names_file_line_record_and_position(tmp_path: Path) -> None:
