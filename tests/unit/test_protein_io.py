@@ -87,6 +87,7 @@ def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
         Protein(sequence="MK|GG|AA", chain_ids=("H", "L", "X"), name="cplx"),
         Protein(sequence="MK_T", name=""),
         Protein(sequence="MKT", chain_ids=("B",), name="one_chain_b"),  # its id was lost (read back as None)
+        Protein(sequence="MK|T", chain_ids=("A", "B"), name="my\tcomplex 2"),  # the id is the header's first word
     ]
     path = tmp_path / "out.fasta"
     io.write_fasta(path, proteins)
@@ -95,6 +96,7 @@ def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
     assert [p.sequence for p in back] == [p.sequence for p in proteins]
     assert back[1].chain_ids == ("H", "L", "X") and back[2].name == "protein_3"
     assert back[3].chain_ids == ("B",)
+    assert back[4].name == "mycomplex2" and back[4].chain_ids == ("A", "B")
     gz = tmp_path / "out.fasta.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     assert [p.sequence for p in io.load_fasta(gz)] == [p.sequence for p in proteins]
