@@ -146,6 +146,9 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
     assert data["sasa"][2] is None and data["coordinates"][4] == [None] * 37 and data["coordinates"][0][10] is None
     text = json.dumps(data, allow_nan=False)  # no bare NaN in the output
     _assert_same(io.protein_from_json(json.loads(text)), p)
+    # float32 tracks in their own shortest text (0.1, not float64's 0.10000000149011612)
+    short = io.protein_to_json(Protein(sequence="MK", plddt=np.array([0.1, 0.7], dtype=np.float32)))
+    assert short["plddt"] == [0.1, 0.7]
     path = tmp_path / "p.json"
     p.save(path)
     _assert_same(Protein.load(path), p)
