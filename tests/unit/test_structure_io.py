@@ -361,6 +361,19 @@ def test_modified_residues_keep_only_their_parents_atoms() -> None:
     assert union == set(RC.ATOM37_NAMES)  # atom37 is exactly the union of the 20 residues' heavy atoms
 
 
+def test_a_hetatm_chain_touching_the_end_of_another_chain_is_still_a_ligand(tmp_path: Path) -> None:
+    def residue(k: int, res: str) -> list[str]:  # N of residue k + 1 lies 1.33 A from C of residue k
+        atoms = [("N", (3.8 * k, 0.0, 0.0)), ("CA", (3.8 * k + 1.2, 0.8, 0.0)), ("C", (3.8 * k + 2.47, 0.0, 0.0))]
+        return [_pdb_line(3 * k + i + 1, name, " ", res, k + 1, xyz, 1.0) for i, (name, xyz) in enumerate(atoms)]
+
+    lines = residue(0, "GLY") + residue(1, "GLY")
+    ligand = [line[:21] + "B" + line[22:] for line in residue(2, "ALA") + residue(3, "ALA")]
+    lines += ["HETATM" + line[6:] for line in ligand]  # chain B: two HETATM ALA, bonded to each other only
+    path = tmp_path / "ligand_chain.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_structure(path).chain_ids == ("A",)
+
+
 def test_an_insertion_code_alone_starts_a_new_residue(tmp_path: Path) -> None:
     gly = [("N", (0.0, 1.4, 0.0)), ("CA", (0.0, 0.0, 0.0)), ("C", (1.5, -0.5, 0.0))]
     lines = [_pdb_line(k + 1, n, " ", "GLY", 52, xyz, 1.0) for k, (n, xyz) in enumerate(gly)]
