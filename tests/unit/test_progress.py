@@ -53,3 +53,12 @@ def test_the_finished_state_is_drawn_at_once_not_only_at_close() -> None:
     assert stream.getvalue().splitlines()[-1].startswith("embed: 100% 3/3")  # before close(): a long summary may follow
     bar.close()
     assert stream.getvalue().count("3/3") == 1  # and not drawn twice
+
+
+def test_the_line_shows_hours_and_never_more_than_100_percent() -> None:
+    bar = Progress(total=2, desc="fold", stream=io.StringIO())
+    bar.n = 3  # more work than announced
+    line = bar.line(now=bar._start + 2 * 3600 + 5 * 60 + 7)
+    assert line.startswith("fold: 100% 3/2 [2:05:07<")
+    bar.n = 1
+    assert "[00:07<00:07" in bar.line(now=bar._start + 7)
