@@ -192,6 +192,22 @@ def test_mmcif_without_atoms(tmp_path: Path) -> None:
     _expect(path, "no atom_site")
 
 
+def test_binarycif_with_a_column_shorter_than_the_others(tmp_path: Path) -> None:
+    import msgpack  # noqa: PLC0415 - biotite's BinaryCIF dependency
+    from biotite.structure.io import pdbx  # noqa: PLC0415
+
+    raw = msgpack.unpackb((DERIVED / "1a62.bcif").read_bytes())
+    sites = next(c for c in raw["dataBlocks"][0]["categories"] if c["name"] == "_atom_site")
+    column = next(c for c in sites["columns"] if c["name"] == "B_iso_or_equiv")
+    values = pdbx.BinaryCIFFile.read(DERIVED / "1a62.bcif").block["atom_site"]["B_iso_or_equiv"].as_array(float)
+    column.update(pdbx.BinaryCIFColumn(pdbx.BinaryCIFData(values[:-5])).serialize())  # biotite writes none such
+    path = tmp_path / "uneven.bcif"
+    path.write_bytes(msgpack.packb(raw))
+    _expect(
+        path, "truncated BinaryCIF: atom_site columns have different lengths", f"'B_iso_or_equiv': {len(values) - 5}"
+    )
+
+
 def test_truncated_binarycif(tmp_path: Path) -> None:
     data = (DERIVED / "1a62.bcif").read_bytes()
     path = tmp_path / "cut.bcif"
