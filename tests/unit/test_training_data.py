@@ -36,6 +36,7 @@ def _same(a: ProteinRecord, b: ProteinRecord) -> None:
 def test_shards_round_trip(tmp_path) -> None:
     records = synthetic_records(11)
     object.__setattr__(records[9], "weight", 2.5)
+    object.__setattr__(records[10], "cluster", "")  # no cluster label from ingestion
     write_dataset(records, tmp_path, shard_size=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"] + [
         f"shard_0000{i}.safetensors" for i in range(3)
@@ -50,7 +51,9 @@ def test_shards_round_trip(tmp_path) -> None:
     sub = ds.subset([10, 4])
     assert len(sub) == 2 and sub.lengths.tolist() == [records[10].length, records[4].length]
     _same(sub[1], records[4])
+    _same(sub.subset([1])[0], records[4])  # a subset of a subset indexes the subset
     assert ds.clusters[0] == "c0" and ds.clusters[30 % 11] == records[30 % 11].cluster
+    assert ds.clusters[10] == records[10].name  # unlabelled: a cluster of its own, not one cluster of all such
 
 
 def test_rewriting_a_dataset_replaces_it(tmp_path) -> None:
@@ -98,6 +101,11 @@ def test_collate_pads_and_masks() -> None:
     assert batch.atom37.shape == (3, n, 37, 3) and batch.atom37.dtype == torch.float32
     assert batch.sequence_tokens.shape == (3, n) and batch.sequence_tokens.dtype == torch.int64
     assert torch.isfinite(batch.atom37).all()  # NaN never reaches a loss
+    lying = synthetic_record(np.random.default_rng(0), "lying", (20,))
+    object.__setattr__(lying, "atom37_mask", np.ones_like(lying.atom37_mask))  # marks NaN atoms present
+    padded = collate_proteins([lying])
+    assert torch.isfinite(padded.atom37).all()
+    assert torch.equal(padded.atom37_mask[0], torch.from_numpy(np.isfinite(lying.atom37).all(-1)))
     assert batch.n_tokens == sum(r.length for r in records) == int(batch.mask.sum())
     short = int(np.argmin([r.length for r in records]))
     length = records[short].length
