@@ -140,6 +140,9 @@ def test_convert_cli_official_to_ours(tmp_path, capsys) -> None:
     release = tmp_path / "release"
     file = write_official(model, release / "data" / "weights" / "esm3_sm_open_v1.pth")
     assert detect_model_type(torch.load(file, weights_only=True)) == "esm3"
+    stray = {"pre_vq_proj.weight": torch.ones(1), **{f"other.{i}": torch.ones(1) for i in range(5)}}
+    with pytest.raises(WeightsError, match="match no known official network"):
+        detect_model_type(stray)  # one key in common is not enough to name a network
     config_json = tmp_path / "tiny.json"
     config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
 

@@ -171,6 +171,11 @@ def test_cropped_records_depend_only_on_the_ref(tmp_path) -> None:
     a, b, c = fetch(SampleRef(long, 7)), fetch(SampleRef(long, 7)), fetch(SampleRef(long, 8))
     assert a.length == 20 and a.sequence == b.sequence
     assert not np.array_equal(a.residue_index, c.residue_index) or a.sequence != c.sequence
+    ds = ProteinDataset(tmp_path)
+    complex_ = 4  # every 5th synthetic record is a two-chain complex
+    assert ds[complex_].n_chains == 2 and ds[complex_].length > 20
+    windows = CroppedRecords(ds, crop_length=20, mode="contiguous")
+    assert all(windows(SampleRef(complex_, seed)).sequence in ds[complex_].sequence for seed in range(5))
 
 
 def test_structure_tokens_attach_crop_and_collate(tmp_path) -> None:

@@ -12,7 +12,7 @@ import torch
 from openesm3.training.checkpointing import capture_rng_state, list_checkpoints, load_checkpoint
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
-from openesm3.training.logging import read_metrics
+from openesm3.training.logging import MetricsLogger, read_metrics
 from openesm3.training.loop import build_optimizer, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.schedules import WarmupCosineSchedule
@@ -187,3 +187,14 @@ def test_weight_decay_applies_to_matrices_not_to_biases_or_norm_scales() -> None
     decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     assert decay[id(model[0].weight)] == decay[id(model[1].weight)] == 0.05
     assert decay[id(model[1].bias)] == decay[id(model[2].weight)] == decay[id(model[2].bias)] == 0.0
+
+
+def test_tensorboard_keeps_the_events_of_the_checkpoint_step_on_resume(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard is in the optional `train` extra")
+    import torch.utils.tensorboard as tb  # noqa: PLC0415
+
+    made = []
+    monkeypatch.setattr(tb, "SummaryWriter", lambda log_dir, purge_step=None: made.append(purge_step) or None)
+    MetricsLogger(tmp_path, tensorboard=True).close()
+    MetricsLogger(tmp_path, tensorboard=True, resume_step=8).close()
+    assert made == [None, 9]  # events after step 8 are redone; step 8's own are kept
