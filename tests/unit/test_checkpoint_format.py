@@ -67,6 +67,10 @@ def test_official_loader_refuses_pickled_objects_and_finds_release_layout(tmp_pa
     torch.save({"w": torch.ones(1), "obj": argparse.Namespace(a=1)}, bad)  # arbitrary objects are refused
     with pytest.raises(WeightsError, match="evil.pth"):
         load_official_state_dict(bad)
+    numbers = tmp_path / "numbers.pth"
+    torch.save({"w": torch.ones(1), "step": 3}, numbers)  # loads with weights_only, but is no state_dict
+    with pytest.raises(WeightsError, match=r"numbers\.pth: expected a state_dict"):
+        load_official_state_dict(numbers)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a zip file at all")
     with pytest.raises(WeightsError, match="garbage.pth"):

@@ -146,7 +146,7 @@ def test_official_loader_errors(tmp_path: Path) -> None:
     (tmp_path / "rel" / "data" / "weights").mkdir(parents=True)
     torch.save(official, tmp_path / "rel" / "data" / "weights" / "esm3_structure_encoder_v0.pth")
     model = load_official_vqvae_network(tmp_path / "rel", "structure_encoder", cfg.STRUCTURE_ENCODER_TINY)
-    assert isinstance(model, StructureEncoder)
+    assert isinstance(model, StructureEncoder) and not model.training  # eval mode, ready for inference
 
 
 @pytest.mark.parametrize("model_type", list(TINY))

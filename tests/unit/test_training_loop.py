@@ -198,3 +198,11 @@ def test_tensorboard_keeps_the_events_of_the_checkpoint_step_on_resume(tmp_path,
     MetricsLogger(tmp_path, tensorboard=True).close()
     MetricsLogger(tmp_path, tensorboard=True, resume_step=8).close()
     assert made == [None, 9]  # events after step 8 are redone; step 8's own are kept
+
+
+def test_non_finite_metrics_are_logged_as_null_or_signed_infinity(tmp_path) -> None:
+    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger.log("train", 1, {"loss": float("nan"), "grad_norm": float("inf"), "metrics": {"x": -float("inf")}})
+    logger.close()
+    (row,) = read_metrics(tmp_path / "metrics.jsonl")
+    assert (row["loss"], row["grad_norm"], row["metrics"]) == (None, "inf", {"x": "-inf"})
