@@ -304,3 +304,10 @@ def test_config_json_lists_every_dtype_of_a_mixed_precision_model(tmp_path) -> N
     model.embedding.sequence.to(torch.bfloat16)
     save_pretrained(model, CONFIG, tmp_path, model_type="esm3")
     assert json.loads((tmp_path / CONFIG_FILE).read_text())["dtype"] == ["bfloat16", "float32"]
+
+
+def test_a_dangling_config_json_link_is_not_replaced(tmp_path) -> None:
+    (tmp_path / CONFIG_FILE).symlink_to(tmp_path / "elsewhere" / "config.json")  # e.g. a link into another project
+    with pytest.raises(WeightsError, match="not an OpenESM3 model config; refusing to replace it"):
+        save_pretrained(randomized(CONFIG, seed=2), CONFIG, tmp_path, model_type="esm3")
+    assert (tmp_path / CONFIG_FILE).is_symlink()

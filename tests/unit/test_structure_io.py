@@ -118,6 +118,9 @@ def test_sniff_format_and_structure_name() -> None:
     assert structure_name("pdb1abc.ent") == "pdb1abc"
     assert structure_name("model.v2.cif") == "model.v2"
     assert structure_name("AF-P1.mmcif.gz") == "AF-P1"
+    assert structure_name("1A62.PDB.GZ") == "1A62"  # suffixes in any case
+    assert sniff_format(bytes([0xDE, 0x00, 0x10])) == "bcif"  # a MessagePack map of 16+ keys (map 16)
+    assert sniff_format(b"# written by a tool\n\ndata_1abc\n") == "cif"  # comment lines before data_
 
 
 @pytest.mark.parametrize("name", ["1a62_two_models.pdb", "1a62_two_models.cif"])
@@ -409,6 +412,18 @@ def test_mmcif_author_fields_win_over_label_fields(tmp_path: Path) -> None:
     path = tmp_path / "labels.cif"
     cif.write(str(path))
     assert_same_chains(load_structure(DERIVED / "1a62.cif"), load_structure(path), atol=0)
+
+
+def test_a_chain_id_of_several_characters_given_as_a_string(tmp_path: Path) -> None:
+    from biotite.structure.io import pdbx
+
+    cif = pdbx.CIFFile.read(str(DERIVED / "1a62.cif"))
+    sites = cif.block["atom_site"]
+    sites["auth_asym_id"] = np.full(sites.row_count, "AB")  # mmCIF chain ids may be longer than one character
+    path = tmp_path / "long_id.cif"
+    cif.write(str(path))
+    assert load_structure(path, chains="AB").chain_ids == ("AB",)
+    assert load_chain(path, "AB").sequence == SEQ_1A62
 
 
 def test_mmcif_models_are_numbered_by_file_position_past_nine(tmp_path: Path) -> None:
