@@ -37,6 +37,7 @@ def test_parse_fasta_records_ids_and_lines() -> None:
     proteins = [r.to_protein() for r in records]
     assert proteins[1].chain_ids == ("H", "L") and proteins[1].sequence == "EVQL|DIQM"
     assert proteins[2].sequence == "MKTAY_AK" and proteins[2].name == "lower"
+    assert io.parse_fasta(">c heavy and light chains=H,L\nEV|DI\n")[0].to_protein().chain_ids == ("H", "L")
     spaced = io.parse_fasta(">s\nMKTAY IAKQR\tQIS\n", "spaced.fasta")[0]  # blocks of 10, as GenBank prints them
     assert spaced.sequence == "MKTAYIAKQRQIS" and spaced.line_of(12) == 2
 
@@ -170,12 +171,14 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"format": "other"}, r"key 'format'"),
         ({"version": 2}, r"version 2 was written by a newer OpenESM3"),
         ({"version": "1"}, r"key 'version'"),
+        ({"version": True}, r"key 'version' must be a positive int, got True"),
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
         ({"sequence": 5}, r"key 'sequence': expected a string"),
         ({"sasa": [1.0, "x", None]}, r"key 'sasa'\[1\]: expected a number or null"),
         ({"coordinates": [[None] * 37, [None] * 36, [None] * 37]}, r"key 'coordinates'\[1\]: expected a list of 37"),
         ({"coordinates": [[[1, 2]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
         ({"function_annotations": [{"label": "x", "start": 1}]}, r"key 'function_annotations'\[0\]"),
+        ({"residue_annotations": [{"label": "x", "start": 1, "end": 2, "score": 1}]}, r"'residue_annotations'\[0\]"),
         ({"secondary_structure": "HH"}, r"protein 'p'.*disagree in length"),
         ({"ptm": "high"}, r"key 'ptm'"),
         ({"pae": [[1, 2], [3]]}, r"key 'pae': expected 2 nested list level"),

@@ -58,6 +58,7 @@ def test_pdb_string_layout_and_b_factor_column_holds_plddt() -> None:
     np.testing.assert_allclose(written, plddt[chain_a.atom37_mask[:, 1]], atol=5e-3)
     # Atoms are in PDB order inside a residue: N, CA, C, O, then side chain.
     assert [line[12:16].strip() for line in lines[:5]] == ["N", "CA", "C", "O", "CB"]
+    assert [line[76:78].strip() for line in lines[:5]] == ["N", "C", "C", "O", "C"]  # element symbols
 
 
 def test_modified_residues_are_written_as_their_parent(tmp_path: Path) -> None:
