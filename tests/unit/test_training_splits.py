@@ -103,6 +103,8 @@ def test_split_methods_on_a_dataset(tmp_path) -> None:
     train, valid, clusters = split_dataset(ds, apply_overrides(cfg, ["data.split.valid_fraction=0.3"]).data)
     assert valid is not None and len(train) + len(valid) == 30
     assert not set(clusters) & set(valid.clusters)  # no cluster on both sides
+    _, other, _ = split_dataset(ds, apply_overrides(cfg, ["data.split.valid_fraction=0.3", "data.split.seed=1"]).data)
+    assert other is not None and set(other.clusters) != set(valid.clusters)  # split.seed draws another split
     train, valid, clusters = by_column("identity")
     assert all(c.startswith("identity") for c in clusters)
     train, valid, _ = by_column("none")
@@ -113,6 +115,10 @@ def test_split_methods_on_a_dataset(tmp_path) -> None:
         split_dataset(ProteinDataset(no_labels), apply_overrides(cfg, ["data.split.method=column"]).data)
     with pytest.raises(ConfigError, match="data.path is not set"):
         build_protein_data(cfg)
+    overrides = ["data.split.valid_fraction=0.3", "data.crop_length=30", "data.batch_size=4", "data.valid_batch_size=2"]
+    data = build_protein_data(apply_overrides(cfg, overrides), dataset=ds)
+    assert data.train.sampler.lengths.max() == 30 < ds.lengths.max()  # bucketed by cropped length
+    assert data.valid is not None and data.valid.sampler.batch_size == 2
 
 
 def test_train_fraction_keeps_nested_whole_clusters(tmp_path) -> None:
