@@ -206,8 +206,9 @@ def test_split_positions_name_the_records_a_run_trains_validates_and_calibrates_
     assert list(split_positions(ds, held, "valid")) == list(range(0, 40, 4))
     held_ds = calibration_dataset(ds, held)  # the chains calibrate-tokenizer --run refits on
     assert held_ds is not None and {e["name"] for e in held_ds.entries} == {ds.entries[i]["name"] for i in calib}
-    with pytest.raises(ConfigError, match="unknown split 'test'"):
-        split_positions(ds, plain, "test")
+    for unknown in ("test", " "):  # a blank name is no split (unlabelled records train, but "" names nothing)
+        with pytest.raises(ConfigError, match=f"unknown split {unknown!r}"):
+            split_positions(ds, plain, unknown)
     # the re-draw evaluation and calibration use: the same chains from the fraction and seed alone
     assert labelled_split_positions(ds, "calib", calibration_fraction=0.4) == sorted(calib)
     seeded = cfg("data.split.calibration_fraction=0.4", "data.split.seed=3")
