@@ -188,3 +188,11 @@ def test_cuda_rng_states_are_restored_when_the_checkpoint_has_them(monkeypatch) 
     cuda = torch.arange(16, dtype=torch.uint8)
     ckpt.restore_rng_state({**state, "cuda": [ckpt._b64(cuda), ckpt._b64(cuda + 1)]})
     assert len(restored) == 1 and [t.tolist() for t in restored[0]] == [cuda.tolist(), (cuda + 1).tolist()]
+
+
+def test_a_model_state_missing_a_parameter_is_refused(tmp_path) -> None:
+    model, opt = _trained()
+    m, o = full_state_dicts(model, opt)
+    del m["2.bias"]
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*2\.bias"):
+        load_full_state_dicts(model, opt, m, o)

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from openesm3.training import distributed as D
 from openesm3.training.checkpointing import capture_rng_state, list_checkpoints, load_checkpoint
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
@@ -206,3 +207,19 @@ def test_non_finite_metrics_are_logged_as_null_or_signed_infinity(tmp_path) -> N
     logger.close()
     (row,) = read_metrics(tmp_path / "metrics.jsonl")
     assert (row["loss"], row["grad_norm"], row["metrics"]) == (None, "inf", {"x": "-inf"})
+
+
+def test_grad_clip_zero_means_no_clipping() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([3.0, 4.0, 0.0])
+    assert D.clip_grad_norm([p], 0.0).item() == pytest.approx(5.0)
+    assert p.grad.tolist() == [3.0, 4.0, 0.0]  # untouched
+    assert D.clip_grad_norm([p], 1.0).item() == pytest.approx(5.0)
+    assert p.grad.norm().item() == pytest.approx(1.0, rel=1e-5)  # negative: a positive limit clips
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [D.resolve_device("cuda", rank) for rank in range(3)] == [torch.device("cuda", i) for i in (0, 1, 0)]
+    assert D.resolve_device("cpu", 1) == torch.device("cpu")
