@@ -196,3 +196,38 @@ def test_a_model_state_missing_a_parameter_is_refused(tmp_path) -> None:
     del m["2.bias"]
     with pytest.raises(RuntimeError, match=r"Missing key\(s\).*2\.bias"):
         load_full_state_dicts(model, opt, m, o)
+
+
+def test_a_step_saved_again_replaces_its_checkpoint(tmp_path) -> None:
+    model, opt = _trained(0)
+    _save(tmp_path, 1, model, opt)
+    other, other_opt = _trained(1)
+    path = _save(tmp_path, 1, other, other_opt)
+    loaded = ckpt.load_checkpoint(path)
+    assert all(torch.equal(v, loaded.model_state[k]) for k, v in other.state_dict().items())
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [1]
+
+
+def test_every_process_writes_and_reads_its_own_rng_state(tmp_path) -> None:
+    model, opt = _trained()
+    m, o = full_state_dicts(model, opt)
+    states, barriers = {}, []
+
+    def rank1_joins() -> None:  # one process plays both: rank 1 writes at rank 0's first barrier (directory made)
+        barriers.append(1)
+        if len(barriers) == 1:
+            torch.manual_seed(101)
+            states[1] = ckpt.capture_rng_state()
+            ckpt.save_checkpoint(
+                tmp_path, 1, model_state={}, optimizer_state={}, trainer_state={}, keep_last=2, rank=1, world_size=2
+            )
+            torch.manual_seed(100)
+            states[0] = ckpt.capture_rng_state()
+
+    path = ckpt.save_checkpoint(
+        tmp_path, 1, model_state=m, optimizer_state=o, trainer_state={}, keep_last=2, world_size=2, barrier=rank1_joins
+    )
+    assert ckpt.latest_checkpoint(tmp_path) == path  # complete: one RNG file per process
+    assert ckpt.load_checkpoint(path, rank=0).rng_state == json.loads(json.dumps(states[0]))
+    assert ckpt.load_checkpoint(path, rank=1).rng_state == json.loads(json.dumps(states[1]))
+    assert ckpt.load_checkpoint(path, rank=2).rng_state is None  # resumed with more processes: none for rank 2

@@ -70,6 +70,14 @@ def test_buckets_batch_sizes_and_coverage() -> None:
     assert order != sorted(order)
 
 
+def test_an_epoch_larger_than_the_dataset_draws_epoch_size_items() -> None:
+    sampler = LengthBucketSampler(_lengths(200), batch_size=8, boundaries=(1000,), epoch_size=250, seed=0)
+    batches = sampler.epoch_batches(0)
+    assert len(batches) == 250 // 8  # one bucket: only the incomplete tail of 2 items is dropped
+    drawn = Counter(int(i) for b in batches for i in b[:, 0])
+    assert max(drawn.values()) == 2 and len(drawn) == 200  # permutations, repeated as needed
+
+
 def test_token_budget_batches() -> None:
     lengths = _lengths()
     sampler = LengthBucketSampler(lengths, batch_size=1, max_tokens=256, boundaries=BOUNDS, multiple_of=2, seed=0)
