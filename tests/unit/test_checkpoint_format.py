@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from openesm3.checkpoints.format import CONFIG_FILE, load_state_dict_strict, read_config
-from openesm3.checkpoints.official import load_official_state_dict, resolve_official_file
+from openesm3.checkpoints.official import load_official_state_dict, resolve_official_file, strip_wrapper_prefixes
 from openesm3.errors import WeightsError
 
 
@@ -67,6 +67,10 @@ def test_official_loader_refuses_pickled_objects_and_finds_release_layout(tmp_pa
     torch.save({"w": torch.ones(1), "obj": argparse.Namespace(a=1)}, bad)  # arbitrary objects are refused
     with pytest.raises(WeightsError, match="evil.pth"):
         load_official_state_dict(bad)
+    numbers = tmp_path / "numbers.pth"
+    torch.save({"w": torch.ones(1), "step": 3}, numbers)  # loads with weights_only, but is no state_dict
+    with pytest.raises(WeightsError, match=r"numbers\.pth: expected a state_dict"):
+        load_official_state_dict(numbers)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a zip file at all")
     with pytest.raises(WeightsError, match="garbage.pth"):
@@ -79,6 +83,16 @@ def test_official_loader_refuses_pickled_objects_and_finds_release_layout(tmp_pa
     assert torch.equal(load_official_state_dict(path)["w"], torch.ones(2))
     with pytest.raises(WeightsError, match="esm3_structure_encoder_v0.pth"):
         resolve_official_file(tmp_path / "release", "structure_encoder")
+    (tmp_path / "flat" / "weights").mkdir(parents=True)  # DIR/weights/<file>, the other layout looked in
+    torch.save({"w": torch.ones(2)}, tmp_path / "flat" / "weights" / "esm3_sm_open_v1.pth")
+    assert resolve_official_file(tmp_path / "flat", "esm3") == tmp_path / "flat" / "weights" / "esm3_sm_open_v1.pth"
+
+
+def test_wrapper_prefixes_are_stripped_only_when_every_key_carries_them() -> None:
+    w = torch.ones(1)
+    assert list(strip_wrapper_prefixes({"module._orig_mod.a": w, "module._orig_mod.b": w})) == ["a", "b"]
+    mixed = {"module.a": w, "b": w}  # left for the strict key check to report
+    assert list(strip_wrapper_prefixes(mixed)) == ["module.a", "b"]
 
 
 def test_read_config_names_the_file_for_fields_of_the_wrong_json_type(tmp_path) -> None:

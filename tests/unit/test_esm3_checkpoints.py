@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import openesm3.checkpoints.format as weight_format
 from openesm3.checkpoints.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_pretrained, save_pretrained
 from openesm3.checkpoints.loading import WEIGHTS_ENV, load_model, resolve_weights
 from openesm3.checkpoints.official import (
@@ -90,7 +91,7 @@ def test_our_format_round_trips_bit_exactly_in_fp32_and_bf16(tmp_path) -> None:
     meta = json.loads((tmp_path / "fp32" / CONFIG_FILE).read_text())
     assert meta["format_version"] == FORMAT_VERSION and meta["model_type"] == "esm3" and meta["dtype"] == "float32"
     loaded, config = load_model(tmp_path / "fp32", "esm3")
-    assert config == CONFIG
+    assert config == CONFIG and not loaded.training  # ready for inference: eval mode
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert torch.equal(outputs(loaded).embeddings, outputs(model).embeddings)
@@ -127,6 +128,8 @@ def test_resolve_weights_order_and_error(tmp_path, monkeypatch) -> None:
     explicit = tmp_path / "explicit"
     save_pretrained(model, CONFIG, explicit, model_type="esm3")
     assert resolve_weights(explicit, "esm3") == explicit  # an explicit path beats both
+    save_pretrained(model, CONFIG, explicit / "esm3", model_type="esm3")
+    assert resolve_weights(explicit, "esm3") == explicit  # the directory itself before its esm3/ sub-directory
     assert resolve_weights(official, "esm3") == official
     with pytest.raises(WeightsError, match="unknown model type"):
         resolve_weights(explicit, "esm4")
@@ -137,6 +140,9 @@ def test_convert_cli_official_to_ours(tmp_path, capsys) -> None:
     release = tmp_path / "release"
     file = write_official(model, release / "data" / "weights" / "esm3_sm_open_v1.pth")
     assert detect_model_type(torch.load(file, weights_only=True)) == "esm3"
+    stray = {"pre_vq_proj.weight": torch.ones(1), **{f"other.{i}": torch.ones(1) for i in range(5)}}
+    with pytest.raises(WeightsError, match="match no known official network"):
+        detect_model_type(stray)  # one key in common is not enough to name a network
     config_json = tmp_path / "tiny.json"
     config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
 
@@ -275,3 +281,33 @@ def test_convert_says_when_its_input_is_already_in_our_format(tmp_path, capsys) 
         assert main(["convert", str(src), str(tmp_path / "again")]) == 2
         assert f"{tmp_path / 'ours'}: already in the OpenESM3 format" in capsys.readouterr().err
     assert not (tmp_path / "again").exists()
+
+
+def test_an_interrupted_save_leaves_the_previous_weights_whole(tmp_path, monkeypatch) -> None:
+    model = randomized(CONFIG, seed=2)
+    save_pretrained(model, CONFIG, tmp_path, model_type="esm3")
+
+    def disk_full(state, path, metadata) -> None:  # noqa: ANN001
+        Path(path).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weight_format, "write_aligned_safetensors", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_pretrained(randomized(CONFIG, seed=3), CONFIG, tmp_path, model_type="esm3")
+    loaded, _ = load_model(tmp_path, "esm3")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]  # no temporary left behind
+
+
+def test_config_json_lists_every_dtype_of_a_mixed_precision_model(tmp_path) -> None:
+    model = randomized(CONFIG, seed=2)
+    model.embedding.sequence.to(torch.bfloat16)
+    save_pretrained(model, CONFIG, tmp_path, model_type="esm3")
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["dtype"] == ["bfloat16", "float32"]
+
+
+def test_a_dangling_config_json_link_is_not_replaced(tmp_path) -> None:
+    (tmp_path / CONFIG_FILE).symlink_to(tmp_path / "elsewhere" / "config.json")  # e.g. a link into another project
+    with pytest.raises(WeightsError, match="not an OpenESM3 model config; refusing to replace it"):
+        save_pretrained(randomized(CONFIG, seed=2), CONFIG, tmp_path, model_type="esm3")
+    assert (tmp_path / CONFIG_FILE).is_symlink()

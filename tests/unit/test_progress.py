@@ -43,3 +43,22 @@ def test_off_a_terminal_every_drawn_state_is_a_line() -> None:
     lines = stream.getvalue().splitlines(keepends=True)
     assert [line.split(" [")[0] for line in lines] == ["featurize:  50% 1/2", "featurize: 100% 2/2"]
     assert all(line.endswith("\n") and "\r" not in line for line in lines)
+
+
+def test_the_finished_state_is_drawn_at_once_not_only_at_close() -> None:
+    stream = io.StringIO()
+    bar = Progress(total=3, desc="embed", stream=stream, log_every=3600)
+    for _ in range(3):
+        bar.update()
+    assert stream.getvalue().splitlines()[-1].startswith("embed: 100% 3/3")  # before close(): a long summary may follow
+    bar.close()
+    assert stream.getvalue().count("3/3") == 1  # and not drawn twice
+
+
+def test_the_line_shows_hours_and_never_more_than_100_percent() -> None:
+    bar = Progress(total=2, desc="fold", stream=io.StringIO())
+    bar.n = 3  # more work than announced
+    line = bar.line(now=bar._start + 2 * 3600 + 5 * 60 + 7)
+    assert line.startswith("fold: 100% 3/2 [2:05:07<")
+    bar.n = 1
+    assert "[00:07<00:07" in bar.line(now=bar._start + 7)

@@ -37,6 +37,9 @@ def test_parse_fasta_records_ids_and_lines() -> None:
     proteins = [r.to_protein() for r in records]
     assert proteins[1].chain_ids == ("H", "L") and proteins[1].sequence == "EVQL|DIQM"
     assert proteins[2].sequence == "MKTAY_AK" and proteins[2].name == "lower"
+    assert io.parse_fasta(">c heavy and light chains=H,L\nEV|DI\n")[0].to_protein().chain_ids == ("H", "L")
+    spaced = io.parse_fasta(">s\nMKTAY IAKQR\tQIS\n", "spaced.fasta")[0]  # blocks of 10, as GenBank prints them
+    assert spaced.sequence == "MKTAYIAKQRQIS" and spaced.line_of(12) == 2
 
 
 def test_invalid_residue_error_names_file_line_record_and_position(tmp_path: Path) -> None:
@@ -85,6 +88,7 @@ def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
         Protein(sequence="MK|GG|AA", chain_ids=("H", "L", "X"), name="cplx"),
         Protein(sequence="MK_T", name=""),
         Protein(sequence="MKT", chain_ids=("B",), name="one_chain_b"),  # its id was lost (read back as None)
+        Protein(sequence="MK|T", chain_ids=("A", "B"), name="my\tcomplex 2"),  # the id is the header's first word
     ]
     path = tmp_path / "out.fasta"
     io.write_fasta(path, proteins)
@@ -93,6 +97,7 @@ def test_fasta_write_read_round_trip_and_gzip(tmp_path: Path) -> None:
     assert [p.sequence for p in back] == [p.sequence for p in proteins]
     assert back[1].chain_ids == ("H", "L", "X") and back[2].name == "protein_3"
     assert back[3].chain_ids == ("B",)
+    assert back[4].name == "mycomplex2" and back[4].chain_ids == ("A", "B")
     gz = tmp_path / "out.fasta.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     assert [p.sequence for p in io.load_fasta(gz)] == [p.sequence for p in proteins]
@@ -142,6 +147,9 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
     assert data["sasa"][2] is None and data["coordinates"][4] == [None] * 37 and data["coordinates"][0][10] is None
     text = json.dumps(data, allow_nan=False)  # no bare NaN in the output
     _assert_same(io.protein_from_json(json.loads(text)), p)
+    # float32 tracks in their own shortest text (0.1, not float64's 0.10000000149011612)
+    short = io.protein_to_json(Protein(sequence="MK", plddt=np.array([0.1, 0.7], dtype=np.float32)))
+    assert short["plddt"] == [0.1, 0.7]
     path = tmp_path / "p.json"
     p.save(path)
     _assert_same(Protein.load(path), p)
@@ -163,12 +171,14 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"format": "other"}, r"key 'format'"),
         ({"version": 2}, r"version 2 was written by a newer OpenESM3"),
         ({"version": "1"}, r"key 'version'"),
+        ({"version": True}, r"key 'version' must be a positive int, got True"),
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
         ({"sequence": 5}, r"key 'sequence': expected a string"),
         ({"sasa": [1.0, "x", None]}, r"key 'sasa'\[1\]: expected a number or null"),
         ({"coordinates": [[None] * 37, [None] * 36, [None] * 37]}, r"key 'coordinates'\[1\]: expected a list of 37"),
         ({"coordinates": [[[1, 2]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
         ({"function_annotations": [{"label": "x", "start": 1}]}, r"key 'function_annotations'\[0\]"),
+        ({"residue_annotations": [{"label": "x", "start": 1, "end": 2, "score": 1}]}, r"'residue_annotations'\[0\]"),
         ({"secondary_structure": "HH"}, r"protein 'p'.*disagree in length"),
         ({"ptm": "high"}, r"key 'ptm'"),
         ({"pae": [[1, 2], [3]]}, r"key 'pae': expected 2 nested list level"),

@@ -42,6 +42,8 @@ def test_from_atom37_defaults_follow_the_reference(lysozyme: ProteinChain) -> No
     assert not chain.atom37_mask[3].any() and np.isnan(chain.atom37[3]).all()
     np.testing.assert_array_equal(chain.atom37_mask[4:], lysozyme.atom37_mask[4:])
     assert set(chain.insertion_code.tolist()) == {""} and chain.chain_id == "A"
+    masked = ProteinChain.from_atom37(coords, atom37_mask=np.ones(coords.shape[:2], dtype=bool))
+    assert not masked.atom37_mask[3].any() and masked.atom37_mask[4:].sum() == lysozyme.atom37_mask[4:].sum()
     per_residue = ProteinChain.from_atom37(lysozyme.atom37, b_factor=np.arange(len(lysozyme), dtype=np.float32))
     assert per_residue.b_factor[5, RC.ATOM_CA] == 5.0 and np.isnan(per_residue.b_factor[~per_residue.atom37_mask]).all()
 

@@ -69,6 +69,13 @@ def test_truncated_record_gives_the_line(tmp_path: Path) -> None:
     _expect(path, f"line {line_no}", "truncated ATOM record")
 
 
+def test_a_record_cut_one_column_into_the_z_coordinate_is_truncated(tmp_path: Path) -> None:
+    text, line_no = _replace_line(_pdb_text(), 10, _atom_line(10)[:53])  # z is columns 47-54
+    path = tmp_path / "truncated.pdb"
+    path.write_text(text)
+    _expect(path, f"line {line_no}", "truncated ATOM record (53 characters")
+
+
 def test_file_cut_in_the_middle_of_a_record(tmp_path: Path) -> None:
     text = _pdb_text()
     cut = text.index(_atom_line(30)) + 35
@@ -183,6 +190,22 @@ def test_mmcif_without_atoms(tmp_path: Path) -> None:
     path = tmp_path / "header_only.cif"
     path.write_text("data_X\n_entry.id X\n")
     _expect(path, "no atom_site")
+
+
+def test_binarycif_with_a_column_shorter_than_the_others(tmp_path: Path) -> None:
+    import msgpack  # noqa: PLC0415 - biotite's BinaryCIF dependency
+    from biotite.structure.io import pdbx  # noqa: PLC0415
+
+    raw = msgpack.unpackb((DERIVED / "1a62.bcif").read_bytes())
+    sites = next(c for c in raw["dataBlocks"][0]["categories"] if c["name"] == "_atom_site")
+    column = next(c for c in sites["columns"] if c["name"] == "B_iso_or_equiv")
+    values = pdbx.BinaryCIFFile.read(DERIVED / "1a62.bcif").block["atom_site"]["B_iso_or_equiv"].as_array(float)
+    column.update(pdbx.BinaryCIFColumn(pdbx.BinaryCIFData(values[:-5])).serialize())  # biotite writes none such
+    path = tmp_path / "uneven.bcif"
+    path.write_bytes(msgpack.packb(raw))
+    _expect(
+        path, "truncated BinaryCIF: atom_site columns have different lengths", f"'B_iso_or_equiv': {len(values) - 5}"
+    )
 
 
 def test_truncated_binarycif(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import pytest
 from openesm3.errors import StructureFileError
 from openesm3.structure import load_chain, load_structure, sniff_format, structure_name
 from openesm3.structure import residue_constants as RC
+from openesm3.structure.pdb_reader import parse_pdb
+from openesm3.structure.records import unique_strings
 from tests.unit.structure_helpers import DERIVED, STRUCTURES, assert_same_chains, pdb_lines, raw_atom
 
 # Sequence of 1a62 chain A as listed in ../shared/data/dev/manifest.tsv (MSE read as M).
@@ -116,6 +118,9 @@ def test_sniff_format_and_structure_name() -> None:
     assert structure_name("pdb1abc.ent") == "pdb1abc"
     assert structure_name("model.v2.cif") == "model.v2"
     assert structure_name("AF-P1.mmcif.gz") == "AF-P1"
+    assert structure_name("1A62.PDB.GZ") == "1A62"  # suffixes in any case
+    assert sniff_format(bytes([0xDE, 0x00, 0x10])) == "bcif"  # a MessagePack map of 16+ keys (map 16)
+    assert sniff_format(b"# written by a tool\n\ndata_1abc\n") == "cif"  # comment lines before data_
 
 
 @pytest.mark.parametrize("name", ["1a62_two_models.pdb", "1a62_two_models.cif"])
@@ -315,6 +320,10 @@ def test_crlf_and_cr_line_ends_short_records_and_hybrid36_numbers(tmp_path: Path
     chain = load_chain(short)
     assert_same_chains(reference.select(["A"]), load_structure(short, chains=["A"]), atol=0)
     assert (chain.b_factor[chain.atom37_mask] == 0).all()
+    records = parse_pdb(short.read_bytes(), str(short))
+    assert (records.occupancy[~records.hetero] == 1).all()  # what the altloc rule compares
+    short.write_bytes(short.read_bytes().replace(b"\n", b"\r\n"))  # the CR right after the coordinates
+    assert_same_chains(reference.select(["A"]), load_structure(short, chains=["A"]), atol=0)
     # Hybrid-36 residue numbers, as written past 9999 residues: "A000" is 10000.
     lines = [line for line in text.splitlines() if line.startswith("ATOM") and line[21] == "A"]
     first_res = lines[0][22:26]
@@ -353,3 +362,90 @@ def test_modified_residues_keep_only_their_parents_atoms() -> None:
     assert chain.atom37_mask[i, RC.ATOM37_ORDER["SG"]]
     union = {atom for atoms in RC.RESIDUE_HEAVY_ATOMS.values() for atom in atoms}
     assert union == set(RC.ATOM37_NAMES)  # atom37 is exactly the union of the 20 residues' heavy atoms
+
+
+def test_a_hetatm_chain_touching_the_end_of_another_chain_is_still_a_ligand(tmp_path: Path) -> None:
+    def residue(k: int, res: str) -> list[str]:  # N of residue k + 1 lies 1.33 A from C of residue k
+        atoms = [("N", (3.8 * k, 0.0, 0.0)), ("CA", (3.8 * k + 1.2, 0.8, 0.0)), ("C", (3.8 * k + 2.47, 0.0, 0.0))]
+        return [_pdb_line(3 * k + i + 1, name, " ", res, k + 1, xyz, 1.0) for i, (name, xyz) in enumerate(atoms)]
+
+    lines = residue(0, "GLY") + residue(1, "GLY")
+    ligand = [line[:21] + "B" + line[22:] for line in residue(2, "ALA") + residue(3, "ALA")]
+    lines += ["HETATM" + line[6:] for line in ligand]  # chain B: two HETATM ALA, bonded to each other only
+    path = tmp_path / "ligand_chain.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_structure(path).chain_ids == ("A",)
+
+
+def test_an_insertion_code_alone_starts_a_new_residue(tmp_path: Path) -> None:
+    gly = [("N", (0.0, 1.4, 0.0)), ("CA", (0.0, 0.0, 0.0)), ("C", (1.5, -0.5, 0.0))]
+    lines = [_pdb_line(k + 1, n, " ", "GLY", 52, xyz, 1.0) for k, (n, xyz) in enumerate(gly)]
+    lines += [_pdb_line(k + 4, n, " ", "GLY", 52, (x + 3.8, y, z), 1.0) for k, (n, (x, y, z)) in enumerate(gly)]
+    lines[3:] = [line[:26] + "A" + line[27:] for line in lines[3:]]  # 52, then 52A
+    path = tmp_path / "icode.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    chain = load_chain(path)
+    assert chain.sequence == "GG" and chain.insertion_code.tolist() == ["", "A"]
+    assert chain.atom37[1, RC.ATOM_CA, 0] == pytest.approx(3.8)
+
+
+def test_an_atom_named_twice_in_a_residue_keeps_the_first(tmp_path: Path) -> None:
+    lines = [
+        _pdb_line(1, "N", " ", "GLY", 1, (0.0, 1.4, 0.0), 1.0),
+        _pdb_line(2, "CA", " ", "GLY", 1, (0.0, 0.0, 0.0), 1.0),
+        _pdb_line(3, "CA", " ", "GLY", 1, (9.0, 9.0, 9.0), 1.0),
+        _pdb_line(4, "C", " ", "GLY", 1, (1.5, -0.5, 0.0), 1.0),
+    ]
+    path = tmp_path / "twice.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_chain(path).atom37[0, RC.ATOM_CA].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_mmcif_author_fields_win_over_label_fields(tmp_path: Path) -> None:
+    from biotite.structure.io import pdbx
+
+    cif = pdbx.CIFFile.read(str(DERIVED / "1a62.cif"))
+    sites = cif.block["atom_site"]
+    n = sites.row_count
+    sites["label_seq_id"] = (sites["auth_seq_id"].as_array(int) + 1000).astype(str)
+    sites["label_asym_id"] = np.full(n, "Z")
+    path = tmp_path / "labels.cif"
+    cif.write(str(path))
+    assert_same_chains(load_structure(DERIVED / "1a62.cif"), load_structure(path), atol=0)
+
+
+def test_a_chain_id_of_several_characters_given_as_a_string(tmp_path: Path) -> None:
+    from biotite.structure.io import pdbx
+
+    cif = pdbx.CIFFile.read(str(DERIVED / "1a62.cif"))
+    sites = cif.block["atom_site"]
+    sites["auth_asym_id"] = np.full(sites.row_count, "AB")  # mmCIF chain ids may be longer than one character
+    path = tmp_path / "long_id.cif"
+    cif.write(str(path))
+    assert load_structure(path, chains="AB").chain_ids == ("AB",)
+    assert load_chain(path, "AB").sequence == SEQ_1A62
+
+
+def test_mmcif_models_are_numbered_by_file_position_past_nine(tmp_path: Path) -> None:
+    import biotite.structure as struc
+    from biotite.structure.io import pdbx
+
+    from openesm3.structure.io import to_atom_array
+
+    atoms = to_atom_array(load_chain(STRUCTURES / "1a62.pdb.gz")[:3])
+    models = struc.stack([atoms.copy() for _ in range(11)])
+    models.coord += np.arange(11, dtype=np.float32)[:, None, None] * 10  # model k moved by 10 (k - 1) A on each axis
+    cif = pdbx.CIFFile()
+    pdbx.set_structure(cif, models)
+    path = tmp_path / "eleven.cif"
+    cif.write(str(path))
+    first = load_chain(path, model=1).atom37[0, RC.ATOM_CA]
+    for model in (2, 10, 11):
+        moved = load_chain(path, model=model).atom37[0, RC.ATOM_CA] - first
+        np.testing.assert_allclose(moved, np.full(3, 10.0 * (model - 1)), atol=1e-3)
+
+
+def test_unique_strings_keeps_non_ascii_names_apart() -> None:
+    names = np.array(["A", "\u0141", "A", "B"])  # U+0141's low byte is that of "A"
+    uniq, inverse = unique_strings(names)
+    assert sorted(uniq.tolist()) == ["A", "B", "\u0141"] and uniq[inverse].tolist() == names.tolist()

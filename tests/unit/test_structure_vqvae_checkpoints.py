@@ -146,7 +146,7 @@ def test_official_loader_errors(tmp_path: Path) -> None:
     (tmp_path / "rel" / "data" / "weights").mkdir(parents=True)
     torch.save(official, tmp_path / "rel" / "data" / "weights" / "esm3_structure_encoder_v0.pth")
     model = load_official_vqvae_network(tmp_path / "rel", "structure_encoder", cfg.STRUCTURE_ENCODER_TINY)
-    assert isinstance(model, StructureEncoder)
+    assert isinstance(model, StructureEncoder) and not model.training  # eval mode, ready for inference
 
 
 @pytest.mark.parametrize("model_type", list(TINY))
@@ -179,6 +179,21 @@ def test_cli_loader_takes_model_safetensors_and_says_why_a_directory_does_not_do
     (tmp_path / "enc" / "config.json").write_text("{")
     with pytest.raises(WeightsError, match=r"config\.json: not valid JSON"):
         load_vqvae_network(tmp_path / "enc", "structure_encoder")
+
+
+def test_weights_named_by_the_environment_beat_the_bundled_tokenizer(tmp_path: Path, monkeypatch) -> None:
+    from openesm3.checkpoints.bundled import bundled_tokenizer_dir  # noqa: PLC0415
+    from openesm3.checkpoints.loading import WEIGHTS_ENV  # noqa: PLC0415
+    from openesm3.checkpoints.vqvae_weights import resolve_vqvae_weights  # noqa: PLC0415
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert resolve_vqvae_weights(None, "structure_encoder") == bundled_tokenizer_dir() / "structure_encoder"
+    save_pretrained(
+        _randomized("structure_encoder"), TINY["structure_encoder"][1], tmp_path / "structure_encoder",
+        model_type="structure_encoder",
+    )  # fmt: skip
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    assert resolve_vqvae_weights(None, "structure_encoder") == tmp_path / "structure_encoder"
 
 
 def test_another_networks_official_file_is_named_as_such(tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def test_pdb_string_layout_and_b_factor_column_holds_plddt() -> None:
     np.testing.assert_allclose(written, plddt[chain_a.atom37_mask[:, 1]], atol=5e-3)
     # Atoms are in PDB order inside a residue: N, CA, C, O, then side chain.
     assert [line[12:16].strip() for line in lines[:5]] == ["N", "CA", "C", "O", "CB"]
+    assert [line[76:78].strip() for line in lines[:5]] == ["N", "C", "C", "O", "C"]  # element symbols
 
 
 def test_modified_residues_are_written_as_their_parent(tmp_path: Path) -> None:
@@ -203,6 +204,7 @@ def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path,
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     load_structure(STRUCTURES / "2ZTA.pdb.gz").to_pdb(tmp_path / "x.pdb.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pdb.gz"]
+    assert (tmp_path / "x.pdb.gz").read_bytes()[:2] == b"\x1f\x8b"  # a .gz name gets gzip data (zcat reads it)
 
 
 def test_unwritable_targets_are_named_not_the_temporary_file(tmp_path: Path) -> None:

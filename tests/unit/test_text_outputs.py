@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from openesm3.cli.common import write_table
-from openesm3.utils.atomic import write_text_output
+from openesm3.utils.atomic import atomic_open, atomic_write_with, write_text_output
 from openesm3.utils.text import read_text_file
 
 
@@ -52,6 +52,25 @@ def test_text_output_reads_back_and_replaces_a_file_atomically(tmp_path: Path) -
         write_text_output(path, "second ü\n")
         assert read_text_file(path) == "second ü\n"
     assert sorted(p.name for p in (tmp_path / "new_dir").iterdir()) == ["x.txt", "x.txt.gz"]  # no temporary left
+
+
+def test_exclusive_atomic_open_refuses_an_existing_file_and_leaves_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    with atomic_open(path, "x") as handle:
+        handle.write("first")
+    with pytest.raises(FileExistsError, match="already exists"), atomic_open(path, "x") as handle:
+        handle.write("second")
+    assert path.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_a_failed_library_writer_leaves_no_temporary_file(tmp_path: Path) -> None:
+    def half_then_fail(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        atomic_write_with(tmp_path / "x.bin", half_then_fail)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["t.tsv", "t.tsv.gz"])

@@ -153,3 +153,81 @@ def test_wrappers_do_not_leak_into_parameter_names() -> None:
     compiled = torch.compile(model)  # lazy: nothing is compiled until it runs
     m, o = full_state_dicts(compiled, opt)
     assert list(m) == list(model.state_dict()) and "0.weight" in o["state"]
+
+
+def test_optimizer_entries_that_are_not_tensors_survive_the_round_trip(tmp_path) -> None:
+    model, opt = _trained()
+    m, o = full_state_dicts(model, opt)
+    name = next(iter(o["state"]))
+    o["state"][name]["custom_count"] = 7  # plain numbers, as some optimizers keep per parameter
+    o["state"][name]["step"] = 3.0
+    ckpt.save_checkpoint(tmp_path, 1, model_state=m, optimizer_state=o, trainer_state={}, keep_last=1)
+    loaded = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))
+    assert loaded.optimizer_state["state"][name]["custom_count"] == 7
+    assert loaded.optimizer_state["state"][name]["step"] == 3.0
+    assert torch.equal(loaded.optimizer_state["state"][name]["exp_avg"], o["state"][name]["exp_avg"])
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(tmp_path) -> None:
+    model, opt = _trained()
+    path = _save(tmp_path, 1, model, opt)
+    state = json.loads((path / ckpt.STATE_FILE).read_text())
+    state["version"] = ckpt.CHECKPOINT_FORMAT_VERSION + 1
+    (path / ckpt.STATE_FILE).write_text(json.dumps(state))
+    with pytest.raises(ckpt.CheckpointError, match=r"not an openesm3-train-checkpoint v1 .*version 2"):
+        ckpt.load_checkpoint(path)
+
+
+def test_cuda_rng_states_are_restored_when_the_checkpoint_has_them(monkeypatch) -> None:
+    state = json.loads(json.dumps(ckpt.capture_rng_state()))
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    ckpt.restore_rng_state(state)  # no "cuda" entry: nothing to restore on the GPU
+    assert restored == []
+    cuda = torch.arange(16, dtype=torch.uint8)
+    ckpt.restore_rng_state({**state, "cuda": [ckpt._b64(cuda), ckpt._b64(cuda + 1)]})
+    assert len(restored) == 1 and [t.tolist() for t in restored[0]] == [cuda.tolist(), (cuda + 1).tolist()]
+
+
+def test_a_model_state_missing_a_parameter_is_refused(tmp_path) -> None:
+    model, opt = _trained()
+    m, o = full_state_dicts(model, opt)
+    del m["2.bias"]
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*2\.bias"):
+        load_full_state_dicts(model, opt, m, o)
+
+
+def test_a_step_saved_again_replaces_its_checkpoint(tmp_path) -> None:
+    model, opt = _trained(0)
+    _save(tmp_path, 1, model, opt)
+    other, other_opt = _trained(1)
+    path = _save(tmp_path, 1, other, other_opt)
+    loaded = ckpt.load_checkpoint(path)
+    assert all(torch.equal(v, loaded.model_state[k]) for k, v in other.state_dict().items())
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [1]
+
+
+def test_every_process_writes_and_reads_its_own_rng_state(tmp_path) -> None:
+    model, opt = _trained()
+    m, o = full_state_dicts(model, opt)
+    states, barriers = {}, []
+
+    def rank1_joins() -> None:  # one process plays both: rank 1 writes at rank 0's first barrier (directory made)
+        barriers.append(1)
+        if len(barriers) == 1:
+            torch.manual_seed(101)
+            states[1] = ckpt.capture_rng_state()
+            ckpt.save_checkpoint(
+                tmp_path, 1, model_state={}, optimizer_state={}, trainer_state={}, keep_last=2, rank=1, world_size=2
+            )
+            torch.manual_seed(100)
+            states[0] = ckpt.capture_rng_state()
+
+    path = ckpt.save_checkpoint(
+        tmp_path, 1, model_state=m, optimizer_state=o, trainer_state={}, keep_last=2, world_size=2, barrier=rank1_joins
+    )
+    assert ckpt.latest_checkpoint(tmp_path) == path  # complete: one RNG file per process
+    assert ckpt.load_checkpoint(path, rank=0).rng_state == json.loads(json.dumps(states[0]))
+    assert ckpt.load_checkpoint(path, rank=1).rng_state == json.loads(json.dumps(states[1]))
+    assert ckpt.load_checkpoint(path, rank=2).rng_state is None  # resumed with more processes: none for rank 2

@@ -36,6 +36,7 @@ def _same(a: ProteinRecord, b: ProteinRecord) -> None:
 def test_shards_round_trip(tmp_path) -> None:
     records = synthetic_records(11)
     object.__setattr__(records[9], "weight", 2.5)
+    object.__setattr__(records[10], "cluster", "")  # no cluster label from ingestion
     write_dataset(records, tmp_path, shard_size=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"] + [
         f"shard_0000{i}.safetensors" for i in range(3)
@@ -50,7 +51,9 @@ def test_shards_round_trip(tmp_path) -> None:
     sub = ds.subset([10, 4])
     assert len(sub) == 2 and sub.lengths.tolist() == [records[10].length, records[4].length]
     _same(sub[1], records[4])
+    _same(sub.subset([1])[0], records[4])  # a subset of a subset indexes the subset
     assert ds.clusters[0] == "c0" and ds.clusters[30 % 11] == records[30 % 11].cluster
+    assert ds.clusters[10] == records[10].name  # unlabelled: a cluster of its own, not one cluster of all such
 
 
 def test_rewriting_a_dataset_replaces_it(tmp_path) -> None:
@@ -98,6 +101,11 @@ def test_collate_pads_and_masks() -> None:
     assert batch.atom37.shape == (3, n, 37, 3) and batch.atom37.dtype == torch.float32
     assert batch.sequence_tokens.shape == (3, n) and batch.sequence_tokens.dtype == torch.int64
     assert torch.isfinite(batch.atom37).all()  # NaN never reaches a loss
+    lying = synthetic_record(np.random.default_rng(0), "lying", (20,))
+    object.__setattr__(lying, "atom37_mask", np.ones_like(lying.atom37_mask))  # marks NaN atoms present
+    padded = collate_proteins([lying])
+    assert torch.isfinite(padded.atom37).all()
+    assert torch.equal(padded.atom37_mask[0], torch.from_numpy(np.isfinite(lying.atom37).all(-1)))
     assert batch.n_tokens == sum(r.length for r in records) == int(batch.mask.sum())
     short = int(np.argmin([r.length for r in records]))
     length = records[short].length
@@ -117,6 +125,8 @@ def test_contiguous_crop() -> None:
         assert len(idx) == 40 and (np.diff(idx) == 1).all() and 0 <= idx[0] <= 60
         starts.add(int(idx[0]))
     assert len(starts) > 10
+    ends = {int(contiguous_crop(10, 8, np.random.default_rng(seed))[0]) for seed in range(50)}
+    assert ends == {0, 1, 2}  # every window, the last one included
     assert contiguous_crop(30, 40, np.random.default_rng(0)).tolist() == list(range(30))
 
 
@@ -128,6 +138,8 @@ def test_spatial_crop_keeps_the_nearest_residues_around_an_interface() -> None:
     assert interface[record.chain_index == 0].any() and interface[record.chain_index == 1].any()
     far = interface_residues(ca + np.where(record.chain_index[:, None] == 1, 1000.0, 0.0), record.chain_index, 8.0)
     assert not far.any()  # negative: separated chains have no interface
+    pair = np.array([[0.0, 0.0, 0.0], [7.5, 0.0, 0.0], [0.0, 8.5, 0.0]])  # C-alphas 7.5 and 8.5 A from chain 0
+    assert interface_residues(pair, np.array([0, 1, 2]), 8.0).tolist() == [True, True, False]
     for seed in range(5):
         keep = spatial_crop(ca, record.chain_index, 32, np.random.default_rng(seed), 8.0)
         assert len(keep) == 32 and (np.diff(keep) > 0).all()
@@ -147,6 +159,9 @@ def test_spatial_crop_keeps_the_nearest_residues_around_an_interface() -> None:
     assert contiguous.length == 32 and contiguous.sequence in record.sequence  # a window of the concatenation
     single = synthetic_record(rng, "one", (70,))
     assert crop_record(single, 100, np.random.default_rng(0)) is single
+    for seed in range(5):  # a single chain gets a contiguous window even in spatial mode
+        window = crop_record(single, 30, np.random.default_rng(seed))
+        assert window.sequence in single.sequence and (np.diff(window.residue_index) == 1).all()
 
 
 def test_cropped_records_depend_only_on_the_ref(tmp_path) -> None:
@@ -156,6 +171,11 @@ def test_cropped_records_depend_only_on_the_ref(tmp_path) -> None:
     a, b, c = fetch(SampleRef(long, 7)), fetch(SampleRef(long, 7)), fetch(SampleRef(long, 8))
     assert a.length == 20 and a.sequence == b.sequence
     assert not np.array_equal(a.residue_index, c.residue_index) or a.sequence != c.sequence
+    ds = ProteinDataset(tmp_path)
+    complex_ = 4  # every 5th synthetic record is a two-chain complex
+    assert ds[complex_].n_chains == 2 and ds[complex_].length > 20
+    windows = CroppedRecords(ds, crop_length=20, mode="contiguous")
+    assert all(windows(SampleRef(complex_, seed)).sequence in ds[complex_].sequence for seed in range(5))
 
 
 def test_structure_tokens_attach_crop_and_collate(tmp_path) -> None:

@@ -166,3 +166,17 @@ def test_a_manifest_without_rows_names_its_columns(structures, tmp_path) -> None
     cfg = IngestConfig(manifest=str(tmp_path / "head.tsv"))
     with pytest.raises(InputError, match=r"no column 'file' \(columns: path, cluster\)"):
         ingest_structures(structures, tmp_path / "ds", cfg, progress=False)
+
+
+def test_same_named_files_keep_their_own_labels_and_copies_can_be_kept(structures, tmp_path) -> None:
+    root = tmp_path / "more"
+    for sub, seq in (("a", "ACDEFGHIKLMN"), ("b", "MKVMKVMKVMKV")):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "x.pdb.gz").write_text(json.dumps({"A": seq, "B": seq}))  # the stand-in reads text
+    manifest = root / "manifest.tsv"
+    manifest.write_text("file\tcluster40\tsuggested_split\na/x.pdb.gz\tclu_a\ttrain\nb/x.pdb.gz\tclu_b\tvalid\n")
+    cfg = IngestConfig(manifest=str(manifest), unique_chains=False)
+    ingest_structures(root, tmp_path / "ds", cfg, progress=False)
+    ds = ProteinDataset(tmp_path / "ds")
+    assert [e["name"] for e in ds.entries] == ["x_A", "x_B", "x_A", "x_B"]  # .pdb.gz off the stem; copies kept
+    assert ds.clusters == ["clu_a", "clu_a", "clu_b", "clu_b"] and ds.splits == ["train", "train", "valid", "valid"]

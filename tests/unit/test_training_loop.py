@@ -5,15 +5,18 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
+import types
 
 import pytest
 import torch
 
+from openesm3.training import distributed as D
 from openesm3.training.checkpointing import capture_rng_state, list_checkpoints, load_checkpoint
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
-from openesm3.training.logging import read_metrics
-from openesm3.training.loop import seed_everything, train
+from openesm3.training.logging import MetricsLogger, read_metrics
+from openesm3.training.loop import build_optimizer, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.schedules import WarmupCosineSchedule
 from tests.training_fixtures import TinyModel, synthetic_records, tiny_loss
@@ -88,6 +91,11 @@ def test_gradient_accumulation_matches_one_big_batch(dataset, tmp_path) -> None:
     c, _, _ = _run(dataset, tmp_path / "c", "max_steps=4", "data.batch_size=4", "grad_accum=1")
     diff = max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
     assert diff < 1e-6
+    # the same gradient, not one twice as large (which AdamW alone would hide): micro-batch losses are averaged
+    norms = [
+        [r["grad_norm"] for r in read_metrics(tmp_path / x / "metrics.jsonl") if r["split"] == "train"] for x in "ab"
+    ]
+    assert norms[0] == pytest.approx(norms[1], rel=1e-4)
     assert max((p - q).abs().max().item() for p, q in zip(a.parameters(), c.parameters())) > 1e-3  # negative
 
 
@@ -109,7 +117,8 @@ def test_resume_in_process_continues_the_same_trajectory(dataset, tmp_path) -> N
     _run(dataset, part, dropout=0.2)
     a = read_metrics(full / "metrics.jsonl")
     b = read_metrics(part / "metrics.jsonl")
-    assert [(r["split"], r["step"], r["loss"]) for r in a] == [(r["split"], r["step"], r["loss"]) for r in b]
+    key = lambda r: (r["split"], r["step"], r["loss"], r.get("tokens_seen"))  # noqa: E731 - counters resume too
+    assert [key(r) for r in a] == [key(r) for r in b]
     # negative: without restoring the RNG, dropout differs and so does the loss
     other = tmp_path / "other"
     shutil.copytree(full, other)
@@ -152,3 +161,66 @@ def test_progress_bar_and_tensorboard(dataset, tmp_path, monkeypatch) -> None:
     _run(dataset, tmp_path, "max_steps=3", "progress=true", "tensorboard=true")
     assert "train (from step 0):" in stream.getvalue() and "3/3" in stream.getvalue() and "step/s" in stream.getvalue()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_finished_run_resumed_again_does_nothing(dataset, tmp_path) -> None:
+    model, first, _ = _run(dataset, tmp_path, "max_steps=4")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    again, second, _ = _run(dataset, tmp_path, "max_steps=4")
+    assert second.step == 4 and second.checkpoint == first.checkpoint
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in before.items())  # the checkpoint's weights
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"] == [1, 2, 3, 4]
+
+
+def test_the_last_step_is_checkpointed_off_the_checkpoint_interval(dataset, tmp_path) -> None:
+    _run(dataset, tmp_path, "max_steps=6", "ckpt_every=4", "log_every=2", "val_every=0")
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 6]
+
+
+def test_resuming_with_changed_settings_warns_and_names_them(dataset, tmp_path) -> None:
+    _run(dataset, tmp_path, "max_steps=4")
+    with pytest.warns(UserWarning, match=r"changed settings: max_steps, seed$"):
+        _run(dataset, tmp_path, "max_steps=5", "seed=1")
+
+
+def test_weight_decay_applies_to_matrices_not_to_biases_or_norm_scales() -> None:
+    cfg = apply_overrides(TrainConfig(), ["optim.weight_decay=0.05"])
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    optimizer = build_optimizer(model, cfg)
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert decay[id(model[0].weight)] == decay[id(model[1].weight)] == 0.05
+    assert decay[id(model[1].bias)] == decay[id(model[2].weight)] == decay[id(model[2].bias)] == 0.0
+
+
+def test_tensorboard_keeps_the_events_of_the_checkpoint_step_on_resume(tmp_path, monkeypatch) -> None:
+    made = []
+    fake = types.ModuleType("torch.utils.tensorboard")  # the writer's arguments are what matters, not tensorboard
+    fake.SummaryWriter = lambda log_dir, purge_step=None: made.append(purge_step) or None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    MetricsLogger(tmp_path, tensorboard=True).close()
+    MetricsLogger(tmp_path, tensorboard=True, resume_step=8).close()
+    assert made == [None, 9]  # events after step 8 are redone; step 8's own are kept
+
+
+def test_non_finite_metrics_are_logged_as_null_or_signed_infinity(tmp_path) -> None:
+    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger.log("train", 1, {"loss": float("nan"), "grad_norm": float("inf"), "metrics": {"x": -float("inf")}})
+    logger.close()
+    (row,) = read_metrics(tmp_path / "metrics.jsonl")
+    assert (row["loss"], row["grad_norm"], row["metrics"]) == (None, "inf", {"x": "-inf"})
+
+
+def test_grad_clip_zero_means_no_clipping() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([3.0, 4.0, 0.0])
+    assert D.clip_grad_norm([p], 0.0).item() == pytest.approx(5.0)
+    assert p.grad.tolist() == [3.0, 4.0, 0.0]  # untouched
+    assert D.clip_grad_norm([p], 1.0).item() == pytest.approx(5.0)
+    assert p.grad.norm().item() == pytest.approx(1.0, rel=1e-5)  # negative: a positive limit clips
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [D.resolve_device("cuda", rank) for rank in range(3)] == [torch.device("cuda", i) for i in (0, 1, 0)]
+    assert D.resolve_device("cpu", 1) == torch.device("cpu")

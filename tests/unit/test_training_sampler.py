@@ -56,6 +56,26 @@ def test_buckets_batch_sizes_and_coverage() -> None:
     )  # a permutation, small tail dropped
     seeds = np.concatenate([b[:, 1] for b in batches])
     assert len(set(seeds.tolist())) == len(seeds)  # every item gets its own crop seed
+    # the pooled leftovers are cut from one length-sorted list: their batches' length ranges do not overlap
+    fine = tuple(range(10, 100, 10))
+    pooled = [
+        lengths[b[:, 0]]
+        for b in LengthBucketSampler(lengths, batch_size=8, boundaries=fine, seed=0).epoch_batches(0)
+        if len(set(np.searchsorted(fine, lengths[b[:, 0]], side="left"))) > 1
+    ]
+    ranges = sorted((int(x.min()), int(x.max())) for x in pooled)
+    assert len(ranges) >= 3 and all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:]))
+    # and the batches come in random order, not bucket by bucket
+    order = [int(bucket[b[0, 0]]) for b in batches if len(set(bucket[b[:, 0]])) == 1]
+    assert order != sorted(order)
+
+
+def test_an_epoch_larger_than_the_dataset_draws_epoch_size_items() -> None:
+    sampler = LengthBucketSampler(_lengths(200), batch_size=8, boundaries=(1000,), epoch_size=250, seed=0)
+    batches = sampler.epoch_batches(0)
+    assert len(batches) == 250 // 8  # one bucket: only the incomplete tail of 2 items is dropped
+    drawn = Counter(int(i) for b in batches for i in b[:, 0])
+    assert max(drawn.values()) == 2 and len(drawn) == 200  # permutations, repeated as needed
 
 
 def test_token_budget_batches() -> None:
@@ -66,6 +86,8 @@ def test_token_budget_batches() -> None:
         assert len(b) * lengths[b[:, 0]].max() <= 256 or len(b) == 2
     sizes = Counter(len(b) for b in sampler.epoch_batches(0))
     assert sizes[16] > 0 and sizes[2] > 0  # short items come many at a time, long ones few
+    three = LengthBucketSampler(lengths, batch_size=1, max_tokens=256, boundaries=BOUNDS, multiple_of=3, seed=0)
+    assert all(len(b) % 3 == 0 for b in three.epoch_batches(0))  # 256 // 16 = 16 rounds down to 15
 
 
 def test_weights_balance_clusters() -> None:

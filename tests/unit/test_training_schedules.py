@@ -21,6 +21,8 @@ def test_warmup_then_cosine_to_ten_percent() -> None:
     assert lrs[60] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
     assert lrs[110] == pytest.approx(1e-4)  # 10 % of the peak at the end
     assert s(10_000) == pytest.approx(1e-4)  # and stays there
+    default = WarmupCosineSchedule(peak_lr=1e-3, warmup_steps=10, total_steps=110)
+    assert default(110) == pytest.approx(1e-4)  # the paper's 10 % unless told otherwise
 
 
 def test_no_warmup_and_set_learning_rate() -> None:

@@ -66,6 +66,9 @@ def test_greedy_identity_clusters() -> None:
     strict = greedy_identity_clusters(seqs, 0.9)  # negative: at 90 % the mutants stay apart
     assert len(set(strict)) > len(set(labels))
     assert greedy_identity_clusters(["AC", "AC", "W"], 0.5) == [0, 0, 1]  # short sequences too
+    # exactly at the threshold joins (>=): 5 of 10 identical
+    assert sequence_identity("ACDEFGHIKL", "ACDEFWWWWW") == 0.5
+    assert greedy_identity_clusters(["ACDEFGHIKL", "ACDEFWWWWW"], 0.5) == [0, 0]
 
 
 def test_cluster_split_is_stable_and_whole_clusters_move() -> None:
@@ -100,6 +103,8 @@ def test_split_methods_on_a_dataset(tmp_path) -> None:
     train, valid, clusters = split_dataset(ds, apply_overrides(cfg, ["data.split.valid_fraction=0.3"]).data)
     assert valid is not None and len(train) + len(valid) == 30
     assert not set(clusters) & set(valid.clusters)  # no cluster on both sides
+    _, other, _ = split_dataset(ds, apply_overrides(cfg, ["data.split.valid_fraction=0.3", "data.split.seed=1"]).data)
+    assert other is not None and set(other.clusters) != set(valid.clusters)  # split.seed draws another split
     train, valid, clusters = by_column("identity")
     assert all(c.startswith("identity") for c in clusters)
     train, valid, _ = by_column("none")
@@ -110,6 +115,10 @@ def test_split_methods_on_a_dataset(tmp_path) -> None:
         split_dataset(ProteinDataset(no_labels), apply_overrides(cfg, ["data.split.method=column"]).data)
     with pytest.raises(ConfigError, match="data.path is not set"):
         build_protein_data(cfg)
+    overrides = ["data.split.valid_fraction=0.3", "data.crop_length=30", "data.batch_size=4", "data.valid_batch_size=2"]
+    data = build_protein_data(apply_overrides(cfg, overrides), dataset=ds)
+    assert data.train.sampler.lengths.max() == 30 < ds.lengths.max()  # bucketed by cropped length
+    assert data.valid is not None and data.valid.sampler.batch_size == 2
 
 
 def test_train_fraction_keeps_nested_whole_clusters(tmp_path) -> None:
@@ -197,8 +206,9 @@ def test_split_positions_name_the_records_a_run_trains_validates_and_calibrates_
     assert list(split_positions(ds, held, "valid")) == list(range(0, 40, 4))
     held_ds = calibration_dataset(ds, held)  # the chains calibrate-tokenizer --run refits on
     assert held_ds is not None and {e["name"] for e in held_ds.entries} == {ds.entries[i]["name"] for i in calib}
-    with pytest.raises(ConfigError, match="unknown split 'test'"):
-        split_positions(ds, plain, "test")
+    for unknown in ("test", " "):  # a blank name is no split (unlabelled records train, but "" names nothing)
+        with pytest.raises(ConfigError, match=f"unknown split {unknown!r}"):
+            split_positions(ds, plain, unknown)
     # the re-draw evaluation and calibration use: the same chains from the fraction and seed alone
     assert labelled_split_positions(ds, "calib", calibration_fraction=0.4) == sorted(calib)
     seeded = cfg("data.split.calibration_fraction=0.4", "data.split.seed=3")

@@ -1,0 +1,85 @@
+"""What the model subcommands share: option checks named by the option typed, per-item failures and their report,
+unique output names, inputs whose chains do not match --chains, and when a progress bar is shown."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import pytest
+
+from openesm3.cli.common import (
+    MAX_SEED,
+    Failures,
+    add_decoding_arguments,
+    check_seed,
+    decoding_from_args,
+    progress_bar,
+    read_inputs,
+    unique_names,
+)
+from openesm3.config import DESIGN_DECODING
+from openesm3.errors import InputError
+
+
+def _decoding(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_decoding_arguments(parser, DESIGN_DECODING)
+    return parser.parse_args(list(argv))
+
+
+def test_decoding_options_are_checked_under_their_own_names() -> None:
+    assert decoding_from_args(_decoding("--steps", "1", "--top-p", "1")).num_steps == 1
+    with pytest.raises(InputError, match=r"--steps must be >= 1, got 0"):
+        decoding_from_args(_decoding("--steps", "0"))
+    with pytest.raises(InputError, match=r"--top-p must lie in \(0, 1\], got 0.0"):
+        decoding_from_args(_decoding("--top-p", "0"))
+
+
+def test_seed_bounds_are_those_of_a_64_bit_generator() -> None:
+    check_seed(argparse.Namespace(seed=0))
+    check_seed(argparse.Namespace(seed=MAX_SEED))
+    for bad in (-1, MAX_SEED + 1):
+        with pytest.raises(InputError, match=r"--seed must lie in 0\.\.18446744073709551615"):
+            check_seed(argparse.Namespace(seed=bad))
+
+
+def test_repeated_names_are_made_distinct_without_taking_a_name_given_later() -> None:
+    assert unique_names(["x", "y", "x", "x"]) == ["x", "y", "x_2", "x_3"]
+    assert unique_names(["x", "x", "x_2"]) == ["x", "x_3", "x_2"]  # x_2 is a name of its own
+
+
+def test_failures_report_each_item_once_named_then_a_count() -> None:
+    failures = Failures("embed")
+    failures.add("a", "a.fasta:3: bad residue")  # the message already names the item
+    failures.add("b", InputError("empty sequence"))
+    out = io.StringIO()
+    failures.report(5, stream=out)
+    assert out.getvalue().splitlines() == [
+        "openesm3 embed: error: a.fasta:3: bad residue",
+        "openesm3 embed: error: b: empty sequence",
+        "openesm3 embed: 2 of 5 item(s) failed",
+    ]
+    out = io.StringIO()
+    failures.report(5, stream=out, limit=2)  # exactly at the limit: nothing left out
+    assert "more" not in out.getvalue()
+    out = io.StringIO()
+    failures.report(5, stream=out, limit=1)
+    assert "openesm3 embed: ... and 1 more" in out.getvalue().splitlines()
+    assert failures.exit_code(3) == 1 and failures.exit_code(0) == 2 and Failures("embed").exit_code(0) == 0
+
+
+def test_a_fasta_record_whose_chains_are_not_the_selected_ones_is_an_item_error(tmp_path: Path) -> None:
+    path = tmp_path / "in.fasta"
+    path.write_text(">ab chains=A,B\nMKT|GGA\n>b chains=B\nMKT\n")
+    items = read_inputs([str(path)], chains=["B"])
+    assert [item.name for item in items] == ["ab", "b"]
+    assert items[0].protein is None and "--chains B selects chains of structure files only" in str(items[0].error)
+    assert items[1].protein is not None and items[1].error is None
+
+
+def test_a_progress_bar_is_shown_for_several_items_unless_quiet() -> None:
+    assert not progress_bar(argparse.Namespace(quiet=False), 2, "embed", "protein").disable
+    assert progress_bar(argparse.Namespace(quiet=False), 1, "embed", "protein").disable  # one item: nothing to show
+    assert progress_bar(argparse.Namespace(quiet=True), 2, "embed", "protein").disable
