@@ -52,7 +52,7 @@ def test_repeated_names_are_made_distinct_without_taking_a_name_given_later() ->
 
 def test_failures_report_each_item_once_named_then_a_count() -> None:
     failures = Failures("embed")
-    failures.add("a", "a.fasta:3: bad residue")  # the message already names the item
+    failures.add("a.fasta", "a.fasta:3: bad residue")  # the message already names the item
     failures.add("b", InputError("empty sequence"))
     out = io.StringIO()
     failures.report(5, stream=out)
