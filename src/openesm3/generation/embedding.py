@@ -205,11 +205,13 @@ class EmbeddingWriter:
     def close(self) -> list[Path]:
         """Write what is pending (the safetensors file, or the npy ``index.tsv``); returns the files written."""
         if self.format == "safetensors":
-            from safetensors.torch import save_file  # noqa: PLC0415
+            from openesm3.checkpoints.format import write_aligned_safetensors  # noqa: PLC0415
 
+            # Our writer, not safetensors' save_file: that one orders the metadata as a Rust hash map does,
+            # differently in every run, so the same embeddings gave files that differed byte for byte.
             meta = {"format": "openesm3.embeddings", "ids": json.dumps(self._keys), **self.metadata}
             tensors = self._tensors
-            atomic_write_with(self.output, lambda tmp: save_file(tensors, tmp, metadata=meta))
+            atomic_write_with(self.output, lambda tmp: write_aligned_safetensors(tensors, tmp, meta))
             return [self.output]
         buffer = io.StringIO()
         buffer.writelines(f"# {k}={v}\n" for k, v in self.metadata.items())
