@@ -180,9 +180,16 @@ class EmbeddingWriter:
         elif self.output.is_dir():
             raise InputError(f"{self.output}: is a directory; safetensors output is one file (e.g. out.safetensors)")
 
-    def add(self, record_id: str, embedding: ProteinEmbedding) -> list[Path]:
-        """Store one record's embedding; returns the files written now (npy) or nothing (safetensors)."""
-        name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
+    def names(self, record_ids: Sequence[str]) -> list[str]:
+        """Reserve the file / tensor names of ``record_ids`` in this order, for :meth:`add` (``name=``): records
+        added in another order (e.g. by length) still get the names of their input order."""
+        return [safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX)) for record_id in record_ids]
+
+    def add(self, record_id: str, embedding: ProteinEmbedding, *, name: str | None = None) -> list[Path]:
+        """Store one record's embedding under ``name`` (reserved by :meth:`names`; default: the next free name
+        for ``record_id``); returns the files written now (npy) or nothing (safetensors)."""
+        if name is None:
+            name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
         self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))
         if self.format == "safetensors":
             if self.per_residue:
