@@ -262,8 +262,8 @@ def inverse_fold(
 
     The prompt is the coordinates with an all-mask sequence (chain breaks kept); the model reads the backbone
     through geometric attention (structure tokens are not needed). Only the 20 canonical amino acids are sampled.
-    Sample k of protein i draws from ``derive_seed(derive_seed(seed, streams[i]), k)`` (default ``streams[i] = i``),
-    whatever ``num_samples``.
+    Sample k (0-based) of protein i draws from ``derive_seed(derive_seed(seed, streams[i]), k)`` (default
+    ``streams[i] = i``), whatever ``num_samples``.
 
     Returns:
         Per protein: ``num_samples`` proteins (sequence + the input's coordinates, chain ids and numbering; named
