@@ -62,6 +62,20 @@ def test_npy_output_per_record_with_a_bad_record_reported(weights: Path, fasta: 
     assert np.load(out / "dup.npy").shape == (18, 64)  # rows line up with the sequence, break included
 
 
+@pytest.mark.parametrize("output", ["emb", "emb.safetensors"])
+def test_records_with_the_same_id_are_named_in_input_order(weights: Path, tmp_path: Path, output: str) -> None:
+    """Names went to records in length order: of two records 'x', the longer took x.npy even when it came second, so
+    adding a longer record 'x' to the input moved x.npy to another protein."""
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">x\nMKTAY\n>x\nMKTAYIAKQRQISF\n")
+    out = tmp_path / output
+    assert main(["embed", str(fasta), "-o", str(out), "--weights", str(weights), "--quiet"]) == 0
+    tensors = load_file(str(out)) if output.endswith(".safetensors") else {n: np.load(out / f"{n}.npy") for n in "x"}
+    assert tensors["x"].shape == (5, 64)
+
+
 def test_safetensors_layers_and_json_input(weights: Path, tmp_path: Path) -> None:
     from safetensors.numpy import load_file  # noqa: PLC0415
 

@@ -540,3 +540,70 @@ def test_an_output_that_is_an_input_is_an_error_before_any_work(
     err = capsys.readouterr().err
     assert message.format(**names) in err and len(err.splitlines()) == 1, err
     assert all(path.read_bytes() == data for path, data in before.items())
+
+
+# ---------------------------------------------------------------------------------------------------- random streams
+SAMPLED = ["--temperature", "1", "--strategy", "random"]
+
+
+@pytest.mark.parametrize(
+    ("command", "record", "result"),
+    [
+        (["fold", "{fasta}", "-o", "{out}", *SAMPLED], "MKTAYIAKQRQISF", "x.pdb"),
+        (["predict-function", "{fasta}", "-o", "{out}.json", "--vocabulary-dir", "{vocab}", *SAMPLED],
+         "MKTAYIAKQRQISF", None),
+        (["generate", "--prompt", "{fasta}", "-o", "{out}"], "MKTA__AKQ_QISF", "designs.fasta"),
+    ],
+)  # fmt: skip
+def test_fixing_a_bad_record_does_not_change_the_others_results(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], record: str,
+    result: str | None,
+) -> None:  # fmt: skip
+    """A protein's random stream was chosen by its place among the readable records only: with an unreadable record
+    before it, it drew from another stream, so fixing that record changed every later protein's result."""
+    results = []
+    for first in ("MKJT", "MKAT"):  # 'J' is not an amino acid: the record cannot be read
+        fasta = tmp_path / f"{first}.fasta"
+        fasta.write_text(f">first\n{first}\n>x\n{record}\n")
+        out = tmp_path / first
+        main([part.format(fasta=fasta, out=out, vocab=vocab) for part in command] + ["--weights", str(weights), *FAST])
+        if result is None:
+            results.append([p for p in json.loads(Path(f"{out}.json").read_text()) if p["id"] == "x"])
+        elif result.endswith(".fasta"):
+            results.append([r.sequence for r in read_fasta(out / result) if r.id == "x_1"])
+        else:
+            results.append((out / result).read_text())
+    capsys.readouterr()
+    assert results[0] and results[0] == results[1]
+
+
+def test_inverse_fold_of_a_structure_does_not_depend_on_an_unreadable_file_before_it(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.pdb"
+    broken.write_text("not a structure\n")
+    designs = []
+    for inputs in ([str(broken), str(TRP_CAGE)], [str(ZIPPER), str(TRP_CAGE)]):
+        out = tmp_path / f"{len(designs)}.fasta"
+        main(["inverse-fold", *inputs, "--chains", "A", "-n", "2", "-o", str(out), "--weights", str(weights), *FAST])
+        designs.append([r.sequence for r in read_fasta(out) if r.id.startswith("localunfolding")])
+    capsys.readouterr()
+    assert len(designs[0]) == 2 and designs[0] == designs[1]
+
+
+def test_a_design_does_not_change_when_more_designs_are_asked(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Designs were numbered through the whole run (design k of prompt p drew from stream p * n + k - 1): asking -n 3
+    instead of -n 2 changed every design of the second and later prompts, so a published design could not be rerun
+    with more samples around it."""
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">p\nMK____IAKQ___SFVK\n>q\nGS______DPAFQ\n")
+    designs = []
+    for n in ("2", "3"):
+        out = tmp_path / n
+        assert (
+            main(["generate", "--prompt", str(prompts), "-o", str(out), "-n", n, "--weights", str(weights), *FAST]) == 0
+        )
+        designs.append({r.id: r.sequence for r in read_fasta(out / "designs.fasta")})
+    capsys.readouterr()
+    assert all(designs[1][name] == sequence for name, sequence in designs[0].items())
+    assert len(set(designs[1].values())) > 1  # the designs are not one stream repeated

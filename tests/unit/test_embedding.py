@@ -147,6 +147,21 @@ def test_safetensors_writer(tmp_path: Path) -> None:
         EmbeddingWriter(tmp_path / "file", "npy")
 
 
+def test_the_same_embeddings_make_the_same_safetensors_file(tmp_path: Path) -> None:
+    """safetensors' writer stored the metadata (layer, dtype, weights, ids) in the order of a Rust hash map, random
+    per run: the same command wrote files that differed byte for byte (checksums of a published result did not
+    match a rerun)."""
+    files = []
+    for k in range(4):
+        path = tmp_path / f"{k}.safetensors"
+        writer = EmbeddingWriter(path, "safetensors", metadata={"layer": "-1", "dtype": "fp32", "weights": "w"})
+        writer.add("a", _emb(4, 0))
+        writer.add("b", _emb(2, 1))
+        writer.close()
+        files.append(path.read_bytes())
+    assert all(data == files[0] for data in files)
+
+
 @pytest.mark.parametrize("fmt", ["npy", "safetensors"])
 @pytest.mark.parametrize("order", [("x", "x.mean"), ("x.mean", "x")])
 def test_a_record_named_like_another_records_mean_does_not_overwrite_it(

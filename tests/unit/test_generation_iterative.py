@@ -97,6 +97,20 @@ def test_same_seed_same_output_and_different_seed_differs(model: FakeESM3) -> No
     assert all(torch.equal(x.unwrap().sequence, y.unwrap().sequence) for x, y in zip(d, e))
 
 
+def test_prompts_with_their_own_seeds_leave_the_global_rng_alone(model: FakeESM3) -> None:
+    """With a seed in every config, generate still drew an unused base seed from torch's global RNG: every task
+    (fold, inverse_fold, predict_function, design: one call per batch) moved the caller's random state, so the
+    numbers a script drew afterwards depended on how many batches the task had run."""
+    prompts = [masked_prompt(20, seed=s, track="sequence") for s in range(3)]
+    configs = [GenerationConfig(track="sequence", num_steps=4, seed=s) for s in range(3)]
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    generate(model, prompts, configs)
+    assert torch.equal(torch.get_rng_state(), state)
+    generate(model, prompts, GenerationConfig(track="sequence", num_steps=4))  # no seed: documented to draw one
+    assert not torch.equal(torch.get_rng_state(), state)
+
+
 @pytest.mark.parametrize("length", [50, 128])
 def test_positions_committed_per_step_follow_the_schedule(length: int) -> None:
     model = FakeESM3(seed=1)

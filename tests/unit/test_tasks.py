@@ -227,3 +227,20 @@ def test_task_arguments_get_one_line_errors(bundle: ModelBundle) -> None:
             task(bundle, [protein], batch_size=0)
         with pytest.raises(InputError, match="seed"):
             task(bundle, [protein], seed=-1)
+
+
+def test_streams_choose_each_proteins_draws(bundle: ModelBundle) -> None:
+    """``streams=[i]`` gives a protein the draws it has at place i of a longer input (what the CLI passes when it
+    drops unreadable records); bad streams are one-line errors."""
+    decoding = TaskDecoding(num_steps=3, temperature=1.0, strategy="random")
+    structures = TEST_DATA / "structures"
+    first = Protein.from_structure(structures / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz")
+    second = Protein.from_structure(structures / "2ZTA.pdb.gz", chains=["A"])
+    both = inverse_fold(bundle, [first, second], 2, decoding, seed=4)
+    alone = inverse_fold(bundle, [second], 2, decoding, seed=4, streams=[1])
+    default = inverse_fold(bundle, [second], 2, decoding, seed=4)
+    assert [d.sequence for d in alone[0]] == [d.sequence for d in both[1]]  # type: ignore[union-attr]
+    assert [d.sequence for d in default[0]] != [d.sequence for d in both[1]]  # type: ignore[union-attr]
+    for streams, message in (([0, 1], "1 proteins but 2 streams"), ([-1], "non-negative"), (3, "a list of int")):
+        with pytest.raises(InputError, match=message):
+            fold(bundle, [first], streams=streams)  # type: ignore[arg-type]

@@ -175,6 +175,12 @@ def split_items(items: Sequence[Item], failures: Failures) -> list[tuple[Item, P
     return valid
 
 
+def input_positions(items: Sequence[Item]) -> list[int]:
+    """The place in the whole input (unreadable items counted) of each item :func:`split_items` keeps: the random
+    stream of a protein is chosen by it, so fixing a bad record does not change the draws of the others."""
+    return [i for i, item in enumerate(items) if item.protein is not None]
+
+
 def _names(message: str, name: str) -> bool:
     """Whether ``message`` already names the item ``name``: it starts with it (a file's ``PATH: reason``) or quotes it
     (``protein 'x': ...``). Merely containing it is not enough: a record named ``A`` or ``1`` appears inside almost any

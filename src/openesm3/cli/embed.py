@@ -77,22 +77,23 @@ def run(args: argparse.Namespace) -> int:
 
     metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
     writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
+    names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
     done = 0
     with progress_bar(args, len(encoded), "embed", "protein") as bar:
         for group in length_batches([len(t) for _, t in encoded], args.batch_size):
-            chunk = [encoded[i] for i in group]
             try:
-                results = list(zip(chunk, embed_batch(bundle.esm3, [t for _, t in chunk], layer=args.layer)))
+                results = list(zip(group, embed_batch(bundle.esm3, [encoded[i][1] for i in group], layer=args.layer)))
             except OpenESM3Error:
                 results = []  # find the bad item: one by one
-                for item, tensor in chunk:
+                for i in group:
+                    item, tensor = encoded[i]
                     try:
-                        results.append(((item, tensor), embed_batch(bundle.esm3, [tensor], layer=args.layer)[0]))
+                        results.append((i, embed_batch(bundle.esm3, [tensor], layer=args.layer)[0]))
                     except OpenESM3Error as exc:
                         failures.add(item.name, exc)
                         bar.update()
-            for (item, _), embedding in results:
-                writer.add(item.name, embedding)
+            for i, embedding in results:
+                writer.add(encoded[i][0].name, embedding, name=names[i])
                 done += 1
                 bar.update()
     if done:

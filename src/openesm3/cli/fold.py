@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         bundle_from_args,
         check_batch_size,
         decoding_from_args,
+        input_positions,
         progress_bar,
         read_inputs,
         split_items,
@@ -142,7 +143,14 @@ def run(args: argparse.Namespace) -> int:
 
     with progress_bar(args, len(proteins), "fold", "protein") as bar:
         fold(
-            bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size, progress=bar.update, on_result=save
+            bundle,
+            proteins,
+            decoding,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=bar.update,
+            on_result=save,
+            streams=input_positions(items),
         )
     for i in sorted(errors):
         failures.add(valid[i][0].name, errors[i])

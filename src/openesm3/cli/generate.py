@@ -62,6 +62,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
+# Design k of the prompt at place p of the input draws from stream p * 2**32 + k - 1: its own whatever -n and the
+# other records (the first prompt's designs keep streams 0..n-1).
+_STREAMS_PER_PROMPT = 2**32
+
+
 def _option_prompt(args: argparse.Namespace) -> Any:
     from openesm3.errors import InputError  # noqa: PLC0415
     from openesm3.generation.design import Motif, design_prompt, select_motif  # noqa: PLC0415
@@ -97,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         check_batch_size,
         check_not_inputs,
         decoding_from_args,
+        input_positions,
         output_names,
         prepare_output_dir,
         progress_bar,
@@ -140,18 +146,21 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt is None:
         bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
     out = prepare_output_dir(args.output, "-o")
-    prompts, names = [], []
-    for prompt_name, (_, protein) in zip(unique_names([p.name or item.name for item, p in valid]), valid):
+    prompts, names, streams = [], [], []
+    for prompt_name, (_, protein), position in zip(
+        unique_names([p.name or item.name for item, p in valid]), valid, input_positions(items)
+    ):
         for k in range(1, args.num_designs + 1):
             prompts.append(protein.replace(name=f"{prompt_name}_{k}"))
             names.append(f"{prompt_name}_{k}")
+            streams.append(position * _STREAMS_PER_PROMPT + k - 1)
     stems = output_names(names)
     sources = [f for f in (args.prompt, args.motif) if f is not None]
     outputs = [out / f"{stem}.{args.format}" for stem in stems] + [out / "designs.fasta", out / "summary.tsv"]
     check_not_inputs(outputs, sources, "-o")
     with progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
         results = design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
-                         progress=bar.update)  # fmt: skip
+                         progress=bar.update, streams=streams)  # fmt: skip
     designed, rows = [], []
     for name, stem, result in zip(names, stems, results):
         if isinstance(result, OpenESM3Error):

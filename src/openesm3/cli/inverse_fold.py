@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         check_distinct_outputs,
         check_output_file,
         decoding_from_args,
+        input_positions,
         progress_bar,
         read_inputs,
         split_items,
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     proteins = [p.replace(name=name) for name, (_, p) in zip(names, valid)]
     with progress_bar(args, len(proteins) * args.num_samples, "inverse-fold", "sequence") as bar:
         results = inverse_fold(bundle, proteins, args.num_samples, decoding, seed=args.seed,
-                               batch_size=args.batch_size, progress=bar.update)  # fmt: skip
+                               batch_size=args.batch_size, progress=bar.update,
+                               streams=input_positions(items))  # fmt: skip
     records: list[str] = []
     rows: list[list[Any]] = []
     done = 0

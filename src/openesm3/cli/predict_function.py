@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         check_batch_size,
         check_output_file,
         decoding_from_args,
+        input_positions,
         progress_bar,
         read_inputs,
         split_items,
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
     with progress_bar(args, len(proteins), "predict-function", "protein") as bar:
         results = predict_function(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size,
-                                   progress=bar.update)  # fmt: skip
+                                   progress=bar.update, streams=input_positions(items))  # fmt: skip
     objects: list[dict[str, Any]] = []
     for (item, _), result in zip(valid, results):
         if isinstance(result, OpenESM3Error):

@@ -30,7 +30,13 @@ from openesm3.generation.bundle import ModelBundle
 from openesm3.generation.decode_job import is_mask
 from openesm3.generation.iterative import derive_seed
 from openesm3.generation.protein_tensor import ProteinTensor
-from openesm3.generation.tasks import NON_CANONICAL_SEQUENCE_IDS, Progress, check_task_arguments, run_track
+from openesm3.generation.tasks import (
+    NON_CANONICAL_SEQUENCE_IDS,
+    Progress,
+    check_task_arguments,
+    run_track,
+    stream_indices,
+)
 from openesm3.protein import Protein
 from openesm3.structure import residue_constants as RC
 
@@ -214,6 +220,7 @@ def design(
     seed: int = 0,
     batch_size: int = 8,
     progress: Progress | None = None,
+    streams: Sequence[int] | None = None,
 ) -> list[Design | OpenESM3Error]:
     """Generate the tracks of every prompt in ``track_order`` (each conditioned on the earlier ones), then decode.
 
@@ -222,7 +229,9 @@ def design(
 
     A track with no masked position in a prompt is kept as given (e.g. a full SS8 prompt). Sequences use the 20
     canonical amino acids only. Once structure tokens have been generated they condition the later tracks together
-    with any motif coordinates. Prompt i's track j draws from ``derive_seed(derive_seed(seed, j), i)``.
+    with any motif coordinates. Prompt i's track j draws from ``derive_seed(derive_seed(seed, j), streams[i])``
+    (default ``streams[i] = i``; e.g. the CLI gives each design of each prompt its own index, so a design does not
+    change with the number asked).
     ``progress(n)`` counts prompts per track (``len(prompts) * len(track_order)`` in all).
 
     Returns:
@@ -230,6 +239,7 @@ def design(
         function annotations when in the order), or the error for that prompt.
     """
     check_task_arguments(prompts, seed, batch_size)
+    indices = stream_indices(streams, len(prompts))
     order = parse_track_order(track_order if isinstance(track_order, str) else list(track_order))
     if "function" in order:
         bundle.function_decoder  # noqa: B018 - decoding the function track needs it: fail up front
@@ -252,7 +262,7 @@ def design(
         conditioning = [tensors[i].structure is None for i in selected]  # type: ignore[union-attr]
         results = run_track(
             bundle, [tensors[i] for i in selected], track, decoding,
-            seeds=[derive_seed(derive_seed(seed, j), i) for i in selected], batch_size=batch_size,
+            seeds=[derive_seed(derive_seed(seed, j), indices[i]) for i in selected], batch_size=batch_size,
             invalid_ids=NON_CANONICAL_SEQUENCE_IDS if track == "sequence" else (),
             condition_on_coordinates_only=conditioning, progress=progress,
         )  # fmt: skip

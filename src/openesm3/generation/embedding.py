@@ -180,9 +180,16 @@ class EmbeddingWriter:
         elif self.output.is_dir():
             raise InputError(f"{self.output}: is a directory; safetensors output is one file (e.g. out.safetensors)")
 
-    def add(self, record_id: str, embedding: ProteinEmbedding) -> list[Path]:
-        """Store one record's embedding; returns the files written now (npy) or nothing (safetensors)."""
-        name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
+    def names(self, record_ids: Sequence[str]) -> list[str]:
+        """Reserve the file / tensor names of ``record_ids`` in this order, for :meth:`add` (``name=``): records
+        added in another order (e.g. by length) still get the names of their input order."""
+        return [safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX)) for record_id in record_ids]
+
+    def add(self, record_id: str, embedding: ProteinEmbedding, *, name: str | None = None) -> list[Path]:
+        """Store one record's embedding under ``name`` (reserved by :meth:`names`; default: the next free name
+        for ``record_id``); returns the files written now (npy) or nothing (safetensors)."""
+        if name is None:
+            name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
         self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))
         if self.format == "safetensors":
             if self.per_residue:
@@ -205,11 +212,13 @@ class EmbeddingWriter:
     def close(self) -> list[Path]:
         """Write what is pending (the safetensors file, or the npy ``index.tsv``); returns the files written."""
         if self.format == "safetensors":
-            from safetensors.torch import save_file  # noqa: PLC0415
+            from openesm3.checkpoints.format import write_aligned_safetensors  # noqa: PLC0415
 
+            # Our writer, not safetensors' save_file: that one orders the metadata as a Rust hash map does,
+            # differently in every run, so the same embeddings gave files that differed byte for byte.
             meta = {"format": "openesm3.embeddings", "ids": json.dumps(self._keys), **self.metadata}
             tensors = self._tensors
-            atomic_write_with(self.output, lambda tmp: save_file(tensors, tmp, metadata=meta))
+            atomic_write_with(self.output, lambda tmp: write_aligned_safetensors(tensors, tmp, meta))
             return [self.output]
         buffer = io.StringIO()
         buffer.writelines(f"# {k}={v}\n" for k, v in self.metadata.items())

@@ -121,7 +121,8 @@ def forward_and_sample(
         model: see :class:`~openesm3.generation.decode_job.LogitsModel`.
         prompt: one :class:`ProteinTensor` (BOS/EOS included).
         sampling: track name (sequence, structure, secondary_structure, sasa, function) -> :class:`TrackSampling`.
-        generator: random stream for the draws (``torch.multinomial``).
+        generator: random stream for the draws (``torch.multinomial``); None draws from torch's global RNG, as the
+            reference does: pass one to leave the global state alone and to make the draws reproducible.
         decode_sasa: report SASA as floats (the reference's default) rather than sampled tokens.
         device: where to run; default the CPU or the model's device.
     """

@@ -124,7 +124,8 @@ def generate(
             sequential mode keeps the input order.
         seed: base seed. Batched: prompt i draws from its own stream, seeded by its ``config.seed`` or derived
             from ``(seed, i)`` (:func:`derive_seed`). Sequential: the one shared stream is seeded with it. None
-            takes the base seed from ``generator`` or, failing that, torch's global RNG.
+            takes the base seed from ``generator`` or, failing that, torch's global RNG (neither is touched when
+            batched prompts all have a ``config.seed``).
         generator: where the base seed comes from when ``seed`` is None; in sequential mode, the shared stream.
         reference_compat: reproduce the reference's quirks (docs/generation.md); implies ``sequential``.
         sequential: decode prompt by prompt with one shared random stream, in the reference's order (slow).
@@ -143,7 +144,9 @@ def generate(
     semantics = REFERENCE if reference_compat else OURS
     dev = torch.device(device) if device is not None else _model_device(model)
     # Sequential decoding draws from one stream (``generator`` itself when given); per-prompt seeds are unused.
-    base_seed = 0 if (sequential and generator is not None) else _base_seed(seed, generator)
+    # Batched, the base seed only serves prompts whose config has no seed: none, no draw from the global RNG.
+    unused = (sequential and generator is not None) or (not sequential and all(c.seed is not None for c in configs))
+    base_seed = 0 if unused and seed is None else _base_seed(seed, generator)
     max_length = _model_max_length(model)
 
     jobs = [_prepare(i, p, c, base_seed, max_length, dev, semantics) for i, (p, c) in enumerate(zip(prompts, configs))]

@@ -15,7 +15,9 @@ Results come back in input order, one per protein: the decoded protein(s), or th
 
 Determinism: prompt i's stream is seeded by ``derive_seed(seed, i)`` (``i`` = its index in the input, sample k of
 protein i in inverse folding: ``derive_seed(derive_seed(seed, i), k)``), so a protein's output depends on the seed
-and its place in the input only, not on the batch size.
+and its place in the input only, not on the batch size. ``streams`` replaces the indices: a caller that drops some
+inputs (the CLI, unreadable records) passes the places of the others in the whole input, so their draws do not
+shift when a dropped record is fixed.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "predict_function",
     "run_track",
     "sequence_recovery",
+    "stream_indices",
 ]
 
 Progress = Callable[[int], Any]
@@ -123,6 +126,21 @@ def check_task_arguments(proteins: Any, seed: Any, batch_size: Any) -> None:
     check_seed(seed)
 
 
+def stream_indices(streams: Sequence[int] | None, n: int) -> list[int]:
+    """The stream index of each of ``n`` proteins: ``streams`` (checked) or, when None, their positions 0..n-1."""
+    if streams is None:
+        return list(range(n))
+    if isinstance(streams, int):
+        raise InputError("streams must be a list of int, one per protein")
+    out = list(streams)
+    if len(out) != n:
+        raise InputError(f"got {n} proteins but {len(out)} streams")
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise InputError(f"streams must be non-negative ints, got {s!r}")
+    return out
+
+
 def _prompt(bundle: ModelBundle, make: Callable[[], Protein], name: str) -> ProteinTensor | OpenESM3Error:
     """Build and encode one prompt; an error is returned (not raised) so the batch goes on."""
     try:
@@ -156,6 +174,7 @@ def fold(
     batch_size: int = 8,
     progress: Progress | None = None,
     on_result: Callable[[int, Protein | OpenESM3Error], Any] | None = None,
+    streams: Sequence[int] | None = None,
 ) -> list[Protein | OpenESM3Error]:
     """Predict the structure of every protein from its sequence (paper A.3.4; spec §10.3 "Folding").
 
@@ -165,7 +184,8 @@ def fold(
 
     ``on_result(i, result)`` is called once per protein as soon as its result is final (after its batch; proteins
     that could not be prompted at the end), so a long run can save each structure as it comes: an interrupted run
-    keeps what was done. The results are the same with or without it.
+    keeps what was done. The results are the same with or without it. ``streams``: protein i draws from stream
+    ``derive_seed(seed, streams[i])`` (default ``streams[i] = i``).
 
     Returns:
         Per protein: a :class:`Protein` with ``sequence``, ``coordinates`` [L, 37, 3], ``plddt`` [L], ``ptm`` and
@@ -181,8 +201,9 @@ def fold(
         return build
 
     check_task_arguments(proteins, seed, batch_size)
+    indices = stream_indices(streams, len(proteins))
     prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
-    seeds = [derive_seed(seed, i) for i in range(len(proteins))]
+    seeds = [derive_seed(seed, s) for s in indices]
     out: list[Protein | OpenESM3Error | None] = [None] * len(proteins)
 
     def finish(batch: list[tuple[int, ProteinTensor | OpenESM3Error]]) -> None:
@@ -235,11 +256,14 @@ def inverse_fold(
     seed: int = 0,
     batch_size: int = 8,
     progress: Progress | None = None,
+    streams: Sequence[int] | None = None,
 ) -> list[list[Protein] | OpenESM3Error]:
     """Sample ``num_samples`` sequences for the backbone of every protein (spec §10.3 "Inverse folding").
 
     The prompt is the coordinates with an all-mask sequence (chain breaks kept); the model reads the backbone
     through geometric attention (structure tokens are not needed). Only the 20 canonical amino acids are sampled.
+    Sample k (0-based) of protein i draws from ``derive_seed(derive_seed(seed, streams[i]), k)`` (default
+    ``streams[i] = i``), whatever ``num_samples``.
 
     Returns:
         Per protein: ``num_samples`` proteins (sequence + the input's coordinates, chain ids and numbering; named
@@ -250,6 +274,7 @@ def inverse_fold(
     check_task_arguments(proteins, seed, batch_size)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InputError(f"num_samples must be a positive int, got {num_samples!r}")
+    indices = stream_indices(streams, len(proteins))
 
     def make(protein: Protein) -> Callable[[], Protein]:
         def build() -> Protein:
@@ -269,7 +294,7 @@ def inverse_fold(
 
     base = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
     prompts = [b for b in base for _ in range(num_samples)]
-    seeds = [derive_seed(derive_seed(seed, i), k) for i in range(len(proteins)) for k in range(num_samples)]
+    seeds = [derive_seed(derive_seed(seed, s), k) for s in indices for k in range(num_samples)]
     results = run_track(
         bundle, prompts, "sequence", decoding, seeds=seeds, batch_size=batch_size,
         invalid_ids=NON_CANONICAL_SEQUENCE_IDS, progress=progress,
@@ -319,6 +344,7 @@ def predict_function(
     seed: int = 0,
     batch_size: int = 8,
     progress: Progress | None = None,
+    streams: Sequence[int] | None = None,
 ) -> list[Protein | OpenESM3Error]:
     """Predict InterPro / keyword annotations from the sequence and/or structure of every protein.
 
@@ -327,7 +353,8 @@ def predict_function(
     tokens, unlike the SDK's ``generate``); function tokens are decoded iteratively and turned into annotations by
     the function token decoder (:func:`~openesm3.tokenizers.decode_function_tokens`, ranges merged with
     :func:`~openesm3.tokenizers.merge_annotations`; 1-based inclusive ranges, InterPro labels as
-    ``"name (IPRxxxxxx)"``).
+    ``"name (IPRxxxxxx)"``). Protein i draws from stream ``derive_seed(seed, streams[i])`` (default
+    ``streams[i] = i``).
 
     Raises:
         WeightsError / VocabularyError: up front, if the function decoder weights or the function vocabulary
@@ -337,6 +364,7 @@ def predict_function(
         Per protein: the input with ``function_annotations`` set to the prediction, or the error.
     """
     check_task_arguments(proteins, seed, batch_size)
+    indices = stream_indices(streams, len(proteins))
     vocabulary = bundle.tokenizers.function_vocabulary  # fail before decoding anything if it is missing
     bundle.function_decoder  # noqa: B018 - same for the decoder weights
 
@@ -351,7 +379,7 @@ def predict_function(
         return build
 
     prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
-    seeds = [derive_seed(seed, i) for i in range(len(proteins))]
+    seeds = [derive_seed(seed, s) for s in indices]
     results = run_track(bundle, prompts, "function", decoding, seeds=seeds, batch_size=batch_size, progress=progress)
     out: list[Protein | OpenESM3Error] = []
     for protein, result in zip(proteins, results):
