@@ -132,6 +132,24 @@ def test_fold_to_one_gzipped_file_and_a_format_that_contradicts_the_name(weights
     assert not (tmp_path / "x.cif").exists()
 
 
+@pytest.mark.parametrize(("name", "magic"), [("one.bcif", b"\x83"), ("one.ent", b"ATOM"), ("one.mmcif.gz", b"\x1f")])
+def test_fold_to_every_structure_suffix_the_writer_knows(
+    weights: Path, tmp_path: Path, name: str, magic: bytes
+) -> None:
+    """``-o one.bcif`` (and ``.ent``, ``.mmcif``) made a directory of that name holding one/one.pdb: fold knew only
+    .pdb and .cif of the suffixes the structure writer and readers take."""
+    fasta = tmp_path / "one.fasta"
+    fasta.write_text(">one\nMKTAYIAKQR\n")
+    out = tmp_path / name
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), *FAST]) == 0
+    assert out.is_file() and out.read_bytes().startswith(magic)
+    assert Protein.from_structure(out).sequence == "MKTAYIAKQR"
+    assert (tmp_path / "one.summary.tsv").is_file()
+    folder = tmp_path / "dir"
+    assert main(["fold", str(fasta), "-o", str(folder), "--format", "bcif", "--weights", str(weights), *FAST]) == 0
+    assert Protein.from_structure(folder / "one.bcif").sequence == "MKTAYIAKQR"
+
+
 def test_fold_progress_counts_a_protein_too_long_for_the_model(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """A record refused for its length is done with as far as the progress bar goes: the bar ended at 50% 1/2, as if
     the work had stopped halfway."""
