@@ -188,6 +188,21 @@ def test_lddt_bad_inputs() -> None:
         lddt(ref, torch.where(torch.arange(6)[:, None] == 2, float("nan"), ref), torch.ones(6, dtype=torch.bool))
 
 
+def test_lddt_of_no_residues_is_an_item_without_pairs() -> None:
+    """L = 0 (or an empty batch) is the all-masked case: score 1.0, nothing scored, empty per-residue tensors.
+    Every variant raised a reshape RuntimeError ("-1 can be any value") instead."""
+    for batch in ((), (2,), (0,)):
+        out = lddt(torch.zeros(*batch, 0, 3), torch.zeros(*batch, 0, 3))
+        assert out.score.shape == batch and bool((out.score == 1.0).all())
+        assert out.per_residue.shape == out.scored.shape == (*batch, 0)
+        for fn in (lddt_ca, lddt_all_atom):
+            got = fn(torch.zeros(*batch, 0, 37, 3), torch.zeros(*batch, 0, 37, 3))
+            assert got.score.shape == batch and bool((got.score == 1.0).all()), fn.__name__
+            assert got.per_residue.shape == (*batch, 0), fn.__name__
+    out = lddt_all_atom(torch.zeros(0, 3, 37, 3), torch.zeros(0, 3, 37, 3))
+    assert out.score.shape == (0,) and out.per_atom is not None and out.per_atom.shape == (0, 3, 37)
+
+
 def test_lddt_scores_atoms_missing_from_the_model_as_failures() -> None:
     # lDDT is defined on the reference's pairs: a model lacking residues must not score higher than a complete
     # one. The reference implementation scores such pairs 0 (its NaN distances fail every threshold).
