@@ -380,6 +380,17 @@ def test_tm_score_and_gdt_default_to_the_reference_length_when_the_model_lacks_r
     assert tm_score(x, ref_partial).length.item() == n - 5
 
 
+def test_tm_score_and_gdt_refuse_a_length_that_is_not_finite() -> None:
+    # A NaN length passed the "at least the aligned count" check and gave a NaN TM-score; inf gave 0 with d0 = inf.
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    for bad in (float("nan"), float("inf"), torch.tensor([float("nan")]).squeeze()):
+        with pytest.raises(InputError, match="must be a finite number of residues"):
+            tm_score(x, y, length=bad)
+        with pytest.raises(InputError, match="must be a finite number of residues"):
+            gdt(x, y, length=bad)
+    assert tm_score(y, y, length=len(y) + 5).score.item() < 1.0  # finite lengths still work
+
+
 # ---- GDT ------------------------------------------------------------------------------------------------------
 
 

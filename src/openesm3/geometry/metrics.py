@@ -76,6 +76,9 @@ def _lengths(length: Tensor | int | None, m: Tensor, default: Tensor, name: str 
     if n.dim() > 0 and n.shape != m.shape[:-1]:
         raise InputError(f"{name}: expected an int or a tensor of shape {tuple(m.shape[:-1])}, got {tuple(n.shape)}")
     n = n.expand(m.shape[:-1]).reshape(aligned.shape)
+    if not bool(torch.isfinite(n).all()):  # NaN passed the check below and became a NaN score
+        bad = n[~torch.isfinite(n)][0].item()
+        raise InputError(f"{name}: the normalisation length must be a finite number of residues, got {bad:g}")
     if bool((n < aligned).any()):
         raise InputError(
             f"{name}: the normalisation length ({n.min().item():g}) must be at least the number of "
