@@ -183,6 +183,10 @@ def test_lddt_bad_inputs() -> None:
         lddt_all_atom(torch.randn(5, 14, 3), torch.randn(5, 14, 3))
     with pytest.raises(InputError, match="atom37 mask of shape"):
         lddt_ca(torch.randn(5, 37, 3), torch.randn(5, 37, 3), torch.ones(5, dtype=torch.bool))
+    for cutoff in (float("nan"), 0.0, -15.0):  # NaN selected no pair: every score was 1.0
+        for fn, shape in ((lddt, (6, 3)), (lddt_ca, (6, 37, 3)), (lddt_all_atom, (6, 37, 3))):
+            with pytest.raises(InputError, match="cutoff: expected a positive number"):
+                fn(torch.randn(shape), torch.randn(shape), cutoff=cutoff)
     ref = torch.randn(6, 3)
     with pytest.raises(InputError, match="reference: non-finite coordinates at atom 2"):
         lddt(ref, torch.where(torch.arange(6)[:, None] == 2, float("nan"), ref), torch.ones(6, dtype=torch.bool))

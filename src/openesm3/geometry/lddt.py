@@ -89,6 +89,12 @@ def _ratio(num: Tensor, den: Tensor, eps: float) -> Tensor:
     return (eps + num) / (eps + den)
 
 
+def _check_cutoff(cutoff: float) -> None:
+    # NaN or a cutoff <= 0 selects no pair, and every item would silently score 1.0 (inf: every pair, allowed)
+    if not cutoff > 0:
+        raise InputError(f"cutoff: expected a positive number of Angstroms, got {cutoff!r}")
+
+
 def _lddt_inputs(
     model: Tensor, reference: Tensor, mask: Tensor | None, mask_name: str = "mask"
 ) -> tuple[Tensor, Tensor]:
@@ -129,6 +135,7 @@ def lddt(
     Returns:
         :class:`LDDT` with ``per_atom=None``.
     """
+    _check_cutoff(cutoff)
     m, present = _lddt_inputs(model, reference, mask)
     dtype, batch, n = out_dtype(model), model.shape[:-2], model.shape[-2]
     b = batch.numel()  # not -1 in the reshapes: ambiguous when L = 0
@@ -209,6 +216,7 @@ def lddt_all_atom(
     _check_atom37(model, reference)
     if pairs not in ("reference", "inter_residue"):
         raise ValueError(f"pairs must be 'reference' or 'inter_residue', got {pairs!r}")
+    _check_cutoff(cutoff)
     batch, n_res, n_atoms = model.shape[:-3], model.shape[-3], model.shape[-2]
     flat = lambda t: t.reshape(*batch, n_res * n_atoms, 3)
     m, present = _lddt_inputs(flat(model), flat(reference), None if mask is None else _flat_mask(mask, model.shape))
