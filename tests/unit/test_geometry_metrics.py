@@ -384,7 +384,7 @@ def test_tm_score_and_gdt_default_to_the_reference_length_when_the_model_lacks_r
     assert tm_score(x, ref_partial).length.item() == n - 5
 
 
-def test_tm_score_and_gdt_refuse_a_length_that_is_not_finite() -> None:
+def test_tm_score_and_gdt_refuse_a_length_that_is_not_finite_and_bad_scales() -> None:
     # A NaN length passed the "at least the aligned count" check and gave a NaN TM-score; inf gave 0 with d0 = inf.
     x, y = paired_ca(SMALL_A, SMALL_B)
     for bad in (float("nan"), float("inf"), torch.tensor([float("nan")]).squeeze()):
@@ -393,6 +393,13 @@ def test_tm_score_and_gdt_refuse_a_length_that_is_not_finite() -> None:
         with pytest.raises(InputError, match="must be a finite number of residues"):
             gdt(x, y, length=bad)
     assert tm_score(y, y, length=len(y) + 5).score.item() < 1.0  # finite lengths still work
+    # Likewise a NaN d0 (an SVD failure in the search) and GDT cutoffs that are none (a NaN score) or not positive.
+    with pytest.raises(InputError, match="d0: must be positive, got nan"):
+        tm_score(x, y, d0=float("nan"))
+    for cutoffs in ((), (1.0, float("nan")), (-1.0,)):
+        for mode in ("kabsch", "search"):
+            with pytest.raises(InputError, match="cutoffs: expected one or more positive distances"):
+                gdt(x, y, cutoffs=cutoffs, superposition=mode)
 
 
 # ---- GDT ------------------------------------------------------------------------------------------------------

@@ -156,8 +156,8 @@ def tm_score(
     batch, dtype = model.shape[:-2], out_dtype(model)
     n_norm = _lengths(length, m, n_ref)
     d0s = tm_d0(n_norm) if d0 is None else torch.full_like(n_norm, float(d0))
-    if bool((d0s <= 0).any()):
-        raise InputError(f"d0: must be positive, got {float(d0s.min()):g}")
+    if not bool((d0s > 0).all()):  # NaN too: it reached the superposition search as an SVD failure
+        raise InputError(f"d0: must be positive, got {float(d0) if d0 is not None else float(d0s.min()):g}")
     rot, trans = _global_fit(x, y, m, superposition)
     if superposition == "search":
         rots, transs = [], []
@@ -223,6 +223,8 @@ def gdt(
     """
     if allow_reflection and superposition != "kabsch":
         raise ValueError("allow_reflection applies only to superposition='kabsch'")
+    if not cutoffs or not all(c > 0 for c in cutoffs):  # none: a NaN score; NaN: 0 or an SVD failure
+        raise InputError(f"cutoffs: expected one or more positive distances in Angstroms, got {tuple(cutoffs)}")
     x, y, m, n_ref = _superpose_and_score(model, reference, mask, superposition, "gdt")
     batch, dtype = model.shape[:-2], out_dtype(model)
     n_norm = _lengths(length, m, n_ref)
