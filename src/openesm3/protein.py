@@ -358,9 +358,18 @@ class Protein:
             coords = self._coordinates_from_lists(coords)
         if coords.dtype == object or not (np.issubdtype(coords.dtype, np.number)):
             raise self._error(f"coordinates must be numbers, got dtype {coords.dtype}")
-        coords = np.array(coords, dtype=np.float32)
+        raw = coords
+        with np.errstate(over="ignore"):
+            coords = np.array(raw, dtype=np.float32)
         if coords.ndim != 3 or coords.shape[1:] != (RC.N_ATOM37, 3):
             raise self._error(f"coordinates must have shape [L, 37, 3] (atom37), got {coords.shape}")
+        overflow = np.isfinite(raw) & ~np.isfinite(coords)  # a finite number that became inf: the atom would vanish
+        if overflow.any():
+            i, a = (int(v) for v in np.argwhere(overflow)[0][:2])
+            raise self._error(
+                f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {np.asarray(raw[i, a]).tolist()} is "
+                "beyond the float32 range; a missing atom is NaN"
+            )
         coords[~np.isfinite(coords).all(-1)] = np.nan  # an atom is present only with three finite values
         return coords
 

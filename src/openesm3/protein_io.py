@@ -316,7 +316,8 @@ def _nan_array(value: Any, key: str, where: str, dtype: Any, ndim: int) -> np.nd
 def _coordinates_from_json(value: Any, where: str) -> np.ndarray:
     if not isinstance(value, list):
         raise InputError(f"{where}: key 'coordinates': expected a list of residues")
-    coords = np.full((len(value), RC.N_ATOM37, 3), np.nan, dtype=np.float32)
+    # float64: a number beyond the float32 range must reach Protein's check, not become inf (a missing atom) here
+    coords = np.full((len(value), RC.N_ATOM37, 3), np.nan, dtype=np.float64)
     for i, residue in enumerate(value):
         if not isinstance(residue, list) or len(residue) != RC.N_ATOM37:
             raise InputError(f"{where}: key 'coordinates'[{i}]: expected a list of 37 atoms (atom37 order)")

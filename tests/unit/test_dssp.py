@@ -48,6 +48,11 @@ def test_hbond_energy_clamps_at_minus_9_9_and_for_atoms_closer_than_half_an_angs
     assert hbond_energy(n, h, np.array([1.6, 0.0, 0.0]), np.array([2.8, 0.0, 0.0])) == MIN_HBOND_ENERGY
     # rOH = 0.3 < 0.5: -9.9 by rule (the formula would give something else).
     assert hbond_energy(n, h, np.array([1.3, 0.0, 0.0]), np.array([1.0, 1.2, 0.0])) == MIN_HBOND_ENERGY
+    # A NaN hydrogen (the previous residue's C and O coincide, so C - O is divided by 0) with N 0.3 A from O: -9.9
+    # by the N-O test, as in mkdssp's "or" of the four comparisons (a NaN minimum of the four gave NaN).
+    nan_h = np.full(3, np.nan)
+    assert hbond_energy(n, nan_h, np.array([0.3, 0.0, 0.0]), np.array([1.5, 0.0, 0.0])) == MIN_HBOND_ENERGY
+    assert np.isnan(hbond_energy(n, nan_h, np.array([3.0, 0.0, 0.0]), np.array([4.2, 0.0, 0.0])))  # never bonded
 
 
 def test_energies_are_rounded_half_away_from_zero_like_c() -> None:

@@ -183,9 +183,28 @@ def test_lddt_bad_inputs() -> None:
         lddt_all_atom(torch.randn(5, 14, 3), torch.randn(5, 14, 3))
     with pytest.raises(InputError, match="atom37 mask of shape"):
         lddt_ca(torch.randn(5, 37, 3), torch.randn(5, 37, 3), torch.ones(5, dtype=torch.bool))
+    for cutoff in (float("nan"), 0.0, -15.0):  # NaN selected no pair: every score was 1.0
+        for fn, shape in ((lddt, (6, 3)), (lddt_ca, (6, 37, 3)), (lddt_all_atom, (6, 37, 3))):
+            with pytest.raises(InputError, match="cutoff: expected a positive number"):
+                fn(torch.randn(shape), torch.randn(shape), cutoff=cutoff)
     ref = torch.randn(6, 3)
     with pytest.raises(InputError, match="reference: non-finite coordinates at atom 2"):
         lddt(ref, torch.where(torch.arange(6)[:, None] == 2, float("nan"), ref), torch.ones(6, dtype=torch.bool))
+
+
+def test_lddt_of_no_residues_is_an_item_without_pairs() -> None:
+    """L = 0 (or an empty batch) is the all-masked case: score 1.0, nothing scored, empty per-residue tensors.
+    Every variant raised a reshape RuntimeError ("-1 can be any value") instead."""
+    for batch in ((), (2,), (0,)):
+        out = lddt(torch.zeros(*batch, 0, 3), torch.zeros(*batch, 0, 3))
+        assert out.score.shape == batch and bool((out.score == 1.0).all())
+        assert out.per_residue.shape == out.scored.shape == (*batch, 0)
+        for fn in (lddt_ca, lddt_all_atom):
+            got = fn(torch.zeros(*batch, 0, 37, 3), torch.zeros(*batch, 0, 37, 3))
+            assert got.score.shape == batch and bool((got.score == 1.0).all()), fn.__name__
+            assert got.per_residue.shape == (*batch, 0), fn.__name__
+    out = lddt_all_atom(torch.zeros(0, 3, 37, 3), torch.zeros(0, 3, 37, 3))
+    assert out.score.shape == (0,) and out.per_atom is not None and out.per_atom.shape == (0, 3, 37)
 
 
 def test_lddt_scores_atoms_missing_from_the_model_as_failures() -> None:
@@ -363,6 +382,24 @@ def test_tm_score_and_gdt_default_to_the_reference_length_when_the_model_lacks_r
     ref_partial = y.clone()
     ref_partial[:5] = float("nan")
     assert tm_score(x, ref_partial).length.item() == n - 5
+
+
+def test_tm_score_and_gdt_refuse_a_length_that_is_not_finite_and_bad_scales() -> None:
+    # A NaN length passed the "at least the aligned count" check and gave a NaN TM-score; inf gave 0 with d0 = inf.
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    for bad in (float("nan"), float("inf"), torch.tensor([float("nan")]).squeeze()):
+        with pytest.raises(InputError, match="must be a finite number of residues"):
+            tm_score(x, y, length=bad)
+        with pytest.raises(InputError, match="must be a finite number of residues"):
+            gdt(x, y, length=bad)
+    assert tm_score(y, y, length=len(y) + 5).score.item() < 1.0  # finite lengths still work
+    # Likewise a NaN d0 (an SVD failure in the search) and GDT cutoffs that are none (a NaN score) or not positive.
+    with pytest.raises(InputError, match="d0: must be positive, got nan"):
+        tm_score(x, y, d0=float("nan"))
+    for cutoffs in ((), (1.0, float("nan")), (-1.0,)):
+        for mode in ("kabsch", "search"):
+            with pytest.raises(InputError, match="cutoffs: expected one or more positive distances"):
+                gdt(x, y, cutoffs=cutoffs, superposition=mode)
 
 
 # ---- GDT ------------------------------------------------------------------------------------------------------

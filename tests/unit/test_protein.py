@@ -231,6 +231,27 @@ def test_coordinates_given_as_nested_lists_with_missing_atoms() -> None:
         Protein(sequence="MK", coordinates=[residue, [["a", 2, 3]] + [None] * (RC.N_ATOM37 - 1)])
 
 
+def test_coordinates_beyond_the_float32_range_are_refused_not_dropped() -> None:
+    # Stored as float32, 1e39 became inf and the atom silently missing (a residue losing its backbone). inf and NaN
+    # given as such still mean a missing atom.
+    x = np.full((2, RC.N_ATOM37, 3), np.nan)
+    x[:, :3] = 1.0
+    x[1, 2, 1] = -1e300
+    with pytest.raises(
+        InputError, match=r"coordinates of residue 2, atom C: \[1.0, -1e\+300, 1.0\] is beyond the float32"
+    ):
+        Protein(sequence="MK", coordinates=x)
+    residue = [[1.0, 2.0, 3.0], [4e38, 0.0, 0.0]] + [None] * (RC.N_ATOM37 - 2)
+    with pytest.raises(InputError, match=r"residue 1, atom CA: .* beyond the float32 range"):
+        Protein(sequence="M", coordinates=[residue])
+    x[1, 2, 1] = np.inf
+    p = Protein(sequence="MK", coordinates=x)
+    assert np.isnan(p.coordinates[1, 2]).all() and np.isfinite(p.coordinates[:, :2]).all()
+    assert Protein(sequence="M", coordinates=np.full((1, RC.N_ATOM37, 3), 3.4e38)).coordinates.max() == np.float32(
+        3.4e38
+    )
+
+
 def test_repr_of_a_record_without_a_per_residue_track() -> None:
     assert repr(Protein(name="empty")) == "Protein(name='empty', length=None, sequence='', tracks=[])"
 

@@ -185,6 +185,8 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"residue_index": [1, 2, 2**70]}, r"key 'residue_index': a residue number does not fit"),  # not OverflowError
         ({"sasa": [1.0, 10**400, None]}, r"key 'sasa'\[1\]: .* too large"),  # not OverflowError
         ({"coordinates": [[[10**400, 0, 0]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
+        # a float beyond float32 became inf, i.e. a silently missing atom
+        ({"coordinates": [[[1e39, 0, 0]] + [None] * 36] * 3}, r"residue 1, atom N: \[1e\+39, .* beyond the float32"),
     ],
 )
 def test_json_errors_name_the_key(change: dict, pattern: str) -> None:

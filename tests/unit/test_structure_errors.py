@@ -168,6 +168,21 @@ def test_non_numeric_mmcif_coordinate_gives_the_row(tmp_path: Path) -> None:
     _expect(path, "atom_site row 5", "Cartn_x '12.3x5' is not a number")
 
 
+@pytest.mark.parametrize(("column", "axis"), [(15, "x"), (17, "z")])
+def test_mmcif_coordinate_beyond_float32_gives_the_row(tmp_path: Path, column: int, axis: str) -> None:
+    # Coordinates are kept as float32, where 1e39 is inf: an infinite x made the atom (here a CA) silently
+    # missing, an infinite z a ValueError naming neither file nor row.
+    lines = (DERIVED / "1a62.cif").read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))]
+    fields = lines[rows[1]].split()
+    assert fields[2] == "CA"  # label_atom_id
+    fields[column] = "-1e39"
+    lines[rows[1]] = " ".join(fields)
+    path = tmp_path / "far.cif"
+    path.write_text("\n".join(lines) + "\n")
+    _expect(path, "atom_site row 2", f"Cartn_{axis} -1e+39 is beyond the float32 range")
+
+
 def test_mmcif_errors_name_the_column_read(tmp_path: Path) -> None:
     # Without auth_* columns the residue number is label_seq_id; the error named auth_seq_id, absent from the file.
     lines = (DERIVED / "1a62.cif").read_text().splitlines()

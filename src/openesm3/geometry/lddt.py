@@ -89,6 +89,12 @@ def _ratio(num: Tensor, den: Tensor, eps: float) -> Tensor:
     return (eps + num) / (eps + den)
 
 
+def _check_cutoff(cutoff: float) -> None:
+    # NaN or a cutoff <= 0 selects no pair, and every item would silently score 1.0 (inf: every pair, allowed)
+    if not cutoff > 0:
+        raise InputError(f"cutoff: expected a positive number of Angstroms, got {cutoff!r}")
+
+
 def _lddt_inputs(
     model: Tensor, reference: Tensor, mask: Tensor | None, mask_name: str = "mask"
 ) -> tuple[Tensor, Tensor]:
@@ -129,11 +135,13 @@ def lddt(
     Returns:
         :class:`LDDT` with ``per_atom=None``.
     """
+    _check_cutoff(cutoff)
     m, present = _lddt_inputs(model, reference, mask)
     dtype, batch, n = out_dtype(model), model.shape[:-2], model.shape[-2]
+    b = batch.numel()  # not -1 in the reshapes: ambiguous when L = 0
     x, y = _masked(model, present, dtype), _masked(reference, m, dtype)
     num, den = _lddt_sums(
-        x.reshape(-1, n, 3), y.reshape(-1, n, 3), m.reshape(-1, n), present.reshape(-1, n), None, cutoff, eps
+        x.reshape(b, n, 3), y.reshape(b, n, 3), m.reshape(b, n), present.reshape(b, n), None, cutoff, eps
     )
     return LDDT(
         score=_ratio(num.sum(-1), den.sum(-1), eps).reshape(batch),
@@ -208,16 +216,17 @@ def lddt_all_atom(
     _check_atom37(model, reference)
     if pairs not in ("reference", "inter_residue"):
         raise ValueError(f"pairs must be 'reference' or 'inter_residue', got {pairs!r}")
+    _check_cutoff(cutoff)
     batch, n_res, n_atoms = model.shape[:-3], model.shape[-3], model.shape[-2]
     flat = lambda t: t.reshape(*batch, n_res * n_atoms, 3)
     m, present = _lddt_inputs(flat(model), flat(reference), None if mask is None else _flat_mask(mask, model.shape))
-    dtype = out_dtype(model)
-    x = _masked(flat(model), present, dtype).reshape(-1, n_res * n_atoms, 3)
-    y = _masked(flat(reference), m, dtype).reshape(-1, n_res * n_atoms, 3)
-    m, present = m.reshape(-1, n_res * n_atoms), present.reshape(-1, n_res * n_atoms)
+    dtype, b = out_dtype(model), batch.numel()  # not -1 in the reshapes: ambiguous when L = 0
+    x = _masked(flat(model), present, dtype).reshape(b, n_res * n_atoms, 3)
+    y = _masked(flat(reference), m, dtype).reshape(b, n_res * n_atoms, 3)
+    m, present = m.reshape(b, n_res * n_atoms), present.reshape(b, n_res * n_atoms)
     # Only present atoms can be in a scored pair: gather them to the front so the pair blocks stay small
     # (about 8 of the 37 slots are present per residue), then scatter the sums back.
-    k = max(int(m.sum(-1).max()), 1)
+    k = max(int(m.sum(-1).max()) if b else 0, 1)
     order = torch.argsort((~m).to(torch.uint8), dim=-1, stable=True)[:, :k]  # [B, K] present atoms first
     take = lambda t: torch.gather(t, 1, order[..., None].expand(-1, -1, 3))
     group = torch.div(order, n_atoms, rounding_mode="floor") if pairs == "inter_residue" else None

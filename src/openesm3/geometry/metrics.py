@@ -76,6 +76,9 @@ def _lengths(length: Tensor | int | None, m: Tensor, default: Tensor, name: str 
     if n.dim() > 0 and n.shape != m.shape[:-1]:
         raise InputError(f"{name}: expected an int or a tensor of shape {tuple(m.shape[:-1])}, got {tuple(n.shape)}")
     n = n.expand(m.shape[:-1]).reshape(aligned.shape)
+    if not bool(torch.isfinite(n).all()):  # NaN passed the check below and became a NaN score
+        bad = n[~torch.isfinite(n)][0].item()
+        raise InputError(f"{name}: the normalisation length must be a finite number of residues, got {bad:g}")
     if bool((n < aligned).any()):
         raise InputError(
             f"{name}: the normalisation length ({n.min().item():g}) must be at least the number of "
@@ -153,8 +156,8 @@ def tm_score(
     batch, dtype = model.shape[:-2], out_dtype(model)
     n_norm = _lengths(length, m, n_ref)
     d0s = tm_d0(n_norm) if d0 is None else torch.full_like(n_norm, float(d0))
-    if bool((d0s <= 0).any()):
-        raise InputError(f"d0: must be positive, got {float(d0s.min()):g}")
+    if not bool((d0s > 0).all()):  # NaN too: it reached the superposition search as an SVD failure
+        raise InputError(f"d0: must be positive, got {float(d0) if d0 is not None else float(d0s.min()):g}")
     rot, trans = _global_fit(x, y, m, superposition)
     if superposition == "search":
         rots, transs = [], []
@@ -220,6 +223,8 @@ def gdt(
     """
     if allow_reflection and superposition != "kabsch":
         raise ValueError("allow_reflection applies only to superposition='kabsch'")
+    if not cutoffs or not all(c > 0 for c in cutoffs):  # none: a NaN score; NaN: 0 or an SVD failure
+        raise InputError(f"cutoffs: expected one or more positive distances in Angstroms, got {tuple(cutoffs)}")
     x, y, m, n_ref = _superpose_and_score(model, reference, mask, superposition, "gdt")
     batch, dtype = model.shape[:-2], out_dtype(model)
     n_norm = _lengths(length, m, n_ref)

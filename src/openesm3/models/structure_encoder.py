@@ -236,7 +236,8 @@ class StructureEncoder(nn.Module):
         # Gather per-neighbour inputs; neighbourhoods become a batch of B*L rows of K tokens.
         rows = torch.arange(b, device=device)[:, None, None]
         positions = torch.arange(length, device=device).expand(b, length) if residue_index is None else residue_index
-        offset = positions[rows, hood] - positions[:, :, None]
+        # Offsets from node 0, as the reference: node 0 is the centre unless another residue has the very same CA.
+        offset = positions[rows, hood] - positions[rows, hood[..., :1]]
         m = self.config.max_relative_position
         rel = (offset.clamp(-m, m) + m + 1).reshape(b * length, k)  # [B*L, K] in 1..2m+1; row 0 unused
         hood_frames = Rigid(frames.rot[rows, hood], frames.trans[rows, hood])

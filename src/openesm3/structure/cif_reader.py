@@ -130,6 +130,13 @@ def parse_cif(data: bytes, source: str, *, binary: bool) -> AtomRecords:
         [_numbers(sites, (f"Cartn_{axis}",), float, source) for axis in "xyz"],
         axis=1,
     )
+    with np.errstate(over="ignore"):
+        beyond = ~np.isfinite(coord.astype(np.float32))  # kept as float32: inf would make the atom missing
+    if beyond.any():
+        row, axis = (int(v) for v in np.argwhere(beyond)[0])
+        raise StructureFileError(
+            source, f"atom_site row {row + 1}: Cartn_{'xyz'[axis]} {coord[row, axis]:g} is beyond the float32 range"
+        )
     models = _column(sites, ("pdbx_PDB_model_num",))
     if models is None:
         model = np.ones(n, dtype=np.int64)

@@ -142,7 +142,10 @@ def hbond_energy(
     """
     n, h, o, c = (np.asarray(x, dtype=np.float32) for x in (n_donor, h_donor, o_acceptor, c_acceptor))
     d_ho, d_hc, d_nc, d_no = (_distance(p, q).astype(np.float64) for p, q in ((h, o), (h, c), (n, c), (n, o)))
-    too_close = np.minimum(np.minimum(d_ho, d_hc), np.minimum(d_nc, d_no)) < MINIMAL_DISTANCE
+    # mkdssp's "or" of four tests: a NaN hydrogen (its residue's C and O coincide) still lets N-C or N-O be too close
+    too_close = (
+        (d_ho < MINIMAL_DISTANCE) | (d_hc < MINIMAL_DISTANCE) | (d_nc < MINIMAL_DISTANCE) | (d_no < MINIMAL_DISTANCE)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         e = COUPLING_CONSTANT / d_ho - COUPLING_CONSTANT / d_hc + COUPLING_CONSTANT / d_nc - COUPLING_CONSTANT / d_no
     e = np.where(too_close, MIN_HBOND_ENERGY, e)
