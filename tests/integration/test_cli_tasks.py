@@ -39,6 +39,32 @@ def vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_vocabulary(tmp_path_factory.mktemp("vocab"))
 
 
+def _refused_before_any_work(
+    command: list[str],
+    names: dict[str, Path],
+    task: str,
+    weights: Path,
+    vocab: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> str:
+    """Run ``command`` (its ``{name}`` parts filled from ``names``) with ``task`` made to fail if it is reached; the
+    command must stop with exit 2. Returns what it printed on stderr."""
+    module, function = task.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError(f"{task} ran although the command should have stopped before any work")
+
+    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
+    options = ["--weights", str(weights), "--quiet"]
+    if command[0] != "score":
+        options += ["--steps", "3"]
+    if command[0] == "predict-function":
+        options += ["--vocabulary-dir", str(vocab)]
+    assert main([part.format(**names) for part in command] + options) == 2
+    return capsys.readouterr().err
+
+
 def _table(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open(), delimiter="\t"))
 
@@ -481,19 +507,7 @@ def test_an_unwritable_output_is_an_error_before_any_work(
     (tmp_path / "dir").mkdir()
     (tmp_path / "file").write_text("keep me\n")
     names = {"fasta": fasta, "tmp": tmp_path, "dir": tmp_path / "dir", "file": tmp_path / "file", "zipper": ZIPPER}
-    module, function = task.rsplit(".", 1)
-
-    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError(f"{task} ran although its output cannot be written")
-
-    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
-    options = ["--weights", str(weights), "--quiet"]
-    if command[0] != "score":
-        options += ["--steps", "3"]
-    if command[0] == "predict-function":
-        options += ["--vocabulary-dir", str(vocab)]
-    assert main([part.format(**names) for part in command] + options) == 2
-    err = capsys.readouterr().err
+    err = _refused_before_any_work(command, names, task, weights, vocab, monkeypatch, capsys)
     assert message.format(**names) in err and "Errno" not in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "file").read_text() == "keep me\n" and not any((tmp_path / "dir").iterdir())
 
@@ -543,19 +557,7 @@ def test_an_output_that_is_an_input_is_an_error_before_any_work(
     dms.write_text("mutant,DMS_score\nM1A,0.5\nK2G,-1.0\n")
     names = {"structs": structs, "fasta": fasta, "json": json_file, "dms": dms, "tmp": tmp_path}
     before = {p: p.read_bytes() for p in (structs / "trp.pdb", structs / "designs.fasta", fasta, json_file, dms)}
-    module, function = task.rsplit(".", 1)
-
-    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError(f"{task} ran although its output would replace an input")
-
-    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
-    options = ["--weights", str(weights), "--quiet"]
-    if command[0] != "score":
-        options += ["--steps", "3"]
-    if command[0] == "predict-function":
-        options += ["--vocabulary-dir", str(vocab)]
-    assert main([part.format(**names) for part in command] + options) == 2
-    err = capsys.readouterr().err
+    err = _refused_before_any_work(command, names, task, weights, vocab, monkeypatch, capsys)
     assert message.format(**names) in err and len(err.splitlines()) == 1, err
     assert all(path.read_bytes() == data for path, data in before.items())
 

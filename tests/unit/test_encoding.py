@@ -184,20 +184,24 @@ def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
     assert np.isnan(q.coordinates[:, RC.ATOM_CB]).all()
 
 
+class _OneEntryDecoder:
+    """A function decoder that predicts InterPro entry ``entry`` (0-based) everywhere it is asked."""
+
+    def __init__(self, vocab: FunctionVocabulary, entry: int) -> None:
+        self.vocab, self.entry = vocab, entry
+
+    def predict(self, tokens: np.ndarray) -> FunctionPredictions:
+        interpro = np.zeros((len(tokens), self.vocab.n_interpro), np.float32)
+        interpro[:, self.entry] = 0.9
+        return FunctionPredictions(interpro, np.zeros((len(tokens), self.vocab.n_keywords), np.float32))
+
+
 def test_function_tokens_need_the_decoder(tokenizers: ProteinTokenizers) -> None:
     p = Protein(sequence="MKTAYIAKQR", function_annotations=[FA("IPR000001", 2, 8)])
     t = encode_protein(p, tokenizers)
     with pytest.raises(InputError, match="function token decoder"):
         decode_protein(t, tokenizers)
-    vocab = tokenizers.function_vocabulary
-
-    class Decoder:  # predicts IPR000001 everywhere it is asked
-        def predict(self, tokens: np.ndarray) -> FunctionPredictions:
-            interpro = np.zeros((len(tokens), vocab.n_interpro), np.float32)
-            interpro[:, 0] = 0.9
-            return FunctionPredictions(interpro, np.zeros((len(tokens), vocab.n_keywords), np.float32))
-
-    q = decode_protein(t, tokenizers, function_decoder=Decoder())
+    q = decode_protein(t, tokenizers, function_decoder=_OneEntryDecoder(tokenizers.function_vocabulary, 0))
     assert q.function_annotations == (FA("Entry 1 (IPR000001)", 2, 8),)
 
 
@@ -214,13 +218,7 @@ def test_function_tokens_decode_without_the_lsh_hyperplanes(tokenizers: ProteinT
     vocab = from_disk.function_vocabulary
     assert vocab.hyperplanes is None and vocab.interpro_ids == tokenizers.function_vocabulary.interpro_ids
 
-    class Decoder:  # predicts IPR000002 everywhere it is asked
-        def predict(self, tokens: np.ndarray) -> FunctionPredictions:
-            interpro = np.zeros((len(tokens), vocab.n_interpro), np.float32)
-            interpro[:, 1] = 0.9
-            return FunctionPredictions(interpro, np.zeros((len(tokens), vocab.n_keywords), np.float32))
-
-    q = decode_protein(t, from_disk, function_decoder=Decoder())
+    q = decode_protein(t, from_disk, function_decoder=_OneEntryDecoder(vocab, 1))
     assert q.function_annotations == (FA("Entry 2 (IPR000002)", 2, 8),)
     with pytest.raises(VocabularyError, match=C.LSH_HYPERPLANES_FILE):
         encode_protein(Protein(sequence="MKTAYIAKQR", function_annotations=[FA("IPR000002", 2, 8)]), from_disk)
