@@ -145,3 +145,19 @@ def test_bench_trunk_rejects_an_unknown_part_before_preparing_weights(
     assert exit_.value.code == 2
     assert "forwad" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "trunk.json").exists()
+
+
+def test_scoring_bf16_benchmark_compares_the_three_ways_on_a_real_scan(tmp_path: Path) -> None:
+    from benchmarks.bench_scoring_bf16 import SCAN, main
+
+    from tests.conftest import shared_data
+
+    shared_data("dms", "deepsequence", SCAN.name)
+    out = tmp_path / "r.json"
+    assert main(["--out", str(out), "--limit", "60"]) == 0
+    results = json.loads(out.read_text())
+    assert results["variants"] == 60 and set(results["results"]) == {"fp32", "bf16", "bf16 logits"}
+    fp32, bf16, logits = (results["results"][k] for k in ("fp32", "bf16", "bf16 logits"))
+    assert fp32["spearman_vs_fp32"] == 1.0 and fp32["max_abs_diff_vs_fp32"] == 0.0
+    assert 0 < bf16["max_abs_diff_vs_fp32"] < 0.1 and bf16["spearman_vs_fp32"] > 0.99
+    assert logits["distinct_scores"] <= bf16["distinct_scores"] == fp32["distinct_scores"]
