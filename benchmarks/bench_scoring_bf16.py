@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import math
 import sys
 import time
 from pathlib import Path
@@ -41,8 +40,8 @@ from openesm3.config import ESM3_TINY  # noqa: E402
 from openesm3.generation.encoding import encode_protein  # noqa: E402
 from openesm3.generation.scoring import masked_marginal_scores  # noqa: E402
 from openesm3.generation.variants import parse_variant, read_dms_csv, spearman  # noqa: E402
-from openesm3.models.esm3 import ESM3  # noqa: E402
 from openesm3.protein import Protein  # noqa: E402
+from tests.protein_testing import tiny_esm3  # noqa: E402
 
 SCAN = SHARED_DATA / "dms" / "deepsequence" / "BLAT_ECOLX_Ranganathan2015.csv"
 REFERENCE = SHARED_DATA / "dms" / "proteingym_reference" / "DMS_substitutions.csv"
@@ -60,17 +59,8 @@ class _ForwardOnly(torch.nn.Module):
 
 
 def random_esm3(seed: int, d_model: int, n_layers: int) -> torch.nn.Module:
-    """An ESM3 with every parameter drawn at random (scaled so activations stay O(1)), in eval mode."""
-    model = ESM3(ESM3_TINY.replace(d_model=d_model, n_layers=n_layers))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(generator=g)
-            if p.ndim == 1:
-                p.mul_(0.3).add_(1.0 if name.endswith("weight") else 0.0)
-            elif "embedding" not in name:
-                p.mul_(1.0 / math.sqrt(p.shape[-1]))
-    return model.eval()
+    """An ESM3 with every parameter drawn at random, as the parity tests draw them (``tests/protein_testing.py``)."""
+    return tiny_esm3(seed, ESM3_TINY.replace(d_model=d_model, n_layers=n_layers))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
