@@ -10,6 +10,7 @@ import gzip
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,30 +40,30 @@ def vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_vocabulary(tmp_path_factory.mktemp("vocab"))
 
 
-def _refused_before_any_work(
-    command: list[str],
-    names: dict[str, Path],
-    task: str,
-    weights: Path,
-    vocab: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> str:
-    """Run ``command`` (its ``{name}`` parts filled from ``names``) with ``task`` made to fail if it is reached; the
-    command must stop with exit 2. Returns what it printed on stderr."""
-    module, function = task.rsplit(".", 1)
+Refused = Callable[[list[str], dict[str, Path], str], str]
 
-    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError(f"{task} ran although the command should have stopped before any work")
 
-    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
-    options = ["--weights", str(weights), "--quiet"]
-    if command[0] != "score":
-        options += ["--steps", "3"]
-    if command[0] == "predict-function":
-        options += ["--vocabulary-dir", str(vocab)]
-    assert main([part.format(**names) for part in command] + options) == 2
-    return capsys.readouterr().err
+@pytest.fixture
+def refused(weights: Path, vocab: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Refused:
+    """``refused(command, names, task)`` runs ``command`` (its ``{name}`` parts filled from ``names``) with ``task``
+    made to fail if it is reached; the command must stop with exit 2. Returns what it printed on stderr."""
+
+    def run(command: list[str], names: dict[str, Path], task: str) -> str:
+        module, function = task.rsplit(".", 1)
+
+        def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise AssertionError(f"{task} ran although the command should have stopped before any work")
+
+        monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
+        options = ["--weights", str(weights), "--quiet"]
+        if command[0] != "score":
+            options += ["--steps", "3"]
+        if command[0] == "predict-function":
+            options += ["--vocabulary-dir", str(vocab)]
+        assert main([part.format(**names) for part in command] + options) == 2
+        return capsys.readouterr().err
+
+    return run
 
 
 def _table(path: Path) -> list[dict[str, str]]:
@@ -493,21 +494,14 @@ def test_generate_motif_positions_without_a_motif_is_an_error(weights: Path, tmp
     ],
 )  # fmt: skip
 def test_an_unwritable_output_is_an_error_before_any_work(
-    weights: Path,
-    vocab: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    command: list[str],
-    task: str,
-    message: str,
+    refused: Refused, tmp_path: Path, command: list[str], task: str, message: str
 ) -> None:
     fasta = tmp_path / "in.fasta"
     fasta.write_text(">one\nMKTAYIAKQR\n>two\nGGSAKLV\n")
     (tmp_path / "dir").mkdir()
     (tmp_path / "file").write_text("keep me\n")
     names = {"fasta": fasta, "tmp": tmp_path, "dir": tmp_path / "dir", "file": tmp_path / "file", "zipper": ZIPPER}
-    err = _refused_before_any_work(command, names, task, weights, vocab, monkeypatch, capsys)
+    err = refused(command, names, task)
     assert message.format(**names) in err and "Errno" not in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "file").read_text() == "keep me\n" and not any((tmp_path / "dir").iterdir())
 
@@ -534,14 +528,7 @@ def test_an_unwritable_output_is_an_error_before_any_work(
     ],
 )  # fmt: skip
 def test_an_output_that_is_an_input_is_an_error_before_any_work(
-    weights: Path,
-    vocab: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    command: list[str],
-    task: str,
-    message: str,
+    refused: Refused, tmp_path: Path, command: list[str], task: str, message: str
 ) -> None:
     """``fold structures/*.pdb -o structures`` wrote the predictions over the experimental structures it read, and
     ``score wt.fasta --dms scan.csv -o scan.csv`` the scores over the scan: the user's files were lost."""
@@ -557,7 +544,7 @@ def test_an_output_that_is_an_input_is_an_error_before_any_work(
     dms.write_text("mutant,DMS_score\nM1A,0.5\nK2G,-1.0\n")
     names = {"structs": structs, "fasta": fasta, "json": json_file, "dms": dms, "tmp": tmp_path}
     before = {p: p.read_bytes() for p in (structs / "trp.pdb", structs / "designs.fasta", fasta, json_file, dms)}
-    err = _refused_before_any_work(command, names, task, weights, vocab, monkeypatch, capsys)
+    err = refused(command, names, task)
     assert message.format(**names) in err and len(err.splitlines()) == 1, err
     assert all(path.read_bytes() == data for path, data in before.items())
 
