@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
     except _Terminated as stop:
-        said = "hung up" if stop.signum == signal.SIGHUP else "terminated"
+        said = "hung up" if stop.signum == getattr(signal, "SIGHUP", None) else "terminated"  # no SIGHUP on Windows
         print(f"openesm3 {args.command}: {said}", file=sys.stderr)
         return 128 + stop.signum
     except BrokenPipeError:  # the reader of standard output went away (``... | head``): stop quietly, like Unix tools

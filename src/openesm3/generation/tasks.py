@@ -350,8 +350,8 @@ def predict_function(
 
     The prompt keeps the sequence, coordinates, SS8 and SASA of the input (annotations it has are dropped: the
     whole function track is predicted; coordinates condition through geometric attention only, without structure
-    tokens, unlike the SDK's ``generate``); function tokens are decoded iteratively and turned into annotations by
-    the function token decoder (:func:`~openesm3.tokenizers.decode_function_tokens`, ranges merged with
+    tokens, as the SDK's ``generate`` does by default); function tokens are decoded iteratively and turned into
+    annotations by the function token decoder (:func:`~openesm3.tokenizers.decode_function_tokens`, ranges merged with
     :func:`~openesm3.tokenizers.merge_annotations`; 1-based inclusive ranges, InterPro labels as
     ``"name (IPRxxxxxx)"``). Protein i draws from stream ``derive_seed(seed, streams[i])`` (default
     ``streams[i] = i``).
