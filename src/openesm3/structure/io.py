@@ -239,13 +239,13 @@ def to_atom_array(obj: Structure) -> object:
         arr.hetero = np.zeros(n, dtype=bool)
         arr.atom_name = _ATOM_NAMES[slot]
         arr.element = np.array([name[0] for name in RC.ATOM37_NAMES])[slot]
-        b_factor = chain.b_factor[residue, slot].astype(np.float64)
+        b_factor = chain.b_factor[residue, slot]
         if np.isinf(b_factor).any():  # np.nan_to_num would write it as +-1.8e308
             raise InputError(
                 f"chain {chain.chain_id!r}: a B-factor is infinite; give a finite value (or NaN, written 0)"
             )
-        if chain.b_factor.dtype == np.float32:  # each as the float64 its float32 text reads as: 43.6, not 43.5999984...
-            b_factor = np.array([float(str(v)) for v in b_factor.astype(np.float32)], dtype=np.float64)
+        if b_factor.dtype == np.float32:  # each as the float64 its float32 text reads as: 43.6, not 43.5999984...
+            b_factor = np.array([float(str(v)) for v in b_factor], dtype=np.float64)
         arr.set_annotation("b_factor", np.nan_to_num(b_factor, nan=0.0))
         arr.set_annotation("occupancy", np.ones(n))
         parts.append(arr)
