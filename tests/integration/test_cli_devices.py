@@ -40,3 +40,43 @@ def test_an_unusable_device_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.startswith(f"openesm3 {command}: error: device '{device}'") and err.count("\n") == 1, err
     assert not (tmp_path / "t.json").exists() and not (tmp_path / "x.pdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_count", "mps", "expected"),
+    [
+        ("cuda", 0, False, "CUDA is not available on this machine"),
+        ("cuda:7", 2, False, "this machine has 2 CUDA device(s), numbered 0..1"),
+        ("mps", 0, False, "MPS is not available on this machine"),
+        ("gpu", 2, True, "is not a device this package runs on (use cpu, cuda, cuda:N, mps or auto)"),
+        # torch.device parses these, but nothing here runs on them: meta would fail far from the option
+        ("meta", 2, True, "is not a device this package runs on"),
+        ("xla", 2, True, "is not a device this package runs on"),
+        ("cpu:3", 2, True, "there is one CPU device (use cpu)"),
+    ],
+)
+def test_a_model_command_names_an_unusable_device_in_one_line(
+    device: str,
+    cuda_count: int,
+    mps: bool,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What a first ``--device`` try on a machine without that device (or with fewer GPUs) shows: one line naming the
+    device, before the weights are looked for (``--weights`` here does not exist) and nothing written."""
+    import torch  # noqa: PLC0415
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">a\nMKTAYIAK\n")
+    out = tmp_path / "out.npz"
+    argv = ["embed", str(fasta), "-o", str(out), "--weights", str(tmp_path / "no-weights"), "--device", device]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"openesm3 embed: error: device '{device}'") and err.count("\n") == 1, err
+    assert expected in err and "Expected one of" not in err, err
+    assert not out.exists()

@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--confidence", metavar="FILE", help="also write pLDDT, pTM and PAE per structure as JSON")
     p.add_argument("--batch-size", type=int, default=8,
                    help="structures per forward pass (default 8; --with-sequence decodes one at a time)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", type=int, default=1, help="model number of multi-model files, 1-based (default 1)")
     p.add_argument("--separate-chains", action="store_true", help="encode every chain on its own")
     p.add_argument("--batch-size", type=int, default=8, help="structures per forward pass (default 8)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--max-length", type=int, default=2048,
                    help="refuse structures longer than this many tokens with BOS/EOS (default 2048, the context "

@@ -76,20 +76,36 @@ def missing_weights_message(needed: Sequence[str], detail: str) -> str:
     )
 
 
+DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
+# The device types the networks run on. torch.device also parses meta, xla, hpu, ... which would build tensors
+# nothing here can run on (meta: shapes only), failing later with a traceback far from the option.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> CUDA if available else CPU; anything else must exist on this machine."""
+    """``"auto"``/None -> CUDA if available else CPU; anything else must be a CPU, CUDA or MPS device that exists on
+    this machine, else :class:`InputError` (one line, naming the device)."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"device {device!r}: {exc} (use cpu, cuda, cuda:N, mps or auto)") from None
+    except (RuntimeError, TypeError):  # torch's message lists twenty backends this package does not run on
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise InputError(f"device {str(device)!r} is not a device this package runs on (use {DEVICE_CHOICES})")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available on this machine (use --device cpu)")
+        raise InputError(
+            f"device {str(device)!r} requested but CUDA is not available on this machine (use --device cpu)"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        count = torch.cuda.device_count()
+        raise InputError(f"device {str(device)!r}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {device!r} requested but MPS is not available on this machine")
+        raise InputError(
+            f"device {str(device)!r} requested but MPS is not available on this machine (use --device cpu)"
+        )
+    if dev.type in ("cpu", "mps") and dev.index not in (None, 0):
+        raise InputError(f"device {str(device)!r}: there is one {dev.type.upper()} device (use {dev.type})")
     return dev
 
 
