@@ -136,3 +136,10 @@ def test_unframed_prompts_are_named(model: FakeESM3) -> None:
         forward_and_sample(model, unframed, {"sequence": TrackSampling()})
     with pytest.raises(InputError, match="prompt 1: track 'sequence'.*position 0"):
         log_probs(model, [masked_prompt(5, seed=0), unframed], "sequence")
+
+
+def test_a_generator_of_another_device_is_named_before_the_forward(model: FakeESM3) -> None:
+    """A CPU generator for draws on an accelerator ("meta" stands in) would fail inside ``torch.multinomial``."""
+    prompt = masked_prompt(8, seed=1, track="sequence", masked_fraction=0.5)
+    with pytest.raises(InputError, match=r"generator is a cpu generator but the draws are made on meta"):
+        forward_and_sample(model, prompt, {"sequence": TrackSampling()}, generator=torch.Generator(), device="meta")

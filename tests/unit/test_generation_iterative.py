@@ -341,3 +341,34 @@ def test_running_out_of_masked_positions_fails_in_any_batch(model: FakeESM3) -> 
         together = generate(model, [prompt, longer], config, seed=0, **kwargs)
         assert not alone.ok and not together[0].ok and together[1].ok, kwargs
         assert "no masked position left" in str(together[0].error)
+
+
+def test_a_generator_of_another_device_than_the_draws_is_named_up_front(model: FakeESM3) -> None:
+    """Sequential decoding draws on the decoding device from ``generator`` itself; torch refuses a CPU generator for
+    CUDA tensors deep inside ``torch.multinomial``. The mismatch is an InputError before any forward pass ("meta"
+    stands in for an accelerator: a CPU generator cannot draw there either)."""
+    prompts = [masked_prompt(10, seed=0, track="sequence")]
+    config = GenerationConfig(track="sequence", num_steps=2)
+    calls = len(model.calls)
+    with pytest.raises(InputError, match=r"generator is a cpu generator but the draws are made on meta"):
+        generate(model, prompts, config, sequential=True, generator=torch.Generator(), device="meta")
+    with pytest.raises(InputError, match="generator must be a torch.Generator"):
+        generate(model, prompts, config, generator=7)  # type: ignore[arg-type]
+    assert len(model.calls) == calls
+
+
+def test_the_base_seed_is_drawn_on_the_generators_device(model: FakeESM3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched decoding only takes its base seed from ``generator``: that draw must be made on the generator's device
+    (torch refuses a CUDA generator for a CPU tensor), so ``generator=torch.Generator("cuda")`` works on a GPU."""
+    real, seen = torch.randint, []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("generator"), kwargs.get("device")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "randint", spy)
+    generator = torch.Generator().manual_seed(3)
+    generate(
+        model, [masked_prompt(10, seed=0, track="sequence")], GenerationConfig(track="sequence"), generator=generator
+    )
+    assert (generator, generator.device) in seen, seen

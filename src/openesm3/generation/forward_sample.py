@@ -24,7 +24,7 @@ from openesm3.generation import sampling as S
 from openesm3.generation.decode_job import LogitsModel, is_mask
 from openesm3.generation.iterative import check_prompt_tokens
 from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
-from openesm3.utils.checks import check_batch_size
+from openesm3.utils.checks import check_batch_size, check_generator
 
 MAX_TOPK_LOGPROBS = 32  # the reference's limit for topk_logprobs
 
@@ -122,7 +122,8 @@ def forward_and_sample(
         prompt: one :class:`ProteinTensor` (BOS/EOS included).
         sampling: track name (sequence, structure, secondary_structure, sasa, function) -> :class:`TrackSampling`.
         generator: random stream for the draws (``torch.multinomial``); None draws from torch's global RNG, as the
-            reference does: pass one to leave the global state alone and to make the draws reproducible.
+            reference does: pass one to leave the global state alone and to make the draws reproducible. It must be
+            a generator of the device's type (``torch.Generator(device="cuda")`` for a model on CUDA).
         decode_sasa: report SASA as floats (the reference's default) rather than sampled tokens.
         device: where to run; default the CPU or the model's device.
     """
@@ -144,6 +145,7 @@ def forward_and_sample(
     if device is None:
         params = getattr(model, "parameters", None)
         device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
+    check_generator(generator, device)
     filled = prompt.filled(device=device)
     batch = stack([filled], device=device)
     inputs: dict[str, Any] = dict(model_inputs(batch))

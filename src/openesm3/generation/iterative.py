@@ -44,7 +44,7 @@ from openesm3.generation.decode_job import OURS, REFERENCE, DecodeJob, LogitsMod
 from openesm3.generation.protein_tensor import TOKEN_TRACKS, ProteinTensor
 from openesm3.generation.schedules import effective_num_steps, masked_after_each_step, step_temperature
 from openesm3.generation.sequential_decoding import decode_sequential
-from openesm3.utils.checks import check_batch_size, check_seed
+from openesm3.utils.checks import check_batch_size, check_generator, check_seed
 from openesm3.utils.progress import Progress
 
 __all__ = ["GenerationResult", "LogitsModel", "check_prompt_tokens", "count_to_generate", "derive_seed", "generate"]
@@ -126,7 +126,9 @@ def generate(
             from ``(seed, i)`` (:func:`derive_seed`). Sequential: the one shared stream is seeded with it. None
             takes the base seed from ``generator`` or, failing that, torch's global RNG (neither is touched when
             batched prompts all have a ``config.seed``).
-        generator: where the base seed comes from when ``seed`` is None; in sequential mode, the shared stream.
+        generator: where the base seed comes from when ``seed`` is None; in sequential mode, the shared stream,
+            which must then be a generator of the decoding device's type (``torch.Generator(device="cuda")`` for a
+            model on CUDA), else :class:`InputError`.
         reference_compat: reproduce the reference's quirks (docs/generation.md); implies ``sequential``.
         sequential: decode prompt by prompt with one shared random stream, in the reference's order (slow).
         device: where to decode; default the model's device (its first parameter) or the CPU.
@@ -143,6 +145,8 @@ def generate(
     sequential = reference_compat if sequential is None else sequential
     semantics = REFERENCE if reference_compat else OURS
     dev = torch.device(device) if device is not None else _model_device(model)
+    # Sequential decoding draws on the device from ``generator`` itself; batched only takes a base seed from it.
+    check_generator(generator, dev if sequential else None)
     # Sequential decoding draws from one stream (``generator`` itself when given); per-prompt seeds are unused.
     # Batched, the base seed only serves prompts whose config has no seed: none, no draw from the global RNG.
     unused = (sequential and generator is not None) or (not sequential and all(c.seed is not None for c in configs))
@@ -228,7 +232,9 @@ def _base_seed(seed: int | None, generator: torch.Generator | None) -> int:
     if seed is not None:
         check_seed(seed)
         return seed
-    return int(torch.randint(0, 2**62, (1,), generator=generator))
+    # Drawn on the generator's own device: torch refuses a CUDA generator for a CPU tensor and vice versa.
+    device = None if generator is None else generator.device
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
 
 
 def check_prompt_tokens(prompt: ProteinTensor) -> None:
