@@ -222,5 +222,9 @@ def test_grad_clip_zero_means_no_clipping() -> None:
 def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert [D.resolve_device("cuda", rank) for rank in range(3)] == [torch.device("cuda", i) for i in (0, 1, 0)]
+    assert [D.resolve_device("cuda", rank) for rank in range(2)] == [torch.device("cuda", i) for i in (0, 1)]
+    assert D.resolve_device("auto", 1) == torch.device("cuda", 1)
     assert D.resolve_device("cpu", 1) == torch.device("cpu")
+    # A third process on two GPUs would share GPU 0 with rank 0, which NCCL refuses at its first collective.
+    with pytest.raises(ConfigError, match=r"LOCAL_RANK=2 but this node has 2 CUDA device\(s\).*--nproc_per_node 2"):
+        D.resolve_device("cuda", 2)

@@ -48,12 +48,22 @@ class DistInfo:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device of the process of local rank ``local_rank``: on CUDA, GPU ``local_rank`` of this node.
+
+    More processes per node than GPUs is a :class:`ConfigError`: two processes cannot share a GPU under NCCL (it
+    stops at the first collective with "Duplicate GPU detected")."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device='cuda' but no CUDA device is available (use device=cpu or auto)")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(
+                f"LOCAL_RANK={local_rank} but this node has {count} CUDA device(s): launch at most one process per "
+                f"GPU (torchrun --nproc_per_node {count}), or use device=cpu"
+            )
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 
