@@ -228,3 +228,18 @@ def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch) -> None:
     # A third process on two GPUs would share GPU 0 with rank 0, which NCCL refuses at its first collective.
     with pytest.raises(ConfigError, match=r"LOCAL_RANK=2 but this node has 2 CUDA device\(s\).*--nproc_per_node 2"):
         D.resolve_device("cuda", 2)
+
+
+def test_full_precision_without_a_device_type_turns_off_the_autocast_in_force() -> None:
+    """``full_precision()`` defaulted to CUDA's autocast: on a CPU run with precision=bf16 the geometry and losses
+    inside it still ran in bf16. Without an argument it now turns off autocast wherever it is on."""
+    from openesm3.training.loop import full_precision  # noqa: PLC0415
+
+    a = torch.ones(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (a @ a).dtype == torch.bfloat16
+        with full_precision():
+            assert (a @ a).dtype == torch.float32
+        with full_precision("cpu"):
+            assert (a @ a).dtype == torch.float32
+        assert (a @ a).dtype == torch.bfloat16

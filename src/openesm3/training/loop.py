@@ -66,9 +66,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def full_precision(device_type: str = "cuda") -> contextlib.AbstractContextManager[None]:
-    """A region where autocast is off: geometry and losses computed in fp32 (on ``.float()`` inputs)."""
-    return torch.autocast(device_type=device_type, enabled=False)
+def full_precision(device_type: str | None = None) -> contextlib.AbstractContextManager[Any]:
+    """A region where autocast is off: geometry and losses computed in fp32 (on ``.float()`` inputs).
+
+    ``device_type`` (``"cpu"``, ``"cuda"``, the batch's ``tensor.device.type``) turns off autocast of that device
+    type; None turns it off on the CPU and on every accelerator present, whichever the batch is on."""
+    if device_type is not None:
+        return torch.autocast(device_type=device_type, enabled=False)
+    stack = contextlib.ExitStack()
+    types = ["cpu"] + ["cuda"] * torch.cuda.is_available() + ["mps"] * torch.backends.mps.is_available()
+    for kind in types:
+        stack.enter_context(torch.autocast(device_type=kind, enabled=False))
+    return stack
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
