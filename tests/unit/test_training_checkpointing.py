@@ -182,6 +182,7 @@ def test_cuda_rng_states_are_restored_when_the_checkpoint_has_them(monkeypatch) 
     state = json.loads(json.dumps(ckpt.capture_rng_state()))
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
     ckpt.restore_rng_state(state)  # no "cuda" entry: nothing to restore on the GPU
     assert restored == []
@@ -231,3 +232,18 @@ def test_every_process_writes_and_reads_its_own_rng_state(tmp_path) -> None:
     assert ckpt.load_checkpoint(path, rank=0).rng_state == json.loads(json.dumps(states[0]))
     assert ckpt.load_checkpoint(path, rank=1).rng_state == json.loads(json.dumps(states[1]))
     assert ckpt.load_checkpoint(path, rank=2).rng_state is None  # resumed with more processes: none for rank 2
+
+
+def test_cuda_rng_states_of_more_gpus_than_this_node_has_are_restored_for_those_it_has(monkeypatch) -> None:
+    """A checkpoint written by a process that saw 2 GPUs, resumed where each process sees 1: the state of GPU 1
+    has nowhere to go (torch raises setting it), so only GPU 0's is restored; the CPU streams are restored too."""
+    state = ckpt.capture_rng_state()
+    state["cuda"] = [ckpt._b64(torch.full((16,), i, dtype=torch.uint8)) for i in range(2)]
+    restored: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    expected = torch.rand(3)
+    ckpt.restore_rng_state(state)
+    assert torch.equal(torch.rand(3), expected)
+    assert len(restored) == 1 and [t[0].item() for t in restored[0]] == [0]

@@ -119,7 +119,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     torch.set_rng_state(_unb64(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+        # One state per GPU the writing process saw; a node with fewer GPUs restores those it has (setting a state
+        # for a GPU index it lacks raises inside torch).
+        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"][: torch.cuda.device_count()]])
 
 
 # --------------------------------------------------------------------------------------------------------
