@@ -81,7 +81,7 @@ def w_forward(args: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
             model(tokens)
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)  # the benchmarked GPU, not the current one
 
     run()
     times, cpu = [], []

@@ -21,7 +21,7 @@ Usage (full-size models: take both locks; timings from a shared machine are indi
   32 x median steady step (the first step of the first repeat, which pays one-off warm-up, is left out).
   Throughput = prompts x steps / time (prompt-steps per second). Wall and process CPU time per step are both
   reported (CPU time moves less on a shared machine), with the fastest step and the time inside the forward pass.
-- ``--device`` defaults to CUDA when available (steps are then timed after ``torch.cuda.synchronize()``; GPU peak
+- ``--device`` defaults to CUDA when available (steps are then timed after ``torch.cuda.synchronize(device)``; GPU peak
   memory is added). ``--tiny`` runs a 2-layer model to check the script (tests/integration); it times nothing.
 """
 
@@ -100,6 +100,7 @@ class StepClock:
 
     def __init__(self, fn: Any, device: str = "cpu") -> None:
         self.fn = fn
+        self.device = device
         self.sync = device.startswith("cuda")  # kernels are asynchronous there: wait for them at every mark
         self.wall: list[float] = []
         self.cpu: list[float] = []
@@ -116,7 +117,7 @@ class StepClock:
         if self.sync:
             import torch
 
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)  # the benchmarked GPU (cuda:1 is not the current device)
 
     def mark(self) -> None:
         self._wait()
@@ -241,7 +242,7 @@ def _gpu_memory(args: dict[str, Any]) -> dict[str, float]:
         return {}
     import torch
 
-    return {"cuda_max_allocated_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3)}
+    return {"cuda_max_allocated_gb": round(torch.cuda.max_memory_allocated(args["device"]) / 1e9, 3)}
 
 
 WORKERS = {"reference": w_reference, "ours": w_ours}

@@ -164,7 +164,7 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
 
     def sync() -> None:
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)  # the benchmarked GPU, not the current one
 
     def forward(tokens: Any) -> None:
         with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
@@ -211,7 +211,7 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
                 continue
         tokens = _tokens(batch, length).to(device)
         if cuda:
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(device)
         times, cpu = [], []
         try:
             with RssSampler() as sampler:
@@ -235,7 +235,7 @@ def w_grid(args: dict[str, Any]) -> dict[str, Any]:
             tokens_per_s=n_tok / median, flops_per_s=flops / median,
         )  # fmt: skip
         if cuda:
-            point["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
+            point["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 3)
         else:
             point["peak_rss_gb"] = round(sampler.peak, 3)  # sampled every 5 ms during this point, weights included
             point["activation_gb"] = round(sampler.peak - rss_warm, 3)  # above the RSS after one small forward

@@ -121,7 +121,7 @@ def worker(impl: str, network: str, length: int, repeats: int, threads: int, dev
         coords, residue_index = coords.to(device), residue_index.to(device)
         if network == "decoder":
             tokens = tokens.to(device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
     times, cpu = [], []
     with torch.no_grad():
         run()  # warm-up

@@ -80,7 +80,7 @@ def matmul_flops_per_s(m: int, k: int, n: int, dtype: Any, device: str, *, min_s
 
     def sync() -> None:
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
 
     with torch.no_grad():
         F.linear(x, w)  # warm-up (oneDNN/cuBLAS picks its kernel)

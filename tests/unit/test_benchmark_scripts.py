@@ -161,3 +161,19 @@ def test_scoring_bf16_benchmark_compares_the_three_ways_on_a_real_scan(tmp_path:
     assert fp32["spearman_vs_fp32"] == 1.0 and fp32["max_abs_diff_vs_fp32"] == 0.0
     assert 0 < bf16["max_abs_diff_vs_fp32"] < 0.1 and bf16["spearman_vs_fp32"] > 0.99
     assert logits["distinct_scores"] <= bf16["distinct_scores"] == fp32["distinct_scores"]
+
+
+def test_generation_steps_on_a_second_gpu_wait_for_that_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.cuda.synchronize()`` waits for the current GPU only: timing ``--device cuda:1`` that way measured the
+    launch of the kernels, not their run. The clock waits for the benchmarked device, and the peak memory is that
+    device's too."""
+    import torch
+    from benchmarks.bench_generation import StepClock, _gpu_memory
+
+    waited: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2e9 if device == "cuda:1" else 0.0)
+    clock = StepClock(lambda x: x + 1, "cuda:1")
+    assert clock(1) == 2
+    assert waited and all(device == "cuda:1" for device in waited)
+    assert _gpu_memory({"device": "cuda:1"}) == {"cuda_max_allocated_gb": 2.0}
