@@ -144,3 +144,28 @@ def test_init_from_kinds_that_do_not_fit(tmp_path: Path) -> None:
         build_model(_stage2_config(tmp_path, f"init_from={tmp_path / 'export'}", "decoder_init=checkpoint"))
     with pytest.raises(ConfigError, match="decoder_init=weights needs a trained tokenizer's weights directory"):
         build_model(_stage2_config(tmp_path, f"init_from={tmp_path / 'nowhere'}", "decoder_init=weights"))
+
+
+def test_stage2_encodes_its_dataset_on_the_runs_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 2 encodes the whole dataset once with the frozen encoder before training. That pass ran on the CPU
+    even in a GPU run (the model was moved to the device only by the loop, after it). "meta" stands in for the GPU."""
+    from openesm3.training import distributed as D  # noqa: PLC0415
+    from openesm3.training.tokenizer import run  # noqa: PLC0415
+
+    seen: list[torch.device] = []
+
+    class Stop(Exception):
+        pass
+
+    def encode(model: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        seen.append(next(model.parameters()).device)
+        raise Stop
+
+    monkeypatch.setattr(run.D, "setup_distributed", lambda device: D.DistInfo(device=torch.device("meta")))
+    monkeypatch.setattr(run, "build_model", lambda config: torch.nn.Linear(2, 2))
+    monkeypatch.setattr(run, "tokenized_dataset", encode)
+    monkeypatch.setattr(run, "ProteinDataset", lambda path: None)
+    config = TokenizerTrainConfig(stage=2, init_from="x", out_dir=str(tmp_path / "run"))
+    with pytest.raises(Stop):
+        run.train_tokenizer(config)
+    assert seen == [torch.device("meta")]

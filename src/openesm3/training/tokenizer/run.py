@@ -169,7 +169,8 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
-        model = build_model(config)
+        # On the run's device before the stage-2 dataset is encoded with its frozen encoder (train moves it anyway).
+        model = build_model(config).to(info.device)
         dataset = None
         if config.stage == 2 and config.cache_tokens:
             dataset = tokenized_dataset(
