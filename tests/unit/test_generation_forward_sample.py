@@ -141,5 +141,8 @@ def test_unframed_prompts_are_named(model: FakeESM3) -> None:
 def test_a_generator_of_another_device_is_named_before_the_forward(model: FakeESM3) -> None:
     """A CPU generator for draws on an accelerator ("meta" stands in) would fail inside ``torch.multinomial``."""
     prompt = masked_prompt(8, seed=1, track="sequence", masked_fraction=0.5)
+    on_meta = FakeESM3(seed=4).to("meta")
     with pytest.raises(InputError, match=r"generator is a cpu generator but the draws are made on meta"):
-        forward_and_sample(model, prompt, {"sequence": TrackSampling()}, generator=torch.Generator(), device="meta")
+        forward_and_sample(on_meta, prompt, {"sequence": TrackSampling()}, generator=torch.Generator())
+    with pytest.raises(InputError, match=r"device='meta' but the model is on cpu"):
+        forward_and_sample(model, prompt, {"sequence": TrackSampling()}, device="meta")

@@ -350,8 +350,9 @@ def test_a_generator_of_another_device_than_the_draws_is_named_up_front(model: F
     prompts = [masked_prompt(10, seed=0, track="sequence")]
     config = GenerationConfig(track="sequence", num_steps=2)
     calls = len(model.calls)
+    on_meta = FakeESM3(seed=0).to("meta")
     with pytest.raises(InputError, match=r"generator is a cpu generator but the draws are made on meta"):
-        generate(model, prompts, config, sequential=True, generator=torch.Generator(), device="meta")
+        generate(on_meta, prompts, config, sequential=True, generator=torch.Generator())
     with pytest.raises(InputError, match="generator must be a torch.Generator"):
         generate(model, prompts, config, generator=7)  # type: ignore[arg-type]
     assert len(model.calls) == calls
@@ -372,3 +373,16 @@ def test_the_base_seed_is_drawn_on_the_generators_device(model: FakeESM3, monkey
         model, [masked_prompt(10, seed=0, track="sequence")], GenerationConfig(track="sequence"), generator=generator
     )
     assert (generator, generator.device) in seen, seen
+
+
+def test_a_device_other_than_the_models_is_named_up_front(model: FakeESM3) -> None:
+    """``device="cuda"`` with the model still on the CPU made the prompts on the GPU and failed in the first forward
+    pass (tensors on two devices); it is an InputError naming both ("meta" stands in for the GPU)."""
+    prompts = [masked_prompt(10, seed=0, track="sequence")]
+    results_before = len(model.calls)
+    with pytest.raises(
+        InputError, match=r"device='meta' but the model is on cpu: move it first \(model.to\('meta'\)\)"
+    ):
+        generate(model, prompts, GenerationConfig(track="sequence", num_steps=2), device="meta")
+    assert len(model.calls) == results_before
+    assert generate(model, prompts, GenerationConfig(track="sequence", num_steps=2), device="cpu")[0].error is None

@@ -22,7 +22,7 @@ from torch import Tensor
 from openesm3.errors import InputError
 from openesm3.generation import sampling as S
 from openesm3.generation.decode_job import LogitsModel, is_mask
-from openesm3.generation.iterative import check_prompt_tokens
+from openesm3.generation.iterative import check_prompt_tokens, decoding_device
 from openesm3.generation.protein_tensor import ProteinTensor, model_inputs, stack
 from openesm3.utils.checks import check_batch_size, check_generator
 
@@ -125,7 +125,8 @@ def forward_and_sample(
             reference does: pass one to leave the global state alone and to make the draws reproducible. It must be
             a generator of the device's type (``torch.Generator(device="cuda")`` for a model on CUDA).
         decode_sasa: report SASA as floats (the reference's default) rather than sampled tokens.
-        device: where to run; default the CPU or the model's device.
+        device: where to run; default the model's device (the CPU for a model without parameters). Another device
+            than the model's is an :class:`InputError`.
     """
     if not isinstance(prompt, ProteinTensor):
         raise InputError(f"forward_and_sample takes one ProteinTensor, got {type(prompt).__name__}")
@@ -142,9 +143,7 @@ def forward_and_sample(
             raise InputError(f"sampling[{track!r}]: invalid_ids {outside} are not ids of the track (0..{width - 1})")
         if not S.valid_id_mask(track, cfg.invalid_ids).any():
             raise InputError(f"sampling[{track!r}]: invalid_ids {list(cfg.invalid_ids)} leave no token to sample")
-    if device is None:
-        params = getattr(model, "parameters", None)
-        device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
+    device = decoding_device(model, device)
     check_generator(generator, device)
     filled = prompt.filled(device=device)
     batch = stack([filled], device=device)
@@ -247,9 +246,7 @@ def log_probs(
     if isinstance(prompts, ProteinTensor):
         raise InputError("prompts must be a list of ProteinTensor; for one prompt pass [prompt]")
     check_batch_size(batch_size)
-    if device is None:
-        params = getattr(model, "parameters", None)
-        device = next(iter(params()), torch.zeros(0)).device if callable(params) else "cpu"
+    device = decoding_device(model, device)
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, ProteinTensor):
             raise InputError(f"prompt {i}: expected a ProteinTensor, got {type(prompt).__name__}")

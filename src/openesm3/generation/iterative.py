@@ -131,7 +131,8 @@ def generate(
             model on CUDA), else :class:`InputError`.
         reference_compat: reproduce the reference's quirks (docs/generation.md); implies ``sequential``.
         sequential: decode prompt by prompt with one shared random stream, in the reference's order (slow).
-        device: where to decode; default the model's device (its first parameter) or the CPU.
+        device: where to decode; default the model's device (its first parameter) or the CPU. Another device than
+            the model's is an :class:`InputError` (move the model first).
         autocast_dtype: run the model under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16``). The
             sampling always runs in float32.
         progress: show a progress bar (steps) on stderr.
@@ -144,7 +145,7 @@ def generate(
     check_batch_size(batch_size, allow_none=True)
     sequential = reference_compat if sequential is None else sequential
     semantics = REFERENCE if reference_compat else OURS
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = decoding_device(model, device)
     # Sequential decoding draws on the device from ``generator`` itself; batched only takes a base seed from it.
     check_generator(generator, dev if sequential else None)
     # Sequential decoding draws from one stream (``generator`` itself when given); per-prompt seeds are unused.
@@ -215,12 +216,30 @@ def _per_prompt_configs(
     return configs
 
 
-def _model_device(model: Any) -> torch.device:
+def _model_device(model: Any) -> torch.device | None:
     params = getattr(model, "parameters", None)
     if callable(params):
         for p in params():
             return p.device
-    return torch.device("cpu")
+    return None
+
+
+def decoding_device(model: Any, device: torch.device | str | None) -> torch.device:
+    """``device``, or the model's (its first parameter's; the CPU for a model without parameters). A ``device``
+    other than the model's is an :class:`InputError`: the inputs would be made there and the first forward pass would
+    fail inside torch (tensors on two devices)."""
+    held = _model_device(model)
+    if device is None:
+        return held if held is not None else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device {str(device)!r} is not a torch device") from None
+    if held is not None and (
+        held.type != dev.type or (dev.index is not None and held.index is not None and held.index != dev.index)
+    ):
+        raise InputError(f"device={str(device)!r} but the model is on {held}: move it first (model.to({str(dev)!r}))")
+    return dev
 
 
 def _model_max_length(model: Any) -> int | None:
