@@ -19,6 +19,7 @@ import torch
 
 import openesm3
 from openesm3.cli.main import main
+from openesm3.errors import InputError
 from openesm3.protein import Protein
 from openesm3.structure.io import load_structure
 from openesm3.utils import provenance
@@ -27,6 +28,7 @@ from tests.task_testing import save_tiny_bundle
 
 FAST = ["--steps", "3", "--quiet"]
 SEQUENCE = "MKTAYIAKQRQISFVKSHFS"
+TRP_CAGE = TEST_DATA / "structures" / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +89,12 @@ def test_the_record_holds_versions_options_weights_inputs_outputs_and_times(weig
     assert not list(tmp_path.glob(".run.json*"))  # no temporary file left
 
 
-def test_the_record_may_come_before_the_command(weights: Path, tmp_path: Path) -> None:
-    fasta, record = _fasta(tmp_path), tmp_path / "run.json"
-    assert main(["--record", str(record), "fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights),
-                 *FAST]) == 0  # fmt: skip
-    assert _record(record)["status"] == "ok"
+def test_the_record_may_come_before_the_command(tmp_path: Path) -> None:
+    record = tmp_path / "run.json"
+    assert main(["--record", str(record), "featurize", str(TRP_CAGE), "--json", str(tmp_path / "f.json")]) == 0
+    r = _record(record)
+    assert (r["command"], r["status"], r["seed"], r["weights"]) == ("featurize", "ok", None, [])
+    assert [o["path"] for o in r["outputs"]] == [str(tmp_path / "f.json")]
 
 
 def test_the_record_is_written_when_an_input_error_stops_the_command(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -102,6 +105,11 @@ def test_the_record_is_written_when_an_input_error_stops_the_command(weights: Pa
     assert (r["status"], r["exit_code"]) == ("error", 2)
     assert "--temperature must be a finite number >= 0, got -1.0" in r["error"]
     assert "--temperature must be" in capsys.readouterr().err
+    # With --debug the error goes on out of main (for its traceback): the record is written all the same.
+    record.unlink()
+    with pytest.raises(InputError, match="--temperature"):
+        main([*args, "--record", str(record), "--debug", *FAST])
+    assert (_record(record)["status"], _record(record)["exit_code"]) == ("error", None)
     # Items that fail while the others complete: status "failed", each item's error listed.
     bad = _fasta(tmp_path, f">one\n{SEQUENCE}\n>bad\nMKJT\n")
     assert main(["fold", str(bad), "-o", str(tmp_path / "o"), "--weights", str(weights), "--record", str(record),
@@ -145,7 +153,7 @@ def test_an_interrupted_run_is_recorded_and_the_old_record_kept_until_the_end(
 
 def test_an_unseeded_run_is_reproduced_by_its_recorded_seed(weights: Path, tmp_path: Path) -> None:
     """generate samples (temperature 0.7): the seed recorded for a run given none reproduces it byte for byte."""
-    common = ["generate", "--length", "12", "--num-designs", "2", "--weights", str(weights), *FAST]
+    common = ["generate", "--length", "8", "--num-designs", "2", "--weights", str(weights), *FAST]
     assert main([*common, "-o", str(tmp_path / "a"), "--record", str(tmp_path / "a.json")]) == 0
     seed = _record(tmp_path / "a.json")["seed"]
     assert isinstance(seed, int)
@@ -227,27 +235,49 @@ def test_structures_from_a_model_carry_a_note_that_readers_ignore(weights: Path,
         assert [(s.name, s.version) for s in g.meta.software] == [("OpenESM3", openesm3.__version__)]
 
 
+def test_a_binary_cif_from_a_model_carries_the_note_too(weights: Path, tmp_path: Path) -> None:
+    from biotite.structure.io import pdbx  # noqa: PLC0415
+
+    out = tmp_path / "one.bcif"
+    assert main(["fold", str(_fasta(tmp_path)), "-o", str(out), "--weights", str(weights), *FAST]) == 0
+    block = pdbx.BinaryCIFFile.read(str(out)).block
+    note = _reference_note(weights, ["esm3", "structure_decoder"], "fold", 0)
+    assert block["software"]["description"].as_item() == "; ".join(note)
+    plain = tmp_path / "plain.bcif"
+    load_structure(out).write(plain)
+    assert "software" not in pdbx.BinaryCIFFile.read(str(plain)).block
+    np.testing.assert_array_equal(load_structure(out).atom37, load_structure(plain).atom37)
+    assert pdbx.get_structure(pdbx.BinaryCIFFile.read(str(out)), model=1) == pdbx.get_structure(
+        pdbx.BinaryCIFFile.read(str(plain)), model=1
+    )
+
+
 def _gemmi_atoms(structure: Any) -> list[tuple[Any, Any]]:
     return [(residue, atom) for chain in structure[0] for residue in chain for atom in residue]
 
 
-def test_the_bundled_tokenizer_is_named_in_the_record_and_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_bundled_tokenizer_is_named_in_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
 
     monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
-    src = TEST_DATA / "structures" / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"
-    out, record = tmp_path / "rt.pdb", tmp_path / "rt.json"
-    assert main(["round-trip", str(src), "--no-sequence", "--out", str(out), "--record", str(record)]) == 0
+    out, record = tmp_path / "tokens.json", tmp_path / "run.json"
+    assert main(["tokenize-structure", str(TRP_CAGE), "--out", str(out), "--record", str(record)]) == 0
     r = _record(record)
-    assert r["seed"] is None and r["inputs"][0]["sha256"] == _sha256(src)
-    for entry in r["weights"]:
-        assert entry["name"] == f"openesm3 {openesm3.__version__} bundled structure tokenizer"
-        assert entry["sha256"] == _sha256(BUNDLED_TOKENIZER_DIR / entry["role"] / "model.safetensors")
-    assert {w["role"] for w in r["weights"]} == {"structure_encoder", "structure_decoder"}
-    note = _reference_note(BUNDLED_TOKENIZER_DIR, ["structure_encoder", "structure_decoder"], "round-trip", None)
-    assert out.read_text().startswith("REMARK   6\n" + "".join(f"REMARK   6 {line}\n" for line in note))
+    (entry,) = r["weights"]
+    assert entry["role"] == "structure_encoder"
+    assert entry["name"] == f"openesm3 {openesm3.__version__} bundled structure tokenizer"
+    assert entry["sha256"] == _sha256(BUNDLED_TOKENIZER_DIR / "structure_encoder" / "model.safetensors")
+    assert entry["config"]["sha256"] == _sha256(BUNDLED_TOKENIZER_DIR / "structure_encoder" / "config.json")
+    assert r["seed"] is None and r["inputs"][0]["sha256"] == _sha256(TRP_CAGE)
     assert r["outputs"] == [{"path": str(out), "size": out.stat().st_size, "sha256": _sha256(out)}]
-    assert Protein.from_structure(out).sequence == Protein.from_structure(src).sequence
+
+
+def test_a_round_trip_structure_carries_the_note(weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rt.pdb"
+    assert main(["round-trip", str(TRP_CAGE), "--weights", str(weights), "--no-sequence", "--out", str(out)]) == 0
+    note = _reference_note(weights, ["structure_encoder", "structure_decoder"], "round-trip", None)
+    assert out.read_text().startswith("REMARK   6\n" + "".join(f"REMARK   6 {line}\n" for line in note) + "ATOM  ")
+    assert Protein.from_structure(out).sequence == Protein.from_structure(TRP_CAGE).sequence
 
 
 def test_a_file_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
