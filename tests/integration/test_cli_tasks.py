@@ -159,7 +159,10 @@ def test_fold_to_one_gzipped_file_and_a_format_that_contradicts_the_name(weights
     assert not (tmp_path / "x.cif").exists()
 
 
-@pytest.mark.parametrize(("name", "magic"), [("one.bcif", b"\x83"), ("one.ent", b"ATOM"), ("one.mmcif.gz", b"\x1f")])
+@pytest.mark.parametrize(
+    ("name", "magic"),
+    [("one.bcif", b"\x83"), ("one.ent", b"REMARK   6\nREMARK   6 openesm3"), ("one.mmcif.gz", b"\x1f")],
+)
 def test_fold_to_every_structure_suffix_the_writer_knows(
     weights: Path, tmp_path: Path, name: str, magic: bytes
 ) -> None:

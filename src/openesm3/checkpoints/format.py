@@ -26,6 +26,7 @@ from torch import nn
 
 from openesm3.errors import WeightsError
 from openesm3.utils.atomic import atomic_write_text, atomic_write_with
+from openesm3.utils.provenance import note_weights
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -239,6 +240,7 @@ def load_pretrained(
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     load_state_dict_strict(model, state, source=str(Path(directory) / WEIGHTS_FILE))
+    note_weights(Path(directory) / WEIGHTS_FILE, model_type, config=Path(directory) / CONFIG_FILE)
     return model.eval(), config
 
 

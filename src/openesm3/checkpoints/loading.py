@@ -165,7 +165,7 @@ def load_official(
         model = MODEL_TYPES[model_type].model_class()(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     key_map = official_key_map(model_type, cfg)
-    official = load_official_state_dict(file)
+    official = load_official_state_dict(file, role=model_type)
     try:
         state = to_our_state_dict(official, key_map, source=str(file), expected_shapes=expected)
     except WeightsError:

@@ -20,6 +20,7 @@ from openesm3 import constants as C
 from openesm3.checkpoints.format import raise_key_problems
 from openesm3.config import ESM3_SM_OPEN_V1, ESM3Config
 from openesm3.errors import WeightsError
+from openesm3.utils.provenance import note_weights
 
 # File names of the official release, under data/weights/ of the Hugging Face repository (spec §0).
 OFFICIAL_WEIGHT_FILES: dict[str, str] = {
@@ -96,9 +97,10 @@ def resolve_official_file(path: str | os.PathLike[str], model_type: str) -> Path
     raise WeightsError(f"{p}: no such file or directory")
 
 
-def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None = None) -> dict[str, torch.Tensor]:
     """Read an official ``.pth`` state_dict safely: ``weights_only=True`` (no arbitrary unpickling), memory
-    mapped so that a multi-GB file is not copied into RAM."""
+    mapped so that a multi-GB file is not copied into RAM. ``role`` (the network, when known) names the file in
+    the run's provenance (:mod:`openesm3.utils.provenance`)."""
     p = Path(path)
     try:
         # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
@@ -114,6 +116,7 @@ def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     )
     if not is_state_dict:
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
+    note_weights(p, role)
     return strip_wrapper_prefixes(state)
 
 
@@ -460,7 +463,7 @@ def load_official_vqvae_network(
         raise WeightsError(f"{path}: {model_type!r} is not one of {sorted(presets)}")
     config = presets[model_type] if config is None else config
     file = resolve_official_file(path, model_type)
-    official = load_official_state_dict(file)
+    official = load_official_state_dict(file, role=model_type)
     try:
         state = official_to_ours(official, VQVAE_KEY_MAP_FUNCTIONS[model_type](config), source=str(file))
     except WeightsError:

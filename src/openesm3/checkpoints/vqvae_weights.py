@@ -8,7 +8,6 @@ package (``checkpoints.bundled``). These networks are always loaded in fp32.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from openesm3.checkpoints.format import WEIGHTS_FILE, load_pretrained
 from openesm3.checkpoints.loading import WEIGHTS_ENV, resolve_weights
 from openesm3.checkpoints.official import load_official_vqvae_network
 from openesm3.errors import WeightsError
+from openesm3.utils.provenance import sha256_file
 
 MODEL_TYPES = ("structure_encoder", "structure_decoder", "function_decoder")
 
@@ -52,13 +52,9 @@ def load_vqvae_network(
 def weights_identity(place: Path, model_type: str) -> dict[str, str]:
     """What identifies the weights in an output file: model type, format, path and the weights' SHA-256."""
     file = place / WEIGHTS_FILE if place.is_dir() else place
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
     return {
         "model_type": model_type,
         "format": "openesm3" if place.is_dir() else "official",
         "weights": str(place),
-        "sha256": digest.hexdigest(),
+        "sha256": sha256_file(file),  # hashed once per run, however often asked (utils.provenance)
     }

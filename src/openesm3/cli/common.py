@@ -199,8 +199,11 @@ class Failures:
         self.errors: list[tuple[str, str]] = []
 
     def add(self, name: str, error: BaseException | str) -> None:
+        from openesm3.utils.provenance import note_error  # noqa: PLC0415
+
         message = str(error)
         self.errors.append((name, message))
+        note_error(message if _names(message, name) else f"{name}: {message}")  # for the run record
 
     def __len__(self) -> int:
         return len(self.errors)

@@ -4,7 +4,8 @@ Each subcommand lives in its own module under ``openesm3.cli`` and exposes ``reg
 import heavy dependencies inside their handlers so that ``--help`` stays fast. A user-facing error
 (:class:`openesm3.errors.OpenESM3Error`, or a missing/unreadable file) prints one line and exits with 2;
 anything else prints one line and exits with 1. ``--debug`` (before or after the command) shows the full traceback
-instead.
+instead. ``--record FILE`` (before or after the command) writes a JSON record of the run when it ends, however it
+ends (:mod:`openesm3.cli.record`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from openesm3 import __version__
+from openesm3.cli.record import RunRecorder, add_record_argument
 from openesm3.errors import OpenESM3Error
+from openesm3.utils import provenance
 
 # Subcommand modules, in the order --help lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -47,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"openesm3 {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_record_argument(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"openesm3.cli.{name.replace('-', '_')}").register(subparsers)
@@ -55,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         # the command's parser from resetting a --debug given before the command to False.
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                     help="show full tracebacks on errors")  # fmt: skip
+        add_record_argument(command_parser, default=argparse.SUPPRESS)  # as --debug: either place
         command_parser.set_defaults(command_parser=command_parser)
     return parser
 
@@ -73,29 +78,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    recorder = RunRecorder(args, sys.argv[1:] if argv is None else argv)
     previous_handlers = _terminate_like_ctrl_c()
+    code: int | None = None
     try:
+        with provenance.running(recorder.run):  # the loaders and writers report weights and files to it
+            code = _run(args, recorder)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        recorded = recorder.finish(code)  # also when an exception goes on (--debug)
+    assert code is not None  # set unless an exception went on
+    return 2 if code == 0 and not recorded else code
+
+
+def _run(args: argparse.Namespace, recorder: RunRecorder) -> int:
+    """Run the command; an error or interruption ends it with one line and its exit status, noted in ``recorder``."""
+    try:
+        recorder.begin()
         result = args.handler(args)
         if sys.stdout is not None:  # None: started with standard output closed (``>&-``)
             sys.stdout.flush()  # a closed pipe shows here, where it is handled below, not at interpreter exit
         return int(result or 0)
     except KeyboardInterrupt:
+        recorder.fail("interrupted", "interrupted (Ctrl-C)")
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
     except _Terminated as stop:
         said = "hung up" if stop.signum == getattr(signal, "SIGHUP", None) else "terminated"  # no SIGHUP on Windows
+        recorder.fail("interrupted", f"{said} (signal {stop.signum})")
         print(f"openesm3 {args.command}: {said}", file=sys.stderr)
         return 128 + stop.signum
     except BrokenPipeError:  # the reader of standard output went away (``... | head``): stop quietly, like Unix tools
+        recorder.fail("interrupted", "standard output closed (broken pipe)")
         _discard_stdout()
         return 141  # 128 + SIGPIPE, the status a shell reports for such a pipe
     except (OpenESM3Error, OSError) as exc:
+        message = _one_line(exc)
+        recorder.fail("error", message)
         if args.debug:
             raise
-        message = _one_line(exc)
         print(f"openesm3 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        recorder.fail("error", f"internal error: {type(exc).__name__}: {exc}")
         if args.debug:
             raise
         print(
@@ -104,9 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
 
 
 class _Terminated(BaseException):

@@ -11,6 +11,11 @@ the letters U, O, B and Z as SEC, PYL, ASX and GLX (so they read back as themsel
 BinaryCIF files also get one polymer entity per chain (``entity``, ``entity_poly``, ``entity_poly_seq``,
 ``struct_asym``), and ``label_seq_id`` is the 1-based position in the chain; the author numbering (with
 insertion codes) is in ``auth_seq_id`` / ``pdbx_PDB_ins_code``, which is what readers use by default.
+
+A file written while an openesm3 command that loaded weights runs (fold, generate, detokenize, round-trip) also
+carries the provenance note of :func:`openesm3.utils.provenance.structure_note` (version, short SHA-256 of each
+weight file, seed): in PDB as ``REMARK   6`` lines before the atoms (a REMARK number wwPDB leaves unassigned, which
+readers keep as free text), in mmCIF and BinaryCIF as the ``_software`` category. Nothing else in the file changes.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from openesm3.structure.cif_reader import parse_cif
 from openesm3.structure.complex import ProteinComplex
 from openesm3.structure.pdb_reader import parse_pdb
 from openesm3.utils.atomic import atomic_write_bytes
+from openesm3.utils.provenance import structure_note
 
 StructureFormat = Literal["pdb", "cif", "bcif"]
 Structure = ProteinChain | ProteinComplex
@@ -389,9 +395,41 @@ def _set_entities(block: Any, obj: Structure) -> None:
     )
 
 
+# PDB REMARK number of the provenance note: unassigned in wwPDB format v3.3 (which defines 0-5, 100, 200, ...), so
+# readers take it as free text (MODELLER writes its own notes there too).
+PROVENANCE_REMARK = 6
+
+
+def _pdb_note(note: Sequence[str]) -> str:
+    """``REMARK   6`` lines of the provenance note: a blank first line, as every REMARK has (readers such as biotite's
+    ``get_remark`` skip it), then the text in columns 12-80."""
+    if not note:
+        return ""
+    return f"REMARK {PROVENANCE_REMARK:3d}\n" + "".join(
+        f"REMARK {PROVENANCE_REMARK:3d} {line}"[:80] + "\n" for line in note
+    )
+
+
+def _set_software(block: Any, note: Sequence[str]) -> None:
+    """The provenance note as the standard ``_software`` category (one row: name, version, description)."""
+    from openesm3 import __version__  # noqa: PLC0415
+
+    block["software"] = block.subcomponent_class()(
+        {
+            "pdbx_ordinal": np.array([1]),
+            "name": np.array(["OpenESM3"]),
+            "version": np.array([__version__]),
+            "classification": np.array(["other"]),
+            "description": np.array(["; ".join(note)]),
+        }
+    )
+
+
 def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
+    # Written from a model inside an openesm3 command: the version, weights and seed that made it (else empty).
+    note = structure_note()
     if fmt == "pdb":
-        return to_pdb_string(obj).encode("ascii")
+        return (_pdb_note(note) + to_pdb_string(obj)).encode("ascii")
     from biotite.structure.io import pdbx  # noqa: PLC0415
 
     name = obj.name if isinstance(obj, (ProteinChain, ProteinComplex)) else ""
@@ -402,12 +440,16 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
         cif = pdbx.CIFFile()
         pdbx.set_structure(cif, array, data_block=block)
         _set_entities(cif.block, obj)
+        if note:
+            _set_software(cif.block, note)
         text = io.StringIO()
         cif.write(text)
         return text.getvalue().encode("utf-8")
     bcif = pdbx.BinaryCIFFile()
     pdbx.set_structure(bcif, array, data_block=block)
     _set_entities(bcif.block, obj)
+    if note:
+        _set_software(bcif.block, note)
     binary = io.BytesIO()
     bcif.write(binary)
     return binary.getvalue()
@@ -417,7 +459,8 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
     """Write a chain or complex to ``path`` atomically; the format comes from the suffix unless given.
 
     ``.pdb``/``.ent`` -> PDB, ``.cif``/``.mmcif`` -> mmCIF, ``.bcif`` -> BinaryCIF; a trailing ``.gz``
-    compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0.
+    compresses. B-factors (e.g. pLDDT) go to the B-factor column; missing values are written as 0. Inside an
+    openesm3 command that loaded weights, the file also gets the run's provenance note (see the module docstring).
 
     Raises:
         InputError: unknown format, a ``format`` the suffix contradicts (``to_pdb("x.cif")``), neighbouring

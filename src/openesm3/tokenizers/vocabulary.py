@@ -34,6 +34,7 @@ import numpy as np
 
 from openesm3 import constants as C
 from openesm3.errors import InputError, VocabularyError
+from openesm3.utils.provenance import note_input
 
 VOCAB_DIR_ENV = "OPENESM3_VOCAB_DIR"
 
@@ -91,6 +92,8 @@ def locate_files(names: Sequence[str], path: str | os.PathLike[str] | None = Non
             else "a vocabulary given by path must hold all its files (there or in its data/ folder)"
         )
         raise VocabularyError(f"{what}: missing {', '.join(missing)}; looked in: {looked}. {hint}")
+    for file in found.values():
+        note_input(file, what)
     return found
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from openesm3.utils.provenance import note_output
+
 
 def _default_permissions(path: str) -> None:
     """Give the finished file the permissions of an ordinary new file (0o666 minus the umask); mkstemp
@@ -66,6 +68,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         _default_permissions(tmp)
         with _naming_target(target):
             os.replace(tmp, target)
+        note_output(target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -83,6 +86,7 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], None
         _default_permissions(tmp)
         with _naming_target(target):
             os.replace(tmp, target)
+        note_output(target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

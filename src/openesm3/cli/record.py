@@ -1,0 +1,213 @@
+"""``--record FILE``: a JSON record of how a command's outputs were made, enough to reproduce them.
+
+Every command accepts ``--record FILE`` (before or after the command name). When the command ends, however it
+ends (success, per-item failures, an error, Ctrl-C, SIGTERM/SIGHUP), FILE is written atomically with:
+
+- ``openesm3_version``, ``python``, ``torch``, ``numpy``, ``platform``;
+- ``command``, ``argv`` and ``options`` (every option of the command after defaults, as parsed);
+- ``seed`` (the seed the command used: ``--seed`` or its default; null for a command without one), ``dtype``,
+  ``device`` (``auto`` resolved), ``threads`` (torch's CPU threads);
+- ``weights``: each weight file loaded (``role``, ``path``, ``size``, ``sha256``; the ``config.json`` beside a file of
+  our format; ``name`` for the tokenizer bundled with OpenESM3);
+- ``inputs``: each input file named on the command line (``option``, ``path``, ``size``, ``sha256``; a directory
+  is listed without a hash) and each data file read besides (``role``, e.g. a function vocabulary file);
+- ``outputs``: each file written (``path``, ``size``, ``sha256``), in the order first written;
+- ``started``, ``ended`` (UTC, ISO 8601), ``duration_s``, ``status`` (``ok``; ``failed``: some or all items failed,
+  see ``errors``; ``error``: an error stopped the command, see ``error``; ``interrupted``), ``exit_code``,
+  ``error`` and ``errors`` (the per-item errors reported).
+
+An existing FILE is replaced only when the run ends. docs/usage.md, "Reproducing a run", shows an example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from openesm3.utils.provenance import Run
+
+FORMAT = "openesm3-run-record"
+FORMAT_VERSION = 1
+RECORD_HELP = (
+    "write a JSON record of this run when it ends (also on failure or interruption): versions, options, seed, "
+    "dtype, device, SHA-256 of the weights, inputs and outputs, times, exit status (docs/usage.md)"
+)
+
+# The options of each command that name input files (or directories), recorded with their SHA-256.
+INPUT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "featurize": ("files",),
+    "convert": ("src", "config"),
+    "build-function-vocab": ("corpus", "terms", "keywords", "base_vocab", "residue_corpus"),
+    "tokenize-structure": ("files",),
+    "detokenize": ("tokens",),
+    "embed": ("inputs",),
+    "score": ("inputs", "mutations_file", "dms"),
+    "fold": ("inputs",),
+    "inverse-fold": ("inputs",),
+    "predict-function": ("inputs",),
+    "generate": ("prompt", "motif"),
+    "round-trip": ("file",),
+    "train-tokenizer": ("config", "checkpoint"),
+    "calibrate-tokenizer": ("inputs", "run"),
+}
+# Keys of the parsed arguments that are machinery, not options.
+_INTERNAL = frozenset({"handler", "command_parser", "decoding_defaults"})
+
+
+def add_record_argument(parser: argparse.ArgumentParser, *, default: Any = None) -> None:
+    parser.add_argument("--record", metavar="FILE", default=default, help=RECORD_HELP)
+
+
+class RunRecorder:
+    """The provenance :class:`Run` of one command, and its record when ``--record`` was given."""
+
+    def __init__(self, args: argparse.Namespace, argv: Sequence[str]) -> None:
+        seed = getattr(args, "seed", None)
+        self.args = args
+        self.argv = ["openesm3", *argv]
+        self.path: str | None = getattr(args, "record", None)
+        self.run = Run(command=args.command, seed=seed if isinstance(seed, int) else None)
+        self.started = datetime.now(timezone.utc)
+        self._clock = time.monotonic()
+        self.status = "ok"
+        self.error: str | None = None
+        self._inputs: list[dict[str, Any]] = []
+
+    def _input_paths(self) -> list[tuple[str, str]]:
+        """(option, path) of every input file or directory named on the command line."""
+        named: list[tuple[str, str]] = []
+        for dest in INPUT_OPTIONS.get(self.args.command, ()):
+            value = getattr(self.args, dest, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            named += [(dest, os.fspath(v)) for v in values if isinstance(v, (str, os.PathLike))]
+        return named
+
+    def begin(self) -> None:
+        """Before any work: check that the record can be written where asked, and hash the named inputs (what
+        the run reads, before anything could change them)."""
+        if self.path is None:
+            return
+        from openesm3.cli.common import check_output_file  # noqa: PLC0415
+        from openesm3.errors import InputError  # noqa: PLC0415
+
+        inputs = self._input_paths()
+        path, self.path = self.path, None  # a place refused here gets no record: it would replace an input
+        check_output_file(path, "--record", [p for _, p in inputs])
+        mine = Path(path).resolve()
+        for key, value in sorted(vars(self.args).items()):
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                if key != "record" and isinstance(v, str) and v and Path(v).resolve() == mine:
+                    raise InputError(f"--record {path}: is also the file of --{key.replace('_', '-')}; "
+                                     "give the record its own file")  # fmt: skip
+        self.path = path
+        self._inputs = [{"option": option, **self._describe(path)} for option, path in inputs]
+
+    def fail(self, status: str, message: str | None) -> None:
+        self.status, self.error = status, message
+
+    def finish(self, exit_code: int | None) -> bool:
+        """Write the record (when asked); False when it could not be written (the error is printed)."""
+        if self.path is None:
+            return True
+        from openesm3.utils.atomic import atomic_write_json  # noqa: PLC0415
+
+        if exit_code is None and self.status == "ok":  # an exception went on past main (--debug)
+            self.status = "error"
+        elif exit_code and self.status == "ok":
+            self.status = "failed"
+        try:
+            if Path(self.path).resolve() in {p.resolve() for p in self.run.outputs}:
+                raise OSError(0, "is also an output file of the command; the record was not written", self.path)
+            atomic_write_json(self.path, self.record(exit_code))
+        except OSError as exc:
+            print(f"openesm3 {self.args.command}: error: --record {self.path}: {exc.strerror or exc}", file=sys.stderr)
+            return False
+        return True
+
+    def _describe(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Path, size and SHA-256 of a file (a directory: its path only; a file that cannot be read: why)."""
+        file = Path(os.path.abspath(os.fspath(path)))
+        entry: dict[str, Any] = {"path": str(file)}
+        try:
+            if file.is_dir():
+                entry["type"] = "directory"
+                return entry
+            entry["size"] = file.stat().st_size
+            entry["sha256"] = self.run.sha256(file)
+        except OSError as exc:
+            entry["sha256"] = None
+            entry["unreadable"] = exc.strerror or str(exc)
+        return entry
+
+    def record(self, exit_code: int | None) -> dict[str, Any]:
+        import platform  # noqa: PLC0415
+
+        import numpy  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        from openesm3 import __version__  # noqa: PLC0415
+
+        ended = datetime.now(timezone.utc)
+        args = self.args
+        device = getattr(args, "device", None)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        weights = [self._weights_entry(file) for file in self.run.weights.values()]
+        extra_inputs = [{"role": role, **self._describe(path)} for path, role in self.run.inputs.items()]
+        outputs = [self._describe(path) for path in self.run.outputs if path.exists()]
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "openesm3_version": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "platform": platform.platform(),
+            "command": args.command,
+            "argv": self.argv,
+            "options": {k: _json_value(v) for k, v in sorted(vars(args).items()) if k not in _INTERNAL},
+            "seed": self.run.seed,
+            "dtype": getattr(args, "dtype", None),
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "weights": weights,
+            "inputs": self._inputs + extra_inputs,
+            "outputs": outputs,
+            "started": self.started.isoformat(),
+            "ended": ended.isoformat(),
+            "duration_s": round(time.monotonic() - self._clock, 3),
+            "status": self.status,
+            "exit_code": exit_code,
+            "error": self.error,
+            "errors": self.run.errors,
+        }
+
+    def _weights_entry(self, file: Any) -> dict[str, Any]:
+        from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
+
+        entry: dict[str, Any] = {"role": file.role, **self._describe(file.path)}
+        if file.config is not None:
+            entry["config"] = self._describe(file.config)
+        if BUNDLED_TOKENIZER_DIR in file.path.resolve().parents:
+            from openesm3 import __version__  # noqa: PLC0415
+
+            entry["name"] = f"openesm3 {__version__} bundled structure tokenizer"
+        return entry
+
+
+def _json_value(value: Any) -> Any:
+    """An option's value as JSON holds it: paths as text, sequences as lists, anything else unknown as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return str(value)

@@ -1,0 +1,141 @@
+"""What a run used and made: the weight files loaded, the data files read, the output files written, its seed.
+
+A command (``openesm3 ...``, see :mod:`openesm3.cli.record`) opens one :class:`Run` for its duration with
+:func:`running`; the loaders and writers below it report to the open run, if any, through :func:`note_weights`,
+:func:`note_input` and :func:`note_output`, so that no function signature between the command and the file has to
+carry it. With no run open (library use) those calls do nothing.
+
+Two things are made from it: the run record (``--record FILE``, written by :mod:`openesm3.cli.record`) and the
+short provenance note that structure files written from a model carry (:func:`structure_note`: the openesm3
+version, the short SHA-256 of each weight file used, the seed). The note holds nothing that changes from one run
+to the next (no time, no path), so a rerun with the same seed writes the same bytes.
+
+Hashes are SHA-256 of the file's bytes, read in blocks (a multi-GB weights file is never held in memory), and
+computed at most once per file per run (:func:`sha256_file`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_BLOCK = 1 << 22  # bytes read at a time when hashing
+SHORT_SHA256 = 12  # hex digits of a weights file's SHA-256 in a structure file's note (48 bits)
+
+
+@dataclass
+class WeightsFile:
+    """One weight file a run loaded: ``role`` is the network (``esm3``, ``structure_decoder``, ...) when known;
+    ``config`` the ``config.json`` beside a file of our format (None for an official ``.pth``)."""
+
+    path: Path
+    role: str | None
+    config: Path | None = None
+
+
+@dataclass
+class Run:
+    """The provenance of one command run, filled in while it runs."""
+
+    command: str
+    seed: int | None = None
+    weights: dict[Path, WeightsFile] = field(default_factory=dict)
+    inputs: dict[Path, str | None] = field(default_factory=dict)  # path -> role (e.g. "function vocabulary")
+    outputs: dict[Path, None] = field(default_factory=dict)  # an ordered set: in the order first written
+    errors: list[str] = field(default_factory=list)  # per-item errors the command reported
+    _hashes: dict[tuple[Path, int, int], str] = field(default_factory=dict, repr=False)
+
+    def sha256(self, path: str | os.PathLike[str]) -> str:
+        """SHA-256 (hex) of the file, from this run's cache while the file is unchanged (size, mtime)."""
+        file = _absolute(path)
+        st = file.stat()
+        key = (file, st.st_size, st.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = _sha256_of(file)
+        return self._hashes[key]
+
+
+_current: Run | None = None
+
+
+@contextlib.contextmanager
+def running(run: Run) -> Iterator[Run]:
+    """Make ``run`` the open run for the duration of the block (the previous one, if any, is restored)."""
+    global _current
+    previous, _current = _current, run
+    try:
+        yield run
+    finally:
+        _current = previous
+
+
+def current() -> Run | None:
+    """The open run, or None outside a command."""
+    return _current
+
+
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(os.fspath(path)))
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file, read in blocks; cached in the open run, so each file is read once per run."""
+    return _current.sha256(path) if _current is not None else _sha256_of(_absolute(path))
+
+
+def note_weights(
+    path: str | os.PathLike[str], role: str | None = None, *, config: str | os.PathLike[str] | None = None
+) -> None:
+    """A weight file the open run loaded (a no-op with no run open)."""
+    if _current is not None:
+        file = _absolute(path)
+        known = _current.weights.get(file)
+        if known is None or (known.role is None and role is not None):
+            _current.weights[file] = WeightsFile(file, role, None if config is None else _absolute(config))
+
+
+def note_input(path: str | os.PathLike[str], role: str | None = None) -> None:
+    """A data file the open run read besides its named inputs (e.g. a vocabulary file)."""
+    if _current is not None:
+        _current.inputs.setdefault(_absolute(path), role)
+
+
+def note_output(path: str | os.PathLike[str]) -> None:
+    """A file the open run wrote (called by :mod:`openesm3.utils.atomic` once the file is in place)."""
+    if _current is not None:
+        _current.outputs[_absolute(path)] = None
+
+
+def note_error(message: str) -> None:
+    """An error the open run reported for one item while the others went on."""
+    if _current is not None:
+        _current.errors.append(message)
+
+
+def structure_note() -> list[str]:
+    """The provenance lines of a structure file written now: ``openesm3 VERSION``, then one ``weights ROLE
+    sha256:SHORT`` per weight file the open run loaded, then ``seed N`` when the command has a seed. Empty when no
+    run is open or it loaded no weights (a file not made by a model, e.g. a format conversion)."""
+    from openesm3 import __version__  # noqa: PLC0415
+
+    run = _current
+    if run is None or not run.weights:
+        return []
+    lines = [f"openesm3 {__version__} {run.command}"]
+    for file in run.weights.values():
+        lines.append(f"weights {file.role or file.path.name} sha256:{run.sha256(file.path)[:SHORT_SHA256]}")
+    if run.seed is not None:
+        lines.append(f"seed {run.seed}")
+    return lines

@@ -1,0 +1,304 @@
+"""``--record FILE`` (the run record) and the provenance note of structure files written from a model, end to end on
+tiny random networks (tests/task_testing.py). The SHA-256 expected are computed here with hashlib, independently of
+:mod:`openesm3.utils.provenance`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import openesm3
+from openesm3.cli.main import main
+from openesm3.errors import InputError
+from openesm3.protein import Protein
+from openesm3.structure.io import load_structure
+from openesm3.utils import provenance
+from tests.conftest import TEST_DATA
+from tests.task_testing import save_tiny_bundle
+
+FAST = ["--steps", "3", "--quiet"]
+SEQUENCE = "MKTAYIAKQRQISFVKSHFS"
+TRP_CAGE = TEST_DATA / "structures" / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bundle(tmp_path_factory.mktemp("weights"), seed=11)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _fasta(tmp_path: Path, text: str = f">one\n{SEQUENCE}\n") -> Path:
+    path = tmp_path / "in.fasta"
+    path.write_text(text)
+    return path
+
+
+def test_the_record_holds_versions_options_weights_inputs_outputs_and_times(weights: Path, tmp_path: Path) -> None:
+    fasta = _fasta(tmp_path)
+    out, record = tmp_path / "fold", tmp_path / "run.json"
+    before = datetime.now(timezone.utc)
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--record", str(record), *FAST]) == 0
+    after = datetime.now(timezone.utc)
+    r = _record(record)
+    assert r["format"] == "openesm3-run-record" and r["openesm3_version"] == openesm3.__version__
+    assert r["torch"] == torch.__version__ and r["python"].count(".") == 2 and r["platform"]
+    assert r["command"] == "fold"
+    assert r["argv"] == ["openesm3", "fold", str(fasta), "-o", str(out), "--weights", str(weights),
+                         "--record", str(record), *FAST]  # fmt: skip
+    # Every option after defaults, those not given included.
+    assert r["options"]["temperature"] == 0.0 and r["options"]["strategy"] == "entropy"
+    assert r["options"]["batch_size"] == 8 and r["options"]["steps"] == 3 and r["options"]["format"] is None
+    assert (r["seed"], r["dtype"], r["threads"]) == (0, "fp32", torch.get_num_threads())
+    assert r["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # "auto" resolved
+    # The weight files loaded, each with its config, hashed independently here.
+    roles = {w["role"]: w for w in r["weights"]}
+    assert set(roles) == {"esm3", "structure_decoder"}
+    for role, entry in roles.items():
+        file = weights / role / "model.safetensors"
+        assert entry["path"] == str(file) and entry["size"] == file.stat().st_size
+        assert entry["sha256"] == _sha256(file)
+        assert entry["config"]["sha256"] == _sha256(weights / role / "config.json")
+    assert r["inputs"] == [{"option": "inputs", "path": str(fasta), "size": fasta.stat().st_size,
+                            "sha256": _sha256(fasta)}]  # fmt: skip
+    written = {o["path"]: o for o in r["outputs"]}
+    assert set(written) == {str(out / "one.pdb"), str(out / "summary.tsv")}
+    for path, entry in written.items():
+        assert entry["sha256"] == _sha256(Path(path)) and entry["size"] == Path(path).stat().st_size
+    started, ended = datetime.fromisoformat(r["started"]), datetime.fromisoformat(r["ended"])
+    assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert before <= started <= ended <= after
+    assert 0 <= r["duration_s"] <= (after - before).total_seconds() + 0.01
+    assert (r["status"], r["exit_code"], r["error"], r["errors"]) == ("ok", 0, None, [])
+    assert not list(tmp_path.glob(".run.json*"))  # no temporary file left
+
+
+def test_the_record_may_come_before_the_command(tmp_path: Path) -> None:
+    record = tmp_path / "run.json"
+    assert main(["--record", str(record), "featurize", str(TRP_CAGE), "--json", str(tmp_path / "f.json")]) == 0
+    r = _record(record)
+    assert (r["command"], r["status"], r["seed"], r["weights"]) == ("featurize", "ok", None, [])
+    assert [o["path"] for o in r["outputs"]] == [str(tmp_path / "f.json")]
+
+
+def test_the_record_is_written_when_an_input_error_stops_the_command(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta, record = _fasta(tmp_path), tmp_path / "run.json"
+    args = ["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--temperature", "-1"]
+    assert main([*args, "--record", str(record), *FAST]) == 2
+    r = _record(record)
+    assert (r["status"], r["exit_code"]) == ("error", 2)
+    assert "--temperature must be a finite number >= 0, got -1.0" in r["error"]
+    assert "--temperature must be" in capsys.readouterr().err
+    # With --debug the error goes on out of main (for its traceback): the record is written all the same.
+    record.unlink()
+    with pytest.raises(InputError, match="--temperature"):
+        main([*args, "--record", str(record), "--debug", *FAST])
+    assert (_record(record)["status"], _record(record)["exit_code"]) == ("error", None)
+    # Items that fail while the others complete: status "failed", each item's error listed.
+    bad = _fasta(tmp_path, f">one\n{SEQUENCE}\n>bad\nMKJT\n")
+    assert main(["fold", str(bad), "-o", str(tmp_path / "o"), "--weights", str(weights), "--record", str(record),
+                 *FAST]) == 1  # fmt: skip
+    r = _record(record)
+    assert (r["status"], r["exit_code"], r["error"]) == ("failed", 1, None)
+    assert len(r["errors"]) == 1 and "record 'bad'" in r["errors"][0] and "invalid character 'J'" in r["errors"][0]
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_an_interrupted_run_is_recorded_and_the_old_record_kept_until_the_end(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """An existing record is replaced, atomically, only when the run ends: while it runs the old one is intact."""
+    import openesm3.generation.tasks as tasks  # noqa: PLC0415
+
+    fasta, record = _fasta(tmp_path, f">one\n{SEQUENCE}\n>two\nMKTAYI\n"), tmp_path / "run.json"
+    record.write_text("the previous record\n")
+    real, seen = tasks.generate, []
+
+    def stop_at_the_second_batch(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(record.read_text())
+        if len(seen) == 2:
+            if stop == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # main() turns it into an exception, as Ctrl-C
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "generate", stop_at_the_second_batch)
+    code = main(["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--batch-size", "1",
+                 "--record", str(record), *FAST])  # fmt: skip
+    assert code == (130 if stop == "ctrl-c" else 128 + signal.SIGTERM)
+    assert seen == ["the previous record\n"] * 2
+    r = _record(record)
+    assert (r["status"], r["exit_code"]) == ("interrupted", code)
+    assert r["error"] == ("interrupted (Ctrl-C)" if stop == "ctrl-c" else f"terminated (signal {signal.SIGTERM})")
+    (done,) = r["outputs"]  # the structure folded before the stop (batches go shortest first)
+    assert Path(done["path"]).name == "two.pdb" and done["sha256"] == _sha256(Path(done["path"]))
+    assert not list(tmp_path.glob(".run.json*"))
+
+
+def test_an_unseeded_run_is_reproduced_by_its_recorded_seed(weights: Path, tmp_path: Path) -> None:
+    """generate samples (temperature 0.7): the seed recorded for a run given none reproduces it byte for byte."""
+    common = ["generate", "--length", "8", "--num-designs", "2", "--weights", str(weights), *FAST]
+    assert main([*common, "-o", str(tmp_path / "a"), "--record", str(tmp_path / "a.json")]) == 0
+    seed = _record(tmp_path / "a.json")["seed"]
+    assert isinstance(seed, int)
+    assert main([*common, "-o", str(tmp_path / "b"), "--seed", str(seed)]) == 0
+    assert main([*common, "-o", str(tmp_path / "c"), "--seed", str(seed + 1)]) == 0
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == ["design_1.pdb", "design_2.pdb", "designs.fasta", "summary.tsv"]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    # The comparison can fail: another seed designs other proteins.
+    assert (tmp_path / "a" / "designs.fasta").read_bytes() != (tmp_path / "c" / "designs.fasta").read_bytes()
+
+
+def test_a_record_that_would_replace_an_input_or_an_output_is_refused_before_any_work(
+    weights: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    fasta = _fasta(tmp_path)
+    args = ["fold", str(fasta), "--weights", str(weights), *FAST]
+    assert main([*args, "-o", str(tmp_path / "one.pdb"), "--record", str(tmp_path / "one.pdb")]) == 2
+    assert f"--record {tmp_path / 'one.pdb'}: is also the file of --output" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "o"), "--record", str(fasta)]) == 2
+    assert f"--record {fasta}: is the input file {fasta}" in capsys.readouterr().err
+    assert fasta.read_text() == f">one\n{SEQUENCE}\n" and not (tmp_path / "o").exists()
+    # An output made inside an output directory is found when written: the output is kept, the record not written.
+    assert main([*args, "-o", str(tmp_path / "d"), "--record", str(tmp_path / "d" / "summary.tsv")]) == 2
+    assert "is also an output file of the command; the record was not written" in capsys.readouterr().err
+    assert (tmp_path / "d" / "summary.tsv").read_text().startswith("id\tfile")
+
+
+# ---------------------------------------------------------------------------------------- structure provenance
+def _reference_note(weights: Path, roles: list[str], command: str, seed: int | None) -> list[str]:
+    lines = [f"openesm3 {openesm3.__version__} {command}"]
+    lines += [f"weights {role} sha256:{_sha256(weights / role / 'model.safetensors')[:12]}" for role in roles]
+    return lines + ([f"seed {seed}"] if seed is not None else [])
+
+
+@pytest.mark.parametrize("fmt", ["pdb", "cif"])
+def test_structures_from_a_model_carry_a_note_that_readers_ignore(weights: Path, tmp_path: Path, fmt: str) -> None:
+    import gemmi  # noqa: PLC0415
+    from Bio.PDB import MMCIFParser, PDBParser  # noqa: PLC0415
+    from Bio.PDB.MMCIF2Dict import MMCIF2Dict  # noqa: PLC0415
+
+    out = tmp_path / f"one.{fmt}"
+    assert main(["fold", str(_fasta(tmp_path)), "-o", str(out), "--weights", str(weights), "--seed", "7", *FAST]) == 0
+    note = _reference_note(weights, ["esm3", "structure_decoder"], "fold", 7)
+    text = out.read_text()
+    if fmt == "pdb":
+        assert text.startswith("REMARK   6\n" + "".join(f"REMARK   6 {line}\n" for line in note) + "ATOM  ")
+    else:
+        cif = MMCIF2Dict(str(out))
+        assert cif["_software.name"] == ["OpenESM3"] and cif["_software.version"] == [openesm3.__version__]
+        assert cif["_software.description"] == ["; ".join(note)]
+    # The same structure written outside a command (no note) reads back identically, with every reader.
+    plain = tmp_path / f"plain.{fmt}"
+    load_structure(out).write(plain)
+    assert "OpenESM3" not in plain.read_text() and "REMARK" not in plain.read_text()
+    ours, theirs = load_structure(out), load_structure(plain)
+    np.testing.assert_array_equal(ours.atom37, theirs.atom37)
+    np.testing.assert_array_equal(ours.chains[0].b_factor, theirs.chains[0].b_factor)
+    assert ours.sequence == theirs.sequence == SEQUENCE
+    atoms = [line for line in text.splitlines() if line.startswith("ATOM")]
+    assert atoms == [line for line in plain.read_text().splitlines() if line.startswith("ATOM")]  # not one changed
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parser = PDBParser() if fmt == "pdb" else MMCIFParser()
+        bio = [(a.get_parent().get_id()[1], a.get_id(), tuple(a.coord), a.bfactor)
+               for a in parser.get_structure("x", str(out)).get_atoms()]  # fmt: skip
+        bio_plain = [(a.get_parent().get_id()[1], a.get_id(), tuple(a.coord), a.bfactor)
+                     for a in parser.get_structure("x", str(plain)).get_atoms()]  # fmt: skip
+    assert bio == bio_plain and len(bio) == len(atoms)
+    assert not [w for w in caught if "REMARK" in str(w.message) or "software" in str(w.message)]
+    g, g_plain = gemmi.read_structure(str(out)), gemmi.read_structure(str(plain))
+    assert [(a.name, a.pos.tolist(), a.b_iso) for _, a in _gemmi_atoms(g)] == [
+        (a.name, a.pos.tolist(), a.b_iso) for _, a in _gemmi_atoms(g_plain)
+    ]
+    if fmt == "cif":
+        assert [(s.name, s.version) for s in g.meta.software] == [("OpenESM3", openesm3.__version__)]
+
+
+def test_a_binary_cif_from_a_model_carries_the_note_too(weights: Path, tmp_path: Path) -> None:
+    from biotite.structure.io import pdbx  # noqa: PLC0415
+
+    out = tmp_path / "one.bcif"
+    assert main(["fold", str(_fasta(tmp_path)), "-o", str(out), "--weights", str(weights), *FAST]) == 0
+    block = pdbx.BinaryCIFFile.read(str(out)).block
+    note = _reference_note(weights, ["esm3", "structure_decoder"], "fold", 0)
+    assert block["software"]["description"].as_item() == "; ".join(note)
+    plain = tmp_path / "plain.bcif"
+    load_structure(out).write(plain)
+    assert "software" not in pdbx.BinaryCIFFile.read(str(plain)).block
+    np.testing.assert_array_equal(load_structure(out).atom37, load_structure(plain).atom37)
+    assert pdbx.get_structure(pdbx.BinaryCIFFile.read(str(out)), model=1) == pdbx.get_structure(
+        pdbx.BinaryCIFFile.read(str(plain)), model=1
+    )
+
+
+def _gemmi_atoms(structure: Any) -> list[tuple[Any, Any]]:
+    return [(residue, atom) for chain in structure[0] for residue in chain for atom in residue]
+
+
+def test_the_bundled_tokenizer_is_named_in_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
+
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    out, record = tmp_path / "tokens.json", tmp_path / "run.json"
+    assert main(["tokenize-structure", str(TRP_CAGE), "--out", str(out), "--record", str(record)]) == 0
+    r = _record(record)
+    (entry,) = r["weights"]
+    assert entry["role"] == "structure_encoder"
+    assert entry["name"] == f"openesm3 {openesm3.__version__} bundled structure tokenizer"
+    assert entry["sha256"] == _sha256(BUNDLED_TOKENIZER_DIR / "structure_encoder" / "model.safetensors")
+    assert entry["config"]["sha256"] == _sha256(BUNDLED_TOKENIZER_DIR / "structure_encoder" / "config.json")
+    assert r["seed"] is None and r["inputs"][0]["sha256"] == _sha256(TRP_CAGE)
+    assert r["outputs"] == [{"path": str(out), "size": out.stat().st_size, "sha256": _sha256(out)}]
+
+
+def test_a_round_trip_structure_carries_the_note(weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rt.pdb"
+    assert main(["round-trip", str(TRP_CAGE), "--weights", str(weights), "--no-sequence", "--out", str(out)]) == 0
+    note = _reference_note(weights, ["structure_encoder", "structure_decoder"], "round-trip", None)
+    assert out.read_text().startswith("REMARK   6\n" + "".join(f"REMARK   6 {line}\n" for line in note) + "ATOM  ")
+    assert Protein.from_structure(out).sequence == Protein.from_structure(TRP_CAGE).sequence
+
+
+def test_a_file_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "w.bin"
+    file.write_bytes(b"weights" * 1000)
+    reads: list[Path] = []
+    real = provenance._sha256_of
+
+    def counting(path: Path) -> str:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(provenance, "_sha256_of", counting)
+    with provenance.running(provenance.Run("fold", seed=1)):
+        provenance.note_weights(file, "esm3")
+        assert provenance.sha256_file(file) == provenance.sha256_file(str(file)) == _sha256(file)
+        assert provenance.structure_note()[1] == f"weights esm3 sha256:{_sha256(file)[:12]}"
+    assert reads == [file]
+    file.write_bytes(b"other")  # a changed file is hashed again
+    with provenance.running(provenance.Run("fold")) as run:
+        run.sha256(file)
+        run.sha256(file)
+    assert reads == [file, file]
+    assert provenance.structure_note() == []  # no run open: library writes carry no note
