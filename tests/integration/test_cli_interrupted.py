@@ -1,0 +1,121 @@
+"""Long commands stopped part way (Ctrl-C, SIGTERM, an error in a later batch) keep every result finished before:
+each batch's files are written as it finishes and the files gathering all results (FASTA, tables) are rewritten,
+complete, with every result so far. Tiny random networks, as in test_cli_tasks.py; a model call is made to raise
+on the batch after the first."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openesm3.cli.main import main
+from openesm3.protein_io import read_fasta
+from tests.conftest import TEST_DATA
+from tests.task_testing import save_tiny_bundle, save_tiny_vocabulary
+
+STRUCTURES = TEST_DATA / "structures"
+TRP_CAGE = STRUCTURES / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
+ZIPPER = STRUCTURES / "2ZTA.pdb.gz"  # chains A, B of 31 residues
+FAST = ["--steps", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bundle(tmp_path_factory.mktemp("weights"), seed=11)
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_vocabulary(tmp_path_factory.mktemp("vocab"))
+
+
+def stop_at_call(monkeypatch: pytest.MonkeyPatch, target: str, call: int, stop: BaseException) -> None:
+    """Make the function ``target`` (``module.function``) raise ``stop`` when it is called for the ``call``-th time."""
+    module_name, name = target.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    real, calls = getattr(module, name), []
+
+    def stopping(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == call:
+            raise stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, stopping)
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+# -------------------------------------------------------------------------------------------------------- generate
+GENERATE_PROMPTS = ">long\nMK____IAKQ___SFVK\n>short\nGS____\n>full\nMKTAYIAK\n"
+
+
+def test_generate_gives_the_same_files_with_any_batch_size(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A batch now goes through every track before the next starts; the designs must not depend on how prompts are
+    batched (one prompt has no sequence to generate, so the batches of each track differ)."""
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(GENERATE_PROMPTS)
+    outputs = []
+    for batch_size in ("1", "8"):
+        out = tmp_path / batch_size
+        assert main(["generate", "--prompt", str(prompts), "-o", str(out), "--batch-size", batch_size,
+                     "--weights", str(weights), *FAST]) == 0  # fmt: skip
+        outputs.append(_files(out))
+    capsys.readouterr()
+    assert len(outputs[0]) == 3 + 2 and outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "said"),
+    [(KeyboardInterrupt(), 130, "interrupted"), (RuntimeError("out of memory"), 1, "internal error")],
+)
+def test_an_interrupted_generate_keeps_the_designs_done(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    stop: BaseException, status: int, said: str,
+) -> None:  # fmt: skip
+    """generate wrote every file once all designs were done: a night's run stopped at 95 % kept nothing."""
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">long\nMK____IAKQ___SFVK\n>short\nGS____\n")
+    full = tmp_path / "full"
+    args = ["generate", "--prompt", str(prompts), "--batch-size", "1", "--weights", str(weights), *FAST]
+    assert main([*args, "-o", str(full)]) == 0
+    capsys.readouterr()
+    stop_at_call(monkeypatch, "openesm3.generation.tasks.generate", 3, stop)  # two tracks per batch
+    out = tmp_path / "stopped"
+    assert main([*args, "-o", str(out)]) == status
+    err = capsys.readouterr().err
+    assert f"openesm3 generate: kept 1 of 2 design(s) in {out} (designs.fasta, summary.tsv, <id>.pdb)" in err
+    assert f"openesm3 generate: {said}" in err
+    kept, done = _files(out), _files(full)
+    assert sorted(kept) == ["designs.fasta", "short_1.pdb", "summary.tsv"]  # no temporary file either
+    assert kept["short_1.pdb"] == done["short_1.pdb"]
+    assert [(r.id, r.sequence) for r in read_fasta(out / "designs.fasta")] == [
+        (r.id, r.sequence) for r in read_fasta(full / "designs.fasta") if r.id == "short_1"
+    ]
+    summary = _lines(full / "summary.tsv")
+    assert _lines(out / "summary.tsv") == [summary[0], *(line for line in summary if line.startswith("short_1\t"))]
+
+
+def test_a_terminated_generate_says_so_and_keeps_nothing_when_nothing_was_done(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openesm3.cli.main import _Terminated  # noqa: PLC0415
+
+    stop_at_call(monkeypatch, "openesm3.generation.tasks.generate", 1, _Terminated(signal.SIGTERM))
+    out = tmp_path / "stopped"
+    assert main(["generate", "--length", "8", "-o", str(out), "--weights", str(weights), *FAST]) == 143
+    err = capsys.readouterr().err
+    assert "kept" not in err and err.endswith("openesm3 generate: terminated\n")
+    assert list(out.iterdir()) == []
