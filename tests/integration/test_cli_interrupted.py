@@ -5,7 +5,6 @@ on the batch after the first."""
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
 import signal
@@ -119,3 +118,27 @@ def test_a_terminated_generate_says_so_and_keeps_nothing_when_nothing_was_done(
     err = capsys.readouterr().err
     assert "kept" not in err and err.endswith("openesm3 generate: terminated\n")
     assert list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------- inverse-fold
+def test_an_interrupted_inverse_fold_keeps_the_structures_done(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inverse-fold wrote the FASTA and the summary once every structure was done: a stopped run kept nothing."""
+    args = ["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "-n", "2", "--batch-size", "2",
+            "--weights", str(weights), *FAST]  # fmt: skip
+    full = tmp_path / "full"
+    assert main([*args, "-o", f"{full}.fasta", "--summary", f"{full}.tsv"]) == 0
+    capsys.readouterr()
+    stop_at_call(monkeypatch, "openesm3.generation.tasks.generate", 2, KeyboardInterrupt())  # one batch: trp-cage's
+    out = tmp_path / "stopped"
+    assert main([*args, "-o", f"{out}.fasta", "--summary", f"{out}.tsv"]) == 130
+    err = capsys.readouterr().err
+    assert f"inverse-fold: kept 2 sequence(s) for 1 of 2 structure(s) in {out}.fasta and {out}.tsv\n" in err
+    assert err.endswith("openesm3 inverse-fold: interrupted\n")
+    fasta = _lines(full.with_suffix(".fasta"))
+    start = next(n for n, line in enumerate(fasta) if line.startswith(">localunfolding"))
+    assert _lines(out.with_suffix(".fasta")) == fasta[start:]  # the second structure's records, all of them
+    summary = _lines(full.with_suffix(".tsv"))
+    assert _lines(out.with_suffix(".tsv")) == [summary[0], *(s for s in summary if s.startswith("localunfolding"))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.fasta", "full.tsv", "stopped.fasta", "stopped.tsv"]
