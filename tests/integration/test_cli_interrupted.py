@@ -142,3 +142,30 @@ def test_an_interrupted_inverse_fold_keeps_the_structures_done(
     summary = _lines(full.with_suffix(".tsv"))
     assert _lines(out.with_suffix(".tsv")) == [summary[0], *(s for s in summary if s.startswith("localunfolding"))]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.fasta", "full.tsv", "stopped.fasta", "stopped.tsv"]
+
+
+# ------------------------------------------------------------------------------------------------ predict-function
+@pytest.mark.parametrize("suffix", [".json", ".tsv"])
+def test_an_interrupted_predict_function_keeps_the_proteins_done(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+) -> None:  # fmt: skip
+    """predict-function wrote its table once every protein was done: a stopped run kept nothing."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">long\nMKTAYIAKQRQISF\n>short\nMKTAYIAK\n")
+    args = ["predict-function", str(fasta), "--batch-size", "1", "--vocabulary-dir", str(vocab),
+            "--temperature", "1", "--weights", str(weights), *FAST]  # fmt: skip
+    full, out = tmp_path / f"full{suffix}", tmp_path / f"stopped{suffix}"
+    assert main([*args, "-o", str(full)]) == 0
+    capsys.readouterr()
+    stop_at_call(monkeypatch, "openesm3.generation.tasks.generate", 2, KeyboardInterrupt())
+    assert main([*args, "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"predict-function: kept the predictions for 1 of 2 protein(s) in {out}\n" in err
+    if suffix == ".json":
+        done = json.loads(full.read_text())
+        assert json.loads(out.read_text()) == [p for p in done if p["id"] == "short"] and done[1]["annotations"]
+    else:
+        table = _lines(full)
+        assert _lines(out) == [table[0], *(row for row in table if row.startswith("short\t"))] and len(table) > 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.fasta", full.name, out.name])
