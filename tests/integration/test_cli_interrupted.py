@@ -169,3 +169,33 @@ def test_an_interrupted_predict_function_keeps_the_proteins_done(
         table = _lines(full)
         assert _lines(out) == [table[0], *(row for row in table if row.startswith("short\t"))] and len(table) > 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.fasta", full.name, out.name])
+
+
+# ----------------------------------------------------------------------------------------------------------- embed
+@pytest.mark.parametrize("output", ["emb", "emb.safetensors"])
+def test_an_interrupted_embed_keeps_an_index_or_file_of_the_embeddings_done(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """embed wrote index.tsv, and a .safetensors file, only at the end: a stopped run left .npy files that no index
+    named, or nothing at all."""
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">short\nMKTAYIAK\n>long\nMKTAYIAKQRQISF\n")  # batches go longest first
+    args = ["embed", str(fasta), "--batch-size", "1", "--weights", str(weights), "--quiet"]
+    full, out = tmp_path / "full" / output, tmp_path / "stopped" / output
+    assert main([*args, "-o", str(full)]) == 0
+    capsys.readouterr()
+    stop_at_call(monkeypatch, "openesm3.generation.embedding.embed_batch", 2, KeyboardInterrupt())
+    assert main([*args, "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"openesm3 embed: kept 1 of 2 protein(s) in {out}\n" in err and err.endswith("embed: interrupted\n")
+    if output.endswith(".safetensors"):
+        assert sorted(p.name for p in out.parent.iterdir()) == [output]
+        kept, done = load_file(str(out)), load_file(str(full))
+        assert sorted(kept) == ["long", "long.mean"] and all((kept[k] == done[k]).all() for k in kept)
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["index.tsv", "long.mean.npy", "long.npy"]
+        index = _lines(full / "index.tsv")
+        assert _lines(out / "index.tsv") == index[:-1] and index[-1].startswith("short\t")
+        assert all((out / name).read_bytes() == (full / name).read_bytes() for name in ("long.npy", "long.mean.npy"))

@@ -32,7 +32,7 @@ summary.tsv (id, file, length, ptm, mean_plddt, motif_rmsd, sequence). Default d
 order, length/2 steps per track. Prompts are taken --batch-size at a time through every track; as each batch
 finishes its designs' files are written and designs.fasta and summary.tsv rewritten with every design so far (in
 input order), each file atomically, so a run stopped by Ctrl-C, SIGTERM or an error keeps every design done, in
-complete files. The designs do not depend on the batch size.
+complete files. Each design draws from its own random stream, whatever the batch size.
 """
 
 
