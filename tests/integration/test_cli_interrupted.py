@@ -199,3 +199,35 @@ def test_an_interrupted_embed_keeps_an_index_or_file_of_the_embeddings_done(
         index = _lines(full / "index.tsv")
         assert _lines(out / "index.tsv") == index[:-1] and index[-1].startswith("short\t")
         assert all((out / name).read_bytes() == (full / name).read_bytes() for name in ("long.npy", "long.mean.npy"))
+
+
+# ----------------------------------------------------------------------------------------------------------- score
+@pytest.mark.parametrize(
+    ("inputs", "options", "kept"),
+    [
+        # PLL: one pass per protein (batch >= length); the first protein's row is kept.
+        (">one\nMNLTELKNTP\n>two\nGGSSAKMKTA\n", ["--batch-size", "16"], ["one"]),
+        # Variants: one pass per position set; A3G (wrong wild type) and WT need no pass, so they are final at once.
+        (">wt\nMNLTELKNTP\n", ["--batch-size", "1", "--mutations", "L3G", "A3G", "T4A", "WT", "N2A"],
+         ["L3G", "A3G", "WT"]),
+    ],
+)  # fmt: skip
+def test_an_interrupted_score_keeps_the_scores_done(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    inputs: str, options: list[str], kept: list[str],
+) -> None:  # fmt: skip
+    """score wrote its table once everything was scored: a stopped PLL run or DMS scan kept nothing."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(inputs)
+    args = ["score", str(fasta), *options, "--weights", str(weights), "--quiet"]
+    full, out = tmp_path / "full.tsv", tmp_path / "stopped.tsv"
+    assert main([*args, "-o", str(full)]) in (0, 1)
+    capsys.readouterr()
+    stop_at_call(monkeypatch, "openesm3.generation.scoring.sequence_log_probs", 2, KeyboardInterrupt())
+    assert main([*args, "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    what = "the scores of 1 of 2 protein(s)" if len(kept) == 1 else "3 of 5 variant(s)"
+    assert f"openesm3 score: kept {what} in {out}\n" in err and err.endswith("openesm3 score: interrupted\n")
+    table = _lines(full)
+    assert _lines(out) == [table[0], *(row for row in table if row.split("\t")[0] in kept)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.tsv", "in.fasta", "stopped.tsv"]
