@@ -107,6 +107,29 @@ def test_an_interrupted_generate_keeps_the_designs_done(
     assert _lines(out / "summary.tsv") == [summary[0], *(line for line in summary if line.startswith("short_1\t"))]
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_generate_stopped_between_a_designs_file_and_designs_fasta_brings_designs_fasta_up_to_date(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """The stop comes after the first design's .pdb is written but before designs.fasta: the files gathering every
+    design are written then, so that they list every structure kept; a write that fails then is said, not hidden."""
+    stop_at_call(monkeypatch, "openesm3.protein_io.write_fasta", 1, KeyboardInterrupt())
+    if fails:
+        stop_at_call(monkeypatch, "openesm3.protein_io.write_fasta", 2, OSError(28, "No space left on device"))
+    out = tmp_path / "stopped"
+    args = ["generate", "--length", "8", "-n", "2", "--batch-size", "1", "--weights", str(weights), *FAST]
+    assert main([*args, "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    if fails:
+        assert "openesm3 generate: error: writing the results done failed: [Errno 28] No space left on device" in err
+        assert "kept" not in err and sorted(p.name for p in out.iterdir()) == ["design_1.pdb"]
+    else:
+        assert "openesm3 generate: kept 1 of 2 design(s)" in err
+        assert sorted(p.name for p in out.iterdir()) == ["design_1.pdb", "designs.fasta", "summary.tsv"]
+        assert [r.id for r in read_fasta(out / "designs.fasta")] == ["design_1"]
+    assert err.endswith("openesm3 generate: interrupted\n")
+
+
 def test_a_terminated_generate_says_so_and_keeps_nothing_when_nothing_was_done(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

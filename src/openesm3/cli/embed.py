@@ -83,18 +83,11 @@ def run(args: argparse.Namespace) -> int:
     done = 0
 
     def kept() -> str | None:
-        """What a stopped run leaves: the .npy files and index.tsv written batch by batch, or the safetensors file
-        of the embeddings held so far, written now."""
-        if not done:
-            return None
-        if fmt == "safetensors":
-            try:
-                writer.close()
-            except (OSError, OpenESM3Error) as exc:
-                return f"nothing: writing the {done} embedding(s) done to {args.output} failed: {exc}"
-        return f"{done} of {len(encoded)} protein(s) in {args.output}"
+        return f"{done} of {len(encoded)} protein(s) in {args.output}" if done else None
 
-    with report_kept("embed", kept), progress_bar(args, len(encoded), "embed", "protein") as bar:
+    # A stopped run leaves the .npy files with an index.tsv of them all, or the safetensors file of the embeddings
+    # held so far, written then.
+    with report_kept("embed", kept, writer.close), progress_bar(args, len(encoded), "embed", "protein") as bar:
         for group in length_batches([len(t) for _, t in encoded], args.batch_size):
             try:
                 results = list(zip(group, embed_batch(bundle.esm3, [encoded[i][1] for i in group], layer=args.layer)))

@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     written = [0]  # rows in the summary file
 
     def write_summary() -> None:
-        """The summary of every structure so far (in input order), rewritten after each batch that added one."""
+        """The summary of every structure so far (in input order), rewritten after each batch that added one (and
+        when the run stops)."""
         if len(done) > written[0]:
             write_table(str(summary), ["id", "file", "length", "ptm", "mean_plddt"], [done[i] for i in sorted(done)])
             written[0] = len(done)
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     def kept() -> str | None:
         return f"{len(done)} of {len(proteins)} structure(s) in {args.output} (summary {summary})" if done else None
 
-    with report_kept("fold", kept), progress_bar(args, len(proteins), "fold", "protein") as bar:
+    with report_kept("fold", kept, write_summary), progress_bar(args, len(proteins), "fold", "protein") as bar:
 
         def progress(n: int) -> None:  # after each batch, once its structures are written
             write_summary()

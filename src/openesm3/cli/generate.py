@@ -185,9 +185,12 @@ def run(args: argparse.Namespace) -> int:
             rmsd = float("nan") if result.motif_rmsd is None else result.motif_rmsd
             rows[i] = [names[i], path.name, len(protein), protein.ptm, mean_plddt, rmsd, protein.sequence]
         if any(i in designed for i, _ in batch):
-            done = sorted(designed)
-            write_fasta(out / "designs.fasta", [designed[i] for i in done])
-            write_table(str(out / "summary.tsv"), SUMMARY_COLUMNS, [rows[i] for i in done])
+            write()
+
+    def write() -> None:
+        done = sorted(designed)
+        write_fasta(out / "designs.fasta", [designed[i] for i in done])
+        write_table(str(out / "summary.tsv"), SUMMARY_COLUMNS, [rows[i] for i in done])
 
     def kept() -> str | None:
         if not designed:
@@ -195,7 +198,10 @@ def run(args: argparse.Namespace) -> int:
         return (f"{len(designed)} of {len(prompts)} design(s) in {out} (designs.fasta, summary.tsv, "
                 f"<id>.{args.format})")  # fmt: skip
 
-    with report_kept("generate", kept), progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
+    with (
+        report_kept("generate", kept, write),
+        progress_bar(args, len(prompts) * len(order), "generate", "track") as bar,
+    ):
         design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
                progress=bar.update, streams=streams, on_batch=save)  # fmt: skip
     for i in sorted(errors):

@@ -119,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
             records[i], rows[i] = _designed(names[i], valid[i][0].source, valid[i][1], result)
         if any(i in records for i, _ in batch):
-            write_text_output(args.output, "\n".join(r for i in sorted(records) for r in records[i]) + "\n")
-            if args.summary is not None:
-                write_table(args.summary, SUMMARY_COLUMNS, [row for i in sorted(rows) for row in rows[i]])
+            write()
+
+    def write() -> None:
+        write_text_output(args.output, "\n".join(r for i in sorted(records) for r in records[i]) + "\n")
+        if args.summary is not None:
+            write_table(args.summary, SUMMARY_COLUMNS, [row for i in sorted(rows) for row in rows[i]])
 
     def kept() -> str | None:
         if not records:
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return f"{n} sequence(s) for {len(records)} of {len(proteins)} structure(s) in {args.output}{summary}"
 
     with (
-        report_kept("inverse-fold", kept),
+        report_kept("inverse-fold", kept, write),
         progress_bar(args, len(proteins) * args.num_samples, "inverse-fold", "sequence") as bar,
     ):
         inverse_fold(bundle, proteins, args.num_samples, decoding, seed=args.seed, batch_size=args.batch_size,

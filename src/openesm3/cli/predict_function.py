@@ -107,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
             return None
         return f"the predictions for {len(objects)} of {len(proteins)} protein(s) in {args.output}"
 
-    with report_kept("predict-function", kept), progress_bar(args, len(proteins), "predict-function", "protein") as bar:
+    with (
+        report_kept("predict-function", kept, write),
+        progress_bar(args, len(proteins), "predict-function", "protein") as bar,
+    ):
         predict_function(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size,
                          progress=bar.update, streams=input_positions(items), on_batch=save)  # fmt: skip
     for i in sorted(errors):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -146,7 +147,9 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
         return f"the scores of {len(rows)} of {len(encoded)} protein(s) in {args.output}" if rows else None
 
     with (
-        report_kept("score", kept if args.output is not None else lambda: None),
+        report_kept("score", kept, lambda: write_table(args.output, header, rows))
+        if args.output is not None
+        else contextlib.nullcontext(),
         progress_bar(args, sum(n for *_, n in encoded), "score", "residue") as bar,
     ):
         for item, tensor, _ in encoded:
@@ -176,7 +179,7 @@ def _score_variants(
 ) -> int:
     from openesm3.cli.common import progress_bar
     from openesm3.cli.kept import report_kept
-    from openesm3.errors import InputError, OpenESM3Error
+    from openesm3.errors import InputError
     from openesm3.generation.scoring import VariantScore, masked_marginal_scores
     from openesm3.generation.variants import Variant, parse_variant, spearman
 
@@ -217,15 +220,12 @@ def _score_variants(
             write()
 
     def kept() -> str | None:
-        if args.output is None or len(done) == len(texts) or not done:
-            return None
-        try:
-            write()
-        except (OSError, OpenESM3Error) as exc:
-            return f"nothing: writing the {len(done)} variant(s) done to {args.output} failed: {exc}"
-        return f"{len(done)} of {len(texts)} variant(s) in {args.output}"
+        scored = any(isinstance(result, VariantScore) for result in done.values())  # not only unreadable variants
+        return (
+            f"{len(done)} of {len(texts)} variant(s) in {args.output}" if args.output is not None and scored else None
+        )
 
-    with report_kept("score", kept), progress_bar(args, len(variants), "score", "variant") as bar:
+    with report_kept("score", kept, write), progress_bar(args, len(variants), "score", "variant") as bar:
         masked_marginal_scores(bundle.esm3, wild_type, variants, offset=args.offset, batch_size=args.batch_size,
                                progress=bar.update, on_batch=save)  # fmt: skip
     results = [done[n] for n in range(len(texts))]
