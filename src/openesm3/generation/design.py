@@ -5,7 +5,8 @@ A design prompt is a :class:`~openesm3.protein.Protein` whose unknown positions 
 SS8, NaN coordinates); :func:`design_prompt` builds one from a length, a motif placed at chosen positions, an SS8
 string and function keywords, and any Protein (e.g. read from JSON / FASTA with ``_`` masks) works too.
 :func:`design` then generates the tracks of ``track_order`` one after another, each conditioned on the prompt and
-on the tracks generated before it (chain of thought), and decodes the structure.
+on the tracks generated before it (chain of thought), and decodes the structure; prompts go batch by batch, each
+batch through every track, so that its designs are final (and can be saved) before the next batch starts.
 
 Motif scaffolding keeps the motif exactly: its sequence is never masked (the decoder only fills masked positions),
 its coordinates condition the trunk through geometric attention, and after decoding the design is superposed on
