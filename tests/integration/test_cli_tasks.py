@@ -126,9 +126,12 @@ def test_an_interrupted_fold_keeps_the_structures_done(
     fasta.write_text(">long\nMKTAYIAKQRQISFVKSHFS\n>short\nMKTAYIAK\n")
     out = tmp_path / "fold"
     assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--batch-size", "1", *FAST]) == 130
-    assert capsys.readouterr().err.endswith("openesm3 fold: interrupted\n")
-    assert sorted(p.name for p in out.iterdir()) == ["short.pdb"]  # the first batch's; no summary, no temporary
+    err = capsys.readouterr().err
+    assert f"openesm3 fold: kept 1 of 2 structure(s) in {out} (summary {out / 'summary.tsv'})\n" in err
+    assert err.endswith("openesm3 fold: interrupted\n")
+    assert sorted(p.name for p in out.iterdir()) == ["short.pdb", "summary.tsv"]  # the first batch's; no temporary
     assert Protein.from_structure(out / "short.pdb").sequence == "MKTAYIAK"
+    assert [row["id"] for row in _table(out / "summary.tsv")] == ["short"]  # the summary of what was kept
 
 
 def test_fold_without_matplotlib_or_weights(weights: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001

@@ -182,6 +182,36 @@ def test_fold_delivers_each_result_as_its_batch_finishes(bundle: ModelBundle) ->
             assert str(got) == str(expected)
 
 
+def test_inverse_fold_and_predict_function_deliver_each_protein_once_its_batch_is_done(bundle: ModelBundle) -> None:
+    """``on_batch`` gets each protein as soon as all of it is final (samples of one structure may straddle batches);
+    together, once each, the results the task returns, and the same as without the callback."""
+    zipper = Protein.from_structure(ZIPPER)
+    proteins = [zipper, Protein(sequence="MKT", name="noxyz"), zipper.replace(name="again")]
+    batches: list[list[int]] = []
+    delivered: dict[int, object] = {}
+
+    def on_batch(pairs: list[tuple[int, object]]) -> None:
+        batches.append([i for i, _ in pairs])
+        delivered.update(pairs)
+
+    decoding = TaskDecoding(num_steps=2)
+    samples = inverse_fold(bundle, proteins, 3, decoding, batch_size=2, on_batch=on_batch)
+    # 6 samples of two structures in batches of 2: the first is done with the second batch, the other with the
+    # third; the protein without coordinates comes last.
+    assert batches == [[0], [2], [1]]
+    assert [delivered[i] for i in range(3)] == samples
+    plain = inverse_fold(bundle, proteins, 3, decoding, batch_size=2)
+    assert [[d.sequence for d in s] for s in (samples[0], samples[2])] == [
+        [d.sequence for d in s] for s in (plain[0], plain[2])
+    ]
+    batches.clear()
+    delivered.clear()
+    functions = predict_function(bundle, [Protein(sequence="MKTAYIAKQR", name="a"), Protein(name="none"),
+                                          Protein(sequence="MKTAY", name="b")], decoding, batch_size=1,
+                                 on_batch=on_batch)  # fmt: skip
+    assert batches == [[2], [0], [1]] and [delivered[i] for i in range(3)] == functions
+
+
 def test_inverse_fold_keeps_native_side_chains_only_where_the_residue_is_kept(bundle: ModelBundle) -> None:
     zipper = Protein.from_structure(ZIPPER)
     (design,) = inverse_fold(bundle, [zipper], 1, TaskDecoding(num_steps=2), seed=1)[0]

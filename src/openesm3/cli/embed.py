@@ -16,8 +16,9 @@ with the sequence's characters, chain breaks '|' included), and its mean over re
 Output (-o): a directory of <id>.npy ([L, D]) and <id>.mean.npy ([D]) files plus index.tsv (record id ->
 file name), or, with --format safetensors (default when OUT ends in .safetensors), one file holding tensors
 <id> and <id>.mean. Ids become safe file names (other characters -> '_', duplicates get _2, _3, ...). Files
-are written atomically: the .npy files as each batch finishes, index.tsv and a .safetensors file (held in
-memory until then) at the end. A bad record is reported and skipped; the others complete.
+are written atomically: the .npy files as each batch finishes, with index.tsv rewritten to list them; a
+.safetensors file (held in memory until then) at the end, or, when the run is stopped by Ctrl-C, SIGTERM or an
+error, with the embeddings done so far. A bad record is reported and skipped; the others complete.
 """
 
 
@@ -45,6 +46,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, progress_bar, read_inputs, split_items
+    from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.embedding import EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
 
@@ -79,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
     writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
     names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
     done = 0
-    with progress_bar(args, len(encoded), "embed", "protein") as bar:
+
+    def kept() -> str | None:
+        return f"{done} of {len(encoded)} protein(s) in {args.output}" if done else None
+
+    # A stopped run leaves the .npy files with an index.tsv of them all, or the safetensors file of the embeddings
+    # held so far, written then.
+    with report_kept("embed", kept, writer.close), progress_bar(args, len(encoded), "embed", "protein") as bar:
         for group in length_batches([len(t) for _, t in encoded], args.batch_size):
             try:
                 results = list(zip(group, embed_batch(bundle.esm3, [encoded[i][1] for i in group], layer=args.layer)))
@@ -96,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                 writer.add(encoded[i][0].name, embedding, name=names[i])
                 done += 1
                 bar.update()
+            if results:
+                writer.write_index()  # npy: index.tsv lists every file written so far
     if done:
         writer.close()
         print(f"openesm3 embed: {done} protein(s) -> {args.output} ({fmt}, layer {args.layer})", file=sys.stderr)

@@ -23,8 +23,9 @@ Output: -o DIR gets <id>.pdb (or .cif / .bcif with --format cif / bcif) per reco
 column, and summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for another place, .json/.csv by
 suffix). --pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / .ent / .cif /
 .bcif (optionally .gz) writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Each structure (and plot)
-is written atomically as soon as its batch is folded, so an interrupted run keeps every structure done; the
-summary is written at the end. A bad record is reported by name and the others complete.
+is written atomically as soon as its batch is folded, and the summary rewritten (atomically) with every structure
+so far, so a run stopped by Ctrl-C, SIGTERM or an error keeps every structure done, with its summary. A bad record
+is reported by name and the others complete.
 """
 
 
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         split_items,
         write_table,
     )
+    from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import OpenESM3Error  # noqa: PLC0415
     from openesm3.generation.tasks import fold  # noqa: PLC0415
     from openesm3.protein import Protein  # noqa: PLC0415
@@ -147,14 +149,31 @@ def run(args: argparse.Namespace) -> int:
             return
         done[i] = [item.name, path.name, len(result), result.ptm, float(np.nanmean(result.plddt))]
 
-    with progress_bar(args, len(proteins), "fold", "protein") as bar:
+    written = [0]  # rows in the summary file
+
+    def write_summary() -> None:
+        """The summary of every structure so far (in input order), rewritten after each batch that added one (and
+        when the run stops)."""
+        if len(done) > written[0]:
+            write_table(str(summary), ["id", "file", "length", "ptm", "mean_plddt"], [done[i] for i in sorted(done)])
+            written[0] = len(done)
+
+    def kept() -> str | None:
+        return f"{len(done)} of {len(proteins)} structure(s) in {args.output} (summary {summary})" if done else None
+
+    with report_kept("fold", kept, write_summary), progress_bar(args, len(proteins), "fold", "protein") as bar:
+
+        def progress(n: int) -> None:  # after each batch, once its structures are written
+            write_summary()
+            bar.update(n)
+
         fold(
             bundle,
             proteins,
             decoding,
             seed=args.seed,
             batch_size=args.batch_size,
-            progress=bar.update,
+            progress=progress,
             on_result=save,
             streams=input_positions(items),
         )
@@ -162,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         failures.add(valid[i][0].name, errors[i])
     rows = [done[i] for i in sorted(done)]
     if rows:
-        write_table(str(summary), ["id", "file", "length", "ptm", "mean_plddt"], rows)
+        write_summary()
         print(f"openesm3 fold: {len(rows)} structure(s) -> {args.output} ({fmt}); summary {summary}", file=sys.stderr)
     failures.report(len(items), "protein(s)")
     return failures.exit_code(len(rows))

@@ -29,8 +29,10 @@ back (summary column motif_rmsd = backbone RMSD of the generated motif positions
 
 Output -o DIR: designs.fasta (all designs), <id>.pdb (or .cif) per design with pLDDT in the B-factors, and
 summary.tsv (id, file, length, ptm, mean_plddt, motif_rmsd, sequence). Default decoding: T = 0.7 annealed, random
-order, length/2 steps per track. Files are written atomically once every design is done (an interrupted run
-writes none).
+order, length/2 steps per track. Prompts are taken --batch-size at a time through every track; as each batch
+finishes its designs' files are written and designs.fasta and summary.tsv rewritten with every design so far (in
+input order), each file atomically, so a run stopped by Ctrl-C, SIGTERM or an error keeps every design done, in
+complete files. Each design draws from its own random stream, whatever the batch size.
 """
 
 
@@ -62,6 +64,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
+SUMMARY_COLUMNS = ["id", "file", "length", "ptm", "mean_plddt", "motif_rmsd", "sequence"]
 # Design k of the prompt at place p of the input draws from stream p * 2**32 + k - 1: its own whatever -n and the
 # other records (the first prompt's designs keep streams 0..n-1).
 _STREAMS_PER_PROMPT = 2**32
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         unique_names,
         write_table,
     )
+    from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import InputError, OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.design import design, parse_track_order  # noqa: PLC0415
     from openesm3.protein_io import write_fasta  # noqa: PLC0415
@@ -158,29 +162,51 @@ def run(args: argparse.Namespace) -> int:
     sources = [f for f in (args.prompt, args.motif) if f is not None]
     outputs = [out / f"{stem}.{args.format}" for stem in stems] + [out / "designs.fasta", out / "summary.tsv"]
     check_not_inputs(outputs, sources, "-o")
-    with progress_bar(args, len(prompts) * len(order), "generate", "track") as bar:
-        results = design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
-                         progress=bar.update, streams=streams)  # fmt: skip
-    designed, rows = [], []
-    for name, stem, result in zip(names, stems, results):
-        if isinstance(result, OpenESM3Error):
-            failures.add(name, result)
-            continue
-        protein = result.protein
-        path = out / f"{stem}.{args.format}"
-        try:
-            protein.to_mmcif(path) if args.format == "cif" else protein.to_pdb(path)
-        except OpenESM3Error as exc:
-            failures.add(name, exc)
-            continue
-        designed.append(protein)
-        mean_plddt = float(np.nanmean(protein.plddt)) if protein.plddt is not None else float("nan")
-        rmsd = float("nan") if result.motif_rmsd is None else result.motif_rmsd
-        rows.append([name, path.name, len(protein), protein.ptm, mean_plddt, rmsd, protein.sequence])
+    designed: dict[int, Any] = {}  # design index -> protein written
+    rows: dict[int, list[Any]] = {}
+    errors: dict[int, OpenESM3Error] = {}
+
+    def save(batch: list[tuple[int, Any]]) -> None:
+        """Write a batch's designs as soon as they are done, and designs.fasta and summary.tsv again with every
+        design so far (in input order): a run stopped later keeps them all, in complete files."""
+        for i, result in batch:
+            if isinstance(result, OpenESM3Error):
+                errors[i] = result
+                continue
+            protein = result.protein
+            path = out / f"{stems[i]}.{args.format}"
+            try:
+                protein.to_mmcif(path) if args.format == "cif" else protein.to_pdb(path)
+            except OpenESM3Error as exc:
+                errors[i] = exc
+                continue
+            designed[i] = protein
+            mean_plddt = float(np.nanmean(protein.plddt)) if protein.plddt is not None else float("nan")
+            rmsd = float("nan") if result.motif_rmsd is None else result.motif_rmsd
+            rows[i] = [names[i], path.name, len(protein), protein.ptm, mean_plddt, rmsd, protein.sequence]
+        if any(i in designed for i, _ in batch):
+            write()
+
+    def write() -> None:
+        done = sorted(designed)
+        write_fasta(out / "designs.fasta", [designed[i] for i in done])
+        write_table(str(out / "summary.tsv"), SUMMARY_COLUMNS, [rows[i] for i in done])
+
+    def kept() -> str | None:
+        if not designed:
+            return None
+        return (f"{len(designed)} of {len(prompts)} design(s) in {out} (designs.fasta, summary.tsv, "
+                f"<id>.{args.format})")  # fmt: skip
+
+    with (
+        report_kept("generate", kept, write),
+        progress_bar(args, len(prompts) * len(order), "generate", "track") as bar,
+    ):
+        design(bundle, prompts, order, decoding, seed=args.seed, batch_size=args.batch_size,
+               progress=bar.update, streams=streams, on_batch=save)  # fmt: skip
+    for i in sorted(errors):
+        failures.add(names[i], errors[i])
     if designed:
-        write_fasta(out / "designs.fasta", designed)
-        write_table(str(out / "summary.tsv"),
-                    ["id", "file", "length", "ptm", "mean_plddt", "motif_rmsd", "sequence"], rows)  # fmt: skip
         print(f"openesm3 generate: {len(designed)} design(s) -> {out} (tracks: {', '.join(order)})", file=sys.stderr)
     failures.report(len(prompts) + len(items) - len(valid), "design(s)")
     return failures.exit_code(len(designed))

@@ -20,7 +20,9 @@ Output: -o FILE.fasta with --num-samples records per structure, headers
 '>ID_k recovery=0.4123 structure=FILE chains=A', recovery = the fraction of the native's standard residues that
 the design has at the same position. A summary table (id, sample, length, recovery; and a mean row per structure)
 goes to --summary FILE (.tsv/.csv/.json) or stdout. A file without coordinates is reported by name and the
-others complete.
+others complete. As each batch finishes, the FASTA and the --summary file are rewritten with every structure
+done so far (in input order; each file atomically), so a run stopped by Ctrl-C, SIGTERM or an error keeps them
+(a summary on stdout is printed at the end only).
 """
 
 
@@ -41,6 +43,32 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
+SUMMARY_COLUMNS = ["id", "sample", "length", "recovery"]
+
+
+def _designed(name: str, source: str, native: Any, designs: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """The FASTA records and summary rows (one per sample, then their mean) of one structure's designs."""
+    from openesm3.generation.tasks import sequence_recovery  # noqa: PLC0415
+    from openesm3.protein_io import FASTA_LINE_WIDTH  # noqa: PLC0415
+
+    records: list[str] = []
+    rows: list[list[Any]] = []
+    recoveries = []
+    for k, design in enumerate(designs, start=1):
+        assert design.sequence is not None and native.sequence is not None
+        recovery = sequence_recovery(design.sequence, native.sequence)
+        recoveries.append(recovery)
+        chain_text = ",".join(native.chain_ids or ())
+        header = f">{design.name} recovery={recovery:.4f} structure={source} chains={chain_text}"
+        body = design.sequence
+        records.append(header + "\n" + "\n".join(body[i : i + FASTA_LINE_WIDTH]
+                                                 for i in range(0, len(body), FASTA_LINE_WIDTH)))  # fmt: skip
+        rows.append([name, str(k), len(native), recovery])
+    finite = [r for r in recoveries if not math.isnan(r)]
+    rows.append([name, "mean", len(native), sum(finite) / len(finite) if finite else math.nan])
+    return records, rows
+
+
 def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (  # noqa: PLC0415
         Failures,
@@ -56,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
         unique_names,
         write_table,
     )
+    from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
-    from openesm3.generation.tasks import inverse_fold, sequence_recovery  # noqa: PLC0415
-    from openesm3.protein_io import FASTA_LINE_WIDTH  # noqa: PLC0415
+    from openesm3.generation.tasks import inverse_fold  # noqa: PLC0415
     from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
 
     check_batch_size(args)
@@ -78,35 +106,46 @@ def run(args: argparse.Namespace) -> int:
     bundle = bundle_from_args(args, needs=("esm3",))
     names = unique_names([item.name for item, _ in valid])  # design ids name their structure unambiguously
     proteins = [p.replace(name=name) for name, (_, p) in zip(names, valid)]
-    with progress_bar(args, len(proteins) * args.num_samples, "inverse-fold", "sequence") as bar:
-        results = inverse_fold(bundle, proteins, args.num_samples, decoding, seed=args.seed,
-                               batch_size=args.batch_size, progress=bar.update,
-                               streams=input_positions(items))  # fmt: skip
-    records: list[str] = []
-    rows: list[list[Any]] = []
-    done = 0
-    for name, (item, native), result in zip(names, valid, results):
-        if isinstance(result, OpenESM3Error):
-            failures.add(name, result)
-            continue
-        done += 1
-        recoveries = []
-        for k, design in enumerate(result, start=1):
-            assert design.sequence is not None and native.sequence is not None
-            recovery = sequence_recovery(design.sequence, native.sequence)
-            recoveries.append(recovery)
-            chain_text = ",".join(native.chain_ids or ())
-            header = f">{design.name} recovery={recovery:.4f} structure={item.source} chains={chain_text}"
-            body = design.sequence
-            records.append(header + "\n" + "\n".join(body[i : i + FASTA_LINE_WIDTH]
-                                                     for i in range(0, len(body), FASTA_LINE_WIDTH)))  # fmt: skip
-            rows.append([name, str(k), len(native), recovery])
-        finite = [r for r in recoveries if not math.isnan(r)]
-        rows.append([name, "mean", len(native), sum(finite) / len(finite) if finite else math.nan])
+    records: dict[int, list[str]] = {}  # structure index -> its FASTA records
+    rows: dict[int, list[list[Any]]] = {}  # structure index -> its summary rows
+    errors: dict[int, OpenESM3Error] = {}
+
+    def save(batch: list[tuple[int, Any]]) -> None:
+        """Keep a batch's designs, and write the FASTA (and a --summary file) again with every structure done so far,
+        in input order: a run stopped later keeps them all, in complete files."""
+        for i, result in batch:
+            if isinstance(result, OpenESM3Error):
+                errors[i] = result
+                continue
+            records[i], rows[i] = _designed(names[i], valid[i][0].source, valid[i][1], result)
+        if any(i in records for i, _ in batch):
+            write()
+
+    def write() -> None:
+        write_text_output(args.output, "\n".join(r for i in sorted(records) for r in records[i]) + "\n")
+        if args.summary is not None:
+            write_table(args.summary, SUMMARY_COLUMNS, [row for i in sorted(rows) for row in rows[i]])
+
+    def kept() -> str | None:
+        if not records:
+            return None
+        n = sum(len(r) for r in records.values())
+        summary = f" and {args.summary}" if args.summary is not None else ""
+        return f"{n} sequence(s) for {len(records)} of {len(proteins)} structure(s) in {args.output}{summary}"
+
+    with (
+        report_kept("inverse-fold", kept, write),
+        progress_bar(args, len(proteins) * args.num_samples, "inverse-fold", "sequence") as bar,
+    ):
+        inverse_fold(bundle, proteins, args.num_samples, decoding, seed=args.seed, batch_size=args.batch_size,
+                     progress=bar.update, streams=input_positions(items), on_batch=save)  # fmt: skip
+    for i in sorted(errors):
+        failures.add(names[i], errors[i])
     if records:
-        write_text_output(args.output, "\n".join(records) + "\n")
-        write_table(args.summary, ["id", "sample", "length", "recovery"], rows)
-        print(f"openesm3 inverse-fold: {len(records)} sequence(s) for {done} structure(s) -> {args.output}",
+        if args.summary is None:
+            write_table(None, SUMMARY_COLUMNS, [row for i in sorted(rows) for row in rows[i]])
+        n = sum(len(r) for r in records.values())
+        print(f"openesm3 inverse-fold: {n} sequence(s) for {len(records)} structure(s) -> {args.output}",
               file=sys.stderr)  # fmt: skip
     failures.report(len(items), "structure(s)")
-    return failures.exit_code(done)
+    return failures.exit_code(len(records))

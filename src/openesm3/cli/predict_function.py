@@ -17,8 +17,10 @@ decoding (default: greedy, lowest entropy first, length/2 steps) and decoded by 
 InterPro entries ('name (IPRxxxxxx)') and function keywords, each with 1-based inclusive residue ranges.
 
 Output (-o): .json gives one object per protein {"id", "length", "annotations": [{"label", "start", "end"}]};
-.tsv / .csv give rows id, label, start, end. Needs the function decoder weights (esm3_function_decoder_v0.pth)
-and the function vocabulary files (from the installed esm package, $OPENESM3_VOCAB_DIR or --vocabulary-dir).
+.tsv / .csv give rows id, label, start, end; the file is rewritten (atomically) with every protein done so far
+(in input order) as each batch finishes, so a run stopped by Ctrl-C, SIGTERM or an error keeps them (a table on
+stdout comes at the end only). Needs the function decoder weights (esm3_function_decoder_v0.pth) and the function
+vocabulary files (from the installed esm package, $OPENESM3_VOCAB_DIR or --vocabulary-dir).
 """
 
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         split_items,
         write_table,
     )
+    from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.tasks import predict_function  # noqa: PLC0415
     from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
@@ -74,23 +77,48 @@ def run(args: argparse.Namespace) -> int:
     except VocabularyError as exc:
         raise VocabularyError(f"predict-function needs the function vocabulary: {exc}") from None
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
-    with progress_bar(args, len(proteins), "predict-function", "protein") as bar:
-        results = predict_function(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size,
-                                   progress=bar.update, streams=input_positions(items))  # fmt: skip
-    objects: list[dict[str, Any]] = []
-    for (item, _), result in zip(valid, results):
-        if isinstance(result, OpenESM3Error):
-            failures.add(item.name, result)
-            continue
-        annotations = [{"label": a.label, "start": a.start, "end": a.end} for a in result.function_annotations or ()]
-        objects.append({"id": item.name, "length": len(result), "annotations": annotations})
-    if objects:
+    objects: dict[int, dict[str, Any]] = {}  # protein index -> its output object
+    errors: dict[int, OpenESM3Error] = {}
+
+    def write() -> None:
+        done = [objects[i] for i in sorted(objects)]
         if args.output is not None and args.output.lower().removesuffix(".gz").endswith(".json"):
-            write_text_output(args.output, json.dumps(objects, indent=1) + "\n")
+            write_text_output(args.output, json.dumps(done, indent=1) + "\n")
         else:
-            rows = [[o["id"], a["label"], a["start"], a["end"]] for o in objects for a in o["annotations"]]
+            rows = [[o["id"], a["label"], a["start"], a["end"]] for o in done for a in o["annotations"]]
             write_table(args.output, ["id", "label", "start", "end"], rows)
-        n = sum(len(o["annotations"]) for o in objects)
+
+    def save(batch: list[tuple[int, Any]]) -> None:
+        """Keep a batch's predictions, and write the -o file again with every protein done so far (in input order):
+        a run stopped later keeps them all, in a complete file."""
+        for i, result in batch:
+            if isinstance(result, OpenESM3Error):
+                errors[i] = result
+                continue
+            annotations = [
+                {"label": a.label, "start": a.start, "end": a.end} for a in result.function_annotations or ()
+            ]
+            objects[i] = {"id": valid[i][0].name, "length": len(result), "annotations": annotations}
+        if args.output is not None and any(i in objects for i, _ in batch):
+            write()
+
+    def kept() -> str | None:
+        if not objects or args.output is None:
+            return None
+        return f"the predictions for {len(objects)} of {len(proteins)} protein(s) in {args.output}"
+
+    with (
+        report_kept("predict-function", kept, write),
+        progress_bar(args, len(proteins), "predict-function", "protein") as bar,
+    ):
+        predict_function(bundle, proteins, decoding, seed=args.seed, batch_size=args.batch_size,
+                         progress=bar.update, streams=input_positions(items), on_batch=save)  # fmt: skip
+    for i in sorted(errors):
+        failures.add(valid[i][0].name, errors[i])
+    if objects:
+        if args.output is None:
+            write()  # a table on stdout: once, at the end
+        n = sum(len(o["annotations"]) for o in objects.values())
         print(f"openesm3 predict-function: {n} annotation(s) for {len(objects)} protein(s)", file=sys.stderr)
     failures.report(len(items), "protein(s)")
     return failures.exit_code(len(objects))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+import time
 from typing import Any
 
 from openesm3.cli.common import add_model_arguments, write_table
@@ -24,8 +26,15 @@ A structure file as INPUT conditions the scores on its coordinates.
 
 Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
 FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
-.csv or .json; written atomically), else a table on stdout.
+.csv or .json; written atomically), else a table on stdout. The -o file is rewritten with every result so far (in
+input order) after each protein, or every few seconds in a variant scan, and when the run is stopped (Ctrl-C,
+SIGTERM, an error), so a stopped run keeps what was scored.
 """
+
+
+# The -o table of a variant scan is rewritten with the scores so far at most this often (and when the run stops):
+# after every pass of a few variants it would be written thousands of times over.
+_REWRITE_SECONDS = 10.0
 
 
 def register(subparsers: Any) -> None:
@@ -119,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], failures: Any, total: int) -> int:
     from openesm3.cli.common import progress_bar
+    from openesm3.cli.kept import report_kept
     from openesm3.errors import OpenESM3Error
     from openesm3.generation.scoring import pseudo_log_likelihood, scorable_positions
 
@@ -131,7 +141,17 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
         except OpenESM3Error as exc:
             failures.add(item.name, exc)
     rows: list[list[Any]] = []
-    with progress_bar(args, sum(n for *_, n in encoded), "score", "residue") as bar:
+    header = ["id", "length", "n_scored", "pll", "pll_per_residue", "perplexity"]
+
+    def kept() -> str | None:
+        return f"the scores of {len(rows)} of {len(encoded)} protein(s) in {args.output}" if rows else None
+
+    with (
+        report_kept("score", kept, lambda: write_table(args.output, header, rows))
+        if args.output is not None
+        else contextlib.nullcontext(),
+        progress_bar(args, sum(n for *_, n in encoded), "score", "residue") as bar,
+    ):
         for item, tensor, _ in encoded:
             try:
                 pll = pseudo_log_likelihood(bundle.esm3, tensor, batch_size=args.batch_size, progress=bar.update)
@@ -139,8 +159,10 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
                 failures.add(item.name, exc)
                 continue
             rows.append([item.name, tensor.n_residues, pll.n_scored, pll.total, pll.mean, pll.perplexity])
-    if rows:
-        write_table(args.output, ["id", "length", "n_scored", "pll", "pll_per_residue", "perplexity"], rows)
+            if args.output is not None:  # every protein so far, in a complete file: a stopped run keeps them
+                write_table(args.output, header, rows)
+    if rows and args.output is None:
+        write_table(args.output, header, rows)
     failures.report(total, "protein(s)")
     return failures.exit_code(len(rows))
 
@@ -156,6 +178,7 @@ def _score_variants(
     failures: Any,
 ) -> int:
     from openesm3.cli.common import progress_bar
+    from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError
     from openesm3.generation.scoring import VariantScore, masked_marginal_scores
     from openesm3.generation.variants import Variant, parse_variant, spearman
@@ -170,25 +193,47 @@ def _score_variants(
     item, protein = valid
     wild_type = bundle.encode(protein)
     bundle.check_length(wild_type, item.name)
-    with progress_bar(args, len(variants), "score", "variant") as bar:
-        scores = iter(
-            masked_marginal_scores(
-                bundle.esm3, wild_type, variants, offset=args.offset, batch_size=args.batch_size, progress=bar.update
-            )
-        )
-    results: list[VariantScore | InputError] = [next(scores) if isinstance(v, Variant) else v for v in parsed]
-    rows: list[list[Any]] = []
-    for n, (text, result) in enumerate(zip(texts, results)):
+    header = ["mutant", "score"] + (["measured"] if measured is not None else []) + ["error"]
+    place = [n for n, v in enumerate(parsed) if isinstance(v, Variant)]  # variant k of the scan is input line place[k]
+    done: dict[int, VariantScore | InputError] = {n: v for n, v in enumerate(parsed) if isinstance(v, InputError)}
+    written = [-math.inf]  # when the -o file was last written (time.monotonic)
+
+    def row(n: int) -> list[Any]:
+        result = done[n]
         error = result if isinstance(result, InputError) else result.error
         score = None if isinstance(result, InputError) else result.score
+        cells: list[Any] = [texts[n], math.nan if score is None else score]
+        if measured is not None:
+            cells.append(measured[n])
+        cells.append("" if error is None else str(error))
+        return cells
+
+    def write() -> None:
+        write_table(args.output, header, [row(n) for n in sorted(done)])
+        written[0] = time.monotonic()
+
+    def save(batch: list[tuple[int, VariantScore]]) -> None:
+        """Keep a pass's scores; the -o file is rewritten with every variant so far (in input order) at most every
+        few seconds (a scan has many small passes) and when the run stops."""
+        done.update((place[k], score) for k, score in batch)
+        if args.output is not None and time.monotonic() - written[0] >= _REWRITE_SECONDS:
+            write()
+
+    def kept() -> str | None:
+        scored = any(isinstance(result, VariantScore) for result in done.values())  # not only unreadable variants
+        return (
+            f"{len(done)} of {len(texts)} variant(s) in {args.output}" if args.output is not None and scored else None
+        )
+
+    with report_kept("score", kept, write), progress_bar(args, len(variants), "score", "variant") as bar:
+        masked_marginal_scores(bundle.esm3, wild_type, variants, offset=args.offset, batch_size=args.batch_size,
+                               progress=bar.update, on_batch=save)  # fmt: skip
+    results = [done[n] for n in range(len(texts))]
+    rows = [row(n) for n in range(len(texts))]
+    for n, result in enumerate(results):
+        error = result if isinstance(result, InputError) else result.error
         if error is not None:
             failures.add(sources[n], error)  # a file's variants are named by FILE:LINE
-        row: list[Any] = [text, math.nan if score is None else score]
-        if measured is not None:
-            row.append(measured[n])
-        row.append("" if error is None else str(error))
-        rows.append(row)
-    header = ["mutant", "score"] + (["measured"] if measured is not None else []) + ["error"]
     write_table(args.output, header, rows)
     n_ok = sum(1 for r in results if not isinstance(r, InputError) and r.error is None)
     summary = f"openesm3 score: {n_ok} of {len(texts)} variant(s) of {item.name!r} scored"

@@ -5,7 +5,8 @@ A design prompt is a :class:`~openesm3.protein.Protein` whose unknown positions 
 SS8, NaN coordinates); :func:`design_prompt` builds one from a length, a motif placed at chosen positions, an SS8
 string and function keywords, and any Protein (e.g. read from JSON / FASTA with ``_`` masks) works too.
 :func:`design` then generates the tracks of ``track_order`` one after another, each conditioned on the prompt and
-on the tracks generated before it (chain of thought), and decodes the structure.
+on the tracks generated before it (chain of thought), and decodes the structure; prompts go batch by batch, each
+batch through every track, so that its designs are final (and can be saved) before the next batch starts.
 
 Motif scaffolding keeps the motif exactly: its sequence is never masked (the decoder only fills masked positions),
 its coordinates condition the trunk through geometric attention, and after decoding the design is superposed on
@@ -16,8 +17,9 @@ RMSD of that superposition (``motif_rmsd``) says how well the generated structur
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -206,7 +208,10 @@ def design_prompt(
     )
 
 
-def _has_mask(tensor: ProteinTensor, track: str) -> bool:
+def _has_mask(tensor: ProteinTensor | OpenESM3Error, track: str) -> bool:
+    """Whether ``track`` of ``tensor`` has a position to generate (never for an error)."""
+    if not isinstance(tensor, ProteinTensor):
+        return False
     value = getattr(tensor, track)
     return value is None or bool(is_mask(track, value)[1:-1].any())
 
@@ -221,6 +226,7 @@ def design(
     batch_size: int = 8,
     progress: Progress | None = None,
     streams: Sequence[int] | None = None,
+    on_batch: Callable[[list[tuple[int, Design | OpenESM3Error]]], Any] | None = None,
 ) -> list[Design | OpenESM3Error]:
     """Generate the tracks of every prompt in ``track_order`` (each conditioned on the earlier ones), then decode.
 
@@ -232,6 +238,11 @@ def design(
     with any motif coordinates. Prompt i's track j draws from ``derive_seed(derive_seed(seed, j), streams[i])``
     (default ``streams[i] = i``; e.g. the CLI gives each design of each prompt its own index, so a design does not
     change with the number asked).
+
+    Prompts are sorted by length and taken ``batch_size`` at a time; a batch goes through every track and is decoded
+    before the next one starts, so ``on_batch`` gets its ``(index, result)`` pairs as soon as they are final (the
+    prompts that could not be encoded come last), and a long run can save the designs as they come: an interrupted
+    run keeps what was done. The results are the same with or without it, and with any batch size.
     ``progress(n)`` counts prompts per track (``len(prompts) * len(track_order)`` in all).
 
     Returns:
@@ -241,7 +252,8 @@ def design(
     check_task_arguments(prompts, seed, batch_size)
     indices = stream_indices(streams, len(prompts))
     order = parse_track_order(track_order if isinstance(track_order, str) else list(track_order))
-    if "function" in order:
+    function = "function" in order
+    if function:
         bundle.function_decoder  # noqa: B018 - decoding the function track needs it: fail up front
     tensors: list[ProteinTensor | OpenESM3Error] = []
     for i, prompt in enumerate(prompts):
@@ -251,24 +263,46 @@ def design(
             tensors.append(tensor)
         except OpenESM3Error as exc:
             tensors.append(exc)
-    for j, track in enumerate(order):
-        todo = [t if isinstance(t, ProteinTensor) and _has_mask(t, track) else None for t in tensors]
-        selected = [i for i, t in enumerate(todo) if t is not None]
-        if progress is not None and len(selected) < len(prompts):
-            progress(len(prompts) - len(selected))  # nothing to generate (or failed): done with, for the bar
-        if not selected:
-            continue
-        # Generated structure tokens must reach the model: keep them even when motif coordinates are present.
-        conditioning = [tensors[i].structure is None for i in selected]  # type: ignore[union-attr]
-        results = run_track(
-            bundle, [tensors[i] for i in selected], track, decoding,
-            seeds=[derive_seed(derive_seed(seed, j), indices[i]) for i in selected], batch_size=batch_size,
-            invalid_ids=NON_CANONICAL_SEQUENCE_IDS if track == "sequence" else (),
-            condition_on_coordinates_only=conditioning, progress=progress,
-        )  # fmt: skip
-        for i, result in zip(selected, results):
-            tensors[i] = result
-    return [_finish(bundle, prompt, t, "function" in order) for prompt, t in zip(prompts, tensors)]
+    out: list[Design | OpenESM3Error | None] = [None] * len(prompts)
+    lengths = {i: len(t) for i, t in enumerate(tensors) if isinstance(t, ProteinTensor)}
+    valid = list(lengths)
+    if progress is not None and len(valid) < len(prompts):
+        progress((len(prompts) - len(valid)) * len(order))  # nothing to generate for them: done with, for the bar
+    todo = sorted(valid, key=lambda i: lengths[i])  # the batches run_track makes of the whole input
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        for j, track in enumerate(order):
+            selected = [i for i in chunk if _has_mask(tensors[i], track)]
+            if progress is not None and len(selected) < len(chunk):
+                progress(len(chunk) - len(selected))  # nothing to generate (or failed): done with, for the bar
+            if not selected:
+                continue
+            # Generated structure tokens must reach the model: keep them even when motif coordinates are present.
+            conditioning = [tensors[i].structure is None for i in selected]  # type: ignore[union-attr]
+            results = run_track(
+                bundle, [tensors[i] for i in selected], track, decoding,
+                seeds=[derive_seed(derive_seed(seed, j), indices[i]) for i in selected], batch_size=batch_size,
+                invalid_ids=NON_CANONICAL_SEQUENCE_IDS if track == "sequence" else (),
+                condition_on_coordinates_only=conditioning, progress=progress,
+            )  # fmt: skip
+            for i, result in zip(selected, results):
+                tensors[i] = result
+        finished = [(i, _finish(bundle, prompts[i], tensors[i], function)) for i in chunk]
+        for i, final in finished:
+            out[i] = final
+        if on_batch is not None:
+            on_batch(finished)
+    failed: list[tuple[int, Design | OpenESM3Error]] = []
+    for i, unfinished in enumerate(tensors):
+        if out[i] is None:  # could not be encoded
+            assert isinstance(unfinished, OpenESM3Error)
+            out[i] = unfinished
+            failed.append((i, unfinished))
+    if on_batch is not None and failed:
+        on_batch(failed)
+    done = [result for result in out if result is not None]
+    assert len(done) == len(prompts), "every prompt gets a result"
+    return done
 
 
 def _finish(

@@ -209,6 +209,14 @@ class EmbeddingWriter:
             np.save(handle, array)
         return path
 
+    def write_index(self) -> list[Path]:
+        """npy: write ``index.tsv`` now, listing the records added so far (rewritten, atomically, by each call and by
+        :meth:`close`), so that a run stopped later leaves an index of every file written; returns it. Nothing for
+        safetensors, whose one file is written by :meth:`close`."""
+        if self.format == "safetensors":
+            return []
+        return self.close()
+
     def close(self) -> list[Path]:
         """Write what is pending (the safetensors file, or the npy ``index.tsv``); returns the files written."""
         if self.format == "safetensors":

@@ -165,6 +165,7 @@ def masked_marginal_scores(
     offset: int = 0,
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
+    on_batch: Callable[[list[tuple[int, VariantScore]]], Any] | None = None,
 ) -> list[VariantScore]:
     """Masked-marginal score of every variant against ``wild_type`` (see module docstring).
 
@@ -172,7 +173,9 @@ def masked_marginal_scores(
     :class:`VariantScore` with ``error`` set, naming the mutation; the other variants are scored as usual.
     Variants may be given as text (``"A42G:L50P"``, parsed by :func:`~openesm3.generation.variants.parse_variant`;
     text that does not parse gets an error the same way).
-    ``progress(n)`` reports how many variants are done (all ``len(variants)`` by the end).
+    ``progress(n)`` reports how many variants are done (all ``len(variants)`` by the end). ``on_batch(pairs)`` gets
+    the ``(index, score)`` of the variants final so far: first those that need no pass (errors, the wild type), then
+    those of each forward pass as it is done, so a long scan can save its scores as they come.
     """
     _check_one(wild_type)
     check_batch_size(batch_size)
@@ -214,6 +217,10 @@ def masked_marginal_scores(
         groups.setdefault(key, []).append((n, resolved))
     if progress is not None and len(variants) - sum(len(g) for g in groups.values()):
         progress(len(variants) - sum(len(g) for g in groups.values()))  # errors and wild types: no pass needed
+    if on_batch is not None:
+        in_passes = {n for group in groups.values() for n, _ in group}
+        if len(in_passes) < len(variants):
+            on_batch([(n, result) for n, result in enumerate(results) if n not in in_passes])
     keys = list(groups)
     for start in range(0, len(keys), batch_size):
         chunk = keys[start : start + batch_size]
@@ -225,6 +232,8 @@ def masked_marginal_scores(
                     for m in resolved
                 )
                 results[n] = VariantScore(results[n].variant, score=score)
+        if on_batch is not None:
+            on_batch(sorted(((n, results[n]) for key in chunk for n, _ in groups[key]), key=lambda pair: pair[0]))
         if progress is not None:
             progress(sum(len(groups[key]) for key in chunk))
     return results

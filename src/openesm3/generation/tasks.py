@@ -257,6 +257,7 @@ def inverse_fold(
     batch_size: int = 8,
     progress: Progress | None = None,
     streams: Sequence[int] | None = None,
+    on_batch: Callable[[list[tuple[int, list[Protein] | OpenESM3Error]]], Any] | None = None,
 ) -> list[list[Protein] | OpenESM3Error]:
     """Sample ``num_samples`` sequences for the backbone of every protein (spec §10.3 "Inverse folding").
 
@@ -264,6 +265,10 @@ def inverse_fold(
     through geometric attention (structure tokens are not needed). Only the 20 canonical amino acids are sampled.
     Sample k (0-based) of protein i draws from ``derive_seed(derive_seed(seed, streams[i]), k)`` (default
     ``streams[i] = i``), whatever ``num_samples``.
+
+    ``on_batch(pairs)`` gets the ``(index, result)`` of the proteins whose samples are all done after each batch of
+    ``batch_size`` samples (proteins that could not be prompted come last), so a long run can save the designs as
+    they come: an interrupted run keeps what was done. The results are the same with or without it.
 
     Returns:
         Per protein: ``num_samples`` proteins (sequence + the input's coordinates, chain ids and numbering; named
@@ -295,28 +300,47 @@ def inverse_fold(
     base = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
     prompts = [b for b in base for _ in range(num_samples)]
     seeds = [derive_seed(derive_seed(seed, s), k) for s in indices for k in range(num_samples)]
+    samples: list[ProteinTensor | OpenESM3Error | None] = [None] * len(prompts)
+    out: list[list[Protein] | OpenESM3Error | None] = [None] * len(proteins)
+
+    def finish(batch: list[tuple[int, ProteinTensor | OpenESM3Error]]) -> None:
+        for n, sample in batch:
+            samples[n] = sample
+        complete = sorted({n // num_samples for n, _ in batch})
+        complete = [i for i in complete if out[i] is None and all(
+            s is not None for s in samples[i * num_samples : (i + 1) * num_samples])]  # fmt: skip
+        for i in complete:
+            out[i] = _inverse_folded(bundle, proteins[i], i, samples[i * num_samples : (i + 1) * num_samples])
+        if on_batch is not None and complete:
+            on_batch([(i, out[i]) for i in complete])  # type: ignore[misc]
+
     results = run_track(
         bundle, prompts, "sequence", decoding, seeds=seeds, batch_size=batch_size,
-        invalid_ids=NON_CANONICAL_SEQUENCE_IDS, progress=progress,
+        invalid_ids=NON_CANONICAL_SEQUENCE_IDS, progress=progress, on_batch=finish,
     )  # fmt: skip
-    out: list[list[Protein] | OpenESM3Error] = []
-    for i, protein in enumerate(proteins):
-        samples = results[i * num_samples : (i + 1) * num_samples]
-        error = next((s for s in samples if isinstance(s, OpenESM3Error)), None)
-        if error is not None:
-            out.append(error)
-            continue
-        designs = []
-        for k, sample in enumerate(samples, start=1):
-            assert isinstance(sample, ProteinTensor) and sample.sequence is not None
-            sequence = bundle.tokenizers.sequence.decode(sample.sequence.cpu())
-            designs.append(protein.replace(
-                sequence=sequence, coordinates=_design_coordinates(protein, sequence),
-                name=f"{_label(protein, i)}_{k}", secondary_structure=None, sasa=None,
-                function_annotations=None, residue_annotations=None, plddt=None, ptm=None, pae=None,
-            ))  # fmt: skip
-        out.append(designs)
-    return out
+    finish([(n, result) for n, result in enumerate(results) if samples[n] is None])  # prompts that were errors
+    done = [result for result in out if result is not None]
+    assert len(done) == len(proteins), "every protein gets a result"
+    return done
+
+
+def _inverse_folded(
+    bundle: ModelBundle, protein: Protein, i: int, samples: Sequence[ProteinTensor | OpenESM3Error | None]
+) -> list[Protein] | OpenESM3Error:
+    """The designs of protein ``i`` from its generated samples, or the first error among them."""
+    error = next((s for s in samples if isinstance(s, OpenESM3Error)), None)
+    if error is not None:
+        return error
+    designs = []
+    for k, sample in enumerate(samples, start=1):
+        assert isinstance(sample, ProteinTensor) and sample.sequence is not None
+        sequence = bundle.tokenizers.sequence.decode(sample.sequence.cpu())
+        designs.append(protein.replace(
+            sequence=sequence, coordinates=_design_coordinates(protein, sequence),
+            name=f"{_label(protein, i)}_{k}", secondary_structure=None, sasa=None,
+            function_annotations=None, residue_annotations=None, plddt=None, ptm=None, pae=None,
+        ))  # fmt: skip
+    return designs
 
 
 def _design_coordinates(native: Protein, sequence: str) -> np.ndarray:
@@ -345,6 +369,7 @@ def predict_function(
     batch_size: int = 8,
     progress: Progress | None = None,
     streams: Sequence[int] | None = None,
+    on_batch: Callable[[list[tuple[int, Protein | OpenESM3Error]]], Any] | None = None,
 ) -> list[Protein | OpenESM3Error]:
     """Predict InterPro / keyword annotations from the sequence and/or structure of every protein.
 
@@ -354,7 +379,9 @@ def predict_function(
     annotations by the function token decoder (:func:`~openesm3.tokenizers.decode_function_tokens`, ranges merged with
     :func:`~openesm3.tokenizers.merge_annotations`; 1-based inclusive ranges, InterPro labels as
     ``"name (IPRxxxxxx)"``). Protein i draws from stream ``derive_seed(seed, streams[i])`` (default
-    ``streams[i] = i``).
+    ``streams[i] = i``). ``on_batch(pairs)`` gets each batch's ``(index, result)`` pairs as soon as they are final
+    (proteins that could not be prompted come last), so a long run can save them as they come; the results are the
+    same with or without it.
 
     Raises:
         WeightsError / VocabularyError: up front, if the function decoder weights or the function vocabulary
@@ -380,17 +407,34 @@ def predict_function(
 
     prompts = [_prompt(bundle, make(p), _label(p, i)) for i, p in enumerate(proteins)]
     seeds = [derive_seed(seed, s) for s in indices]
-    results = run_track(bundle, prompts, "function", decoding, seeds=seeds, batch_size=batch_size, progress=progress)
-    out: list[Protein | OpenESM3Error] = []
-    for protein, result in zip(proteins, results):
-        if isinstance(result, OpenESM3Error):
-            out.append(result)
-            continue
-        assert result.function is not None
-        try:
-            tokens = np.asarray(result.function.cpu().numpy())
-            annotations = merge_annotations(decode_function_tokens(tokens, bundle, vocabulary))
-            out.append(protein.replace(function_annotations=tuple(annotations), residue_annotations=None))
-        except OpenESM3Error as exc:
-            out.append(exc)
-    return out
+    out: list[Protein | OpenESM3Error | None] = [None] * len(proteins)
+
+    def finish(batch: list[tuple[int, ProteinTensor | OpenESM3Error]]) -> None:
+        finished = [(i, _annotated(bundle, vocabulary, proteins[i], result)) for i, result in batch]
+        for i, final in finished:
+            out[i] = final
+        if on_batch is not None and finished:
+            on_batch(finished)
+
+    results = run_track(
+        bundle, prompts, "function", decoding, seeds=seeds, batch_size=batch_size, progress=progress, on_batch=finish
+    )
+    finish([(i, result) for i, result in enumerate(results) if out[i] is None])  # prompts that were errors
+    done = [result for result in out if result is not None]
+    assert len(done) == len(proteins), "every protein gets a result"
+    return done
+
+
+def _annotated(
+    bundle: ModelBundle, vocabulary: Any, protein: Protein, result: ProteinTensor | OpenESM3Error
+) -> Protein | OpenESM3Error:
+    """``protein`` with the annotations decoded from the generated function track, or the error."""
+    if isinstance(result, OpenESM3Error):
+        return result
+    assert result.function is not None
+    try:
+        tokens = np.asarray(result.function.cpu().numpy())
+        annotations = merge_annotations(decode_function_tokens(tokens, bundle, vocabulary))
+        return protein.replace(function_annotations=tuple(annotations), residue_annotations=None)
+    except OpenESM3Error as exc:
+        return exc
