@@ -146,8 +146,9 @@ def test_an_interrupted_run_is_recorded_and_the_old_record_kept_until_the_end(
     r = _record(record)
     assert (r["status"], r["exit_code"]) == ("interrupted", code)
     assert r["error"] == ("interrupted (Ctrl-C)" if stop == "ctrl-c" else f"terminated (signal {signal.SIGTERM})")
-    (done,) = r["outputs"]  # the structure folded before the stop (batches go shortest first)
+    done, summary = r["outputs"]  # the structure folded before the stop (batches go shortest first), its summary
     assert Path(done["path"]).name == "two.pdb" and done["sha256"] == _sha256(Path(done["path"]))
+    assert Path(summary["path"]).name == "summary.tsv" and summary["sha256"] == _sha256(Path(summary["path"]))
     assert not list(tmp_path.glob(".run.json*"))
 
 
