@@ -74,10 +74,13 @@ def test_pdb_string_layout_and_b_factor_column_holds_plddt() -> None:
     chain_a = complex_["A"].with_b_factor(plddt)
     text = ProteinComplex((chain_a, complex_["B"])).to_pdb_string()
     lines = text.splitlines()
-    assert lines[0].startswith("ATOM") and lines[-1] == "END"
-    ter = [i for i, line in enumerate(lines) if line == "TER"]
+    assert lines[0].startswith("ATOM") and lines[-1] == "END".ljust(80)
+    ter = [i for i, line in enumerate(lines) if line.startswith("TER")]
     assert len(ter) == 2  # one after each chain
     assert lines[ter[0] - 1][21] == "A" and lines[ter[0] + 1][21] == "B"
+    for i in ter:  # the residue of the chain's last atom, in the TER record's own columns; serial left blank
+        last_atom = lines[i - 1]
+        assert lines[i] == f"TER{'':14}{last_atom[17:20]} {last_atom[21]}{last_atom[22:27]}".ljust(80)
     ca_lines = [line for line in lines if line[12:16] == " CA " and line[21] == "A"]
     written = np.array([float(line[60:66]) for line in ca_lines])
     np.testing.assert_allclose(written, plddt[chain_a.atom37_mask[:, 1]], atol=5e-3)
@@ -233,3 +236,21 @@ def test_an_infinite_b_factor_is_an_error_not_a_huge_number(tmp_path: Path, suff
     with pytest.raises(InputError, match="chain 'A': a B-factor is infinite"):
         write_structure(replace(chain, b_factor=b_factor), tmp_path / f"x{suffix}")
     assert not (tmp_path / f"x{suffix}").exists()
+
+
+def test_biopython_reads_our_pdb_files_without_a_warning(tmp_path: Path) -> None:
+    """A bare ``TER``/``END`` line (not padded to its 6-column record name) made Biopython warn "Ignoring
+    unrecognized record" on every file we wrote; a warning is an error here."""
+    import warnings  # noqa: PLC0415
+
+    from Bio.PDB import PDBParser  # noqa: PLC0415
+
+    complex_ = load_structure(STRUCTURES / "2ZTA.pdb.gz")
+    path = tmp_path / "two_chains.pdb"
+    complex_.to_pdb(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = PDBParser().get_structure("x", str(path))[0]
+    assert [chain.id for chain in model] == ["A", "B"]
+    assert [len(chain) for chain in model] == [len(complex_["A"]), len(complex_["B"])]
+    assert load_structure(path)["B"].sequence == complex_["B"].sequence  # our reader skips the TER records too

@@ -337,21 +337,34 @@ def to_pdb_string(obj: Structure) -> str:
     pdb = PDBFile()
     pdb.set_structure(array)
     lines: list[str] = []
-    previous_chain = None
+    previous: str | None = None  # the last ATOM line written, until its chain is closed by a TER
     atom = 0
     for line in pdb.lines:
-        chain = line[21] if line.startswith("ATOM") else None
-        if previous_chain is not None and chain != previous_chain:
-            lines.append("TER")
-        if chain is not None and res_fields is not None:
+        is_atom = line.startswith("ATOM")
+        if previous is not None and (not is_atom or line[21] != previous[21]):
+            lines.append(_ter_record(previous))
+            previous = None
+        if is_atom and res_fields is not None:
             line = line[:22] + res_fields[atom] + line[26:]
-        atom += chain is not None
+        atom += is_atom
         lines.append(line)
-        previous_chain = chain
-    if previous_chain is not None:
-        lines.append("TER")
-    lines.append("END")
+        previous = line if is_atom else previous
+    if previous is not None:
+        lines.append(_ter_record(previous))
+    lines.append(_PDB_END)
     return "\n".join(lines) + "\n"
+
+
+# Records are 80 columns, the record name filling columns 1-6: readers that match the padded name (Biopython's
+# "TER   ", "END   ") warn about, and ignore, a bare "TER" or "END".
+_PDB_END = "END".ljust(80)
+
+
+def _ter_record(last_atom: str) -> str:
+    """The TER record closing the chain of ``last_atom`` (an ATOM line): the residue name, chain id, residue number
+    and insertion code of that atom (columns 18-27). The serial number (columns 7-11) is left blank: the spec's
+    "last atom + 1" would repeat the next chain's first serial, since the ATOM serials run on without a gap."""
+    return ("TER" + " " * 14 + last_atom[17:27]).ljust(80)
 
 
 def _set_entities(block: Any, obj: Structure) -> None:
