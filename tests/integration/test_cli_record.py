@@ -152,6 +152,58 @@ def test_an_interrupted_run_is_recorded_and_the_old_record_kept_until_the_end(
     assert not list(tmp_path.glob(".run.json*"))
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_second_stop_while_the_record_is_written_abandons_it_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # noqa: ANN001
+    stop: str,
+) -> None:
+    """Ctrl-C or SIGTERM again while the record is being written: Ctrl-C ended main with a KeyboardInterrupt (a
+    traceback) and SIGTERM killed the process on the spot (the stop handlers were gone by then), leaving the hidden
+    temporary file of the record. Now: one line, the command's own exit status (its work was over), no temporary
+    file, the old record intact."""
+    import openesm3.cli.main as cli_main  # noqa: PLC0415
+    import openesm3.utils.atomic as atomic  # noqa: PLC0415
+
+    record = tmp_path / "run.json"
+    record.write_text("the previous record\n")
+
+    def write_then_stop(path: str, obj: Any, **kwargs: Any) -> None:
+        with atomic.atomic_open(path, "w") as handle:
+            handle.write(json.dumps(obj)[:10])  # part way through
+            assert list(tmp_path.glob(".run.json.*.tmp"))
+            if stop == "ctrl-c":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:  # must stop the command as Ctrl-C does, not with the default action (it would end pytest)
+                assert signal.getsignal(signal.SIGTERM) is cli_main._raise_terminated
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(atomic, "atomic_write_json", write_then_stop)
+    # A command that ends at once (an option refused before any model is loaded).
+    args = ["fold", str(_fasta(tmp_path)), "-o", str(tmp_path / "o"), "--temperature", "-1", "--record", str(record)]
+    try:
+        code = main(args)
+    except KeyboardInterrupt:  # caught here, or pytest would take it as its own and stop the session
+        pytest.fail("the second Ctrl-C went on out of main (a traceback)")
+    said = "interrupted" if stop == "ctrl-c" else "terminated"
+    assert code == 2  # the error that ended the command
+    err = capsys.readouterr().err
+    assert err.endswith(f"openesm3 fold: {said} while writing --record {record}; the record was not written\n")
+    assert record.read_text() == "the previous record\n" and not list(tmp_path.glob(".run.json*"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored all the same
+
+
+def test_a_record_on_standard_output_is_refused_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """``--record -`` wrote a file named '-' in the current directory; standard output carries the command's own
+    output (tables), so the record is refused there with a line saying to give a file name."""
+    monkeypatch.chdir(tmp_path)
+    args = ["fold", str(_fasta(tmp_path)), "-o", str(tmp_path / "o"), "--record", "-"]
+    assert main(args) == 2
+    assert "openesm3 fold: error: --record -: give a file name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fasta"]
+
+
 def test_an_unseeded_run_is_reproduced_by_its_recorded_seed(weights: Path, tmp_path: Path) -> None:
     """generate samples (temperature 0.7): the seed recorded for a run given none reproduces it byte for byte."""
     common = ["generate", "--length", "8", "--num-designs", "2", "--weights", str(weights), *FAST]

@@ -85,9 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         with provenance.running(recorder.run):  # the loaders and writers report weights and files to it
             code = _run(args, recorder)
     finally:
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
-        recorded = recorder.finish(code)  # also when an exception goes on (--debug)
+        # The record is written (also when an exception goes on: --debug) while SIGTERM and SIGHUP still stop the
+        # command as Ctrl-C does: a second stop then abandons the record in one line, its temporary file removed,
+        # not a traceback or a kill on the spot that leaves the hidden temporary file behind.
+        try:
+            recorded = recorder.finish(code)
+        except (KeyboardInterrupt, _Terminated) as stop:
+            said = "interrupted" if isinstance(stop, KeyboardInterrupt) else _stop_said(stop.signum)
+            print(f"openesm3 {args.command}: {said} while writing --record {recorder.path}; the record was not "
+                  "written", file=sys.stderr)  # fmt: skip
+            recorded = True  # said: no second line about it
+            code = code or (130 if isinstance(stop, KeyboardInterrupt) else 128 + stop.signum)
+        finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
     assert code is not None  # set unless an exception went on
     return 2 if code == 0 and not recorded else code
 
@@ -105,7 +116,7 @@ def _run(args: argparse.Namespace, recorder: RunRecorder) -> int:
         print(f"openesm3 {args.command}: interrupted", file=sys.stderr)
         return 130
     except _Terminated as stop:
-        said = "hung up" if stop.signum == getattr(signal, "SIGHUP", None) else "terminated"  # no SIGHUP on Windows
+        said = _stop_said(stop.signum)
         recorder.fail("interrupted", f"{said} (signal {stop.signum})")
         print(f"openesm3 {args.command}: {said}", file=sys.stderr)
         return 128 + stop.signum
@@ -139,6 +150,10 @@ class _Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def _stop_said(signum: int) -> str:
+    return "hung up" if signum == getattr(signal, "SIGHUP", None) else "terminated"  # no SIGHUP on Windows
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

@@ -16,7 +16,8 @@ ends (success, per-item failures, an error, Ctrl-C, SIGTERM/SIGHUP), FILE is wri
   see ``errors``; ``error``: an error stopped the command, see ``error``; ``interrupted``), ``exit_code``,
   ``error`` and ``errors`` (the per-item errors reported).
 
-An existing FILE is replaced only when the run ends. docs/usage.md, "Reproducing a run", shows an example.
+An existing FILE is replaced only when the run ends (a second stop while it is written leaves it as it was), and
+FILE must be a file name (``-`` is refused). docs/usage.md, "Reproducing a run", shows an example.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class RunRecorder:
 
         inputs = self._input_paths()
         path, self.path = self.path, None  # a place refused here gets no record: it would replace an input
+        if path == "-":  # not standard output: it carries the command's own output (tables, FASTA)
+            raise InputError("--record -: give a file name (the record is not written to standard output)")
         check_output_file(path, "--record", [p for _, p in inputs])
         mine = Path(path).resolve()
         for key, value in sorted(vars(self.args).items()):
