@@ -243,3 +243,19 @@ def test_full_precision_without_a_device_type_turns_off_the_autocast_in_force() 
         with full_precision("cpu"):
             assert (a @ a).dtype == torch.float32
         assert (a @ a).dtype == torch.bfloat16
+
+
+def test_full_precision_turns_autocast_off_only_inside_its_block() -> None:
+    """``full_precision()`` entered torch's autocast contexts when called, not at its ``with``: a context made ahead
+    (or never entered) switched autocast off from the call on, and one never entered never switched it back."""
+    from openesm3.training.loop import full_precision  # noqa: PLC0415
+
+    a = torch.ones(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        region = full_precision()
+        assert (a @ a).dtype == torch.bfloat16  # made, not entered yet
+        with region:
+            assert (a @ a).dtype == torch.float32
+        assert (a @ a).dtype == torch.bfloat16
+        full_precision()  # never entered
+        assert (a @ a).dtype == torch.bfloat16

@@ -73,11 +73,18 @@ def full_precision(device_type: str | None = None) -> contextlib.AbstractContext
     type; None turns it off on the CPU and on every accelerator present, whichever the batch is on."""
     if device_type is not None:
         return torch.autocast(device_type=device_type, enabled=False)
-    stack = contextlib.ExitStack()
+    return _full_precision_everywhere()
+
+
+@contextlib.contextmanager
+def _full_precision_everywhere() -> Iterator[None]:
+    """Autocast off on the CPU and every accelerator present, from entering the block (not from the call: a
+    context made ahead of its ``with`` must leave autocast alone until then) to leaving it."""
     types = ["cpu"] + ["cuda"] * torch.cuda.is_available() + ["mps"] * torch.backends.mps.is_available()
-    for kind in types:
-        stack.enter_context(torch.autocast(device_type=kind, enabled=False))
-    return stack
+    with contextlib.ExitStack() as stack:
+        for kind in types:
+            stack.enter_context(torch.autocast(device_type=kind, enabled=False))
+        yield
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
