@@ -355,3 +355,33 @@ def test_a_file_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.Monke
         run.sha256(file)
     assert reads == [file, file]
     assert provenance.structure_note() == []  # no run open: library writes carry no note
+
+
+def test_weights_are_hashed_in_the_background_when_the_run_needs_their_hash(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every structure-writing command hashes its weight files (the note), with or without --record: about a
+    second per GB of SHA-256 that came between the model's work and the first structure file. The hash now starts
+    in a background thread as the file is loaded, and only for runs that need it (not embed without --record)."""
+    import threading  # noqa: PLC0415
+
+    real, hashed = provenance._sha256_of, []
+
+    def recording(path: Path) -> str:
+        hashed.append((path.name, path.parent.name, threading.current_thread() is threading.main_thread()))
+        return real(path)
+
+    monkeypatch.setattr(provenance, "_sha256_of", recording)
+    fasta = _fasta(tmp_path)
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), *FAST]) == 0
+    assert sorted(hashed) == [("model.safetensors", "esm3", False), ("model.safetensors", "structure_decoder", False)]
+    hashed.clear()
+    assert main(["embed", str(fasta), "-o", str(tmp_path / "e"), "--weights", str(weights), "--quiet"]) == 0
+    assert hashed == []  # nothing needs them
+    # Asking for a hash waits for its thread: each file is read once.
+    file = tmp_path / "w.bin"
+    file.write_bytes(b"weights" * 1000)
+    with provenance.running(provenance.Run("fold", prehash=True)) as run:
+        provenance.note_weights(file, "esm3")
+        assert run.sha256(file) == _sha256(file)
+    assert hashed == [("w.bin", tmp_path.name, False)]

@@ -57,6 +57,8 @@ INPUT_OPTIONS: dict[str, tuple[str, ...]] = {
     "train-tokenizer": ("config", "checkpoint"),
     "calibrate-tokenizer": ("inputs", "run"),
 }
+# The commands that write structure files from a model (each with the provenance note of its weights).
+STRUCTURE_COMMANDS = frozenset({"fold", "generate", "detokenize", "round-trip"})
 # Keys of the parsed arguments that are machinery, not options.
 _INTERNAL = frozenset({"handler", "command_parser", "decoding_defaults"})
 
@@ -73,7 +75,9 @@ class RunRecorder:
         self.args = args
         self.argv = ["openesm3", *argv]
         self.path: str | None = getattr(args, "record", None)
-        self.run = Run(command=args.command, seed=seed if isinstance(seed, int) else None)
+        # The hashes of the weights are needed by the record and by the note of structure files: start them early.
+        prehash = self.path is not None or args.command in STRUCTURE_COMMANDS
+        self.run = Run(command=args.command, seed=seed if isinstance(seed, int) else None, prehash=prehash)
         self.started = datetime.now(timezone.utc)
         self._clock = time.monotonic()
         self.status = "ok"

@@ -11,7 +11,10 @@ version, the short SHA-256 of each weight file used, the seed). The note holds n
 to the next (no time, no path), so a rerun with the same seed writes the same bytes.
 
 Hashes are SHA-256 of the file's bytes, read in blocks (a multi-GB weights file is never held in memory), and
-computed at most once per file per run (:func:`sha256_file`).
+computed at most once per file per run (:func:`sha256_file`). A run that will need the hashes of its weights (a
+command that writes structures, or ``--record``: ``Run(prehash=True)``) starts hashing each weight file in a
+background thread as soon as it is loaded, so that the second or so per GB of SHA-256 overlaps the model's work
+instead of coming before the first structure file; asking for the hash waits for that thread.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,16 +51,42 @@ class Run:
     inputs: dict[Path, str | None] = field(default_factory=dict)  # path -> role (e.g. "function vocabulary")
     outputs: dict[Path, None] = field(default_factory=dict)  # an ordered set: in the order first written
     errors: list[str] = field(default_factory=list)  # per-item errors the command reported
+    prehash: bool = False  # hash each weight file in the background as soon as it is noted (the run will need it)
     _hashes: dict[tuple[Path, int, int], str] = field(default_factory=dict, repr=False)
+    _pending: dict[tuple[Path, int, int], threading.Thread] = field(default_factory=dict, repr=False)
 
     def sha256(self, path: str | os.PathLike[str]) -> str:
-        """SHA-256 (hex) of the file, from this run's cache while the file is unchanged (size, mtime)."""
+        """SHA-256 (hex) of the file, from this run's cache while the file is unchanged (size, mtime); waits for
+        a background hash of it (:meth:`start_hashing`) rather than reading it a second time."""
         file = _absolute(path)
         st = file.stat()
         key = (file, st.st_size, st.st_mtime_ns)
-        if key not in self._hashes:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.join()
+        if key not in self._hashes:  # never started, or its thread could not read the file: the error comes here
             self._hashes[key] = _sha256_of(file)
         return self._hashes[key]
+
+    def start_hashing(self, path: str | os.PathLike[str]) -> None:
+        """Hash the file in a background thread (a daemon: a stopped run does not wait for it); :meth:`sha256`
+        takes the result. hashlib and file reads release the GIL, so the hashing overlaps the run's own work."""
+        file = _absolute(path)
+        try:
+            st = file.stat()
+        except OSError:
+            return  # sha256() will say why
+        key = (file, st.st_size, st.st_mtime_ns)
+        if key in self._hashes or key in self._pending:
+            return
+
+        def work() -> None:
+            with contextlib.suppress(OSError):
+                self._hashes[key] = _sha256_of(file)
+
+        thread = threading.Thread(target=work, name=f"openesm3-sha256 {file.name}", daemon=True)
+        self._pending[key] = thread
+        thread.start()
 
 
 _current: Run | None = None
@@ -104,6 +134,8 @@ def note_weights(
         known = _current.weights.get(file)
         if known is None or (known.role is None and role is not None):
             _current.weights[file] = WeightsFile(file, role, None if config is None else _absolute(config))
+        if _current.prehash:
+            _current.start_hashing(file)
 
 
 def note_input(path: str | os.PathLike[str], role: str | None = None) -> None:
