@@ -1,7 +1,8 @@
 """``--record FILE``: a JSON record of how a command's outputs were made, enough to reproduce them.
 
 Every command accepts ``--record FILE`` (before or after the command name). When the command ends, however it
-ends (success, per-item failures, an error, Ctrl-C, SIGTERM/SIGHUP), FILE is written atomically with:
+ends (success, per-item failures, an error, Ctrl-C, SIGTERM/SIGHUP; not a command line argparse refuses, which
+runs nothing), FILE is written atomically with:
 
 - ``openesm3_version``, ``python``, ``torch``, ``numpy``, ``platform``;
 - ``command``, ``argv`` and ``options`` (every option of the command after defaults, as parsed);
