@@ -192,6 +192,12 @@ def test_a_second_stop_while_the_record_is_written_abandons_it_in_one_line(
     assert err.endswith(f"openesm3 fold: {said} while writing --record {record}; the record was not written\n")
     assert record.read_text() == "the previous record\n" and not list(tmp_path.glob(".run.json*"))
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored all the same
+    # A command that had succeeded ends with the stop's status: its record is missing.
+    assert main(["featurize", str(TRP_CAGE), "--quiet", "--record", str(record)]) == (
+        130 if stop == "ctrl-c" else 128 + signal.SIGTERM
+    )
+    assert capsys.readouterr().err.endswith("the record was not written\n")
+    assert record.read_text() == "the previous record\n" and not list(tmp_path.glob(".run.json*"))
 
 
 def test_a_record_on_standard_output_is_refused_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
