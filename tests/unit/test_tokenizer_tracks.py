@@ -192,3 +192,11 @@ def test_ss8_and_sasa_token_rows_shorter_than_bos_eos_are_refused(tokens: list[i
     with pytest.raises(TokenizationError, match="secondary structure tokens must include the BOS and EOS"):
         SS8Tokenizer().decode(tokens)
     assert SASATokenizer().decode([0, 0]).size == 0 and SS8Tokenizer().decode([0, 0]) == ""
+
+
+def test_sequence_decode_requires_the_eos_at_the_end() -> None:
+    # Without the check the last residue of a row that lost its <eos> was dropped as if it were the EOS.
+    tok = SequenceTokenizer()
+    with pytest.raises(TokenizationError, match=r"end with <eos> \(2\); got \[0\] \.\.\. \[6\]"):
+        tok.decode([0, 5, 6])
+    assert tok.decode([0, 5, 6, 2]) == "AG"
