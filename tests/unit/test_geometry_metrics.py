@@ -506,3 +506,13 @@ def test_metrics_rank_conformation_pairs_consistently() -> None:
     # the pairs alike (measured: 0.96 and 0.95). Across kinds they need not (domain motions: 0.79).
     assert _spearman(tm_plain, gdt_plain) > 0.9
     assert _spearman(tm, gdt_best) > 0.9
+
+
+def test_a_normalisation_length_below_the_aligned_count_by_one_is_refused() -> None:
+    # L below the aligned residues would let the score exceed 1; L equal to them is the plain TM-score / GDT.
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    n = len(x)
+    for metric in (tm_score, gdt):
+        with pytest.raises(InputError, match=rf"\({n - 1}\) must be at least the number of aligned residues \({n}\)"):
+            metric(x, y, length=n - 1)
+        metric(x, y, length=n)
