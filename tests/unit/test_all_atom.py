@@ -222,6 +222,26 @@ def test_bonded_partners_follow_chemistry() -> None:
     assert not bool(has_two[0, i, names.index("NZ")])  # a chain end has one bond
 
 
+def test_alternative_torsions_are_shifted_by_pi_only_where_the_chi_is_pi_periodic() -> None:
+    # ASP chi2, GLU chi3, PHE chi2, TYR chi2 are defined modulo pi (symmetric atoms): their alternative is the
+    # angle + pi, (sin, cos) negated; every other torsion's alternative is itself.
+    x37, m37, restype, sequence = _chain()
+    sc, alt, mask = A.torsion_angles(x37, m37, restype)
+    flipped = 0
+    for i, one in enumerate(sequence):
+        three = RESTYPE_1TO3.get(one)
+        for k in range(1, 5):
+            slot = S.TORSION_SLOT_OF_GROUP[k + 1]  # group 1 is psi, groups 2.. are chi1..chi4
+            if not bool(mask[i, slot]):
+                continue
+            if (three, k) in S.PI_PERIODIC_CHI:
+                assert torch.equal(alt[i, slot], -sc[i, slot])
+                flipped += 1
+            else:
+                assert torch.equal(alt[i, slot], sc[i, slot])
+    assert flipped >= 3
+
+
 def test_torsion_loss_known_values() -> None:
     x37, m37, restype, sequence = _chain()
     sc, alt, mask = A.torsion_angles(x37, m37, restype)

@@ -175,6 +175,7 @@ def test_structure_decoder_seam_gives_coordinates_and_confidences() -> None:
     (b,) = p.chain_break_positions()
     assert q.ptm == pytest.approx(0.6) and q.chain_ids == ("A", "B")
     assert np.isnan(q.plddt[b]) and np.isnan(q.pae[b]).all() and np.isnan(q.coordinates[b]).all()
+    assert np.isnan(q.pae[:, b]).all()  # no error to or from the break: its column too
     np.testing.assert_allclose(q.plddt[:b], plddt[1 : b + 1].numpy())
     np.testing.assert_allclose(q.plddt[b + 1 :], plddt[b + 2 : -1].numpy())
     np.testing.assert_array_equal(q.pae[:b, :b], pae[1 : b + 1, 1 : b + 1].numpy())
@@ -235,3 +236,22 @@ def test_encoded_proteins_batch() -> None:
     b = encode_protein(Protein.from_structure(STRUCTURES / "1a62.pdb.gz"))
     batch = stack([a, b])
     assert batch.sequence.shape == (2, len(b)) and batch.sasa[0, :6].tolist() == a.sasa.tolist()
+
+
+def test_coordinates_without_any_atom_decode_to_none() -> None:
+    # A tensor whose coordinates hold no atom (all NaN inside BOS/EOS) has no structure to report.
+    t = encode_protein(Protein(sequence="MKTAY"))
+    t.coordinates = torch.full((7, 37, 3), float("nan"))
+    assert decode_protein(t).coordinates is None
+    t.coordinates[3, :3] = torch.randn(3, 3)
+    assert decode_protein(t).coordinates is not None
+
+
+def test_a_template_of_another_length_is_ignored() -> None:
+    # The template's numbering is copied only when its length matches (a design of another length, say).
+    template = Protein(sequence="MKTAYIA", residue_index=np.arange(101, 108), name="prompt")
+    q = decode_protein(encode_protein(Protein(sequence="MKTAY")), template=template)
+    assert q.name != "prompt"
+    assert q.residue_index is None or q.residue_index.tolist() == [1, 2, 3, 4, 5]
+    same = decode_protein(encode_protein(Protein(sequence="MKTAYIA")), template=template)
+    assert same.name == "prompt" and same.residue_index.tolist() == list(range(101, 108))

@@ -146,3 +146,96 @@ def test_a_generator_of_another_device_is_named_before_the_forward(model: FakeES
         forward_and_sample(on_meta, prompt, {"sequence": TrackSampling()}, generator=torch.Generator())
     with pytest.raises(InputError, match=r"device='meta' but the model is on cpu"):
         forward_and_sample(model, prompt, {"sequence": TrackSampling()}, device="meta")
+
+
+def test_positions_holding_an_invalid_id_are_not_resampled(model: FakeESM3) -> None:
+    # Spec §10.4 / TrackSampling: with only_sample_masked_tokens=False every position but BOS/EOS is sampled, except
+    # those already holding an id of invalid_ids; the mask id itself never protects a position.
+    prompt = masked_prompt(20, seed=5, track="sequence", masked_fraction=0.3)
+    seq = prompt.sequence.clone()
+    seq[[2, 7]] = 9
+    prompt.sequence = seq
+    cfg = TrackSampling(only_sample_masked_tokens=False, invalid_ids=(9, C.SEQUENCE_MASK), temperature=0.0)
+    sample = forward_and_sample(model, prompt, {"sequence": cfg}).tracks["sequence"]
+    expected = seq != 9
+    expected[0] = expected[-1] = False
+    assert not expected[[2, 7]].any() and expected.sum() >= 15
+    assert torch.equal(sample.sampled, expected)
+    assert (sample.tokens[~expected][1:-1] == 9).all() and (sample.tokens[expected] != 9).all()
+    assert (sample.tokens[1:-1] != C.SEQUENCE_MASK).all()
+
+
+def test_function_invalid_ids_exclude_ids_not_positions(model: FakeESM3) -> None:
+    prompt = masked_prompt(10, seed=6, track="function", masked_fraction=0.5)
+    held = prompt.function[1:-1][(prompt.function[1:-1] != 0).all(-1)]
+    banned = tuple(int(i) for i in held.flatten()[:5])  # ids the prompt itself holds at given positions
+    assert banned and 0 not in banned
+    sample = forward_and_sample(model, prompt, {"function": TrackSampling(invalid_ids=banned)}).tracks["function"]
+    masked = (prompt.function == 0).all(-1)
+    masked[0] = masked[-1] = False
+    assert torch.equal(sample.sampled, masked)
+    assert not torch.isin(sample.tokens[masked], torch.tensor(banned)).any()
+
+
+def test_function_positions_not_sampled_report_a_point_mass_on_their_tokens(model: FakeESM3) -> None:
+    # As the reference (spec §10.4): entropy 0, top probability 1 and the held token first where nothing is drawn.
+    prompt = masked_prompt(10, seed=7, track="function", masked_fraction=0.5)
+    sample = forward_and_sample(model, prompt, {"function": TrackSampling(topk_logprobs=2)}).tracks["function"]
+    kept = ~sample.sampled
+    assert kept.any() and sample.sampled.any()
+    assert (sample.entropy[kept] == 0).all() and (sample.top_prob[kept] == 1).all()
+    assert torch.equal(sample.topk_tokens[kept][..., 0], prompt.function[kept])
+    assert (sample.entropy[sample.sampled] > 0).all()
+
+
+def test_function_entropy_is_summed_over_the_depths(model: FakeESM3) -> None:
+    prompt = masked_prompt(10, seed=8, track="function", masked_fraction=1.0)
+    sample = forward_and_sample(model, prompt, {"function": TrackSampling()}).tracks["function"]
+    logits = model(**model_inputs(stack([prompt])), validate=False).function_logits[0]
+    _, log_p = S.decode_function_logits(logits, torch.tensor(1.0), valid=S.valid_id_mask("function"))
+    per_depth = S.categorical_entropy(log_p)
+    where = sample.sampled
+    assert torch.allclose(sample.entropy[where], per_depth[where].sum(-1))
+
+
+def test_top_p_applies_to_the_draw_and_to_the_reported_distribution(model: FakeESM3) -> None:
+    # A nucleus that holds only the top token: any temperature draws the argmax, and the reported distribution
+    # (T = 1 on the masked logits) is a point mass there.
+    prompt = masked_prompt(20, seed=9, track="sequence")
+    greedy = forward_and_sample(model, prompt, {"sequence": TrackSampling(temperature=0.0)}).tracks["sequence"]
+    cfg = TrackSampling(temperature=2.0, top_p=1e-6)
+    nucleus = forward_and_sample(model, prompt, {"sequence": cfg}, generator=torch.Generator().manual_seed(0))
+    sample = nucleus.tracks["sequence"]
+    assert torch.equal(sample.tokens, greedy.tokens)
+    where = sample.sampled
+    assert (sample.top_prob[where] == 1).all() and (sample.entropy[where] == 0).all()
+    assert (sample.logprob[where] == 0).all()
+
+
+def test_sasa_floats_leave_out_the_invalid_bins(model: FakeESM3) -> None:
+    # Only bin [0, 0.8) may be emitted: every sampled value is its midpoint 0.4. Only the open bin: +inf.
+    prompt = masked_prompt(12, seed=10, track="sasa")
+    masked = prompt.sasa == 0
+    masked[0] = masked[-1] = False
+    first_only = TrackSampling(invalid_ids=tuple(range(4, 19)))
+    values = forward_and_sample(model, prompt, {"sasa": first_only}).sasa_values
+    assert torch.allclose(values[masked], torch.full((int(masked.sum()),), 0.4))
+    open_only = TrackSampling(invalid_ids=tuple(range(3, 18)))
+    assert torch.isinf(forward_and_sample(model, prompt, {"sasa": open_only}).sasa_values[masked]).all()
+
+
+def test_residue_annotations_keep_the_top_16_with_sigmoid_at_least_one_half() -> None:
+    class Shifted(FakeESM3):  # residue logits around 0, so the threshold decides
+        def forward(self, **kwargs):  # type: ignore[no-untyped-def]
+            out = super().forward(**kwargs)
+            out.residue_logits = out.residue_logits - 7.5
+            return out
+
+    model = Shifted(seed=4)
+    prompt = masked_prompt(12, seed=11, track="function", masked_fraction=0.5)
+    out = forward_and_sample(model, prompt, {"function": TrackSampling()})
+    logits = model(**model_inputs(stack([prompt])), validate=False).residue_logits[0]
+    top = logits.topk(16, dim=-1)
+    expected = torch.where(top.values >= 0, top.indices, torch.zeros_like(top.indices))  # sigmoid(x) >= 0.5
+    assert ((top.values > 0) & (top.values < 2.2)).any() and (top.values < 0).any()  # kept below 0.9; dropped
+    assert torch.equal(out.residue_annotations, expected)

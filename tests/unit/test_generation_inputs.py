@@ -3,6 +3,8 @@ wrong answer)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -116,3 +118,45 @@ def test_a_bool_temperature_or_top_p_is_refused_not_read_as_a_number(field: str)
     # True passed the number checks as 1 (so temperature=True sampled at T = 1, top_p=True disabled nucleus sampling).
     with pytest.raises(InputError, match=f"GenerationConfig.{field}.*True"):
         GenerationConfig(track="sequence", **{field: True})
+
+
+@pytest.mark.parametrize(("track", "limit"), [("sequence", 33), ("structure", 4101), ("secondary_structure", 11),
+                                              ("sasa", 19)])  # fmt: skip
+def test_a_token_id_equal_to_the_vocabulary_size_is_rejected(model: FakeESM3, track: str, limit: int) -> None:
+    # Ids run 0 .. size - 1: the size itself is the first id outside (a silent embedding row, or an index error).
+    prompt = masked_prompt(6, seed=3, track="sequence")
+    value = getattr(prompt, track).clone()
+    value[2] = limit
+    setattr(prompt, track, value)
+    result = generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0]
+    assert not result.ok and f"track {track!r}: token id {limit}" in str(result.error)
+    value[2] = limit - 1 if track != "structure" else 7  # the last id (structure: 4100 is chain break, inner ok)
+    assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0].ok
+
+
+def test_a_prompt_of_exactly_the_models_maximum_length_is_accepted() -> None:
+    model = FakeESM3(seed=0)
+    model.config = SimpleNamespace(max_length=10)  # type: ignore[assignment]
+    config = GenerationConfig(track="sequence", num_steps=2)
+    assert generate(model, [masked_prompt(8, seed=1)], config, seed=0)[0].ok  # 10 tokens with BOS/EOS
+    result = generate(model, [masked_prompt(9, seed=1)], config, seed=0)[0]
+    assert not result.ok and "11 tokens" in str(result.error) and "maximum of 10" in str(result.error)
+
+
+def test_atoms_at_the_bos_row_are_named_even_when_only_the_backbone_is_there() -> None:
+    # A real residue has N, CA, C (and maybe more) and NaN elsewhere: one such row at BOS is a shifted prompt.
+    prompt = masked_prompt(6, seed=4, track="sequence", with_coordinates=True)
+    xyz = prompt.coordinates.clone()
+    xyz[0] = float("nan")
+    xyz[0, :3] = torch.randn(3, 3)
+    prompt.coordinates = xyz
+    result = generate(FakeESM3(seed=0), [prompt], GenerationConfig(track="sequence", num_steps=2), seed=0)[0]
+    assert not result.ok and "position 0 (BOS/EOS) holds atoms" in str(result.error)
+
+
+def test_invalid_ids_equal_to_the_track_width_are_named(model: FakeESM3) -> None:
+    prompt = masked_prompt(6, seed=1)
+    config = GenerationConfig(track="secondary_structure", num_steps=2, invalid_ids=(11,))
+    result = generate(model, [masked_prompt(6, seed=1, track="secondary_structure")], config, seed=0)[0]
+    assert not result.ok and "[11]" in str(result.error) and "0..10" in str(result.error)
+    assert generate(model, [prompt], GenerationConfig(track="sequence", num_steps=2, invalid_ids=(63,)), seed=0)[0].ok

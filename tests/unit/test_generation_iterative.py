@@ -3,6 +3,9 @@ batched == alone, determinism, the sequential plain path, resets, caps, errors, 
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -386,3 +389,122 @@ def test_a_device_other_than_the_models_is_named_up_front(model: FakeESM3) -> No
         generate(model, prompts, GenerationConfig(track="sequence", num_steps=2), device="meta")
     assert len(model.calls) == results_before
     assert generate(model, prompts, GenerationConfig(track="sequence", num_steps=2), device="cpu")[0].error is None
+
+
+class _FixedLogits(torch.nn.Module):
+    """Every position gets the same sequence logits, whatever the input: one decoding step then draws every masked
+    position independently from softmax(logits / T), so the tokens of a long prompt are a large i.i.d. sample."""
+
+    probs = {5: 0.4, 6: 0.3, 7: 0.2, 8: 0.1}
+
+    def __init__(self) -> None:
+        super().__init__()
+        row = torch.full((C.SEQUENCE_EMBED_DIM,), -1e4)
+        for i, p in self.probs.items():
+            row[i] = math.log(p)
+        self.register_buffer("row", row)
+
+    def forward(self, *, sequence_tokens: torch.Tensor, **_: object) -> SimpleNamespace:
+        b, length = sequence_tokens.shape
+        return SimpleNamespace(sequence_logits=self.row.expand(b, length, -1).clone())
+
+
+def test_batched_sampling_follows_each_rows_temperature_and_top_p() -> None:
+    """Rows of one batch with T = 1, T = 0 and a nucleus: each must get its own rule, not the batch's extreme."""
+    n = 3000
+    prompts = [masked_prompt(n, seed=20 + i, track="sequence", other_tracks=False) for i in range(3)]
+    base = GenerationConfig(track="sequence", num_steps=1, temperature=1.0, temperature_annealing=False)
+    configs = [base.replace(seed=1), base.replace(temperature=0.0, seed=2), base.replace(top_p=0.75, seed=3)]
+    results = generate(_FixedLogits(), prompts, configs, batch_size=None)
+    sampled, greedy, nucleus = (r.unwrap().sequence[1:-1] for r in results)
+    # T = 1: frequencies within 4.5 sigma of the softmax (0.4, 0.3, 0.2, 0.1 on ids 5..8).
+    freq = torch.bincount(sampled, minlength=9)[5:9].double() / n
+    p = torch.tensor(list(_FixedLogits.probs.values()), dtype=torch.float64)
+    assert ((freq - p).abs() <= 4.5 * (p * (1 - p) / n).sqrt()).all(), freq
+    assert (greedy == 5).all()  # T = 0: the argmax everywhere
+    # top_p = 0.75: the nucleus is {5, 6} (cumulative 0.4, 0.7, 0.9), renormalised to 4/7, 3/7.
+    assert set(nucleus.tolist()) == {5, 6}
+    share = (nucleus == 5).double().mean().item()
+    assert abs(share - 4 / 7) <= 4.5 * math.sqrt(4 / 7 * 3 / 7 / n)
+
+
+def test_a_greedy_prompt_in_random_order_gets_the_same_tokens_beside_a_sampled_one(model: FakeESM3) -> None:
+    # The random order is drawn from the prompt's own stream; a greedy row must not spend that stream on noise it
+    # never uses, or its result would depend on whether a sampled prompt shares its batch.
+    greedy = GenerationConfig(track="sequence", num_steps=6, temperature=0.0, temperature_annealing=False, seed=4)
+    sampled = greedy.replace(temperature=1.0, seed=5)
+    prompts = [masked_prompt(30, seed=31, track="sequence"), masked_prompt(30, seed=32, track="sequence")]
+    alone = generate(model, prompts[:1], greedy)[0].unwrap().sequence
+    together = generate(model, prompts, [greedy, sampled], batch_size=None)[0].unwrap().sequence
+    assert torch.equal(alone, together)
+
+
+def test_each_prompt_is_decoded_once_in_batches_of_batch_size(model: FakeESM3) -> None:
+    prompts = [masked_prompt(10 + 5 * i, seed=40 + i, track="sequence") for i in range(5)]
+    config = GenerationConfig(track="sequence", num_steps=3, seed=0)
+    model.calls.clear()
+    results = generate(model, prompts, config, batch_size=2)
+    assert sum(r.num_steps for r in results) == 15
+    assert [b for b, _ in model.calls] == [2, 2, 2, 2, 2, 2, 1, 1, 1]  # 5 prompts: batches of 2, 2 and 1
+
+
+def test_reference_batches_keep_the_input_order(model: FakeESM3) -> None:
+    # With attended padding the batch a prompt lands in changes its result, so reference mode batches prompts in
+    # the order given (the reference's); only masked padding allows sorting by length.
+    lengths = (30, 10, 20)
+    prompts = [masked_prompt(n, seed=50 + n, track="sequence") for n in lengths]
+    config = GenerationConfig(track="sequence", num_steps=2, seed=0)
+    model.calls.clear()
+    generate(model, prompts, config, batch_size=2, reference_compat=True, sequential=False)
+    assert model.calls == [(2, 32), (2, 32), (1, 22), (1, 22)]
+    model.calls.clear()
+    generate(model, prompts, config, batch_size=2)
+    assert model.calls == [(2, 22), (2, 22), (1, 32), (1, 32)]  # ours: by length
+
+
+def test_reference_function_entropy_ties_commit_the_lowest_positions_when_batched() -> None:
+    # The reference sums the function entropy over positions too (docs/generation.md, difference 4), so every
+    # candidate ties; the batched loop then commits the lowest masked positions first.
+    seen: list[torch.Tensor] = []
+
+    class Recording(FakeESM3):
+        def forward(self, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(kwargs["function_tokens"][0].clone())
+            return super().forward(**kwargs)
+
+    def left_to_right(reference_compat: bool) -> bool:
+        seen.clear()
+        generate(model, [prompt], config, reference_compat=reference_compat, sequential=False)
+        masked = [(t[1:-1] == 0).all(-1) for t in seen]
+        steps = []
+        for before, after in zip(masked, masked[1:]):
+            committed, still = (before & ~after).nonzero().flatten(), after.nonzero().flatten()
+            steps.append(len(still) == 0 or bool(committed.max() < still.min()))
+        return all(steps)
+
+    model = Recording(seed=0).eval()
+    prompt = masked_prompt(12, seed=60, track="function", masked_fraction=1.0)
+    # No annealing: near T = 0 every position's (tempered) function distribution is one-hot and ties anyway.
+    config = GenerationConfig(track="function", num_steps=4, strategy="entropy", temperature_annealing=False, seed=0)
+    assert left_to_right(reference_compat=True)
+    assert not left_to_right(reference_compat=False)  # ours: by entropy, which this prompt does not order so
+
+
+def test_unseeded_prompts_of_one_call_draw_from_different_streams(model: FakeESM3) -> None:
+    # Asking for several designs from the same prompt in one call must not return one design several times.
+    prompt = masked_prompt(30, seed=70, track="sequence")
+    config = GenerationConfig(track="sequence", num_steps=5)
+    a, b = (r.unwrap().sequence for r in generate(model, [prompt, prompt], config, seed=0))
+    assert not torch.equal(a, b)
+
+
+def test_an_unseeded_prompt_stays_random_when_another_prompt_has_a_seed(model: FakeESM3) -> None:
+    # The base seed may only be skipped when every prompt has its own seed.
+    prompts = [masked_prompt(30, seed=71, track="sequence"), masked_prompt(30, seed=72, track="sequence")]
+    configs = [GenerationConfig(track="sequence", num_steps=5, seed=9), GenerationConfig(track="sequence", num_steps=5)]
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        runs.append(generate(model, prompts, configs))
+    assert torch.equal(runs[0][0].unwrap().sequence, runs[1][0].unwrap().sequence)  # seeded: the same
+    assert not torch.equal(runs[0][1].unwrap().sequence, runs[1][1].unwrap().sequence)  # unseeded: not

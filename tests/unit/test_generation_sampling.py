@@ -185,3 +185,57 @@ def test_select_positions_per_row_counts_and_ties() -> None:
     assert ties[0].tolist() == [True, True, True, False, False, False]  # ties: lowest index first
     none = S.select_positions(scores, candidates, torch.tensor([0, 0]))
     assert not none.any()
+
+
+def test_zero_temperature_is_argmax_whatever_the_noise_or_the_generator() -> None:
+    # Noise that favours id 3 (E tiny there) and a generator: at T = 0 neither may move the pick off the argmax.
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 3.0, 1.0, 2.0]])
+    noise = torch.ones(2, 4)
+    noise[:, 3] = 1e-6
+    assert S.sample_logits(logits, torch.tensor(0.0), noise=noise).tolist() == [0, 1]
+    for seed in range(5):
+        picks = S.sample_logits(logits, torch.tensor(0.0), generator=torch.Generator().manual_seed(seed))
+        assert picks.tolist() == [0, 1]
+    # Per row: the greedy row keeps its argmax, the sampled row follows the race (id 3 wins by a factor ~1e6).
+    picks = S.sample_logits(logits, torch.tensor([0.0, 1.0]), noise=noise)
+    assert picks.tolist() == [0, 3]
+
+
+def test_a_zero_exponential_draw_never_picks_an_id_of_probability_zero() -> None:
+    # E = 0 at an id masked to -inf: p / E = 0 / 0 = NaN, which argmax would prefer over every real candidate.
+    logits = torch.tensor([[0.0, 1.0, -math.inf, 0.5]])
+    noise = torch.ones(1, 4)
+    noise[0, 2] = 0.0
+    assert S.sample_logits(logits, torch.tensor(1.0), noise=noise).item() == 1  # the argmax of p / 1
+    noise[0, 0] = 0.0  # E = 0 at an id that may be drawn: it wins the race
+    assert S.sample_logits(logits, torch.tensor(1.0), noise=noise).item() == 0
+
+
+def test_function_none_rule_at_exactly_the_threshold_keeps_the_annotations() -> None:
+    # The rule is p_none > 0.05 (spec §10.4), so a mean exactly at 0.05 is no <none>. Six depths put p(<none>) one
+    # float32 step below 0.05 and two one step above; their float32 mean is exactly float32(0.05).
+    a_low, a_high = -2.944438934326172, -2.9444386959075928  # logits of <none> against 0.0 for id 77
+    logits = torch.full((1, 1, C.FUNCTION_DEPTH, C.FUNCTION_VOCAB_SIZE), -math.inf)
+    logits[..., 77] = 0.0
+    logits[0, 0, :6, C.FUNCTION_NONE] = a_low
+    logits[0, 0, 6:, C.FUNCTION_NONE] = a_high
+    p_none = logits.log_softmax(-1)[..., C.FUNCTION_NONE].exp().mean(-1)
+    assert p_none.item() == torch.tensor(C.FUNCTION_P_NONE_THRESHOLD, dtype=torch.float32).item()  # the case is hit
+    ids, _ = S.decode_function_logits(logits, torch.tensor(1.0))
+    assert ids.flatten().tolist() == [77] * 8
+    # One float32 step more on a depth and the mean is above: every depth becomes <none>.
+    logits[0, 0, 5, C.FUNCTION_NONE] = a_high
+    ids, _ = S.decode_function_logits(logits, torch.tensor(1.0))
+    assert ids.flatten().tolist() == [C.FUNCTION_NONE] * 8
+
+
+def test_function_ids_excluded_by_valid_keep_probability_zero_after_top_p() -> None:
+    # As mask_logits does for the other tracks: an id that may not be emitted is at -inf in the returned log-probs
+    # (its probability exactly 0), also where the nucleus filter has written float32-min over the other ids.
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, C.FUNCTION_DEPTH, C.FUNCTION_VOCAB_SIZE, generator=g)
+    valid = S.valid_id_mask("function", (100, 101))
+    for temperature in (1.0, 2.0):
+        _, log_p = S.decode_function_logits(logits, torch.tensor(temperature), top_p=torch.tensor(0.5), valid=valid)
+        assert (log_p[..., ~valid] == -math.inf).all()
+        assert torch.isfinite(log_p[..., valid].max(-1).values).all()

@@ -260,3 +260,23 @@ def test_bad_inputs_raise_input_errors_that_name_the_problem() -> None:
         kabsch(x, x, weights=w)
     with pytest.raises(InputError, match=r"weights: expected a tensor of shape \(2, 10\)"):
         kabsch(x, x, weights=torch.ones(10))
+
+
+def test_selection_is_strictly_closer_than_the_cutoff() -> None:
+    # The TM-score program selects pairs with dis < d: a pair exactly at the cutoff is left out (when 3 remain),
+    # and a grown cutoff passes the third-smallest distance by a whole step.
+    d = torch.tensor([[1.0, 2.0, 3.0, 4.0, 6.0], [0.5, 2.0, 4.0, 4.5, 9.0]], dtype=torch.float64)
+    assert _select_within(d, 4.0)[0].tolist() == [True, True, True, False, False]
+    # Row 1: two pairs under 4 A; 4 + 0.5 k must exceed 4.0 (the third), so 4.5 A, which leaves 4.5 out.
+    assert _select_within(d, 4.0)[1].tolist() == [True, True, True, False, False]
+
+
+def test_rmsd_without_superposition_uses_the_weights() -> None:
+    # Deviations 1, 2, 3 A along x with weights 1, 0, 3: sqrt((1 + 27) / 4).
+    target = torch.zeros(3, 3, dtype=torch.float64)
+    mobile = target.clone()
+    mobile[:, 0] = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    w = torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64)
+    value = rmsd(mobile, target, weights=w, superpose=False)
+    assert value.item() == pytest.approx(math.sqrt(28 / 4), abs=1e-12)
+    assert rmsd(mobile, target, superpose=False).item() == pytest.approx(math.sqrt(14 / 3), abs=1e-12)

@@ -238,11 +238,11 @@ def test_lddt_scores_atoms_missing_from_the_model_as_failures() -> None:
 # ---- TM-score -----------------------------------------------------------------------------------------------
 
 
-def tm_score_loops(x: np.ndarray, y: np.ndarray) -> float:
-    """Independent, unvectorised TM-score search written from the TM-score program's description."""
+def search_loops(x: np.ndarray, y: np.ndarray, score, first_cut: float, later_cut: float) -> float:  # noqa: ANN001
+    """Independent, unvectorised superposition search written from the TM-score program's description: every seed
+    fragment (n, n/2, ... down to 4), then re-superpose on the pairs closer than the cutoff (grown by 0.5 A until
+    3 pairs) up to 20 rounds or until the selection repeats; the best ``score(distances)`` seen."""
     n = len(x)
-    d0 = max(1.24 * (n - 15) ** (1 / 3) - 1.8, 0.5) if n > 21 else 0.5
-    d0_search = min(max(d0, 4.5), 8.0)
 
     def fit(idx: np.ndarray) -> np.ndarray:
         a, b = x[idx], y[idx]
@@ -267,16 +267,25 @@ def tm_score_loops(x: np.ndarray, y: np.ndarray) -> float:
     for frag in lengths:
         for start in range(n - frag + 1):
             dist = fit(np.arange(start, start + frag))
-            best = max(best, float(np.mean(1 / (1 + (dist / d0) ** 2))))
-            idx = select(dist, d0_search - 1)
+            best = max(best, score(dist))
+            idx = select(dist, first_cut)
             for _ in range(20):
                 dist = fit(idx)
-                best = max(best, float(np.mean(1 / (1 + (dist / d0) ** 2))))
-                new = select(dist, d0_search + 1)
+                best = max(best, score(dist))
+                new = select(dist, later_cut)
                 if np.array_equal(new, idx):
                     break
                 idx = new
     return best
+
+
+def tm_score_loops(x: np.ndarray, y: np.ndarray) -> float:
+    """The TM-score program's search (d0 of the length; selection at d0_search - 1, then + 1 A, d0_search = d0
+    clamped to [4.5, 8])."""
+    n = len(x)
+    d0 = max(1.24 * (n - 15) ** (1 / 3) - 1.8, 0.5) if n > 21 else 0.5
+    d0_search = min(max(d0, 4.5), 8.0)
+    return search_loops(x, y, lambda d: float(np.mean(1 / (1 + (d / d0) ** 2))), d0_search - 1, d0_search + 1)
 
 
 def test_tm_d0() -> None:
@@ -315,6 +324,26 @@ def test_tm_score_search_agrees_with_an_independent_implementation() -> None:
         # The returned superposition reproduces the score.
         again = tm_score(x @ ours.rotation.T + ours.translation, y, superposition="none")
         assert again.score.item() == pytest.approx(ours.score.item(), abs=1e-9)
+
+
+def _noisy_and_cropped_pairs() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pairs on which the search's refinement rounds and its selection distance change the result."""
+    _, small = paired_ca(SMALL_A, SMALL_B)
+    g = torch.Generator().manual_seed(0)
+    noisy = [small + torch.randn(small.shape, generator=g, dtype=torch.float64) * s for s in (1.5, 3.5)]
+    x, y = paired_ca(AKE_CLOSED, AKE_OPEN)
+    return [(noisy[0], small), (noisy[1], small), (x[-30:], y[-30:]), (x[:90], y[:90])]
+
+
+def test_tm_score_and_gdt_search_agree_with_the_loops_on_noisy_and_cropped_pairs() -> None:
+    # Small proteins (d0 below 4.5 A: the search selects at the clamped d0_search) and noisy models, where
+    # stopping the refinement early or selecting at another distance finds a different optimum.
+    for x, y in _noisy_and_cropped_pairs():
+        assert tm_score(x, y).score.item() == pytest.approx(tm_score_loops(x.numpy(), y.numpy()), abs=1e-9)
+        fractions = gdt(x, y, superposition="search").fractions
+        for k, c in enumerate((1.0, 2.0, 4.0, 8.0)):
+            expected = search_loops(x.numpy(), y.numpy(), lambda d, c=c: float(np.mean(d < c)), c, c)
+            assert fractions[k].item() == pytest.approx(expected, abs=1e-12), c
 
 
 def test_tm_score_search_beats_plain_superposition_when_a_domain_moves() -> None:
@@ -477,3 +506,13 @@ def test_metrics_rank_conformation_pairs_consistently() -> None:
     # the pairs alike (measured: 0.96 and 0.95). Across kinds they need not (domain motions: 0.79).
     assert _spearman(tm_plain, gdt_plain) > 0.9
     assert _spearman(tm, gdt_best) > 0.9
+
+
+def test_a_normalisation_length_below_the_aligned_count_by_one_is_refused() -> None:
+    # L below the aligned residues would let the score exceed 1; L equal to them is the plain TM-score / GDT.
+    x, y = paired_ca(SMALL_A, SMALL_B)
+    n = len(x)
+    for metric in (tm_score, gdt):
+        with pytest.raises(InputError, match=rf"\({n - 1}\) must be at least the number of aligned residues \({n}\)"):
+            metric(x, y, length=n - 1)
+        metric(x, y, length=n)

@@ -333,3 +333,10 @@ def test_variants_given_as_text_and_a_lone_protein_list(model: torch.nn.Module) 
         pseudo_log_likelihood(model, [wild_type])  # type: ignore[arg-type]
     with pytest.raises(InputError, match="one ProteinTensor"):
         masked_marginal_scores(model, [wild_type], ["K2A"])  # type: ignore[arg-type]
+
+
+def test_read_dms_csv_skips_rows_of_empty_fields(tmp_path: Path) -> None:
+    # Spreadsheets export trailing rows of bare separators; read as a row, the empty mutant would be the wild type.
+    scan = tmp_path / "scan.csv"
+    scan.write_text("mutant,DMS_score\nM1A,0.5\n,\n , \nK2G,0.3\n,\n")
+    assert [(r.mutant, r.line) for r in read_dms_csv(scan)[0]] == [("M1A", 2), ("K2G", 5)]

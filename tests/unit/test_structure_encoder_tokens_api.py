@@ -248,3 +248,21 @@ def test_a_bad_batch_size_is_an_input_error(encoder: StructureEncoder, decoder: 
     tokens = encode_structure(chain, encoder)
     with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
         decode_structure(tokens, decoder, batch_size=batch_size)
+
+
+def test_encode_limits_are_inclusive(encoder: StructureEncoder) -> None:
+    # Three residues with a backbone are the documented minimum; a token row of exactly max_length fits.
+    chain = load_chain(STRUCTURES / "1a62.pdb.gz")
+    assert len(encode_structure(chain[:3], encoder).tokens) == 5
+    n = len(chain)
+    assert len(encode_structure(chain, encoder, max_length=n + 2).tokens) == n + 2
+    with pytest.raises(InputError, match=f"{n + 2} tokens exceed the context of {n + 1}"):
+        encode_structure(chain, encoder, max_length=n + 1)
+
+
+def test_normalize_coordinates_leaves_a_protein_without_a_backbone_unchanged() -> None:
+    # No residue has N, CA and C: there is no mean frame (origin 0), so the atoms are returned as they are.
+    coords = torch.randn(5, 37, 3)
+    coords[:, 1] = float("nan")  # no CA anywhere
+    out = normalize_coordinates(coords)
+    assert torch.equal(out.nan_to_num(123.0), coords.nan_to_num(123.0))

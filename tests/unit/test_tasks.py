@@ -274,3 +274,60 @@ def test_streams_choose_each_proteins_draws(bundle: ModelBundle) -> None:
     for streams, message in (([0, 1], "1 proteins but 2 streams"), ([-1], "non-negative"), (3, "a list of int")):
         with pytest.raises(InputError, match=message):
             fold(bundle, [first], streams=streams)  # type: ignore[arg-type]
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    about_z = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    about_x = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return about_z @ about_x
+
+
+def test_restore_motif_brings_the_whole_design_into_the_motif_frame() -> None:
+    # The decoded design is the true structure moved rigidly: superposed on the motif backbone, every residue must
+    # land back on the truth (not only the motif), the motif RMSD is 0, and a residue whose backbone the prompt
+    # gives only in part is no motif residue (it is neither fitted on nor overwritten).
+    rng = np.random.default_rng(0)
+    truth = rng.normal(scale=6.0, size=(8, 37, 3)).astype(np.float32)
+    truth[:, 4:] = np.nan  # backbone atoms only
+    moved = (truth.astype(np.float64) @ _rotation(0.7).T + np.array([3.0, -5.0, 2.0])).astype(np.float32)
+    prompt_xyz = np.full_like(truth, np.nan)
+    prompt_xyz[1:5] = truth[1:5]
+    prompt_xyz[6, 1] = truth[6, 1] + 50.0  # CA alone (and far off): not a fixed residue
+    prompt = Protein(sequence="A" * 8, coordinates=prompt_xyz)
+    result = design_module._restore_motif(Protein(sequence="G" * 8, coordinates=moved), prompt)
+    assert result.motif_rmsd is not None and result.motif_rmsd < 1e-4
+    np.testing.assert_allclose(result.protein.coordinates[:, :4], truth[:, :4], atol=1e-3)
+    np.testing.assert_array_equal(result.protein.coordinates[1:5], prompt_xyz[1:5])  # the prompt's own atoms
+
+
+def test_design_seeds_each_track_by_its_place_and_keeps_generated_structure(
+    bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The docstring's contract: prompt i's track j draws from derive_seed(derive_seed(seed, j), i), and once
+    # structure tokens are generated they condition the later tracks (not dropped for the motif coordinates).
+    from openesm3.generation.iterative import derive_seed
+
+    calls: list[tuple[str, list[int], list[bool]]] = []
+    real = design_module.run_track
+
+    def spy(bundle_, prompts, track, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append((track, list(kwargs["seeds"]), list(kwargs["condition_on_coordinates_only"])))
+        return real(bundle_, prompts, track, *args, **kwargs)
+
+    monkeypatch.setattr(design_module, "run_track", spy)
+    motif_residues = select_motif(Protein.from_structure(ZIPPER), "A10-15")
+    prompts = [design_prompt(12, motifs=[Motif(motif_residues, 3, "m")]), design_prompt(12)]
+    results = design(bundle, prompts, "structure,sequence", TaskDecoding(num_steps=2), seed=5)
+    assert not any(isinstance(r, Exception) for r in results)
+    assert [c[0] for c in calls] == ["structure", "sequence"]
+    for j, (_, seeds, _) in enumerate(calls):
+        assert seeds == [derive_seed(derive_seed(5, j), i) for i in range(2)]
+    assert calls[0][2] == [True, True] and calls[1][2] == [False, False]
+
+
+def test_a_motif_range_ending_one_before_its_start_is_refused() -> None:
+    # "A10-9" selects nothing; beside another range it would silently drop out of the motif.
+    zipper = Protein.from_structure(ZIPPER)
+    with pytest.raises(InputError, match=r"range 'A10-9' ends before it starts"):
+        select_motif(zipper, "A1-3,A10-9")

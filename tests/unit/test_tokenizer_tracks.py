@@ -182,3 +182,21 @@ def test_sequence_reference_mode_refuses_non_strings() -> None:
     """encode_reference(None) used to raise AttributeError ('NoneType' object has no attribute 'replace')."""
     with pytest.raises(TokenizationError, match="sequence must be a str, got NoneType"):
         SequenceTokenizer().encode_reference(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tokens", [[0], []])
+def test_ss8_and_sasa_token_rows_shorter_than_bos_eos_are_refused(tokens: list[int]) -> None:
+    # One id cannot hold both BOS and EOS: decoding it as an empty protein would hide a truncated row.
+    with pytest.raises(TokenizationError, match="SASA tokens must include the BOS and EOS"):
+        SASATokenizer().decode(tokens)
+    with pytest.raises(TokenizationError, match="secondary structure tokens must include the BOS and EOS"):
+        SS8Tokenizer().decode(tokens)
+    assert SASATokenizer().decode([0, 0]).size == 0 and SS8Tokenizer().decode([0, 0]) == ""
+
+
+def test_sequence_decode_requires_the_eos_at_the_end() -> None:
+    # Without the check the last residue of a row that lost its <eos> was dropped as if it were the EOS.
+    tok = SequenceTokenizer()
+    with pytest.raises(TokenizationError, match=r"end with <eos> \(2\); got \[0\] \.\.\. \[6\]"):
+        tok.decode([0, 5, 6])
+    assert tok.decode([0, 5, 6, 2]) == "AG"
