@@ -11,10 +11,18 @@ import torch
 
 from openesm3.checkpoints.format import save_pretrained
 from openesm3.config import FunctionDecoderConfig, StructureDecoderConfig, StructureEncoderConfig
+from tests.conftest import TEST_DATA
 from tests.protein_testing import save_tiny_weights
 
 N_KEYWORDS = 30
 KEYWORDS: tuple[str, ...] = ("zinc", "binding", *(f"kw{i:02d}" for i in range(N_KEYWORDS - 2)))
+
+# What the CLI task tests (test_cli_tasks, test_cli_interrupted, test_cli_record) share: two real structures, the
+# options of a fast decoding (the tiny networks and vocabulary are the fixtures of tests/integration/conftest.py).
+STRUCTURES = TEST_DATA / "structures"
+TRP_CAGE = STRUCTURES / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
+ZIPPER = STRUCTURES / "2ZTA.pdb.gz"  # chains A, B of 31 residues
+FAST = ["--steps", "3", "--quiet"]
 
 
 def save_tiny_bundle(directory: Path, seed: int = 0, *, function: bool = True) -> Path:

@@ -23,17 +23,9 @@ from openesm3.errors import InputError
 from openesm3.protein import Protein
 from openesm3.structure.io import load_structure
 from openesm3.utils import provenance
-from tests.conftest import TEST_DATA
-from tests.task_testing import save_tiny_bundle
+from tests.task_testing import FAST, TRP_CAGE
 
-FAST = ["--steps", "3", "--quiet"]
 SEQUENCE = "MKTAYIAKQRQISFVKSHFS"
-TRP_CAGE = TEST_DATA / "structures" / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_bundle(tmp_path_factory.mktemp("weights"), seed=11)
 
 
 def _sha256(path: Path) -> str:

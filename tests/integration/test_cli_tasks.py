@@ -21,24 +21,7 @@ from openesm3.generation.design import select_motif
 from openesm3.generation.tasks import sequence_recovery
 from openesm3.protein import Protein
 from openesm3.protein_io import read_fasta
-from tests.conftest import TEST_DATA
-from tests.task_testing import KEYWORDS, save_tiny_bundle, save_tiny_vocabulary
-
-STRUCTURES = TEST_DATA / "structures"
-TRP_CAGE = STRUCTURES / "localunfolding__trp-cage-cage__2JOF_A.pdb.gz"  # 20 residues
-ZIPPER = STRUCTURES / "2ZTA.pdb.gz"  # chains A, B of 31 residues
-FAST = ["--steps", "3", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_bundle(tmp_path_factory.mktemp("weights"), seed=11)
-
-
-@pytest.fixture(scope="module")
-def vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_vocabulary(tmp_path_factory.mktemp("vocab"))
-
+from tests.task_testing import FAST, KEYWORDS, TRP_CAGE, ZIPPER
 
 Refused = Callable[[list[str], dict[str, Path], str], str]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -57,6 +57,7 @@ Progress = Callable[[int], Any]
 NON_CANONICAL_SEQUENCE_IDS: tuple[int, ...] = tuple(
     sorted(set(C.SEQUENCE_SAMPLEABLE_IDS) - set(C.CANONICAL_AMINO_ACID_IDS))
 )
+_T = TypeVar("_T")
 _PROMPT_PREFIX = re.compile(r"^prompt \d+: ")
 
 
@@ -116,6 +117,13 @@ def run_track(
         if progress is not None:
             progress(len(chunk))
     return out
+
+
+def _gathered(out: list[_T | None], n: int) -> list[_T]:
+    """The results of a task's ``n`` proteins, once its ``finish`` callback has filled every slot of ``out``."""
+    done = [result for result in out if result is not None]
+    assert len(done) == n, "every protein gets a result"
+    return done
 
 
 def check_task_arguments(proteins: Any, seed: Any, batch_size: Any) -> None:
@@ -227,9 +235,7 @@ def fold(
         bundle, prompts, "structure", decoding, seeds=seeds, batch_size=batch_size, progress=progress, on_batch=finish
     )
     finish([(i, result) for i, result in enumerate(results) if out[i] is None])  # prompts that were errors
-    done = [result for result in out if result is not None]
-    assert len(done) == len(proteins), "every protein gets a result"
-    return done
+    return _gathered(out, len(proteins))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,9 +325,7 @@ def inverse_fold(
         invalid_ids=NON_CANONICAL_SEQUENCE_IDS, progress=progress, on_batch=finish,
     )  # fmt: skip
     finish([(n, result) for n, result in enumerate(results) if samples[n] is None])  # prompts that were errors
-    done = [result for result in out if result is not None]
-    assert len(done) == len(proteins), "every protein gets a result"
-    return done
+    return _gathered(out, len(proteins))
 
 
 def _inverse_folded(
@@ -420,9 +424,7 @@ def predict_function(
         bundle, prompts, "function", decoding, seeds=seeds, batch_size=batch_size, progress=progress, on_batch=finish
     )
     finish([(i, result) for i, result in enumerate(results) if out[i] is None])  # prompts that were errors
-    done = [result for result in out if result is not None]
-    assert len(done) == len(proteins), "every protein gets a result"
-    return done
+    return _gathered(out, len(proteins))
 
 
 def _annotated(
