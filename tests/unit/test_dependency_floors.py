@@ -17,10 +17,10 @@ from tests.conftest import REPO
 # exists on macOS, and it is the only use that needs more than 2.3.
 NEEDED = {
     "torch": ("2.3", "torch.compiler.is_compiling (StructureDecoder.forward); 2.2 has no such attribute"),
-    "torch (macOS)": ("2.5", 'torch.autocast(device_type="mps"): 2.3 and 2.4 refuse that device type'),
+    "torch (macOS)": ("2.5", 'torch.autocast(device_type="mps"): autocast supports MPS from 2.5; 2.3 raises'),
     "numpy": ("1.25", "biotite >= 1.1 itself needs numpy >= 1.25: 1.24 cannot be installed beside it"),
     "biotite": ("1.1", "1.0 casts chain ids to 4 characters: 'data_x' was written to mmCIF/BinaryCIF as 'data'"),
-    "safetensors": ("0.4.4", "before 0.4.4, an empty file with metadata was written with a broken header"),
+    "safetensors": ("0.4.4", "0.4.0-0.4.3 cannot read back an empty tensor dict saved with metadata"),
     "mypy": ("1.20", "mypy 1.8 to 1.19 report errors in src/openesm3 (16 with 1.8.0, 1 with 1.19.1); 1.20.0 none"),
     "einops": ("0.7", "not imported by the library; the floor is kept for the official package in tests"),
 }
