@@ -12,7 +12,7 @@ if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('esm') !=
   "$PY" -m pip install -q --no-deps "esm==3.2.1.post1"
 fi
 # The runtime needs, in case the `ref` extra was not installed alongside.
-"$PY" -m pip install -q einops "biotite>=1.0" msgpack-numpy biopython scikit-learn attrs pandas cloudpathlib \
+"$PY" -m pip install -q einops "biotite>=1.1" msgpack-numpy biopython scikit-learn attrs pandas cloudpathlib \
   tenacity zstd brotli "transformers<4.48.2" httpx ipython
 INFRA_PROVIDER=1 "$PY" -c "import esm.models.esm3, esm.models.vqvae, esm.models.function_decoder" \
   && echo "reference esm 3.2.1.post1 ready (test oracle only)"

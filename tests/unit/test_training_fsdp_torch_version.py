@@ -1,4 +1,4 @@
-"""distributed=fsdp on a torch without public FSDP2 (before 2.6; the package allows torch >= 2.2) is a one-line
+"""distributed=fsdp on a torch without public FSDP2 (before 2.6; the package allows torch >= 2.3) is a one-line
 error naming the torch version needed, not 'internal error: ImportError: cannot import name fully_shard'."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError  # type: ignore[attr-defined]  # not in the type stubs of safetensors 0.4
 from safetensors.torch import load_file
 from torch import nn
 

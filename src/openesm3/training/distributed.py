@@ -131,7 +131,7 @@ def wrap_model(
     if strategy == "fsdp":
         try:
             from torch.distributed.fsdp import fully_shard
-        except ImportError:  # FSDP2 is public from torch 2.6; the package itself allows torch >= 2.2
+        except ImportError:  # FSDP2 is public from torch 2.6; the package itself allows torch >= 2.3
             raise DependencyError(
                 f"distributed=fsdp needs torch >= 2.6 (FSDP2's fully_shard); this is torch {torch.__version__}: "
                 "upgrade torch, or use distributed=ddp"
