@@ -403,3 +403,25 @@ def test_fold_and_embed_bring_their_index_up_to_date_after_every_batch(
     assert main(["embed", str(fasta), "-o", str(emb), "--batch-size", "1", "--weights", str(weights), "--quiet"]) == 0
     assert seen[0] is None and seen[1] is not None and seen[1][-1] == "long"  # embed goes longest first
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "output"),
+    [
+        ("fold", "openesm3.generation.tasks.generate", "fold"),
+        ("embed", "openesm3.generation.embedding.embed_batch", "emb"),
+        ("score", "openesm3.generation.scoring.sequence_log_probs", "s.tsv"),
+    ],
+)
+def test_a_run_stopped_in_its_first_batch_says_nothing_was_kept(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str, target: str, output: str,
+) -> None:  # fmt: skip
+    """No 'kept 0 of 2' line: a stop before the first result is only 'interrupted'."""
+    stop_at_call(monkeypatch, target, 1, KeyboardInterrupt())
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(LONG_FIRST)
+    options = [*FAST] if command == "fold" else ["--quiet"]
+    argv = [command, str(fasta), "-o", str(tmp_path / output), "--batch-size", "1", "--weights", str(weights)]
+    assert main([*argv, *options]) == 130
+    assert capsys.readouterr().err == f"openesm3 {command}: interrupted\n"

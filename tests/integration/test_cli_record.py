@@ -582,3 +582,12 @@ def test_a_weight_file_noted_twice_is_hashed_once(tmp_path: Path, monkeypatch: p
         if thread.name.startswith("openesm3-sha256"):
             thread.join()
     assert reads == [file]
+
+
+def test_a_file_written_by_a_library_save_function_is_an_output_of_the_record(weights: Path, tmp_path: Path) -> None:
+    """embed's .safetensors file is written by the safetensors library into a temporary file, then moved in place:
+    it is an output of the record like any other."""
+    out, record = tmp_path / "emb.safetensors", tmp_path / "run.json"
+    assert main(["embed", str(_fasta(tmp_path)), "-o", str(out), "--weights", str(weights), "--quiet",
+                 "--record", str(record)]) == 0  # fmt: skip
+    assert _record(record)["outputs"] == [{"path": str(out), "size": out.stat().st_size, "sha256": _sha256(out)}]
