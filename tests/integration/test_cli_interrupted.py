@@ -425,3 +425,48 @@ def test_a_run_stopped_in_its_first_batch_says_nothing_was_kept(
     argv = [command, str(fasta), "-o", str(tmp_path / output), "--batch-size", "1", "--weights", str(weights)]
     assert main([*argv, *options]) == 130
     assert capsys.readouterr().err == f"openesm3 {command}: interrupted\n"
+
+
+@pytest.mark.parametrize("command", ["generate", "predict-function", "inverse-fold"])
+def test_a_batch_whose_last_item_failed_still_writes_the_others(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:  # fmt: skip
+    """One batch whose last item fails after its generation (generate, predict-function: short, mid, long;
+    inverse-fold: the structures in input order): the files gathering the results are written with the others."""
+    import openesm3.generation.design as design_module  # noqa: PLC0415
+    import openesm3.generation.tasks as tasks  # noqa: PLC0415
+    from openesm3.errors import InputError  # noqa: PLC0415
+
+    # _finish(bundle, prompt, ...), _annotated(bundle, vocabulary, protein, ...), _inverse_folded(bundle, protein, ...)
+    module, name, place, last = {
+        "generate": (design_module, "_finish", 1, "long"),
+        "predict-function": (tasks, "_annotated", 2, "long"),
+        "inverse-fold": (tasks, "_inverse_folded", 1, "localunfolding"),
+    }[command]
+    real = getattr(module, name)
+
+    def failing_long(*args: Any) -> Any:
+        protein = args[place]
+        return InputError("protein 'long': made to fail") if protein.name.startswith(last) else real(*args)
+
+    monkeypatch.setattr(module, name, failing_long)
+    inputs = tmp_path / "in.fasta"
+    if command == "generate":
+        inputs.write_text(">long\nMK____IAKQ___SFVK\n>short\nGS____\n>mid\nMKTA____IA\n")
+        argv = ["generate", "--prompt", str(inputs), "-o", str(tmp_path / "o")]
+    elif command == "predict-function":
+        inputs.write_text(LONG_FIRST)
+        argv = ["predict-function", str(inputs), "--vocabulary-dir", str(vocab), "-o", str(tmp_path / "f.json")]
+    else:
+        argv = ["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "-o", str(tmp_path / "d.fasta"),
+                "--summary", str(tmp_path / "d.tsv")]  # fmt: skip
+    assert main([*argv, "--weights", str(weights), *FAST]) == 1
+    assert "protein 'long': made to fail" in capsys.readouterr().err
+    if command == "generate":
+        assert [r.id for r in read_fasta(tmp_path / "o" / "designs.fasta")] == ["short_1", "mid_1"]
+    elif command == "predict-function":
+        assert [p["id"] for p in json.loads((tmp_path / "f.json").read_text())] == ["short", "mid"]
+    else:
+        assert [r.id for r in read_fasta(tmp_path / "d.fasta")] == ["2ZTA_1"]
+        assert {line.split("\t")[0] for line in _lines(tmp_path / "d.tsv")[1:]} == {"2ZTA"}
