@@ -470,3 +470,31 @@ def test_a_batch_whose_last_item_failed_still_writes_the_others(
     else:
         assert [r.id for r in read_fasta(tmp_path / "d.fasta")] == ["2ZTA_1"]
         assert {line.split("\t")[0] for line in _lines(tmp_path / "d.tsv")[1:]} == {"2ZTA"}
+
+
+def test_a_long_scan_rewrites_its_table_as_it_goes(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A variant scan rewrites -o with the scores so far once the rewrite interval has passed, not only at the end
+    (a run killed outright keeps them): a clock that moves 11 s per reading makes every pass due for a rewrite."""
+    import types  # noqa: PLC0415
+
+    import openesm3.cli.score as score  # noqa: PLC0415
+    import openesm3.generation.scoring as scoring  # noqa: PLC0415
+
+    clock = iter(range(0, 10**6, 11))
+    monkeypatch.setattr(score, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
+    out, seen = tmp_path / "s.tsv", []
+    real = scoring.sequence_log_probs
+
+    def watching(*args: Any, **kwargs: Any) -> Any:
+        seen.append(len(_lines(out)) - 1 if out.exists() else None)  # rows in the table before this pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "sequence_log_probs", watching)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">wt\nMNLTELKNTP\n")
+    assert main(["score", str(fasta), "--mutations", "L3G", "T4A", "N2A", "--batch-size", "1", "-o", str(out),
+                 "--weights", str(weights), "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert seen == [None, 1, 2] and len(_lines(out)) == 4
