@@ -53,6 +53,10 @@ def test_an_unusable_device_is_a_one_line_error(
         ("meta", 2, True, "is not a device this package runs on"),
         ("xla", 2, True, "is not a device this package runs on"),
         ("cpu:3", 2, True, "there is one CPU device (use cpu)"),
+        # the first index past the end, and the first index past the only CPU / MPS device
+        ("cuda:2", 2, False, "this machine has 2 CUDA device(s), numbered 0..1"),
+        ("cpu:1", 2, True, "there is one CPU device (use cpu)"),
+        ("mps:1", 0, True, "there is one MPS device (use mps)"),
     ],
 )
 def test_a_model_command_names_an_unusable_device_in_one_line(

@@ -238,3 +238,247 @@ def test_an_interrupted_score_keeps_the_scores_done(
     table = _lines(full)
     assert _lines(out) == [table[0], *(row for row in table if row.split("\t")[0] in kept)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.tsv", "in.fasta", "stopped.tsv"]
+
+
+# ------------------------------------------------------------------------------------------- input order is kept
+# Batches go shortest first; the files gathering every result list them in input order all the same.
+LONG_FIRST = ">long\nMKTAYIAKQRQISFVK\n>short\nGSAKMK\n>mid\nMKTAYIAKQR\n"
+
+
+def _ids(path: Path) -> list[str]:
+    return [line.split("\t")[0] for line in _lines(path)[1:]]
+
+
+def test_generate_lists_the_designs_in_input_order(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">long\nMK____IAKQ___SFVK\n>short\nGS____\n>mid\nMKTA____IA\n")
+    out = tmp_path / "out"
+    assert main(["generate", "--prompt", str(prompts), "-o", str(out), "--batch-size", "1",
+                 "--weights", str(weights), *FAST]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert [r.id for r in read_fasta(out / "designs.fasta")] == ["long_1", "short_1", "mid_1"]
+    assert _ids(out / "summary.tsv") == ["long_1", "short_1", "mid_1"]
+
+
+def test_fold_and_predict_function_list_the_proteins_in_input_order(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(LONG_FIRST)
+    common = [str(fasta), "--batch-size", "1", "--weights", str(weights), *FAST]
+    assert main(["fold", *common, "-o", str(tmp_path / "fold")]) == 0
+    assert _ids(tmp_path / "fold" / "summary.tsv") == ["long", "short", "mid"]
+    out = tmp_path / "f.json"
+    assert main(["predict-function", *common, "--vocabulary-dir", str(vocab), "-o", str(out)]) == 0
+    assert [p["id"] for p in json.loads(out.read_text())] == ["long", "short", "mid"]
+    capsys.readouterr()
+
+
+def test_inverse_fold_lists_the_structures_in_input_order(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """ZIPPER (31 residues) before TRP_CAGE (20): the shorter one is designed first, written second."""
+    out = tmp_path / "out"
+    assert main(["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "--batch-size", "1",
+                 "-o", f"{out}.fasta", "--summary", f"{out}.tsv", "--weights", str(weights), *FAST]) == 0  # fmt: skip
+    capsys.readouterr()
+    structures = [r.id.rsplit("_", 1)[0] for r in read_fasta(out.with_suffix(".fasta"))]
+    assert structures == ["2ZTA", "localunfolding__trp-cage-cage__2JOF_A"]
+    assert list(dict.fromkeys(_ids(out.with_suffix(".tsv")))) == structures
+
+
+# ------------------------------------------------------------------------------- stops inside the writes; stdout
+def test_an_inverse_fold_stopped_between_its_fasta_and_its_summary_writes_the_summary(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes once the FASTA of the first structure is written, as its summary is: the summary of what the
+    FASTA holds is written then, as the kept line says."""
+    stop_at_call(monkeypatch, "openesm3.cli.common.write_table", 1, KeyboardInterrupt())
+    out = tmp_path / "stopped"
+    assert main(["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "--batch-size", "1", "-o",
+                 f"{out}.fasta", "--summary", f"{out}.tsv", "--weights", str(weights), *FAST]) == 130  # fmt: skip
+    assert "kept 1 sequence(s) for 1 of 2 structure(s)" in capsys.readouterr().err
+    names = [r.id for r in read_fasta(out.with_suffix(".fasta"))]
+    assert names == ["localunfolding__trp-cage-cage__2JOF_A_1"]
+    assert [line.split("\t")[:2] for line in _lines(out.with_suffix(".tsv"))[1:]] == [
+        ["localunfolding__trp-cage-cage__2JOF_A", "1"],
+        ["localunfolding__trp-cage-cage__2JOF_A", "mean"],
+    ]
+
+
+def test_a_predict_function_stopped_while_writing_keeps_every_protein_done(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes while the second batch's -o file is written: the file is written then with both proteins done,
+    as the kept line says, not left with the first only."""
+    stop_at_call(monkeypatch, "openesm3.utils.atomic.write_text_output", 2, KeyboardInterrupt())
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(LONG_FIRST)
+    out = tmp_path / "f.json"
+    assert main(["predict-function", str(fasta), "--batch-size", "1", "--vocabulary-dir", str(vocab), "-o", str(out),
+                 "--weights", str(weights), *FAST]) == 130  # fmt: skip
+    assert "kept the predictions for 2 of 3 protein(s)" in capsys.readouterr().err
+    assert [p["id"] for p in json.loads(out.read_text())] == ["short", "mid"]
+
+
+def test_tables_on_standard_output_come_at_the_end_and_a_stop_keeps_no_file(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inverse-fold without --summary and predict-function without -o print their table on stdout once done; a
+    stopped predict-function without -o has kept nothing (no file, no 'kept' line)."""
+    assert main(["inverse-fold", str(TRP_CAGE), "-n", "2", "-o", str(tmp_path / "d.fasta"),
+                 "--weights", str(weights), *FAST]) == 0  # fmt: skip
+    rows = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
+    name = "localunfolding__trp-cage-cage__2JOF_A"
+    assert rows == [["id", "sample"], [name, "1"], [name, "2"], [name, "mean"]]
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(LONG_FIRST)
+    args = ["predict-function", str(fasta), "--batch-size", "1", "--vocabulary-dir", str(vocab),
+            "--weights", str(weights), *FAST]  # fmt: skip
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("\t") == ["id", "label", "start", "end"] and len(lines) > 1
+    stop_at_call(monkeypatch, "openesm3.generation.tasks.generate", 2, KeyboardInterrupt())
+    assert main(args) == 130
+    captured = capsys.readouterr()
+    assert "kept" not in captured.err and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.fasta", "in.fasta"]
+
+
+def test_a_scan_stopped_before_any_variant_was_scored_keeps_nothing(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "L3" is no variant: its error is final before any pass, but it is no score; a stop at the first pass has kept
+    nothing."""
+    stop_at_call(monkeypatch, "openesm3.generation.scoring.sequence_log_probs", 1, KeyboardInterrupt())
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">wt\nMNLTELKNTP\n")
+    out = tmp_path / "s.tsv"
+    assert main(["score", str(fasta), "--mutations", "L3", "L3G", "-o", str(out), "--weights", str(weights),
+                 "--quiet"]) == 130  # fmt: skip
+    err = capsys.readouterr().err
+    assert "kept" not in err and err.endswith("openesm3 score: interrupted\n") and not out.exists()
+
+
+def test_fold_and_embed_bring_their_index_up_to_date_after_every_batch(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed outright (no chance to write anything more) still has a summary / index.tsv that lists every
+    file written before: each batch's files are followed by the table of all of them so far, in input order."""
+    import openesm3.generation.embedding as embedding  # noqa: PLC0415
+    import openesm3.generation.tasks as tasks  # noqa: PLC0415
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(LONG_FIRST)  # batches: short, mid, long
+    seen: list[list[str] | None] = []
+
+    def watching(real: Any, table: Path) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen.append(_ids(table) if table.exists() else None)
+            return real(*args, **kwargs)
+
+        return call
+
+    out = tmp_path / "fold"
+    monkeypatch.setattr(tasks, "generate", watching(tasks.generate, out / "summary.tsv"))
+    assert main(["fold", str(fasta), "-o", str(out), "--batch-size", "1", "--weights", str(weights), *FAST]) == 0
+    assert seen == [None, ["short"], ["short", "mid"]] and _ids(out / "summary.tsv") == ["long", "short", "mid"]
+    seen.clear()
+    emb = tmp_path / "emb"
+    monkeypatch.setattr(embedding, "embed_batch", watching(embedding.embed_batch, emb / "index.tsv"))
+    assert main(["embed", str(fasta), "-o", str(emb), "--batch-size", "1", "--weights", str(weights), "--quiet"]) == 0
+    assert seen[0] is None and seen[1] is not None and seen[1][-1] == "long"  # embed goes longest first
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "output"),
+    [
+        ("fold", "openesm3.generation.tasks.generate", "fold"),
+        ("embed", "openesm3.generation.embedding.embed_batch", "emb"),
+        ("score", "openesm3.generation.scoring.sequence_log_probs", "s.tsv"),
+    ],
+)
+def test_a_run_stopped_in_its_first_batch_says_nothing_was_kept(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str, target: str, output: str,
+) -> None:  # fmt: skip
+    """No 'kept 0 of 2' line: a stop before the first result is only 'interrupted'."""
+    stop_at_call(monkeypatch, target, 1, KeyboardInterrupt())
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(LONG_FIRST)
+    options = [*FAST] if command == "fold" else ["--quiet"]
+    argv = [command, str(fasta), "-o", str(tmp_path / output), "--batch-size", "1", "--weights", str(weights)]
+    assert main([*argv, *options]) == 130
+    assert capsys.readouterr().err == f"openesm3 {command}: interrupted\n"
+
+
+@pytest.mark.parametrize("command", ["generate", "predict-function", "inverse-fold"])
+def test_a_batch_whose_last_item_failed_still_writes_the_others(
+    weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:  # fmt: skip
+    """One batch whose last item fails after its generation (generate, predict-function: short, mid, long;
+    inverse-fold: the structures in input order): the files gathering the results are written with the others."""
+    import openesm3.generation.design as design_module  # noqa: PLC0415
+    import openesm3.generation.tasks as tasks  # noqa: PLC0415
+    from openesm3.errors import InputError  # noqa: PLC0415
+
+    # _finish(bundle, prompt, ...), _annotated(bundle, vocabulary, protein, ...), _inverse_folded(bundle, protein, ...)
+    module, name, place, last = {
+        "generate": (design_module, "_finish", 1, "long"),
+        "predict-function": (tasks, "_annotated", 2, "long"),
+        "inverse-fold": (tasks, "_inverse_folded", 1, "localunfolding"),
+    }[command]
+    real = getattr(module, name)
+
+    def failing_long(*args: Any) -> Any:
+        protein = args[place]
+        return InputError("protein 'long': made to fail") if protein.name.startswith(last) else real(*args)
+
+    monkeypatch.setattr(module, name, failing_long)
+    inputs = tmp_path / "in.fasta"
+    if command == "generate":
+        inputs.write_text(">long\nMK____IAKQ___SFVK\n>short\nGS____\n>mid\nMKTA____IA\n")
+        argv = ["generate", "--prompt", str(inputs), "-o", str(tmp_path / "o")]
+    elif command == "predict-function":
+        inputs.write_text(LONG_FIRST)
+        argv = ["predict-function", str(inputs), "--vocabulary-dir", str(vocab), "-o", str(tmp_path / "f.json")]
+    else:
+        argv = ["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "-o", str(tmp_path / "d.fasta"),
+                "--summary", str(tmp_path / "d.tsv")]  # fmt: skip
+    assert main([*argv, "--weights", str(weights), *FAST]) == 1
+    assert "protein 'long': made to fail" in capsys.readouterr().err
+    if command == "generate":
+        assert [r.id for r in read_fasta(tmp_path / "o" / "designs.fasta")] == ["short_1", "mid_1"]
+    elif command == "predict-function":
+        assert [p["id"] for p in json.loads((tmp_path / "f.json").read_text())] == ["short", "mid"]
+    else:
+        assert [r.id for r in read_fasta(tmp_path / "d.fasta")] == ["2ZTA_1"]
+        assert {line.split("\t")[0] for line in _lines(tmp_path / "d.tsv")[1:]} == {"2ZTA"}
+
+
+def test_a_long_scan_rewrites_its_table_as_it_goes(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A variant scan rewrites -o with the scores so far once the rewrite interval has passed, not only at the end
+    (a run killed outright keeps them): a clock that moves 11 s per reading makes every pass due for a rewrite."""
+    import types  # noqa: PLC0415
+
+    import openesm3.cli.score as score  # noqa: PLC0415
+    import openesm3.generation.scoring as scoring  # noqa: PLC0415
+
+    clock = iter(range(0, 10**6, 11))
+    monkeypatch.setattr(score, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
+    out, seen = tmp_path / "s.tsv", []
+    real = scoring.sequence_log_probs
+
+    def watching(*args: Any, **kwargs: Any) -> Any:
+        seen.append(len(_lines(out)) - 1 if out.exists() else None)  # rows in the table before this pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "sequence_log_probs", watching)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">wt\nMNLTELKNTP\n")
+    assert main(["score", str(fasta), "--mutations", "L3G", "T4A", "N2A", "--batch-size", "1", "-o", str(out),
+                 "--weights", str(weights), "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert seen == [None, 1, 2] and len(_lines(out)) == 4

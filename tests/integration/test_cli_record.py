@@ -4,6 +4,7 @@ tiny random networks (tests/task_testing.py). The SHA-256 expected are computed 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -381,3 +382,204 @@ def test_weights_are_hashed_in_the_background_when_the_run_needs_their_hash(
         provenance.note_weights(file, "esm3")
         assert run.sha256(file) == _sha256(file)
     assert hashed == [("w.bin", tmp_path.name, False)]
+
+
+# ------------------------------------------------------------------------------------- what else the record holds
+def test_the_record_times_come_from_the_start_and_the_end_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """started is when the run began and duration_s the time it took (a monotonic clock), not the end time or 0.
+    Both clocks are replaced by ones that step, so the expected values are known exactly."""
+    import types  # noqa: PLC0415
+
+    import openesm3.cli.record as record_module  # noqa: PLC0415
+
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    walls = iter([t0, datetime(2026, 1, 2, 3, 4, 17, 500000, tzinfo=timezone.utc)])
+    ticks = iter([1000.0, 1012.5])
+
+    class SteppingDatetime(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return next(walls)
+
+    monkeypatch.setattr(record_module, "datetime", SteppingDatetime)
+    monkeypatch.setattr(record_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    record = tmp_path / "run.json"
+    assert (
+        main(["featurize", str(TRP_CAGE), "--quiet", "--json", str(tmp_path / "f.json"), "--record", str(record)]) == 0
+    )
+    r = _record(record)
+    assert (r["started"], r["ended"]) == ("2026-01-02T03:04:05+00:00", "2026-01-02T03:04:17.500000+00:00")
+    assert r["duration_s"] == 12.5
+
+
+def test_the_record_lists_every_file_of_a_repeated_option(tmp_path: Path) -> None:
+    """An option given several values (files, --chain) is recorded as a list of them, each input file hashed."""
+    second = tmp_path / "copy.pdb.gz"
+    second.write_bytes(TRP_CAGE.read_bytes())
+    record = tmp_path / "run.json"
+    assert main(["featurize", str(TRP_CAGE), str(second), "--chain", "A", "--quiet", "--record", str(record)]) == 0
+    r = _record(record)
+    assert r["options"]["files"] == [str(TRP_CAGE), str(second)] and r["options"]["chain"] == ["A"]
+    assert [(i["option"], i["path"], i["sha256"]) for i in r["inputs"]] == [
+        ("files", str(TRP_CAGE), _sha256(TRP_CAGE)),
+        ("files", str(second), _sha256(second)),
+    ]
+
+
+def test_the_record_options_are_the_options_of_the_command(weights: Path, tmp_path: Path) -> None:
+    """options holds what the user could give (every option of the command's parser), nothing of the CLI's own
+    machinery (the handler, the decoding defaults of a model command)."""
+    from openesm3.cli.main import build_parser  # noqa: PLC0415
+
+    record = tmp_path / "run.json"
+    args = [
+        "fold",
+        str(_fasta(tmp_path)),
+        "-o",
+        str(tmp_path / "o"),
+        "--weights",
+        str(weights),
+        "--record",
+        str(record),
+    ]
+    assert main([*args, *FAST]) == 0
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    dests = {a.dest for a in subparsers.choices["fold"]._actions if a.dest != "help"}
+    assert set(_record(record)["options"]) == dests | {"command"}
+
+
+def test_the_record_hashes_every_file_a_command_names(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """score reads --mutations-file (and --dms) besides its sequences: each is an input of the record, hashed."""
+    fasta = _fasta(tmp_path)
+    muts = tmp_path / "muts.txt"
+    muts.write_text("M1A\nK2G\n")
+    record = tmp_path / "run.json"
+    assert main(["score", str(fasta), "--mutations-file", str(muts), "-o", str(tmp_path / "s.tsv"),
+                 "--weights", str(weights), "--quiet", "--record", str(record)]) == 0  # fmt: skip
+    inputs = [(i["option"], i["path"], i["sha256"]) for i in _record(record)["inputs"]]
+    assert inputs == [("inputs", str(fasta), _sha256(fasta)), ("mutations_file", str(muts), _sha256(muts))]
+
+
+def test_a_directory_input_is_recorded_as_one_without_a_hash(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    chains = tmp_path / "chains"
+    chains.mkdir()
+    record = tmp_path / "run.json"
+    main(["calibrate-tokenizer", str(chains), "--out", str(tmp_path / "new"), "--record", str(record)])
+    capsys.readouterr()
+    assert _record(record)["inputs"] == [{"option": "inputs", "path": str(chains), "type": "directory"}]
+
+
+def test_the_data_files_a_command_reads_are_inputs_of_the_record(weights: Path, tmp_path: Path) -> None:
+    """predict-function reads the function vocabulary besides its named inputs: each of its files is recorded with
+    its role and hash."""
+    from tests.task_testing import save_tiny_vocabulary  # noqa: PLC0415
+
+    vocab = save_tiny_vocabulary(tmp_path / "vocab")
+    fasta, record = _fasta(tmp_path), tmp_path / "run.json"
+    assert main(["predict-function", str(fasta), "-o", str(tmp_path / "f.json"), "--weights", str(weights),
+                 "--vocabulary-dir", str(vocab), "--record", str(record), *FAST]) == 0  # fmt: skip
+    inputs = _record(record)["inputs"]
+    assert inputs[0]["path"] == str(fasta)
+    read = {Path(i["path"]): i for i in inputs[1:]}
+    assert read and all(path.parent == vocab for path in read)
+    for path, entry in read.items():
+        assert entry["role"] == "function vocabulary" and entry["sha256"] == _sha256(path)
+
+
+def test_a_stop_that_goes_on_out_of_main_is_recorded_as_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception main does not turn into an exit status (here SystemExit from a handler) leaves no exit code:
+    the run did not finish, so its record must not say ok."""
+    from openesm3.cli import featurize  # noqa: PLC0415
+
+    def run(args: argparse.Namespace) -> int:
+        raise SystemExit(3)
+
+    monkeypatch.setattr(featurize, "run", run)
+    record = tmp_path / "run.json"
+    with pytest.raises(SystemExit):
+        main(["featurize", str(TRP_CAGE), "--record", str(record)])
+    assert (_record(record)["status"], _record(record)["exit_code"]) == ("error", None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "status", "error"),
+    [
+        (RuntimeError("boom"), 1, "error", "internal error: RuntimeError: boom"),
+        (BrokenPipeError(32, "Broken pipe"), 141, "interrupted", "standard output closed (broken pipe)"),
+    ],
+)
+def test_an_internal_error_or_a_closed_pipe_is_recorded_as_what_stopped_the_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    exc: BaseException,
+    code: int,
+    status: str,
+    error: str,  # noqa: ANN001
+) -> None:
+    from openesm3.cli import featurize  # noqa: PLC0415
+
+    def run(args: argparse.Namespace) -> int:
+        raise exc
+
+    monkeypatch.setattr(featurize, "run", run)
+    record = tmp_path / "run.json"
+    assert main(["featurize", str(TRP_CAGE), "--record", str(record)]) == code
+    capsys.readouterr()
+    r = _record(record)
+    assert (r["status"], r["exit_code"], r["error"]) == (status, code, error)
+
+
+def test_the_outputs_are_listed_in_the_order_first_written(weights: Path, tmp_path: Path) -> None:
+    """fold, one protein per batch (shortest first): two.pdb, then the summary, then one.pdb; the summary is
+    rewritten after the second batch but keeps its place."""
+    fasta, record, out = _fasta(tmp_path, f">one\n{SEQUENCE}\n>two\nMKTAYI\n"), tmp_path / "run.json", tmp_path / "o"
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--batch-size", "1",
+                 "--record", str(record), *FAST]) == 0  # fmt: skip
+    outputs = _record(record)["outputs"]
+    assert [o["path"] for o in outputs] == [str(out / "two.pdb"), str(out / "summary.tsv"), str(out / "one.pdb")]
+    assert all(o["sha256"] == _sha256(Path(o["path"])) for o in outputs)  # the summary as it is at the end
+
+
+def test_a_run_that_loaded_no_weights_writes_structures_without_a_note(tmp_path: Path) -> None:
+    """The note says which weights made a structure: a run that loaded none (a format conversion) adds nothing."""
+    out = tmp_path / "plain.pdb"
+    with provenance.running(provenance.Run("convert", seed=3, prehash=True)):
+        assert provenance.structure_note() == []
+        load_structure(TRP_CAGE).write(out)
+        load_structure(TRP_CAGE).write(tmp_path / "plain.cif")
+    assert out.read_text().startswith("ATOM  ")
+    assert "REMARK" not in out.read_text() and "OpenESM3" not in (tmp_path / "plain.cif").read_text()
+
+
+def test_a_weight_file_noted_twice_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loader may note a file again (e.g. with its role once known): no second background hash of it."""
+    import threading  # noqa: PLC0415
+
+    file = tmp_path / "w.bin"
+    file.write_bytes(b"weights" * 1000)
+    real, reads = provenance._sha256_of, []
+    monkeypatch.setattr(provenance, "_sha256_of", lambda path: reads.append(path) or real(path))
+    with provenance.running(provenance.Run("fold", prehash=True)) as run:
+        provenance.note_weights(file)
+        provenance.note_weights(file, "esm3")
+        assert run.sha256(file) == _sha256(file)
+        assert [w.role for w in run.weights.values()] == ["esm3"]
+    for thread in threading.enumerate():  # every hash started, finished before counting
+        if thread.name.startswith("openesm3-sha256"):
+            thread.join()
+    assert reads == [file]
+
+
+def test_a_file_written_by_a_library_save_function_is_an_output_of_the_record(weights: Path, tmp_path: Path) -> None:
+    """embed's .safetensors file is written by the safetensors library into a temporary file, then moved in place:
+    it is an output of the record like any other."""
+    out, record = tmp_path / "emb.safetensors", tmp_path / "run.json"
+    assert main(["embed", str(_fasta(tmp_path)), "-o", str(out), "--weights", str(weights), "--quiet",
+                 "--record", str(record)]) == 0  # fmt: skip
+    assert _record(record)["outputs"] == [{"path": str(out), "size": out.stat().st_size, "sha256": _sha256(out)}]

@@ -201,6 +201,24 @@ def test_generate_progress_counts_a_track_with_nothing_to_generate(weights: Path
     assert bars[-1].startswith("generate: 100% 4/4 ["), err
 
 
+def test_generate_reports_prompts_too_long_for_the_model_in_input_order(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Prompts refused for their length never reach a batch: each is reported (in input order), counted done on the
+    bar for every track, and a run where none could be designed ends with 2."""
+    prompts = tmp_path / "in.fasta"
+    prompts.write_text(">big\n" + "A" * 2047 + "\n>ok\nMK____\n>huge\n" + "G" * 2048 + "\n")
+    args = ["generate", "--prompt", str(prompts), "--weights", str(weights), "--steps", "3"]
+    assert main([*args, "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    refused = [line for line in err.splitlines() if "do not fit the model" in line]
+    assert len(refused) == 2 and "'big_1'" in refused[0] and "'huge_1'" in refused[1], err
+    assert "2 of 3 design(s) failed" in err
+    assert [line for line in err.splitlines() if line.startswith("generate:")][-1].startswith("generate: 100% 6/6 [")
+    assert [r.id for r in read_fasta(tmp_path / "o" / "designs.fasta")] == ["ok_1"]
+    prompts.write_text(">big\n" + "A" * 2047 + "\n")
+    assert main([*args, "-o", str(tmp_path / "none")]) == 2
+    assert "do not fit the model" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------- inverse-fold
 def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     no_xyz = tmp_path / "noxyz.json"

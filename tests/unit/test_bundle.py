@@ -84,6 +84,8 @@ def test_device_and_dtype_choices() -> None:
             resolve_device("cuda")
     with pytest.raises(InputError, match="device 'gpu0'"):
         resolve_device("gpu0")
+    with pytest.raises(InputError, match="device '1.5' is not a device this package runs on"):
+        resolve_device(1.5)  # type: ignore[arg-type] # a library caller's mistake: torch raises TypeError for it
     assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype(torch.float32) == torch.float32
     with pytest.raises(InputError, match="dtype 'fp16' is not supported"):
         resolve_dtype("fp16")

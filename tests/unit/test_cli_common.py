@@ -83,3 +83,18 @@ def test_a_progress_bar_is_shown_for_several_items_unless_quiet() -> None:
     assert not progress_bar(argparse.Namespace(quiet=False), 2, "embed", "protein").disable
     assert progress_bar(argparse.Namespace(quiet=False), 1, "embed", "protein").disable  # one item: nothing to show
     assert progress_bar(argparse.Namespace(quiet=True), 2, "embed", "protein").disable
+
+
+def test_each_failure_goes_to_the_run_record_as_it_is_reported() -> None:
+    """The record's ``errors`` name the item as the stderr lines do: the name is added where the message lacks it."""
+    from openesm3.cli.common import Failures  # noqa: PLC0415
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    failures = Failures("fold")
+    with provenance.running(provenance.Run("fold")) as run:
+        failures.add("one", "has no coordinates")
+        failures.add("two", "protein 'two': too long")
+    stream = io.StringIO()
+    failures.report(2, stream=stream)
+    assert run.errors == ["one: has no coordinates", "protein 'two': too long"]
+    assert [f"openesm3 fold: error: {e}" for e in run.errors] == stream.getvalue().splitlines()[:2]

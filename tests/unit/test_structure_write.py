@@ -254,3 +254,33 @@ def test_biopython_reads_our_pdb_files_without_a_warning(tmp_path: Path) -> None
     assert [chain.id for chain in model] == ["A", "B"]
     assert [len(chain) for chain in model] == [len(complex_["A"]), len(complex_["B"])]
     assert load_structure(path)["B"].sequence == complex_["B"].sequence  # our reader skips the TER records too
+
+
+def test_the_ter_record_carries_the_insertion_code_of_the_chains_last_residue() -> None:
+    """TER repeats the last residue's name, chain, number and insertion code (columns 18-27): with a blank code the
+    column is blank either way, so the last residue here gets one."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    codes = chain.insertion_code.copy()
+    codes[-1] = "B"
+    lines = replace(chain, insertion_code=codes).to_pdb_string().splitlines()
+    (ter,) = [line for line in lines if line.startswith("TER")]
+    last_atom = [line for line in lines if line.startswith("ATOM")][-1]
+    assert last_atom[26] == "B" and ter[17:27] == last_atom[17:27] and ter[26] == "B"
+
+
+def test_the_provenance_note_keeps_pdb_lines_within_80_columns(tmp_path: Path) -> None:
+    """A weight file without a role is named by its file name in the note: a long name must not make a REMARK line
+    longer than the 80 columns of a PDB record."""
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    weights = tmp_path / ("a_fine_tuned_checkpoint_with_a_long_descriptive_name_" + "x" * 40 + ".pth")
+    weights.write_bytes(b"weights")
+    out = tmp_path / "x.pdb"
+    with provenance.running(provenance.Run("fold", seed=1)):
+        provenance.note_weights(weights)
+        write_structure(load_chain(STRUCTURES / "2ZTA.pdb.gz"), out)
+    lines = out.read_text().splitlines()
+    assert lines[0] == "REMARK   6" and any(line.startswith("REMARK   6 weights a_fine_tuned") for line in lines)
+    assert max(len(line) for line in lines) <= 80

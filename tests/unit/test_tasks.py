@@ -331,3 +331,34 @@ def test_a_motif_range_ending_one_before_its_start_is_refused() -> None:
     zipper = Protein.from_structure(ZIPPER)
     with pytest.raises(InputError, match=r"range 'A10-9' ends before it starts"):
         select_motif(zipper, "A1-3,A10-9")
+
+
+def test_inverse_fold_sample_k_is_the_same_whatever_the_number_of_samples(bundle: ModelBundle) -> None:
+    """Sample k draws from its own stream: ``<name>_1`` of a run asking for one sample is ``<name>_1`` of a run asking
+    for three, whichever batch each sample falls in."""
+    zipper = Protein.from_structure(ZIPPER)
+    decoding = TaskDecoding(num_steps=2, temperature=1.0)
+    (three,) = inverse_fold(bundle, [zipper], 3, decoding, seed=4, batch_size=2)
+    for k in (1, 2, 3):
+        (first_k,) = inverse_fold(bundle, [zipper], k, decoding, seed=4, batch_size=2)
+        assert [s.sequence for s in first_k] == [s.sequence for s in three[:k]]
+    assert len({s.sequence for s in three}) == 3  # the samples differ: their order is seen
+
+
+def test_predict_function_delivers_no_empty_batch(bundle: ModelBundle) -> None:
+    batches: list[list[int]] = []
+    proteins = [Protein(sequence="MKTAYIAKQR", name="a"), Protein(sequence="MKTAY", name="b")]
+    predict_function(bundle, proteins, TaskDecoding(num_steps=2), batch_size=1,
+                     on_batch=lambda pairs: batches.append([i for i, _ in pairs]))  # fmt: skip
+    assert batches == [[1], [0]]
+
+
+def test_design_with_a_function_track_decodes_its_annotations(bundle: ModelBundle) -> None:
+    """A function track in the order is generated, then decoded into annotations of the design (the prompt had
+    none); without it the design keeps the prompt's."""
+    prompt = design_prompt(length=12)
+    decoding = TaskDecoding(num_steps=2, temperature=1.0)
+    (with_function,) = design(bundle, [prompt], "function,sequence,structure", decoding, seed=1)
+    assert with_function.protein.function_annotations, "random decoder: some annotation expected"
+    (without,) = design(bundle, [prompt], "sequence,structure", decoding, seed=1)
+    assert without.protein.function_annotations == prompt.function_annotations

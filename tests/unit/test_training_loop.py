@@ -259,3 +259,16 @@ def test_full_precision_turns_autocast_off_only_inside_its_block() -> None:
         assert (a @ a).dtype == torch.bfloat16
         full_precision()  # never entered
         assert (a @ a).dtype == torch.bfloat16
+
+
+def test_setup_distributed_takes_the_gpu_of_the_local_rank_torchrun_gives(monkeypatch) -> None:  # noqa: ANN001
+    """torchrun says which process this is in LOCAL_RANK: the second process of a node takes GPU 1, not GPU 0."""
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # no process group to join
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    info = D.setup_distributed("cuda")
+    assert (info.device, info.local_rank, chosen) == (torch.device("cuda", 1), 1, [torch.device("cuda", 1)])
