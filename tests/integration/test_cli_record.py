@@ -151,6 +151,7 @@ def test_a_second_stop_while_the_record_is_written_abandons_it_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys,  # noqa: ANN001
     stop: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Ctrl-C or SIGTERM again while the record is being written: Ctrl-C ended main with a KeyboardInterrupt (a
     traceback) and SIGTERM killed the process on the spot (the stop handlers were gone by then), leaving the hidden
@@ -159,6 +160,10 @@ def test_a_second_stop_while_the_record_is_written_abandons_it_in_one_line(
     import openesm3.cli.main as cli_main  # noqa: PLC0415
     import openesm3.utils.atomic as atomic  # noqa: PLC0415
 
+    # Ctrl-C must raise KeyboardInterrupt as in a terminal, also where the tests run with SIGINT ignored (started as
+    # a shell's background job, or under nohup), where the signal sent below would do nothing.
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous_sigint))
     record = tmp_path / "run.json"
     record.write_text("the previous record\n")
 
