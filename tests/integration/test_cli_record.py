@@ -359,6 +359,24 @@ def test_a_file_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.Monke
     assert provenance.structure_note() == []  # no run open: library writes carry no note
 
 
+def test_hashing_a_file_holds_a_small_buffer_not_the_file(tmp_path: Path) -> None:
+    """The hash read 4 MB at a time: a weights file of a few MB was held whole while it was hashed, in a thread
+    beside the command's own work, so the command's peak memory varied by the file's size with the threads' timing
+    (a detokenize memory test failed under load). Now one buffer of 256 KB is reused."""
+    import tracemalloc  # noqa: PLC0415
+
+    big = tmp_path / "weights.bin"
+    big.write_bytes(np.random.default_rng(0).bytes(3_000_000))
+    tracemalloc.start()
+    try:
+        digest = provenance.sha256_file(big)
+        held = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert digest == _sha256(big)
+    assert held < 500_000, held
+
+
 def test_weights_are_hashed_in_the_background_when_the_run_needs_their_hash(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

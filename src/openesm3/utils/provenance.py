@@ -27,7 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_BLOCK = 1 << 22  # bytes read at a time when hashing
+# Bytes read at a time when hashing, into one reused buffer: the hash runs beside the command's own work (in a
+# background thread for weights), so it must not add more than this to the process's memory at any moment.
+_BLOCK = 1 << 18
 SHORT_SHA256 = 12  # hex digits of a weights file's SHA-256 in a structure file's note (48 bits)
 
 
@@ -114,9 +116,11 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
 
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
+    buffer = bytearray(_BLOCK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(view):
+            digest.update(view[:n])
     return digest.hexdigest()
 
 
