@@ -191,6 +191,11 @@ def _names(message: str, name: str) -> bool:
     return starts or repr(name) in message or f'"{name}"' in message
 
 
+def _item_line(name: str, message: str) -> str:
+    """An item's error as one line that names the item once."""
+    return message if _names(message, name) else f"{name}: {message}"
+
+
 class Failures:
     """Per-item errors of one command, reported on stderr at the end."""
 
@@ -203,7 +208,7 @@ class Failures:
 
         message = str(error)
         self.errors.append((name, message))
-        note_error(message if _names(message, name) else f"{name}: {message}")  # for the run record
+        note_error(_item_line(name, message))  # for the run record
 
     def __len__(self) -> int:
         return len(self.errors)
@@ -212,8 +217,7 @@ class Failures:
         """One line per failed item (the first ``limit``), then a count."""
         out = stream if stream is not None else sys.stderr
         for name, message in self.errors[:limit]:
-            text = message if _names(message, name) else f"{name}: {message}"
-            print(f"openesm3 {self.command}: error: {text}", file=out)
+            print(f"openesm3 {self.command}: error: {_item_line(name, message)}", file=out)
         if len(self.errors) > limit:
             print(f"openesm3 {self.command}: ... and {len(self.errors) - limit} more", file=out)
         if self.errors:

@@ -166,7 +166,9 @@ class RunRecorder:
         args = self.args
         device = getattr(args, "device", None)
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            from openesm3.generation.bundle import resolve_device  # noqa: PLC0415
+
+            device = str(resolve_device(device))
         weights = [self._weights_entry(file) for file in self.run.weights.values()]
         extra_inputs = [{"role": role, **self._describe(path)} for path, role in self.run.inputs.items()]
         outputs = [self._describe(path) for path in self.run.outputs if path.exists()]

@@ -36,6 +36,7 @@ from openesm3.generation.tasks import (
     NON_CANONICAL_SEQUENCE_IDS,
     Progress,
     check_task_arguments,
+    gathered,
     run_track,
     stream_indices,
 )
@@ -300,9 +301,7 @@ def design(
             failed.append((i, unfinished))
     if on_batch is not None and failed:
         on_batch(failed)
-    done = [result for result in out if result is not None]
-    assert len(done) == len(prompts), "every prompt gets a result"
-    return done
+    return gathered(out, len(prompts))
 
 
 def _finish(

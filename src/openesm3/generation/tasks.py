@@ -119,8 +119,8 @@ def run_track(
     return out
 
 
-def _gathered(out: list[_T | None], n: int) -> list[_T]:
-    """The results of a task's ``n`` proteins, once its ``finish`` callback has filled every slot of ``out``."""
+def gathered(out: list[_T | None], n: int) -> list[_T]:
+    """The results of a task's ``n`` proteins (or prompts), once its callbacks have filled every slot of ``out``."""
     done = [result for result in out if result is not None]
     assert len(done) == n, "every protein gets a result"
     return done
@@ -235,7 +235,7 @@ def fold(
         bundle, prompts, "structure", decoding, seeds=seeds, batch_size=batch_size, progress=progress, on_batch=finish
     )
     finish([(i, result) for i, result in enumerate(results) if out[i] is None])  # prompts that were errors
-    return _gathered(out, len(proteins))
+    return gathered(out, len(proteins))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def inverse_fold(
         invalid_ids=NON_CANONICAL_SEQUENCE_IDS, progress=progress, on_batch=finish,
     )  # fmt: skip
     finish([(n, result) for n, result in enumerate(results) if samples[n] is None])  # prompts that were errors
-    return _gathered(out, len(proteins))
+    return gathered(out, len(proteins))
 
 
 def _inverse_folded(
@@ -424,7 +424,7 @@ def predict_function(
         bundle, prompts, "function", decoding, seeds=seeds, batch_size=batch_size, progress=progress, on_batch=finish
     )
     finish([(i, result) for i, result in enumerate(results) if out[i] is None])  # prompts that were errors
-    return _gathered(out, len(proteins))
+    return gathered(out, len(proteins))
 
 
 def _annotated(

@@ -105,11 +105,6 @@ def running(run: Run) -> Iterator[Run]:
         _current = previous
 
 
-def current() -> Run | None:
-    """The open run, or None outside a command."""
-    return _current
-
-
 def _absolute(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(os.fspath(path)))
 
