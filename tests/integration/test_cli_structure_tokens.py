@@ -165,6 +165,9 @@ def test_round_trip_with_the_bundled_tokenizer(
     true = torch.from_numpy(np.asarray(original.atom37, dtype=np.float32)[backbone][:, :3].reshape(-1, 3))
     assert float(kabsch(pred, true).rmsd) == pytest.approx(rmsd, abs=0.02)  # PDB keeps 3 decimals
     assert "all-atom RMSD " in printed and "heavy atoms" in printed
+    # Run again, as a user repeating the README's line does: round-trip writes its one file at the end, atomically,
+    # so it replaces it (no --overwrite needed, unlike the commands that write as they go).
+    assert main(["round-trip", str(TEST_DATA / "structures" / "1PIN.pdb.gz"), "--out", str(out)]) == 0
 
 
 def test_round_trip_of_a_backbone_only_file_measures_no_side_chains(
@@ -512,3 +515,33 @@ def test_detokenize_writes_every_structure_inside_the_output_directory(
     assert (tmp_path / "outside.pdb").read_text() == "keep me\n"
     assert "../outside\tpTM" in printed and f"-> {out_dir / 'outside.pdb'}" in printed
     assert list(json.loads(conf.read_text())) == ["../outside", "a/b", "1fxd"]
+
+
+def test_detokenize_into_a_directory_refuses_an_earlier_runs_structures(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Into a directory the structures are written batch by batch: a rerun stopped part way left some replaced and
+    some from the earlier run (and that run's --confidence file). Refused before decoding, unless --overwrite; one
+    structure into one file is written at the end and replaced as before."""
+    tokens = tmp_path / "tokens.json"
+    files = [str(STRUCTURES / "1AM7.pdb.gz"), str(STRUCTURES / "1fxd.pdb.gz")]
+    code, _, err = run(["tokenize-structure", *files, "--weights", str(weights), "--out", str(tokens)], capsys)
+    assert code == 0, err
+    out_dir = tmp_path / "decoded"
+    args = ["detokenize", str(tokens), "--weights", str(weights), "--out", str(out_dir), "--quiet"]
+    assert run([*args, "--format", "cif"], capsys)[0] == 0
+    before = (out_dir / "1fxd.cif").read_bytes()
+    code, _, err = run([*args, "--format", "cif", "--batch-size", "1"], capsys)
+    assert code == 2 and err == (
+        f"openesm3 detokenize: error: --out {out_dir}: 2 files already exist that this run would write "
+        f"({out_dir}/1AM7.cif, {out_dir}/1fxd.cif); give a new directory, or --overwrite to replace them (a stopped "
+        "run would leave them part replaced)\n"
+    )
+    assert (out_dir / "1fxd.cif").read_bytes() == before
+    assert run(args, capsys)[0] == 0  # .pdb files: not there yet
+    assert run([*args, "--overwrite"], capsys)[0] == 0
+    single = tmp_path / "one.json"
+    assert run(["tokenize-structure", files[1], "--weights", str(weights), "--out", str(single)], capsys)[0] == 0
+    for _ in range(2):
+        assert run(["detokenize", str(single), "--weights", str(weights), "--out", str(tmp_path / "x.cif")],
+                   capsys)[0] == 0  # fmt: skip

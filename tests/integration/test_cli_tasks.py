@@ -247,12 +247,14 @@ def test_inverse_fold_recovery_and_bad_item(weights: Path, tmp_path: Path, capsy
     # Same seed, same sequences (prompt i's stream comes from the seed and i); another seed, other sequences.
     again = tmp_path / "again.fasta"
     args[args.index("-o") + 1] = str(again)
+    args.append("--overwrite")  # the --summary file of the first run
     assert main(args) == 1
     assert again.read_text() == out.read_text()
     assert main([*args, "--seed", "1"]) == 1
     assert [r.sequence for r in read_fasta(again)] != [r.sequence for r in records]
     capsys.readouterr()
-    assert main(["inverse-fold", str(ZIPPER), "-o", str(again), "--chains", "Q", "--weights", str(weights)]) == 2
+    assert main(["inverse-fold", str(ZIPPER), "-o", str(tmp_path / "q.fasta"), "--chains", "Q", "--weights",
+                 str(weights)]) == 2  # fmt: skip
     assert "'Q'" in capsys.readouterr().err
 
 
@@ -267,7 +269,8 @@ def test_chains_of_a_json_complex_are_not_silently_ignored(weights: Path, tmp_pa
     err = capsys.readouterr().err
     assert "protein '2ZTA' has chain(s) A, B; --chains A selects chains of structure files only" in err
     assert [r.description.split()[-1] for r in read_fasta(out)] == ["chains=A"]  # the structure file's chain A
-    assert main([*args[:2], "--chains", "A,B", *args[5:]]) == 0  # the JSON's own chains: nothing to select
+    # The JSON's own chains: nothing to select (into the same file: --overwrite).
+    assert main([*args[:2], "--chains", "A,B", *args[5:], "--overwrite"]) == 0
 
 
 def test_inverse_fold_of_a_ca_only_model_is_an_error_not_an_unconditional_sample(
@@ -371,7 +374,7 @@ def test_generate_motif_scaffolding_keeps_the_motif(weights: Path, vocab: Path, 
     assert main([*args[:2], str(again), *args[3:]]) == 0
     assert (again / "designs.fasta").read_text() == (out / "designs.fasta").read_text()
     assert (again / "design_2.pdb").read_text() == (out / "design_2.pdb").read_text()
-    assert main([*args[:2], str(again), *args[3:], "--seed", "3"]) == 0
+    assert main([*args[:2], str(again), *args[3:], "--seed", "3", "--overwrite"]) == 0
     assert (again / "designs.fasta").read_text() != (out / "designs.fasta").read_text()
 
 

@@ -133,7 +133,8 @@ def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.Capture
     assert ResidueAnnotationVocabulary.load(out).labels == ("Active site", "Heme")
     assert main(args) == 2  # refuses to overwrite
     assert "already holds" in capsys.readouterr().err
-    assert main([*args, "--force"]) == 0
+    assert main([*args, "--overwrite"]) == 0
+    assert main([*args, "--force"]) == 0  # the former name of --overwrite
     (tmp_path / "bad.tsv").write_text("protein_id\tlabel\nP1\tunknown thing\n")
     assert main(["build-function-vocab", str(tmp_path / "bad.tsv"), str(tmp_path / "v2"), "--terms",
                  str(tmp_path / "terms.tsv")]) == 2  # fmt: skip

@@ -42,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--residue-min-proteins", type=int, default=1,
         help="keep residue labels seen in at least this many proteins (default 1)",
     )  # fmt: skip
-    parser.add_argument("--force", action="store_true", help="overwrite vocabulary files already in OUT")
+    parser.add_argument(
+        "--overwrite", "--force", dest="overwrite", action="store_true",
+        help="replace vocabulary files already in OUT (default: refuse; --force is the former name)",
+    )  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -58,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.out}: exists and is not a directory")
     outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
     existing = [name for name in outputs if (args.out / name).exists()]
-    if existing and not args.force:
-        raise InputError(f"{args.out}: already holds {', '.join(existing)} (use --force to overwrite)")
+    if existing and not args.overwrite:
+        raise InputError(
+            f"{args.out}: already holds {', '.join(existing)}; give a new directory, or --overwrite to replace them"
+        )
     corpus = build.read_annotation_corpus(args.corpus)
     if args.terms is not None:
         terms = build.read_terms(args.terms)

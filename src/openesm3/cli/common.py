@@ -365,6 +365,45 @@ def check_not_inputs(outputs: Sequence[str | Path | None], inputs: Sequence[str 
             )
 
 
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` of a command that writes its results as it goes (:func:`check_new_outputs`)."""
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the files of an earlier run that this run writes (default: refuse to start when any of them "
+        "exists, since a stopped run would leave them part replaced; other files are never touched)",
+    )  # fmt: skip
+
+
+def check_new_outputs(
+    args: argparse.Namespace, outputs: Sequence[tuple[str, str | Path, Sequence[str | Path]]]
+) -> None:
+    """Stop before any work when a file this run would write already exists, unless ``--overwrite``.
+
+    ``outputs``: ``(option, value given, the files it makes this run write)``. A command that writes its results as
+    it goes replaces an earlier run's files one by one: stopped part way (Ctrl-C, SIGTERM, a crash), it would leave
+    a partial ``designs.fasta`` or table where a complete one was, beside a mix of new and old files. Files of the
+    output directory that this run would not write are no reason to refuse."""
+    import os  # noqa: PLC0415
+
+    if getattr(args, "overwrite", False):
+        return
+    clashes, total = [], 0
+    for option, given, paths in outputs:
+        there = [str(path) for path in dict.fromkeys(str(p) for p in paths) if os.path.lexists(path)]
+        total += len(there)
+        if there:
+            shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more" if len(there) > 3 else "")
+            what = "file already exists" if len(there) == 1 else "files already exist"
+            clashes.append((f"{option} {given}: {len(there)} {what} that this run would write ({shown})", given))
+    if clashes:
+        kind = "directory" if Path(clashes[0][1]).is_dir() else "file"
+        them = "it" if total == 1 else "them"
+        raise InputError(
+            "; ".join(text for text, _ in clashes) + f"; give a new {kind}, or --overwrite to replace {them} (a "
+            f"stopped run would leave {them} part replaced)"
+        )
+
+
 def prepare_output_dir(path: str, option: str) -> Path:
     """The output directory ``path`` (given as ``option``), created now, before any work; an existing file there is
     an error naming the option."""

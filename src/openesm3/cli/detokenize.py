@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from openesm3.cli.common import add_overwrite_argument
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -25,7 +27,10 @@ def register(subparsers: Any) -> None:
             "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom. "
             "Structures of the same name are written as NAME, NAME_2, ... (in a file name, characters other than "
             "letters, digits, '.', '_' and '-' become '_'). A structure longer than the decoder's "
-            "context is reported by name and the others are still written (exit code 1; 2 when none could be)."
+            "context is reported by name and the others are still written (exit code 1; 2 when none could be). "
+            "Into a directory the structures are written as each batch is decoded, so a file this run would write "
+            "that is already there (an earlier run's) stops it before any decoding: give a new directory, or "
+            "--overwrite (other files there are left alone)."
         ),
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
@@ -44,6 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8,
                    help="structures per forward pass (default 8; --with-sequence decodes one at a time)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    add_overwrite_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
     from openesm3.cli.common import (
         Failures,
+        check_new_outputs,
         check_output_file,
         output_names,
         prepare_output_dir,
@@ -114,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     names = [name for name, _ in fits]
     stems = output_names(names)  # a name such as '../x' or 'a/b' would be written outside --out
     items = [item for _, item in fits]
+    if not as_file and items:  # written batch by batch: a stopped rerun would leave an earlier run's files mixed
+        suffix = args.format or "pdb"
+        confidence_output = [("--confidence", args.confidence, [args.confidence])] if args.confidence else []
+        check_new_outputs(args, [("--out", args.out, [out / f"{stem}.{suffix}" for stem in stems]), *confidence_output])
     with contextlib.ExitStack() as stack:
         confidence = stack.enter_context(_json_object_file(args.confidence)) if args.confidence and items else None
         bar = stack.enter_context(progress_bar(args, len(items), "detokenize", "structure"))

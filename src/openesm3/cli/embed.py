@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from openesm3.cli.common import add_model_arguments
+from openesm3.cli.common import add_model_arguments, add_overwrite_argument
 
 DESCRIPTION = """\
 Embed every protein of the inputs (FASTA records, protein JSON, or structure files) with the ESM3 trunk.
@@ -18,7 +18,10 @@ file name), or, with --format safetensors (default when OUT ends in .safetensors
 <id> and <id>.mean. Ids become safe file names (other characters -> '_', duplicates get _2, _3, ...). Files
 are written atomically: the .npy files as each batch finishes, with index.tsv rewritten to list them; a
 .safetensors file (held in memory until then) at the end, or, when the run is stopped by Ctrl-C, SIGTERM or an
-error, with the embeddings done so far. A bad record is reported and skipped; the others complete.
+error, with the embeddings done so far. A file this run would write that is already there (an earlier run's
+embeddings) stops it before the trunk runs, as a stopped rerun would leave them part replaced: give a new OUT, or
+--overwrite (other files in the directory are left alone). A bad record is reported and skipped; the others
+complete.
 """
 
 
@@ -40,12 +43,21 @@ def register(subparsers: Any) -> None:
         "the SDK's embeddings)",
     )
     p.add_argument("--mean-only", action="store_true", help="write only the mean embeddings")
+    add_overwrite_argument(p)
     add_model_arguments(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from openesm3.cli.common import Failures, bundle_from_args, check_batch_size, progress_bar, read_inputs, split_items
+    from openesm3.cli.common import (
+        Failures,
+        bundle_from_args,
+        check_batch_size,
+        check_new_outputs,
+        progress_bar,
+        read_inputs,
+        split_items,
+    )
     from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.embedding import EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
@@ -80,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
     writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
     names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
+    if encoded:
+        check_new_outputs(args, [("-o", args.output, writer.files(names))])
     done = 0
 
     def kept() -> str | None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from openesm3.cli.common import add_decoding_arguments, add_model_arguments
+from openesm3.cli.common import add_decoding_arguments, add_model_arguments, add_overwrite_argument
 from openesm3.config import FOLD_DECODING
 
 if TYPE_CHECKING:
@@ -24,8 +24,10 @@ column, and summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for a
 suffix). --pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / .ent / .cif /
 .bcif (optionally .gz) writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Each structure (and plot)
 is written atomically as soon as its batch is folded, and the summary rewritten (atomically) with every structure
-so far, so a run stopped by Ctrl-C, SIGTERM or an error keeps every structure done, with its summary. A bad record
-is reported by name and the others complete.
+so far, so a run stopped by Ctrl-C, SIGTERM or an error keeps every structure done, with its summary. A file this
+run would write that is already there (an earlier run's) stops it before any work, as a stopped rerun would leave
+them part replaced: give a new OUT, or --overwrite (other files are left alone). A bad record is reported by name
+and the others complete.
 """
 
 
@@ -45,6 +47,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--summary", metavar="FILE", help="summary table (default OUT/summary.tsv; .json, .csv by suffix)")
     p.add_argument("--pae-plot", action="store_true", help="also write <id>.pae.png, a heat map of the PAE")
+    add_overwrite_argument(p)
     add_decoding_arguments(p, FOLD_DECODING)
     add_model_arguments(p)
     p.set_defaults(handler=run)
@@ -64,6 +67,7 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
     """Structure file per protein, format, summary path; checked (and the output directory made) before any work."""
     from openesm3.cli.common import (  # noqa: PLC0415
         check_distinct_outputs,
+        check_new_outputs,
         check_not_inputs,
         check_output_file,
         output_names,
@@ -90,7 +94,17 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
     check_output_file(str(summary), "--summary", args.inputs)
     check_not_inputs(files, args.inputs, "-o")
     check_distinct_outputs([*(("-o", f) for f in files), ("--summary", summary)])
+    plots = [_plot_path(f, fmt) for f in files] if args.pae_plot else []
+    summary_output = [("--summary", args.summary, [summary])] if args.summary else []
+    check_new_outputs(args, [("-o", args.output, [*files, *plots, *([] if args.summary else [summary])]),
+                             *summary_output])  # fmt: skip
     return files, fmt, summary
+
+
+def _plot_path(path: Path, fmt: str) -> Path:
+    """The PAE plot beside the structure file ``path``: ``<id>.pae.png``."""
+    stem = (_file_stem_and_format(path) or (path.stem, fmt))[0]
+    return path.with_name(stem + ".pae.png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
             if args.pae_plot:
                 from openesm3.utils.plots import write_pae_png  # noqa: PLC0415
 
-                stem = (_file_stem_and_format(path) or (path.stem, fmt))[0]
-                write_pae_png(result.pae, path.with_name(stem + ".pae.png"), title=item.name)
+                write_pae_png(result.pae, _plot_path(path, fmt), title=item.name)
         except OpenESM3Error as exc:
             errors[i] = exc
             return

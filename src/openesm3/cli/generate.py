@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from openesm3.cli.common import add_decoding_arguments, add_model_arguments
+from openesm3.cli.common import add_decoding_arguments, add_model_arguments, add_overwrite_argument
 from openesm3.config import DESIGN_DECODING
 
 DESCRIPTION = """\
@@ -32,7 +32,10 @@ summary.tsv (id, file, length, ptm, mean_plddt, motif_rmsd, sequence). Default d
 order, length/2 steps per track. Prompts are taken --batch-size at a time through every track; as each batch
 finishes its designs' files are written and designs.fasta and summary.tsv rewritten with every design so far (in
 input order), each file atomically, so a run stopped by Ctrl-C, SIGTERM or an error keeps every design done, in
-complete files. Each design draws from its own random stream, whatever the batch size.
+complete files. Since a rerun would replace files one by one, a run stops before any work when a file it would
+write is already in DIR (designs.fasta, summary.tsv or one of its <id>.pdb): give a new DIR, or --overwrite to
+replace them (other files in DIR are left alone). Each design draws from its own random stream, whatever the batch
+size.
 """
 
 
@@ -59,6 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--name", help="id prefix of designs built from options (default design)")
     p.add_argument("--format", choices=("pdb", "cif"), default="pdb", help="structure format (default pdb)")
     p.add_argument("--vocabulary-dir", metavar="DIR", help="function vocabulary files (for --keywords)")
+    add_overwrite_argument(p)
     add_decoding_arguments(p, DESIGN_DECODING)
     add_model_arguments(p)
     p.set_defaults(handler=run)
@@ -103,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         Item,
         bundle_from_args,
         check_batch_size,
+        check_new_outputs,
         check_not_inputs,
         decoding_from_args,
         input_positions,
@@ -162,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [f for f in (args.prompt, args.motif) if f is not None]
     outputs = [out / f"{stem}.{args.format}" for stem in stems] + [out / "designs.fasta", out / "summary.tsv"]
     check_not_inputs(outputs, sources, "-o")
+    check_new_outputs(args, [("-o", args.output, outputs)])
     designed: dict[int, Any] = {}  # design index -> protein written
     rows: dict[int, list[Any]] = {}
     errors: dict[int, OpenESM3Error] = {}

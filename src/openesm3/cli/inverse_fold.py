@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from openesm3.cli.common import add_decoding_arguments, add_model_arguments
+from openesm3.cli.common import add_decoding_arguments, add_model_arguments, add_overwrite_argument
 from openesm3.config import INVERSE_FOLD_DECODING
 
 DESCRIPTION = """\
@@ -22,7 +22,8 @@ the design has at the same position. A summary table (id, sample, length, recove
 goes to --summary FILE (.tsv/.csv/.json) or stdout. A file without coordinates is reported by name and the
 others complete. As each batch finishes, the FASTA and the --summary file are rewritten with every structure
 done so far (in input order; each file atomically), so a run stopped by Ctrl-C, SIGTERM or an error keeps them
-(a summary on stdout is printed at the end only).
+(a summary on stdout is printed at the end only). An existing -o or --summary file (an earlier run's) stops the
+run before any work, as a stopped rerun would leave it part replaced: give new files, or --overwrite.
 """
 
 
@@ -38,6 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--chains", metavar="IDS", help="comma-separated chain ids to read (default: every protein chain)")
     p.add_argument("-n", "--num-samples", type=int, default=1, metavar="N", help="sequences per structure (default 1)")
     p.add_argument("--summary", metavar="FILE", help="recovery table (.tsv, .csv, .json); default stdout")
+    add_overwrite_argument(p)
     add_decoding_arguments(p, INVERSE_FOLD_DECODING)
     add_model_arguments(p)
     p.set_defaults(handler=run)
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         bundle_from_args,
         check_batch_size,
         check_distinct_outputs,
+        check_new_outputs,
         check_output_file,
         decoding_from_args,
         input_positions,
@@ -96,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, "-o", args.inputs)
     check_output_file(args.summary, "--summary", args.inputs)
     check_distinct_outputs([("-o", args.output), ("--summary", args.summary)])
+    summary_output = [("--summary", args.summary, [args.summary])] if args.summary is not None else []
+    check_new_outputs(args, [("-o", args.output, [args.output]), *summary_output])
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("inverse-fold")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from openesm3.cli.common import add_decoding_arguments, add_model_arguments
+from openesm3.cli.common import add_decoding_arguments, add_model_arguments, add_overwrite_argument
 from openesm3.config import FUNCTION_DECODING
 
 DESCRIPTION = """\
@@ -19,8 +19,10 @@ InterPro entries ('name (IPRxxxxxx)') and function keywords, each with 1-based i
 Output (-o): .json gives one object per protein {"id", "length", "annotations": [{"label", "start", "end"}]};
 .tsv / .csv give rows id, label, start, end; the file is rewritten (atomically) with every protein done so far
 (in input order) as each batch finishes, so a run stopped by Ctrl-C, SIGTERM or an error keeps them (a table on
-stdout comes at the end only). Needs the function decoder weights (esm3_function_decoder_v0.pth) and the function
-vocabulary files (from the installed esm package, $OPENESM3_VOCAB_DIR or --vocabulary-dir).
+stdout comes at the end only); an existing -o file (an earlier run's) stops the run before any work, as a stopped
+rerun would leave it part replaced: give a new file, or --overwrite. Needs the function decoder weights
+(esm3_function_decoder_v0.pth) and the function vocabulary files (from the installed esm package,
+$OPENESM3_VOCAB_DIR or --vocabulary-dir).
 """
 
 
@@ -33,6 +35,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA, protein JSON or structure file(s)")
     p.add_argument("-o", "--output", metavar="FILE", help=".json, .tsv or .csv (default: TSV on stdout)")
+    add_overwrite_argument(p)
     p.add_argument("--chains", metavar="IDS", help="comma-separated chain ids of structure files (default: all)")
     p.add_argument("--vocabulary-dir", metavar="DIR", help="function vocabulary files (default: $OPENESM3_VOCAB_DIR, "
                    "else the installed esm package)")  # fmt: skip
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_batch_size,
+        check_new_outputs,
         check_output_file,
         decoding_from_args,
         input_positions,
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args)
     decoding = decoding_from_args(args)
     check_output_file(args.output, "-o", args.inputs)
+    if args.output is not None:
+        check_new_outputs(args, [("-o", args.output, [args.output])])
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("predict-function")

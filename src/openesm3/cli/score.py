@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from openesm3.cli.common import add_model_arguments, write_table
+from openesm3.cli.common import add_model_arguments, add_overwrite_argument, write_table
 
 DESCRIPTION = """\
 Two modes.
@@ -28,7 +28,8 @@ Variants that do not fit the sequence (wrong wild-type letter, position outside)
 FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
 .csv or .json; written atomically), else a table on stdout. The -o file is rewritten with every result so far (in
 input order) after each protein, or every few seconds in a variant scan, and when the run is stopped (Ctrl-C,
-SIGTERM, an error), so a stopped run keeps what was scored.
+SIGTERM, an error), so a stopped run keeps what was scored. An existing -o file (an earlier run's table) stops the
+run before any work, as a stopped rerun would leave it part replaced: give a new file, or --overwrite.
 """
 
 
@@ -53,6 +54,7 @@ def register(subparsers: Any) -> None:
     variants.add_argument("--score-column", help="DMS column of the measured scores (default DMS_score if present)")
     variants.add_argument("--offset", type=int, default=0, help="residue number of the first residue minus 1")
     p.add_argument("-o", "--output", metavar="FILE", help="write the table here (.tsv, .csv, .json) instead of stdout")
+    add_overwrite_argument(p)
     add_model_arguments(p)
     p.set_defaults(handler=run)
 
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_batch_size,
+        check_new_outputs,
         check_output_file,
         read_inputs,
         split_items,
@@ -102,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args)
     read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
     check_output_file(args.output, "-o", read_files)
+    if args.output is not None:
+        check_new_outputs(args, [("-o", args.output, [args.output])])
     texts, sources, measured, column = _variant_texts(args)
     items = read_inputs(args.inputs)
     # Any variant option asks for variant scores: one that holds no variant is an error, not a silent PLL table.

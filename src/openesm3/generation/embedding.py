@@ -185,6 +185,16 @@ class EmbeddingWriter:
         added in another order (e.g. by length) still get the names of their input order."""
         return [safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX)) for record_id in record_ids]
 
+    def files(self, names: Sequence[str]) -> list[Path]:
+        """The files that embeddings stored under ``names`` (from :meth:`names`) make this writer write: their
+        ``.npy`` files and ``index.tsv``, or the one safetensors file."""
+        if self.format == "safetensors":
+            return [self.output]
+        suffixes = ("", MEAN_SUFFIX) if self.per_residue else (MEAN_SUFFIX,)
+        return [self.output / f"{name}{suffix}.npy" for name in names for suffix in suffixes] + [
+            self.output / INDEX_FILE
+        ]
+
     def add(self, record_id: str, embedding: ProteinEmbedding, *, name: str | None = None) -> list[Path]:
         """Store one record's embedding under ``name`` (reserved by :meth:`names`; default: the next free name
         for ``record_id``); returns the files written now (npy) or nothing (safetensors)."""
