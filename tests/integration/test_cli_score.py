@@ -197,12 +197,12 @@ def test_variants_of_a_complex_name_their_chain(bundle: Path, tmp_path: Path, ca
     common = [str(ZIPPER), "--weights", str(bundle), "--quiet", "--numbering", "author"]
     out, plain = tmp_path / "a.csv", tmp_path / "p.csv"
     assert main(["score", *common, "--mutations", "B/K3G", "A/K3G:B/M2A", "-o", str(out)]) == 0
-    assert main(["score", *common, "--chain", "B", "--mutations", "K3G", "A/K3G:M2A", "-o", str(plain)]) == 0
+    assert main(["score", *common, "--variant-chain", "B", "--mutations", "K3G", "A/K3G:M2A", "-o", str(plain)]) == 0
     assert list(_scores(out, ",").values()) == list(_scores(plain, ",").values())
     assert main(["score", *common, "--mutations", "B/K3G", "K3G"]) == 2  # refused before the model is loaded
     assert f"{ZIPPER} has chains A, B and variant 'K3G' names none: write the chain before a '/' (A/K3G), or give " \
-           "--chain" in capsys.readouterr().err  # fmt: skip
-    assert main(["score", *common, "--chain", "C", "--mutations", "K3G"]) == 2
+           "--variant-chain for mutations naming none" in capsys.readouterr().err  # fmt: skip
+    assert main(["score", *common, "--variant-chain", "C", "--mutations", "K3G"]) == 2
     assert f"{ZIPPER}: no chain 'C' (chains: A, B)" in capsys.readouterr().err
 
 
@@ -215,7 +215,7 @@ def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys)
          f"--numbering author needs the residue numbers of a structure file (PDB / mmCIF); {fasta} is a FASTA file"),
         ([str(ORC), "--numbering", "author", "--offset", "2", "--mutations", "K56G"],
          "--offset shifts sequence numbering; with --numbering author the positions are the structure file's own"),
-        ([str(ORC), "--chain", "A", "--mutations", "K58G"], "--chain names the chain of author-numbered variants"),
+        ([str(ORC), "--variant-chain", "A", "--mutations", "K58G"], "--variant-chain names the chain of author-num"),
         ([str(fasta), "--method", "wt-marginal"], "--method apply to variant scores"),
         ([str(fasta), "--numbering", "sequence", "--offset", "3"], "--numbering, --offset apply to variant scores"),
         ([str(fasta), "--mutations", "N2AA"], "variant 'N2AA': mutation N2AA: names an insertion code (2A), which only "

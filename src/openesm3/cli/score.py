@@ -24,7 +24,7 @@ masked-marginal (default): the mutated positions are masked together, one forwar
 whole scan. Syntax A42G, multi-mutants A42G:L50P, WT for the wild type; positions are 1-based on the sequence,
 --offset K when the sequence starts at residue K+1. --numbering author (INPUT a structure file): positions are
 the file's own residue numbers, with an optional insertion code before the mutant (H52AG = residue 52A) and, in a
-complex, the chain before a '/' (L/H52G; or --chain L for mutations that name none). With --dms and a score
+complex, the chain before a '/' (L/H52G; or --variant-chain L for mutations naming none). With --dms and a score
 column the Spearman correlation with the measurements is reported. Columns: mutant (as written), score[,
 measured], error. A structure file as INPUT conditions the scores on its coordinates.
 
@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
         help="what variant positions count: sequence (default: 1-based on the sequence, shifted by --offset) or "
         "author (a structure file's own residue numbers: H52G, insertion code H52AG, chain L/H52G)",
     )  # fmt: skip
-    variants.add_argument("--chain", metavar="ID",
+    variants.add_argument("--variant-chain", metavar="ID",
                           help="with --numbering author: the chain of mutations that name none")  # fmt: skip
     variants.add_argument("--offset", type=int, default=None,
                           help="number of the first residue minus 1 (sequence numbering; default 0)")  # fmt: skip
@@ -147,11 +147,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None:
     """The variant-only options are refused without variants (a PLL table would silently ignore them), and
-    --offset / --chain with the numbering they do not belong to."""
+    --offset / --variant-chain with the numbering they do not belong to."""
     from openesm3.errors import InputError
 
     if not variant_mode:
-        given = [f"--{name}" for name in ("method", "numbering", "chain", "offset") if getattr(args, name) is not None]
+        names = ("method", "numbering", "variant_chain", "offset")
+        given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
         if given:
             raise InputError(
                 f"{', '.join(given)} apply to variant scores (--mutations, --mutations-file or --dms); without "
@@ -162,13 +163,13 @@ def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None
             "--offset shifts sequence numbering; with --numbering author the positions are the structure file's own "
             "residue numbers: drop --offset"
         )
-    if args.chain is not None and args.numbering != "author":
-        raise InputError("--chain names the chain of author-numbered variants: add --numbering author")
+    if args.variant_chain is not None and args.numbering != "author":
+        raise InputError("--variant-chain names the chain of author-numbered variants: add --numbering author")
 
 
 def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
     """The author numbering of the wild type; refused for an input without residue numbers (FASTA), and for a
-    complex when a mutation names no chain and --chain gives none."""
+    complex when a mutation names no chain and --variant-chain gives none."""
     from openesm3 import protein_io
     from openesm3.errors import InputError
     from openesm3.generation.variants import AuthorNumbering, parse_variant
@@ -182,7 +183,7 @@ def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
             "which has none: give the structure file, or use --numbering sequence (with --offset K for a sequence "
             "numbered from K + 1)"
         )
-    numbering = AuthorNumbering.from_protein(protein, source=item.source, chain=args.chain)
+    numbering = AuthorNumbering.from_protein(protein, source=item.source, chain=args.variant_chain)
     if numbering.default_chain is None:
         for text in texts:
             try:
@@ -193,7 +194,7 @@ def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
                 first = next(iter(numbering.chains))
                 raise InputError(
                     f"{item.source} has chains {', '.join(numbering.chains)} and variant {text!r} names none: write "
-                    f"the chain before a '/' ({first}/{unnamed[0]}), or give --chain for mutations that name none"
+                    f"the chain before a '/' ({first}/{unnamed[0]}), or give --variant-chain for mutations naming none"
                 )
     return numbering
 

@@ -251,7 +251,7 @@ class AuthorNumbering:
             example = f"{next(iter(self.chains))}{CHAIN_SEPARATOR}{mutation}"
             raise InputError(
                 f"{where}: {self.source} has chains {', '.join(self.chains)}: name the chain ({example}) "
-                "or give a default chain (--chain)"
+                "or give a default chain (--variant-chain)"
             )
         if chain not in self.chains:
             raise InputError(f"{where}: {self.source} has no chain {chain!r} (chains: {', '.join(self.chains)})")
