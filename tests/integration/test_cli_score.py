@@ -216,8 +216,9 @@ def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys)
         ([str(ORC), "--numbering", "author", "--offset", "2", "--mutations", "K56G"],
          "--offset shifts sequence numbering; with --numbering author the positions are the structure file's own"),
         ([str(ORC), "--variant-chain", "A", "--mutations", "K58G"], "--variant-chain names the chain of author-num"),
-        ([str(fasta), "--method", "wt-marginal"], "--method apply to variant scores"),
-        ([str(fasta), "--numbering", "sequence", "--offset", "3"], "--numbering, --offset apply to variant scores"),
+        ([str(fasta), "--method", "wt-marginal"], "--method: for variant scores only"),
+        ([str(fasta), "--numbering", "sequence", "--offset", "3"], "--numbering, --offset: for variant scores only"),
+        ([str(fasta), "--variant-chain", "A"], "--variant-chain: for variant scores only (--mutations, "),
         ([str(fasta), "--mutations", "N2AA"], "variant 'N2AA': mutation N2AA: names an insertion code (2A), which only "
          "author numbering reads (--numbering author"),
     ]  # fmt: skip

@@ -420,6 +420,11 @@ def test_author_numbering_of_gaps_and_complexes() -> None:
         AuthorNumbering.from_protein(gapped, chain="C")
     with pytest.raises(InputError, match=r"x: author numbering needs the residue numbers of a structure file"):
         AuthorNumbering.from_protein(Protein(sequence="MKT", name="x"))
+    negative = Protein(sequence="MKTAYI", residue_index=np.array([-3, -2, -1, 0, 4, 5]))
+    assert AuthorNumbering.from_protein(negative).describe("A") == "chain A has residues -3 to 5 with a gap at 1-3"
+    assert (
+        resolve_variant(parse_variant("K-2G"), "MKTAYI", numbering=AuthorNumbering.from_protein(negative))[0].index == 1
+    )
     twice = Protein(sequence="MKT", residue_index=np.array([1, 2, 2]))
     with pytest.raises(InputError, match=r"residue 2 appears more than once in chain A"):
         resolve_variant(parse_variant("K2G"), "MKT", numbering=AuthorNumbering.from_protein(twice))

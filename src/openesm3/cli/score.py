@@ -155,7 +155,7 @@ def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None
         given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
         if given:
             raise InputError(
-                f"{', '.join(given)} apply to variant scores (--mutations, --mutations-file or --dms); without "
+                f"{', '.join(given)}: for variant scores only (--mutations, --mutations-file or --dms); without "
                 "variants score computes pseudo-log-likelihoods"
             )
     if args.numbering == "author" and args.offset is not None:

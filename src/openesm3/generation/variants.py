@@ -296,7 +296,10 @@ class AuthorNumbering:
 
 
 def _span(first: int, last: int) -> str:
-    return f"{first}" if first == last else f"{first}-{last}"
+    """``3-120``; ``-2 to 5`` when a number is negative (``-2--1`` would be hard to read)."""
+    if first == last:
+        return f"{first}"
+    return f"{first} to {last}" if first < 0 or last < 0 else f"{first}-{last}"
 
 
 def _some(items: list[str], limit: int = 8) -> str:
