@@ -358,6 +358,26 @@ def test_a_scan_stopped_before_any_variant_was_scored_keeps_nothing(
     assert "kept" not in err and err.endswith("openesm3 score: interrupted\n") and not out.exists()
 
 
+def test_an_interrupted_wt_marginal_scan_keeps_what_needed_no_pass(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--method wt-marginal scores a scan in one pass: a stop there keeps the variants final before it (a wrong wild
+    type, the wild type itself), as a masked-marginal scan does."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">wt\nMNLTELKNTP\n")
+    args = ["score", str(fasta), "--method", "wt-marginal", "--mutations", "L3G", "A3G", "T4A", "WT", "N2A",
+            "--weights", str(weights), "--quiet"]  # fmt: skip
+    full, out = tmp_path / "full.tsv", tmp_path / "stopped.tsv"
+    assert main([*args, "-o", str(full)]) == 1
+    capsys.readouterr()
+    stop_at_call(monkeypatch, "openesm3.generation.scoring.sequence_log_probs", 1, KeyboardInterrupt())
+    assert main([*args, "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"openesm3 score: kept 2 of 5 variant(s) in {out}\n" in err and err.endswith("openesm3 score: interrupted\n")
+    table = _lines(full)
+    assert _lines(out) == [table[0], *(row for row in table if row.split("\t")[0] in ("A3G", "WT"))]
+
+
 def test_fold_and_embed_bring_their_index_up_to_date_after_every_batch(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

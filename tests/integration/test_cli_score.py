@@ -16,8 +16,9 @@ from openesm3.generation.encoding import encode_protein
 from openesm3.generation.scoring import masked_marginal_scores, pseudo_log_likelihood
 from openesm3.generation.variants import parse_variant
 from openesm3.protein import Protein
-from tests.conftest import shared_data
+from tests.conftest import TEST_DATA, shared_data
 from tests.protein_testing import save_tiny_weights
+from tests.task_testing import save_tiny_bundle
 
 SEQ = "MNLTELKNTPVSELITLGENMGLENLARMRKQ"
 
@@ -155,3 +156,93 @@ def test_variant_errors_from_files_name_the_file_and_line(weights: Path, tmp_pat
     assert f"error: {dms}:6: variant 'K9A': mutation K9A: position 9 is outside the sequence" in err
     assert main(["score", *common, "--mutations", "A2G"]) == 2  # given on the command line: named by itself
     assert "error: variant 'A2G': mutation A2G" in capsys.readouterr().err
+
+
+# ---- author numbering, wild-type marginals ----------------------------------------------------------------
+ORC = TEST_DATA / "structures" / "1orc.pdb.gz"  # chain A numbered 3-61, insertion codes 56A-56E
+ZIPPER = TEST_DATA / "structures" / "2ZTA.pdb.gz"  # chains A, B numbered 1-31
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trunk and structure encoder: a structure file as INPUT conditions on its coordinates."""
+    return save_tiny_bundle(tmp_path_factory.mktemp("bundle"), seed=4, function=False)
+
+
+def _scores(path: Path, delimiter: str = "\t") -> dict[str, str]:
+    return {r["mutant"]: r["score"] for r in _table(path, delimiter)}
+
+
+@pytest.mark.parametrize("method", ["masked-marginal", "wt-marginal"])
+def test_variants_in_a_structure_files_own_numbering(bundle: Path, tmp_path: Path, capsys, method: str) -> None:  # noqa: ANN001
+    # 1orc's residue 56A is sequence position 55 (numbering starts at 3; 56A-56E follow 56): a user's list written
+    # in the file's numbering had to be renumbered by hand, which --offset cannot do past an insertion code.
+    muts = tmp_path / "muts.txt"
+    muts.write_text("d56ag\nK56EG:P57A\nQ3A\nWT\nD56FG\nA56AG\n")
+    common = [str(ORC), "--weights", str(bundle), "--quiet", "--method", method]
+    author, plain = tmp_path / "author.tsv", tmp_path / "plain.tsv"
+    assert main(["score", *common, "--numbering", "author", "--mutations-file", str(muts), "-o", str(author)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {muts}:5: variant 'D56FG': mutation D56FG: residue 56F is not in chain A of {ORC}; chain A has " \
+           "residues 3-61; insertion codes: 56A, 56B, 56C, 56D, 56E" in err  # fmt: skip
+    assert f"error: {muts}:6: variant 'A56AG': mutation A56AG: {ORC} has 'D' at chain A residue 56A, not 'A'" in err
+    assert main(["score", *common, "--mutations", "D55G", "K59G:P60A", "Q1A", "WT", "-o", str(plain)]) == 0
+    scores, expected = _scores(author), _scores(plain)
+    assert list(scores) == ["d56ag", "K56EG:P57A", "Q3A", "WT", "D56FG", "A56AG"]  # as the user wrote them
+    assert [scores[k] for k in ("d56ag", "K56EG:P57A", "Q3A", "WT")] == list(expected.values())
+    assert scores["D56FG"] == scores["A56AG"] == ""
+
+
+def test_variants_of_a_complex_name_their_chain(bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    common = [str(ZIPPER), "--weights", str(bundle), "--quiet", "--numbering", "author"]
+    out, plain = tmp_path / "a.csv", tmp_path / "p.csv"
+    assert main(["score", *common, "--mutations", "B/K3G", "A/K3G:B/M2A", "-o", str(out)]) == 0
+    assert main(["score", *common, "--variant-chain", "B", "--mutations", "K3G", "A/K3G:M2A", "-o", str(plain)]) == 0
+    assert list(_scores(out, ",").values()) == list(_scores(plain, ",").values())
+    assert main(["score", *common, "--mutations", "B/K3G", "K3G"]) == 2  # refused before the model is loaded
+    assert f"{ZIPPER} has chains A, B and variant 'K3G' names none: write the chain before a '/' (A/K3G), or give " \
+           "--variant-chain for mutations naming none" in capsys.readouterr().err  # fmt: skip
+    assert main(["score", *common, "--variant-chain", "C", "--mutations", "K3G"]) == 2
+    assert f"{ZIPPER}: no chain 'C' (chains: A, B)" in capsys.readouterr().err
+
+
+def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(f">wt\n{SEQ}\n")
+    common = ["--weights", str(bundle), "--quiet"]
+    cases = [
+        ([str(fasta), "--numbering", "author", "--mutations", "N2A"],
+         f"--numbering author needs the residue numbers of a structure file (PDB / mmCIF); {fasta} is a FASTA file"),
+        ([str(ORC), "--numbering", "author", "--offset", "2", "--mutations", "K56G"],
+         "--offset shifts sequence numbering; with --numbering author the positions are the structure file's own"),
+        ([str(ORC), "--variant-chain", "A", "--mutations", "K58G"], "--variant-chain names the chain of author-num"),
+        ([str(fasta), "--method", "wt-marginal"], "--method: for variant scores only"),
+        ([str(fasta), "--numbering", "sequence", "--offset", "3"], "--numbering, --offset: for variant scores only"),
+        ([str(fasta), "--variant-chain", "A"], "--variant-chain: for variant scores only (--mutations, "),
+        ([str(fasta), "--mutations", "N2AA"], "variant 'N2AA': mutation N2AA: names an insertion code (2A), which only "
+         "author numbering reads (--numbering author"),
+    ]  # fmt: skip
+    for args, message in cases:
+        assert main(["score", *args, *common]) in (1, 2), args
+        assert message in capsys.readouterr().err, args
+
+
+def test_wt_marginal_scan_of_a_dms(bundle: Path, model, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from openesm3.generation.scoring import wt_marginal_scores  # noqa: PLC0415
+
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(f">wt\n{SEQ}\n")
+    dms = tmp_path / "scan.csv"
+    dms.write_text("mutant,DMS_score\nN2A,0.5\nN2A:L3G,0.1\nA3G,1\nWT,0\nT4K,-1\n")
+    out = tmp_path / "wt.tsv"
+    args = ["score", str(fasta), "--dms", str(dms), "--method", "wt-marginal", "-o", str(out), "--weights", str(bundle)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{dms}:4: variant 'A3G'" in err and "4 of 5 variant(s) of 'wt' scored; Spearman rho = " in err
+    rows = _table(out)
+    expected = wt_marginal_scores(model, encode_protein(Protein(sequence=SEQ)), [r["mutant"] for r in rows])
+    for row, score in zip(rows, expected):
+        assert (row["score"] == "" and score.score is None) or float(row["score"]) == pytest.approx(
+            score.score, abs=1e-5
+        )
+    assert rows[0]["measured"] == "0.5" and rows[3]["score"] == "0.0"

@@ -177,3 +177,19 @@ def test_generation_steps_on_a_second_gpu_wait_for_that_gpu(monkeypatch: pytest.
     assert clock(1) == 2
     assert waited and all(device == "cuda:1" for device in waited)
     assert _gpu_memory({"device": "cuda:1"}) == {"cuda_max_allocated_gb": 2.0}
+
+
+def test_scoring_methods_benchmark_counts_the_passes_of_each_method(tmp_path: Path) -> None:
+    from benchmarks.bench_scoring_methods import SCAN, main
+
+    from tests.conftest import shared_data
+
+    shared_data("dms", "deepsequence", SCAN.name)
+    out = tmp_path / "r.json"
+    assert main(["--out", str(out), "--positions", "3", "--d-model", "32", "--n-layers", "1"]) == 0
+    results = json.loads(out.read_text())
+    wt, masked = results["results"]["wt-marginal"], results["results"]["masked-marginal"]
+    assert results["variants"] == wt["variants"] == 4997 and wt["forward_passes"] == 1 and wt["rows_per_pass"] == [1]
+    assert masked["positions"] == 3 and masked["forward_passes"] == 1 and masked["rows_per_pass"] == [3]
+    assert results["masked_marginal_passes_for_the_full_scan"] == 33  # 263 positions, 8 per pass
+    assert 0.0 < results["spearman_wt_vs_masked"]["rho"] <= 1.0

@@ -1,4 +1,5 @@
-"""Variant parsing, DMS tables, Spearman, and PLL / masked-marginal scores checked against a hand-rolled loop."""
+"""Variant parsing (sequence and author numbering), DMS tables, Spearman, and PLL / masked-marginal /
+wild-type-marginal scores checked against a hand-rolled loop."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from openesm3.generation.scoring import (
     pseudo_log_likelihood,
     scorable_positions,
     sequence_log_probs,
+    wt_marginal_scores,
 )
 from openesm3.generation.variants import (
+    AuthorNumbering,
     Mutation,
     parse_variant,
     rankdata,
@@ -340,3 +343,154 @@ def test_read_dms_csv_skips_rows_of_empty_fields(tmp_path: Path) -> None:
     scan = tmp_path / "scan.csv"
     scan.write_text("mutant,DMS_score\nM1A,0.5\n,\n , \nK2G,0.3\n,\n")
     assert [(r.mutant, r.line) for r in read_dms_csv(scan)[0]] == [("M1A", 2), ("K2G", 5)]
+
+
+# ---- author numbering --------------------------------------------------------------------------------------
+# 1orc: chain A numbered 3-61 with insertion codes 56A-56E (KDGEVK at 56, 56A..56E); 2ZTA: chains A, B, each 1-31.
+ORC = TEST_DATA / "structures" / "1orc.pdb.gz"
+ZIPPER = TEST_DATA / "structures" / "2ZTA.pdb.gz"
+
+
+def test_parse_author_numbered_mutations() -> None:
+    # The last letter is the mutant; a letter between the number and it is the insertion code; a chain ends in '/'.
+    assert parse_variant("D56aG").mutations == (Mutation("D", 56, "G", "A"),)
+    assert parse_variant("L/H52G:L/Y52AW").mutations == (
+        Mutation("H", 52, "G", "", "L"),
+        Mutation("Y", 52, "W", "A", "L"),
+    )
+    assert str(parse_variant("L/H52AG").mutations[0]) == "L/H52AG" and parse_variant("K-3A").mutations[0].position == -3
+    for bad in ("H52ABG", "/H52G", "A:/H52G", "L/", "L/H52"):
+        with pytest.raises(InputError, match="variant"):
+            parse_variant(bad)
+    with pytest.raises(InputError, match=r"a stop codon"):
+        parse_variant("L/H52A*")
+
+
+def test_sequence_numbering_refuses_chains_and_insertion_codes() -> None:
+    # 'H52AG' was "expected wild-type letter, position, mutant letter": now it says which numbering reads it.
+    with pytest.raises(InputError, match=r"mutation N2AA: names an insertion code \(2A\), which only author numbering"):
+        resolve_variant(parse_variant("N2AA"), SEQ)
+    with pytest.raises(InputError, match=r"mutation B/N2A: names a chain \(B/\)"):
+        resolve_variant(parse_variant("B/N2A"), SEQ)
+
+
+def test_author_numbering_finds_residues_and_names_what_is_missing() -> None:
+    protein = Protein.from_structure(ORC)
+    numbering = AuthorNumbering.from_protein(protein, source="1orc.pdb")
+    sequence = protein.sequence
+    index = {f"{n}{c}": i for i, (n, c) in enumerate(zip(protein.residue_index, protein.insertion_code))}
+    for text, residue in [("Q3A", "3"), ("K56G", "56"), ("D56AG", "56A"), ("K56EG", "56E"), ("P57A", "57")]:
+        (m,) = resolve_variant(parse_variant(text), sequence, numbering=numbering)
+        assert m.index == index[residue] and sequence[m.index] == text[0]
+    assert index["56A"] == 54 and index["57"] == 59  # the insertion codes shift every later residue
+    missing = (
+        r"mutation D56FG: residue 56F is not in chain A of 1orc\.pdb; chain A has residues 3-61; insertion codes: "
+    )
+    with pytest.raises(InputError, match=rf"variant 'D56FG': {missing}56A, 56B, 56C, 56D, 56E$"):
+        resolve_variant(parse_variant("D56FG"), sequence, numbering=numbering)
+    with pytest.raises(InputError, match=r"mutation A56AG: 1orc\.pdb has 'D' at chain A residue 56A, not 'A'"):
+        resolve_variant(parse_variant("A56AG"), sequence, numbering=numbering)
+    with pytest.raises(InputError, match=r"mutation K56EA: chain A residue 56E is mutated twice"):
+        resolve_variant(parse_variant("K56EG:K56EA"), sequence, numbering=numbering)
+    with pytest.raises(InputError, match=r"1orc\.pdb has no chain 'B' \(chains: A\)"):
+        resolve_variant(parse_variant("B/K56G"), sequence, numbering=numbering)
+    assert resolve_variant(parse_variant("A/K56G"), sequence, numbering=numbering)[0].index == index["56"]
+    with pytest.raises(InputError, match="author numbering takes no offset"):
+        resolve_variant(parse_variant("K56G"), sequence, offset=2, numbering=numbering)
+
+
+def test_author_numbering_of_gaps_and_complexes() -> None:
+    gapped = Protein(sequence="MKTAYIAK|GGS", residue_index=np.array([3, 4, 5, 9, 10, 11, 20, 21, -1, 1, 2, 3]),
+                     chain_ids=("H", "L"))  # fmt: skip
+    numbering = AuthorNumbering.from_protein(gapped, source="ab.pdb")
+    assert numbering.describe("H") == "chain H has residues 3-21 with gaps at 6-8, 12-19"
+    with pytest.raises(InputError, match=r"ab\.pdb has chains H, L: name the chain \(H/K4G\) or give a default chain"):
+        resolve_variant(parse_variant("K4G"), gapped.sequence, numbering=numbering)
+    assert [m.index for m in resolve_variant(parse_variant("H/K4G:L/G2A"), gapped.sequence, numbering=numbering)] == [
+        1,
+        10,
+    ]
+    default_l = AuthorNumbering.from_protein(gapped, chain="L")
+    assert resolve_variant(parse_variant("G2A:H/T5G"), gapped.sequence, numbering=default_l)[0].index == 10
+    with pytest.raises(
+        InputError, match=r"residue 7 is not in chain H of ab\.pdb; chain H has residues 3-21 with gaps"
+    ):
+        resolve_variant(parse_variant("H/A7G"), gapped.sequence, numbering=numbering)
+    with pytest.raises(InputError, match=r"no chain 'C' \(chains: H, L\)"):
+        AuthorNumbering.from_protein(gapped, chain="C")
+    with pytest.raises(InputError, match=r"x: author numbering needs the residue numbers of a structure file"):
+        AuthorNumbering.from_protein(Protein(sequence="MKT", name="x"))
+    negative = Protein(sequence="MKTAYI", residue_index=np.array([-3, -2, -1, 0, 4, 5]))
+    assert AuthorNumbering.from_protein(negative).describe("A") == "chain A has residues -3 to 5 with a gap at 1-3"
+    assert (
+        resolve_variant(parse_variant("K-2G"), "MKTAYI", numbering=AuthorNumbering.from_protein(negative))[0].index == 1
+    )
+    twice = Protein(sequence="MKT", residue_index=np.array([1, 2, 2]))
+    with pytest.raises(InputError, match=r"residue 2 appears more than once in chain A"):
+        resolve_variant(parse_variant("K2G"), "MKT", numbering=AuthorNumbering.from_protein(twice))
+
+
+def test_author_numbered_scores_equal_sequence_numbered_ones(model: torch.nn.Module) -> None:
+    protein = Protein.from_structure(ZIPPER)  # chains A, B (1-31 each), with coordinates
+    tensor = encode_protein(protein)
+    numbering = AuthorNumbering.from_protein(protein)
+    by_author = ["A/K3G", "B/K3G", "B/K3G:A/M2A", "WT", "B/Q5A"]
+    by_sequence = ["K3G", "K35G", "K35G:M2A", "WT", "Q37A"]  # B's residue n is string position 32 + n
+    for method in (masked_marginal_scores, wt_marginal_scores):
+        author = method(model, tensor, by_author, numbering=numbering)
+        plain = method(model, tensor, by_sequence)
+        assert [s.score for s in author[:4]] == [s.score for s in plain[:4]] and author[1].score != author[0].score
+        assert author[4].score is None and "has 'L' at chain B residue 5, not 'Q'" in str(author[4].error)
+        assert [str(s.variant) for s in author] == by_author  # kept as written
+        with pytest.raises(InputError, match="author numbering takes no offset"):
+            method(model, tensor, by_author, numbering=numbering, offset=1)
+        with pytest.raises(InputError, match="whose sequence is not the wild type's"):
+            method(model, encode_protein(Protein(sequence=SEQ)), by_author, numbering=numbering)
+
+
+# ---- wild-type marginals -----------------------------------------------------------------------------------
+def test_wt_marginals_match_a_hand_computation(model: torch.nn.Module) -> None:
+    tensor = encode_protein(Protein(sequence=SEQ))
+    texts = ["N2A", "N2W", "N2A:L3G", "WT", "A3G", "T4K", "N2"]
+    scores = wt_marginal_scores(model, tensor, texts)
+    lp = _hand_log_probs(model, tensor, [])  # one plain forward of the unmasked wild type
+
+    def hand(muts: list[tuple[int, str, str]]) -> float:
+        voc = C.SEQUENCE_VOCAB
+        return sum(float(lp[i, voc.index(mt)] - lp[i, voc.index(wt)]) for i, wt, mt in muts)
+
+    by_text = {str(s.variant): s for s in scores}
+    assert by_text["N2A"].score == pytest.approx(hand([(2, "N", "A")]), abs=1e-5)
+    assert by_text["N2W"].score == pytest.approx(hand([(2, "N", "W")]), abs=1e-5)
+    assert by_text["T4K"].score == pytest.approx(hand([(4, "T", "K")]), abs=1e-5)
+    # A multi-mutant is the sum of its single mutants' wild-type marginals (one pass: nothing is masked).
+    assert by_text["N2A:L3G"].score == pytest.approx(hand([(2, "N", "A"), (3, "L", "G")]), abs=1e-5)
+    assert by_text["WT"].score == 0.0
+    assert by_text["A3G"].score is None and "the sequence has 'L' at position 3" in str(by_text["A3G"].error)
+    assert by_text["N2"].score is None and "N2" in str(by_text["N2"].error)
+    masked = masked_marginal_scores(model, tensor, ["N2A"])[0].score
+    assert abs(masked - by_text["N2A"].score) > 1e-4  # a different score: the wild type is seen, not a mask
+
+
+def test_wt_marginals_take_one_pass_for_a_whole_scan(model: torch.nn.Module) -> None:
+    calls = []
+
+    class Counting(torch.nn.Module):  # the forward path, counting the rows of each pass
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, **kwargs: torch.Tensor):  # noqa: ANN202
+            calls.append(kwargs["sequence_tokens"].shape[0])
+            return self.inner(**kwargs)
+
+    tensor = encode_protein(Protein(sequence=SEQ))
+    scan = [f"{wt}{i + 1}{aa}" for i, wt in enumerate(SEQ) for aa in "ACDEFGHIKLMNPQRSTVWY" if aa != wt]
+    done: list[int] = []
+    batches: list[list[int]] = []
+    scores = wt_marginal_scores(Counting(), tensor, ["WT", *scan, "N2A:L3G"], progress=done.append,
+                                on_batch=lambda pairs: batches.append([n for n, _ in pairs]))  # fmt: skip
+    assert calls == [1] and len(scores) == len(scan) + 2 and all(s.score is not None for s in scores)
+    assert sum(done) == len(scores) and batches == [[0], list(range(1, len(scores)))]  # the wild type needs no pass
+    calls.clear()
+    assert wt_marginal_scores(Counting(), tensor, ["WT", "A3G"])[0].score == 0.0 and calls == []  # nothing to pass

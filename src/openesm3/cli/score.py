@@ -1,4 +1,4 @@
-"""``openesm3 score``: pseudo-log-likelihoods of sequences, or masked-marginal scores of variants."""
+"""``openesm3 score``: pseudo-log-likelihoods of sequences, or masked- / wild-type-marginal scores of variants."""
 
 from __future__ import annotations
 
@@ -17,12 +17,16 @@ Two modes.
 Without variants: the pseudo-log-likelihood (PLL) of every input protein: each residue is masked in turn and
 log p(residue | rest) summed (natural log). Columns: id, length, n_scored, pll, pll_per_residue, perplexity.
 
-With variants (--mutations, --mutations-file or --dms): masked-marginal scores against the one wild-type
-protein of INPUT: the mutated positions are masked together and sum(log p(mutant) - log p(wild type)) is
-reported per variant (higher = predicted fitter). Syntax A42G, multi-mutants A42G:L50P, WT for the wild
-type; positions are 1-based, --offset K when the sequence starts at residue K+1. With --dms and a score column
-the Spearman correlation with the measurements is reported. Columns: mutant, score[, measured], error.
-A structure file as INPUT conditions the scores on its coordinates.
+With variants (--mutations, --mutations-file or --dms): scores against the one wild-type protein of INPUT,
+sum(log p(mutant) - log p(wild type)) over the mutated positions (higher = predicted fitter). --method
+masked-marginal (default): the mutated positions are masked together, one forward pass per set of positions.
+--method wt-marginal (Meier et al. 2021): read off one forward pass of the unmasked wild type, one pass for the
+whole scan. Syntax A42G, multi-mutants A42G:L50P, WT for the wild type; positions are 1-based on the sequence,
+--offset K when the sequence starts at residue K+1. --numbering author (INPUT a structure file): positions are
+the file's own residue numbers, with an optional insertion code before the mutant (H52AG = residue 52A) and, in a
+complex, the chain before a '/' (L/H52G; or --variant-chain L for mutations naming none). With --dms and a score
+column the Spearman correlation with the measurements is reported. Columns: mutant (as written), score[,
+measured], error. A structure file as INPUT conditions the scores on its coordinates.
 
 Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
 FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
@@ -52,7 +56,20 @@ def register(subparsers: Any) -> None:
     variants.add_argument("--dms", metavar="CSV", help="deep mutational scan (CSV; TSV by suffix .tsv/.tab; also .gz)")
     variants.add_argument("--mutant-column", default="mutant", help="DMS column of the variants (default mutant)")
     variants.add_argument("--score-column", help="DMS column of the measured scores (default DMS_score if present)")
-    variants.add_argument("--offset", type=int, default=0, help="residue number of the first residue minus 1")
+    variants.add_argument(
+        "--method", choices=("masked-marginal", "wt-marginal"), default=None,
+        help="masked-marginal (default: mutated positions masked, a pass per set of positions) or wt-marginal "
+        "(one pass of the unmasked wild type for the whole scan)",
+    )  # fmt: skip
+    variants.add_argument(
+        "--numbering", choices=("sequence", "author"), default=None,
+        help="what variant positions count: sequence (default: 1-based on the sequence, shifted by --offset) or "
+        "author (a structure file's own residue numbers: H52G, insertion code H52AG, chain L/H52G)",
+    )  # fmt: skip
+    variants.add_argument("--variant-chain", metavar="ID",
+                          help="with --numbering author: the chain of mutations that name none")  # fmt: skip
+    variants.add_argument("--offset", type=int, default=None,
+                          help="number of the first residue minus 1 (sequence numbering; default 0)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write the table here (.tsv, .csv, .json) instead of stdout")
     add_overwrite_argument(p)
     add_model_arguments(p)
@@ -119,16 +136,72 @@ def run(args: argparse.Namespace) -> int:
             f"variant scoring needs exactly one wild-type protein; the input(s) hold {len(items)} "
             "(split the FASTA or pass one record)"
         )
+    _check_variant_options(args, variant_mode)
     failures = Failures("score")
     valid = split_items(items, failures)
     if not valid:
         failures.report(len(items), "protein(s)")
         return 2
+    numbering = _numbering(args, valid[0], texts) if variant_mode and args.numbering == "author" else None
     has_structure = any(protein.coordinates is not None for _, protein in valid)
     bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
     if variant_mode:
-        return _score_variants(args, bundle, valid[0], texts, sources, measured, column, failures)
+        return _score_variants(args, bundle, valid[0], texts, sources, measured, column, numbering, failures)
     return _score_sequences(args, bundle, valid, failures, len(items))
+
+
+def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None:
+    """The variant-only options are refused without variants (a PLL table would silently ignore them), and
+    --offset / --variant-chain with the numbering they do not belong to."""
+    from openesm3.errors import InputError
+
+    if not variant_mode:
+        names = ("method", "numbering", "variant_chain", "offset")
+        given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+        if given:
+            raise InputError(
+                f"{', '.join(given)}: for variant scores only (--mutations, --mutations-file or --dms); without "
+                "variants score computes pseudo-log-likelihoods"
+            )
+    if args.numbering == "author" and args.offset is not None:
+        raise InputError(
+            "--offset shifts sequence numbering; with --numbering author the positions are the structure file's own "
+            "residue numbers: drop --offset"
+        )
+    if args.variant_chain is not None and args.numbering != "author":
+        raise InputError("--variant-chain names the chain of author-numbered variants: add --numbering author")
+
+
+def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
+    """The author numbering of the wild type; refused for an input without residue numbers (FASTA), and for a
+    complex when a mutation names no chain and --variant-chain gives none."""
+    from openesm3 import protein_io
+    from openesm3.errors import InputError
+    from openesm3.generation.variants import AuthorNumbering, parse_variant
+
+    item, protein = valid
+    kind = protein_io.file_kind(item.source)
+    if protein.residue_index is None:
+        what = "a FASTA file" if kind == "fasta" else "a protein JSON without residue_index"
+        raise InputError(
+            f"--numbering author needs the residue numbers of a structure file (PDB / mmCIF); {item.source} is {what}, "
+            "which has none: give the structure file, or use --numbering sequence (with --offset K for a sequence "
+            "numbered from K + 1)"
+        )
+    numbering = AuthorNumbering.from_protein(protein, source=item.source, chain=args.variant_chain)
+    if numbering.default_chain is None:
+        for text in texts:
+            try:
+                unnamed = [m for m in parse_variant(text).mutations if m.chain is None]
+            except InputError:
+                continue  # reported with the variant
+            if unnamed:
+                first = next(iter(numbering.chains))
+                raise InputError(
+                    f"{item.source} has chains {', '.join(numbering.chains)} and variant {text!r} names none: write "
+                    f"the chain before a '/' ({first}/{unnamed[0]}), or give --variant-chain for mutations naming none"
+                )
+    return numbering
 
 
 def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], failures: Any, total: int) -> int:
@@ -180,12 +253,13 @@ def _score_variants(
     sources: list[str],
     measured: list[float] | None,
     column: str | None,
+    numbering: Any,
     failures: Any,
 ) -> int:
     from openesm3.cli.common import progress_bar
     from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError
-    from openesm3.generation.scoring import VariantScore, masked_marginal_scores
+    from openesm3.generation.scoring import VariantScore, masked_marginal_scores, wt_marginal_scores
     from openesm3.generation.variants import Variant, parse_variant, spearman
 
     parsed: list[Variant | InputError] = []
@@ -231,8 +305,12 @@ def _score_variants(
         )
 
     with report_kept("score", kept, write), progress_bar(args, len(variants), "score", "variant") as bar:
-        masked_marginal_scores(bundle.esm3, wild_type, variants, offset=args.offset, batch_size=args.batch_size,
-                               progress=bar.update, on_batch=save)  # fmt: skip
+        position = {"offset": args.offset or 0, "numbering": numbering}
+        if args.method == "wt-marginal":
+            wt_marginal_scores(bundle.esm3, wild_type, variants, **position, progress=bar.update, on_batch=save)
+        else:
+            masked_marginal_scores(bundle.esm3, wild_type, variants, **position, batch_size=args.batch_size,
+                                   progress=bar.update, on_batch=save)  # fmt: skip
     results = [done[n] for n in range(len(texts))]
     rows = [row(n) for n in range(len(texts))]
     for n, result in enumerate(results):

@@ -9,6 +9,9 @@ there is no dedicated scoring API; the reference's users take ``log_softmax`` of
 - **masked marginal** of a variant against the wild type: all positions the variant mutates are masked in one
   copy of the wild type and ``sum over its mutations of log p(mutant) - log p(wild type)`` is read off. Variants
   that mutate the same set of positions share one forward pass.
+- **wild-type marginal** (Meier et al. 2021): one forward pass of the unmasked wild type, and
+  ``sum over its mutations of log p(mutant) - log p(wild type)`` read off that one pass at the mutated positions:
+  a whole scan costs one pass, whatever its size.
 
 Every other track of the protein (e.g. coordinates, structure tokens) stays in place as conditioning. Padding of
 batched passes is masked in attention, so scores do not depend on the batch.
@@ -28,7 +31,7 @@ from torch import Tensor
 from openesm3 import constants as C
 from openesm3.errors import InputError
 from openesm3.generation.protein_tensor import ProteinBatch, ProteinTensor, model_inputs, stack
-from openesm3.generation.variants import Variant, parse_variant, resolve_variant
+from openesm3.generation.variants import AuthorNumbering, ResolvedMutation, Variant, parse_variant, resolve_variant
 from openesm3.tokenizers.sequence import SequenceTokenizer
 from openesm3.utils.checks import check_batch_size
 
@@ -62,7 +65,8 @@ class PseudoLogLikelihood:
 
 @dataclass(frozen=True)
 class VariantScore:
-    """Masked-marginal score of one variant, or why it could not be scored (the others are unaffected)."""
+    """Score of one variant (masked or wild-type marginal), or why it could not be scored (the others are
+    unaffected)."""
 
     variant: Variant
     score: float | None = None
@@ -163,6 +167,7 @@ def masked_marginal_scores(
     variants: Sequence[Variant | str],
     *,
     offset: int = 0,
+    numbering: AuthorNumbering | None = None,
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
     on_batch: Callable[[list[tuple[int, VariantScore]]], Any] | None = None,
@@ -172,68 +177,122 @@ def masked_marginal_scores(
     A variant that does not fit the sequence (wild-type letter mismatch, position out of range, ...) gets a
     :class:`VariantScore` with ``error`` set, naming the mutation; the other variants are scored as usual.
     Variants may be given as text (``"A42G:L50P"``, parsed by :func:`~openesm3.generation.variants.parse_variant`;
-    text that does not parse gets an error the same way).
+    text that does not parse gets an error the same way). Positions are 1-based on the sequence, shifted by
+    ``offset``; with ``numbering`` (:meth:`AuthorNumbering.from_protein` of the protein ``wild_type`` was encoded
+    from) they are the structure's own residue numbers (``H52G``, ``H52AG``, ``L/H52G``) and ``offset`` must be 0.
     ``progress(n)`` reports how many variants are done (all ``len(variants)`` by the end). ``on_batch(pairs)`` gets
     the ``(index, score)`` of the variants final so far: first those that need no pass (errors, the wild type), then
     those of each forward pass as it is done, so a long scan can save its scores as they come.
     """
-    _check_one(wild_type)
     check_batch_size(batch_size)
+    results, resolved = _resolve(wild_type, variants, offset, numbering)
+    groups: dict[tuple[int, ...], list[tuple[int, tuple[ResolvedMutation, ...]]]] = {}
+    for n, mutations in resolved.items():
+        key = tuple(sorted(m.index + 1 for m in mutations))  # token indices (BOS = 0)
+        groups.setdefault(key, []).append((n, mutations))
+    _report_passless(results, resolved, progress, on_batch)
+    keys = list(groups)
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start : start + batch_size]
+        log_p = sequence_log_probs(model, masked_batch(wild_type, chunk, _device(model))).cpu().double()
+        for row, key in enumerate(chunk):
+            for n, mutations in groups[key]:
+                results[n] = VariantScore(results[n].variant, score=_marginal(log_p[row], mutations))
+        if on_batch is not None:
+            on_batch(sorted(((n, results[n]) for key in chunk for n, _ in groups[key]), key=lambda pair: pair[0]))
+        if progress is not None:
+            progress(sum(len(groups[key]) for key in chunk))
+    return results
+
+
+def wt_marginal_scores(
+    model: Any,
+    wild_type: ProteinTensor,
+    variants: Sequence[Variant | str],
+    *,
+    offset: int = 0,
+    numbering: AuthorNumbering | None = None,
+    progress: ProgressCallback | None = None,
+    on_batch: Callable[[list[tuple[int, VariantScore]]], Any] | None = None,
+) -> list[VariantScore]:
+    """Wild-type-marginal score of every variant against ``wild_type`` (Meier et al. 2021; module docstring): one
+    forward pass of the unmasked wild type, ``sum log p(mutant) - log p(wild type)`` over the mutated positions.
+
+    Arguments, errors and callbacks as :func:`masked_marginal_scores` (no ``batch_size``: there is one pass, and
+    none when no variant needs one). The scores differ from masked marginals: the model sees the wild-type residue
+    at each mutated position instead of a mask.
+    """
+    results, resolved = _resolve(wild_type, variants, offset, numbering)
+    _report_passless(results, resolved, progress, on_batch)
+    if not resolved:
+        return results
+    log_p = sequence_log_probs(model, [wild_type])[0].cpu().double()
+    for n, mutations in resolved.items():
+        results[n] = VariantScore(results[n].variant, score=_marginal(log_p, mutations))
+    if on_batch is not None:
+        on_batch([(n, results[n]) for n in sorted(resolved)])
+    if progress is not None:
+        progress(len(resolved))
+    return results
+
+
+def _marginal(log_p: Tensor, mutations: Sequence[ResolvedMutation]) -> float:
+    """``sum log p(mutant) - log p(wild type)`` over ``mutations`` from one row of log-probabilities [L+2, V]."""
+    return sum(float(log_p[m.index + 1, m.mutant_id] - log_p[m.index + 1, m.wild_type_id]) for m in mutations)
+
+
+def _resolve(
+    wild_type: ProteinTensor, variants: Sequence[Variant | str], offset: int, numbering: AuthorNumbering | None
+) -> tuple[list[VariantScore], dict[int, tuple[ResolvedMutation, ...]]]:
+    """The arguments checked, every variant parsed and checked against the wild type: a result per variant (final
+    for errors and the wild type itself) and the mutations of those that need a pass, by index."""
+    _check_one(wild_type)
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise InputError(f"offset must be an int, got {offset!r}")
+    if numbering is not None and not isinstance(numbering, AuthorNumbering):
+        raise InputError(f"numbering must be an AuthorNumbering (AuthorNumbering.from_protein), got {numbering!r}")
+    if numbering is not None and offset != 0:
+        raise InputError(f"author numbering takes no offset (got offset {offset}): the residue numbers are the file's")
     for n, item in enumerate(variants):
         if not isinstance(item, Variant | str):
             raise InputError(f"variants[{n}]: expected a Variant or its text ('A42G:L50P'), got {item!r}")
     if wild_type.sequence is None:
         raise InputError("variant scoring needs the wild-type sequence")
     sequence = SequenceTokenizer().decode(wild_type.sequence)
+    if numbering is not None and numbering.sequence != sequence:
+        raise InputError(
+            f"numbering: built from {numbering.source}, whose sequence is not the wild type's "
+            "(AuthorNumbering.from_protein takes the protein the wild-type tensor was encoded from)"
+        )
     results: list[VariantScore] = []
-    parsed: list[Variant | None] = []
-    for item in variants:
-        if isinstance(item, Variant):
-            results.append(VariantScore(item))
-            parsed.append(item)
-            continue
+    resolved: dict[int, tuple[ResolvedMutation, ...]] = {}
+    for n, item in enumerate(variants):
         try:
-            parsed_item = parse_variant(item)
-            results.append(VariantScore(parsed_item))
-            parsed.append(parsed_item)
+            variant = item if isinstance(item, Variant) else parse_variant(item)
         except InputError as exc:
             results.append(VariantScore(Variant(str(item), ()), error=exc))
-            parsed.append(None)
-    groups: dict[tuple[int, ...], list[tuple[int, tuple[Any, ...]]]] = {}
-    for n, variant in enumerate(parsed):
-        if variant is None:
             continue
         try:
-            resolved = resolve_variant(variant, sequence, offset)
+            mutations = resolve_variant(variant, sequence, offset, numbering)
         except InputError as exc:
-            results[n] = VariantScore(variant, error=exc)
+            results.append(VariantScore(variant, error=exc))
             continue
-        if not resolved:
-            results[n] = VariantScore(variant, score=0.0)  # the wild type against itself
-            continue
-        key = tuple(sorted(m.index + 1 for m in resolved))  # token indices (BOS = 0)
-        groups.setdefault(key, []).append((n, resolved))
-    if progress is not None and len(variants) - sum(len(g) for g in groups.values()):
-        progress(len(variants) - sum(len(g) for g in groups.values()))  # errors and wild types: no pass needed
-    if on_batch is not None:
-        in_passes = {n for group in groups.values() for n, _ in group}
-        if len(in_passes) < len(variants):
-            on_batch([(n, result) for n, result in enumerate(results) if n not in in_passes])
-    keys = list(groups)
-    for start in range(0, len(keys), batch_size):
-        chunk = keys[start : start + batch_size]
-        log_p = sequence_log_probs(model, masked_batch(wild_type, chunk, _device(model))).cpu().double()
-        for row, key in enumerate(chunk):
-            for n, resolved in groups[key]:
-                score = sum(
-                    float(log_p[row, m.index + 1, m.mutant_id] - log_p[row, m.index + 1, m.wild_type_id])
-                    for m in resolved
-                )
-                results[n] = VariantScore(results[n].variant, score=score)
-        if on_batch is not None:
-            on_batch(sorted(((n, results[n]) for key in chunk for n, _ in groups[key]), key=lambda pair: pair[0]))
-        if progress is not None:
-            progress(sum(len(groups[key]) for key in chunk))
-    return results
+        if mutations:
+            results.append(VariantScore(variant))
+            resolved[n] = mutations
+        else:
+            results.append(VariantScore(variant, score=0.0))  # the wild type against itself
+    return results, resolved
+
+
+def _report_passless(
+    results: list[VariantScore],
+    resolved: dict[int, Any],
+    progress: ProgressCallback | None,
+    on_batch: Callable[[list[tuple[int, VariantScore]]], Any] | None,
+) -> None:
+    """Report the variants that need no pass (errors, the wild type) as done, before any pass."""
+    if progress is not None and len(results) > len(resolved):
+        progress(len(results) - len(resolved))
+    if on_batch is not None and len(results) > len(resolved):
+        on_batch([(n, result) for n, result in enumerate(results) if n not in resolved])

@@ -6,6 +6,13 @@ the mutation list; with ``offset`` k, position p refers to residue p - k of the 
 the sequence's first residue minus 1, e.g. 125 for a domain whose first residue is numbered 126). In a complex,
 positions count every character of the sequence string, ``|`` included. An empty string, ``WT`` or ``_wt`` is the
 wild type itself (no mutation; its score is 0 by definition).
+
+Author numbering (:class:`AuthorNumbering`, ``openesm3 score --numbering author``): positions are a structure
+file's own residue numbers, gaps, negative numbers and insertion codes included. A mutation is then
+``[CHAIN/]WT NUMBER [INSERTION CODE] MUTANT``: ``H52G``, ``H52AG`` (residue 52A; the last letter is always the
+mutant and a letter between the number and it is the insertion code), ``L/H52G`` (chain L of a complex; ``/``
+because ``:`` joins the mutations of a multi-mutant). A mutation without a chain refers to the protein's only chain,
+or to the default chain given to :meth:`AuthorNumbering.from_protein`.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +33,10 @@ from openesm3 import constants as C
 from openesm3.errors import InputError
 from openesm3.utils.text import read_text_file
 
-_MUTATION = re.compile(r"^([A-Za-z])(-?\d+)([A-Za-z])$")
-_STOP = re.compile(r"^[A-Za-z]-?\d+\*$")
+# [CHAIN/]WT NUMBER [INSERTION CODE] MUTANT; the chain and insertion code are for author numbering only.
+_MUTATION = re.compile(r"^(?:([^/:\s]+)/)?([A-Za-z])(-?\d+)([A-Za-z]?)([A-Za-z])$")
+_STOP = re.compile(r"^(?:[^/:\s]+/)?[A-Za-z]-?\d+[A-Za-z]?\*$")
+CHAIN_SEPARATOR = "/"
 WILD_TYPE_NAMES = frozenset({"", "wt", "_wt", "wildtype", "wild_type", "wild-type"})
 VARIANT_SEPARATOR = ":"
 # Residue letters a mutation may name: the amino-acid tokens of the sequence vocabulary (ids 4..28, X B U Z O
@@ -46,14 +56,26 @@ MISSING_SCORES = frozenset(
 
 @dataclass(frozen=True)
 class Mutation:
-    """``wild_type`` at ``position`` (1-based, in the mutation list's numbering) becomes ``mutant``."""
+    """``wild_type`` at ``position`` (1-based, in the mutation list's numbering) becomes ``mutant``.
+
+    ``insertion_code`` (one letter or empty) and ``chain`` (None: not named) belong to author numbering only
+    (:class:`AuthorNumbering`); sequence numbering refuses them.
+    """
 
     wild_type: str
     position: int
     mutant: str
+    insertion_code: str = ""
+    chain: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.wild_type}{self.position}{self.mutant}"
+        chain = "" if self.chain is None else f"{self.chain}{CHAIN_SEPARATOR}"
+        return f"{chain}{self.wild_type}{self.position}{self.insertion_code}{self.mutant}"
+
+    @property
+    def residue(self) -> str:
+        """The residue's number as written, insertion code included (``52A``)."""
+        return f"{self.position}{self.insertion_code}"
 
 
 @dataclass(frozen=True)
@@ -75,8 +97,8 @@ def parse_mutation(text: str) -> Mutation:
                 f"mutation {text!r}: a stop codon ('*') has no amino-acid token; only substitutions are scored"
             )
         raise InputError(f"mutation {text!r}: expected wild-type letter, position, mutant letter (e.g. A42G)")
-    wt, pos, mt = match.groups()
-    return Mutation(wt.upper(), int(pos), mt.upper())
+    chain, wt, pos, code, mt = match.groups()
+    return Mutation(wt.upper(), int(pos), mt.upper(), code.upper(), chain)
 
 
 def parse_variant(text: str) -> Variant:
@@ -100,24 +122,41 @@ class ResolvedMutation:
     mutant_id: int
 
 
-def resolve_variant(variant: Variant, sequence: str, offset: int = 0) -> tuple[ResolvedMutation, ...]:
+def resolve_variant(
+    variant: Variant, sequence: str, offset: int = 0, numbering: AuthorNumbering | None = None
+) -> tuple[ResolvedMutation, ...]:
     """Check ``variant`` against ``sequence`` (uppercase, as in a :class:`~openesm3.protein.Protein`).
 
+    Positions are 1-based on ``sequence`` (shifted by ``offset``), or, with ``numbering``, author residue numbers
+    looked up in it (``offset`` must then be 0).
+
     Raises:
-        InputError: naming the variant and the mutation: position outside the sequence, a wild-type letter that
-            does not match the sequence, a letter that is not a residue, a mutant that is an ambiguity code (X, B,
-            Z), or two mutations at one position.
+        InputError: naming the variant and the mutation: position outside the sequence (or a residue number not in
+            the structure), a wild-type letter that does not match the sequence, a letter that is not a residue, a
+            mutant that is an ambiguity code (X, B, Z), two mutations at one position, or a chain / insertion code
+            without author numbering.
     """
+    if numbering is not None and offset != 0:
+        raise InputError(f"author numbering takes no offset (got offset {offset}): the residue numbers are the file's")
     out: list[ResolvedMutation] = []
     seen: dict[int, Mutation] = {}
     for m in variant.mutations:
         where = f"variant {variant.text!r}: mutation {m}"
-        index = m.position - offset - 1
-        if not 0 <= index < len(sequence):
-            raise InputError(
-                f"{where}: position {m.position} is outside the sequence "
-                f"(positions {offset + 1}..{offset + len(sequence)} with offset {offset})"
-            )
+        if numbering is not None:
+            index = numbering.index(m, where)
+        else:
+            if m.chain is not None or m.insertion_code:
+                named = f"a chain ({m.chain}/)" if m.chain is not None else f"an insertion code ({m.residue})"
+                raise InputError(
+                    f"{where}: names {named}, which only author numbering reads (--numbering author; "
+                    "numbering=AuthorNumbering.from_protein(...)); with sequence numbering a position is a number"
+                )
+            index = m.position - offset - 1
+            if not 0 <= index < len(sequence):
+                raise InputError(
+                    f"{where}: position {m.position} is outside the sequence "
+                    f"(positions {offset + 1}..{offset + len(sequence)} with offset {offset})"
+                )
         for letter in (m.wild_type, m.mutant):
             if letter not in _RESIDUE_IDS:
                 raise InputError(f"{where}: {letter!r} is not an amino-acid letter")
@@ -127,15 +166,145 @@ def resolve_variant(variant: Variant, sequence: str, offset: int = 0) -> tuple[R
                 "only substitutions by a residue (the 20 amino acids, U or O) are scored"
             )
         if sequence[index] != m.wild_type:
+            if numbering is not None:
+                raise InputError(
+                    f"{where}: {numbering.source} has {sequence[index]!r} at {numbering.label(index)}, not "
+                    f"{m.wild_type!r} "
+                    "(wrong chain or structure?)"
+                )
             raise InputError(
                 f"{where}: the sequence has {sequence[index]!r} at position {m.position}, not {m.wild_type!r} "
                 f"(wrong sequence or offset? offset is {offset})"
             )
         if index in seen:
-            raise InputError(f"{where}: position {m.position} is mutated twice (also by {seen[index]})")
+            label = f"position {m.position}" if numbering is None else numbering.label(index)
+            raise InputError(f"{where}: {label} is mutated twice (also by {seen[index]})")
         seen[index] = m
         out.append(ResolvedMutation(index, _RESIDUE_IDS[m.wild_type], _RESIDUE_IDS[m.mutant]))
     return tuple(out)
+
+
+# ---- author numbering ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuthorNumbering:
+    """A structure's own residue numbering (author ``residue_index`` and ``insertion_code`` of a
+    :class:`~openesm3.protein.Protein` read from a structure file), for variants written in it (``H52G``, ``H52AG``,
+    ``L/H52G``; see the module docstring). Build it with :meth:`from_protein`.
+
+    Attributes:
+        source: names the structure in errors (its file).
+        residues: ``(chain, number, insertion code) -> index`` (0-based in the protein's sequence string, chain
+            breaks counted).
+        chains: the chain ids in order, with their residues' ``(number, insertion code)`` in order.
+        default_chain: the chain of a mutation that names none (None: a complex without a default chain).
+        sequence: the protein's sequence (chains joined by ``|``), to check that scores use the same protein.
+        duplicates: residues named more than once in a chain (a variant naming one is refused).
+    """
+
+    source: str
+    sequence: str
+    residues: dict[tuple[str, int, str], int]
+    chains: dict[str, tuple[tuple[int, str], ...]]
+    default_chain: str | None
+    duplicates: frozenset[tuple[str, int, str]] = frozenset()
+
+    @classmethod
+    def from_protein(cls, protein: Any, *, source: str | None = None, chain: str | None = None) -> AuthorNumbering:
+        """The numbering of ``protein`` (a :class:`~openesm3.protein.Protein` with ``residue_index``).
+
+        ``chain``: the chain of mutations that name none (default: the only chain of a single-chain protein).
+        ``source`` names the protein in errors (default: its name).
+
+        Raises:
+            InputError: the protein has no residue numbers (e.g. read from FASTA), or ``chain`` is not one of its
+                chains.
+        """
+        label = source if source is not None else (protein.name or "the protein")
+        if protein.residue_index is None:
+            raise InputError(
+                f"{label}: author numbering needs the residue numbers of a structure file (PDB / mmCIF); this protein "
+                "has none (a FASTA record, or JSON without residue_index): use sequence numbering, with an offset for "
+                "a chain numbered from K + 1"
+            )
+        codes = protein.insertion_code
+        residues: dict[tuple[str, int, str], int] = {}
+        chains: dict[str, tuple[tuple[int, str], ...]] = {}
+        duplicates: set[tuple[str, int, str]] = set()
+        for chain_id, start, end in protein.chain_segments():
+            numbers = []
+            for index in range(start, end):
+                key = (chain_id, int(protein.residue_index[index]), "" if codes is None else str(codes[index]).upper())
+                if key in residues:
+                    duplicates.add(key)
+                residues.setdefault(key, index)
+                numbers.append(key[1:])
+            chains[chain_id] = tuple(numbers)
+        if chain is not None and chain not in chains:
+            raise InputError(f"{label}: no chain {chain!r} (chains: {', '.join(chains)})")
+        default = chain if chain is not None else (next(iter(chains)) if len(chains) == 1 else None)
+        return cls(label, protein.sequence or "", residues, chains, default, frozenset(duplicates))
+
+    def index(self, mutation: Mutation, where: str) -> int:
+        """0-based index in the sequence string of the residue ``mutation`` names; ``where`` prefixes errors."""
+        chain = mutation.chain if mutation.chain is not None else self.default_chain
+        if chain is None:
+            example = f"{next(iter(self.chains))}{CHAIN_SEPARATOR}{mutation}"
+            raise InputError(
+                f"{where}: {self.source} has chains {', '.join(self.chains)}: name the chain ({example}) "
+                "or give a default chain (--variant-chain)"
+            )
+        if chain not in self.chains:
+            raise InputError(f"{where}: {self.source} has no chain {chain!r} (chains: {', '.join(self.chains)})")
+        key = (chain, mutation.position, mutation.insertion_code)
+        if key in self.duplicates:
+            raise InputError(f"{where}: residue {mutation.residue} appears more than once in chain {chain} of "
+                             f"{self.source}, so it names no one residue")  # fmt: skip
+        if key not in self.residues:
+            raise InputError(
+                f"{where}: residue {mutation.residue} is not in chain {chain} of {self.source}; {self.describe(chain)}"
+            )
+        return self.residues[key]
+
+    def label(self, index: int) -> str:
+        """``chain A residue 52A`` for the residue at ``index`` of the sequence string."""
+        chain, number, code = next(key for key, i in self.residues.items() if i == index)
+        return f"chain {chain} residue {number}{code}"
+
+    def describe(self, chain: str) -> str:
+        """``chain A has residues 3-120 with a gap at 60-65; insertion codes: 52A, 52B``: what can be named."""
+        numbers = self.chains[chain]
+        plain = [n for n, code in numbers if not code]
+        runs: list[list[int]] = []
+        for n in plain:
+            if runs and n == runs[-1][1] + 1:
+                runs[-1][1] = n
+            else:
+                runs.append([n, n])
+        if not runs:
+            text = f"chain {chain} has no residue without an insertion code"
+        elif all(b[0] > a[1] for a, b in zip(runs, runs[1:])):  # increasing: one range with gaps
+            text = f"chain {chain} has residues {_span(runs[0][0], runs[-1][1])}"
+            gaps = [_span(a[1] + 1, b[0] - 1) for a, b in zip(runs, runs[1:])]
+            if gaps:
+                text += f" with {'a gap' if len(gaps) == 1 else 'gaps'} at {_some(gaps)}"
+        else:
+            text = f"chain {chain} has residues {_some([_span(a, b) for a, b in runs])} (in file order)"
+        coded = [f"{n}{code}" for n, code in numbers if code]
+        if coded:
+            text += f"; insertion codes: {_some(coded)}"
+        return text
+
+
+def _span(first: int, last: int) -> str:
+    """``3-120``; ``-2 to 5`` when a number is negative (``-2--1`` would be hard to read)."""
+    if first == last:
+        return f"{first}"
+    return f"{first} to {last}" if first < 0 or last < 0 else f"{first}-{last}"
+
+
+def _some(items: list[str], limit: int = 8) -> str:
+    """The first ``limit`` items, comma-separated, and how many more."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 # ---- deep mutational scans ---------------------------------------------------------------------------------
