@@ -3,7 +3,7 @@
 - Every ``openesm3 COMMAND ...`` line of a bash example (README.md, docs/*.md below) parses with the real CLI:
   its options exist and take the values shown; ``train-tokenizer``'s config files and KEY=VALUE settings load.
 - Every option the prose of README.md and docs/*.md quotes after a command name (``round-trip --no-sequence``)
-  is an option of that command.
+  is an option of that command, and every option of every command is named somewhere in them.
 - Every dotted name ``openesm3.module[.attribute]`` the prose quotes in backticks imports.
 - The Python examples of docs/usage.md, docs/generation.md and docs/training.md run unchanged, in a directory
   laid out as the text assumes (``1abc.cif.gz``, ``run.toml``, ``../shared/data/dev`` with a manifest), with tiny
@@ -113,6 +113,17 @@ def test_options_the_prose_quotes_exist() -> None:
     assert sum(map(len, quoted.values())) > 20
     unknown = [f"{doc}: `{span}`: {o}" for doc, found in quoted.items() for span, c, o in found if o not in options[c]]
     assert not unknown
+
+
+def test_every_option_is_documented() -> None:
+    text = "\n".join((REPO / doc).read_text() for doc in ALL_DOCS)
+    named = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", text))
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = [(name, action.option_strings) for name, sub in subparsers.choices.items() for action in sub._actions]
+    missing = [f"{name} {'/'.join(o)}" for name, o in options if o and "--help" not in o and not named & set(o)]
+    assert len(options) > 100
+    assert not missing
 
 
 def _resolve(name: str) -> object:
