@@ -350,6 +350,43 @@ def test_predict_function_json_tsv_and_missing_resources(weights: Path, vocab: P
     assert "esm3_function_decoder_v0.pth" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("command", "task"), [
+    (["predict-function", str(TRP_CAGE)], "tasks.predict_function"),
+    (["generate", "--length", "8", "--track-order", "function,sequence"], "design.design"),
+])  # fmt: skip
+def test_a_function_vocabulary_of_another_decoder_stops_before_any_work(
+    weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    task: str,
+) -> None:
+    """A vocabulary whose InterPro entries or keywords are not the function decoder's outputs (e.g. one made by
+    build-function-vocab, given to the official decoder) is named up front, not as a shape error for each protein
+    after the trunk has run."""
+    from openesm3.tokenizers import FunctionVocabulary  # noqa: PLC0415
+    from openesm3.tokenizers.build import write_function_vocabulary  # noqa: PLC0415
+    from openesm3.tokenizers.vocabulary import InterProEntry  # noqa: PLC0415
+
+    entries = tuple(InterProEntry(f"IPR{i:06d}", "Domain", f"Entry {i}") for i in range(1, 4))  # the decoder has 5
+    other = FunctionVocabulary(KEYWORDS, np.full(len(KEYWORDS), 5.0), entries, {e.id: KEYWORDS[:2] for e in entries},
+                               np.ones((8, 8, len(KEYWORDS)), np.float32))  # fmt: skip
+    write_function_vocabulary(other, tmp_path / "other")
+    module, function = task.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError(f"{task} ran although the command should have stopped before any work")
+
+    monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
+    other = ["--vocabulary-dir", str(tmp_path / "other")]
+    assert main([*command, "-o", str(tmp_path / "out"), *other, "--weights", str(weights), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert "the function decoder" in err and "predicts 5 InterPro entries and 30 keywords" in err
+    assert f"{tmp_path / 'other'}" in err and "has 3 InterPro entries and 30 keywords" in err
+
+
 # -------------------------------------------------------------------------------------------------------- generate
 def test_generate_motif_scaffolding_keeps_the_motif(weights: Path, vocab: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "gen"

@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             bundle.tokenizers.function_vocabulary  # noqa: B018 - decoding function tokens needs it: checked before any work
         except VocabularyError as exc:
             raise VocabularyError(f"--track-order function needs the function vocabulary: {exc}") from None
+        bundle.check_function_vocabulary()
     if args.prompt is None:
         bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
     out = prepare_output_dir(args.output, "-o")

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         bundle.tokenizers.function_vocabulary  # noqa: B018 - checked before any work
     except VocabularyError as exc:
         raise VocabularyError(f"predict-function needs the function vocabulary: {exc}") from None
+    bundle.check_function_vocabulary()
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
     objects: dict[int, dict[str, Any]] = {}  # protein index -> its output object
     errors: dict[int, OpenESM3Error] = {}

@@ -215,6 +215,23 @@ class ModelBundle:
     def function_decoder(self) -> nn.Module:
         return self._get("function_decoder")
 
+    def check_function_vocabulary(self) -> None:
+        """Load the function vocabulary and decoder, and check that the decoder's outputs are that vocabulary's
+        InterPro entries and keywords; else :class:`VocabularyError` naming both (e.g. a vocabulary made by
+        ``build-function-vocab`` given to the official decoder), before any protein is decoded."""
+        from openesm3.errors import VocabularyError  # noqa: PLC0415
+
+        vocabulary = self.tokenizers.function_vocabulary
+        config = cast(Any, self.function_decoder).config
+        decoder = (config.n_interpro, config.n_keywords)
+        if decoder != (vocabulary.n_interpro, vocabulary.n_keywords):
+            raise VocabularyError(
+                f"the function decoder ({self.locate('function_decoder')}) predicts {decoder[0]} InterPro entries and "
+                f"{decoder[1]} keywords, but the function vocabulary ({vocabulary.source}) has "
+                f"{vocabulary.n_interpro} InterPro entries and {vocabulary.n_keywords} keywords: give the vocabulary "
+                "the decoder was trained with (--vocabulary-dir or $OPENESM3_VOCAB_DIR)"
+            )
+
     @property
     def max_length(self) -> int:
         """Most tokens (BOS/EOS included) the trunk accepts."""
