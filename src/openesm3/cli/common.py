@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openesm3.errors import InputError, OpenESM3Error
+from openesm3.errors import InputError, OpenESM3Error, OutputsExistError
 
 if TYPE_CHECKING:
     from openesm3.config import TaskDecoding
@@ -382,7 +382,9 @@ def check_new_outputs(
     ``outputs``: ``(option, value given, the files it makes this run write)``. A command that writes its results as
     it goes replaces an earlier run's files one by one: stopped part way (Ctrl-C, SIGTERM, a crash), it would leave
     a partial ``designs.fasta`` or table where a complete one was, beside a mix of new and old files. Files of the
-    output directory that this run would not write are no reason to refuse."""
+    output directory that this run would not write are no reason to refuse. The refusal is an
+    :class:`~openesm3.errors.OutputsExistError`: an existing ``--record`` file is then kept (it is the record of the
+    run that wrote those files)."""
     import os  # noqa: PLC0415
 
     if getattr(args, "overwrite", False):
@@ -398,7 +400,7 @@ def check_new_outputs(
     if clashes:
         kind = "directory" if Path(clashes[0][1]).is_dir() else "file"
         them = "it" if total == 1 else "them"
-        raise InputError(
+        raise OutputsExistError(
             "; ".join(text for text, _ in clashes) + f"; give a new {kind}, or --overwrite to replace {them} (a "
             f"stopped run would leave {them} part replaced)"
         )
