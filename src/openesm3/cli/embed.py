@@ -19,8 +19,9 @@ file name), or, with --format safetensors (default when OUT ends in .safetensors
 are written atomically: the .npy files as each batch finishes, with index.tsv rewritten to list them; a
 .safetensors file (held in memory until then) at the end, or, when the run is stopped by Ctrl-C, SIGTERM or an
 error, with the embeddings done so far. A file this run would write that is already there (an earlier run's
-embeddings) stops it before the trunk runs, as a stopped rerun would leave them part replaced: give a new OUT, or
---overwrite (other files in the directory are left alone). A bad record is reported and skipped; the others
+embeddings) stops it before the trunk runs (index.tsv or the .safetensors file: before any model is loaded), as a
+stopped rerun would leave them part replaced: give a new OUT, or --overwrite (other files in the directory are left
+alone). A bad record is reported and skipped; the others
 complete.
 """
 
@@ -75,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     has_structure = any(protein.coordinates is not None for _, protein in valid)
     bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
+    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
+    writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
+    # index.tsv (npy) or the .safetensors file, written by any run into OUT: checked before the trunk is loaded and
+    # structures are encoded; the .npy names, which depend on the inputs that encode, once they are known (below).
+    check_new_outputs(args, [("-o", args.output, writer.files([]))])
     n_layers = bundle.n_layers
     if not -(n_layers + 1) <= args.layer <= n_layers:
         raise InputError(f"--layer {args.layer}: this model has layers -{n_layers + 1}..{n_layers}")
@@ -89,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         encoded.append((item, tensor))
 
-    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
-    writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
     names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
     if encoded:
         check_new_outputs(args, [("-o", args.output, writer.files(names))])
