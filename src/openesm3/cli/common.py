@@ -395,13 +395,16 @@ def check_new_outputs(
         total += len(there)
         if there:
             shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more" if len(there) > 3 else "")
-            what = "file already exists" if len(there) == 1 else "files already exist"
-            clashes.append((f"{option} {given}: {len(there)} {what} that this run would write ({shown})", given))
+            what = f"{len(there)} file already exists" if len(there) == 1 else f"{len(there)} files already exist"
+            clashes.append((option, given, f"{option} {given}: {what} that this run would write ({shown})"))
     if clashes:
-        kind = "directory" if Path(clashes[0][1]).is_dir() else "file"
+        if len(clashes) > 1:  # e.g. -o DIR and --summary FILE: each needs a new name
+            new = " and ".join(option for option, _, _ in clashes)
+        else:
+            new = "directory" if Path(clashes[0][1]).is_dir() else "file"
         them = "it" if total == 1 else "them"
         raise OutputsExistError(
-            "; ".join(text for text, _ in clashes) + f"; give a new {kind}, or --overwrite to replace {them} (a "
+            "; ".join(text for _, _, text in clashes) + f"; give a new {new}, or --overwrite to replace {them} (a "
             f"stopped run would leave {them} part replaced)"
         )
 
