@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from openesm3.cli.common import add_model_arguments, add_overwrite_argument
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError, OpenESM3Error
-    from openesm3.generation.embedding import EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
+    from openesm3.generation.embedding import INDEX_FILE, EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
 
     check_batch_size(args)
     named_safetensors = args.output.lower().endswith(".safetensors")
@@ -76,11 +77,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     has_structure = any(protein.coordinates is not None for _, protein in valid)
     bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
-    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
-    writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
     # index.tsv (npy) or the .safetensors file, written by any run into OUT: checked before the trunk is loaded and
     # structures are encoded; the .npy names, which depend on the inputs that encode, once they are known (below).
-    check_new_outputs(args, [("-o", args.output, writer.files([]))])
+    check_new_outputs(args, [("-o", args.output, [Path(args.output, INDEX_FILE) if fmt == "npy" else args.output])])
     n_layers = bundle.n_layers
     if not -(n_layers + 1) <= args.layer <= n_layers:
         raise InputError(f"--layer {args.layer}: this model has layers -{n_layers + 1}..{n_layers}")
@@ -95,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         encoded.append((item, tensor))
 
+    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
+    writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
     names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
     if encoded:
         check_new_outputs(args, [("-o", args.output, writer.files(names))])
