@@ -26,8 +26,8 @@ class StructureFileError(InputError):
 
 
 class OutputsExistError(InputError):
-    """Files that a command writes as it goes are already there (an earlier run's) and ``--overwrite`` was not given:
-    the command stopped before doing anything (its ``--record`` file, the record of that earlier run, is kept)."""
+    """Files the command would replace are already there (an earlier run's) and ``--overwrite`` was not given: the
+    command stopped before doing anything (its ``--record`` file, the record of that earlier run, is kept)."""
 
 
 class TokenizationError(InputError):
