@@ -25,6 +25,11 @@ class StructureFileError(InputError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class OutputsExistError(InputError):
+    """Files the command would replace are already there (an earlier run's) and ``--overwrite`` was not given: the
+    command stopped before doing anything (its ``--record`` file, the record of that earlier run, is kept)."""
+
+
 class TokenizationError(InputError):
     """A value that has no token on its track (e.g. an unknown InterPro id, an SS8 letter outside GHITEBSC)."""
 

@@ -113,6 +113,7 @@ def test_errors(weights: Path, fasta: Path, tmp_path: Path, capsys) -> None:
         assert name in err
     assert main(["embed", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--layer", "7"]) == 2
     assert "--layer 7: this model has layers -3..2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before the output directory is made
     assert main(["embed", str(fasta), "-o", str(tmp_path / "o"), "--weights", str(weights), "--batch-size", "0"]) == 2
     only_bad = tmp_path / "bad.fasta"
     only_bad.write_text(">x\nMKJ\n")

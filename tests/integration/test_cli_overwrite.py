@@ -92,7 +92,7 @@ def test_generate_refuses_only_for_the_files_it_would_write(
     [
         (["inverse-fold", str(TRP_CAGE), "-o", "{tmp}/d.fasta", "--summary", "{tmp}/d.tsv"], ["d.tsv"], "--summary"),
         (["predict-function", "{fasta}", "-o", "{tmp}/f.json", "--vocabulary-dir", "{vocab}"], ["f.json"], "-o"),
-        (["embed", "{fasta}", "-o", "{tmp}/emb"], ["emb/two.mean.npy", "emb/index.tsv"], "-o"),
+        (["embed", "{fasta}", "-o", "{tmp}/emb"], ["emb/two.npy", "emb/two.mean.npy"], "-o"),
         (["embed", "{fasta}", "-o", "{tmp}/emb", "--mean-only"], ["emb/one.mean.npy"], "-o"),
         (["embed", "{fasta}", "-o", "{tmp}/e.safetensors"], ["e.safetensors"], "-o"),
         (["fold", "{fasta}", "-o", "{tmp}/fold"], ["fold/summary.tsv"], "-o"),
@@ -148,3 +148,55 @@ def test_fold_into_one_file_refuses_it_and_its_summary(weights: Path, tmp_path: 
     assert f"-o {out}: 2 files already exist that this run would write ({out}, {tmp_path}/one.summary.tsv); give a " \
         "new file, or --overwrite" in capsys.readouterr().err  # fmt: skip
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_a_refused_rerun_keeps_the_record_of_the_earlier_run(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal kept the earlier table but replaced its --record (the sizes and SHA-256 saying how the table was
+    made) with the record of a run that wrote nothing. A new record file still gets the refused run's record."""
+    import json  # noqa: PLC0415
+
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">one\nMNLTELKNTP\n")
+    table, record = tmp_path / "scores.tsv", tmp_path / "run.json"
+    args = ["score", str(fasta), "--mutations", "L3G", "-o", str(table), "--weights", str(weights), "--quiet"]
+    assert main([*args, "--record", str(record)]) == 0
+    before = record.read_bytes()
+    assert json.loads(before)["outputs"][0]["path"] == str(table)
+    capsys.readouterr()
+    assert main([*args, "--record", str(record)]) == 2
+    err = capsys.readouterr().err
+    assert "1 file already exists that this run would write" in err
+    assert f"openesm3 score: --record {record}: kept as it was (the record of the earlier run); this refused run " \
+        "wrote nothing\n" in err  # fmt: skip
+    assert record.read_bytes() == before
+    other = tmp_path / "refused.json"
+    assert main([*args, "--record", str(other)]) == 2
+    written = json.loads(other.read_text())
+    assert written["status"] == "error" and "already exists" in written["error"] and written["exit_code"] == 2
+
+
+@pytest.mark.parametrize("output", ["emb", "e.safetensors"])
+def test_an_embed_rerun_is_refused_before_the_trunk_is_loaded(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """A rerun of embed into the same OUT loaded the trunk (1.4B weights) and encoded every structure with the
+    VQ-VAE before saying that its files were there; index.tsv / the .safetensors file, written by any run into OUT,
+    are now checked first."""
+    import openesm3.generation.bundle as bundle_module  # noqa: PLC0415
+
+    out = tmp_path / output
+    args = ["embed", str(TRP_CAGE), "-o", str(out), "--weights", str(weights), "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a network was loaded")
+
+    monkeypatch.setattr(bundle_module.ModelBundle, "_get", no_model)
+    assert main(args) == 2
+    fixed = out / "index.tsv" if output == "emb" else out
+    assert f"error: -o {out}: 1 file already exists that this run would write ({fixed}); give a new " in (
+        capsys.readouterr().err
+    )

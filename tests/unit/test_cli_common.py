@@ -13,6 +13,7 @@ from openesm3.cli.common import (
     MAX_SEED,
     Failures,
     add_decoding_arguments,
+    check_new_outputs,
     check_seed,
     decoding_from_args,
     progress_bar,
@@ -98,3 +99,25 @@ def test_each_failure_goes_to_the_run_record_as_it_is_reported() -> None:
     failures.report(2, stream=stream)
     assert run.errors == ["one: has no coordinates", "protein 'two': too long"]
     assert [f"openesm3 fold: error: {e}" for e in run.errors] == stream.getvalue().splitlines()[:2]
+
+
+def test_the_refusal_of_an_earlier_runs_files_asks_for_what_clashed(tmp_path: Path) -> None:
+    """With -o DIR and --summary FILE both there it said "give a new directory"; with two files, "a new file"."""
+    out, summary, table = tmp_path / "fold", tmp_path / "s.tsv", tmp_path / "d.fasta"
+    out.mkdir()
+    for path in (out / "one.pdb", summary, table):
+        path.write_text("earlier\n")
+    args = argparse.Namespace(overwrite=False)
+    cases = [
+        ([("-o", out, [out / "one.pdb", out / "two.pdb"])], "give a new directory, or --overwrite to replace it ("),
+        ([("-o", table, [table])], "give a new file, or --overwrite to replace it ("),
+        ([("-o", out, [out / "one.pdb"]), ("--summary", summary, [summary])],
+         "give a new -o and --summary, or --overwrite to replace them ("),
+        ([("-o", table, [table]), ("--summary", tmp_path / "new.tsv", [tmp_path / "new.tsv"])],
+         "give a new file, or --overwrite to replace it ("),
+    ]  # fmt: skip
+    for outputs, wanted in cases:
+        with pytest.raises(InputError) as caught:
+            check_new_outputs(args, outputs)
+        assert wanted in str(caught.value), outputs
+    check_new_outputs(argparse.Namespace(overwrite=True), cases[2][0])

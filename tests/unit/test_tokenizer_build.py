@@ -131,8 +131,13 @@ def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.Capture
     vocab = FunctionVocabulary.load(out)
     np.testing.assert_array_equal(vocab.hyperplanes, build.draw_hyperplanes(vocab.n_keywords, seed=9))  # type: ignore[arg-type]
     assert ResidueAnnotationVocabulary.load(out).labels == ("Active site", "Heme")
-    assert main(args) == 2  # refuses to overwrite
+    record = tmp_path / "vocab.run.json"
+    assert main([*args, "--overwrite", "--record", str(record)]) == 0
+    capsys.readouterr()
+    before = record.read_bytes()
+    assert main([*args, "--record", str(record)]) == 2  # refuses to overwrite, and keeps the record of the vocabulary
     assert "already holds" in capsys.readouterr().err
+    assert record.read_bytes() == before
     assert main([*args, "--overwrite"]) == 0
     assert main([*args, "--force"]) == 0  # the former name of --overwrite
     (tmp_path / "bad.tsv").write_text("protein_id\tlabel\nP1\tunknown thing\n")

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3 import constants as C  # noqa: PLC0415
-    from openesm3.errors import InputError  # noqa: PLC0415
+    from openesm3.errors import InputError, OutputsExistError  # noqa: PLC0415
     from openesm3.tokenizers import build  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
     existing = [name for name in outputs if (args.out / name).exists()]
     if existing and not args.overwrite:
-        raise InputError(
+        raise OutputsExistError(
             f"{args.out}: already holds {', '.join(existing)}; give a new directory, or --overwrite to replace them"
         )
     corpus = build.read_annotation_corpus(args.corpus)

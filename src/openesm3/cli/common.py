@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openesm3.errors import InputError, OpenESM3Error
+from openesm3.errors import InputError, OpenESM3Error, OutputsExistError
 
 if TYPE_CHECKING:
     from openesm3.config import TaskDecoding
@@ -375,31 +375,37 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def check_new_outputs(
-    args: argparse.Namespace, outputs: Sequence[tuple[str, str | Path, Sequence[str | Path]]]
+    args: argparse.Namespace, outputs: Sequence[tuple[str, str | Path | None, Sequence[str | Path | None]]]
 ) -> None:
     """Stop before any work when a file this run would write already exists, unless ``--overwrite``.
 
-    ``outputs``: ``(option, value given, the files it makes this run write)``. A command that writes its results as
+    ``outputs``: ``(option, value given, the files it makes this run write)``; a file None (an option not given) is
+    skipped. A command that writes its results as
     it goes replaces an earlier run's files one by one: stopped part way (Ctrl-C, SIGTERM, a crash), it would leave
     a partial ``designs.fasta`` or table where a complete one was, beside a mix of new and old files. Files of the
-    output directory that this run would not write are no reason to refuse."""
+    output directory that this run would not write are no reason to refuse. The refusal is an
+    :class:`~openesm3.errors.OutputsExistError`: an existing ``--record`` file is then kept (it is the record of the
+    run that wrote those files)."""
     import os  # noqa: PLC0415
 
     if getattr(args, "overwrite", False):
         return
     clashes, total = [], 0
     for option, given, paths in outputs:
-        there = [str(path) for path in dict.fromkeys(str(p) for p in paths) if os.path.lexists(path)]
+        there = [path for path in dict.fromkeys(str(p) for p in paths if p is not None) if os.path.lexists(path)]
         total += len(there)
         if there:
             shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more" if len(there) > 3 else "")
-            what = "file already exists" if len(there) == 1 else "files already exist"
-            clashes.append((f"{option} {given}: {len(there)} {what} that this run would write ({shown})", given))
+            what = f"{len(there)} file already exists" if len(there) == 1 else f"{len(there)} files already exist"
+            clashes.append((option, given, f"{option} {given}: {what} that this run would write ({shown})"))
     if clashes:
-        kind = "directory" if Path(clashes[0][1]).is_dir() else "file"
+        if len(clashes) > 1:  # e.g. -o DIR and --summary FILE: each needs a new name
+            new = " and ".join(option for option, _, _ in clashes)
+        else:
+            new = "directory" if Path(str(clashes[0][1])).is_dir() else "file"
         them = "it" if total == 1 else "them"
-        raise InputError(
-            "; ".join(text for text, _ in clashes) + f"; give a new {kind}, or --overwrite to replace {them} (a "
+        raise OutputsExistError(
+            "; ".join(text for _, _, text in clashes) + f"; give a new {new}, or --overwrite to replace {them} (a "
             f"stopped run would leave {them} part replaced)"
         )
 

@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     items = [item for _, item in fits]
     if not as_file and items:  # written batch by batch: a stopped rerun would leave an earlier run's files mixed
         suffix = args.format or "pdb"
-        confidence_output = [("--confidence", args.confidence, [args.confidence])] if args.confidence else []
-        check_new_outputs(args, [("--out", args.out, [out / f"{stem}.{suffix}" for stem in stems]), *confidence_output])
+        check_new_outputs(args, [("--out", args.out, [out / f"{stem}.{suffix}" for stem in stems]),
+                                 ("--confidence", args.confidence, [args.confidence])])  # fmt: skip
     with contextlib.ExitStack() as stack:
         confidence = stack.enter_context(_json_object_file(args.confidence)) if args.confidence and items else None
         bar = stack.enter_context(progress_bar(args, len(items), "detokenize", "structure"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from openesm3.cli.common import add_model_arguments, add_overwrite_argument
@@ -19,8 +20,9 @@ file name), or, with --format safetensors (default when OUT ends in .safetensors
 are written atomically: the .npy files as each batch finishes, with index.tsv rewritten to list them; a
 .safetensors file (held in memory until then) at the end, or, when the run is stopped by Ctrl-C, SIGTERM or an
 error, with the embeddings done so far. A file this run would write that is already there (an earlier run's
-embeddings) stops it before the trunk runs, as a stopped rerun would leave them part replaced: give a new OUT, or
---overwrite (other files in the directory are left alone). A bad record is reported and skipped; the others
+embeddings) stops it before the trunk runs (index.tsv or the .safetensors file: before any model is loaded), as a
+stopped rerun would leave them part replaced: give a new OUT, or --overwrite (other files in the directory are left
+alone). A bad record is reported and skipped; the others
 complete.
 """
 
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError, OpenESM3Error
-    from openesm3.generation.embedding import EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
+    from openesm3.generation.embedding import INDEX_FILE, EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
 
     check_batch_size(args)
     named_safetensors = args.output.lower().endswith(".safetensors")
@@ -75,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     has_structure = any(protein.coordinates is not None for _, protein in valid)
     bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
+    # index.tsv (npy) or the .safetensors file, written by any run into OUT: checked before the trunk is loaded and
+    # structures are encoded; the .npy names, which depend on the inputs that encode, once they are known (below).
+    check_new_outputs(args, [("-o", args.output, [Path(args.output, INDEX_FILE) if fmt == "npy" else args.output])])
     n_layers = bundle.n_layers
     if not -(n_layers + 1) <= args.layer <= n_layers:
         raise InputError(f"--layer {args.layer}: this model has layers -{n_layers + 1}..{n_layers}")

@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, "-o", args.inputs)
     check_output_file(args.summary, "--summary", args.inputs)
     check_distinct_outputs([("-o", args.output), ("--summary", args.summary)])
-    summary_output = [("--summary", args.summary, [args.summary])] if args.summary is not None else []
-    check_new_outputs(args, [("-o", args.output, [args.output]), *summary_output])
+    check_new_outputs(args, [("-o", args.output, [args.output]), ("--summary", args.summary, [args.summary])])
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("inverse-fold")

@@ -20,7 +20,7 @@ from types import FrameType
 
 from openesm3 import __version__
 from openesm3.cli.record import RunRecorder, add_record_argument
-from openesm3.errors import OpenESM3Error
+from openesm3.errors import OpenESM3Error, OutputsExistError
 from openesm3.utils import provenance
 
 # Subcommand modules, in the order --help lists them.
@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace, recorder: RunRecorder) -> int:
         return 141  # 128 + SIGPIPE, the status a shell reports for such a pipe
     except (OpenESM3Error, OSError) as exc:
         message = _one_line(exc)
-        recorder.fail("error", message)
+        recorder.fail("error", message, keep_earlier=isinstance(exc, OutputsExistError))
         if args.debug:
             raise
         print(f"openesm3 {args.command}: error: {message}", file=sys.stderr)

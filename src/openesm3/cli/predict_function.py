@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args)
     decoding = decoding_from_args(args)
     check_output_file(args.output, "-o", args.inputs)
-    if args.output is not None:
-        check_new_outputs(args, [("-o", args.output, [args.output])])
+    check_new_outputs(args, [("-o", args.output, [args.output])])
     chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
     items = read_inputs(args.inputs, chains=chains)
     failures = Failures("predict-function")

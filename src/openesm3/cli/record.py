@@ -18,7 +18,9 @@ runs nothing), FILE is written atomically with:
   ``error`` and ``errors`` (the per-item errors reported).
 
 An existing FILE is replaced only when the run ends (a second stop while it is written leaves it as it was), and
-FILE must be a file name (``-`` is refused). docs/usage.md, "Reproducing a run", shows an example.
+FILE must be a file name (``-`` is refused). A run refused because an earlier run's files are there (no
+``--overwrite``) keeps an existing FILE, the record of how those files were made, and says so. docs/usage.md,
+"Reproducing a run", shows an example.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class RunRecorder:
         self._clock = time.monotonic()
         self.status = "ok"
         self.error: str | None = None
+        self.keep_earlier = False  # refused for an earlier run's files: an existing record is that run's, kept
         self._inputs: list[dict[str, Any]] = []
 
     def _input_paths(self) -> list[tuple[str, str]]:
@@ -117,14 +120,21 @@ class RunRecorder:
         self.path = path
         self._inputs = [{"option": option, **self._describe(path)} for option, path in inputs]
 
-    def fail(self, status: str, message: str | None) -> None:
-        self.status, self.error = status, message
+    def fail(self, status: str, message: str | None, *, keep_earlier: bool = False) -> None:
+        """Note how the run ended; ``keep_earlier``: it was refused because an earlier run's files are there, so an
+        existing record file (the record of that run, saying how those files were made) is kept, not replaced."""
+        self.status, self.error, self.keep_earlier = status, message, keep_earlier
 
     def finish(self, exit_code: int | None) -> bool:
         """Write the record (when asked); False when it could not be written (the error is printed)."""
         if self.path is None:
             return True
         from openesm3.utils.atomic import atomic_write_json  # noqa: PLC0415
+
+        if self.keep_earlier and os.path.lexists(self.path):
+            print(f"openesm3 {self.args.command}: --record {self.path}: kept as it was (the record of the earlier "
+                  "run); this refused run wrote nothing", file=sys.stderr)  # fmt: skip
+            return True
 
         if exit_code is None and self.status == "ok":  # an exception went on past main (--debug)
             self.status = "error"

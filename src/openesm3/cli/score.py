@@ -122,8 +122,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args)
     read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
     check_output_file(args.output, "-o", read_files)
-    if args.output is not None:
-        check_new_outputs(args, [("-o", args.output, [args.output])])
+    check_new_outputs(args, [("-o", args.output, [args.output])])
     texts, sources, measured, column = _variant_texts(args)
     items = read_inputs(args.inputs)
     # Any variant option asks for variant scores: one that holds no variant is an error, not a silent PLL table.
