@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import safe_open
 
-from openesm3.checkpoints.loading import load_model
+from openesm3.checkpoints.loading import load_model, resolve_weights
 from openesm3.cli.main import main
 from openesm3.generation.embedding import embed_batch
 from openesm3.generation.encoding import encode_protein
@@ -130,3 +131,19 @@ def test_npy_format_with_a_safetensors_name_is_an_error(weights: Path, fasta: Pa
     assert main(["embed", str(fasta), "-o", str(out), "--format", "npy", "--weights", str(weights)]) == 2
     assert f"-o {out} names a .safetensors file, but --format npy writes a directory" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_index_names_the_weights_also_when_they_come_from_the_environment(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """index.tsv (and the safetensors metadata) said ``weights=default`` for weights found through $OPENESM3_WEIGHTS,
+    so the file did not say which model made it."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">a\nMKTAYIAK\n")
+    monkeypatch.setenv("OPENESM3_WEIGHTS", str(weights))
+    assert main(["embed", str(fasta), "-o", str(tmp_path / "emb"), "--quiet"]) == 0
+    assert main(["embed", str(fasta), "-o", str(tmp_path / "e.safetensors"), "--quiet"]) == 0
+    expected = str(resolve_weights(weights, "esm3"))
+    assert f"# weights={expected}\n" in (tmp_path / "emb" / "index.tsv").read_text()
+    with safe_open(str(tmp_path / "e.safetensors"), "pt") as handle:
+        assert handle.metadata()["weights"] == expected

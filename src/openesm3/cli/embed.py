@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         encoded.append((item, tensor))
 
-    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.weights or "default")}
+    # Where the trunk was found, also when it came from $OPENESM3_WEIGHTS or the default location.
+    metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.locate("esm3"))}
     writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
     names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
     if encoded:
