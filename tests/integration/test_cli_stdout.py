@@ -130,6 +130,32 @@ def test_fold_dash_prints_one_structure(weights: Path, tmp_path: Path, capsys: p
     assert [r["file"] for r in _tsv(out)] == ["one.pdb"] and (tmp_path / "dir" / "one.pdb").exists()
 
 
+def test_a_stopped_run_prints_nothing_on_stdout_and_claims_no_summary_file(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a table printed without -o: what goes to stdout comes at the end only; a stop prints nothing there."""
+    import openesm3.generation.tasks as tasks
+
+    real, calls = tasks.generate, []
+
+    def stopping(*args: object, **kwargs: object) -> object:  # the second batch is stopped by Ctrl-C
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tasks, "generate", stopping)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">one\n{SEQ}\n>two\nGGSSAKMK\n")
+    args = ["fold", str(fasta), "-o", "dir", "--summary", "-", "--batch-size", "1", "--weights", str(weights), *FAST]
+    code, out, err = _run(args, capsys)
+    assert code == 130 and out == "" and len(list((tmp_path / "dir").glob("*.pdb"))) == 1
+    assert "kept 1 of 2 structure(s) in dir (summary none: --summary - prints it at the end only)" in err
+    args = ["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "--batch-size", "1", "-o", "-"]
+    code, out, err = _run([*args, "--weights", str(weights), *FAST], capsys)
+    assert code == 130 and out == "" and "kept" not in err
+
+
 @pytest.mark.parametrize(
     ("extra", "records", "message"),
     [

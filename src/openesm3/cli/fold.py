@@ -195,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
     def kept() -> str | None:
         if not done or is_stdout(args.output):
             return None
-        return f"{len(done)} of {len(proteins)} structure(s) in {args.output} (summary {summary})"
+        table = summary if summary_to_file else "none: --summary - prints it at the end only"
+        return f"{len(done)} of {len(proteins)} structure(s) in {args.output} (summary {table})"
 
     with report_kept("fold", kept, write_summary), progress_bar(args, len(proteins), "fold", "protein") as bar:
 
