@@ -51,10 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3 import constants as C  # noqa: PLC0415
+    from openesm3.cli.common import refuse_stdout  # noqa: PLC0415
     from openesm3.errors import InputError, OutputsExistError  # noqa: PLC0415
     from openesm3.tokenizers import build  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
 
+    refuse_stdout(args.out, "OUT", "build-function-vocab writes a vocabulary directory")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.out.exists() and not args.out.is_dir():

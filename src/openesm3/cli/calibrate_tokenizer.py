@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import set_threads
+    from openesm3.cli.common import refuse_stdout, set_threads
     from openesm3.errors import InputError
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.models.structure_encoder import StructureEncoder
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         write_calibrated,
     )
 
+    refuse_stdout(args.out, "--out", "calibrate-tokenizer writes a tokenizer directory")
     check_output_dir(args.out)  # before any work, not after the fits
     set_threads(args.threads)
     config = CalibrationConfig(

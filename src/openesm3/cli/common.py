@@ -272,9 +272,58 @@ def decoding_from_args(args: argparse.Namespace) -> TaskDecoding:
     )
 
 
+STDOUT = "-"  # an output option given as ``-``: standard output
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """Whether an output option was given as ``-`` (standard output), as Unix tools read it."""
+    return path is not None and str(path) == STDOUT
+
+
+def refuse_stdout(path: str | Path | None, option: str, what: str) -> None:
+    """Stop before any work when an output that cannot go to standard output (binary data, a directory, several
+    files) was given as ``-``; ``what`` says what the option writes (``"embed writes a directory or a .safetensors
+    file"``)."""
+    if is_stdout(path):
+        raise InputError(f"{option} -: {what}; give a path (standard output takes text results only)")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """A text output the user named: to standard output for ``-`` (the whole result, once), else to the file,
+    atomically (gzip-compressed under ``.gz``). Standard output is not a file: the run record lists no output for
+    it, as for a table printed without ``-o``."""
+    if is_stdout(path):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
+
+        write_text_output(path, text)
+
+
+def stdout_structure_format(option: str, fmt: str | None) -> str:
+    """The format of a structure written to standard output (``option -``): ``--format``, else PDB (there is no
+    suffix to read it from); BinaryCIF, binary, is refused."""
+    if fmt == "bcif":
+        raise InputError(f"{option} -: BinaryCIF is binary, not for standard output; give a file name, or --format "
+                         "pdb or cif")  # fmt: skip
+    return fmt or "pdb"
+
+
+def write_structure_text(structure: Any, path: str | Path, fmt: str) -> None:
+    """A chain or complex to ``path`` in format ``fmt`` (atomically), or as text on standard output for ``-``."""
+    if is_stdout(path):
+        from openesm3.structure.io import structure_text  # noqa: PLC0415
+
+        sys.stdout.write(structure_text(structure, fmt))  # type: ignore[arg-type]
+        sys.stdout.flush()
+    else:
+        structure.write(path, fmt)
+
+
 def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
     """A table to ``path`` (``.json``: a list of objects; ``.csv``; otherwise TSV; each gzip-compressed under a further
-    ``.gz``), atomically; stdout if None."""
+    ``.gz``), atomically; a TSV table on stdout if None or ``-``."""
     import csv  # noqa: PLC0415
     import io  # noqa: PLC0415
     import json  # noqa: PLC0415
@@ -293,6 +342,8 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
             return str(single) if float(single) == v else repr(v)
         return "" if v is None else v
 
+    if is_stdout(path):
+        path = None
     kind = path.lower().removesuffix(".gz") if path is not None else ""
     if path is not None and kind.endswith(".json"):
         records = [
@@ -314,8 +365,8 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
 def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ()) -> None:
     """Stop before any work when the output file ``path`` (given as ``option``) could not be written at the end: it
     is a directory, or something on its way is a file, or it is one of the ``inputs`` (:func:`check_not_inputs`).
-    Missing parent directories are fine (they are created)."""
-    if path is None:
+    Missing parent directories are fine (they are created). ``-`` (standard output) is always fine."""
+    if path is None or is_stdout(path):
         return
     target = Path(path)
     if target.is_dir():
@@ -326,12 +377,15 @@ def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ())
 
 def check_distinct_outputs(outputs: Sequence[tuple[str, str | Path | None]]) -> None:
     """Stop before any work when two outputs, given as ``(option, path)``, are one file: the second written would
-    replace the first (``fold x.fasta -o x.pdb --summary x.pdb`` kept the table and lost the structure)."""
-    seen: dict[Path, str] = {}
+    replace the first (``fold x.fasta -o x.pdb --summary x.pdb`` kept the table and lost the structure). Two
+    outputs given as ``-`` would be mixed on standard output: refused too."""
+    seen: dict[Path | None, str] = {}
     for option, path in outputs:
         if path is None:
             continue
-        key = Path(path).resolve()
+        key = None if is_stdout(path) else Path(path).resolve()
+        if key is None and key in seen and seen[key] != option:
+            raise InputError(f"{option} -: {seen[key]} also goes to standard output; give one of them a file")
         if key in seen and seen[key] != option:
             raise InputError(f"{option} {path}: is also the file of {seen[key]}; give each output its own file")
         seen.setdefault(key, option)
@@ -357,7 +411,7 @@ def check_not_inputs(outputs: Sequence[str | Path | None], inputs: Sequence[str 
         if key is not None:
             sources.setdefault(key, path)
     for output in outputs:
-        key = None if output is None else identity(output)
+        key = None if output is None or is_stdout(output) else identity(output)
         if key is not None and key in sources:
             raise InputError(
                 f"{option} {output}: is the input file {sources[key]}; writing there would replace it (give another "
@@ -380,7 +434,7 @@ def check_new_outputs(
     """Stop before any work when a file this run would write already exists, unless ``--overwrite``.
 
     ``outputs``: ``(option, value given, the files it makes this run write)``; a file None (an option not given) is
-    skipped. A command that writes its results as
+    skipped, and so is ``-`` (standard output: nothing to replace). A command that writes its results as
     it goes replaces an earlier run's files one by one: stopped part way (Ctrl-C, SIGTERM, a crash), it would leave
     a partial ``designs.fasta`` or table where a complete one was, beside a mix of new and old files. Files of the
     output directory that this run would not write are no reason to refuse. The refusal is an
@@ -392,7 +446,8 @@ def check_new_outputs(
         return
     clashes, total = [], 0
     for option, given, paths in outputs:
-        there = [path for path in dict.fromkeys(str(p) for p in paths if p is not None) if os.path.lexists(path)]
+        named = dict.fromkeys(str(p) for p in paths if p is not None and not is_stdout(p))
+        there = [path for path in named if os.path.lexists(path)]
         total += len(there)
         if there:
             shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more" if len(there) > 3 else "")

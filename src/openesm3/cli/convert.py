@@ -61,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
         load_official_state_dict,
         resolve_official_file,
     )
+    from openesm3.cli.common import refuse_stdout
     from openesm3.errors import OpenESM3Error, WeightsError
     from openesm3.utils.text import read_text_file
 
+    refuse_stdout(args.out, "OUT", "convert writes a directory of weights")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     known = sorted(OFFICIAL_KEY_MAPS)
     if args.model_type != "auto" and args.model_type not in OFFICIAL_KEY_MAPS:

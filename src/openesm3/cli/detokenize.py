@@ -38,8 +38,9 @@ def register(subparsers: Any) -> None:
                    "directory, or a directory holding either (default: $OPENESM3_WEIGHTS, else the "
                    "small tokenizer bundled with OpenESM3, docs/tokenizer_training.md)")  # fmt: skip
     p.add_argument("--out", metavar="PATH", required=True,
-                   help="output file for one structure (format from the suffix: .pdb, .cif or .bcif, optionally .gz), "
-                        "or a directory for several (one NAME.pdb / NAME.cif each)")  # fmt: skip
+                   help="output file for one structure (format from the suffix: .pdb, .cif or .bcif, optionally .gz; "
+                        "'-': one structure on stdout, in --format, default pdb), or a directory for several (one "
+                        "NAME.pdb / NAME.cif each)")  # fmt: skip
     p.add_argument("--format", choices=["pdb", "cif"], help="output format (default: from the suffix, else pdb)")
     p.add_argument("--with-sequence", action="store_true",
                    help="decode all heavy atoms from the tokens and each chain's sequence in the file "
@@ -60,10 +61,14 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         check_new_outputs,
         check_output_file,
+        is_stdout,
         output_names,
         prepare_output_dir,
         progress_bar,
+        refuse_stdout,
+        stdout_structure_format,
         unique_names,
+        write_structure_text,
     )
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
@@ -82,13 +87,21 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc})") from None
     items = tokens_from_json(data, source=str(source))
+    refuse_stdout(args.confidence, "--confidence", "detokenize writes the confidence JSON (PAE matrices) into a "
+                  "file as it decodes")  # fmt: skip
     out = Path(args.out)
+    to_stdout = is_stdout(args.out)  # one structure as text; the per-structure lines then go to stderr
     suffixes = [s.lower() for s in out.suffixes if s.lower() != ".gz"]
     as_file = len(items) == 1 and bool(suffixes) and suffixes[-1] in SUFFIX_FORMATS
     names_file = bool(suffixes) and suffixes[-1] in SUFFIX_FORMATS
+    if len(items) > 1 and to_stdout:
+        raise InputError(f"--out -: {source} holds {len(items)} structures; standard output takes one: give a "
+                         "directory for --out")  # fmt: skip
     if len(items) > 1 and (names_file or (out.exists() and not out.is_dir())):
         raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
-    if as_file:  # before the decoding, not after it
+    if to_stdout:
+        fmt_out = stdout_structure_format("--out", args.format)
+    elif as_file:  # before the decoding, not after it
         named = SUFFIX_FORMATS[suffixes[-1]]
         if args.format is not None and args.format != named:
             raise InputError(f"--out {out} names a {named} file, but --format is {args.format}")
@@ -121,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     names = [name for name, _ in fits]
     stems = output_names(names)  # a name such as '../x' or 'a/b' would be written outside --out
     items = [item for _, item in fits]
-    if not as_file and items:  # written batch by batch: a stopped rerun would leave an earlier run's files mixed
+    if not as_file and not to_stdout and items:  # written batch by batch: a stopped rerun would mix in earlier files
         suffix = args.format or "pdb"
         check_new_outputs(args, [("--out", args.out, [out / f"{stem}.{suffix}" for stem in stems]),
                                  ("--confidence", args.confidence, [args.confidence])])  # fmt: skip
@@ -135,14 +148,20 @@ def run(args: argparse.Namespace) -> int:
             else:
                 decoded = decode_structure(chunk, decoder, batch_size=args.batch_size)
             for name, stem, result in zip(names[start:], stems[start:], decoded):
-                if as_file:
+                if to_stdout:
+                    target, fmt = out, fmt_out
+                elif as_file:
                     target = out
                     fmt = args.format
                 else:
                     fmt = args.format or "pdb"
                     target = out / f"{stem}.{fmt}"
-                result.structure.write(target, format=fmt)
-                print(f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> {target}")
+                write_structure_text(result.structure, target, fmt)
+                print(
+                    f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> "
+                    f"{'standard output' if to_stdout else target}",
+                    file=sys.stderr if to_stdout else sys.stdout,
+                )
                 if confidence is not None:
                     confidence(name, {
                         "ptm": result.ptm,

@@ -58,12 +58,14 @@ def run(args: argparse.Namespace) -> int:
         check_new_outputs,
         progress_bar,
         read_inputs,
+        refuse_stdout,
         split_items,
     )
     from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.embedding import INDEX_FILE, EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
 
+    refuse_stdout(args.output, "-o", "embed writes a directory of .npy files or a .safetensors file")
     check_batch_size(args)
     named_safetensors = args.output.lower().endswith(".safetensors")
     if args.format == "npy" and named_safetensors:

@@ -22,12 +22,13 @@ then the structure decoder gives the backbone (N, CA, C, O), per-residue pLDDT, 
 Output: -o DIR gets <id>.pdb (or .cif / .bcif with --format cif / bcif) per record, pLDDT (0-1) in the B-factor
 column, and summary.tsv (id, file, length, ptm, mean_plddt; --summary FILE for another place, .json/.csv by
 suffix). --pae-plot also writes <id>.pae.png (needs matplotlib). With one record, -o FILE.pdb / .ent / .cif /
-.bcif (optionally .gz) writes that file (summary FILE.summary.tsv, plot FILE.pae.png). Each structure (and plot)
-is written atomically as soon as its batch is folded, and the summary rewritten (atomically) with every structure
-so far, so a run stopped by Ctrl-C, SIGTERM or an error keeps every structure done, with its summary. A file this
-run would write that is already there (an earlier run's) stops it before any work, as a stopped rerun would leave
-them part replaced: give a new OUT, or --overwrite (other files are left alone). A bad record is reported by name
-and the others complete.
+.bcif (optionally .gz) writes that file (summary FILE.summary.tsv, plot FILE.pae.png); -o - prints it on stdout
+(PDB, or mmCIF with --format cif) and writes a summary only to --summary FILE. --summary - prints the summary (TSV)
+on stdout at the end. Each structure (and plot) is written atomically as soon as its batch is folded, and the
+summary rewritten (atomically) with every structure so far, so a run stopped by Ctrl-C, SIGTERM or an error keeps
+every structure done, with its summary. A file this run would write that is already there (an earlier run's)
+stops it before any work, as a stopped rerun would leave them part replaced: give a new OUT, or --overwrite (other
+files are left alone). A bad record is reported by name and the others complete.
 """
 
 
@@ -41,11 +42,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="FASTA or protein JSON file(s) (structure files: their sequence)"
     )
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory, or one .pdb/.cif file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output directory, or one .pdb/.cif file ('-': one structure on stdout, in --format, default "
+                        "pdb)")  # fmt: skip
     p.add_argument(
         "--format", choices=("pdb", "cif", "bcif"), help="structure format (default: by -o suffix, else pdb)"
     )
-    p.add_argument("--summary", metavar="FILE", help="summary table (default OUT/summary.tsv; .json, .csv by suffix)")
+    p.add_argument("--summary", metavar="FILE", help="summary table (default OUT/summary.tsv, none with -o -; .json, "
+                   ".csv by suffix; '-': TSV on stdout)")  # fmt: skip
     p.add_argument("--pae-plot", action="store_true", help="also write <id>.pae.png, a heat map of the PAE")
     add_overwrite_argument(p)
     add_decoding_arguments(p, FOLD_DECODING)
@@ -63,21 +67,33 @@ def _file_stem_and_format(path: Path) -> tuple[str, str] | None:
     return None if fmt is None else (Path(name).stem, fmt)
 
 
-def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path]:
-    """Structure file per protein, format, summary path; checked (and the output directory made) before any work."""
+def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path | None]:
+    """Structure file per protein, format, summary path (None: no summary, with -o - and no --summary); checked (and
+    the output directory made) before any work."""
     from openesm3.cli.common import (  # noqa: PLC0415
         check_distinct_outputs,
         check_new_outputs,
         check_not_inputs,
         check_output_file,
+        is_stdout,
         output_names,
         prepare_output_dir,
+        stdout_structure_format,
     )
     from openesm3.errors import InputError  # noqa: PLC0415
 
     out = Path(args.output)
     single = _file_stem_and_format(out)
-    if single is not None:
+    summary: Path | None
+    if is_stdout(args.output):  # one structure as text on stdout, alone: a summary only to a --summary FILE
+        if len(names) != 1:
+            raise InputError(f"-o -: standard output takes one structure, not {len(names)}; give a directory")
+        if args.pae_plot:
+            raise InputError("--pae-plot: with -o - there is no place for <id>.pae.png; give -o DIR or -o FILE.pdb")
+        fmt = stdout_structure_format("-o", args.format)
+        summary = Path(args.summary) if args.summary else None
+        files = [out]
+    elif single is not None:
         stem, fmt = single
         if len(names) != 1:
             raise InputError(f"-o {args.output}: one output file for {len(names)} proteins; give a directory")
@@ -91,12 +107,13 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
         out = prepare_output_dir(args.output, "-o")
         files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
         summary = Path(args.summary) if args.summary else out / "summary.tsv"
-    check_output_file(str(summary), "--summary", args.inputs)
+    check_output_file(None if summary is None else str(summary), "--summary", args.inputs)
     check_not_inputs(files, args.inputs, "-o")
     check_distinct_outputs([*(("-o", f) for f in files), ("--summary", summary)])
     plots = [_plot_path(f, fmt) for f in files] if args.pae_plot else []
     summary_output = [("--summary", args.summary, [summary])] if args.summary else []
-    check_new_outputs(args, [("-o", args.output, [*files, *plots, *([] if args.summary else [summary])]),
+    default_summary = [] if args.summary or summary is None else [summary]
+    check_new_outputs(args, [("-o", args.output, [*files, *plots, *default_summary]),
                              *summary_output])  # fmt: skip
     return files, fmt, summary
 
@@ -116,9 +133,11 @@ def run(args: argparse.Namespace) -> int:
         check_batch_size,
         decoding_from_args,
         input_positions,
+        is_stdout,
         progress_bar,
         read_inputs,
         split_items,
+        write_structure_text,
         write_table,
     )
     from openesm3.cli.kept import report_kept  # noqa: PLC0415
@@ -152,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             return
         assert isinstance(result, Protein) and result.plddt is not None and result.pae is not None
         try:
-            result.to_complex().write(path, cast("StructureFormat", fmt))
+            write_structure_text(result.to_complex(), path, cast("StructureFormat", fmt))  # -o -: one, on stdout
             if args.pae_plot:
                 from openesm3.utils.plots import write_pae_png  # noqa: PLC0415
 
@@ -163,16 +182,21 @@ def run(args: argparse.Namespace) -> int:
         done[i] = [item.name, path.name, len(result), result.ptm, float(np.nanmean(result.plddt))]
 
     written = [0]  # rows in the summary file
+    header = ["id", "file", "length", "ptm", "mean_plddt"]
+    summary_to_file = summary is not None and not is_stdout(summary)  # --summary -: on stdout at the end
 
     def write_summary() -> None:
         """The summary of every structure so far (in input order), rewritten after each batch that added one (and
         when the run stops)."""
-        if len(done) > written[0]:
-            write_table(str(summary), ["id", "file", "length", "ptm", "mean_plddt"], [done[i] for i in sorted(done)])
+        if summary_to_file and len(done) > written[0]:
+            write_table(str(summary), header, [done[i] for i in sorted(done)])
             written[0] = len(done)
 
     def kept() -> str | None:
-        return f"{len(done)} of {len(proteins)} structure(s) in {args.output} (summary {summary})" if done else None
+        if not done or is_stdout(args.output):
+            return None
+        table = summary if summary_to_file else "none: --summary - prints it at the end only"
+        return f"{len(done)} of {len(proteins)} structure(s) in {args.output} (summary {table})"
 
     with report_kept("fold", kept, write_summary), progress_bar(args, len(proteins), "fold", "protein") as bar:
 
@@ -195,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
     rows = [done[i] for i in sorted(done)]
     if rows:
         write_summary()
-        print(f"openesm3 fold: {len(rows)} structure(s) -> {args.output} ({fmt}); summary {summary}", file=sys.stderr)
+        if is_stdout(summary):
+            write_table(None, header, rows)
+        where = "standard output" if is_stdout(args.output) else args.output
+        table = "none" if summary is None else "standard output" if is_stdout(summary) else summary
+        print(f"openesm3 fold: {len(rows)} structure(s) -> {where} ({fmt}); summary {table}", file=sys.stderr)
     failures.report(len(items), "protein(s)")
     return failures.exit_code(len(rows))

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_output_dir,
         progress_bar,
         read_inputs,
+        refuse_stdout,
         split_items,
         unique_names,
         write_table,
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.generation.design import design, parse_track_order  # noqa: PLC0415
     from openesm3.protein_io import write_fasta  # noqa: PLC0415
 
+    refuse_stdout(args.output, "-o", "generate writes a directory (structures, designs.fasta, summary.tsv)")
     check_batch_size(args)
     if args.num_designs < 1:
         raise InputError(f"--num-designs must be >= 1, got {args.num_designs}")

@@ -22,7 +22,8 @@ the design has at the same position. A summary table (id, sample, length, recove
 goes to --summary FILE (.tsv/.csv/.json) or stdout. A file without coordinates is reported by name and the
 others complete. As each batch finishes, the FASTA and the --summary file are rewritten with every structure
 done so far (in input order; each file atomically), so a run stopped by Ctrl-C, SIGTERM or an error keeps them
-(a summary on stdout is printed at the end only). An existing -o or --summary file (an earlier run's) stops the
+(what goes to stdout is printed at the end only). -o - prints the FASTA on stdout; the summary table then goes only
+to a --summary FILE (stdout holds the FASTA alone). An existing -o or --summary file (an earlier run's) stops the
 run before any work, as a stopped rerun would leave it part replaced: give new files, or --overwrite.
 """
 
@@ -35,10 +36,11 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="structure file(s) or protein JSON with coordinates")
-    p.add_argument("-o", "--output", required=True, metavar="FASTA", help="designed sequences (FASTA)")
+    p.add_argument("-o", "--output", required=True, metavar="FASTA", help="designed sequences (FASTA; '-': stdout)")
     p.add_argument("--chains", metavar="IDS", help="comma-separated chain ids to read (default: every protein chain)")
     p.add_argument("-n", "--num-samples", type=int, default=1, metavar="N", help="sequences per structure (default 1)")
-    p.add_argument("--summary", metavar="FILE", help="recovery table (.tsv, .csv, .json); default stdout")
+    p.add_argument("--summary", metavar="FILE",
+                   help="recovery table (.tsv, .csv, .json; '-': stdout); default: stdout, none with -o -")  # fmt: skip
     add_overwrite_argument(p)
     add_decoding_arguments(p, INVERSE_FOLD_DECODING)
     add_model_arguments(p)
@@ -81,16 +83,17 @@ def run(args: argparse.Namespace) -> int:
         check_output_file,
         decoding_from_args,
         input_positions,
+        is_stdout,
         progress_bar,
         read_inputs,
         split_items,
         unique_names,
         write_table,
+        write_text,
     )
     from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
     from openesm3.generation.tasks import inverse_fold  # noqa: PLC0415
-    from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
 
     check_batch_size(args)
     if args.num_samples < 1:
@@ -125,17 +128,27 @@ def run(args: argparse.Namespace) -> int:
         if any(i in records for i, _ in batch):
             write()
 
+    fasta_to_file = not is_stdout(args.output)  # '-': the FASTA goes to stdout at the end
+    summary_to_file = args.summary is not None and not is_stdout(args.summary)
+    files = [f for f, to_file in ((args.output, fasta_to_file), (args.summary, summary_to_file)) if to_file]
+
+    def fasta() -> str:
+        return "\n".join(r for i in sorted(records) for r in records[i]) + "\n"
+
+    def table() -> list[list[Any]]:
+        return [row for i in sorted(rows) for row in rows[i]]
+
     def write() -> None:
-        write_text_output(args.output, "\n".join(r for i in sorted(records) for r in records[i]) + "\n")
-        if args.summary is not None:
-            write_table(args.summary, SUMMARY_COLUMNS, [row for i in sorted(rows) for row in rows[i]])
+        if fasta_to_file:
+            write_text(args.output, fasta())
+        if summary_to_file:
+            write_table(args.summary, SUMMARY_COLUMNS, table())
 
     def kept() -> str | None:
-        if not records:
+        if not records or not files:
             return None
         n = sum(len(r) for r in records.values())
-        summary = f" and {args.summary}" if args.summary is not None else ""
-        return f"{n} sequence(s) for {len(records)} of {len(proteins)} structure(s) in {args.output}{summary}"
+        return f"{n} sequence(s) for {len(records)} of {len(proteins)} structure(s) in {' and '.join(files)}"
 
     with (
         report_kept("inverse-fold", kept, write),
@@ -146,10 +159,13 @@ def run(args: argparse.Namespace) -> int:
     for i in sorted(errors):
         failures.add(names[i], errors[i])
     if records:
-        if args.summary is None:
-            write_table(None, SUMMARY_COLUMNS, [row for i in sorted(rows) for row in rows[i]])
+        if not fasta_to_file:
+            write_text(args.output, fasta())  # on stdout: once, at the end
+        if is_stdout(args.summary) or (args.summary is None and fasta_to_file):  # -o -: stdout holds the FASTA only
+            write_table(None, SUMMARY_COLUMNS, table())
         n = sum(len(r) for r in records.values())
-        print(f"openesm3 inverse-fold: {n} sequence(s) for {len(records)} structure(s) -> {args.output}",
+        where = args.output if fasta_to_file else "standard output"
+        print(f"openesm3 inverse-fold: {n} sequence(s) for {len(records)} structure(s) -> {where}",
               file=sys.stderr)  # fmt: skip
     failures.report(len(items), "structure(s)")
     return failures.exit_code(len(records))

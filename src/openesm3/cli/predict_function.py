@@ -18,11 +18,11 @@ InterPro entries ('name (IPRxxxxxx)') and function keywords, each with 1-based i
 
 Output (-o): .json gives one object per protein {"id", "length", "annotations": [{"label", "start", "end"}]};
 .tsv / .csv give rows id, label, start, end; the file is rewritten (atomically) with every protein done so far
-(in input order) as each batch finishes, so a run stopped by Ctrl-C, SIGTERM or an error keeps them (a table on
-stdout comes at the end only); an existing -o file (an earlier run's) stops the run before any work, as a stopped
-rerun would leave it part replaced: give a new file, or --overwrite. Needs the function decoder weights
-(esm3_function_decoder_v0.pth) and the function vocabulary files (from the installed esm package,
-$OPENESM3_VOCAB_DIR or --vocabulary-dir).
+(in input order) as each batch finishes, so a run stopped by Ctrl-C, SIGTERM or an error keeps them (without -o,
+or with -o -, a TSV table goes to stdout at the end only); an existing -o file (an earlier run's) stops the run
+before any work, as a stopped rerun would leave it part replaced: give a new file, or --overwrite. Needs the
+function decoder weights (esm3_function_decoder_v0.pth) and the function vocabulary files (from the installed esm
+package, $OPENESM3_VOCAB_DIR or --vocabulary-dir).
 """
 
 
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA, protein JSON or structure file(s)")
-    p.add_argument("-o", "--output", metavar="FILE", help=".json, .tsv or .csv (default: TSV on stdout)")
+    p.add_argument("-o", "--output", metavar="FILE", help=".json, .tsv or .csv (default, or '-': TSV on stdout)")
     add_overwrite_argument(p)
     p.add_argument("--chains", metavar="IDS", help="comma-separated chain ids of structure files (default: all)")
     p.add_argument("--vocabulary-dir", metavar="DIR", help="function vocabulary files (default: $OPENESM3_VOCAB_DIR, "
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file,
         decoding_from_args,
         input_positions,
+        is_stdout,
         progress_bar,
         read_inputs,
         split_items,
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise VocabularyError(f"predict-function needs the function vocabulary: {exc}") from None
     bundle.check_function_vocabulary()
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
+    to_file = args.output is not None and not is_stdout(args.output)  # stdout ('-' or no -o) gets it at the end
     objects: dict[int, dict[str, Any]] = {}  # protein index -> its output object
     errors: dict[int, OpenESM3Error] = {}
 
@@ -105,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
                 {"label": a.label, "start": a.start, "end": a.end} for a in result.function_annotations or ()
             ]
             objects[i] = {"id": valid[i][0].name, "length": len(result), "annotations": annotations}
-        if args.output is not None and any(i in objects for i, _ in batch):
+        if to_file and any(i in objects for i, _ in batch):
             write()
 
     def kept() -> str | None:
-        if not objects or args.output is None:
+        if not objects or not to_file:
             return None
         return f"the predictions for {len(objects)} of {len(proteins)} protein(s) in {args.output}"
 
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     for i in sorted(errors):
         failures.add(valid[i][0].name, errors[i])
     if objects:
-        if args.output is None:
+        if not to_file:
             write()  # a table on stdout: once, at the end
         n = sum(len(o["annotations"]) for o in objects.values())
         print(f"openesm3 predict-function: {n} annotation(s) for {len(objects)} protein(s)", file=sys.stderr)

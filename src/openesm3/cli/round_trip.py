@@ -7,6 +7,8 @@ atoms when given the sequence. With ``--weights`` any encoder/decoder the other 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 from typing import Any
 
 
@@ -29,7 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weights", metavar="PATH", help="encoder/decoder weights (default: $OPENESM3_WEIGHTS, else "
                    "the bundled tokenizer)")  # fmt: skip
     p.add_argument("--out", metavar="FILE",
-                   help="also write the decoded structure (.pdb, .cif or .bcif, optionally .gz)")  # fmt: skip
+                   help="also write the decoded structure (.pdb, .cif or .bcif, optionally .gz; '-': PDB on stdout, "
+                        "the report then on stderr)")  # fmt: skip
     p.add_argument("--no-sequence", action="store_true", help="decode from the tokens alone (backbone only)")
     p.set_defaults(handler=run)
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import check_output_file
+    from openesm3.cli.common import check_output_file, is_stdout, write_structure_text
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
@@ -51,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.all_chains and args.chain:
         raise InputError("give --chain or --all-chains, not both")
     check_output_file(args.out, "--out", [args.file])  # before the work, not after it
-    if args.out and output_format(args.out) is None:
+    to_stdout = is_stdout(args.out)  # the decoded structure as PDB (or --format) text; the report then on stderr
+    say = functools.partial(print, file=sys.stderr if to_stdout else sys.stdout)
+    fmt = "pdb" if to_stdout else output_format(args.out or "")
+    if args.out and fmt is None:
         raise InputError(f"--out {args.out}: the suffix names no structure format; use .pdb, .cif or .bcif "
                          "(optionally + .gz)")  # fmt: skip
     if args.all_chains or (args.chain and len(args.chain) > 1):
@@ -71,17 +77,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.file}: too few residues with N, CA and C")
     codes = [code for chain in tokens.chains for code in chain.codes.tolist()]
     ids = ", ".join(chain.chain_id for chain in tokens.chains)
-    print(f"{structure.name or args.file} chain{'s' * (len(tokens.chains) > 1)} {ids}: {len(codes)} residues -> "
+    say(f"{structure.name or args.file} chain{'s' * (len(tokens.chains) > 1)} {ids}: {len(codes)} residues -> "
           f"{len(tokens.tokens)} tokens ({len(set(codes))} distinct codes) -> structure")  # fmt: skip
-    print(f"weights: {enc_place.parent if enc_place.name == 'structure_encoder' else enc_place}")
-    print(f"backbone RMSD {result.backbone_rmsd:.2f} A (N, CA, C after superposition)  lDDT-CA {result.lddt_ca:.3f}  "
+    say(f"weights: {enc_place.parent if enc_place.name == 'structure_encoder' else enc_place}")
+    say(f"backbone RMSD {result.backbone_rmsd:.2f} A (N, CA, C after superposition)  lDDT-CA {result.lddt_ca:.3f}  "
           f"TM-score {result.tm_score:.3f}")  # fmt: skip
     if result.mirror_rmsd < result.backbone_rmsd:
-        print(f"  (the decoded fold fits the input better as its mirror image: RMSD {result.mirror_rmsd:.2f} A; "
+        say(f"  (the decoded fold fits the input better as its mirror image: RMSD {result.mirror_rmsd:.2f} A; "
               "lDDT cannot tell a fold from its mirror image, RMSD and TM-score can)")  # fmt: skip
-    print(f"decoder confidence: pTM {result.ptm:.3f}  mean pLDDT {result.mean_plddt:.3f}")
+    say(f"decoder confidence: pTM {result.ptm:.3f}  mean pLDDT {result.mean_plddt:.3f}")
     if enc_place.parent == BUNDLED_TOKENIZER_DIR:
-        print("  (the bundled decoder's pLDDT and pTM were calibrated on structures it was not trained on: on such "
+        say("  (the bundled decoder's pLDDT and pTM were calibrated on structures it was not trained on: on such "
               "structures they are right on average but rank them only roughly, pTM with TM-score at r 0.43: "
               "docs/tokenizer_training.md)")  # fmt: skip
     if all_atom and result.all_atom_rmsd is not None:
@@ -89,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
         within = ""
         if len(chi1):
             within = f"  chi1 within 40 deg: {100 * float(np.mean(chi1 < 40)):.0f}% of {len(chi1)} residues"
-        print(f"all-atom RMSD {result.all_atom_rmsd:.2f} A over the heavy atoms (sequence given){within}")
+        say(f"all-atom RMSD {result.all_atom_rmsd:.2f} A over the heavy atoms (sequence given){within}")
     elif all_atom:  # a backbone-only file (e.g. N, CA, C, O): nothing beyond the backbone to compare
-        print("all-atom RMSD not measured: the input has no side-chain atoms (the decoded file has them)")
+        say("all-atom RMSD not measured: the input has no side-chain atoms (the decoded file has them)")
     if args.out:
         decoded = decode_all_atom(tokens, decoder)[0] if all_atom else decode_structure(tokens, decoder)
         written = decoded.structure if len(decoded.structure.chains) > 1 else decoded.structure.chains[0]
-        written.write(args.out)
-        print(f"decoded structure written to {args.out}")
+        assert fmt is not None  # a name without a structure suffix was refused up front
+        write_structure_text(written, args.out, fmt)
+        say(f"decoded structure written to {'standard output' if to_stdout else args.out}")
     return 0

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from openesm3.cli.common import add_model_arguments, add_overwrite_argument, write_table
+from openesm3.cli.common import add_model_arguments, add_overwrite_argument, is_stdout, write_table
 
 DESCRIPTION = """\
 Two modes.
@@ -30,10 +30,11 @@ measured], error. A structure file as INPUT conditions the scores on its coordin
 
 Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
 FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
-.csv or .json; written atomically), else a table on stdout. The -o file is rewritten with every result so far (in
-input order) after each protein, or every few seconds in a variant scan, and when the run is stopped (Ctrl-C,
-SIGTERM, an error), so a stopped run keeps what was scored. An existing -o file (an earlier run's table) stops the
-run before any work, as a stopped rerun would leave it part replaced: give a new file, or --overwrite.
+.csv or .json; written atomically), else (or with -o -) a TSV table on stdout, at the end. The -o file is
+rewritten with every result so far (in input order) after each protein, or every few seconds in a variant scan,
+and when the run is stopped (Ctrl-C, SIGTERM, an error), so a stopped run keeps what was scored. An existing -o
+file (an earlier run's table) stops the run before any work, as a stopped rerun would leave it part replaced: give
+a new file, or --overwrite.
 """
 
 
@@ -70,7 +71,8 @@ def register(subparsers: Any) -> None:
                           help="with --numbering author: the chain of mutations that name none")  # fmt: skip
     variants.add_argument("--offset", type=int, default=None,
                           help="number of the first residue minus 1 (sequence numbering; default 0)")  # fmt: skip
-    p.add_argument("-o", "--output", metavar="FILE", help="write the table here (.tsv, .csv, .json) instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the table here (.tsv, .csv, .json; default, or '-': TSV on stdout)")  # fmt: skip
     add_overwrite_argument(p)
     add_model_arguments(p)
     p.set_defaults(handler=run)
@@ -223,9 +225,10 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
     def kept() -> str | None:
         return f"the scores of {len(rows)} of {len(encoded)} protein(s) in {args.output}" if rows else None
 
+    to_file = args.output is not None and not is_stdout(args.output)  # stdout ('-' or no -o) gets it at the end
     with (
         report_kept("score", kept, lambda: write_table(args.output, header, rows))
-        if args.output is not None
+        if to_file
         else contextlib.nullcontext(),
         progress_bar(args, sum(n for *_, n in encoded), "score", "residue") as bar,
     ):
@@ -236,9 +239,9 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
                 failures.add(item.name, exc)
                 continue
             rows.append([item.name, tensor.n_residues, pll.n_scored, pll.total, pll.mean, pll.perplexity])
-            if args.output is not None:  # every protein so far, in a complete file: a stopped run keeps them
+            if to_file:  # every protein so far, in a complete file: a stopped run keeps them
                 write_table(args.output, header, rows)
-    if rows and args.output is None:
+    if rows and not to_file:
         write_table(args.output, header, rows)
     failures.report(total, "protein(s)")
     return failures.exit_code(len(rows))
@@ -275,6 +278,7 @@ def _score_variants(
     place = [n for n, v in enumerate(parsed) if isinstance(v, Variant)]  # variant k of the scan is input line place[k]
     done: dict[int, VariantScore | InputError] = {n: v for n, v in enumerate(parsed) if isinstance(v, InputError)}
     written = [-math.inf]  # when the -o file was last written (time.monotonic)
+    to_file = args.output is not None and not is_stdout(args.output)  # stdout ('-' or no -o) gets it at the end
 
     def row(n: int) -> list[Any]:
         result = done[n]
@@ -294,14 +298,12 @@ def _score_variants(
         """Keep a pass's scores; the -o file is rewritten with every variant so far (in input order) at most every
         few seconds (a scan has many small passes) and when the run stops."""
         done.update((place[k], score) for k, score in batch)
-        if args.output is not None and time.monotonic() - written[0] >= _REWRITE_SECONDS:
+        if to_file and time.monotonic() - written[0] >= _REWRITE_SECONDS:
             write()
 
     def kept() -> str | None:
         scored = any(isinstance(result, VariantScore) for result in done.values())  # not only unreadable variants
-        return (
-            f"{len(done)} of {len(texts)} variant(s) in {args.output}" if args.output is not None and scored else None
-        )
+        return f"{len(done)} of {len(texts)} variant(s) in {args.output}" if to_file and scored else None
 
     with report_kept("score", kept, write), progress_bar(args, len(variants), "score", "variant") as bar:
         position = {"offset": args.offset or 0, "numbering": numbering}

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weights", metavar="PATH", help="encoder weights: esm3_structure_encoder_v0.pth, an "
                    "OpenESM3 directory, or a directory holding either (default: $OPENESM3_WEIGHTS, else the "
                    "small tokenizer bundled with OpenESM3, docs/tokenizer_training.md)")  # fmt: skip
-    p.add_argument("--out", metavar="FILE", help="write the JSON here (atomically) instead of standard output")
+    p.add_argument("--out", metavar="FILE", help="write the JSON here (atomically; default, or '-': standard output)")
     p.add_argument("--chain", action="append", metavar="ID", help="only these chain ids, in this order (repeatable)")
     p.add_argument("--model", type=int, default=1, help="model number of multi-model files, 1-based (default 1)")
     p.add_argument("--separate-chains", action="store_true", help="encode every chain on its own")
@@ -41,14 +41,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
-    from openesm3.cli.common import Failures, check_output_file, progress_bar
+    from openesm3.cli.common import STDOUT, Failures, check_output_file, progress_bar, write_text
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.bundle import resolve_device
     from openesm3.generation.structure_tokens import StructureTokens, encode_structure, tokens_to_json
     from openesm3.models.structure_encoder import StructureEncoder
     from openesm3.structure import ProteinComplex, load_structure
     from openesm3.structure.io import structure_name
-    from openesm3.utils.atomic import write_text_output
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -92,10 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if tokens:
         payload = tokens_to_json(tokens, model=weights_identity(place, "structure_encoder"))
         text = json.dumps(payload, separators=(",", ":")) + "\n"
-        if args.out:
-            write_text_output(args.out, text)
-        else:
-            sys.stdout.write(text)
+        write_text(args.out or STDOUT, text)
     for item in tokens:
         chains = ", ".join(f"{c.chain_id}:{len(c.codes)}" for c in item.chains)
         print(f"{item.name}: chains {chains}; {len(item.tokens)} tokens", file=sys.stderr)

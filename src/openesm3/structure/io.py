@@ -468,6 +468,14 @@ def _to_bytes(obj: Structure, fmt: StructureFormat) -> bytes:
     return binary.getvalue()
 
 
+def structure_text(obj: Structure, format: StructureFormat) -> str:
+    """The text of the PDB or mmCIF file :func:`write_structure` would write (provenance note included), e.g. for
+    standard output. BinaryCIF is binary: refused."""
+    if format not in ("pdb", "cif"):
+        raise InputError(f"{format!r} is not a text format; structure text is 'pdb' or 'cif'")
+    return _to_bytes(obj, format).decode("utf-8")
+
+
 def write_structure(obj: Structure, path: PathLike, format: StructureFormat | None = None) -> None:
     """Write a chain or complex to ``path`` atomically; the format comes from the suffix unless given.
 
