@@ -130,6 +130,28 @@ def test_fold_dash_prints_one_structure(weights: Path, tmp_path: Path, capsys: p
     assert [r["file"] for r in _tsv(out)] == ["one.pdb"] and (tmp_path / "dir" / "one.pdb").exists()
 
 
+def test_fold_summary_dot_slash_dash_is_a_file(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``./-`` names a file called ``-``, not standard output. Before, fold read --summary through pathlib, which
+    drops the ``./``: the table was printed on stdout and no file written (with -o -, the run was refused as two
+    outputs on stdout), and an existing ``-`` was not protected by the check for an earlier run's files."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">one\n{SEQ}\n")
+    base = ["fold", str(fasta), "--weights", str(weights), *FAST, "--summary", "./-"]
+    code, out, err = _run([*base, "-o", "dir"], capsys)
+    assert code == 0, err
+    assert out == "" and [r["id"] for r in _tsv((tmp_path / "-").read_text())] == ["one"]
+    assert "summary ./-" in err
+    code, out, err = _run([*base, "-o", "other"], capsys)  # an earlier run's file is not replaced unasked
+    assert code == 2 and out == "" and "--summary ./-: 1 file already exists" in err
+    (tmp_path / "-").unlink()
+    code, out, err = _run([*base, "-o", "-"], capsys)  # the structure on stdout, the table in the file
+    assert code == 0, err
+    assert _structure(out, tmp_path).sequence == SEQ and len(_tsv((tmp_path / "-").read_text())) == 1
+    (tmp_path / "-").unlink()
+
+
 def test_a_stopped_run_prints_nothing_on_stdout_and_claims_no_summary_file(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
