@@ -6,6 +6,7 @@ directory. Tiny random networks (tests/task_testing.py): the values are meaningl
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from openesm3.cli.main import main
 from openesm3.protein import Protein
+from openesm3.structure import load_structure
 from tests.conftest import TEST_DATA
 from tests.task_testing import FAST, TRP_CAGE, ZIPPER
 
@@ -207,6 +209,26 @@ def test_tokenize_detokenize_round_trip_dash(weights: Path, tmp_path: Path, caps
     code, out, err = _run(["round-trip", str(STRUCTURE), "--weights", str(weights), "--out", "-"], capsys)
     assert code == 0, err
     assert len(_structure(out, tmp_path)) > 0 and "backbone RMSD" in err
+
+
+def test_a_structure_pdb_cannot_hold_says_how_to_get_mmcif_on_stdout(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Standard output defaults to PDB; a chain id of two characters does not fit it. Before, the error said only
+    "write mmCIF (.cif)", which no file name given as '-' can do: it now names the way (--format cif, or for
+    round-trip, which prints PDB only, a .cif file)."""
+    chain = load_structure(TRP_CAGE).chains[0]
+    dataclasses.replace(chain, chain_id="AA").write(tmp_path / "aa.cif")
+    code, out, err = _run(["round-trip", "aa.cif", "--weights", str(weights), "--out", "-"], capsys)
+    assert code == 2 and out == "" and "(on standard output: round-trip prints PDB only; give --out FILE.cif)" in err
+    assert main(["tokenize-structure", "aa.cif", "--weights", str(weights), "--out", "aa.json"]) == 0
+    code, out, err = _run(["detokenize", "aa.json", "--weights", str(weights), "--out", "-"], capsys)
+    assert code == 2 and out == "" and "(on standard output: give --format cif)" in err
+    code, out, err = _run(["detokenize", "aa.json", "--weights", str(weights), "--out", "-", "--format", "cif"], capsys)
+    assert code == 0 and [c for c, _, _ in _structure(out, tmp_path, ".cif").chain_segments()] == ["AA"]
+    (tmp_path / "in.fasta").write_text(f">x chains=AA\n{SEQ}\n")
+    code, out, err = _run(["fold", "in.fasta", "--weights", str(weights), *FAST, "-o", "-"], capsys)
+    assert code == 2 and out == "" and "(on standard output: give --format cif)" in err
 
 
 def test_detokenize_dash_refusals(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

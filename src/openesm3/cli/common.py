@@ -310,12 +310,20 @@ def stdout_structure_format(option: str, fmt: str | None) -> str:
     return fmt or "pdb"
 
 
-def write_structure_text(structure: Any, path: str | Path, fmt: str) -> None:
-    """A chain or complex to ``path`` in format ``fmt`` (atomically), or as text on standard output for ``-``."""
+def write_structure_text(structure: Any, path: str | Path, fmt: str, mmcif: str = "give --format cif") -> None:
+    """A chain or complex to ``path`` in format ``fmt`` (atomically), or as text on standard output for ``-``.
+    ``mmcif`` says how to get mmCIF on standard output, added to the error of a structure PDB cannot hold (a chain id
+    of two characters): the error's own advice, a .cif file name, cannot be given as ``-``."""
     if is_stdout(path):
         from openesm3.structure.io import structure_text  # noqa: PLC0415
 
-        sys.stdout.write(structure_text(structure, fmt))  # type: ignore[arg-type]
+        try:
+            text = structure_text(structure, fmt)  # type: ignore[arg-type]
+        except InputError as exc:
+            if fmt != "pdb":
+                raise
+            raise InputError(f"{exc} (on standard output: {mmcif})") from None
+        sys.stdout.write(text)
         sys.stdout.flush()
     else:
         structure.write(path, fmt)
