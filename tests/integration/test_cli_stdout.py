@@ -178,6 +178,13 @@ def test_a_stopped_run_prints_nothing_on_stdout_and_claims_no_summary_file(
     args = ["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "--batch-size", "1", "-o", "-"]
     code, out, err = _run([*args, "--weights", str(weights), *FAST], capsys)
     assert code == 130 and out == "" and "kept" not in err
+    # A --summary file beside -o - keeps the table of the structures done, and is said to hold no sequences (before:
+    # "kept 1 sequence(s) ... in s.tsv", which holds none).
+    code, out, err = _run([*args, "--summary", "s.tsv", "--weights", str(weights), *FAST], capsys)
+    assert code == 130 and out == "" and len(_tsv((tmp_path / "s.tsv").read_text())) == 2  # the design, its mean
+    assert (
+        "kept the summary of 1 design(s) for 1 of 2 structure(s) in s.tsv (no FASTA: -o - prints it at the end" in err
+    )
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
         if not records or not files:
             return None
         n = sum(len(r) for r in records.values())
-        return f"{n} sequence(s) for {len(records)} of {len(proteins)} structure(s) in {' and '.join(files)}"
+        done = f"{len(records)} of {len(proteins)} structure(s)"
+        if not fasta_to_file:  # the --summary file alone: the sequences were to go to stdout at the end
+            return (
+                f"the summary of {n} design(s) for {done} in {args.summary} (no FASTA: -o - prints it at the end only)"
+            )
+        return f"{n} sequence(s) for {done} in {' and '.join(files)}"
 
     with (
         report_kept("inverse-fold", kept, write),
