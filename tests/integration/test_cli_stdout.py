@@ -276,3 +276,13 @@ def test_binary_and_directory_outputs_refuse_dash(
     code, out, err = _run(args, capsys)
     assert code == 2 and out == ""
     assert message in err and "give a path (standard output takes text results only)" in err
+
+
+@pytest.mark.parametrize("command", ["convert", "build-function-vocab"])
+def test_dot_slash_dash_is_a_directory_not_refused_as_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """``./-`` names a directory called ``-``. Before, these commands read OUT through pathlib, which drops the ``./``,
+    and refused it as standard output; now the run goes on (here to the missing input, named)."""
+    code, out, err = _run([command, "missing.pth", "./-"], capsys)
+    assert code == 2 and out == "" and "standard output" not in err and "missing.pth" in err
