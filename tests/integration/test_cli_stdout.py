@@ -286,3 +286,17 @@ def test_dot_slash_dash_is_a_directory_not_refused_as_stdout(
     and refused it as standard output; now the run goes on (here to the missing input, named)."""
     code, out, err = _run([command, "missing.pth", "./-"], capsys)
     assert code == 2 and out == "" and "standard output" not in err and "missing.pth" in err
+
+
+def test_dash_with_standard_output_closed_is_one_line(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started with standard output closed (``>&-``: Python's sys.stdout is None), a result for '-' ended in
+    "internal error: AttributeError ... please report it"; it is now an error saying so, exit status 2."""
+    monkeypatch.setattr("sys.stdout", None)
+    code, _, err = _run(["featurize", str(ZIPPER), "--json", "-", "--quiet"], capsys)
+    assert code == 2 and "openesm3 featurize: error: standard output is closed" in err
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">one\n{SEQ}\n")
+    code, _, err = _run(["score", str(fasta), "--weights", str(weights), "--quiet"], capsys)  # a table without -o
+    assert code == 2 and "openesm3 score: error: standard output is closed" in err

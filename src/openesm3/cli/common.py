@@ -293,6 +293,8 @@ def write_text(path: str | Path, text: str) -> None:
     atomically (gzip-compressed under ``.gz``). Standard output is not a file: the run record lists no output for
     it, as for a table printed without ``-o``."""
     if is_stdout(path):
+        if sys.stdout is None:  # started with standard output closed (``>&-``)
+            raise InputError("standard output is closed; give a file name for the result")
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
@@ -323,8 +325,7 @@ def write_structure_text(structure: Any, path: str | Path, fmt: str, mmcif: str 
             if fmt != "pdb":
                 raise
             raise InputError(f"{exc} (on standard output: {mmcif})") from None
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_text(path, text)
     else:
         structure.write(path, fmt)
 
@@ -364,10 +365,7 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([[cell(v) for v in row] for row in rows])
-    if path is None:
-        sys.stdout.write(buffer.getvalue())
-    else:
-        write_text_output(path, buffer.getvalue())
+    write_text(STDOUT if path is None else path, buffer.getvalue())
 
 
 def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ()) -> None:
