@@ -6,6 +6,7 @@ directory. Tiny random networks (tests/task_testing.py): the values are meaningl
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from openesm3.cli.main import main
 from openesm3.protein import Protein
+from openesm3.structure import load_structure
 from tests.conftest import TEST_DATA
 from tests.task_testing import FAST, TRP_CAGE, ZIPPER
 
@@ -130,6 +132,28 @@ def test_fold_dash_prints_one_structure(weights: Path, tmp_path: Path, capsys: p
     assert [r["file"] for r in _tsv(out)] == ["one.pdb"] and (tmp_path / "dir" / "one.pdb").exists()
 
 
+def test_fold_summary_dot_slash_dash_is_a_file(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``./-`` names a file called ``-``, not standard output. Before, fold read --summary through pathlib, which
+    drops the ``./``: the table was printed on stdout and no file written (with -o -, the run was refused as two
+    outputs on stdout), and an existing ``-`` was not protected by the check for an earlier run's files."""
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">one\n{SEQ}\n")
+    base = ["fold", str(fasta), "--weights", str(weights), *FAST, "--summary", "./-"]
+    code, out, err = _run([*base, "-o", "dir"], capsys)
+    assert code == 0, err
+    assert out == "" and [r["id"] for r in _tsv((tmp_path / "-").read_text())] == ["one"]
+    assert "summary ./-" in err
+    code, out, err = _run([*base, "-o", "other"], capsys)  # an earlier run's file is not replaced unasked
+    assert code == 2 and out == "" and "--summary ./-: 1 file already exists" in err
+    (tmp_path / "-").unlink()
+    code, out, err = _run([*base, "-o", "-"], capsys)  # the structure on stdout, the table in the file
+    assert code == 0, err
+    assert _structure(out, tmp_path).sequence == SEQ and len(_tsv((tmp_path / "-").read_text())) == 1
+    (tmp_path / "-").unlink()
+
+
 def test_a_stopped_run_prints_nothing_on_stdout_and_claims_no_summary_file(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,6 +178,13 @@ def test_a_stopped_run_prints_nothing_on_stdout_and_claims_no_summary_file(
     args = ["inverse-fold", str(ZIPPER), str(TRP_CAGE), "--chains", "A", "--batch-size", "1", "-o", "-"]
     code, out, err = _run([*args, "--weights", str(weights), *FAST], capsys)
     assert code == 130 and out == "" and "kept" not in err
+    # A --summary file beside -o - keeps the table of the structures done, and is said to hold no sequences (before:
+    # "kept 1 sequence(s) ... in s.tsv", which holds none).
+    code, out, err = _run([*args, "--summary", "s.tsv", "--weights", str(weights), *FAST], capsys)
+    assert code == 130 and out == "" and len(_tsv((tmp_path / "s.tsv").read_text())) == 2  # the design, its mean
+    assert (
+        "kept the summary of 1 design(s) for 1 of 2 structure(s) in s.tsv (no FASTA: -o - prints it at the end" in err
+    )
 
 
 @pytest.mark.parametrize(
@@ -185,6 +216,26 @@ def test_tokenize_detokenize_round_trip_dash(weights: Path, tmp_path: Path, caps
     code, out, err = _run(["round-trip", str(STRUCTURE), "--weights", str(weights), "--out", "-"], capsys)
     assert code == 0, err
     assert len(_structure(out, tmp_path)) > 0 and "backbone RMSD" in err
+
+
+def test_a_structure_pdb_cannot_hold_says_how_to_get_mmcif_on_stdout(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Standard output defaults to PDB; a chain id of two characters does not fit it. Before, the error said only
+    "write mmCIF (.cif)", which no file name given as '-' can do: it now names the way (--format cif, or for
+    round-trip, which prints PDB only, a .cif file)."""
+    chain = load_structure(TRP_CAGE).chains[0]
+    dataclasses.replace(chain, chain_id="AA").write(tmp_path / "aa.cif")
+    code, out, err = _run(["round-trip", "aa.cif", "--weights", str(weights), "--out", "-"], capsys)
+    assert code == 2 and out == "" and "(on standard output: round-trip prints PDB only; give --out FILE.cif)" in err
+    assert main(["tokenize-structure", "aa.cif", "--weights", str(weights), "--out", "aa.json"]) == 0
+    code, out, err = _run(["detokenize", "aa.json", "--weights", str(weights), "--out", "-"], capsys)
+    assert code == 2 and out == "" and "(on standard output: give --format cif)" in err
+    code, out, err = _run(["detokenize", "aa.json", "--weights", str(weights), "--out", "-", "--format", "cif"], capsys)
+    assert code == 0 and [c for c, _, _ in _structure(out, tmp_path, ".cif").chain_segments()] == ["AA"]
+    (tmp_path / "in.fasta").write_text(f">x chains=AA\n{SEQ}\n")
+    code, out, err = _run(["fold", "in.fasta", "--weights", str(weights), *FAST, "-o", "-"], capsys)
+    assert code == 2 and out == "" and "(on standard output: give --format cif)" in err
 
 
 def test_detokenize_dash_refusals(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -225,3 +276,27 @@ def test_binary_and_directory_outputs_refuse_dash(
     code, out, err = _run(args, capsys)
     assert code == 2 and out == ""
     assert message in err and "give a path (standard output takes text results only)" in err
+
+
+@pytest.mark.parametrize("command", ["convert", "build-function-vocab"])
+def test_dot_slash_dash_is_a_directory_not_refused_as_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """``./-`` names a directory called ``-``. Before, these commands read OUT through pathlib, which drops the ``./``,
+    and refused it as standard output; now the run goes on (here to the missing input, named)."""
+    code, out, err = _run([command, "missing.pth", "./-"], capsys)
+    assert code == 2 and out == "" and "standard output" not in err and "missing.pth" in err
+
+
+def test_dash_with_standard_output_closed_is_one_line(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started with standard output closed (``>&-``: Python's sys.stdout is None), a result for '-' ended in
+    "internal error: AttributeError ... please report it"; it is now an error saying so, exit status 2."""
+    monkeypatch.setattr("sys.stdout", None)
+    code, _, err = _run(["featurize", str(ZIPPER), "--json", "-", "--quiet"], capsys)
+    assert code == 2 and "openesm3 featurize: error: standard output is closed" in err
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">one\n{SEQ}\n")
+    code, _, err = _run(["score", str(fasta), "--weights", str(weights), "--quiet"], capsys)  # a table without -o
+    assert code == 2 and "openesm3 score: error: standard output is closed" in err

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("corpus", type=Path, help="TSV: protein_id, label (one row per annotation)")
-    parser.add_argument("out", type=Path, help="output directory (created)")
+    parser.add_argument("out", help="output directory (created)")  # text: pathlib would read ./- as -
     parser.add_argument("--terms", type=Path, help="TSV: term_id, term_type, term_name, keywords")
     parser.add_argument("--keywords", type=Path, help="keyword list, one per line")
     parser.add_argument("--base-vocab", type=Path, help="reuse the terms and keywords of this vocabulary")
@@ -57,15 +57,16 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
 
     refuse_stdout(args.out, "OUT", "build-function-vocab writes a vocabulary directory")
+    out = Path(args.out)
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"{args.out}: exists and is not a directory")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
     outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
-    existing = [name for name in outputs if (args.out / name).exists()]
+    existing = [name for name in outputs if (out / name).exists()]
     if existing and not args.overwrite:
         raise OutputsExistError(
-            f"{args.out}: already holds {', '.join(existing)}; give a new directory, or --overwrite to replace them"
+            f"{out}: already holds {', '.join(existing)}; give a new directory, or --overwrite to replace them"
         )
     corpus = build.read_annotation_corpus(args.corpus)
     if args.terms is not None:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             residue = build.build_residue_annotation_vocabulary(counts, min_proteins=args.residue_min_proteins)
         except InputError as exc:
             raise InputError(f"{args.residue_corpus}: {exc}") from exc
-    paths = build.write_vocabulary_directory(args.out, vocabulary, residue)
+    paths = build.write_vocabulary_directory(out, vocabulary, residue)
     if residue is not None:
         print(f"residue annotations: {len(residue.labels)} labels", file=sys.stderr)
     idf = vocabulary.idf

@@ -293,6 +293,8 @@ def write_text(path: str | Path, text: str) -> None:
     atomically (gzip-compressed under ``.gz``). Standard output is not a file: the run record lists no output for
     it, as for a table printed without ``-o``."""
     if is_stdout(path):
+        if sys.stdout is None:  # started with standard output closed (``>&-``)
+            raise InputError("standard output is closed; give a file name for the result")
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
@@ -310,13 +312,20 @@ def stdout_structure_format(option: str, fmt: str | None) -> str:
     return fmt or "pdb"
 
 
-def write_structure_text(structure: Any, path: str | Path, fmt: str) -> None:
-    """A chain or complex to ``path`` in format ``fmt`` (atomically), or as text on standard output for ``-``."""
+def write_structure_text(structure: Any, path: str | Path, fmt: str, mmcif: str = "give --format cif") -> None:
+    """A chain or complex to ``path`` in format ``fmt`` (atomically), or as text on standard output for ``-``.
+    ``mmcif`` says how to get mmCIF on standard output, added to the error of a structure PDB cannot hold (a chain id
+    of two characters): the error's own advice, a .cif file name, cannot be given as ``-``."""
     if is_stdout(path):
         from openesm3.structure.io import structure_text  # noqa: PLC0415
 
-        sys.stdout.write(structure_text(structure, fmt))  # type: ignore[arg-type]
-        sys.stdout.flush()
+        try:
+            text = structure_text(structure, fmt)  # type: ignore[arg-type]
+        except InputError as exc:
+            if fmt != "pdb":
+                raise
+            raise InputError(f"{exc} (on standard output: {mmcif})") from None
+        write_text(path, text)
     else:
         structure.write(path, fmt)
 
@@ -356,10 +365,7 @@ def write_table(path: str | None, header: list[str], rows: list[list[Any]]) -> N
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([[cell(v) for v in row] for row in rows])
-    if path is None:
-        sys.stdout.write(buffer.getvalue())
-    else:
-        write_text_output(path, buffer.getvalue())
+    write_text(STDOUT if path is None else path, buffer.getvalue())
 
 
 def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ()) -> None:

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("src", type=Path, help="official .pth file, or a directory laid out like the release")
-    parser.add_argument("out", type=Path, help="output directory")
+    parser.add_argument("out", help="output directory")  # text: pathlib would read ./- as -
     parser.add_argument(
         "--model-type", default="auto", help="auto (recognise by key names) or one of the registered networks"
     )
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.utils.text import read_text_file
 
     refuse_stdout(args.out, "OUT", "convert writes a directory of weights")
+    out_dir = Path(args.out)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     known = sorted(OFFICIAL_KEY_MAPS)
     if args.model_type != "auto" and args.model_type not in OFFICIAL_KEY_MAPS:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise already
     jobs: list[tuple[Path, str | None, Path]] = []  # (file, model type or None = detect, output dir)
     if args.src.is_file():
-        jobs.append((args.src, None if args.model_type == "auto" else args.model_type, args.out))
+        jobs.append((args.src, None if args.model_type == "auto" else args.model_type, out_dir))
     elif args.src.is_dir():
         types = known if args.model_type == "auto" else [args.model_type]
         for model_type in types:
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.model_type != "auto":
                     raise
                 continue
-            jobs.append((file, model_type, args.out / model_type))
+            jobs.append((file, model_type, out_dir / model_type))
         if not jobs:
             if (ours / CONFIG_FILE).is_file() and (ours / WEIGHTS_FILE).is_file():
                 raise already

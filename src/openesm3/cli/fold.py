@@ -67,9 +67,10 @@ def _file_stem_and_format(path: Path) -> tuple[str, str] | None:
     return None if fmt is None else (Path(name).stem, fmt)
 
 
-def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, Path | None]:
+def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path], str, str | None]:
     """Structure file per protein, format, summary path (None: no summary, with -o - and no --summary); checked (and
-    the output directory made) before any work."""
+    the output directory made) before any work. The summary stays the text given: pathlib would read ``./-`` (a
+    file named ``-``) as ``-`` (standard output)."""
     from openesm3.cli.common import (  # noqa: PLC0415
         check_distinct_outputs,
         check_new_outputs,
@@ -84,14 +85,14 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
 
     out = Path(args.output)
     single = _file_stem_and_format(out)
-    summary: Path | None
+    summary: str | None
     if is_stdout(args.output):  # one structure as text on stdout, alone: a summary only to a --summary FILE
         if len(names) != 1:
             raise InputError(f"-o -: standard output takes one structure, not {len(names)}; give a directory")
         if args.pae_plot:
             raise InputError("--pae-plot: with -o - there is no place for <id>.pae.png; give -o DIR or -o FILE.pdb")
         fmt = stdout_structure_format("-o", args.format)
-        summary = Path(args.summary) if args.summary else None
+        summary = args.summary or None
         files = [out]
     elif single is not None:
         stem, fmt = single
@@ -100,14 +101,14 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
         if args.format is not None and args.format != fmt:
             raise InputError(f"-o {args.output} names a {fmt} file, but --format is {args.format}")
         check_output_file(args.output, "-o")
-        summary = Path(args.summary) if args.summary else out.with_name(stem + ".summary.tsv")
+        summary = args.summary or str(out.with_name(stem + ".summary.tsv"))
         files = [out]
     else:
         fmt = args.format or "pdb"
         out = prepare_output_dir(args.output, "-o")
         files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
-        summary = Path(args.summary) if args.summary else out / "summary.tsv"
-    check_output_file(None if summary is None else str(summary), "--summary", args.inputs)
+        summary = args.summary or str(out / "summary.tsv")
+    check_output_file(summary, "--summary", args.inputs)
     check_not_inputs(files, args.inputs, "-o")
     check_distinct_outputs([*(("-o", f) for f in files), ("--summary", summary)])
     plots = [_plot_path(f, fmt) for f in files] if args.pae_plot else []

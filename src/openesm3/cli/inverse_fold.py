@@ -130,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
 
     fasta_to_file = not is_stdout(args.output)  # '-': the FASTA goes to stdout at the end
     summary_to_file = args.summary is not None and not is_stdout(args.summary)
-    files = [f for f, to_file in ((args.output, fasta_to_file), (args.summary, summary_to_file)) if to_file]
 
     def fasta() -> str:
         return "\n".join(r for i in sorted(records) for r in records[i]) + "\n"
@@ -145,10 +144,16 @@ def run(args: argparse.Namespace) -> int:
             write_table(args.summary, SUMMARY_COLUMNS, table())
 
     def kept() -> str | None:
-        if not records or not files:
+        if not records or not (fasta_to_file or summary_to_file):
             return None
         n = sum(len(r) for r in records.values())
-        return f"{n} sequence(s) for {len(records)} of {len(proteins)} structure(s) in {' and '.join(files)}"
+        done = f"{len(records)} of {len(proteins)} structure(s)"
+        if not fasta_to_file:  # the --summary file alone: the sequences were to go to stdout at the end
+            return (
+                f"the summary of {n} design(s) for {done} in {args.summary} (no FASTA: -o - prints it at the end only)"
+            )
+        summary = f" and {args.summary}" if summary_to_file else ""
+        return f"{n} sequence(s) for {done} in {args.output}{summary}"
 
     with (
         report_kept("inverse-fold", kept, write),

@@ -102,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
         decoded = decode_all_atom(tokens, decoder)[0] if all_atom else decode_structure(tokens, decoder)
         written = decoded.structure if len(decoded.structure.chains) > 1 else decoded.structure.chains[0]
         assert fmt is not None  # a name without a structure suffix was refused up front
-        write_structure_text(written, args.out, fmt)
+        write_structure_text(written, args.out, fmt, mmcif="round-trip prints PDB only; give --out FILE.cif")
         say(f"decoded structure written to {'standard output' if to_stdout else args.out}")
     return 0
