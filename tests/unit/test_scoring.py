@@ -532,3 +532,12 @@ def test_describing_a_chain_numbered_out_of_order_or_only_with_insertion_codes()
     assert numbering.describe("A") == "chain A has residues 5-7, 1-2 (in file order)"
     assert numbering.describe("B") == "chain B has no residue without an insertion code; insertion codes: 1A, 1B"
     assert numbering.describe("C") == "chain C has residues 1-4 with a gap at 3"
+
+
+def test_resolve_variant_refuses_the_numbering_of_another_protein() -> None:
+    # resolve_variant (public) with the numbering of a longer protein failed with a bare IndexError.
+    numbering = AuthorNumbering.from_protein(Protein(sequence="MKTAYI", residue_index=np.arange(1, 7)), source="x.pdb")
+    for sequence in ("MK", "MKTAYG"):
+        with pytest.raises(InputError, match=r"numbering: built from x\.pdb, whose sequence is not the one given"):
+            resolve_variant(parse_variant("Y5G"), sequence, numbering=numbering)
+    assert resolve_variant(parse_variant("Y5G"), "MKTAYI", numbering=numbering)[0].index == 4
