@@ -91,6 +91,7 @@ def test_generate_refuses_only_for_the_files_it_would_write(
     ("command", "existing", "option"),
     [
         (["inverse-fold", str(TRP_CAGE), "-o", "{tmp}/d.fasta", "--summary", "{tmp}/d.tsv"], ["d.tsv"], "--summary"),
+        (["inverse-fold", str(TRP_CAGE), "-o", "{tmp}/d.fasta", "--summary", "{tmp}/d.tsv"], ["d.fasta"], "-o"),
         (["predict-function", "{fasta}", "-o", "{tmp}/f.json", "--vocabulary-dir", "{vocab}"], ["f.json"], "-o"),
         (["embed", "{fasta}", "-o", "{tmp}/emb"], ["emb/two.npy", "emb/two.mean.npy"], "-o"),
         (["embed", "{fasta}", "-o", "{tmp}/emb", "--mean-only"], ["emb/one.mean.npy"], "-o"),

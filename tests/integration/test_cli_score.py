@@ -204,6 +204,12 @@ def test_variants_of_a_complex_name_their_chain(bundle: Path, tmp_path: Path, ca
            "--variant-chain for mutations naming none" in capsys.readouterr().err  # fmt: skip
     assert main(["score", *common, "--variant-chain", "C", "--mutations", "K3G"]) == 2
     assert f"{ZIPPER}: no chain 'C' (chains: A, B)" in capsys.readouterr().err
+    # A later mutation naming no chain is refused up front too; a variant that does not parse is only reported.
+    assert main(["score", *common, "--mutations", "B/K3G:M2A"]) == 2
+    assert "variant 'B/K3G:M2A' names none: write the chain before a '/' (A/M2A)" in capsys.readouterr().err
+    assert main(["score", *common, "--mutations", "B/K3G", "K3", "-o", str(tmp_path / "bad.csv")]) == 1
+    assert "score: error: variant 'K3': mutation 'K3': expected wild-type letter" in capsys.readouterr().err
+    assert list(_scores(tmp_path / "bad.csv", ",").values()) == [_scores(out, ",")["B/K3G"], ""]
 
 
 def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -219,6 +225,7 @@ def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys)
         ([str(fasta), "--method", "wt-marginal"], "--method: for variant scores only"),
         ([str(fasta), "--numbering", "sequence", "--offset", "3"], "--numbering, --offset: for variant scores only"),
         ([str(fasta), "--variant-chain", "A"], "--variant-chain: for variant scores only (--mutations, "),
+        ([str(fasta), "--offset", "0"], "--offset: for variant scores only"),  # the default value, still refused
         ([str(fasta), "--mutations", "N2AA"], "variant 'N2AA': mutation N2AA: names an insertion code (2A), which only "
          "author numbering reads (--numbering author"),
     ]  # fmt: skip

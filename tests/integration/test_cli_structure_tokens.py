@@ -540,6 +540,12 @@ def test_detokenize_into_a_directory_refuses_an_earlier_runs_structures(
     assert (out_dir / "1fxd.cif").read_bytes() == before
     assert run(args, capsys)[0] == 0  # .pdb files: not there yet
     assert run([*args, "--overwrite"], capsys)[0] == 0
+    conf = tmp_path / "conf.json"  # an earlier run's confidences, beside structures going to a new directory
+    conf.write_text("earlier\n")
+    fresh = ["detokenize", str(tokens), "--weights", str(weights), "--out", str(tmp_path / "fresh"), "--quiet"]
+    code, _, err = run([*fresh, "--confidence", str(conf)], capsys)
+    assert code == 2 and f"--confidence {conf}: 1 file already exists that this run would write ({conf}); " in err
+    assert conf.read_text() == "earlier\n"
     single = tmp_path / "one.json"
     assert run(["tokenize-structure", files[1], "--weights", str(weights), "--out", str(single)], capsys)[0] == 0
     for _ in range(2):

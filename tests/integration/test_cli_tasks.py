@@ -369,22 +369,25 @@ def test_a_function_vocabulary_of_another_decoder_stops_before_any_work(
     from openesm3.tokenizers.build import write_function_vocabulary  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import InterProEntry  # noqa: PLC0415
 
-    entries = tuple(InterProEntry(f"IPR{i:06d}", "Domain", f"Entry {i}") for i in range(1, 4))  # the decoder has 5
-    other = FunctionVocabulary(KEYWORDS, np.full(len(KEYWORDS), 5.0), entries, {e.id: KEYWORDS[:2] for e in entries},
-                               np.ones((8, 8, len(KEYWORDS)), np.float32))  # fmt: skip
-    write_function_vocabulary(other, tmp_path / "other")
     module, function = task.rsplit(".", 1)
 
     def no_work(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError(f"{task} ran although the command should have stopped before any work")
 
     monkeypatch.setattr(importlib.import_module(f"openesm3.generation.{module}"), function, no_work)
-    other = ["--vocabulary-dir", str(tmp_path / "other")]
-    assert main([*command, "-o", str(tmp_path / "out"), *other, "--weights", str(weights), *FAST]) == 2
-    err = capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-    assert "the function decoder" in err and "predicts 5 InterPro entries and 30 keywords" in err
-    assert f"{tmp_path / 'other'}" in err and "has 3 InterPro entries and 30 keywords" in err
+    for n_entries, n_keywords in [(3, 30), (5, 28)]:  # the decoder has 5 InterPro entries and 30 keywords
+        keywords = KEYWORDS[:n_keywords]
+        entries = tuple(InterProEntry(f"IPR{i:06d}", "Domain", f"Entry {i}") for i in range(1, n_entries + 1))
+        other = FunctionVocabulary(keywords, np.full(n_keywords, 5.0), entries, {e.id: keywords[:2] for e in entries},
+                                   np.ones((8, 8, n_keywords), np.float32))  # fmt: skip
+        directory = tmp_path / f"other_{n_entries}_{n_keywords}"
+        write_function_vocabulary(other, directory)
+        argv = [*command, "-o", str(tmp_path / "out"), "--vocabulary-dir", str(directory), "--weights", str(weights)]
+        assert main([*argv, *FAST]) == 2
+        err = capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+        assert "the function decoder" in err and "predicts 5 InterPro entries and 30 keywords" in err
+        assert f"{directory}" in err and f"has {n_entries} InterPro entries and {n_keywords} keywords" in err
 
 
 # -------------------------------------------------------------------------------------------------------- generate

@@ -121,3 +121,23 @@ def test_the_refusal_of_an_earlier_runs_files_asks_for_what_clashed(tmp_path: Pa
             check_new_outputs(args, outputs)
         assert wanted in str(caught.value), outputs
     check_new_outputs(argparse.Namespace(overwrite=True), cases[2][0])
+
+
+def test_the_refusal_of_an_earlier_runs_files_counts_what_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link pointing nowhere is still something the run would replace; an option not given (None) names no file,
+    even beside a file called 'None'; a file listed twice is one file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "None").write_text("mine\n")
+    args = argparse.Namespace(overwrite=False)
+    check_new_outputs(args, [("--summary", None, [None]), ("-o", tmp_path / "new.tsv", [tmp_path / "new.tsv"])])
+    (tmp_path / "link.tsv").symlink_to(tmp_path / "nowhere.tsv")
+    with pytest.raises(
+        InputError, match=r"-o link\.tsv: 1 file already exists that this run would write \(link\.tsv\)"
+    ):
+        check_new_outputs(args, [("-o", "link.tsv", ["link.tsv"])])
+    (tmp_path / "t.tsv").write_text("earlier\n")
+    with pytest.raises(InputError, match=r"-o t\.tsv: 1 file already exists that this run would write \(t\.tsv\); "
+                       r"give a new file, or --overwrite to replace it \("):  # fmt: skip
+        check_new_outputs(args, [("-o", "t.tsv", ["t.tsv", Path("t.tsv")])])

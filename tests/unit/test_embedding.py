@@ -198,3 +198,23 @@ def test_a_protein_without_a_sequence_is_embedded(model: torch.nn.Module) -> Non
     (emb,) = embed_batch(model, [tensor])
     assert emb.per_residue.shape == (5, 64)
     np.testing.assert_allclose(emb.mean, emb.per_residue[[0, 1, 3, 4]].mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize(("output", "fmt", "per_residue", "n_files"), [
+    ("emb", "npy", True, 7),  # <name>.npy and <name>.mean.npy of 3 records, index.tsv
+    ("emb", "npy", False, 4),
+    ("e.safetensors", "safetensors", True, 1),
+])  # fmt: skip
+def test_a_writer_names_the_files_it_will_write_before_writing_any(
+    tmp_path: Path, output: str, fmt: str, per_residue: bool, n_files: int
+) -> None:
+    """``embed`` refuses an earlier run's files (no --overwrite) by these names, before the trunk runs."""
+    writer = EmbeddingWriter(tmp_path / output, fmt, per_residue=per_residue)  # type: ignore[arg-type]
+    ids = ["p/1", "p/1", "q"]
+    names = writer.names(ids)
+    expected = writer.files(names)
+    for n, (record_id, name) in enumerate(zip(ids, names)):
+        writer.add(record_id, _emb(n + 2, n), name=name)
+    writer.close()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert sorted(expected) == sorted(written) and len(expected) == n_files

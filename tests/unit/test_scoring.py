@@ -261,6 +261,10 @@ def test_bf16_model_scores_from_fp32_logits(model: torch.nn.Module) -> None:
         ({"offset": 2.0}, r"offset must be an int, got 2\.0"),
         ({"variants": ["N2A", 42]}, r"variants\[1\]: expected a Variant or its text .*got 42"),
         ({"variants": [("N", 2, "A")]}, r"variants\[0\]: expected a Variant"),
+        (
+            {"numbering": "author"},
+            r"numbering must be an AuthorNumbering \(AuthorNumbering\.from_protein\), got 'author'",
+        ),
     ],
 )
 def test_masked_marginal_arguments_are_checked(model: torch.nn.Module, kwargs: dict, message: str) -> None:
@@ -309,9 +313,9 @@ def test_variants_sharing_positions_share_a_pass(model: torch.nn.Module) -> None
             return self.inner(**kwargs)
 
     tensor = encode_protein(Protein(sequence=SEQ))
-    variants = [parse_variant(f"N2{aa}") for aa in "ACDEFG"] + [parse_variant("L3G"), parse_variant("N2A:L3G")]
+    variants = [parse_variant(f"N2{aa}") for aa in "ACDEFG"] + [parse_variant(t) for t in ("L3G", "N2A:L3G", "L3G:N2A")]
     masked_marginal_scores(Counting(), tensor, variants, batch_size=8)
-    assert calls == [3]  # masked sets {2}, {3}, {2, 3}
+    assert calls == [3]  # masked sets {2}, {3}, {2, 3}: a multi-mutant's set whatever the order of its mutations
 
 
 def test_coordinates_condition_the_scores(model: torch.nn.Module) -> None:
@@ -494,3 +498,46 @@ def test_wt_marginals_take_one_pass_for_a_whole_scan(model: torch.nn.Module) -> 
     assert sum(done) == len(scores) and batches == [[0], list(range(1, len(scores)))]  # the wild type needs no pass
     calls.clear()
     assert wt_marginal_scores(Counting(), tensor, ["WT", "A3G"])[0].score == 0.0 and calls == []  # nothing to pass
+
+
+def test_author_numbering_reads_chain_ids_of_several_characters_and_keeps_their_case() -> None:
+    # mmCIF chain ids may be longer than one character, and 'a' and 'A' are two chains of one file.
+    protein = Protein(sequence="MKT|GGS|AYI", residue_index=np.array([1, 2, 3, -1, 1, 2, 3, -1, 1, 2, 3]),
+                      chain_ids=("A", "a", "AB1"))  # fmt: skip
+    numbering = AuthorNumbering.from_protein(protein, source="big.cif")
+    resolved = resolve_variant(parse_variant("a/G1A:AB1/Y2G:A/K2G"), protein.sequence, numbering=numbering)
+    assert [m.index for m in resolved] == [4, 9, 1]
+    with pytest.raises(InputError, match=r"big\.cif has no chain 'b' \(chains: A, a, AB1\)"):
+        resolve_variant(parse_variant("b/G1A"), protein.sequence, numbering=numbering)
+
+
+def test_author_numbering_matches_insertion_codes_whatever_their_case() -> None:
+    # A file's lowercase insertion code and the user's uppercase one (or the reverse) name the same residue.
+    protein = Protein(
+        sequence="MKTA", residue_index=np.array([51, 52, 52, 53]), insertion_code=np.array(["", "", "a", ""])
+    )
+    numbering = AuthorNumbering.from_protein(protein, source="ab.pdb")
+    for text in ("T52AG", "T52aG"):
+        assert resolve_variant(parse_variant(text), "MKTA", numbering=numbering)[0].index == 2
+    assert "insertion codes: 52A" in numbering.describe("A")
+
+
+def test_describing_a_chain_numbered_out_of_order_or_only_with_insertion_codes() -> None:
+    # What a missing residue's error offers to name: file order kept for a chain not numbered upwards, a
+    # one-residue gap written as one number, a chain whose every residue has an insertion code.
+    protein = Protein(sequence="MKTAY|GS|KTA", residue_index=np.array([5, 6, 7, 1, 2, -1, 1, 1, -1, 1, 2, 4]),
+                      insertion_code=np.array(["", "", "", "", "", "", "A", "B", "", "", "", ""]),
+                      chain_ids=("A", "B", "C"))  # fmt: skip
+    numbering = AuthorNumbering.from_protein(protein, chain="A")
+    assert numbering.describe("A") == "chain A has residues 5-7, 1-2 (in file order)"
+    assert numbering.describe("B") == "chain B has no residue without an insertion code; insertion codes: 1A, 1B"
+    assert numbering.describe("C") == "chain C has residues 1-4 with a gap at 3"
+
+
+def test_resolve_variant_refuses_the_numbering_of_another_protein() -> None:
+    # resolve_variant (public) with the numbering of a longer protein failed with a bare IndexError.
+    numbering = AuthorNumbering.from_protein(Protein(sequence="MKTAYI", residue_index=np.arange(1, 7)), source="x.pdb")
+    for sequence in ("MK", "MKTAYG"):
+        with pytest.raises(InputError, match=r"numbering: built from x\.pdb, whose sequence is not the one given"):
+            resolve_variant(parse_variant("Y5G"), sequence, numbering=numbering)
+    assert resolve_variant(parse_variant("Y5G"), "MKTAYI", numbering=numbering)[0].index == 4

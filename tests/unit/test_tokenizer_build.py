@@ -146,6 +146,24 @@ def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.Capture
     assert "bad.tsv: corpus protein 'P1': label 'unknown thing'" in capsys.readouterr().err
 
 
+def test_cli_refuses_any_file_it_would_write_not_only_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # OUT holding an earlier residue vocabulary (or the hyperplanes alone) was overwritten without a word.
+    (tmp_path / "terms.tsv").write_text(TERMS)
+    (tmp_path / "corpus.tsv").write_text(CORPUS)
+    (tmp_path / "residues.tsv").write_text("protein_id\tlabel\nP1\tActive site\n")
+    args = ["build-function-vocab", str(tmp_path / "corpus.tsv"), "--terms", str(tmp_path / "terms.tsv")]
+    residue = ["--residue-corpus", str(tmp_path / "residues.tsv")]
+    for name, extra in [(C.RESIDUE_ANNOTATION_VOCAB_FILE, residue), (C.LSH_HYPERPLANES_FILE, [])]:
+        out = tmp_path / name.split(".")[0]
+        out.mkdir()
+        (out / name).write_text("earlier\n")
+        assert main([*args, str(out), *extra]) == 2
+        assert f"{out}: already holds {name}; give a new directory, or --overwrite" in capsys.readouterr().err
+        assert (out / name).read_text() == "earlier\n" and sorted(p.name for p in out.iterdir()) == [name]
+
+
 def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:
     (tmp_path / "terms.tsv").write_text(TERMS)
     (tmp_path / "corpus.tsv").write_text(CORPUS)

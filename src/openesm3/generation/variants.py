@@ -134,10 +134,15 @@ def resolve_variant(
         InputError: naming the variant and the mutation: position outside the sequence (or a residue number not in
             the structure), a wild-type letter that does not match the sequence, a letter that is not a residue, a
             mutant that is an ambiguity code (X, B, Z), two mutations at one position, or a chain / insertion code
-            without author numbering.
+            without author numbering; also ``numbering`` built from a protein whose sequence is not ``sequence``.
     """
     if numbering is not None and offset != 0:
         raise InputError(f"author numbering takes no offset (got offset {offset}): the residue numbers are the file's")
+    if numbering is not None and numbering.sequence != sequence:  # its indices would point elsewhere, or past the end
+        raise InputError(
+            f"numbering: built from {numbering.source}, whose sequence is not the one given "
+            "(AuthorNumbering.from_protein takes the protein whose sequence the variants are checked against)"
+        )
     out: list[ResolvedMutation] = []
     seen: dict[int, Mutation] = {}
     for m in variant.mutations:
