@@ -300,22 +300,25 @@ def test_masked_marginals_match_a_hand_computation(model: torch.nn.Module) -> No
         assert (a.score is None and b.score is None) or a.score == pytest.approx(b.score, abs=1e-5)
 
 
+class CountingPasses(torch.nn.Module):
+    """``model``'s forward path, recording the number of rows of each pass in ``calls``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.calls: list[int] = []
+
+    def forward(self, **kwargs: torch.Tensor):  # noqa: ANN202
+        self.calls.append(kwargs["sequence_tokens"].shape[0])
+        return self.inner(**kwargs)
+
+
 def test_variants_sharing_positions_share_a_pass(model: torch.nn.Module) -> None:
-    calls = []
-
-    class Counting(torch.nn.Module):  # the forward path, counting masked copies
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, **kwargs: torch.Tensor):  # noqa: ANN202
-            calls.append(kwargs["sequence_tokens"].shape[0])
-            return self.inner(**kwargs)
-
     tensor = encode_protein(Protein(sequence=SEQ))
     variants = [parse_variant(f"N2{aa}") for aa in "ACDEFG"] + [parse_variant(t) for t in ("L3G", "N2A:L3G", "L3G:N2A")]
-    masked_marginal_scores(Counting(), tensor, variants, batch_size=8)
-    assert calls == [3]  # masked sets {2}, {3}, {2, 3}: a multi-mutant's set whatever the order of its mutations
+    counting = CountingPasses(model)
+    masked_marginal_scores(counting, tensor, variants, batch_size=8)
+    assert counting.calls == [3]  # masked sets {2}, {3}, {2, 3}: a multi-mutant's, whatever its mutations' order
 
 
 def test_coordinates_condition_the_scores(model: torch.nn.Module) -> None:
@@ -477,27 +480,18 @@ def test_wt_marginals_match_a_hand_computation(model: torch.nn.Module) -> None:
 
 
 def test_wt_marginals_take_one_pass_for_a_whole_scan(model: torch.nn.Module) -> None:
-    calls = []
-
-    class Counting(torch.nn.Module):  # the forward path, counting the rows of each pass
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, **kwargs: torch.Tensor):  # noqa: ANN202
-            calls.append(kwargs["sequence_tokens"].shape[0])
-            return self.inner(**kwargs)
-
+    counting = CountingPasses(model)
     tensor = encode_protein(Protein(sequence=SEQ))
     scan = [f"{wt}{i + 1}{aa}" for i, wt in enumerate(SEQ) for aa in "ACDEFGHIKLMNPQRSTVWY" if aa != wt]
     done: list[int] = []
     batches: list[list[int]] = []
-    scores = wt_marginal_scores(Counting(), tensor, ["WT", *scan, "N2A:L3G"], progress=done.append,
+    scores = wt_marginal_scores(counting, tensor, ["WT", *scan, "N2A:L3G"], progress=done.append,
                                 on_batch=lambda pairs: batches.append([n for n, _ in pairs]))  # fmt: skip
-    assert calls == [1] and len(scores) == len(scan) + 2 and all(s.score is not None for s in scores)
+    assert counting.calls == [1] and len(scores) == len(scan) + 2 and all(s.score is not None for s in scores)
     assert sum(done) == len(scores) and batches == [[0], list(range(1, len(scores)))]  # the wild type needs no pass
-    calls.clear()
-    assert wt_marginal_scores(Counting(), tensor, ["WT", "A3G"])[0].score == 0.0 and calls == []  # nothing to pass
+    counting.calls.clear()
+    assert wt_marginal_scores(counting, tensor, ["WT", "A3G"])[0].score == 0.0  # nothing to pass
+    assert counting.calls == []
 
 
 def test_author_numbering_reads_chain_ids_of_several_characters_and_keeps_their_case() -> None:
