@@ -440,10 +440,10 @@ def check_new_outputs(
     """Stop before any work when a file this run would write already exists, unless ``--overwrite``.
 
     ``outputs``: ``(option, value given, the files it makes this run write)``; a file None (an option not given) is
-    skipped, and so is ``-`` (standard output: nothing to replace). A command that writes its results as
-    it goes replaces an earlier run's files one by one: stopped part way (Ctrl-C, SIGTERM, a crash), it would leave
-    a partial ``designs.fasta`` or table where a complete one was, beside a mix of new and old files. Files of the
-    output directory that this run would not write are no reason to refuse. The refusal is an
+    skipped, and so is ``-`` (standard output: nothing to replace). A command that writes its results as it goes
+    replaces an earlier run's files one by one: stopped part way (Ctrl-C, SIGTERM, a crash), it would leave a partial
+    ``designs.fasta`` or table where a complete one was, beside a mix of new and old files. Files of the output
+    directory that this run would not write are no reason to refuse. The refusal is an
     :class:`~openesm3.errors.OutputsExistError`: an existing ``--record`` file is then kept (it is the record of the
     run that wrote those files)."""
     import os  # noqa: PLC0415
