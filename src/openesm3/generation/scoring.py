@@ -251,19 +251,14 @@ def _resolve(
         raise InputError(f"offset must be an int, got {offset!r}")
     if numbering is not None and not isinstance(numbering, AuthorNumbering):
         raise InputError(f"numbering must be an AuthorNumbering (AuthorNumbering.from_protein), got {numbering!r}")
-    if numbering is not None and offset != 0:
-        raise InputError(f"author numbering takes no offset (got offset {offset}): the residue numbers are the file's")
     for n, item in enumerate(variants):
         if not isinstance(item, Variant | str):
             raise InputError(f"variants[{n}]: expected a Variant or its text ('A42G:L50P'), got {item!r}")
     if wild_type.sequence is None:
         raise InputError("variant scoring needs the wild-type sequence")
     sequence = SequenceTokenizer().decode(wild_type.sequence)
-    if numbering is not None and numbering.sequence != sequence:
-        raise InputError(
-            f"numbering: built from {numbering.source}, whose sequence is not the wild type's "
-            "(AuthorNumbering.from_protein takes the protein the wild-type tensor was encoded from)"
-        )
+    if numbering is not None:  # once for the whole scan, not in every variant's error
+        numbering.check_against(sequence, offset, "the wild type's", "the wild-type tensor was encoded from")
     results: list[VariantScore] = []
     resolved: dict[int, tuple[ResolvedMutation, ...]] = {}
     for n, item in enumerate(variants):

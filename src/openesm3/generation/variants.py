@@ -136,13 +136,8 @@ def resolve_variant(
             mutant that is an ambiguity code (X, B, Z), two mutations at one position, or a chain / insertion code
             without author numbering; also ``numbering`` built from a protein whose sequence is not ``sequence``.
     """
-    if numbering is not None and offset != 0:
-        raise InputError(f"author numbering takes no offset (got offset {offset}): the residue numbers are the file's")
-    if numbering is not None and numbering.sequence != sequence:  # its indices would point elsewhere, or past the end
-        raise InputError(
-            f"numbering: built from {numbering.source}, whose sequence is not the one given "
-            "(AuthorNumbering.from_protein takes the protein whose sequence the variants are checked against)"
-        )
+    if numbering is not None:
+        numbering.check_against(sequence, offset, "the one given", "whose sequence the variants are checked against")
     out: list[ResolvedMutation] = []
     seen: dict[int, Mutation] = {}
     for m in variant.mutations:
@@ -248,6 +243,20 @@ class AuthorNumbering:
             raise InputError(f"{label}: no chain {chain!r} (chains: {', '.join(chains)})")
         default = chain if chain is not None else (next(iter(chains)) if len(chains) == 1 else None)
         return cls(label, protein.sequence or "", residues, chains, default, frozenset(duplicates))
+
+    def check_against(self, sequence: str, offset: int, what: str, protein: str) -> None:
+        """Refuse an ``offset`` (the residue numbers are the file's) and a ``sequence`` other than the one this
+        numbering was built from, whose indices would point elsewhere or past the end. ``what`` names ``sequence``
+        in the message and ``protein`` says which protein :meth:`from_protein` takes."""
+        if offset != 0:
+            raise InputError(
+                f"author numbering takes no offset (got offset {offset}): the residue numbers are the file's"
+            )
+        if self.sequence != sequence:
+            raise InputError(
+                f"numbering: built from {self.source}, whose sequence is not {what} (AuthorNumbering.from_protein "
+                f"takes the protein {protein})"
+            )
 
     def index(self, mutation: Mutation, where: str) -> int:
         """0-based index in the sequence string of the residue ``mutation`` names; ``where`` prefixes errors."""
