@@ -280,6 +280,12 @@ def is_stdout(path: str | Path | None) -> bool:
     return path is not None and str(path) == STDOUT
 
 
+def names_a_file(path: str | Path | None) -> bool:
+    """Whether an output option was given a file (not left out, not ``-``): such an output is written as the run
+    goes, standard output only once, at the end."""
+    return path is not None and not is_stdout(path)
+
+
 def refuse_stdout(path: str | Path | None, option: str, what: str) -> None:
     """Stop before any work when an output that cannot go to standard output (binary data, a directory, several
     files) was given as ``-``; ``what`` says what the option writes (``"embed writes a directory or a .safetensors
@@ -452,7 +458,7 @@ def check_new_outputs(
         return
     clashes, total = [], 0
     for option, given, paths in outputs:
-        named = dict.fromkeys(str(p) for p in paths if p is not None and not is_stdout(p))
+        named = dict.fromkeys(str(p) for p in paths if names_a_file(p))
         there = [path for path in named if os.path.lexists(path)]
         total += len(there)
         if there:

@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         decoding_from_args,
         input_positions,
         is_stdout,
+        names_a_file,
         progress_bar,
         read_inputs,
         split_items,
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
     written = [0]  # rows in the summary file
     header = ["id", "file", "length", "ptm", "mean_plddt"]
-    summary_to_file = summary is not None and not is_stdout(summary)  # --summary -: on stdout at the end
+    summary_to_file = names_a_file(summary)  # --summary -: on stdout at the end
 
     def write_summary() -> None:
         """The summary of every structure so far (in input order), rewritten after each batch that added one (and

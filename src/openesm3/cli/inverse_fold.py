@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         decoding_from_args,
         input_positions,
         is_stdout,
+        names_a_file,
         progress_bar,
         read_inputs,
         split_items,
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             write()
 
     fasta_to_file = not is_stdout(args.output)  # '-': the FASTA goes to stdout at the end
-    summary_to_file = args.summary is not None and not is_stdout(args.summary)
+    summary_to_file = names_a_file(args.summary)
 
     def fasta() -> str:
         return "\n".join(r for i in sorted(records) for r in records[i]) + "\n"

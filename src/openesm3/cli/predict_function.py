@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file,
         decoding_from_args,
         input_positions,
-        is_stdout,
+        names_a_file,
         progress_bar,
         read_inputs,
         split_items,
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise VocabularyError(f"predict-function needs the function vocabulary: {exc}") from None
     bundle.check_function_vocabulary()
     proteins = [p.replace(name=p.name or item.name) for item, p in valid]
-    to_file = args.output is not None and not is_stdout(args.output)  # stdout ('-' or no -o) gets it at the end
+    to_file = names_a_file(args.output)  # stdout ('-' or no -o) gets it at the end
     objects: dict[int, dict[str, Any]] = {}  # protein index -> its output object
     errors: dict[int, OpenESM3Error] = {}
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from openesm3.cli.common import add_model_arguments, add_overwrite_argument, is_stdout, write_table
+from openesm3.cli.common import add_model_arguments, add_overwrite_argument, names_a_file, write_table
 
 DESCRIPTION = """\
 Two modes.
@@ -225,7 +225,7 @@ def _score_sequences(args: argparse.Namespace, bundle: Any, items: list[Any], fa
     def kept() -> str | None:
         return f"the scores of {len(rows)} of {len(encoded)} protein(s) in {args.output}" if rows else None
 
-    to_file = args.output is not None and not is_stdout(args.output)  # stdout ('-' or no -o) gets it at the end
+    to_file = names_a_file(args.output)  # stdout ('-' or no -o) gets it at the end
     with (
         report_kept("score", kept, lambda: write_table(args.output, header, rows))
         if to_file
@@ -278,7 +278,7 @@ def _score_variants(
     place = [n for n, v in enumerate(parsed) if isinstance(v, Variant)]  # variant k of the scan is input line place[k]
     done: dict[int, VariantScore | InputError] = {n: v for n, v in enumerate(parsed) if isinstance(v, InputError)}
     written = [-math.inf]  # when the -o file was last written (time.monotonic)
-    to_file = args.output is not None and not is_stdout(args.output)  # stdout ('-' or no -o) gets it at the end
+    to_file = names_a_file(args.output)  # stdout ('-' or no -o) gets it at the end
 
     def row(n: int) -> list[Any]:
         result = done[n]
