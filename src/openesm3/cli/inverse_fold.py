@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if any(i in records for i, _ in batch):
             write()
 
-    fasta_to_file = not is_stdout(args.output)  # '-': the FASTA goes to stdout at the end
+    fasta_to_file = names_a_file(args.output)  # '-': the FASTA goes to stdout at the end
     summary_to_file = names_a_file(args.summary)
 
     def fasta() -> str:
