@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -351,14 +351,14 @@ class Protein:
         return values
 
     def _checked_coordinates(self) -> np.ndarray | None:
+        """The one parser of user coordinates, arrays and the JSON format's nested lists alike."""
         if self.coordinates is None:
             return None
-        coords = _to_numpy(self.coordinates)
-        if not isinstance(coords, np.ndarray) or coords.dtype == object:
-            coords = self._coordinates_from_lists(coords)
-        if coords.dtype == object or not (np.issubdtype(coords.dtype, np.number)):
-            raise self._error(f"coordinates must be numbers, got dtype {coords.dtype}")
-        raw = coords
+        raw = _to_numpy(self.coordinates)
+        if not isinstance(raw, np.ndarray) or raw.dtype == object:
+            raw = self._coordinates_from_lists(raw)
+        elif not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
+            raise self._error(f"coordinates must be numbers, got dtype {raw.dtype}")
         with np.errstate(over="ignore"):
             coords = np.array(raw, dtype=np.float32)
         if coords.ndim != 3 or coords.shape[1:] != (RC.N_ATOM37, 3):
@@ -374,35 +374,38 @@ class Protein:
         return coords
 
     def _coordinates_from_lists(self, value: Any) -> np.ndarray:
-        """Nested lists ``[L][37][3]`` as an array; an atom may be ``None`` (missing), as in the JSON format."""
-        try:
-            array = np.asarray(value)
-        except ValueError:  # ragged: some atoms are None
-            array = None
-        if array is not None and array.dtype != object:
-            return array  # the shape and dtype checks follow
-        if array is not None and array.ndim == 3:  # an object array [L, 37, 3]: None where an atom is missing
-            value = [[None if any(x is None for x in atom) else atom for atom in residue] for residue in array]
+        """Nested lists ``[L][37][3]`` (or tuples, arrays) as float64 [L, 37, 3], NaN where an atom is ``None`` (JSON
+        ``null``) or ``[None, None, None]``; float64, so that a number beyond the float32 range is refused by the
+        range check instead of becoming inf (a missing atom). Anything else raises, naming the residue and atom."""
+        if not _is_list(value):
+            raise self._error(f"coordinates must be a list of residues [L][37][3], got {type(value).__name__}")
         residues = list(value)
         out = np.full((len(residues), RC.N_ATOM37, 3), np.nan)
-        for i, residue in enumerate(residues):
-            if isinstance(residue, (str, bytes)) or not isinstance(residue, Iterable):
-                raise self._error(f"coordinates at residue {i + 1}: expected {RC.N_ATOM37} atoms (atom37 order)")
-            atoms = list(residue)
-            if len(atoms) != RC.N_ATOM37:
+        for i, given_residue in enumerate(residues):
+            residue = _to_numpy(given_residue)
+            atoms = list(residue) if _is_list(residue) else None
+            if atoms is None or len(atoms) != RC.N_ATOM37:
+                got = repr(residue) if atoms is None else len(atoms)
                 raise self._error(
-                    f"coordinates at residue {i + 1}: expected {RC.N_ATOM37} atoms (atom37 order), got {len(atoms)}"
+                    f"coordinates at residue {i + 1}: expected a list of {RC.N_ATOM37} atoms (atom37 order), got {got}"
                 )
-            for a, atom in enumerate(atoms):
-                if atom is None:
-                    continue
-                xyz = list(atom) if isinstance(atom, Iterable) and not isinstance(atom, (str, bytes)) else []
-                if len(xyz) != 3 or not all(_is_number(x) for x in xyz):
+            for a, given_atom in enumerate(atoms):
+                atom = _to_numpy(given_atom)
+                xyz = list(atom) if _is_list(atom) else None
+                if atom is None or (xyz is not None and len(xyz) == 3 and all(x is None for x in xyz)):
+                    continue  # a missing atom
+                if xyz is None or len(xyz) != 3 or not all(_is_number(x) for x in xyz):
                     raise self._error(
                         f"coordinates at residue {i + 1}, atom {a + 1} ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or "
-                        f"None, got {atom!r}"
+                        f"None (JSON null) for a missing atom, got {atom!r}"
                     )
-                out[i, a] = [float(x) for x in xyz]
+                try:
+                    out[i, a] = [float(x) for x in xyz]
+                except OverflowError:  # an int beyond the float range (Python and JSON ints are unbounded)
+                    raise self._error(
+                        f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {atom!r} is beyond the float32 "
+                        "range; a missing atom is NaN"
+                    ) from None
         return out
 
     def _checked_plddt(self) -> np.ndarray | None:
@@ -537,6 +540,13 @@ def _to_numpy(value: Any) -> Any:
             value = value.float()
         return value.numpy()
     return value
+
+
+def _is_list(value: Any) -> bool:
+    """A list level of nested coordinates: a list, tuple, array (not 0-d) or other sequence, not text or a dict."""
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
 
 
 def _is_number(value: Any) -> bool:

@@ -313,36 +313,6 @@ def _nan_array(value: Any, key: str, where: str, dtype: Any, ndim: int) -> np.nd
     return out
 
 
-def _coordinates_from_json(value: Any, where: str) -> np.ndarray:
-    if not isinstance(value, list):
-        raise InputError(f"{where}: key 'coordinates': expected a list of residues")
-    # float64: a number beyond the float32 range must reach Protein's check, not become inf (a missing atom) here
-    coords = np.full((len(value), RC.N_ATOM37, 3), np.nan, dtype=np.float64)
-    for i, residue in enumerate(value):
-        if not isinstance(residue, list) or len(residue) != RC.N_ATOM37:
-            raise InputError(f"{where}: key 'coordinates'[{i}]: expected a list of 37 atoms (atom37 order)")
-        for a, atom in enumerate(residue):
-            if atom is None:
-                continue
-            if (
-                not isinstance(atom, list)
-                or len(atom) != 3
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in atom)
-            ):
-                raise InputError(
-                    f"{where}: key 'coordinates'[{i}][{a}] ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or null, "
-                    f"got {atom!r}"
-                )
-            try:
-                coords[i, a] = [float(x) for x in atom]
-            except OverflowError:  # an int beyond the float range (JSON ints are unbounded)
-                raise InputError(
-                    f"{where}: key 'coordinates'[{i}][{a}] ({RC.ATOM37_NAMES[a]}): {atom!r} holds a number too "
-                    "large for a float"
-                ) from None
-    return coords
-
-
 def _annotations_from_json(value: Any, key: str, where: str) -> tuple[FunctionAnnotation, ...] | None:
     if value is None:
         return None
@@ -401,11 +371,9 @@ def protein_from_json(data: Any, source: str = "<json>") -> Protein:
         raise InputError(f"{where}: key 'chain_ids': expected a list of strings")
     if residue_index is not None and any(not _INT64_MIN <= x <= _INT64_MAX for x in residue_index):
         raise InputError(f"{where}: key 'residue_index': a residue number does not fit in 64 bits")
-    coords = data.get("coordinates")
     # Converted before the try below: their errors already name the file (and the protein).
     fields: dict[str, Any] = {
         "sasa": arr("sasa", np.float64, 1),
-        "coordinates": None if coords is None else _coordinates_from_json(coords, where),
         "function_annotations": _annotations_from_json(data.get("function_annotations"), "function_annotations", where),
         "residue_annotations": _annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
         "plddt": arr("plddt", np.float32, 1),
@@ -420,6 +388,7 @@ def protein_from_json(data: Any, source: str = "<json>") -> Protein:
             ptm=ptm,
             residue_index=None if residue_index is None else np.asarray(residue_index, dtype=np.int64),
             insertion_code=None if insertion_code is None else np.asarray(insertion_code, dtype="<U1"),
+            coordinates=data.get("coordinates"),  # parsed by Protein, as coordinates given in Python are
             **fields,
         )
     except InputError as exc:

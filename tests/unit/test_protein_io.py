@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,8 +176,8 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
         ({"sequence": 5}, r"key 'sequence': expected a string"),
         ({"sasa": [1.0, "x", None]}, r"key 'sasa'\[1\]: expected a number or null"),
-        ({"coordinates": [[None] * 37, [None] * 36, [None] * 37]}, r"key 'coordinates'\[1\]: expected a list of 37"),
-        ({"coordinates": [[[1, 2]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
+        ({"coordinates": [[None] * 37, [None] * 36, [None] * 37]}, r"coordinates at residue 2: expected a list of 37"),
+        ({"coordinates": [[[1, 2]] + [None] * 36] * 3}, r"coordinates at residue 1, atom 1 \(N\)"),
         ({"function_annotations": [{"label": "x", "start": 1}]}, r"key 'function_annotations'\[0\]"),
         ({"residue_annotations": [{"label": "x", "start": 1, "end": 2, "score": 1}]}, r"'residue_annotations'\[0\]"),
         ({"secondary_structure": "HH"}, r"protein 'p'.*disagree in length"),
@@ -184,7 +185,7 @@ def test_json_minimal_and_structure_round_trip() -> None:
         ({"pae": [[1, 2], [3]]}, r"key 'pae': expected 2 nested list level"),
         ({"residue_index": [1, 2, 2**70]}, r"key 'residue_index': a residue number does not fit"),  # not OverflowError
         ({"sasa": [1.0, 10**400, None]}, r"key 'sasa'\[1\]: .* too large"),  # not OverflowError
-        ({"coordinates": [[[10**400, 0, 0]] + [None] * 36] * 3}, r"key 'coordinates'\[0\]\[0\] \(N\)"),
+        ({"coordinates": [[[10**400, 0, 0]] + [None] * 36] * 3}, r"residue 1, atom N: \[10+, 0, 0\] is beyond"),
         # a float beyond float32 became inf, i.e. a silently missing atom
         ({"coordinates": [[[1e39, 0, 0]] + [None] * 36] * 3}, r"residue 1, atom N: \[1e\+39, .* beyond the float32"),
     ],
@@ -194,6 +195,72 @@ def test_json_errors_name_the_key(change: dict, pattern: str) -> None:
     with pytest.raises(InputError, match=pattern) as info:
         io.protein_from_json(data, "in.json")
     assert str(info.value).startswith("in.json: ") and str(info.value).count("in.json") == 1  # named once
+
+
+def _atom_n(xyz: Any, others: Any = None) -> list[Any]:
+    """One residue of atom37 coordinate lists: atom N is ``xyz``, the 36 others ``others``."""
+    return [xyz] + [others] * 36
+
+
+def _from_python_and_json(coordinates: Any, sequence: str) -> list[Protein | str]:
+    """The coordinates given to Protein and read from a JSON record: each protein, or its InputError's message with
+    the JSON reader's file prefix removed (the rest must be the same: one parser)."""
+    record = {"format": "openesm3.protein", "version": 1, "name": "p", "sequence": sequence, "coordinates": coordinates}
+    out: list[Protein | str] = []
+    for build in (lambda: Protein(name="p", sequence=sequence, coordinates=coordinates),
+                  lambda: io.protein_from_json(record, "in.json")):  # fmt: skip
+        try:
+            out.append(build())
+        except InputError as exc:
+            out.append(str(exc).removeprefix("in.json: "))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("coordinates", "atom_n"),
+    [
+        ([], None),  # no residue: the API refused [] (shape (0,)), JSON read it as L = 0
+        ((tuple(_atom_n((1.0, 2.0, 3.0))),), [1.0, 2.0, 3.0]),  # tuples: JSON refused them
+        ([_atom_n([np.float32(1.5), np.int64(2), 3.0])], [1.5, 2.0, 3.0]),  # numpy numbers: JSON refused them
+        ([np.array(_atom_n([4.0, 4.0, 4.0], [np.nan] * 3))], [4.0, 4.0, 4.0]),  # a residue as an array: JSON refused it
+        ([_atom_n([1.0, 2.0, 3.0], [None, None, None])], [1.0, 2.0, 3.0]),  # an atom of three None is missing
+    ],
+)
+def test_coordinates_the_api_or_json_accepted_are_read_alike_by_both(coordinates: Any, atom_n: Any) -> None:
+    api, from_json = _from_python_and_json(coordinates, "M" * len(coordinates))
+    for p in (api, from_json):
+        assert isinstance(p, Protein), p
+        assert p.coordinates.shape == (len(coordinates), 37, 3) and p.coordinates.dtype == np.float32
+        if atom_n is not None:
+            assert p.coordinates[0, 0].tolist() == atom_n and np.isnan(p.coordinates[0, 1:]).all()
+
+
+_BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None (JSON null) for a missing atom, got "
+
+
+@pytest.mark.parametrize(
+    ("coordinates", "message"),
+    [
+        # the API took a dict as 0 residues, a str / number failed a dtype / shape check
+        ({}, "coordinates must be a list of residues [L][37][3], got dict"),
+        ("1 2 3", "coordinates must be a list of residues [L][37][3], got str"),
+        ([5], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 5"),
+        # the API read True as 1.0 and [1.0, None, 3.0] as a missing atom when every atom was a list of three
+        ([_atom_n([True, 2.0, 3.0], [0.0, 0.0, 0.0])], _BAD_ATOM_N + "[True, 2.0, 3.0]"),
+        ([_atom_n([1.0, None, 3.0], [0.0, 0.0, 0.0])], _BAD_ATOM_N + "[1.0, None, 3.0]"),
+        # and refused strings or one list level too many without naming the residue
+        ([_atom_n(["1", "2", "3"], ["0", "0", "0"])], _BAD_ATOM_N + "['1', '2', '3']"),
+        ([_atom_n([[1.0], [2.0], [3.0]], [[0.0]] * 3)], _BAD_ATOM_N + "[[1.0], [2.0], [3.0]]"),
+        # an int beyond the float range: an OverflowError traceback from the API
+        ([_atom_n([0.0, 10**400, 0.0], [0.0] * 3)], f"residue 1, atom N: [0.0, {10**400}, 0.0] is beyond the float32"),
+        # complex numbers: the API dropped the imaginary part
+        (np.full((1, 37, 3), 1 + 2j), "coordinates must be numbers, got dtype complex128"),
+    ],
+)
+def test_coordinates_are_refused_alike_by_the_api_and_json(coordinates: Any, message: str) -> None:
+    api, from_json = _from_python_and_json(coordinates, "M")
+    assert api == from_json, "one parser, one message"
+    assert isinstance(api, str) and api.startswith("protein 'p': ") and message in api, api
 
 
 def test_load_and_save_dispatch_by_suffix(tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
-"""Argument checks shared by the Python API: one message for one mistake, and a bool is not a number."""
+"""Argument checks shared by the Python API and the CLI: one message for one mistake, and a bool is not a number."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from openesm3.cli.main import main
 from openesm3.errors import InputError
 from openesm3.utils.checks import check_batch_size, check_seed
 
@@ -19,6 +22,28 @@ def test_batch_size_accepts_ints_and_none_where_allowed() -> None:
     check_batch_size(None, allow_none=True)
     with pytest.raises(InputError, match=r">= 1 or None, got False"):
         check_batch_size(False, allow_none=True)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["embed", "in.fasta", "-o", "out"],
+        ["fold", "in.fasta", "-o", "out"],
+        ["generate", "--length", "8", "-o", "out"],
+        ["inverse-fold", "in.pdb", "-o", "out.fasta"],
+        ["predict-function", "in.fasta"],
+        ["score", "in.fasta", "--mutations", "M1A"],
+    ],
+)
+def test_the_cli_names_its_batch_size_option_with_the_apis_rule(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the files named need not exist: the option is checked before any is read
+    # One check for the API and every command: only the name shown differs (--batch-size, not batch_size).
+    assert main([*argv, "--batch-size", "0"]) == 2
+    assert "error: --batch-size must be an integer >= 1, got 0\n" in capsys.readouterr().err
+    with pytest.raises(InputError, match=r"^--batch-size must be an integer >= 1, got -3$"):
+        check_batch_size(-3, "--batch-size")
 
 
 @pytest.mark.parametrize("bad", [-1, 2**64, False, 1.0])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openesm3.errors import InputError, OpenESM3Error, OutputsExistError
+from openesm3.utils.checks import check_batch_size
 
 if TYPE_CHECKING:
     from openesm3.config import TaskDecoding
@@ -79,11 +80,6 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def check_batch_size(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-
-
 MAX_SEED = 2**64 - 1  # torch.manual_seed takes 64-bit seeds; prompt streams derive theirs from it (NumPy SeedSequence)
 
 
@@ -98,7 +94,7 @@ def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",))
 
     from openesm3.generation.bundle import ModelBundle  # noqa: PLC0415
 
-    check_batch_size(args)
+    check_batch_size(args.batch_size, "--batch-size")
     check_seed(args)
     torch.manual_seed(args.seed)
     vocabulary_dir = getattr(args, "vocabulary_dir", None)

@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (  # noqa: PLC0415
         Failures,
         bundle_from_args,
-        check_batch_size,
         check_distinct_outputs,
         check_new_outputs,
         check_output_file,
@@ -95,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
     from openesm3.generation.tasks import inverse_fold  # noqa: PLC0415
+    from openesm3.utils.checks import check_batch_size  # noqa: PLC0415
 
-    check_batch_size(args)
+    check_batch_size(args.batch_size, "--batch-size")
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
     decoding = decoding_from_args(args)

@@ -113,15 +113,15 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (
         Failures,
         bundle_from_args,
-        check_batch_size,
         check_new_outputs,
         check_output_file,
         read_inputs,
         split_items,
     )
     from openesm3.errors import InputError
+    from openesm3.utils.checks import check_batch_size
 
-    check_batch_size(args)
+    check_batch_size(args.batch_size, "--batch-size")
     read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
     check_output_file(args.output, "-o", read_files)
     check_new_outputs(args, [("-o", args.output, [args.output])])

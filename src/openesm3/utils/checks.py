@@ -1,4 +1,4 @@
-"""Argument checks shared by the Python API (one message for one mistake, wherever it is made)."""
+"""Argument checks shared by the Python API and the CLI (one message for one mistake, wherever it is made)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ if TYPE_CHECKING:
     import torch
 
 
-def check_batch_size(batch_size: object, *, allow_none: bool = False) -> None:
-    """InputError unless ``batch_size`` is an int >= 1 (a bool is not one), or None where ``allow_none``."""
+def check_batch_size(batch_size: object, name: str = "batch_size", *, allow_none: bool = False) -> None:
+    """InputError unless ``batch_size`` is an int >= 1 (a bool is not one), or None where ``allow_none``; the
+    message calls it ``name`` (the CLI passes ``"--batch-size"``)."""
     if allow_none and batch_size is None:
         return
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         also = " or None" if allow_none else ""
-        raise InputError(f"batch_size must be an integer >= 1{also}, got {batch_size!r}")
+        raise InputError(f"{name} must be an integer >= 1{also}, got {batch_size!r}")
 
 
 def check_seed(seed: object, name: str = "seed") -> None:
