@@ -31,9 +31,8 @@ whole scan (so it takes no --batch-size). Syntax A42G, multi-mutants A42G:L50P, 
 are 1-based on the sequence, --offset K when the sequence starts at residue K+1. --numbering author (INPUT a
 structure file): positions are the file's own residue numbers, with an optional insertion code before the mutant
 (H52AG = residue 52A) and, in a complex, the chain before a '/' (L/H52G; or --variant-chain L for mutations naming
-none). With --dms and a score
-column the Spearman correlation with the measurements is reported. Columns: mutant (as written), score[,
-measured], error. A structure file as INPUT conditions the scores on its coordinates.
+none). With --dms and a score column the Spearman correlation with the measurements is reported. Columns: mutant
+(as written), score[, measured], error. A structure file as INPUT conditions the scores on its coordinates.
 
 Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
 FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
