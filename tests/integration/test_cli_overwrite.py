@@ -106,10 +106,10 @@ def test_the_other_progressive_commands_refuse_an_earlier_runs_files(
     weights: Path, vocab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
     command: list[str], existing: list[str], option: str,
 ) -> None:  # fmt: skip
-    """Refused before any model work (loading a network, or for embed, whose input checks load the trunk, running
-    it, is made to fail); other files are no reason to refuse."""
+    """Refused before any network is loaded (embed too: its .npy files were refused only once the trunk was loaded
+    and every input encoded, since their names depended on which inputs encode); other files are no reason to
+    refuse."""
     import openesm3.generation.bundle as bundle_module  # noqa: PLC0415
-    import openesm3.generation.embedding as embedding  # noqa: PLC0415
 
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was used")
@@ -124,10 +124,7 @@ def test_the_other_progressive_commands_refuse_an_earlier_runs_files(
     for directory in ("emb", "fold"):  # another file in the output directory
         (tmp_path / directory).mkdir(exist_ok=True)
         (tmp_path / directory / "three.npy").write_text("earlier\n")
-    if "embed" in argv:
-        monkeypatch.setattr(embedding, "embed_batch", no_model)
-    else:
-        monkeypatch.setattr(bundle_module.ModelBundle, "_get", no_model)
+    monkeypatch.setattr(bundle_module.ModelBundle, "_get", no_model)
     assert main([*argv, "--weights", str(weights), *(["--quiet"] if "embed" in argv else FAST)]) == 2
     err = capsys.readouterr().err
     given = argv[argv.index(option) + 1]
@@ -183,8 +180,7 @@ def test_an_embed_rerun_is_refused_before_the_trunk_is_loaded(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, output: str
 ) -> None:
     """A rerun of embed into the same OUT loaded the trunk (1.4B weights) and encoded every structure with the
-    VQ-VAE before saying that its files were there; index.tsv / the .safetensors file, written by any run into OUT,
-    are now checked first."""
+    VQ-VAE before saying that its files were there; they are now all checked first."""
     import openesm3.generation.bundle as bundle_module  # noqa: PLC0415
 
     out = tmp_path / output
@@ -197,7 +193,9 @@ def test_an_embed_rerun_is_refused_before_the_trunk_is_loaded(
 
     monkeypatch.setattr(bundle_module.ModelBundle, "_get", no_model)
     assert main(args) == 2
-    fixed = out / "index.tsv" if output == "emb" else out
-    assert f"error: -o {out}: 1 file already exists that this run would write ({fixed}); give a new " in (
+    stem = out / "localunfolding__trp-cage-cage__2JOF_A"
+    written = [f"{stem}.npy", f"{stem}.mean.npy", f"{out}/index.tsv"] if output == "emb" else [str(out)]
+    what = "1 file already exists" if output != "emb" else "3 files already exist"
+    assert f"error: -o {out}: {what} that this run would write ({', '.join(written)}); give a new " in (
         capsys.readouterr().err
     )

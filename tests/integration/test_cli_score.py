@@ -226,6 +226,9 @@ def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys)
         ([str(fasta), "--numbering", "sequence", "--offset", "3"], "--numbering, --offset: for variant scores only"),
         ([str(fasta), "--variant-chain", "A"], "--variant-chain: for variant scores only (--mutations, "),
         ([str(fasta), "--offset", "0"], "--offset: for variant scores only"),  # the default value, still refused
+        ([str(fasta), "--mutations", "N2A", "--method", "wt-marginal", "--batch-size", "8"],  # the default value
+         "--batch-size: --method wt-marginal reads every variant off one forward pass of the wild type, so there is "
+         "nothing to batch: drop --batch-size"),  # it was silently ignored
         ([str(fasta), "--mutations", "N2AA"], "variant 'N2AA': mutation N2AA: names an insertion code (2A), which only "
          "author numbering reads (--numbering author"),
     ]  # fmt: skip

@@ -551,3 +551,26 @@ def test_detokenize_into_a_directory_refuses_an_earlier_runs_structures(
     for _ in range(2):
         assert run(["detokenize", str(single), "--weights", str(weights), "--out", str(tmp_path / "x.cif")],
                    capsys)[0] == 0  # fmt: skip
+
+
+def test_detokenize_refuses_an_earlier_runs_structures_before_loading_the_decoder(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files were checked only once the decoder was loaded (and had said which structures fit its context): a
+    rerun into the same --out loaded the decoder weights before being refused."""
+    import openesm3.checkpoints.vqvae_weights as vqvae_weights  # noqa: PLC0415
+
+    tokens = tmp_path / "tokens.json"
+    code, _, err = run(["tokenize-structure", str(STRUCTURES / "1fxd.pdb.gz"), "--weights", str(weights), "--out",
+                        str(tokens)], capsys)  # fmt: skip
+    assert code == 0, err
+    out_dir = tmp_path / "decoded"
+    args = ["detokenize", str(tokens), "--weights", str(weights), "--out", str(out_dir), "--quiet"]
+    assert run(args, capsys)[0] == 0
+
+    def no_decoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the decoder was loaded")
+
+    monkeypatch.setattr(vqvae_weights, "load_vqvae_network", no_decoder)
+    code, _, err = run(args, capsys)
+    assert code == 2 and f"--out {out_dir}: 1 file already exists that this run would write ({out_dir}/1fxd.pdb)" in err

@@ -15,6 +15,8 @@ from openesm3.generation.embedding import (
     ProteinEmbedding,
     embed_batch,
     embed_proteins,
+    embedding_files,
+    embedding_names,
     length_batches,
     safe_name,
 )
@@ -205,14 +207,15 @@ def test_a_protein_without_a_sequence_is_embedded(model: torch.nn.Module) -> Non
     ("emb", "npy", False, 4),
     ("e.safetensors", "safetensors", True, 1),
 ])  # fmt: skip
-def test_a_writer_names_the_files_it_will_write_before_writing_any(
+def test_the_files_a_writer_will_write_are_named_before_it_is_made(
     tmp_path: Path, output: str, fmt: str, per_residue: bool, n_files: int
 ) -> None:
-    """``embed`` refuses an earlier run's files (no --overwrite) by these names, before the trunk runs."""
-    writer = EmbeddingWriter(tmp_path / output, fmt, per_residue=per_residue)  # type: ignore[arg-type]
+    """``embed`` refuses an earlier run's files (no --overwrite) by these names, before any model is loaded."""
     ids = ["p/1", "p/1", "q"]
-    names = writer.names(ids)
-    expected = writer.files(names)
+    names = embedding_names(ids)
+    expected = embedding_files(tmp_path / output, fmt, names, per_residue=per_residue)  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())  # known before anything is made
+    writer = EmbeddingWriter(tmp_path / output, fmt, per_residue=per_residue)  # type: ignore[arg-type]
     for n, (record_id, name) in enumerate(zip(ids, names)):
         writer.add(record_id, _emb(n + 2, n), name=name)
     writer.close()

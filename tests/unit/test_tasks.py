@@ -4,6 +4,7 @@ settings; and the tasks' API on a tiny random bundle (chain-of-thought order, SS
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from openesm3.generation.design import Motif, design, design_prompt, parse_track
 from openesm3.generation.tasks import fold, inverse_fold, predict_function, sequence_recovery
 from openesm3.protein import Protein
 from tests.conftest import TEST_DATA
-from tests.task_testing import save_tiny_bundle, save_tiny_vocabulary
+from tests.task_testing import KEYWORDS, save_tiny_bundle, save_tiny_vocabulary
 
 ZIPPER = TEST_DATA / "structures" / "2ZTA.pdb.gz"  # GCN4 leucine zipper, chains A and B, residues 1-31
 
@@ -362,3 +363,37 @@ def test_design_with_a_function_track_decodes_its_annotations(bundle: ModelBundl
     assert with_function.protein.function_annotations, "random decoder: some annotation expected"
     (without,) = design(bundle, [prompt], "sequence,structure", decoding, seed=1)
     assert without.protein.function_annotations == prompt.function_annotations
+
+
+@pytest.mark.parametrize("task", ["predict_function", "design"])
+def test_the_function_tasks_check_the_vocabulary_against_the_decoder_themselves(
+    bundle: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str
+) -> None:
+    """From Python, a function vocabulary that is not the decoder's (e.g. one made by build-function-vocab, given to
+    the official decoder) was named only when check_function_vocabulary() had been called first, as the CLI does;
+    otherwise the trunk ran and every protein came back with a shape error. The tasks now check it themselves, before
+    the trunk is loaded."""
+    from openesm3.errors import VocabularyError  # noqa: PLC0415
+    from openesm3.tokenizers import FunctionVocabulary  # noqa: PLC0415
+    from openesm3.tokenizers.build import write_function_vocabulary  # noqa: PLC0415
+    from openesm3.tokenizers.vocabulary import InterProEntry  # noqa: PLC0415
+
+    entries = tuple(InterProEntry(f"IPR{i:06d}", "Domain", f"Entry {i}") for i in range(1, 5))  # the decoder has 5
+    other = FunctionVocabulary(KEYWORDS, np.full(len(KEYWORDS), 5.0), entries, {e.id: KEYWORDS[:2] for e in entries},
+                               np.ones((8, 8, len(KEYWORDS)), np.float32))  # fmt: skip
+    write_function_vocabulary(other, tmp_path / "other")
+    mismatched = ModelBundle(bundle.weights, vocabulary_dir=tmp_path / "other")
+    get = ModelBundle._get
+
+    def no_trunk(self: ModelBundle, model_type: str) -> object:
+        assert model_type != "esm3", "the trunk was loaded"
+        return get(self, model_type)
+
+    monkeypatch.setattr(ModelBundle, "_get", no_trunk)
+    decoding = TaskDecoding(num_steps=2)
+    with pytest.raises(VocabularyError, match=r"predicts 5 InterPro entries and 30 keywords, but the function "
+                       r"vocabulary \(.*other.*\) has 4 InterPro entries and 30 keywords"):  # fmt: skip
+        if task == "predict_function":
+            predict_function(mismatched, [Protein(sequence="MKTAYIAK")], decoding)
+        else:
+            design(mismatched, [design_prompt(length=8)], "function,sequence", decoding)

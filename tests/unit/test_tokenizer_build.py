@@ -14,6 +14,7 @@ from openesm3.annotations import FunctionAnnotation as FA
 from openesm3.cli.main import main
 from openesm3.errors import InputError
 from openesm3.tokenizers import FunctionTokenizer, FunctionVocabulary, ResidueAnnotationVocabulary, build
+from openesm3.tokenizers.vocabulary import FUNCTION_FILES
 
 TERMS = """# my annotation source
 term_id\tterm_type\tterm_name\tkeywords
@@ -162,6 +163,28 @@ def test_cli_refuses_any_file_it_would_write_not_only_the_first(
         assert main([*args, str(out), *extra]) == 2
         assert f"{out}: already holds {name}; give a new directory, or --overwrite" in capsys.readouterr().err
         assert (out / name).read_text() == "earlier\n" and sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_cli_leaves_no_residue_table_of_an_earlier_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--overwrite without --residue-corpus kept an earlier build's residue-annotation CSV: the directory then held a
+    new keyword vocabulary beside an old residue table, read as its own (and without --overwrite such a table did
+    not even stop the build). It is now part of the replace: refused without --overwrite, removed with it."""
+    (tmp_path / "residues.tsv").write_text("protein_id\tlabel\nP1\tActive site\n")
+    out = tmp_path / "vocab"
+    assert main(_cli_args(tmp_path, out, "--residue-corpus", str(tmp_path / "residues.tsv"))) == 0
+    residue = out / C.RESIDUE_ANNOTATION_VOCAB_FILE
+    assert main(_cli_args(tmp_path, out, "--seed", "3", "--overwrite")) == 0
+    assert f"removed {residue}: an earlier build's residue annotations" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(FUNCTION_FILES)
+    lone = tmp_path / "lone"  # an earlier residue table alone
+    lone.mkdir()
+    (lone / C.RESIDUE_ANNOTATION_VOCAB_FILE).write_text("earlier\n")
+    assert main(_cli_args(tmp_path, lone)) == 2
+    assert (
+        f"{lone}: already holds {C.RESIDUE_ANNOTATION_VOCAB_FILE}; give a new directory, or --overwrite to "
+        f"replace them ({C.RESIDUE_ANNOTATION_VOCAB_FILE} then removed: no --residue-corpus)" in capsys.readouterr().err
+    )
+    assert sorted(p.name for p in lone.iterdir()) == [C.RESIDUE_ANNOTATION_VOCAB_FILE]
 
 
 def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:

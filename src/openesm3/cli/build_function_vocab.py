@@ -11,7 +11,8 @@ Inputs (tab-separated, UTF-8, a header line first, ``#`` lines are comments):
   installed esm package), so only the IDF and the hyperplanes are new.
 - ``--keywords FILE``: the keyword list, one per line (default: every keyword of the terms, sorted).
 - ``--residue-corpus FILE``: optional, columns ``protein_id, label``: also write the residue-annotation CSV,
-  keeping labels seen in >= ``--residue-min-proteins`` proteins.
+  keeping labels seen in >= ``--residue-min-proteins`` proteins. Without it, ``--overwrite`` removes an earlier
+  build's residue-annotation CSV from ``OUT``, which would otherwise pass for this build's.
 
 ``OUT`` receives the official file names and formats; load it with ``FunctionVocabulary.load(OUT)`` or point
 ``OPENESM3_VOCAB_DIR`` at it.
@@ -44,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--overwrite", "--force", dest="overwrite", action="store_true",
-        help="replace vocabulary files already in OUT (default: refuse; --force is the former name)",
+        help="replace the vocabulary already in OUT: its files, and its residue-annotation CSV, which is removed "
+        "when this build has none (no --residue-corpus) (default: refuse; --force is the former name)",
     )  # fmt: skip
     parser.set_defaults(handler=run)
 
@@ -62,11 +64,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
-    outputs = list(FUNCTION_FILES) + ([C.RESIDUE_ANNOTATION_VOCAB_FILE] if args.residue_corpus else [])
+    # The residue CSV is this build's or none: one of an earlier build, left beside the new files, would be read as
+    # this vocabulary's, so it is replaced or (no --residue-corpus) removed, and refused without --overwrite.
+    outputs = [*FUNCTION_FILES, C.RESIDUE_ANNOTATION_VOCAB_FILE]
     existing = [name for name in outputs if (out / name).exists()]
+    stale_residue = not args.residue_corpus and C.RESIDUE_ANNOTATION_VOCAB_FILE in existing
     if existing and not args.overwrite:
+        removes = f" ({C.RESIDUE_ANNOTATION_VOCAB_FILE} then removed: no --residue-corpus)" if stale_residue else ""
         raise OutputsExistError(
             f"{out}: already holds {', '.join(existing)}; give a new directory, or --overwrite to replace them"
+            + removes
         )
     corpus = build.read_annotation_corpus(args.corpus)
     if args.terms is not None:
@@ -91,9 +98,12 @@ def run(args: argparse.Namespace) -> int:
             residue = build.build_residue_annotation_vocabulary(counts, min_proteins=args.residue_min_proteins)
         except InputError as exc:
             raise InputError(f"{args.residue_corpus}: {exc}") from exc
-    paths = build.write_vocabulary_directory(out, vocabulary, residue)
+    paths = build.write_vocabulary_directory(out, vocabulary, residue)  # without residue: removes an earlier one
     if residue is not None:
         print(f"residue annotations: {len(residue.labels)} labels", file=sys.stderr)
+    elif stale_residue:
+        print(f"removed {out / C.RESIDUE_ANNOTATION_VOCAB_FILE}: an earlier build's residue annotations (no "
+              "--residue-corpus)", file=sys.stderr)  # fmt: skip
     idf = vocabulary.idf
     print(
         f"{len(corpus)} proteins, {vocabulary.n_interpro} terms, {vocabulary.n_keywords} keywords, "

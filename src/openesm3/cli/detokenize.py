@@ -29,8 +29,8 @@ def register(subparsers: Any) -> None:
             "letters, digits, '.', '_' and '-' become '_'). A structure longer than the decoder's "
             "context is reported by name and the others are still written (exit code 1; 2 when none could be). "
             "Into a directory the structures are written as each batch is decoded, so a file this run would write "
-            "that is already there (an earlier run's) stops it before any decoding: give a new directory, or "
-            "--overwrite (other files there are left alone)."
+            "that is already there (an earlier run's) stops it before the decoder is loaded: give a new directory, "
+            "or --overwrite (other files there are left alone)."
         ),
     )
     p.add_argument("tokens", metavar="TOKENS", help="structure-token JSON file")
@@ -109,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         prepare_output_dir(str(out), "--out")
     check_output_file(args.confidence, "--confidence", [args.tokens])
+    all_names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
+    # File names of every structure, before the decoder is loaded (which says which fit its context): a structure
+    # that turns out too long leaves its name unused, and a bad --out costs nothing.
+    all_stems = output_names(all_names)  # a name such as '../x' or 'a/b' would be written outside --out
+    if not as_file and not to_stdout and items:  # written batch by batch: a stopped rerun would mix in earlier files
+        suffix = args.format or "pdb"
+        check_new_outputs(args, [("--out", args.out, [out / f"{stem}.{suffix}" for stem in all_stems]),
+                                 ("--confidence", args.confidence, [args.confidence])])  # fmt: skip
     decoder, _ = load_vqvae_network(args.weights, "structure_decoder", device=device)
     assert isinstance(decoder, StructureDecoder)
     mismatch = _other_tokenizer(data.get("model"), args.weights)
@@ -124,20 +132,15 @@ def run(args: argparse.Namespace) -> int:
                    if not c.sequence]  # fmt: skip
         if missing:
             raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
-    all_names = unique_names([item.name or f"structure_{k + 1}" for k, item in enumerate(items)])
     failures = Failures("detokenize")
     limit = decoder.config.max_length
     for name, item in zip(all_names, items):  # named and skipped now, not the end of the batch when its turn comes
         if len(item.tokens) > limit:
             failures.add(name, f"{len(item.tokens)} tokens (with BOS/EOS) exceed the decoder context of {limit}")
-    fits = [(name, item) for name, item in zip(all_names, items) if len(item.tokens) <= limit]
-    names = [name for name, _ in fits]
-    stems = output_names(names)  # a name such as '../x' or 'a/b' would be written outside --out
-    items = [item for _, item in fits]
-    if not as_file and not to_stdout and items:  # written batch by batch: a stopped rerun would mix in earlier files
-        suffix = args.format or "pdb"
-        check_new_outputs(args, [("--out", args.out, [out / f"{stem}.{suffix}" for stem in stems]),
-                                 ("--confidence", args.confidence, [args.confidence])])  # fmt: skip
+    fits = [(name, stem, item) for name, stem, item in zip(all_names, all_stems, items) if len(item.tokens) <= limit]
+    names = [name for name, _, _ in fits]
+    stems = [stem for _, stem, _ in fits]
+    items = [item for _, _, item in fits]
     with contextlib.ExitStack() as stack:
         confidence = stack.enter_context(_json_object_file(args.confidence)) if args.confidence and items else None
         bar = stack.enter_context(progress_bar(args, len(items), "detokenize", "structure"))

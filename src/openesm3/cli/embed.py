@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from openesm3.cli.common import add_model_arguments, add_overwrite_argument
@@ -20,10 +19,10 @@ file name), or, with --format safetensors (default when OUT ends in .safetensors
 are written atomically: the .npy files as each batch finishes, with index.tsv rewritten to list them; a
 .safetensors file (held in memory until then) at the end, or, when the run is stopped by Ctrl-C, SIGTERM or an
 error, with the embeddings done so far. A file this run would write that is already there (an earlier run's
-embeddings) stops it before the trunk runs (index.tsv or the .safetensors file: before any model is loaded), as a
-stopped rerun would leave them part replaced: give a new OUT, or --overwrite (other files in the directory are left
-alone). A bad record is reported and skipped; the others
-complete.
+embeddings) stops it before any model is loaded, as a stopped rerun would leave them part replaced: give a new OUT,
+or --overwrite (other files in the directory are left alone). The file names come from the ids of the readable
+records, in input order; a record that cannot be encoded (too long for the model) leaves its name unused. A bad
+record is reported and skipped; the others complete.
 """
 
 
@@ -62,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
     )
     from openesm3.cli.kept import report_kept
     from openesm3.errors import InputError, OpenESM3Error
-    from openesm3.generation.embedding import INDEX_FILE, EmbeddingFormat, EmbeddingWriter, embed_batch, length_batches
+    from openesm3.generation.embedding import (
+        EmbeddingFormat,
+        EmbeddingWriter,
+        embed_batch,
+        embedding_files,
+        embedding_names,
+        length_batches,
+    )
     from openesm3.utils.checks import check_batch_size
 
     refuse_stdout(args.output, "-o", "embed writes a directory of .npy files or a .safetensors file")
@@ -77,31 +83,30 @@ def run(args: argparse.Namespace) -> int:
     if not valid:
         failures.report(len(items), "protein(s)")
         return 2
+    # Names from the ids of the readable records, in input order (not of the records that encode, known only once
+    # the trunk is loaded and the structures encoded): every file this run could write is checked before model work.
+    names = embedding_names([item.name for item, _ in valid])
+    files = embedding_files(args.output, fmt, names, per_residue=not args.mean_only)
+    check_new_outputs(args, [("-o", args.output, files)])
     has_structure = any(protein.coordinates is not None for _, protein in valid)
     bundle = bundle_from_args(args, needs=("esm3", "structure_encoder") if has_structure else ("esm3",))
-    # index.tsv (npy) or the .safetensors file, written by any run into OUT: checked before the trunk is loaded and
-    # structures are encoded; the .npy names, which depend on the inputs that encode, once they are known (below).
-    check_new_outputs(args, [("-o", args.output, [Path(args.output, INDEX_FILE) if fmt == "npy" else args.output])])
     n_layers = bundle.n_layers
     if not -(n_layers + 1) <= args.layer <= n_layers:
         raise InputError(f"--layer {args.layer}: this model has layers -{n_layers + 1}..{n_layers}")
 
     encoded = []
-    for item, protein in valid:
+    for (item, protein), name in zip(valid, names):
         try:
             tensor = bundle.encode(protein)
             bundle.check_length(tensor, item.name)
         except OpenESM3Error as exc:
             failures.add(item.name, exc)
             continue
-        encoded.append((item, tensor))
+        encoded.append((item, tensor, name))
 
     # Where the trunk was found, also when it came from $OPENESM3_WEIGHTS or the default location.
     metadata = {"layer": str(args.layer), "dtype": args.dtype, "weights": str(bundle.locate("esm3"))}
     writer = EmbeddingWriter(args.output, fmt, per_residue=not args.mean_only, metadata=metadata)
-    names = writer.names([item.name for item, _ in encoded])  # in input order, not in the order of the batches
-    if encoded:
-        check_new_outputs(args, [("-o", args.output, writer.files(names))])
     done = 0
 
     def kept() -> str | None:
@@ -110,20 +115,21 @@ def run(args: argparse.Namespace) -> int:
     # A stopped run leaves the .npy files with an index.tsv of them all, or the safetensors file of the embeddings
     # held so far, written then.
     with report_kept("embed", kept, writer.close), progress_bar(args, len(encoded), "embed", "protein") as bar:
-        for group in length_batches([len(t) for _, t in encoded], args.batch_size):
+        for group in length_batches([len(t) for _, t, _ in encoded], args.batch_size):
             try:
                 results = list(zip(group, embed_batch(bundle.esm3, [encoded[i][1] for i in group], layer=args.layer)))
             except OpenESM3Error:
                 results = []  # find the bad item: one by one
                 for i in group:
-                    item, tensor = encoded[i]
+                    item, tensor, _ = encoded[i]
                     try:
                         results.append((i, embed_batch(bundle.esm3, [tensor], layer=args.layer)[0]))
                     except OpenESM3Error as exc:
                         failures.add(item.name, exc)
                         bar.update()
             for i, embedding in results:
-                writer.add(encoded[i][0].name, embedding, name=names[i])
+                item, _, name = encoded[i]
+                writer.add(item.name, embedding, name=name)
                 done += 1
                 bar.update()
             if results:

@@ -9,7 +9,13 @@ import sys
 import time
 from typing import Any
 
-from openesm3.cli.common import add_model_arguments, add_overwrite_argument, names_a_file, write_table
+from openesm3.cli.common import (
+    DEFAULT_BATCH_SIZE,
+    add_model_arguments,
+    add_overwrite_argument,
+    names_a_file,
+    write_table,
+)
 
 DESCRIPTION = """\
 Two modes.
@@ -21,12 +27,12 @@ With variants (--mutations, --mutations-file or --dms): scores against the one w
 sum(log p(mutant) - log p(wild type)) over the mutated positions (higher = predicted fitter). --method
 masked-marginal (default): the mutated positions are masked together, one forward pass per set of positions.
 --method wt-marginal (Meier et al. 2021): read off one forward pass of the unmasked wild type, one pass for the
-whole scan. Syntax A42G, multi-mutants A42G:L50P, WT for the wild type; positions are 1-based on the sequence,
---offset K when the sequence starts at residue K+1. --numbering author (INPUT a structure file): positions are
-the file's own residue numbers, with an optional insertion code before the mutant (H52AG = residue 52A) and, in a
-complex, the chain before a '/' (L/H52G; or --variant-chain L for mutations naming none). With --dms and a score
-column the Spearman correlation with the measurements is reported. Columns: mutant (as written), score[,
-measured], error. A structure file as INPUT conditions the scores on its coordinates.
+whole scan (so it takes no --batch-size). Syntax A42G, multi-mutants A42G:L50P, WT for the wild type; positions
+are 1-based on the sequence, --offset K when the sequence starts at residue K+1. --numbering author (INPUT a
+structure file): positions are the file's own residue numbers, with an optional insertion code before the mutant
+(H52AG = residue 52A) and, in a complex, the chain before a '/' (L/H52G; or --variant-chain L for mutations naming
+none). With --dms and a score column the Spearman correlation with the measurements is reported. Columns: mutant
+(as written), score[, measured], error. A structure file as INPUT conditions the scores on its coordinates.
 
 Variants that do not fit the sequence (wrong wild-type letter, position outside) are reported by name (after
 FILE:LINE when read from --mutations-file or --dms) and the others are still scored. Output: -o FILE (.tsv,
@@ -75,7 +81,7 @@ def register(subparsers: Any) -> None:
                    help="write the table here (.tsv, .csv, .json; default, or '-': TSV on stdout)")  # fmt: skip
     add_overwrite_argument(p)
     add_model_arguments(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, batch_size=None)  # None: not given (refused with wt-marginal), else the default
 
 
 def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[str], list[float] | None, str | None]:
@@ -121,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import InputError
     from openesm3.utils.checks import check_batch_size
 
-    check_batch_size(args.batch_size, "--batch-size")
+    if args.batch_size is not None:  # None: not given
+        check_batch_size(args.batch_size, "--batch-size")
     read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
     check_output_file(args.output, "-o", read_files)
     check_new_outputs(args, [("-o", args.output, [args.output])])
@@ -138,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             "(split the FASTA or pass one record)"
         )
     _check_variant_options(args, variant_mode)
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH_SIZE
     failures = Failures("score")
     valid = split_items(items, failures)
     if not valid:
@@ -152,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None:
-    """The variant-only options are refused without variants (a PLL table would silently ignore them), and
-    --offset / --variant-chain with the numbering they do not belong to."""
+    """The variant-only options are refused without variants (a PLL table would silently ignore them), --offset /
+    --variant-chain with the numbering they do not belong to, and --batch-size with wt-marginal (one pass)."""
     from openesm3.errors import InputError
 
     if not variant_mode:
@@ -171,6 +180,11 @@ def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None
         )
     if args.variant_chain is not None and args.numbering != "author":
         raise InputError("--variant-chain names the chain of author-numbered variants: add --numbering author")
+    if args.method == "wt-marginal" and args.batch_size is not None:
+        raise InputError(
+            "--batch-size: --method wt-marginal reads every variant off one forward pass of the wild type, so there "
+            "is nothing to batch: drop --batch-size"
+        )
 
 
 def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:

@@ -218,7 +218,10 @@ class ModelBundle:
     def check_function_vocabulary(self) -> None:
         """Load the function vocabulary and decoder, and check that the decoder's outputs are that vocabulary's
         InterPro entries and keywords; else :class:`VocabularyError` naming both (e.g. a vocabulary made by
-        ``build-function-vocab`` given to the official decoder), before any protein is decoded."""
+        ``build-function-vocab`` given to the official decoder), before any protein is decoded. The tasks that
+        decode function tokens (``predict_function``, ``design`` with a function track) call it themselves. The
+        vocabulary and the decoder are loaded once per bundle and kept, so a later call only compares their sizes
+        (no verdict is cached: a vocabulary replaced later would make it stale)."""
         from openesm3.errors import VocabularyError  # noqa: PLC0415
 
         vocabulary = self.tokenizers.function_vocabulary

@@ -255,7 +255,7 @@ def design(
     order = parse_track_order(track_order if isinstance(track_order, str) else list(track_order))
     function = "function" in order
     if function:
-        bundle.function_decoder  # noqa: B018 - decoding the function track needs it: fail up front
+        bundle.check_function_vocabulary()  # decoding the function track needs both, matching: fail up front
     tensors: list[ProteinTensor | OpenESM3Error] = []
     for i, prompt in enumerate(prompts):
         try:

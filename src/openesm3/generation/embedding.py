@@ -145,6 +145,28 @@ def safe_name(name: str, used: set[str], suffixes: Sequence[str] = ("",)) -> str
     return candidate
 
 
+def embedding_names(record_ids: Sequence[str]) -> list[str]:
+    """The file / tensor names of ``record_ids``, given in input order (:func:`safe_name`; none takes another's
+    ``.mean`` name), for :meth:`EmbeddingWriter.add` (``name=``): records added in another order (e.g. by length)
+    still get the names of their input order, and a record left out (it could not be encoded) changes no other
+    record's name."""
+    used: set[str] = set()
+    return [safe_name(record_id, used, suffixes=("", MEAN_SUFFIX)) for record_id in record_ids]
+
+
+def embedding_files(
+    output: str | os.PathLike[str], format: EmbeddingFormat, names: Sequence[str], *, per_residue: bool = True
+) -> list[Path]:
+    """The files that an :class:`EmbeddingWriter` of these arguments writes for embeddings stored under ``names``
+    (from :func:`embedding_names`): their ``.npy`` files and ``index.tsv``, or the one safetensors file. Known before
+    any model work, so that ``embed`` can refuse an earlier run's files up front."""
+    out = Path(output)
+    if format == "safetensors":
+        return [out]
+    suffixes = ("", MEAN_SUFFIX) if per_residue else (MEAN_SUFFIX,)
+    return [out / f"{name}{suffix}.npy" for name in names for suffix in suffixes] + [out / INDEX_FILE]
+
+
 class EmbeddingWriter:
     """Writes embeddings as they come (npy: immediately, atomically per file; safetensors: one file at close).
 
@@ -180,24 +202,10 @@ class EmbeddingWriter:
         elif self.output.is_dir():
             raise InputError(f"{self.output}: is a directory; safetensors output is one file (e.g. out.safetensors)")
 
-    def names(self, record_ids: Sequence[str]) -> list[str]:
-        """Reserve the file / tensor names of ``record_ids`` in this order, for :meth:`add` (``name=``): records
-        added in another order (e.g. by length) still get the names of their input order."""
-        return [safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX)) for record_id in record_ids]
-
-    def files(self, names: Sequence[str]) -> list[Path]:
-        """The files that embeddings stored under ``names`` (from :meth:`names`) make this writer write: their
-        ``.npy`` files and ``index.tsv``, or the one safetensors file."""
-        if self.format == "safetensors":
-            return [self.output]
-        suffixes = ("", MEAN_SUFFIX) if self.per_residue else (MEAN_SUFFIX,)
-        return [self.output / f"{name}{suffix}.npy" for name in names for suffix in suffixes] + [
-            self.output / INDEX_FILE
-        ]
-
     def add(self, record_id: str, embedding: ProteinEmbedding, *, name: str | None = None) -> list[Path]:
-        """Store one record's embedding under ``name`` (reserved by :meth:`names`; default: the next free name
-        for ``record_id``); returns the files written now (npy) or nothing (safetensors)."""
+        """Store one record's embedding under ``name`` (from :func:`embedding_names`, given for every record of a
+        run; default: the next free name for ``record_id``); returns the files written now (npy) or nothing
+        (safetensors)."""
         if name is None:
             name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
         self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))

@@ -389,15 +389,15 @@ def predict_function(
 
     Raises:
         WeightsError / VocabularyError: up front, if the function decoder weights or the function vocabulary
-            cannot be found.
+            cannot be found, or the vocabulary is not the decoder's (:meth:`ModelBundle.check_function_vocabulary`).
 
     Returns:
         Per protein: the input with ``function_annotations`` set to the prediction, or the error.
     """
     check_task_arguments(proteins, seed, batch_size)
     indices = stream_indices(streams, len(proteins))
-    vocabulary = bundle.tokenizers.function_vocabulary  # fail before decoding anything if it is missing
-    bundle.function_decoder  # noqa: B018 - same for the decoder weights
+    bundle.check_function_vocabulary()  # missing, or not the decoder's: fail before any work
+    vocabulary = bundle.tokenizers.function_vocabulary
 
     def make(protein: Protein) -> Callable[[], Protein]:
         def build() -> Protein:

@@ -210,6 +210,9 @@ def write_vocabulary_directory(
 
     The files of one vocabulary only make sense together (IDF, hyperplanes and keyword list share one keyword
     index): a failure while writing (disk full) leaves ``directory`` as it was, instead of new files beside old.
+    Without ``residue``, a residue-annotation table already in ``directory`` (an earlier build's) is removed once
+    the new files are in place: left there, it would be read as this vocabulary's (a vocabulary directory is
+    searched for it before the installed esm package).
     """
     out = Path(directory)
     if out.exists() and not out.is_dir():
@@ -224,6 +227,8 @@ def write_vocabulary_directory(
         for path in staged:
             os.replace(path, out / path.name)
             written.append(out / path.name)
+        if residue is None:
+            (out / C.RESIDUE_ANNOTATION_VOCAB_FILE).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
