@@ -221,3 +221,25 @@ def test_the_files_a_writer_will_write_are_named_before_it_is_made(
     writer.close()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert sorted(expected) == sorted(written) and len(expected) == n_files
+
+
+@pytest.mark.parametrize("fmt", ["npy", "safetensors"])
+def test_a_record_added_without_a_name_does_not_take_a_name_given_before(tmp_path: Path, fmt: str) -> None:
+    # A Python caller may name some records (embedding_names) and leave others to the writer: neither may replace
+    # the other's embedding.
+    out = tmp_path / ("emb.safetensors" if fmt == "safetensors" else "emb")
+    writer = EmbeddingWriter(out, fmt)  # type: ignore[arg-type]
+    (given,) = embedding_names(["x"])
+    writer.add("x", _emb(4, 0), name=given)
+    writer.add("x", _emb(3, 1))
+    writer.close()
+    if fmt == "npy":
+        stored = sorted(p.name for p in out.iterdir())
+        assert stored == ["index.tsv", "x.mean.npy", "x.npy", "x_2.mean.npy", "x_2.npy"]
+        np.testing.assert_array_equal(np.load(out / "x.npy"), _emb(4, 0).per_residue)
+    else:
+        from safetensors import safe_open  # noqa: PLC0415
+
+        with safe_open(str(out), "np") as f:
+            assert sorted(f.keys()) == ["x", "x.mean", "x_2", "x_2.mean"]
+            np.testing.assert_array_equal(f.get_tensor("x"), _emb(4, 0).per_residue)

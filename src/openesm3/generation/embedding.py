@@ -208,6 +208,8 @@ class EmbeddingWriter:
         (safetensors)."""
         if name is None:
             name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
+        else:  # reserved, so that a later record added without a name cannot take it
+            self._used.update((name + suffix).lower() for suffix in ("", MEAN_SUFFIX))
         self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))
         if self.format == "safetensors":
             if self.per_residue:
