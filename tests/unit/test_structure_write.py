@@ -270,17 +270,51 @@ def test_the_ter_record_carries_the_insertion_code_of_the_chains_last_residue() 
     assert last_atom[26] == "B" and ter[17:27] == last_atom[17:27] and ter[26] == "B"
 
 
-def test_the_provenance_note_keeps_pdb_lines_within_80_columns(tmp_path: Path) -> None:
-    """A weight file without a role is named by its file name in the note: a long name must not make a REMARK line
-    longer than the 80 columns of a PDB record."""
+def _note_of(remarks: list[str]) -> list[str]:
+    """The provenance note read back from ``REMARK   6`` lines: a line indented two more spaces continues the one
+    before it (columns 14-80), anything else is a new line of the note (columns 12-80)."""
+    note: list[str] = []
+    for remark in remarks[1:]:  # the first REMARK 6 line is blank
+        if remark.startswith("REMARK   6   "):
+            note[-1] += remark[13:]
+        else:
+            note.append(remark[11:])
+    return note
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a_fine_tuned_checkpoint_with_a_long_descriptive_name_" + "x" * 90 + ".pth",
+     "fine tuned  on my lab's antibody set (round 3, best validation loss of the whole sweep) " * 2 + "final.pth"],
+)  # fmt: skip
+def test_a_long_provenance_note_is_continued_on_pdb_lines_of_80_columns_not_cut(tmp_path: Path, name: str) -> None:
+    """A weight file without a role is named by its file name in the note: a long name goes on over continuation
+    REMARK 6 lines, each within the 80 columns of a PDB record, and reads back whole in gemmi; our reader and
+    Biopython read the atoms as they do without the note."""
+    import warnings  # noqa: PLC0415
+
+    import gemmi  # noqa: PLC0415
+    from Bio.PDB import PDBParser  # noqa: PLC0415
+
     from openesm3.utils import provenance  # noqa: PLC0415
 
-    weights = tmp_path / ("a_fine_tuned_checkpoint_with_a_long_descriptive_name_" + "x" * 40 + ".pth")
+    weights = tmp_path / name
     weights.write_bytes(b"weights")
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
     out = tmp_path / "x.pdb"
     with provenance.running(provenance.Run("fold", seed=1)):
         provenance.note_weights(weights)
-        write_structure(load_chain(STRUCTURES / "2ZTA.pdb.gz"), out)
+        note = provenance.structure_note()
+        write_structure(chain, out)
+    assert any(len(line) > 69 for line in note)  # longer than one REMARK line holds
     lines = out.read_text().splitlines()
-    assert lines[0] == "REMARK   6" and any(line.startswith("REMARK   6 weights a_fine_tuned") for line in lines)
     assert max(len(line) for line in lines) <= 80
+    assert not [line for line in lines if line.startswith("REMARK") and line != line.rstrip()]  # no trailing space
+    assert _note_of([line for line in lines if line.startswith("REMARK")]) == note
+    remarks = [line.rstrip() for line in gemmi.read_structure(str(out)).raw_remarks]
+    assert _note_of(remarks) == note
+    assert_same_chains(ProteinComplex((chain,), chain.name), load_structure(out), atol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = PDBParser().get_structure("x", str(out))[0]
+    assert [len(c) for c in model] == [len(chain)]

@@ -413,14 +413,38 @@ def _set_entities(block: Any, obj: Structure) -> None:
 PROVENANCE_REMARK = 6
 
 
+# A REMARK's text is in columns 12-80; a note line longer than that goes on in the next REMARK 6 lines, indented by
+# this (its text in columns 14-80), as PDB continues a REMARK's free text by repeating the number.
+_REMARK_WIDTH = 80 - 11
+_REMARK_CONTINUED = "  "
+
+
+def _remark_cut(text: str, width: int) -> int:
+    """Where to cut ``text`` (longer than ``width``) for a REMARK line: before the last space that ends a word within
+    ``width`` (the space starts the continuation), else mid-word; never after a space, which readers and editors
+    may strip from the end of a line."""
+    words = [i for i in range(1, width + 1) if text[i] == " " and text[i - 1] != " "]
+    if words:
+        return words[-1]
+    return next((i for i in range(width, 0, -1) if text[i - 1] != " "), width)
+
+
 def _pdb_note(note: Sequence[str]) -> str:
     """``REMARK   6`` lines of the provenance note: a blank first line, as every REMARK has (readers such as biotite's
-    ``get_remark`` skip it), then the text in columns 12-80."""
+    ``get_remark`` skip it), then each line of the note in columns 12-80, a longer one continued on the next lines
+    after two more spaces (columns 14-80): the note's line is the concatenation of those texts, nothing is cut."""
     if not note:
         return ""
-    return f"REMARK {PROVENANCE_REMARK:3d}\n" + "".join(
-        f"REMARK {PROVENANCE_REMARK:3d} {line}"[:80] + "\n" for line in note
-    )
+    head = f"REMARK {PROVENANCE_REMARK:3d}"
+    lines = [head]
+    for text in note:
+        indent = ""
+        while len(indent) + len(text) > _REMARK_WIDTH:
+            cut = _remark_cut(text, _REMARK_WIDTH - len(indent))
+            lines.append(f"{head} {indent}{text[:cut]}")
+            text, indent = text[cut:], _REMARK_CONTINUED
+        lines.append(f"{head} {indent}{text}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _set_software(block: Any, note: Sequence[str]) -> None:
