@@ -188,6 +188,49 @@ def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors
     np.testing.assert_array_equal(load_chain(tmp_path / "big.cif").residue_index, numbers)
 
 
+def _tryptophans(n: int, chain_id: str, seed: int) -> ProteinChain:
+    """A synthetic chain of ``n`` tryptophans (14 atoms each) at random places: many atoms without a model."""
+    from openesm3.structure import residue_constants as RC  # noqa: PLC0415
+
+    mask = np.zeros((n, RC.N_ATOM37), dtype=bool)
+    for name in ("N", "CA", "C", "O", "CB", "CG", "CD1", "CD2", "NE1", "CE2", "CE3", "CZ2", "CZ3", "CH2"):
+        mask[:, RC.ATOM37_NAMES.index(name)] = True
+    xyz = np.where(mask[..., None], np.random.default_rng(seed).uniform(-500, 500, (n, RC.N_ATOM37, 3)), np.nan)
+    return ProteinChain.from_atom37(xyz, sequence="W" * n, chain_id=chain_id)
+
+
+def test_pdb_atom_serials_past_99999_are_hybrid_36_not_wrapped(tmp_path: Path) -> None:
+    """biotite alone writes atom 100000 as serial 1 again; here the serials go on in hybrid-36 (A0000 = 100000), as
+    cctbx, PyMOL and gemmi write them: gemmi reads 1..N back, our reader the same chains."""
+    import gemmi  # noqa: PLC0415
+
+    complex_ = ProteinComplex((_tryptophans(3600, "A", 0), _tryptophans(3600, "B", 1)), "big")  # 100800 atoms
+    out = tmp_path / "big.pdb"
+    write_structure(complex_, out)
+    lines = out.read_text().splitlines()
+    atoms = [line for line in lines if line.startswith("ATOM")]
+    assert len(atoms) == 100800 and max(len(line) for line in lines) <= 80
+    assert [line[6:11] for line in atoms[99998:100001]] == ["99999", "A0000", "A0001"]
+    model = gemmi.read_structure(str(out))[0]
+    assert [atom.serial for chain in model for residue in chain for atom in residue] == list(range(1, 100801))
+    assert [chain.name for chain in model] == ["A", "B"]
+    assert_same_chains(complex_, load_structure(out), atol=1e-3)
+
+
+def test_more_atoms_than_pdb_serial_numbers_hold_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past hybrid-36's 87440031 serials (a structure too big to build in a test: the limit is lowered here)."""
+    from openesm3.structure import io  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", int(chain.atom37_mask.sum()) - 1)
+    target = tmp_path / "keep.pdb"
+    target.write_text("previous content\n")
+    with pytest.raises(InputError, match=r"atoms: atom serial numbers past \d+ do not fit .*write mmCIF \(\.cif\)"):
+        write_structure(chain, target)
+    assert target.read_text() == "previous content\n"
+    write_structure(chain, tmp_path / "big.cif")  # mmCIF holds them
+
+
 @pytest.mark.parametrize("suffix", [".pdb", ".cif"])
 def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path, suffix: str) -> None:
     # Readers split residues where the number or insertion code changes: GAK all numbered 1 read back as G.
