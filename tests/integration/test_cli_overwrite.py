@@ -173,6 +173,7 @@ def test_a_refused_rerun_keeps_the_record_of_the_earlier_run(
     assert main([*args, "--record", str(other)]) == 2
     written = json.loads(other.read_text())
     assert written["status"] == "error" and "already exists" in written["error"] and written["exit_code"] == 2
+    assert written["outputs"] == []  # the earlier run's table, there, is not this run's
 
 
 @pytest.mark.parametrize("output", ["emb", "e.safetensors"])

@@ -145,6 +145,41 @@ def test_an_interrupted_run_is_recorded_and_the_old_record_kept_until_the_end(
     assert not list(tmp_path.glob(".run.json*"))
 
 
+@pytest.mark.parametrize("after", ["changed", "removed"])
+def test_an_output_changed_or_removed_by_something_else_keeps_the_hash_this_run_wrote(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str
+) -> None:
+    """Outputs were hashed when the run ended: a file another process replaced meanwhile was recorded with that
+    process's hash as this run's, and a file removed meanwhile was left out. Each is now hashed as written, and
+    ``at_end`` says what became of it."""
+    import openesm3.generation.tasks as tasks  # noqa: PLC0415
+
+    fasta, record, out = _fasta(tmp_path, f">one\n{SEQUENCE}\n>two\nMKTAYI\n"), tmp_path / "run.json", tmp_path / "o"
+    real, written = tasks.generate, {}
+
+    def meddle_at_the_second_batch(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        done = out / "two.pdb"  # folded first (batches go shortest first)
+        if done.exists() and not written:
+            written["sha256"], written["size"] = _sha256(done), done.stat().st_size
+            if after == "changed":
+                other = tmp_path / "other.pdb"
+                other.write_text("another process's file\n")
+                os.replace(other, done)
+            else:
+                done.unlink()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "generate", meddle_at_the_second_batch)
+    assert main(["fold", str(fasta), "-o", str(out), "--weights", str(weights), "--batch-size", "1",
+                 "--record", str(record), *FAST]) == 0  # fmt: skip
+    entries = {Path(o["path"]).name: o for o in _record(record)["outputs"]}
+    assert set(entries) == {"two.pdb", "one.pdb", "summary.tsv"}
+    assert entries["two.pdb"] == {"path": str(out / "two.pdb"), **written, "at_end": after}
+    for name in ("one.pdb", "summary.tsv"):  # still as this run left them
+        assert entries[name] == {"path": str(out / name), "size": (out / name).stat().st_size,
+                                 "sha256": _sha256(out / name)}  # fmt: skip
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_a_second_stop_while_the_record_is_written_abandons_it_in_one_line(
     tmp_path: Path,

@@ -42,6 +42,7 @@ from openesm3.training.tokenizer.calibrate import (
     write_calibrated,
 )
 from openesm3.training.tokenizer.evaluate import record_to_chain
+from openesm3.utils import provenance
 from tests.conftest import TEST_DATA
 from tests.unit.test_tokenizer_model import _record
 
@@ -222,7 +223,10 @@ def test_written_tokenizer_loads_and_nothing_is_overwritten(tmp_path: Path, toke
     encoder, decoder = tokenizer
     chains, _ = decode_records(encoder, decoder, records[:2], progress=False)
     result = calibrate(decoder, chains, CalibrationConfig(steps=2, cross_fit=0), progress=False)
-    out = write_calibrated(encoder, result.decoder, tmp_path / "cal", result.report)
+    with provenance.running(provenance.Run("calibrate-tokenizer", hash_outputs=True)) as run:
+        out = write_calibrated(encoder, result.decoder, tmp_path / "cal", result.report)
+    # Written beside OUT and renamed into place: the run record listed the vanished staging paths, so no output.
+    assert sorted(run.outputs) == sorted(p for p in out.rglob("*") if p.is_file())
     loaded, _ = load_vqvae_network(out, "structure_decoder")
     for k, v in result.decoder.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v.float()), k

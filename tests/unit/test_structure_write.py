@@ -188,6 +188,49 @@ def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors
     np.testing.assert_array_equal(load_chain(tmp_path / "big.cif").residue_index, numbers)
 
 
+def _tryptophans(n: int, chain_id: str, seed: int) -> ProteinChain:
+    """A synthetic chain of ``n`` tryptophans (14 atoms each) at random places: many atoms without a model."""
+    from openesm3.structure import residue_constants as RC  # noqa: PLC0415
+
+    mask = np.zeros((n, RC.N_ATOM37), dtype=bool)
+    for name in ("N", "CA", "C", "O", "CB", "CG", "CD1", "CD2", "NE1", "CE2", "CE3", "CZ2", "CZ3", "CH2"):
+        mask[:, RC.ATOM37_NAMES.index(name)] = True
+    xyz = np.where(mask[..., None], np.random.default_rng(seed).uniform(-500, 500, (n, RC.N_ATOM37, 3)), np.nan)
+    return ProteinChain.from_atom37(xyz, sequence="W" * n, chain_id=chain_id)
+
+
+def test_pdb_atom_serials_past_99999_are_hybrid_36_not_wrapped(tmp_path: Path) -> None:
+    """biotite alone writes atom 100000 as serial 1 again; here the serials go on in hybrid-36 (A0000 = 100000), as
+    cctbx, PyMOL and gemmi write them: gemmi reads 1..N back, our reader the same chains."""
+    import gemmi  # noqa: PLC0415
+
+    complex_ = ProteinComplex((_tryptophans(3600, "A", 0), _tryptophans(3600, "B", 1)), "big")  # 100800 atoms
+    out = tmp_path / "big.pdb"
+    write_structure(complex_, out)
+    lines = out.read_text().splitlines()
+    atoms = [line for line in lines if line.startswith("ATOM")]
+    assert len(atoms) == 100800 and max(len(line) for line in lines) <= 80
+    assert [line[6:11] for line in atoms[99998:100001]] == ["99999", "A0000", "A0001"]
+    model = gemmi.read_structure(str(out))[0]
+    assert [atom.serial for chain in model for residue in chain for atom in residue] == list(range(1, 100801))
+    assert [chain.name for chain in model] == ["A", "B"]
+    assert_same_chains(complex_, load_structure(out), atol=1e-3)
+
+
+def test_more_atoms_than_pdb_serial_numbers_hold_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past hybrid-36's 87440031 serials (a structure too big to build in a test: the limit is lowered here)."""
+    from openesm3.structure import io  # noqa: PLC0415
+
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
+    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", int(chain.atom37_mask.sum()) - 1)
+    target = tmp_path / "keep.pdb"
+    target.write_text("previous content\n")
+    with pytest.raises(InputError, match=r"atoms: atom serial numbers past \d+ do not fit .*write mmCIF \(\.cif\)"):
+        write_structure(chain, target)
+    assert target.read_text() == "previous content\n"
+    write_structure(chain, tmp_path / "big.cif")  # mmCIF holds them
+
+
 @pytest.mark.parametrize("suffix", [".pdb", ".cif"])
 def test_neighbours_with_the_same_number_are_an_error_not_merged(tmp_path: Path, suffix: str) -> None:
     # Readers split residues where the number or insertion code changes: GAK all numbered 1 read back as G.
@@ -270,17 +313,51 @@ def test_the_ter_record_carries_the_insertion_code_of_the_chains_last_residue() 
     assert last_atom[26] == "B" and ter[17:27] == last_atom[17:27] and ter[26] == "B"
 
 
-def test_the_provenance_note_keeps_pdb_lines_within_80_columns(tmp_path: Path) -> None:
-    """A weight file without a role is named by its file name in the note: a long name must not make a REMARK line
-    longer than the 80 columns of a PDB record."""
+def _note_of(remarks: list[str]) -> list[str]:
+    """The provenance note read back from ``REMARK   6`` lines: a line indented two more spaces continues the one
+    before it (columns 14-80), anything else is a new line of the note (columns 12-80)."""
+    note: list[str] = []
+    for remark in remarks[1:]:  # the first REMARK 6 line is blank
+        if remark.startswith("REMARK   6   "):
+            note[-1] += remark[13:]
+        else:
+            note.append(remark[11:])
+    return note
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a_fine_tuned_checkpoint_with_a_long_descriptive_name_" + "x" * 90 + ".pth",
+     "fine tuned  on my lab's antibody set (round 3, best validation loss of the whole sweep) " * 2 + "final.pth"],
+)  # fmt: skip
+def test_a_long_provenance_note_is_continued_on_pdb_lines_of_80_columns_not_cut(tmp_path: Path, name: str) -> None:
+    """A weight file without a role is named by its file name in the note: a long name goes on over continuation
+    REMARK 6 lines, each within the 80 columns of a PDB record, and reads back whole in gemmi; our reader and
+    Biopython read the atoms as they do without the note."""
+    import warnings  # noqa: PLC0415
+
+    import gemmi  # noqa: PLC0415
+    from Bio.PDB import PDBParser  # noqa: PLC0415
+
     from openesm3.utils import provenance  # noqa: PLC0415
 
-    weights = tmp_path / ("a_fine_tuned_checkpoint_with_a_long_descriptive_name_" + "x" * 40 + ".pth")
+    weights = tmp_path / name
     weights.write_bytes(b"weights")
+    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
     out = tmp_path / "x.pdb"
     with provenance.running(provenance.Run("fold", seed=1)):
         provenance.note_weights(weights)
-        write_structure(load_chain(STRUCTURES / "2ZTA.pdb.gz"), out)
+        note = provenance.structure_note()
+        write_structure(chain, out)
+    assert any(len(line) > 69 for line in note)  # longer than one REMARK line holds
     lines = out.read_text().splitlines()
-    assert lines[0] == "REMARK   6" and any(line.startswith("REMARK   6 weights a_fine_tuned") for line in lines)
     assert max(len(line) for line in lines) <= 80
+    assert not [line for line in lines if line.startswith("REMARK") and line != line.rstrip()]  # no trailing space
+    assert _note_of([line for line in lines if line.startswith("REMARK")]) == note
+    remarks = [line.rstrip() for line in gemmi.read_structure(str(out)).raw_remarks]
+    assert _note_of(remarks) == note
+    assert_same_chains(ProteinComplex((chain,), chain.name), load_structure(out), atol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = PDBParser().get_structure("x", str(out))[0]
+    assert [len(c) for c in model] == [len(chain)]

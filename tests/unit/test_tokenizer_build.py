@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -135,6 +137,12 @@ def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.Capture
     record = tmp_path / "vocab.run.json"
     assert main([*args, "--overwrite", "--record", str(record)]) == 0
     capsys.readouterr()
+    # The files are staged and then moved into OUT: the record listed none of them; now each, hashed (not the
+    # residue vocabulary of the first run, which this one did not write).
+    outputs = json.loads(record.read_text())["outputs"]
+    function_files = [f for f in out.iterdir() if "residue_annotations" not in f.name]
+    assert len(function_files) == 5 and sorted(o["path"] for o in outputs) == sorted(map(str, function_files))
+    assert all(o["sha256"] == hashlib.sha256(Path(o["path"]).read_bytes()).hexdigest() for o in outputs)
     before = record.read_bytes()
     assert main([*args, "--record", str(record)]) == 2  # refuses to overwrite, and keeps the record of the vocabulary
     assert "already holds" in capsys.readouterr().err

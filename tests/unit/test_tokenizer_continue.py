@@ -56,6 +56,21 @@ def test_weights_init_decodes_as_the_export(tmp_path: Path) -> None:
     torch.testing.assert_close(a.backbone, b.backbone, atol=1e-4, rtol=1e-4)
 
 
+def test_the_run_record_lists_the_exported_files_where_they_are(tmp_path: Path) -> None:
+    """The networks are written in a staging folder and renamed into place: the run record listed the vanished
+    staging paths (so no output at all). Exported twice in one run, each file is listed once, as last written."""
+    import hashlib  # noqa: PLC0415
+
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    with provenance.running(provenance.Run("train-tokenizer", hash_outputs=True)) as run:
+        export_networks(_trained_model(), tmp_path / "export")
+        export_networks(_trained_model(), tmp_path / "export")
+    files = sorted(p for p in (tmp_path / "export").rglob("*") if p.is_file())
+    assert len(files) == 4 and sorted(run.outputs) == files
+    assert all(run.outputs[f].sha256 == hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
+
+
 def test_weights_init_refuses_free_embedding_rows(tmp_path: Path) -> None:
     source = _trained_model()
     export_networks(source, tmp_path / "export")

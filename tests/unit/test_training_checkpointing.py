@@ -75,6 +75,25 @@ def test_round_trip_is_exact(tmp_path) -> None:
     )
 
 
+def test_the_run_record_lists_the_checkpoints_kept_with_their_hashes(tmp_path) -> None:
+    """Checkpoint files are written in a staging folder and renamed into place: the run record listed none of them
+    (only latest.txt). Now it lists the files of the checkpoints kept, hashed as written; those removed by keep_last
+    are no longer outputs."""
+    import hashlib  # noqa: PLC0415
+
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    model, opt = _trained()
+    with provenance.running(provenance.Run("train-tokenizer", hash_outputs=True)) as run:
+        for step in (1, 2, 3):
+            _save(tmp_path, step, model, opt, keep_last=2)
+    kept = [tmp_path / "step_000000002", tmp_path / "step_000000003"]
+    files = sorted(file for folder in kept for file in folder.iterdir())
+    assert sorted(run.outputs) == sorted([*files, tmp_path / "latest.txt"])
+    for file in files:
+        assert run.outputs[file].sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+
+
 def test_tied_weights_are_saved(tmp_path) -> None:
     model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 5, bias=False))
     model[1].weight = model[0].weight

@@ -210,6 +210,28 @@ def test_non_finite_metrics_are_logged_as_null_or_signed_infinity(tmp_path) -> N
     assert (row["loss"], row["grad_norm"], row["metrics"]) == (None, "inf", {"x": "-inf"})
 
 
+@pytest.mark.parametrize("resume_step", [None, 1])
+def test_the_run_record_lists_the_metrics_log_as_the_run_left_it(tmp_path, resume_step) -> None:
+    """metrics.jsonl is appended to, not written atomically: a fresh run's record did not list it, and a resumed
+    run's (its truncation is an atomic write) would see it changed by the appends after."""
+    import hashlib  # noqa: PLC0415
+
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    if resume_step is not None:
+        (tmp_path / "metrics.jsonl").write_text('{"split": "train", "step": 1}\n{"split": "train", "step": 2}\n')
+    with provenance.running(provenance.Run("train-tokenizer", hash_outputs=True)) as run:
+        logger = MetricsLogger(tmp_path, tensorboard=False, resume_step=resume_step)
+        logger.log("train", 2, {"loss": 1.0})
+        logger.close()
+    path = tmp_path / "metrics.jsonl"
+    assert [row["step"] for row in read_metrics(path)] == ([2] if resume_step is None else [1, 2])
+    assert list(run.outputs) == [path]
+    assert run.outputs[path] == provenance.Written(
+        provenance.file_stamp(path), hashlib.sha256(path.read_bytes()).hexdigest()
+    )
+
+
 def test_grad_clip_zero_means_no_clipping() -> None:
     p = torch.nn.Parameter(torch.zeros(3))
     p.grad = torch.tensor([3.0, 4.0, 0.0])

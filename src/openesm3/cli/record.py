@@ -12,7 +12,9 @@ runs nothing), FILE is written atomically with:
   our format; ``name`` for the tokenizer bundled with OpenESM3);
 - ``inputs``: each input file named on the command line (``option``, ``path``, ``size``, ``sha256``; a directory
   is listed without a hash) and each data file read besides (``role``, e.g. a function vocabulary file);
-- ``outputs``: each file written (``path``, ``size``, ``sha256``), in the order first written;
+- ``outputs``: each file written and not removed by the run (``path``, ``size``, ``sha256``, taken as the run wrote
+  it), in the order first written; ``at_end`` (``removed`` or ``changed``) where something else removed, replaced
+  or modified it before the run ended;
 - ``started``, ``ended`` (UTC, ISO 8601), ``duration_s``, ``status`` (``ok``; ``failed``: some or all items failed,
   see ``errors``; ``error``: an error stopped the command, see ``error``; ``interrupted``), ``exit_code``,
   ``error`` and ``errors`` (the per-item errors reported).
@@ -34,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from openesm3.utils.provenance import Run
+from openesm3.utils.provenance import Run, Written, file_stamp
 
 FORMAT = "openesm3-run-record"
 FORMAT_VERSION = 1
@@ -80,7 +82,12 @@ class RunRecorder:
         self.path: str | None = getattr(args, "record", None)
         # The hashes of the weights are needed by the record and by the note of structure files: start them early.
         prehash = self.path is not None or args.command in STRUCTURE_COMMANDS
-        self.run = Run(command=args.command, seed=seed if isinstance(seed, int) else None, prehash=prehash)
+        self.run = Run(
+            command=args.command,
+            seed=seed if isinstance(seed, int) else None,
+            prehash=prehash,
+            hash_outputs=self.path is not None,
+        )
         self.started = datetime.now(timezone.utc)
         self._clock = time.monotonic()
         self.status = "ok"
@@ -181,7 +188,7 @@ class RunRecorder:
             device = str(resolve_device(device))
         weights = [self._weights_entry(file) for file in self.run.weights.values()]
         extra_inputs = [{"role": role, **self._describe(path)} for path, role in self.run.inputs.items()]
-        outputs = [self._describe(path) for path in self.run.outputs if path.exists()]
+        outputs = [_output_entry(path, written) for path, written in self.run.outputs.items()]
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -220,6 +227,20 @@ class RunRecorder:
 
             entry["name"] = f"openesm3 {__version__} bundled structure tokenizer"
         return entry
+
+
+def _output_entry(path: Path, written: Written) -> dict[str, Any]:
+    """Path, size and SHA-256 of an output file as this run wrote it; ``at_end`` says when the file there at the end
+    is not that one any more (``removed``, or ``changed``: replaced or modified by something else)."""
+    entry: dict[str, Any] = {
+        "path": str(path),
+        "size": None if written.stamp is None else written.stamp[1],
+        "sha256": written.sha256,
+    }
+    now = file_stamp(path)
+    if now != written.stamp:
+        entry["at_end"] = "removed" if now is None else "changed"
+    return entry
 
 
 def _json_value(value: Any) -> Any:

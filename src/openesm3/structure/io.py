@@ -59,7 +59,9 @@ _SNIFF_LINES = 50
 # Largest coordinates the fixed 8.3f columns of PDB hold.
 _PDB_COORD_MIN, _PDB_COORD_MAX = -999.999, 9999.999
 # Residue numbers the 4 resSeq columns hold: decimal from -999, hybrid-36 (as the reader reads) past 9999.
-_PDB_RESSEQ_MIN, _PDB_RESSEQ_DECIMAL_MAX, _PDB_RESSEQ_MAX = -999, 9999, 2436111
+_PDB_RESSEQ_MIN, _PDB_RESSEQ_MAX = -999, 2436111
+# Atom serial numbers the 5 columns hold: decimal to 99999, hybrid-36 past it (A0000 = 100000, ..., zzzzz).
+_PDB_SERIAL_MAX = 87440031
 # B-factors the 6.2f tempFactor columns hold.
 _PDB_B_FACTOR_MIN, _PDB_B_FACTOR_MAX = -99.99, 999.99
 
@@ -264,6 +266,12 @@ def to_atom_array(obj: Structure) -> object:
 
 
 def _check_pdb_limits(obj: Structure) -> None:
+    atoms = sum(int(chain.atom37_mask.sum()) for chain in _chains_of(obj))
+    if atoms > _PDB_SERIAL_MAX:
+        raise InputError(
+            f"{atoms} atoms: atom serial numbers past {_PDB_SERIAL_MAX} do not fit the PDB format's 5 columns (with "
+            "hybrid-36); write mmCIF (.cif)"
+        )
     for chain in _chains_of(obj):
         if len(chain.chain_id) > 1:
             raise InputError(
@@ -309,31 +317,37 @@ def _check_cif_chain_ids(obj: Structure) -> None:
             )
 
 
-def _hybrid36_residue_numbers(res_id: np.ndarray) -> np.ndarray | None:
-    """[N] 4-character resSeq fields when some number is past 9999 (hybrid-36, e.g. 10000 -> ``A000``), else None.
+def _hybrid36_fields(numbers: np.ndarray, width: int) -> np.ndarray | None:
+    """[N] fields of ``width`` columns when some number is past the decimal ones (hybrid-36: 10000 -> ``A000`` as a
+    4-column residue number, 100000 -> ``A0000`` as a 5-column atom serial), else None.
 
-    biotite would wrap such numbers silently (10000 -> 1); negative ones stay decimal."""
-    if not res_id.size or res_id.max() <= _PDB_RESSEQ_DECIMAL_MAX:
+    biotite would wrap such numbers silently (10000 -> 1); those that fit, negative ones included, stay decimal."""
+    if not numbers.size or numbers.max() < 10**width:
         return None
     from biotite.structure.io.pdb.hybrid36 import encode_hybrid36  # noqa: PLC0415
 
-    uniq, inverse = np.unique(res_id, return_inverse=True)
-    fields = np.array([encode_hybrid36(int(r), 4) if r > 0 else str(r) for r in uniq.tolist()], dtype="<U4")
-    return np.char.rjust(fields, 4)[inverse.reshape(-1)]
+    uniq, inverse = np.unique(numbers, return_inverse=True)
+    fields = np.array([encode_hybrid36(int(r), width) if r > 0 else str(r) for r in uniq.tolist()], dtype=f"<U{width}")
+    return np.char.rjust(fields, width)[inverse.reshape(-1)]
 
 
 def to_pdb_string(obj: Structure) -> str:
     """PDB-format text: ATOM records (B-factor column = ``b_factor``, e.g. pLDDT), TER per chain, END.
 
-    Residue numbers past 9999 are written in hybrid-36 (``A000`` = 10000), which :func:`load_structure` reads.
+    Residue numbers past 9999 and atom serial numbers past 99999 are written in hybrid-36 (``A000`` = 10000,
+    ``A0000`` = 100000), as cctbx, PyMOL and gemmi write and read them; :func:`load_structure` reads them.
     """
     from biotite.structure.io.pdb import PDBFile  # noqa: PLC0415
 
     _check_pdb_limits(obj)
     array = to_atom_array(obj)
-    res_fields = _hybrid36_residue_numbers(array.res_id)  # type: ignore[attr-defined]
+    res_fields = _hybrid36_fields(array.res_id, 4)  # type: ignore[attr-defined]
     if res_fields is not None:
         array.res_id = np.zeros_like(array.res_id)  # type: ignore[attr-defined]  # replaced below
+    n_atoms = array.array_length()  # type: ignore[attr-defined]
+    serials = _hybrid36_fields(np.arange(1, n_atoms + 1), 5)
+    if serials is not None:
+        array.set_annotation("atom_id", np.zeros(n_atoms, dtype=np.int64))  # type: ignore[attr-defined]  # below
     pdb = PDBFile()
     pdb.set_structure(array)
     lines: list[str] = []
@@ -346,6 +360,8 @@ def to_pdb_string(obj: Structure) -> str:
             previous = None
         if is_atom and res_fields is not None:
             line = line[:22] + res_fields[atom] + line[26:]
+        if is_atom and serials is not None:
+            line = line[:6] + serials[atom] + line[11:]
         atom += is_atom
         lines.append(line)
         previous = line if is_atom else previous
@@ -413,14 +429,38 @@ def _set_entities(block: Any, obj: Structure) -> None:
 PROVENANCE_REMARK = 6
 
 
+# A REMARK's text is in columns 12-80; a note line longer than that goes on in the next REMARK 6 lines, indented by
+# this (its text in columns 14-80), as PDB continues a REMARK's free text by repeating the number.
+_REMARK_WIDTH = 80 - 11
+_REMARK_CONTINUED = "  "
+
+
+def _remark_cut(text: str, width: int) -> int:
+    """Where to cut ``text`` (longer than ``width``) for a REMARK line: before the last space that ends a word within
+    ``width`` (the space starts the continuation), else mid-word; never after a space, which readers and editors
+    may strip from the end of a line."""
+    words = [i for i in range(1, width + 1) if text[i] == " " and text[i - 1] != " "]
+    if words:
+        return words[-1]
+    return next((i for i in range(width, 0, -1) if text[i - 1] != " "), width)
+
+
 def _pdb_note(note: Sequence[str]) -> str:
     """``REMARK   6`` lines of the provenance note: a blank first line, as every REMARK has (readers such as biotite's
-    ``get_remark`` skip it), then the text in columns 12-80."""
+    ``get_remark`` skip it), then each line of the note in columns 12-80, a longer one continued on the next lines
+    after two more spaces (columns 14-80): the note's line is the concatenation of those texts, nothing is cut."""
     if not note:
         return ""
-    return f"REMARK {PROVENANCE_REMARK:3d}\n" + "".join(
-        f"REMARK {PROVENANCE_REMARK:3d} {line}"[:80] + "\n" for line in note
-    )
+    head = f"REMARK {PROVENANCE_REMARK:3d}"
+    lines = [head]
+    for text in note:
+        indent = ""
+        while len(indent) + len(text) > _REMARK_WIDTH:
+            cut = _remark_cut(text, _REMARK_WIDTH - len(indent))
+            lines.append(f"{head} {indent}{text[:cut]}")
+            text, indent = text[cut:], _REMARK_CONTINUED
+        lines.append(f"{head} {indent}{text}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _set_software(block: Any, note: Sequence[str]) -> None:
@@ -487,8 +527,9 @@ def write_structure(obj: Structure, path: PathLike, format: StructureFormat | No
         InputError: unknown format, a ``format`` the suffix contradicts (``to_pdb("x.cif")``), neighbouring
             residues with the same number and insertion code (a reader would merge them), an infinite B-factor,
             or data the format cannot hold (in PDB: chain ids longer than one character, huge coordinates or
-            B-factors, residue numbers below -999 or past hybrid-36's 2436111; in mmCIF text: chain ids such as
-            ``?`` or ``$A`` that CIF would read as something else).
+            B-factors, residue numbers below -999 or past hybrid-36's 2436111, more atoms than hybrid-36's
+            87440031 serial numbers; in mmCIF text: chain ids such as ``?`` or ``$A`` that CIF would read as
+            something else).
     """
     target = Path(path)
     suffix_format, gz = _suffix_format(target)

@@ -3,7 +3,8 @@
 The whole file is one ``uint8`` buffer; line starts come from the newline positions and every field is a
 column slice of an ``[N, 66]`` byte matrix, so no Python code runs per atom. Numbers are converted by numpy;
 only when a conversion fails does a Python loop look for the offending line, to name it in the error.
-Columns (1-based, wwPDB v3.3): record 1-6, name 13-16, altLoc 17, resName 18-20 (21 is read too, for
+Columns (1-based, wwPDB v3.3): record 1-6 (the atom serial, 7-11, is not read: decimal or hybrid-36 past 99999,
+it names nothing the chains keep), name 13-16, altLoc 17, resName 18-20 (21 is read too, for
 4-character names), chainID 22, resSeq 23-26 (hybrid-36 beyond 9999), iCode 27, x/y/z 31-54, occupancy
 55-60, tempFactor 61-66.
 """

@@ -42,6 +42,7 @@ from openesm3.tokenizers.vocabulary import (
     ResidueAnnotationVocabulary,
 )
 from openesm3.utils.atomic import atomic_open, atomic_write_text
+from openesm3.utils.provenance import note_moved, note_removed
 
 _INTERPRO_RE = re.compile(C.INTERPRO_ID_PATTERN)
 _WORD_RE = re.compile(r"[0-9a-z]+")
@@ -226,11 +227,13 @@ def write_vocabulary_directory(
         written = []
         for path in staged:
             os.replace(path, out / path.name)
+            note_moved(path, out / path.name)
             written.append(out / path.name)
         if residue is None:
             (out / C.RESIDUE_ANNOTATION_VOCAB_FILE).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        note_removed(staging)
     return written
 
 

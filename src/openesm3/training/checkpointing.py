@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from openesm3.errors import OpenESM3Error
 from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.provenance import note_output, note_removed
 
 CHECKPOINT_FORMAT = "openesm3-train-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -202,6 +203,7 @@ def _discard(path: Path) -> None:
         if trash.exists():
             shutil.rmtree(trash)
         os.replace(path, trash)
+        note_removed(path)
         shutil.rmtree(trash)
 
 
@@ -251,6 +253,8 @@ def save_checkpoint(
         if final.exists():
             _discard(final)
         os.replace(tmp, final)
+        for file in sorted(final.iterdir()):  # written here, not through openesm3.utils.atomic: noted now
+            note_output(file)
         _fsync_dir(root)
         for _, old in list_checkpoints(root)[:-keep_last]:
             _discard(old)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.provenance import note_output
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -95,6 +96,7 @@ class MetricsLogger:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            note_output(self.path)  # appended to, not written through openesm3.utils.atomic: noted once complete
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -11,10 +11,13 @@ version, the short SHA-256 of each weight file used, the seed). The note holds n
 to the next (no time, no path), so a rerun with the same seed writes the same bytes.
 
 Hashes are SHA-256 of the file's bytes, read in blocks (a multi-GB weights file is never held in memory), and
-computed at most once per file per run (:func:`sha256_file`). A run that will need the hashes of its weights (a
-command that writes structures, or ``--record``: ``Run(prehash=True)``) starts hashing each weight file in a
-background thread as soon as it is loaded, so that the second or so per GB of SHA-256 overlaps the model's work
-instead of coming before the first structure file; asking for the hash waits for that thread.
+computed at most once per file per run (:func:`sha256_file`). An output file is hashed as it is written when the
+run keeps a record, and its stamp (inode, size, time) is kept, so that the record holds what the run wrote and can
+say when something else changed the file before the end; code that stages outputs and renames them into place, or
+removes outputs of its own, says so (:func:`note_moved`, :func:`note_removed`). A run that will need the hashes of
+its weights (a command that writes structures, or ``--record``: ``Run(prehash=True)``) starts hashing each weight
+file in a background thread as soon as it is loaded, so that the second or so per GB of SHA-256 overlaps the
+model's work instead of coming before the first structure file; asking for the hash waits for that thread.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ class WeightsFile:
     config: Path | None = None
 
 
+@dataclass(frozen=True)
+class Written:
+    """An output file as the run last wrote it: ``stamp`` (inode, size, modification time; None if the file was
+    gone at once) tells it from a file that replaces or changes it later; ``sha256`` is taken as it is written when
+    the run keeps a record (``Run(hash_outputs=True)``), else None."""
+
+    stamp: tuple[int, int, int] | None
+    sha256: str | None
+
+
 @dataclass
 class Run:
     """The provenance of one command run, filled in while it runs."""
@@ -51,9 +64,10 @@ class Run:
     seed: int | None = None
     weights: dict[Path, WeightsFile] = field(default_factory=dict)
     inputs: dict[Path, str | None] = field(default_factory=dict)  # path -> role (e.g. "function vocabulary")
-    outputs: dict[Path, None] = field(default_factory=dict)  # an ordered set: in the order first written
+    outputs: dict[Path, Written] = field(default_factory=dict)  # in the order first written, each as last written
     errors: list[str] = field(default_factory=list)  # per-item errors the command reported
     prehash: bool = False  # hash each weight file in the background as soon as it is noted (the run will need it)
+    hash_outputs: bool = False  # hash each output file as it is written (the run keeps a record)
     _hashes: dict[tuple[Path, int, int], str] = field(default_factory=dict, repr=False)
     _pending: dict[tuple[Path, int, int], threading.Thread] = field(default_factory=dict, repr=False)
 
@@ -143,10 +157,48 @@ def note_input(path: str | os.PathLike[str], role: str | None = None) -> None:
         _current.inputs.setdefault(_absolute(path), role)
 
 
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """(inode, size, modification time in ns) of a file, None when there is none: a file replaced (a new inode) or
+    rewritten (another size or time) gets another stamp."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def note_output(path: str | os.PathLike[str]) -> None:
-    """A file the open run wrote (called by :mod:`openesm3.utils.atomic` once the file is in place)."""
+    """A file the open run has just written (called by :mod:`openesm3.utils.atomic` once the file is in place):
+    its stamp and, when the run keeps a record, its SHA-256 are taken now, so that the record holds what this run
+    wrote, not what may replace it before the run ends."""
     if _current is not None:
-        _current.outputs[_absolute(path)] = None
+        file = _absolute(path)
+        stamp = file_stamp(file)
+        sha256 = _current.sha256(file) if _current.hash_outputs and stamp is not None else None
+        _current.outputs[file] = Written(stamp, sha256)
+
+
+def _under(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def note_moved(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """The open run renamed ``source`` (a staging file or directory of its outputs) to ``target``: its outputs at or
+    under ``source`` are now there (a rename keeps their stamps)."""
+    if _current is not None:
+        src, dst = _absolute(source), _absolute(target)
+        _current.outputs = {
+            (dst / path.relative_to(src) if _under(path, src) else path): written
+            for path, written in _current.outputs.items()
+        }
+
+
+def note_removed(path: str | os.PathLike[str]) -> None:
+    """The open run removed ``path`` (a file or directory: a staging folder, an old checkpoint): its outputs at or
+    under it are no longer outputs of the run."""
+    if _current is not None:
+        top = _absolute(path)
+        _current.outputs = {p: w for p, w in _current.outputs.items() if not _under(p, top)}
 
 
 def note_error(message: str) -> None:

@@ -53,6 +53,7 @@ from openesm3.training.tokenizer.model import decoder_sequence
 from openesm3.training.tokenizer.run import noised
 from openesm3.utils.atomic import atomic_write_json
 from openesm3.utils.progress import Progress
+from openesm3.utils.provenance import note_moved, note_removed
 
 HEADS = ("plddt", "pae")
 PAIR_FITS = ("head", "pae", "temperature", "ptm", "ptm-temperature")
@@ -612,8 +613,10 @@ def write_calibrated(
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
+        note_moved(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        note_removed(tmp)
     return out
 
 

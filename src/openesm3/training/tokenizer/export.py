@@ -23,6 +23,7 @@ from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.checkpointing import STATE_FILE, latest_checkpoint, load_checkpoint
 from openesm3.training.loop import CHECKPOINT_DIR
 from openesm3.training.tokenizer.model import StructureTokenizerModel
+from openesm3.utils.provenance import note_moved, note_removed
 
 ENCODER_DIR = "structure_encoder"  # the layout checkpoints.vqvae_weights looks for (ROOT/<model_type>/)
 DECODER_DIR = "structure_decoder"
@@ -87,9 +88,12 @@ def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tupl
             if (out / name).exists():
                 olds.append(out / f".{name}.old-{os.getpid()}")
                 os.replace(out / name, olds[-1])
+            note_removed(out / name)  # an earlier export of this run, replaced
             os.replace(tmp / name, out / name)
+            note_moved(tmp / name, out / name)
         for old in olds:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        note_removed(tmp)
     return out / ENCODER_DIR, out / DECODER_DIR
