@@ -280,6 +280,10 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         ([_atom_n(np.array(5.0))], _BAD_ATOM_N + "array(5.)"),
         ([_atom_n(b"\x01\x02\x03")], _BAD_ATOM_N + "b'\\x01\\x02\\x03'"),  # bytes are not three small ints
         ([_atom_n([np.True_, 2.0, 3.0])], _BAD_ATOM_N),  # a numpy bool is no more a number than True
+        # a set has no order: {3.0, 1.0, 2.0} was read as the atom [1.0, 2.0, 3.0]
+        ([_atom_n({3.0, 1.0, 2.0})], _BAD_ATOM_N + "{"),
+        ([frozenset([None])], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got frozenset("),
+        ({"a": 1}.keys(), "coordinates must be a list of residues [L][37][3], got dict_keys"),
     ],
 )
 def test_coordinates_are_refused_alike_by_the_api_and_json(coordinates: Any, message: str) -> None:
