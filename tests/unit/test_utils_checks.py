@@ -52,7 +52,7 @@ def test_the_cli_names_its_batch_size_option_with_the_apis_rule(
     [
         ["embed", "in.fasta", "-o", "out"],
         ["fold", "in.fasta", "-o", "out"],
-        ["generate", "--length", "8", "-o", "out"],
+        ["generate", "--prompt", "prompts.fasta", "-o", "out"],
         ["inverse-fold", "in.pdb", "-o", "out.fasta"],
         ["predict-function", "in.fasta"],
         ["score", "in.fasta", "--mutations", "M1A"],
