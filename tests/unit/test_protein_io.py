@@ -243,6 +243,14 @@ def test_coordinates_the_api_or_json_accepted_are_read_alike_by_both(coordinates
             assert p.coordinates[0, 0].tolist() == atom_n and np.isnan(p.coordinates[0, 1:]).all()
 
 
+def test_every_atom_of_a_residue_list_is_read_in_atom37_order() -> None:
+    residue = [[float(a), 0.0, -float(a)] for a in range(37)]
+    for p in _from_python_and_json([residue, residue[::-1]], "MK"):
+        assert isinstance(p, Protein), p
+        assert p.coordinates[0, :, 0].tolist() == list(range(37))  # the last atom (OXT) too
+        assert p.coordinates[1, :, 2].tolist() == [-float(a) for a in range(36, -1, -1)]
+
+
 _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None (JSON null) for a missing atom, got "
 
 
@@ -265,6 +273,7 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         (np.full((1, 37, 3), 1 + 2j), "coordinates must be numbers, got dtype complex128"),
         # as True in a list, a bool array is not numbers
         (np.zeros((1, 37, 3), dtype=bool), "coordinates must be numbers, got dtype bool"),
+        (torch.zeros(1, 37, 3, dtype=torch.bool), "coordinates must be numbers, got dtype bool"),  # a tensor alike
         # too few or too many atoms, told how many
         ([[None] * 36], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 36"),
         ([[None] * 38], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 38"),
