@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -543,10 +543,11 @@ def _to_numpy(value: Any) -> Any:
 
 
 def _is_list(value: Any) -> bool:
-    """A list level of nested coordinates: a list, tuple, array (not 0-d) or other sequence, not text or a dict."""
+    """A list level of nested coordinates: a list, tuple, array (not 0-d) or other sequence, not text, a dict or a set
+    (a set has no order: {3.0, 1.0, 2.0} would be read as the atom [1.0, 2.0, 3.0])."""
     if isinstance(value, np.ndarray):
         return value.ndim > 0
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping, Set))
 
 
 def _is_number(value: Any) -> bool:

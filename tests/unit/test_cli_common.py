@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from openesm3.cli.common import (
-    MAX_SEED,
     Failures,
     add_decoding_arguments,
+    bundle_from_args,
     check_new_outputs,
-    check_seed,
     decoding_from_args,
     progress_bar,
     read_inputs,
@@ -38,12 +37,12 @@ def test_decoding_options_are_checked_under_their_own_names() -> None:
         decoding_from_args(_decoding("--top-p", "0"))
 
 
-def test_seed_bounds_are_those_of_a_64_bit_generator() -> None:
-    check_seed(argparse.Namespace(seed=0))
-    check_seed(argparse.Namespace(seed=MAX_SEED))
-    for bad in (-1, MAX_SEED + 1):
-        with pytest.raises(InputError, match=r"--seed must lie in 0\.\.18446744073709551615"):
-            check_seed(argparse.Namespace(seed=bad))
+def test_bundle_from_args_checks_batch_size_and_seed_under_their_option_names() -> None:
+    # Before torch is seeded or any weights are looked for; the commands check them earlier still.
+    with pytest.raises(InputError, match=r"^--batch-size must be an integer >= 1, got 0$"):
+        bundle_from_args(argparse.Namespace(batch_size=0, seed=0))
+    with pytest.raises(InputError, match=r"^--seed must be an int in \[0, 2\*\*64\), got 18446744073709551616$"):
+        bundle_from_args(argparse.Namespace(batch_size=1, seed=2**64))
 
 
 def test_repeated_names_are_made_distinct_without_taking_a_name_given_later() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import collections
 import gzip
 import json
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from openesm3 import protein_io as io
 from openesm3.annotations import FunctionAnnotation
@@ -151,6 +154,8 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
     # float32 tracks in their own shortest text (0.1, not float64's 0.10000000149011612)
     short = io.protein_to_json(Protein(sequence="MK", plddt=np.array([0.1, 0.7], dtype=np.float32)))
     assert short["plddt"] == [0.1, 0.7]
+    short = io.protein_to_json(Protein(sequence="M", coordinates=[_atom_n([1.1, -2.2, 33.3])]))
+    assert short["coordinates"][0][0] == [1.1, -2.2, 33.3] and short["coordinates"][0][1:] == [None] * 36
     path = tmp_path / "p.json"
     p.save(path)
     _assert_same(Protein.load(path), p)
@@ -224,6 +229,9 @@ def _from_python_and_json(coordinates: Any, sequence: str) -> list[Protein | str
         ([_atom_n([np.float32(1.5), np.int64(2), 3.0])], [1.5, 2.0, 3.0]),  # numpy numbers: JSON refused them
         ([np.array(_atom_n([4.0, 4.0, 4.0], [np.nan] * 3))], [4.0, 4.0, 4.0]),  # a residue as an array: JSON refused it
         ([_atom_n([1.0, 2.0, 3.0], [None, None, None])], [1.0, 2.0, 3.0]),  # an atom of three None is missing
+        (np.arange(37 * 3).reshape(1, 37, 3), None),  # an int array
+        ([_atom_n(torch.tensor([1.0, 2.0, 3.0], dtype=torch.bfloat16))], [1.0, 2.0, 3.0]),  # an atom as a tensor
+        ([collections.deque(_atom_n(array.array("d", [1, 2, 3])))], [1.0, 2.0, 3.0]),  # other sequences
     ],
 )
 def test_coordinates_the_api_or_json_accepted_are_read_alike_by_both(coordinates: Any, atom_n: Any) -> None:
@@ -233,6 +241,14 @@ def test_coordinates_the_api_or_json_accepted_are_read_alike_by_both(coordinates
         assert p.coordinates.shape == (len(coordinates), 37, 3) and p.coordinates.dtype == np.float32
         if atom_n is not None:
             assert p.coordinates[0, 0].tolist() == atom_n and np.isnan(p.coordinates[0, 1:]).all()
+
+
+def test_every_atom_of_a_residue_list_is_read_in_atom37_order() -> None:
+    residue = [[float(a), 0.0, -float(a)] for a in range(37)]
+    for p in _from_python_and_json([residue, residue[::-1]], "MK"):
+        assert isinstance(p, Protein), p
+        assert p.coordinates[0, :, 0].tolist() == list(range(37))  # the last atom (OXT) too
+        assert p.coordinates[1, :, 2].tolist() == [-float(a) for a in range(36, -1, -1)]
 
 
 _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None (JSON null) for a missing atom, got "
@@ -255,6 +271,28 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         ([_atom_n([0.0, 10**400, 0.0], [0.0] * 3)], f"residue 1, atom N: [0.0, {10**400}, 0.0] is beyond the float32"),
         # complex numbers: the API dropped the imaginary part
         (np.full((1, 37, 3), 1 + 2j), "coordinates must be numbers, got dtype complex128"),
+        # as True in a list, a bool array is not numbers
+        (np.zeros((1, 37, 3), dtype=bool), "coordinates must be numbers, got dtype bool"),
+        (torch.zeros(1, 37, 3, dtype=torch.bool), "coordinates must be numbers, got dtype bool"),  # a tensor alike
+        # too few or too many atoms, told how many
+        ([[None] * 36], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 36"),
+        ([[None] * 38], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 38"),
+        # a residue that is a single number, as a 0-d array or tensor (not a TypeError from iterating it)
+        ([np.array(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got array(5.)"),
+        ([torch.tensor(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got "),
+        # an atom that is not three numbers: none or two None are not a missing atom, four numbers not an atom
+        ([_atom_n([])], _BAD_ATOM_N + "[]"),
+        ([_atom_n([None, None])], _BAD_ATOM_N + "[None, None]"),
+        ([_atom_n([1.0, 2.0, 3.0, 4.0])], _BAD_ATOM_N + "[1.0, 2.0, 3.0, 4.0]"),
+        ([_atom_n(5)], _BAD_ATOM_N + "5"),
+        ([_atom_n("abc")], _BAD_ATOM_N + "'abc'"),
+        ([_atom_n(np.array(5.0))], _BAD_ATOM_N + "array(5.)"),
+        ([_atom_n(b"\x01\x02\x03")], _BAD_ATOM_N + "b'\\x01\\x02\\x03'"),  # bytes are not three small ints
+        ([_atom_n([np.True_, 2.0, 3.0])], _BAD_ATOM_N),  # a numpy bool is no more a number than True
+        # a set has no order: {3.0, 1.0, 2.0} was read as the atom [1.0, 2.0, 3.0]
+        ([_atom_n({3.0, 1.0, 2.0})], _BAD_ATOM_N + "{"),
+        ([frozenset([None])], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got frozenset("),
+        ({"a": 1}.keys(), "coordinates must be a list of residues [L][37][3], got dict_keys"),
     ],
 )
 def test_coordinates_are_refused_alike_by_the_api_and_json(coordinates: Any, message: str) -> None:

@@ -313,7 +313,7 @@ def test_cli_errors_name_the_file_at_fault(
 def test_cli_negative_seed_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A negative --seed used to end as "internal error: ValueError: expected non-negative integer"."""
     assert main(_cli_args(tmp_path, tmp_path / "vocab", "--seed", "-1")) == 2
-    assert "--seed must be >= 0, got -1" in capsys.readouterr().err
+    assert "--seed must be an int in [0, 2**64), got -1" in capsys.readouterr().err
     assert not (tmp_path / "vocab").exists()
 
 

@@ -46,6 +46,31 @@ def test_the_cli_names_its_batch_size_option_with_the_apis_rule(
         check_batch_size(-3, "--batch-size")
 
 
+@pytest.mark.parametrize("seed", [-1, 2**64])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["embed", "in.fasta", "-o", "out"],
+        ["fold", "in.fasta", "-o", "out"],
+        ["generate", "--prompt", "prompts.fasta", "-o", "out"],
+        ["inverse-fold", "in.pdb", "-o", "out.fasta"],
+        ["predict-function", "in.fasta"],
+        ["score", "in.fasta", "--mutations", "M1A"],
+        ["build-function-vocab", "corpus.tsv", "vocab"],
+        ["calibrate-tokenizer", "in.pdb", "--out", "calibrated"],
+    ],
+)
+def test_the_cli_names_its_seed_option_with_the_apis_rule(
+    argv: list[str], seed: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the files named need not exist: the option is checked before any is read
+    # One check for the API and every command with --seed (the commands had "--seed must lie in 0..2**64-1",
+    # build-function-vocab "--seed must be >= 0" with no upper bound, calibrate-tokenizer no check before its fits).
+    assert main([*argv, "--seed", str(seed)]) == 2
+    assert f"error: --seed must be an int in [0, 2**64), got {seed}\n" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
 @pytest.mark.parametrize("bad", [-1, 2**64, False, 1.0])
 def test_seed_must_fit_64_bits(bad: object) -> None:
     with pytest.raises(InputError, match=r"my_seed must be an int in \[0, 2\*\*64\)"):

@@ -57,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import InputError, OutputsExistError  # noqa: PLC0415
     from openesm3.tokenizers import build  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
+    from openesm3.utils.checks import check_seed  # noqa: PLC0415
 
     refuse_stdout(args.out, "OUT", "build-function-vocab writes a vocabulary directory")
     out = Path(args.out)
-    if args.seed < 0:
-        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    check_seed(args.seed, "--seed")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
     # The residue CSV is this build's or none: one of an earlier build, left beside the new files, would be read as

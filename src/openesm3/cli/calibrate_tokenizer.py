@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
         summary_lines,
         write_calibrated,
     )
+    from openesm3.utils.checks import check_seed
 
     refuse_stdout(args.out, "--out", "calibrate-tokenizer writes a tokenizer directory")
+    check_seed(args.seed, "--seed")
     check_output_dir(args.out)  # before any work, not after the fits
     set_threads(args.threads)
     config = CalibrationConfig(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openesm3.errors import InputError, OpenESM3Error, OutputsExistError
-from openesm3.utils.checks import check_batch_size
+from openesm3.utils.checks import check_batch_size, check_seed
 
 if TYPE_CHECKING:
     from openesm3.config import TaskDecoding
@@ -80,14 +80,6 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-MAX_SEED = 2**64 - 1  # torch.manual_seed takes 64-bit seeds; prompt streams derive theirs from it (NumPy SeedSequence)
-
-
-def check_seed(args: argparse.Namespace) -> None:
-    if not 0 <= args.seed <= MAX_SEED:
-        raise InputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
-
-
 def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",)) -> ModelBundle:
     """Seed, build the :class:`ModelBundle` and check up front that the ``needs`` networks' weights exist."""
     import torch  # noqa: PLC0415
@@ -95,7 +87,7 @@ def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",))
     from openesm3.generation.bundle import ModelBundle  # noqa: PLC0415
 
     check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args)
+    check_seed(args.seed, "--seed")
     torch.manual_seed(args.seed)
     vocabulary_dir = getattr(args, "vocabulary_dir", None)
     bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype, vocabulary_dir=vocabulary_dir)

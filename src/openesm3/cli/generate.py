@@ -123,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import InputError, OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.design import design, parse_track_order  # noqa: PLC0415
     from openesm3.protein_io import write_fasta  # noqa: PLC0415
-    from openesm3.utils.checks import check_batch_size  # noqa: PLC0415
+    from openesm3.utils.checks import check_batch_size, check_seed  # noqa: PLC0415
 
     refuse_stdout(args.output, "-o", "generate writes a directory (structures, designs.fasta, summary.tsv)")
     check_batch_size(args.batch_size, "--batch-size")
+    check_seed(args.seed, "--seed")
     if args.num_designs < 1:
         raise InputError(f"--num-designs must be >= 1, got {args.num_designs}")
     decoding = decoding_from_args(args)

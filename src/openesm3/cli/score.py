@@ -125,10 +125,11 @@ def run(args: argparse.Namespace) -> int:
         split_items,
     )
     from openesm3.errors import InputError
-    from openesm3.utils.checks import check_batch_size
+    from openesm3.utils.checks import check_batch_size, check_seed
 
     if args.batch_size is not None:  # None: not given
         check_batch_size(args.batch_size, "--batch-size")
+    check_seed(args.seed, "--seed")
     read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
     check_output_file(args.output, "-o", read_files)
     check_new_outputs(args, [("-o", args.output, [args.output])])
