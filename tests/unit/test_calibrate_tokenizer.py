@@ -151,6 +151,13 @@ def test_restricted_pair_fits_change_only_the_pae_outputs(tokenizer, records) ->
         CalibrationConfig(pair_fit="rows")
 
 
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True])
+def test_a_seed_the_api_would_refuse_is_a_config_error(seed: object) -> None:
+    # Before, a negative seed reached np.random.default_rng in the fits: a bare "expected non-negative integer".
+    with pytest.raises(ConfigError, match=r"seed must be an int in \[0, 2\*\*64\)"):
+        CalibrationConfig(seed=seed)  # type: ignore[arg-type]
+
+
 def test_ptm_fit_scales_the_pae_rows_to_match_chain_ptm_to_a_target(tokenizer, records) -> None:  # noqa: ANN001
     decoder, chains, original = _three_chains(tokenizer, records)
     rows = PairwiseHead.pae_slice()

@@ -89,6 +89,10 @@ def test_round_trip_through_dict() -> None:
         (["optim.lr"], "not of the form key=value"),
         (["optim.lr=-1"], "config section 'optim': lr must be > 0"),
         (["data.bucket_boundaries=64,32"], "strictly increasing"),
+        # negative seeds failed only once the run had started, inside NumPy's generator
+        (["seed=-1"], "config: seed must be an int in [0, 2**64), got -1"),
+        (["seed=18446744073709551616"], "seed must be an int in [0, 2**64)"),
+        (["data.split.seed=-3"], "config section 'data.split': seed must be an int in [0, 2**64), got -3"),
     ],
 )
 def test_override_errors_name_the_key(overrides: list[str], needle: str) -> None:

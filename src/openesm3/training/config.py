@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from openesm3.errors import OpenESM3Error
+from openesm3.errors import InputError, OpenESM3Error
+from openesm3.utils.checks import check_seed
 from openesm3.utils.text import read_text_file
 
 T = TypeVar("T")
@@ -45,6 +46,15 @@ class ConfigError(OpenESM3Error, ValueError):
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def require_seed(seed: object, name: str = "seed") -> None:
+    """ConfigError unless ``seed`` is a seed the API takes (:func:`openesm3.utils.checks.check_seed`): a negative one
+    would otherwise fail deep in NumPy's generator (``expected non-negative integer``) once the run has started."""
+    try:
+        check_seed(seed, name)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +105,7 @@ class SplitConfig:
     calibration_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        require_seed(self.seed)
         _require(0 <= self.valid_fraction < 1, f"valid_fraction must lie in [0, 1), got {self.valid_fraction}")
         _require(
             0 <= self.calibration_fraction < 1,
@@ -168,6 +179,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        require_seed(self.seed)
         _require(self.max_steps > 0, f"max_steps must be > 0, got {self.max_steps}")
         _require(self.grad_accum > 0, f"grad_accum must be > 0, got {self.grad_accum}")
         _require(self.log_every > 0, f"log_every must be > 0, got {self.log_every}")

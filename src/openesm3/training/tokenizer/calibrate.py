@@ -41,7 +41,7 @@ from openesm3.geometry.metrics import tm_score
 from openesm3.layers.structure_heads import PairwiseHead, pae_and_ptm, plddt_from_logits
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
-from openesm3.training.config import ConfigError
+from openesm3.training.config import ConfigError, require_seed
 from openesm3.training.data import ProteinRecord, sequence_to_ids
 from openesm3.training.schedules import WarmupCosineSchedule
 from openesm3.training.splits import greedy_identity_clusters
@@ -97,6 +97,7 @@ class CalibrationConfig:
             raise ConfigError(f"pair_fit: unknown {self.pair_fit!r} (known: {', '.join(PAIR_FITS)})")
         if self.cross_fit == 1 or self.cross_fit < 0:
             raise ConfigError(f"cross_fit must be 0 (no estimate) or >= 2 folds, got {self.cross_fit}")
+        require_seed(self.seed)
 
 
 @dataclass
