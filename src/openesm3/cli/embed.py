@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_new_outputs,
+        check_output_file,
         progress_bar,
         read_inputs,
         refuse_stdout,
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "npy" and named_safetensors:
         raise InputError(f"-o {args.output} names a .safetensors file, but --format npy writes a directory")
     fmt: EmbeddingFormat = args.format or ("safetensors" if named_safetensors else "npy")
+    if fmt == "safetensors":  # a directory, or an input file (replaced with --overwrite): refused before any work
+        check_output_file(args.output, "-o", args.inputs)
     items = read_inputs(args.inputs)
     failures = Failures("embed")
     valid = split_items(items, failures)
