@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_new_outputs,
+        check_output_dir,
         check_output_file,
         progress_bar,
         read_inputs,
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     fmt: EmbeddingFormat = args.format or ("safetensors" if named_safetensors else "npy")
     if fmt == "safetensors":  # a directory, or an input file (replaced with --overwrite): refused before any work
         check_output_file(args.output, "-o", args.inputs)
+    else:  # a file there or on its way: refused before any work (the directory is made once the trunk is loaded)
+        check_output_dir(args.output, "-o")
     items = read_inputs(args.inputs)
     failures = Failures("embed")
     valid = split_items(items, failures)
