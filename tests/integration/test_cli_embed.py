@@ -146,6 +146,39 @@ def test_npy_format_with_a_safetensors_name_is_an_error(weights: Path, fasta: Pa
     assert not out.exists()
 
 
+def test_a_safetensors_output_that_is_an_input_or_a_directory_is_refused_before_any_work(
+    weights: Path, fasta: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o naming the input FASTA with --format safetensors --overwrite replaced the user's FASTA with the embeddings;
+    -o naming a directory was refused only once the trunk was loaded. Both now stop before any work (a directory
+    even with weights that do not exist: their error would come first)."""
+    before = fasta.read_bytes()
+    argv = ["embed", str(fasta), "-o", str(fasta), "--format", "safetensors", "--overwrite", "--weights", str(weights)]
+    assert main([*argv, "--quiet"]) == 2
+    assert f"-o {fasta}: is the input file {fasta}; writing there would replace it" in capsys.readouterr().err
+    assert fasta.read_bytes() == before
+    directory = tmp_path / "e.safetensors"
+    directory.mkdir()
+    nowhere = str(tmp_path / "nowhere")
+    for extra in ([], ["--overwrite"]):
+        assert main(["embed", str(fasta), "-o", str(directory), "--weights", nowhere, *extra]) == 2
+        assert f"-o {directory}: is a directory; give a file name" in capsys.readouterr().err
+    assert list(directory.iterdir()) == []
+
+
+def test_an_npy_output_where_a_file_is_is_refused_before_any_model_is_loaded(
+    fasta: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o naming a file (or a path through one) for npy output was refused only once the trunk was loaded and the
+    structures encoded; now before (the weights here do not exist: their error would come first)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    for out, problem in [(notes, "exists and is not a directory"), (notes / "emb", f"{notes} is not a directory")]:
+        assert main(["embed", str(fasta), "-o", str(out), "--weights", str(tmp_path / "nowhere")]) == 2
+        assert f"-o {out}: {problem}" in capsys.readouterr().err
+    assert notes.read_text() == "mine\n"
+
+
 def test_the_index_names_the_weights_also_when_they_come_from_the_environment(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

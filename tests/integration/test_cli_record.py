@@ -24,6 +24,7 @@ from openesm3.errors import InputError
 from openesm3.protein import Protein
 from openesm3.structure.io import load_structure
 from openesm3.utils import provenance
+from openesm3.utils.atomic import atomic_write_text
 from tests.task_testing import FAST, TRP_CAGE
 
 SEQUENCE = "MKTAYIAKQRQISFVKSHFS"
@@ -392,6 +393,23 @@ def test_a_file_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.Monke
         assert provenance.sha256_file(file) == provenance.sha256_file(file) == _sha256(file)
     assert reads == [file, file]
     assert provenance.structure_note() == []  # no run open: library writes carry no note
+
+
+def test_an_output_rewritten_with_the_same_size_and_time_is_hashed_again(tmp_path: Path) -> None:
+    """The hash cache knew a file by path, size and modification time: an output written again (atomically: a new
+    file) with the same size within one tick of a coarse file-system clock (a few ms on many kernels; the tick is
+    imitated here with os.utime) got the first version's hash in the record."""
+    out = tmp_path / "latest.txt"
+    run = provenance.Run("train", hash_outputs=True)
+    with provenance.running(run):
+        atomic_write_text(out, "step_000100\n")
+        first = out.stat().st_mtime_ns
+        tmp = tmp_path / ".latest.txt.tmp"
+        tmp.write_text("step_000200\n")
+        os.utime(tmp, ns=(first, first))  # the same tick as the first version
+        os.replace(tmp, out)
+        provenance.note_output(out)
+    assert run.outputs[out].sha256 == _sha256(out)
 
 
 def test_hashing_a_file_holds_a_small_buffer_not_the_file(tmp_path: Path) -> None:

@@ -243,3 +243,28 @@ def test_a_record_added_without_a_name_does_not_take_a_name_given_before(tmp_pat
         with safe_open(str(out), "np") as f:
             assert sorted(f.keys()) == ["x", "x.mean", "x_2", "x_2.mean"]
             np.testing.assert_array_equal(f.get_tensor("x"), _emb(4, 0).per_residue)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "safetensors"])
+def test_a_name_given_that_is_already_taken_is_an_error_not_a_replacement(tmp_path: Path, fmt: str) -> None:
+    # The other order of the test above: a record named by the writer took 'x_2', which embedding_names had given to
+    # the next record; stored under the same name, that record replaced the first one's embedding without a word.
+    out = tmp_path / ("emb.safetensors" if fmt == "safetensors" else "emb")
+    writer = EmbeddingWriter(out, fmt)  # type: ignore[arg-type]
+    first, second = embedding_names(["x", "x"])
+    writer.add("x", _emb(4, 0), name=first)
+    writer.add("x", _emb(3, 1))  # takes x_2
+    with pytest.raises(InputError, match=r"name 'x_2' is already taken .*: give each record its own name"):
+        writer.add("x", _emb(5, 2), name=second)
+    with pytest.raises(InputError, match=r"name 'X.mean' is already taken"):  # the mean of x, case-insensitively
+        writer.add("y", _emb(5, 2), name="X.mean")
+    writer.close()
+    if fmt == "npy":
+        np.testing.assert_array_equal(np.load(out / "x_2.npy"), _emb(3, 1).per_residue)
+        assert (out / "index.tsv").read_text().count("\nx\t") == 2
+    else:
+        from safetensors import safe_open  # noqa: PLC0415
+
+        with safe_open(str(out), "np") as f:
+            assert sorted(f.keys()) == ["x", "x.mean", "x_2", "x_2.mean"]
+            np.testing.assert_array_equal(f.get_tensor("x_2"), _emb(3, 1).per_residue)

@@ -33,6 +33,8 @@ def test_batch_size_accepts_ints_and_none_where_allowed() -> None:
         ["inverse-fold", "in.pdb", "-o", "out.fasta"],
         ["predict-function", "in.fasta"],
         ["score", "in.fasta", "--mutations", "M1A"],
+        ["tokenize-structure", "in.pdb"],
+        ["detokenize", "tokens.json", "--out", "out"],
     ],
 )
 def test_the_cli_names_its_batch_size_option_with_the_apis_rule(

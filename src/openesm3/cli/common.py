@@ -465,13 +465,22 @@ def check_new_outputs(
         )
 
 
-def prepare_output_dir(path: str, option: str) -> Path:
-    """The output directory ``path`` (given as ``option``), created now, before any work; an existing file there is
-    an error naming the option."""
+def check_output_dir(path: str, option: str) -> Path:
+    """Stop before any work when the output directory ``path`` (given as ``option``) could not be made or written
+    into: a file is there or on its way, or it is read-only; it is not created (see :func:`prepare_output_dir`)."""
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise InputError(f"{option} {path}: exists and is not a directory; give a directory")
     _check_parents(target, option, path)
+    if target.is_dir():
+        _check_writable(target, option, path)
+    return target
+
+
+def prepare_output_dir(path: str, option: str) -> Path:
+    """The output directory ``path`` (given as ``option``), checked (:func:`check_output_dir`) and created now, before
+    any work."""
+    target = check_output_dir(path, option)
     target.mkdir(parents=True, exist_ok=True)
     _check_writable(target, option, path)
     return target

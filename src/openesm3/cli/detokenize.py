@@ -76,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.generation.structure_tokens import decode_structure, tokens_from_json
     from openesm3.models.structure_decoder import StructureDecoder
     from openesm3.structure.io import SUFFIX_FORMATS
+    from openesm3.utils.checks import check_batch_size
     from openesm3.utils.text import read_text_file
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_batch_size(args.batch_size, "--batch-size")
     device = resolve_device(args.device)  # a device this machine lacks is the user's to fix, named now
     source = Path(args.tokens)
     try:

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         check_new_outputs,
+        check_output_dir,
+        check_output_file,
         progress_bar,
         read_inputs,
         refuse_stdout,
@@ -78,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "npy" and named_safetensors:
         raise InputError(f"-o {args.output} names a .safetensors file, but --format npy writes a directory")
     fmt: EmbeddingFormat = args.format or ("safetensors" if named_safetensors else "npy")
+    if fmt == "safetensors":  # a directory, or an input file (replaced with --overwrite): refused before any work
+        check_output_file(args.output, "-o", args.inputs)
+    else:  # a file there or on its way: refused before any work (the directory is made once the trunk is loaded)
+        check_output_dir(args.output, "-o")
     items = read_inputs(args.inputs)
     failures = Failures("embed")
     valid = split_items(items, failures)

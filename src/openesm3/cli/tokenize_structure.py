@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.models.structure_encoder import StructureEncoder
     from openesm3.structure import ProteinComplex, load_structure
     from openesm3.structure.io import structure_name
+    from openesm3.utils.checks import check_batch_size
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_batch_size(args.batch_size, "--batch-size")
     if args.max_length < 0:
         raise InputError(f"--max-length must be >= 0 (0: no limit), got {args.max_length}")
     check_output_file(args.out, "--out", args.files)  # before the work, not after it

@@ -205,11 +205,17 @@ class EmbeddingWriter:
     def add(self, record_id: str, embedding: ProteinEmbedding, *, name: str | None = None) -> list[Path]:
         """Store one record's embedding under ``name`` (from :func:`embedding_names`, given for every record of a
         run; default: the next free name for ``record_id``); returns the files written now (npy) or nothing
-        (safetensors)."""
+        (safetensors). A ``name`` already taken by this writer (or whose ``.mean`` is) is an :class:`InputError`."""
         if name is None:
             name = safe_name(record_id, self._used, suffixes=("", MEAN_SUFFIX))
         else:  # reserved, so that a later record added without a name cannot take it
-            self._used.update((name + suffix).lower() for suffix in ("", MEAN_SUFFIX))
+            taken = [(name + suffix).lower() for suffix in ("", MEAN_SUFFIX)]
+            if any(key in self._used for key in taken):  # stored there, it would replace an earlier embedding
+                raise InputError(
+                    f"name {name!r} is already taken by an embedding of this writer (names are compared ignoring case; "
+                    f"{name}{MEAN_SUFFIX} is its mean): give each record its own name (embedding_names), or none"
+                )
+            self._used.update(taken)
         self._index.append((record_id, name, embedding.per_residue.shape[0], embedding.per_residue.shape[1]))
         if self.format == "safetensors":
             if self.per_residue:

@@ -68,15 +68,17 @@ class Run:
     errors: list[str] = field(default_factory=list)  # per-item errors the command reported
     prehash: bool = False  # hash each weight file in the background as soon as it is noted (the run will need it)
     hash_outputs: bool = False  # hash each output file as it is written (the run keeps a record)
-    _hashes: dict[tuple[Path, int, int], str] = field(default_factory=dict, repr=False)
-    _pending: dict[tuple[Path, int, int], threading.Thread] = field(default_factory=dict, repr=False)
+    # Keyed by path and stamp (inode, size, time): a file written again gets a new inode, also within one tick of
+    # a coarse file-system clock, where the same size and time would pass for the file already hashed.
+    _hashes: dict[tuple[Path, int, int, int], str] = field(default_factory=dict, repr=False)
+    _pending: dict[tuple[Path, int, int, int], threading.Thread] = field(default_factory=dict, repr=False)
 
     def sha256(self, path: str | os.PathLike[str]) -> str:
-        """SHA-256 (hex) of the file, from this run's cache while the file is unchanged (size, mtime); waits for
+        """SHA-256 (hex) of the file, from this run's cache while the file is unchanged (inode, size, mtime); waits for
         a background hash of it (:meth:`start_hashing`) rather than reading it a second time."""
         file = _absolute(path)
         st = file.stat()
-        key = (file, st.st_size, st.st_mtime_ns)
+        key = (file, st.st_ino, st.st_size, st.st_mtime_ns)
         pending = self._pending.pop(key, None)
         if pending is not None:
             pending.join()
@@ -92,7 +94,7 @@ class Run:
             st = file.stat()
         except OSError:
             return  # sha256() will say why
-        key = (file, st.st_size, st.st_mtime_ns)
+        key = (file, st.st_ino, st.st_size, st.st_mtime_ns)
         if key in self._hashes or key in self._pending:
             return
 
