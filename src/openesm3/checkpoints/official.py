@@ -8,7 +8,6 @@ network, and each network adds the renames of its own top-level modules.
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -103,12 +102,25 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     the run's provenance (:mod:`openesm3.utils.provenance`)."""
     p = Path(path)
     try:
+        with open(p, "rb") as handle:
+            head = handle.read(1)
         # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
-        mmap = not p.is_file() or zipfile.is_zipfile(p)
-        state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        mmap = zipfile.is_zipfile(p)
     except FileNotFoundError:
         raise WeightsError(f"{p}: no such file") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+    except OSError as exc:
+        raise WeightsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    # torch.load fails on other files with whatever its parsers meet first (a KeyError for a text file), or EOFError
+    if not head:
+        raise WeightsError(f"{p}: not a readable PyTorch state_dict (empty file)")
+    if not mmap and head != b"\x80":  # the legacy format is a pickle, which starts with its PROTO opcode
+        raise WeightsError(
+            f"{p}: not a readable PyTorch state_dict (neither a zip archive, as torch.save writes, "
+            "nor a pickle, its legacy format)"
+        )
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a damaged file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{p}: not a readable PyTorch state_dict ({first})") from exc
     is_state_dict = isinstance(state, dict) and all(
