@@ -4,9 +4,11 @@ written."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
+import torch
 
 from openesm3.cli.main import main
 from tests.conftest import TEST_DATA
@@ -40,3 +42,17 @@ def test_a_pth_file_that_is_no_pytorch_file_is_named_as_such(
     weights.write_bytes(content)
     err = tokenize_with(weights, tmp_path, capsys)
     assert f"{weights}: not a readable PyTorch state_dict ({problem}" in err, err
+
+
+def test_a_pth_file_holding_other_objects_says_what_the_safe_loader_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # torch's message was several lines of advice (with terminal escape codes) to load the file unsafely; its
+    # first line, all the error showed, did not say what was refused
+    weights = tmp_path / "esm3_structure_encoder_v0.pth"
+    torch.save({"w": torch.ones(1), "options": argparse.Namespace(a=1)}, weights)
+    err = tokenize_with(weights, tmp_path, capsys)
+    assert f"{weights}: not a readable PyTorch state_dict (" in err, err
+    assert "argparse.Namespace" in err, err
+    assert "weights_only" not in err and "\x1b" not in err, err
+    assert len(err.strip().splitlines()) == 1, err

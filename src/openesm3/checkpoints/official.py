@@ -121,8 +121,7 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     try:
         state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{p}: not a readable PyTorch state_dict ({first})") from exc
+        raise WeightsError(f"{p}: not a readable PyTorch state_dict ({_load_failure(exc)})") from exc
     is_state_dict = isinstance(state, dict) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     )
@@ -130,6 +129,18 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
     note_weights(p, role)
     return strip_wrapper_prefixes(state)
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line saying why ``torch.load`` failed. When its weights-only unpickler refuses something, torch's message
+    is lines of advice (with terminal escape codes) on loading the file unsafely; only the unpickler's own line,
+    what it refused, is kept, without its advice on allow-listing the object."""
+    text = str(exc)
+    _, found, refused = text.partition("WeightsUnpickler error:")
+    if found and refused.strip():
+        reason = refused.strip().splitlines()[0].split(" Please use ")[0].rstrip(".")
+        return f"the weights-only loader refused it: {reason}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 # Prefixes that wrappers put before every key of the module they wrap: DistributedDataParallel, torch.compile.
