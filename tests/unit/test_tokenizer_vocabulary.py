@@ -201,3 +201,13 @@ def test_a_numpy_file_that_is_not_one_is_named_as_such(tmp_path: Path, name: str
     kind = ".npy file" if name == C.KEYWORD_IDF_FILE else ".npz archive"
     assert str(info.value).startswith(f"{tmp_path / name}: not a NumPy {kind}"), info.value
     assert "pickle" not in str(info.value), info.value
+
+
+def test_an_npz_archive_under_the_idf_name_is_named(tmp_path: Path) -> None:
+    """np.load gives an archive, not an array, for a .npz under the .npy name: reading its shape was an
+    AttributeError, which the CLI reports as an internal error."""
+    build.write_function_vocabulary(_tiny(), tmp_path)
+    with (tmp_path / C.KEYWORD_IDF_FILE).open("wb") as handle:
+        np.savez(handle, idf=np.ones(5))
+    with pytest.raises(VocabularyError, match=f"{C.KEYWORD_IDF_FILE}: expected a single array .*got an npz archive"):
+        FunctionVocabulary.load(tmp_path, with_hyperplanes=False)

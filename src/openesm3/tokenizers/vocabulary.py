@@ -160,6 +160,9 @@ def read_idf(path: Path, n_keywords: int, keywords_path: Path | None = None) -> 
         idf = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise VocabularyError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    if isinstance(idf, np.lib.npyio.NpzFile):
+        idf.close()
+        raise VocabularyError(f"{path}: expected a single array of IDF values (.npy), got an npz archive")
     if idf.shape != (n_keywords,) or not np.issubdtype(idf.dtype, np.floating):
         raise VocabularyError(
             f"{path}: expected float IDF values of shape ({n_keywords},), got {idf.dtype} {idf.shape} "
