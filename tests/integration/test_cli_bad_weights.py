@@ -5,11 +5,16 @@ written."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
 from openesm3.cli.main import main
 from tests.conftest import TEST_DATA
 
@@ -56,3 +61,59 @@ def test_a_pth_file_holding_other_objects_says_what_the_safe_loader_refused(
     assert "argparse.Namespace" in err, err
     assert "weights_only" not in err and "\x1b" not in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def _copy_encoder(tmp_path: Path) -> Path:
+    """A weights directory holding a copy of the bundled structure encoder (config.json + model.safetensors)."""
+    root = tmp_path / "weights"
+    shutil.copytree(BUNDLED_TOKENIZER_DIR / "structure_encoder", root / "structure_encoder")
+    return root
+
+
+def _edit_config(root: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    path = root / "structure_encoder" / "config.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda meta: meta.update(format_version=2), "format_version 2 is not supported (this OpenESM3 reads 1)"),
+        (lambda meta: meta.pop("model_type"), "missing key 'model_type'"),
+        (lambda meta: meta.update(model_type="esm4"), "unknown model_type 'esm4'; known: ['esm3', "),
+        (
+            lambda meta: meta["config"].update(d_model=-5),
+            "invalid StructureEncoderConfig: StructureEncoderConfig.d_model",
+        ),
+        (
+            lambda meta: meta["config"].update(n_layers="two"),
+            "invalid StructureEncoderConfig: StructureEncoderConfig.n_layers must be a positive int, got 'two'",
+        ),
+        (lambda meta: meta["config"].update(width=3), "unknown StructureEncoderConfig field(s) ['width']"),
+    ],
+)
+def test_a_damaged_config_json_is_named_with_its_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[dict[str, Any]], object], problem: str
+) -> None:
+    root = _copy_encoder(tmp_path)
+    _edit_config(root, edit)
+    err = tokenize_with(root, tmp_path, capsys)
+    assert f"{root / 'structure_encoder' / 'config.json'}: {problem}" in err, err
+
+
+def test_a_config_json_that_is_no_object_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _copy_encoder(tmp_path)
+    (root / "structure_encoder" / "config.json").write_text("[128, 64]")
+    err = tokenize_with(root, tmp_path, capsys)
+    assert f"{root / 'structure_encoder' / 'config.json'}: expected a JSON object" in err, err
+
+
+@pytest.mark.parametrize("size", [0, 100, 100_000])
+def test_a_truncated_safetensors_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], size: int) -> None:
+    root = _copy_encoder(tmp_path)
+    weights = root / "structure_encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:size])
+    err = tokenize_with(root, tmp_path, capsys)
+    assert f"{weights}: unreadable safetensors file (" in err, err
