@@ -154,7 +154,10 @@ def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> li
                     else:
                         items.append(Item(record.id, path, error=result))
             elif suffix == "json":
-                for n, protein in enumerate(protein_io.read_json(path)):
+                proteins = protein_io.read_json(path)
+                if not proteins:  # as an empty FASTA file is, rather than a run with nothing done and nothing said
+                    raise InputError(f"{path}: no proteins (an empty JSON list)")
+                for n, protein in enumerate(proteins):
                     items.append(item(protein.name or f"{path}[{n}]", path, protein))
             else:
                 protein = Protein.from_structure(path, chains=chains)
