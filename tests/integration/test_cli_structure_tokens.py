@@ -551,3 +551,18 @@ def test_detokenize_into_a_directory_refuses_an_earlier_runs_structures(
     for _ in range(2):
         assert run(["detokenize", str(single), "--weights", str(weights), "--out", str(tmp_path / "x.cif")],
                    capsys)[0] == 0  # fmt: skip
+
+
+def test_tokenize_structure_with_no_readable_input_names_each_and_keeps_the_output(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.pdb"
+    empty.write_text("")
+    out = tmp_path / "tokens.json"
+    out.write_text("an earlier run's tokens\n")
+    args = ["tokenize-structure", str(empty), str(tmp_path / "missing.cif"), "--weights", str(weights)]
+    code, stdout, err = run([*args, "--out", str(out)], capsys)
+    assert code == 2, err
+    assert f"error: {empty}: empty file" in err and f"error: {tmp_path / 'missing.cif'}: no such file" in err, err
+    assert "2 of 2 input(s) failed" in err and stdout == ""
+    assert out.read_text() == "an earlier run's tokens\n"
