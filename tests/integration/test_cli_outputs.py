@@ -118,3 +118,26 @@ def test_a_read_only_output_place_stops_the_command_before_any_work(
     message = f"--out {tmp_path / out}: cannot write in {read_only} (permission denied or read-only)"
     assert capsys.readouterr().err == f"openesm3 {command[0]}: error: {message}\n"
     assert list(read_only.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["round-trip", STRUCTURE, "--out"],
+        ["tokenize-structure", STRUCTURE, "--out"],
+        ["featurize", STRUCTURE, "--json"],
+    ],
+)
+@pytest.mark.parametrize("name", ["new_dir/", "x.pdb/"])
+def test_an_output_file_named_as_a_directory_stops_the_command(
+    command: list[str], name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file output given with a trailing '/' (a directory, as the shell completes one) was written as a file of
+    that name without the '/': `--out results/` left a file `results`, where a directory was meant."""
+    out = f"{tmp_path}/{name}"
+    assert main([*command, out]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = f"{command[-1]} {out}: ends with '/', a directory; give a file name"
+    assert captured.err == f"openesm3 {command[0]}: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
