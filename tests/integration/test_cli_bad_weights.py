@@ -117,3 +117,15 @@ def test_a_truncated_safetensors_file_is_named(tmp_path: Path, capsys: pytest.Ca
     weights.write_bytes(weights.read_bytes()[:size])
     err = tokenize_with(root, tmp_path, capsys)
     assert f"{weights}: unreadable safetensors file (" in err, err
+
+
+def test_a_truncated_pth_download_is_named_as_a_damaged_zip_archive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A download cut short is a zip archive without its central directory, which is not is_zipfile: it must not be
+    reported as 'neither a zip archive nor a pickle'."""
+    weights = tmp_path / "esm3_structure_encoder_v0.pth"
+    torch.save({"w": torch.ones(1000)}, weights)
+    weights.write_bytes(weights.read_bytes()[:3000])
+    err = tokenize_with(weights, tmp_path, capsys)
+    assert f"{weights}: not a readable PyTorch state_dict (" in err and "central directory" in err, err

@@ -103,7 +103,7 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     p = Path(path)
     try:
         with open(p, "rb") as handle:
-            head = handle.read(1)
+            head = handle.read(2)
         # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
         mmap = zipfile.is_zipfile(p)
     except FileNotFoundError:
@@ -113,7 +113,9 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     # torch.load fails on other files with whatever its parsers meet first (a KeyError for a text file), or EOFError
     if not head:
         raise WeightsError(f"{p}: not a readable PyTorch state_dict (empty file)")
-    if not mmap and head != b"\x80":  # the legacy format is a pickle, which starts with its PROTO opcode
+    # the legacy format is a pickle, which starts with its PROTO opcode; a zip cut short (no central directory, so
+    # not is_zipfile) is left to torch.load, whose error says so
+    if not mmap and not head.startswith((b"\x80", b"PK")):
         raise WeightsError(
             f"{p}: not a readable PyTorch state_dict (neither a zip archive, as torch.save writes, "
             "nor a pickle, its legacy format)"
