@@ -118,3 +118,42 @@ def test_a_read_only_output_place_stops_the_command_before_any_work(
     message = f"--out {tmp_path / out}: cannot write in {read_only} (permission denied or read-only)"
     assert capsys.readouterr().err == f"openesm3 {command[0]}: error: {message}\n"
     assert list(read_only.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["round-trip", STRUCTURE, "--out"],
+        ["tokenize-structure", STRUCTURE, "--out"],
+        ["featurize", STRUCTURE, "--json"],
+    ],
+)
+@pytest.mark.parametrize("name", ["new_dir/", "x.pdb/"])
+def test_an_output_file_named_as_a_directory_stops_the_command(
+    command: list[str], name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file output given with a trailing '/' (a directory, as the shell completes one) was written as a file of
+    that name without the '/': `--out results/` left a file `results`, where a directory was meant."""
+    out = f"{tmp_path}/{name}"
+    assert main([*command, out]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = f"{command[-1]} {out}: ends with '/', a directory; give a file name"
+    assert captured.err == f"openesm3 {command[0]}: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["tokens.pdb", "tokens.cif.gz", "tokens.bcif"])
+def test_tokenize_structure_refuses_to_write_its_json_under_a_structure_name(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out x.pdb` (round-trip's option, typed for tokenize-structure) wrote the JSON token file as x.pdb: a file
+    that every structure reader then refused, and detokenize read only by its content."""
+    out = tmp_path / name
+    assert main(["tokenize-structure", STRUCTURE, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert captured.err.startswith(f"openesm3 tokenize-structure: error: --out {out}: names a structure file ("), (
+        captured.err
+    )
+    assert "the tokens are written as JSON" in captured.err

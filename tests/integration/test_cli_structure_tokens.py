@@ -106,7 +106,7 @@ def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     code, _, err = run(["tokenize-structure", file, "--weights", str(tmp_path / "none")], capsys)
     assert code == 2 and "no structure_encoder weights found" in err
     code, _, err = run(["tokenize-structure", file, "--weights", str(weights), "--max-length", "20"], capsys)
-    assert code == 2 and "exceed the context of 20 tokens" in err and "--chain or --separate-chains" in err
+    assert code == 2 and "exceed the limit of 20 tokens" in err and "--chain or --separate-chains" in err
     code, _, err = run(["tokenize-structure", file, "--weights", str(weights), "--max-length", "-5"], capsys)
     assert code == 2 and err == "openesm3 tokenize-structure: error: --max-length must be >= 0 (0: no limit), got -5\n"
     two = tmp_path / "two.pdb"
@@ -574,3 +574,32 @@ def test_detokenize_refuses_an_earlier_runs_structures_before_loading_the_decode
     monkeypatch.setattr(vqvae_weights, "load_vqvae_network", no_decoder)
     code, _, err = run(args, capsys)
     assert code == 2 and f"--out {out_dir}: 1 file already exists that this run would write ({out_dir}/1fxd.pdb)" in err
+
+
+def test_tokenize_structure_with_no_readable_input_names_each_and_keeps_the_output(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.pdb"
+    empty.write_text("")
+    out = tmp_path / "tokens.json"
+    out.write_text("an earlier run's tokens\n")
+    args = ["tokenize-structure", str(empty), str(tmp_path / "missing.cif"), "--weights", str(weights)]
+    code, stdout, err = run([*args, "--out", str(out)], capsys)
+    assert code == 2, err
+    assert f"error: {empty}: empty file" in err and f"error: {tmp_path / 'missing.cif'}: no such file" in err, err
+    assert "2 of 2 input(s) failed" in err and stdout == ""
+    assert out.read_text() == "an earlier run's tokens\n"
+
+
+def test_a_structure_over_a_lowered_max_length_is_not_blamed_on_the_model(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --max-length 50 the error said '155 tokens exceed the context of 50 tokens of the structure decoder and
+    ESM3', whose context is 2048: the limit is the user's."""
+    out = tmp_path / "tokens.json"
+    args = ["tokenize-structure", str(STRUCTURES / "1PIN.pdb.gz"), "--weights", str(weights), "--out", str(out)]
+    code, _, err = run([*args, "--max-length", "50"], capsys)
+    assert code == 2, err
+    limit = "the limit of 50 tokens set by max_length (tokenize-structure --max-length)"
+    assert f"1PIN: 153 positions + BOS/EOS = 155 tokens exceed {limit}" in err, err
+    assert "context" not in err and not out.exists()

@@ -664,3 +664,26 @@ def test_a_design_does_not_change_when_more_designs_are_asked(weights: Path, tmp
     capsys.readouterr()
     assert all(designs[1][name] == sequence for name, sequence in designs[0].items())
     assert len(set(designs[1].values())) > 1  # the designs are not one stream repeated
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["fold", "{input}", "-o", "{out}"], ["inverse-fold", "{input}", "-o", "{out}.fasta"], ["generate", "--prompt",
+     "{input}", "-o", "{out}"]],
+)  # fmt: skip
+def test_a_json_input_holding_no_protein_is_named(weights: Path, tmp_path: Path, capsys, command) -> None:  # noqa: ANN001
+    """A JSON file of an empty list ended the run with exit code 2 and not a word on stderr; beside other inputs it
+    was skipped in silence. It is reported as an empty FASTA file is."""
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]\n")
+    fill = {"input": str(empty), "out": str(tmp_path / "out")}
+    code = main([part.format(**fill) for part in command] + ["--weights", str(weights), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"error: {empty}: no proteins (an empty JSON list)" in err, err
+    assert "1 of 1 " in err, err
+    if command[0] == "fold":  # beside a readable input: that one is done, the empty file counted as failed
+        code = main(["fold", str(empty), str(TRP_CAGE), "-o", str(tmp_path / "two"), "--weights", str(weights), *FAST])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert f"error: {empty}: no proteins" in err and "1 of 2 " in err, err

@@ -397,3 +397,29 @@ def test_an_existing_output_is_refused_before_any_work(
     assert code == 2
     assert "exists and is not an empty directory" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give the held-out chains: structure files, an ingested dataset, or --run DIR"),
+        (
+            ["{file}", "--run", "{tmp}"],
+            "--run gives the weights and the chains: leave out INPUT, --weights and --split",
+        ),
+        (["{file}", "--split", "calibration"], "--split and --calibration-fraction select records of an ingested"),
+        (["{tmp}/empty.pdb"], "no readable protein chains in {tmp}/empty.pdb"),
+        (["--run", "{tmp}"], "{tmp}: no complete training checkpoint"),
+    ],
+)
+def test_cli_inputs_it_cannot_use_are_named_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    (tmp_path / "empty.pdb").write_text("")
+    fill = {"file": str(TEST_DATA / FILES[0]), "tmp": str(tmp_path)}
+    out = tmp_path / "cal"
+    code = main(["calibrate-tokenizer", *(a.format(**fill) for a in extra), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message.format(**fill) in err, err
+    assert not out.exists()

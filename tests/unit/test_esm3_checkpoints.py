@@ -311,3 +311,21 @@ def test_a_dangling_config_json_link_is_not_replaced(tmp_path) -> None:
     with pytest.raises(WeightsError, match="not an OpenESM3 model config; refusing to replace it"):
         save_pretrained(randomized(CONFIG, seed=2), CONFIG, tmp_path, model_type="esm3")
     assert (tmp_path / CONFIG_FILE).is_symlink()
+
+
+def test_convert_names_what_it_did_not_find_or_could_not_read(tmp_path, capsys) -> None:
+    empty = tmp_path / "downloads"
+    empty.mkdir()
+    assert main(["convert", str(empty), str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: no official weight file found (esm3_sm_open_v1.pth, " in err and "data/weights/" in err
+    assert main(["convert", str(empty), str(tmp_path / "b"), "--model-type", "structure_decoder"]) == 2
+    assert f"{empty}: no esm3_structure_decoder_v0.pth found" in capsys.readouterr().err
+    assert main(["convert", str(empty), str(tmp_path / "c"), "--model-type", "esm4"]) == 2
+    assert "--model-type 'esm4' is not convertible; choose auto or one of ['esm3', " in capsys.readouterr().err
+    file = write_official(randomized(CONFIG, seed=5), tmp_path / "esm3_sm_open_v1.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text('{"d_model": 64,')
+    assert main(["convert", str(file), str(tmp_path / "d"), "--config", str(config_json)]) == 2
+    assert f"{config_json}: unreadable config JSON (" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcd")

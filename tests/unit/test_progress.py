@@ -62,3 +62,14 @@ def test_the_line_shows_hours_and_never_more_than_100_percent() -> None:
     assert line.startswith("fold: 100% 3/2 [2:05:07<")
     bar.n = 1
     assert "[00:07<00:07" in bar.line(now=bar._start + 7)
+
+
+@pytest.mark.parametrize("clock", [0.0, 5.0, 3599.0])
+def test_the_first_state_is_drawn_whatever_the_clocks_origin(monkeypatch: pytest.MonkeyPatch, clock: float) -> None:
+    """time.monotonic() counts from an arbitrary point (boot, on Linux): a bar compared it with a last draw at 0, so on
+    a machine up for less than log_every seconds the first state off a terminal was not drawn."""
+    monkeypatch.setattr("time.monotonic", lambda: clock)
+    stream = io.StringIO()
+    bar = Progress(total=3, desc="fold", stream=stream, log_every=3600)
+    bar.update()
+    assert stream.getvalue().startswith("fold:  33% 1/3 ["), stream.getvalue()

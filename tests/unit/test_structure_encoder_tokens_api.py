@@ -134,7 +134,7 @@ def test_encode_errors(encoder: StructureEncoder) -> None:
     empty = ProteinChain.from_atom37(np.full((10, 37, 3), np.nan, np.float32), chain_id="B", name="ghost")
     with pytest.raises(InputError, match="chain 'B' has no residue with N, CA and C"):
         encode_structure(ProteinComplex((chain, empty), "mix"), encoder)
-    with pytest.raises(InputError, match="exceed the context of 100"):
+    with pytest.raises(InputError, match="exceed the limit of 100 tokens set by max_length"):
         encode_structure(chain, encoder, max_length=100)
     assert len(encode_structure(chain, encoder, max_length=None).tokens) == len(chain) + 2
 
@@ -256,7 +256,7 @@ def test_encode_limits_are_inclusive(encoder: StructureEncoder) -> None:
     assert len(encode_structure(chain[:3], encoder).tokens) == 5
     n = len(chain)
     assert len(encode_structure(chain, encoder, max_length=n + 2).tokens) == n + 2
-    with pytest.raises(InputError, match=f"{n + 2} tokens exceed the context of {n + 1}"):
+    with pytest.raises(InputError, match=f"{n + 2} tokens exceed the limit of {n + 1} tokens"):
         encode_structure(chain, encoder, max_length=n + 1)
 
 

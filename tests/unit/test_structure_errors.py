@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from openesm3.errors import OpenESM3Error, StructureFileError
@@ -228,3 +229,63 @@ def test_truncated_binarycif(tmp_path: Path) -> None:
     path = tmp_path / "cut.bcif"
     path.write_bytes(data[: len(data) // 3])
     _expect(path, "BinaryCIF")
+
+
+def _mmcif(tmp_path: Path, drop: tuple[str, ...] = (), row: int = -1, column: str = "", value: str = "") -> Path:
+    """1a62.cif's first 40 atom_site rows without the ``drop`` columns, ``column`` of ``row`` (0-based) set to
+    ``value``."""
+    lines = (DERIVED / "1a62.cif").read_text().splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("_atom_site.")]
+    names = [lines[i].strip().removeprefix("_atom_site.") for i in header]
+    keep = [k for k, name in enumerate(names) if name not in drop]
+    out = lines[: header[0]] + [lines[header[k]] for k in keep]
+    for n, i in enumerate([i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))][:40]):
+        fields = lines[i].split()
+        if n == row:
+            fields[names.index(column)] = value
+        out.append(" ".join(fields[k] for k in keep))
+    path = tmp_path / "edited.cif"
+    path.write_text("\n".join(out) + "\n#\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("drop", "names"),
+    [
+        (("auth_atom_id", "label_atom_id"), "auth_atom_id or label_atom_id"),
+        (("auth_seq_id", "label_seq_id"), "auth_seq_id or label_seq_id"),
+        (("auth_asym_id", "label_asym_id"), "auth_asym_id or label_asym_id"),
+        (("Cartn_y",), "Cartn_y"),
+    ],
+)
+def test_mmcif_without_a_needed_column_names_it(tmp_path: Path, drop: tuple[str, ...], names: str) -> None:
+    _expect(_mmcif(tmp_path, drop), f"atom_site has no {names} column")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("Cartn_x", "nan"), ("Cartn_z", "inf"), ("B_iso_or_equiv", "nan"), ("occupancy", "-inf")],
+)
+def test_mmcif_non_finite_number_gives_the_row_and_column(tmp_path: Path, column: str, value: str) -> None:
+    # as the PDB reader does: a NaN coordinate would otherwise make the atom silently missing
+    _expect(_mmcif(tmp_path, row=3, column=column, value=value), f"atom_site row 4: {column} is not finite")
+
+
+def test_mmcif_without_the_optional_columns_reads_the_same_atoms(tmp_path: Path) -> None:
+    """Occupancy, B-factor, model number, group, altloc and insertion code may be absent (defaults: 1, 0, one model,
+    ATOM, none, none)."""
+    optional = ("occupancy", "B_iso_or_equiv", "pdbx_PDB_model_num", "group_PDB", "label_alt_id", "pdbx_PDB_ins_code")
+    full = load_structure(_mmcif(tmp_path))
+    (tmp_path / "edited.cif").rename(tmp_path / "full.cif")
+    bare = load_structure(_mmcif(tmp_path, optional))
+    assert [c.sequence for c in bare.chains] == [c.sequence for c in full.chains]
+    for a, b in zip(bare.chains, full.chains, strict=True):
+        np.testing.assert_array_equal(a.atom37, b.atom37)
+        assert np.nanmax(np.abs(a.b_factor)) == 0 and np.nanmin(b.b_factor) > 0  # per atom, NaN where none
+
+
+@pytest.mark.parametrize("text", ["this is not mmCIF\n", "# a comment only\n"])
+def test_mmcif_without_a_data_block(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "x.cif"
+    path.write_text(text)
+    _expect(path, "not a mmCIF file: no data block")

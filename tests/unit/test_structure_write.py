@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from openesm3.errors import InputError
+from openesm3.protein import Protein
 from openesm3.structure import ProteinChain, ProteinComplex, load_chain, load_structure, write_structure
 from tests.unit.structure_helpers import STRUCTURES, assert_same_chains
 
@@ -361,3 +362,13 @@ def test_a_long_provenance_note_is_continued_on_pdb_lines_of_80_columns_not_cut(
         warnings.simplefilter("error")
         model = PDBParser().get_structure("x", str(out))[0]
     assert [len(c) for c in model] == [len(chain)]
+
+
+@pytest.mark.parametrize("suffix", ["pdb", "cif", "bcif"])
+def test_a_structure_whose_every_atom_is_missing_is_not_written(tmp_path: Path, suffix: str) -> None:
+    """Decoded or edited coordinates can be all NaN: an empty structure file would read back as an error later."""
+    ghost = Protein(sequence="MK", coordinates=np.full((2, 37, 3), np.nan, np.float32), name="ghost")
+    path = tmp_path / f"ghost.{suffix}"
+    with pytest.raises(InputError, match=r"^ghost: no atoms to write \(every atom is missing\)"):
+        ghost.save(path)
+    assert list(tmp_path.iterdir()) == []

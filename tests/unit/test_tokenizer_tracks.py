@@ -200,3 +200,23 @@ def test_sequence_decode_requires_the_eos_at_the_end() -> None:
     with pytest.raises(TokenizationError, match=r"end with <eos> \(2\); got \[0\] \.\.\. \[6\]"):
         tok.decode([0, 5, 6])
     assert tok.decode([0, 5, 6, 2]) == "AG"
+
+
+@pytest.mark.parametrize(
+    ("decode", "track"),
+    [
+        (SequenceTokenizer().decode, "sequence"),
+        (StructureTokenizer().decode, "structure"),
+        (SS8Tokenizer().decode, "secondary structure"),
+        (SASATokenizer().decode, "SASA"),
+    ],
+)
+def test_token_ids_that_are_no_regular_array_are_named(decode, track: str) -> None:  # noqa: ANN001
+    """A ragged list of ids raised numpy's own ValueError ('setting an array element with a sequence'), naming
+    neither the track nor the problem as the other bad token inputs do."""
+    with pytest.raises(InputError, match=f"^{track} tokens: not a regular array of ids"):
+        decode([0, [5, 6], 2])
+    with pytest.raises(InputError, match=f"^{track} tokens: expected integer ids, got dtype float"):
+        decode(torch.tensor([0.0, 5.0, 2.0]))
+    with pytest.raises(InputError, match=rf"^{track} tokens: expected 1 dimension\(s\), got shape \(1, 3\)"):
+        decode(np.array([[0, 5, 2]]))

@@ -55,7 +55,7 @@ def test_missing_files_name_every_file_and_place(tmp_path: Path, monkeypatch: py
     assert f"{tmp_path} (given path)" in message and f"{tmp_path / 'data'} (given path)" in message
     # decoding does not need the hyperplanes
     (tmp_path / C.KEYWORD_IDF_FILE).write_bytes(b"")
-    with pytest.raises(VocabularyError, match="cannot read"):
+    with pytest.raises(VocabularyError, match=r"not a NumPy \.npy file \(empty file\)"):
         FunctionVocabulary.load(tmp_path, with_hyperplanes=False)
     # nothing configured at all
     with pytest.raises(VocabularyError, match=r"looked in: nowhere\. pass the directory explicitly, set \$OPENESM3"):
@@ -187,3 +187,27 @@ def test_truncated_keyword_list_is_named(tmp_path: Path) -> None:
     np.save(tmp_path / C.KEYWORD_IDF_FILE, np.ones(4))  # the IDF fits the list: the hyperplanes are named next
     with pytest.raises(VocabularyError, match=f"{C.LSH_HYPERPLANES_FILE}: .*one per keyword of {keywords}"):
         FunctionVocabulary.load(tmp_path)
+
+
+@pytest.mark.parametrize("name", [C.KEYWORD_IDF_FILE, C.LSH_HYPERPLANES_FILE])
+@pytest.mark.parametrize("content", [b"keyword\tidf\nzinc\t4.5\n", b""])
+def test_a_numpy_file_that_is_not_one_is_named_as_such(tmp_path: Path, name: str, content: bytes) -> None:
+    """A text (or empty) file under the .npy / .npz name read as 'This file contains pickled (object) data. If you
+    trust the file you can load it unsafely ...': it holds no pickle, and nothing should be loaded unsafely."""
+    build.write_function_vocabulary(_tiny(), tmp_path)
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(VocabularyError) as info:
+        FunctionVocabulary.load(tmp_path)
+    kind = ".npy file" if name == C.KEYWORD_IDF_FILE else ".npz archive"
+    assert str(info.value).startswith(f"{tmp_path / name}: not a NumPy {kind}"), info.value
+    assert "pickle" not in str(info.value), info.value
+
+
+def test_an_npz_archive_under_the_idf_name_is_named(tmp_path: Path) -> None:
+    """np.load gives an archive, not an array, for a .npz under the .npy name: reading its shape was an
+    AttributeError, which the CLI reports as an internal error."""
+    build.write_function_vocabulary(_tiny(), tmp_path)
+    with (tmp_path / C.KEYWORD_IDF_FILE).open("wb") as handle:
+        np.savez(handle, idf=np.ones(5))
+    with pytest.raises(VocabularyError, match=f"{C.KEYWORD_IDF_FILE}: expected a single array .*got an npz archive"):
+        FunctionVocabulary.load(tmp_path, with_hyperplanes=False)

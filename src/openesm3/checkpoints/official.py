@@ -8,7 +8,6 @@ network, and each network adds the renames of its own top-level modules.
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -103,14 +102,28 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     the run's provenance (:mod:`openesm3.utils.provenance`)."""
     p = Path(path)
     try:
+        with open(p, "rb") as handle:
+            head = handle.read(2)
         # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
-        mmap = not p.is_file() or zipfile.is_zipfile(p)
-        state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        mmap = zipfile.is_zipfile(p)
     except FileNotFoundError:
         raise WeightsError(f"{p}: no such file") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{p}: not a readable PyTorch state_dict ({first})") from exc
+    except OSError as exc:
+        raise WeightsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    # torch.load fails on other files with whatever its parsers meet first (a KeyError for a text file), or EOFError
+    if not head:
+        raise WeightsError(f"{p}: not a readable PyTorch state_dict (empty file)")
+    # the legacy format is a pickle, which starts with its PROTO opcode; a zip cut short (no central directory, so
+    # not is_zipfile) is left to torch.load, whose error says so
+    if not mmap and not head.startswith((b"\x80", b"PK")):
+        raise WeightsError(
+            f"{p}: not a readable PyTorch state_dict (neither a zip archive, as torch.save writes, "
+            "nor a pickle, its legacy format)"
+        )
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a damaged file
+        raise WeightsError(f"{p}: not a readable PyTorch state_dict ({_load_failure(exc)})") from exc
     is_state_dict = isinstance(state, dict) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     )
@@ -118,6 +131,18 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
         raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
     note_weights(p, role)
     return strip_wrapper_prefixes(state)
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line saying why ``torch.load`` failed. When its weights-only unpickler refuses something, torch's message
+    is lines of advice (with terminal escape codes) on loading the file unsafely; only the unpickler's own line,
+    what it refused, is kept, without its advice on allow-listing the object."""
+    text = str(exc)
+    _, found, refused = text.partition("WeightsUnpickler error:")
+    if found and refused.strip():
+        reason = refused.strip().splitlines()[0].split(" Please use ")[0].rstrip(".")
+        return f"the weights-only loader refused it: {reason}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 # Prefixes that wrappers put before every key of the module they wrap: DistributedDataParallel, torch.compile.

@@ -142,7 +142,10 @@ def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> li
                     else:
                         items.append(Item(record.id, path, error=result))
             elif suffix == "json":
-                for n, protein in enumerate(protein_io.read_json(path)):
+                proteins = protein_io.read_json(path)
+                if not proteins:  # as an empty FASTA file is, rather than a run with nothing done and nothing said
+                    raise InputError(f"{path}: no proteins (an empty JSON list)")
+                for n, protein in enumerate(proteins):
                     items.append(item(protein.name or f"{path}[{n}]", path, protein))
             else:
                 protein = Protein.from_structure(path, chains=chains)
@@ -366,8 +369,12 @@ def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ())
     """Stop before any work when the output file ``path`` (given as ``option``) could not be written at the end: it
     is a directory, or something on its way is a file, or it is one of the ``inputs`` (:func:`check_not_inputs`).
     Missing parent directories are fine (they are created). ``-`` (standard output) is always fine."""
+    import os  # noqa: PLC0415
+
     if path is None or is_stdout(path):
         return
+    if path.endswith(("/", os.sep)):  # Path() drops the '/': a file would be written where a directory was meant
+        raise InputError(f"{option} {path}: ends with '/', a directory; give a file name")
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{option} {path}: is a directory; give a file name")

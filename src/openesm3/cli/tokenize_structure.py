@@ -41,19 +41,25 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
-    from openesm3.cli.common import STDOUT, Failures, check_output_file, progress_bar, write_text
+    from openesm3.cli.common import STDOUT, Failures, check_output_file, is_stdout, progress_bar, write_text
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.bundle import resolve_device
     from openesm3.generation.structure_tokens import StructureTokens, encode_structure, tokens_to_json
     from openesm3.models.structure_encoder import StructureEncoder
     from openesm3.structure import ProteinComplex, load_structure
-    from openesm3.structure.io import structure_name
+    from openesm3.structure.io import output_format, structure_name
     from openesm3.utils.checks import check_batch_size
 
     check_batch_size(args.batch_size, "--batch-size")
     if args.max_length < 0:
         raise InputError(f"--max-length must be >= 0 (0: no limit), got {args.max_length}")
     check_output_file(args.out, "--out", args.files)  # before the work, not after it
+    named = None if args.out is None or is_stdout(args.out) else output_format(args.out)
+    if named is not None:  # round-trip's --out, typed here: a JSON file that no structure reader could read
+        raise InputError(
+            f"--out {args.out}: names a structure file ({named}), but the tokens are written as JSON; give a .json "
+            "name (round-trip --out writes the decoded structure)"
+        )
     device = resolve_device(args.device)  # a device this machine lacks is the user's to fix, named now
     failures = Failures("tokenize-structure")
     structures: list[Any] = []

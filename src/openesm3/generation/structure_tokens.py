@@ -44,6 +44,7 @@ from openesm3.utils.checks import check_batch_size
 
 Structure = ProteinChain | ProteinComplex
 MIN_BACKBONE_RESIDUES = 3  # fewer residues with N, CA and C give no meaningful frame or neighbourhood
+MODEL_CONTEXT = 2048  # tokens (BOS/EOS included) the structure decoder and ESM3 take: the default limit of a row
 
 
 # ---- coordinates ----------------------------------------------------------------------------------------
@@ -240,10 +241,14 @@ def _joined_coordinates(structure: Structure, max_length: int | None) -> tuple[n
         is_break.append(np.zeros(len(chain), dtype=bool))
     coords = np.concatenate(parts)
     if max_length is not None and coords.shape[0] + 2 > max_length:
+        limit = (  # a lower limit is the caller's, not the models'
+            f"the context of {max_length} tokens of the structure decoder and ESM3"
+            if max_length == MODEL_CONTEXT
+            else f"the limit of {max_length} tokens set by max_length (tokenize-structure --max-length)"
+        )
         raise InputError(
-            f"{label}: {coords.shape[0]} positions + BOS/EOS = {coords.shape[0] + 2} tokens exceed the context of "
-            f"{max_length} tokens of the structure decoder and ESM3; encode fewer chains (tokenize-structure "
-            "--chain or --separate-chains) or a shorter protein"
+            f"{label}: {coords.shape[0]} positions + BOS/EOS = {coords.shape[0] + 2} tokens exceed {limit}; encode "
+            "fewer chains (tokenize-structure --chain or --separate-chains) or a shorter protein"
         )
     return coords, np.concatenate(is_break)
 
@@ -261,7 +266,7 @@ def encode_structure(
     encoder: StructureEncoder,
     *,
     batch_size: int = 8,
-    max_length: int | None = 2048,
+    max_length: int | None = MODEL_CONTEXT,
 ) -> StructureTokens | list[StructureTokens]:
     """Structure tokens of one structure or of many (module docstring for the layout of complexes).
 

@@ -33,7 +33,10 @@ def as_int_array(tokens: np.ndarray | torch.Tensor | Any, *, track: str, ndim: i
     """Token ids from numpy / torch / nested lists as an int64 array of ``ndim`` dims, or a clear error."""
     if hasattr(tokens, "detach"):  # torch.Tensor without importing torch
         tokens = tokens.detach().cpu().numpy()
-    array = np.asarray(tokens)
+    try:
+        array = np.asarray(tokens)
+    except ValueError as exc:  # nested lists of different lengths
+        raise InputError(f"{track} tokens: not a regular array of ids ({exc})") from None
     if array.ndim != ndim:
         raise InputError(f"{track} tokens: expected {ndim} dimension(s), got shape {tuple(array.shape)}")
     if array.size and not np.issubdtype(array.dtype, np.integer):

@@ -142,11 +142,27 @@ def _per_keyword(n_keywords: int, keywords_path: Path | None) -> str:
     return f"one per keyword of {keywords_path} ({n_keywords} keywords)" if keywords_path else f"{n_keywords} keywords"
 
 
+def _check_numpy_file(path: Path, kind: str) -> None:
+    """Refuse a file that starts as neither a .npy array nor a zip archive (.npz): numpy reads any other file as a
+    pickle and refuses it with advice to load it unsafely, which would mislead about a text or empty file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError as exc:
+        raise VocabularyError(f"{path}: cannot read ({exc})") from exc
+    if not head.startswith((b"\x93NUMPY", b"PK")):
+        raise VocabularyError(f"{path}: not a NumPy {kind}" + (" (empty file)" if not head else ""))
+
+
 def read_idf(path: Path, n_keywords: int, keywords_path: Path | None = None) -> np.ndarray:
+    _check_numpy_file(path, ".npy file")
     try:
         idf = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise VocabularyError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    if isinstance(idf, np.lib.npyio.NpzFile):
+        idf.close()
+        raise VocabularyError(f"{path}: expected a single array of IDF values (.npy), got an npz archive")
     if idf.shape != (n_keywords,) or not np.issubdtype(idf.dtype, np.floating):
         raise VocabularyError(
             f"{path}: expected float IDF values of shape ({n_keywords},), got {idf.dtype} {idf.shape} "
@@ -163,6 +179,7 @@ def read_hyperplanes(path: Path, n_keywords: int, keywords_path: Path | None = N
     float32 files stay float32; anything else is read as float64, never rounded down: the official tokenizer
     projects with the stored values, and a bit whose projection is within float32 rounding of 0 would flip.
     """
+    _check_numpy_file(path, ".npz archive")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):

@@ -6,6 +6,7 @@ long runs always show that they are alive.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -44,7 +45,7 @@ class Progress:
         self.n = 0
         self.postfix = ""
         self._start = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = -math.inf  # monotonic() counts from an arbitrary origin: the first update draws
         self._drawn_n = -1
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
