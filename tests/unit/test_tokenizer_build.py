@@ -148,6 +148,7 @@ def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.Capture
     assert "already holds" in capsys.readouterr().err
     assert record.read_bytes() == before
     assert main([*args, "--overwrite"]) == 0
+    assert "removed" not in capsys.readouterr().err  # no residue table was there to remove
     assert main([*args, "--force"]) == 0  # the former name of --overwrite
     (tmp_path / "bad.tsv").write_text("protein_id\tlabel\nP1\tunknown thing\n")
     assert main(["build-function-vocab", str(tmp_path / "bad.tsv"), str(tmp_path / "v2"), "--terms",
@@ -169,7 +170,9 @@ def test_cli_refuses_any_file_it_would_write_not_only_the_first(
         out.mkdir()
         (out / name).write_text("earlier\n")
         assert main([*args, str(out), *extra]) == 2
-        assert f"{out}: already holds {name}; give a new directory, or --overwrite" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{out}: already holds {name}; give a new directory, or --overwrite" in err
+        assert "then removed" not in err  # this build writes a residue table (first) or finds none to remove
         assert (out / name).read_text() == "earlier\n" and sorted(p.name for p in out.iterdir()) == [name]
 
 
@@ -267,9 +270,11 @@ def test_cli_force_keeps_the_old_vocabulary_when_writing_fails(
 
     monkeypatch.setattr(build, "write_hyperplanes", disk_full)
     args = ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv")]
-    assert main([*args, "--seed", "2", "--force"]) == 2
+    record = tmp_path / "failed.run.json"
+    assert main([*args, "--seed", "2", "--force", "--record", str(record)]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left, nothing replaced
+    assert json.loads(record.read_text())["outputs"] == []  # not the staged files, removed with the staging folder
     monkeypatch.undo()
     assert main([*args, "--seed", "2", "--force"]) == 0
     assert {p.name for p in out.iterdir()} == set(before)
