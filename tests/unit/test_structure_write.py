@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,9 @@ def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors
     numbers[:3] = [-999, 9999, 10000]
     numbers[3:] = np.arange(12000, 12000 + len(numbers) - 3)
     big = replace(chain, residue_index=numbers)
-    text = big.to_pdb_string()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing for biotite to warn about (it wraps numbers past 9999)
+        text = big.to_pdb_string()
     assert {line[22:26] for line in text.splitlines() if line.startswith("ATOM")} >= {"-999", "9999", "A000"}
     write_structure(big, tmp_path / "big.pdb")
     assert_same_chains(ProteinComplex((big,), big.name), load_structure(tmp_path / "big.pdb"), atol=1e-3)
@@ -210,8 +213,6 @@ def _tryptophans(n: int, chain_id: str, seed: int) -> ProteinChain:
 def test_pdb_atom_serials_past_99999_are_hybrid_36_not_wrapped(tmp_path: Path) -> None:
     """biotite alone writes atom 100000 as serial 1 again; here the serials go on in hybrid-36 (A0000 = 100000), as
     cctbx, PyMOL and gemmi write them: gemmi reads 1..N back, our reader the same chains."""
-    import warnings  # noqa: PLC0415
-
     import gemmi  # noqa: PLC0415
 
     complex_ = ProteinComplex((_tryptophans(3600, "A", 0), _tryptophans(3600, "B", 1)), "big")  # 100800 atoms
@@ -239,16 +240,17 @@ def test_more_atoms_than_pdb_serial_numbers_hold_is_an_error(tmp_path: Path, mon
     assert encode_hybrid36(io._PDB_SERIAL_MAX, 5) == "zzzzz"  # the last serial 5 columns hold
     with pytest.raises(ValueError, match="too large"):
         encode_hybrid36(io._PDB_SERIAL_MAX + 1, 5)
-    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
-    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", int(chain.atom37_mask.sum()))
-    write_structure(chain, tmp_path / "fits.pdb")  # as many atoms as serials: fine
-    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", int(chain.atom37_mask.sum()) - 1)
+    zipper = load_structure(STRUCTURES / "2ZTA.pdb.gz")  # two chains: the serials run on over both
+    atoms = sum(int(chain.atom37_mask.sum()) for chain in zipper.chains)
+    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", atoms)
+    write_structure(zipper, tmp_path / "fits.pdb")  # as many atoms as serials: fine
+    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", atoms - 1)
     target = tmp_path / "keep.pdb"
     target.write_text("previous content\n")
-    with pytest.raises(InputError, match=r"atoms: atom serial numbers past \d+ do not fit .*write mmCIF \(\.cif\)"):
-        write_structure(chain, target)
+    with pytest.raises(InputError, match=rf"{atoms} atoms: atom serial numbers past \d+ do not fit .*mmCIF \(\.cif\)"):
+        write_structure(zipper, target)
     assert target.read_text() == "previous content\n"
-    write_structure(chain, tmp_path / "big.cif")  # mmCIF holds them
+    write_structure(zipper, tmp_path / "big.cif")  # mmCIF holds them
 
 
 @pytest.mark.parametrize("suffix", [".pdb", ".cif"])
@@ -304,8 +306,6 @@ def test_an_infinite_b_factor_is_an_error_not_a_huge_number(tmp_path: Path, suff
 def test_biopython_reads_our_pdb_files_without_a_warning(tmp_path: Path) -> None:
     """A bare ``TER``/``END`` line (not padded to its 6-column record name) made Biopython warn "Ignoring
     unrecognized record" on every file we wrote; a warning is an error here."""
-    import warnings  # noqa: PLC0415
-
     from Bio.PDB import PDBParser  # noqa: PLC0415
 
     complex_ = load_structure(STRUCTURES / "2ZTA.pdb.gz")
@@ -372,8 +372,6 @@ def test_a_long_provenance_note_is_continued_on_pdb_lines_of_80_columns_not_cut(
     """A weight file without a role is named by its file name in the note: a long name goes on over continuation
     REMARK 6 lines, each within the 80 columns of a PDB record, and reads back whole in gemmi; our reader and
     Biopython read the atoms as they do without the note."""
-    import warnings  # noqa: PLC0415
-
     import gemmi  # noqa: PLC0415
     from Bio.PDB import PDBParser  # noqa: PLC0415
 
