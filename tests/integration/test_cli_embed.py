@@ -80,9 +80,9 @@ def test_records_with_the_same_id_are_named_in_input_order(weights: Path, tmp_pa
 def test_a_record_too_long_for_the_model_keeps_its_name(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """Names come from the ids of the readable records, before any model work (an earlier run's files are refused
     then): a record that cannot be encoded leaves its name unused, so the next record 'x' is x_2 whether or not the
-    first fits."""
+    first fits; an unreadable record takes none."""
     fasta = tmp_path / "in.fasta"
-    fasta.write_text(">x\n" + "A" * 2100 + "\n>x\nMKTAY\n")
+    fasta.write_text(">bad\nMKJ\n>x\n" + "A" * 2100 + "\n>x\nMKTAY\n")
     out = tmp_path / "emb"
     assert main(["embed", str(fasta), "-o", str(out), "--weights", str(weights), "--quiet"]) == 1
     assert "protein 'x': 2100 residues do not fit" in capsys.readouterr().err

@@ -181,6 +181,42 @@ def test_an_output_changed_or_removed_by_something_else_keeps_the_hash_this_run_
                                  "sha256": _sha256(out / name)}  # fmt: skip
 
 
+def test_an_output_rewritten_in_place_or_replaced_by_a_file_alike_is_changed_at_the_end(tmp_path: Path) -> None:
+    """The stamp tells the file this run wrote from one rewritten in place to the same size (another modification
+    time) and from one of the same size and time renamed over it (another inode)."""
+    from openesm3.cli.record import _output_entry  # noqa: PLC0415
+
+    out, other = tmp_path / "out.txt", tmp_path / "other.txt"
+    with provenance.running(provenance.Run("fold", hash_outputs=True)) as run:
+        out.write_text("first\n")
+        provenance.note_output(out)
+    written = run.outputs[out]
+    assert _output_entry(out, written) == {"path": str(out), "size": 6, "sha256": _sha256(out)}
+    before = out.stat()
+    out.write_text("again\n")
+    os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert _output_entry(out, written)["at_end"] == "changed"
+    other.write_text("later\n")
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, out)
+    assert (out.stat().st_size, out.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert _output_entry(out, written)["at_end"] == "changed"
+
+
+def test_outputs_are_hashed_only_for_a_record_and_a_vanished_one_is_noted_without_a_hash(tmp_path: Path) -> None:
+    """Without a record (a structure command's note needs the stamps only) no output is read back to be hashed;
+    a file gone before it is noted, or a path under a file, has no stamp and is not hashed."""
+    out = tmp_path / "out.txt"
+    out.write_text("x\n")
+    with provenance.running(provenance.Run("fold")) as run:
+        provenance.note_output(out)
+    assert run.outputs[out] == provenance.Written(provenance.file_stamp(out), None)
+    with provenance.running(provenance.Run("fold", hash_outputs=True)) as run:
+        for gone in (tmp_path / "gone.txt", out / "under_a_file"):
+            provenance.note_output(gone)
+            assert run.outputs[gone] == provenance.Written(None, None)
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_a_second_stop_while_the_record_is_written_abandons_it_in_one_line(
     tmp_path: Path,

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,6 +211,33 @@ def test_variants_of_a_complex_name_their_chain(bundle: Path, tmp_path: Path, ca
     assert main(["score", *common, "--mutations", "B/K3G", "K3", "-o", str(tmp_path / "bad.csv")]) == 1
     assert "score: error: variant 'K3': mutation 'K3': expected wild-type letter" in capsys.readouterr().err
     assert list(_scores(tmp_path / "bad.csv", ",").values()) == [_scores(out, ",")["B/K3G"], ""]
+
+
+def test_without_batch_size_the_default_is_used(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--batch-size is None when not given (so that wt-marginal can refuse it when given); the PLL and
+    masked-marginal scores then batch by the default of every command."""
+    import openesm3.generation.scoring as scoring  # noqa: PLC0415
+    from openesm3.cli.common import DEFAULT_BATCH_SIZE  # noqa: PLC0415
+
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str, real: Any) -> Any:
+        def scores(*args: Any, **kwargs: Any) -> Any:
+            seen.append((name, kwargs["batch_size"]))
+            return real(*args, **kwargs)
+
+        return scores
+
+    for name in ("pseudo_log_likelihood", "masked_marginal_scores"):
+        monkeypatch.setattr(scoring, name, spy(name, getattr(scoring, name)))
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(f">wt\n{SEQ}\n")
+    assert main(["score", str(fasta), "--weights", str(weights), "--quiet"]) == 0
+    assert main(["score", str(fasta), "--mutations", "N2A", "--weights", str(weights), "--quiet"]) == 0
+    capsys.readouterr()
+    assert dict(seen) == {"pseudo_log_likelihood": DEFAULT_BATCH_SIZE, "masked_marginal_scores": DEFAULT_BATCH_SIZE}
 
 
 def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001

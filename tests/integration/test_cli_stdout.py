@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,8 +211,13 @@ def test_tokenize_detokenize_round_trip_dash(weights: Path, tmp_path: Path, caps
     tokens = json.loads(out)
     assert len(tokens["structures"]) == 1
     (tmp_path / "tokens.json").write_text(out)
+    dash = tmp_path / "-"  # a directory named '-' is not where '--out -' writes: its files are no reason to refuse
+    dash.mkdir()
+    (dash / f"{tokens['structures'][0]['name']}.pdb").write_text("another file\n")
     code, out, err = _run(["detokenize", "tokens.json", "--weights", str(weights), "--out", "-"], capsys)
     assert code == 0, err
+    assert [p.read_text() for p in dash.iterdir()] == ["another file\n"]
+    shutil.rmtree(dash)  # (the fixture checks that nothing named '-' is written)
     assert len(_structure(out, tmp_path)) > 0 and "-> standard output" in err
     code, out, err = _run(["round-trip", str(STRUCTURE), "--weights", str(weights), "--out", "-"], capsys)
     assert code == 0, err

@@ -403,17 +403,23 @@ def test_detokenize_refuses_a_format_that_contradicts_the_output_name(
     assert out.read_text().startswith(("ATOM", "HEADER", "MODEL", "REMARK"))
 
 
+def _short_context(weights: Path, tmp_path: Path, max_length: int) -> Path:
+    """The test tokenizer with a decoder context of ``max_length`` tokens."""
+    short = tmp_path / "short_context"
+    short.mkdir()
+    shutil.copytree(weights / "structure_encoder", short / "structure_encoder")  # the same tokenizer: no warning
+    decoder, config = load_pretrained(weights / "structure_decoder")
+    save_pretrained(decoder, dataclasses.replace(config, max_length=max_length), short / "structure_decoder",
+                    model_type="structure_decoder")  # fmt: skip
+    return short
+
+
 def test_detokenize_skips_a_structure_too_long_for_the_decoder(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A structure longer than the decoder's context is reported by name and the others are still decoded (exit
     1), as in tokenize-structure; it used to end the batch when its turn came, leaving the later ones undone."""
-    short = tmp_path / "short_context"
-    short.mkdir()
-    shutil.copytree(weights / "structure_encoder", short / "structure_encoder")  # the same tokenizer: no warning
-    decoder, config = load_pretrained(weights / "structure_decoder")
-    save_pretrained(decoder, dataclasses.replace(config, max_length=100), short / "structure_decoder",
-                    model_type="structure_decoder")  # fmt: skip
+    short = _short_context(weights, tmp_path, 100)
     tokens = tmp_path / "tokens.json"
     files = [str(STRUCTURES / name) for name in ("1fxd.pdb.gz", "1PIN.pdb.gz", "2ZTA.pdb.gz")]  # 60, 155, 65 tokens
     code, _, err = run(["tokenize-structure", *files, "--weights", str(weights), "--out", str(tokens), "--quiet"],
@@ -430,6 +436,31 @@ def test_detokenize_skips_a_structure_too_long_for_the_decoder(
     run(["tokenize-structure", files[1], "--weights", str(weights), "--out", str(one), "--quiet"], capsys)
     code, _, err = run(["detokenize", str(one), "--weights", str(short), "--out", str(tmp_path / "x.pdb")], capsys)
     assert code == 2 and "1 of 1 structure(s) failed" in err and not (tmp_path / "x.pdb").exists()
+
+
+def test_detokenize_names_files_by_every_structure_and_decodes_one_that_just_fits(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """File names come from every structure of the token file, before the decoder says which fit its context (so
+    that an earlier run's files are refused up front): one too long leaves its name unused, so 'a_b' stays a_b_2
+    (as checked) although 'a/b' is not written, and an unnamed third structure is structure_3. A structure of
+    exactly the decoder's context is decoded."""
+    short = _short_context(weights, tmp_path, 65)
+    tokens = tmp_path / "tokens.json"
+    files = [str(STRUCTURES / name) for name in ("1PIN.pdb.gz", "2ZTA.pdb.gz", "1fxd.pdb.gz")]  # 155, 65, 60 tokens
+    code, _, err = run(["tokenize-structure", *files, "--weights", str(weights), "--out", str(tokens), "--quiet"],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    data = json.loads(tokens.read_text())
+    for structure, name in zip(data["structures"], ["a/b", "a_b", None]):
+        structure.pop("name")
+        if name is not None:
+            structure["name"] = name
+    tokens.write_text(json.dumps(data))
+    out_dir = tmp_path / "decoded"
+    code, _, err = run(["detokenize", str(tokens), "--weights", str(short), "--out", str(out_dir), "--quiet"], capsys)
+    assert code == 1 and "error: a/b: 155 tokens (with BOS/EOS) exceed the decoder context of 65" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a_b_2.pdb", "structure_3.pdb"]
 
 
 @pytest.mark.parametrize(

@@ -245,6 +245,22 @@ def test_written_tokenizer_loads_and_nothing_is_overwritten(tmp_path: Path, toke
     write_calibrated(encoder, result.decoder, tmp_path / "empty", result.report)  # an empty directory is fine
 
 
+def test_a_failed_write_leaves_no_staged_file_in_the_run_record(tmp_path: Path, tokenizer, monkeypatch) -> None:  # noqa: ANN001
+    """The networks are staged beside OUT before the report: a failure writing it (disk full) removes the staging
+    folder, and the networks' staged files with it from the run's outputs (a record would list files never kept)."""
+    import openesm3.training.tokenizer.calibrate as calibrate_module  # noqa: PLC0415
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(calibrate_module, "atomic_write_json", disk_full)
+    encoder, decoder = tokenizer
+    with provenance.running(provenance.Run("calibrate-tokenizer", hash_outputs=True)) as run:
+        with pytest.raises(OSError, match="No space left on device"):
+            write_calibrated(encoder, decoder, tmp_path / "cal", {})
+    assert run.outputs == {} and not list(tmp_path.iterdir())
+
+
 def test_bad_settings_and_too_little_data(tokenizer, records) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError, match="unknown wide"):
         CalibrationConfig(heads=("plddt", "wide"))

@@ -224,25 +224,34 @@ def test_the_files_a_writer_will_write_are_named_before_it_is_made(
 
 
 @pytest.mark.parametrize("fmt", ["npy", "safetensors"])
-def test_a_record_added_without_a_name_does_not_take_a_name_given_before(tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("first", "later", "later_name"),
+    [("x", "x", "x_2"), ("X", "x", "x_2"), ("x", "x.mean", "x.mean_2")],  # x.npy is X.npy on macOS and Windows
+)
+def test_a_record_added_without_a_name_does_not_take_a_name_given_before(
+    tmp_path: Path, fmt: str, first: str, later: str, later_name: str
+) -> None:
     # A Python caller may name some records (embedding_names) and leave others to the writer: neither may replace
-    # the other's embedding.
+    # the other's embedding, nor take the name of its mean, nor a name that differs only in case.
     out = tmp_path / ("emb.safetensors" if fmt == "safetensors" else "emb")
     writer = EmbeddingWriter(out, fmt)  # type: ignore[arg-type]
-    (given,) = embedding_names(["x"])
-    writer.add("x", _emb(4, 0), name=given)
-    writer.add("x", _emb(3, 1))
+    (given,) = embedding_names([first])
+    writer.add(first, _emb(4, 0), name=given)
+    writer.add(later, _emb(3, 1))
     writer.close()
+    keys = sorted([first, f"{first}.mean", later_name, f"{later_name}.mean"])
     if fmt == "npy":
         stored = sorted(p.name for p in out.iterdir())
-        assert stored == ["index.tsv", "x.mean.npy", "x.npy", "x_2.mean.npy", "x_2.npy"]
-        np.testing.assert_array_equal(np.load(out / "x.npy"), _emb(4, 0).per_residue)
+        assert stored == sorted(["index.tsv", *(f"{key}.npy" for key in keys)])
+        np.testing.assert_array_equal(np.load(out / f"{first}.npy"), _emb(4, 0).per_residue)
+        np.testing.assert_array_equal(np.load(out / f"{first}.mean.npy"), _emb(4, 0).mean)
     else:
         from safetensors import safe_open  # noqa: PLC0415
 
         with safe_open(str(out), "np") as f:
-            assert sorted(f.keys()) == ["x", "x.mean", "x_2", "x_2.mean"]
-            np.testing.assert_array_equal(f.get_tensor("x"), _emb(4, 0).per_residue)
+            assert sorted(f.keys()) == keys
+            np.testing.assert_array_equal(f.get_tensor(first), _emb(4, 0).per_residue)
+            np.testing.assert_array_equal(f.get_tensor(f"{first}.mean"), _emb(4, 0).mean)
 
 
 @pytest.mark.parametrize("fmt", ["npy", "safetensors"])
@@ -268,3 +277,10 @@ def test_a_name_given_that_is_already_taken_is_an_error_not_a_replacement(tmp_pa
         with safe_open(str(out), "np") as f:
             assert sorted(f.keys()) == ["x", "x.mean", "x_2", "x_2.mean"]
             np.testing.assert_array_equal(f.get_tensor("x_2"), _emb(3, 1).per_residue)
+
+
+def test_embedding_names_keep_each_records_files_apart() -> None:
+    """No record takes another's name, the name of another's mean ('x.mean' beside 'x'), or a name that differs
+    only in case (one file on macOS and Windows)."""
+    assert embedding_names(["x", "x.mean", "X", "x"]) == ["x", "x.mean_2", "X_2", "x_3"]
+    assert embedding_names(["x.mean", "x"]) == ["x.mean", "x_2"]

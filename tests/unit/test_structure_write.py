@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +175,9 @@ def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors
     numbers[:3] = [-999, 9999, 10000]
     numbers[3:] = np.arange(12000, 12000 + len(numbers) - 3)
     big = replace(chain, residue_index=numbers)
-    text = big.to_pdb_string()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing for biotite to warn about (it wraps numbers past 9999)
+        text = big.to_pdb_string()
     assert {line[22:26] for line in text.splitlines() if line.startswith("ATOM")} >= {"-999", "9999", "A000"}
     write_structure(big, tmp_path / "big.pdb")
     assert_same_chains(ProteinComplex((big,), big.name), load_structure(tmp_path / "big.pdb"), atol=1e-3)
@@ -187,6 +190,14 @@ def test_pdb_residue_numbers_past_9999_round_trip_and_below_minus_999_are_errors
     assert target.read_text() == "previous content\n"
     write_structure(replace(chain, residue_index=numbers), tmp_path / "big.cif")
     np.testing.assert_array_equal(load_chain(tmp_path / "big.cif").residue_index, numbers)
+    # 10000 the largest number: hybrid-36 still, and the decimal numbers beside it right-aligned as PDB has them.
+    numbers = np.arange(10001 - len(chain), 10001)
+    numbers[0] = 5
+    edge = replace(chain, residue_index=numbers)
+    fields = [line[22:26] for line in edge.to_pdb_string().splitlines() if line.startswith("ATOM")]
+    assert fields[0] == "   5" and fields[-1] == "A000"
+    write_structure(edge, tmp_path / "edge.pdb")
+    np.testing.assert_array_equal(load_chain(tmp_path / "edge.pdb").residue_index, numbers)
 
 
 def _tryptophans(n: int, chain_id: str, seed: int) -> ProteinChain:
@@ -207,11 +218,14 @@ def test_pdb_atom_serials_past_99999_are_hybrid_36_not_wrapped(tmp_path: Path) -
 
     complex_ = ProteinComplex((_tryptophans(3600, "A", 0), _tryptophans(3600, "B", 1)), "big")  # 100800 atoms
     out = tmp_path / "big.pdb"
-    write_structure(complex_, out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing for biotite to warn about (it wraps serials past 99999)
+        write_structure(complex_, out)
     lines = out.read_text().splitlines()
     atoms = [line for line in lines if line.startswith("ATOM")]
     assert len(atoms) == 100800 and max(len(line) for line in lines) <= 80
     assert [line[6:11] for line in atoms[99998:100001]] == ["99999", "A0000", "A0001"]
+    assert atoms[0][6:11] == "    1"  # right-aligned, as decimal serials are
     model = gemmi.read_structure(str(out))[0]
     assert [atom.serial for chain in model for residue in chain for atom in residue] == list(range(1, 100801))
     assert [chain.name for chain in model] == ["A", "B"]
@@ -220,16 +234,24 @@ def test_pdb_atom_serials_past_99999_are_hybrid_36_not_wrapped(tmp_path: Path) -
 
 def test_more_atoms_than_pdb_serial_numbers_hold_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past hybrid-36's 87440031 serials (a structure too big to build in a test: the limit is lowered here)."""
+    from biotite.structure.io.pdb.hybrid36 import encode_hybrid36  # noqa: PLC0415
+
     from openesm3.structure import io  # noqa: PLC0415
 
-    chain = load_chain(STRUCTURES / "2ZTA.pdb.gz")
-    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", int(chain.atom37_mask.sum()) - 1)
+    assert encode_hybrid36(io._PDB_SERIAL_MAX, 5) == "zzzzz"  # the last serial 5 columns hold
+    with pytest.raises(ValueError, match="too large"):
+        encode_hybrid36(io._PDB_SERIAL_MAX + 1, 5)
+    zipper = load_structure(STRUCTURES / "2ZTA.pdb.gz")  # two chains: the serials run on over both
+    atoms = sum(int(chain.atom37_mask.sum()) for chain in zipper.chains)
+    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", atoms)
+    write_structure(zipper, tmp_path / "fits.pdb")  # as many atoms as serials: fine
+    monkeypatch.setattr(io, "_PDB_SERIAL_MAX", atoms - 1)
     target = tmp_path / "keep.pdb"
     target.write_text("previous content\n")
-    with pytest.raises(InputError, match=r"atoms: atom serial numbers past \d+ do not fit .*write mmCIF \(\.cif\)"):
-        write_structure(chain, target)
+    with pytest.raises(InputError, match=rf"{atoms} atoms: atom serial numbers past \d+ do not fit .*mmCIF \(\.cif\)"):
+        write_structure(zipper, target)
     assert target.read_text() == "previous content\n"
-    write_structure(chain, tmp_path / "big.cif")  # mmCIF holds them
+    write_structure(zipper, tmp_path / "big.cif")  # mmCIF holds them
 
 
 @pytest.mark.parametrize("suffix", [".pdb", ".cif"])
@@ -285,8 +307,6 @@ def test_an_infinite_b_factor_is_an_error_not_a_huge_number(tmp_path: Path, suff
 def test_biopython_reads_our_pdb_files_without_a_warning(tmp_path: Path) -> None:
     """A bare ``TER``/``END`` line (not padded to its 6-column record name) made Biopython warn "Ignoring
     unrecognized record" on every file we wrote; a warning is an error here."""
-    import warnings  # noqa: PLC0415
-
     from Bio.PDB import PDBParser  # noqa: PLC0415
 
     complex_ = load_structure(STRUCTURES / "2ZTA.pdb.gz")
@@ -314,6 +334,24 @@ def test_the_ter_record_carries_the_insertion_code_of_the_chains_last_residue() 
     assert last_atom[26] == "B" and ter[17:27] == last_atom[17:27] and ter[26] == "B"
 
 
+def test_a_note_line_is_cut_at_the_last_word_end_that_fits_and_never_after_a_space() -> None:
+    """The cut fills the 69 columns of text where a word ends there (the space then starts the continuation), and a
+    line of exactly 69 characters is not cut; a line never ends in a space (readers strip it, losing the text)."""
+    from openesm3.structure.io import _pdb_note  # noqa: PLC0415
+
+    fills = "x " + "a" * 67 + " " + "b" * 10  # words end at 1 and 69
+    double = "a" * 60 + "  " + "b" * 20  # the second space is not a word end
+    exact = "c" * 30 + " " + "d" * 38  # 69 characters
+    assert _pdb_note([fills, double, exact]).splitlines() == [
+        "REMARK   6",
+        "REMARK   6 x " + "a" * 67,
+        "REMARK   6    " + "b" * 10,
+        "REMARK   6 " + "a" * 60,
+        "REMARK   6     " + "b" * 20,
+        "REMARK   6 " + exact,
+    ]
+
+
 def _note_of(remarks: list[str]) -> list[str]:
     """The provenance note read back from ``REMARK   6`` lines: a line indented two more spaces continues the one
     before it (columns 14-80), anything else is a new line of the note (columns 12-80)."""
@@ -335,8 +373,6 @@ def test_a_long_provenance_note_is_continued_on_pdb_lines_of_80_columns_not_cut(
     """A weight file without a role is named by its file name in the note: a long name goes on over continuation
     REMARK 6 lines, each within the 80 columns of a PDB record, and reads back whole in gemmi; our reader and
     Biopython read the atoms as they do without the note."""
-    import warnings  # noqa: PLC0415
-
     import gemmi  # noqa: PLC0415
     from Bio.PDB import PDBParser  # noqa: PLC0415
 

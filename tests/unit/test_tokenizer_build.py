@@ -148,11 +148,24 @@ def test_cli_builds_a_loadable_vocabulary(tmp_path: Path, capsys: pytest.Capture
     assert "already holds" in capsys.readouterr().err
     assert record.read_bytes() == before
     assert main([*args, "--overwrite"]) == 0
+    assert "removed" not in capsys.readouterr().err  # no residue table was there to remove
     assert main([*args, "--force"]) == 0  # the former name of --overwrite
     (tmp_path / "bad.tsv").write_text("protein_id\tlabel\nP1\tunknown thing\n")
     assert main(["build-function-vocab", str(tmp_path / "bad.tsv"), str(tmp_path / "v2"), "--terms",
                  str(tmp_path / "terms.tsv")]) == 2  # fmt: skip
     assert "bad.tsv: corpus protein 'P1': label 'unknown thing'" in capsys.readouterr().err
+
+
+def test_cli_record_lists_the_vocabulary_files_where_they_are_for_a_relative_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are staged in OUT/.build-vocab.* and renamed into OUT: given relative paths, the outputs noted as
+    written must still be followed to where they end up."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*_cli_args(tmp_path, Path("vocab")), "--record", "run.json"]) == 0
+    outputs = json.loads(Path("run.json").read_text())["outputs"]
+    assert sorted(o["path"] for o in outputs) == sorted(str(p) for p in (tmp_path / "vocab").iterdir())
+    assert not [o for o in outputs if "at_end" in o]
 
 
 def test_cli_refuses_any_file_it_would_write_not_only_the_first(
@@ -169,7 +182,9 @@ def test_cli_refuses_any_file_it_would_write_not_only_the_first(
         out.mkdir()
         (out / name).write_text("earlier\n")
         assert main([*args, str(out), *extra]) == 2
-        assert f"{out}: already holds {name}; give a new directory, or --overwrite" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{out}: already holds {name}; give a new directory, or --overwrite" in err
+        assert "then removed" not in err  # this build writes a residue table (first) or finds none to remove
         assert (out / name).read_text() == "earlier\n" and sorted(p.name for p in out.iterdir()) == [name]
 
 
@@ -267,9 +282,13 @@ def test_cli_force_keeps_the_old_vocabulary_when_writing_fails(
 
     monkeypatch.setattr(build, "write_hyperplanes", disk_full)
     args = ["build-function-vocab", str(tmp_path / "corpus.tsv"), str(out), "--terms", str(tmp_path / "terms.tsv")]
-    assert main([*args, "--seed", "2", "--force"]) == 2
+    record = tmp_path / "failed.run.json"
+    monkeypatch.chdir(tmp_path)  # OUT relative: the staged files are noted by relative paths, the removal too
+    relative = ["build-function-vocab", "corpus.tsv", "vocab", "--terms", "terms.tsv"]
+    assert main([*relative, "--seed", "2", "--force", "--record", str(record)]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left, nothing replaced
+    assert json.loads(record.read_text())["outputs"] == []  # not the staged files, removed with the staging folder
     monkeypatch.undo()
     assert main([*args, "--seed", "2", "--force"]) == 0
     assert {p.name for p in out.iterdir()} == set(before)

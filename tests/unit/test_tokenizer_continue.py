@@ -71,6 +71,28 @@ def test_the_run_record_lists_the_exported_files_where_they_are(tmp_path: Path) 
     assert all(run.outputs[f].sha256 == hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
 
 
+def test_an_export_that_fails_part_way_leaves_no_staged_file_in_the_run_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder is staged before the decoder: a failure writing the decoder (disk full) removes the staging
+    folder, and the encoder's staged files with it from the run's outputs (a record would list files never kept)."""
+    import openesm3.training.tokenizer.export as export  # noqa: PLC0415
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    real = export.save_pretrained
+
+    def disk_full_at_the_decoder(module: torch.nn.Module, config: object, path: Path, **kwargs: object) -> None:
+        if Path(path).name == export.DECODER_DIR:
+            raise OSError(28, "No space left on device")
+        real(module, config, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export, "save_pretrained", disk_full_at_the_decoder)
+    with provenance.running(provenance.Run("train-tokenizer", hash_outputs=True)) as run:
+        with pytest.raises(OSError, match="No space left on device"):
+            export_networks(_trained_model(), tmp_path / "export")
+    assert run.outputs == {} and not list((tmp_path / "export").rglob("*"))
+
+
 def test_weights_init_refuses_free_embedding_rows(tmp_path: Path) -> None:
     source = _trained_model()
     export_networks(source, tmp_path / "export")
