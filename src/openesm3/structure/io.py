@@ -437,12 +437,10 @@ _REMARK_CONTINUED = "  "
 
 def _remark_cut(text: str, width: int) -> int:
     """Where to cut ``text`` (longer than ``width``) for a REMARK line: before the last space that ends a word within
-    ``width`` (the space starts the continuation), else mid-word; never after a space, which readers and editors
-    may strip from the end of a line."""
+    ``width`` (the space starts the continuation, so no line ends in a space, which readers and editors may strip),
+    else mid-word at ``width`` (a word longer than a line, or a run of spaces as long)."""
     words = [i for i in range(1, width + 1) if text[i] == " " and text[i - 1] != " "]
-    if words:
-        return words[-1]
-    return next((i for i in range(width, 0, -1) if text[i - 1] != " "), width)
+    return words[-1] if words else width
 
 
 def _pdb_note(note: Sequence[str]) -> str:
