@@ -329,3 +329,28 @@ def test_convert_names_what_it_did_not_find_or_could_not_read(tmp_path, capsys) 
     assert main(["convert", str(file), str(tmp_path / "d"), "--config", str(config_json)]) == 2
     assert f"{config_json}: unreadable config JSON (" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_convert_checks_its_config_before_touching_the_weights(tmp_path, monkeypatch, capsys) -> None:
+    # checksumming the official trunk (5.6 GB) takes minutes: a typo in --config must show before it
+    import openesm3.checkpoints.official as official
+
+    file = write_official(randomized(CONFIG, seed=5), tmp_path / "release" / "data" / "weights" / "esm3_sm_open_v1.pth")
+
+    def touched(path) -> None:  # noqa: ANN001
+        raise WeightsError(f"{path}: weights touched")
+
+    monkeypatch.setattr(official, "check_official_file_checksums", touched)
+    monkeypatch.setattr(official, "load_official_state_dict", touched)
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_modle": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    for src, extra in ((file, ["--model-type", "esm3"]), (tmp_path / "release", []), (file, [])):
+        assert main(["convert", str(src), str(tmp_path / "out"), "--config", str(config_json), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{config_json}: " in err and "'d_modle'" in err and "weights touched" not in err, err
+    # a file to be recognised by its keys: the fields fit no convertible network's config
+    assert "not the config of any convertible network (as esm3: unknown ESM3Config field(s) ['d_modle']" in err
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    assert "weights touched" in capsys.readouterr().err  # a valid config goes on to the weights
+    assert not (tmp_path / "out").exists()
