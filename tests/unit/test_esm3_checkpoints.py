@@ -354,3 +354,15 @@ def test_convert_checks_its_config_before_touching_the_weights(tmp_path, monkeyp
     assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
     assert "weights touched" in capsys.readouterr().err  # a valid config goes on to the weights
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_says_when_its_input_is_already_a_weights_root_of_ours(tmp_path, capsys) -> None:
+    root = tmp_path / "weights"  # what 'convert RELEASE OUT' writes: OUT/esm3/, OUT/structure_encoder/, ...
+    save_pretrained(ESM3(CONFIG), CONFIG, root / "esm3", model_type="esm3")
+    for extra in ([], ["--model-type", "esm3"]):
+        assert main(["convert", str(root), str(tmp_path / "again"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{root}: already holds OpenESM3-format weights (esm3/); give it as it is to --weights" in err, err
+    assert main(["convert", str(root), str(tmp_path / "again"), "--model-type", "structure_decoder"]) == 2
+    assert f"{root}: no esm3_structure_decoder_v0.pth found" in capsys.readouterr().err  # not the one asked for
+    assert not (tmp_path / "again").exists()

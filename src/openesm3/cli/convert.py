@@ -84,19 +84,31 @@ def run(args: argparse.Namespace) -> int:
         jobs.append((args.src, None if args.model_type == "auto" else args.model_type, out_dir))
     elif args.src.is_dir():
         types = known if args.model_type == "auto" else [args.model_type]
+        not_found: OpenESM3Error | None = None
         for model_type in types:
             if model_type not in OFFICIAL_WEIGHT_FILES:
                 continue
             try:
                 file = resolve_official_file(args.src, model_type)
-            except OpenESM3Error:
-                if args.model_type != "auto":
-                    raise
+            except OpenESM3Error as exc:
+                not_found = exc
                 continue
             jobs.append((file, model_type, out_dir / model_type))
         if not jobs:
             if (ours / CONFIG_FILE).is_file() and (ours / WEIGHTS_FILE).is_file():
                 raise already
+            # a weights root of ours (convert's own output for a release): one model directory per network
+            converted = [
+                t for t in types if all((args.src / t / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE))
+            ]
+            if converted:
+                raise WeightsError(
+                    f"{args.src}: already holds OpenESM3-format weights ("
+                    + ", ".join(f"{t}/" for t in converted)
+                    + f"); give it as it is to --weights, or set OPENESM3_WEIGHTS={args.src}; nothing to convert"
+                )
+            if args.model_type != "auto" and not_found is not None:
+                raise not_found
             names = ", ".join(OFFICIAL_WEIGHT_FILES[t] for t in known if t in OFFICIAL_WEIGHT_FILES)
             raise WeightsError(f"{args.src}: no official weight file found ({names}; looked in data/weights/ too)")
     else:
