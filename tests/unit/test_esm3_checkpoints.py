@@ -10,7 +10,14 @@ import pytest
 import torch
 
 import openesm3.checkpoints.format as weight_format
-from openesm3.checkpoints.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_pretrained, save_pretrained
+from openesm3.checkpoints.format import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    load_pretrained,
+    read_config,
+    save_pretrained,
+)
 from openesm3.checkpoints.loading import WEIGHTS_ENV, load_model, resolve_weights
 from openesm3.checkpoints.official import (
     OFFICIAL_KEY_MAPS,
@@ -366,3 +373,27 @@ def test_convert_says_when_its_input_is_already_a_weights_root_of_ours(tmp_path,
     assert main(["convert", str(root), str(tmp_path / "again"), "--model-type", "structure_decoder"]) == 2
     assert f"{root}: no esm3_structure_decoder_v0.pth found" in capsys.readouterr().err  # not the one asked for
     assert not (tmp_path / "again").exists()
+
+
+def test_the_dtype_of_config_json_is_checked_not_ignored(tmp_path) -> None:
+    # 'dtype' records how model.safetensors is stored; loading never casts to it, so an edited value ("int4", or
+    # "bfloat16" over fp32 tensors) would silently change nothing: it is refused, naming the file and the key.
+    save_pretrained(randomized(CONFIG, seed=2), CONFIG, tmp_path, model_type="esm3")
+    path = tmp_path / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    assert meta["dtype"] == "float32"
+    for bad in ("int4", ["float32", "int4"], 16, None):
+        path.write_text(json.dumps({**meta, "dtype": bad}))
+        with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: 'dtype' .* is not a dtype of stored weights"):
+            read_config(tmp_path)
+        with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: 'dtype' .* is not a dtype of stored weights"):
+            load_model(tmp_path, "esm3")  # the reason is named in the 'no weights found' message
+    path.write_text(json.dumps({**meta, "dtype": "bfloat16"}))
+    with pytest.raises(WeightsError, match=r"'dtype' \"bfloat16\" does not match the tensors of model.safetensors"):
+        load_model(tmp_path, "esm3")
+    for good in ("float32", ["float32"]):
+        path.write_text(json.dumps({**meta, "dtype": good}))
+        assert load_model(tmp_path, "esm3")[1] == CONFIG
+    del meta["dtype"]  # a config.json written by hand without it
+    path.write_text(json.dumps(meta))
+    assert load_model(tmp_path, "esm3")[1] == CONFIG
