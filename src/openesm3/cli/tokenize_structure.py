@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             structures.append(ProteinComplex(complex_.chains, name))
     total = len(structures) + len(failures)
     if not structures:
-        failures.report(total, "input(s)")
+        failures.report(total, "structure(s)")  # one unit in both counts: a file that cannot be read is one
         return 2
     encoder, place = load_vqvae_network(args.weights, "structure_encoder", device=device)
     assert isinstance(encoder, StructureEncoder)
