@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--data needs --calibration-fraction (the run's data.split.calibration_fraction)")
         weights = args.weights
         with tempfile.TemporaryDirectory() as scratch:
-            records, source = input_records(
+            records, source, _ = input_records(
                 [args.data], args.split, scratch, args.calibration_fraction, args.split_seed
             )
     encoder, _ = load_vqvae_network(weights, "structure_encoder")

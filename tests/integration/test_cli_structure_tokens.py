@@ -231,6 +231,20 @@ def test_detokenize_with_sequence_builds_every_heavy_atom(
     assert code == 2 and "t.json: --with-sequence needs every chain's sequence; none for 1PIN chain A" in err
 
 
+def test_the_failure_count_has_one_unit_whether_or_not_any_structure_was_encoded(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.pdb.gz"
+    broken.write_bytes((STRUCTURES / "1fxd.pdb.gz").read_bytes()[:3000])
+    (tmp_path / "empty.pdb").write_text("")
+    bad = [str(broken), str(tmp_path / "empty.pdb")]
+    options = ["--weights", str(weights), "--out", str(tmp_path / "t.json")]
+    code, _, err = run(["tokenize-structure", *bad, *options], capsys)
+    assert code == 2 and "2 of 2 structure(s) failed" in err, err  # it said "input(s)" when none was read
+    code, _, err = run(["tokenize-structure", *bad, str(STRUCTURES / "1fxd.pdb.gz"), *options], capsys)
+    assert code == 1 and "2 of 3 structure(s) failed" in err, err
+
+
 def test_bad_inputs_are_reported_and_the_others_still_written(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -618,7 +632,7 @@ def test_tokenize_structure_with_no_readable_input_names_each_and_keeps_the_outp
     code, stdout, err = run([*args, "--out", str(out)], capsys)
     assert code == 2, err
     assert f"error: {empty}: empty file" in err and f"error: {tmp_path / 'missing.cif'}: no such file" in err, err
-    assert "2 of 2 input(s) failed" in err and stdout == ""
+    assert "2 of 2 structure(s) failed" in err and stdout == ""
     assert out.read_text() == "an earlier run's tokens\n"
 
 

@@ -496,6 +496,35 @@ def test_generate_a_function_track_without_the_vocabulary_stops_before_any_work(
 
 
 @pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--length", "3000"], "--length 3000: 3000 residues do not fit the model's 2046-residue limit (2048 tokens"),
+     (["--length", "3000", "--track-order", "function,sequence"], "--length 3000: 3000 residues do not fit"),
+     (["--length", "8", "--keywords", "zinc,flying", "--track-order", "function,sequence"], "'flying'")],
+)  # fmt: skip
+def test_generate_checks_a_prompt_from_options_before_loading_any_model(
+    weights: Path,
+    vocab: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    extra,
+    message,  # noqa: ANN001
+) -> None:
+    # the trunk is 5.6 GB: a design longer than its limit, or an unknown keyword, must stop before any load
+    import openesm3.checkpoints.loading  # noqa: PLC0415
+
+    def no_load(place, model_type, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        raise AssertionError(f"{model_type} loaded although the prompt is refused")
+
+    monkeypatch.setattr(openesm3.checkpoints.loading, "load_model", no_load)
+    args = ["generate", "-o", str(tmp_path / "g"), "--weights", str(weights), "--vocabulary-dir", str(vocab), *FAST]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "internal error" not in err, err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize(
     ("option", "value", "message"),
     [("--temperature", "-1", "--temperature must be a finite number >= 0, got -1.0"),
      ("--temperature", "inf", "--temperature must be a finite number >= 0, got inf"),

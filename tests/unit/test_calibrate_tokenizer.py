@@ -439,3 +439,23 @@ def test_cli_inputs_it_cannot_use_are_named_before_any_work(
     assert code == 2, err
     assert message.format(**fill) in err, err
     assert not out.exists()
+
+
+def test_cli_names_a_missing_or_empty_input_file_and_goes_on_with_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # as tokenize-structure does: a missing file used to stop the run while an empty one was left out
+    (tmp_path / "empty.pdb").write_text("")
+    bad = [str(tmp_path / "missing.pdb"), str(tmp_path / "empty.pdb")]
+    files = [str(TEST_DATA / f) for f in FILES[:3]]
+    out = tmp_path / "cal"
+    code = main(["calibrate-tokenizer", *files, *bad, "--out", str(out), "--steps", "2", "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err  # some inputs failed, the others were used
+    assert f"could not read {bad[0]}: no such file or directory" in err and f"could not read {bad[1]}: " in err
+    assert "2 input file(s) could not be read and were left out" in err
+    assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
+    code = main(["calibrate-tokenizer", *bad, "--out", str(tmp_path / "none"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"could not read {bad[0]}: no such file or directory" in err, err
+    assert f"no readable protein chains in {bad[0]}, {bad[1]}" in err and not (tmp_path / "none").exists()

@@ -140,3 +140,32 @@ def test_the_refusal_of_an_earlier_runs_files_counts_what_is_there(
     with pytest.raises(InputError, match=r"-o t\.tsv: 1 file already exists that this run would write \(t\.tsv\); "
                        r"give a new file, or --overwrite to replace it \("):  # fmt: skip
         check_new_outputs(args, [("-o", "t.tsv", ["t.tsv", Path("t.tsv")])])
+
+
+NO_WEIGHTS = ["--weights", "{tmp}/no_weights"]  # the refusal must come before any model is looked for
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["featurize", "{pdb}", "--chain", "A", "--chain", "A"], "--chain"),
+        (["tokenize-structure", "{pdb}", "--chain", "A", "--chain", "B", "--chain", "A", *NO_WEIGHTS], "--chain"),
+        (["round-trip", "{pdb}", "--chain", "A", "--chain", "A", *NO_WEIGHTS], "--chain"),
+        (["inverse-fold", "{pdb}", "--chains", "A,A", "-o", "{tmp}/out.fasta", *NO_WEIGHTS], "--chains"),
+        (["predict-function", "{pdb}", "--chains", "A, A", "-o", "{tmp}/out.tsv", *NO_WEIGHTS], "--chains"),
+    ],
+)
+def test_a_chain_given_twice_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], option: str
+) -> None:
+    # a file's chain is read once: '--chain A --chain A' silently gave one chain A, whether a homodimer or a typo
+    # for another chain was meant
+    from openesm3.cli.main import main  # noqa: PLC0415
+    from tests.conftest import TEST_DATA  # noqa: PLC0415
+
+    fill = {"pdb": str(TEST_DATA / "structures" / "1PIN.pdb.gz"), "tmp": str(tmp_path)}
+    code = main([a.format(**fill) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{option}: chain 'A' given more than once; a file's chain is read once" in err, err
+    assert list(tmp_path.iterdir()) == []

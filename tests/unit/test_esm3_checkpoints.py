@@ -10,7 +10,14 @@ import pytest
 import torch
 
 import openesm3.checkpoints.format as weight_format
-from openesm3.checkpoints.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_pretrained, save_pretrained
+from openesm3.checkpoints.format import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    load_pretrained,
+    read_config,
+    save_pretrained,
+)
 from openesm3.checkpoints.loading import WEIGHTS_ENV, load_model, resolve_weights
 from openesm3.checkpoints.official import (
     OFFICIAL_KEY_MAPS,
@@ -329,3 +336,64 @@ def test_convert_names_what_it_did_not_find_or_could_not_read(tmp_path, capsys) 
     assert main(["convert", str(file), str(tmp_path / "d"), "--config", str(config_json)]) == 2
     assert f"{config_json}: unreadable config JSON (" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_convert_checks_its_config_before_touching_the_weights(tmp_path, monkeypatch, capsys) -> None:
+    # checksumming the official trunk (5.6 GB) takes minutes: a typo in --config must show before it
+    import openesm3.checkpoints.official as official
+
+    file = write_official(randomized(CONFIG, seed=5), tmp_path / "release" / "data" / "weights" / "esm3_sm_open_v1.pth")
+
+    def touched(path) -> None:  # noqa: ANN001
+        raise WeightsError(f"{path}: weights touched")
+
+    monkeypatch.setattr(official, "check_official_file_checksums", touched)
+    monkeypatch.setattr(official, "load_official_state_dict", touched)
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_modle": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    for src, extra in ((file, ["--model-type", "esm3"]), (tmp_path / "release", []), (file, [])):
+        assert main(["convert", str(src), str(tmp_path / "out"), "--config", str(config_json), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{config_json}: " in err and "'d_modle'" in err and "weights touched" not in err, err
+    # a file to be recognised by its keys: the fields fit no convertible network's config
+    assert "not the config of any convertible network (as esm3: unknown ESM3Config field(s) ['d_modle']" in err
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    assert "weights touched" in capsys.readouterr().err  # a valid config goes on to the weights
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_says_when_its_input_is_already_a_weights_root_of_ours(tmp_path, capsys) -> None:
+    root = tmp_path / "weights"  # what 'convert RELEASE OUT' writes: OUT/esm3/, OUT/structure_encoder/, ...
+    save_pretrained(ESM3(CONFIG), CONFIG, root / "esm3", model_type="esm3")
+    for extra in ([], ["--model-type", "esm3"]):
+        assert main(["convert", str(root), str(tmp_path / "again"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{root}: already holds OpenESM3-format weights (esm3/); give it as it is to --weights" in err, err
+    assert main(["convert", str(root), str(tmp_path / "again"), "--model-type", "structure_decoder"]) == 2
+    assert f"{root}: no esm3_structure_decoder_v0.pth found" in capsys.readouterr().err  # not the one asked for
+    assert not (tmp_path / "again").exists()
+
+
+def test_the_dtype_of_config_json_is_checked_not_ignored(tmp_path) -> None:
+    # 'dtype' records how model.safetensors is stored; loading never casts to it, so an edited value ("int4", or
+    # "bfloat16" over fp32 tensors) would silently change nothing: it is refused, naming the file and the key.
+    save_pretrained(randomized(CONFIG, seed=2), CONFIG, tmp_path, model_type="esm3")
+    path = tmp_path / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    assert meta["dtype"] == "float32"
+    for bad in ("int4", ["float32", "int4"], 16, None):
+        path.write_text(json.dumps({**meta, "dtype": bad}))
+        with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: 'dtype' .* is not a dtype of stored weights"):
+            read_config(tmp_path)
+        with pytest.raises(WeightsError, match=f"{CONFIG_FILE}: 'dtype' .* is not a dtype of stored weights"):
+            load_model(tmp_path, "esm3")  # the reason is named in the 'no weights found' message
+    path.write_text(json.dumps({**meta, "dtype": "bfloat16"}))
+    with pytest.raises(WeightsError, match=r"'dtype' \"bfloat16\" does not match the tensors of model.safetensors"):
+        load_model(tmp_path, "esm3")
+    for good in ("float32", ["float32"]):
+        path.write_text(json.dumps({**meta, "dtype": good}))
+        assert load_model(tmp_path, "esm3")[1] == CONFIG
+    del meta["dtype"]  # a config.json written by hand without it
+    path.write_text(json.dumps(meta))
+    assert load_model(tmp_path, "esm3")[1] == CONFIG

@@ -107,13 +107,12 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     _refuse_foreign_config(out / CONFIG_FILE)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
     atomic_write_with(out / WEIGHTS_FILE, lambda tmp: write_aligned_safetensors(state, tmp, {"format_version": "1"}))
     meta = {
         "format_version": FORMAT_VERSION,
         "model_type": model_type,
         "config": config_to_dict(config),
-        "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
+        "dtype": _dtype_names(state),
     }
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
@@ -174,6 +173,12 @@ def _refuse_foreign_config(path: Path) -> None:
 
 def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
     """``(model_type, config)`` of a saved model directory, with clear errors for anything off."""
+    path, meta = _read_meta(directory)
+    return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
+
+
+def _read_meta(directory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The path and checked contents of a model directory's ``config.json``."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise WeightsError(f"{directory}: no {CONFIG_FILE} (not an OpenESM3 model directory)")
@@ -194,7 +199,37 @@ def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
         if not isinstance(meta[key], kind):
             expected = "a string" if kind is str else "a JSON object of config fields"
             raise WeightsError(f"{path}: {key!r} must be {expected}, not {json.dumps(meta[key])}")
-    return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
+    _check_dtype_field(path, meta)
+    return path, meta
+
+
+def _dtype_names(state: dict[str, torch.Tensor]) -> str | list[str]:
+    """What ``config.json``'s ``dtype`` records for ``state``: its one dtype, or the sorted list of its dtypes."""
+    names = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
+    return names[0] if len(names) == 1 else names
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+_STORABLE_DTYPE_NAMES = sorted(str(d).removeprefix("torch.") for d in _SAFETENSORS_DTYPES)
+
+
+def _check_dtype_field(path: Path, meta: dict[str, Any]) -> None:
+    """Refuse a ``dtype`` that names no dtype the weights can be stored in (e.g. "int4"): the field records how the
+    tensors are stored, and loading never casts to it, so a value edited in by hand would silently change nothing.
+    A config written without the field (by hand) is accepted."""
+    if "dtype" not in meta:
+        return
+    value = meta["dtype"]
+    bad = [n for n in _as_list(value) if not isinstance(n, str) or n not in _STORABLE_DTYPE_NAMES]
+    if bad:
+        raise WeightsError(
+            f"{path}: 'dtype' {json.dumps(value)} is not a dtype of stored weights (one of {_STORABLE_DTYPE_NAMES}, "
+            f"or a list of them); it records how {WEIGHTS_FILE} is stored: to load in another dtype use --dtype "
+            "(dtype= in Python)"
+        )
 
 
 def read_state_dict(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -231,12 +266,20 @@ def load_pretrained(
 
     Returns ``(model, config)``; the model is in eval mode. ``dtype`` casts floating-point tensors.
     """
-    model_type, config = read_config(directory)
+    path, meta = _read_meta(directory)
+    model_type, config = meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
     if expected_type is not None and model_type != expected_type:
         raise WeightsError(f"{directory}: holds a {model_type!r} model, expected {expected_type!r}")
     with torch.device("meta"):
         model = MODEL_TYPES[model_type].model_class()(config)
     state = read_state_dict(directory, device=device)
+    stored = _dtype_names(state)
+    if "dtype" in meta and set(_as_list(meta["dtype"])) != set(_as_list(stored)):  # edited, expecting a cast
+        raise WeightsError(
+            f"{path}: 'dtype' {json.dumps(meta['dtype'])} does not match the tensors of {WEIGHTS_FILE} "
+            f"({json.dumps(stored)}); the field records how they are stored: to load in another dtype use --dtype "
+            "(dtype= in Python)"
+        )
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     load_state_dict_strict(model, state, source=str(Path(directory) / WEIGHTS_FILE))

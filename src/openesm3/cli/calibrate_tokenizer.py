@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     with tempfile.TemporaryDirectory(prefix="openesm3-calibrate-") as scratch:
+        unread: list[str] = []  # input files that could not be read, named and left out as the others go on
         if args.run:
             if args.inputs or args.weights or args.split:
                 raise InputError("--run gives the weights and the chains: leave out INPUT, --weights and --split")
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.inputs:
                 raise InputError("give the held-out chains: structure files, an ingested dataset, or --run DIR")
             weights = args.weights
-            records, source = input_records(
+            records, source, unread = input_records(
                 args.inputs, args.split, scratch, args.calibration_fraction, args.split_seed, progress=not args.quiet
             )
         encoder, place = load_vqvae_network(weights, "structure_encoder")
@@ -146,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(report):
         print(line)
     print(f"calibrated tokenizer written to {out} (report: {out / REPORT_FILE}); use it with --weights {out}")
+    if unread:  # as tokenize-structure: the others were used, but not every input
+        print(f"openesm3 calibrate-tokenizer: {len(unread)} input file(s) could not be read and were left out (named "
+              "above)", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
@@ -157,9 +162,11 @@ def input_records(
     split_seed: int = 0,
     *,
     progress: bool = True,
-) -> tuple[list, str]:
-    """Records of an ingested dataset (one directory with an index) or of structure files ingested to ``scratch``.
-    With ``calibration_fraction``, ``split`` is drawn as a training run draws it (``split_positions``)."""
+) -> tuple[list, str, list[str]]:
+    """``(records, source, unread)``: the records of an ingested dataset (one directory with an index) or of
+    structure files ingested to ``scratch``, and the inputs that could not be read (each named on stderr and left
+    out; none for a dataset). With ``calibration_fraction``, ``split`` is drawn as a training run draws it
+    (``split_positions``)."""
     from pathlib import Path
 
     from openesm3.errors import InputError
@@ -187,7 +194,7 @@ def input_records(
                     f"{inputs[0]}: split {split!r} with calibration_fraction={calibration_fraction} is empty"
                 )
             source = f"{inputs[0]} (split {split}, calibration_fraction {calibration_fraction}, seed {split_seed})"
-            return [dataset[i] for i in positions], source
+            return [dataset[i] for i in positions], source, []
         if split is not None:
             from openesm3.training.splits import CALIBRATION_LABELS, TRAIN_LABELS, VALID_LABELS
 
@@ -198,18 +205,23 @@ def input_records(
             if not positions:
                 labels = sorted(set(dataset.splits)) or ["(none)"]
                 raise InputError(f"{inputs[0]}: no records with split {split!r} (labels: {', '.join(labels)})")
-        return [dataset[i] for i in positions], f"{inputs[0]}" + (f" (split {split})" if split else "")
+        return [dataset[i] for i in positions], f"{inputs[0]}" + (f" (split {split})" if split else ""), []
     if split is not None or calibration_fraction is not None:
         raise InputError(
             "--split and --calibration-fraction select records of an ingested dataset; structure files have no splits"
         )
-    report = ingest_structures(inputs, scratch, IngestConfig(), progress=progress)
-    for s in report.skipped:
-        print(f"  could not read {s['source']}: {s['problem']}", file=sys.stderr)
-    if report.n_records == 0:
+    # a missing input is named and left out as an empty or unreadable file is (tokenize-structure does the same)
+    unread = [f"{path}: no such file or directory" for path in inputs if not Path(path).exists()]
+    present = [path for path in inputs if Path(path).exists()]
+    if present:
+        report = ingest_structures(present, scratch, IngestConfig(), progress=progress)
+        unread += [f"{s['source']}: {s['problem']}" for s in report.skipped]
+    for problem in unread:
+        print(f"  could not read {problem}", file=sys.stderr)
+    if not present or report.n_records == 0:
         raise InputError(f"no readable protein chains in {', '.join(inputs)}")
     dataset = ProteinDataset(scratch)
-    return [dataset[i] for i in range(len(dataset))], f"{report.n_files} structure files"
+    return [dataset[i] for i in range(len(dataset))], f"{report.n_files} structure files", unread
 
 
 def run_inputs(run_dir: str) -> tuple[str, list, str]:

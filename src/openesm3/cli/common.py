@@ -155,6 +155,23 @@ def read_inputs(paths: Sequence[str], chains: Sequence[str] | None = None) -> li
     return items
 
 
+def chain_ids(value: str | Sequence[str] | None, option: str) -> list[str] | None:
+    """The chain ids given to ``option`` (``--chain A --chain B``, or ``--chains A,B``); None when not given.
+
+    A chain id given twice is refused before any work: a file's chain is read once, so ``--chain A --chain A`` would
+    silently give one chain A, whether a homodimer (two chain ids) or another chain (a typo) was meant."""
+    if not value:
+        return None
+    ids = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else list(value)
+    repeated = [c for c in dict.fromkeys(ids) if ids.count(c) > 1]
+    if repeated:
+        raise InputError(
+            f"{option}: chain {', '.join(map(repr, repeated))} given more than once; a file's chain is read once: give "
+            "each chain id once, in the order wanted"
+        )
+    return ids
+
+
 def split_items(items: Sequence[Item], failures: Failures) -> list[tuple[Item, Protein]]:
     """The readable items with their protein; the others are recorded in ``failures``."""
     valid = []

@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from openesm3.cli.common import refuse_stdout
     from openesm3.errors import OpenESM3Error, WeightsError
-    from openesm3.utils.text import read_text_file
 
     refuse_stdout(args.out, "OUT", "convert writes a directory of weights")
+    # --config is read and checked before any weight file is touched: checksumming the trunk takes minutes
+    fields = None if args.config is None else _read_config_fields(args.config)
     out_dir = Path(args.out)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     known = sorted(OFFICIAL_KEY_MAPS)
@@ -83,42 +84,45 @@ def run(args: argparse.Namespace) -> int:
         jobs.append((args.src, None if args.model_type == "auto" else args.model_type, out_dir))
     elif args.src.is_dir():
         types = known if args.model_type == "auto" else [args.model_type]
+        not_found: OpenESM3Error | None = None
         for model_type in types:
             if model_type not in OFFICIAL_WEIGHT_FILES:
                 continue
             try:
                 file = resolve_official_file(args.src, model_type)
-            except OpenESM3Error:
-                if args.model_type != "auto":
-                    raise
+            except OpenESM3Error as exc:
+                not_found = exc
                 continue
             jobs.append((file, model_type, out_dir / model_type))
         if not jobs:
             if (ours / CONFIG_FILE).is_file() and (ours / WEIGHTS_FILE).is_file():
                 raise already
+            # a weights root of ours (convert's own output for a release): one model directory per network
+            converted = [
+                t for t in types if all((args.src / t / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE))
+            ]
+            if converted:
+                raise WeightsError(
+                    f"{args.src}: already holds OpenESM3-format weights ("
+                    + ", ".join(f"{t}/" for t in converted)
+                    + f"); give it as it is to --weights, or set OPENESM3_WEIGHTS={args.src}; nothing to convert"
+                )
+            if args.model_type != "auto" and not_found is not None:
+                raise not_found
             names = ", ".join(OFFICIAL_WEIGHT_FILES[t] for t in known if t in OFFICIAL_WEIGHT_FILES)
             raise WeightsError(f"{args.src}: no official weight file found ({names}; looked in data/weights/ too)")
     else:
         raise WeightsError(f"{args.src}: no such file or directory")
+
+    if fields is not None:
+        _check_config_fields(fields, args.config, [model_type for _, model_type, _ in jobs])
 
     for file, model_type, out in jobs:
         # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
         check_official_file_checksums(file)
         if model_type is None:
             model_type = detect_model_type(load_official_state_dict(file), source=str(file))
-        config = None
-        if args.config is not None:
-            try:
-                fields = json.loads(read_text_file(args.config, role="--config", error=WeightsError))
-            except json.JSONDecodeError as exc:
-                raise WeightsError(f"{args.config}: unreadable config JSON ({exc})") from exc
-            fields = fields.get("config", fields) if isinstance(fields, dict) else fields
-            if not isinstance(fields, dict):
-                raise WeightsError(
-                    f"{args.config}: the config must be a JSON object of config fields (or hold one under 'config'), "
-                    f"not {type(fields).__name__}"
-                )
-            config = config_from_dict(model_type, fields, str(args.config))
+        config = None if fields is None else config_from_dict(model_type, fields, str(args.config))
         if dtype == torch.float16:  # bf16 has fp32's range; fp16 would turn larger weights into inf
             limit = torch.finfo(dtype).max
             for key, tensor in load_official_state_dict(file).items():
@@ -130,3 +134,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"{file} -> {out} ({model_type}, {n_params:,} parameters, {args.dtype})")
         del model
     return 0
+
+
+def _read_config_fields(path: Path) -> dict[str, Any]:
+    """The config fields of a ``--config`` JSON file: an object of fields, or one held under ``"config"`` (as in
+    our ``config.json``)."""
+    from openesm3.errors import WeightsError
+    from openesm3.utils.text import read_text_file
+
+    try:
+        fields = json.loads(read_text_file(path, role="--config", error=WeightsError))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: unreadable config JSON ({exc})") from exc
+    fields = fields.get("config", fields) if isinstance(fields, dict) else fields
+    if not isinstance(fields, dict):
+        raise WeightsError(
+            f"{path}: the config must be a JSON object of config fields (or hold one under 'config'), "
+            f"not {type(fields).__name__}"
+        )
+    return fields
+
+
+def _check_config_fields(fields: dict[str, Any], path: Path, model_types: list[str | None]) -> None:
+    """Raise :class:`WeightsError` when ``fields`` cannot be the config of a network to convert: for a known
+    network, its own error; for a file still to be recognised (None), when they fit no convertible network."""
+    from openesm3.checkpoints.format import config_from_dict
+    from openesm3.checkpoints.official import OFFICIAL_KEY_MAPS
+    from openesm3.errors import WeightsError
+
+    for model_type in model_types:
+        if model_type is not None:
+            config_from_dict(model_type, fields, str(path))
+            continue
+        problems = []
+        for candidate in sorted(OFFICIAL_KEY_MAPS):
+            try:
+                config_from_dict(candidate, fields, str(path))
+                break
+            except WeightsError as exc:
+                problems.append(f"as {candidate}: {str(exc).removeprefix(f'{path}: ')}")
+        else:
+            raise WeightsError(
+                f"{path}: not the config of any convertible network ({'; '.join(problems)}); "
+                "--model-type names the network to check it against"
+            )

@@ -31,12 +31,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openesm3.cli.common import check_output_file, is_stdout, write_text
+    from openesm3.cli.common import chain_ids, check_output_file, is_stdout, write_text
     from openesm3.errors import OpenESM3Error
     from openesm3.structure.features import featurize
     from openesm3.structure.io import load_structure
     from openesm3.utils.progress import Progress
 
+    wanted = chain_ids(args.chain, "--chain")
     check_output_file(args.json, "--json", args.files)
     # With --json - the JSON is standard output's only content; the per-chain summary goes to stderr.
     summary = sys.stderr if is_stdout(args.json) else sys.stdout
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     with Progress(total=len(args.files), desc="featurize", unit="file", disable=args.quiet or not many) as bar:
         for path in args.files:
             try:
-                structure = load_structure(path, model=args.model, chains=args.chain)
+                structure = load_structure(path, model=args.model, chains=wanted)
                 chains = featurize(structure)
             except OpenESM3Error as exc:
                 if not many:

@@ -155,9 +155,14 @@ def run(args: argparse.Namespace) -> int:
             bundle.tokenizers.function_vocabulary  # noqa: B018 - decoding function tokens needs it: checked before any work
         except VocabularyError as exc:
             raise VocabularyError(f"--track-order function needs the function vocabulary: {exc}") from None
-        bundle.check_function_vocabulary()
-    if args.prompt is None:
-        bundle.encode(valid[0][1], structure_tokens=False)  # an unknown keyword etc. stops here, before any work
+    if args.prompt is None:  # an unknown keyword, a --length beyond the model's limit: stop before loading any model
+        prompt_tokens = bundle.encode(valid[0][1], structure_tokens=False)
+        try:
+            bundle.check_length(prompt_tokens)  # the limit is read from the trunk's config, not its weights
+        except InputError as exc:
+            raise InputError(f"--length {args.length}: {exc}") from None
+    if "function" in order:
+        bundle.check_function_vocabulary()  # loads the function decoder
     out = prepare_output_dir(args.output, "-o")
     prompts, names, streams = [], [], []
     for prompt_name, (_, protein), position in zip(

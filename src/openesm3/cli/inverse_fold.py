@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (  # noqa: PLC0415
         Failures,
         bundle_from_args,
+        chain_ids,
         check_distinct_outputs,
         check_new_outputs,
         check_output_file,
@@ -105,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.summary, "--summary", args.inputs)
     check_distinct_outputs([("-o", args.output), ("--summary", args.summary)])
     check_new_outputs(args, [("-o", args.output, [args.output]), ("--summary", args.summary, [args.summary])])
-    chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
-    items = read_inputs(args.inputs, chains=chains)
+    items = read_inputs(args.inputs, chains=chain_ids(args.chains, "--chains"))
     failures = Failures("inverse-fold")
     valid = split_items(items, failures)
     if not valid:

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (  # noqa: PLC0415
         Failures,
         bundle_from_args,
+        chain_ids,
         check_new_outputs,
         check_output_file,
         decoding_from_args,
@@ -71,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     decoding = decoding_from_args(args)
     check_output_file(args.output, "-o", args.inputs)
     check_new_outputs(args, [("-o", args.output, [args.output])])
-    chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
-    items = read_inputs(args.inputs, chains=chains)
+    items = read_inputs(args.inputs, chains=chain_ids(args.chains, "--chains"))
     failures = Failures("predict-function")
     valid = split_items(items, failures)
     if not valid:

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import check_output_file, is_stdout, write_structure_text
+    from openesm3.cli.common import chain_ids, check_output_file, is_stdout, write_structure_text
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.all_chains and args.chain:
         raise InputError("give --chain or --all-chains, not both")
+    chain_ids(args.chain, "--chain")  # a chain given twice is refused here
     check_output_file(args.out, "--out", [args.file])  # before the work, not after it
     to_stdout = is_stdout(args.out)  # the decoded structure as PDB (or --format) text; the report then on stderr
     say = functools.partial(print, file=sys.stderr if to_stdout else sys.stdout)

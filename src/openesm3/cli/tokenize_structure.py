@@ -41,7 +41,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
-    from openesm3.cli.common import STDOUT, Failures, check_output_file, is_stdout, progress_bar, write_text
+    from openesm3.cli.common import (
+        STDOUT,
+        Failures,
+        chain_ids,
+        check_output_file,
+        is_stdout,
+        progress_bar,
+        write_text,
+    )
     from openesm3.errors import InputError, OpenESM3Error
     from openesm3.generation.bundle import resolve_device
     from openesm3.generation.structure_tokens import StructureTokens, encode_structure, tokens_to_json
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size, "--batch-size")
     if args.max_length < 0:
         raise InputError(f"--max-length must be >= 0 (0: no limit), got {args.max_length}")
+    wanted = chain_ids(args.chain, "--chain")
     check_output_file(args.out, "--out", args.files)  # before the work, not after it
     named = None if args.out is None or is_stdout(args.out) else output_format(args.out)
     if named is not None:  # round-trip's --out, typed here: a JSON file that no structure reader could read
@@ -65,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     structures: list[Any] = []
     for path in args.files:  # a file that cannot be read is reported at the end; the others are encoded
         try:
-            complex_ = load_structure(path, model=args.model, chains=args.chain)
+            complex_ = load_structure(path, model=args.model, chains=wanted)
         except OpenESM3Error as exc:
             failures.add(str(path), exc)
             continue
@@ -76,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             structures.append(ProteinComplex(complex_.chains, name))
     total = len(structures) + len(failures)
     if not structures:
-        failures.report(total, "input(s)")
+        failures.report(total, "structure(s)")  # one unit in both counts: a file that cannot be read is one
         return 2
     encoder, place = load_vqvae_network(args.weights, "structure_encoder", device=device)
     assert isinstance(encoder, StructureEncoder)

@@ -146,6 +146,7 @@ class ModelBundle:
         self.dtype = resolve_dtype(dtype)
         self.tokenizers = ProteinTokenizers(vocabulary_dir=vocabulary_dir)
         self._models: dict[str, nn.Module] = {}
+        self._configs: dict[str, Any] = {}  # read without the weights (config_of)
 
     def __repr__(self) -> str:
         loaded = ", ".join(self._models) or "none yet"
@@ -235,14 +236,27 @@ class ModelBundle:
                 "the decoder was trained with (--vocabulary-dir or $OPENESM3_VOCAB_DIR)"
             )
 
+    def config_of(self, model_type: str) -> Any:
+        """The config of ``model_type``, read without loading its weights (the config of a directory of ours, the
+        release preset for an official file, as loading uses): prompts can be checked against it before any load."""
+        if model_type in self._models:
+            return cast(Any, self._models[model_type]).config
+        from openesm3.checkpoints.format import read_config  # noqa: PLC0415
+        from openesm3.checkpoints.official import OFFICIAL_PRESETS  # noqa: PLC0415
+
+        if model_type not in self._configs:  # kept: a batch checks every prompt's length before the trunk loads
+            place = self.locate(model_type)
+            self._configs[model_type] = read_config(place)[1] if place.is_dir() else OFFICIAL_PRESETS[model_type]
+        return self._configs[model_type]
+
     @property
     def max_length(self) -> int:
         """Most tokens (BOS/EOS included) the trunk accepts."""
-        return int(cast(Any, self.esm3).config.max_length)
+        return int(self.config_of("esm3").max_length)
 
     @property
     def n_layers(self) -> int:
-        return int(cast(Any, self.esm3).config.n_layers)
+        return int(self.config_of("esm3").n_layers)
 
     # ---- adapters to the encoding seams ------------------------------------------------------------------
     @torch.inference_mode()
