@@ -60,6 +60,8 @@ def test_an_unwritable_output_stops_the_command_before_any_work(
          f"--confidence {{tmp}}/notes.txt/c.json: {NOT_A_DIRECTORY}"),
         (["--out", "{tmp}/notes.txt/x.pdb"], f"--out {{tmp}}/notes.txt/x.pdb: {NOT_A_DIRECTORY}"),
         (["--out", "{tmp}/notes.txt"], "--out {tmp}/notes.txt: exists and is not a directory; give a directory"),
+        # one structure to a name ending in '/': was written as the file x.pdb, the '/' dropped by Path()
+        (["--out", "{tmp}/x.pdb/"], "--out {tmp}/x.pdb/: ends with '/', a directory; give a file name"),
         (["--out", "{tmp}/out_dir/x.pdb/deeper"], None),  # a directory, created: the check lets it through
     ],
 )  # fmt: skip

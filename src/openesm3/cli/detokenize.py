@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         named = SUFFIX_FORMATS[suffixes[-1]]
         if args.format is not None and args.format != named:
             raise InputError(f"--out {out} names a {named} file, but --format is {args.format}")
-        check_output_file(str(out), "--out")
+        check_output_file(args.out, "--out")  # as given: Path(args.out) has lost a trailing '/'
     else:
         prepare_output_dir(str(out), "--out")
     check_output_file(args.confidence, "--confidence", [args.tokens])
