@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_stdout(args.out, "--out", "calibrate-tokenizer writes a tokenizer directory")
     check_seed(args.seed, "--seed")
+    check_seed(args.split_seed, "--split-seed")  # else refused by SplitConfig as "seed", blaming the dataset
     check_output_dir(args.out)  # before any work, not after the fits
     set_threads(args.threads)
     config = CalibrationConfig(
