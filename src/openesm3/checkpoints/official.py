@@ -124,11 +124,15 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
         state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a damaged file
         raise WeightsError(f"{p}: not a readable PyTorch state_dict ({_load_failure(exc)})") from exc
-    is_state_dict = isinstance(state, dict) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    )
-    if not is_state_dict:
-        raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
+    expected = f"{p}: expected a state_dict (a dict of name -> tensor)"
+    if not isinstance(state, dict):
+        raise WeightsError(f"{expected}, got {type(state).__name__}")
+    # a wrapped one ({"model": state_dict, "step": n}) is a dict too: the entry that is not a tensor is the fault
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{expected}, but it has a key that is no name: {key!r} ({type(key).__name__})")
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{expected}, but its entry {key!r} is a {type(value).__name__}")
     note_weights(p, role)
     return strip_wrapper_prefixes(state)
 
