@@ -402,6 +402,13 @@ def test_an_existing_output_is_refused_before_any_work(
     assert code == 2
     assert "exists and is not an empty directory" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+    # a file on the way to --out was found only when the result was written, after every fit: "notes.txt: File
+    # exists"
+    (tmp_path / "notes.txt").write_text("mine")
+    under_a_file = tmp_path / "notes.txt" / "cal"
+    code = main(["calibrate-tokenizer", str(TEST_DATA / "1igd.pdb.gz"), "--out", str(under_a_file), "--steps", "1"])
+    assert code == 2
+    assert f"--out {under_a_file}: {tmp_path / 'notes.txt'} is not a directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
