@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out -: {source} holds {len(items)} structures; standard output takes one: give a "
                          "directory for --out")  # fmt: skip
     if len(items) > 1 and (names_file or (out.exists() and not out.is_dir())):
-        raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
+        raise InputError(f"--out {args.out}: {source} holds {len(items)} structures, one file takes one; give a "
+                         "directory")  # fmt: skip
     if to_stdout:
         fmt_out = stdout_structure_format("--out", args.format)
     elif as_file:  # before the decoding, not after it
