@@ -129,3 +129,27 @@ def test_a_truncated_pth_download_is_named_as_a_damaged_zip_archive(
     weights.write_bytes(weights.read_bytes()[:3000])
     err = tokenize_with(weights, tmp_path, capsys)
     assert f"{weights}: not a readable PyTorch state_dict (" in err and "central directory" in err, err
+
+
+def test_a_pth_file_holding_a_wrapped_state_dict_names_the_entry_that_is_no_tensor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a training checkpoint ({"model": state_dict, "step": n}) was refused as "expected a state_dict (a dict of
+    # name -> tensor), got dict": a dict was asked for and a dict was named as the fault
+    weights = tmp_path / "esm3_structure_encoder_v0.pth"
+    torch.save({"model": {"w": torch.ones(1)}, "step": 3}, weights)
+    err = tokenize_with(weights, tmp_path, capsys)
+    assert f"{weights}: expected a state_dict (a dict of name -> tensor), but its entry 'model' is a dict" in err, err
+
+
+@pytest.mark.parametrize("name", ["encoder.safetensors", "esm3_structure_encoder_v0.pth"])
+def test_a_safetensors_file_without_its_config_is_named_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # our model.safetensors copied or renamed without its config.json was read as an official .pth and refused as
+    # "neither a zip archive, as torch.save writes, nor a pickle": true, but no hint of what the file is or needs
+    weights = tmp_path / name
+    shutil.copyfile(BUNDLED_TOKENIZER_DIR / "structure_encoder" / "model.safetensors", weights)
+    err = tokenize_with(weights, tmp_path, capsys)
+    assert f"{weights}: a safetensors file, not an official .pth: OpenESM3 reads one as model.safetensors" in err, err
+    assert "config.json" in err and "pickle" not in err, err

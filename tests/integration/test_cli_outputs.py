@@ -60,6 +60,8 @@ def test_an_unwritable_output_stops_the_command_before_any_work(
          f"--confidence {{tmp}}/notes.txt/c.json: {NOT_A_DIRECTORY}"),
         (["--out", "{tmp}/notes.txt/x.pdb"], f"--out {{tmp}}/notes.txt/x.pdb: {NOT_A_DIRECTORY}"),
         (["--out", "{tmp}/notes.txt"], "--out {tmp}/notes.txt: exists and is not a directory; give a directory"),
+        # one structure to a name ending in '/': was written as the file x.pdb, the '/' dropped by Path()
+        (["--out", "{tmp}/x.pdb/"], "--out {tmp}/x.pdb/: ends with '/', a directory; give a file name"),
         (["--out", "{tmp}/out_dir/x.pdb/deeper"], None),  # a directory, created: the check lets it through
     ],
 )  # fmt: skip
@@ -157,3 +159,21 @@ def test_tokenize_structure_refuses_to_write_its_json_under_a_structure_name(
         captured.err
     )
     assert "the tokens are written as JSON" in captured.err
+
+
+@pytest.mark.parametrize("out", ["x.pdb", "notes.txt"])
+def test_detokenize_of_several_structures_to_one_file_names_the_token_file_that_holds_them(
+    out: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error read '<tmp>/x.pdb: the file holds 2 structures; give a directory for --out', as if the output (an
+    existing notes.txt too) held them."""
+    (tmp_path / "notes.txt").write_text("x")
+    n = 3
+    chain = ChainTokens("A", np.arange(n), np.arange(1, n + 1), np.full(n, ""), "MKT", np.ones(n, dtype=bool))
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(tokens_to_json([StructureTokens((chain,), "a"), StructureTokens((chain,), "b")])))
+    target = f"{tmp_path}/{out}"
+    assert main(["detokenize", str(tokens), "--out", target]) == 2
+    message = f"--out {target}: {tokens} holds 2 structures, one file takes one; give a directory"
+    assert capsys.readouterr().err == f"openesm3 detokenize: error: {message}\n"
+    assert (tmp_path / "notes.txt").read_text() == "x" and not (tmp_path / "x.pdb").exists()

@@ -583,6 +583,7 @@ def test_an_unwritable_output_is_an_error_before_any_work(
     err = refused(command, names, task)
     assert message.format(**names) in err and "Errno" not in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "file").read_text() == "keep me\n" and not any((tmp_path / "dir").iterdir())
+    assert not (tmp_path / "f").exists()  # fold made its -o directory, then refused the --summary, leaving it empty
 
 
 @pytest.mark.parametrize(

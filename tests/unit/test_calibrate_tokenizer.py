@@ -364,6 +364,7 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
     report = json.loads((tmp_path / "c4" / "calibration.json").read_text())
     assert report["chains"] == held and "calibration_fraction 0.5, seed 1" in report["source"]
     capsys.readouterr()
+    split_seed_minus_one = ["--split", "calibration", "--calibration-fraction", "0.1", "--split-seed", "-1"]
     # refusals, one line each
     for argv, message in (
         ([*files, "--out", str(out)], "exists and is not an empty directory"),
@@ -385,6 +386,10 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
             [str(tmp_path / "ds"), "--split", "valid", "--calibration-fraction", "1.5", "--out", str(tmp_path / "c3")],
             "calibration_fraction must lie in [0, 1)",
         ),  # fmt: skip
+        (  # was "<ds>: seed must be ...": the dataset blamed, and --seed named where --split-seed was wrong
+            [str(tmp_path / "ds"), *split_seed_minus_one, "--out", str(tmp_path / "c3")],
+            "error: --split-seed must be an int in [0, 2**64), got -1",
+        ),
         (["--out", str(tmp_path / "c3")], "give the held-out chains"),
         ([*files, "--heads", "plddt,wide", "--out", str(tmp_path / "c3")], "unknown wide"),
         ([files[0], "--out", str(tmp_path / "c3")], "at least 2 chains"),
@@ -413,6 +418,13 @@ def test_an_existing_output_is_refused_before_any_work(
     assert code == 2
     assert "exists and is not an empty directory" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+    # a file on the way to --out was found only when the result was written, after every fit: "notes.txt: File
+    # exists"
+    (tmp_path / "notes.txt").write_text("mine")
+    under_a_file = tmp_path / "notes.txt" / "cal"
+    code = main(["calibrate-tokenizer", str(TEST_DATA / "1igd.pdb.gz"), "--out", str(under_a_file), "--steps", "1"])
+    assert code == 2
+    assert f"--out {under_a_file}: {tmp_path / 'notes.txt'} is not a directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -302,6 +302,10 @@ def test_cli_output_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.Captu
     assert main(_cli_args(tmp_path, out)) == 2
     assert f"{out}: exists and is not a directory" in capsys.readouterr().err
     assert out.read_text() == "keep me"
+    # OUT under that file was met only when the vocabulary, built, was written: "<OUT>: Not a directory"
+    assert main(_cli_args(tmp_path, out / "vocab")) == 2
+    assert f"OUT {out / 'vocab'}: {out} is not a directory" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
 
 
 @pytest.mark.parametrize(

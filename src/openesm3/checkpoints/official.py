@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from openesm3 import constants as C
-from openesm3.checkpoints.format import raise_key_problems
+from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, raise_key_problems
 from openesm3.config import ESM3_SM_OPEN_V1, ESM3Config
 from openesm3.errors import WeightsError
 from openesm3.utils.provenance import note_weights
@@ -103,7 +103,7 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     p = Path(path)
     try:
         with open(p, "rb") as handle:
-            head = handle.read(2)
+            head = handle.read(9)
         # Only the zip format (torch >= 1.6, the release's) can be memory-mapped; the legacy one is read whole.
         mmap = zipfile.is_zipfile(p)
     except FileNotFoundError:
@@ -113,6 +113,11 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
     # torch.load fails on other files with whatever its parsers meet first (a KeyError for a text file), or EOFError
     if not head:
         raise WeightsError(f"{p}: not a readable PyTorch state_dict (empty file)")
+    if _is_safetensors(head, p):  # our model.safetensors given alone, or renamed: read as a .pth, it is no pickle
+        raise WeightsError(
+            f"{p}: a safetensors file, not an official .pth: OpenESM3 reads one as {WEIGHTS_FILE} beside its "
+            f"{CONFIG_FILE}, in a model directory made by 'openesm3 convert'"
+        )
     # the legacy format is a pickle, which starts with its PROTO opcode; a zip cut short (no central directory, so
     # not is_zipfile) is left to torch.load, whose error says so
     if not mmap and not head.startswith((b"\x80", b"PK")):
@@ -124,13 +129,23 @@ def load_official_state_dict(path: str | os.PathLike[str], *, role: str | None =
         state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a damaged file
         raise WeightsError(f"{p}: not a readable PyTorch state_dict ({_load_failure(exc)})") from exc
-    is_state_dict = isinstance(state, dict) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    )
-    if not is_state_dict:
-        raise WeightsError(f"{p}: expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
+    expected = f"{p}: expected a state_dict (a dict of name -> tensor)"
+    if not isinstance(state, dict):
+        raise WeightsError(f"{expected}, got {type(state).__name__}")
+    # a wrapped one ({"model": state_dict, "step": n}) is a dict too: the entry that is not a tensor is the fault
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{expected}, but it has a key that is no name: {key!r} ({type(key).__name__})")
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{expected}, but its entry {key!r} is a {type(value).__name__}")
     note_weights(p, role)
     return strip_wrapper_prefixes(state)
+
+
+def _is_safetensors(head: bytes, path: Path) -> bool:
+    """Whether a file starting with ``head`` (9 bytes or fewer) is a safetensors file: the length of its JSON header
+    (8 bytes, little-endian, within the file) and the header's opening brace."""
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def _load_failure(exc: Exception) -> str:

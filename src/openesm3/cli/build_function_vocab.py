@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openesm3 import constants as C  # noqa: PLC0415
-    from openesm3.cli.common import refuse_stdout  # noqa: PLC0415
+    from openesm3.cli.common import check_output_dir, refuse_stdout  # noqa: PLC0415
     from openesm3.errors import InputError, OutputsExistError  # noqa: PLC0415
     from openesm3.tokenizers import build  # noqa: PLC0415
     from openesm3.tokenizers.vocabulary import FUNCTION_FILES, FunctionVocabulary  # noqa: PLC0415
@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_stdout(args.out, "OUT", "build-function-vocab writes a vocabulary directory")
     out = Path(args.out)
     check_seed(args.seed, "--seed")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
+    check_output_dir(args.out, "OUT")  # a file there or on its way, a read-only place: before the build, not after
     # The residue CSV is this build's or none: one of an earlier build, left beside the new files, would be read as
     # this vocabulary's, so it is replaced or (no --residue-corpus) removed, and refused without --overwrite.
     outputs = [*FUNCTION_FILES, C.RESIDUE_ANNOTATION_VOCAB_FILE]

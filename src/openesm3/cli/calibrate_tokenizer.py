@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
+    from openesm3.cli.common import check_output_dir as check_output_place
     from openesm3.cli.common import refuse_stdout, set_threads
     from openesm3.errors import InputError
     from openesm3.models.structure_decoder import StructureDecoder
@@ -107,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_stdout(args.out, "--out", "calibrate-tokenizer writes a tokenizer directory")
     check_seed(args.seed, "--seed")
+    check_seed(args.split_seed, "--split-seed")  # else refused by SplitConfig as "seed", blaming the dataset
     check_output_dir(args.out)  # before any work, not after the fits
+    check_output_place(args.out, "--out")  # nor a file on its way, nor a read-only place
     set_threads(args.threads)
     config = CalibrationConfig(
         heads=tuple(h.strip() for h in args.heads.split(",") if h.strip()),

@@ -98,14 +98,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out -: {source} holds {len(items)} structures; standard output takes one: give a "
                          "directory for --out")  # fmt: skip
     if len(items) > 1 and (names_file or (out.exists() and not out.is_dir())):
-        raise InputError(f"{out}: the file holds {len(items)} structures; give a directory for --out")
+        raise InputError(f"--out {args.out}: {source} holds {len(items)} structures, one file takes one; give a "
+                         "directory")  # fmt: skip
     if to_stdout:
         fmt_out = stdout_structure_format("--out", args.format)
     elif as_file:  # before the decoding, not after it
         named = SUFFIX_FORMATS[suffixes[-1]]
         if args.format is not None and args.format != named:
             raise InputError(f"--out {out} names a {named} file, but --format is {args.format}")
-        check_output_file(str(out), "--out")
+        check_output_file(args.out, "--out")  # as given: Path(args.out) has lost a trailing '/'
     else:
         prepare_output_dir(str(out), "--out")
     check_output_file(args.confidence, "--confidence", [args.tokens])

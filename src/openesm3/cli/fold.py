@@ -75,6 +75,7 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
         check_distinct_outputs,
         check_new_outputs,
         check_not_inputs,
+        check_output_dir,
         check_output_file,
         is_stdout,
         output_names,
@@ -105,7 +106,7 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
         files = [out]
     else:
         fmt = args.format or "pdb"
-        out = prepare_output_dir(args.output, "-o")
+        out = check_output_dir(args.output, "-o")  # made below, once every output has passed its checks
         files = [out / f"{stem}.{fmt}" for stem in output_names(names)]
         summary = args.summary or str(out / "summary.tsv")
     check_output_file(summary, "--summary", args.inputs)
@@ -116,6 +117,8 @@ def _destinations(args: argparse.Namespace, names: list[str]) -> tuple[list[Path
     default_summary = [] if args.summary or summary is None else [summary]
     check_new_outputs(args, [("-o", args.output, [*files, *plots, *default_summary]),
                              *summary_output])  # fmt: skip
+    if single is None and not is_stdout(args.output):
+        prepare_output_dir(args.output, "-o")
     return files, fmt, summary
 
 
