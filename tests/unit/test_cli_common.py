@@ -54,19 +54,21 @@ def test_failures_report_each_item_once_named_then_a_count() -> None:
     failures = Failures("embed")
     failures.add("a.fasta", "a.fasta:3: bad residue")  # the message already names the item
     failures.add("b", InputError("empty sequence"))
+    failures.add("e.json", "e.json[1]: key 'format' must be 'openesm3.protein'")  # a JSON list's item: not twice
     out = io.StringIO()
     failures.report(5, stream=out)
     assert out.getvalue().splitlines() == [
         "openesm3 embed: error: a.fasta:3: bad residue",
         "openesm3 embed: error: b: empty sequence",
-        "openesm3 embed: 2 of 5 item(s) failed",
+        "openesm3 embed: error: e.json[1]: key 'format' must be 'openesm3.protein'",
+        "openesm3 embed: 3 of 5 item(s) failed",
     ]
     out = io.StringIO()
-    failures.report(5, stream=out, limit=2)  # exactly at the limit: nothing left out
+    failures.report(5, stream=out, limit=3)  # exactly at the limit: nothing left out
     assert "more" not in out.getvalue()
     out = io.StringIO()
     failures.report(5, stream=out, limit=1)
-    assert "openesm3 embed: ... and 1 more" in out.getvalue().splitlines()
+    assert "openesm3 embed: ... and 2 more" in out.getvalue().splitlines()
     assert failures.exit_code(3) == 1 and failures.exit_code(0) == 2 and Failures("embed").exit_code(0) == 0
 
 

@@ -190,12 +190,12 @@ def input_positions(items: Sequence[Item]) -> list[int]:
 
 
 def _names(message: str, name: str) -> bool:
-    """Whether ``message`` already names the item ``name``: it starts with it (a file's ``PATH: reason``) or quotes it
-    (``protein 'x': ...``). Merely containing it is not enough: a record named ``A`` or ``1`` appears inside almost any
-    message."""
+    """Whether ``message`` already names the item ``name``: it starts with it (a file's ``PATH: reason``, or
+    ``PATH[2]: reason`` for an item of a JSON list) or quotes it (``protein 'x': ...``). Merely containing it is not
+    enough: a record named ``A`` or ``1`` appears inside almost any message."""
     if not name:
         return False
-    starts = message.startswith(name) and message[len(name) : len(name) + 1] in ("", ":", " ", ",")
+    starts = message.startswith(name) and message[len(name) : len(name) + 1] in ("", ":", " ", ",", "[")
     return starts or repr(name) in message or f'"{name}"' in message
 
 
