@@ -155,3 +155,36 @@ def test_release_directory_with_a_config_json_of_its_own_finds_the_companions(tm
     bundle = ModelBundle(tmp_path / "snapshot")
     assert bundle.locate("structure_encoder") == official / "esm3_structure_encoder_v0.pth"
     assert bundle.locate("esm3") == official / "esm3_sm_open_v1.pth"
+
+
+def test_config_of_is_the_config_the_trunk_loads_with_wherever_it_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # generate checks a prompt's length against config_of before any load: it must be the loaded trunk's config
+    # (here a max_length of 100, not the release's 2048) however the weights are found
+    import json  # noqa: PLC0415
+
+    from openesm3.checkpoints.official import OFFICIAL_PRESETS  # noqa: PLC0415
+
+    root = save_tiny_weights(tmp_path / "home" / ".cache" / "openesm3" / "weights", seed=5)
+    config_json = root / "esm3" / "config.json"
+    meta = json.loads(config_json.read_text())
+    meta["config"]["max_length"] = 100
+    config_json.write_text(json.dumps(meta))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    for weights, env in ((root, None), (root / "esm3", None), (config_json, None), (None, root), (None, None)):
+        if env is not None:
+            monkeypatch.setenv("OPENESM3_WEIGHTS", str(env))
+        bundle = ModelBundle(weights)
+        assert (bundle.max_length, bundle.n_layers) == (100, 2) and not bundle._models  # read, nothing loaded
+        assert bundle.config_of("esm3") == bundle.esm3.config
+        monkeypatch.delenv("OPENESM3_WEIGHTS", raising=False)
+    # an official file: the release preset, which loading it uses (this empty file is never read)
+    official = tmp_path / "release" / "data" / "weights" / "esm3_sm_open_v1.pth"
+    official.parent.mkdir(parents=True)
+    torch.save({}, official)
+    for weights in (tmp_path / "release", official):
+        bundle = ModelBundle(weights)
+        assert bundle.config_of("esm3") is OFFICIAL_PRESETS["esm3"] and bundle.max_length == 2048
+        assert not bundle._models

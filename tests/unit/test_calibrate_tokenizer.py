@@ -461,10 +461,12 @@ def test_cli_names_a_missing_or_empty_input_file_and_goes_on_with_the_others(
     bad = [str(tmp_path / "missing.pdb"), str(tmp_path / "empty.pdb")]
     files = [str(TEST_DATA / f) for f in FILES[:3]]
     out = tmp_path / "cal"
-    code = main(["calibrate-tokenizer", *files, *bad, "--out", str(out), "--steps", "2", "--threads", "1", "--quiet"])
+    args = [*files, *bad, bad[0], "--out", str(out), "--steps", "2", "--threads", "1", "--quiet"]  # one named twice
+    code = main(["calibrate-tokenizer", *args])
     err = capsys.readouterr().err
     assert code == 1, err  # some inputs failed, the others were used
     assert f"could not read {bad[0]}: no such file or directory" in err and f"could not read {bad[1]}: " in err
+    assert err.count(f"could not read {bad[0]}") == 1, err  # a file is one file however often it is named
     assert "2 input file(s) could not be read and were left out" in err
     assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
     code = main(["calibrate-tokenizer", *bad, "--out", str(tmp_path / "none"), "--quiet"])

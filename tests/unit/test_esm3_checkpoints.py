@@ -363,6 +363,31 @@ def test_convert_checks_its_config_before_touching_the_weights(tmp_path, monkeyp
     assert not (tmp_path / "out").exists()
 
 
+def test_convert_of_a_release_with_several_files_says_config_is_one_networks(tmp_path, capsys) -> None:
+    # --config holds one network's fields; a release directory holds up to four official files. Each was converted
+    # with it: the trunk was written, then the encoder, built to the trunk's fields (they fit its config), failed as
+    # 14 missing keys. Now refused before any weight is touched, naming the files and the way out.
+    from openesm3.checkpoints.official import VQVAE_KEY_MAP_FUNCTIONS, ours_to_official
+    from openesm3.config import STRUCTURE_ENCODER_TINY
+    from openesm3.models.structure_encoder import StructureEncoder
+
+    weights = tmp_path / "release" / "data" / "weights"
+    write_official(randomized(CONFIG, seed=5), weights / "esm3_sm_open_v1.pth")
+    encoder = StructureEncoder(STRUCTURE_ENCODER_TINY)
+    key_map = VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](STRUCTURE_ENCODER_TINY)
+    torch.save(ours_to_official(encoder.state_dict(), key_map), weights / "esm3_structure_encoder_v0.pth")
+    config_json = tmp_path / "tiny.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    release, out = tmp_path / "release", tmp_path / "out"
+    assert main(["convert", str(release), str(out), "--config", str(config_json)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config_json}: --config is one network's config, but {release} holds 2 official files" in err, err
+    assert "(esm3_sm_open_v1.pth, esm3_structure_encoder_v0.pth): give --model-type NAME to convert only" in err, err
+    assert not out.exists()
+    assert main(["convert", str(release), str(out), "--config", str(config_json), "--model-type", "esm3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["esm3"]
+
+
 def test_convert_says_when_its_input_is_already_a_weights_root_of_ours(tmp_path, capsys) -> None:
     root = tmp_path / "weights"  # what 'convert RELEASE OUT' writes: OUT/esm3/, OUT/structure_encoder/, ...
     save_pretrained(ESM3(CONFIG), CONFIG, root / "esm3", model_type="esm3")

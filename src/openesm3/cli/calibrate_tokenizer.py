@@ -214,7 +214,8 @@ def input_records(
             "--split and --calibration-fraction select records of an ingested dataset; structure files have no splits"
         )
     # a missing input is named and left out as an empty or unreadable file is (tokenize-structure does the same)
-    unread = [f"{path}: no such file or directory" for path in inputs if not Path(path).exists()]
+    # (named once however often it was given, as ingest_structures reads a file given twice once)
+    unread = [f"{path}: no such file or directory" for path in dict.fromkeys(inputs) if not Path(path).exists()]
     present = [path for path in inputs if Path(path).exists()]
     if present:
         report = ingest_structures(present, scratch, IngestConfig(), progress=progress)

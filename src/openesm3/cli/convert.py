@@ -114,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise WeightsError(f"{args.src}: no such file or directory")
 
+    if fields is not None and len(jobs) > 1:  # each network would be built to the one config given
+        raise WeightsError(
+            f"{args.config}: --config is one network's config, but {args.src} holds {len(jobs)} official files ("
+            + ", ".join(file.name for file, _, _ in jobs)
+            + "): give --model-type NAME to convert only the network it describes"
+        )
     if fields is not None:
         _check_config_fields(fields, args.config, [model_type for _, model_type, _ in jobs])
 
