@@ -283,3 +283,5 @@ def test_the_default_limit_is_the_models_context_and_a_given_one_is_the_callers(
     # a limit the caller gives, above the context too, is the caller's
     with pytest.raises(InputError, match="4102 tokens exceed the limit of 4096 tokens set by max_length"):
         encode_structure(long, encoder, max_length=4096)
+    with pytest.raises(InputError, match="exceed the limit of 0 tokens set by max_length"):  # None is no limit, not 0
+        encode_structure(long[:3], encoder, max_length=0)
