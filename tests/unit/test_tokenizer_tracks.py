@@ -17,6 +17,7 @@ from openesm3.tokenizers import (
     check_track_lengths,
     dssp_to_ss8,
 )
+from openesm3.tokenizers.tracks import as_int_array
 
 # --------------------------------------------------------------------------------------------------------------
 # sequence
@@ -218,5 +219,12 @@ def test_token_ids_that_are_no_regular_array_are_named(decode, track: str) -> No
         decode([0, [5, 6], 2])
     with pytest.raises(InputError, match=f"^{track} tokens: expected integer ids, got dtype float"):
         decode(torch.tensor([0.0, 5.0, 2.0]))
+    with pytest.raises(InputError, match=f"^{track} tokens: expected integer ids, got dtype float"):
+        decode(torch.tensor([0.0, 5.0, 2.0], requires_grad=True))  # numpy refuses to convert it: detached first
     with pytest.raises(InputError, match=rf"^{track} tokens: expected 1 dimension\(s\), got shape \(1, 3\)"):
         decode(np.array([[0, 5, 2]]))
+
+
+def test_token_ids_of_any_integer_dtype_are_int64() -> None:
+    assert as_int_array(np.array([0, 5, 2], dtype=np.int32), track="sequence", ndim=1).dtype == np.int64
+    assert as_int_array(torch.tensor([0, 5, 2], dtype=torch.int16), track="sequence", ndim=1).dtype == np.int64
