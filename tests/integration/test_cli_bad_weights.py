@@ -38,6 +38,7 @@ def tokenize_with(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
         (b"hello, this is not a weight file\n", "neither a zip archive"),  # was an internal error: KeyError: 101
         (bytes(range(256)) * 4, "neither a zip archive"),
         (b"", "empty file"),
+        (b"x", "neither a zip archive"),  # one byte: not empty
     ],
 )
 def test_a_pth_file_that_is_no_pytorch_file_is_named_as_such(

@@ -161,7 +161,7 @@ def test_tokenize_structure_refuses_to_write_its_json_under_a_structure_name(
     assert "the tokens are written as JSON" in captured.err
 
 
-@pytest.mark.parametrize("out", ["x.pdb", "notes.txt"])
+@pytest.mark.parametrize("out", ["x.pdb", "notes.txt", "x.pdb/"])  # named as given, its '/' kept
 def test_detokenize_of_several_structures_to_one_file_names_the_token_file_that_holds_them(
     out: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -109,6 +109,8 @@ def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "exceed the limit of 20 tokens" in err and "--chain or --separate-chains" in err
     code, _, err = run(["tokenize-structure", file, "--weights", str(weights), "--max-length", "-5"], capsys)
     assert code == 2 and err == "openesm3 tokenize-structure: error: --max-length must be >= 0 (0: no limit), got -5\n"
+    code, out, err = run(["tokenize-structure", file, "--weights", str(weights), "--max-length", "0"], capsys)
+    assert code == 0 and len(json.loads(out)["structures"]) == 1, err  # 0: no limit, as documented
     two = tmp_path / "two.pdb"
     load_chain(file)[:2].to_pdb(two)
     code, _, err = run(["tokenize-structure", str(two), "--weights", str(weights)], capsys)

@@ -191,3 +191,93 @@ def test_saved_weights_sit_at_64_byte_offsets_and_read_back_exactly_in_any_reade
     assert (8 + header_length) % 64 == 0
     with pytest.raises(WeightsError, match="c: dtype torch.complex64"):
         write_aligned_safetensors({"c": torch.zeros(2, dtype=torch.complex64)}, str(path), {})
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ([torch.ones(1)], "expected a state_dict (a dict of name -> tensor), got list"),
+        (
+            {1: torch.ones(1)},
+            "expected a state_dict (a dict of name -> tensor), but it has a key that is no name: 1 (int)",
+        ),
+    ],
+)
+def test_official_loader_names_what_is_no_state_dict(tmp_path, content, problem) -> None:
+    path = tmp_path / "odd.pth"
+    torch.save(content, path)
+    with pytest.raises(WeightsError) as info:
+        load_official_state_dict(path)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+def test_official_loader_names_a_missing_or_unreadable_file(tmp_path) -> None:
+    with pytest.raises(WeightsError) as info:
+        load_official_state_dict(tmp_path / "missing.pth")
+    assert str(info.value) == f"{tmp_path / 'missing.pth'}: no such file"
+    with pytest.raises(WeightsError) as info:
+        load_official_state_dict(tmp_path)  # a directory: open() fails with an OSError that is no FileNotFoundError
+    assert str(info.value).startswith(f"{tmp_path}: cannot read (") and str(info.value) != f"{tmp_path}: cannot read"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        (5).to_bytes(8, "little") + b"[" + bytes(20),  # a header length within the file, but no JSON object after it
+        (1 << 40).to_bytes(8, "little") + b"{" + bytes(20),  # a JSON brace, but a header longer than the file
+    ],
+)
+def test_official_loader_calls_a_file_safetensors_only_by_its_whole_header(tmp_path, head) -> None:
+    path = tmp_path / "odd.pth"
+    path.write_bytes(head)
+    with pytest.raises(WeightsError, match="neither a zip archive"):
+        load_official_state_dict(path)
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            "Weights only load failed. Advice.\n\tWeightsUnpickler error: Unsupported global: GLOBAL a.B was not "
+            "an allowed global by default. Please use `add_safe_globals([a.B])` to allowlist it.\n\nDocs.",
+            "the weights-only loader refused it: Unsupported global: GLOBAL a.B was not an allowed global by default",
+        ),
+        (
+            "Advice.\nWeightsUnpickler error: Unsupported operand 7\n\nDocs.",
+            "the weights-only loader refused it: Unsupported operand 7",
+        ),
+        ("first line\nWeightsUnpickler error:  \n", "first line"),  # nothing said after the marker
+        ("first line\nsecond line", "first line"),
+        ("", "RuntimeError"),
+    ],
+)
+def test_official_loader_shows_one_line_of_a_load_failure(tmp_path, monkeypatch, message, shown) -> None:
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.ones(1)}, path)
+
+    def failing_load(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(WeightsError) as info:
+        load_official_state_dict(path)
+    assert str(info.value) == f"{path}: not a readable PyTorch state_dict ({shown})"
+
+
+def test_official_loader_memory_maps_a_zip_file_and_notes_it_in_the_run(tmp_path, monkeypatch) -> None:
+    from openesm3.utils import provenance
+
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.ones(1)}, path)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    with provenance.running(provenance.Run("test")) as run:
+        load_official_state_dict(path, role="esm3")
+    assert calls[0]["mmap"] is True and calls[0]["weights_only"] is True
+    assert run.weights[path.resolve()].role == "esm3"

@@ -14,6 +14,7 @@ from openesm3.cli.common import (
     add_decoding_arguments,
     bundle_from_args,
     check_new_outputs,
+    check_output_file,
     decoding_from_args,
     progress_bar,
     read_inputs,
@@ -171,3 +172,13 @@ def test_a_chain_given_twice_is_refused_before_any_work(
     assert code == 2, err
     assert f"{option}: chain 'A' given more than once; a file's chain is read once" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_output_file_takes_standard_output_whatever_is_named_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").mkdir()  # '-' is standard output, not this directory
+    check_output_file("-", "--out")
+    with pytest.raises(InputError, match="--out ./-: is a directory"):
+        check_output_file("./-", "--out")

@@ -73,3 +73,24 @@ def test_the_first_state_is_drawn_whatever_the_clocks_origin(monkeypatch: pytest
     bar = Progress(total=3, desc="fold", stream=stream, log_every=3600)
     bar.update()
     assert stream.getvalue().startswith("fold:  33% 1/3 ["), stream.getvalue()
+
+
+def test_a_state_is_drawn_once_its_interval_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a terminal a line every log_every seconds (the interval included); on one, a redraw every 0.1 s."""
+    clock = [1.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    stream = io.StringIO()
+    bar = Progress(total=10, desc="x", stream=stream, log_every=4.0)
+    bar.update()  # drawn: the first state
+    clock[0] = 4.5
+    bar.update()
+    assert stream.getvalue().count("\n") == 1, stream.getvalue()
+    clock[0] = 5.0  # 4 s after the last line
+    bar.update()
+    assert stream.getvalue().count("\n") == 2 and " 3/10 " in stream.getvalue(), stream.getvalue()
+    terminal = _Terminal()
+    bar = Progress(total=10, desc="x", stream=terminal, log_every=4.0)
+    bar.update()
+    clock[0] = 5.5  # 0.5 s later: within log_every, past a terminal's 0.1 s
+    bar.update()
+    assert " 2/10 " in terminal.getvalue(), terminal.getvalue()

@@ -266,3 +266,22 @@ def test_normalize_coordinates_leaves_a_protein_without_a_backbone_unchanged() -
     coords[:, 1] = float("nan")  # no CA anywhere
     out = normalize_coordinates(coords)
     assert torch.equal(out.nan_to_num(123.0), coords.nan_to_num(123.0))
+
+
+def test_the_default_limit_is_the_models_context_and_a_given_one_is_the_callers(encoder: StructureEncoder) -> None:
+    chain = load_chain(STRUCTURES / "1a62.pdb.gz")
+    n = 4100
+    reps = math.ceil(n / len(chain))
+    long = ProteinChain.from_atom37(
+        np.tile(chain.atom37, (reps, 1, 1))[:n], atom37_mask=np.tile(chain.atom37_mask, (reps, 1))[:n]
+    )
+    # by default, the 2048-token context of the models, named as theirs
+    with pytest.raises(InputError, match="4102 tokens exceed the context of 2048 tokens of the structure decoder"):
+        encode_structure(long, encoder)
+    with pytest.raises(InputError, match="2049 tokens exceed the context of 2048 tokens"):
+        encode_structure(long[:2047], encoder)
+    # a limit the caller gives, above the context too, is the caller's
+    with pytest.raises(InputError, match="4102 tokens exceed the limit of 4096 tokens set by max_length"):
+        encode_structure(long, encoder, max_length=4096)
+    with pytest.raises(InputError, match="exceed the limit of 0 tokens set by max_length"):  # None is no limit, not 0
+        encode_structure(long[:3], encoder, max_length=0)

@@ -17,6 +17,7 @@ from openesm3.tokenizers import (
     check_track_lengths,
     dssp_to_ss8,
 )
+from openesm3.tokenizers.tracks import as_int_array
 
 # --------------------------------------------------------------------------------------------------------------
 # sequence
@@ -214,9 +215,16 @@ def test_sequence_decode_requires_the_eos_at_the_end() -> None:
 def test_token_ids_that_are_no_regular_array_are_named(decode, track: str) -> None:  # noqa: ANN001
     """A ragged list of ids raised numpy's own ValueError ('setting an array element with a sequence'), naming
     neither the track nor the problem as the other bad token inputs do."""
-    with pytest.raises(InputError, match=f"^{track} tokens: not a regular array of ids"):
+    with pytest.raises(InputError, match=rf"^{track} tokens: not a regular array of ids \(.+\)$"):  # numpy's reason
         decode([0, [5, 6], 2])
     with pytest.raises(InputError, match=f"^{track} tokens: expected integer ids, got dtype float"):
         decode(torch.tensor([0.0, 5.0, 2.0]))
+    with pytest.raises(InputError, match=f"^{track} tokens: expected integer ids, got dtype float"):
+        decode(torch.tensor([0.0, 5.0, 2.0], requires_grad=True))  # numpy refuses to convert it: detached first
     with pytest.raises(InputError, match=rf"^{track} tokens: expected 1 dimension\(s\), got shape \(1, 3\)"):
         decode(np.array([[0, 5, 2]]))
+
+
+def test_token_ids_of_any_integer_dtype_are_int64() -> None:
+    assert as_int_array(np.array([0, 5, 2], dtype=np.int32), track="sequence", ndim=1).dtype == np.int64
+    assert as_int_array(torch.tensor([0, 5, 2], dtype=torch.int16), track="sequence", ndim=1).dtype == np.int64

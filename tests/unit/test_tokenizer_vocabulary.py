@@ -211,3 +211,9 @@ def test_an_npz_archive_under_the_idf_name_is_named(tmp_path: Path) -> None:
         np.savez(handle, idf=np.ones(5))
     with pytest.raises(VocabularyError, match=f"{C.KEYWORD_IDF_FILE}: expected a single array .*got an npz archive"):
         FunctionVocabulary.load(tmp_path, with_hyperplanes=False)
+
+
+def test_an_unreadable_numpy_file_is_named(tmp_path: Path) -> None:
+    # a directory: open() fails with an OSError that is no FileNotFoundError, named with the file, not a traceback
+    with pytest.raises(VocabularyError, match=f"^{tmp_path}: cannot read \\(.+\\)$"):
+        V.read_idf(tmp_path, 5)
