@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -386,8 +387,6 @@ def check_output_file(path: str | None, option: str, inputs: Sequence[str] = ())
     """Stop before any work when the output file ``path`` (given as ``option``) could not be written at the end: it
     is a directory, or something on its way is a file, or it is one of the ``inputs`` (:func:`check_not_inputs`).
     Missing parent directories are fine (they are created). ``-`` (standard output) is always fine."""
-    import os  # noqa: PLC0415
-
     if path is None or is_stdout(path):
         return
     if path.endswith(("/", os.sep)):  # Path() drops the '/': a file would be written where a directory was meant
@@ -419,7 +418,6 @@ def check_not_inputs(outputs: Sequence[str | Path | None], inputs: Sequence[str 
     """Stop before any work when an output file (given as ``option``) is one of the command's input files: writing
     it would replace the user's file with the result (``fold structures/*.pdb -o structures`` writes
     structures/<id>.pdb over the experimental structures it reads)."""
-    import os  # noqa: PLC0415
     import stat  # noqa: PLC0415
 
     def identity(path: str | Path) -> tuple[int, int] | None:  # the file itself, whatever path names it
@@ -464,8 +462,6 @@ def check_new_outputs(
     directory that this run would not write are no reason to refuse. The refusal is an
     :class:`~openesm3.errors.OutputsExistError`: an existing ``--record`` file is then kept (it is the record of the
     run that wrote those files)."""
-    import os  # noqa: PLC0415
-
     if getattr(args, "overwrite", False):
         return
     clashes, total = [], 0
@@ -522,8 +518,6 @@ def _check_parents(target: Path, option: str, path: str) -> None:
 def _check_writable(directory: Path, option: str, path: str) -> None:
     """A directory the output goes into (or is created under) must take new files: a read-only place (another
     user's directory, a read-only mount) was found only when the results were written, after all the work."""
-    import os  # noqa: PLC0415
-
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"{option} {path}: cannot write in {directory} (permission denied or read-only)")
 
