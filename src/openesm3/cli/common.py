@@ -81,14 +81,21 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def check_model_options(args: argparse.Namespace) -> None:
+    """``--batch-size`` (unless None: not given, where a command allows that) and ``--seed``, by the API's rules under
+    the options' names: each model command calls it before reading any input, and :func:`bundle_from_args` again."""
+    if args.batch_size is not None:
+        check_batch_size(args.batch_size, "--batch-size")
+    check_seed(args.seed, "--seed")
+
+
 def bundle_from_args(args: argparse.Namespace, needs: Sequence[str] = ("esm3",)) -> ModelBundle:
     """Seed, build the :class:`ModelBundle` and check up front that the ``needs`` networks' weights exist."""
     import torch  # noqa: PLC0415
 
     from openesm3.generation.bundle import ModelBundle  # noqa: PLC0415
 
-    check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     torch.manual_seed(args.seed)
     vocabulary_dir = getattr(args, "vocabulary_dir", None)
     bundle = ModelBundle(args.weights, device=args.device, dtype=args.dtype, vocabulary_dir=vocabulary_dir)

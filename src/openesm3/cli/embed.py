@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (
         Failures,
         bundle_from_args,
+        check_model_options,
         check_new_outputs,
         check_output_dir,
         check_output_file,
@@ -71,11 +72,9 @@ def run(args: argparse.Namespace) -> int:
         embedding_names,
         length_batches,
     )
-    from openesm3.utils.checks import check_batch_size, check_seed
 
     refuse_stdout(args.output, "-o", "embed writes a directory of .npy files or a .safetensors file")
-    check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     named_safetensors = args.output.lower().endswith(".safetensors")
     if args.format == "npy" and named_safetensors:
         raise InputError(f"-o {args.output} names a .safetensors file, but --format npy writes a directory")

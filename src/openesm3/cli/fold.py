@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.common import (  # noqa: PLC0415
         Failures,
         bundle_from_args,
+        check_model_options,
         decoding_from_args,
         input_positions,
         is_stdout,
@@ -148,10 +149,8 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import OpenESM3Error  # noqa: PLC0415
     from openesm3.generation.tasks import fold  # noqa: PLC0415
     from openesm3.protein import Protein  # noqa: PLC0415
-    from openesm3.utils.checks import check_batch_size, check_seed  # noqa: PLC0415
 
-    check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     decoding = decoding_from_args(args)
     if args.pae_plot:
         from openesm3.utils.plots import pyplot  # noqa: PLC0415

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         Item,
         bundle_from_args,
+        check_model_options,
         check_new_outputs,
         check_not_inputs,
         decoding_from_args,
@@ -123,11 +124,9 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import InputError, OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.design import design, parse_track_order  # noqa: PLC0415
     from openesm3.protein_io import write_fasta  # noqa: PLC0415
-    from openesm3.utils.checks import check_batch_size, check_seed  # noqa: PLC0415
 
     refuse_stdout(args.output, "-o", "generate writes a directory (structures, designs.fasta, summary.tsv)")
-    check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     if args.num_designs < 1:
         raise InputError(f"--num-designs must be >= 1, got {args.num_designs}")
     decoding = decoding_from_args(args)

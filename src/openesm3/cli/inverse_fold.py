@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         bundle_from_args,
         chain_ids,
         check_distinct_outputs,
+        check_model_options,
         check_new_outputs,
         check_output_file,
         decoding_from_args,
@@ -95,10 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.cli.kept import report_kept  # noqa: PLC0415
     from openesm3.errors import InputError, OpenESM3Error  # noqa: PLC0415
     from openesm3.generation.tasks import inverse_fold  # noqa: PLC0415
-    from openesm3.utils.checks import check_batch_size, check_seed  # noqa: PLC0415
 
-    check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
     decoding = decoding_from_args(args)

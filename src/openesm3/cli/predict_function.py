@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         Failures,
         bundle_from_args,
         chain_ids,
+        check_model_options,
         check_new_outputs,
         check_output_file,
         decoding_from_args,
@@ -65,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.errors import OpenESM3Error, VocabularyError  # noqa: PLC0415
     from openesm3.generation.tasks import predict_function  # noqa: PLC0415
     from openesm3.utils.atomic import write_text_output  # noqa: PLC0415
-    from openesm3.utils.checks import check_batch_size, check_seed  # noqa: PLC0415
 
-    check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     decoding = decoding_from_args(args)
     check_output_file(args.output, "-o", args.inputs)
     check_new_outputs(args, [("-o", args.output, [args.output])])

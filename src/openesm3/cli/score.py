@@ -13,6 +13,7 @@ from openesm3.cli.common import (
     DEFAULT_BATCH_SIZE,
     add_model_arguments,
     add_overwrite_argument,
+    check_model_options,
     names_a_file,
     write_table,
 )
@@ -125,11 +126,8 @@ def run(args: argparse.Namespace) -> int:
         split_items,
     )
     from openesm3.errors import InputError
-    from openesm3.utils.checks import check_batch_size, check_seed
 
-    if args.batch_size is not None:  # None: not given
-        check_batch_size(args.batch_size, "--batch-size")
-    check_seed(args.seed, "--seed")
+    check_model_options(args)
     read_files = [*args.inputs, *(f for f in (args.mutations_file, args.dms) if f is not None)]
     check_output_file(args.output, "-o", read_files)
     check_new_outputs(args, [("-o", args.output, [args.output])])
