@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             + "): give --model-type NAME to convert only the network it describes"
         )
     if fields is not None:
-        _check_config_fields(fields, args.config, [model_type for _, model_type, _ in jobs])
+        _check_config_fields(fields, args.config, jobs[0][1])
 
     for file, model_type, out in jobs:
         # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
@@ -161,26 +161,24 @@ def _read_config_fields(path: Path) -> dict[str, Any]:
     return fields
 
 
-def _check_config_fields(fields: dict[str, Any], path: Path, model_types: list[str | None]) -> None:
-    """Raise :class:`WeightsError` when ``fields`` cannot be the config of a network to convert: for a known
+def _check_config_fields(fields: dict[str, Any], path: Path, model_type: str | None) -> None:
+    """Raise :class:`WeightsError` when ``fields`` cannot be the config of the one network to convert: for a known
     network, its own error; for a file still to be recognised (None), when they fit no convertible network."""
     from openesm3.checkpoints.format import config_from_dict
     from openesm3.checkpoints.official import OFFICIAL_KEY_MAPS
     from openesm3.errors import WeightsError
 
-    for model_type in model_types:
-        if model_type is not None:
-            config_from_dict(model_type, fields, str(path))
-            continue
-        problems = []
-        for candidate in sorted(OFFICIAL_KEY_MAPS):
-            try:
-                config_from_dict(candidate, fields, str(path))
-                break
-            except WeightsError as exc:
-                problems.append(f"as {candidate}: {str(exc).removeprefix(f'{path}: ')}")
-        else:
-            raise WeightsError(
-                f"{path}: not the config of any convertible network ({'; '.join(problems)}); "
-                "--model-type names the network to check it against"
-            )
+    if model_type is not None:
+        config_from_dict(model_type, fields, str(path))
+        return
+    problems = []
+    for candidate in sorted(OFFICIAL_KEY_MAPS):
+        try:
+            config_from_dict(candidate, fields, str(path))
+            return
+        except WeightsError as exc:
+            problems.append(f"as {candidate}: {str(exc).removeprefix(f'{path}: ')}")
+    raise WeightsError(
+        f"{path}: not the config of any convertible network ({'; '.join(problems)}); "
+        "--model-type names the network to check it against"
+    )
