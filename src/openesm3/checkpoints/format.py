@@ -173,8 +173,14 @@ def _refuse_foreign_config(path: Path) -> None:
 
 def read_config(directory: str | os.PathLike[str]) -> tuple[str, Any]:
     """``(model_type, config)`` of a saved model directory, with clear errors for anything off."""
+    model_type, config, _ = _read_config_and_dtype(directory)
+    return model_type, config
+
+
+def _read_config_and_dtype(directory: str | os.PathLike[str]) -> tuple[str, Any, Any]:
+    """:func:`read_config`, with the ``dtype`` field (None when the config has none)."""
     path, meta = _read_meta(directory)
-    return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
+    return meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path)), meta.get("dtype")
 
 
 def _read_meta(directory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -266,19 +272,18 @@ def load_pretrained(
 
     Returns ``(model, config)``; the model is in eval mode. ``dtype`` casts floating-point tensors.
     """
-    path, meta = _read_meta(directory)
-    model_type, config = meta["model_type"], config_from_dict(meta["model_type"], meta["config"], str(path))
+    model_type, config, recorded = _read_config_and_dtype(directory)
     if expected_type is not None and model_type != expected_type:
         raise WeightsError(f"{directory}: holds a {model_type!r} model, expected {expected_type!r}")
     with torch.device("meta"):
         model = MODEL_TYPES[model_type].model_class()(config)
     state = read_state_dict(directory, device=device)
     stored = _dtype_names(state)
-    if "dtype" in meta and set(_as_list(meta["dtype"])) != set(_as_list(stored)):  # edited, expecting a cast
+    if recorded is not None and set(_as_list(recorded)) != set(_as_list(stored)):  # edited, expecting a cast
         raise WeightsError(
-            f"{path}: 'dtype' {json.dumps(meta['dtype'])} does not match the tensors of {WEIGHTS_FILE} "
-            f"({json.dumps(stored)}); the field records how they are stored: to load in another dtype use --dtype "
-            "(dtype= in Python)"
+            f"{Path(directory) / CONFIG_FILE}: 'dtype' {json.dumps(recorded)} does not match the tensors of "
+            f"{WEIGHTS_FILE} ({json.dumps(stored)}); the field records how they are stored: to load in another dtype "
+            "use --dtype (dtype= in Python)"
         )
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
