@@ -34,6 +34,7 @@ from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
 from openesm3.training.tokenizer.calibrate import CalibrationConfig, calibrate, decode_records
 from openesm3.utils.atomic import atomic_write_text
+from openesm3.utils.checks import check_seed
 
 
 @one_line_errors
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip())
     if (args.run is None) == (args.data is None):
         p.error("give --run RUN, or --data DIR with --calibration-fraction")
+    check_seed(args.split_seed, "--split-seed")  # else refused when the split is drawn, as the dataset's "seed"
     if args.run:
         weights, records, source = run_inputs(args.run)
     else:

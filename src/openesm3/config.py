@@ -32,7 +32,7 @@ class ESM3Config:
     n_heads: int
     n_layers: int
     v_heads: int  # heads of the geometric attention in block 0 (3-vectors per head)
-    max_length: int = 2048  # tokens including BOS/EOS; the paper trains with a 2048 context
+    max_length: int = C.MODEL_CONTEXT  # tokens including BOS/EOS; the paper trains with a 2048 context
     n_taxonomy_terms: int = 0  # 0: no taxonomy track (paper A.1.9; 98B only, 40,000 terms)
     taxonomy_embed_dim: int = C.TAXONOMY_EMBED_DIM
 
@@ -114,7 +114,7 @@ class StructureDecoderConfig:
     n_heads: int = 20
     n_layers: int = 30
     pairwise_dim: int = 128  # downprojection width of the pairwise head
-    max_length: int = 2048  # tokens including BOS/EOS
+    max_length: int = C.MODEL_CONTEXT  # tokens including BOS/EOS
     sequence_conditioning: bool = False  # stage-2 training option (paper A.1.7.3.2); off in the official file
     # Extensions of our trained tokenizers (docs/tokenizer_training.md); the official decoder has neither.
     position_features: int = 0  # > 0: sinusoidal absolute-position features (this many frequencies) added to x

@@ -126,6 +126,12 @@ RESIDUE_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
 RESIDUE_MAX_PER_POSITION = 16
 
 # --------------------------------------------------------------------------------------------------------
+# Context (the paper trains with a 2048-token context): the default max_length of the trunk and of the structure
+# decoder, and the default limit of a structure token row.
+# --------------------------------------------------------------------------------------------------------
+MODEL_CONTEXT = 2048  # tokens, BOS/EOS included
+
+# --------------------------------------------------------------------------------------------------------
 # pLDDT conditioning (spec §4.2): 16 Gaussian RBFs on [0, 1], sigma = 1/16.
 # --------------------------------------------------------------------------------------------------------
 PLDDT_RBF_BINS = 16

@@ -240,6 +240,23 @@ def test_without_batch_size_the_default_is_used(
     assert dict(seen) == {"pseudo_log_likelihood": DEFAULT_BATCH_SIZE, "masked_marginal_scores": DEFAULT_BATCH_SIZE}
 
 
+def test_the_record_shows_no_batch_size_for_wt_marginal(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """wt-marginal batches nothing: its record showed the default batch size, filled in after the check that
+    refuses --batch-size; the batched methods show the batch size they used."""
+    from openesm3.cli.common import DEFAULT_BATCH_SIZE  # noqa: PLC0415
+
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(f">wt\n{SEQ}\n")
+    common = [str(fasta), "--weights", str(weights), "--quiet", "--mutations", "N2A"]
+    batch_sizes = {}
+    for method in ("wt-marginal", "masked-marginal"):
+        record = tmp_path / f"{method}.json"
+        assert main(["score", *common, "--method", method, "--record", str(record)]) == 0
+        batch_sizes[method] = json.loads(record.read_text())["options"]["batch_size"]
+    capsys.readouterr()
+    assert batch_sizes == {"wt-marginal": None, "masked-marginal": DEFAULT_BATCH_SIZE}
+
+
 def test_numbering_and_method_usage_errors(bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     fasta = tmp_path / "wt.fasta"
     fasta.write_text(f">wt\n{SEQ}\n")

@@ -400,6 +400,22 @@ def test_cli_on_structure_files_and_on_a_dataset(tmp_path: Path, records, capsys
     assert not (tmp_path / "c3").exists()
 
 
+def test_the_sweep_script_names_a_bad_split_seed_as_the_command_does(
+    records: list[ProteinRecord], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/calibration_sweep.py --split-seed -1 said "<dataset>: seed must be ...": the dataset blamed, and no
+    option named; it is refused before any work with calibrate-tokenizer's message."""
+    from tests.script_testing import load_script  # noqa: PLC0415
+
+    write_dataset([dataclasses.replace(r, split="train") for r in records], tmp_path / "ds")
+    out = tmp_path / "sweep.json"
+    argv = ["--data", str(tmp_path / "ds"), "--calibration-fraction", "0.5", "--split-seed", "-1", "--out", str(out)]
+    assert load_script("calibration_sweep").main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "calibration_sweep.py: error: --split-seed must be an int in [0, 2**64), got -1"
+    assert not out.exists()
+
+
 def test_an_existing_output_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -210,6 +210,39 @@ def test_cli_leaves_no_residue_table_of_an_earlier_build(tmp_path: Path, capsys:
     assert sorted(p.name for p in lone.iterdir()) == [C.RESIDUE_ANNOTATION_VOCAB_FILE]
 
 
+@pytest.mark.parametrize("residue_corpus", [False, True])
+@pytest.mark.parametrize("name", [C.RESIDUE_ANNOTATION_VOCAB_FILE, C.LSH_HYPERPLANES_FILE])
+def test_cli_refuses_a_directory_in_the_place_of_a_file_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, residue_corpus: bool
+) -> None:
+    """A directory named like one of the files (the residue CSV that --overwrite removes without --residue-corpus,
+    or one the build writes) stopped the run with an error raised after the new function files were moved in, or
+    half-way through moving them: it is refused before any work, by path, and OUT is left as it was."""
+    (tmp_path / "residues.tsv").write_text("protein_id\tlabel\nP1\tActive site\n")
+    out = tmp_path / "vocab"
+    assert main(_cli_args(tmp_path, out, "--seed", "1")) == 0
+    (out / name).unlink(missing_ok=True)
+    (out / name).mkdir()
+    (out / name / "kept.txt").write_text("mine\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    extra = ["--residue-corpus", str(tmp_path / "residues.tsv")] if residue_corpus else []
+    args = _cli_args(tmp_path, out, "--seed", "2", "--overwrite", *extra)
+    (tmp_path / "corpus.tsv").write_text(CORPUS + "P5\tzinc\t1\t3\n")  # a different IDF: no file may change
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: {out / name}: is a directory, where the vocabulary has a file of that name (written, or removed " \
+           "as an earlier build's); move the directory away or give another output directory" in err  # fmt: skip
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert (out / name / "kept.txt").read_text() == "mine\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted({*before, name})  # no staging folder left
+    vocabulary = build.build_function_vocabulary(build.read_terms(tmp_path / "terms.tsv"), {})
+    with pytest.raises(InputError, match="is a directory, where the vocabulary has a file of that name"):
+        build.write_vocabulary_directory(out, vocabulary)  # the library function, the same
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:
     (tmp_path / "terms.tsv").write_text(TERMS)
     (tmp_path / "corpus.tsv").write_text(CORPUS)

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_seed(args.seed, "--seed")
     check_output_dir(args.out, "OUT")  # a file there or on its way, a read-only place: before the build, not after
+    build.check_vocabulary_directory(out)  # a directory named like one of its files: before the build too
     # The residue CSV is this build's or none: one of an earlier build, left beside the new files, would be read as
     # this vocabulary's, so it is replaced or (no --residue-corpus) removed, and refused without --overwrite.
     outputs = [*FUNCTION_FILES, C.RESIDUE_ANNOTATION_VOCAB_FILE]

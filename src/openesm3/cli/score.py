@@ -82,7 +82,8 @@ def register(subparsers: Any) -> None:
                    help="write the table here (.tsv, .csv, .json; default, or '-': TSV on stdout)")  # fmt: skip
     add_overwrite_argument(p)
     add_model_arguments(p)
-    p.set_defaults(handler=run, batch_size=None)  # None: not given (refused with wt-marginal), else the default
+    # None: not given (refused with wt-marginal, and left None there: the run batches nothing), else the default
+    p.set_defaults(handler=run, batch_size=None)
 
 
 def _variant_texts(args: argparse.Namespace) -> tuple[list[str], list[str], list[float] | None, str | None]:
@@ -144,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
             "(split the FASTA or pass one record)"
         )
     _check_variant_options(args, variant_mode)
-    if args.batch_size is None:
-        args.batch_size = DEFAULT_BATCH_SIZE
+    if args.batch_size is None and args.method != "wt-marginal":
+        args.batch_size = DEFAULT_BATCH_SIZE  # (a --record shows the batch size the run used: none for wt-marginal)
     failures = Failures("score")
     valid = split_items(items, failures)
     if not valid:

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from openesm3.constants import MODEL_CONTEXT
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -33,9 +35,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="structures per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--max-length", type=int, default=2048,
-                   help="refuse structures longer than this many tokens with BOS/EOS (default 2048, the context "
-                        "of the decoder and ESM3; 0 = no limit)")  # fmt: skip
+    p.add_argument("--max-length", type=int, default=MODEL_CONTEXT,
+                   help=f"refuse structures longer than this many tokens with BOS/EOS (default {MODEL_CONTEXT}, the "
+                        "context of the decoder and ESM3; 0 = no limit)")  # fmt: skip
     p.set_defaults(handler=run)
 
 

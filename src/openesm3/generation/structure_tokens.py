@@ -44,7 +44,7 @@ from openesm3.utils.checks import check_batch_size
 
 Structure = ProteinChain | ProteinComplex
 MIN_BACKBONE_RESIDUES = 3  # fewer residues with N, CA and C give no meaningful frame or neighbourhood
-MODEL_CONTEXT = 2048  # tokens (BOS/EOS included) the structure decoder and ESM3 take: the default limit of a row
+MODEL_CONTEXT = C.MODEL_CONTEXT  # tokens (BOS/EOS included) the structure decoder and ESM3 take: a row's default limit
 
 
 # ---- coordinates ----------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def encode_structure(
         batch_size: structures per forward pass (padded to the longest; neighbourhoods never cross proteins and
             each protein's neighbour ranking is computed on its own, so codes do not depend on the batch).
         max_length: refuse structures whose token row (with BOS/EOS) exceeds this (the decoder's and ESM3's
-            context, 2048); None to allow any length.
+            context, ``MODEL_CONTEXT``); None to allow any length.
 
     Raises:
         InputError: a structure with fewer than 3 residues with N, CA and C, a chain without any, or too long.

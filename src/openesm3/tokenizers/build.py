@@ -36,6 +36,7 @@ import numpy as np
 from openesm3 import constants as C
 from openesm3.errors import InputError, VocabularyError
 from openesm3.tokenizers.vocabulary import (
+    FUNCTION_FILES,
     FunctionVocabulary,
     InterProEntry,
     ResidueAnnotationRow,
@@ -202,6 +203,20 @@ def write_hyperplanes(hyperplanes: np.ndarray, path: str | os.PathLike[str]) -> 
     return Path(path)
 
 
+def check_vocabulary_directory(directory: str | os.PathLike[str]) -> None:
+    """InputError where :func:`write_vocabulary_directory` could not put a file: a directory (not a link) named like
+    one of the vocabulary's files, or like the residue-annotation table (written, or removed as an earlier build's).
+    Without this check the error came after some of the new files were already in place."""
+    out = Path(directory)
+    for name in (*FUNCTION_FILES, C.RESIDUE_ANNOTATION_VOCAB_FILE):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            raise InputError(
+                f"{path}: is a directory, where the vocabulary has a file of that name (written, or removed as an "
+                "earlier build's); move the directory away or give another output directory"
+            )
+
+
 def write_vocabulary_directory(
     directory: str | os.PathLike[str],
     function: FunctionVocabulary,
@@ -218,6 +233,7 @@ def write_vocabulary_directory(
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
+    check_vocabulary_directory(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-vocab.", dir=out))
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+from openesm3.constants import MODEL_CONTEXT
 from openesm3.training.config import DataConfig, OptimConfig, Precision, SplitConfig, TrainConfig, _require
 
 # The shipped tokenizer's networks (v2, docs/tokenizer_training.md): a 2-block geometric encoder of width 128, 2048
@@ -25,14 +26,14 @@ SMALL_ENCODER = StructureEncoderConfig(
     d_model=128, v_heads=16, n_layers=2, d_out=64, n_codes=2048, dead_code_threshold=0.1
 )
 SMALL_STAGE1_DECODER = StructureDecoderConfig(
-    d_model=128, n_heads=4, n_layers=4, pairwise_dim=32, max_length=2048, position_features=16
+    d_model=128, n_heads=4, n_layers=4, pairwise_dim=32, max_length=MODEL_CONTEXT, position_features=16
 )
 SMALL_STAGE2_DECODER = StructureDecoderConfig(
     d_model=256,
     n_heads=8,
     n_layers=8,
     pairwise_dim=32,
-    max_length=2048,
+    max_length=MODEL_CONTEXT,
     sequence_conditioning=True,
     position_features=16,
 )
