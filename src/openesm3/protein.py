@@ -20,7 +20,8 @@ encoded as given, as the SDK does). Annotation ranges use the same positions and
 Every track is optional (a prompt gives some, a model fills in others), but all given tracks must agree in
 length; the record is validated when built and errors name the protein, the track and the position. Values are
 normalised on construction: letters are uppercased, lists become numpy arrays (copies of the arrays given, and
-read-only), infinite coordinates become NaN. The record is frozen; :meth:`Protein.replace` makes a modified copy.
+read-only), an atom with a NaN coordinate is missing (all three values NaN) and an infinite coordinate is refused.
+The record is frozen; :meth:`Protein.replace` makes a modified copy.
 
 Conversions: :mod:`openesm3.protein_io` reads and writes FASTA and JSON; this module converts to and from
 structures (PDB / mmCIF via :mod:`openesm3.structure`); :mod:`openesm3.generation.encoding` converts to and from
@@ -372,6 +373,13 @@ class Protein:
             raise self._error(
                 f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {np.asarray(raw[i, a]).tolist()} is "
                 "beyond the float32 range; a missing atom is NaN"
+            )
+        infinite = np.isinf(raw)  # given as such (inf, JSON Infinity): not a position, and not NaN either
+        if infinite.any():
+            i, a = (int(v) for v in np.argwhere(infinite)[0][:2])
+            raise self._error(
+                f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {np.asarray(raw[i, a]).tolist()} is "
+                "infinite; a missing atom is NaN (null in JSON)"
             )
         coords[~np.isfinite(coords).all(-1)] = np.nan  # an atom is present only with three finite values
         return coords

@@ -444,3 +444,21 @@ def test_lists_the_fast_path_leaves_to_the_loop_are_still_read(change: Any) -> N
     for p in _from_python_and_json(residues, "MK"):
         assert isinstance(p, Protein), p
         np.testing.assert_array_equal(p.coordinates, expected)
+
+
+def test_json_infinity_in_coordinates_is_refused_and_nan_is_a_missing_atom(tmp_path: Path) -> None:
+    # Python's json module reads the non-standard Infinity; it was taken as a missing atom without a word.
+    atoms = ["[1.5, 2.0, -3.0]"] + ["null"] * 36
+    atoms[1] = "[1.0, Infinity, 2.0]"
+    path = tmp_path / "inf.json"
+    path.write_text(f'{{"format": "openesm3.protein", "version": 1, "name": "x", "sequence": "M", "coordinates": '
+                    f'[[{", ".join(atoms)}]]}}')  # fmt: skip
+    with pytest.raises(InputError) as info:
+        io.read_json(path)
+    assert str(info.value) == (
+        f"{path}: protein 'x': coordinates of residue 1, atom CA: [1.0, inf, 2.0] is infinite; a missing atom is NaN "
+        "(null in JSON)"
+    )
+    path.write_text(path.read_text().replace("Infinity", "NaN"))
+    (p,) = io.read_json(path)
+    assert p.coordinates[0, 0].tolist() == [1.5, 2.0, -3.0] and np.isnan(p.coordinates[0, 1:]).all()
