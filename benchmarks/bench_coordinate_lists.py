@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--residues", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.residues < 1 or args.repeats < 1:
+        parser.error("--residues and --repeats must be at least 1")
     rng = np.random.default_rng(0)
     array = (rng.normal(size=(args.residues, 37, 3)) * 30).astype(np.float32)
     array[rng.random((args.residues, 37)) < 1 / 3] = np.nan
