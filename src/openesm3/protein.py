@@ -20,7 +20,8 @@ encoded as given, as the SDK does). Annotation ranges use the same positions and
 Every track is optional (a prompt gives some, a model fills in others), but all given tracks must agree in
 length; the record is validated when built and errors name the protein, the track and the position. Values are
 normalised on construction: letters are uppercased, lists become numpy arrays (copies of the arrays given, and
-read-only), infinite coordinates become NaN. The record is frozen; :meth:`Protein.replace` makes a modified copy.
+read-only), an atom with a NaN coordinate is missing (all three values NaN) and an infinite coordinate is refused.
+The record is frozen; :meth:`Protein.replace` makes a modified copy.
 
 Conversions: :mod:`openesm3.protein_io` reads and writes FASTA and JSON; this module converts to and from
 structures (PDB / mmCIF via :mod:`openesm3.structure`); :mod:`openesm3.generation.encoding` converts to and from
@@ -30,7 +31,9 @@ the model's token tensors.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -356,7 +359,8 @@ class Protein:
             return None
         raw = _to_numpy(self.coordinates)
         if not isinstance(raw, np.ndarray) or raw.dtype == object:
-            raw = self._coordinates_from_lists(raw)
+            fast = _well_formed_coordinate_lists(raw)
+            raw = self._coordinates_from_lists(raw) if fast is None else fast
         elif not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
             raise self._error(f"coordinates must be numbers, got dtype {raw.dtype}")
         with np.errstate(over="ignore"):
@@ -369,6 +373,13 @@ class Protein:
             raise self._error(
                 f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {np.asarray(raw[i, a]).tolist()} is "
                 "beyond the float32 range; a missing atom is NaN"
+            )
+        infinite = np.isinf(raw)  # given as such (inf, JSON Infinity): not a position, and not NaN either
+        if infinite.any():
+            i, a = (int(v) for v in np.argwhere(infinite)[0][:2])
+            raise self._error(
+                f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {np.asarray(raw[i, a]).tolist()} is "
+                "infinite; a missing atom is NaN (null in JSON)"
             )
         coords[~np.isfinite(coords).all(-1)] = np.nan  # an atom is present only with three finite values
         return coords
@@ -548,6 +559,53 @@ def _is_list(value: Any) -> bool:
     if isinstance(value, np.ndarray):
         return value.ndim > 0
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping, Set))
+
+
+_FAST_LEAF_TYPES = frozenset({float, int} | {np.dtype(c).type for c in "bhilqBHILQefd"})  # not bool, np.bool_
+
+
+def _well_formed_coordinate_lists(value: Any) -> np.ndarray | None:
+    """The fast path of :meth:`Protein._coordinates_from_lists`: the same float64 [L, 37, 3] array for lists (not
+    tuples) of L residues, each a list of 37 atoms, each ``None`` or a list of exactly three Python / NumPy ints or
+    floats (a bool, a string, a nested array, a longdouble... is not one), checked by C-level passes (``map``,
+    ``list.count``) instead of a Python loop per atom. None for anything else, which the loop then reads or refuses
+    with its message."""
+    if (
+        type(value) is not list
+        or not value
+        or not _all_of(map(type, value), list)
+        or not _all_of(map(len, value), RC.N_ATOM37)
+    ):
+        return None
+    atoms = list(itertools.chain.from_iterable(value))
+    kinds = list(map(type, atoms))
+    missing = kinds.count(type(None))
+    if kinds.count(list) + missing != len(kinds):
+        return None
+    present = list(map(operator.is_not, atoms, itertools.repeat(None))) if missing else None
+    given = atoms if present is None else list(itertools.compress(atoms, present))
+    if not _all_of(map(len, given), 3):
+        return None
+    numbers = list(itertools.chain.from_iterable(given))
+    types = list(map(type, numbers))
+    if types.count(float) != len(types) and not set(types) <= _FAST_LEAF_TYPES:  # counting: faster than a set
+        return None
+    try:
+        values = np.fromiter(numbers, dtype=np.float64, count=len(numbers))
+    except OverflowError:  # an int beyond the float range: the loop names the atom
+        return None
+    if present is None:
+        out = values.reshape(len(atoms), 3)
+    else:
+        out = np.full((len(atoms), 3), np.nan)
+        out[np.frombuffer(bytes(present), dtype=bool)] = values.reshape(-1, 3)  # bytes: faster than np.array
+    return out.reshape(len(value), RC.N_ATOM37, 3)
+
+
+def _all_of(items: Iterable[Any], expected: Any) -> bool:
+    """Whether every item is ``expected`` (compared in C by ``list.count``: identity first, then ``==``)."""
+    values = list(items)
+    return values.count(expected) == len(values)
 
 
 def _is_number(value: Any) -> bool:

@@ -247,6 +247,15 @@ def test_coordinates_without_any_atom_decode_to_none() -> None:
     assert decode_protein(t).coordinates is not None
 
 
+def test_the_tensors_infinite_missing_atoms_decode_to_nan() -> None:
+    # Tensors mark an absent atom +inf (ProteinTensor.filled), a Protein NaN and refuses an infinite coordinate.
+    t = encode_protein(Protein(sequence="MKTAY")).filled()
+    t.coordinates[3, :3] = torch.randn(3, 3)
+    coordinates = decode_protein(t).coordinates
+    assert np.isfinite(coordinates[2, :3]).all() and np.isnan(coordinates[2, 3:]).all()
+    assert np.isnan(np.delete(coordinates, 2, axis=0)).all()
+
+
 def test_a_template_of_another_length_is_ignored() -> None:
     # The template's numbering is copied only when its length matches (a design of another length, say).
     template = Protein(sequence="MKTAYIA", residue_index=np.arange(101, 108), name="prompt")

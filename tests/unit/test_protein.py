@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from openesm3.annotations import FunctionAnnotation
 from openesm3.errors import InputError
@@ -74,7 +75,7 @@ def test_bad_tracks_raise_naming_the_track(kwargs: dict, pattern: str) -> None:
 
 def test_values_are_normalised() -> None:
     coords = np.random.default_rng(0).normal(size=(3, 37, 3))
-    coords[1, 5] = np.inf
+    coords[1, 5] = np.nan
     p = Protein(
         sequence="MKT",
         secondary_structure=list("hh_"),
@@ -232,8 +233,8 @@ def test_coordinates_given_as_nested_lists_with_missing_atoms() -> None:
 
 
 def test_coordinates_beyond_the_float32_range_are_refused_not_dropped() -> None:
-    # Stored as float32, 1e39 became inf and the atom silently missing (a residue losing its backbone). inf and NaN
-    # given as such still mean a missing atom.
+    # Stored as float32, 1e39 became inf and the atom silently missing (a residue losing its backbone). NaN given as
+    # such still means a missing atom (inf given as such is refused: see the next test).
     x = np.full((2, RC.N_ATOM37, 3), np.nan)
     x[:, :3] = 1.0
     x[1, 2, 1] = -1e300
@@ -244,12 +245,29 @@ def test_coordinates_beyond_the_float32_range_are_refused_not_dropped() -> None:
     residue = [[1.0, 2.0, 3.0], [4e38, 0.0, 0.0]] + [None] * (RC.N_ATOM37 - 2)
     with pytest.raises(InputError, match=r"residue 1, atom CA: .* beyond the float32 range"):
         Protein(sequence="M", coordinates=[residue])
-    x[1, 2, 1] = np.inf
+    x[1, 2, 1] = np.nan
     p = Protein(sequence="MK", coordinates=x)
     assert np.isnan(p.coordinates[1, 2]).all() and np.isfinite(p.coordinates[:, :2]).all()
     assert Protein(sequence="M", coordinates=np.full((1, RC.N_ATOM37, 3), 3.4e38)).coordinates.max() == np.float32(
         3.4e38
     )
+
+
+@pytest.mark.parametrize("infinity", [np.inf, -np.inf])
+def test_an_infinite_coordinate_is_refused_not_taken_as_a_missing_atom(infinity: float) -> None:
+    # inf was silently read as a missing atom: a typo'd or overflowed value lost a backbone atom without a word.
+    x = np.zeros((2, RC.N_ATOM37, 3), dtype=np.float32)
+    x[1, 1, 2] = infinity
+    message = (
+        rf"protein 'p': coordinates of residue 2, atom CA: \[0.0, 0.0, {infinity}\] is infinite; a missing atom is NaN"
+    )
+    for given in (x, x.astype(np.float64), torch.from_numpy(x), x.tolist(), x.astype(object)):
+        with pytest.raises(InputError, match=message):
+            Protein(sequence="MK", coordinates=given, name="p")
+    atoms = x.tolist()
+    atoms[0][5] = None  # a missing atom given as None: the error still names the infinite one
+    with pytest.raises(InputError, match=message):
+        Protein(sequence="MK", coordinates=atoms, name="p")
 
 
 def test_repr_of_a_record_without_a_per_residue_track() -> None:

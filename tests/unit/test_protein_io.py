@@ -16,7 +16,7 @@ import torch
 from openesm3 import protein_io as io
 from openesm3.annotations import FunctionAnnotation
 from openesm3.errors import InputError
-from openesm3.protein import Protein
+from openesm3.protein import Protein, _well_formed_coordinate_lists
 from tests.conftest import TEST_DATA
 
 FASTA = """\
@@ -344,3 +344,121 @@ def test_structure_options_are_refused_for_json_and_fasta_instead_of_ignored(tmp
     with pytest.raises(InputError, match=r"chains applies to structure files only"):
         io.load_proteins(tmp_path / "one.fasta", chains=["A"])
     assert Protein.load(tmp_path / "one.fasta", chains=None, with_annotations=False).sequence == "MKT"  # defaults
+
+
+# ---- the fast path for well-formed coordinate lists ------------------------------------------------------
+def _read_by_the_loop(coordinates: Any) -> np.ndarray:
+    """What the per-atom loop alone makes of ``coordinates`` (float64, before the float32 checks)."""
+    return Protein(name="p")._coordinates_from_lists(coordinates)
+
+
+def _with_numpy_and_int_numbers(residues: list[list[Any]]) -> list[list[Any]]:
+    """``residues`` with some coordinates as ints (big ones too) and NumPy scalars, all of which the fast path takes."""
+    kinds = [int, np.float32, np.float16, np.int8, np.int64, np.uint64, float]
+    out = [[None if atom is None else list(atom) for atom in residue] for residue in residues]
+    for i, residue in enumerate(out):
+        atom = next((a for a in residue if a is not None), None)
+        if atom is not None:
+            atom[0] = kinds[i % len(kinds)](min(abs(round(atom[0])), 100))
+    out[0][0] = [2**70 + 1, -(2**63) - 1, np.uint64(2**64 - 1)]  # beyond int64, rounded to float64 as float() does
+    return out
+
+
+@pytest.mark.parametrize("name", ["1a62.pdb.gz", "2ZTA.pdb.gz", "1IR3.pdb.gz"])
+def test_the_fast_path_reads_lists_of_real_structures_exactly_as_the_loop(name: str) -> None:
+    # The fast path must give the very array the per-atom loop gives, atoms missing as NaN or as None alike.
+    p = Protein.from_structure(TEST_DATA / "structures" / name)
+    as_nan = p.coordinates.tolist()  # every atom [x, y, z], NaN for a missing one (chain breaks included)
+    as_none = json.loads(io.json_string(p))["coordinates"]  # a missing atom None, as in a JSON file
+    assert any(atom is None for residue in as_none for atom in residue)
+    for given in (as_nan, as_none, _with_numpy_and_int_numbers(as_none)):
+        fast = _well_formed_coordinate_lists(given)
+        assert fast is not None, "the fast path was not taken"
+        loop = _read_by_the_loop(given)
+        assert fast.dtype == loop.dtype == np.float64 and fast.shape == loop.shape == (len(p), 37, 3)
+        np.testing.assert_array_equal(fast, loop)  # bit for bit, NaN in the same places
+    for given in (as_nan, as_none):
+        np.testing.assert_array_equal(Protein(sequence=p.sequence, coordinates=given).coordinates, p.coordinates)
+
+
+def _lists_with(value: Any, residue: int = 1, atom: int = 0, leaf: int | None = None) -> list[list[Any]]:
+    """Two well-formed residues (all 37 atoms present) with one atom, or one number of it, replaced by ``value``."""
+    residues: list[list[Any]] = [[[float(a), 1.5, -2.0] for a in range(37)] for _ in range(2)]
+    if leaf is None:
+        residues[residue][atom] = value
+    else:
+        residues[residue][atom][leaf] = value
+    return residues
+
+
+_BAD_ATOM_2_N = "coordinates at residue 2, atom 1 (N): expected [x, y, z] or None (JSON null) for a missing atom, got "
+
+
+@pytest.mark.parametrize(
+    ("coordinates", "message"),
+    [
+        (_lists_with(True, leaf=1), _BAD_ATOM_2_N + "[0.0, True, -2.0]"),  # np.array would read it as 1.0
+        (_lists_with(np.True_, leaf=1), _BAD_ATOM_2_N + "[0.0, np.True_, -2.0]"),
+        (_lists_with("1.5", leaf=1), _BAD_ATOM_2_N + "[0.0, '1.5', -2.0]"),  # ... and this as 1.5
+        (_lists_with(None, leaf=1), _BAD_ATOM_2_N + "[0.0, None, -2.0]"),  # ... and this as NaN
+        (_lists_with(np.array(5.0), leaf=1), _BAD_ATOM_2_N + "[0.0, array(5.), -2.0]"),  # ... and this as 5.0
+        (_lists_with(np.array([5.0]), leaf=1), _BAD_ATOM_2_N + "[0.0, array([5.]), -2.0]"),
+        (_lists_with(1 + 2j, leaf=1), _BAD_ATOM_2_N + "[0.0, (1+2j), -2.0]"),
+        (
+            _lists_with(10**400, leaf=1),
+            f"coordinates of residue 2, atom N: [0.0, {10**400}, -2.0] is beyond the float32",
+        ),
+        (_lists_with([1.0, 2.0]), _BAD_ATOM_2_N + "[1.0, 2.0]"),  # ragged: np.array would raise its own error
+        (_lists_with([1.0, 2.0, 3.0, 4.0]), _BAD_ATOM_2_N + "[1.0, 2.0, 3.0, 4.0]"),
+        (_lists_with({3.0, 1.0, 2.0}), _BAD_ATOM_2_N + "{"),  # a set has no order
+        (_lists_with([None] * 36, atom=slice(None)), "coordinates at residue 2: expected a list of 37 atoms"),
+        ({0: _lists_with(0.0)[0]}, "coordinates must be a list of residues [L][37][3], got dict"),
+    ],
+)
+def test_the_fast_path_leaves_malformed_lists_to_the_loop_and_its_message(coordinates: Any, message: str) -> None:
+    assert _well_formed_coordinate_lists(coordinates) is None
+    with pytest.raises(InputError) as loop:
+        _read_by_the_loop(coordinates)
+    api, from_json = _from_python_and_json(coordinates, "MK")
+    assert api == from_json == str(loop.value) and message in api, api
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda atoms: [tuple(atoms[0])] + atoms[1:],  # a tuple atom
+        tuple,  # a tuple residue
+        np.array,  # a residue as a NumPy array
+        lambda atoms: [np.array(atom) for atom in atoms],  # atoms as NumPy arrays
+        lambda atoms: [[np.longdouble(x) for x in atom] for atom in atoms],  # wider than float64: left to float()
+        lambda atoms: [[None, None, None]] + atoms[1:],  # a missing atom as three None
+    ],
+)
+def test_lists_the_fast_path_leaves_to_the_loop_are_still_read(change: Any) -> None:
+    residues = _lists_with([0.0, 1.5, -2.0])
+    expected = np.array(residues, dtype=np.float32)
+    residues[1] = change(residues[1])
+    if isinstance(residues[1][0], list) and residues[1][0] == [None, None, None]:
+        expected[1, 0] = np.nan
+    assert _well_formed_coordinate_lists(residues) is None
+    for p in _from_python_and_json(residues, "MK"):
+        assert isinstance(p, Protein), p
+        np.testing.assert_array_equal(p.coordinates, expected)
+
+
+def test_json_infinity_in_coordinates_is_refused_and_nan_is_a_missing_atom(tmp_path: Path) -> None:
+    # Python's json module reads the non-standard Infinity; it was taken as a missing atom without a word.
+    atoms = ["[1.5, 2.0, -3.0]"] + ["null"] * 36
+    atoms[1] = "[1.0, Infinity, 2.0]"
+    path = tmp_path / "inf.json"
+    path.write_text(f'{{"format": "openesm3.protein", "version": 1, "name": "x", "sequence": "M", "coordinates": '
+                    f'[[{", ".join(atoms)}]]}}')  # fmt: skip
+    with pytest.raises(InputError) as info:
+        io.read_json(path)
+    assert str(info.value) == (
+        f"{path}: protein 'x': coordinates of residue 1, atom CA: [1.0, inf, 2.0] is infinite; a missing atom is NaN "
+        "(null in JSON)"
+    )
+    path.write_text(path.read_text().replace("Infinity", "NaN"))
+    (p,) = io.read_json(path)
+    assert p.coordinates[0, 0].tolist() == [1.5, 2.0, -3.0] and np.isnan(p.coordinates[0, 1:]).all()

@@ -132,6 +132,39 @@ def test_file_errors_name_the_key(tmp_path) -> None:
         load_config(TrainConfig, binary)
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ('{"optim": {"eps": Infinity}}', "inf"),  # Adam's update m / (sqrt(v) + inf): a run that never learns
+        ('{"optim": {"lr": Infinity}}', "inf"),
+        ('{"optim": {"betas": [0.9, NaN]}}', "nan"),
+        ('{"data": {"interface_distance": -Infinity}}', "-inf"),
+        ('{"optim": {"grad_clip": 1' + "0" * 400 + "}}", "1" + "0" * 400),  # was an OverflowError traceback
+    ],
+)
+def test_a_non_finite_number_in_a_config_file_is_refused(tmp_path, text: str, shown: str) -> None:
+    # Python's json module reads NaN and Infinity; Infinity passed every "must be > 0" check and was trained with.
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    key = next(k for k in ("eps", "lr", "betas", "interface_distance", "grad_clip") if f'"{k}"' in text)
+    section = "data" if key == "interface_distance" else "optim"
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainConfig, path)
+    assert str(info.value) == f"{path}: config key '{section}.{key}': expected a finite number, got {shown}"
+
+
+def test_a_non_finite_number_is_refused_in_toml_and_on_the_command_line(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[optim]\nweight_decay = inf\n")
+    with pytest.raises(
+        ConfigError, match=r"c.toml: config key 'optim.weight_decay': expected a finite number, got inf"
+    ):
+        load_config(TrainConfig, path)
+    with pytest.raises(ConfigError, match=r"'optim.lr': expected a finite number, got 'inf'"):
+        load_config(TrainConfig, None, ["optim.lr=inf"])
+    assert load_config(TrainConfig, None, ["optim.lr=1e-3"]).optim.lr == 1e-3
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
     d_model: int = 64

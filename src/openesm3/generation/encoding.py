@@ -326,6 +326,7 @@ def decode_protein(
         pae[:, breaks] = np.nan
     elif t.coordinates is not None and bool(torch.isfinite(t.coordinates[1:-1]).any()):
         coordinates = t.coordinates[1:-1].float().numpy()
+        coordinates = np.where(np.isinf(coordinates), np.nan, coordinates)  # the tensors' missing atom (+inf) is NaN
 
     ss8 = None
     if keep["secondary_structure"] is not None:

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -317,16 +318,17 @@ def _coerce(value: Any, tp: Any, key: str, *, from_text: bool) -> Any:
                 raise bad from None
         raise bad
     if tp is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) or from_text):
             raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if from_text:
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+        try:
+            number = float(value)
+        except ValueError:
+            raise bad from None
+        except OverflowError:  # an int beyond the float range (JSON / TOML ints are unbounded)
+            number = math.inf
+        if not math.isfinite(number):  # JSON NaN / Infinity, TOML nan / inf, "inf" on the command line
+            raise ConfigError(f"config key {key!r}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
