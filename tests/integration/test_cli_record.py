@@ -695,3 +695,63 @@ def test_a_file_written_by_a_library_save_function_is_an_output_of_the_record(we
     assert main(["embed", str(_fasta(tmp_path)), "-o", str(out), "--weights", str(weights), "--quiet",
                  "--record", str(record)]) == 0  # fmt: skip
     assert _record(record)["outputs"] == [{"path": str(out), "size": out.stat().st_size, "sha256": _sha256(out)}]
+
+
+# Each case: the command line (after the command: inputs made in tmp_path, -o), and the options the record must show.
+# A default filled in while the command runs is recorded as the value used (not null); a null stays where the
+# option does not apply (a PLL run has no method or offset; author numbering has no offset).
+_DEFAULTS_USED = {
+    "score variants": (
+        ["score", "{fasta}", "--mutations", "M1A", "-o", "{tmp}/s.tsv"],
+        {"method": "masked-marginal", "numbering": "sequence", "offset": 0, "variant_chain": None, "batch_size": 8},
+    ),
+    "score dms": (
+        ["score", "{fasta}", "--dms", "{dms}", "-o", "{tmp}/s.tsv", "--method", "wt-marginal"],
+        {"method": "wt-marginal", "numbering": "sequence", "offset": 0, "score_column": "DMS_score",
+         "batch_size": None},
+    ),
+    "score author numbering": (
+        ["score", str(TRP_CAGE), "--mutations", "D1A", "--numbering", "author", "-o", "{tmp}/s.tsv"],
+        {"method": "masked-marginal", "numbering": "author", "offset": None, "variant_chain": None},
+    ),
+    "score pll": (
+        ["score", "{fasta}", "-o", "{tmp}/s.tsv"],
+        {"method": None, "numbering": None, "offset": None, "score_column": None, "batch_size": 8},
+    ),
+    "generate": (["generate", "--length", "8", "-o", "{tmp}/g"], {"name": "design", "motif_positions": None}),
+    "generate motif": (
+        ["generate", "--length", "12", "--motif", str(TRP_CAGE), "--motif-residues", "A2-5", "-o", "{tmp}/g"],
+        {"name": "design", "motif_positions": 1},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_DEFAULTS_USED))
+def test_the_record_shows_the_defaults_the_run_used(weights: Path, tmp_path: Path, case: str, capsys) -> None:  # noqa: ANN001
+    """Options left out whose default was filled in while the command ran (score's method, numbering, offset and
+    DMS score column; generate's name and motif place) were recorded as null: a rerun from the record could not tell
+    what the run used."""
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,DMS_score\nM1A,0.5\nK2G,-1.0\n")
+    values = {"fasta": str(_fasta(tmp_path)), "dms": str(dms), "tmp": str(tmp_path)}
+    argv, expected = _DEFAULTS_USED[case]
+    record = tmp_path / "run.json"
+    args = [a.format(**values) for a in argv]
+    assert main([*args, "--weights", str(weights), "--quiet", "--record", str(record),
+                 *(FAST if args[0] == "generate" else [])]) == 0  # fmt: skip
+    capsys.readouterr()
+    options = _record(record)["options"]
+    assert {k: options[k] for k in expected} == expected
+
+
+def test_a_rerun_with_the_recorded_variant_options_scores_the_same(weights: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """The values a record shows for options left out are the ones the run used: given explicitly, they give the
+    same table (a rerun from the record is the same run)."""
+    fasta, record = _fasta(tmp_path), tmp_path / "run.json"
+    common = ["score", str(fasta), "--mutations", "M1A", "K2G:T3S", "--weights", str(weights), "--quiet"]
+    assert main([*common, "-o", str(tmp_path / "a.tsv"), "--record", str(record)]) == 0
+    options = _record(record)["options"]
+    given = ["--method", options["method"], "--numbering", options["numbering"], "--offset", str(options["offset"])]
+    assert main([*common, "-o", str(tmp_path / "b.tsv"), *given]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "a.tsv").read_text() == (tmp_path / "b.tsv").read_text()

@@ -90,13 +90,16 @@ def _option_prompt(args: argparse.Namespace) -> Any:
         structure = Protein.from_structure(args.motif)
         source = f"{args.motif} {args.motif_residues}"
         residues = select_motif(structure, args.motif_residues, source=args.motif)
-        position = 1 if args.motif_positions is None else args.motif_positions
+        if args.motif_positions is None:
+            args.motif_positions = 1  # set, not only used: a --record shows where the motif was placed
+        position = args.motif_positions
         if position < 1:
             raise InputError(f"--motif-positions must be >= 1, got {position}")
         motifs.append(Motif(residues, position - 1, source))
     keywords = [k.strip() for k in args.keywords.split(",") if k.strip()] if args.keywords else []
-    name = "design" if args.name is None else args.name
-    return design_prompt(args.length, motifs=motifs, ss8=args.ss8, keywords=keywords, name=name)
+    if args.name is None:
+        args.name = "design"  # (after the check refusing --name with --prompt) a --record shows the prefix used
+    return design_prompt(args.length, motifs=motifs, ss8=args.ss8, keywords=keywords, name=args.name)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -145,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             "(split the FASTA or pass one record)"
         )
     _check_variant_options(args, variant_mode)
+    if variant_mode:
+        _fill_variant_defaults(args, column)
     if args.batch_size is None and args.method != "wt-marginal":
         args.batch_size = DEFAULT_BATCH_SIZE  # (a --record shows the batch size the run used: none for wt-marginal)
     failures = Failures("score")
@@ -185,6 +187,20 @@ def _check_variant_options(args: argparse.Namespace, variant_mode: bool) -> None
             "--batch-size: --method wt-marginal reads every variant off one forward pass of the wild type, so there "
             "is nothing to batch: drop --batch-size"
         )
+
+
+def _fill_variant_defaults(args: argparse.Namespace, column: str | None) -> None:
+    """The defaults of the variant options not given, set once the options are checked (the checks need to know
+    what was given): a --record then shows the method, numbering, offset and DMS score column the run used, not
+    nulls that a rerun could not tell from "not given". --offset stays None with author numbering (it has none)."""
+    if args.method is None:
+        args.method = "masked-marginal"
+    if args.numbering is None:
+        args.numbering = "sequence"
+    if args.numbering == "sequence" and args.offset is None:
+        args.offset = 0
+    if args.dms is not None and args.score_column is None:
+        args.score_column = column  # the column found (DMS_score), or None: the table has no measured scores
 
 
 def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
