@@ -121,7 +121,25 @@ def run(args: argparse.Namespace) -> int:
             + "): give --model-type NAME to convert only the network it describes"
         )
     if fields is not None:
-        _check_config_fields(fields, args.config, jobs[0][1])
+        file, model_type, out = jobs[0]
+        _check_config_fields(fields, args.config, model_type)  # a typo shows before any weight file is read
+        if model_type is None:
+            # Recognised by its key names now, not after the checksums (minutes for the 5.6 GB trunk): a zip archive
+            # is memory-mapped, so this reads its names (the pickle record), not its tensors.
+            try:
+                state = load_official_state_dict(file)
+            except OpenESM3Error:
+                check_official_file_checksums(file)  # a damaged download is named as one
+                raise
+            model_type = detect_model_type(state, source=str(file))
+            del state
+            try:
+                config_from_dict(model_type, fields, str(args.config))
+            except WeightsError as exc:
+                raise WeightsError(
+                    f"{exc} ({file} holds {model_type} weights, recognised by their key names)"
+                ) from None
+            jobs[0] = (file, model_type, out)
 
     for file, model_type, out in jobs:
         # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
