@@ -457,3 +457,35 @@ def test_the_dtype_of_config_json_is_checked_not_ignored(tmp_path) -> None:
     del meta["dtype"]  # a config.json written by hand without it
     path.write_text(json.dumps(meta))
     assert load_model(tmp_path, "esm3")[1] == CONFIG
+
+
+def test_convert_refuses_an_output_it_may_not_write_before_converting_anything(tmp_path, monkeypatch, capsys) -> None:
+    """Another program's config.json in OUT/<network>/, or a file where OUT goes, was found only when that network
+    was written: after the checksums and the load of its file and, for a release, after the networks before it."""
+    import openesm3.checkpoints.official as official
+    from openesm3.checkpoints.official import VQVAE_KEY_MAP_FUNCTIONS, ours_to_official
+    from openesm3.config import STRUCTURE_ENCODER_TINY
+    from openesm3.models.structure_encoder import StructureEncoder
+
+    weights = tmp_path / "release" / "data" / "weights"
+    file = write_official(randomized(CONFIG, seed=5), weights / "esm3_sm_open_v1.pth")
+    key_map = VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](STRUCTURE_ENCODER_TINY)
+    encoder = StructureEncoder(STRUCTURE_ENCODER_TINY)
+    torch.save(ours_to_official(encoder.state_dict(), key_map), weights / "esm3_structure_encoder_v0.pth")
+
+    def checksummed(path) -> None:  # noqa: ANN001
+        raise WeightsError(f"{path}: checksummed before OUT was checked")
+
+    monkeypatch.setattr(official, "check_official_file_checksums", checksummed)
+    out = tmp_path / "out"
+    (out / "structure_encoder").mkdir(parents=True)  # converted after esm3
+    (out / "structure_encoder" / CONFIG_FILE).write_text('{"architectures": ["BertModel"]}')
+    assert main(["convert", str(tmp_path / "release"), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'structure_encoder' / CONFIG_FILE}: not an OpenESM3 model config" in err, err
+    assert "checksummed" not in err and not (out / "esm3").exists(), err
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["convert", str(file), str(tmp_path / "notes.txt")]) == 2
+    err = capsys.readouterr().err
+    assert f"OUT {tmp_path / 'notes.txt'}: exists and is not a directory" in err and "checksummed" not in err, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -51,7 +51,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, config_from_dict, save_pretrained
+    from openesm3.checkpoints.format import (
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        config_from_dict,
+        refuse_foreign_config,
+        save_pretrained,
+    )
     from openesm3.checkpoints.loading import load_official, model_directory_of
     from openesm3.checkpoints.official import (
         OFFICIAL_KEY_MAPS,
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         load_official_state_dict,
         resolve_official_file,
     )
-    from openesm3.cli.common import refuse_stdout
+    from openesm3.cli.common import check_output_dir, refuse_stdout
     from openesm3.errors import OpenESM3Error, WeightsError
 
     refuse_stdout(args.out, "OUT", "convert writes a directory of weights")
@@ -141,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
                 ) from None
             jobs[0] = (file, model_type, out)
 
+    for _, _, out in jobs:  # every output checked before any network is converted (minutes each), not as it is
+        check_output_dir(str(out), "OUT")
+        refuse_foreign_config(out / CONFIG_FILE)
     for file, model_type, out in jobs:
         # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
         check_official_file_checksums(file)
