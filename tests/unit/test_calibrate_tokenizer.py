@@ -489,3 +489,28 @@ def test_cli_names_a_missing_or_empty_input_file_and_goes_on_with_the_others(
     err = capsys.readouterr().err
     assert code == 2 and f"could not read {bad[0]}: no such file or directory" in err, err
     assert f"no readable protein chains in {bad[0]}, {bad[1]}" in err and not (tmp_path / "none").exists()
+
+
+def test_cli_names_a_missing_file_of_a_list_file_with_its_line_and_goes_on_with_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A list file (a text file of paths) naming a missing file used to stop the run ("listed file ... does not
+    exist", exit 2) while the same file given on the command line was named and left out."""
+    listing = tmp_path / "held_out.txt"
+    listed = [str(TEST_DATA / f) for f in FILES[:3]]
+    listing.write_text(f"# held-out chains\n{listed[0]}\nmissing.pdb\n{listed[1]}\n{listed[2]}\n")
+    out = tmp_path / "cal"
+    code = main(["calibrate-tokenizer", str(listing), "--out", str(out), "--steps", "2", "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err  # as for a missing file given directly: named, left out, the others used
+    assert f"could not read {tmp_path / 'missing.pdb'}: no such file (listed in {listing}, line 3)" in err, err
+    assert "1 input file(s) could not be read and were left out" in err
+    assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
+    # nothing readable: exit 2, the missing files named, nothing written
+    listing.write_text("gone.pdb\n")
+    code = main(["calibrate-tokenizer", str(listing), str(tmp_path / "lost.pdb"), "--out", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"could not read {tmp_path / 'gone.pdb'}: no such file (listed in {listing}, line 1)" in err, err
+    assert f"could not read {tmp_path / 'lost.pdb'}: no such file or directory" in err, err
+    assert "no readable protein chains" in err and not (tmp_path / "none").exists()

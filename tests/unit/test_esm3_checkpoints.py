@@ -363,6 +363,41 @@ def test_convert_checks_its_config_before_touching_the_weights(tmp_path, monkeyp
     assert not (tmp_path / "out").exists()
 
 
+def test_convert_auto_checks_its_config_against_the_files_network_before_the_checksums(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """With --model-type auto, a --config that fits another network than the file's (here a structure decoder's
+    fields for an ESM3 file) was refused only after the file's checksums: minutes for the official trunk."""
+    import openesm3.checkpoints.official as official
+
+    file = write_official(randomized(CONFIG, seed=6), tmp_path / "tiny_esm3.pth")  # not an official file name
+
+    def checksummed(path) -> None:  # noqa: ANN001
+        raise WeightsError(f"{path}: checksummed before the config was checked")
+
+    monkeypatch.setattr(official, "check_official_file_checksums", checksummed)
+    config_json = tmp_path / "decoder.json"
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "pairwise_dim": 32}))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config_json}: " in err and "'pairwise_dim'" in err and "checksummed" not in err, err
+    assert f"({file} holds esm3 weights, recognised by their key names)" in err, err
+    assert not (tmp_path / "out").exists()
+    # the right config goes on to the checksums, and a damaged file is still named as one, not as unreadable
+    config_json.write_text(json.dumps({"d_model": 64, "n_heads": 4, "n_layers": 3, "v_heads": 8}))
+    assert main(["convert", str(file), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    assert "checksummed before the config was checked" in capsys.readouterr().err
+    monkeypatch.undo()
+    damaged = tmp_path / "damaged.pth"
+    data = bytearray(file.read_bytes())
+    start = data.index(b"data.pkl") + 200  # inside the pickle record of key names
+    data[start : start + 16] = bytes(16)
+    damaged.write_bytes(bytes(data))
+    assert main(["convert", str(damaged), str(tmp_path / "out"), "--config", str(config_json)]) == 2
+    assert "fails its CRC-32 check" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_convert_of_a_release_with_several_files_says_config_is_one_networks(tmp_path, capsys) -> None:
     # --config holds one network's fields; a release directory holds up to four official files. Each was converted
     # with it: the trunk was written, then the encoder, built to the trunk's fields (they fit its config), failed as
@@ -422,3 +457,35 @@ def test_the_dtype_of_config_json_is_checked_not_ignored(tmp_path) -> None:
     del meta["dtype"]  # a config.json written by hand without it
     path.write_text(json.dumps(meta))
     assert load_model(tmp_path, "esm3")[1] == CONFIG
+
+
+def test_convert_refuses_an_output_it_may_not_write_before_converting_anything(tmp_path, monkeypatch, capsys) -> None:
+    """Another program's config.json in OUT/<network>/, or a file where OUT goes, was found only when that network
+    was written: after the checksums and the load of its file and, for a release, after the networks before it."""
+    import openesm3.checkpoints.official as official
+    from openesm3.checkpoints.official import VQVAE_KEY_MAP_FUNCTIONS, ours_to_official
+    from openesm3.config import STRUCTURE_ENCODER_TINY
+    from openesm3.models.structure_encoder import StructureEncoder
+
+    weights = tmp_path / "release" / "data" / "weights"
+    file = write_official(randomized(CONFIG, seed=5), weights / "esm3_sm_open_v1.pth")
+    key_map = VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](STRUCTURE_ENCODER_TINY)
+    encoder = StructureEncoder(STRUCTURE_ENCODER_TINY)
+    torch.save(ours_to_official(encoder.state_dict(), key_map), weights / "esm3_structure_encoder_v0.pth")
+
+    def checksummed(path) -> None:  # noqa: ANN001
+        raise WeightsError(f"{path}: checksummed before OUT was checked")
+
+    monkeypatch.setattr(official, "check_official_file_checksums", checksummed)
+    out = tmp_path / "out"
+    (out / "structure_encoder").mkdir(parents=True)  # converted after esm3
+    (out / "structure_encoder" / CONFIG_FILE).write_text('{"architectures": ["BertModel"]}')
+    assert main(["convert", str(tmp_path / "release"), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'structure_encoder' / CONFIG_FILE}: not an OpenESM3 model config" in err, err
+    assert "checksummed" not in err and not (out / "esm3").exists(), err
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["convert", str(file), str(tmp_path / "notes.txt")]) == 2
+    err = capsys.readouterr().err
+    assert f"OUT {tmp_path / 'notes.txt'}: exists and is not a directory" in err and "checksummed" not in err, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

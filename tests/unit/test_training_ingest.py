@@ -84,9 +84,20 @@ def test_find_structure_files(structures) -> None:
     listing.write_bytes(b"\x89PNG\r\n\x1a\n\xff")  # not a list of paths
     with pytest.raises(InputError, match="list.txt: not a text file"):
         find_structure_files(listing)
-    listing.write_text("missing.pdb\n")
-    with pytest.raises(InputError, match="list.txt: listed file 'missing.pdb' does not exist"):
+    listing.write_text("1aaa.pdb\nmissing.pdb\n")
+    with pytest.raises(InputError, match="list.txt: line 2: listed file 'missing.pdb' does not exist"):
         find_structure_files(listing)
+    # or, asked for, named with the list file and line and left out as a missing file named directly is
+    missing: list[dict[str, str]] = []
+    found = find_structure_files([listing, structures / "gone.pdb", listing], missing=missing)
+    assert [p.name for p in found] == ["1aaa.pdb"]
+    assert missing == [  # each once, however often named
+        {"source": str(structures / "missing.pdb"), "problem": f"no such file (listed in {listing}, line 2)"},
+        {"source": str(structures / "gone.pdb"), "problem": "no such file or directory"},
+    ]
+    listing.write_text("sub\n")
+    with pytest.raises(InputError, match="list.txt: line 1: listed 'sub' is not a file"):
+        find_structure_files(listing, missing=[])
     with pytest.raises(InputError, match="nowhere: no such file or directory"):
         find_structure_files(structures / "nowhere")
     with pytest.raises(InputError, match="no structure files"):
@@ -180,3 +191,15 @@ def test_same_named_files_keep_their_own_labels_and_copies_can_be_kept(structure
     ds = ProteinDataset(tmp_path / "ds")
     assert [e["name"] for e in ds.entries] == ["x_A", "x_B", "x_A", "x_B"]  # .pdb.gz off the stem; copies kept
     assert ds.clusters == ["clu_a", "clu_a", "clu_b", "clu_b"] and ds.splits == ["train", "train", "valid", "valid"]
+
+
+def test_missing_inputs_can_be_skipped_entries(structures, tmp_path) -> None:
+    """With skip_missing, a missing file (given, or in a list file) is left out as an unreadable one is."""
+    listing = structures / "list.txt"
+    listing.write_text("1aaa.pdb\nmissing.pdb\n")
+    report = ingest_structures([listing, structures / "4ddd.pdb"], tmp_path / "ds", progress=False, skip_missing=True)
+    assert report.n_files == 2 and report.n_records == 2  # 1aaa.pdb's chains (4ddd.pdb is unreadable)
+    assert [s["source"] for s in report.skipped] == [str(structures / "missing.pdb"), str(structures / "4ddd.pdb")]
+    assert ProteinDataset(tmp_path / "ds").skipped == report.skipped
+    with pytest.raises(InputError, match="line 2: listed file 'missing.pdb' does not exist"):
+        ingest_structures(listing, tmp_path / "ds2", progress=False)

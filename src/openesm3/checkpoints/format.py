@@ -104,7 +104,7 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
     """
     _model_type(model_type, str(directory))
     out = Path(directory)
-    _refuse_foreign_config(out / CONFIG_FILE)
+    refuse_foreign_config(out / CONFIG_FILE)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write_with(out / WEIGHTS_FILE, lambda tmp: write_aligned_safetensors(state, tmp, {"format_version": "1"}))
@@ -154,7 +154,7 @@ def write_aligned_safetensors(state: dict[str, torch.Tensor], path: str, metadat
             handle.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
-def _refuse_foreign_config(path: Path) -> None:
+def refuse_foreign_config(path: Path) -> None:
     """Raise :class:`WeightsError` when ``path`` exists and is not one of our model configs: ``config.json`` and
     ``model.safetensors`` are common names (a Hugging Face model directory has both), and replacing another
     program's files would lose them. Our own config, of any model or version, may be replaced."""

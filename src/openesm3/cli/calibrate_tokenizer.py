@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="structure files or directories of them (PDB/mmCIF, optionally .gz; every chain is used), or one "
-        "ingested dataset directory",
+        help="structure files or directories of them (PDB/mmCIF, optionally .gz; every chain is used), text files "
+        "listing structure files (one path per line), or one ingested dataset directory",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="new tokenizer directory (must not exist or be empty)")
     p.add_argument(
@@ -213,16 +213,13 @@ def input_records(
         raise InputError(
             "--split and --calibration-fraction select records of an ingested dataset; structure files have no splits"
         )
-    # a missing input is named and left out as an empty or unreadable file is (tokenize-structure does the same)
-    # (named once however often it was given, as ingest_structures reads a file given twice once)
-    unread = [f"{path}: no such file or directory" for path in dict.fromkeys(inputs) if not Path(path).exists()]
-    present = [path for path in inputs if Path(path).exists()]
-    if present:
-        report = ingest_structures(present, scratch, IngestConfig(), progress=progress)
-        unread += [f"{s['source']}: {s['problem']}" for s in report.skipped]
+    # a missing input, given or in a list file, is named and left out as an empty or unreadable file is
+    # (tokenize-structure does the same); named once however often it was given, as a file given twice is read once
+    report = ingest_structures(inputs, scratch, IngestConfig(), progress=progress, skip_missing=True)
+    unread = [f"{s['source']}: {s['problem']}" for s in report.skipped]
     for problem in unread:
         print(f"  could not read {problem}", file=sys.stderr)
-    if not present or report.n_records == 0:
+    if report.n_records == 0:
         raise InputError(f"no readable protein chains in {', '.join(inputs)}")
     dataset = ProteinDataset(scratch)
     return [dataset[i] for i in range(len(dataset))], f"{report.n_files} structure files", unread

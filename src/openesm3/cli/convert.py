@@ -51,7 +51,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from openesm3.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, config_from_dict, save_pretrained
+    from openesm3.checkpoints.format import (
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        config_from_dict,
+        refuse_foreign_config,
+        save_pretrained,
+    )
     from openesm3.checkpoints.loading import load_official, model_directory_of
     from openesm3.checkpoints.official import (
         OFFICIAL_KEY_MAPS,
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         load_official_state_dict,
         resolve_official_file,
     )
-    from openesm3.cli.common import refuse_stdout
+    from openesm3.cli.common import check_output_dir, refuse_stdout
     from openesm3.errors import OpenESM3Error, WeightsError
 
     refuse_stdout(args.out, "OUT", "convert writes a directory of weights")
@@ -121,8 +127,29 @@ def run(args: argparse.Namespace) -> int:
             + "): give --model-type NAME to convert only the network it describes"
         )
     if fields is not None:
-        _check_config_fields(fields, args.config, jobs[0][1])
+        file, model_type, out = jobs[0]
+        _check_config_fields(fields, args.config, model_type)  # a typo shows before any weight file is read
+        if model_type is None:
+            # Recognised by its key names now, not after the checksums (minutes for the 5.6 GB trunk): a zip archive
+            # is memory-mapped, so this reads its names (the pickle record), not its tensors.
+            try:
+                state = load_official_state_dict(file)
+            except OpenESM3Error:
+                check_official_file_checksums(file)  # a damaged download is named as one
+                raise
+            model_type = detect_model_type(state, source=str(file))
+            del state
+            try:
+                config_from_dict(model_type, fields, str(args.config))
+            except WeightsError as exc:
+                raise WeightsError(
+                    f"{exc} ({file} holds {model_type} weights, recognised by their key names)"
+                ) from None
+            jobs[0] = (file, model_type, out)
 
+    for _, _, out in jobs:  # every output checked before any network is converted (minutes each), not as it is
+        check_output_dir(str(out), "OUT")
+        refuse_foreign_config(out / CONFIG_FILE)
     for file, model_type, out in jobs:
         # torch.load skips the zip CRCs; a damaged file would be converted into one without any checksum.
         check_official_file_checksums(file)

@@ -46,16 +46,27 @@ def _stem(path: Path) -> str:
     return name.rsplit(".", 1)[0]
 
 
-def find_structure_files(sources: str | Path | Sequence[str | Path]) -> list[Path]:
+def find_structure_files(
+    sources: str | Path | Sequence[str | Path], *, missing: list[dict[str, str]] | None = None
+) -> list[Path]:
     """Structure files from a directory (searched recursively), a text file listing paths, or a list of paths.
 
     Returns sorted paths, each file once however it was named (``a.pdb``, ``./a.pdb``, ``/abs/a.pdb``, a link, and a
     directory holding it); raises :class:`InputError` for a source that does not exist or a directory without
-    structure files.
+    structure files. With ``missing`` (a list), a source or listed path that does not exist is appended to it
+    instead (``{"source": path, "problem": why}``, naming the list file and line of a listed one; each path once)
+    and the others are returned.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     found: set[Path] = set()
+    absent: dict[Path, dict[str, str]] = {}  # each missing path once, at its first mention
+
+    def not_found(path: Path, problem: str) -> None:
+        if missing is None:
+            raise InputError(f"{path}: {problem}")
+        absent.setdefault(path.resolve(), {"source": str(path), "problem": problem})
+
     for source in sources:
         path = Path(source)
         if path.is_dir():
@@ -64,17 +75,24 @@ def find_structure_files(sources: str | Path | Sequence[str | Path]) -> list[Pat
                 raise InputError(f"{path}: no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory")
             found.update(files)
         elif path.is_file() and not _is_structure_file(path):  # a list of paths, one per line
-            for line in read_text_file(path).splitlines():
+            for number, line in enumerate(read_text_file(path).splitlines(), start=1):
                 line = line.strip()
                 if line and not line.startswith("#"):
                     listed = Path(line) if Path(line).is_absolute() else path.parent / line
-                    if not listed.is_file():
-                        raise InputError(f"{path}: listed file {line!r} does not exist")
-                    found.add(listed)
+                    if listed.is_file():
+                        found.add(listed)
+                    elif listed.exists():
+                        raise InputError(f"{path}: line {number}: listed {line!r} is not a file")
+                    elif missing is None:
+                        raise InputError(f"{path}: line {number}: listed file {line!r} does not exist")
+                    else:
+                        not_found(listed, f"no such file (listed in {path}, line {number})")
         elif path.is_file():
             found.add(path)
         else:
-            raise InputError(f"{path}: no such file or directory")
+            not_found(path, "no such file or directory")
+    if missing is not None:
+        missing.extend(absent.values())
     unique: dict[Path, Path] = {}  # the same file named twice would be ingested twice
     for path in sorted(found):
         unique.setdefault(path.resolve(), path)
@@ -182,10 +200,13 @@ def ingest_structures(
     config: IngestConfig | None = None,
     *,
     progress: bool = True,
+    skip_missing: bool = False,
 ) -> IngestReport:
-    """Read structure files into a shard dataset in ``out_dir`` (see the module docstring)."""
+    """Read structure files into a shard dataset in ``out_dir`` (see the module docstring). With ``skip_missing``, a
+    source or listed path that does not exist is a skipped entry, as an unreadable file is, instead of an error."""
     config = config or IngestConfig()
-    files = find_structure_files(sources)
+    missing: list[dict[str, str]] | None = [] if skip_missing else None
+    files = find_structure_files(sources, missing=missing)
     labels = read_manifest(config)
 
     def items() -> Iterator[tuple[Path, IngestConfig, str, str]]:
@@ -194,7 +215,7 @@ def ingest_structures(
             yield path, config, cluster, split
 
     writer = ShardWriter(out_dir, shard_size=config.shard_size)
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = list(missing or [])
     filtered = n_residues = 0
     executor = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
     try:
