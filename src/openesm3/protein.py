@@ -434,11 +434,20 @@ class Protein:
     def _checked_pae(self) -> np.ndarray | None:
         if self.pae is None:
             return None
-        values = _float_track(self.pae, "pae", self.error_prefix()).astype(np.float32)
-        if values.ndim != 2 or values.shape[0] != values.shape[1]:
-            raise self._error(f"pae must be a square [L, L] matrix, got shape {values.shape}")
-        if (values < 0).any():
-            raise self._error("pae must be >= 0 (Angstrom)")
+        given = _float_track(self.pae, "pae", self.error_prefix())
+        if given.ndim != 2 or given.shape[0] != given.shape[1]:
+            raise self._error(f"pae must be a square [L, L] matrix, got shape {given.shape}")
+        with np.errstate(over="ignore"):
+            values = given.astype(np.float32)
+        # An expected error is a finite distance; NaN (None, JSON null) is a pair without one (a chain break's row and
+        # column). inf, given or a float beyond the float32 range, is neither, and JSON could not hold it.
+        for bad, rule in ((np.isinf(values), "must be finite"), (values < 0, "must be >= 0")):
+            if bad.any():
+                i, j = (int(v) for v in np.argwhere(bad)[0])
+                raise self._error(
+                    f"pae at position ({i + 1}, {j + 1}) is {given[i, j]}; PAE {rule} (Angstrom; an undefined pair is "
+                    "NaN, null in JSON)"
+                )
         return values
 
     def _checked_ptm(self) -> float | None:

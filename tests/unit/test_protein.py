@@ -296,3 +296,27 @@ def test_length_comes_from_any_track_that_has_one() -> None:
     p = Protein(pae=np.zeros((3, 3)), function_annotations=[("IPR000001", 1, 3)])
     assert len(p) == 3
     assert len(Protein(insertion_code=["", "A"])) == 2
+
+
+@pytest.mark.parametrize(("value", "shown"), [(np.inf, "inf"), (-np.inf, "-inf"), (1e39, "1e+39")])
+def test_an_infinite_pae_is_refused_naming_the_pair(value: float, shown: str) -> None:
+    # inf (or a float beyond float32, which became inf) was accepted, and then the JSON writer refused the record:
+    # a PAE that could be built but never saved. An expected error is a finite distance.
+    pae = np.zeros((3, 3))
+    pae[1, 2] = value
+    with pytest.raises(InputError) as info:
+        Protein(sequence="MKT", name="p", pae=pae)
+    assert str(info.value) == (
+        f"protein 'p': pae at position (2, 3) is {shown}; PAE must be finite (Angstrom; an undefined pair is NaN, "
+        "null in JSON)"
+    )
+
+
+def test_a_nan_pae_is_an_undefined_pair_and_a_negative_one_is_named() -> None:
+    # NaN is what decoding writes on a chain break's row and column: it stays accepted.
+    pae = np.ones((3, 3))
+    pae[1, :] = pae[:, 1] = np.nan
+    assert np.isnan(Protein(sequence="M|K", pae=pae).pae[1]).all()
+    pae[2, 0] = -0.5
+    with pytest.raises(InputError, match=r"pae at position \(3, 1\) is -0.5; PAE must be >= 0"):
+        Protein(sequence="M|K", pae=pae)

@@ -462,3 +462,23 @@ def test_json_infinity_in_coordinates_is_refused_and_nan_is_a_missing_atom(tmp_p
     path.write_text(path.read_text().replace("Infinity", "NaN"))
     (p,) = io.read_json(path)
     assert p.coordinates[0, 0].tolist() == [1.5, 2.0, -3.0] and np.isnan(p.coordinates[0, 1:]).all()
+
+
+def test_json_infinity_in_pae_is_refused_on_reading_and_null_round_trips(tmp_path: Path) -> None:
+    # Python's json reads Infinity: the record was read, but writing it back raised; now reading refuses it.
+    path = tmp_path / "pae.json"
+    path.write_text('{"format": "openesm3.protein", "version": 1, "name": "x", "sequence": "MK", '
+                    '"pae": [[0.5, Infinity], [null, 1.25]]}')  # fmt: skip
+    with pytest.raises(InputError) as info:
+        io.read_json(path)
+    assert str(info.value) == (
+        f"{path}: protein 'x': pae at position (1, 2) is inf; PAE must be finite (Angstrom; an undefined pair is NaN, "
+        "null in JSON)"
+    )
+    path.write_text(path.read_text().replace("Infinity", "1e39"))  # beyond float32: named as written, not as inf
+    with pytest.raises(InputError, match=r"pae at position \(1, 2\) is 1e\+39; PAE must be finite"):
+        io.read_json(path)
+    path.write_text(path.read_text().replace("1e39", "2.5"))
+    (p,) = io.read_json(path)
+    io.write_json(tmp_path / "back.json", p)
+    assert json.loads((tmp_path / "back.json").read_text())["pae"] == [[0.5, 2.5], [None, 1.25]]
