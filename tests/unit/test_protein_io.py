@@ -278,7 +278,7 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         ([[None] * 36], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 36"),
         ([[None] * 38], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 38"),
         # a residue that is a single number, as a 0-d array or tensor (not a TypeError from iterating it)
-        ([np.array(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got array(5.)"),
+        ([np.array(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 5.0"),
         ([torch.tensor(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got "),
         # an atom that is not three numbers: none or two None are not a missing atom, four numbers not an atom
         ([_atom_n([])], _BAD_ATOM_N + "[]"),
@@ -286,7 +286,7 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         ([_atom_n([1.0, 2.0, 3.0, 4.0])], _BAD_ATOM_N + "[1.0, 2.0, 3.0, 4.0]"),
         ([_atom_n(5)], _BAD_ATOM_N + "5"),
         ([_atom_n("abc")], _BAD_ATOM_N + "'abc'"),
-        ([_atom_n(np.array(5.0))], _BAD_ATOM_N + "array(5.)"),
+        ([_atom_n(np.array(5.0))], _BAD_ATOM_N + "5.0"),
         ([_atom_n(b"\x01\x02\x03")], _BAD_ATOM_N + "b'\\x01\\x02\\x03'"),  # bytes are not three small ints
         ([_atom_n([np.True_, 2.0, 3.0])], _BAD_ATOM_N),  # a numpy bool is no more a number than True
         # a set has no order: {3.0, 1.0, 2.0} was read as the atom [1.0, 2.0, 3.0]
