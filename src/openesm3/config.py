@@ -20,8 +20,16 @@ from openesm3.utils.checks import check_seed
 def _check_positive(cfg: Any, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
-        if not isinstance(value, int) or value <= 0:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:  # JSON true is no width
             raise ValueError(f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}")
+
+
+def _check_non_negative_numbers(cfg: Any, *names: str) -> None:
+    """Finite numbers >= 0: a config.json holding NaN or Infinity (Python's json reads both) is refused by name."""
+    for name in names:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,8 +98,10 @@ class StructureEncoderConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "d_model", "v_heads", "n_layers", "d_out", "n_codes", "n_neighbors")
-        if not 0.0 <= self.codebook_decay < 1.0:
-            raise ValueError(f"codebook_decay must be in [0, 1), got {self.codebook_decay}")
+        codebook = ("codebook_decay", "codebook_epsilon", "commitment_weight", "dead_code_threshold")
+        _check_non_negative_numbers(self, *codebook)
+        if not self.codebook_decay < 1.0:
+            raise ValueError(f"StructureEncoderConfig.codebook_decay must be in [0, 1), got {self.codebook_decay!r}")
 
     @property
     def n_relative_positions(self) -> int:
@@ -126,6 +136,11 @@ class StructureDecoderConfig:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.position_features < 0:
             raise ValueError(f"position_features must be >= 0, got {self.position_features}")
+        if not isinstance(self.sequence_conditioning, bool):  # the JSON string "false" would be true
+            raise ValueError(
+                "StructureDecoderConfig.sequence_conditioning must be true or false, got "
+                f"{self.sequence_conditioning!r}"
+            )
         if self.frame_mode not in ("global", "chain"):
             raise ValueError(f"frame_mode must be 'global' or 'chain', got {self.frame_mode!r}")
 

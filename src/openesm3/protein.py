@@ -305,7 +305,7 @@ class Protein:
     # ---- validation --------------------------------------------------------------------------------------
     def error_prefix(self) -> str:
         """``"protein 'name': "`` (or ``"protein: "``), how messages about this protein start."""
-        return f"protein {self.name!r}: " if self.name else "protein: "
+        return f"protein {_shown(self.name)}: " if self.name else "protein: "
 
     def _error(self, problem: str) -> InputError:
         return InputError(self.error_prefix() + problem)
@@ -350,7 +350,7 @@ class Protein:
         negative = np.flatnonzero(values < 0)
         if negative.size:
             i = int(negative[0])
-            raise self._error(f"sasa at position {i + 1} is negative ({values[i]!r} Å²); SASA must be >= 0")
+            raise self._error(f"sasa at position {i + 1} is negative ({_shown(values[i])} Å²); SASA must be >= 0")
         return values
 
     def _checked_coordinates(self) -> np.ndarray | None:
@@ -396,7 +396,7 @@ class Protein:
             residue = _to_numpy(given_residue)
             atoms = list(residue) if _is_list(residue) else None
             if atoms is None or len(atoms) != RC.N_ATOM37:
-                got = repr(residue) if atoms is None else len(atoms)
+                got = _shown(residue) if atoms is None else len(atoms)
                 raise self._error(
                     f"coordinates at residue {i + 1}: expected a list of {RC.N_ATOM37} atoms (atom37 order), got {got}"
                 )
@@ -408,14 +408,14 @@ class Protein:
                 if xyz is None or len(xyz) != 3 or not all(_is_number(x) for x in xyz):
                     raise self._error(
                         f"coordinates at residue {i + 1}, atom {a + 1} ({RC.ATOM37_NAMES[a]}): expected [x, y, z] or "
-                        f"None (JSON null) for a missing atom, got {atom!r}"
+                        f"None (JSON null) for a missing atom, got {_shown(atom)}"
                     )
                 try:
                     out[i, a] = [float(x) for x in xyz]
                 except OverflowError:  # an int beyond the float range (Python and JSON ints are unbounded)
                     raise self._error(
-                        f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {atom!r} is beyond the float32 "
-                        "range; a missing atom is NaN"
+                        f"coordinates of residue {i + 1}, atom {RC.ATOM37_NAMES[a]}: {_shown(atom)} is beyond the "
+                        "float32 range; a missing atom is NaN"
                     ) from None
         return out
 
@@ -428,17 +428,26 @@ class Protein:
         bad = np.flatnonzero((values < 0) | (values > 1))
         if bad.size:
             i = int(bad[0])
-            raise self._error(f"plddt at position {i + 1} is {values[i]!r}; pLDDT must lie in [0, 1]")
+            raise self._error(f"plddt at position {i + 1} is {_shown(values[i])}; pLDDT must lie in [0, 1]")
         return values
 
     def _checked_pae(self) -> np.ndarray | None:
         if self.pae is None:
             return None
-        values = _float_track(self.pae, "pae", self.error_prefix()).astype(np.float32)
-        if values.ndim != 2 or values.shape[0] != values.shape[1]:
-            raise self._error(f"pae must be a square [L, L] matrix, got shape {values.shape}")
-        if (values < 0).any():
-            raise self._error("pae must be >= 0 (Angstrom)")
+        given = _float_track(self.pae, "pae", self.error_prefix())
+        if given.ndim != 2 or given.shape[0] != given.shape[1]:
+            raise self._error(f"pae must be a square [L, L] matrix, got shape {given.shape}")
+        with np.errstate(over="ignore"):
+            values = given.astype(np.float32)
+        # An expected error is a finite distance; NaN (None, JSON null) is a pair without one (a chain break's row and
+        # column). inf, given or a float beyond the float32 range, is neither, and JSON could not hold it.
+        for bad, rule in ((np.isinf(values), "must be finite"), (values < 0, "must be >= 0")):
+            if bad.any():
+                i, j = (int(v) for v in np.argwhere(bad)[0])
+                raise self._error(
+                    f"pae at position ({i + 1}, {j + 1}) is {given[i, j]}; PAE {rule} (Angstrom; an undefined pair is "
+                    "NaN, null in JSON)"
+                )
         return values
 
     def _checked_ptm(self) -> float | None:
@@ -449,7 +458,7 @@ class Protein:
                 raise TypeError("a bool is not a pTM")
             value = float(self.ptm)
         except (TypeError, ValueError):
-            raise self._error(f"ptm must be a number, got {self.ptm!r}") from None
+            raise self._error(f"ptm must be a number, got {_shown(self.ptm)}") from None
         if math.isnan(value):
             return None
         if not 0.0 <= value <= 1.0:
@@ -463,11 +472,12 @@ class Protein:
         values = np.array(_to_numpy(self.residue_index), dtype=object)  # exact Python / numpy numbers, copied
         if values.ndim != 1:
             raise self._error(f"residue_index must be one value per residue, got shape {values.shape}")
-        for i, x in enumerate(values.tolist()):
+        for i, given in enumerate(values.tolist()):
+            x = _plain(given)  # from a list of NumPy numbers the object array holds them as such: np.int32 is no int
             if isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, float) and not x.is_integer()):
-                raise self._error(f"residue_index at position {i + 1}: {x!r} is not an integer")
+                raise self._error(f"residue_index at position {i + 1}: {_shown(given)} is not an integer")
             if not _INT64_MIN <= x <= _INT64_MAX:
-                raise self._error(f"residue_index at position {i + 1}: {x!r} does not fit in 64 bits")
+                raise self._error(f"residue_index at position {i + 1}: {_shown(given)} does not fit in 64 bits")
         return values.astype(np.int64)
 
     def _checked_insertion_code(self) -> np.ndarray | None:
@@ -477,11 +487,12 @@ class Protein:
         values = np.array(_to_numpy(self.insertion_code), dtype=object)
         if values.ndim != 1:
             raise self._error(f"insertion_code must be one value per residue, got shape {values.shape}")
-        for i, x in enumerate(values.tolist()):
+        for i, given in enumerate(values.tolist()):
+            x = _plain(given)
             if not isinstance(x, str):
-                raise self._error(f"insertion_code at position {i + 1}: {x!r} is not a string")
+                raise self._error(f"insertion_code at position {i + 1}: {_shown(given)} is not a string")
             if len(x) > 1:
-                raise self._error(f"insertion_code at position {i + 1}: {x!r} is longer than one character")
+                raise self._error(f"insertion_code at position {i + 1}: {_shown(given)} is longer than one character")
         return values.astype("<U1")
 
     def _checked_lengths(self) -> int | None:
@@ -532,7 +543,7 @@ class Protein:
         ids = tuple(self.chain_ids)
         for cid in ids:
             if not isinstance(cid, str) or not cid or any(ch.isspace() for ch in cid) or "," in cid:
-                raise self._error(f"chain id {cid!r}: must be a non-empty string without spaces or commas")
+                raise self._error(f"chain id {_shown(cid)}: must be a non-empty string without spaces or commas")
         if len(set(ids)) != len(ids):
             raise self._error(f"chain ids must be distinct, got {list(ids)}")
         if len(ids) != self.n_chains:
@@ -612,6 +623,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number, bool or str it holds; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _shown(value: Any) -> str:
+    """``repr`` for messages with NumPy values written plainly: NumPy 2 shows ``np.float32(inf)``, ``np.str_('A')``.
+    A NumPy float is shown in its own precision (``1.1``, not float32's ``1.100000023841858``), an array as a list."""
+    if isinstance(value, np.floating):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    return repr(_plain(value))
+
+
 def _float_track(value: Any, field: str, where: str) -> np.ndarray:
     """Numbers (``None`` = NaN) as float64, with an error naming the first bad entry."""
     value = _to_numpy(value)
@@ -628,7 +654,7 @@ def _float_track(value: Any, field: str, where: str) -> np.ndarray:
             out[index] = float(item)
         else:
             where_in = ", ".join(str(i + 1) for i in index)
-            raise InputError(f"{where}{field} at position {where_in}: expected a number or None, got {item!r}")
+            raise InputError(f"{where}{field} at position {where_in}: expected a number or None, got {_shown(item)}")
     return out
 
 

@@ -13,8 +13,9 @@ the others; :func:`load_fasta` converts them all, stopping at the first bad one.
 key but ``format`` and ``version`` is optional and ``null`` means "absent". Inside arrays ``null`` is a missing
 value (NaN): a masked SASA, an unknown pLDDT, a missing atom. Floats are written with the shortest text that
 reads back to the same float32 (coordinates, pLDDT, PAE) or float64 (SASA) value, so a round trip is exact.
-JSON has no infinity: an infinite SASA (the open top bin) or PAE value is refused when writing, not turned into
-``null`` (which would read back as masked).
+JSON has no infinity: an infinite SASA (the open top bin) is refused when writing, not turned into ``null`` (which
+would read back as masked). A PAE is finite (:class:`Protein` refuses inf, and so ``Infinity`` in a file), NaN /
+``null`` being a pair without one.
 
 =======================  ================================================================================
 key                      value
@@ -259,16 +260,16 @@ def protein_to_json(protein: Protein) -> dict[str, Any]:
     """The JSON object (version 1) of ``protein``; see the module docstring for the schema.
 
     Raises:
-        InputError: an infinite SASA or PAE value (JSON has no infinity; ``null`` would read back as masked).
+        InputError: an infinite SASA (the open top bin: JSON has no infinity, and ``null`` would read back as masked).
+            An infinite PAE cannot occur: :class:`Protein` refuses it.
     """
     p = protein
-    for key, values in (("sasa", p.sasa), ("pae", p.pae)):
-        if values is not None and np.isinf(values).any():
-            at = ", ".join(str(int(i) + 1) for i in np.argwhere(np.isinf(values))[0])
-            raise InputError(
-                f"{p.error_prefix()}{key} at position {at} is inf, which JSON cannot hold (null means masked); "
-                "use a finite value"
-            )
+    if p.sasa is not None and np.isinf(p.sasa).any():
+        at = int(np.flatnonzero(np.isinf(p.sasa))[0]) + 1
+        raise InputError(
+            f"{p.error_prefix()}sasa at position {at} is inf, which JSON cannot hold (null means masked); "
+            "use a finite value"
+        )
     return {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
@@ -377,7 +378,7 @@ def protein_from_json(data: Any, source: str = "<json>") -> Protein:
         "function_annotations": _annotations_from_json(data.get("function_annotations"), "function_annotations", where),
         "residue_annotations": _annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
         "plddt": arr("plddt", np.float32, 1),
-        "pae": arr("pae", np.float32, 2),
+        "pae": arr("pae", np.float64, 2),  # float64: Protein names a number beyond float32 as given
     }
     try:
         return Protein(

@@ -281,3 +281,30 @@ def test_official_loader_memory_maps_a_zip_file_and_notes_it_in_the_run(tmp_path
         load_official_state_dict(path, role="esm3")
     assert calls[0]["mmap"] is True and calls[0]["weights_only"] is True
     assert run.weights[path.resolve()].role == "esm3"
+
+
+@pytest.mark.parametrize(
+    ("model_type", "key", "text", "shown"),
+    [
+        ("structure_encoder", "codebook_epsilon", "NaN", "nan"),
+        ("structure_encoder", "dead_code_threshold", "Infinity", "inf"),
+        ("structure_encoder", "commitment_weight", "-Infinity", "-inf"),
+        ("structure_encoder", "codebook_epsilon", "-1e-05", "-1e-05"),
+        ("structure_encoder", "commitment_weight", '"0.25"', "'0.25'"),
+        ("structure_encoder", "codebook_decay", "NaN", "nan"),
+        ("structure_decoder", "d_model", "true", "True"),
+        ("structure_decoder", "sequence_conditioning", '"false"', "'false'"),
+    ],
+)
+def test_read_config_refuses_non_finite_and_ill_typed_numbers_naming_file_and_key(
+    tmp_path, model_type: str, key: str, text: str, shown: str
+) -> None:
+    # Python's json reads NaN and Infinity: a config.json holding them (or a negative epsilon, a string) built a
+    # config whose codebook training divides by NaN; the same reader serves `convert --config`.
+    meta = {"format_version": 1, "model_type": model_type, "config": {key: "PLACEHOLDER"}}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta).replace('"PLACEHOLDER"', text))
+    with pytest.raises(WeightsError) as info:
+        read_config(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / CONFIG_FILE}: invalid ") and f".{key} must be " in message, message
+    assert message.endswith(f", got {shown}"), message

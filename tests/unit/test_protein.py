@@ -296,3 +296,54 @@ def test_length_comes_from_any_track_that_has_one() -> None:
     p = Protein(pae=np.zeros((3, 3)), function_annotations=[("IPR000001", 1, 3)])
     assert len(p) == 3
     assert len(Protein(insertion_code=["", "A"])) == 2
+
+
+@pytest.mark.parametrize(("value", "shown"), [(np.inf, "inf"), (-np.inf, "-inf"), (1e39, "1e+39")])
+def test_an_infinite_pae_is_refused_naming_the_pair(value: float, shown: str) -> None:
+    # inf (or a float beyond float32, which became inf) was accepted, and then the JSON writer refused the record:
+    # a PAE that could be built but never saved. An expected error is a finite distance.
+    pae = np.zeros((3, 3))
+    pae[1, 2] = value
+    with pytest.raises(InputError) as info:
+        Protein(sequence="MKT", name="p", pae=pae)
+    assert str(info.value) == (
+        f"protein 'p': pae at position (2, 3) is {shown}; PAE must be finite (Angstrom; an undefined pair is NaN, "
+        "null in JSON)"
+    )
+
+
+def test_a_nan_pae_is_an_undefined_pair_and_a_negative_one_is_named() -> None:
+    # NaN is what decoding writes on a chain break's row and column: it stays accepted.
+    pae = np.ones((3, 3))
+    pae[1, :] = pae[:, 1] = np.nan
+    assert np.isnan(Protein(sequence="M|K", pae=pae).pae[1]).all()
+    pae[2, 0] = -0.5
+    with pytest.raises(InputError, match=r"pae at position \(3, 1\) is -0.5; PAE must be >= 0"):
+        Protein(sequence="M|K", pae=pae)
+
+
+def test_messages_show_numpy_values_as_plain_numbers() -> None:
+    # NumPy 2's repr of a scalar leaked into messages: "plddt at position 2 is np.float32(inf)".
+    with pytest.raises(InputError) as info:
+        Protein(sequence="MKT", name="p", plddt=np.array([0.5, np.inf, 0.1], dtype=np.float32))
+    assert str(info.value) == "protein 'p': plddt at position 2 is inf; pLDDT must lie in [0, 1]"
+    with pytest.raises(InputError, match=r"plddt at position 1 is 1.1;"):  # float32's own digits, not 1.10000002
+        Protein(sequence="M", plddt=np.array([1.1], dtype=np.float32))
+    with pytest.raises(InputError, match=r"sasa at position 2 is negative \(-2.5 Å²\)"):
+        Protein(sequence="MK", sasa=[1.0, np.float64(-2.5)])
+    with pytest.raises(InputError, match=r"residue_index at position 1: 1.5 is not an integer"):
+        Protein(sequence="MK", residue_index=[np.float32(1.5), 2])
+    with pytest.raises(InputError, match=r"insertion_code at position 2: 'AB' is longer than one character"):
+        Protein(sequence="MK", insertion_code=np.array(["", "AB"]))
+    with pytest.raises(InputError, match=r"chain id 'A B': must be"):
+        Protein(sequence="MK", chain_ids=(np.str_("A B"),))
+    with pytest.raises(InputError, match=r"^protein 'x': ptm must be a number, got True$"):
+        Protein(sequence="MK", name=np.str_("x"), ptm=np.True_)
+    with pytest.raises(InputError, match=r"atom 1 \(N\): expected \[x, y, z\] or None .*, got \[1.0, 2.0\]$"):
+        Protein(sequence="M", coordinates=[[np.array([1.0, 2.0], dtype=np.float32)] + [None] * 36])
+
+
+def test_residue_index_takes_a_list_of_numpy_ints() -> None:
+    # A list of NumPy ints (e.g. from iterating an int32 array) was refused as "np.int32(1) is not an integer".
+    p = Protein(sequence="MK", residue_index=[np.int32(1), np.uint64(7)], insertion_code=[np.str_(""), np.str_("A")])
+    assert p.residue_index.tolist() == [1, 7] and p.insertion_code.tolist() == ["", "A"]

@@ -278,7 +278,7 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         ([[None] * 36], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 36"),
         ([[None] * 38], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 38"),
         # a residue that is a single number, as a 0-d array or tensor (not a TypeError from iterating it)
-        ([np.array(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got array(5.)"),
+        ([np.array(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got 5.0"),
         ([torch.tensor(5.0)], "coordinates at residue 1: expected a list of 37 atoms (atom37 order), got "),
         # an atom that is not three numbers: none or two None are not a missing atom, four numbers not an atom
         ([_atom_n([])], _BAD_ATOM_N + "[]"),
@@ -286,7 +286,7 @@ _BAD_ATOM_N = "coordinates at residue 1, atom 1 (N): expected [x, y, z] or None 
         ([_atom_n([1.0, 2.0, 3.0, 4.0])], _BAD_ATOM_N + "[1.0, 2.0, 3.0, 4.0]"),
         ([_atom_n(5)], _BAD_ATOM_N + "5"),
         ([_atom_n("abc")], _BAD_ATOM_N + "'abc'"),
-        ([_atom_n(np.array(5.0))], _BAD_ATOM_N + "array(5.)"),
+        ([_atom_n(np.array(5.0))], _BAD_ATOM_N + "5.0"),
         ([_atom_n(b"\x01\x02\x03")], _BAD_ATOM_N + "b'\\x01\\x02\\x03'"),  # bytes are not three small ints
         ([_atom_n([np.True_, 2.0, 3.0])], _BAD_ATOM_N),  # a numpy bool is no more a number than True
         # a set has no order: {3.0, 1.0, 2.0} was read as the atom [1.0, 2.0, 3.0]
@@ -462,3 +462,23 @@ def test_json_infinity_in_coordinates_is_refused_and_nan_is_a_missing_atom(tmp_p
     path.write_text(path.read_text().replace("Infinity", "NaN"))
     (p,) = io.read_json(path)
     assert p.coordinates[0, 0].tolist() == [1.5, 2.0, -3.0] and np.isnan(p.coordinates[0, 1:]).all()
+
+
+def test_json_infinity_in_pae_is_refused_on_reading_and_null_round_trips(tmp_path: Path) -> None:
+    # Python's json reads Infinity: the record was read, but writing it back raised; now reading refuses it.
+    path = tmp_path / "pae.json"
+    path.write_text('{"format": "openesm3.protein", "version": 1, "name": "x", "sequence": "MK", '
+                    '"pae": [[0.5, Infinity], [null, 1.25]]}')  # fmt: skip
+    with pytest.raises(InputError) as info:
+        io.read_json(path)
+    assert str(info.value) == (
+        f"{path}: protein 'x': pae at position (1, 2) is inf; PAE must be finite (Angstrom; an undefined pair is NaN, "
+        "null in JSON)"
+    )
+    path.write_text(path.read_text().replace("Infinity", "1e39"))  # beyond float32: named as written, not as inf
+    with pytest.raises(InputError, match=r"pae at position \(1, 2\) is 1e\+39; PAE must be finite"):
+        io.read_json(path)
+    path.write_text(path.read_text().replace("1e39", "2.5"))
+    (p,) = io.read_json(path)
+    io.write_json(tmp_path / "back.json", p)
+    assert json.loads((tmp_path / "back.json").read_text())["pae"] == [[0.5, 2.5], [None, 1.25]]

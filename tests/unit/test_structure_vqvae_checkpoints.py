@@ -3,6 +3,8 @@ official-file loading (strict, clear errors) and our safetensors format round tr
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from openesm3.checkpoints.official import (
     load_official_vqvae_network,
     ours_to_official,
 )
+from openesm3.cli.main import main
 from openesm3.errors import WeightsError
 from openesm3.models.function_decoder import FunctionDecoder
 from openesm3.models.structure_decoder import StructureDecoder
@@ -211,3 +214,24 @@ def test_another_networks_official_file_is_named_as_such(tmp_path: Path) -> None
     ):
         with pytest.raises(WeightsError, match=r"w\.pth: holds structure_encoder weights \(esm3_structure_encoder_v0"):
             load()
+
+
+def test_convert_config_with_a_json_nan_codebook_number_is_refused_naming_file_and_key(tmp_path: Path, capsys) -> None:
+    # Python's json reads NaN: `convert --config` built an encoder whose codebook training smooths counts by NaN.
+    config = TINY["structure_encoder"][1]
+    key_map = VQVAE_KEY_MAP_FUNCTIONS["structure_encoder"](config)
+    official = ours_to_official(_randomized("structure_encoder").state_dict(), key_map)
+    torch.save(official, tmp_path / "esm3_structure_encoder_v0.pth")
+    fields = json.dumps(dataclasses.asdict(config))
+    (tmp_path / "tiny.json").write_text(fields.replace('"codebook_epsilon": 1e-05', '"codebook_epsilon": NaN'))
+    args = ["convert", str(tmp_path / "esm3_structure_encoder_v0.pth"), str(tmp_path / "out"), "--model-type",
+            "structure_encoder", "--config", str(tmp_path / "tiny.json")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'tiny.json'}: invalid StructureEncoderConfig: StructureEncoderConfig.codebook_epsilon must "
+        in err
+    )
+    assert "got nan" in err and "internal error" not in err and not (tmp_path / "out").exists()
+    (tmp_path / "tiny.json").write_text(fields)
+    assert main(args) == 0  # the same file with a number converts

@@ -51,7 +51,7 @@ class SASATokenizer:
         negative = np.flatnonzero(~masked & (values < 0))
         if negative.size:
             i = int(negative[0])
-            raise TokenizationError(f"SASA at residue {i + 1} is negative ({values[i]!r} Å²); SASA must be >= 0")
+            raise TokenizationError(f"SASA at residue {i + 1} is negative ({values[i]} Å²); SASA must be >= 0")
         # Compared in float32, as the official tokenizer does (torch.tensor of floats): float32(0.8) as a
         # float64 is 0.80000001 > 0.8, yet falls in the bin closed at 0.8, like the reference's 3.
         queries = np.where(masked, 0.0, values).astype(np.float32)
