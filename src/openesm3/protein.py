@@ -49,6 +49,8 @@ from openesm3.structure.chain import ProteinChain
 from openesm3.structure.complex import ProteinComplex, default_chain_ids
 from openesm3.tokenizers.sequence import SequenceTokenizer
 from openesm3.tokenizers.ss8 import SS8Tokenizer, dssp_to_ss8
+from openesm3.utils.display import plain as _plain
+from openesm3.utils.display import shown as _shown
 
 # pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
 # detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
@@ -621,21 +623,6 @@ def _all_of(items: Iterable[Any], expected: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number, bool or str it holds; anything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _shown(value: Any) -> str:
-    """``repr`` for messages with NumPy values written plainly: NumPy 2 shows ``np.float32(inf)``, ``np.str_('A')``.
-    A NumPy float is shown in its own precision (``1.1``, not float32's ``1.100000023841858``), an array as a list."""
-    if isinstance(value, np.floating):
-        return str(value)
-    if isinstance(value, np.ndarray):
-        return repr(value.tolist())
-    return repr(_plain(value))
 
 
 def _float_track(value: Any, field: str, where: str) -> np.ndarray:
