@@ -424,13 +424,18 @@ class Protein:
     def _checked_plddt(self) -> np.ndarray | None:
         if self.plddt is None:
             return None
-        values = _float_track(self.plddt, "plddt", self.error_prefix()).astype(np.float32)
-        if values.ndim != 1:
-            raise self._error(f"plddt must be one value per residue, got shape {values.shape}")
+        given = _float_track(self.plddt, "plddt", self.error_prefix())
+        if given.ndim != 1:
+            raise self._error(f"plddt must be one value per residue, got shape {given.shape}")
+        with np.errstate(over="ignore"):
+            values = given.astype(np.float32)
+        # Checked as stored (a float64 that rounds to 1.0 is 1.0) but named as given: 1e39 is no float32 inf, and a
+        # float32 given is named in its own digits (1.1, not 1.100000023841858).
         bad = np.flatnonzero((values < 0) | (values > 1))
         if bad.size:
             i = int(bad[0])
-            raise self._error(f"plddt at position {i + 1} is {_shown(values[i])}; pLDDT must lie in [0, 1]")
+            value = values[i] if float(values[i]) == given[i] else given[i]
+            raise self._error(f"plddt at position {i + 1} is {_shown(value)}; pLDDT must lie in [0, 1]")
         return values
 
     def _checked_pae(self) -> np.ndarray | None:
