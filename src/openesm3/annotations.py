@@ -11,6 +11,7 @@ import numbers
 from dataclasses import dataclass
 
 from openesm3.errors import InputError
+from openesm3.utils.display import shown
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,16 @@ class FunctionAnnotation:
     def check(self, length: int, *, index: int | None = None) -> None:
         """Raise :class:`InputError` unless ``1 <= start <= end <= length`` (``index`` names the annotation)."""
         where = f"function annotation {index} " if index is not None else "function annotation "
+        # Written out rather than repr(self): NumPy 2 would show a position as np.float64(1.5).
+        where += f"(label={shown(self.label)}, start={shown(self.start)}, end={shown(self.end)})"
         if not isinstance(self.label, str) or not self.label:
-            raise InputError(f"{where}{self!r}: the label must be a non-empty string")
+            raise InputError(f"{where}: the label must be a non-empty string")
         for name, value in (("start", self.start), ("end", self.end)):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InputError(f"{where}{self!r}: {name} must be an int, got {type(value).__name__}")
+                raise InputError(f"{where}: {name} must be an int, got {type(value).__name__}")
         if not 1 <= self.start <= self.end <= length:
             raise InputError(
-                f"{where}{self!r}: range {self.start}..{self.end} is not within 1..{length} "
+                f"{where}: range {self.start}..{self.end} is not within 1..{length} "
                 "(1-indexed, both ends inclusive, start <= end)"
             )
 

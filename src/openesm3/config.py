@@ -24,6 +24,14 @@ def _check_positive(cfg: Any, *names: str) -> None:
             raise ValueError(f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}")
 
 
+def _check_non_negative_ints(cfg: Any, *names: str) -> None:
+    """Ints >= 0 where 0 turns a feature off: 1.5, "16" or JSON true from a config.json is refused by name."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be an int >= 0, got {value!r}")
+
+
 def _check_non_negative_numbers(cfg: Any, *names: str) -> None:
     """Finite numbers >= 0: a config.json holding NaN or Infinity (Python's json reads both) is refused by name."""
     for name in names:
@@ -45,13 +53,12 @@ class ESM3Config:
     taxonomy_embed_dim: int = C.TAXONOMY_EMBED_DIM
 
     def __post_init__(self) -> None:
-        _check_positive(self, "d_model", "n_heads", "n_layers", "v_heads", "max_length")
+        _check_positive(self, "d_model", "n_heads", "n_layers", "v_heads", "max_length", "taxonomy_embed_dim")
+        _check_non_negative_ints(self, "n_taxonomy_terms")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.d_model % C.FUNCTION_DEPTH:
             raise ValueError(f"d_model={self.d_model} must be divisible by {C.FUNCTION_DEPTH} (function embedding)")
-        if self.n_taxonomy_terms < 0:
-            raise ValueError("n_taxonomy_terms must be >= 0")
 
     @property
     def head_dim(self) -> int:
@@ -97,7 +104,8 @@ class StructureEncoderConfig:
     dead_code_threshold: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "d_model", "v_heads", "n_layers", "d_out", "n_codes", "n_neighbors")
+        _check_positive(self, "d_model", "n_heads", "v_heads", "n_layers", "d_out", "n_codes", "n_neighbors")
+        _check_non_negative_ints(self, "max_relative_position")  # 0: every neighbour reads the same table row
         codebook = ("codebook_decay", "codebook_epsilon", "commitment_weight", "dead_code_threshold")
         _check_non_negative_numbers(self, *codebook)
         if not self.codebook_decay < 1.0:
@@ -134,8 +142,7 @@ class StructureDecoderConfig:
         _check_positive(self, "d_model", "n_heads", "n_layers", "pairwise_dim", "max_length")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if self.position_features < 0:
-            raise ValueError(f"position_features must be >= 0, got {self.position_features}")
+        _check_non_negative_ints(self, "position_features")
         if not isinstance(self.sequence_conditioning, bool):  # the JSON string "false" would be true
             raise ValueError(
                 "StructureDecoderConfig.sequence_conditioning must be true or false, got "
@@ -169,7 +176,7 @@ class FunctionDecoderConfig:
     bits_per_token: int = C.FUNCTION_BITS_PER_TOKEN
 
     def __post_init__(self) -> None:
-        _check_positive(self, "d_model", "n_heads", "n_layers", "n_keywords", "n_interpro", "depth")
+        _check_positive(self, "d_model", "n_heads", "n_layers", "n_keywords", "n_interpro", "depth", "bits_per_token")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 

@@ -49,6 +49,8 @@ from openesm3.structure.chain import ProteinChain
 from openesm3.structure.complex import ProteinComplex, default_chain_ids
 from openesm3.tokenizers.sequence import SequenceTokenizer
 from openesm3.tokenizers.ss8 import SS8Tokenizer, dssp_to_ss8
+from openesm3.utils.display import plain as _plain
+from openesm3.utils.display import shown as _shown
 
 # pLDDT is stored in [0, 1] and written to the B-factor column as is, as the official SDK (and our structure-token
 # detokenizer) write it. AlphaFold / ESMFold files use a 0-100 scale: reading recognises it (values above 1).
@@ -422,13 +424,18 @@ class Protein:
     def _checked_plddt(self) -> np.ndarray | None:
         if self.plddt is None:
             return None
-        values = _float_track(self.plddt, "plddt", self.error_prefix()).astype(np.float32)
-        if values.ndim != 1:
-            raise self._error(f"plddt must be one value per residue, got shape {values.shape}")
+        given = _float_track(self.plddt, "plddt", self.error_prefix())
+        if given.ndim != 1:
+            raise self._error(f"plddt must be one value per residue, got shape {given.shape}")
+        with np.errstate(over="ignore"):
+            values = given.astype(np.float32)
+        # Checked as stored (a float64 that rounds to 1.0 is 1.0) but named as given: 1e39 is no float32 inf, and a
+        # float32 given is named in its own digits (1.1, not 1.100000023841858).
         bad = np.flatnonzero((values < 0) | (values > 1))
         if bad.size:
             i = int(bad[0])
-            raise self._error(f"plddt at position {i + 1} is {_shown(values[i])}; pLDDT must lie in [0, 1]")
+            value = values[i] if float(values[i]) == given[i] else given[i]
+            raise self._error(f"plddt at position {i + 1} is {_shown(value)}; pLDDT must lie in [0, 1]")
         return values
 
     def _checked_pae(self) -> np.ndarray | None:
@@ -621,21 +628,6 @@ def _all_of(items: Iterable[Any], expected: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number, bool or str it holds; anything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _shown(value: Any) -> str:
-    """``repr`` for messages with NumPy values written plainly: NumPy 2 shows ``np.float32(inf)``, ``np.str_('A')``.
-    A NumPy float is shown in its own precision (``1.1``, not float32's ``1.100000023841858``), an array as a list."""
-    if isinstance(value, np.floating):
-        return str(value)
-    if isinstance(value, np.ndarray):
-        return repr(value.tolist())
-    return repr(_plain(value))
 
 
 def _float_track(value: Any, field: str, where: str) -> np.ndarray:

@@ -377,8 +377,9 @@ def protein_from_json(data: Any, source: str = "<json>") -> Protein:
         "sasa": arr("sasa", np.float64, 1),
         "function_annotations": _annotations_from_json(data.get("function_annotations"), "function_annotations", where),
         "residue_annotations": _annotations_from_json(data.get("residue_annotations"), "residue_annotations", where),
-        "plddt": arr("plddt", np.float32, 1),
-        "pae": arr("pae", np.float64, 2),  # float64: Protein names a number beyond float32 as given
+        # float64: Protein names a number beyond float32 as given (1e39, not inf), then stores float32
+        "plddt": arr("plddt", np.float64, 1),
+        "pae": arr("pae", np.float64, 2),
     }
     try:
         return Protein(

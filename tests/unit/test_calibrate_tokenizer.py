@@ -491,6 +491,32 @@ def test_cli_names_a_missing_or_empty_input_file_and_goes_on_with_the_others(
     assert f"no readable protein chains in {bad[0]}, {bad[1]}" in err and not (tmp_path / "none").exists()
 
 
+def test_cli_names_an_unreadable_list_file_and_an_empty_directory_and_goes_on_with_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A list file that is not text and a directory without structure files stopped the whole run (exit 2) while a
+    missing or unreadable structure file was named and left out: now all are."""
+    binary = tmp_path / "held_out.lst"
+    binary.write_bytes(b"\x00\xff\xfe binary")
+    empty = tmp_path / "no_structures"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing here\n")
+    files = [str(TEST_DATA / f) for f in FILES[:3]]
+    out = tmp_path / "cal"
+    args = [*files, str(binary), str(empty), "--out", str(out), "--steps", "2", "--threads", "1", "--quiet"]
+    code = main(["calibrate-tokenizer", *args])
+    err = capsys.readouterr().err
+    assert code == 1, err  # named, left out, the others used
+    assert f"could not read {binary}: not a text file (byte 1 is not UTF-8)" in err, err
+    assert f"could not read {empty}: no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory" in err
+    assert "2 input file(s) could not be read and were left out" in err
+    assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
+    code = main(["calibrate-tokenizer", str(binary), str(empty), "--out", str(tmp_path / "none"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"could not read {binary}: " in err and f"could not read {empty}: " in err, err
+    assert f"no readable protein chains in {binary}, {empty}" in err and not (tmp_path / "none").exists()
+
+
 def test_cli_names_a_missing_file_of_a_list_file_with_its_line_and_goes_on_with_the_others(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,13 +1,22 @@
 import argparse
+import dataclasses
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from openesm3.checkpoints.format import CONFIG_FILE, load_state_dict_strict, read_config
+from openesm3.checkpoints.format import CONFIG_FILE, MODEL_TYPES, config_to_dict, load_state_dict_strict, read_config
 from openesm3.checkpoints.official import load_official_state_dict, resolve_official_file, strip_wrapper_prefixes
+from openesm3.config import ESM3_TINY, FUNCTION_DECODER_TINY, STRUCTURE_DECODER_TINY, STRUCTURE_ENCODER_TINY
 from openesm3.errors import WeightsError
+
+TINY_CONFIGS = {
+    "esm3": ESM3_TINY,
+    "structure_encoder": STRUCTURE_ENCODER_TINY,
+    "structure_decoder": STRUCTURE_DECODER_TINY,
+    "function_decoder": FUNCTION_DECODER_TINY,
+}
 
 
 def test_strict_load_lists_missing_unexpected_and_misshaped_keys() -> None:
@@ -308,3 +317,38 @@ def test_read_config_refuses_non_finite_and_ill_typed_numbers_naming_file_and_ke
     message = str(info.value)
     assert message.startswith(f"{tmp_path / CONFIG_FILE}: invalid ") and f".{key} must be " in message, message
     assert message.endswith(f", got {shown}"), message
+
+
+def _int_field_cases() -> list[tuple[str, str, str, str]]:
+    """(model_type, field, JSON text, shown value) for every int field of every registered model config."""
+    cases = []
+    for model_type, entry in sorted(MODEL_TYPES.items()):
+        for field in dataclasses.fields(entry.config_class()):
+            if field.type == "int":
+                for text, shown in (("2.5", "2.5"), ('"8"', "'8'"), ("true", "True"), ("-1", "-1")):
+                    cases.append((model_type, field.name, text, shown))
+    return cases
+
+
+@pytest.mark.parametrize(("model_type", "key", "text", "shown"), _int_field_cases())
+def test_read_config_refuses_every_int_field_of_the_wrong_type_or_range(
+    tmp_path, model_type: str, key: str, text: str, shown: str
+) -> None:
+    # A float, a string or JSON true in config.json got through for taxonomy_embed_dim, n_taxonomy_terms,
+    # position_features, bits_per_token, max_relative_position and the encoder's n_heads (and failed later, or
+    # silently made a different network); a negative taxonomy_embed_dim or bits_per_token too.
+    config = config_to_dict(TINY_CONFIGS[model_type])
+    meta = {"format_version": 1, "model_type": model_type, "config": {**config, key: "PLACEHOLDER"}}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta).replace('"PLACEHOLDER"', text))
+    with pytest.raises(WeightsError) as info:
+        read_config(tmp_path)
+    cls = MODEL_TYPES[model_type].config_class().__name__
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / CONFIG_FILE}: invalid {cls}: {cls}.{key} must be "), message
+    assert message.endswith(f", got {shown}"), message
+
+
+def test_every_int_field_case_is_generated() -> None:
+    fields = {(model_type, key) for model_type, key, _, _ in _int_field_cases()}
+    assert {("esm3", "taxonomy_embed_dim"), ("function_decoder", "bits_per_token")} <= fields
+    assert len(fields) >= 24

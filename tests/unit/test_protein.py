@@ -73,6 +73,17 @@ def test_bad_tracks_raise_naming_the_track(kwargs: dict, pattern: str) -> None:
         Protein(sequence="MKT", name="bad", **kwargs)
 
 
+def test_annotation_messages_show_numpy_values_plainly() -> None:
+    # NumPy 2's repr would write this as FunctionAnnotation(label=np.str_('kringle'), start=np.float64(1.5), ...).
+    bad = [(np.str_("kringle"), np.float64(1.5), np.int64(3))]
+    with pytest.raises(InputError) as info:
+        Protein(sequence="MKT", name="bad", function_annotations=bad)
+    assert str(info.value) == (
+        "protein 'bad': function_annotations: function annotation 0 (label='kringle', start=1.5, end=3): "
+        "start must be an int, got float64"
+    )
+
+
 def test_values_are_normalised() -> None:
     coords = np.random.default_rng(0).normal(size=(3, 37, 3))
     coords[1, 5] = np.nan

@@ -482,3 +482,18 @@ def test_json_infinity_in_pae_is_refused_on_reading_and_null_round_trips(tmp_pat
     (p,) = io.read_json(path)
     io.write_json(tmp_path / "back.json", p)
     assert json.loads((tmp_path / "back.json").read_text())["pae"] == [[0.5, 2.5], [None, 1.25]]
+
+
+def test_plddt_beyond_float32_is_named_as_written_and_a_value_that_rounds_to_one_is_kept(tmp_path: Path) -> None:
+    # pLDDT was read as float32, so 1e39 in a file (or from Python) was reported as "inf".
+    path = tmp_path / "plddt.json"
+    path.write_text('{"format": "openesm3.protein", "version": 1, "name": "x", "sequence": "MK", '
+                    '"plddt": [0.5, 1e39]}')  # fmt: skip
+    with pytest.raises(InputError) as info:
+        io.read_json(path)
+    assert str(info.value) == f"{path}: protein 'x': plddt at position 2 is 1e+39; pLDDT must lie in [0, 1]"
+    with pytest.raises(InputError, match=r"plddt at position 1 is -1e\+39;"):
+        Protein(sequence="MK", plddt=[-1e39, 0.5])
+    path.write_text(path.read_text().replace("1e39", "1.00000001"))  # float32 1.0, accepted as before
+    (p,) = io.read_json(path)
+    assert p.plddt.dtype == np.float32 and p.plddt.tolist() == [0.5, 1.0]

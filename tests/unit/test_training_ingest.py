@@ -104,6 +104,25 @@ def test_find_structure_files(structures) -> None:
         find_structure_files(tmp_path_empty(structures))
 
 
+def test_find_structure_files_leaves_out_an_unreadable_list_and_an_empty_directory_when_asked(
+    structures, tmp_path
+) -> None:
+    # only a missing path was left out; a binary list file or a directory without structure files stopped the caller
+    binary = tmp_path / "list.bin"
+    binary.write_bytes(b"\x00\xff")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing: list[dict[str, str]] = []
+    found = find_structure_files([structures / "1aaa.pdb", binary, empty, binary], missing=missing)
+    assert [p.name for p in found] == ["1aaa.pdb"]
+    assert missing == [
+        {"source": str(binary), "problem": "not a text file (byte 1 is not UTF-8)"},
+        {"source": str(empty), "problem": "no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory"},
+    ]
+    with pytest.raises(InputError, match=r"list\.bin: not a text file"):  # not asked: refused as before
+        find_structure_files(binary)
+
+
 def tmp_path_empty(root):  # noqa: ANN001, ANN201
     path = root / "empty"
     path.mkdir()

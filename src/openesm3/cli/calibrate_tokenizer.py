@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
         nargs="*",
         metavar="INPUT",
         help="structure files or directories of them (PDB/mmCIF, optionally .gz; every chain is used), text files "
-        "listing structure files (one path per line), or one ingested dataset directory",
+        "listing structure files (one path per line), or one ingested dataset directory; an input that cannot be "
+        "read (a missing or unreadable file, a directory without structure files) is named and left out",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="new tokenizer directory (must not exist or be empty)")
     p.add_argument(

@@ -52,10 +52,10 @@ def find_structure_files(
     """Structure files from a directory (searched recursively), a text file listing paths, or a list of paths.
 
     Returns sorted paths, each file once however it was named (``a.pdb``, ``./a.pdb``, ``/abs/a.pdb``, a link, and a
-    directory holding it); raises :class:`InputError` for a source that does not exist or a directory without
-    structure files. With ``missing`` (a list), a source or listed path that does not exist is appended to it
-    instead (``{"source": path, "problem": why}``, naming the list file and line of a listed one; each path once)
-    and the others are returned.
+    directory holding it); raises :class:`InputError` for a source that does not exist, a directory without
+    structure files or a list file that cannot be read as text. With ``missing`` (a list), such a source, and a
+    listed path that does not exist, is appended to it instead (``{"source": path, "problem": why}``, naming the
+    list file and line of a listed one; each path once) and the others are returned.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -72,10 +72,15 @@ def find_structure_files(
         if path.is_dir():
             files = [p for p in path.rglob("*") if p.is_file() and _is_structure_file(p)]
             if not files:
-                raise InputError(f"{path}: no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory")
+                not_found(path, "no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory")
             found.update(files)
         elif path.is_file() and not _is_structure_file(path):  # a list of paths, one per line
-            for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+            try:
+                text = read_text_file(path)
+            except InputError as exc:  # binary, damaged gzip, unreadable: the message names the file first
+                not_found(path, str(exc).removeprefix(f"{path}: "))
+                continue
+            for number, line in enumerate(text.splitlines(), start=1):
                 line = line.strip()
                 if line and not line.startswith("#"):
                     listed = Path(line) if Path(line).is_absolute() else path.parent / line
@@ -203,7 +208,8 @@ def ingest_structures(
     skip_missing: bool = False,
 ) -> IngestReport:
     """Read structure files into a shard dataset in ``out_dir`` (see the module docstring). With ``skip_missing``, a
-    source or listed path that does not exist is a skipped entry, as an unreadable file is, instead of an error."""
+    source or listed path that does not exist, a directory without structure files and a list file that cannot be
+    read are skipped entries, as an unreadable structure file is, instead of errors."""
     config = config or IngestConfig()
     missing: list[dict[str, str]] | None = [] if skip_missing else None
     files = find_structure_files(sources, missing=missing)

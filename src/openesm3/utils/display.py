@@ -1,0 +1,22 @@
+"""Values written plainly in messages: NumPy 2's ``repr`` shows ``np.float64(1.5)`` where a user wrote ``1.5``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number, bool or str it holds; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def shown(value: Any) -> str:
+    """``repr`` for messages with NumPy values written plainly: NumPy 2 shows ``np.float32(inf)``, ``np.str_('A')``.
+    A NumPy float is shown in its own precision (``1.1``, not float32's ``1.100000023841858``), an array as a list."""
+    if isinstance(value, np.floating):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    return repr(plain(value))
