@@ -451,9 +451,10 @@ class Protein:
         for bad, rule in ((np.isinf(values), "must be finite"), (values < 0, "must be >= 0")):
             if bad.any():
                 i, j = (int(v) for v in np.argwhere(bad)[0])
+                value = values[i, j] if float(values[i, j]) == given[i, j] else given[i, j]  # as pLDDT's are named
                 raise self._error(
-                    f"pae at position ({i + 1}, {j + 1}) is {given[i, j]}; PAE {rule} (Angstrom; an undefined pair is "
-                    "NaN, null in JSON)"
+                    f"pae at position ({i + 1}, {j + 1}) is {_shown(value)}; PAE {rule} (Angstrom; an undefined pair "
+                    "is NaN, null in JSON)"
                 )
         return values
 
@@ -532,7 +533,7 @@ class Protein:
             elif isinstance(item, dict) and set(item) == {"label", "start", "end"}:
                 ann = FunctionAnnotation(item["label"], item["start"], item["end"])
             else:
-                raise self._error(f"{field}[{n}]: expected FunctionAnnotation(label, start, end), got {item!r}")
+                raise self._error(f"{field}[{n}]: expected FunctionAnnotation(label, start, end), got {_shown(item)}")
             if length is None:
                 raise self._error(f"{field} need a per-residue track (e.g. the sequence) to define the length")
             try:

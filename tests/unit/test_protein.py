@@ -348,6 +348,10 @@ def test_messages_show_numpy_values_as_plain_numbers() -> None:
         Protein(sequence="MK", insertion_code=np.array(["", "AB"]))
     with pytest.raises(InputError, match=r"chain id 'A B': must be"):
         Protein(sequence="MK", chain_ids=(np.str_("A B"),))
+    with pytest.raises(InputError, match=r"pae at position \(1, 2\) is -1.1; PAE must be >= 0"):  # not -1.10000002
+        Protein(sequence="MK", pae=np.array([[0.0, -1.1], [0.5, 0.0]], dtype=np.float32))
+    with pytest.raises(InputError, match=r"got \('kringle', 1.0\)$"):  # not (np.str_('kringle'), np.float64(1.0))
+        Protein(sequence="MK", function_annotations=[(np.str_("kringle"), np.float64(1.0))])
     with pytest.raises(InputError, match=r"^protein 'x': ptm must be a number, got True$"):
         Protein(sequence="MK", name=np.str_("x"), ptm=np.True_)
     with pytest.raises(InputError, match=r"atom 1 \(N\): expected \[x, y, z\] or None .*, got \[1.0, 2.0\]$"):

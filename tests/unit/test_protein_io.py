@@ -398,7 +398,7 @@ _BAD_ATOM_2_N = "coordinates at residue 2, atom 1 (N): expected [x, y, z] or Non
     ("coordinates", "message"),
     [
         (_lists_with(True, leaf=1), _BAD_ATOM_2_N + "[0.0, True, -2.0]"),  # np.array would read it as 1.0
-        (_lists_with(np.True_, leaf=1), _BAD_ATOM_2_N + "[0.0, np.True_, -2.0]"),
+        (_lists_with(np.True_, leaf=1), _BAD_ATOM_2_N + "[0.0, True, -2.0]"),
         (_lists_with("1.5", leaf=1), _BAD_ATOM_2_N + "[0.0, '1.5', -2.0]"),  # ... and this as 1.5
         (_lists_with(None, leaf=1), _BAD_ATOM_2_N + "[0.0, None, -2.0]"),  # ... and this as NaN
         (_lists_with(np.array(5.0), leaf=1), _BAD_ATOM_2_N + "[0.0, array(5.), -2.0]"),  # ... and this as 5.0

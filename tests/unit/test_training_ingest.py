@@ -95,9 +95,14 @@ def test_find_structure_files(structures) -> None:
         {"source": str(structures / "missing.pdb"), "problem": f"no such file (listed in {listing}, line 2)"},
         {"source": str(structures / "gone.pdb"), "problem": "no such file or directory"},
     ]
-    listing.write_text("sub\n")
+    listing.write_text("sub\n1aaa.pdb\n")
     with pytest.raises(InputError, match="list.txt: line 1: listed 'sub' is not a file"):
-        find_structure_files(listing, missing=[])
+        find_structure_files(listing)
+    missing = []  # asked for: a listed directory is named and left out as a listed missing file is
+    assert [p.name for p in find_structure_files(listing, missing=missing)] == ["1aaa.pdb"]
+    assert missing == [
+        {"source": str(structures / "sub"), "problem": f"not a file (listed in {listing}, line 1); a list names files"}
+    ]
     with pytest.raises(InputError, match="nowhere: no such file or directory"):
         find_structure_files(structures / "nowhere")
     with pytest.raises(InputError, match="no structure files"):

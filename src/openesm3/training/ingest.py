@@ -54,8 +54,8 @@ def find_structure_files(
     Returns sorted paths, each file once however it was named (``a.pdb``, ``./a.pdb``, ``/abs/a.pdb``, a link, and a
     directory holding it); raises :class:`InputError` for a source that does not exist, a directory without
     structure files or a list file that cannot be read as text. With ``missing`` (a list), such a source, and a
-    listed path that does not exist, is appended to it instead (``{"source": path, "problem": why}``, naming the
-    list file and line of a listed one; each path once) and the others are returned.
+    listed path that does not exist or is not a file, is appended to it instead (``{"source": path, "problem":
+    why}``, naming the list file and line of a listed one; each path once) and the others are returned.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -86,8 +86,10 @@ def find_structure_files(
                     listed = Path(line) if Path(line).is_absolute() else path.parent / line
                     if listed.is_file():
                         found.add(listed)
-                    elif listed.exists():
+                    elif listed.exists() and missing is None:
                         raise InputError(f"{path}: line {number}: listed {line!r} is not a file")
+                    elif listed.exists():
+                        not_found(listed, f"not a file (listed in {path}, line {number}); a list names files")
                     elif missing is None:
                         raise InputError(f"{path}: line {number}: listed file {line!r} does not exist")
                     else:
