@@ -185,9 +185,13 @@ class Protein:
         plddt = None
         if plddt_from_b_factor:
             plddt = _plddt_from_b_factors(complex_)
+        # An atom the chain marks missing is NaN, whatever it holds there (a chain may keep +inf, the tensors' missing
+        # atom, where its mask is False, and a Protein refuses an infinite coordinate).
+        present = _with_breaks([c.atom37_mask for c in complex_.chains], [False] * RC.N_ATOM37, bool)
+        coordinates = np.where(present[..., None], complex_.atom37_with_breaks(), np.float32(np.nan))
         return cls(
             sequence=sequence,
-            coordinates=complex_.atom37_with_breaks(),
+            coordinates=coordinates,
             secondary_structure=ss8,
             sasa=sasa,
             plddt=plddt,
