@@ -290,6 +290,15 @@ def test_an_infinite_coordinate_is_refused_not_taken_as_a_missing_atom(infinity:
         Protein(sequence="MK", coordinates=atoms, name="p")
 
 
+def test_of_several_infinite_coordinates_the_first_is_named() -> None:
+    x = np.zeros((3, RC.N_ATOM37, 3))
+    x[2, 4, 0] = np.inf
+    x[1, 2, 1] = -np.inf
+    for given in (x, x.tolist()):
+        with pytest.raises(InputError, match=r"coordinates of residue 2, atom C: \[0.0, -inf, 0.0\] is infinite"):
+            Protein(sequence="MKT", coordinates=given)
+
+
 def test_repr_of_a_record_without_a_per_residue_track() -> None:
     assert repr(Protein(name="empty")) == "Protein(name='empty', length=None, sequence='', tracks=[])"
 
