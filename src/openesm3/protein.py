@@ -136,7 +136,8 @@ class Protein:
 
         Args:
             source: a PDB / mmCIF / BinaryCIF file (optionally gzip'd), a :class:`ProteinChain` or a
-                :class:`ProteinComplex`.
+                :class:`ProteinComplex` (an atom its ``atom37_mask`` marks absent is missing, NaN, whatever
+                ``atom37`` holds there).
             chains: author chain ids to keep, in this order; None keeps every protein chain.
             model: 1-based model number in the file.
             with_annotations: also compute the SS8 (native DSSP over the whole complex) and per-chain SASA
