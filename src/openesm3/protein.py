@@ -138,7 +138,8 @@ class Protein:
 
         Args:
             source: a PDB / mmCIF / BinaryCIF file (optionally gzip'd), a :class:`ProteinChain` or a
-                :class:`ProteinComplex`.
+                :class:`ProteinComplex` (an atom its ``atom37_mask`` marks absent is missing, NaN, whatever
+                ``atom37`` holds there).
             chains: author chain ids to keep, in this order; None keeps every protein chain.
             model: 1-based model number in the file.
             with_annotations: also compute the SS8 (native DSSP over the whole complex) and per-chain SASA
@@ -187,9 +188,13 @@ class Protein:
         plddt = None
         if plddt_from_b_factor:
             plddt = _plddt_from_b_factors(complex_)
+        # An atom the chain marks missing is NaN, whatever it holds there (a chain may keep +inf, the tensors' missing
+        # atom, where its mask is False, and a Protein refuses an infinite coordinate).
+        present = _with_breaks([c.atom37_mask for c in complex_.chains], [False] * RC.N_ATOM37, bool)
+        coordinates = np.where(present[..., None], complex_.atom37_with_breaks(), np.float32(np.nan))
         return cls(
             sequence=sequence,
-            coordinates=complex_.atom37_with_breaks(),
+            coordinates=coordinates,
             secondary_structure=ss8,
             sasa=sasa,
             plddt=plddt,

@@ -101,6 +101,16 @@ def test_separate_chains_and_selection(weights: Path, tmp_path: Path, capsys: py
     assert [c["chain_id"] for c in json.loads(out)["structures"][0]["chains"]] == [ids[1]]
 
 
+def test_the_default_max_length_is_the_models_context_as_its_help_says(capsys: pytest.CaptureFixture[str]) -> None:
+    from openesm3.cli.main import build_parser  # noqa: PLC0415
+    from openesm3.generation.structure_tokens import MODEL_CONTEXT  # noqa: PLC0415
+
+    assert build_parser().parse_args(["tokenize-structure", "x.pdb"]).max_length == MODEL_CONTEXT == 2048
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tokenize-structure", "--help"])
+    assert "(default 2048, the context of the decoder and ESM3" in " ".join(capsys.readouterr().out.split())
+
+
 def test_user_errors(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = str(STRUCTURES / "1fxd.pdb.gz")
     code, _, err = run(["tokenize-structure", file, "--weights", str(tmp_path / "none")], capsys)

@@ -193,3 +193,16 @@ def test_scoring_methods_benchmark_counts_the_passes_of_each_method(tmp_path: Pa
     assert masked["positions"] == 3 and masked["forward_passes"] == 1 and masked["rows_per_pass"] == [3]
     assert results["masked_marginal_passes_for_the_full_scan"] == 33  # 263 positions, 8 per pass
     assert 0.0 < results["spearman_wt_vs_masked"]["rho"] <= 1.0
+
+
+@pytest.mark.parametrize("option", ["--residues", "--repeats"])
+def test_coordinate_lists_benchmark_refuses_a_count_below_one(
+    option: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import bench_coordinate_lists
+
+    monkeypatch.setattr("sys.argv", ["bench_coordinate_lists.py", option, "0"])
+    with pytest.raises(SystemExit) as exit_:
+        bench_coordinate_lists.main()
+    assert exit_.value.code == 2
+    assert "--residues and --repeats must be at least 1" in capsys.readouterr().err

@@ -256,6 +256,15 @@ def test_the_tensors_infinite_missing_atoms_decode_to_nan() -> None:
     assert np.isnan(np.delete(coordinates, 2, axis=0)).all()
 
 
+def test_any_infinite_coordinate_of_a_tensor_decodes_as_a_missing_atom() -> None:
+    # The tensors take any non-finite coordinate for an absent atom (torch.isfinite), -inf included.
+    t = encode_protein(Protein(sequence="MKT")).filled()
+    t.coordinates[2, :3] = torch.randn(3, 3)
+    t.coordinates[2, 1, 0] = -float("inf")
+    coordinates = decode_protein(t).coordinates
+    assert np.isnan(coordinates[1, 1]).all() and np.isfinite(coordinates[1, [0, 2]]).all()
+
+
 def test_a_template_of_another_length_is_ignored() -> None:
     # The template's numbering is copied only when its length matches (a design of another length, say).
     template = Protein(sequence="MKTAYIA", residue_index=np.arange(101, 108), name="prompt")

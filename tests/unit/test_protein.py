@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from openesm3.errors import InputError
 from openesm3.protein import Protein, default_chain_ids
 from openesm3.structure import load_structure
 from openesm3.structure import residue_constants as RC
+from openesm3.structure.complex import ProteinComplex
 from openesm3.structure.features import featurize
 from tests.conftest import TEST_DATA
 
@@ -124,6 +126,24 @@ def test_from_structure_joins_chains_with_breaks() -> None:
     assert p.residue_index[breaks].tolist() == [-1, -1]
     only_b = Protein.from_structure(STRUCTURES / "1AM7.pdb.gz", chains="B")
     assert only_b.chain_ids == ("B",) and only_b.sequence == complex_["B"].sequence
+
+
+def test_from_structure_takes_a_chains_masked_atoms_as_missing_whatever_they_hold() -> None:
+    # A chain may keep +inf (the tensors' missing atom) where its mask says absent; since a Protein refuses an
+    # infinite coordinate, such a chain (a valid ProteinChain) could no longer become a Protein.
+    complex_ = load_structure(STRUCTURES / "1AM7.pdb.gz")
+    first, *rest = complex_.chains
+    atom37 = first.atom37.copy()
+    atom37[~first.atom37_mask] = np.inf
+    atom37[0, RC.ATOM_CA] = 7.0  # a finite value where the mask says absent is missing too
+    mask = first.atom37_mask.copy()
+    mask[0, RC.ATOM_CA] = False
+    chain = dataclasses.replace(first, atom37=atom37, atom37_mask=mask)
+    p = Protein.from_structure(ProteinComplex((chain, *rest), complex_.name))
+    expected = Protein.from_structure(complex_).coordinates.copy()
+    expected[0, RC.ATOM_CA] = np.nan
+    np.testing.assert_array_equal(p.coordinates, expected)
+    assert np.isnan(p.coordinates[: len(first)][~mask]).all()
 
 
 def test_with_annotations_matches_featurize_per_chain() -> None:
@@ -279,6 +299,15 @@ def test_an_infinite_coordinate_is_refused_not_taken_as_a_missing_atom(infinity:
     atoms[0][5] = None  # a missing atom given as None: the error still names the infinite one
     with pytest.raises(InputError, match=message):
         Protein(sequence="MK", coordinates=atoms, name="p")
+
+
+def test_of_several_infinite_coordinates_the_first_is_named() -> None:
+    x = np.zeros((3, RC.N_ATOM37, 3))
+    x[2, 4, 0] = np.inf
+    x[1, 2, 1] = -np.inf
+    for given in (x, x.tolist()):
+        with pytest.raises(InputError, match=r"coordinates of residue 2, atom C: \[0.0, -inf, 0.0\] is infinite"):
+            Protein(sequence="MKT", coordinates=given)
 
 
 def test_repr_of_a_record_without_a_per_residue_track() -> None:

@@ -243,6 +243,30 @@ def test_cli_refuses_a_directory_in_the_place_of_a_file_before_any_work(
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_cli_names_a_directory_in_the_place_of_a_file_before_reading_the_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "vocab"
+    (out / C.LSH_HYPERPLANES_FILE).mkdir(parents=True)
+    args = _cli_args(tmp_path, out)
+    (tmp_path / "corpus.tsv").write_text("not a corpus\n")  # would be refused too, but only once read
+    assert main(args) == 2
+    assert f"error: {out / C.LSH_HYPERPLANES_FILE}: is a directory" in capsys.readouterr().err
+
+
+def test_a_link_to_a_directory_in_the_place_of_a_file_is_replaced_not_refused(tmp_path: Path) -> None:
+    # Only a real directory blocks a file: a link is replaced by the new file, and what it points to is left alone.
+    out, elsewhere = tmp_path / "vocab", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "kept.txt").write_text("mine\n")
+    (out / C.LSH_HYPERPLANES_FILE).symlink_to(elsewhere, target_is_directory=True)
+    build.check_vocabulary_directory(out)
+    assert main(_cli_args(tmp_path, out, "--overwrite")) == 0
+    assert (out / C.LSH_HYPERPLANES_FILE).is_file() and not (out / C.LSH_HYPERPLANES_FILE).is_symlink()
+    assert [p.name for p in elsewhere.iterdir()] == ["kept.txt"]
+
+
 def test_cli_reuses_a_base_vocabulary(tmp_path: Path) -> None:
     (tmp_path / "terms.tsv").write_text(TERMS)
     (tmp_path / "corpus.tsv").write_text(CORPUS)

@@ -153,6 +153,14 @@ def test_a_non_finite_number_in_a_config_file_is_refused(tmp_path, text: str, sh
     assert str(info.value) == f"{path}: config key '{section}.{key}': expected a finite number, got {shown}"
 
 
+def test_a_bool_is_not_taken_for_a_float(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"optim": {"lr": true}}')
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainConfig, path)
+    assert str(info.value) == f"{path}: config key 'optim.lr': expected float, got True"
+
+
 def test_a_non_finite_number_is_refused_in_toml_and_on_the_command_line(tmp_path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[optim]\nweight_decay = inf\n")
