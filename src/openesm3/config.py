@@ -24,6 +24,15 @@ def _check_positive(cfg: Any, *names: str) -> None:
             raise ValueError(f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}")
 
 
+def _check_non_negative_int(cfg: Any, *names: str) -> None:
+    """Ints >= 0 (a count or size that may be 0): NaN, 2.5 or true in a config.json would build no model, or the
+    wrong one, and fail later with a message naming neither the file nor the field."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be an int >= 0, got {value!r}")
+
+
 def _check_non_negative_numbers(cfg: Any, *names: str) -> None:
     """Finite numbers >= 0: a config.json holding NaN or Infinity (Python's json reads both) is refused by name."""
     for name in names:
@@ -50,8 +59,7 @@ class ESM3Config:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.d_model % C.FUNCTION_DEPTH:
             raise ValueError(f"d_model={self.d_model} must be divisible by {C.FUNCTION_DEPTH} (function embedding)")
-        if self.n_taxonomy_terms < 0:
-            raise ValueError("n_taxonomy_terms must be >= 0")
+        _check_non_negative_int(self, "n_taxonomy_terms", "taxonomy_embed_dim")
 
     @property
     def head_dim(self) -> int:
@@ -98,6 +106,7 @@ class StructureEncoderConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "d_model", "v_heads", "n_layers", "d_out", "n_codes", "n_neighbors")
+        _check_non_negative_int(self, "max_relative_position")
         codebook = ("codebook_decay", "codebook_epsilon", "commitment_weight", "dead_code_threshold")
         _check_non_negative_numbers(self, *codebook)
         if not self.codebook_decay < 1.0:
@@ -134,8 +143,7 @@ class StructureDecoderConfig:
         _check_positive(self, "d_model", "n_heads", "n_layers", "pairwise_dim", "max_length")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if self.position_features < 0:
-            raise ValueError(f"position_features must be >= 0, got {self.position_features}")
+        _check_non_negative_int(self, "position_features")
         if not isinstance(self.sequence_conditioning, bool):  # the JSON string "false" would be true
             raise ValueError(
                 "StructureDecoderConfig.sequence_conditioning must be true or false, got "
@@ -169,7 +177,7 @@ class FunctionDecoderConfig:
     bits_per_token: int = C.FUNCTION_BITS_PER_TOKEN
 
     def __post_init__(self) -> None:
-        _check_positive(self, "d_model", "n_heads", "n_layers", "n_keywords", "n_interpro", "depth")
+        _check_positive(self, "d_model", "n_heads", "n_layers", "n_keywords", "n_interpro", "depth", "bits_per_token")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 

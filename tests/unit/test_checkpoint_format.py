@@ -308,3 +308,35 @@ def test_read_config_refuses_non_finite_and_ill_typed_numbers_naming_file_and_ke
     message = str(info.value)
     assert message.startswith(f"{tmp_path / CONFIG_FILE}: invalid ") and f".{key} must be " in message, message
     assert message.endswith(f", got {shown}"), message
+
+
+_REQUIRED = {"esm3": {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4}}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "key", "text", "shown"),
+    [
+        ("structure_encoder", "max_relative_position", "NaN", "nan"),
+        ("structure_encoder", "max_relative_position", "2.5", "2.5"),
+        ("structure_encoder", "max_relative_position", "-3", "-3"),
+        ("structure_decoder", "position_features", "true", "True"),
+        ("structure_decoder", "position_features", "16.0", "16.0"),
+        ("structure_decoder", "position_features", "NaN", "nan"),
+        ("esm3", "n_taxonomy_terms", "NaN", "nan"),
+        ("esm3", "taxonomy_embed_dim", "-1", "-1"),
+        ("function_decoder", "bits_per_token", "0", "0"),
+    ],
+)
+def test_read_config_refuses_a_size_that_builds_no_model_naming_file_and_key(
+    tmp_path, model_type: str, key: str, text: str, shown: str
+) -> None:
+    # These sizes were not checked: NaN or 2.5 reached torch, whose TypeError ("empty(): argument 'size' ...") or
+    # RuntimeError (a negative dimension) came out as an internal error naming neither the file nor the field; true
+    # built a model of another shape, refused later as mis-shaped weights.
+    meta = {"format_version": 1, "model_type": model_type, "config": {**_REQUIRED.get(model_type, {}), key: "X"}}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta).replace('"X"', text))
+    with pytest.raises(WeightsError) as info:
+        read_config(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / CONFIG_FILE}: invalid ") and f".{key} must be " in message, message
+    assert message.endswith(f", got {shown}"), message
