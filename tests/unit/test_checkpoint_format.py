@@ -294,6 +294,8 @@ def test_official_loader_memory_maps_a_zip_file_and_notes_it_in_the_run(tmp_path
         ("structure_encoder", "codebook_decay", "NaN", "nan"),
         ("structure_decoder", "d_model", "true", "True"),
         ("structure_decoder", "sequence_conditioning", '"false"', "'false'"),
+        ("structure_encoder", "commitment_weight", "true", "True"),  # a bool is no weight
+        ("structure_encoder", "codebook_decay", "1.0", "1.0"),  # a decay of 1 never moves the codebook
     ],
 )
 def test_read_config_refuses_non_finite_and_ill_typed_numbers_naming_file_and_key(
@@ -340,3 +342,12 @@ def test_read_config_refuses_a_size_that_builds_no_model_naming_file_and_key(
     message = str(info.value)
     assert message.startswith(f"{tmp_path / CONFIG_FILE}: invalid ") and f".{key} must be " in message, message
     assert message.endswith(f", got {shown}"), message
+
+
+def test_read_config_takes_zero_for_a_codebook_number(tmp_path) -> None:
+    # 0 is a number a config may hold: no commitment loss, no smoothing, no decay, no dead-code restart.
+    fields = {"codebook_decay": 0, "codebook_epsilon": 0.0, "commitment_weight": 0.0, "dead_code_threshold": 0}
+    meta = {"format_version": 1, "model_type": "structure_encoder", "config": fields}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+    model_type, config = read_config(tmp_path)
+    assert model_type == "structure_encoder" and {k: getattr(config, k) for k in fields} == fields
