@@ -710,6 +710,10 @@ _DEFAULTS_USED = {
         {"method": "wt-marginal", "numbering": "sequence", "offset": 0, "score_column": "DMS_score",
          "batch_size": None},
     ),
+    "score dms without scores": (  # no score column: none was read, and none is recorded
+        ["score", "{fasta}", "--dms", "{unscored}", "-o", "{tmp}/s.tsv"],
+        {"method": "masked-marginal", "score_column": None},
+    ),
     "score author numbering": (
         ["score", str(TRP_CAGE), "--mutations", "D1A", "--numbering", "author", "-o", "{tmp}/s.tsv"],
         {"method": "masked-marginal", "numbering": "author", "offset": None, "variant_chain": None},
@@ -733,7 +737,9 @@ def test_the_record_shows_the_defaults_the_run_used(weights: Path, tmp_path: Pat
     what the run used."""
     dms = tmp_path / "dms.csv"
     dms.write_text("mutant,DMS_score\nM1A,0.5\nK2G,-1.0\n")
-    values = {"fasta": str(_fasta(tmp_path)), "dms": str(dms), "tmp": str(tmp_path)}
+    unscored = tmp_path / "unscored.csv"
+    unscored.write_text("mutant,note\nM1A,x\n")
+    values = {"fasta": str(_fasta(tmp_path)), "dms": str(dms), "unscored": str(unscored), "tmp": str(tmp_path)}
     argv, expected = _DEFAULTS_USED[case]
     record = tmp_path / "run.json"
     args = [a.format(**values) for a in argv]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -391,3 +392,14 @@ def test_residue_index_takes_a_list_of_numpy_ints() -> None:
     # A list of NumPy ints (e.g. from iterating an int32 array) was refused as "np.int32(1) is not an integer".
     p = Protein(sequence="MK", residue_index=[np.int32(1), np.uint64(7)], insertion_code=[np.str_(""), np.str_("A")])
     assert p.residue_index.tolist() == [1, 7] and p.insertion_code.tolist() == ["", "A"]
+
+
+def test_a_pae_beyond_float32_is_refused_without_a_numpy_warning() -> None:
+    # The cast to float32 of 1e39 overflows: NumPy's "RuntimeWarning: overflow encountered in cast" must not reach the
+    # user before the message naming the pair.
+    pae = np.zeros((2, 2))
+    pae[0, 1] = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=r"pae at position \(1, 2\) is 1e\+39; PAE must be finite"):
+            Protein(sequence="MK", pae=pae)

@@ -227,3 +227,16 @@ def test_missing_inputs_can_be_skipped_entries(structures, tmp_path) -> None:
     assert ProteinDataset(tmp_path / "ds").skipped == report.skipped
     with pytest.raises(InputError, match="line 2: listed file 'missing.pdb' does not exist"):
         ingest_structures(listing, tmp_path / "ds2", progress=False)
+
+
+def test_a_missing_file_named_twice_is_named_once_as_first_mentioned(structures) -> None:
+    """Named in a list file (two spellings of one path) and then directly, a missing file is one entry, with the list
+    file and line where it was first named."""
+    listing = structures / "list.txt"
+    listing.write_text("missing.pdb\nsub/../missing.pdb\n1aaa.pdb\n")
+    missing: list[dict[str, str]] = []
+    found = find_structure_files([listing, structures / "missing.pdb"], missing=missing)
+    assert [p.name for p in found] == ["1aaa.pdb"]
+    assert missing == [
+        {"source": str(structures / "missing.pdb"), "problem": f"no such file (listed in {listing}, line 1)"}
+    ]
