@@ -489,3 +489,24 @@ def test_convert_refuses_an_output_it_may_not_write_before_converting_anything(t
     err = capsys.readouterr().err
     assert f"OUT {tmp_path / 'notes.txt'}: exists and is not a directory" in err and "checksummed" not in err, err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_damaged_record_name_is_shown_printably(tmp_path) -> None:
+    # Damage in the zip's central directory can turn a record's name into NUL bytes; zipfile cuts the name at the
+    # first one, so the message named no record at all ("damaged ( fails its CRC-32 check ...").
+    import zipfile  # noqa: PLC0415
+
+    from openesm3.checkpoints.official import check_official_file_checksums  # noqa: PLC0415
+
+    file = tmp_path / "w.pth"
+    with zipfile.ZipFile(file, "w") as archive:
+        archive.writestr("archive/data/0", b"x" * 64)
+    data = bytearray(file.read_bytes())
+    central = data.rindex(b"archive/data/0")  # the central directory's copy of the name, not the local header's
+    data[central : central + 7] = bytes(7)
+    file.write_bytes(bytes(data))
+    with pytest.raises(WeightsError) as info:
+        check_official_file_checksums(file)
+    message = str(info.value)
+    assert message.isprintable(), message
+    assert "'\\x00\\x00\\x00\\x00\\x00\\x00\\x00/data/0' fails its CRC-32 check" in message, message

@@ -196,9 +196,11 @@ def check_official_file_checksums(path: str | os.PathLike[str]) -> None:
                     while handle.read(1 << 24):
                         pass
             except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                raise WeightsError(
-                    f"{p}: damaged ({info.filename} fails its CRC-32 check: {exc}); download it again"
-                ) from exc
+                # a damaged directory entry may name the record with NUL bytes: zipfile cuts the name at the first
+                # one (often to nothing), and a terminal would not show them
+                name = info.orig_filename
+                name = name if name and name.isprintable() else repr(name)
+                raise WeightsError(f"{p}: damaged ({name} fails its CRC-32 check: {exc}); download it again") from exc
 
 
 # --------------------------------------------------------------------------------------------------------
