@@ -86,6 +86,16 @@ def test_annotation_messages_show_numpy_values_plainly() -> None:
     )
 
 
+def test_annotation_messages_show_numpy_arrays_plainly_and_in_their_own_digits() -> None:
+    # A 0-d float32 array (a tensor's .numpy()) was shown as 1.100000023841858, an object array with NumPy reprs.
+    bad_start = [("kringle", np.array(1.1, dtype=np.float32), 3)]
+    with pytest.raises(InputError, match=r"\(label='kringle', start=1\.1, end=3\): start must be an int, got ndarray$"):
+        Protein(sequence="MKT", name="bad", function_annotations=bad_start)
+    bad_item = [np.array([np.str_("kringle"), np.float32(1.1)], dtype=object)]
+    with pytest.raises(InputError, match=r"expected FunctionAnnotation\(label, start, end\), got \['kringle', 1\.1\]$"):
+        Protein(sequence="MKT", name="bad", function_annotations=bad_item)
+
+
 def test_values_are_normalised() -> None:
     coords = np.random.default_rng(0).normal(size=(3, 37, 3))
     coords[1, 5] = np.nan
