@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -35,6 +35,15 @@ from openesm3.utils.display import plain, shown
 )
 def test_shown(value: Any, expected: str) -> None:
     assert shown(value) == expected
+
+
+class _Span(NamedTuple):
+    start: int
+    end: int
+
+
+def test_a_subclass_of_list_or_tuple_keeps_its_own_repr() -> None:
+    assert shown(_Span(1, 2)) == "_Span(start=1, end=2)"  # field names kept, not shown as the tuple (1, 2)
 
 
 def test_plain() -> None:
