@@ -540,3 +540,20 @@ def test_cli_names_a_missing_file_of_a_list_file_with_its_line_and_goes_on_with_
     assert f"could not read {tmp_path / 'gone.pdb'}: no such file (listed in {listing}, line 1)" in err, err
     assert f"could not read {tmp_path / 'lost.pdb'}: no such file or directory" in err, err
     assert "no readable protein chains" in err and not (tmp_path / "none").exists()
+
+
+def test_cli_refuses_an_ingested_dataset_given_with_other_inputs(
+    records: list[ProteinRecord], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given with other inputs, an ingested dataset was searched for structure files, named as a directory without
+    any and left out: the tokenizer was calibrated on the other chains alone (exit 1), without the dataset's."""
+    dataset = tmp_path / "held_out"
+    write_dataset(records[:2], dataset)
+    out = tmp_path / "cal"
+    files = [str(TEST_DATA / f) for f in FILES[2:]]
+    args = [*files, str(dataset), "--out", str(out), "--steps", "2", "--threads", "1", "--quiet"]
+    code = main(["calibrate-tokenizer", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{dataset}: an ingested dataset is given alone (its records are the chains), not with other inputs" in err
+    assert not out.exists()

@@ -350,6 +350,16 @@ def test_read_config_refuses_every_int_field_of_the_wrong_type_or_range(
     assert message.endswith(f", got {shown}"), message
 
 
+def test_zero_is_refused_for_a_size_and_kept_where_it_turns_a_feature_off() -> None:
+    for cfg, key in ((ESM3_TINY, "taxonomy_embed_dim"), (STRUCTURE_ENCODER_TINY, "n_heads")):
+        with pytest.raises(ValueError, match=rf"^{type(cfg).__name__}\.{key} must be a positive int, got 0$"):
+            dataclasses.replace(cfg, **{key: 0})
+    off = ((ESM3_TINY, "n_taxonomy_terms"), (STRUCTURE_ENCODER_TINY, "max_relative_position"))
+    for cfg, key in (*off, (STRUCTURE_DECODER_TINY, "position_features")):
+        assert getattr(dataclasses.replace(cfg, **{key: 0}), key) == 0
+    assert dataclasses.replace(STRUCTURE_ENCODER_TINY, max_relative_position=0).n_relative_positions == 2
+
+
 def test_every_int_field_case_is_generated() -> None:
     fields = {(model_type, key) for model_type, key, _, _ in _int_field_cases()}
     assert {("esm3", "taxonomy_embed_dim"), ("function_decoder", "bits_per_token")} <= fields

@@ -87,6 +87,42 @@ def test_annotation_messages_show_numpy_values_plainly() -> None:
     )
 
 
+def test_annotation_messages_show_numpy_arrays_plainly_and_in_their_own_digits() -> None:
+    # A 0-d float32 array (a tensor's .numpy()) was shown as 1.100000023841858, an object array with NumPy reprs.
+    bad_start = [("kringle", np.array(1.1, dtype=np.float32), 3)]
+    with pytest.raises(InputError, match=r"\(label='kringle', start=1\.1, end=3\): start must be an int, got ndarray$"):
+        Protein(sequence="MKT", name="bad", function_annotations=bad_start)
+    bad_item = [np.array([np.str_("kringle"), np.float32(1.1)], dtype=object)]
+    with pytest.raises(InputError, match=r"expected FunctionAnnotation\(label, start, end\), got \['kringle', 1\.1\]$"):
+        Protein(sequence="MKT", name="bad", function_annotations=bad_item)
+
+
+def test_annotation_messages_name_every_position_plainly() -> None:
+    with pytest.raises(InputError) as info:
+        Protein(sequence="MKT", name="bad", function_annotations=[("kringle", 1, np.float64(2.5))])
+    assert str(info.value).endswith("(label='kringle', start=1, end=2.5): end must be an int, got float64")
+    with pytest.raises(InputError) as info:
+        Protein(sequence="MKT", name="bad", function_annotations=[("kringle", np.int64(2), 4)])
+    assert str(info.value) == (
+        "protein 'bad': function_annotations: function annotation 0 (label='kringle', start=2, end=4): range 2..4 "
+        "is not within 1..3 (1-indexed, both ends inclusive, start <= end)"
+    )
+
+
+def test_plddt_and_pae_beyond_float32_are_named_without_a_numpy_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "overflow encountered in cast" was printed before the message
+        with pytest.raises(InputError, match=r"plddt at position 2 is 1e\+39;"):
+            Protein(sequence="MK", plddt=[0.5, 1e39])
+        with pytest.raises(InputError, match=r"pae at position \(1, 2\) is 1e\+39;"):
+            Protein(sequence="MK", pae=[[0.0, 1e39], [0.0, 0.0]])
+
+
+def test_plddt_of_the_wrong_shape_is_refused() -> None:
+    with pytest.raises(InputError, match=r"plddt must be one value per residue, got shape \(1, 2\)$"):
+        Protein(sequence="MK", plddt=[[0.5, 0.5]])
+
+
 def test_values_are_normalised() -> None:
     coords = np.random.default_rng(0).normal(size=(3, 37, 3))
     coords[1, 5] = np.nan

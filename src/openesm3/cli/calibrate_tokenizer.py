@@ -36,8 +36,8 @@ def register(subparsers: Any) -> None:
         nargs="*",
         metavar="INPUT",
         help="structure files or directories of them (PDB/mmCIF, optionally .gz; every chain is used), text files "
-        "listing structure files (one path per line), or one ingested dataset directory; an input that cannot be "
-        "read (a missing or unreadable file, a directory without structure files) is named and left out",
+        "listing structure files (one path per line), or one ingested dataset directory (given alone); an input "
+        "that cannot be read (a missing or unreadable file, a directory without structure files) is named and left out",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="new tokenizer directory (must not exist or be empty)")
     p.add_argument(
@@ -210,6 +210,11 @@ def input_records(
                 labels = sorted(set(dataset.splits)) or ["(none)"]
                 raise InputError(f"{inputs[0]}: no records with split {split!r} (labels: {', '.join(labels)})")
         return [dataset[i] for i in positions], f"{inputs[0]}" + (f" (split {split})" if split else ""), []
+    datasets = [i for i in inputs if (Path(i) / INDEX_FILE).is_file()]
+    if datasets:  # else searched for structure files, found to hold none and left out, the others calibrated alone
+        raise InputError(
+            f"{datasets[0]}: an ingested dataset is given alone (its records are the chains), not with other inputs"
+        )
     if split is not None or calibration_fraction is not None:
         raise InputError(
             "--split and --calibration-fraction select records of an ingested dataset; structure files have no splits"
