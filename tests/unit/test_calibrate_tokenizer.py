@@ -483,7 +483,7 @@ def test_cli_names_a_missing_or_empty_input_file_and_goes_on_with_the_others(
     assert code == 1, err  # some inputs failed, the others were used
     assert f"could not read {bad[0]}: no such file or directory" in err and f"could not read {bad[1]}: " in err
     assert err.count(f"could not read {bad[0]}") == 1, err  # a file is one file however often it is named
-    assert "2 input file(s) could not be read and were left out" in err
+    assert "2 input(s) could not be read and were left out" in err
     assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
     code = main(["calibrate-tokenizer", *bad, "--out", str(tmp_path / "none"), "--quiet"])
     err = capsys.readouterr().err
@@ -509,7 +509,7 @@ def test_cli_names_an_unreadable_list_file_and_an_empty_directory_and_goes_on_wi
     assert code == 1, err  # named, left out, the others used
     assert f"could not read {binary}: not a text file (byte 1 is not UTF-8)" in err, err
     assert f"could not read {empty}: no structure files (.pdb, .cif, .bcif, optionally .gz) in this directory" in err
-    assert "2 input file(s) could not be read and were left out" in err
+    assert "2 input(s) could not be read and were left out" in err
     assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
     code = main(["calibrate-tokenizer", str(binary), str(empty), "--out", str(tmp_path / "none"), "--quiet"])
     err = capsys.readouterr().err
@@ -530,7 +530,7 @@ def test_cli_names_a_missing_file_of_a_list_file_with_its_line_and_goes_on_with_
     err = capsys.readouterr().err
     assert code == 1, err  # as for a missing file given directly: named, left out, the others used
     assert f"could not read {tmp_path / 'missing.pdb'}: no such file (listed in {listing}, line 3)" in err, err
-    assert "1 input file(s) could not be read and were left out" in err
+    assert "1 input(s) could not be read and were left out" in err
     assert len(json.loads((out / "calibration.json").read_text())["chains"]) == 3
     # nothing readable: exit 2, the missing files named, nothing written
     listing.write_text("gone.pdb\n")

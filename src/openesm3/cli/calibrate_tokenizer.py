@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"calibrated tokenizer written to {out} (report: {out / REPORT_FILE}); use it with --weights {out}")
     if unread:  # as tokenize-structure: the others were used, but not every input
-        print(f"openesm3 calibrate-tokenizer: {len(unread)} input file(s) could not be read and were left out (named "
+        print(f"openesm3 calibrate-tokenizer: {len(unread)} input(s) could not be read and were left out (named "
               "above)", file=sys.stderr)  # fmt: skip
         return 1
     return 0
