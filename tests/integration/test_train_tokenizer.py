@@ -423,3 +423,36 @@ def test_negative_threads_is_a_one_line_error(tmp_path: Path, capsys: pytest.Cap
     file = str(TEST_DATA / "1igd.pdb.gz")
     assert main(["calibrate-tokenizer", file, "--threads", "-2", "--out", str(tmp_path / "c")]) == 2
     assert "--threads must be >= 0" in _error_line(capsys)
+
+
+def test_export_only_of_another_checkpoint_does_not_replace_the_runs_export(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--export-only --checkpoint`` of an earlier checkpoint (or of another run) wrote over ``out_dir/export``: the
+    run's final weights were swapped for older ones without a word, and ``calibrate-tokenizer --run`` then took them."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    _train(run, dataset, "max_steps=4")  # checkpoints 2 and 4, export of step 4
+    export = run / "export" / "structure_decoder" / "model.safetensors"
+    final = export.read_bytes()
+    capsys.readouterr()
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "--export-only"]
+    for other in (run / "checkpoints" / "step_000000002", stage1_run):
+        assert main([*args, "--checkpoint", str(other)]) == 2
+        err = _error_line(capsys)
+        assert "holds an export/ and its latest checkpoint is" in err and "move" in err, err
+        assert export.read_bytes() == final
+    # The run's own latest checkpoint is what the export holds: exporting it again is allowed.
+    assert main(args) == 0
+    assert main([*args, "--checkpoint", str(run / "checkpoints" / "step_000000004")]) == 0
+    assert export.read_bytes() == final
+    # Checkpoints deleted to save space: the export is all that is left of the run, and stays.
+    shutil.rmtree(run / "checkpoints")
+    capsys.readouterr()
+    assert main([*args, "--checkpoint", str(stage1_run)]) == 2
+    assert "holds an export/ and it holds no checkpoint" in _error_line(capsys)
+    assert export.read_bytes() == final
+    # Without an export there is nothing to lose: an earlier checkpoint exports as documented.
+    shutil.rmtree(run / "export")
+    assert main([*args, "--checkpoint", str(stage1_run)]) == 0
+    assert export.read_bytes() != final

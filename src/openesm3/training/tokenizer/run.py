@@ -210,9 +210,22 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
 
 def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> tuple[Path, Path, Path]:
     """Export the networks of a training checkpoint (a checkpoint directory, or a run directory for its latest)
-    of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir)."""
+    of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir).
+
+    An existing ``export/`` is replaced only by the networks of ``out_dir``'s own latest checkpoint (what the run
+    wrote there at its end, or would write); another checkpoint (an earlier one, another run's) is refused before any
+    work, so the run's final weights are never silently swapped for older ones."""
     _check_out_dir(config)
     path = resolve_checkpoint(checkpoint)
+    out = Path(config.out_dir)
+    if (out / EXPORT_DIR).exists():
+        latest = latest_checkpoint(out / CHECKPOINT_DIR)
+        if latest is None or latest.resolve() != path.resolve():
+            what = f"its latest checkpoint is {latest}" if latest is not None else "it holds no checkpoint"
+            raise ConfigError(
+                f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ and {what}: exporting {path} there would replace "
+                f"those weights with other ones; move {out / EXPORT_DIR} away first, or give another out_dir"
+            )
     model = _new_model(config)
     load_state_dict_strict(model, load_checkpoint(path).model_state, source=f"{path} (with this run's config)")
     model.eval()
