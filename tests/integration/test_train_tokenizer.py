@@ -456,3 +456,23 @@ def test_export_only_of_another_checkpoint_does_not_replace_the_runs_export(
     shutil.rmtree(run / "export")
     assert main([*args, "--checkpoint", str(stage1_run)]) == 0
     assert export.read_bytes() != final
+
+
+def test_a_resumed_stage2_run_decodes_the_tokens_of_its_own_encoder(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """A resumed stage-2 run encoded its dataset with init_from's latest encoder: once the stage-1 run had trained on,
+    the decoder continued on other tokens than it started on (its checkpoint's encoder, exported beside it, never
+    made them), silently. Resumed, it must end exactly where the uninterrupted run ends."""
+    torch.set_num_threads(1)
+    stage1 = tmp_path / "stage1"
+    shutil.copytree(stage1_run, stage1)
+    stage2 = ["stage=2", f"init_from={stage1}", "max_steps=4"]
+    _train(tmp_path / "whole", dataset, *stage2)
+    _train(tmp_path / "resumed", dataset, *stage2[:2], "max_steps=2")
+    _train(stage1, dataset, "max_steps=6", "optim.lr=0.05")  # stage 1 trains on: its latest encoder moves
+    _train(tmp_path / "resumed", dataset, *stage2)
+    whole = load_file(str(tmp_path / "whole" / "checkpoints" / "step_000000004" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "checkpoints" / "step_000000004" / "model.safetensors"))
+    for key in whole:
+        assert torch.equal(resumed[key], whole[key]), key

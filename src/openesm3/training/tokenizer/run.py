@@ -17,6 +17,7 @@ import torch
 
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import load_state_dict_strict
+from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
@@ -157,6 +158,20 @@ def _check_out_dir(config: TokenizerTrainConfig) -> None:
         raise ConfigError(f"out_dir={config.out_dir}: exists and is not a directory")
 
 
+def _restore_frozen_encoder(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
+    """A stage-2 run that resumes encodes its dataset with its own frozen encoder (the one its checkpoint holds and
+    the loop restores), not with the one ``init_from`` holds now: when ``init_from`` is a run that trained on since
+    (a stage-1 run continued), its latest encoder gives other tokens, and the decoder went on on tokens it had never
+    seen while the export paired it with the old encoder, without a word."""
+    latest = latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) if config.resume else None
+    if latest is None:
+        return
+    try:
+        load_submodule_state(model.encoder, latest, "encoder")
+    except WeightsError:
+        return  # a checkpoint of other networks: the loop refuses it, naming the settings that differ
+
+
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     """Train one stage as ``config`` says and export the networks (see the module docstring)."""
     _check_out_dir(config)
@@ -173,6 +188,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         model = build_model(config).to(info.device)
         dataset = None
         if config.stage == 2 and config.cache_tokens:
+            _restore_frozen_encoder(model, config)
             dataset = tokenized_dataset(
                 model,
                 ProteinDataset(config.data.path),
