@@ -476,3 +476,21 @@ def test_a_resumed_stage2_run_decodes_the_tokens_of_its_own_encoder(
     resumed = load_file(str(tmp_path / "resumed" / "checkpoints" / "step_000000004" / "model.safetensors"))
     for key in whole:
         assert torch.equal(resumed[key], whole[key]), key
+
+
+def test_the_run_record_names_the_training_data_and_the_init_from_checkpoint(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """--record of a training run listed the config file only: nothing said which data it trained on or which of
+    init_from's checkpoints gave its frozen encoder, so the record could not tell two such runs apart."""
+    import json  # noqa: PLC0415
+
+    record = tmp_path / "run.json"
+    args = ["stage=2", f"init_from={stage1_run}", "max_steps=1", "--record", str(record)]
+    _train(tmp_path / "s2", dataset, *args)
+    inputs = json.loads(record.read_text())["inputs"]
+    data = {Path(i["path"]).name: i for i in inputs if i.get("role") == "training data"}
+    assert sorted(data) == ["index.json", *sorted(p.name for p in dataset.glob("shard_*.safetensors"))]
+    assert all(len(i["sha256"]) == 64 for i in data.values())
+    start = [i for i in inputs if i.get("role") == "init_from checkpoint"]
+    assert [Path(i["path"]) for i in start] == [stage1_run / "checkpoints" / "step_000000002" / "model.safetensors"]

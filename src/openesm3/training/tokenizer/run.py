@@ -8,6 +8,7 @@ from is refused, so a new run never replaces weights whose checkpoints were dele
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,9 +20,9 @@ from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import load_state_dict_strict
 from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
+from openesm3.training.checkpointing import MODEL_FILE, latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
-from openesm3.training.data import ProteinDataset, ProteinRecord
+from openesm3.training.data import INDEX_FILE, ProteinDataset, ProteinRecord
 from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
@@ -39,6 +40,7 @@ from openesm3.training.tokenizer.warm_start import (
     warm_start_decoder,
 )
 from openesm3.utils.progress import Progress
+from openesm3.utils.provenance import note_input
 
 EXPORT_DIR = "export"
 BUNDLED_NAME = "bundled"  # init_from value naming the shipped tokenizer (stage 2 from weights)
@@ -99,7 +101,8 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
             f"init_from={config.init_from}: decoder_init=weights needs a trained tokenizer's weights directory "
             "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
         )
-    load_submodule_state(model.encoder, config.init_from, "encoder")
+    start = load_submodule_state(model.encoder, config.init_from, "encoder")
+    note_input(start / MODEL_FILE, "init_from checkpoint")  # which of init_from's checkpoints, for --record
     if config.decoder_init == "stage1":
         warm_start_decoder(model.decoder, config.init_from)
         load_submodule_state(model.code_proj, config.init_from, "code_proj")
@@ -158,6 +161,18 @@ def _check_out_dir(config: TokenizerTrainConfig) -> None:
         raise ConfigError(f"out_dir={config.out_dir}: exists and is not a directory")
 
 
+def _note_dataset(path: str) -> None:
+    """The dataset's index and shards, as inputs of the run's ``--record`` (hashed there): the data it trained on."""
+    index = Path(path) / INDEX_FILE
+    note_input(index, "training data")
+    try:
+        shards = json.loads(index.read_text(encoding="utf-8")).get("shards", [])
+    except (OSError, ValueError, AttributeError):
+        return  # ProteinDataset names the problem
+    for shard in shards if isinstance(shards, list) else []:
+        note_input(Path(path) / str(shard), "training data")
+
+
 def _restore_frozen_encoder(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
     """A stage-2 run that resumes encodes its dataset with its own frozen encoder (the one its checkpoint holds and
     the loop restores), not with the one ``init_from`` holds now: when ``init_from`` is a run that trained on since
@@ -181,6 +196,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
             "overwrite those weights; give another out_dir (or move the export away)"
         )
+    _note_dataset(config.data.path)
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
