@@ -423,3 +423,74 @@ def test_negative_threads_is_a_one_line_error(tmp_path: Path, capsys: pytest.Cap
     file = str(TEST_DATA / "1igd.pdb.gz")
     assert main(["calibrate-tokenizer", file, "--threads", "-2", "--out", str(tmp_path / "c")]) == 2
     assert "--threads must be >= 0" in _error_line(capsys)
+
+
+def test_export_only_of_another_checkpoint_does_not_replace_the_runs_export(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--export-only --checkpoint`` of an earlier checkpoint (or of another run) wrote over ``out_dir/export``: the
+    run's final weights were swapped for older ones without a word, and ``calibrate-tokenizer --run`` then took them."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    _train(run, dataset, "max_steps=4")  # checkpoints 2 and 4, export of step 4
+    export = run / "export" / "structure_decoder" / "model.safetensors"
+    final = export.read_bytes()
+    capsys.readouterr()
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "--export-only"]
+    for other in (run / "checkpoints" / "step_000000002", stage1_run):
+        assert main([*args, "--checkpoint", str(other)]) == 2
+        err = _error_line(capsys)
+        assert "holds an export/ and its latest checkpoint is" in err and "move" in err, err
+        assert export.read_bytes() == final
+    # The run's own latest checkpoint is what the export holds: exporting it again is allowed.
+    assert main(args) == 0
+    assert main([*args, "--checkpoint", str(run / "checkpoints" / "step_000000004")]) == 0
+    assert export.read_bytes() == final
+    # Checkpoints deleted to save space: the export is all that is left of the run, and stays.
+    shutil.rmtree(run / "checkpoints")
+    capsys.readouterr()
+    assert main([*args, "--checkpoint", str(stage1_run)]) == 2
+    assert "holds an export/ and it holds no checkpoint" in _error_line(capsys)
+    assert export.read_bytes() == final
+    # Without an export there is nothing to lose: an earlier checkpoint exports as documented.
+    shutil.rmtree(run / "export")
+    assert main([*args, "--checkpoint", str(stage1_run)]) == 0
+    assert export.read_bytes() != final
+
+
+def test_a_resumed_stage2_run_decodes_the_tokens_of_its_own_encoder(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """A resumed stage-2 run encoded its dataset with init_from's latest encoder: once the stage-1 run had trained on,
+    the decoder continued on other tokens than it started on (its checkpoint's encoder, exported beside it, never
+    made them), silently. Resumed, it must end exactly where the uninterrupted run ends."""
+    torch.set_num_threads(1)
+    stage1 = tmp_path / "stage1"
+    shutil.copytree(stage1_run, stage1)
+    stage2 = ["stage=2", f"init_from={stage1}", "max_steps=4"]
+    _train(tmp_path / "whole", dataset, *stage2)
+    _train(tmp_path / "resumed", dataset, *stage2[:2], "max_steps=2")
+    _train(stage1, dataset, "max_steps=6", "optim.lr=0.05")  # stage 1 trains on: its latest encoder moves
+    _train(tmp_path / "resumed", dataset, *stage2)
+    whole = load_file(str(tmp_path / "whole" / "checkpoints" / "step_000000004" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "checkpoints" / "step_000000004" / "model.safetensors"))
+    for key in whole:
+        assert torch.equal(resumed[key], whole[key]), key
+
+
+def test_the_run_record_names_the_training_data_and_the_init_from_checkpoint(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """--record of a training run listed the config file only: nothing said which data it trained on or which of
+    init_from's checkpoints gave its frozen encoder, so the record could not tell two such runs apart."""
+    import json  # noqa: PLC0415
+
+    record = tmp_path / "run.json"
+    args = ["stage=2", f"init_from={stage1_run}", "max_steps=1", "--record", str(record)]
+    _train(tmp_path / "s2", dataset, *args)
+    inputs = json.loads(record.read_text())["inputs"]
+    data = {Path(i["path"]).name: i for i in inputs if i.get("role") == "training data"}
+    assert sorted(data) == ["index.json", *sorted(p.name for p in dataset.glob("shard_*.safetensors"))]
+    assert all(len(i["sha256"]) == 64 for i in data.values())
+    start = [i for i in inputs if i.get("role") == "init_from checkpoint"]
+    assert [Path(i["path"]) for i in start] == [stage1_run / "checkpoints" / "step_000000002" / "model.safetensors"]

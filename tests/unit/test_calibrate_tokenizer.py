@@ -286,6 +286,43 @@ def test_r_difference_is_zero_for_the_same_predictions_and_positive_for_better_o
     assert 0.0 < better["low"] <= better["difference"] <= better["high"]
 
 
+def test_an_r_of_too_few_chains_is_null_in_the_report_and_has_no_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On 2 chains r is undefined: calibration.json held bare ``NaN`` (not JSON: strict readers such as jq or a
+    browser refuse the file) and the summary printed a gain of '+nan (+0.00 .. +0.00)', an interval of nothing."""
+    gain = r_difference([0.2, 0.4], [0.3, 0.1], [0.5, 0.6], n_boot=50)
+    assert np.isnan(gain["difference"]) and np.isnan(gain["low"]) and np.isnan(gain["high"])
+    files = [str(TEST_DATA / f) for f in FILES[:2]]
+    out = tmp_path / "cal"
+    assert main(["calibrate-tokenizer", *files, "--out", str(out), "--steps", "1", "--threads", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 chains in" in printed and "0.00 .. +0.00" not in printed, printed
+    assert "gain in pLDDT r per protein undefined (r needs 3 or more chains" in printed, printed
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"calibration.json holds {token}, which is not JSON")
+
+    report = json.loads((out / "calibration.json").read_text(), parse_constant=refuse)
+    assert report["before"]["plddt"]["r_per_protein"] is None
+    assert report["cross_fit"]["plddt_r_per_protein_gain"] == {"difference": None, "low": None, "high": None}
+    assert report["before"]["plddt"]["mean_plddt"] > 0  # defined figures stay numbers
+
+
+def test_cli_names_a_chain_too_short_to_calibrate_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """1IR3's 6-residue chain B was dropped at ingestion (min_length 10) without a word, though the docs say chains
+    with fewer than 8 residues with a backbone are named; chains of 8 and 9 residues were lost alike."""
+    files = [str(TEST_DATA / "structures" / "1IR3.pdb.gz"), str(TEST_DATA / FILES[2]), str(TEST_DATA / FILES[0])]
+    out = tmp_path / "cal"
+    args = [*files, "--out", str(out), "--steps", "1", "--threads", "1", "--quiet", "--cross-fit", "0"]
+    assert main(["calibrate-tokenizer", *args]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1IR3_B: fewer than 8 residues with N, CA and C" in err, err
+    report = json.loads((out / "calibration.json").read_text())
+    assert report["skipped"] == [{"name": "1IR3_B", "problem": "fewer than 8 residues with N, CA and C"}]
+    assert sorted(report["chains"]) == ["1IR3_A", "1fxd_A", "1igd_A"]
+
+
 def test_plddt_summary_correlates_residues_and_proteins() -> None:
     rows = [
         {"plddt": np.array([0.9, 0.8, 0.5]), "true": np.array([0.8, 0.7, 1.0]), "scored": np.array([True, True, False]),

@@ -221,7 +221,9 @@ def input_records(
         )
     # a missing input, given or in a list file, is named and left out as an empty or unreadable file is
     # (tokenize-structure does the same); named once however often it was given, as a file given twice is read once
-    report = ingest_structures(inputs, scratch, IngestConfig(), progress=progress, skip_missing=True)
+    # min_length=1: every chain with a C-alpha reaches decode_records, which names those too short to calibrate on
+    # (ingestion's default of 10 left out chains of 1-9 residues without a word, 8 and 9 usable ones included)
+    report = ingest_structures(inputs, scratch, IngestConfig(min_length=1), progress=progress, skip_missing=True)
     unread = [f"{s['source']}: {s['problem']}" for s in report.skipped]
     for problem in unread:
         print(f"  could not read {problem}", file=sys.stderr)

@@ -20,11 +20,13 @@ The heads that are written are then fitted on all the chains.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -436,8 +438,12 @@ def r_difference(
         i = rng.integers(0, len(t), len(t))
         if np.ptp(t[i]) > 0 and np.ptp(u[i]) > 0 and np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
             diffs.append(np.corrcoef(x[i], t[i])[0, 1] - np.corrcoef(y[i], u[i])[0, 1])
-    lo, hi = np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan"))
-    return {"difference": pearson(x, t) - pearson(y, u), "low": float(lo), "high": float(hi)}
+    difference = pearson(x, t) - pearson(y, u)
+    # No interval for an undefined difference (fewer than 3 chains, a constant side): resamples of 2 chains give
+    # r = +-1 and an interval of +0.00 .. +0.00 that would look like a measured "no change".
+    defined = diffs and math.isfinite(difference)
+    lo, hi = np.percentile(diffs, [2.5, 97.5]) if defined else (float("nan"), float("nan"))
+    return {"difference": difference, "low": float(lo), "high": float(hi)}
 
 
 @dataclass
@@ -597,6 +603,18 @@ def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (an undefined r: fewer than 3 chains, a constant side) as None, so the
+    report is JSON that every reader takes (Python's writer would put a bare ``NaN`` there)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_calibrated(
     encoder: StructureEncoder, decoder: StructureDecoder, out_dir: str | os.PathLike[str], report: dict
 ) -> Path:
@@ -610,7 +628,7 @@ def write_calibrated(
     try:
         save_pretrained(encoder, encoder.config, tmp / ENCODER_DIR, model_type="structure_encoder")
         save_pretrained(decoder, decoder.config, tmp / DECODER_DIR, model_type="structure_decoder")
-        atomic_write_json(tmp / REPORT_FILE, report)
+        atomic_write_json(tmp / REPORT_FILE, _json_safe(report))
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -619,6 +637,12 @@ def write_calibrated(
         shutil.rmtree(tmp, ignore_errors=True)
         note_removed(tmp)
     return out
+
+
+def _gain(gain: dict) -> str:
+    if not math.isfinite(gain["difference"]):  # r undefined before or after: nothing was measured
+        return "undefined (r needs 3 or more chains whose figures differ)"
+    return f"{gain['difference']:+.2f} ({gain['low']:+.2f} .. {gain['high']:+.2f})"
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -640,12 +664,7 @@ def summary_lines(report: dict) -> list[str]:
         refitted = report["config"]["heads"]  # a head not refitted has no gain to report
         lines.append(
             f"{'':30s} gain in "
-            + ", in ".join(
-                f"{gains[x][0]} {gains[x][1]['difference']:+.2f} ({gains[x][1]['low']:+.2f} .. "
-                f"{gains[x][1]['high']:+.2f})"
-                for x in HEADS
-                if x in refitted
-            )
+            + ", in ".join(f"{gains[x][0]} {_gain(gains[x][1])}" for x in HEADS if x in refitted)
             + " (95 % bootstrap over chains)"
         )
         worse = [x for x in refitted if gains[x][1]["high"] < 0]

@@ -8,6 +8,7 @@ from is refused, so a new run never replaces weights whose checkpoints were dele
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,10 +18,11 @@ import torch
 
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import load_state_dict_strict
+from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import latest_checkpoint, load_checkpoint
+from openesm3.training.checkpointing import MODEL_FILE, latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
-from openesm3.training.data import ProteinDataset, ProteinRecord
+from openesm3.training.data import INDEX_FILE, ProteinDataset, ProteinRecord
 from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
@@ -38,6 +40,7 @@ from openesm3.training.tokenizer.warm_start import (
     warm_start_decoder,
 )
 from openesm3.utils.progress import Progress
+from openesm3.utils.provenance import note_input
 
 EXPORT_DIR = "export"
 BUNDLED_NAME = "bundled"  # init_from value naming the shipped tokenizer (stage 2 from weights)
@@ -98,7 +101,8 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
             f"init_from={config.init_from}: decoder_init=weights needs a trained tokenizer's weights directory "
             "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
         )
-    load_submodule_state(model.encoder, config.init_from, "encoder")
+    start = load_submodule_state(model.encoder, config.init_from, "encoder")
+    note_input(start / MODEL_FILE, "init_from checkpoint")  # which of init_from's checkpoints, for --record
     if config.decoder_init == "stage1":
         warm_start_decoder(model.decoder, config.init_from)
         load_submodule_state(model.code_proj, config.init_from, "code_proj")
@@ -157,6 +161,32 @@ def _check_out_dir(config: TokenizerTrainConfig) -> None:
         raise ConfigError(f"out_dir={config.out_dir}: exists and is not a directory")
 
 
+def _note_dataset(path: str) -> None:
+    """The dataset's index and shards, as inputs of the run's ``--record`` (hashed there): the data it trained on."""
+    index = Path(path) / INDEX_FILE
+    note_input(index, "training data")
+    try:
+        shards = json.loads(index.read_text(encoding="utf-8")).get("shards", [])
+    except (OSError, ValueError, AttributeError):
+        return  # ProteinDataset names the problem
+    for shard in shards if isinstance(shards, list) else []:
+        note_input(Path(path) / str(shard), "training data")
+
+
+def _restore_frozen_encoder(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
+    """A stage-2 run that resumes encodes its dataset with its own frozen encoder (the one its checkpoint holds and
+    the loop restores), not with the one ``init_from`` holds now: when ``init_from`` is a run that trained on since
+    (a stage-1 run continued), its latest encoder gives other tokens, and the decoder went on on tokens it had never
+    seen while the export paired it with the old encoder, without a word."""
+    latest = latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) if config.resume else None
+    if latest is None:
+        return
+    try:
+        load_submodule_state(model.encoder, latest, "encoder")
+    except WeightsError:
+        return  # a checkpoint of other networks: the loop refuses it, naming the settings that differ
+
+
 def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     """Train one stage as ``config`` says and export the networks (see the module docstring)."""
     _check_out_dir(config)
@@ -166,6 +196,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
             "overwrite those weights; give another out_dir (or move the export away)"
         )
+    _note_dataset(config.data.path)
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
@@ -173,6 +204,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         model = build_model(config).to(info.device)
         dataset = None
         if config.stage == 2 and config.cache_tokens:
+            _restore_frozen_encoder(model, config)
             dataset = tokenized_dataset(
                 model,
                 ProteinDataset(config.data.path),
@@ -210,9 +242,22 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
 
 def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> tuple[Path, Path, Path]:
     """Export the networks of a training checkpoint (a checkpoint directory, or a run directory for its latest)
-    of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir)."""
+    of a run with ``config`` to ``config.out_dir/export``. Returns (checkpoint used, encoder dir, decoder dir).
+
+    An existing ``export/`` is replaced only by the networks of ``out_dir``'s own latest checkpoint (what the run
+    wrote there at its end, or would write); another checkpoint (an earlier one, another run's) is refused before any
+    work, so the run's final weights are never silently swapped for older ones."""
     _check_out_dir(config)
     path = resolve_checkpoint(checkpoint)
+    out = Path(config.out_dir)
+    if (out / EXPORT_DIR).exists():
+        latest = latest_checkpoint(out / CHECKPOINT_DIR)
+        if latest is None or latest.resolve() != path.resolve():
+            what = f"its latest checkpoint is {latest}" if latest is not None else "it holds no checkpoint"
+            raise ConfigError(
+                f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ and {what}: exporting {path} there would replace "
+                f"those weights with other ones; move {out / EXPORT_DIR} away first, or give another out_dir"
+            )
     model = _new_model(config)
     load_state_dict_strict(model, load_checkpoint(path).model_state, source=f"{path} (with this run's config)")
     model.eval()
