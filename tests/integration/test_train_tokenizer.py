@@ -488,7 +488,11 @@ def test_the_run_record_names_the_training_data_and_the_init_from_checkpoint(
     record = tmp_path / "run.json"
     args = ["stage=2", f"init_from={stage1_run}", "max_steps=1", "--record", str(record)]
     _train(tmp_path / "s2", dataset, *args)
-    inputs = json.loads(record.read_text())["inputs"]
+    run = json.loads(record.read_text())
+    inputs = run["inputs"]
+    from openesm3.generation.bundle import resolve_device  # noqa: PLC0415
+
+    assert run["device"] == str(resolve_device("auto"))  # the config's device (auto), resolved; it was null
     data = {Path(i["path"]).name: i for i in inputs if i.get("role") == "training data"}
     assert sorted(data) == ["index.json", *sorted(p.name for p in dataset.glob("shard_*.safetensors"))]
     assert all(len(i["sha256"]) == 64 for i in data.values())

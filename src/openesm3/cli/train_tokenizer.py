@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint, enc, dec = export_checkpoint(config, args.checkpoint or config.out_dir)
         print(f"exported {checkpoint}: encoder to {enc} and decoder to {dec}")
         return 0
+    args.device = config.device  # the config's, for a --record (which resolves auto as for the other commands)
     out = train_tokenizer(config)
     r = out.result
     if r.train_loss is None:  # the last step always logs, so no step ran: the run had already reached max_steps
