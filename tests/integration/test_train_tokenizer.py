@@ -240,6 +240,29 @@ def test_a_run_holds_out_calibration_chains_and_calibrates_on_them(
     assert "held out no chains for calibration" in capsys.readouterr().err
 
 
+def test_the_record_of_a_resumed_stage2_run_names_its_own_checkpoint_not_init_froms_latest(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """A resumed stage-2 run keeps its own checkpoint's frozen encoder, yet its --record named init_from's latest
+    checkpoint (after the stage-1 run trained on, one whose encoder the run never used) and not the checkpoint it
+    went on from."""
+    import json  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    stage1 = tmp_path / "stage1"
+    shutil.copytree(stage1_run, stage1)
+    stage2 = tmp_path / "s2"
+    _train(stage2, dataset, "stage=2", f"init_from={stage1}", "max_steps=2")
+    _train(stage1, dataset, "max_steps=4")  # stage 1 trains on: init_from's latest is now another checkpoint
+    record = tmp_path / "run.json"
+    _train(stage2, dataset, "stage=2", f"init_from={stage1}", "max_steps=4", "--record", str(record))
+    inputs = json.loads(record.read_text())["inputs"]
+    assert [i for i in inputs if i.get("role") == "init_from checkpoint"] == []
+    resumed = [i for i in inputs if i.get("role") == "resumed from checkpoint"]
+    assert [Path(i["path"]) for i in resumed] == [stage2 / "checkpoints" / "step_000000002" / "model.safetensors"]
+    assert len(resumed[0]["sha256"]) == 64
+
+
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     """A finished 2-step stage-1 run (not to be modified by the tests that use it)."""
