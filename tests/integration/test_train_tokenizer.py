@@ -481,6 +481,20 @@ def test_export_only_of_another_checkpoint_does_not_replace_the_runs_export(
     assert export.read_bytes() != final
 
 
+def test_export_only_takes_the_runs_latest_checkpoint_by_a_relative_path_or_a_symlink(
+    tmp_path: Path, dataset: Path, stage1_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latest checkpoint of the run itself may replace its export however it is named: by a path relative to the
+    working directory, or through a symbolic link (a refusal there would be of legitimate use)."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    (tmp_path / "latest").symlink_to(run / "checkpoints" / "step_000000002")
+    monkeypatch.chdir(tmp_path)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", "out_dir=run", *TINY, "--export-only"]
+    for given in ("run/checkpoints/step_000000002", "latest", str(tmp_path / "latest"), "run"):
+        assert main([*args, "--checkpoint", given]) == 0, given
+
+
 def test_a_resumed_stage2_run_decodes_the_tokens_of_its_own_encoder(
     tmp_path: Path, dataset: Path, stage1_run: Path
 ) -> None:
