@@ -263,6 +263,20 @@ def test_the_record_of_a_resumed_stage2_run_names_its_own_checkpoint_not_init_fr
     assert len(resumed[0]["sha256"]) == 64
 
 
+@pytest.mark.parametrize("index", ["{not json", '{"shards": 3}'], ids=["not-json", "shards-a-number"])
+def test_a_broken_dataset_index_is_named_also_with_record(
+    tmp_path: Path, index: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listing the training data for --record reads the dataset's index first: a broken index must still be named
+    as the dataset's problem, not end in a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "index.json").write_text(index, encoding="utf-8")
+    args = ["train-tokenizer", "--threads", "1", f"data.path={data}", f"out_dir={tmp_path / 'run'}", *TINY]
+    assert main(["--record", str(tmp_path / "run.json"), *args, "max_steps=1"]) == 2
+    assert "index.json" in _error_line(capsys)
+
+
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     """A finished 2-step stage-1 run (not to be modified by the tests that use it)."""
