@@ -277,6 +277,24 @@ def test_a_broken_dataset_index_is_named_also_with_record(
     assert "index.json" in _error_line(capsys)
 
 
+def test_the_record_lists_every_shard_of_the_training_data(tmp_path: Path) -> None:
+    """The test dataset has one shard: a listing that stopped after the first shard would pass the run's test."""
+    import json  # noqa: PLC0415
+
+    from openesm3.training.tokenizer.run import _note_dataset  # noqa: PLC0415
+    from openesm3.utils.provenance import Run, running  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    data.mkdir()
+    names = [f"shard_{i:05d}.safetensors" for i in range(3)]
+    for name in names:
+        (data / name).write_bytes(b"shard")
+    (data / "index.json").write_text(json.dumps({"shards": names}), encoding="utf-8")
+    with running(Run("train-tokenizer")) as run:
+        _note_dataset(str(data))
+    assert run.inputs == {data / n: "training data" for n in ["index.json", *names]}
+
+
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     """A finished 2-step stage-1 run (not to be modified by the tests that use it)."""
