@@ -73,18 +73,17 @@ def _new_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
     )
 
 
-def build_model(config: TokenizerTrainConfig, *, resumed: bool = False) -> StructureTokenizerModel:
-    """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``. ``resumed``: the run
-    goes on from a checkpoint of its own, whose encoder it keeps, so ``init_from``'s is not its start (for --record)."""
+def build_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
+    """The model of a run; stage 2 takes its encoder and codebook from ``config.init_from``."""
     model = _new_model(config)
     if config.stage == 2:
-        _load_stage2_start(model, config, note=not resumed)
+        _load_stage2_start(model, config)
     return model
 
 
-def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainConfig, *, note: bool = True) -> None:
+def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
     """Encoder and codebook (and, unless ``decoder_init=random``, the decoder) of a stage-2 run from
-    ``config.init_from``; with ``note``, the checkpoint they came from is an input of the run's --record."""
+    ``config.init_from``."""
     root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else Path(config.init_from)
     if (root / ENCODER_DIR / "config.json").is_file():  # a trained tokenizer in our weight format
         if config.decoder_init == "weights":
@@ -103,7 +102,9 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
             "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
         )
     start = load_submodule_state(model.encoder, config.init_from, "encoder")
-    if note:  # which of init_from's checkpoints, for --record
+    # which of init_from's checkpoints, for --record; not for a run that resumes: it keeps its own checkpoint's
+    # encoder (noted by train_tokenizer), and init_from may hold another one by now
+    if not (config.resume and latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) is not None):
         note_input(start / MODEL_FILE, "init_from checkpoint")
     if config.decoder_init == "stage1":
         warm_start_decoder(model.decoder, config.init_from)
@@ -208,7 +209,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
     try:
         seed_everything(config.seed)
         # On the run's device before the stage-2 dataset is encoded with its frozen encoder (train moves it anyway).
-        model = build_model(config, resumed=resumed is not None).to(info.device)
+        model = build_model(config).to(info.device)
         dataset = None
         if config.stage == 2 and config.cache_tokens:
             _restore_frozen_encoder(model, resumed)
