@@ -240,6 +240,61 @@ def test_a_run_holds_out_calibration_chains_and_calibrates_on_them(
     assert "held out no chains for calibration" in capsys.readouterr().err
 
 
+def test_the_record_of_a_resumed_stage2_run_names_its_own_checkpoint_not_init_froms_latest(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """A resumed stage-2 run keeps its own checkpoint's frozen encoder, yet its --record named init_from's latest
+    checkpoint (after the stage-1 run trained on, one whose encoder the run never used) and not the checkpoint it
+    went on from."""
+    import json  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    stage1 = tmp_path / "stage1"
+    shutil.copytree(stage1_run, stage1)
+    stage2 = tmp_path / "s2"
+    _train(stage2, dataset, "stage=2", f"init_from={stage1}", "max_steps=2")
+    _train(stage1, dataset, "max_steps=4")  # stage 1 trains on: init_from's latest is now another checkpoint
+    record = tmp_path / "run.json"
+    _train(stage2, dataset, "stage=2", f"init_from={stage1}", "max_steps=4", "--record", str(record))
+    inputs = json.loads(record.read_text())["inputs"]
+    assert [i for i in inputs if i.get("role") == "init_from checkpoint"] == []
+    resumed = [i for i in inputs if i.get("role") == "resumed from checkpoint"]
+    assert [Path(i["path"]) for i in resumed] == [stage2 / "checkpoints" / "step_000000002" / "model.safetensors"]
+    assert len(resumed[0]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("index", ["{not json", '{"shards": 3}'], ids=["not-json", "shards-a-number"])
+def test_a_broken_dataset_index_is_named_also_with_record(
+    tmp_path: Path, index: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listing the training data for --record reads the dataset's index first: a broken index must still be named
+    as the dataset's problem, not end in a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "index.json").write_text(index, encoding="utf-8")
+    args = ["train-tokenizer", "--threads", "1", f"data.path={data}", f"out_dir={tmp_path / 'run'}", *TINY]
+    assert main(["--record", str(tmp_path / "run.json"), *args, "max_steps=1"]) == 2
+    assert "index.json" in _error_line(capsys)
+
+
+def test_the_record_lists_every_shard_of_the_training_data(tmp_path: Path) -> None:
+    """The test dataset has one shard: a listing that stopped after the first shard would pass the run's test."""
+    import json  # noqa: PLC0415
+
+    from openesm3.training.tokenizer.run import _note_dataset  # noqa: PLC0415
+    from openesm3.utils.provenance import Run, running  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    data.mkdir()
+    names = [f"shard_{i:05d}.safetensors" for i in range(3)]
+    for name in names:
+        (data / name).write_bytes(b"shard")
+    (data / "index.json").write_text(json.dumps({"shards": names}), encoding="utf-8")
+    with running(Run("train-tokenizer")) as run:
+        _note_dataset(str(data))
+    assert run.inputs == {data / n: "training data" for n in ["index.json", *names]}
+
+
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     """A finished 2-step stage-1 run (not to be modified by the tests that use it)."""
@@ -456,6 +511,20 @@ def test_export_only_of_another_checkpoint_does_not_replace_the_runs_export(
     shutil.rmtree(run / "export")
     assert main([*args, "--checkpoint", str(stage1_run)]) == 0
     assert export.read_bytes() != final
+
+
+def test_export_only_takes_the_runs_latest_checkpoint_by_a_relative_path_or_a_symlink(
+    tmp_path: Path, dataset: Path, stage1_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latest checkpoint of the run itself may replace its export however it is named: by a path relative to the
+    working directory, or through a symbolic link (a refusal there would be of legitimate use)."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    (tmp_path / "latest").symlink_to(run / "checkpoints" / "step_000000002")
+    monkeypatch.chdir(tmp_path)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", "out_dir=run", *TINY, "--export-only"]
+    for given in ("run/checkpoints/step_000000002", "latest", str(tmp_path / "latest"), "run"):
+        assert main([*args, "--checkpoint", given]) == 0, given
 
 
 def test_a_resumed_stage2_run_decodes_the_tokens_of_its_own_encoder(

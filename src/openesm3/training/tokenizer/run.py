@@ -102,7 +102,10 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
             "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
         )
     start = load_submodule_state(model.encoder, config.init_from, "encoder")
-    note_input(start / MODEL_FILE, "init_from checkpoint")  # which of init_from's checkpoints, for --record
+    # which of init_from's checkpoints, for --record; not for a run that resumes: it keeps its own checkpoint's
+    # encoder (noted by train_tokenizer), and init_from may hold another one by now
+    if not (config.resume and latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) is not None):
+        note_input(start / MODEL_FILE, "init_from checkpoint")
     if config.decoder_init == "stage1":
         warm_start_decoder(model.decoder, config.init_from)
         load_submodule_state(model.code_proj, config.init_from, "code_proj")
@@ -173,12 +176,12 @@ def _note_dataset(path: str) -> None:
         note_input(Path(path) / str(shard), "training data")
 
 
-def _restore_frozen_encoder(model: StructureTokenizerModel, config: TokenizerTrainConfig) -> None:
+def _restore_frozen_encoder(model: StructureTokenizerModel, latest: Path | None) -> None:
     """A stage-2 run that resumes encodes its dataset with its own frozen encoder (the one its checkpoint holds and
     the loop restores), not with the one ``init_from`` holds now: when ``init_from`` is a run that trained on since
     (a stage-1 run continued), its latest encoder gives other tokens, and the decoder went on on tokens it had never
-    seen while the export paired it with the old encoder, without a word."""
-    latest = latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) if config.resume else None
+    seen while the export paired it with the old encoder, without a word. ``latest``: the checkpoint the run resumes
+    from (None: a new run)."""
     if latest is None:
         return
     try:
@@ -197,6 +200,11 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             "overwrite those weights; give another out_dir (or move the export away)"
         )
     _note_dataset(config.data.path)
+    # the run's own checkpoint it goes on from (the loop resumes from the same): for a stage-2 run, its frozen encoder
+    # comes from there, not from what init_from holds now (which may have trained on since)
+    resumed = latest_checkpoint(out / CHECKPOINT_DIR) if config.resume else None
+    if resumed is not None:
+        note_input(resumed / MODEL_FILE, "resumed from checkpoint")
     info = D.setup_distributed(config.device)
     try:
         seed_everything(config.seed)
@@ -204,7 +212,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         model = build_model(config).to(info.device)
         dataset = None
         if config.stage == 2 and config.cache_tokens:
-            _restore_frozen_encoder(model, config)
+            _restore_frozen_encoder(model, resumed)
             dataset = tokenized_dataset(
                 model,
                 ProteinDataset(config.data.path),
