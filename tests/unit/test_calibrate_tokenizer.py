@@ -299,6 +299,7 @@ def test_an_r_of_too_few_chains_is_null_in_the_report_and_has_no_interval(
     printed = capsys.readouterr().out
     assert "2 chains in" in printed and "0.00 .. +0.00" not in printed, printed
     assert "gain in pLDDT r per protein undefined (r needs 3 or more chains" in printed, printed
+    assert "nan" not in printed and "undefined per protein" in printed, printed  # the r itself was printed as nan
 
     def refuse(token: str) -> None:
         raise AssertionError(f"calibration.json holds {token}, which is not JSON")

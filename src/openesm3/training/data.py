@@ -235,6 +235,8 @@ class ProteinDataset:
             raise DatasetError(f"{path}: no dataset index (ingest structures first, or check data.path)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{path}: unreadable dataset index ({exc})") from None
+        if not isinstance(index, dict):  # a JSON list or number: no .get, an internal error otherwise
+            raise DatasetError(f"{path}: not an {SHARD_FORMAT} index (a JSON {type(index).__name__}, not an object)")
         if index.get("format") != SHARD_FORMAT or index.get("version") != SHARD_FORMAT_VERSION:
             raise DatasetError(
                 f"{path}: not an {SHARD_FORMAT} v{SHARD_FORMAT_VERSION} index "

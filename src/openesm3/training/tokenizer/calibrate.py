@@ -648,11 +648,14 @@ def _gain(gain: dict) -> str:
 def summary_lines(report: dict) -> list[str]:
     """What a calibration changed, in a few lines for a terminal."""
 
+    def r(value: float) -> str:  # a correlation of fewer than 3 chains (or of equal figures) is undefined, not nan
+        return f"{value:.2f}" if math.isfinite(value) else "undefined"
+
     def line(label: str, fig: dict) -> str:
         p, t = fig["plddt"], fig["ptm"]
         return (
-            f"{label:30s} pLDDT r {p['r_per_residue']:.2f} per residue, {p['r_per_protein']:.2f} per protein; "
-            f"mean pLDDT {p['mean_plddt']:.2f} (true lDDT-CA {p['mean_lddt_ca']:.2f}) | pTM r {t['ptm_vs_tm_r']:.2f}; "
+            f"{label:30s} pLDDT r {r(p['r_per_residue'])} per residue, {r(p['r_per_protein'])} per protein; "
+            f"mean pLDDT {p['mean_plddt']:.2f} (true lDDT-CA {p['mean_lddt_ca']:.2f}) | pTM r {r(t['ptm_vs_tm_r'])}; "
             f"mean pTM {t['mean_ptm']:.2f} (true TM-score {t['mean_tm']:.2f})"
         )
 
