@@ -567,3 +567,37 @@ def test_the_run_record_names_the_training_data_and_the_init_from_checkpoint(
     assert all(len(i["sha256"]) == 64 for i in data.values())
     start = [i for i in inputs if i.get("role") == "init_from checkpoint"]
     assert [Path(i["path"]) for i in start] == [stage1_run / "checkpoints" / "step_000000002" / "model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["resume=false", "max_steps=4"], "holds checkpoints but resume=false: use another out_dir or resume=true"),
+        (["max_steps=1"], "already at step 2, past max_steps=1"),
+    ],
+    ids=["resume-false", "past-max-steps"],
+)
+def test_a_refused_stage2_run_is_refused_before_it_encodes_its_dataset(
+    tmp_path: Path,
+    dataset: Path,
+    stage1_run: Path,
+    extra: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """resume=false over an out_dir holding checkpoints (and a run already past max_steps) were refused by the loop,
+    after stage 2 had built its model and encoded its whole dataset: minutes on real data, for a one-line error."""
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    def encoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset was encoded before the refusal")
+
+    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
+    monkeypatch.setattr(run_module, "build_model", encoded)
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)  # checkpoint at step 2
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY]
+    assert main([*args, "stage=2", f"init_from={stage1_run}", *extra]) == 2
+    assert expected in _error_line(capsys)
+    assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]

@@ -128,6 +128,28 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     return keys
 
 
+def check_resume(cfg: TrainConfig) -> None:
+    """Refuse, from the checkpoint names alone (nothing loaded), a run that :func:`train` would refuse on reaching its
+    ``out_dir``: checkpoints there with ``resume=false``, or a latest checkpoint past ``max_steps``. A caller with
+    expensive work before :func:`train` (stage 2 encodes its whole dataset) calls it first."""
+    ckpt_root = Path(cfg.out_dir) / CHECKPOINT_DIR
+    found = list_checkpoints(ckpt_root)
+    if not found:
+        return
+    if not cfg.resume:
+        raise ConfigError(f"{ckpt_root} holds checkpoints but resume=false: use another out_dir or resume=true")
+    step, latest = found[-1]
+    if step > cfg.max_steps:
+        raise CheckpointError(_past_max_steps(latest, step, cfg))
+
+
+def _past_max_steps(latest: Path, step: int, cfg: TrainConfig) -> str:
+    return (
+        f"{latest}: the run in {cfg.out_dir} is already at step {step}, past max_steps={cfg.max_steps}; "
+        "give max_steps >= that to continue it, or another out_dir for a new run"
+    )
+
+
 @dataclass(frozen=True)
 class TrainResult:
     step: int  # completed optimizer steps
@@ -242,9 +264,8 @@ def train(
     # ---- resume --------------------------------------------------------------------------------------
     start_step, position, last_ckpt = 0, SamplerPosition(), None
     tokens_seen = skipped = 0
+    check_resume(cfg)
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
-    if not cfg.resume and list_checkpoints(ckpt_root):
-        raise ConfigError(f"{ckpt_root} holds checkpoints but resume=false: use another out_dir or resume=true")
     if latest is not None:
         ckpt = load_checkpoint(latest, rank=info.rank)
         if ckpt.trainer_state.get("world_size") != info.world_size:
@@ -255,10 +276,7 @@ def train(
         changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
         changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
         if ckpt.step > cfg.max_steps:
-            raise CheckpointError(
-                f"{latest}: the run in {out_dir} is already at step {ckpt.step}, past max_steps={cfg.max_steps}; "
-                "give max_steps >= that to continue it, or another out_dir for a new run"
-            )
+            raise CheckpointError(_past_max_steps(latest, ckpt.step, cfg))
         try:
             D.load_full_state_dicts(wrapped, optimizer, ckpt.model_state, ckpt.optimizer_state)
         except (RuntimeError, ValueError, KeyError) as exc:  # a model or optimizer of other shapes/parameters

@@ -23,7 +23,7 @@ from openesm3.training import distributed as D
 from openesm3.training.checkpointing import MODEL_FILE, latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
 from openesm3.training.data import INDEX_FILE, ProteinDataset, ProteinRecord
-from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, seed_everything, train
+from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, check_resume, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import (
@@ -199,6 +199,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
             "overwrite those weights; give another out_dir (or move the export away)"
         )
+    check_resume(config)  # what the loop would refuse, refused before the model is built and stage 2 encodes its data
     _note_dataset(config.data.path)
     # the run's own checkpoint it goes on from (the loop resumes from the same): for a stage-2 run, its frozen encoder
     # comes from there, not from what init_from holds now (which may have trained on since)
