@@ -601,3 +601,49 @@ def test_a_refused_stage2_run_is_refused_before_it_encodes_its_dataset(
     assert main([*args, "stage=2", f"init_from={stage1_run}", *extra]) == 2
     assert expected in _error_line(capsys)
     assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]
+
+
+def test_the_record_gives_the_training_data_as_the_run_read_it(
+    tmp_path: Path,
+    dataset: Path,
+    stage1_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--record hashed the training data when the run ended: a dataset edited while the run trained was recorded as
+    the data it trained on. The record gives the files as the run read them at its start, says which changed, and
+    the change is said on stderr; a checkpoint the run removed itself (keep_last) is no such change."""
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    index = data / "index.json"
+    before = hashlib.sha256(index.read_bytes()).hexdigest()
+    real_train = run_module.train
+
+    def train_while_the_data_changes(*args: object, **kwargs: object) -> object:
+        index.write_text(index.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # the user edits the dataset
+        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "train", train_while_the_data_changes)
+    record = tmp_path / "run.json"
+    _train(tmp_path / "run", data, "max_steps=1", "--record", str(record))
+    entry = next(i for i in json.loads(record.read_text())["inputs"] if Path(i["path"]) == index)
+    assert entry["sha256"] == before and entry["at_end"] == "changed"
+    err = capsys.readouterr().err
+    assert f"warning: --record {record}: {index} (training data) changed while the run went on" in err, err
+
+    monkeypatch.setattr(run_module, "train", real_train)
+    run = tmp_path / "resumed"
+    shutil.copytree(stage1_run, run)
+    resumed = run / "checkpoints" / "step_000000002" / "model.safetensors"
+    weights = hashlib.sha256(resumed.read_bytes()).hexdigest()
+    _train(run, data, "max_steps=4", "keep_last=1", "--record", str(record))
+    inputs = json.loads(record.read_text())["inputs"]
+    entry = next(i for i in inputs if i.get("role") == "resumed from checkpoint")
+    assert entry["sha256"] == weights and entry["at_end"] == "removed"  # by the run: keep_last=1
+    assert [i for i in inputs if i.get("role") == "training data" and "at_end" in i] == []
+    assert "--record" not in capsys.readouterr().err
