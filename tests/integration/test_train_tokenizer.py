@@ -647,3 +647,25 @@ def test_the_record_gives_the_training_data_as_the_run_read_it(
     assert entry["sha256"] == weights and entry["at_end"] == "removed"  # by the run: keep_last=1
     assert [i for i in inputs if i.get("role") == "training data" and "at_end" in i] == []
     assert "--record" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("decoder_init", "parts"),
+    [("random", ["structure_encoder"]), ("weights", ["structure_encoder", "structure_decoder"])],
+)
+def test_the_record_of_stage2_from_a_weights_directory_names_the_weights_it_started_from(
+    tmp_path: Path, dataset: Path, stage1_run: Path, decoder_init: str, parts: list[str]
+) -> None:
+    """Stage 2 from a checkpoint listed it as `init_from checkpoint`; from a weights directory (a run's export/) the
+    record's inputs named nothing it started from."""
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    export = stage1_run / "export"
+    record = tmp_path / "run.json"
+    args = ["stage=2", f"init_from={export}", f"decoder_init={decoder_init}", "max_steps=1", "--record", str(record)]
+    _train(tmp_path / "s2", dataset, *args)
+    start = [i for i in json.loads(record.read_text())["inputs"] if i.get("role") == "init_from weights"]
+    files = [export / part / "model.safetensors" for part in parts]
+    assert [Path(i["path"]) for i in start] == files
+    assert [i["sha256"] for i in start] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
