@@ -184,6 +184,19 @@ def test_resuming_with_changed_settings_warns_and_names_them(dataset, tmp_path) 
         _run(dataset, tmp_path, "max_steps=5", "seed=1")  # steps 0..3: the warmup (3) and the cosine's start
 
 
+def test_keeping_more_or_fewer_checkpoints_on_resume_is_no_changed_setting(dataset, tmp_path) -> None:
+    """keep_last only says how many checkpoints stay on disk, yet a run resumed with another one warned of changed
+    settings, as if it computed something else."""
+    import warnings  # noqa: PLC0415
+
+    _run(dataset, tmp_path, "max_steps=8")
+    shutil.rmtree(dict(list_checkpoints(tmp_path / "checkpoints"))[8])  # as if stopped after the step-4 checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, result, _ = _run(dataset, tmp_path, "max_steps=8", "keep_last=1")
+    assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8]
+
+
 def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset, tmp_path) -> None:
     """A finished run (step 8 of max_steps=8, warmup 3) extended to max_steps=16 goes on from the floor of its cosine
     (10 % of the peak) at the new schedule's rate at step 8, after steps 4..7 decayed faster than a 16-step run's:

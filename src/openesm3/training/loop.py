@@ -114,7 +114,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 # Settings that do not change what is computed; changing them on resume is expected.
-_RUN_ONLY_KEYS = frozenset({"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path"})
+_RUN_ONLY_KEYS = frozenset(
+    {"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path", "keep_last"}
+)
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
