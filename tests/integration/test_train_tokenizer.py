@@ -567,3 +567,105 @@ def test_the_run_record_names_the_training_data_and_the_init_from_checkpoint(
     assert all(len(i["sha256"]) == 64 for i in data.values())
     start = [i for i in inputs if i.get("role") == "init_from checkpoint"]
     assert [Path(i["path"]) for i in start] == [stage1_run / "checkpoints" / "step_000000002" / "model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["resume=false", "max_steps=4"], "holds checkpoints but resume=false: use another out_dir or resume=true"),
+        (["max_steps=1"], "already at step 2, past max_steps=1"),
+    ],
+    ids=["resume-false", "past-max-steps"],
+)
+def test_a_refused_stage2_run_is_refused_before_it_encodes_its_dataset(
+    tmp_path: Path,
+    dataset: Path,
+    stage1_run: Path,
+    extra: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """resume=false over an out_dir holding checkpoints (and a run already past max_steps) were refused by the loop,
+    after stage 2 had built its model and encoded its whole dataset: minutes on real data, for a one-line error."""
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    def encoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset was encoded before the refusal")
+
+    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
+    monkeypatch.setattr(run_module, "build_model", encoded)
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)  # checkpoint at step 2
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY]
+    assert main([*args, "stage=2", f"init_from={stage1_run}", *extra]) == 2
+    assert expected in _error_line(capsys)
+    assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]
+
+
+def test_the_record_gives_the_training_data_as_the_run_read_it(
+    tmp_path: Path,
+    dataset: Path,
+    stage1_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--record hashed the training data when the run ended: a dataset edited while the run trained was recorded as
+    the data it trained on. The record gives the files as the run read them at its start, says which changed, and
+    the change is said on stderr; a checkpoint the run removed itself (keep_last) is no such change."""
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    index = data / "index.json"
+    before = hashlib.sha256(index.read_bytes()).hexdigest()
+    real_train = run_module.train
+
+    def train_while_the_data_changes(*args: object, **kwargs: object) -> object:
+        index.write_text(index.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # the user edits the dataset
+        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "train", train_while_the_data_changes)
+    record = tmp_path / "run.json"
+    _train(tmp_path / "run", data, "max_steps=1", "--record", str(record))
+    entry = next(i for i in json.loads(record.read_text())["inputs"] if Path(i["path"]) == index)
+    assert entry["sha256"] == before and entry["at_end"] == "changed"
+    err = capsys.readouterr().err
+    assert f"warning: --record {record}: {index} (training data) changed while the run went on" in err, err
+
+    monkeypatch.setattr(run_module, "train", real_train)
+    run = tmp_path / "resumed"
+    shutil.copytree(stage1_run, run)
+    resumed = run / "checkpoints" / "step_000000002" / "model.safetensors"
+    weights = hashlib.sha256(resumed.read_bytes()).hexdigest()
+    _train(run, data, "max_steps=4", "keep_last=1", "--record", str(record))
+    inputs = json.loads(record.read_text())["inputs"]
+    entry = next(i for i in inputs if i.get("role") == "resumed from checkpoint")
+    assert entry["sha256"] == weights and entry["at_end"] == "removed"  # by the run: keep_last=1
+    assert [i for i in inputs if i.get("role") == "training data" and "at_end" in i] == []
+    assert "--record" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("decoder_init", "parts"),
+    [("random", ["structure_encoder"]), ("weights", ["structure_encoder", "structure_decoder"])],
+)
+def test_the_record_of_stage2_from_a_weights_directory_names_the_weights_it_started_from(
+    tmp_path: Path, dataset: Path, stage1_run: Path, decoder_init: str, parts: list[str]
+) -> None:
+    """Stage 2 from a checkpoint listed it as `init_from checkpoint`; from a weights directory (a run's export/) the
+    record's inputs named nothing it started from."""
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    export = stage1_run / "export"
+    record = tmp_path / "run.json"
+    args = ["stage=2", f"init_from={export}", f"decoder_init={decoder_init}", "max_steps=1", "--record", str(record)]
+    _train(tmp_path / "s2", dataset, *args)
+    start = [i for i in json.loads(record.read_text())["inputs"] if i.get("role") == "init_from weights"]
+    files = [export / part / "model.safetensors" for part in parts]
+    assert [Path(i["path"]) for i in start] == files
+    assert [i["sha256"] for i in start] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]

@@ -179,8 +179,41 @@ def test_the_last_step_is_checkpointed_off_the_checkpoint_interval(dataset, tmp_
 
 def test_resuming_with_changed_settings_warns_and_names_them(dataset, tmp_path) -> None:
     _run(dataset, tmp_path, "max_steps=4")
-    with pytest.warns(UserWarning, match=r"changed settings: max_steps, seed$"):
-        _run(dataset, tmp_path, "max_steps=5", "seed=1")
+    with pytest.warns(UserWarning, match=r"changed settings: max_steps, seed; the learning-rate schedule changes, "
+                      r"but not over the steps already run \(0\.\.3\)"):  # fmt: skip
+        _run(dataset, tmp_path, "max_steps=5", "seed=1")  # steps 0..3: the warmup (3) and the cosine's start
+
+
+def test_keeping_more_or_fewer_checkpoints_on_resume_is_no_changed_setting(dataset, tmp_path) -> None:
+    """keep_last only says how many checkpoints stay on disk, yet a run resumed with another one warned of changed
+    settings, as if it computed something else."""
+    import warnings  # noqa: PLC0415
+
+    _run(dataset, tmp_path, "max_steps=8")
+    shutil.rmtree(dict(list_checkpoints(tmp_path / "checkpoints"))[8])  # as if stopped after the step-4 checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, result, _ = _run(dataset, tmp_path, "max_steps=8", "keep_last=1")
+    assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8]
+
+
+def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset, tmp_path) -> None:
+    """A finished run (step 8 of max_steps=8, warmup 3) extended to max_steps=16 goes on from the floor of its cosine
+    (10 % of the peak) at the new schedule's rate at step 8, after steps 4..7 decayed faster than a 16-step run's:
+    the warning named only max_steps, so nothing said that the learning rates differ from a 16-step run's."""
+    _run(dataset, tmp_path, "max_steps=8")
+    new = WarmupCosineSchedule(peak_lr=1e-2, warmup_steps=3, total_steps=16)
+    assert new(8) > 2e-3  # the old schedule's rate at step 8: its floor, 1e-3
+    with pytest.warns(UserWarning) as caught:
+        _run(dataset, tmp_path, "max_steps=16")
+    message = str(caught[0].message)
+    assert message.endswith(
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
+        f"over steps 3..16): step 8 goes on at lr {new(8):.3g} where the old schedule gave 0.001, after steps 4..7 "
+        "ran at the old schedule's rates, so the run's rates differ from a run started with these settings"
+    ), message
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert rows[8]["lr"] == pytest.approx(new(8))  # what the warning says is what the run does
 
 
 def test_weight_decay_applies_to_matrices_not_to_biases_or_norm_scales() -> None:

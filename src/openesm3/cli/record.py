@@ -11,7 +11,9 @@ runs nothing), FILE is written atomically with:
 - ``weights``: each weight file loaded (``role``, ``path``, ``size``, ``sha256``; the ``config.json`` beside a file of
   our format; ``name`` for the tokenizer bundled with OpenESM3);
 - ``inputs``: each input file named on the command line (``option``, ``path``, ``size``, ``sha256``; a directory
-  is listed without a hash) and each data file read besides (``role``, e.g. a function vocabulary file);
+  is listed without a hash) and each data file read besides (``role``, e.g. a function vocabulary file, training
+  data), hashed as the run reads it, with ``at_end`` (``removed`` or ``changed``) where the file there at the end is
+  not that one (a change the run did not make itself is also warned about on stderr);
 - ``outputs``: each file written and not removed by the run (``path``, ``size``, ``sha256``, taken as the run wrote
   it), in the order first written; ``at_end`` (``removed`` or ``changed``) where something else removed, replaced
   or modified it before the run ended;
@@ -87,6 +89,7 @@ class RunRecorder:
             seed=seed if isinstance(seed, int) else None,
             prehash=prehash,
             hash_outputs=self.path is not None,
+            hash_inputs=self.path is not None,
         )
         self.started = datetime.now(timezone.utc)
         self._clock = time.monotonic()
@@ -171,6 +174,18 @@ class RunRecorder:
             entry["unreadable"] = exc.strerror or str(exc)
         return entry
 
+    def _input_entry(self, path: Path, role: str | None) -> dict[str, Any]:
+        """A data file the run read (``note_input``): its size and SHA-256 as the run first read it, with ``at_end``
+        (``removed`` or ``changed``) when the file there at the end is not that one."""
+        seen = self.run.inputs_seen.get(path)
+        if seen is None or seen.stamp is None or seen.sha256 is None:  # not there or not readable then: as it is now
+            return {"role": role, **self._describe(path)}
+        entry: dict[str, Any] = {"role": role, "path": str(path), "size": seen.stamp[1], "sha256": seen.sha256}
+        now = file_stamp(path)
+        if now != seen.stamp:
+            entry["at_end"] = "removed" if now is None else "changed"
+        return entry
+
     def record(self, exit_code: int | None) -> dict[str, Any]:
         import platform  # noqa: PLC0415
 
@@ -187,7 +202,14 @@ class RunRecorder:
 
             device = str(resolve_device(device))
         weights = [self._weights_entry(file) for file in self.run.weights.values()]
-        extra_inputs = [{"role": role, **self._describe(path)} for path, role in self.run.inputs.items()]
+        extra_inputs = [self._input_entry(path, role) for path, role in self.run.inputs.items()]
+        changed = [e for e in extra_inputs if "at_end" in e and Path(e["path"]) not in self.run.inputs_removed]
+        if changed:
+            first = changed[0]
+            more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+            print(f"openesm3 {args.command}: warning: --record {self.path}: {first['path']} ({first['role']}){more} "
+                  f"{first['at_end']} while the run went on; the record gives the files as the run read them, each "
+                  "with at_end", file=sys.stderr)  # fmt: skip
         outputs = [_output_entry(path, written) for path, written in self.run.outputs.items()]
         return {
             "format": FORMAT,

@@ -114,7 +114,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 # Settings that do not change what is computed; changing them on resume is expected.
-_RUN_ONLY_KEYS = frozenset({"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path"})
+_RUN_ONLY_KEYS = frozenset(
+    {"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path", "keep_last"}
+)
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -126,6 +128,73 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         elif a != b:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+def check_resume(cfg: TrainConfig) -> None:
+    """Refuse, from the checkpoint names alone (nothing loaded), a run that :func:`train` would refuse on reaching its
+    ``out_dir``: checkpoints there with ``resume=false``, or a latest checkpoint past ``max_steps``. A caller with
+    expensive work before :func:`train` (stage 2 encodes its whole dataset) calls it first."""
+    ckpt_root = Path(cfg.out_dir) / CHECKPOINT_DIR
+    found = list_checkpoints(ckpt_root)
+    if not found:
+        return
+    if not cfg.resume:
+        raise ConfigError(f"{ckpt_root} holds checkpoints but resume=false: use another out_dir or resume=true")
+    step, latest = found[-1]
+    if step > cfg.max_steps:
+        raise CheckpointError(_past_max_steps(latest, step, cfg))
+
+
+def _past_max_steps(latest: Path, step: int, cfg: TrainConfig) -> str:
+    return (
+        f"{latest}: the run in {cfg.out_dir} is already at step {step}, past max_steps={cfg.max_steps}; "
+        "give max_steps >= that to continue it, or another out_dir for a new run"
+    )
+
+
+def _schedule(max_steps: int, optim: dict[str, Any]) -> WarmupCosineSchedule:
+    """The learning-rate schedule of a run with ``max_steps`` and the ``optim`` settings (as ``config_to_dict``)."""
+    return WarmupCosineSchedule(
+        peak_lr=optim["lr"],
+        warmup_steps=optim["warmup_steps"],
+        total_steps=max_steps,
+        min_lr_ratio=optim["min_lr_ratio"],
+    )
+
+
+def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule, step: int) -> str:
+    """What resuming at ``step`` with ``schedule`` does to the learning rates of the run whose checkpoint holds
+    ``old_config`` ('' when its schedule is the same). The rate is a pure function of the step: from ``step`` on the
+    run takes the rates of a run started with the new settings, but the steps it already ran took the old ones, so
+    where the two differ before ``step`` (e.g. a larger ``max_steps`` after the warmup: the cosine decay re-stretched
+    over the new length) the run is not the one the new settings would have trained from the start."""
+    old_optim = {**{k: getattr(schedule, f) for k, f in _SCHEDULE_FIELDS.items()}, **(old_config.get("optim") or {})}
+    try:
+        old = _schedule(int(old_config.get("max_steps", schedule.total_steps)), old_optim)
+    except (KeyError, TypeError, ValueError):
+        return ""  # a checkpoint of another layout: the settings named are all there is to say
+    if old == schedule:
+        return ""
+    differs = next((s for s in range(step) if not math.isclose(old(s), schedule(s), rel_tol=1e-9)), None)
+    if differs is None:
+        return (
+            f"; the learning-rate schedule changes, but not over the steps already run (0..{step - 1}): every step "
+            "takes the rate of a run started with these settings"
+        )
+    stretched = ""
+    if old.total_steps != schedule.total_steps and old.warmup_steps == schedule.warmup_steps:
+        stretched = (
+            f" (max_steps re-stretches the cosine decay over steps {schedule.warmup_steps}..{schedule.total_steps})"
+        )
+    return (
+        f"; the learning-rate schedule changes{stretched}: step {step} goes on at lr {schedule(step):.3g} where "
+        f"the old schedule gave {old(step):.3g}, after steps {differs}..{step - 1} ran at the old schedule's rates, "
+        "so the run's rates differ from a run started with these settings"
+    )
+
+
+# The schedule's fields, by their key in the config's optim settings.
+_SCHEDULE_FIELDS = {"lr": "peak_lr", "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio"}
 
 
 @dataclass(frozen=True)
@@ -232,19 +301,13 @@ def train(
     )
     optimizer = build_optimizer(wrapped, cfg)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    schedule = WarmupCosineSchedule(
-        peak_lr=cfg.optim.lr,
-        warmup_steps=cfg.optim.warmup_steps,
-        total_steps=cfg.max_steps,
-        min_lr_ratio=cfg.optim.min_lr_ratio,
-    )
+    schedule = _schedule(cfg.max_steps, config_to_dict(cfg)["optim"])
 
     # ---- resume --------------------------------------------------------------------------------------
     start_step, position, last_ckpt = 0, SamplerPosition(), None
     tokens_seen = skipped = 0
+    check_resume(cfg)
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
-    if not cfg.resume and list_checkpoints(ckpt_root):
-        raise ConfigError(f"{ckpt_root} holds checkpoints but resume=false: use another out_dir or resume=true")
     if latest is not None:
         ckpt = load_checkpoint(latest, rank=info.rank)
         if ckpt.trainer_state.get("world_size") != info.world_size:
@@ -255,10 +318,7 @@ def train(
         changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
         changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
         if ckpt.step > cfg.max_steps:
-            raise CheckpointError(
-                f"{latest}: the run in {out_dir} is already at step {ckpt.step}, past max_steps={cfg.max_steps}; "
-                "give max_steps >= that to continue it, or another out_dir for a new run"
-            )
+            raise CheckpointError(_past_max_steps(latest, ckpt.step, cfg))
         try:
             D.load_full_state_dicts(wrapped, optimizer, ckpt.model_state, ckpt.optimizer_state)
         except (RuntimeError, ValueError, KeyError) as exc:  # a model or optimizer of other shapes/parameters
@@ -275,7 +335,8 @@ def train(
         skipped = int(ckpt.trainer_state.get("skipped_steps", 0))
         last_ckpt = latest
         if info.is_main and changed:
-            warnings.warn(f"resuming from {latest} with changed settings: {', '.join(changed)}", stacklevel=2)
+            note = _schedule_change(ckpt.trainer_state.get("config") or {}, schedule, ckpt.step)
+            warnings.warn(f"resuming from {latest} with changed settings: {', '.join(changed)}{note}", stacklevel=2)
         del ckpt
 
     logger = MetricsLogger(

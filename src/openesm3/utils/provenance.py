@@ -68,6 +68,11 @@ class Run:
     errors: list[str] = field(default_factory=list)  # per-item errors the command reported
     prehash: bool = False  # hash each weight file in the background as soon as it is noted (the run will need it)
     hash_outputs: bool = False  # hash each output file as it is written (the run keeps a record)
+    hash_inputs: bool = False  # hash each input file when it is noted, i.e. as the run reads it (it keeps a record)
+    # Each input file as the run first saw it (``hash_inputs``): the record gives that, not what is there at the end
+    # (a training run reads its data for hours; a file edited meanwhile must not pass for what it trained on).
+    inputs_seen: dict[Path, Written] = field(default_factory=dict)
+    inputs_removed: set[Path] = field(default_factory=set)  # inputs the run removed itself (an old checkpoint)
     # Keyed by path and stamp (inode, size, time): a file written again gets a new inode, also within one tick of
     # a coarse file-system clock, where the same size and time would pass for the file already hashed.
     _hashes: dict[tuple[Path, int, int, int], str] = field(default_factory=dict, repr=False)
@@ -154,9 +159,21 @@ def note_weights(
 
 
 def note_input(path: str | os.PathLike[str], role: str | None = None) -> None:
-    """A data file the open run read besides its named inputs (e.g. a vocabulary file)."""
+    """A data file the open run reads besides its named inputs (e.g. a vocabulary file, training data). When the run
+    keeps a record (``Run(hash_inputs=True)``) its stamp and SHA-256 are taken now, at the first note: the record
+    gives the file as the run read it, and says when it changed before the run ended."""
     if _current is not None:
-        _current.inputs.setdefault(_absolute(path), role)
+        file = _absolute(path)
+        if file in _current.inputs:
+            return
+        _current.inputs[file] = role
+        if _current.hash_inputs:
+            stamp = file_stamp(file)
+            sha256 = None
+            if stamp is not None:
+                with contextlib.suppress(OSError):  # the record says why it cannot be read
+                    sha256 = _current.sha256(file)
+            _current.inputs_seen[file] = Written(stamp, sha256)
 
 
 def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
@@ -201,6 +218,7 @@ def note_removed(path: str | os.PathLike[str]) -> None:
     if _current is not None:
         top = _absolute(path)
         _current.outputs = {p: w for p, w in _current.outputs.items() if not _under(p, top)}
+        _current.inputs_removed.update(p for p in _current.inputs if _under(p, top))
 
 
 def note_error(message: str) -> None:

@@ -17,16 +17,17 @@ import numpy as np
 import torch
 
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
-from openesm3.checkpoints.format import load_state_dict_strict
+from openesm3.checkpoints.format import WEIGHTS_FILE, load_state_dict_strict
 from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import MODEL_FILE, latest_checkpoint, load_checkpoint
 from openesm3.training.config import ConfigError
 from openesm3.training.data import INDEX_FILE, ProteinDataset, ProteinRecord
-from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, seed_everything, train
+from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, check_resume, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import (
+    DECODER_DIR,
     ENCODER_DIR,
     export_networks,
     load_submodule_state,
@@ -85,16 +86,23 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
     """Encoder and codebook (and, unless ``decoder_init=random``, the decoder) of a stage-2 run from
     ``config.init_from``."""
     root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else Path(config.init_from)
+    # which files init_from gave, for --record; not for a run that resumes: its own checkpoint restores every network
+    # (noted by train_tokenizer), and init_from may hold others by now
+    fresh = not (config.resume and latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) is not None)
     if (root / ENCODER_DIR / "config.json").is_file():  # a trained tokenizer in our weight format
         if config.decoder_init == "weights":
             load_exported_tokenizer(model, root)
+            parts = [ENCODER_DIR, DECODER_DIR]
         elif config.decoder_init == "random":
             load_exported_encoder(model, root)
+            parts = [ENCODER_DIR]
         else:
             raise ConfigError(
                 f"init_from={config.init_from}: a weights directory, which decoder_init={config.decoder_init} cannot "
                 "start from (it needs a training run or checkpoint); use decoder_init=weights or random"
             )
+        for part in parts if fresh else []:
+            note_input(root / part / WEIGHTS_FILE, "init_from weights")
         return
     if config.decoder_init == "weights":
         raise ConfigError(
@@ -102,9 +110,7 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
             "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
         )
     start = load_submodule_state(model.encoder, config.init_from, "encoder")
-    # which of init_from's checkpoints, for --record; not for a run that resumes: it keeps its own checkpoint's
-    # encoder (noted by train_tokenizer), and init_from may hold another one by now
-    if not (config.resume and latest_checkpoint(Path(config.out_dir) / CHECKPOINT_DIR) is not None):
+    if fresh:  # which of init_from's checkpoints
         note_input(start / MODEL_FILE, "init_from checkpoint")
     if config.decoder_init == "stage1":
         warm_start_decoder(model.decoder, config.init_from)
@@ -199,6 +205,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
             "overwrite those weights; give another out_dir (or move the export away)"
         )
+    check_resume(config)  # what the loop would refuse, refused before the model is built and stage 2 encodes its data
     _note_dataset(config.data.path)
     # the run's own checkpoint it goes on from (the loop resumes from the same): for a stage-2 run, its frozen encoder
     # comes from there, not from what init_from holds now (which may have trained on since)
