@@ -177,6 +177,12 @@ class FunctionDecoderConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "d_model", "n_heads", "n_layers", "n_keywords", "n_interpro", "depth", "bits_per_token")
+        most = C.FUNCTION_MAX_BITS_PER_TOKEN  # unpack_lsh_bits shifts an int64 token by up to bits - 1
+        if self.bits_per_token > most:
+            raise ValueError(
+                f"FunctionDecoderConfig.bits_per_token must be <= {most} (an <lsh:k> function token holds k < "
+                f"{C.FUNCTION_VOCAB_SIZE - C.FUNCTION_LSH_OFFSET}, {most} bits), got {self.bits_per_token!r}"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 

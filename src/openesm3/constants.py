@@ -92,6 +92,8 @@ FUNCTION_LSH_OFFSET = 4  # token id = 4 + k for <lsh:k>, k in 0..255
 FUNCTION_DEPTH = 8
 FUNCTION_BITS_PER_TOKEN = 8
 FUNCTION_VOCAB_SIZE = 260
+# bits an <lsh:k> token holds: k < 260 - 4 = 256, so 8; more bits would only unpack zeros (and 64+ shift past int64)
+FUNCTION_MAX_BITS_PER_TOKEN = (FUNCTION_VOCAB_SIZE - FUNCTION_LSH_OFFSET - 1).bit_length()
 FUNCTION_SPECIAL_IDS: frozenset[int] = frozenset({0, 1, 2})
 N_KEYWORDS = 58641  # keyword_vocabulary_safety_filtered_58641.txt
 N_INTERPRO = 29026  # entry_list_safety_29026.list

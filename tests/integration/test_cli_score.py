@@ -194,6 +194,31 @@ def test_variants_in_a_structure_files_own_numbering(bundle: Path, tmp_path: Pat
     assert scores["D56FG"] == scores["A56AG"] == ""
 
 
+def test_chains_whose_ids_hold_a_slash_or_colon_are_named_by_variant_chain(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # mmCIF chain ids may hold '/' or ':'; a mutation cannot name them ('/' ends the chain, ':' joins mutations). The
+    # refusal of a mutation naming no chain suggested 'A/1/K3G', itself refused as a malformed mutation.
+    import dataclasses  # noqa: PLC0415
+
+    from openesm3.structure import load_structure  # noqa: PLC0415
+    from openesm3.structure.complex import ProteinComplex  # noqa: PLC0415
+    from openesm3.structure.io import write_structure  # noqa: PLC0415
+
+    zipper = load_structure(ZIPPER)
+    odd = tmp_path / "odd.cif"
+    chains = tuple(dataclasses.replace(c, chain_id=n) for c, n in zip(zipper.chains, ("A/1", "B:2"), strict=True))
+    write_structure(ProteinComplex(chains, "odd"), odd)
+    common = [str(odd), "--weights", str(bundle), "--quiet", "--numbering", "author"]
+    assert main(["score", *common, "--mutations", "K3G"]) == 2
+    assert f"{odd} has chains A/1, B:2 and variant 'K3G' names none: give --variant-chain" in capsys.readouterr().err
+    assert main(["score", *common, "--mutations", "A/1/K3G", "-o", str(tmp_path / "bad.csv")]) == 2  # none scored
+    assert "mutation 'A/1/K3G': more than one '/'; a chain id holding '/' or ':'" in capsys.readouterr().err
+    out = tmp_path / "b.csv"
+    assert main(["score", *common, "--variant-chain", "B:2", "--mutations", "K3G", "M2A:K3G", "-o", str(out)]) == 0
+    assert all(value != "" for value in _scores(out, ",").values())
+
+
 def test_variants_of_a_complex_name_their_chain(bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     common = [str(ZIPPER), "--weights", str(bundle), "--quiet", "--numbering", "author"]
     out, plain = tmp_path / "a.csv", tmp_path / "p.csv"

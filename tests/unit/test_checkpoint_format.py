@@ -319,6 +319,9 @@ _REQUIRED = {"esm3": {"d_model": 64, "n_heads": 4, "n_layers": 2, "v_heads": 4}}
         ("esm3", "n_taxonomy_terms", "NaN", "nan"),
         ("esm3", "taxonomy_embed_dim", "-1", "-1"),
         ("function_decoder", "bits_per_token", "0", "0"),
+        # an <lsh:k> token holds 8 bits (k < 256): 64 shifted past int64 in unpack_lsh_bits, 9..63 unpacked zeros
+        ("function_decoder", "bits_per_token", "64", "64"),
+        ("function_decoder", "bits_per_token", "9", "9"),
     ],
 )
 def test_read_config_refuses_non_finite_and_ill_typed_numbers_naming_file_and_key(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
+from openesm3 import constants as C
 from openesm3.config import FUNCTION_DECODER_TINY
 from openesm3.layers.block import set_block_dropout
 from openesm3.models.function_decoder import FunctionDecoder, unpack_lsh_bits
@@ -31,6 +33,19 @@ def test_unpack_lsh_bits_by_hand() -> None:
             j = b * 8 + d
             assert index[j] == 2 * j + ((k >> b) & 1), (d, b)
     assert index.shape == (64,)
+
+
+def test_more_bits_per_token_than_a_token_holds_are_refused() -> None:
+    """An <lsh:k> token holds 8 bits (k < 256); bits_per_token had no upper bound, and 64 shifted past int64 in
+    unpack_lsh_bits (garbage embedding indices, silently). The config and the function both refuse it."""
+    assert C.FUNCTION_MAX_BITS_PER_TOKEN == 8 == C.FUNCTION_BITS_PER_TOKEN
+    for bits in (9, 64):
+        with pytest.raises(ValueError, match=rf"^FunctionDecoderConfig\.bits_per_token must be <= 8 .*, got {bits}$"):
+            dataclasses.replace(FUNCTION_DECODER_TINY, bits_per_token=bits)
+        with pytest.raises(ValueError, match=f"bits_per_token must be 1 to 8, got {bits}"):
+            unpack_lsh_bits(torch.full((1, 8), 100), bits)
+    assert dataclasses.replace(FUNCTION_DECODER_TINY, bits_per_token=4).n_bits == 32  # fewer bits stay allowed
+    assert unpack_lsh_bits(torch.full((1, 8), 4 + 0b1010), 4).shape == (1, 32)
 
 
 @pytest.mark.parametrize("special", [0, 1, 2, 3])

@@ -505,6 +505,32 @@ def test_author_numbering_reads_chain_ids_of_several_characters_and_keeps_their_
         resolve_variant(parse_variant("b/G1A"), protein.sequence, numbering=numbering)
 
 
+def test_a_chain_id_holding_a_slash_or_colon_is_refused_in_a_mutation_and_can_be_the_default() -> None:
+    """mmCIF chain ids may hold '/' or ':', which the mutation syntax uses ('L/H52G', 'A42G:L50P'): naming such a
+    chain was refused as a malformed mutation ("expected wild-type letter, position, mutant letter"), and the error
+    for a mutation naming no chain suggested writing 'A/1/K2G', which is refused too. No spelling resolves to another
+    chain: the refusals now say what to do (make it the default chain), which works."""
+    protein = Protein(sequence="MKT|GGS|AYI", residue_index=np.array([1, 2, 3, -1, 1, 2, 3, -1, 1, 2, 3]),
+                      chain_ids=("A/1", "B:2", "A"))  # fmt: skip
+    numbering = AuthorNumbering.from_protein(protein, source="odd.cif")
+    for text in ("A/1/K2G", "G1A:A/1/K2G"):
+        with pytest.raises(InputError, match=r"more than one '/'; a chain id holding '/' or ':' cannot be written"):
+            parse_variant(text)
+    with pytest.raises(InputError, match=r"if 'B:2' is a chain id, a chain id holding '/' or ':' cannot be written"):
+        parse_variant("B:2/G1A")
+    with pytest.raises(
+        InputError, match=r"odd\.cif has chains A/1, B:2, A: name the chain \(A/K2G\) or give a default"
+    ):
+        resolve_variant(parse_variant("K2G"), protein.sequence, numbering=numbering)
+    only_odd = Protein(sequence="MKT|GGS", residue_index=np.array([1, 2, 3, -1, 1, 2, 3]), chain_ids=("A/1", "B:2"))
+    with pytest.raises(InputError, match=r"has chains A/1, B:2: give a default chain \(--variant-chain\)$"):
+        resolve_variant(parse_variant("K2G"), only_odd.sequence, numbering=AuthorNumbering.from_protein(only_odd))
+    assert [m.index for m in resolve_variant(parse_variant("A/Y2G"), protein.sequence, numbering=numbering)] == [9]
+    for chain, text, index in (("A/1", "K2G", 1), ("B:2", "S3A", 6)):
+        default = AuthorNumbering.from_protein(protein, source="odd.cif", chain=chain)
+        assert [m.index for m in resolve_variant(parse_variant(text), protein.sequence, numbering=default)] == [index]
+
+
 def test_author_numbering_matches_insertion_codes_whatever_their_case() -> None:
     # A file's lowercase insertion code and the user's uppercase one (or the reverse) name the same residue.
     protein = Protein(

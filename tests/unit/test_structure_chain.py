@@ -255,8 +255,11 @@ def test_protein_complex_views() -> None:
     assert swapped.chain_ids == ("B", "A") and swapped.sequence_with_breaks().startswith(b.sequence + "|")
     with pytest.raises(InputError, match="no chain 'Z'; chains: A, B"):
         complex_["Z"]
-    # An id given twice is kept once (as load_structure(chains=...) does); one id may be a string; none is an error.
-    assert complex_.select(["B", "A", "B"]).chain_ids == ("B", "A") and complex_.select("B").chain_ids == ("B",)
+    # An id given twice is refused (as load_structure(chains=...) refuses it: it was kept once, silently); one id may
+    # be a string; none is an error.
+    with pytest.raises(InputError, match="chain 'B' given more than once"):
+        complex_.select(["B", "A", "B"])
+    assert complex_.select("B").chain_ids == ("B",)
     with pytest.raises(InputError, match="no chain selected; chains: A, B"):
         complex_.select([])
     with pytest.raises(ValueError, match="distinct"):

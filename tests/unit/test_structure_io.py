@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from openesm3.errors import StructureFileError
+from openesm3.protein import Protein
 from openesm3.structure import load_chain, load_structure, sniff_format, structure_name
 from openesm3.structure import residue_constants as RC
 from openesm3.structure.pdb_reader import parse_pdb
@@ -142,6 +143,18 @@ def test_chain_selection_order_and_default_chain() -> None:
     assert load_chain(path).chain_id == "A"  # first protein chain in file order
     chain_b = load_chain(path, "B")
     np.testing.assert_array_equal(chain_b.atom37_mask, full["B"].atom37_mask)
+
+
+def test_a_chain_given_twice_is_refused() -> None:
+    """``chains=["A", "A"]`` silently read chain A once, whether a homodimer or a typo for another chain was meant (the
+    CLI refused it, the Python API did not); it is refused, naming the file and the chain."""
+    path = STRUCTURES / "1AM7.pdb.gz"
+    with pytest.raises(StructureFileError, match=r"1AM7\.pdb\.gz: chain 'A' given more than once"):
+        load_structure(path, chains=["A", "A"])
+    with pytest.raises(StructureFileError, match="chain 'C' given more than once"):
+        load_structure(path, chains=("C", "B", "C"))
+    with pytest.raises(StructureFileError, match="chain 'A' given more than once"):
+        Protein.from_structure(path, chains=["A", "A"])
 
 
 def test_alternate_location_with_highest_occupancy_wins() -> None:

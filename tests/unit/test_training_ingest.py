@@ -20,6 +20,7 @@ from openesm3.errors import InputError, StructureFileError
 from openesm3.training.config import IngestConfig
 from openesm3.training.data import ProteinDataset
 from openesm3.training.ingest import find_structure_files, ingest_structures
+from openesm3.training.splits import valid_by_cluster
 
 
 @dataclass
@@ -240,3 +241,26 @@ def test_a_missing_file_named_twice_is_named_once_as_first_mentioned(structures)
     assert missing == [
         {"source": str(structures / "missing.pdb"), "problem": f"no such file (listed in {listing}, line 1)"}
     ]
+
+
+def test_identical_unlabelled_chains_share_a_cluster_so_the_split_cannot_separate_them(structures, tmp_path) -> None:
+    """Without a manifest every record was its own cluster, so two copies of a structure (or the same chain in two
+    files) could land on both sides of a cluster split; records without a label now share a cluster when their
+    sequences are identical, named after the first of them, and the report counts them."""
+    (structures / "5eee.pdb").write_text((structures / "1aaa.pdb").read_text())  # a copy of 1aaa
+    report = ingest_structures(structures, tmp_path / "ds", IngestConfig(unique_chains=False), progress=False)
+    ds = ProteinDataset(tmp_path / "ds")
+    names = [e["name"] for e in ds.entries]
+    assert names == ["1aaa_A", "1aaa_B", "1aaa_C", "5eee_A", "5eee_B", "5eee_C", "2bbb_A"]
+    assert ds.clusters == ["1aaa_A", "1aaa_A", "1aaa_C", "1aaa_A", "1aaa_A", "1aaa_C", "2bbb_A"]
+    assert report.grouped == 6  # 1aaa_A/B and 5eee_A/B; 1aaa_C and 5eee_C
+    assert ds.subset([5, 4, 6]).clusters == ["1aaa_C", "1aaa_A", "2bbb_A"]  # a subset names them as the whole does
+    for seed in range(20):  # whichever clusters a seed draws, a chain and its copies are on one side
+        valid = dict(zip(names, valid_by_cluster(ds.clusters, 0.5, seed), strict=True))
+        assert valid["1aaa_A"] == valid["1aaa_B"] == valid["5eee_A"] == valid["5eee_B"]
+        assert valid["1aaa_C"] == valid["5eee_C"]
+    # labelled records keep their labels; a file the manifest does not list is grouped with its own kind only
+    cfg = IngestConfig(manifest=str(structures / "manifest.tsv"))
+    report = ingest_structures(structures, tmp_path / "m", cfg, progress=False)
+    assert ProteinDataset(tmp_path / "m").clusters == ["clu1", "clu1", "5eee_A", "5eee_C", "clu2"]
+    assert report.grouped == 0

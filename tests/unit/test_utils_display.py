@@ -51,3 +51,18 @@ def test_plain() -> None:
     assert type(plain(np.str_("A"))) is str and plain(np.bool_(False)) is False
     values = [1, "A"]
     assert plain(values) is values
+
+
+def test_a_list_inside_itself_is_shown_as_repr_shows_it() -> None:
+    """A list that contains itself recursed until RecursionError; it is ``[...]`` there, as ``repr`` writes it."""
+    loop: list[Any] = [np.float32(1.1)]
+    loop.append(loop)
+    plain_loop: list[Any] = [1.1]
+    plain_loop.append(plain_loop)
+    assert shown(loop) == "[1.1, [...]]" == repr(plain_loop)
+    inner: list[Any] = [np.str_("a")]
+    pair = (inner, 2)
+    inner.append(pair)  # a tuple holding a list that holds the tuple
+    assert shown(pair) == "(['a', (...)], 2)" and repr(pair).replace("np.str_('a')", "'a'") == shown(pair)
+    twice = [1, 2]
+    assert shown([twice, twice]) == "[[1, 2], [1, 2]]"  # the same list twice side by side is no loop

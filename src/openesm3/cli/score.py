@@ -208,7 +208,7 @@ def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
     complex when a mutation names no chain and --variant-chain gives none."""
     from openesm3 import protein_io
     from openesm3.errors import InputError
-    from openesm3.generation.variants import AuthorNumbering, parse_variant
+    from openesm3.generation.variants import AuthorNumbering, nameable_chain, parse_variant
 
     item, protein = valid
     kind = protein_io.file_kind(item.source)
@@ -227,10 +227,11 @@ def _numbering(args: argparse.Namespace, valid: Any, texts: list[str]) -> Any:
             except InputError:
                 continue  # reported with the variant
             if unnamed:
-                first = next(iter(numbering.chains))
+                nameable = [c for c in numbering.chains if nameable_chain(c)]
+                write = f"write the chain before a '/' ({nameable[0]}/{unnamed[0]}), or " if nameable else ""
                 raise InputError(
-                    f"{item.source} has chains {', '.join(numbering.chains)} and variant {text!r} names none: write "
-                    f"the chain before a '/' ({first}/{unnamed[0]}), or give --variant-chain for mutations naming none"
+                    f"{item.source} has chains {', '.join(numbering.chains)} and variant {text!r} names none: "
+                    f"{write}give --variant-chain for mutations naming none"
                 )
     return numbering
 

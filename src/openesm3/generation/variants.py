@@ -12,7 +12,8 @@ file's own residue numbers, gaps, negative numbers and insertion codes included.
 ``[CHAIN/]WT NUMBER [INSERTION CODE] MUTANT``: ``H52G``, ``H52AG`` (residue 52A; the last letter is always the
 mutant and a letter between the number and it is the insertion code), ``L/H52G`` (chain L of a complex; ``/``
 because ``:`` joins the mutations of a multi-mutant). A mutation without a chain refers to the protein's only chain,
-or to the default chain given to :meth:`AuthorNumbering.from_protein`.
+or to the default chain given to :meth:`AuthorNumbering.from_protein`. A chain id holding ``/`` or ``:`` (possible in
+mmCIF) cannot be written in a mutation: such a mutation is refused saying so, and the chain can only be the default.
 """
 
 from __future__ import annotations
@@ -89,9 +90,24 @@ class Variant:
         return self.text
 
 
+def nameable_chain(chain: str) -> bool:
+    """Whether a mutation can name ``chain`` (``L/H52G``): not when the id holds ``/`` (the chain ends at the first
+    one) or ``:`` (which joins the mutations of a multi-mutant)."""
+    return CHAIN_SEPARATOR not in chain and VARIANT_SEPARATOR not in chain
+
+
+_UNNAMEABLE = (
+    "a chain id holding '/' or ':' cannot be written in a mutation ('/' ends the chain id, ':' joins the mutations "
+    "of a multi-mutant): make that chain the default (--variant-chain ID, or AuthorNumbering.from_protein(chain=ID)) "
+    "and write its mutations without a chain"
+)
+
+
 def parse_mutation(text: str) -> Mutation:
     match = _MUTATION.match(text.strip())
     if match is None:
+        if text.count(CHAIN_SEPARATOR) > 1:  # 'A/1/K2A': a chain id 'A/1' (mmCIF), not a wrong letter or number
+            raise InputError(f"mutation {text!r}: more than one '/'; {_UNNAMEABLE}")
         if _STOP.match(text.strip()):  # nonsense variants are common in scans: say why they are refused
             raise InputError(
                 f"mutation {text!r}: a stop codon ('*') has no amino-acid token; only substitutions are scored"
@@ -106,11 +122,18 @@ def parse_variant(text: str) -> Variant:
     stripped = text.strip()
     if stripped.lower() in WILD_TYPE_NAMES:
         return Variant(stripped, ())
-    try:
-        mutations = tuple(parse_mutation(part) for part in stripped.split(VARIANT_SEPARATOR))
-    except InputError as exc:
-        raise InputError(f"variant {stripped!r}: {exc}") from None
-    return Variant(stripped, mutations)
+    parts = stripped.split(VARIANT_SEPARATOR)
+    mutations = []
+    for number, part in enumerate(parts):
+        try:
+            mutations.append(parse_mutation(part))
+        except InputError as exc:
+            following = parts[number + 1] if number + 1 < len(parts) else ""
+            if CHAIN_SEPARATOR in following:  # 'A:1/K2A': a chain id 'A:1' split at its ':' into 'A' and '1/K2A'
+                chain = part.strip() + VARIANT_SEPARATOR + following.split(CHAIN_SEPARATOR)[0].strip()
+                raise InputError(f"variant {stripped!r}: {exc}; if {chain!r} is a chain id, {_UNNAMEABLE}") from None
+            raise InputError(f"variant {stripped!r}: {exc}") from None
+    return Variant(stripped, tuple(mutations))
 
 
 @dataclass(frozen=True)
@@ -262,10 +285,11 @@ class AuthorNumbering:
         """0-based index in the sequence string of the residue ``mutation`` names; ``where`` prefixes errors."""
         chain = mutation.chain if mutation.chain is not None else self.default_chain
         if chain is None:
-            example = f"{next(iter(self.chains))}{CHAIN_SEPARATOR}{mutation}"
+            nameable = [c for c in self.chains if nameable_chain(c)]
+            example = f"name the chain ({nameable[0]}{CHAIN_SEPARATOR}{mutation}) or " if nameable else ""
             raise InputError(
-                f"{where}: {self.source} has chains {', '.join(self.chains)}: name the chain ({example}) "
-                "or give a default chain (--variant-chain)"
+                f"{where}: {self.source} has chains {', '.join(self.chains)}: {example}give a default chain "
+                "(--variant-chain)"
             )
         if chain not in self.chains:
             raise InputError(f"{where}: {self.source} has no chain {chain!r} (chains: {', '.join(self.chains)})")

@@ -39,8 +39,10 @@ def unpack_lsh_bits(tokens: Tensor, bits_per_token: int = C.FUNCTION_BITS_PER_TO
     """Embedding indices [..., depth * bits] of function tokens [..., depth] (spec §8).
 
     ``bit[b * depth + d] = ((tok_d - 4) >> b) & 1`` (bit-major), index ``2 j + bit_j``. A row containing any
-    special token (< 4: pad, motif, unk, none) maps to all zeros.
+    special token (< 4: pad, motif, unk, none) maps to all zeros. ``bits_per_token`` is 1 to 8 (a token holds 8 bits).
     """
+    if not 1 <= bits_per_token <= C.FUNCTION_MAX_BITS_PER_TOKEN:  # 64+ would shift past int64: garbage, silently
+        raise ValueError(f"bits_per_token must be 1 to {C.FUNCTION_MAX_BITS_PER_TOKEN}, got {bits_per_token}")
     depth = tokens.shape[-1]
     lsh = (tokens.long() - C.FUNCTION_LSH_OFFSET).clamp_min(0)  # [..., depth]
     shifts = torch.arange(bits_per_token, device=tokens.device)

@@ -202,7 +202,14 @@ def assemble(
     ins_code = rec.ins_code[aa_first]
 
     available: list[str] = list(dict.fromkeys(chain_id[keep].tolist()))
-    wanted = available if chains is None else list(dict.fromkeys(chains))
+    wanted = available if chains is None else list(chains)
+    repeated = [c for c in dict.fromkeys(wanted) if wanted.count(c) > 1]
+    if repeated:  # a chain is read once: chains=["A", "A"] gave one chain A, whatever was meant (a homodimer, a typo)
+        raise StructureFileError(
+            source,
+            f"chain {', '.join(map(repr, repeated))} given more than once; a chain is read once: give each chain id "
+            "once, in the order wanted",
+        )
     if not wanted:
         raise StructureFileError(source, f"no chain ids given; protein chains: {', '.join(map(repr, available))}")
     missing = [c for c in wanted if c not in available]

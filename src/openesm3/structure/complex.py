@@ -78,11 +78,18 @@ class ProteinComplex:
         raise InputError(f"{self.name or 'structure'}: no chain {chain_id!r}; chains: {', '.join(self.chain_ids)}")
 
     def select(self, chain_ids: Iterable[str]) -> ProteinComplex:
-        """The complex restricted to ``chain_ids``, in the order given; an id given twice is kept once, as
-        ``load_structure(chains=...)`` does (it raised a bare ValueError here)."""
+        """The complex restricted to ``chain_ids``, in the order given; an id given twice is refused, as
+        ``load_structure(chains=...)`` refuses it (a chain is kept once, so it would silently give one copy)."""
         if isinstance(chain_ids, str):  # one id, not its characters
             chain_ids = [chain_ids]
-        chosen = tuple(self[cid] for cid in dict.fromkeys(chain_ids))
+        chain_ids = list(chain_ids)
+        repeated = [c for c in dict.fromkeys(chain_ids) if chain_ids.count(c) > 1]
+        if repeated:
+            raise InputError(
+                f"{self.name or 'structure'}: chain {', '.join(map(repr, repeated))} given more than once; a chain is "
+                "kept once: give each chain id once, in the order wanted"
+            )
+        chosen = tuple(self[cid] for cid in chain_ids)
         if not chosen:
             raise InputError(f"{self.name or 'structure'}: no chain selected; chains: {', '.join(self.chain_ids)}")
         return ProteinComplex(chosen, self.name)

@@ -155,8 +155,8 @@ def load_structure(path: PathLike, *, model: int = 1, chains: Sequence[str] | No
     Args:
         path: the file.
         model: 1-based position of the model in the file.
-        chains: author chain ids to keep, in this order (a single id may be given as a string); None keeps
-            all protein chains in file order.
+        chains: author chain ids to keep, in this order (a single id may be given as a string; an id given
+            twice is refused); None keeps all protein chains in file order.
 
     Returns:
         The chains, each named after the file (``structure_name``). See :mod:`openesm3.structure.assemble`

@@ -30,6 +30,7 @@ from openesm3 import constants as C
 from openesm3.errors import InputError
 from openesm3.training.cropping import crop_record
 from openesm3.training.sampler import SampleRef
+from openesm3.training.splits import identical_sequence_clusters
 from openesm3.utils.atomic import atomic_write_text, atomic_write_with
 
 N_ATOM37 = 37  # atom37 layout (REFERENCE_SPEC §12)
@@ -226,6 +227,7 @@ class ProteinDataset:
         self.lengths = np.array([e["length"] for e in entries], dtype=np.int64)
         self._handles: dict[int, Any] = {}
         self._pid = os.getpid()
+        self._by_sequence: dict[int, str] | None = None  # row -> cluster of an unlabelled record (lazy)
 
     def _read_index(self) -> dict[str, Any]:
         path = self.root / INDEX_FILE
@@ -253,8 +255,33 @@ class ProteinDataset:
 
     @property
     def clusters(self) -> list[str]:
-        """Cluster label per record (the record name when ingestion gave none)."""
-        return [e["cluster"] or e["name"] for e in self.entries]
+        """Cluster label per record: the one from ingestion (a manifest's cluster column). Records without one
+        share a cluster when their sequences are identical, named after the first of them in the whole dataset's
+        index (a record with a sequence of its own: its name), so two copies of a chain never straddle a split."""
+        if all(e["cluster"] for e in self.entries):
+            return [e["cluster"] for e in self.entries]
+        if self._by_sequence is None:
+            self._by_sequence = self._sequence_clusters()
+        return [e["cluster"] or self._by_sequence[int(row)] for e, row in zip(self.entries, self.rows)]
+
+    def _sequence_clusters(self) -> dict[int, str]:
+        """``{row: name of the first unlabelled record with its sequence}`` over every unlabelled record of the
+        index (not only this subset's, so a subset names clusters as the whole dataset does)."""
+        records = self._index["records"]
+        rows = [row for row, e in enumerate(records) if not e["cluster"]]
+        sequences: dict[int, np.ndarray] = {}  # shard -> its residues' sequence codes, read once
+        for row in rows:
+            shard = records[row]["shard"]
+            if shard not in sequences:
+                sequences[shard] = self._shard(shard).get_tensor("sequence")
+        names = [records[row]["name"] for row in rows]
+        keys = [
+            sequences[records[row]["shard"]][records[row]["offset"] : records[row]["offset"] + records[row]["length"]]
+            .tobytes()
+            .decode("ascii")
+            for row in rows
+        ]
+        return dict(zip(rows, identical_sequence_clusters(names, keys), strict=True))
 
     @property
     def weights(self) -> np.ndarray:

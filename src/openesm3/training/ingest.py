@@ -7,8 +7,10 @@ the run goes on; records too short or too long are counted as filtered.
 
 Labels: with a manifest (TSV, e.g. ``../shared/data/dev/manifest.tsv``), each record gets the cluster and split
 of its file's row; every chain of a file shares them, so copies and partners of a protein never straddle the
-train/validation split. Without one, records have no cluster (each is its own; use ``split.method=identity``
-to cluster by sequence when training).
+train/validation split. Without one (or for a file the manifest does not list), records have no cluster label:
+when splitting, unlabelled records with identical sequences (two copies of a structure, the same chain in two
+files) share one cluster and the others are each their own (:attr:`ProteinDataset.clusters`); the report's
+``grouped`` counts the records that share one. Use ``split.method=identity`` to cluster similar sequences too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -199,6 +202,7 @@ class IngestReport:
     n_residues: int
     skipped: list[dict[str, str]]  # {"source": path, "problem": why}
     filtered: int  # records left out by min_length / max_length
+    grouped: int = 0  # unlabelled records whose sequence another unlabelled record has (they share a cluster)
 
 
 def ingest_structures(
@@ -224,7 +228,8 @@ def ingest_structures(
 
     writer = ShardWriter(out_dir, shard_size=config.shard_size)
     skipped: list[dict[str, str]] = list(missing or [])
-    filtered = n_residues = 0
+    filtered = n_residues = grouped = 0
+    unlabelled: Counter[str] = Counter()  # sequence -> unlabelled records with it
     executor = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
     try:
         results: Iterator[_FileResult] = (
@@ -238,7 +243,11 @@ def ingest_structures(
                 for record in result.records:
                     writer.add(record)
                     n_residues += record.length
-                bar.update(postfix=f"{writer.n_records} records, {len(skipped)} skipped")
+                    if not record.cluster:
+                        unlabelled[record.sequence] += 1
+                        grouped += {1: 0, 2: 2}.get(unlabelled[record.sequence], 1)  # a pair counts both
+                postfix = f"{writer.n_records} records, {len(skipped)} skipped"
+                bar.update(postfix=postfix + (f", {grouped} grouped by identical sequence" if grouped else ""))
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -249,4 +258,4 @@ def ingest_structures(
         "manifest": os.fspath(config.manifest) if config.manifest else "",
     }
     index = writer.close(skipped=skipped, info=info)
-    return IngestReport(index, len(files), writer.n_records, n_residues, skipped, filtered)
+    return IngestReport(index, len(files), writer.n_records, n_residues, skipped, filtered, grouped)

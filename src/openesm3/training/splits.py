@@ -101,6 +101,13 @@ def greedy_identity_clusters(
     return labels
 
 
+def identical_sequence_clusters(names: Sequence[str], sequences: Sequence[str]) -> list[str]:
+    """Cluster per record by identical sequence: the name of the first record with that sequence (a record whose
+    sequence no other has: its own name). The clusters of records ingested without a cluster label."""
+    first: dict[str, str] = {}
+    return [first.setdefault(sequence, name) for name, sequence in zip(names, sequences, strict=True)]
+
+
 def _unit_hash(seed: int, name: str) -> float:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
