@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
     plddt = "not trained" if "plddt" in untrained else f"{result.mean_plddt:.3f}"
     say(f"decoder confidence: pTM {ptm}  mean pLDDT {plddt}")
     if untrained:
-        written = "; the decoded file holds B-factors 0" if args.out and "plddt" in untrained else ""
-        say(f"  ({untrained_note(untrained)}{written})")
+        zeros = "; the decoded file holds B-factors 0" if args.out and "plddt" in untrained else ""
+        say(f"  ({untrained_note(untrained)}{zeros})")
     elif enc_place.parent == BUNDLED_TOKENIZER_DIR:
         say("  (the bundled decoder's pLDDT and pTM were calibrated on structures it was not trained on: on such "
               "structures they are right on average but rank them only roughly, pTM with TM-score at r 0.43: "
