@@ -200,6 +200,9 @@ DIRECTION_N_BINS = 16
 DIRECTION_N_PAIRS = 6  # 96 = 16 * 6 direction logits in the pairwise head
 AFFINE_TRANSLATION_SCALE = 10.0
 AFFINE_VECTOR_EPS = 1e-5
+# The decoder's confidence heads, as a weights file records which were trained (checkpoints.format, config.json's
+# "trained_heads"): "plddt" (pLDDT) and "pae" (the pairwise head's PAE outputs, from which pTM is computed).
+CONFIDENCE_HEADS = ("plddt", "pae")
 N_TORSIONS = 7  # the affine head's 14 extra outputs: sin/cos of up to 7 torsions (unused by the open decoder)
 # Local backbone coordinates (Angstrom) placed by the decoder's frames: N, CA, C (spec §7).
 BACKBONE_LOCAL_COORDS: tuple[tuple[float, float, float], ...] = (

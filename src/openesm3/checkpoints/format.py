@@ -1,9 +1,13 @@
 """Our weight format: a directory with ``model.safetensors`` and ``config.json``.
 
 ``config.json`` holds ``{"format_version": 1, "model_type": ..., "config": {...dataclass fields...},
-"dtype": ...}``. Saving and loading round-trip bit-exactly (safetensors stores raw tensor bytes). Writes are
-atomic: the directory's files appear complete or not at all, and an existing directory is only replaced
-once the new files are fully written. A ``config.json`` that is not ours (another program's) is never replaced.
+"dtype": ...}`` and, for a structure decoder whose training is known, ``"trained_heads"`` (and
+``"calibrated_heads"``): which confidence heads were trained (calibrated), e.g. ``["plddt", "pae"]`` for a stage-2
+tokenizer export and ``[]`` for a stage-1 one (:data:`HEAD_RECORDS`). A file without them loads as before.
+
+Saving and loading round-trip bit-exactly (safetensors stores raw tensor bytes). Writes are atomic: the
+directory's files appear complete or not at all, and an existing directory is only replaced once the new files are
+fully written. A ``config.json`` that is not ours (another program's) is never replaced.
 
 This module is generic over networks: each network registers its ``model_type`` in :data:`MODEL_TYPES`
 (config class and model class, imported lazily so that this module stays light).
@@ -24,6 +28,7 @@ from safetensors import SafetensorError  # type: ignore[attr-defined]  # not in 
 from safetensors.torch import load_file
 from torch import nn
 
+from openesm3.constants import CONFIDENCE_HEADS
 from openesm3.errors import WeightsError
 from openesm3.utils.atomic import atomic_write_text, atomic_write_with
 from openesm3.utils.provenance import note_weights
@@ -32,6 +37,9 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TENSOR_ALIGNMENT = 64  # bytes: PyTorch's CPU allocator, and the records of an official .pth
+# Optional config.json keys recording a network's confidence heads; each is also the attribute of the model that
+# holds it (StructureDecoder.trained_heads / .calibrated_heads): load_pretrained sets it, save_pretrained writes it.
+HEAD_RECORDS = ("trained_heads", "calibrated_heads")
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,10 @@ def save_pretrained(model: nn.Module, config: Any, directory: str | os.PathLike[
         "config": config_to_dict(config),
         "dtype": _dtype_names(state),
     }
+    for key in HEAD_RECORDS:  # only when recorded: a config without them reads as before (trained, not calibrated)
+        heads = getattr(model, key, None)
+        if heads is not None:
+            meta[key] = [h for h in CONFIDENCE_HEADS if h in heads]
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -206,7 +218,31 @@ def _read_meta(directory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]
             expected = "a string" if kind is str else "a JSON object of config fields"
             raise WeightsError(f"{path}: {key!r} must be {expected}, not {json.dumps(meta[key])}")
     _check_dtype_field(path, meta)
+    _check_head_records(path, meta)
     return path, meta
+
+
+def _check_head_records(path: Path, meta: dict[str, Any]) -> None:
+    """Refuse a ``trained_heads`` / ``calibrated_heads`` that is not a list of confidence head names, or that is
+    written for a network without confidence heads."""
+    for key in HEAD_RECORDS:
+        if key not in meta:
+            continue
+        value = meta[key]
+        if not isinstance(value, list) or any(h not in CONFIDENCE_HEADS for h in value):
+            raise WeightsError(
+                f"{path}: {key!r} {json.dumps(value)} must be a list of confidence heads (of {list(CONFIDENCE_HEADS)})"
+            )
+        if meta["model_type"] != "structure_decoder":
+            raise WeightsError(
+                f"{path}: {key!r} is recorded for structure_decoder weights only, not {meta['model_type']}"
+            )
+
+
+def read_head_records(directory: str | os.PathLike[str]) -> dict[str, tuple[str, ...] | None]:
+    """``{"trained_heads": ..., "calibrated_heads": ...}`` of a saved model directory (None: not recorded)."""
+    _, meta = _read_meta(directory)
+    return {key: tuple(meta[key]) if key in meta else None for key in HEAD_RECORDS}
 
 
 def _dtype_names(state: dict[str, torch.Tensor]) -> str | list[str]:
@@ -270,9 +306,11 @@ def load_pretrained(
 ) -> tuple[nn.Module, Any]:
     """Build the model described by ``directory`` on the meta device and load its weights strictly.
 
-    Returns ``(model, config)``; the model is in eval mode. ``dtype`` casts floating-point tensors.
+    Returns ``(model, config)``; the model is in eval mode. ``dtype`` casts floating-point tensors. A recorded
+    ``trained_heads`` / ``calibrated_heads`` is set on the model (the attribute of that name).
     """
     model_type, config, recorded = _read_config_and_dtype(directory)
+    heads = read_head_records(directory)
     if expected_type is not None and model_type != expected_type:
         raise WeightsError(f"{directory}: holds a {model_type!r} model, expected {expected_type!r}")
     with torch.device("meta"):
@@ -288,6 +326,9 @@ def load_pretrained(
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     load_state_dict_strict(model, state, source=str(Path(directory) / WEIGHTS_FILE))
+    for key, value in heads.items():
+        if value is not None:
+            setattr(model, key, value)
     note_weights(Path(directory) / WEIGHTS_FILE, model_type, config=Path(directory) / CONFIG_FILE)
     return model.eval(), config
 

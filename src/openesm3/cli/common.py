@@ -551,3 +551,12 @@ def output_names(items: Sequence[str]) -> list[str]:
 
     used: set[str] = set()
     return [safe_name(name, used) for name in items]
+
+
+def untrained_note(untrained: tuple[str, ...]) -> str:
+    """One line saying that the decoder's weights record ``untrained`` confidence heads as never trained."""
+    names = " and ".join({"plddt": "pLDDT", "pae": "PAE/pTM"}[h] for h in untrained)
+    which = f"{names} head{'s' * (len(untrained) > 1)}"
+    if len(untrained) > 1:
+        which += " (a stage-1 tokenizer export)"  # the only run that trains neither, see training/tokenizer/run.py
+    return f"these decoder weights record their {which} as never trained: the values would be those of random weights"

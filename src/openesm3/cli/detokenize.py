@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
             "Decode the structure tokens of a JSON file written by 'openesm3 tokenize-structure' (or any file of "
             "that format) with the structure VQ-VAE decoder. Writes PDB or mmCIF with N, CA, C and inferred O, "
             "pLDDT (0-1, as the official SDK) in the B-factor column, chain ids and residue numbers from the "
-            "tokens; prints pTM and mean pLDDT per structure. With --with-sequence, a sequence-conditioned decoder "
+            "tokens; prints pTM and mean pLDDT per structure (for heads that the weights record as never trained, "
+            "as a stage-1 tokenizer export's: 'not trained', B-factors 0, null in --confidence). With "
+            "--with-sequence, a sequence-conditioned decoder "
             "(such as the bundled one) also reads each chain's sequence from the file and builds every heavy atom. "
             "Structures of the same name are written as NAME, NAME_2, ... (in a file name, characters other than "
             "letters, digits, '.', '_' and '-' become '_'). A structure longer than the decoder's "
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_stdout,
         stdout_structure_format,
         unique_names,
+        untrained_note,
         write_structure_text,
     )
     from openesm3.errors import InputError
@@ -133,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
                    if not c.sequence]  # fmt: skip
         if missing:
             raise InputError(f"{source}: --with-sequence needs every chain's sequence; none for {', '.join(missing)}")
+    untrained = decoder.untrained_heads()
+    if untrained:
+        print(f"openesm3 detokenize: note: {untrained_note(untrained)}; so "
+              + ", ".join(_WITHHELD[h] for h in untrained), file=sys.stderr)  # fmt: skip
     failures = Failures("detokenize")
     limit = decoder.config.max_length
     for name, item in zip(all_names, items):  # named and skipped now, not the end of the batch when its turn comes
@@ -161,20 +168,32 @@ def run(args: argparse.Namespace) -> int:
                     fmt = args.format or "pdb"
                     target = out / f"{stem}.{fmt}"
                 write_structure_text(result.structure, target, fmt)
+                ptm = "not trained" if "pae" in untrained else f"{result.ptm:.4f}"
+                plddt = "not trained" if "plddt" in untrained else f"{float(result.plddt.mean()):.4f}"
                 print(
-                    f"{name}\tpTM {result.ptm:.4f}\tmean pLDDT {float(result.plddt.mean()):.4f}\t-> "
-                    f"{'standard output' if to_stdout else target}",
+                    f"{name}\tpTM {ptm}\tmean pLDDT {plddt}\t-> {'standard output' if to_stdout else target}",
                     file=sys.stderr if to_stdout else sys.stdout,
                 )
                 if confidence is not None:
-                    confidence(name, {
-                        "ptm": result.ptm,
-                        "plddt": [round(float(v), 6) for v in result.plddt],
-                        "pae": [[round(float(v), 4) for v in row] for row in result.pae],
-                    })  # fmt: skip
+                    no_pae = "pae" in untrained
+                    entry: dict[str, Any] = {
+                        "ptm": None if no_pae else result.ptm,
+                        "plddt": None if "plddt" in untrained else [round(float(v), 6) for v in result.plddt],
+                        "pae": None if no_pae else [[round(float(v), 4) for v in row] for row in result.pae],
+                    }
+                    if untrained:  # why the values are null (files of trained decoders are as they were)
+                        entry["untrained_heads"] = list(untrained)
+                    confidence(name, entry)
             bar.update(len(chunk))
     failures.report(len(all_names), "structure(s)")
     return failures.exit_code(len(names))
+
+
+# what detokenize leaves out for each untrained head
+_WITHHELD = {
+    "plddt": "no pLDDT (the B-factor column holds 0; null in --confidence)",
+    "pae": "no pTM or PAE (null in --confidence)",
+}
 
 
 @contextlib.contextmanager

@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
             "Encode one chain of a PDB/mmCIF file (or several, or all, as one complex) into structure tokens, "
             "decode the tokens back into coordinates and compare with the input as the tokenizer evaluation does: "
             "backbone RMSD (N, CA, C after superposition), lDDT-CA, TM-score, the decoder's own pTM and mean "
-            "pLDDT and, for a sequence-conditioned decoder such as the bundled one, the all-atom RMSD and chi1."
+            "pLDDT ('not trained' for heads that the weights record as never trained, as a stage-1 export's) and, "
+            "for a sequence-conditioned decoder such as the bundled one, the all-atom RMSD and chi1."
         ),
     )
     p.add_argument("file", metavar="IN", help="structure file (PDB/mmCIF/BinaryCIF, optionally .gz)")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR
     from openesm3.checkpoints.vqvae_weights import load_vqvae_network
-    from openesm3.cli.common import chain_ids, check_output_file, is_stdout, write_structure_text
+    from openesm3.cli.common import chain_ids, check_output_file, is_stdout, untrained_note, write_structure_text
     from openesm3.errors import InputError
     from openesm3.generation.all_atom_decoding import decode_all_atom
     from openesm3.generation.structure_tokens import decode_structure, encode_structure
@@ -86,8 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if result.mirror_rmsd < result.backbone_rmsd:
         say(f"  (the decoded fold fits the input better as its mirror image: RMSD {result.mirror_rmsd:.2f} A; "
               "lDDT cannot tell a fold from its mirror image, RMSD and TM-score can)")  # fmt: skip
-    say(f"decoder confidence: pTM {result.ptm:.3f}  mean pLDDT {result.mean_plddt:.3f}")
-    if enc_place.parent == BUNDLED_TOKENIZER_DIR:
+    untrained = decoder.untrained_heads()
+    ptm = "not trained" if "pae" in untrained else f"{result.ptm:.3f}"
+    plddt = "not trained" if "plddt" in untrained else f"{result.mean_plddt:.3f}"
+    say(f"decoder confidence: pTM {ptm}  mean pLDDT {plddt}")
+    if untrained:
+        zeros = "; the decoded file holds B-factors 0" if args.out and "plddt" in untrained else ""
+        say(f"  ({untrained_note(untrained)}{zeros})")
+    elif enc_place.parent == BUNDLED_TOKENIZER_DIR:
         say("  (the bundled decoder's pLDDT and pTM were calibrated on structures it was not trained on: on such "
               "structures they are right on average but rank them only roughly, pTM with TM-score at r 0.43: "
               "docs/tokenizer_training.md)")  # fmt: skip

@@ -16,7 +16,7 @@ import torch
 
 from openesm3 import constants as C
 from openesm3.errors import InputError
-from openesm3.generation.structure_tokens import DecodedStructure, StructureTokens
+from openesm3.generation.structure_tokens import DecodedStructure, StructureTokens, withhold_untrained
 from openesm3.geometry.all_atom import all_atom_from_frames, restype_from_sequence_tokens
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.structure.chain import ProteinChain
@@ -43,7 +43,8 @@ def sequence_row(item: StructureTokens) -> torch.Tensor:
 def decode_all_atom(
     items: StructureTokens | Sequence[StructureTokens], decoder: StructureDecoder
 ) -> list[DecodedStructure]:
-    """Decode token rows with their sequences into all-atom structures (pLDDT in the B-factors)."""
+    """Decode token rows with their sequences into all-atom structures (pLDDT in the B-factors; confidences of
+    heads the decoder's weights record as untrained withheld, as :func:`decode_structure` does)."""
     if not decoder.config.sequence_conditioning:
         raise InputError("all-atom decoding needs a sequence-conditioned decoder (the official decoder has none)")
     batch = [items] if isinstance(items, StructureTokens) else list(items)
@@ -67,6 +68,8 @@ def decode_all_atom(
         present = mask37[inner].cpu().numpy()[residue]
         plddt = out.plddt[0, inner].cpu().numpy()[residue]
         pae = out.pae[0, inner, inner].cpu().numpy()[np.ix_(residue, residue)]
+        untrained = decoder.untrained_heads()
+        plddt, ptm, pae, b_factor = withhold_untrained(plddt, float(out.ptm[0]), pae, untrained)
         chains, start = [], 0
         for chain in item.chains:
             n = len(chain.codes)
@@ -78,10 +81,10 @@ def decode_all_atom(
                     residue_index=chain.residue_index,
                     insertion_code=chain.insertion_code,
                     chain_id=chain.chain_id,
-                    b_factor=plddt[start : start + n],
+                    b_factor=b_factor[start : start + n],
                     name=item.name,
                 )
             )
             start += n
-        results.append(DecodedStructure(ProteinComplex(tuple(chains), item.name), plddt, float(out.ptm[0]), pae, item))
+        results.append(DecodedStructure(ProteinComplex(tuple(chains), item.name), plddt, ptm, pae, item, untrained))
     return results

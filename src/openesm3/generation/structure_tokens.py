@@ -332,6 +332,10 @@ def _split_codes(structure: Structure, codes: np.ndarray, valid: np.ndarray, is_
 class DecodedStructure:
     """A decoded structure with its confidences.
 
+    A decoder whose weights record a confidence head as never trained (a stage-1 tokenizer export,
+    :meth:`StructureDecoder.untrained_heads`) gives no numbers for it: NaN pLDDT (and B-factors 0) for ``"plddt"``,
+    NaN PAE and pTM for ``"pae"``, named in ``untrained_heads``.
+
     Attributes:
         structure: chains with N, CA, C and inferred O (other atoms missing), pLDDT (0-1) as B-factors, chain ids,
             residue numbers and sequence from the tokens (sequence ``A`` * L when unknown, as the SDK).
@@ -339,6 +343,7 @@ class DecodedStructure:
         ptm: predicted TM-score of the whole row (chain-break positions excluded).
         pae: [N, N] predicted aligned error (Angstrom) between residues, chains concatenated.
         tokens: what was decoded.
+        untrained_heads: the decoder's confidence heads that were never trained (their values above are NaN).
     """
 
     structure: ProteinComplex
@@ -346,6 +351,7 @@ class DecodedStructure:
     ptm: float
     pae: np.ndarray
     tokens: StructureTokens
+    untrained_heads: tuple[str, ...] = ()
 
 
 @overload
@@ -389,18 +395,39 @@ def decode_structure(
             n = len(item.tokens)
             results.append(
                 _assemble(
-                    item, out.backbone[i, :n].cpu(), out.plddt[i, :n].cpu(), out.pae[i, :n, :n].cpu(), float(out.ptm[i])
+                    item,
+                    out.backbone[i, :n].cpu(),
+                    out.plddt[i, :n].cpu(),
+                    out.pae[i, :n, :n].cpu(),
+                    float(out.ptm[i]),
+                    decoder.untrained_heads(),
                 )
             )
     return results[0] if single else results
 
 
-def _assemble(item: StructureTokens, backbone: Tensor, plddt: Tensor, pae: Tensor, ptm: float) -> DecodedStructure:
+def withhold_untrained(
+    plddt: np.ndarray, ptm: float, pae: np.ndarray, untrained: Sequence[str]
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """``(plddt, ptm, pae, b_factors)`` with the outputs of ``untrained`` heads (see
+    :meth:`StructureDecoder.untrained_heads`) replaced by NaN, and the per-residue B-factors: pLDDT, or 0 when its
+    head was not trained (a value of random weights is no confidence)."""
+    if "plddt" in untrained:
+        plddt = np.full_like(plddt, np.nan)
+    if "pae" in untrained:
+        ptm, pae = float("nan"), np.full_like(pae, np.nan)
+    return plddt, ptm, pae, np.nan_to_num(plddt, nan=0.0) if "plddt" in untrained else plddt
+
+
+def _assemble(
+    item: StructureTokens, backbone: Tensor, plddt: Tensor, pae: Tensor, ptm: float, untrained: tuple[str, ...] = ()
+) -> DecodedStructure:
     row = item.tokens
     residue = (row < C.STRUCTURE_N_CODES)[1:-1]  # chain-break positions are not residues
     inner = slice(1, len(row) - 1)
     backbone, plddt_r = backbone[inner][residue], plddt[inner].numpy()[residue]
     pae_r = pae[inner, inner].numpy()[np.ix_(residue, residue)]
+    plddt_r, ptm, pae_r, b_factor = withhold_untrained(plddt_r, ptm, pae_r, untrained)
     chains = []
     start = 0
     for chain in item.chains:
@@ -415,12 +442,12 @@ def _assemble(item: StructureTokens, backbone: Tensor, plddt: Tensor, pae: Tenso
             residue_index=chain.residue_index,
             insertion_code=chain.insertion_code,
             chain_id=chain.chain_id,
-            b_factor=plddt_r[start : start + n],
+            b_factor=b_factor[start : start + n],
             name=item.name,
         )
         chains.append(built)
         start += n
-    return DecodedStructure(ProteinComplex(tuple(chains), item.name), plddt_r, ptm, pae_r, item)
+    return DecodedStructure(ProteinComplex(tuple(chains), item.name), plddt_r, ptm, pae_r, item, untrained)
 
 
 # ---- JSON -----------------------------------------------------------------------------------------------

@@ -170,6 +170,19 @@ class StructureDecoder(nn.Module):
         self.affine_head = AffineHead(d)
         self.pairwise_head = PairwiseHead(d, config.pairwise_dim)
         self.plddt_head = RegressionHead(d, C.PLDDT_N_BINS)
+        # What the weights record of their confidence heads (not weights: config.json's "trained_heads" and
+        # "calibrated_heads", set by checkpoints.format.load_pretrained and written back by save_pretrained). None:
+        # not recorded (the official weights, files written before the record), read as trained, as before.
+        self.trained_heads: tuple[str, ...] | None = None
+        self.calibrated_heads: tuple[str, ...] | None = None
+
+    def untrained_heads(self) -> tuple[str, ...]:
+        """The confidence heads (of :data:`~openesm3.constants.CONFIDENCE_HEADS`) these weights record as never
+        trained, e.g. ``("plddt", "pae")`` for a stage-1 export: their outputs are those of random weights, not
+        measurements. Empty when every head was trained or nothing is recorded."""
+        if self.trained_heads is None:
+            return ()
+        return tuple(h for h in C.CONFIDENCE_HEADS if h not in self.trained_heads)
 
     def forward(
         self,

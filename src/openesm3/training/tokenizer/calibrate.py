@@ -557,6 +557,10 @@ def calibrate(
         out.plddt_head.load_state_dict(heads["plddt"].state_dict())
     if "pae" in heads:
         out.pairwise_head.load_state_dict(heads["pae"].state_dict())
+    # the record the written config keeps (checkpoints.format): a refitted head is fitted, so trained, and calibrated
+    if out.trained_heads is not None:
+        out.trained_heads = tuple(h for h in C.CONFIDENCE_HEADS if h in out.trained_heads or h in heads)
+    out.calibrated_heads = tuple(h for h in C.CONFIDENCE_HEADS if h in (out.calibrated_heads or ()) or h in heads)
     report["fitted"] = _figures(out.plddt_head, out.pairwise_head, chains, tm)
     return CalibrationResult(out, report)
 

@@ -5,12 +5,17 @@
 A decoder reads ``code_proj(z_q)`` (stage 1) or ``code_proj(codebook[id])`` (stage 2) during training;
 :func:`bake_code_projection` writes ``code_proj(codebook)`` into its token embedding, after which it decodes token
 ids exactly as it decoded the quantised vectors (the straight-through vector *is* the code at the forward pass).
+
+The decoder's ``config.json`` records which confidence heads the run trained (``"trained_heads"``, see
+:func:`openesm3.checkpoints.format.save_pretrained`): none for stage 1, whose pLDDT and PAE heads keep their random
+initial weights, so that decoding with it does not present their outputs as confidences.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -62,7 +67,8 @@ def load_submodule_state(model: nn.Module, checkpoint: str | Path, prefix: str) 
 
 @torch.no_grad()
 def bake_code_projection(model: StructureTokenizerModel) -> StructureDecoder:
-    """The decoder with ``embed[code] = code_proj(codebook[code])`` for every code (a copy; both stages)."""
+    """The decoder with ``embed[code] = code_proj(codebook[code])`` for every code (a copy; both stages; without a
+    record of its trained heads)."""
     decoder = StructureDecoder(model.decoder.config)
     decoder.load_state_dict(model.decoder.state_dict())
     codes = model.encoder.codebook.embeddings.float()
@@ -70,12 +76,16 @@ def bake_code_projection(model: StructureTokenizerModel) -> StructureDecoder:
     return decoder
 
 
-def export_networks(model: StructureTokenizerModel, out_dir: str | Path) -> tuple[Path, Path]:
+def export_networks(
+    model: StructureTokenizerModel, out_dir: str | Path, *, trained_heads: Sequence[str] | None = None
+) -> tuple[Path, Path]:
     """Save the encoder and the (baked, for stage 1) decoder under ``out_dir/structure_encoder`` and
-    ``out_dir/structure_decoder``."""
+    ``out_dir/structure_decoder``; the decoder's config records ``trained_heads`` (confidence heads the run
+    trained, of :data:`~openesm3.constants.CONFIDENCE_HEADS`; see ``run.trained_heads``; None: not recorded)."""
     out = Path(out_dir)
     encoder: StructureEncoder = model.encoder
     decoder = bake_code_projection(model)
+    decoder.trained_heads = None if trained_heads is None else tuple(trained_heads)
     # Both networks are written beside the export first and then renamed into place together, so a run stopped
     # while exporting never leaves a new encoder beside an old decoder (codes that the decoder reads differently).
     tmp = out / f".export.tmp-{os.getpid()}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from openesm3 import constants as C
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import WEIGHTS_FILE, load_state_dict_strict
 from openesm3.errors import WeightsError
@@ -58,6 +59,20 @@ def needs_pair_outputs(config: TokenizerTrainConfig) -> bool:
     """Whether any loss of the run reads the decoder's pairwise head (distogram, binned directions, stage-2 PAE)."""
     w = config.losses
     return bool(w.distogram or w.binned_direction or (config.stage == 2 and w.pae))
+
+
+def trained_heads(config: TokenizerTrainConfig) -> tuple[str, ...]:
+    """The confidence heads whose weights a run's export holds trained, which its decoder's config records.
+
+    Stage 1 trains neither (no pLDDT or PAE loss: they keep their random initial weights). Stage 2 trains a head
+    whose loss weight is above 0; with a weight of 0 the head is still trained when the decoder started from a
+    stage-2 decoder (``decoder_init=checkpoint`` or ``weights``), whose heads it keeps.
+    """
+    if config.stage == 1:
+        return ()
+    inherited = config.decoder_init in ("checkpoint", "weights")
+    weights = {"plddt": config.losses.plddt, "pae": config.losses.pae}
+    return tuple(h for h in C.CONFIDENCE_HEADS if weights[h] > 0 or inherited)
 
 
 def _new_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
@@ -249,7 +264,9 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         if info.is_main:
             model.eval()
             with torch.no_grad():
-                enc, dec = export_networks(model.cpu(), Path(config.out_dir) / EXPORT_DIR)
+                enc, dec = export_networks(
+                    model.cpu(), Path(config.out_dir) / EXPORT_DIR, trained_heads=trained_heads(config)
+                )
         return TokenizerRunResult(result, enc, dec)
     finally:
         D.teardown_distributed()
@@ -277,5 +294,5 @@ def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> t
     load_state_dict_strict(model, load_checkpoint(path).model_state, source=f"{path} (with this run's config)")
     model.eval()
     with torch.no_grad():
-        enc, dec = export_networks(model, Path(config.out_dir) / EXPORT_DIR)
+        enc, dec = export_networks(model, Path(config.out_dir) / EXPORT_DIR, trained_heads=trained_heads(config))
     return path, enc, dec
