@@ -264,3 +264,16 @@ def test_identical_unlabelled_chains_share_a_cluster_so_the_split_cannot_separat
     report = ingest_structures(structures, tmp_path / "m", cfg, progress=False)
     assert ProteinDataset(tmp_path / "m").clusters == ["clu1", "clu1", "5eee_A", "5eee_C", "clu2"]
     assert report.grouped == 0
+
+
+def test_only_identical_sequences_are_grouped_and_the_progress_line_counts_them(structures, tmp_path, capsys) -> None:
+    """A chain differing from another in its last residue only is a cluster of its own; the progress line says how
+    many records share a cluster by identical sequence, and says nothing of it when none do."""
+    ingest_structures(structures, tmp_path / "plain", IngestConfig(), progress=True)
+    assert "grouped" not in capsys.readouterr().err  # 1aaa's A and B are one chain kept once: nothing grouped
+    (structures / "5eee.pdb").write_text(json.dumps({"A": "ACDEFGHIKLMW", "B": "ACDEFGHIKLMN"}))  # 1aaa_A but the last
+    report = ingest_structures(structures, tmp_path / "ds", IngestConfig(), progress=True)
+    assert capsys.readouterr().err.splitlines()[-1].endswith("5 records, 1 skipped, 2 grouped by identical sequence")
+    ds = ProteinDataset(tmp_path / "ds")
+    assert [e["name"] for e in ds.entries] == ["1aaa_A", "1aaa_C", "5eee_A", "5eee_B", "2bbb_A"]
+    assert ds.clusters == ["1aaa_A", "1aaa_C", "5eee_A", "1aaa_A", "2bbb_A"] and report.grouped == 2
