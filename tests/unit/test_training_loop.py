@@ -350,3 +350,12 @@ def test_resuming_a_run_from_before_identical_sequence_clusters_says_how_to_keep
         state.write_text(json.dumps(saved))
         shutil.rmtree(dict(list_checkpoints(tmp_path / "checkpoints"))[5])
         _run(dataset, tmp_path, "max_steps=4", "data.split.identical_sequences=false")
+    fresh = tmp_path / "fresh"  # a run of this code, resumed with the grouping turned off: named, not explained so
+    _run(dataset, fresh, "max_steps=4")
+    with pytest.warns(UserWarning) as caught:
+        _run(dataset, fresh, "max_steps=5", "data.split.identical_sequences=false")
+    expected = "changed settings: data.split.identical_sequences, max_steps; the learning-rate schedule changes"
+    assert str(caught[0].message).endswith(
+        f"{expected}, but not over the steps already run (0..3): every step takes the rate of a run started "
+        "with these settings"
+    )
