@@ -595,3 +595,42 @@ def test_cli_refuses_an_ingested_dataset_given_with_other_inputs(
     assert code == 2, err
     assert f"{dataset}: an ingested dataset is given alone (its records are the chains), not with other inputs" in err
     assert not out.exists()
+
+
+def test_a_run_from_before_identical_sequence_clusters_is_calibrated_on_the_chains_it_held_out(tmp_path) -> None:
+    """calibrate-tokenizer --run re-draws the chains a run held out from its saved config. Records without a cluster
+    label now share a cluster when their sequences are identical, so for a run saved before that (no
+    data.split.identical_sequences in its config) the re-draw gave other chains than the run held out: some it had
+    trained on. It draws them as that run did, each unlabelled record its own cluster."""
+    from openesm3.cli.calibrate_tokenizer import run_inputs  # noqa: PLC0415
+    from openesm3.training.config import config_to_dict  # noqa: PLC0415
+    from openesm3.training.pipeline import calibration_dataset  # noqa: PLC0415
+    from openesm3.training.tokenizer.config import TokenizerTrainConfig  # noqa: PLC0415
+    from tests.training_fixtures import synthetic_records  # noqa: PLC0415
+
+    records = synthetic_records(30)
+    for i, r in enumerate(records):
+        object.__setattr__(r, "cluster", "")
+        if i % 3:  # two copies of every third record: clusters of three identical chains
+            for field in ("sequence", "atom37", "atom37_mask", "residue_index", "chain_index", "chain_ids"):
+                object.__setattr__(r, field, getattr(records[i - i % 3], field))
+    write_dataset(records, tmp_path / "ds")
+    ds = ProteinDataset(tmp_path / "ds")
+
+    def held(identical: bool, seed: int) -> list[str]:
+        split = SplitConfig(method="cluster", calibration_fraction=0.3, seed=seed, identical_sequences=identical)
+        found = calibration_dataset(ds, DataConfig(path=str(tmp_path / "ds"), split=split))
+        return [e["name"] for e in found.entries] if found is not None else []
+
+    seed = next(s for s in range(100) if held(False, s) and held(False, s) != held(True, s))
+    run = tmp_path / "run"
+    (run / "export" / "structure_encoder").mkdir(parents=True)
+    config = config_to_dict(TokenizerTrainConfig())
+    config["data"]["path"] = str(tmp_path / "ds")
+    config["data"]["split"].update(method="cluster", calibration_fraction=0.3, seed=seed)
+    del config["data"]["split"]["identical_sequences"]  # as the run wrote it
+    (run / "trainer_state.json").write_text(json.dumps({"config": config}))
+    assert [r.name for r in run_inputs(str(run))[1]] == held(False, seed)
+    config["data"]["split"]["identical_sequences"] = True  # a run of this code: grouped, as it held them out
+    (run / "trainer_state.json").write_text(json.dumps({"config": config}))
+    assert [r.name for r in run_inputs(str(run))[1]] == held(True, seed)

@@ -44,6 +44,8 @@ def test_more_bits_per_token_than_a_token_holds_are_refused() -> None:
             dataclasses.replace(FUNCTION_DECODER_TINY, bits_per_token=bits)
         with pytest.raises(ValueError, match=f"bits_per_token must be 1 to 8, got {bits}"):
             unpack_lsh_bits(torch.full((1, 8), 100), bits)
+    with pytest.raises(ValueError, match="bits_per_token must be 1 to 8, got 0"):  # no bits: no embedding indices
+        unpack_lsh_bits(torch.full((1, 8), 100), 0)
     assert dataclasses.replace(FUNCTION_DECODER_TINY, bits_per_token=4).n_bits == 32  # fewer bits stay allowed
     assert unpack_lsh_bits(torch.full((1, 8), 4 + 0b1010), 4).shape == (1, 32)
 

@@ -561,3 +561,13 @@ def test_resolve_variant_refuses_the_numbering_of_another_protein() -> None:
         with pytest.raises(InputError, match=r"numbering: built from x\.pdb, whose sequence is not the one given"):
             resolve_variant(parse_variant("Y5G"), sequence, numbering=numbering)
     assert resolve_variant(parse_variant("Y5G"), "MKTAYI", numbering=numbering)[0].index == 4
+
+
+def test_a_malformed_mutation_gets_the_chain_id_hint_only_before_a_chain_named_mutation() -> None:
+    """The hint about chain ids holding ':' is for 'A:1/K2A' (split at its ':'): a malformed mutation followed by one
+    naming no chain, or by nothing, is refused with the plain message alone, and one '/' is no chain id holding '/'."""
+    expected = "expected wild-type letter, position, mutant letter (e.g. A42G)"
+    for text, part in (("L50:A42G", "L50"), ("A42G:L50", "L50"), ("H52", "H52"), ("B/L50", "B/L50")):
+        with pytest.raises(InputError) as caught:
+            parse_variant(text)
+        assert str(caught.value) == f"variant {text!r}: mutation {part!r}: {expected}"

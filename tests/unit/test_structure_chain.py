@@ -260,6 +260,10 @@ def test_protein_complex_views() -> None:
     with pytest.raises(InputError, match="chain 'B' given more than once"):
         complex_.select(["B", "A", "B"])
     assert complex_.select("B").chain_ids == ("B",)
+    # any iterable of ids, a one-pass generator included (it was consumed by the check for repeats, then indexed)
+    assert complex_.select(c for c in "BA").chain_ids == ("B", "A")
+    with pytest.raises(InputError, match="chain 'A' given more than once"):
+        complex_.select(iter(["A", "B", "A"]))
     with pytest.raises(InputError, match="no chain selected; chains: A, B"):
         complex_.select([])
     with pytest.raises(ValueError, match="distinct"):

@@ -259,8 +259,45 @@ def test_identical_unlabelled_chains_share_a_cluster_so_the_split_cannot_separat
         valid = dict(zip(names, valid_by_cluster(ds.clusters, 0.5, seed), strict=True))
         assert valid["1aaa_A"] == valid["1aaa_B"] == valid["5eee_A"] == valid["5eee_B"]
         assert valid["1aaa_C"] == valid["5eee_C"]
-    # labelled records keep their labels; a file the manifest does not list is grouped with its own kind only
+    # labelled records keep their labels; a file the manifest does not list, a copy of one it lists, shares that
+    # file's cluster (it was its own: 5eee_A could be validated on while its copy 1aaa_A was trained on)
     cfg = IngestConfig(manifest=str(structures / "manifest.tsv"))
     report = ingest_structures(structures, tmp_path / "m", cfg, progress=False)
-    assert ProteinDataset(tmp_path / "m").clusters == ["clu1", "clu1", "5eee_A", "5eee_C", "clu2"]
-    assert report.grouped == 0
+    assert ProteinDataset(tmp_path / "m").clusters == ["clu1", "clu1", "clu1", "clu1", "clu2"]
+    assert report.grouped == 2
+
+
+def test_only_identical_sequences_are_grouped_and_the_progress_line_counts_them(structures, tmp_path, capsys) -> None:
+    """A chain differing from another in its last residue only is a cluster of its own; the progress line says how
+    many records share a cluster by identical sequence, and says nothing of it when none do."""
+    ingest_structures(structures, tmp_path / "plain", IngestConfig(), progress=True)
+    assert "grouped" not in capsys.readouterr().err  # 1aaa's A and B are one chain kept once: nothing grouped
+    (structures / "5eee.pdb").write_text(json.dumps({"A": "ACDEFGHIKLMW", "B": "ACDEFGHIKLMN"}))  # 1aaa_A but the last
+    report = ingest_structures(structures, tmp_path / "ds", IngestConfig(), progress=True)
+    assert capsys.readouterr().err.splitlines()[-1].endswith("5 records, 1 skipped, 2 grouped by identical sequence")
+    ds = ProteinDataset(tmp_path / "ds")
+    assert [e["name"] for e in ds.entries] == ["1aaa_A", "1aaa_C", "5eee_A", "5eee_B", "2bbb_A"]
+    assert ds.clusters == ["1aaa_A", "1aaa_C", "5eee_A", "1aaa_A", "2bbb_A"] and report.grouped == 2
+
+
+def test_an_unlisted_copy_joins_its_labelled_twin_and_no_record_joins_an_unrelated_label(structures, tmp_path) -> None:
+    """With a manifest that lists only some files, an unlisted copy of a listed chain was a cluster of its own (so
+    the split could put the copy in validation and the chain in training), and an unlisted record named as some
+    cluster's label (here '7ggg_A') joined that unrelated cluster. The copy shares its twin's label; the namesake is
+    set apart; the report counts the copy (also when the listed twin comes after it in the index)."""
+    (structures / "0ccc.pdb").write_text(json.dumps({"A": "MKV" * 5}))  # a copy of 2bbb_A (clu2), before it
+    (structures / "5eee.pdb").write_text(json.dumps({"A": "ACDEFGHIKLMN"}))  # a copy of 1aaa_A (clu1), after it
+    (structures / "7ggg.pdb").write_text(json.dumps({"A": "PPPPPPPPPPPP"}))  # unlisted, named as 8hhh's label
+    (structures / "8hhh.pdb").write_text(json.dumps({"A": "YYYYYYYYYYYY"}))
+    manifest = structures / "manifest.tsv"
+    manifest.write_text(manifest.read_text() + "8hhh.pdb\t7ggg_A\ttrain\n")
+    report = ingest_structures(structures, tmp_path / "m", IngestConfig(manifest=str(manifest)), progress=False)
+    ds = ProteinDataset(tmp_path / "m")
+    clusters = dict(zip((e["name"] for e in ds.entries), ds.clusters, strict=True))
+    assert clusters == {
+        "0ccc_A": "clu2", "1aaa_A": "clu1", "1aaa_C": "clu1", "5eee_A": "clu1", "7ggg_A": "7ggg_A (unlabelled)",
+        "8hhh_A": "7ggg_A", "2bbb_A": "clu2",
+    }  # fmt: skip
+    assert report.grouped == 2  # 0ccc_A and 5eee_A
+    positions = [i for i, e in enumerate(ds.entries) if e["name"] in ("5eee_A", "0ccc_A")]
+    assert ds.subset(positions).clusters == ["clu2", "clu1"]  # a subset names them as the whole does

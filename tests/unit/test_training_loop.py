@@ -327,3 +327,35 @@ def test_setup_distributed_takes_the_gpu_of_the_local_rank_torchrun_gives(monkey
     monkeypatch.setenv("LOCAL_RANK", "1")
     info = D.setup_distributed("cuda")
     assert (info.device, info.local_rank, chosen) == (torch.device("cuda", 1), 1, [torch.device("cuda", 1)])
+
+
+def test_resuming_a_run_from_before_identical_sequence_clusters_says_how_to_keep_its_split(dataset, tmp_path) -> None:
+    """Records without a cluster label now share a cluster when their sequences are identical; a run started before
+    that (its config has no data.split.identical_sequences) resumed silently on another split and other weights.
+    The warning says so and names the setting that keeps the split the run started with."""
+    _run(dataset, tmp_path, "max_steps=4")
+    state = dict(list_checkpoints(tmp_path / "checkpoints"))[4] / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    del saved["config"]["data"]["split"]["identical_sequences"]  # as a run of the code before the setting wrote it
+    state.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning, match=r"changed settings: data\.split\.identical_sequences, max_steps; .*records "
+                      r"without a cluster label .* were each their own cluster in this run and now share one when "
+                      r"their sequences are identical.*; give data\.split\.identical_sequences=false to go on with "
+                      r"the split and weights the run started with"):  # fmt: skip
+        _run(dataset, tmp_path, "max_steps=5")
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():  # resumed as it started: nothing changed, nothing said
+        warnings.simplefilter("error")
+        state.write_text(json.dumps(saved))
+        shutil.rmtree(dict(list_checkpoints(tmp_path / "checkpoints"))[5])
+        _run(dataset, tmp_path, "max_steps=4", "data.split.identical_sequences=false")
+    fresh = tmp_path / "fresh"  # a run of this code, resumed with the grouping turned off: named, not explained so
+    _run(dataset, fresh, "max_steps=4")
+    with pytest.warns(UserWarning) as caught:
+        _run(dataset, fresh, "max_steps=5", "data.split.identical_sequences=false")
+    expected = "changed settings: data.split.identical_sequences, max_steps; the learning-rate schedule changes"
+    assert str(caught[0].message).endswith(
+        f"{expected}, but not over the steps already run (0..3): every step takes the rate of a run started "
+        "with these settings"
+    )

@@ -215,3 +215,27 @@ def test_split_positions_name_the_records_a_run_trains_validates_and_calibrates_
     assert labelled_split_positions(ds, "train", calibration_fraction=0.4, seed=3) == list(
         split_positions(ds, seeded, "train")
     )
+
+
+def test_identical_sequences_false_keeps_each_unlabelled_record_its_own_cluster(tmp_path) -> None:
+    """A run started before identical unlabelled sequences shared a cluster drew its split and weights with each such
+    record its own cluster; data.split.identical_sequences=false draws them so again (to resume such a run)."""
+    from openesm3.training.pipeline import cluster_labels  # noqa: PLC0415
+
+    records = synthetic_records(6)
+    for i, r in enumerate(records):
+        object.__setattr__(r, "cluster", "")
+        if i in (3, 5):  # copies of record 1
+            for field in ("sequence", "atom37", "atom37_mask", "residue_index", "chain_index", "chain_ids"):
+                object.__setattr__(r, field, getattr(records[1], field))
+    write_dataset(records, tmp_path, shard_size=4)
+    ds = ProteinDataset(tmp_path)
+    names = [e["name"] for e in ds.entries]
+    grouped = [n if i not in (3, 5) else names[1] for i, n in enumerate(names)]
+    assert ds.clusters == grouped
+    assert cluster_labels(ds, apply_overrides(TrainConfig(), []).data) == grouped
+    old = apply_overrides(TrainConfig(), ["data.split.identical_sequences=false"]).data
+    assert cluster_labels(ds, old) == names
+    cfg = apply_overrides(TrainConfig(), ["data.split.method=none", "data.split.identical_sequences=false"])
+    train_clusters = split_dataset(ds, cfg.data)[2]  # the clusters the sampling weights are drawn from, as before
+    assert train_clusters == names and np.allclose(sampling_weights(train_clusters, "inverse_cluster_size"), 1)

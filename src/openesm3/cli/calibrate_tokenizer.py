@@ -235,6 +235,7 @@ def input_records(
 
 def run_inputs(run_dir: str) -> tuple[str, list, str]:
     """(export directory, held-out records, description) of a train-tokenizer run."""
+    import dataclasses
     import json
     from pathlib import Path
 
@@ -247,7 +248,12 @@ def run_inputs(run_dir: str) -> tuple[str, list, str]:
     from openesm3.training.tokenizer.export import ENCODER_DIR, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(run_dir)
-    config = config_from_dict(TokenizerTrainConfig, json.loads((checkpoint / STATE_FILE).read_text())["config"])
+    saved = json.loads((checkpoint / STATE_FILE).read_text())["config"]
+    config = config_from_dict(TokenizerTrainConfig, saved)
+    if "identical_sequences" not in (saved.get("data") or {}).get("split", {}):  # a run from before the setting:
+        # its records without a cluster label were each their own cluster; the chains it held out are drawn so
+        split = dataclasses.replace(config.data.split, identical_sequences=False)
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, split=split))
     export = Path(run_dir) / "export"
     if not (export / ENCODER_DIR).is_dir():
         raise InputError(

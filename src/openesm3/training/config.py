@@ -90,6 +90,10 @@ class SplitConfig:
     ``cluster``: whole clusters (the ``cluster`` recorded at ingestion) go to validation with probability
     ``valid_fraction``, decided by a hash of the cluster name; ``identity``: as ``cluster``, with clusters from
     greedy sequence-identity clustering at ``identity_threshold``; ``none``: no validation set.
+
+    ``identical_sequences``: records without a cluster label share a cluster when their sequences are identical
+    (:attr:`ProteinDataset.clusters`); false: each is its own cluster, as before this setting existed (the split and
+    the sampling weights a run started before it drew on such records: give false to resume it as it started).
     """
 
     method: SplitMethod = "cluster"
@@ -104,6 +108,7 @@ class SplitConfig:
     # `openesm3 calibrate-tokenizer --config ...` refits its confidence heads. With method=column, records
     # labelled calibration/calib/cal at ingestion are held out as well.
     calibration_fraction: float = 0.0
+    identical_sequences: bool = True
 
     def __post_init__(self) -> None:
         require_seed(self.seed)

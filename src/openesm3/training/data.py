@@ -255,9 +255,11 @@ class ProteinDataset:
 
     @property
     def clusters(self) -> list[str]:
-        """Cluster label per record: the one from ingestion (a manifest's cluster column). Records without one
-        share a cluster when their sequences are identical, named after the first of them in the whole dataset's
-        index (a record with a sequence of its own: its name), so two copies of a chain never straddle a split."""
+        """Cluster label per record: the one from ingestion (a manifest's cluster column). A record without one
+        shares the cluster of the first labelled record of the whole dataset's index with its sequence (a copy of a
+        listed file); else the unlabelled records with its sequence share one, named after the first of them in the
+        index (a record with a sequence of its own: its name; a name that is another cluster's label is set apart
+        as ``NAME (unlabelled)``), so two copies of a chain never straddle a split."""
         if all(e["cluster"] for e in self.entries):
             return [e["cluster"] for e in self.entries]
         if self._by_sequence is None:
@@ -265,23 +267,18 @@ class ProteinDataset:
         return [e["cluster"] or self._by_sequence[int(row)] for e, row in zip(self.entries, self.rows)]
 
     def _sequence_clusters(self) -> dict[int, str]:
-        """``{row: name of the first unlabelled record with its sequence}`` over every unlabelled record of the
-        index (not only this subset's, so a subset names clusters as the whole dataset does)."""
+        """``{row: cluster}`` of every unlabelled record of the index (not only this subset's, so a subset names
+        clusters as the whole dataset does), by :func:`identical_sequence_clusters`."""
         records = self._index["records"]
-        rows = [row for row, e in enumerate(records) if not e["cluster"]]
         sequences: dict[int, np.ndarray] = {}  # shard -> its residues' sequence codes, read once
-        for row in rows:
-            shard = records[row]["shard"]
-            if shard not in sequences:
-                sequences[shard] = self._shard(shard).get_tensor("sequence")
-        names = [records[row]["name"] for row in rows]
+        for e in records:
+            if e["shard"] not in sequences:
+                sequences[e["shard"]] = self._shard(e["shard"]).get_tensor("sequence")
         keys = [
-            sequences[records[row]["shard"]][records[row]["offset"] : records[row]["offset"] + records[row]["length"]]
-            .tobytes()
-            .decode("ascii")
-            for row in rows
+            sequences[e["shard"]][e["offset"] : e["offset"] + e["length"]].tobytes().decode("ascii") for e in records
         ]
-        return dict(zip(rows, identical_sequence_clusters(names, keys), strict=True))
+        clusters = identical_sequence_clusters([e["name"] for e in records], keys, [e["cluster"] for e in records])
+        return {row: cluster for row, (e, cluster) in enumerate(zip(records, clusters)) if not e["cluster"]}
 
     @property
     def weights(self) -> np.ndarray:

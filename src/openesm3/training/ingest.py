@@ -8,9 +8,10 @@ the run goes on; records too short or too long are counted as filtered.
 Labels: with a manifest (TSV, e.g. ``../shared/data/dev/manifest.tsv``), each record gets the cluster and split
 of its file's row; every chain of a file shares them, so copies and partners of a protein never straddle the
 train/validation split. Without one (or for a file the manifest does not list), records have no cluster label:
-when splitting, unlabelled records with identical sequences (two copies of a structure, the same chain in two
-files) share one cluster and the others are each their own (:attr:`ProteinDataset.clusters`); the report's
-``grouped`` counts the records that share one. Use ``split.method=identity`` to cluster similar sequences too.
+when splitting, an unlabelled record takes the cluster of a labelled record with its sequence, else unlabelled
+records with identical sequences (two copies of a structure, the same chain in two files) share one cluster and
+the others are each their own (:attr:`ProteinDataset.clusters`); the report's ``grouped`` counts the unlabelled
+records that share one. Use ``split.method=identity`` to cluster similar sequences too.
 """
 
 from __future__ import annotations
@@ -202,7 +203,21 @@ class IngestReport:
     n_residues: int
     skipped: list[dict[str, str]]  # {"source": path, "problem": why}
     filtered: int  # records left out by min_length / max_length
-    grouped: int = 0  # unlabelled records whose sequence another unlabelled record has (they share a cluster)
+    grouped: int = 0  # unlabelled records whose sequence another record has (they share a cluster)
+
+
+def _newly_grouped(record: ProteinRecord, unlabelled: Counter[str], labelled: set[str]) -> int:
+    """How many more unlabelled records share a cluster by identical sequence (:attr:`ProteinDataset.clusters`: with
+    a labelled record, or with another unlabelled one) once ``record`` is added; updates ``unlabelled``/``labelled``."""
+    seq = record.sequence
+    if record.cluster:
+        new = seq not in labelled
+        labelled.add(seq)
+        return 1 if new and unlabelled[seq] == 1 else 0  # a lone unlabelled copy now shares this record's cluster
+    unlabelled[seq] += 1
+    if seq in labelled or unlabelled[seq] > 2:
+        return 1
+    return 2 if unlabelled[seq] == 2 else 0  # a pair counts both
 
 
 def ingest_structures(
@@ -230,6 +245,7 @@ def ingest_structures(
     skipped: list[dict[str, str]] = list(missing or [])
     filtered = n_residues = grouped = 0
     unlabelled: Counter[str] = Counter()  # sequence -> unlabelled records with it
+    labelled: set[str] = set()  # sequences of labelled records
     executor = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
     try:
         results: Iterator[_FileResult] = (
@@ -243,9 +259,7 @@ def ingest_structures(
                 for record in result.records:
                     writer.add(record)
                     n_residues += record.length
-                    if not record.cluster:
-                        unlabelled[record.sequence] += 1
-                        grouped += {1: 0, 2: 2}.get(unlabelled[record.sequence], 1)  # a pair counts both
+                    grouped += _newly_grouped(record, unlabelled, labelled)
                 postfix = f"{writer.n_records} records, {len(skipped)} skipped"
                 bar.update(postfix=postfix + (f", {grouped} grouped by identical sequence" if grouped else ""))
     finally:

@@ -193,6 +193,27 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
     )
 
 
+def _as_started(old_config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with the settings added since it was written set as that run behaved: a run started
+    before ``data.split.identical_sequences`` gave every record without a cluster label a cluster of its own."""
+    split = (old_config.get("data") or {}).get("split")
+    if not isinstance(split, dict) or "identical_sequences" in split:
+        return old_config
+    return {**old_config, "data": {**old_config["data"], "split": {**split, "identical_sequences": False}}}
+
+
+def _clustering_change(changed: list[str], cfg: TrainConfig) -> str:
+    """What resuming with ``data.split.identical_sequences`` turned on does to the run's split ('' when nothing)."""
+    if "data.split.identical_sequences" not in changed or not cfg.data.split.identical_sequences:
+        return ""
+    return (
+        "; records without a cluster label (a dataset ingested without a manifest, or files the manifest does not "
+        "list) were each their own cluster in this run and now share one when their sequences are identical, which "
+        "can move them between the training and validation sets and changes their sampling weights; give "
+        "data.split.identical_sequences=false to go on with the split and weights the run started with"
+    )
+
+
 # The schedule's fields, by their key in the config's optim settings.
 _SCHEDULE_FIELDS = {"lr": "peak_lr", "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio"}
 
@@ -315,7 +336,8 @@ def train(
                 f"{latest}: written by {ckpt.trainer_state.get('world_size')} processes, resumed with "
                 f"{info.world_size}; resume with the same number to continue the same run"
             )
-        changed = _changed_keys(ckpt.trainer_state.get("config") or {}, config_to_dict(cfg))
+        old_config = _as_started(ckpt.trainer_state.get("config") or {})
+        changed = _changed_keys(old_config, config_to_dict(cfg))
         changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
         if ckpt.step > cfg.max_steps:
             raise CheckpointError(_past_max_steps(latest, ckpt.step, cfg))
@@ -335,7 +357,7 @@ def train(
         skipped = int(ckpt.trainer_state.get("skipped_steps", 0))
         last_ckpt = latest
         if info.is_main and changed:
-            note = _schedule_change(ckpt.trainer_state.get("config") or {}, schedule, ckpt.step)
+            note = _schedule_change(old_config, schedule, ckpt.step) + _clustering_change(changed, cfg)
             warnings.warn(f"resuming from {latest} with changed settings: {', '.join(changed)}{note}", stacklevel=2)
         del ckpt
 

@@ -43,11 +43,15 @@ class ProteinData:
 
 
 def cluster_labels(dataset: ProteinDataset, data: DataConfig) -> list[str]:
-    """The cluster of every record: from ingestion, or from greedy identity clustering (split.method=identity)."""
+    """The cluster of every record: from ingestion, or from greedy identity clustering (split.method=identity).
+    Records ingestion gave none share one by identical sequence (:attr:`ProteinDataset.clusters`) unless
+    ``split.identical_sequences`` is false: then each is its own, named after itself (as before that setting)."""
     if data.split.method == "identity":
         sequences = [dataset.sequence(i) for i in range(len(dataset))]
         ids = greedy_identity_clusters(sequences, data.split.identity_threshold)
         return [f"identity{c}" for c in ids]
+    if not data.split.identical_sequences:
+        return [e["cluster"] or e["name"] for e in dataset.entries]
     return dataset.clusters
 
 

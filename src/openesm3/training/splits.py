@@ -101,11 +101,31 @@ def greedy_identity_clusters(
     return labels
 
 
-def identical_sequence_clusters(names: Sequence[str], sequences: Sequence[str]) -> list[str]:
-    """Cluster per record by identical sequence: the name of the first record with that sequence (a record whose
-    sequence no other has: its own name). The clusters of records ingested without a cluster label."""
+def identical_sequence_clusters(
+    names: Sequence[str], sequences: Sequence[str], labels: Sequence[str] | None = None
+) -> list[str]:
+    """Cluster per record by identical sequence, for records without a label (``labels[i] == ""``; all of them when
+    ``labels`` is None); a labelled record keeps its label. An unlabelled record takes the label of the first labelled
+    record with its sequence (a copy of a labelled chain); else the name of the first unlabelled record with that
+    sequence (a record whose sequence no other has: its own name). A name that is some record's label is set apart as
+    ``NAME (unlabelled)`` (a record named as an unrelated cluster would otherwise join it). The clusters of records
+    ingested without a cluster label."""
+    given = list(labels) if labels is not None else [""] * len(names)
+    taken = set(given) - {""}
     first: dict[str, str] = {}
-    return [first.setdefault(sequence, name) for name, sequence in zip(names, sequences, strict=True)]
+    for label, sequence in zip(given, sequences, strict=True):
+        if label:
+            first.setdefault(sequence, label)
+    out = []
+    for name, sequence, label in zip(names, sequences, given, strict=True):
+        if label:
+            out.append(label)
+            continue
+        own = name
+        while own in taken:  # never an unrelated labelled cluster's name
+            own += " (unlabelled)"
+        out.append(first.setdefault(sequence, own))
+    return out
 
 
 def _unit_hash(seed: int, name: str) -> float:
