@@ -216,6 +216,24 @@ def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset,
     assert rows[8]["lr"] == pytest.approx(new(8))  # what the warning says is what the run does
 
 
+def test_ending_a_run_at_its_checkpoint_with_a_lower_max_steps_says_that_no_step_is_left(dataset, tmp_path) -> None:
+    """A 16-step run stopped after its step-8 checkpoint, resumed with max_steps=8, trains no step (it ends and
+    exports there), yet the warning said "step 8 goes on at lr ..." as if it trained on at another rate."""
+    _run(dataset, tmp_path, "max_steps=16", "keep_last=4")
+    for step, path in list_checkpoints(tmp_path / "checkpoints"):
+        if step > 8:
+            shutil.rmtree(path)  # as if stopped after the step-8 checkpoint
+    with pytest.warns(UserWarning) as caught:
+        _, result, _ = _run(dataset, tmp_path, "max_steps=8", "keep_last=4")
+    message = str(caught[0].message)
+    assert message.endswith(
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
+        "over steps 3..8): no step is left to run (max_steps=8), and steps 4..7 ran at the old schedule's rates, so "
+        "the run's rates differ from a run started with these settings"
+    ), message
+    assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]
+
+
 def test_weight_decay_applies_to_matrices_not_to_biases_or_norm_scales() -> None:
     cfg = apply_overrides(TrainConfig(), ["optim.weight_decay=0.05"])
     model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
