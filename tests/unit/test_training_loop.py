@@ -266,9 +266,10 @@ _DIFFER = "ran at the old schedule's rates, so the run's rates differ from a run
         ({"max_steps": None}, {}, 4, ""),  # a checkpoint config of another layout: no guess
         (_OLD, {"peak_lr": 2e-2}, 4, f"{_CHANGES}4 goes on at lr 0.0183 where the old schedule gave 0.00914, after "
          f"steps 0..3 {_DIFFER}"),
-        # the warmup ends at step 2 in both; min_lr_ratio first tells them apart at step 3, the last step run
+        # the warmup ends at step 2 in both; min_lr_ratio first tells them apart at step 3, the last step run (not
+        # "steps 3..3")
         ({**_OLD, "optim": {**_OLD["optim"], "warmup_steps": 2}}, {"warmup_steps": 2, "min_lr_ratio": 0.5}, 4,
-         f"{_CHANGES}4 goes on at lr 0.00875 where the old schedule gave 0.00775, after steps 3..3 {_DIFFER}"),
+         f"{_CHANGES}4 goes on at lr 0.00875 where the old schedule gave 0.00775, after step 3 {_DIFFER}"),
         # another warmup too: not only the cosine decay re-stretched, so no such claim
         (_OLD, {"warmup_steps": 4, "total_steps": 16}, 8, f"{_CHANGES}8 goes on at lr 0.00775 where the old schedule "
          f"gave 0.001, after steps 0..7 {_DIFFER}"),

@@ -187,7 +187,7 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
             f" (max_steps re-stretches the cosine decay over steps {schedule.warmup_steps}..{schedule.total_steps})"
         )
     ran = (
-        f"steps {differs}..{step - 1} ran at the old schedule's rates, so the run's rates differ from a run started "
+        f"{_steps(differs, step - 1)} ran at the old schedule's rates, so the run's rates differ from a run started "
         "with these settings"
     )
     if step >= schedule.total_steps:  # max_steps lowered to the checkpoint's step: the run ends there, nothing goes on
@@ -199,6 +199,11 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
         f"; the learning-rate schedule changes{stretched}: step {step} goes on at lr {schedule(step):.3g} where "
         f"the old schedule gave {old(step):.3g}, after {ran}"
     )
+
+
+def _steps(first: int, last: int) -> str:
+    """``steps first..last``, or ``step first`` for one step."""
+    return f"step {first}" if first == last else f"steps {first}..{last}"
 
 
 # The schedule's fields, by their key in the config's optim settings.
