@@ -601,6 +601,50 @@ def test_the_data_files_a_command_reads_are_inputs_of_the_record(weights: Path, 
         assert entry["role"] == "function vocabulary" and entry["sha256"] == _sha256(path)
 
 
+def test_data_files_are_hashed_as_first_read_and_only_for_a_record(tmp_path: Path) -> None:
+    """note_input keeps a data file as the run first read it (a second note after an edit changes nothing: the run
+    read the first bytes), reads nothing back without a record (a training set may be hundreds of GB), and a path it
+    cannot hash (here a directory) is kept without a hash instead of stopping the run."""
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"first")
+    with provenance.running(provenance.Run("train-tokenizer")) as run:
+        provenance.note_input(data, "training data")
+    assert run.inputs == {data: "training data"} and run.inputs_seen == {} and not run._hashes
+    with provenance.running(provenance.Run("train-tokenizer", hash_inputs=True)) as run:
+        provenance.note_input(data, "training data")
+        first = provenance.file_stamp(data)
+        data.write_bytes(b"second, longer")
+        provenance.note_input(data, "other role")
+        provenance.note_input(tmp_path, "a directory")
+    assert run.inputs[data] == "training data"
+    assert run.inputs_seen[data] == provenance.Written(first, hashlib.sha256(b"first").hexdigest())
+    assert run.inputs_seen[tmp_path] == provenance.Written(provenance.file_stamp(tmp_path), None)
+
+
+def test_the_record_gives_data_files_as_read_and_warns_once_for_all_that_changed(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Two data files changed while the run went on: each entry gives the size and hash as read, the warning names the
+    first and counts the others; a path not hashable when read (a directory) is described as it is at the end."""
+    from openesm3.cli.record import RunRecorder  # noqa: PLC0415
+
+    index, shard, record = tmp_path / "index.json", tmp_path / "shard.bin", tmp_path / "run.json"
+    index.write_text("{}\n")
+    shard.write_bytes(b"0123456789")
+    recorder = RunRecorder(argparse.Namespace(command="train-tokenizer", record=str(record)), [])
+    with provenance.running(recorder.run):
+        for path in (index, shard, tmp_path):
+            provenance.note_input(path, "training data")
+    index.write_text('{"shards": []}\n')  # edited
+    stat = shard.stat()
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched
+    inputs = recorder.record(0)["inputs"]
+    assert inputs[0] == {"role": "training data", "path": str(index), "size": 3,
+                         "sha256": hashlib.sha256(b"{}\n").hexdigest(), "at_end": "changed"}  # fmt: skip
+    assert inputs[1]["size"] == 10 and inputs[1]["at_end"] == "changed"
+    assert inputs[2] == {"role": "training data", "path": str(tmp_path), "type": "directory"}
+    err = capsys.readouterr().err
+    assert f"warning: --record {record}: {index} (training data) and 1 more changed while the run went on" in err, err
+
+
 def test_a_stop_that_goes_on_out_of_main_is_recorded_as_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

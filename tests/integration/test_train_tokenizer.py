@@ -669,3 +669,18 @@ def test_the_record_of_stage2_from_a_weights_directory_names_the_weights_it_star
     files = [export / part / "model.safetensors" for part in parts]
     assert [Path(i["path"]) for i in start] == files
     assert [i["sha256"] for i in start] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+
+
+def test_a_resumed_stage2_run_from_a_weights_directory_records_its_own_checkpoint_not_the_weights(
+    tmp_path: Path, dataset: Path, stage1_run: Path
+) -> None:
+    """A resumed run restores every network from its own checkpoint: the weights init_from holds (which may have been
+    replaced since the run began) are not what it went on from, so its record must not list them as its start."""
+    import json  # noqa: PLC0415
+
+    run, record = tmp_path / "s2", tmp_path / "run.json"
+    args = ["stage=2", f"init_from={stage1_run / 'export'}", "decoder_init=weights"]
+    _train(run, dataset, *args, "max_steps=2")
+    _train(run, dataset, *args, "max_steps=4", "--record", str(record))
+    inputs = json.loads(record.read_text())["inputs"]
+    assert [i["role"] for i in inputs if i.get("role") not in (None, "training data")] == ["resumed from checkpoint"]

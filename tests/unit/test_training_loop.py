@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import capture_rng_state, list_checkpoints, load_checkpoint
+from openesm3.training.checkpointing import CheckpointError, capture_rng_state, list_checkpoints, load_checkpoint
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
 from openesm3.training.logging import MetricsLogger, read_metrics
-from openesm3.training.loop import build_optimizer, seed_everything, train
+from openesm3.training.loop import _schedule_change, build_optimizer, check_resume, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.schedules import WarmupCosineSchedule
 from tests.training_fixtures import TinyModel, synthetic_records, tiny_loss
@@ -214,6 +214,72 @@ def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset,
     ), message
     rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
     assert rows[8]["lr"] == pytest.approx(new(8))  # what the warning says is what the run does
+
+
+def test_ending_a_run_at_its_checkpoint_with_a_lower_max_steps_says_that_no_step_is_left(dataset, tmp_path) -> None:
+    """A 16-step run stopped after its step-8 checkpoint, resumed with max_steps=8, trains no step (it ends and
+    exports there), yet the warning said "step 8 goes on at lr ..." as if it trained on at another rate."""
+    _run(dataset, tmp_path, "max_steps=16", "keep_last=4")
+    for step, path in list_checkpoints(tmp_path / "checkpoints"):
+        if step > 8:
+            shutil.rmtree(path)  # as if stopped after the step-8 checkpoint
+    with pytest.warns(UserWarning) as caught:
+        _, result, _ = _run(dataset, tmp_path, "max_steps=8", "keep_last=4")
+    message = str(caught[0].message)
+    assert message.endswith(
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
+        "over steps 3..8): no step is left to run (max_steps=8), and steps 4..7 ran at the old schedule's rates, so "
+        "the run's rates differ from a run started with these settings"
+    ), message
+    assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]
+
+
+def test_a_run_past_max_steps_is_refused_from_its_latest_checkpoint_before_any_work(dataset, tmp_path) -> None:
+    """check_resume (called before a stage-2 run encodes its data) must judge the checkpoint the loop resumes from,
+    the latest: with checkpoints at steps 4 and 8, max_steps=6 is past the run, though not past the older one."""
+    _run(dataset, tmp_path, "max_steps=8")
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=6"])
+    with pytest.raises(CheckpointError, match=r"step_000000008: .* already at step 8, past max_steps=6"):
+        check_resume(cfg)
+    check_resume(apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=8"]))  # no refusal
+
+
+def test_the_learning_rate_decays_to_min_lr_ratio_of_the_peak(dataset, tmp_path) -> None:
+    """The loop's schedule takes optim.min_lr_ratio from the config (the other tests use the default, 0.1)."""
+    _run(dataset, tmp_path, "max_steps=8", "optim.min_lr_ratio=0.5")
+    schedule = WarmupCosineSchedule(peak_lr=1e-2, warmup_steps=3, total_steps=8, min_lr_ratio=0.5)
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert [r["lr"] for r in rows] == pytest.approx([schedule(s) for s in range(8)])
+    assert rows[-1]["lr"] > 0.5e-2  # above the floor of the default 0.1 by far
+
+
+_OLD = {"max_steps": 8, "optim": {"lr": 1e-2, "warmup_steps": 3, "min_lr_ratio": 0.1, "weight_decay": 0.01}}
+_CHANGES = "; the learning-rate schedule changes: step "
+_DIFFER = "ran at the old schedule's rates, so the run's rates differ from a run started with these settings"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "step", "expected"),
+    [
+        (_OLD, {}, 4, ""),  # the same schedule (another setting changed): nothing to say about the rates
+        ({"max_steps": None}, {}, 4, ""),  # a checkpoint config of another layout: no guess
+        (_OLD, {"peak_lr": 2e-2}, 4, f"{_CHANGES}4 goes on at lr 0.0183 where the old schedule gave 0.00914, after "
+         f"steps 0..3 {_DIFFER}"),
+        # the warmup ends at step 2 in both; min_lr_ratio first tells them apart at step 3, the last step run (not
+        # "steps 3..3")
+        ({**_OLD, "optim": {**_OLD["optim"], "warmup_steps": 2}}, {"warmup_steps": 2, "min_lr_ratio": 0.5}, 4,
+         f"{_CHANGES}4 goes on at lr 0.00875 where the old schedule gave 0.00775, after step 3 {_DIFFER}"),
+        # another warmup too: not only the cosine decay re-stretched, so no such claim
+        (_OLD, {"warmup_steps": 4, "total_steps": 16}, 8, f"{_CHANGES}8 goes on at lr 0.00775 where the old schedule "
+         f"gave 0.001, after steps 0..7 {_DIFFER}"),
+    ],
+    ids=["same", "other-layout", "lr", "min-lr-ratio-last-step", "max-steps-and-warmup"],
+)  # fmt: skip
+def test_the_resume_warning_says_how_the_learning_rates_change(old, new, step, expected) -> None:  # noqa: ANN001
+    """The words of the schedule note of the resume warning, per kind of change (the numbers are the schedules')."""
+    schedule = WarmupCosineSchedule(**{"peak_lr": 1e-2, "warmup_steps": 3, "total_steps": 8, **new})
+    assert _schedule_change(old, schedule, step) == expected
 
 
 def test_weight_decay_applies_to_matrices_not_to_biases_or_norm_scales() -> None:

@@ -186,10 +186,18 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
         stretched = (
             f" (max_steps re-stretches the cosine decay over steps {schedule.warmup_steps}..{schedule.total_steps})"
         )
+    ran = (
+        f"{_steps(differs, step - 1)} ran at the old schedule's rates, so the run's rates differ from a run started "
+        "with these settings"
+    )
+    if step >= schedule.total_steps:  # max_steps lowered to the checkpoint's step: the run ends there, nothing goes on
+        return (
+            f"; the learning-rate schedule changes{stretched}: no step is left to run (max_steps="
+            f"{schedule.total_steps}), and {ran}"
+        )
     return (
         f"; the learning-rate schedule changes{stretched}: step {step} goes on at lr {schedule(step):.3g} where "
-        f"the old schedule gave {old(step):.3g}, after steps {differs}..{step - 1} ran at the old schedule's rates, "
-        "so the run's rates differ from a run started with these settings"
+        f"the old schedule gave {old(step):.3g}, after {ran}"
     )
 
 
@@ -212,6 +220,11 @@ def _clustering_change(changed: list[str], cfg: TrainConfig) -> str:
         "can move them between the training and validation sets and changes their sampling weights; give "
         "data.split.identical_sequences=false to go on with the split and weights the run started with"
     )
+
+
+def _steps(first: int, last: int) -> str:
+    """``steps first..last``, or ``step first`` for one step."""
+    return f"step {first}" if first == last else f"steps {first}..{last}"
 
 
 # The schedule's fields, by their key in the config's optim settings.
