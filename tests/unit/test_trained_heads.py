@@ -179,3 +179,17 @@ def test_a_decoder_continued_from_weights_inherits_their_record(tmp_path: Path) 
         assert trained_heads(config) == expected
     bundled = _run_config("stage=2", "init_from=bundled", "decoder_init=weights", *zero)
     assert trained_heads(bundled) == ("plddt", "pae")
+
+
+@pytest.mark.parametrize(
+    ("pair_fit", "trained"), [("head", ("pae",)), ("pae", ("pae",)), ("ptm", ()), ("temperature", ())]
+)
+def test_a_scale_of_random_pae_outputs_does_not_make_the_head_trained(pair_fit: str, trained: tuple[str, ...]) -> None:
+    """pair_fit=ptm / temperature fit one or two factors of the PAE outputs: on a stage-1 export they stay random."""
+    encoder = StructureEncoder(StructureEncoderConfig(d_model=32, v_heads=4, n_layers=1, d_out=8, n_codes=16)).eval()
+    decoder = _decoder(())
+    records = [replace(_record(f), name=f, cluster=f) for f in ("1igd.pdb.gz", "structures/1PIN.pdb.gz")]
+    chains, _ = decode_records(encoder, decoder, records, progress=False)
+    config = CalibrationConfig(heads=("pae",), steps=1, cross_fit=0, pair_fit=pair_fit, crop_length=16, batch=1)
+    result = calibrate(decoder, chains, config, progress=False)
+    assert result.decoder.trained_heads == trained and result.decoder.calibrated_heads == ("pae",)
