@@ -127,6 +127,8 @@ def test_decoding_withholds_what_untrained_heads_give() -> None:
         assert np.isnan(none.ptm) and np.isnan(none.plddt).all() and np.isnan(none.pae).all()
         b_factors = none.structure.chains[0].b_factor
         assert np.all(np.nan_to_num(b_factors) == 0) and np.isfinite(trained.structure.chains[0].b_factor).any()
+        present = ~np.isnan(none.structure.chains[0].atom37).any(-1)  # the atoms written: 0, not NaN, beside them
+        assert present.any() and np.all(b_factors[present] == 0)
         # the geometry is the decoder's all the same
         np.testing.assert_array_equal(none.structure.chains[0].atom37, trained.structure.chains[0].atom37)
         pae_only = decode(_tokens(), _decoder(("plddt",)))  # PAE (and pTM) untrained, pLDDT kept
@@ -142,6 +144,15 @@ def test_calibration_records_the_heads_it_fits() -> None:
     result = calibrate(decoder, chains, CalibrationConfig(heads=("plddt",), steps=1, cross_fit=0), progress=False)
     assert result.decoder.trained_heads == ("plddt",) and result.decoder.calibrated_heads == ("plddt",)
     assert decoder.trained_heads == () and decoder.calibrated_heads is None  # the input is left as it was
+    # what was recorded before stays; weights without a record (read as trained) keep none
+    earlier = _decoder(("pae",))
+    earlier.calibrated_heads = ("pae",)
+    result = calibrate(earlier, chains, CalibrationConfig(heads=("plddt",), steps=1, cross_fit=0), progress=False)
+    assert result.decoder.trained_heads == ("plddt", "pae") and result.decoder.calibrated_heads == ("plddt", "pae")
+    result = calibrate(
+        _decoder(None), chains, CalibrationConfig(heads=("plddt",), steps=1, cross_fit=0), progress=False
+    )
+    assert result.decoder.trained_heads is None and result.decoder.calibrated_heads == ("plddt",)
 
 
 def _run_config(*overrides: str) -> TokenizerTrainConfig:
