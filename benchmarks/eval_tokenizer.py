@@ -9,7 +9,9 @@ usage, pLDDT/pTM calibration and, for a sequence-conditioned decoder, all-atom R
 
 ``--weights`` is a directory with ``structure_encoder/`` and ``structure_decoder/`` in our format (a run's
 ``export/``; default: the shipped tokenizer). ``--data`` is an ingested shard dataset (``openesm3.training.ingest``)
-or the raw dev directory (then ingested to a temporary directory). Full-length chains, no crops.
+or the raw dev directory (then ingested to a temporary directory). Full-length chains, no crops. The figures of
+confidence heads that the decoder's weights record as never trained (a stage-1 export's pLDDT and PAE/pTM heads)
+are printed as ``not trained`` and written as ``null``, with ``"untrained_heads"`` in the report.
 
 ``--split`` takes the split as a training run draws it from the ingestion labels: ``train``, ``valid``,
 ``calibration`` or ``all``. For a run trained with ``data.split.calibration_fraction`` (v7: 0.1), give the same
@@ -29,10 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from openesm3.checkpoints.bundled import load_structure_tokenizer
+from openesm3.cli.common import untrained_note
 from openesm3.errors import InputError, OpenESM3Error
 from openesm3.training.config import ConfigError, IngestConfig
 from openesm3.training.data import INDEX_FILE, ProteinDataset
@@ -85,6 +89,9 @@ def evaluate(argv: list[str]) -> int:
         parser.error(f"--max-proteins must be >= 0 (0: all), got {args.max_proteins}")
     torch.set_num_threads(args.threads)
     encoder, decoder = load_structure_tokenizer(args.weights)
+    untrained = decoder.untrained_heads()  # heads of random weights (a stage-1 export): their figures are withheld
+    if untrained:
+        print(f"eval_tokenizer.py: note: {untrained_note(untrained)}; their figures are null", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = open_dataset(args.data, Path(tmp))
         try:
@@ -110,9 +117,11 @@ def evaluate(argv: list[str]) -> int:
                 r0 = round_trip(encoder, decoder, record, with_sequence=False)
                 if r0 is not None:
                     without_seq.append(r0)
+            plddt = "not trained" if "plddt" in untrained else f"{r.mean_plddt:.3f}"
+            ptm = "not trained" if "pae" in untrained else f"{r.ptm:.3f}"
             print(
                 f"[{n + 1}/{len(rows)}] {r.name} L={r.length} RMSD {r.backbone_rmsd:.2f} lDDT-CA {r.lddt_ca:.3f} "
-                f"TM {r.tm_score:.3f} pLDDT {r.mean_plddt:.3f} pTM {r.ptm:.3f}"
+                f"TM {r.tm_score:.3f} pLDDT {plddt} pTM {ptm}"
                 + (f" all-atom RMSD {r.all_atom_rmsd:.2f}" if r.all_atom_rmsd is not None else ""),
                 file=sys.stderr,
             )
@@ -120,7 +129,7 @@ def evaluate(argv: list[str]) -> int:
     if not results:
         raise InputError(f"{args.data}: no record of split {args.split!r} could be round-tripped (too short?)")
     n_codes = encoder.config.n_codes
-    summary = dataclasses.asdict(summarize(results, n_codes))
+    summary = _withhold(dataclasses.asdict(summarize(results, n_codes)), untrained)
     report = {
         "weights": str(args.weights or "bundled"),
         "split": args.split,
@@ -128,7 +137,9 @@ def evaluate(argv: list[str]) -> int:
         "seconds": round(elapsed, 1),
         "threads": args.threads,
         "summary": summary,
-        "summary_without_sequence": dataclasses.asdict(summarize(without_seq, n_codes)) if without_seq else None,
+        "summary_without_sequence": (
+            _withhold(dataclasses.asdict(summarize(without_seq, n_codes)), untrained) if without_seq else None
+        ),
         "proteins": [
             {
                 "name": r.name,
@@ -137,19 +148,33 @@ def evaluate(argv: list[str]) -> int:
                 "mirror_rmsd": round(r.mirror_rmsd, 4),
                 "lddt_ca": round(r.lddt_ca, 4),
                 "tm_score": round(r.tm_score, 4),
-                "ptm": round(r.ptm, 4),
-                "mean_plddt": round(r.mean_plddt, 4),
+                "ptm": None if "pae" in untrained else round(r.ptm, 4),
+                "mean_plddt": None if "plddt" in untrained else round(r.mean_plddt, 4),
                 "all_atom_rmsd": None if r.all_atom_rmsd is None else round(r.all_atom_rmsd, 4),
             }
             for r in results
         ],
     }
+    if untrained:  # why those figures are null (reports of trained decoders are as they were)
+        report["untrained_heads"] = list(untrained)
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text + "\n")
     print(json.dumps({"summary": summary, "summary_without_sequence": report["summary_without_sequence"]}, indent=2))
     return 0
+
+
+# the summary's figures read from each confidence head
+_HEAD_FIGURES = {
+    "plddt": ("plddt_lddt_pearson", "plddt_lddt_pearson_per_protein", "plddt_mean"),
+    "pae": ("ptm_tm_pearson", "ptm_mean"),
+}
+
+
+def _withhold(summary: dict[str, Any], untrained: tuple[str, ...]) -> dict[str, Any]:
+    """``summary`` with the figures of ``untrained`` heads null: those of random weights measure nothing."""
+    return {k: None if any(k in _HEAD_FIGURES[h] for h in untrained) else v for k, v in summary.items()}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from openesm3.training.ingest import ingest_structures
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.export import export_networks
 from openesm3.training.tokenizer.model import StructureTokenizerModel
-from openesm3.training.tokenizer.run import trained_heads
+from openesm3.training.tokenizer.run import export_checkpoint, trained_heads
 from tests.conftest import TEST_DATA
 from tests.integration.test_train_tokenizer import FILES, TINY
 
@@ -110,3 +110,56 @@ def test_detokenize_withholds_untrained_confidences(
             assert "never trained" not in captured.err
             assert set(entry) == {"ptm", "plddt", "pae"} and 0 < entry["ptm"] < 1
             assert b_factors.max() > 0
+
+
+def _one_head(export: Path, trained: list[str], root: Path) -> Path:
+    """A copy of ``export`` whose decoder records only ``trained`` as trained."""
+    copy = root / f"only_{'_'.join(trained) or 'none'}"
+    shutil.copytree(export, copy)
+    path = copy / "structure_decoder" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "trained_heads": trained}))
+    return copy
+
+
+def test_one_untrained_head_withholds_only_its_own_outputs(
+    stage2_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pTM comes from the PAE head: a decoder whose PAE head alone is untrained prints its pLDDT and no pTM, and the
+    other way round; the note names the one head (no stage-1 export has one), and says B-factors 0 only for a file."""
+    no_pae = _one_head(stage2_export, ["plddt"], tmp_path)
+    assert main(["round-trip", str(PROTEIN), "--weights", str(no_pae)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"decoder confidence: pTM not trained  mean pLDDT \d\.\d{3}\n", printed), printed
+    assert "their PAE/pTM head as never trained" in printed and "stage-1" not in printed, printed
+    no_plddt = _one_head(stage2_export, ["pae"], tmp_path)
+    assert main(["round-trip", str(PROTEIN), "--weights", str(no_plddt)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"decoder confidence: pTM \d\.\d{3}  mean pLDDT not trained\n", printed), printed
+    assert "their pLDDT head as never trained" in printed and "B-factors 0" not in printed, printed
+    assert main(["round-trip", str(PROTEIN), "--weights", str(no_plddt), "--out", str(tmp_path / "x.pdb")]) == 0
+    assert "the decoded file holds B-factors 0" in capsys.readouterr().out
+    for export, trained in ((no_pae, "plddt"), (no_plddt, "pae")):
+        tokens, confidence = tmp_path / f"{trained}.json", tmp_path / f"{trained}_confidence.json"
+        assert main(["tokenize-structure", str(PROTEIN), "--weights", str(export), "--out", str(tokens)]) == 0
+        capsys.readouterr()
+        assert main(["detokenize", str(tokens), "--weights", str(export), "--out", str(tmp_path / f"{trained}.pdb"),
+                     "--confidence", str(confidence), "--quiet"]) == 0  # fmt: skip
+        line = capsys.readouterr().out
+        (entry,) = json.loads(confidence.read_text()).values()
+        if trained == "plddt":
+            assert re.search(r"pTM not trained\tmean pLDDT 0\.\d{4}", line), line
+            assert entry["ptm"] is None and entry["pae"] is None and len(entry["plddt"]) > 0
+            assert entry["untrained_heads"] == ["pae"]
+        else:
+            assert re.search(r"pTM 0\.\d{4}\tmean pLDDT not trained", line), line
+            assert entry["plddt"] is None and 0 < entry["ptm"] < 1 and len(entry["pae"]) > 0
+            assert entry["untrained_heads"] == ["plddt"]
+
+
+def test_export_checkpoint_records_the_heads_too(stage1_export: Path, tmp_path: Path) -> None:
+    """``export-tokenizer`` (export_checkpoint) of a stage-1 run writes the same record as the run's own export."""
+    run = stage1_export.parent
+    shards = run.parent / "shards"
+    config = load_config(TokenizerTrainConfig, None, [f"data.path={shards}", f"out_dir={tmp_path / 'again'}", *TINY])
+    _, _, decoder = export_checkpoint(config, run)
+    assert json.loads((decoder / "config.json").read_text())["trained_heads"] == []

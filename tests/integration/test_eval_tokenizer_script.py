@@ -53,3 +53,37 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
             main(["--data", str(tmp_path), option, value])
         assert exit_.value.code == 2
         assert f"{option} must be >=" in capsys.readouterr().err
+
+
+def test_a_stage1_export_gets_null_for_its_untrained_heads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stage-1 export records no trained confidence head: its pLDDT / pTM figures (random weights) are null."""
+    import json
+
+    import torch
+
+    from openesm3.checkpoints.format import save_pretrained
+    from openesm3.config import StructureDecoderConfig, StructureEncoderConfig
+    from openesm3.models.structure_decoder import StructureDecoder
+    from openesm3.models.structure_encoder import StructureEncoder
+
+    torch.manual_seed(0)
+    encoder = StructureEncoder(StructureEncoderConfig(d_model=32, v_heads=4, n_layers=1, d_out=8, n_codes=16))
+    decoder = StructureDecoder(StructureDecoderConfig(d_model=32, n_heads=2, n_layers=1, pairwise_dim=8))
+    decoder.trained_heads = ()
+    save_pretrained(encoder, encoder.config, tmp_path / "w" / "structure_encoder", model_type="structure_encoder")
+    save_pretrained(decoder, decoder.config, tmp_path / "w" / "structure_decoder", model_type="structure_decoder")
+    src = tmp_path / "pdb"
+    src.mkdir()
+    shutil.copy(TEST_DATA / "1igd.pdb.gz", src)
+    (src / "manifest.tsv").write_text("file\tcluster40\tsuggested_split\n1igd.pdb.gz\t1igd\tvalid\n")
+    ingest_structures(src, tmp_path / "ds", IngestConfig(manifest=str(src / "manifest.tsv")), progress=False)
+    out = tmp_path / "report.json"
+    args = ["--weights", str(tmp_path / "w"), "--data", str(tmp_path / "ds"), "--threads", "1", "--out", str(out)]
+    assert _script().main(args) == 0
+    assert "pLDDT not trained pTM not trained" in capsys.readouterr().err
+    report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert report["untrained_heads"] == ["plddt", "pae"]
+    assert report["proteins"][0]["ptm"] is None and report["proteins"][0]["mean_plddt"] is None
+    summary = report["summary"]
+    assert summary["ptm_mean"] is None and summary["plddt_lddt_pearson"] is None and summary["plddt_mean"] is None
+    assert summary["lddt_ca_mean"] is not None  # the geometry is measured all the same

@@ -20,7 +20,8 @@ from openesm3.generation.all_atom_decoding import decode_all_atom
 from openesm3.generation.structure_tokens import StructureTokens, decode_structure
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
-from openesm3.training.config import load_config
+from openesm3.training.checkpointing import STATE_FILE
+from openesm3.training.config import config_to_dict, load_config
 from openesm3.training.tokenizer.calibrate import CalibrationConfig, calibrate, decode_records
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.run import trained_heads
@@ -126,6 +127,8 @@ def test_decoding_withholds_what_untrained_heads_give() -> None:
         assert np.isnan(none.ptm) and np.isnan(none.plddt).all() and np.isnan(none.pae).all()
         b_factors = none.structure.chains[0].b_factor
         assert np.all(np.nan_to_num(b_factors) == 0) and np.isfinite(trained.structure.chains[0].b_factor).any()
+        present = ~np.isnan(none.structure.chains[0].atom37).any(-1)  # the atoms written: 0, not NaN, beside them
+        assert present.any() and np.all(b_factors[present] == 0)
         # the geometry is the decoder's all the same
         np.testing.assert_array_equal(none.structure.chains[0].atom37, trained.structure.chains[0].atom37)
         pae_only = decode(_tokens(), _decoder(("plddt",)))  # PAE (and pTM) untrained, pLDDT kept
@@ -141,3 +144,63 @@ def test_calibration_records_the_heads_it_fits() -> None:
     result = calibrate(decoder, chains, CalibrationConfig(heads=("plddt",), steps=1, cross_fit=0), progress=False)
     assert result.decoder.trained_heads == ("plddt",) and result.decoder.calibrated_heads == ("plddt",)
     assert decoder.trained_heads == () and decoder.calibrated_heads is None  # the input is left as it was
+    # what was recorded before stays; weights without a record (read as trained) keep none
+    earlier = _decoder(("pae",))
+    earlier.calibrated_heads = ("pae",)
+    result = calibrate(earlier, chains, CalibrationConfig(heads=("plddt",), steps=1, cross_fit=0), progress=False)
+    assert result.decoder.trained_heads == ("plddt", "pae") and result.decoder.calibrated_heads == ("plddt", "pae")
+    result = calibrate(
+        _decoder(None), chains, CalibrationConfig(heads=("plddt",), steps=1, cross_fit=0), progress=False
+    )
+    assert result.decoder.trained_heads is None and result.decoder.calibrated_heads == ("plddt",)
+
+
+def _run_config(*overrides: str) -> TokenizerTrainConfig:
+    return load_config(TokenizerTrainConfig, None, ["data.path=x", *overrides])
+
+
+def _fake_checkpoint(path: Path, config: TokenizerTrainConfig) -> str:
+    """A checkpoint directory as far as trained_heads reads it: the run's config in its trainer state."""
+    path.mkdir(parents=True)
+    (path / STATE_FILE).write_text(json.dumps({"config": config_to_dict(config)}))
+    return str(path)
+
+
+def test_a_continued_decoder_inherits_only_the_heads_its_source_trained(tmp_path: Path) -> None:
+    zero = ["losses.pae=0", "losses.plddt=0"]
+    # configs/tokenizer_v3_stage2a.toml: decoder_init=checkpoint from a stage-2A run that trained neither head
+    run_2a = _fake_checkpoint(tmp_path / "2a", _run_config("stage=2", "init_from=s1", *zero))
+    assert trained_heads(_run_config("stage=2", f"init_from={run_2a}", "decoder_init=checkpoint", *zero)) == ()
+    # a stage-1 checkpoint (of the same shapes) gives untrained heads; a source that trained PAE passes PAE on
+    stage1 = _fake_checkpoint(tmp_path / "s1", _run_config())
+    assert trained_heads(_run_config("stage=2", f"init_from={stage1}", "decoder_init=checkpoint", *zero)) == ()
+    pae_run = _fake_checkpoint(tmp_path / "pae", _run_config("stage=2", "init_from=s1", "losses.plddt=0"))
+    continued = _run_config("stage=2", f"init_from={pae_run}", "decoder_init=checkpoint", *zero)
+    assert trained_heads(continued) == ("pae",)
+    # and further back: a run continuing the one that trained PAE, continued again with weights 0
+    middle = _fake_checkpoint(tmp_path / "mid", continued)
+    assert trained_heads(_run_config("stage=2", f"init_from={middle}", "decoder_init=checkpoint", *zero)) == ("pae",)
+
+
+def test_a_decoder_continued_from_weights_inherits_their_record(tmp_path: Path) -> None:
+    zero = ["losses.pae=0", "losses.plddt=0"]
+    for record, expected in [((), ()), (("plddt",), ("plddt",)), (None, ("plddt", "pae"))]:
+        save_pretrained(_decoder(record), DECODER, tmp_path / "w" / "structure_decoder", model_type="structure_decoder")
+        config = _run_config("stage=2", f"init_from={tmp_path / 'w'}", "decoder_init=weights", *zero)
+        assert trained_heads(config) == expected
+    bundled = _run_config("stage=2", "init_from=bundled", "decoder_init=weights", *zero)
+    assert trained_heads(bundled) == ("plddt", "pae")
+
+
+@pytest.mark.parametrize(
+    ("pair_fit", "trained"), [("head", ("pae",)), ("pae", ("pae",)), ("ptm", ()), ("temperature", ())]
+)
+def test_a_scale_of_random_pae_outputs_does_not_make_the_head_trained(pair_fit: str, trained: tuple[str, ...]) -> None:
+    """pair_fit=ptm / temperature fit one or two factors of the PAE outputs: on a stage-1 export they stay random."""
+    encoder = StructureEncoder(StructureEncoderConfig(d_model=32, v_heads=4, n_layers=1, d_out=8, n_codes=16)).eval()
+    decoder = _decoder(())
+    records = [replace(_record(f), name=f, cluster=f) for f in ("1igd.pdb.gz", "structures/1PIN.pdb.gz")]
+    chains, _ = decode_records(encoder, decoder, records, progress=False)
+    config = CalibrationConfig(heads=("pae",), steps=1, cross_fit=0, pair_fit=pair_fit, crop_length=16, batch=1)
+    result = calibrate(decoder, chains, config, progress=False)
+    assert result.decoder.trained_heads == trained and result.decoder.calibrated_heads == ("pae",)

@@ -59,6 +59,8 @@ from openesm3.utils.provenance import note_moved, note_removed
 
 HEADS = ("plddt", "pae")
 PAIR_FITS = ("head", "pae", "temperature", "ptm", "ptm-temperature")
+# pair_fit values that only scale the PAE outputs the head has (one or two factors): they calibrate, not train, it
+SCALE_FITS = ("temperature", "ptm", "ptm-temperature")
 REPORT_FILE = "calibration.json"
 MIN_RESIDUES = 8  # chains with fewer residues with a backbone are left out
 
@@ -557,9 +559,12 @@ def calibrate(
         out.plddt_head.load_state_dict(heads["plddt"].state_dict())
     if "pae" in heads:
         out.pairwise_head.load_state_dict(heads["pae"].state_dict())
-    # the record the written config keeps (checkpoints.format): a refitted head is fitted, so trained, and calibrated
+    # the record the written config keeps (checkpoints.format): a refitted head is calibrated, and trained when its
+    # outputs were fitted; a scale of the PAE outputs (SCALE_FITS) leaves them those of its weights, random ones
+    # (a stage-1 export's) included
+    fitted = [h for h in heads if h != "pae" or config.pair_fit not in SCALE_FITS]
     if out.trained_heads is not None:
-        out.trained_heads = tuple(h for h in C.CONFIDENCE_HEADS if h in out.trained_heads or h in heads)
+        out.trained_heads = tuple(h for h in C.CONFIDENCE_HEADS if h in out.trained_heads or h in fitted)
     out.calibrated_heads = tuple(h for h in C.CONFIDENCE_HEADS if h in (out.calibrated_heads or ()) or h in heads)
     report["fitted"] = _figures(out.plddt_head, out.pairwise_head, chains, tm)
     return CalibrationResult(out, report)

@@ -18,11 +18,11 @@ import torch
 
 from openesm3 import constants as C
 from openesm3.checkpoints.bundled import bundled_tokenizer_dir
-from openesm3.checkpoints.format import WEIGHTS_FILE, load_state_dict_strict
+from openesm3.checkpoints.format import WEIGHTS_FILE, load_state_dict_strict, read_head_records
 from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import MODEL_FILE, latest_checkpoint, load_checkpoint
-from openesm3.training.config import ConfigError
+from openesm3.training.checkpointing import MODEL_FILE, STATE_FILE, latest_checkpoint, load_checkpoint
+from openesm3.training.config import ConfigError, config_from_dict
 from openesm3.training.data import INDEX_FILE, ProteinDataset, ProteinRecord
 from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, check_resume, seed_everything, train
 from openesm3.training.pipeline import build_protein_data
@@ -65,14 +65,46 @@ def trained_heads(config: TokenizerTrainConfig) -> tuple[str, ...]:
     """The confidence heads whose weights a run's export holds trained, which its decoder's config records.
 
     Stage 1 trains neither (no pLDDT or PAE loss: they keep their random initial weights). Stage 2 trains a head
-    whose loss weight is above 0; with a weight of 0 the head is still trained when the decoder started from a
-    stage-2 decoder (``decoder_init=checkpoint`` or ``weights``), whose heads it keeps.
+    whose loss weight is above 0; a head with a weight of 0 is trained only when the decoder it started from had it
+    trained (``decoder_init=checkpoint`` or ``weights``: :func:`_inherited_heads`).
     """
     if config.stage == 1:
         return ()
-    inherited = config.decoder_init in ("checkpoint", "weights")
+    inherited = _inherited_heads(config)
     weights = {"plddt": config.losses.plddt, "pae": config.losses.pae}
-    return tuple(h for h in C.CONFIDENCE_HEADS if weights[h] > 0 or inherited)
+    return tuple(h for h in C.CONFIDENCE_HEADS if weights[h] > 0 or h in inherited)
+
+
+# How many runs back _inherited_heads follows decoder_init=checkpoint (a chain 2A -> 2B -> 2B-long is 3 deep).
+_MAX_INIT_CHAIN = 16
+
+
+def _inherited_heads(config: TokenizerTrainConfig, depth: int = 0) -> tuple[str, ...]:
+    """The trained confidence heads of the decoder a stage-2 run starts from: for ``decoder_init=weights`` what the
+    weights' ``config.json`` records (all when nothing is, as loading reads it), for ``decoder_init=checkpoint``
+    what the checkpoint's own run trained (its stage and loss weights, and so on back along its ``init_from``:
+    a stage-2A run with pLDDT and PAE weights 0 continued by one with weights 0 trains neither); none for
+    ``random`` and ``stage1`` (stage 1 trains no confidence head). A source that can no longer be read counts as
+    trained, as before the record."""
+    if config.decoder_init == "weights":
+        root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else Path(config.init_from)
+        try:
+            recorded = read_head_records(root / DECODER_DIR)["trained_heads"]
+        except (WeightsError, OSError):
+            return C.CONFIDENCE_HEADS
+        return C.CONFIDENCE_HEADS if recorded is None else recorded
+    if config.decoder_init != "checkpoint":
+        return ()
+    try:
+        state = json.loads((resolve_checkpoint(config.init_from) / STATE_FILE).read_text(encoding="utf-8"))
+        source = config_from_dict(TokenizerTrainConfig, state["config"])
+    except (WeightsError, ConfigError, OSError, ValueError, KeyError, TypeError):
+        return C.CONFIDENCE_HEADS
+    if source.stage == 1:
+        return ()
+    weights = {"plddt": source.losses.plddt, "pae": source.losses.pae}
+    before = _inherited_heads(source, depth + 1) if depth < _MAX_INIT_CHAIN else C.CONFIDENCE_HEADS
+    return tuple(h for h in C.CONFIDENCE_HEADS if weights[h] > 0 or h in before)
 
 
 def _new_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
