@@ -197,6 +197,37 @@ def test_keeping_more_or_fewer_checkpoints_on_resume_is_no_changed_setting(datas
     assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8]
 
 
+def test_another_number_of_processes_is_refused_from_the_trainer_state_alone(dataset, tmp_path) -> None:
+    """A run resumed with another number of processes was refused only once the loop had loaded its checkpoint:
+    for a stage-2 run, after it had encoded its whole dataset. check_resume reads the number from the trainer state."""
+    _run(dataset, tmp_path, "max_steps=4")
+    latest = dict(list_checkpoints(tmp_path / "checkpoints"))[4]
+    (latest / "model.safetensors").write_bytes(b"not read")  # the tensors are not what says it
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=8"])
+    with pytest.raises(CheckpointError, match=r"step_000000004: written by 1 processes, resumed with 2; resume with "
+                       r"the same number to continue the same run"):  # fmt: skip
+        check_resume(cfg, world_size=2)
+    check_resume(cfg, world_size=1)  # no refusal
+
+
+def test_a_model_of_other_shapes_is_refused_from_the_checkpoint_header(dataset, tmp_path) -> None:
+    """Networks that do not fit the checkpoint were refused only when the loop loaded it (for a stage-2 run, after
+    the encoding of its dataset): check_resume compares the model with the header of the checkpoint's tensors."""
+    _run(dataset, tmp_path, "max_steps=4")
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=4"])  # no setting changed
+    check_resume(cfg, model=TinyModel())  # the same networks: no refusal
+    fit = r"step_000000004: the run in .* does not fit this configuration's model \({}\); resume with the settings"
+    with pytest.raises(CheckpointError, match=fit.format(r"blocks\.0\.0\.bias has shape \[32\] in the checkpoint, "
+                                                         r"\[16\] in the model")):  # fmt: skip
+        check_resume(cfg, model=TinyModel(d=16))
+    with pytest.raises(CheckpointError, match=fit.format(r"this configuration's model has blocks\.2\.0\.bias, which "
+                                                         r"the checkpoint lacks")):  # fmt: skip
+        check_resume(cfg, model=TinyModel(n_blocks=3))
+    with pytest.raises(CheckpointError, match=fit.format(r"the checkpoint holds blocks\.1\.0\.bias, which this "
+                                                         r"configuration's model lacks")):  # fmt: skip
+        check_resume(cfg, model=TinyModel(n_blocks=1))
+
+
 def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset, tmp_path) -> None:
     """A finished run (step 8 of max_steps=8, warmup 3) extended to max_steps=16 goes on from the floor of its cosine
     (10 % of the peak) at the new schedule's rate at step 8, after steps 4..7 decayed faster than a 16-step run's:
