@@ -197,6 +197,23 @@ def test_keeping_more_or_fewer_checkpoints_on_resume_is_no_changed_setting(datas
     assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8]
 
 
+def test_other_log_and_checkpoint_intervals_on_resume_are_no_changed_setting(dataset, tmp_path) -> None:
+    """log_every and ckpt_every only say when the loop reports and saves, yet a run resumed with others warned of
+    changed settings; it ends bit for bit where the uninterrupted run ends."""
+    import warnings  # noqa: PLC0415
+
+    whole = tmp_path / "whole"
+    _run(dataset, whole, "max_steps=8", dropout=0.2)
+    part = tmp_path / "part"
+    shutil.copytree(whole, part)
+    shutil.rmtree(dict(list_checkpoints(part / "checkpoints"))[8])  # as if stopped after the step-4 checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(dataset, part, "max_steps=8", "log_every=2", "ckpt_every=2", dropout=0.2)
+    a, b = (load_checkpoint(dict(list_checkpoints(r / "checkpoints"))[8]).model_state for r in (whole, part))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_another_number_of_processes_is_refused_from_the_trainer_state_alone(dataset, tmp_path) -> None:
     """A run resumed with another number of processes was refused only once the loop had loaded its checkpoint:
     for a stage-2 run, after it had encoded its whole dataset. check_resume reads the number from the trainer state."""

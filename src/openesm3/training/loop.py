@@ -115,9 +115,23 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-# Settings that do not change what is computed; changing them on resume is expected.
+# Settings that do not change what is computed; changing them on resume is expected. log_every and ckpt_every say
+# when the loop reports and saves: neither draws a random number or changes a value the steps compute (their
+# collectives only sum what is reported, and a checkpoint reads the RNG states without drawing). val_every is not
+# among them: a loss function may draw from the global RNGs in evaluation too (the tokenizer's sequence-dropout
+# draw and all-atom loss subsets do), so validating at other steps can move the training's random numbers.
 _RUN_ONLY_KEYS = frozenset(
-    {"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path", "keep_last"}
+    {
+        "out_dir",
+        "resume",
+        "tensorboard",
+        "progress",
+        "data.num_workers",
+        "data.path",
+        "keep_last",
+        "log_every",
+        "ckpt_every",
+    }
 )
 
 
