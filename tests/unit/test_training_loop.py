@@ -245,6 +245,20 @@ def test_a_model_of_other_shapes_is_refused_from_the_checkpoint_header(dataset, 
         check_resume(cfg, model=TinyModel(n_blocks=1))
 
 
+def test_a_checkpoint_config_with_a_null_learning_rate_names_the_changed_settings(dataset, tmp_path) -> None:
+    """A checkpoint whose config holds "lr": null (hand-edited, another layout) ended the resume in a TypeError
+    traceback from the old schedule's evaluation; the warning names the changed settings only."""
+    _run(dataset, tmp_path, "max_steps=4")
+    state = dict(list_checkpoints(tmp_path / "checkpoints"))[4] / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    saved["config"]["optim"]["lr"] = None
+    state.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning) as caught:
+        _, result, _ = _run(dataset, tmp_path, "max_steps=5")
+    assert str(caught[0].message).endswith("with changed settings: max_steps, optim.lr")
+    assert result.step == 5
+
+
 def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset, tmp_path) -> None:
     """A finished run (step 8 of max_steps=8, warmup 3) extended to max_steps=16 goes on from the floor of its cosine
     (10 % of the peak) at the new schedule's rate at step 8, after steps 4..7 decayed faster than a 16-step run's:
@@ -256,9 +270,9 @@ def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset,
         _run(dataset, tmp_path, "max_steps=16")
     message = str(caught[0].message)
     assert message.endswith(
-        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
-        f"over steps 3..16): step 8 goes on at lr {new(8):.3g} where the old schedule gave 0.001, after steps 4..7 "
-        "ran at the old schedule's rates, so the run's rates differ from a run started with these settings"
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps stretches the cosine decay of "
+        f"steps 3..8 over steps 3..16): step 8 goes on at lr {new(8):.3g} where the old schedule gave 0.001, after "
+        "steps 4..7 ran at the old schedule's rates, so the run's rates differ from a run started with these settings"
     ), message
     rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
     assert rows[8]["lr"] == pytest.approx(new(8))  # what the warning says is what the run does
@@ -266,7 +280,8 @@ def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset,
 
 def test_ending_a_run_at_its_checkpoint_with_a_lower_max_steps_says_that_no_step_is_left(dataset, tmp_path) -> None:
     """A 16-step run stopped after its step-8 checkpoint, resumed with max_steps=8, trains no step (it ends and
-    exports there), yet the warning said "step 8 goes on at lr ..." as if it trained on at another rate."""
+    exports there), yet the warning said "step 8 goes on at lr ..." as if it trained on at another rate; and that
+    max_steps "re-stretches" the cosine decay, which a lower max_steps compresses."""
     _run(dataset, tmp_path, "max_steps=16", "keep_last=4")
     for step, path in list_checkpoints(tmp_path / "checkpoints"):
         if step > 8:
@@ -275,9 +290,9 @@ def test_ending_a_run_at_its_checkpoint_with_a_lower_max_steps_says_that_no_step
         _, result, _ = _run(dataset, tmp_path, "max_steps=8", "keep_last=4")
     message = str(caught[0].message)
     assert message.endswith(
-        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
-        "over steps 3..8): no step is left to run (max_steps=8), and steps 4..7 ran at the old schedule's rates, so "
-        "the run's rates differ from a run started with these settings"
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps compresses the cosine decay of "
+        "steps 3..16 over steps 3..8): no step is left to run (max_steps=8), and steps 4..7 ran at the old "
+        "schedule's rates, so the run's rates differ from a run started with these settings"
     ), message
     assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]
 
@@ -312,6 +327,13 @@ _DIFFER = "ran at the old schedule's rates, so the run's rates differ from a run
     [
         (_OLD, {}, 4, ""),  # the same schedule (another setting changed): nothing to say about the rates
         ({"max_steps": None}, {}, 4, ""),  # a checkpoint config of another layout: no guess
+        # settings of other types (resuming ended in a traceback when the old schedule was evaluated): no guess either
+        ({**_OLD, "optim": {**_OLD["optim"], "lr": None}}, {}, 4, ""),
+        ({**_OLD, "optim": {**_OLD["optim"], "lr": "1e-2"}}, {}, 4, ""),
+        ({**_OLD, "optim": {**_OLD["optim"], "warmup_steps": None}}, {}, 4, ""),
+        ({**_OLD, "optim": {**_OLD["optim"], "min_lr_ratio": [0.1]}}, {}, 4, ""),
+        ({**_OLD, "optim": "adamw"}, {}, 4, ""),
+        ({**_OLD, "max_steps": float("inf")}, {}, 4, ""),
         (_OLD, {"peak_lr": 2e-2}, 4, f"{_CHANGES}4 goes on at lr 0.0183 where the old schedule gave 0.00914, after "
          f"steps 0..3 {_DIFFER}"),
         # the warmup ends at step 2 in both; min_lr_ratio first tells them apart at step 3, the last step run (not
@@ -321,8 +343,13 @@ _DIFFER = "ran at the old schedule's rates, so the run's rates differ from a run
         # another warmup too: not only the cosine decay re-stretched, so no such claim
         (_OLD, {"warmup_steps": 4, "total_steps": 16}, 8, f"{_CHANGES}8 goes on at lr 0.00775 where the old schedule "
          f"gave 0.001, after steps 0..7 {_DIFFER}"),
+        # a lower max_steps with steps left: the decay compressed, not "re-stretched"
+        ({**_OLD, "max_steps": 16}, {}, 5, "; the learning-rate schedule changes (max_steps compresses the cosine "
+         "decay of steps 3..16 over steps 3..8): step 5 goes on at lr 0.00689 where the old schedule gave 0.00948, "
+         f"after step 4 {_DIFFER}"),
     ],
-    ids=["same", "other-layout", "lr", "min-lr-ratio-last-step", "max-steps-and-warmup"],
+    ids=["same", "other-layout", "lr-null", "lr-string", "warmup-null", "min-lr-ratio-list", "optim-string",
+         "max-steps-infinite", "lr", "min-lr-ratio-last-step", "max-steps-and-warmup", "max-steps-lowered"],
 )  # fmt: skip
 def test_the_resume_warning_says_how_the_learning_rates_change(old, new, step, expected) -> None:  # noqa: ANN001
     """The words of the schedule note of the resume warning, per kind of change (the numbers are the schedules')."""

@@ -228,16 +228,23 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
     """What resuming at ``step`` with ``schedule`` does to the learning rates of the run whose checkpoint holds
     ``old_config`` ('' when its schedule is the same). The rate is a pure function of the step: from ``step`` on the
     run takes the rates of a run started with the new settings, but the steps it already ran took the old ones, so
-    where the two differ before ``step`` (e.g. a larger ``max_steps`` after the warmup: the cosine decay re-stretched
-    over the new length) the run is not the one the new settings would have trained from the start."""
-    old_optim = {**{k: getattr(schedule, f) for k, f in _SCHEDULE_FIELDS.items()}, **(old_config.get("optim") or {})}
+    where the two differ before ``step`` (e.g. another ``max_steps`` after the warmup: the cosine decay stretched or
+    compressed to the new length) the run is not the one the new settings would have trained from the start.
+
+    A checkpoint config of another layout (settings of other types: ``"lr": null``, a string where a number belongs)
+    says nothing about the rates: the settings named are all there is to say."""
     try:
-        old = _schedule(int(old_config.get("max_steps", schedule.total_steps)), old_optim)
-    except (KeyError, TypeError, ValueError):
-        return ""  # a checkpoint of another layout: the settings named are all there is to say
-    if old == schedule:
+        defaults = {k: getattr(schedule, f) for k, f in _SCHEDULE_FIELDS.items()}
+        old = _schedule(
+            int(old_config.get("max_steps", schedule.total_steps)), {**defaults, **(old_config.get("optim") or {})}
+        )
+        if old == schedule:
+            return ""
+        # every rate compared or printed below is computed here, where a value of another type fails
+        differs = next((s for s in range(step) if not math.isclose(old(s), schedule(s), rel_tol=1e-9)), None)
+        old_rate = float(old(step))
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         return ""
-    differs = next((s for s in range(step) if not math.isclose(old(s), schedule(s), rel_tol=1e-9)), None)
     if differs is None:
         return (
             f"; the learning-rate schedule changes, but not over the steps already run (0..{step - 1}): every step "
@@ -245,8 +252,10 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
         )
     stretched = ""
     if old.total_steps != schedule.total_steps and old.warmup_steps == schedule.warmup_steps:
+        how = "stretches" if schedule.total_steps > old.total_steps else "compresses"
         stretched = (
-            f" (max_steps re-stretches the cosine decay over steps {schedule.warmup_steps}..{schedule.total_steps})"
+            f" (max_steps {how} the cosine decay of steps {old.warmup_steps}..{old.total_steps} over steps "
+            f"{schedule.warmup_steps}..{schedule.total_steps})"
         )
     ran = (
         f"{_steps(differs, step - 1)} ran at the old schedule's rates, so the run's rates differ from a run started "
@@ -259,7 +268,7 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
         )
     return (
         f"; the learning-rate schedule changes{stretched}: step {step} goes on at lr {schedule(step):.3g} where "
-        f"the old schedule gave {old(step):.3g}, after {ran}"
+        f"the old schedule gave {old_rate:.3g}, after {ran}"
     )
 
 
