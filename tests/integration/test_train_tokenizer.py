@@ -603,6 +603,61 @@ def test_a_refused_stage2_run_is_refused_before_it_encodes_its_dataset(
     assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [2]
 
 
+def test_a_run_written_by_another_number_of_processes_is_refused_before_any_work(
+    tmp_path: Path,
+    dataset: Path,
+    stage1_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run resumed with another number of processes was refused by the loop once it had loaded the checkpoint:
+    after stage 2 had built its model and encoded its whole dataset. The trainer state says the number first."""
+    import json  # noqa: PLC0415
+
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    def encoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was built or the dataset encoded before the refusal")
+
+    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
+    monkeypatch.setattr(run_module, "build_model", encoded)
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    latest = run / "checkpoints" / "step_000000002"  # as a run of 2 processes wrote it
+    state = json.loads((latest / "trainer_state.json").read_text())
+    (latest / "trainer_state.json").write_text(json.dumps({**state, "world_size": 2}))
+    shutil.copy(latest / "rng_rank0.json", latest / "rng_rank1.json")
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "max_steps=4"]
+    assert main([*args, "stage=2", f"init_from={stage1_run}"]) == 2
+    assert "step_000000002: written by 2 processes, resumed with 1; resume with the same number" in _error_line(capsys)
+
+
+def test_a_stage2_run_resumed_with_other_networks_is_refused_before_it_encodes_its_dataset(
+    tmp_path: Path,
+    dataset: Path,
+    stage1_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stage-2 run resumed with another decoder was refused by the loop on loading the checkpoint, after the whole
+    dataset had been encoded; the header of the checkpoint's tensors says it before the encoding."""
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    stage2 = ["stage=2", f"init_from={stage1_run}", "decoder_init=random"]
+    _train(tmp_path / "s2", dataset, *stage2, "max_steps=2")
+
+    def encoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset was encoded before the refusal")
+
+    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={tmp_path / 's2'}", *TINY]
+    assert main([*args, *stage2, "max_steps=4", "decoder.n_layers=2"]) == 2
+    err = _error_line(capsys)
+    assert "does not fit this configuration's model (changed settings: decoder.n_layers, max_steps)" in err, err
+    assert [s for s, _ in list_checkpoints(tmp_path / "s2" / "checkpoints")] == [2]
+
+
 def test_the_record_gives_the_training_data_as_the_run_read_it(
     tmp_path: Path,
     dataset: Path,

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from openesm3.training.checkpointing import CheckpointError
 from openesm3.training.data import write_dataset
 from openesm3.training.logging import read_metrics
 from tests.training_fixtures import main as train_tiny
@@ -89,3 +90,8 @@ def test_two_processes_ddp_and_fsdp_match_one_process(tmp_path) -> None:
         assert max((p[k] - q[k]).abs().max().item() for k in p) < 1e-6, out.name
     p, q = _params(one), _params(other)
     assert max((p[k] - q[k]).abs().max().item() for k in p) > 1e-4  # negative control
+
+    # the run of 2 processes resumed by 1 is refused from its trainer state, before any tensor of it is read
+    (ddp / "checkpoints" / f"step_{STEPS:09d}" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=rf"step_{STEPS:09d}: written by 2 processes, resumed with 1; resume "):
+        train_tiny([*_common(data), f"out_dir={ddp}", f"max_steps={STEPS + 2}"])

@@ -197,6 +197,68 @@ def test_keeping_more_or_fewer_checkpoints_on_resume_is_no_changed_setting(datas
     assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8]
 
 
+def test_other_log_and_checkpoint_intervals_on_resume_are_no_changed_setting(dataset, tmp_path) -> None:
+    """log_every and ckpt_every only say when the loop reports and saves, yet a run resumed with others warned of
+    changed settings; it ends bit for bit where the uninterrupted run ends."""
+    import warnings  # noqa: PLC0415
+
+    whole = tmp_path / "whole"
+    _run(dataset, whole, "max_steps=8", dropout=0.2)
+    part = tmp_path / "part"
+    shutil.copytree(whole, part)
+    shutil.rmtree(dict(list_checkpoints(part / "checkpoints"))[8])  # as if stopped after the step-4 checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(dataset, part, "max_steps=8", "log_every=2", "ckpt_every=2", dropout=0.2)
+    a, b = (load_checkpoint(dict(list_checkpoints(r / "checkpoints"))[8]).model_state for r in (whole, part))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_another_number_of_processes_is_refused_from_the_trainer_state_alone(dataset, tmp_path) -> None:
+    """A run resumed with another number of processes was refused only once the loop had loaded its checkpoint:
+    for a stage-2 run, after it had encoded its whole dataset. check_resume reads the number from the trainer state."""
+    _run(dataset, tmp_path, "max_steps=4")
+    latest = dict(list_checkpoints(tmp_path / "checkpoints"))[4]
+    (latest / "model.safetensors").write_bytes(b"not read")  # the tensors are not what says it
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=8"])
+    with pytest.raises(CheckpointError, match=r"step_000000004: written by 1 processes, resumed with 2; resume with "
+                       r"the same number to continue the same run"):  # fmt: skip
+        check_resume(cfg, world_size=2)
+    check_resume(cfg, world_size=1)  # no refusal
+
+
+def test_a_model_of_other_shapes_is_refused_from_the_checkpoint_header(dataset, tmp_path) -> None:
+    """Networks that do not fit the checkpoint were refused only when the loop loaded it (for a stage-2 run, after
+    the encoding of its dataset): check_resume compares the model with the header of the checkpoint's tensors."""
+    _run(dataset, tmp_path, "max_steps=4")
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=4"])  # no setting changed
+    check_resume(cfg, model=TinyModel())  # the same networks: no refusal
+    fit = r"step_000000004: the run in .* does not fit this configuration's model \({}\); resume with the settings"
+    with pytest.raises(CheckpointError, match=fit.format(r"blocks\.0\.0\.bias has shape \[32\] in the checkpoint, "
+                                                         r"\[16\] in the model")):  # fmt: skip
+        check_resume(cfg, model=TinyModel(d=16))
+    with pytest.raises(CheckpointError, match=fit.format(r"this configuration's model has blocks\.2\.0\.bias, which "
+                                                         r"the checkpoint lacks")):  # fmt: skip
+        check_resume(cfg, model=TinyModel(n_blocks=3))
+    with pytest.raises(CheckpointError, match=fit.format(r"the checkpoint holds blocks\.1\.0\.bias, which this "
+                                                         r"configuration's model lacks")):  # fmt: skip
+        check_resume(cfg, model=TinyModel(n_blocks=1))
+
+
+def test_a_checkpoint_config_with_a_null_learning_rate_names_the_changed_settings(dataset, tmp_path) -> None:
+    """A checkpoint whose config holds "lr": null (hand-edited, another layout) ended the resume in a TypeError
+    traceback from the old schedule's evaluation; the warning names the changed settings only."""
+    _run(dataset, tmp_path, "max_steps=4")
+    state = dict(list_checkpoints(tmp_path / "checkpoints"))[4] / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    saved["config"]["optim"]["lr"] = None
+    state.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning) as caught:
+        _, result, _ = _run(dataset, tmp_path, "max_steps=5")
+    assert str(caught[0].message).endswith("with changed settings: max_steps, optim.lr")
+    assert result.step == 5
+
+
 def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset, tmp_path) -> None:
     """A finished run (step 8 of max_steps=8, warmup 3) extended to max_steps=16 goes on from the floor of its cosine
     (10 % of the peak) at the new schedule's rate at step 8, after steps 4..7 decayed faster than a 16-step run's:
@@ -208,9 +270,9 @@ def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset,
         _run(dataset, tmp_path, "max_steps=16")
     message = str(caught[0].message)
     assert message.endswith(
-        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
-        f"over steps 3..16): step 8 goes on at lr {new(8):.3g} where the old schedule gave 0.001, after steps 4..7 "
-        "ran at the old schedule's rates, so the run's rates differ from a run started with these settings"
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps stretches the cosine decay of "
+        f"steps 3..8 over steps 3..16): step 8 goes on at lr {new(8):.3g} where the old schedule gave 0.001, after "
+        "steps 4..7 ran at the old schedule's rates, so the run's rates differ from a run started with these settings"
     ), message
     rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
     assert rows[8]["lr"] == pytest.approx(new(8))  # what the warning says is what the run does
@@ -218,7 +280,8 @@ def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset,
 
 def test_ending_a_run_at_its_checkpoint_with_a_lower_max_steps_says_that_no_step_is_left(dataset, tmp_path) -> None:
     """A 16-step run stopped after its step-8 checkpoint, resumed with max_steps=8, trains no step (it ends and
-    exports there), yet the warning said "step 8 goes on at lr ..." as if it trained on at another rate."""
+    exports there), yet the warning said "step 8 goes on at lr ..." as if it trained on at another rate; and that
+    max_steps "re-stretches" the cosine decay, which a lower max_steps compresses."""
     _run(dataset, tmp_path, "max_steps=16", "keep_last=4")
     for step, path in list_checkpoints(tmp_path / "checkpoints"):
         if step > 8:
@@ -227,9 +290,9 @@ def test_ending_a_run_at_its_checkpoint_with_a_lower_max_steps_says_that_no_step
         _, result, _ = _run(dataset, tmp_path, "max_steps=8", "keep_last=4")
     message = str(caught[0].message)
     assert message.endswith(
-        "changed settings: max_steps; the learning-rate schedule changes (max_steps re-stretches the cosine decay "
-        "over steps 3..8): no step is left to run (max_steps=8), and steps 4..7 ran at the old schedule's rates, so "
-        "the run's rates differ from a run started with these settings"
+        "changed settings: max_steps; the learning-rate schedule changes (max_steps compresses the cosine decay of "
+        "steps 3..16 over steps 3..8): no step is left to run (max_steps=8), and steps 4..7 ran at the old "
+        "schedule's rates, so the run's rates differ from a run started with these settings"
     ), message
     assert result.step == 8 and [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]
 
@@ -264,6 +327,13 @@ _DIFFER = "ran at the old schedule's rates, so the run's rates differ from a run
     [
         (_OLD, {}, 4, ""),  # the same schedule (another setting changed): nothing to say about the rates
         ({"max_steps": None}, {}, 4, ""),  # a checkpoint config of another layout: no guess
+        # settings of other types (resuming ended in a traceback when the old schedule was evaluated): no guess either
+        ({**_OLD, "optim": {**_OLD["optim"], "lr": None}}, {}, 4, ""),
+        ({**_OLD, "optim": {**_OLD["optim"], "lr": "1e-2"}}, {}, 4, ""),
+        ({**_OLD, "optim": {**_OLD["optim"], "warmup_steps": None}}, {}, 4, ""),
+        ({**_OLD, "optim": {**_OLD["optim"], "min_lr_ratio": [0.1]}}, {}, 4, ""),
+        ({**_OLD, "optim": "adamw"}, {}, 4, ""),
+        ({**_OLD, "max_steps": float("inf")}, {}, 4, ""),
         (_OLD, {"peak_lr": 2e-2}, 4, f"{_CHANGES}4 goes on at lr 0.0183 where the old schedule gave 0.00914, after "
          f"steps 0..3 {_DIFFER}"),
         # the warmup ends at step 2 in both; min_lr_ratio first tells them apart at step 3, the last step run (not
@@ -273,8 +343,13 @@ _DIFFER = "ran at the old schedule's rates, so the run's rates differ from a run
         # another warmup too: not only the cosine decay re-stretched, so no such claim
         (_OLD, {"warmup_steps": 4, "total_steps": 16}, 8, f"{_CHANGES}8 goes on at lr 0.00775 where the old schedule "
          f"gave 0.001, after steps 0..7 {_DIFFER}"),
+        # a lower max_steps with steps left: the decay compressed, not "re-stretched"
+        ({**_OLD, "max_steps": 16}, {}, 5, "; the learning-rate schedule changes (max_steps compresses the cosine "
+         "decay of steps 3..16 over steps 3..8): step 5 goes on at lr 0.00689 where the old schedule gave 0.00948, "
+         f"after step 4 {_DIFFER}"),
     ],
-    ids=["same", "other-layout", "lr", "min-lr-ratio-last-step", "max-steps-and-warmup"],
+    ids=["same", "other-layout", "lr-null", "lr-string", "warmup-null", "min-lr-ratio-list", "optim-string",
+         "max-steps-infinite", "lr", "min-lr-ratio-last-step", "max-steps-and-warmup", "max-steps-lowered"],
 )  # fmt: skip
 def test_the_resume_warning_says_how_the_learning_rates_change(old, new, step, expected) -> None:  # noqa: ANN001
     """The words of the schedule note of the resume warning, per kind of change (the numbers are the schedules')."""

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from openesm3.errors import OpenESM3Error
@@ -276,8 +277,9 @@ class Checkpoint:
     rng_state: dict[str, Any] | None  # of the loading process's rank; None if the checkpoint has no such rank
 
 
-def load_checkpoint(path: str | Path, *, rank: int = 0) -> Checkpoint:
-    """Read a checkpoint directory written by :func:`save_checkpoint`."""
+def read_trainer_state(path: str | Path) -> dict[str, Any]:
+    """The trainer state (``trainer_state.json``: step, world size, config, ...) of a checkpoint directory, read
+    without its tensors: what a run checks before any expensive work."""
     path = Path(path)
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
@@ -288,6 +290,24 @@ def load_checkpoint(path: str | Path, *, rank: int = 0) -> Checkpoint:
             f"{path}: not an {CHECKPOINT_FORMAT} v{CHECKPOINT_FORMAT_VERSION} checkpoint "
             f"(format {state.get('format')!r}, version {state.get('version')!r})"
         )
+    return state
+
+
+def read_model_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of a checkpoint directory's model, from the header of its safetensors file
+    (no tensor is read)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path / MODEL_FILE), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        raise CheckpointError(f"{path}: unreadable checkpoint tensors ({exc})") from None
+
+
+def load_checkpoint(path: str | Path, *, rank: int = 0) -> Checkpoint:
+    """Read a checkpoint directory written by :func:`save_checkpoint`."""
+    path = Path(path)
+    state = read_trainer_state(path)
     try:
         model_state = load_file(str(path / MODEL_FILE))
         optim_tensors = load_file(str(path / OPTIMIZER_FILE))

@@ -67,9 +67,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def launched_world_size() -> int:
+    """The number of processes torchrun launched (``WORLD_SIZE``; 1 without torchrun), known before
+    :func:`setup_distributed` joins them."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> DistInfo:
     """Join the process group when launched by torchrun with more than one process; pick the device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)

@@ -45,6 +45,8 @@ from openesm3.training.checkpointing import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    read_model_shapes,
+    read_trainer_state,
     restore_rng_state,
     save_checkpoint,
 )
@@ -113,9 +115,23 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-# Settings that do not change what is computed; changing them on resume is expected.
+# Settings that do not change what is computed; changing them on resume is expected. log_every and ckpt_every say
+# when the loop reports and saves: neither draws a random number or changes a value the steps compute (their
+# collectives only sum what is reported, and a checkpoint reads the RNG states without drawing). val_every is not
+# among them: a loss function may draw from the global RNGs in evaluation too (the tokenizer's sequence-dropout
+# draw and all-atom loss subsets do), so validating at other steps can move the training's random numbers.
 _RUN_ONLY_KEYS = frozenset(
-    {"out_dir", "resume", "tensorboard", "progress", "data.num_workers", "data.path", "keep_last"}
+    {
+        "out_dir",
+        "resume",
+        "tensorboard",
+        "progress",
+        "data.num_workers",
+        "data.path",
+        "keep_last",
+        "log_every",
+        "ckpt_every",
+    }
 )
 
 
@@ -130,10 +146,13 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     return keys
 
 
-def check_resume(cfg: TrainConfig) -> None:
-    """Refuse, from the checkpoint names alone (nothing loaded), a run that :func:`train` would refuse on reaching its
-    ``out_dir``: checkpoints there with ``resume=false``, or a latest checkpoint past ``max_steps``. A caller with
-    expensive work before :func:`train` (stage 2 encodes its whole dataset) calls it first."""
+def check_resume(cfg: TrainConfig, *, world_size: int | None = None, model: nn.Module | None = None) -> None:
+    """Refuse, without loading the checkpoint's tensors, a run that :func:`train` would refuse on reaching its
+    ``out_dir``: checkpoints there with ``resume=false``, a latest checkpoint past ``max_steps``, one written by
+    another number of processes than ``world_size`` (when given; its trainer state says), or, given the caller's
+    (unwrapped) ``model``, one whose tensors have other names or shapes than the model's (the checkpoint's
+    safetensors header says). A caller with expensive work before :func:`train` (stage 2 encodes its whole dataset)
+    calls it first."""
     ckpt_root = Path(cfg.out_dir) / CHECKPOINT_DIR
     found = list_checkpoints(ckpt_root)
     if not found:
@@ -143,6 +162,49 @@ def check_resume(cfg: TrainConfig) -> None:
     step, latest = found[-1]
     if step > cfg.max_steps:
         raise CheckpointError(_past_max_steps(latest, step, cfg))
+    if world_size is None and model is None:
+        return
+    state = read_trainer_state(latest)
+    if world_size is not None and state.get("world_size") != world_size:
+        raise CheckpointError(_other_world_size(latest, state.get("world_size"), world_size))
+    if model is not None:
+        mismatch = _shape_mismatch(read_model_shapes(latest), model.state_dict())
+        if mismatch:
+            changed = _changed_settings(state, cfg)
+            raise CheckpointError(_does_not_fit(latest, cfg, changed, mismatch))
+
+
+def _other_world_size(latest: Path, written: Any, now: int) -> str:
+    return (
+        f"{latest}: written by {written} processes, resumed with {now}; resume with the same number to continue the "
+        "same run"
+    )
+
+
+def _changed_settings(trainer_state: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The settings of ``cfg`` that differ from those the checkpoint's run started with (run-only ones left out)."""
+    old_config = _as_started(trainer_state.get("config") or {})
+    return [k for k in _changed_keys(old_config, config_to_dict(cfg)) if k not in _RUN_ONLY_KEYS]
+
+
+def _shape_mismatch(saved: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor]) -> str:
+    """The first difference between a checkpoint's tensor shapes and a model's state dict ('' when none)."""
+    for name in sorted(set(saved) | set(state)):
+        if name not in state:
+            return f"the checkpoint holds {name}, which this configuration's model lacks"
+        if name not in saved:
+            return f"this configuration's model has {name}, which the checkpoint lacks"
+        if saved[name] != tuple(state[name].shape):
+            return f"{name} has shape {list(saved[name])} in the checkpoint, {list(state[name].shape)} in the model"
+    return ""
+
+
+def _does_not_fit(latest: Path, cfg: TrainConfig, changed: list[str], detail: str) -> str:
+    what = f"changed settings: {', '.join(changed)}" if changed else detail
+    return (
+        f"{latest}: the run in {Path(cfg.out_dir)} does not fit this configuration's model ({what}); resume with the "
+        "settings it was written with, or give another out_dir for a new run"
+    )
 
 
 def _past_max_steps(latest: Path, step: int, cfg: TrainConfig) -> str:
@@ -166,16 +228,23 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
     """What resuming at ``step`` with ``schedule`` does to the learning rates of the run whose checkpoint holds
     ``old_config`` ('' when its schedule is the same). The rate is a pure function of the step: from ``step`` on the
     run takes the rates of a run started with the new settings, but the steps it already ran took the old ones, so
-    where the two differ before ``step`` (e.g. a larger ``max_steps`` after the warmup: the cosine decay re-stretched
-    over the new length) the run is not the one the new settings would have trained from the start."""
-    old_optim = {**{k: getattr(schedule, f) for k, f in _SCHEDULE_FIELDS.items()}, **(old_config.get("optim") or {})}
+    where the two differ before ``step`` (e.g. another ``max_steps`` after the warmup: the cosine decay stretched or
+    compressed to the new length) the run is not the one the new settings would have trained from the start.
+
+    A checkpoint config of another layout (settings of other types: ``"lr": null``, a string where a number belongs)
+    says nothing about the rates: the settings named are all there is to say."""
     try:
-        old = _schedule(int(old_config.get("max_steps", schedule.total_steps)), old_optim)
-    except (KeyError, TypeError, ValueError):
-        return ""  # a checkpoint of another layout: the settings named are all there is to say
-    if old == schedule:
+        defaults = {k: getattr(schedule, f) for k, f in _SCHEDULE_FIELDS.items()}
+        old = _schedule(
+            int(old_config.get("max_steps", schedule.total_steps)), {**defaults, **(old_config.get("optim") or {})}
+        )
+        if old == schedule:
+            return ""
+        # every rate compared or printed below is computed here, where a value of another type fails
+        differs = next((s for s in range(step) if not math.isclose(old(s), schedule(s), rel_tol=1e-9)), None)
+        old_rate = float(old(step))
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         return ""
-    differs = next((s for s in range(step) if not math.isclose(old(s), schedule(s), rel_tol=1e-9)), None)
     if differs is None:
         return (
             f"; the learning-rate schedule changes, but not over the steps already run (0..{step - 1}): every step "
@@ -183,8 +252,10 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
         )
     stretched = ""
     if old.total_steps != schedule.total_steps and old.warmup_steps == schedule.warmup_steps:
+        how = "stretches" if schedule.total_steps > old.total_steps else "compresses"
         stretched = (
-            f" (max_steps re-stretches the cosine decay over steps {schedule.warmup_steps}..{schedule.total_steps})"
+            f" (max_steps {how} the cosine decay of steps {old.warmup_steps}..{old.total_steps} over steps "
+            f"{schedule.warmup_steps}..{schedule.total_steps})"
         )
     ran = (
         f"{_steps(differs, step - 1)} ran at the old schedule's rates, so the run's rates differ from a run started "
@@ -197,7 +268,7 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
         )
     return (
         f"; the learning-rate schedule changes{stretched}: step {step} goes on at lr {schedule(step):.3g} where "
-        f"the old schedule gave {old(step):.3g}, after {ran}"
+        f"the old schedule gave {old_rate:.3g}, after {ran}"
     )
 
 
@@ -340,28 +411,20 @@ def train(
     # ---- resume --------------------------------------------------------------------------------------
     start_step, position, last_ckpt = 0, SamplerPosition(), None
     tokens_seen = skipped = 0
-    check_resume(cfg)
+    check_resume(cfg, world_size=info.world_size)
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
     if latest is not None:
         ckpt = load_checkpoint(latest, rank=info.rank)
-        if ckpt.trainer_state.get("world_size") != info.world_size:
-            raise CheckpointError(
-                f"{latest}: written by {ckpt.trainer_state.get('world_size')} processes, resumed with "
-                f"{info.world_size}; resume with the same number to continue the same run"
-            )
+        if ckpt.trainer_state.get("world_size") != info.world_size:  # written since check_resume read it
+            raise CheckpointError(_other_world_size(latest, ckpt.trainer_state.get("world_size"), info.world_size))
         old_config = _as_started(ckpt.trainer_state.get("config") or {})
-        changed = _changed_keys(old_config, config_to_dict(cfg))
-        changed = [k for k in changed if k not in _RUN_ONLY_KEYS]
+        changed = _changed_settings(ckpt.trainer_state, cfg)
         if ckpt.step > cfg.max_steps:
             raise CheckpointError(_past_max_steps(latest, ckpt.step, cfg))
         try:
             D.load_full_state_dicts(wrapped, optimizer, ckpt.model_state, ckpt.optimizer_state)
         except (RuntimeError, ValueError, KeyError) as exc:  # a model or optimizer of other shapes/parameters
-            what = f"changed settings: {', '.join(changed)}" if changed else str(exc).splitlines()[0]
-            raise CheckpointError(
-                f"{latest}: the run in {out_dir} does not fit this configuration's model ({what}); resume with the "
-                "settings it was written with, or give another out_dir for a new run"
-            ) from None
+            raise CheckpointError(_does_not_fit(latest, cfg, changed, str(exc).splitlines()[0])) from None
         if ckpt.rng_state is not None:
             restore_rng_state(ckpt.rng_state)
         start_step = ckpt.step

@@ -252,7 +252,9 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ but no checkpoint to resume from: a new run there would "
             "overwrite those weights; give another out_dir (or move the export away)"
         )
-    check_resume(config)  # what the loop would refuse, refused before the model is built and stage 2 encodes its data
+    # what the loop would refuse (another number of processes included), refused before the model is built and stage 2
+    # encodes its data
+    check_resume(config, world_size=D.launched_world_size())
     _note_dataset(config.data.path)
     # the run's own checkpoint it goes on from (the loop resumes from the same): for a stage-2 run, its frozen encoder
     # comes from there, not from what init_from holds now (which may have trained on since)
@@ -264,6 +266,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
         seed_everything(config.seed)
         # On the run's device before the stage-2 dataset is encoded with its frozen encoder (train moves it anyway).
         model = build_model(config).to(info.device)
+        check_resume(config, model=model)  # networks that do not fit the checkpoint: refused before the encoding
         dataset = None
         if config.stage == 2 and config.cache_tokens:
             _restore_frozen_encoder(model, resumed)
