@@ -266,3 +266,25 @@ def test_cuda_rng_states_of_more_gpus_than_this_node_has_are_restored_for_those_
     ckpt.restore_rng_state(state)
     assert torch.equal(torch.rand(3), expected)
     assert len(restored) == 1 and [t[0].item() for t in restored[0]] == [0]
+
+
+@pytest.mark.parametrize(
+    ("state", "kind"),
+    [([1], "a JSON array"), ("x", "a JSON string"), (None, "JSON null"), ({"world_size": None}, None),
+     ({"world_size": "2"}, None), ({"world_size": 0}, None), ({"world_size": True}, None)],
+)  # fmt: skip
+def test_a_trainer_state_of_another_shape_is_no_checkpoint_and_is_named_when_read(tmp_path, state, kind) -> None:
+    """A trainer_state.json holding JSON that is not an object, or a world size that is not a count, ended listing
+    the run's checkpoints (every resume) in an AttributeError / TypeError traceback; it is now no checkpoint to
+    resume from, like an unreadable one, and reading it directly names the file and what it holds."""
+    model, opt = _trained()
+    good = _save(tmp_path, 2, model, opt)
+    damaged = _save(tmp_path, 3, model, opt)
+    (damaged / ckpt.STATE_FILE).write_text(json.dumps(state))
+    assert ckpt.list_checkpoints(tmp_path) == [(2, good)]
+    assert ckpt.latest_checkpoint(tmp_path) == good
+    if kind is not None:
+        with pytest.raises(
+            ckpt.CheckpointError, match=f"unreadable checkpoint state \\(trainer_state.json holds {kind}\\)"
+        ):
+            ckpt.read_trainer_state(damaged)

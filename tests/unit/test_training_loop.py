@@ -259,6 +259,22 @@ def test_a_checkpoint_config_with_a_null_learning_rate_names_the_changed_setting
     assert result.step == 5
 
 
+@pytest.mark.parametrize("config", [[1], "x", {"data": [1]}, {"data": {"split": "cluster"}}])
+def test_a_checkpoint_config_of_another_layout_names_the_changed_settings(dataset, tmp_path, config) -> None:
+    """A checkpoint whose saved config is not a mapping (or holds a data section that is not one) ended the resume in
+    an AttributeError traceback; the run resumes, naming the settings it cannot match as changed."""
+    _run(dataset, tmp_path, "max_steps=4")
+    state = dict(list_checkpoints(tmp_path / "checkpoints"))[4] / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    saved["config"] = config
+    state.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning) as caught:
+        _, result, _ = _run(dataset, tmp_path, "max_steps=5")
+    assert "with changed settings: " in str(caught[0].message)
+    assert "max_steps" in str(caught[0].message)
+    assert result.step == 5
+
+
 def test_extending_a_finished_run_says_that_its_schedule_is_restretched(dataset, tmp_path) -> None:
     """A finished run (step 8 of max_steps=8, warmup 3) extended to max_steps=16 goes on from the floor of its cosine
     (10 % of the peak) at the new schedule's rate at step 8, after steps 4..7 decayed faster than a 16-step run's:

@@ -54,6 +54,17 @@ class CheckpointError(OpenESM3Error):
     """A checkpoint that cannot be read or does not fit the run resuming from it."""
 
 
+# What a JSON document that is not an object holds, for messages.
+_JSON_KINDS = {
+    list: "a JSON array",
+    str: "a JSON string",
+    int: "a JSON number",
+    float: "a JSON number",
+    bool: "a JSON boolean",
+    type(None): "JSON null",
+}
+
+
 def checkpoint_name(step: int) -> str:
     return f"step_{step:09d}"
 
@@ -63,7 +74,10 @@ def _is_complete(path: Path) -> bool:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    files = [MODEL_FILE, OPTIMIZER_FILE] + [f"rng_rank{r}.json" for r in range(int(state.get("world_size", 1)))]
+    world_size = state.get("world_size", 1) if isinstance(state, dict) else None
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
+        return False  # not a state this code writes: no more a checkpoint to resume from than an unreadable one
+    files = [MODEL_FILE, OPTIMIZER_FILE] + [f"rng_rank{r}.json" for r in range(world_size)]
     return all((path / f).is_file() for f in files)
 
 
@@ -285,6 +299,8 @@ def read_trainer_state(path: str | Path) -> dict[str, Any]:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint state ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: unreadable checkpoint state ({STATE_FILE} holds {_JSON_KINDS[type(state)]})")
     if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: not an {CHECKPOINT_FORMAT} v{CHECKPOINT_FORMAT_VERSION} checkpoint "

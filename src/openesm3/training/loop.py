@@ -272,10 +272,13 @@ def _schedule_change(old_config: dict[str, Any], schedule: WarmupCosineSchedule,
     )
 
 
-def _as_started(old_config: dict[str, Any]) -> dict[str, Any]:
+def _as_started(old_config: Any) -> dict[str, Any]:
     """A checkpoint's config with the settings added since it was written set as that run behaved: a run started
     before ``data.split.identical_sequences`` gave every record without a cluster label a cluster of its own."""
-    split = (old_config.get("data") or {}).get("split")
+    if not isinstance(old_config, dict):
+        return {}  # a config of another layout: every setting is named as changed, as for a checkpoint without one
+    data = old_config.get("data")
+    split = data.get("split") if isinstance(data, dict) else None
     if not isinstance(split, dict) or "identical_sequences" in split:
         return old_config
     return {**old_config, "data": {**old_config["data"], "split": {**split, "identical_sequences": False}}}
