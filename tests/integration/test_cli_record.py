@@ -645,6 +645,57 @@ def test_the_record_gives_data_files_as_read_and_warns_once_for_all_that_changed
     assert f"warning: --record {record}: {index} (training data) and 1 more changed while the run went on" in err, err
 
 
+@pytest.mark.parametrize("rank", ["1", "0"])
+def test_under_torchrun_only_rank_0_writes_the_record_and_its_warnings(
+    rank: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under torchrun every process ran the command and wrote the same FILE, the last to end winning: a record of
+    rank 1, which writes no checkpoint or export, listed no outputs; and rank 1, which does not remove the old
+    checkpoints itself, warned that a resumed checkpoint was "removed while the run went on". Now rank 0 alone
+    writes the record (naming the number of processes) and its warnings; rank 0 here is the negative control."""
+    from openesm3.cli.record import RunRecorder  # noqa: PLC0415
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    record, out = tmp_path / "run.json", tmp_path / "f.json"
+    assert main(["--record", str(record), "featurize", str(TRP_CAGE), "--json", str(out)]) == 0
+    assert out.exists()
+    if rank == "1":
+        assert not record.exists()
+    else:
+        r = _record(record)
+        assert r["world_size"] == 2 and [o["path"] for o in r["outputs"]] == [str(out)]
+        record.unlink()
+    capsys.readouterr()
+    data = tmp_path / "shard.bin"
+    data.write_bytes(b"0123456789")
+    recorder = RunRecorder(argparse.Namespace(command="train-tokenizer", record=str(record)), [])
+    recorder.begin()
+    with provenance.running(recorder.run):
+        provenance.note_input(data, "training data")
+    data.unlink()  # the checkpoint rank 0 removed past keep_last: rank 1 is not told
+    assert recorder.finish(0)
+    err = capsys.readouterr().err
+    if rank == "1":
+        assert not record.exists() and err == ""
+        assert recorder.run.inputs_seen == {}  # nor hashed what only the record needs
+    else:
+        assert _record(record)["inputs"][0]["at_end"] == "removed"
+        assert f"{data} (training data) removed while the run went on" in err, err
+
+
+def test_a_record_under_torchrun_is_checked_on_every_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rank 1 writes no record, but it stops on a --record that cannot be written as rank 0 does, so that the ranks
+    do not part ways before any work."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["--record", str(tmp_path), "featurize", str(TRP_CAGE), "--json", str(tmp_path / "f.json")]) == 2
+    assert "is a directory; give a file name" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()
+
+
 def test_a_stop_that_goes_on_out_of_main_is_recorded_as_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,8 @@ runs nothing), FILE is written atomically with:
 - ``openesm3_version``, ``python``, ``torch``, ``numpy``, ``platform``;
 - ``command``, ``argv`` and ``options`` (every option of the command after defaults, as parsed);
 - ``seed`` (the seed the command used: ``--seed`` or its default; null for a command without one), ``dtype``,
-  ``device`` (``auto`` resolved), ``threads`` (torch's CPU threads);
+  ``device`` (``auto`` resolved), ``threads`` (torch's CPU threads), ``world_size`` (the processes torchrun
+  launched, 1 without it);
 - ``weights``: each weight file loaded (``role``, ``path``, ``size``, ``sha256``; the ``config.json`` beside a file of
   our format; ``name`` for the tokenizer bundled with OpenESM3);
 - ``inputs``: each input file named on the command line (``option``, ``path``, ``size``, ``sha256``; a directory
@@ -23,8 +24,10 @@ runs nothing), FILE is written atomically with:
 
 An existing FILE is replaced only when the run ends (a second stop while it is written leaves it as it was), and
 FILE must be a file name (``-`` is refused). A run refused because an earlier run's files are there (no
-``--overwrite``) keeps an existing FILE, the record of how those files were made, and says so. docs/usage.md,
-"Reproducing a run", shows an example.
+``--overwrite``) keeps an existing FILE, the record of how those files were made, and says so. Under torchrun
+(``RANK`` set) only rank 0, the process that writes the outputs, writes FILE and prints what concerns it; the other
+ranks check ``--record`` alike but write no record (each would replace the others'). docs/usage.md, "Reproducing
+a run", shows an example.
 """
 
 from __future__ import annotations
@@ -82,14 +85,18 @@ class RunRecorder:
         self.args = args
         self.argv = ["openesm3", *argv]
         self.path: str | None = getattr(args, "record", None)
+        # Under torchrun every process runs the command: the record is rank 0's, the one that writes the outputs
+        # (checkpoints, exports). The others check --record as it does (they stop alike) but hash and write nothing.
+        self.rank, self.world_size = launched_rank()
+        keeps = self.path is not None and self.rank == 0
         # The hashes of the weights are needed by the record and by the note of structure files: start them early.
-        prehash = self.path is not None or args.command in STRUCTURE_COMMANDS
+        prehash = keeps or args.command in STRUCTURE_COMMANDS
         self.run = Run(
             command=args.command,
             seed=seed if isinstance(seed, int) else None,
             prehash=prehash,
-            hash_outputs=self.path is not None,
-            hash_inputs=self.path is not None,
+            hash_outputs=keeps,
+            hash_inputs=keeps,
         )
         self.started = datetime.now(timezone.utc)
         self._clock = time.monotonic()
@@ -127,6 +134,8 @@ class RunRecorder:
                 if key != "record" and isinstance(v, str) and v and Path(v).resolve() == mine:
                     raise InputError(f"--record {path}: is also the file of --{key.replace('_', '-')}; "
                                      "give the record its own file")  # fmt: skip
+        if self.rank != 0:  # rank 0 writes the record (and says what it has to say about it)
+            return
         self.path = path
         self._inputs = [{"option": option, **self._describe(path)} for option, path in inputs]
 
@@ -226,6 +235,7 @@ class RunRecorder:
             "dtype": getattr(args, "dtype", None),
             "device": device,
             "threads": torch.get_num_threads(),
+            "world_size": self.world_size,
             "weights": weights,
             "inputs": self._inputs + extra_inputs,
             "outputs": outputs,
@@ -249,6 +259,20 @@ class RunRecorder:
 
             entry["name"] = f"openesm3 {__version__} bundled structure tokenizer"
         return entry
+
+
+def launched_rank() -> tuple[int, int]:
+    """(global rank, number of processes) of this process as torchrun gives them (``RANK``, ``WORLD_SIZE``, what
+    :func:`openesm3.training.distributed.setup_distributed` reads); (0, 1) when not launched by it. Read from the
+    environment, not the process group: the record is decided before the command runs, and without torch."""
+
+    def number(name: str, default: int) -> int:
+        try:
+            return int(os.environ.get(name, default))
+        except ValueError:  # not torchrun's: the command's own setup says so, if it is launched distributed
+            return default
+
+    return number("RANK", 0), max(1, number("WORLD_SIZE", 1))
 
 
 def _output_entry(path: Path, written: Written) -> dict[str, Any]:
