@@ -10,7 +10,8 @@ runs nothing), FILE is written atomically with:
   ``device`` (``auto`` resolved), ``threads`` (torch's CPU threads), ``world_size`` (the processes torchrun
   launched, 1 without it);
 - ``weights``: each weight file loaded (``role``, ``path``, ``size``, ``sha256``; the ``config.json`` beside a file of
-  our format; ``name`` for the tokenizer bundled with OpenESM3);
+  our format; ``name`` for the tokenizer bundled with OpenESM3), as the run loaded it, with ``at_end`` as for the
+  inputs below (``sha256`` null, ``unreadable``, for a file changed in place before its hash had read it);
 - ``inputs``: each input file named on the command line (``option``, ``path``, ``size``, ``sha256``; a directory
   is listed without a hash) and each data file read besides (``role``, e.g. a function vocabulary file, training
   data), hashed as the run reads it, with ``at_end`` (``removed`` or ``changed``) where the file there at the end is
@@ -41,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from openesm3.utils.provenance import Run, Written, file_stamp
+from openesm3.utils.provenance import Run, WeightsFile, Written, file_stamp
 
 FORMAT = "openesm3-run-record"
 FORMAT_VERSION = 1
@@ -186,10 +187,14 @@ class RunRecorder:
     def _input_entry(self, path: Path, role: str | None) -> dict[str, Any]:
         """A data file the run read (``note_input``): its size and SHA-256 as the run first read it, with ``at_end``
         (``removed`` or ``changed``) when the file there at the end is not that one."""
-        seen = self.run.inputs_seen.get(path)
-        if seen is None or seen.stamp is None or seen.sha256 is None:  # not there or not readable then: as it is now
-            return {"role": role, **self._describe(path)}
-        entry: dict[str, Any] = {"role": role, "path": str(path), "size": seen.stamp[1], "sha256": seen.sha256}
+        return {"role": role, **self._seen_entry(path, self.run.inputs_seen.get(path))}
+
+    def _seen_entry(self, path: Path, seen: Written | None) -> dict[str, Any]:
+        """Path, size and SHA-256 of a file as the run read it (``seen``), with ``at_end`` when the file there at the
+        end is not that one; as it is now where it was not seen (not there, or not readable, then)."""
+        if seen is None or seen.stamp is None or seen.sha256 is None:
+            return self._describe(path)
+        entry: dict[str, Any] = {"path": str(path), "size": seen.stamp[1], "sha256": seen.sha256}
         now = file_stamp(path)
         if now != seen.stamp:
             entry["at_end"] = "removed" if now is None else "changed"
@@ -212,7 +217,9 @@ class RunRecorder:
             device = str(resolve_device(device))
         weights = [self._weights_entry(file) for file in self.run.weights.values()]
         extra_inputs = [self._input_entry(path, role) for path, role in self.run.inputs.items()]
-        changed = [e for e in extra_inputs if "at_end" in e and Path(e["path"]) not in self.run.inputs_removed]
+        changed = [
+            e for e in [*weights, *extra_inputs] if "at_end" in e and Path(e["path"]) not in self.run.inputs_removed
+        ]
         if changed:
             first = changed[0]
             more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
@@ -248,12 +255,24 @@ class RunRecorder:
             "errors": self.run.errors,
         }
 
-    def _weights_entry(self, file: Any) -> dict[str, Any]:
+    def _weights_entry(self, file: WeightsFile) -> dict[str, Any]:
+        """A weight file the run loaded, as it loaded it (stamped when noted, hashed from that open file), with
+        ``at_end`` when the file there at the end is not that one, as :meth:`_input_entry` gives a data file."""
         from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
 
-        entry: dict[str, Any] = {"role": file.role, **self._describe(file.path)}
+        entry: dict[str, Any] = {"role": file.role}
+        sha256 = self.run.loaded_sha256(file)
+        now = file_stamp(file.path)
+        if file.stamp is None or (sha256 is None and now == file.stamp):  # not stamped, or unreadable: as it is now
+            entry.update(self._describe(file.path))
+        else:
+            entry.update(path=str(file.path), size=file.stamp[1], sha256=sha256)
+            if sha256 is None:  # changed in place before its hash had read it: the bytes loaded are gone
+                entry["unreadable"] = "changed before it could be hashed"
+            if now != file.stamp:
+                entry["at_end"] = "removed" if now is None else "changed"
         if file.config is not None:
-            entry["config"] = self._describe(file.config)
+            entry["config"] = self._seen_entry(file.config, file.config_seen)
         if BUNDLED_TOKENIZER_DIR in file.path.resolve().parents:
             from openesm3 import __version__  # noqa: PLC0415
 
