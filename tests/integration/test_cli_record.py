@@ -415,9 +415,9 @@ def test_a_file_is_hashed_once_per_run(tmp_path: Path, monkeypatch: pytest.Monke
     reads: list[Path] = []
     real = provenance._sha256_of
 
-    def counting(path: Path) -> str:
+    def counting(path: Path, *fd: int) -> str:
         reads.append(path)
-        return real(path)
+        return real(path, *fd)
 
     monkeypatch.setattr(provenance, "_sha256_of", counting)
     with provenance.running(provenance.Run("fold", seed=1)):
@@ -476,9 +476,9 @@ def test_weights_are_hashed_in_the_background_when_the_run_needs_their_hash(
 
     real, hashed = provenance._sha256_of, []
 
-    def recording(path: Path) -> str:
+    def recording(path: Path, *fd: int) -> str:
         hashed.append((path.name, path.parent.name, threading.current_thread() is threading.main_thread()))
-        return real(path)
+        return real(path, *fd)
 
     monkeypatch.setattr(provenance, "_sha256_of", recording)
     fasta = _fasta(tmp_path)
@@ -645,6 +645,57 @@ def test_the_record_gives_data_files_as_read_and_warns_once_for_all_that_changed
     assert f"warning: --record {record}: {index} (training data) and 1 more changed while the run went on" in err, err
 
 
+@pytest.mark.parametrize("rank", ["1", "0"])
+def test_under_torchrun_only_rank_0_writes_the_record_and_its_warnings(
+    rank: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under torchrun every process ran the command and wrote the same FILE, the last to end winning: a record of
+    rank 1, which writes no checkpoint or export, listed no outputs; and rank 1, which does not remove the old
+    checkpoints itself, warned that a resumed checkpoint was "removed while the run went on". Now rank 0 alone
+    writes the record (naming the number of processes) and its warnings; rank 0 here is the negative control."""
+    from openesm3.cli.record import RunRecorder  # noqa: PLC0415
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    record, out = tmp_path / "run.json", tmp_path / "f.json"
+    assert main(["--record", str(record), "featurize", str(TRP_CAGE), "--json", str(out)]) == 0
+    assert out.exists()
+    if rank == "1":
+        assert not record.exists()
+    else:
+        r = _record(record)
+        assert r["world_size"] == 2 and [o["path"] for o in r["outputs"]] == [str(out)]
+        record.unlink()
+    capsys.readouterr()
+    data = tmp_path / "shard.bin"
+    data.write_bytes(b"0123456789")
+    recorder = RunRecorder(argparse.Namespace(command="train-tokenizer", record=str(record)), [])
+    recorder.begin()
+    with provenance.running(recorder.run):
+        provenance.note_input(data, "training data")
+    data.unlink()  # the checkpoint rank 0 removed past keep_last: rank 1 is not told
+    assert recorder.finish(0)
+    err = capsys.readouterr().err
+    if rank == "1":
+        assert not record.exists() and err == ""
+        assert recorder.run.inputs_seen == {}  # nor hashed what only the record needs
+    else:
+        assert _record(record)["inputs"][0]["at_end"] == "removed"
+        assert f"{data} (training data) removed while the run went on" in err, err
+
+
+def test_a_record_under_torchrun_is_checked_on_every_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rank 1 writes no record, but it stops on a --record that cannot be written as rank 0 does, so that the ranks
+    do not part ways before any work."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["--record", str(tmp_path), "featurize", str(TRP_CAGE), "--json", str(tmp_path / "f.json")]) == 2
+    assert "is a directory; give a file name" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()
+
+
 def test_a_stop_that_goes_on_out_of_main_is_recorded_as_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -720,7 +771,7 @@ def test_a_weight_file_noted_twice_is_hashed_once(tmp_path: Path, monkeypatch: p
     file = tmp_path / "w.bin"
     file.write_bytes(b"weights" * 1000)
     real, reads = provenance._sha256_of, []
-    monkeypatch.setattr(provenance, "_sha256_of", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(provenance, "_sha256_of", lambda path, *fd: reads.append(path) or real(path, *fd))
     with provenance.running(provenance.Run("fold", prehash=True)) as run:
         provenance.note_weights(file)
         provenance.note_weights(file, "esm3")
@@ -730,6 +781,70 @@ def test_a_weight_file_noted_twice_is_hashed_once(tmp_path: Path, monkeypatch: p
         if thread.name.startswith("openesm3-sha256"):
             thread.join()
     assert reads == [file]
+
+
+def test_weights_are_recorded_as_loaded_even_when_replaced_before_their_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Weight files were hashed as they were at the end: an init_from export replaced while the run went on was
+    recorded with the new file's hash (and the structure note too), while a data file read the same way was given
+    as read. Now a weight file is stamped and opened when noted, its background hash reads that open file (held
+    back here until the files are replaced, removed or edited), and the record gives it as loaded, with at_end."""
+    import threading  # noqa: PLC0415
+
+    from openesm3.cli.record import RunRecorder  # noqa: PLC0415
+
+    files = {name: tmp_path / name / "model.safetensors" for name in ("replaced", "removed", "edited", "mine")}
+    for name, file in files.items():
+        file.parent.mkdir()
+        file.write_bytes(name.encode() * 1000)
+        (file.parent / "config.json").write_text(f'{{"name": "{name}"}}\n')
+    before = {name: (file.stat().st_size, _sha256(file)) for name, file in files.items()}
+    config_before = _sha256(files["replaced"].parent / "config.json")
+    gate, real, main_thread = threading.Event(), provenance._sha256_of, threading.main_thread()
+
+    def held_back(path: Path, *fd: int) -> str:  # the background hashes wait for the gate; the run's own ones do not
+        assert threading.current_thread() is main_thread or gate.wait(timeout=60)
+        return real(path, *fd)
+
+    monkeypatch.setattr(provenance, "_sha256_of", held_back)
+    record = tmp_path / "run.json"
+    recorder = RunRecorder(argparse.Namespace(command="train-tokenizer", record=str(record)), [])
+    recorder.begin()
+    with provenance.running(recorder.run):
+        for name, file in files.items():
+            provenance.note_weights(file, name, config=file.parent / "config.json")
+        new = tmp_path / "new.bin"
+        new.write_bytes(b"another export")
+        os.replace(new, files["replaced"])  # a new export renamed into place, as openesm3 writes one
+        atomic_write_text(files["replaced"].parent / "config.json", '{"name": "another"}\n')
+        files["removed"].unlink()
+        files["edited"].write_bytes(b"edited in place")
+        files["mine"].unlink()
+        provenance.note_removed(files["mine"].parent)  # the run removed it itself: no warning
+        gate.set()
+        note = provenance.structure_note()
+    entries = {w["role"]: w for w in recorder.record(0)["weights"]}
+    replaced = entries["replaced"]
+    assert (replaced["size"], replaced["sha256"], replaced["at_end"]) == (*before["replaced"], "changed")
+    assert replaced["config"]["sha256"] == config_before and replaced["config"]["at_end"] == "changed"
+    assert (entries["removed"]["sha256"], entries["removed"]["at_end"]) == (before["removed"][1], "removed")
+    assert entries["edited"]["size"] == before["edited"][0] and entries["edited"]["sha256"] is None
+    assert (entries["edited"]["unreadable"], entries["edited"]["at_end"]) == ("changed before it could be hashed",
+                                                                              "changed")  # fmt: skip
+    assert entries["mine"]["at_end"] == "removed"
+    assert f"weights replaced sha256:{before['replaced'][1][:12]}" in note
+    err = capsys.readouterr().err
+    assert f"{files['replaced']} (replaced) and 2 more changed while the run went on" in err, err
+    # A weight file left alone is given as it is, with no at_end and no warning (the negative control).
+    recorder = RunRecorder(argparse.Namespace(command="fold", record=str(record)), [])
+    with provenance.running(recorder.run):
+        provenance.note_weights(files["replaced"], "esm3", config=files["replaced"].parent / "config.json")
+    (entry,) = recorder.record(0)["weights"]
+    assert entry == {"role": "esm3", "path": str(files["replaced"]), "size": 14, "sha256": _sha256(files["replaced"]),
+                     "config": {"path": str(files["replaced"].parent / "config.json"), "size": 20,
+                                "sha256": _sha256(files["replaced"].parent / "config.json")}}  # fmt: skip
+    assert capsys.readouterr().err == ""
 
 
 def test_a_file_written_by_a_library_save_function_is_an_output_of_the_record(weights: Path, tmp_path: Path) -> None:

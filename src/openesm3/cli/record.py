@@ -7,9 +7,11 @@ runs nothing), FILE is written atomically with:
 - ``openesm3_version``, ``python``, ``torch``, ``numpy``, ``platform``;
 - ``command``, ``argv`` and ``options`` (every option of the command after defaults, as parsed);
 - ``seed`` (the seed the command used: ``--seed`` or its default; null for a command without one), ``dtype``,
-  ``device`` (``auto`` resolved), ``threads`` (torch's CPU threads);
+  ``device`` (``auto`` resolved), ``threads`` (torch's CPU threads), ``world_size`` (the processes torchrun
+  launched, 1 without it);
 - ``weights``: each weight file loaded (``role``, ``path``, ``size``, ``sha256``; the ``config.json`` beside a file of
-  our format; ``name`` for the tokenizer bundled with OpenESM3);
+  our format; ``name`` for the tokenizer bundled with OpenESM3), as the run loaded it, with ``at_end`` as for the
+  inputs below (``sha256`` null, ``unreadable``, for a file changed in place before its hash had read it);
 - ``inputs``: each input file named on the command line (``option``, ``path``, ``size``, ``sha256``; a directory
   is listed without a hash) and each data file read besides (``role``, e.g. a function vocabulary file, training
   data), hashed as the run reads it, with ``at_end`` (``removed`` or ``changed``) where the file there at the end is
@@ -23,8 +25,10 @@ runs nothing), FILE is written atomically with:
 
 An existing FILE is replaced only when the run ends (a second stop while it is written leaves it as it was), and
 FILE must be a file name (``-`` is refused). A run refused because an earlier run's files are there (no
-``--overwrite``) keeps an existing FILE, the record of how those files were made, and says so. docs/usage.md,
-"Reproducing a run", shows an example.
+``--overwrite``) keeps an existing FILE, the record of how those files were made, and says so. Under torchrun
+(``RANK`` set) only rank 0, the process that writes the outputs, writes FILE and prints what concerns it; the other
+ranks check ``--record`` alike but write no record (each would replace the others'). docs/usage.md, "Reproducing
+a run", shows an example.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from openesm3.utils.provenance import Run, Written, file_stamp
+from openesm3.utils.provenance import Run, WeightsFile, Written, file_stamp
 
 FORMAT = "openesm3-run-record"
 FORMAT_VERSION = 1
@@ -82,14 +86,18 @@ class RunRecorder:
         self.args = args
         self.argv = ["openesm3", *argv]
         self.path: str | None = getattr(args, "record", None)
+        # Under torchrun every process runs the command: the record is rank 0's, the one that writes the outputs
+        # (checkpoints, exports). The others check --record as it does (they stop alike) but hash and write nothing.
+        self.rank, self.world_size = launched_rank()
+        keeps = self.path is not None and self.rank == 0
         # The hashes of the weights are needed by the record and by the note of structure files: start them early.
-        prehash = self.path is not None or args.command in STRUCTURE_COMMANDS
+        prehash = keeps or args.command in STRUCTURE_COMMANDS
         self.run = Run(
             command=args.command,
             seed=seed if isinstance(seed, int) else None,
             prehash=prehash,
-            hash_outputs=self.path is not None,
-            hash_inputs=self.path is not None,
+            hash_outputs=keeps,
+            hash_inputs=keeps,
         )
         self.started = datetime.now(timezone.utc)
         self._clock = time.monotonic()
@@ -127,6 +135,8 @@ class RunRecorder:
                 if key != "record" and isinstance(v, str) and v and Path(v).resolve() == mine:
                     raise InputError(f"--record {path}: is also the file of --{key.replace('_', '-')}; "
                                      "give the record its own file")  # fmt: skip
+        if self.rank != 0:  # rank 0 writes the record (and says what it has to say about it)
+            return
         self.path = path
         self._inputs = [{"option": option, **self._describe(path)} for option, path in inputs]
 
@@ -177,10 +187,14 @@ class RunRecorder:
     def _input_entry(self, path: Path, role: str | None) -> dict[str, Any]:
         """A data file the run read (``note_input``): its size and SHA-256 as the run first read it, with ``at_end``
         (``removed`` or ``changed``) when the file there at the end is not that one."""
-        seen = self.run.inputs_seen.get(path)
-        if seen is None or seen.stamp is None or seen.sha256 is None:  # not there or not readable then: as it is now
-            return {"role": role, **self._describe(path)}
-        entry: dict[str, Any] = {"role": role, "path": str(path), "size": seen.stamp[1], "sha256": seen.sha256}
+        return {"role": role, **self._seen_entry(path, self.run.inputs_seen.get(path))}
+
+    def _seen_entry(self, path: Path, seen: Written | None) -> dict[str, Any]:
+        """Path, size and SHA-256 of a file as the run read it (``seen``), with ``at_end`` when the file there at the
+        end is not that one; as it is now where it was not seen (not there, or not readable, then)."""
+        if seen is None or seen.stamp is None or seen.sha256 is None:
+            return self._describe(path)
+        entry: dict[str, Any] = {"path": str(path), "size": seen.stamp[1], "sha256": seen.sha256}
         now = file_stamp(path)
         if now != seen.stamp:
             entry["at_end"] = "removed" if now is None else "changed"
@@ -203,7 +217,9 @@ class RunRecorder:
             device = str(resolve_device(device))
         weights = [self._weights_entry(file) for file in self.run.weights.values()]
         extra_inputs = [self._input_entry(path, role) for path, role in self.run.inputs.items()]
-        changed = [e for e in extra_inputs if "at_end" in e and Path(e["path"]) not in self.run.inputs_removed]
+        changed = [
+            e for e in [*weights, *extra_inputs] if "at_end" in e and Path(e["path"]) not in self.run.inputs_removed
+        ]
         if changed:
             first = changed[0]
             more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
@@ -226,6 +242,7 @@ class RunRecorder:
             "dtype": getattr(args, "dtype", None),
             "device": device,
             "threads": torch.get_num_threads(),
+            "world_size": self.world_size,
             "weights": weights,
             "inputs": self._inputs + extra_inputs,
             "outputs": outputs,
@@ -238,17 +255,43 @@ class RunRecorder:
             "errors": self.run.errors,
         }
 
-    def _weights_entry(self, file: Any) -> dict[str, Any]:
+    def _weights_entry(self, file: WeightsFile) -> dict[str, Any]:
+        """A weight file the run loaded, as it loaded it (stamped when noted, hashed from that open file), with
+        ``at_end`` when the file there at the end is not that one, as :meth:`_input_entry` gives a data file."""
         from openesm3.checkpoints.bundled import BUNDLED_TOKENIZER_DIR  # noqa: PLC0415
 
-        entry: dict[str, Any] = {"role": file.role, **self._describe(file.path)}
+        entry: dict[str, Any] = {"role": file.role}
+        sha256 = self.run.loaded_sha256(file)
+        now = file_stamp(file.path)
+        if file.stamp is None or (sha256 is None and now == file.stamp):  # not stamped, or unreadable: as it is now
+            entry.update(self._describe(file.path))
+        else:
+            entry.update(path=str(file.path), size=file.stamp[1], sha256=sha256)
+            if sha256 is None:  # changed in place before its hash had read it: the bytes loaded are gone
+                entry["unreadable"] = "changed before it could be hashed"
+            if now != file.stamp:
+                entry["at_end"] = "removed" if now is None else "changed"
         if file.config is not None:
-            entry["config"] = self._describe(file.config)
+            entry["config"] = self._seen_entry(file.config, file.config_seen)
         if BUNDLED_TOKENIZER_DIR in file.path.resolve().parents:
             from openesm3 import __version__  # noqa: PLC0415
 
             entry["name"] = f"openesm3 {__version__} bundled structure tokenizer"
         return entry
+
+
+def launched_rank() -> tuple[int, int]:
+    """(global rank, number of processes) of this process as torchrun gives them (``RANK``, ``WORLD_SIZE``, what
+    :func:`openesm3.training.distributed.setup_distributed` reads); (0, 1) when not launched by it. Read from the
+    environment, not the process group: the record is decided before the command runs, and without torch."""
+
+    def number(name: str, default: int) -> int:
+        try:
+            return int(os.environ.get(name, default))
+        except ValueError:  # not torchrun's: the command's own setup says so, if it is launched distributed
+            return default
+
+    return number("RANK", 0), max(1, number("WORLD_SIZE", 1))
 
 
 def _output_entry(path: Path, written: Written) -> dict[str, Any]:

@@ -17,7 +17,9 @@ say when something else changed the file before the end; code that stages output
 removes outputs of its own, says so (:func:`note_moved`, :func:`note_removed`). A run that will need the hashes of
 its weights (a command that writes structures, or ``--record``: ``Run(prehash=True)``) starts hashing each weight
 file in a background thread as soon as it is loaded, so that the second or so per GB of SHA-256 overlaps the
-model's work instead of coming before the first structure file; asking for the hash waits for that thread.
+model's work instead of coming before the first structure file; asking for the hash waits for that thread. The
+file is stamped and opened when noted and the thread hashes that open file, so the record and the note give the
+weights as loaded even when another file replaces them before the run ends (:meth:`Run.loaded_sha256`).
 """
 
 from __future__ import annotations
@@ -36,16 +38,6 @@ _BLOCK = 1 << 18
 SHORT_SHA256 = 12  # hex digits of a weights file's SHA-256 in a structure file's note (48 bits)
 
 
-@dataclass
-class WeightsFile:
-    """One weight file a run loaded: ``role`` is the network (``esm3``, ``structure_decoder``, ...) when known;
-    ``config`` the ``config.json`` beside a file of our format (None for an official ``.pth``)."""
-
-    path: Path
-    role: str | None
-    config: Path | None = None
-
-
 @dataclass(frozen=True)
 class Written:
     """An output file as the run last wrote it: ``stamp`` (inode, size, modification time; None if the file was
@@ -54,6 +46,23 @@ class Written:
 
     stamp: tuple[int, int, int] | None
     sha256: str | None
+
+
+@dataclass
+class WeightsFile:
+    """One weight file a run loaded: ``role`` is the network (``esm3``, ``structure_decoder``, ...) when known;
+    ``config`` the ``config.json`` beside a file of our format (None for an official ``.pth``).
+
+    When the run needs the hashes of its weights (``Run(prehash=True)``), ``stamp`` is the file's (inode, size,
+    time) as the run first loaded it (None: not taken, or not there), and its SHA-256 is that file's
+    (:meth:`Run.loaded_sha256`), even if another file replaces it before the run ends; ``config_seen`` is the
+    config as read then when the run keeps a record (``Run(hash_inputs=True)``), as for :func:`note_input`."""
+
+    path: Path
+    role: str | None
+    config: Path | None = None
+    stamp: tuple[int, int, int] | None = None
+    config_seen: Written | None = None
 
 
 @dataclass
@@ -72,7 +81,7 @@ class Run:
     # Each input file as the run first saw it (``hash_inputs``): the record gives that, not what is there at the end
     # (a training run reads its data for hours; a file edited meanwhile must not pass for what it trained on).
     inputs_seen: dict[Path, Written] = field(default_factory=dict)
-    inputs_removed: set[Path] = field(default_factory=set)  # inputs the run removed itself (an old checkpoint)
+    inputs_removed: set[Path] = field(default_factory=set)  # inputs or weights the run removed (an old checkpoint)
     # Keyed by path and stamp (inode, size, time): a file written again gets a new inode, also within one tick of
     # a coarse file-system clock, where the same size and time would pass for the file already hashed.
     _hashes: dict[tuple[Path, int, int, int], str] = field(default_factory=dict, repr=False)
@@ -91,25 +100,54 @@ class Run:
             self._hashes[key] = _sha256_of(file)
         return self._hashes[key]
 
-    def start_hashing(self, path: str | os.PathLike[str]) -> None:
+    def start_hashing(self, path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
         """Hash the file in a background thread (a daemon: a stopped run does not wait for it); :meth:`sha256`
-        takes the result. hashlib and file reads release the GIL, so the hashing overlaps the run's own work."""
+        takes the result. hashlib and file reads release the GIL, so the hashing overlaps the run's own work.
+
+        Returns the stamp (inode, size, time) of the file hashed, None when it cannot be opened (:meth:`sha256`
+        will say why). The file is opened here and the thread reads that open file: one that replaces it (a new
+        inode) before the thread reads it is not hashed in its place; one changed in place while it is read gets
+        no hash (the stamp after reading differs)."""
         file = _absolute(path)
         try:
-            st = file.stat()
+            fd = os.open(file, os.O_RDONLY)
         except OSError:
-            return  # sha256() will say why
-        key = (file, st.st_ino, st.st_size, st.st_mtime_ns)
+            return None
+        try:
+            stamp = _fd_stamp(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        key = (file, *stamp)
         if key in self._hashes or key in self._pending:
-            return
+            os.close(fd)
+            return stamp
 
         def work() -> None:
-            with contextlib.suppress(OSError):
-                self._hashes[key] = _sha256_of(file)
+            try:
+                digest = _sha256_of(file, fd)
+                if _fd_stamp(fd) == stamp:  # not modified in place while it was read
+                    self._hashes[key] = digest
+            except OSError:
+                pass  # sha256() will say why
+            finally:
+                os.close(fd)
 
         thread = threading.Thread(target=work, name=f"openesm3-sha256 {file.name}", daemon=True)
         self._pending[key] = thread
         thread.start()
+        return stamp
+
+    def loaded_sha256(self, weights: WeightsFile) -> str | None:
+        """SHA-256 of a weight file as the run loaded it (its :attr:`WeightsFile.stamp`), waiting for its background
+        hash; None when no stamp was taken or that file could not be hashed (changed in place before it was read)."""
+        if weights.stamp is None:
+            return None
+        key = (weights.path, *weights.stamp)
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.join()
+        return self._hashes.get(key)
 
 
 _current: Run | None = None
@@ -130,14 +168,20 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(os.fspath(path)))
 
 
-def _sha256_of(path: Path) -> str:
+def _sha256_of(path: Path, fd: int | None = None) -> str:
+    """SHA-256 of the file at ``path`` or, given ``fd``, of that open file (``path`` its name; left open)."""
     digest = hashlib.sha256()
     buffer = bytearray(_BLOCK)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    with open(path if fd is None else fd, "rb", buffering=0, closefd=fd is None) as handle:
         while n := handle.readinto(view):
             digest.update(view[:n])
     return digest.hexdigest()
+
+
+def _fd_stamp(fd: int) -> tuple[int, int, int]:
+    st = os.fstat(fd)
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -148,14 +192,35 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def note_weights(
     path: str | os.PathLike[str], role: str | None = None, *, config: str | os.PathLike[str] | None = None
 ) -> None:
-    """A weight file the open run loaded (a no-op with no run open)."""
-    if _current is not None:
-        file = _absolute(path)
-        known = _current.weights.get(file)
-        if known is None or (known.role is None and role is not None):
-            _current.weights[file] = WeightsFile(file, role, None if config is None else _absolute(config))
-        if _current.prehash:
-            _current.start_hashing(file)
+    """A weight file the open run has just loaded (a no-op with no run open). When the run needs the hashes of its
+    weights (``Run(prehash=True)``) the file is stamped and its hashing started now, at the first note: the record
+    and the structure note give the file as the run loaded it (as :func:`note_input` does for data files)."""
+    if _current is None:
+        return
+    file = _absolute(path)
+    known = _current.weights.get(file)
+    if known is not None:  # noted again (e.g. with its role once known): the file as first loaded stays
+        if known.role is None and role is not None:
+            known.role = role
+        if known.config is None and config is not None:
+            known.config = _absolute(config)
+            known.config_seen = _seen(_current, known.config) if _current.hash_inputs else None
+        return
+    known = _current.weights[file] = WeightsFile(file, role, None if config is None else _absolute(config))
+    if _current.prehash:
+        known.stamp = _current.start_hashing(file)
+    if known.config is not None and _current.hash_inputs:
+        known.config_seen = _seen(_current, known.config)
+
+
+def _seen(run: Run, file: Path) -> Written:
+    """A file as the run reads it now: its stamp and SHA-256 (None where it is not there or cannot be read)."""
+    stamp = file_stamp(file)
+    sha256 = None
+    if stamp is not None:
+        with contextlib.suppress(OSError):  # the record says why it cannot be read
+            sha256 = run.sha256(file)
+    return Written(stamp, sha256)
 
 
 def note_input(path: str | os.PathLike[str], role: str | None = None) -> None:
@@ -168,12 +233,7 @@ def note_input(path: str | os.PathLike[str], role: str | None = None) -> None:
             return
         _current.inputs[file] = role
         if _current.hash_inputs:
-            stamp = file_stamp(file)
-            sha256 = None
-            if stamp is not None:
-                with contextlib.suppress(OSError):  # the record says why it cannot be read
-                    sha256 = _current.sha256(file)
-            _current.inputs_seen[file] = Written(stamp, sha256)
+            _current.inputs_seen[file] = _seen(_current, file)
 
 
 def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
@@ -218,7 +278,7 @@ def note_removed(path: str | os.PathLike[str]) -> None:
     if _current is not None:
         top = _absolute(path)
         _current.outputs = {p: w for p, w in _current.outputs.items() if not _under(p, top)}
-        _current.inputs_removed.update(p for p in _current.inputs if _under(p, top))
+        _current.inputs_removed.update(p for p in [*_current.inputs, *_current.weights] if _under(p, top))
 
 
 def note_error(message: str) -> None:
@@ -238,7 +298,8 @@ def structure_note() -> list[str]:
         return []
     lines = [f"openesm3 {__version__} {run.command}"]
     for file in run.weights.values():
-        lines.append(f"weights {file.role or file.path.name} sha256:{run.sha256(file.path)[:SHORT_SHA256]}")
+        sha256 = run.loaded_sha256(file) or run.sha256(file.path)  # as loaded; else (not stamped) as it is now
+        lines.append(f"weights {file.role or file.path.name} sha256:{sha256[:SHORT_SHA256]}")
     if run.seed is not None:
         lines.append(f"seed {run.seed}")
     return lines
