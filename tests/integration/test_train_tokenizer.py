@@ -21,6 +21,7 @@ from openesm3.training.checkpointing import list_checkpoints
 from openesm3.training.config import IngestConfig, load_config
 from openesm3.training.data import ProteinDataset, collate_proteins
 from openesm3.training.ingest import ingest_structures
+from openesm3.training.logging import read_metrics
 from openesm3.training.tokenizer.config import TokenizerTrainConfig
 from openesm3.training.tokenizer.evaluate import round_trip
 from openesm3.training.tokenizer.export import resolve_checkpoint
@@ -739,3 +740,53 @@ def test_a_resumed_stage2_run_from_a_weights_directory_records_its_own_checkpoin
     _train(run, dataset, *args, "max_steps=4", "--record", str(record))
     inputs = json.loads(record.read_text())["inputs"]
     assert [i["role"] for i in inputs if i.get("role") not in (None, "training data")] == ["resumed from checkpoint"]
+
+
+# a split with one validation chain (1igd) and two training chains
+VALIDATED = ["data.split.method=cluster", "data.split.seed=1", "data.split.valid_fraction=0.1"]
+
+
+def _train_losses(run: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
+
+
+def _final_weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(str(dict(list_checkpoints(run / "checkpoints"))[step] / "model.safetensors"))
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_validating_changes_no_training_step(
+    tmp_path: Path, dataset: Path, stage: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Validation drew from the global torch RNG (stage 2's sequence-dropout draw and all-atom atom subsets), so two
+    runs with the same seed and data but another val_every trained different models, and resuming with another
+    val_every warned of a changed setting."""
+    torch.set_num_threads(1)
+    settings = [*VALIDATED, "decoder.sequence_conditioning=true", "max_steps=4"]
+    if stage == 2:
+        _train(tmp_path / "stage1", dataset, *VALIDATED, "max_steps=2")
+        settings += ["stage=2", f"init_from={tmp_path / 'stage1'}"]
+    runs = {every: tmp_path / f"val_every_{every}" for every in (0, 1, 3)}
+    for every, run in runs.items():
+        _train(run, dataset, *settings, f"val_every={every}")
+    base = _final_weights(runs[0], 4)
+    for every in (1, 3):
+        assert _train_losses(runs[every]) == _train_losses(runs[0]), every
+        weights = _final_weights(runs[every], 4)
+        assert weights.keys() == base.keys() and all(torch.equal(weights[k], base[k]) for k in base), every
+    # every run validates its last step, on the same weights: the same valid loss, however often it validated before
+    valid = [[r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "valid"] for run in runs.values()]
+    assert [len(rows) for rows in valid] == [1, 4, 2]
+    last = [(rows[-1]["step"], rows[-1]["loss"], rows[-1]["metrics"]) for rows in valid]
+    assert last[1] == last[0] and last[2] == last[0]
+
+    # resumed from its step-2 checkpoint with another val_every: no changed setting, the same end
+    resumed = tmp_path / "resumed"
+    shutil.copytree(runs[0], resumed)
+    shutil.rmtree(dict(list_checkpoints(resumed / "checkpoints"))[4])
+    shutil.rmtree(resumed / "export")
+    capsys.readouterr()
+    _train(resumed, dataset, *settings, "val_every=1")
+    assert "warning" not in capsys.readouterr().err
+    weights = _final_weights(resumed, 4)
+    assert all(torch.equal(weights[k], base[k]) for k in base)

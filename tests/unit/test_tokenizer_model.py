@@ -200,3 +200,21 @@ def test_tokenized_dataset_renditions(tmp_path) -> None:
         assert not np.array_equal(t[:, 1:], other[i].structure_tokens[:, 1:])
         s = silent[i].structure_tokens
         np.testing.assert_array_equal(s[:, 0], s[:, 1])  # no noise: identical renditions
+
+
+def test_sequence_dropout_draws_in_training_only() -> None:
+    """Evaluation drew the sequence-dropout choice from the global torch RNG although it drops nothing, so validating
+    moved the training's random numbers; training draws one number per protein, as it always did."""
+    torch.manual_seed(0)
+    decoder = StructureDecoderConfig(**{**DECODER.__dict__, "sequence_conditioning": True})
+    model = StructureTokenizerModel(ENCODER, decoder, stage=2, sequence_dropout=0.5)
+    batch = collate_proteins([_record("1igd.pdb.gz")] * 8)
+    with torch.no_grad():
+        model.eval()
+        state = torch.get_rng_state()
+        given = model(batch).sequence_given
+        assert torch.equal(torch.get_rng_state(), state) and bool(given.all())
+        model.train()
+        given = model(batch).sequence_given
+    torch.set_rng_state(state)
+    assert torch.equal(given, torch.rand(8) >= 0.5)  # the training stream: a run's checkpoint resumes as before

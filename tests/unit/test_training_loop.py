@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import shutil
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +18,15 @@ from openesm3.training.checkpointing import CheckpointError, capture_rng_state, 
 from openesm3.training.config import ConfigError, TrainConfig, apply_overrides
 from openesm3.training.data import ProteinDataset, write_dataset
 from openesm3.training.logging import MetricsLogger, read_metrics
-from openesm3.training.loop import _schedule_change, build_optimizer, check_resume, seed_everything, train
+from openesm3.training.loop import (
+    _schedule_change,
+    build_optimizer,
+    check_resume,
+    evaluate,
+    seed_everything,
+    train,
+    validation_seed,
+)
 from openesm3.training.pipeline import build_protein_data
 from openesm3.training.schedules import WarmupCosineSchedule
 from tests.training_fixtures import TinyModel, synthetic_records, tiny_loss
@@ -516,3 +526,66 @@ def test_resuming_a_run_from_before_identical_sequence_clusters_says_how_to_keep
         f"{expected}, but not over the steps already run (0..3): every step takes the rate of a run started "
         "with these settings"
     )
+
+
+def _drawing_loss(model, batch):  # noqa: ANN001, ANN202
+    """tiny_loss scaled by draws from the global Python, NumPy and torch RNGs, in training and in evaluation alike."""
+    loss, metrics = tiny_loss(model, batch)
+    noise = 1.0 + 0.01 * (random.random() + np.random.rand() + torch.rand(()).item())  # noqa: NPY002
+    return loss * noise, {**metrics, "noise": noise}
+
+
+def test_validating_changes_no_training_step(dataset, tmp_path) -> None:
+    """A loss function drawing from the global RNGs in evaluation (the tokenizer's does) made validation move the
+    training's random numbers: two runs with the same seed and data but another val_every trained other models."""
+    runs = {every: tmp_path / f"val_every_{every}" for every in (0, 1, 5)}
+    for every, run in runs.items():
+        _run(dataset, run, "max_steps=8", f"val_every={every}", dropout=0.2, loss_fn=_drawing_loss)
+    states = {every: load_checkpoint(dict(list_checkpoints(run / "checkpoints"))[8]) for every, run in runs.items()}
+    losses = {
+        every: [r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
+        for every, run in runs.items()
+    }
+    for every in (1, 5):
+        assert losses[every] == losses[0], every
+        assert all(torch.equal(v, states[0].model_state[k]) for k, v in states[every].model_state.items()), every
+        assert states[every].rng_state == states[0].rng_state, every  # a run resumed from either goes on alike
+
+
+def test_validation_restores_the_global_rngs_and_gives_the_same_loss_at_every_call(dataset, tmp_path) -> None:
+    """Validation drew from the global RNGs without restoring them, and its loss depended on their state: the same
+    model on the same data gave another valid loss at every call."""
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}"])
+    seed_everything(cfg.seed)
+    model = TinyModel(dropout=0.2)
+    data = build_protein_data(cfg, dataset=dataset)
+    assert data.valid is not None
+    device = torch.device("cpu")
+    results = []
+    for state in (0, 1):
+        seed_everything(state)  # the global RNGs as another point of a run (or another run) leaves them
+        before = capture_rng_state()
+        valid = evaluate(model, _drawing_loss, data.valid, device=device, precision="fp32", seed=validation_seed(0))
+        assert capture_rng_state() == before
+        results.append(valid)
+    assert results[0] == results[1] and results[0]["noise"] > 1.0
+    other = evaluate(model, _drawing_loss, data.valid, device=device, precision="fp32", seed=validation_seed(1))
+    assert other["noise"] != results[0]["noise"]  # the seed is what fixes its draws
+    assert model.training  # back in the mode it was found in
+
+
+def test_another_validation_interval_on_resume_is_no_changed_setting(dataset, tmp_path) -> None:
+    """val_every was named in a changed-settings warning, since validating could change the training's random
+    numbers; it no longer can, and a run resumed with another one ends bit for bit where the uninterrupted run ends."""
+    import warnings  # noqa: PLC0415
+
+    whole = tmp_path / "whole"
+    _run(dataset, whole, "max_steps=8", dropout=0.2, loss_fn=_drawing_loss)
+    part = tmp_path / "part"
+    shutil.copytree(whole, part)
+    shutil.rmtree(dict(list_checkpoints(part / "checkpoints"))[8])  # as if stopped after the step-4 checkpoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(dataset, part, "max_steps=8", "val_every=1", dropout=0.2, loss_fn=_drawing_loss)
+    a, b = (load_checkpoint(dict(list_checkpoints(r / "checkpoints"))[8]).model_state for r in (whole, part))
+    assert all(torch.equal(a[k], b[k]) for k in a)

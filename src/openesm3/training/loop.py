@@ -18,7 +18,9 @@ Conventions for ``loss_fn``:
 - batches may define ``to(device)``, ``n_tokens`` (for tokens/s) and ``n_samples`` (to weight validation).
 
 All randomness flows from seeded generators whose states are checkpointed: the sampler (a pure function of
-``(seed, epoch)``), per-item crop seeds, and the global Python/NumPy/torch RNGs (dropout). The caller seeds
+``(seed, epoch)``), per-item crop seeds, and the global Python/NumPy/torch RNGs (dropout). Validation runs with
+those RNGs seeded afresh (:func:`validation_seed`) and restores them after, so when and how often a run validates
+changes none of its training steps, and the same model and data give the same valid loss. The caller seeds
 and builds the model before calling :func:`train` (:func:`seed_everything`); every process must build it the
 same way (FSDP does not broadcast parameters).
 """
@@ -26,6 +28,7 @@ same way (FSDP does not broadcast parameters).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import time
@@ -115,11 +118,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-# Settings that do not change what is computed; changing them on resume is expected. log_every and ckpt_every say
-# when the loop reports and saves: neither draws a random number or changes a value the steps compute (their
-# collectives only sum what is reported, and a checkpoint reads the RNG states without drawing). val_every is not
-# among them: a loss function may draw from the global RNGs in evaluation too (the tokenizer's sequence-dropout
-# draw and all-atom loss subsets do), so validating at other steps can move the training's random numbers.
+# Settings that do not change what is computed; changing them on resume is expected. log_every, ckpt_every and
+# val_every say when the loop reports, saves and validates: none of them changes a value the training steps compute
+# or the random numbers they draw (their collectives only sum what is reported, a checkpoint reads the RNG states
+# without drawing, and evaluate() restores the global RNGs it may draw from).
 _RUN_ONLY_KEYS = frozenset(
     {
         "out_dir",
@@ -131,6 +133,7 @@ _RUN_ONLY_KEYS = frozenset(
         "keep_last",
         "log_every",
         "ckpt_every",
+        "val_every",
     }
 )
 
@@ -345,22 +348,70 @@ def evaluate(
     device: torch.device,
     precision: str,
     max_batches: int = 0,
+    seed: int | None = None,
 ) -> dict[str, float]:
-    """Mean loss and metrics over a validation loader (weighted by samples per micro-batch)."""
-    was_training = model.training
-    model.eval()
-    meter = _Meter()
-    with torch.no_grad():
-        for i, step in enumerate(data.iterate()):
-            if max_batches and i >= max_batches:
-                break
-            for batch in step.micro_batches:
-                batch = move_to_device(batch, device)
-                with _autocast(device, precision):
-                    loss, metrics = loss_fn(model, batch)
-                meter.add({"loss": loss, **metrics}, float(getattr(batch, "n_samples", 1)))
-    model.train(was_training)
-    return meter.reduce(device)
+    """Mean loss and metrics over a validation loader (weighted by samples per micro-batch).
+
+    It leaves the global RNGs (Python, NumPy, torch CPU and ``device``'s) as it found them: a loss function may draw
+    from them in evaluation too (the tokenizer's all-atom losses draw their atom subsets), and validating must not
+    change the random numbers of the training steps after. Given a ``seed`` it seeds them (inside that isolation)
+    first, so its own draws, and hence its results, are the same at every call on the same model and data: valid
+    losses compare between evaluations and between runs. Each process isolates and seeds its own RNGs."""
+    with _isolated_rng(device, seed):
+        was_training = model.training
+        model.eval()
+        meter = _Meter()
+        with torch.no_grad():
+            for i, step in enumerate(data.iterate()):
+                if max_batches and i >= max_batches:
+                    break
+                for batch in step.micro_batches:
+                    batch = move_to_device(batch, device)
+                    with _autocast(device, precision):
+                        loss, metrics = loss_fn(model, batch)
+                    meter.add({"loss": loss, **metrics}, float(getattr(batch, "n_samples", 1)))
+        model.train(was_training)
+        return meter.reduce(device)
+
+
+def validation_seed(seed: int) -> int:
+    """The seed :func:`train` validates with in a run seeded with ``seed``: every validation of the run starts from
+    it, and it differs from the training's own seed so validation draws other numbers than the first step."""
+    digest = hashlib.sha256(f"{seed}:validation".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: torch takes it
+
+
+@contextlib.contextmanager
+def _isolated_rng(device: torch.device, seed: int | None) -> Iterator[None]:
+    """A block whose draws from the global Python, NumPy and torch RNGs (the CPU's and ``device``'s: the one this
+    process computes on, no other device is touched) leave them as they were on entry; seeded with ``seed`` when given.
+    """
+    accelerators = [] if device.type == "cpu" else [_device_index(device)]
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG that user code may draw from
+    try:
+        with torch.random.fork_rng(devices=accelerators, device_type=device.type):
+            if seed is not None:
+                random.seed(seed)
+                np.random.seed(seed % 2**32)  # noqa: NPY002
+                torch.default_generator.manual_seed(seed)
+                if device.type == "cuda":
+                    with torch.cuda.device(accelerators[0]):
+                        torch.cuda.manual_seed(seed)  # this device's generator only (manual_seed_all: every GPU's)
+                elif accelerators:
+                    torch.get_device_module(device.type).manual_seed(seed)
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)  # noqa: NPY002
+
+
+def _device_index(device: torch.device) -> int:
+    """``device``'s index; the current one of its type when it names none (``torch.device("cuda")``)."""
+    if device.index is not None:
+        return device.index
+    module = torch.get_device_module(device.type)
+    return int(module.current_device()) if hasattr(module, "current_device") else 0
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -540,6 +591,7 @@ def train(
                     device=device,
                     precision=cfg.precision,
                     max_batches=cfg.data.valid_max_batches,
+                    seed=validation_seed(cfg.seed),
                 )
                 valid_metrics = {k: v for k, v in valid.items() if k != "loss"}
                 logger.log("valid", done, {"loss": valid.get("loss", math.nan), "metrics": valid_metrics})

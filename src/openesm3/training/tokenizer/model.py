@@ -216,8 +216,11 @@ class StructureTokenizerModel(nn.Module):
         keep = torch.zeros(b, dtype=torch.bool, device=tokens.device)
         sequence = None
         if self.decoder.config.sequence_conditioning:
-            drop = self.sequence_dropout if self.training else 0.0
-            keep = torch.rand(b, device=tokens.device) >= drop
+            # evaluation drops nothing and draws nothing; training draws for every row, even with a dropout of 0
+            if self.training:
+                keep = torch.rand(b, device=tokens.device) >= self.sequence_dropout
+            else:
+                keep = torch.ones(b, dtype=torch.bool, device=tokens.device)
             sequence = decoder_sequence(batch.sequence_tokens, batch.mask, keep)
         positions = None
         if self.decoder.config.position_features and self.training:
