@@ -516,3 +516,38 @@ def test_resuming_a_run_from_before_identical_sequence_clusters_says_how_to_keep
         f"{expected}, but not over the steps already run (0..3): every step takes the rate of a run started "
         "with these settings"
     )
+
+
+@pytest.mark.parametrize("damage", ["[1]", '{"format": "openesm3-train-checkpoint", "world_size": "2"', b"\xff\xfe"])
+def test_a_damaged_checkpoint_newer_than_the_latest_good_one_is_refused_and_kept(dataset, tmp_path, damage) -> None:
+    """A newest checkpoint whose trainer_state.json was damaged counted as no checkpoint: the run silently resumed from
+    the older one, cut the metrics after it and, on reaching the damaged step, replaced that checkpoint (a state that
+    was not UTF-8 ended in a traceback instead). It is refused, named, and nothing in out_dir is touched."""
+    _run(dataset, tmp_path, "max_steps=8")
+    ckpts = dict(list_checkpoints(tmp_path / "checkpoints"))
+    state = ckpts[8] / "trainer_state.json"
+    state.write_bytes(damage.encode() if isinstance(damage, str) else damage)
+    metrics = (tmp_path / "metrics.jsonl").read_bytes()
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=12"])
+    refused = r"step_000000008: a checkpoint that cannot be resumed from \(trainer_state.json .*\), newer than any"
+    with pytest.raises(CheckpointError, match=refused + r" that can; a run in .* would resume from the older "
+                       r"step_000000004 and overwrite it"):  # fmt: skip
+        _run(dataset, tmp_path, "max_steps=12")
+    with pytest.raises(CheckpointError, match=refused):
+        check_resume(cfg)
+    shutil.rmtree(ckpts[4])  # the only checkpoint left is the damaged one: a new run would start afresh over it
+    for resume in ("true", "false"):
+        with pytest.raises(CheckpointError, match=refused + r" that can; a run in .* would start afresh"):
+            _run(dataset, tmp_path, "max_steps=12", f"resume={resume}")
+    assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+    assert state.read_bytes() == (damage.encode() if isinstance(damage, str) else damage)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.txt", "step_000000008"]
+
+
+def test_a_damaged_checkpoint_older_than_the_latest_good_one_is_no_obstacle(dataset, tmp_path) -> None:
+    """Only a damaged checkpoint newer than the one a run resumes from is one it would overwrite."""
+    _run(dataset, tmp_path, "max_steps=8")
+    (dict(list_checkpoints(tmp_path / "checkpoints"))[4] / "optimizer.safetensors").unlink()
+    with pytest.warns(UserWarning, match="step_000000008 with changed settings: max_steps"):
+        _, result, _ = _run(dataset, tmp_path, "max_steps=9")
+    assert result.step == 9
