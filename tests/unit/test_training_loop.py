@@ -486,6 +486,21 @@ def test_setup_distributed_takes_the_gpu_of_the_local_rank_torchrun_gives(monkey
     assert (info.device, info.local_rank, chosen) == (torch.device("cuda", 1), 1, [torch.device("cuda", 1)])
 
 
+@pytest.mark.parametrize("value", ["abc", "", "0", "-2"])
+def test_a_world_size_that_is_no_number_of_processes_is_named(monkeypatch, value) -> None:  # noqa: ANN001
+    """train-tokenizer reads WORLD_SIZE before any work (to refuse a checkpoint of another number of processes): a
+    value that is no number ended in a bare ValueError traceback, and 0 or less was taken as a number of processes."""
+    monkeypatch.setenv("WORLD_SIZE", value)
+    with pytest.raises(ConfigError, match=f"WORLD_SIZE='{value}' in the environment is not a number of processes"):
+        D.launched_world_size()
+    with pytest.raises(ConfigError, match="WORLD_SIZE="):
+        D.setup_distributed("cpu")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert D.launched_world_size() == 1
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert D.launched_world_size() == 3
+
+
 def test_resuming_a_run_from_before_identical_sequence_clusters_says_how_to_keep_its_split(dataset, tmp_path) -> None:
     """Records without a cluster label now share a cluster when their sequences are identical; a run started before
     that (its config has no data.split.identical_sequences) resumed silently on another split and other weights.
