@@ -566,3 +566,24 @@ def test_a_damaged_checkpoint_older_than_the_latest_good_one_is_no_obstacle(data
     with pytest.warns(UserWarning, match="step_000000008 with changed settings: max_steps"):
         _, result, _ = _run(dataset, tmp_path, "max_steps=9")
     assert result.step == 9
+
+
+def test_a_checkpoint_whose_tensors_cannot_be_read_is_named_when_the_model_is_checked(dataset, tmp_path) -> None:
+    """check_resume reads the header of the checkpoint's model file: a damaged one is a CheckpointError naming it
+    (safetensors raises its own error type, no OSError), not a traceback."""
+    _run(dataset, tmp_path, "max_steps=4")
+    latest = dict(list_checkpoints(tmp_path / "checkpoints"))[4]
+    (latest / "model.safetensors").write_bytes(b"\x08" + bytes(7) + b"{not json")
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=8"])
+    check_resume(cfg)  # without a model, the tensors are not read
+    with pytest.raises(CheckpointError, match=r"step_000000004: unreadable checkpoint tensors"):
+        check_resume(cfg, model=TinyModel())
+
+
+def test_another_validation_interval_on_resume_is_a_changed_setting(dataset, tmp_path) -> None:
+    """val_every is no run-only setting (validation may draw from the global RNGs): a resume with another names it."""
+    _run(dataset, tmp_path, "max_steps=8")
+    shutil.rmtree(dict(list_checkpoints(tmp_path / "checkpoints"))[8])  # as if stopped after the step-4 checkpoint
+    with pytest.warns(UserWarning) as caught:
+        _run(dataset, tmp_path, "max_steps=8", "val_every=2")
+    assert str(caught[0].message).endswith("with changed settings: val_every"), caught[0].message
