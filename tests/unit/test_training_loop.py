@@ -587,3 +587,14 @@ def test_another_validation_interval_on_resume_is_a_changed_setting(dataset, tmp
     with pytest.warns(UserWarning) as caught:
         _run(dataset, tmp_path, "max_steps=8", "val_every=2")
     assert str(caught[0].message).endswith("with changed settings: val_every"), caught[0].message
+
+
+def test_a_compiled_model_is_checked_by_the_names_the_loop_saves(dataset, tmp_path) -> None:
+    """The loop saves a torch.compile'd model's state under its own names (no ``_orig_mod.``): check_resume, given the
+    compiled model, refused its own run ("this configuration's model has _orig_mod.blocks.0.0.bias, which the
+    checkpoint lacks")."""
+    _run(dataset, tmp_path, "max_steps=4")
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=4"])  # no setting changed
+    check_resume(cfg, model=torch.compile(TinyModel()))  # no refusal
+    with pytest.raises(CheckpointError, match=r"blocks\.0\.0\.bias has shape \[32\] in the checkpoint, \[16\]"):
+        check_resume(cfg, model=torch.compile(TinyModel(d=16)))
