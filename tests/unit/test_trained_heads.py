@@ -193,7 +193,8 @@ def test_a_decoder_continued_from_weights_inherits_their_record(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("pair_fit", "trained"), [("head", ("pae",)), ("pae", ("pae",)), ("ptm", ()), ("temperature", ())]
+    ("pair_fit", "trained"),
+    [("head", ("pae",)), ("pae", ("pae",)), ("ptm", ()), ("temperature", ()), ("ptm-temperature", ())],
 )
 def test_a_scale_of_random_pae_outputs_does_not_make_the_head_trained(pair_fit: str, trained: tuple[str, ...]) -> None:
     """pair_fit=ptm / temperature fit one or two factors of the PAE outputs: on a stage-1 export they stay random."""

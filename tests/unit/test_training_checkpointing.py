@@ -288,3 +288,26 @@ def test_a_trainer_state_of_another_shape_is_no_checkpoint_and_is_named_when_rea
             ckpt.CheckpointError, match=f"unreadable checkpoint state \\(trainer_state.json holds {kind}\\)"
         ):
             ckpt.read_trainer_state(damaged)
+
+
+def test_damaged_checkpoints_are_listed_with_why(tmp_path) -> None:
+    """A trainer_state.json that is not UTF-8 ended listing the run's checkpoints in a UnicodeDecodeError traceback;
+    it is no checkpoint, and damaged_checkpoints says why each step_ directory is none."""
+    model, opt = _trained()
+    good = _save(tmp_path, 2, model, opt, keep_last=10)
+    bad = {step: _save(tmp_path, step, model, opt, keep_last=10) for step in (3, 4, 5, 6)}
+    (bad[3] / ckpt.STATE_FILE).write_bytes(b"\xff\xfe")
+    (bad[4] / ckpt.STATE_FILE).unlink()
+    (bad[5] / ckpt.STATE_FILE).write_text('{"world_size": 0}')
+    (bad[6] / "rng_rank0.json").unlink()
+    (tmp_path / ".step_000000007.tmp").mkdir()  # a half-written one: not named step_, not damaged
+    assert ckpt.list_checkpoints(tmp_path) == [(2, good)]
+    found = ckpt.damaged_checkpoints(tmp_path)
+    assert [(s, p) for s, p, _ in found] == [(s, bad[s]) for s in (3, 4, 5, 6)]
+    assert found[0][2].startswith("trainer_state.json is not JSON: 'utf-8' codec can't decode")
+    assert found[1][2] == "trainer_state.json cannot be read: No such file or directory"
+    assert found[2][2] == "trainer_state.json gives world_size 0, not a number of processes"
+    assert found[3][2] == "rng_rank0.json missing"
+    with pytest.raises(ckpt.CheckpointError, match="step_000000003: unreadable checkpoint state"):
+        ckpt.read_trainer_state(bad[3])
+    assert ckpt.damaged_checkpoints(tmp_path / "none") == []

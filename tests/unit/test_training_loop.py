@@ -496,6 +496,21 @@ def test_setup_distributed_takes_the_gpu_of_the_local_rank_torchrun_gives(monkey
     assert (info.device, info.local_rank, chosen) == (torch.device("cuda", 1), 1, [torch.device("cuda", 1)])
 
 
+@pytest.mark.parametrize("value", ["abc", "", "0", "-2"])
+def test_a_world_size_that_is_no_number_of_processes_is_named(monkeypatch, value) -> None:  # noqa: ANN001
+    """train-tokenizer reads WORLD_SIZE before any work (to refuse a checkpoint of another number of processes): a
+    value that is no number ended in a bare ValueError traceback, and 0 or less was taken as a number of processes."""
+    monkeypatch.setenv("WORLD_SIZE", value)
+    with pytest.raises(ConfigError, match=f"WORLD_SIZE='{value}' in the environment is not a number of processes"):
+        D.launched_world_size()
+    with pytest.raises(ConfigError, match="WORLD_SIZE="):
+        D.setup_distributed("cpu")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert D.launched_world_size() == 1
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert D.launched_world_size() == 3
+
+
 def test_resuming_a_run_from_before_identical_sequence_clusters_says_how_to_keep_its_split(dataset, tmp_path) -> None:
     """Records without a cluster label now share a cluster when their sequences are identical; a run started before
     that (its config has no data.split.identical_sequences) resumed silently on another split and other weights.
@@ -589,3 +604,61 @@ def test_another_validation_interval_on_resume_is_no_changed_setting(dataset, tm
         _run(dataset, part, "max_steps=8", "val_every=1", dropout=0.2, loss_fn=_drawing_loss)
     a, b = (load_checkpoint(dict(list_checkpoints(r / "checkpoints"))[8]).model_state for r in (whole, part))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("damage", ["[1]", '{"format": "openesm3-train-checkpoint", "world_size": "2"', b"\xff\xfe"])
+def test_a_damaged_checkpoint_newer_than_the_latest_good_one_is_refused_and_kept(dataset, tmp_path, damage) -> None:
+    """A newest checkpoint whose trainer_state.json was damaged counted as no checkpoint: the run silently resumed from
+    the older one, cut the metrics after it and, on reaching the damaged step, replaced that checkpoint (a state that
+    was not UTF-8 ended in a traceback instead). It is refused, named, and nothing in out_dir is touched."""
+    _run(dataset, tmp_path, "max_steps=8")
+    ckpts = dict(list_checkpoints(tmp_path / "checkpoints"))
+    state = ckpts[8] / "trainer_state.json"
+    state.write_bytes(damage.encode() if isinstance(damage, str) else damage)
+    metrics = (tmp_path / "metrics.jsonl").read_bytes()
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=12"])
+    refused = r"step_000000008: a checkpoint that cannot be resumed from \(trainer_state.json .*\), newer than any"
+    with pytest.raises(CheckpointError, match=refused + r" that can; a run in .* would resume from the older "
+                       r"step_000000004 and overwrite it"):  # fmt: skip
+        _run(dataset, tmp_path, "max_steps=12")
+    with pytest.raises(CheckpointError, match=refused):
+        check_resume(cfg)
+    shutil.rmtree(ckpts[4])  # the only checkpoint left is the damaged one: a new run would start afresh over it
+    for resume in ("true", "false"):
+        with pytest.raises(CheckpointError, match=refused + r" that can; a run in .* would start afresh"):
+            _run(dataset, tmp_path, "max_steps=12", f"resume={resume}")
+    assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+    assert state.read_bytes() == (damage.encode() if isinstance(damage, str) else damage)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.txt", "step_000000008"]
+
+
+def test_a_damaged_checkpoint_older_than_the_latest_good_one_is_no_obstacle(dataset, tmp_path) -> None:
+    """Only a damaged checkpoint newer than the one a run resumes from is one it would overwrite."""
+    _run(dataset, tmp_path, "max_steps=8")
+    (dict(list_checkpoints(tmp_path / "checkpoints"))[4] / "optimizer.safetensors").unlink()
+    with pytest.warns(UserWarning, match="step_000000008 with changed settings: max_steps"):
+        _, result, _ = _run(dataset, tmp_path, "max_steps=9")
+    assert result.step == 9
+
+
+def test_a_checkpoint_whose_tensors_cannot_be_read_is_named_when_the_model_is_checked(dataset, tmp_path) -> None:
+    """check_resume reads the header of the checkpoint's model file: a damaged one is a CheckpointError naming it
+    (safetensors raises its own error type, no OSError), not a traceback."""
+    _run(dataset, tmp_path, "max_steps=4")
+    latest = dict(list_checkpoints(tmp_path / "checkpoints"))[4]
+    (latest / "model.safetensors").write_bytes(b"\x08" + bytes(7) + b"{not json")
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=8"])
+    check_resume(cfg)  # without a model, the tensors are not read
+    with pytest.raises(CheckpointError, match=r"step_000000004: unreadable checkpoint tensors"):
+        check_resume(cfg, model=TinyModel())
+
+
+def test_a_compiled_model_is_checked_by_the_names_the_loop_saves(dataset, tmp_path) -> None:
+    """The loop saves a torch.compile'd model's state under its own names (no ``_orig_mod.``): check_resume, given the
+    compiled model, refused its own run ("this configuration's model has _orig_mod.blocks.0.0.bias, which the
+    checkpoint lacks")."""
+    _run(dataset, tmp_path, "max_steps=4")
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}", "max_steps=4"])  # no setting changed
+    check_resume(cfg, model=torch.compile(TinyModel()))  # no refusal
+    with pytest.raises(CheckpointError, match=r"blocks\.0\.0\.bias has shape \[32\] in the checkpoint, \[16\]"):
+        check_resume(cfg, model=torch.compile(TinyModel(d=16)))

@@ -10,9 +10,10 @@ A checkpoint is a directory ``step_<9 digits>`` (the number of completed optimiz
 
 It is assembled in a hidden ``.step_<n>.tmp`` directory and renamed into place, an atomic operation: a run
 killed at any moment (even ``kill -9``) leaves either the complete checkpoint or none, and the previous
-checkpoints are untouched. Only ``step_<n>`` directories holding every file count as checkpoints, so a
-half-written one can never become the latest. Old checkpoints are renamed to hidden ``.trash`` names before
-deletion for the same reason.
+checkpoints are untouched. Only ``step_<n>`` directories holding every file (and a trainer state this code
+writes) count as checkpoints, so a half-written one can never become the latest; one damaged since it was written
+is listed by :func:`damaged_checkpoints`, and the loop refuses to go on under one newer than its latest checkpoint.
+Old checkpoints are renamed to hidden ``.trash`` names before deletion for the same reason.
 
 Multi-process runs (DDP, FSDP) gather the full state dicts on rank 0, which writes them; every process writes
 its own RNG file. All processes read the full state on resume (a shared filesystem is assumed, as with one
@@ -69,29 +70,51 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:09d}"
 
 
-def _is_complete(path: Path) -> bool:
+def _incomplete(path: Path) -> str:
+    """Why the directory ``path`` is no complete checkpoint ('' when it is one)."""
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    world_size = state.get("world_size", 1) if isinstance(state, dict) else None
+    except OSError as exc:
+        return f"{STATE_FILE} cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:  # not JSON, or not UTF-8 (a damaged file)
+        return f"{STATE_FILE} is not JSON: {exc}"
+    if not isinstance(state, dict):
+        return f"{STATE_FILE} holds {_JSON_KINDS[type(state)]}"
+    world_size = state.get("world_size", 1)
     if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-        return False  # not a state this code writes: no more a checkpoint to resume from than an unreadable one
+        # not a state this code writes: no more a checkpoint to resume from than an unreadable one
+        return f"{STATE_FILE} gives world_size {json.dumps(world_size)}, not a number of processes"
     files = [MODEL_FILE, OPTIMIZER_FILE] + [f"rng_rank{r}.json" for r in range(world_size)]
-    return all((path / f).is_file() for f in files)
+    missing = [f for f in files if not (path / f).is_file()]
+    return f"{', '.join(missing)} missing" if missing else ""
 
 
-def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
-    root = Path(root)
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     if not root.is_dir():
         return []
     found = []
     for path in root.iterdir():
         match = _NAME.match(path.name)
-        if match and path.is_dir() and _is_complete(path):
+        if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
+    return [(step, path) for step, path in _step_dirs(Path(root)) if not _incomplete(path)]
+
+
+def damaged_checkpoints(root: str | Path) -> list[tuple[int, Path, str]]:
+    """The ``step_<n>`` directories under ``root`` that are no complete checkpoint, as ``(step, path, why)``, oldest
+    first. This code never leaves one (a checkpoint is renamed into place whole), so each was damaged or edited
+    since it was written: a run must not go on from an older checkpoint, or start afresh, over a newer one."""
+    found = []
+    for step, path in _step_dirs(Path(root)):
+        why = _incomplete(path)
+        if why:
+            found.append((step, path, why))
+    return found
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
@@ -297,7 +320,7 @@ def read_trainer_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise CheckpointError(f"{path}: unreadable checkpoint state ({exc})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: unreadable checkpoint state ({STATE_FILE} holds {_JSON_KINDS[type(state)]})")

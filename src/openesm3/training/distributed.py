@@ -69,8 +69,18 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def launched_world_size() -> int:
     """The number of processes torchrun launched (``WORLD_SIZE``; 1 without torchrun), known before
-    :func:`setup_distributed` joins them."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    :func:`setup_distributed` joins them. A ``WORLD_SIZE`` that is no number of processes is a :class:`ConfigError`."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world_size = int(text)
+    except ValueError:
+        world_size = 0
+    if world_size < 1:
+        raise ConfigError(
+            f"WORLD_SIZE={text!r} in the environment is not a number of processes: launch with torchrun, which sets "
+            "it, or unset it for one process"
+        )
+    return world_size
 
 
 def setup_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> DistInfo:

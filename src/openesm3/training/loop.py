@@ -45,6 +45,7 @@ from torch import nn
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import (
     CheckpointError,
+    damaged_checkpoints,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -153,11 +154,16 @@ def check_resume(cfg: TrainConfig, *, world_size: int | None = None, model: nn.M
     """Refuse, without loading the checkpoint's tensors, a run that :func:`train` would refuse on reaching its
     ``out_dir``: checkpoints there with ``resume=false``, a latest checkpoint past ``max_steps``, one written by
     another number of processes than ``world_size`` (when given; its trainer state says), or, given the caller's
-    (unwrapped) ``model``, one whose tensors have other names or shapes than the model's (the checkpoint's
-    safetensors header says). A caller with expensive work before :func:`train` (stage 2 encodes its whole dataset)
-    calls it first."""
+    ``model`` (wrapped by torch.compile or DDP or not), one whose tensors have other names or shapes than the
+    model's (the checkpoint's safetensors header says). A ``step_`` directory that is no checkpoint it can read
+    (damaged or edited since it was written) and newer than the latest that is, is refused whatever ``resume`` says:
+    the run would go on from the older checkpoint (or start afresh) and overwrite it. A caller with expensive work
+    before :func:`train` (stage 2 encodes its whole dataset) calls it first."""
     ckpt_root = Path(cfg.out_dir) / CHECKPOINT_DIR
     found = list_checkpoints(ckpt_root)
+    newer = [d for d in damaged_checkpoints(ckpt_root) if not found or d[0] > found[-1][0]]
+    if newer:
+        raise CheckpointError(_damaged(newer, found[-1][1] if found else None, cfg))
     if not found:
         return
     if not cfg.resume:
@@ -171,10 +177,25 @@ def check_resume(cfg: TrainConfig, *, world_size: int | None = None, model: nn.M
     if world_size is not None and state.get("world_size") != world_size:
         raise CheckpointError(_other_world_size(latest, state.get("world_size"), world_size))
     if model is not None:
-        mismatch = _shape_mismatch(read_model_shapes(latest), model.state_dict())
+        # named as the loop saves them: in the user's module, inside DDP and torch.compile wrappers
+        mismatch = _shape_mismatch(read_model_shapes(latest), D.unwrap(model).state_dict())
         if mismatch:
             changed = _changed_settings(state, cfg)
             raise CheckpointError(_does_not_fit(latest, cfg, changed, mismatch))
+
+
+def _damaged(newer: list[tuple[int, Path, str]], latest: Path | None, cfg: TrainConfig) -> str:
+    """Why a run does not go on in ``cfg.out_dir`` whose newest ``step_`` directories (``newer``, oldest first) are no
+    checkpoint it can read: it would resume from the older ``latest`` (or start afresh, with ``latest`` None) and
+    overwrite them, and the metrics logged after, without a word."""
+    _, path, why = newer[0]
+    more = f" (and {len(newer) - 1} newer one(s))" if len(newer) > 1 else ""
+    older = f"resume from the older {latest.name}" if latest is not None else "start afresh"
+    return (
+        f"{path}: a checkpoint that cannot be resumed from ({why}){more}, newer than any that can; a run in "
+        f"{Path(cfg.out_dir)} would {older} and overwrite it: repair it or move it out of {path.parent} to go on, "
+        "or give another out_dir for a new run"
+    )
 
 
 def _other_world_size(latest: Path, written: Any, now: int) -> str:
