@@ -684,6 +684,24 @@ def test_under_torchrun_only_rank_0_writes_the_record_and_its_warnings(
         assert f"{data} (training data) removed while the run went on" in err, err
 
 
+@pytest.mark.parametrize(("rank", "world_size"), [("1", None), ("1", "1"), ("1", "0"), ("x", "2"), ("1", "x")])
+def test_a_process_that_is_not_one_of_several_writes_the_record(
+    rank: str, world_size: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RANK left in the environment without a WORLD_SIZE above 1 (not torchrun's launch of several processes):
+    the command ran alone and wrote its outputs, but wrote no record and said nothing (it took itself for rank 1 of
+    1). A process alone is the whole run: it writes the record. A RANK that is no number counts as rank 0."""
+    monkeypatch.setenv("RANK", rank)
+    if world_size is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world_size)
+    record, out = tmp_path / "run.json", tmp_path / "f.json"
+    assert main(["--record", str(record), "featurize", str(TRP_CAGE), "--json", str(out)]) == 0
+    r = _record(record)
+    assert r["world_size"] == (2 if world_size == "2" else 1) and [o["path"] for o in r["outputs"]] == [str(out)]
+
+
 def test_a_record_under_torchrun_is_checked_on_every_rank(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
