@@ -678,10 +678,29 @@ def test_under_torchrun_only_rank_0_writes_the_record_and_its_warnings(
     err = capsys.readouterr().err
     if rank == "1":
         assert not record.exists() and err == ""
-        assert recorder.run.inputs_seen == {}  # nor hashed what only the record needs
+        assert recorder.run.inputs_seen == {} and not recorder.run.prehash  # nor hashed what only the record needs
     else:
+        assert recorder.run.prehash
         assert _record(record)["inputs"][0]["at_end"] == "removed"
         assert f"{data} (training data) removed while the run went on" in err, err
+
+
+@pytest.mark.parametrize(("rank", "world_size"), [("1", None), ("1", "1"), ("1", "0"), ("x", "2"), ("1", "x")])
+def test_a_process_that_is_not_one_of_several_writes_the_record(
+    rank: str, world_size: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RANK left in the environment without a WORLD_SIZE above 1 (not torchrun's launch of several processes):
+    the command ran alone and wrote its outputs, but wrote no record and said nothing (it took itself for rank 1 of
+    1). A process alone is the whole run: it writes the record. A RANK that is no number counts as rank 0."""
+    monkeypatch.setenv("RANK", rank)
+    if world_size is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world_size)
+    record, out = tmp_path / "run.json", tmp_path / "f.json"
+    assert main(["--record", str(record), "featurize", str(TRP_CAGE), "--json", str(out)]) == 0
+    r = _record(record)
+    assert r["world_size"] == (2 if world_size == "2" else 1) and [o["path"] for o in r["outputs"]] == [str(out)]
 
 
 def test_a_record_under_torchrun_is_checked_on_every_rank(
@@ -781,6 +800,86 @@ def test_a_weight_file_noted_twice_is_hashed_once(tmp_path: Path, monkeypatch: p
         if thread.name.startswith("openesm3-sha256"):
             thread.join()
     assert reads == [file]
+
+
+def test_a_weight_file_hashed_already_or_noted_again_is_recorded_as_first_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A weight file the run had hashed already (read as data first: init_from weights) is stamped when loaded all
+    the same, and a file noted again keeps the stamp, role and config it was first given (a config learnt later is
+    added): replaced before the run ends, each is recorded as loaded, with at_end, not as the new file."""
+    from openesm3.cli.record import RunRecorder  # noqa: PLC0415
+
+    read, loaded = tmp_path / "read" / "model.safetensors", tmp_path / "loaded" / "model.safetensors"
+    for file in (read, loaded):
+        file.parent.mkdir()
+        file.write_bytes(file.parent.name.encode() * 1000)
+    config = loaded.parent / "config.json"
+    config.write_text("{}\n")
+    before = {file: _sha256(file) for file in (read, loaded)}
+    record = tmp_path / "run.json"
+    recorder = RunRecorder(argparse.Namespace(command="train-tokenizer", record=str(record)), [])
+    recorder.begin()
+    with provenance.running(recorder.run):
+        provenance.note_input(read, "init_from weights")  # hashed now, as data
+        provenance.note_weights(read, "structure_encoder")
+        provenance.note_weights(loaded)  # role and config not known yet
+        for file in (read, loaded):
+            new = tmp_path / "new.bin"
+            new.write_bytes(b"another export")
+            os.replace(new, file)
+        provenance.note_weights(loaded, "structure_decoder", config=config)
+        provenance.note_weights(loaded, "esm3")
+    entries = recorder.record(0)["weights"]
+    assert [(e["role"], e["path"], e["sha256"], e["at_end"]) for e in entries] == [
+        ("structure_encoder", str(read), before[read], "changed"),
+        ("structure_decoder", str(loaded), before[loaded], "changed"),
+    ]
+    assert entries[1]["config"] == {"path": str(config), "size": 3, "sha256": _sha256(config)}
+    assert "changed while the run went on" in capsys.readouterr().err
+
+
+def test_the_background_hash_closes_its_file_and_is_started_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file the background hash opens is closed (when it is done, and at once when that file is hashed or
+    being hashed already), and a file is not hashed a second time while its first hash is still going; the config
+    of a weight file learnt when it is noted again is not hashed when the run keeps no record."""
+    import threading  # noqa: PLC0415
+
+    file, config = tmp_path / "model.safetensors", tmp_path / "config.json"
+    file.write_bytes(b"weights" * 1000)
+    config.write_text("{}\n")
+    gate, main_thread = threading.Event(), threading.main_thread()
+    real_sha256, real_open, real_close = provenance._sha256_of, os.open, os.close
+    reads: list[Path] = []
+    opened: list[int] = []
+    closed: list[int] = []
+
+    def held_back(path: Path, *fd: int) -> str:  # the background hash waits for the gate
+        reads.append(path)
+        assert threading.current_thread() is main_thread or gate.wait(timeout=60)
+        return real_sha256(path, *fd)
+
+    def counted_open(*args: Any, **kwargs: Any) -> int:
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(provenance, "_sha256_of", held_back)
+    monkeypatch.setattr(provenance.os, "open", counted_open)
+    monkeypatch.setattr(provenance.os, "close", lambda fd: closed.append(fd) or real_close(fd))
+    with provenance.running(provenance.Run("fold", prehash=True)) as run:
+        provenance.note_weights(file)
+        stamp = provenance.file_stamp(file)
+        assert run.start_hashing(file) == stamp  # being hashed: not started again
+        provenance.note_weights(file, "esm3", config=config)
+        gate.set()
+        (weights,) = run.weights.values()
+        assert run.loaded_sha256(weights) == _sha256(file)
+        assert run.start_hashing(file) == stamp  # hashed: not again
+    monkeypatch.undo()
+    assert weights.config == config and weights.config_seen is None
+    assert reads == [file] and len(opened) == 3 and sorted(closed) == sorted(opened)
 
 
 def test_weights_are_recorded_as_loaded_even_when_replaced_before_their_hash(

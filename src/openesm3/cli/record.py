@@ -26,9 +26,9 @@ runs nothing), FILE is written atomically with:
 An existing FILE is replaced only when the run ends (a second stop while it is written leaves it as it was), and
 FILE must be a file name (``-`` is refused). A run refused because an earlier run's files are there (no
 ``--overwrite``) keeps an existing FILE, the record of how those files were made, and says so. Under torchrun
-(``RANK`` set) only rank 0, the process that writes the outputs, writes FILE and prints what concerns it; the other
-ranks check ``--record`` alike but write no record (each would replace the others'). docs/usage.md, "Reproducing
-a run", shows an example.
+(``WORLD_SIZE`` above 1) only rank 0, the process that writes the outputs, writes FILE and prints what concerns
+it; the other ranks check ``--record`` alike but write no record (each would replace the others'). docs/usage.md,
+"Reproducing a run", shows an example.
 """
 
 from __future__ import annotations
@@ -283,7 +283,10 @@ class RunRecorder:
 def launched_rank() -> tuple[int, int]:
     """(global rank, number of processes) of this process as torchrun gives them (``RANK``, ``WORLD_SIZE``, what
     :func:`openesm3.training.distributed.setup_distributed` reads); (0, 1) when not launched by it. Read from the
-    environment, not the process group: the record is decided before the command runs, and without torch."""
+    environment, not the process group: the record is decided before the command runs, and without torch.
+
+    A ``RANK`` without a ``WORLD_SIZE`` above 1 (left in the environment by something else, or torchrun with one
+    process) is a process alone: it is the whole run and writes the record, whatever its ``RANK`` says."""
 
     def number(name: str, default: int) -> int:
         try:
@@ -291,7 +294,10 @@ def launched_rank() -> tuple[int, int]:
         except ValueError:  # not torchrun's: the command's own setup says so, if it is launched distributed
             return default
 
-    return number("RANK", 0), max(1, number("WORLD_SIZE", 1))
+    world_size = number("WORLD_SIZE", 1)
+    if world_size <= 1:
+        return 0, 1
+    return number("RANK", 0), world_size
 
 
 def _output_entry(path: Path, written: Written) -> dict[str, Any]:
