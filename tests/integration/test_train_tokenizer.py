@@ -528,6 +528,69 @@ def test_export_only_takes_the_runs_latest_checkpoint_by_a_relative_path_or_a_sy
         assert main([*args, "--checkpoint", given]) == 0, given
 
 
+def _cut_state(checkpoint: Path) -> bytes:
+    """Cut the trainer_state.json of ``checkpoint`` (as a full disk or an edit would); returns its old bytes."""
+    state = checkpoint / "trainer_state.json"
+    old = state.read_bytes()
+    state.write_bytes(old[:40])
+    return old
+
+
+def test_stage2_from_a_run_whose_newest_checkpoint_is_damaged_is_refused(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``init_from=<stage-1 run>`` whose newest step_ directory had its trainer_state.json cut took the run's older
+    checkpoint: stage 2 started from another encoder than stage 1 ended with, without a word. It is refused, naming
+    the directory; the checkpoint named explicitly is taken, and a resumed stage-2 run (whose networks all come from
+    its own checkpoint) is no business of it."""
+    stage1 = tmp_path / "stage1"
+    shutil.copytree(stage1_run, stage1)
+    _train(stage1, dataset, "max_steps=4")  # checkpoints 2 and 4
+    stage2 = ["stage=2", f"init_from={stage1}", "decoder_init=checkpoint", "max_steps=2"]
+    _train(tmp_path / "resumed", dataset, *stage2[:3], "max_steps=1")
+    _cut_state(stage1 / "checkpoints" / "step_000000004")
+    capsys.readouterr()
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={tmp_path / 's2'}", *TINY]
+    for given in (stage1, stage1 / "checkpoints"):
+        assert main([*args, "stage=2", f"init_from={given}", "max_steps=1"]) == 2
+        err = _error_line(capsys)
+        assert "step_000000004: a checkpoint that cannot be read (trainer_state.json is not JSON" in err, err
+        assert "would stand for the older step_000000002 instead" in err and "move it out of" in err, err
+        assert list_checkpoints(tmp_path / "s2" / "checkpoints") == []
+    _train(tmp_path / "s2", dataset, "stage=2", f"init_from={stage1 / 'checkpoints' / 'step_000000002'}", "max_steps=1")
+    _train(tmp_path / "resumed", dataset, *stage2)
+    assert [s for s, _ in list_checkpoints(tmp_path / "resumed" / "checkpoints")] == [1, 2]
+
+
+def test_export_only_of_a_run_whose_newest_checkpoint_is_damaged_is_refused(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--export-only`` of a run whose newest step_ directory had its trainer_state.json cut exported the older
+    checkpoint over the run's export of the newest, without a word. It is refused and the export kept; a damaged
+    checkpoint older than the latest good one is no obstacle."""
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    _train(run, dataset, "max_steps=4")  # checkpoints 2 and 4, export of step 4
+    export = run / "export" / "structure_encoder" / "model.safetensors"
+    final = export.read_bytes()
+    state = _cut_state(run / "checkpoints" / "step_000000004")
+    capsys.readouterr()
+    args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY, "--export-only"]
+    assert main(args) == 2
+    err = _error_line(capsys)
+    assert "step_000000004: a checkpoint that cannot be read (trainer_state.json is not JSON" in err, err
+    assert "older step_000000002" in err, err
+    # named explicitly, the older checkpoint still does not replace an export that may hold the newest's networks
+    assert main([*args, "--checkpoint", str(run / "checkpoints" / "step_000000002")]) == 2
+    assert "holds an export/ and " in (err := _error_line(capsys)) and "step_000000004" in err, err
+    assert export.read_bytes() == final
+    # repaired, and the older one damaged instead: the run's latest is its newest again
+    (run / "checkpoints" / "step_000000004" / "trainer_state.json").write_bytes(state)
+    _cut_state(run / "checkpoints" / "step_000000002")
+    assert main(args) == 0
+    assert export.read_bytes() == final
+
+
 def test_a_resumed_stage2_run_decodes_the_tokens_of_its_own_encoder(
     tmp_path: Path, dataset: Path, stage1_run: Path
 ) -> None:

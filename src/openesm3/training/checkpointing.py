@@ -12,7 +12,8 @@ It is assembled in a hidden ``.step_<n>.tmp`` directory and renamed into place, 
 killed at any moment (even ``kill -9``) leaves either the complete checkpoint or none, and the previous
 checkpoints are untouched. Only ``step_<n>`` directories holding every file (and a trainer state this code
 writes) count as checkpoints, so a half-written one can never become the latest; one damaged since it was written
-is listed by :func:`damaged_checkpoints`, and the loop refuses to go on under one newer than its latest checkpoint.
+is listed by :func:`damaged_checkpoints`, and the loop refuses to go on under one newer than its latest checkpoint
+(as the tokenizer's ``init_from`` and export refuse to take a run's latest from under one).
 Old checkpoints are renamed to hidden ``.trash`` names before deletion for the same reason.
 
 Multi-process runs (DDP, FSDP) gather the full state dicts on rank 0, which writes them; every process writes
@@ -115,6 +116,24 @@ def damaged_checkpoints(root: str | Path) -> list[tuple[int, Path, str]]:
         if why:
             found.append((step, path, why))
     return found
+
+
+def newer_damaged(root: str | Path) -> tuple[list[tuple[int, Path, str]], Path | None]:
+    """The damaged ``step_`` directories under ``root`` (see :func:`damaged_checkpoints`) newer than its latest
+    complete checkpoint (all of them when there is none), oldest first, and that latest checkpoint (None: none). A
+    damaged one older than the latest is no obstacle to anything."""
+    found = list_checkpoints(root)
+    newer = [d for d in damaged_checkpoints(root) if not found or d[0] > found[-1][0]]
+    return newer, (found[-1][1] if found else None)
+
+
+def describe_damaged(newer: list[tuple[int, Path, str]], use: str) -> str:
+    """The start of a refusal over damaged ``step_`` directories ``newer`` (not empty, oldest first, as
+    :func:`newer_damaged` gives them): the oldest, why it is no checkpoint that can be ``use`` (e.g. "resumed
+    from", "read"), and how many more follow. Callers add what would have happened and what to do."""
+    _, path, why = newer[0]
+    more = f" (and {len(newer) - 1} newer one(s))" if len(newer) > 1 else ""
+    return f"{path}: a checkpoint that cannot be {use} ({why}){more}, newer than any that can"
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

@@ -45,10 +45,11 @@ from torch import nn
 from openesm3.training import distributed as D
 from openesm3.training.checkpointing import (
     CheckpointError,
-    damaged_checkpoints,
+    describe_damaged,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    newer_damaged,
     read_model_shapes,
     read_trainer_state,
     restore_rng_state,
@@ -160,10 +161,10 @@ def check_resume(cfg: TrainConfig, *, world_size: int | None = None, model: nn.M
     the run would go on from the older checkpoint (or start afresh) and overwrite it. A caller with expensive work
     before :func:`train` (stage 2 encodes its whole dataset) calls it first."""
     ckpt_root = Path(cfg.out_dir) / CHECKPOINT_DIR
-    found = list_checkpoints(ckpt_root)
-    newer = [d for d in damaged_checkpoints(ckpt_root) if not found or d[0] > found[-1][0]]
+    newer, latest_good = newer_damaged(ckpt_root)
     if newer:
-        raise CheckpointError(_damaged(newer, found[-1][1] if found else None, cfg))
+        raise CheckpointError(_damaged(newer, latest_good, cfg))
+    found = list_checkpoints(ckpt_root)
     if not found:
         return
     if not cfg.resume:
@@ -188,13 +189,11 @@ def _damaged(newer: list[tuple[int, Path, str]], latest: Path | None, cfg: Train
     """Why a run does not go on in ``cfg.out_dir`` whose newest ``step_`` directories (``newer``, oldest first) are no
     checkpoint it can read: it would resume from the older ``latest`` (or start afresh, with ``latest`` None) and
     overwrite them, and the metrics logged after, without a word."""
-    _, path, why = newer[0]
-    more = f" (and {len(newer) - 1} newer one(s))" if len(newer) > 1 else ""
+    path = newer[0][1]
     older = f"resume from the older {latest.name}" if latest is not None else "start afresh"
     return (
-        f"{path}: a checkpoint that cannot be resumed from ({why}){more}, newer than any that can; a run in "
-        f"{Path(cfg.out_dir)} would {older} and overwrite it: repair it or move it out of {path.parent} to go on, "
-        "or give another out_dir for a new run"
+        f"{describe_damaged(newer, 'resumed from')}; a run in {Path(cfg.out_dir)} would {older} and overwrite it: "
+        f"repair it or move it out of {path.parent} to go on, or give another out_dir for a new run"
     )
 
 

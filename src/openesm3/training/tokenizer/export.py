@@ -25,7 +25,7 @@ from openesm3.checkpoints.format import check_state_fits, save_pretrained
 from openesm3.errors import WeightsError
 from openesm3.models.structure_decoder import StructureDecoder
 from openesm3.models.structure_encoder import StructureEncoder
-from openesm3.training.checkpointing import STATE_FILE, latest_checkpoint, load_checkpoint
+from openesm3.training.checkpointing import STATE_FILE, describe_damaged, load_checkpoint, newer_damaged
 from openesm3.training.loop import CHECKPOINT_DIR
 from openesm3.training.tokenizer.model import StructureTokenizerModel
 from openesm3.utils.provenance import note_moved, note_removed
@@ -34,16 +34,37 @@ ENCODER_DIR = "structure_encoder"  # the layout checkpoints.vqvae_weights looks 
 DECODER_DIR = "structure_decoder"
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from a run directory (its latest complete checkpoint) or a checkpoint directory."""
+def resolve_checkpoint(path: str | Path, *, damaged_ok: bool = False) -> Path:
+    """A checkpoint directory from a run directory (its latest complete checkpoint) or a checkpoint directory.
+
+    A run whose newest ``step_`` directory is no checkpoint that can be read (damaged or edited since it was written)
+    is refused: its latest complete checkpoint is an older one than the run ended with, and a stage-2 run
+    (``init_from``) or an export would take it without a word. ``damaged_ok``: take it (for a caller whose networks
+    are replaced anyway, e.g. by a resumed run's own checkpoint)."""
     p = Path(path)
     if (p / STATE_FILE).is_file():
         return p
     for root in (p / CHECKPOINT_DIR, p):
-        latest = latest_checkpoint(root) if root.is_dir() else None
+        if not root.is_dir():
+            continue
+        newer, latest = newer_damaged(root)
+        if newer and not damaged_ok:
+            raise WeightsError(_damaged_newest(path, newer, latest))
         if latest is not None:
             return latest
     raise WeightsError(f"{path}: no complete training checkpoint (expected a run or checkpoint directory)")
+
+
+def _damaged_newest(given: str | Path, newer: list[tuple[int, Path, str]], latest: Path | None) -> str:
+    """Why the run or checkpoints directory ``given`` does not stand for its ``latest`` complete checkpoint: damaged
+    ``step_`` directories ``newer`` than it (see :func:`~openesm3.training.checkpointing.newer_damaged`)."""
+    parent = newer[0][1].parent
+    if latest is None:
+        return f"{describe_damaged(newer, 'read')}; {given} holds no other: repair it, or give another checkpoint"
+    return (
+        f"{describe_damaged(newer, 'read')}; {given} would stand for the older {latest.name} instead: repair it, or "
+        f"move it out of {parent} to use that one, or give that checkpoint directory ({latest}) in place of {given}"
+    )
 
 
 def load_submodule_state(model: nn.Module, checkpoint: str | Path, prefix: str) -> Path:

@@ -21,7 +21,14 @@ from openesm3.checkpoints.bundled import bundled_tokenizer_dir
 from openesm3.checkpoints.format import WEIGHTS_FILE, load_state_dict_strict, read_head_records
 from openesm3.errors import WeightsError
 from openesm3.training import distributed as D
-from openesm3.training.checkpointing import MODEL_FILE, STATE_FILE, latest_checkpoint, load_checkpoint
+from openesm3.training.checkpointing import (
+    MODEL_FILE,
+    STATE_FILE,
+    describe_damaged,
+    latest_checkpoint,
+    load_checkpoint,
+    newer_damaged,
+)
 from openesm3.training.config import ConfigError, config_from_dict
 from openesm3.training.data import INDEX_FILE, ProteinDataset, ProteinRecord
 from openesm3.training.loop import CHECKPOINT_DIR, TrainResult, check_resume, seed_everything, train
@@ -156,15 +163,18 @@ def _load_stage2_start(model: StructureTokenizerModel, config: TokenizerTrainCon
             f"init_from={config.init_from}: decoder_init=weights needs a trained tokenizer's weights directory "
             "(structure_encoder/ and structure_decoder/, e.g. a run's export/) or 'bundled'"
         )
-    start = load_submodule_state(model.encoder, config.init_from, "encoder")
+    # A new run refuses a stage-1 run whose newest step_ directory is damaged (it would start from an older encoder
+    # than that run ended with); a resumed one restores every network from its own checkpoint, so any will do.
+    start = resolve_checkpoint(config.init_from, damaged_ok=not fresh)
+    load_submodule_state(model.encoder, start, "encoder")
     if fresh:  # which of init_from's checkpoints
         note_input(start / MODEL_FILE, "init_from checkpoint")
     if config.decoder_init == "stage1":
-        warm_start_decoder(model.decoder, config.init_from)
-        load_submodule_state(model.code_proj, config.init_from, "code_proj")
+        warm_start_decoder(model.decoder, start)
+        load_submodule_state(model.code_proj, start, "code_proj")
     elif config.decoder_init == "checkpoint":
-        load_submodule_state(model.decoder, config.init_from, "decoder")
-        load_submodule_state(model.code_proj, config.init_from, "code_proj")
+        load_submodule_state(model.decoder, start, "decoder")
+        load_submodule_state(model.code_proj, start, "code_proj")
 
 
 def tokenized_dataset(
@@ -313,12 +323,20 @@ def export_checkpoint(config: TokenizerTrainConfig, checkpoint: str | Path) -> t
 
     An existing ``export/`` is replaced only by the networks of ``out_dir``'s own latest checkpoint (what the run
     wrote there at its end, or would write); another checkpoint (an earlier one, another run's) is refused before any
-    work, so the run's final weights are never silently swapped for older ones."""
+    work, so the run's final weights are never silently swapped for older ones. A run directory whose newest
+    ``step_`` directory is damaged is refused (see :func:`~openesm3.training.tokenizer.export.resolve_checkpoint`),
+    and so is replacing an ``export/`` beside one."""
     _check_out_dir(config)
     path = resolve_checkpoint(checkpoint)
     out = Path(config.out_dir)
     if (out / EXPORT_DIR).exists():
-        latest = latest_checkpoint(out / CHECKPOINT_DIR)
+        newer, latest = newer_damaged(out / CHECKPOINT_DIR)
+        if newer:  # the export may hold its networks: no checkpoint left is known to be the run's last
+            raise ConfigError(
+                f"out_dir={config.out_dir} holds an {EXPORT_DIR}/ and {describe_damaged(newer, 'read')}: exporting "
+                f"{path} there could replace the run's last weights with older ones; move {out / EXPORT_DIR} away "
+                "first, or give another out_dir"
+            )
         if latest is None or latest.resolve() != path.resolve():
             what = f"its latest checkpoint is {latest}" if latest is not None else "it holds no checkpoint"
             raise ConfigError(
