@@ -312,6 +312,18 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
+def _forbid(monkeypatch: pytest.MonkeyPatch, *steps: str) -> None:
+    """Make each of the run's expensive ``steps`` (``build_model``, ``tokenized_dataset``) fail the test if reached:
+    a refusal must come before them."""
+    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"one of {', '.join(steps)} was reached before the refusal")
+
+    for step in steps:
+        monkeypatch.setattr(run_module, step, reached)
+
+
 def test_resume_past_max_steps_is_refused(
     tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -652,13 +664,7 @@ def test_a_refused_stage2_run_is_refused_before_it_encodes_its_dataset(
 ) -> None:
     """resume=false over an out_dir holding checkpoints (and a run already past max_steps) were refused by the loop,
     after stage 2 had built its model and encoded its whole dataset: minutes on real data, for a one-line error."""
-    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
-
-    def encoded(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the dataset was encoded before the refusal")
-
-    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
-    monkeypatch.setattr(run_module, "build_model", encoded)
+    _forbid(monkeypatch, "tokenized_dataset", "build_model")
     run = tmp_path / "run"
     shutil.copytree(stage1_run, run)  # checkpoint at step 2
     args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={run}", *TINY]
@@ -678,13 +684,7 @@ def test_a_run_written_by_another_number_of_processes_is_refused_before_any_work
     after stage 2 had built its model and encoded its whole dataset. The trainer state says the number first."""
     import json  # noqa: PLC0415
 
-    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
-
-    def encoded(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the model was built or the dataset encoded before the refusal")
-
-    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
-    monkeypatch.setattr(run_module, "build_model", encoded)
+    _forbid(monkeypatch, "tokenized_dataset", "build_model")
     run = tmp_path / "run"
     shutil.copytree(stage1_run, run)
     latest = run / "checkpoints" / "step_000000002"  # as a run of 2 processes wrote it
@@ -705,16 +705,10 @@ def test_a_stage2_run_resumed_with_other_networks_is_refused_before_it_encodes_i
 ) -> None:
     """A stage-2 run resumed with another decoder was refused by the loop on loading the checkpoint, after the whole
     dataset had been encoded; the header of the checkpoint's tensors says it before the encoding."""
-    import openesm3.training.tokenizer.run as run_module  # noqa: PLC0415
-
     torch.set_num_threads(1)
     stage2 = ["stage=2", f"init_from={stage1_run}", "decoder_init=random"]
     _train(tmp_path / "s2", dataset, *stage2, "max_steps=2")
-
-    def encoded(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the dataset was encoded before the refusal")
-
-    monkeypatch.setattr(run_module, "tokenized_dataset", encoded)
+    _forbid(monkeypatch, "tokenized_dataset")
     args = ["train-tokenizer", "--threads", "1", f"data.path={dataset}", f"out_dir={tmp_path / 's2'}", *TINY]
     assert main([*args, *stage2, "max_steps=4", "decoder.n_layers=2"]) == 2
     err = _error_line(capsys)
