@@ -205,7 +205,7 @@ def test_tokenized_dataset_renditions(tmp_path) -> None:
 def test_sequence_dropout_draws_in_training_only() -> None:
     """Evaluation drew the sequence-dropout choice from the global torch RNG although it drops nothing, so validating
     moved the training's random numbers; training draws one number per protein, as it always did."""
-    torch.manual_seed(0)
+    torch.manual_seed(1)  # (with seed 0 the eight draws all fell >= 0.5, so dropping nothing looked right too)
     decoder = StructureDecoderConfig(**{**DECODER.__dict__, "sequence_conditioning": True})
     model = StructureTokenizerModel(ENCODER, decoder, stage=2, sequence_dropout=0.5)
     batch = collate_proteins([_record("1igd.pdb.gz")] * 8)
@@ -218,3 +218,4 @@ def test_sequence_dropout_draws_in_training_only() -> None:
         given = model(batch).sequence_given
     torch.set_rng_state(state)
     assert torch.equal(given, torch.rand(8) >= 0.5)  # the training stream: a run's checkpoint resumes as before
+    assert given.any() and not given.all()  # the dropout shows: some proteins decoded without their sequence

@@ -662,3 +662,78 @@ def test_a_compiled_model_is_checked_by_the_names_the_loop_saves(dataset, tmp_pa
     check_resume(cfg, model=torch.compile(TinyModel()))  # no refusal
     with pytest.raises(CheckpointError, match=r"blocks\.0\.0\.bias has shape \[32\] in the checkpoint, \[16\]"):
         check_resume(cfg, model=torch.compile(TinyModel(d=16)))
+
+
+def _valid_setup(dataset, tmp_path):  # noqa: ANN001, ANN202
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={tmp_path}"])
+    seed_everything(cfg.seed)
+    model = TinyModel(dropout=0.2)
+    data = build_protein_data(cfg, dataset=dataset)
+    assert data.valid is not None
+    return cfg, model, data.valid
+
+
+def _recording_loss(draws: list[tuple[float, float, float]]):  # noqa: ANN202
+    """tiny_loss that records, in evaluation, one draw from each global RNG (Python, NumPy, torch)."""
+
+    def loss_fn(model, batch):  # noqa: ANN001, ANN202
+        if not model.training:
+            draws.append((random.random(), float(np.random.rand()), torch.rand(()).item()))  # noqa: NPY002
+        return tiny_loss(model, batch)
+
+    return loss_fn
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_validation_that_raises_restores_the_global_rngs_and_the_training_mode(dataset, tmp_path, error) -> None:
+    """A batch the loss function rejects (or Ctrl-C) during evaluate() left the model in evaluation mode: a caller
+    that caught it and went on trained without dropout. The global RNGs it drew from are restored as well."""
+    _, model, valid = _valid_setup(dataset, tmp_path)
+
+    def failing(model, batch):  # noqa: ANN001, ANN202
+        _drawing_loss(model, batch)  # draws from every global RNG first
+        raise error("bad batch")
+
+    seed_everything(5)
+    before = capture_rng_state()
+    with pytest.raises(error, match="bad batch"):
+        evaluate(model, failing, valid, device=torch.device("cpu"), precision="fp32", seed=validation_seed(0))
+    assert capture_rng_state() == before
+    assert model.training
+
+
+def test_every_global_rng_is_seeded_for_validation(dataset, tmp_path) -> None:
+    """evaluate(seed=s) seeds Python, NumPy and torch each as seed_everything(s) does, whatever state it finds them
+    in (0 included); validation_seed(s) starts other draws than the training's seed s."""
+    _, model, valid = _valid_setup(dataset, tmp_path)
+
+    def first_draws(seed: int, state: int) -> tuple[float, float, float]:
+        seed_everything(state)
+        draws: list[tuple[float, float, float]] = []
+        evaluate(model, _recording_loss(draws), valid, device=torch.device("cpu"), precision="fp32", seed=seed)
+        return draws[0]
+
+    seed_everything(0)
+    seeded_0 = (random.random(), float(np.random.rand()), torch.rand(()).item())  # noqa: NPY002
+    assert first_draws(0, 1) == first_draws(0, 2) == seeded_0
+    a, b = first_draws(validation_seed(0), 1), first_draws(validation_seed(1), 2)
+    assert a == first_draws(validation_seed(0), 2)
+    assert all(x != y for x, y in zip(a, b, strict=True))  # each RNG follows the seed
+    assert all(x != y for x, y in zip(a, seeded_0, strict=True))  # not the training's stream
+
+
+def test_train_validates_with_the_runs_validation_seed(dataset, tmp_path) -> None:
+    """Every validation of a run draws the numbers evaluate(seed=validation_seed(cfg.seed)) draws."""
+    draws: list[tuple[float, float, float]] = []
+    _, _, cfg = _run(dataset, tmp_path / "run", "max_steps=4", "val_every=2", loss_fn=_recording_loss(draws))
+    _, model, valid = _valid_setup(dataset, tmp_path / "ref")
+    expected: list[tuple[float, float, float]] = []
+    evaluate(
+        model,
+        _recording_loss(expected),
+        valid,
+        device=torch.device("cpu"),
+        precision="fp32",
+        seed=validation_seed(cfg.seed),
+    )
+    assert draws == expected * 2

@@ -376,22 +376,25 @@ def evaluate(
     from them in evaluation too (the tokenizer's all-atom losses draw their atom subsets), and validating must not
     change the random numbers of the training steps after. Given a ``seed`` it seeds them (inside that isolation)
     first, so its own draws, and hence its results, are the same at every call on the same model and data: valid
-    losses compare between evaluations and between runs. Each process isolates and seeds its own RNGs."""
+    losses compare between evaluations and between runs. Each process isolates and seeds its own RNGs. The RNGs and
+    the model's training mode are restored also when it raises (a bad batch, KeyboardInterrupt)."""
+    was_training = model.training
     with _isolated_rng(device, seed):
-        was_training = model.training
         model.eval()
-        meter = _Meter()
-        with torch.no_grad():
-            for i, step in enumerate(data.iterate()):
-                if max_batches and i >= max_batches:
-                    break
-                for batch in step.micro_batches:
-                    batch = move_to_device(batch, device)
-                    with _autocast(device, precision):
-                        loss, metrics = loss_fn(model, batch)
-                    meter.add({"loss": loss, **metrics}, float(getattr(batch, "n_samples", 1)))
-        model.train(was_training)
-        return meter.reduce(device)
+        try:
+            meter = _Meter()
+            with torch.no_grad():
+                for i, step in enumerate(data.iterate()):
+                    if max_batches and i >= max_batches:
+                        break
+                    for batch in step.micro_batches:
+                        batch = move_to_device(batch, device)
+                        with _autocast(device, precision):
+                            loss, metrics = loss_fn(model, batch)
+                        meter.add({"loss": loss, **metrics}, float(getattr(batch, "n_samples", 1)))
+            return meter.reduce(device)
+        finally:  # also when a batch or the user (Ctrl-C) stops it: a caller that goes on trains in its mode
+            model.train(was_training)
 
 
 def validation_seed(seed: int) -> int:
