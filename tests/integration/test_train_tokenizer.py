@@ -847,3 +847,35 @@ def test_validating_changes_no_training_step(
     assert "warning" not in capsys.readouterr().err
     weights = _final_weights(resumed, 4)
     assert all(torch.equal(weights[k], base[k]) for k in base)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_a_run_resumed_on_another_dataset_names_it_and_on_a_reingested_one_says_nothing(
+    tmp_path: Path, dataset: Path, stage1_run: Path, capsys: pytest.CaptureFixture[str], stage: int
+) -> None:
+    """A run resumed with data.path naming another dataset (data.path is run-only: a moved dataset is the same one)
+    trained on other structures and another split without a word. Stage 2 fingerprints the dataset it encodes."""
+    torch.set_num_threads(1)
+    src = dataset.parent / "pdb"
+    again, other = tmp_path / "again", tmp_path / "other"
+    ingest_structures(src, again, IngestConfig(), progress=False)  # the same files ingested elsewhere
+    (tmp_path / "two").mkdir()
+    for name in FILES[:2]:
+        shutil.copy(src / Path(name).name, tmp_path / "two" / Path(name).name)
+    ingest_structures(tmp_path / "two", other, IngestConfig(), progress=False)
+    run = tmp_path / "run"
+    stage_args = ["stage=2", f"init_from={stage1_run}"] if stage == 2 else []
+    if stage == 1:
+        shutil.copytree(stage1_run, run)
+    else:
+        _train(run, dataset, *stage_args, "max_steps=2")
+    capsys.readouterr()
+    _train(run, again, *stage_args, "max_steps=2")
+    assert capsys.readouterr().err == ""
+    _train(run, other, *stage_args, "max_steps=3")
+    err = capsys.readouterr().err
+    assert err.startswith("openesm3 train-tokenizer: warning: resuming from ") and len(err.splitlines()) == 1, err
+    assert (
+        f"changed settings: max_steps, data (the dataset at data.path={other} is not the one the run started on "
+        "(index.json differs): its split and batches differ from the uninterrupted run's)"
+    ) in err

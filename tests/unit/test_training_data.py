@@ -76,6 +76,9 @@ def test_dataset_errors_name_the_path(tmp_path) -> None:
     (tmp_path / "index.json").write_text("[]")  # was an internal error: 'list' object has no attribute 'get'
     with pytest.raises(DatasetError, match=r"index.json: not an openesm3-protein-shards index \(a JSON list"):
         ProteinDataset(tmp_path)
+    (tmp_path / "index.json").write_bytes(b"\xff{}")  # not UTF-8: was a bare UnicodeDecodeError
+    with pytest.raises(DatasetError, match=r"index.json: unreadable dataset index \('utf-8' codec can't decode"):
+        ProteinDataset(tmp_path)
     record = synthetic_records(1)[0]
     with pytest.raises(InputError, match="record 'rec000': atom37 has shape"):
         ProteinRecord(**{**record.__dict__, "atom37": record.atom37[:-1]})

@@ -737,3 +737,72 @@ def test_train_validates_with_the_runs_validation_seed(dataset, tmp_path) -> Non
         seed=validation_seed(cfg.seed),
     )
     assert draws == expected * 2
+
+
+def _run_on(path, out, *overrides: str):  # noqa: ANN001, ANN202
+    """A run on the dataset at data.path=``path``, with no fingerprint given to train: it fingerprints data.path."""
+    cfg = apply_overrides(TrainConfig(), [*BASE, f"out_dir={out}", f"data.path={path}", *overrides])
+    seed_everything(cfg.seed)
+    data = build_protein_data(cfg)
+    return train(TinyModel(), tiny_loss, data.train, cfg, valid_data=data.valid)
+
+
+def test_a_run_resumed_on_another_dataset_says_so_and_on_the_same_one_elsewhere_says_nothing(tmp_path) -> None:
+    """data.path is a run-only setting (a moved dataset is the same), so a run resumed with data.path naming another
+    dataset trained on other records, on another split, without a word. The checkpoint now holds the dataset's
+    fingerprint (its index.json's), and only a dataset whose index differs is named."""
+    import warnings  # noqa: PLC0415
+
+    write_dataset(synthetic_records(40), tmp_path / "ds", shard_size=16)
+    write_dataset(synthetic_records(40), tmp_path / "again", shard_size=16)  # the same records ingested again
+    write_dataset(synthetic_records(40, seed=1), tmp_path / "other", shard_size=16)
+    run = tmp_path / "run"
+    _run_on(tmp_path / "ds", run, "max_steps=4")
+    state = json.loads((run / "checkpoints" / "step_000000004" / "trainer_state.json").read_text())
+    assert state["data_fingerprint"] == ProteinDataset(tmp_path / "again").fingerprint
+    assert state["data_fingerprint"] != ProteinDataset(tmp_path / "other").fingerprint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run_on(tmp_path / "again", run, "max_steps=4")  # the same dataset at another path: nothing changed
+    with pytest.warns(UserWarning) as caught:
+        _run_on(tmp_path / "other", run, "max_steps=5")
+    message = str(caught[0].message)
+    assert len(caught) == 1 and "step_000000004 with changed settings: max_steps, data (the dataset at " in message
+    assert (
+        f"data.path={tmp_path / 'other'} is not the one the run started on (index.json differs): its split and "
+        "batches differ from the uninterrupted run's); the learning-rate schedule changes" in message
+    )
+    with pytest.warns(UserWarning, match=r"changed settings: data \(the dataset at data\.path=.*/ds is not the one"):
+        _run_on(tmp_path / "ds", run, "max_steps=5")  # back from the other dataset (step 5 trained on it)
+
+
+def test_a_checkpoint_without_a_dataset_fingerprint_is_resumed_on_any_dataset_without_a_word(tmp_path) -> None:
+    """Checkpoints written before fingerprints hold none: nothing to compare, so no warning and no error."""
+    import warnings  # noqa: PLC0415
+
+    write_dataset(synthetic_records(40), tmp_path / "ds", shard_size=16)
+    write_dataset(synthetic_records(40, seed=1), tmp_path / "other", shard_size=16)
+    run = tmp_path / "run"
+    _run_on(tmp_path / "ds", run, "max_steps=5")
+    shutil.rmtree(run / "checkpoints" / "step_000000005")  # as if killed after step 4
+    path = run / "checkpoints" / "step_000000004" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    del state["data_fingerprint"]  # as the code before fingerprints wrote it
+    path.write_text(json.dumps(state))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = _run_on(tmp_path / "other", run, "max_steps=5")
+    assert result.step == 5
+    saved = json.loads((run / "checkpoints" / "step_000000005" / "trainer_state.json").read_text())
+    assert saved["data_fingerprint"] == ProteinDataset(tmp_path / "other").fingerprint  # stored from now on
+
+
+def test_the_dataset_fingerprint_is_the_indexs_and_subsets_keep_it(dataset) -> None:
+    """Stage 2 trains on its dataset with encoded tokens attached: the fingerprint is the source dataset's."""
+    import hashlib  # noqa: PLC0415
+
+    expected = "sha256:" + hashlib.sha256((dataset.root / "index.json").read_bytes()).hexdigest()
+    assert dataset.fingerprint == expected
+    part = dataset.subset([0, 2])
+    tokens = [np.zeros(n, dtype=np.int64) for n in part.lengths]
+    assert part.fingerprint == part.with_structure_tokens(tokens).fingerprint == expected

@@ -14,6 +14,7 @@ or a whole complex (multi-chain records carry ``chain_index``). Records are read
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -199,6 +200,22 @@ def write_dataset(
     return writer.close(info=info)
 
 
+def index_fingerprint(raw: bytes) -> str:
+    """The fingerprint of a dataset whose ``index.json`` holds ``raw``: ``sha256:<hex>``. Ingesting the same files
+    again writes the same index (every record's shard, offsets, source, labels), so a copied, moved or re-ingested
+    dataset keeps it; another dataset (other or more structures, other labels) has another."""
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+def dataset_fingerprint(root: str | Path) -> str | None:
+    """:func:`index_fingerprint` of the dataset in ``root`` (None when its ``index.json`` cannot be read: reading the
+    dataset names the problem)."""
+    try:
+        return index_fingerprint((Path(root) / INDEX_FILE).read_bytes())
+    except OSError:
+        return None
+
+
 # --------------------------------------------------------------------------------------------------------
 # Reading shards.
 # --------------------------------------------------------------------------------------------------------
@@ -214,13 +231,17 @@ class ProteinDataset:
         _index: dict[str, Any] | None = None,
         _rows: Sequence[int] | np.ndarray = (),
         _structure_tokens: dict[int, np.ndarray] | None = None,
+        _fingerprint: str | None = None,
     ) -> None:
         self.root = Path(root)
         self._structure_tokens = _structure_tokens
         if _index is None:
-            _index = self._read_index()
+            _index, _fingerprint = self._read_index()
             _rows = range(len(_index["records"]))
         self._index = _index
+        # of the index read, so of the records this view reads; subsets and attached tokens keep it (stage 2's encoded
+        # dataset carries its source's)
+        self.fingerprint = _fingerprint
         self.rows = np.asarray(_rows, dtype=np.int64)
         entries = [_index["records"][i] for i in self.rows]
         self.entries: list[dict[str, Any]] = entries
@@ -229,13 +250,15 @@ class ProteinDataset:
         self._pid = os.getpid()
         self._by_sequence: dict[int, str] | None = None  # row -> cluster of an unlabelled record (lazy)
 
-    def _read_index(self) -> dict[str, Any]:
+    def _read_index(self) -> tuple[dict[str, Any], str]:
+        """The dataset's index and its :func:`index_fingerprint`."""
         path = self.root / INDEX_FILE
         try:
-            index = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+            index = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise DatasetError(f"{path}: no dataset index (ingest structures first, or check data.path)") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{path}: unreadable dataset index ({exc})") from None
         if not isinstance(index, dict):  # a JSON list or number: no .get, an internal error otherwise
             raise DatasetError(f"{path}: not an {SHARD_FORMAT} index (a JSON {type(index).__name__}, not an object)")
@@ -244,7 +267,7 @@ class ProteinDataset:
                 f"{path}: not an {SHARD_FORMAT} v{SHARD_FORMAT_VERSION} index "
                 f"(format {index.get('format')!r}, version {index.get('version')!r})"
             )
-        return index
+        return index, index_fingerprint(raw)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -292,7 +315,13 @@ class ProteinDataset:
     def subset(self, positions: Sequence[int] | np.ndarray) -> ProteinDataset:
         """A dataset of the records at ``positions`` (indices into this dataset)."""
         rows = self.rows[np.asarray(positions, dtype=np.int64)]
-        return ProteinDataset(self.root, _index=self._index, _rows=rows, _structure_tokens=self._structure_tokens)
+        return ProteinDataset(
+            self.root,
+            _index=self._index,
+            _rows=rows,
+            _structure_tokens=self._structure_tokens,
+            _fingerprint=self.fingerprint,
+        )
 
     def with_structure_tokens(self, tokens: Sequence[np.ndarray]) -> ProteinDataset:
         """This dataset with per-residue structure tokens attached to every record (``tokens[i]`` [L_i], or [L_i, K]
@@ -308,7 +337,9 @@ class ProteinDataset:
                     f"{self.lengths[position]} residues"
                 )
             table[int(self.rows[position])] = np.asarray(row_tokens, dtype=np.int64)
-        return ProteinDataset(self.root, _index=self._index, _rows=self.rows, _structure_tokens=table)
+        return ProteinDataset(
+            self.root, _index=self._index, _rows=self.rows, _structure_tokens=table, _fingerprint=self.fingerprint
+        )
 
     def _shard(self, shard: int) -> Any:
         if os.getpid() != self._pid:  # forked data-loading worker: open its own handles

@@ -56,6 +56,7 @@ from openesm3.training.checkpointing import (
     save_checkpoint,
 )
 from openesm3.training.config import ConfigError, TrainConfig, config_to_dict
+from openesm3.training.data import INDEX_FILE, dataset_fingerprint
 from openesm3.training.loader import StepLoader
 from openesm3.training.logging import MetricsLogger
 from openesm3.training.sampler import SamplerPosition
@@ -208,6 +209,20 @@ def _changed_settings(trainer_state: dict[str, Any], cfg: TrainConfig) -> list[s
     """The settings of ``cfg`` that differ from those the checkpoint's run started with (run-only ones left out)."""
     old_config = _as_started(trainer_state.get("config") or {})
     return [k for k in _changed_keys(old_config, config_to_dict(cfg)) if k not in _RUN_ONLY_KEYS]
+
+
+def _other_dataset(stored: Any, now: str | None, cfg: TrainConfig) -> str:
+    """The changed-settings entry of a run resumed on another dataset than the one its checkpoint's run trained on
+    (fingerprints ``stored`` in the checkpoint and ``now``); '' when the same, or when either is unknown (a checkpoint
+    written before fingerprints, a dataset whose index cannot be read). ``data.path`` itself is a run-only setting: a
+    dataset moved or ingested again elsewhere is the same dataset."""
+    if not isinstance(stored, str) or now is None or stored == now:
+        return ""
+    where = f"at data.path={cfg.data.path}" if cfg.data.path else "given"
+    return (
+        f"data (the dataset {where} is not the one the run started on ({INDEX_FILE} differs): its split and batches "
+        "differ from the uninterrupted run's)"
+    )
 
 
 def _shape_mismatch(saved: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor]) -> str:
@@ -461,12 +476,18 @@ def train(
     dist_info: D.DistInfo | None = None,
     fsdp_units: Callable[[nn.Module], Iterable[nn.Module]] = D.default_fsdp_units,
     find_unused_parameters: bool = False,
+    data_fingerprint: str | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``loss_fn`` on ``train_data`` as ``config`` says (see the module docstring).
 
     ``model`` is built and seeded by the caller (identically on every process) and moved to the device here;
     ``dist_info`` comes from :func:`~openesm3.training.distributed.setup_distributed` (one process if None).
     Loaders are built for this process's rank and ``config.grad_accum`` (validation loaders with 1).
+
+    ``data_fingerprint`` identifies the dataset the loaders read (:attr:`ProteinDataset.fingerprint
+    <openesm3.training.data.ProteinDataset.fingerprint>`; by default the one of ``config.data.path``'s index, when
+    set). Checkpoints store it, and a run resumed on another dataset (the split and batches of another run) is named
+    in the changed-settings warning; a checkpoint without one (written before fingerprints) is compared with nothing.
     """
     cfg = config
     info = dist_info or D.DistInfo(device=D.resolve_device(cfg.device))
@@ -484,6 +505,8 @@ def train(
     optimizer = build_optimizer(wrapped, cfg)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     schedule = _schedule(cfg.max_steps, config_to_dict(cfg)["optim"])
+    if data_fingerprint is None and cfg.data.path:
+        data_fingerprint = dataset_fingerprint(cfg.data.path)
 
     # ---- resume --------------------------------------------------------------------------------------
     start_step, position, last_ckpt = 0, SamplerPosition(), None
@@ -509,9 +532,11 @@ def train(
         tokens_seen = int(ckpt.trainer_state.get("tokens_seen", 0))
         skipped = int(ckpt.trainer_state.get("skipped_steps", 0))
         last_ckpt = latest
-        if info.is_main and changed:
+        other_data = _other_dataset(ckpt.trainer_state.get("data_fingerprint"), data_fingerprint, cfg)
+        if info.is_main and (changed or other_data):
             note = _schedule_change(old_config, schedule, ckpt.step) + _clustering_change(changed, cfg)
-            warnings.warn(f"resuming from {latest} with changed settings: {', '.join(changed)}{note}", stacklevel=2)
+            named = ", ".join(changed + ([other_data] if other_data else []))
+            warnings.warn(f"resuming from {latest} with changed settings: {named}{note}", stacklevel=2)
         del ckpt
 
     logger = MetricsLogger(
@@ -538,6 +563,8 @@ def train(
             "config": config_to_dict(cfg),
             "config_class": f"{type(cfg).__module__}.{type(cfg).__qualname__}",
         }
+        if data_fingerprint is not None:
+            trainer_state["data_fingerprint"] = data_fingerprint
         return save_checkpoint(
             ckpt_root,
             step,

@@ -304,6 +304,9 @@ def train_tokenizer(config: TokenizerTrainConfig) -> TokenizerRunResult:
             valid_data=data.valid,
             dist_info=info,
             find_unused_parameters=True,
+            # of the index read; stage 2's encoded dataset carries its source's (the tokens follow from it and the
+            # frozen encoder, which the checkpoint holds)
+            data_fingerprint=data.train_set.fingerprint,
         )
         enc = dec = None
         if info.is_main:
