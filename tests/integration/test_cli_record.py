@@ -1019,3 +1019,46 @@ def test_a_rerun_with_the_recorded_variant_options_scores_the_same(weights: Path
     assert main([*common, "-o", str(tmp_path / "b.tsv"), *given]) == 0
     capsys.readouterr()
     assert (tmp_path / "a.tsv").read_text() == (tmp_path / "b.tsv").read_text()
+
+
+def test_the_structure_note_says_a_weights_hash_is_unknown_rather_than_give_another_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weight file edited in place before its background hash read it had, in the note of the structure files,
+    the hash of the file as it was at the end (not the one loaded); one not stamped (a run that does not hash its
+    weights) and gone since stopped the write with a bare FileNotFoundError. Now the note says why the hash is
+    unknown, in a line that stays valid PDB (REMARK 6, 80 columns) and mmCIF (``_software``, read back whole)."""
+    import threading  # noqa: PLC0415
+
+    from openesm3.structure.io import write_structure  # noqa: PLC0415
+
+    edited, gone, kept = (tmp_path / name for name in ("edited.pth", "gone.pth", "kept.pth"))
+    for file in (edited, gone, kept):
+        file.write_bytes(file.name.encode() * 1000)
+    gate, real, main_thread = threading.Event(), provenance._sha256_of, threading.main_thread()
+
+    def held_back(path: Path, *fd: int) -> str:  # the background hashes wait for the gate; the run's own ones do not
+        assert threading.current_thread() is main_thread or gate.wait(timeout=60)
+        return real(path, *fd)
+
+    monkeypatch.setattr(provenance, "_sha256_of", held_back)
+    protein = load_structure(TRP_CAGE)
+    with provenance.running(provenance.Run("fold", seed=3, prehash=True)):
+        provenance.note_weights(edited, "esm3")
+        provenance.note_weights(kept, "structure_decoder")
+        edited.write_bytes(b"edited in place")
+        gate.set()
+        note = provenance.structure_note()
+        write_structure(protein, tmp_path / "x.pdb")
+        write_structure(protein, tmp_path / "x.cif")
+    assert note[1:] == ["weights esm3 sha256 unknown (changed while loading)",
+                        f"weights structure_decoder sha256:{_sha256(kept)[:12]}", "seed 3"]  # fmt: skip
+    lines = (tmp_path / "x.pdb").read_text().splitlines()
+    assert lines[:5] == ["REMARK   6", *(f"REMARK   6 {line}" for line in note)] and max(map(len, lines)) <= 80
+    for out in (tmp_path / "x.pdb", tmp_path / "x.cif"):
+        assert load_structure(out).chains[0].sequence == protein.chains[0].sequence
+    assert "; ".join(note) in (tmp_path / "x.cif").read_text()
+    with provenance.running(provenance.Run("detokenize")):  # no hashing of weights: not stamped when loaded
+        provenance.note_weights(gone, "structure_decoder")
+        gone.unlink()
+        assert provenance.structure_note()[1:] == ["weights structure_decoder sha256 unknown (file gone)"]

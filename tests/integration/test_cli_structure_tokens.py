@@ -660,3 +660,61 @@ def test_a_structure_over_a_lowered_max_length_is_not_blamed_on_the_model(
     limit = "the limit of 50 tokens set by max_length (tokenize-structure --max-length)"
     assert f"1PIN: 153 positions + BOS/EOS = 155 tokens exceed {limit}" in err, err
     assert "context" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("change", ["replaced", "edited"])
+def test_the_token_file_names_the_encoder_as_loaded_not_a_file_that_changed_while_it_ran(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], change: str
+) -> None:
+    """The token file gave the SHA-256 of the encoder file as it was at the end (hashed then, also without
+    --record): an encoder replaced by another while the structures were encoded was named as the one that made
+    the tokens (and detokenize then took them for that encoder's). Now it is the file opened when it was loaded
+    (hashed in the background, held back here until the change); one edited in place before that hash read it
+    is unknown: sha256 null, with a warning, not the edited file's hash."""
+    import threading  # noqa: PLC0415
+
+    from openesm3.generation import structure_tokens  # noqa: PLC0415
+    from openesm3.utils import provenance  # noqa: PLC0415
+
+    mine = tmp_path / "weights"
+    shutil.copytree(weights, mine)
+    file = mine / "structure_encoder" / "model.safetensors"
+    loaded = hashlib.sha256(file.read_bytes()).hexdigest()
+    gate, real_hash, main_thread = threading.Event(), provenance._sha256_of, threading.main_thread()
+
+    def held_back(path: Path, *fd: int) -> str:  # the background hash waits for the change; the run's own do not
+        assert threading.current_thread() is main_thread or gate.wait(timeout=60)
+        return real_hash(path, *fd)
+
+    real_encode = structure_tokens.encode_structure
+
+    def encode_then_change(*args: object, **kwargs: object) -> object:  # the encoder is loaded by now
+        if not gate.is_set():
+            if change == "replaced":  # another export renamed into place, as openesm3 writes one
+                new = file.with_name("new.safetensors")
+                new.write_bytes(b"another encoder")
+                new.replace(file)
+            else:  # appended to in place (the bytes loaded stay readable: no shorter mapped file)
+                with file.open("ab") as handle:
+                    handle.write(b"\0" * 64)
+            gate.set()
+        return real_encode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(provenance, "_sha256_of", held_back)
+    monkeypatch.setattr(structure_tokens, "encode_structure", encode_then_change)
+    tokens = tmp_path / "tokens.json"
+    args = ["tokenize-structure", str(STRUCTURES / "1AM7.pdb.gz"), "--weights", str(mine), "--out", str(tokens)]
+    code, _, err = run(args, capsys)
+    assert code == 0 and gate.is_set(), err
+    model = json.loads(tokens.read_text())["model"]
+    assert list(model) == ["model_type", "format", "weights", "sha256"]  # the format is kept
+    assert model["sha256"] != hashlib.sha256(file.read_bytes()).hexdigest()  # never the file as it is now
+    if change == "replaced":
+        assert model["sha256"] == loaded and "warning" not in err, err
+    else:
+        assert model["sha256"] is None
+        assert f"the encoder weights {mine / 'structure_encoder'} changed while they were loaded" in err, err
+        # Such a token file still decodes: an unknown encoder is not taken for another one.
+        args = ["detokenize", str(tokens), "--weights", str(mine), "--out", str(tmp_path / "decoded")]
+        code, _, err = run(args, capsys)
+        assert code == 0 and "tokens were made by" not in err, err

@@ -19,7 +19,7 @@ from openesm3.checkpoints.format import WEIGHTS_FILE, load_pretrained
 from openesm3.checkpoints.loading import WEIGHTS_ENV, resolve_weights
 from openesm3.checkpoints.official import load_official_vqvae_network
 from openesm3.errors import WeightsError
-from openesm3.utils.provenance import sha256_file
+from openesm3.utils.provenance import loaded_weights_sha256, sha256_file
 
 MODEL_TYPES = ("structure_encoder", "structure_decoder", "function_decoder")
 
@@ -50,11 +50,23 @@ def load_vqvae_network(
 
 
 def weights_identity(place: Path, model_type: str) -> dict[str, str]:
-    """What identifies the weights in an output file: model type, format, path and the weights' SHA-256."""
-    file = place / WEIGHTS_FILE if place.is_dir() else place
-    return {
-        "model_type": model_type,
-        "format": "openesm3" if place.is_dir() else "official",
-        "weights": str(place),
-        "sha256": sha256_file(file),  # hashed once per run, however often asked (utils.provenance)
-    }
+    """What identifies the weights in an output file: model type, format, path and the weights' SHA-256 (of the
+    file as it is now, hashed once per run however often asked; :func:`loaded_weights_identity` for weights this run
+    loaded)."""
+    return {**_described(place, model_type), "sha256": sha256_file(_weights_file(place))}
+
+
+def loaded_weights_identity(place: Path, model_type: str) -> dict[str, str | None]:
+    """:func:`weights_identity` of weights the run loaded, as loaded: the SHA-256 of the file the open run opened
+    when it loaded it (:func:`openesm3.utils.provenance.loaded_weights_sha256`), even if another file has replaced
+    it since; None when it was changed in place before its hash could read it. With no run hashing its weights, the
+    file as it is now: ask right after loading then."""
+    return {**_described(place, model_type), "sha256": loaded_weights_sha256(_weights_file(place))}
+
+
+def _weights_file(place: Path) -> Path:
+    return place / WEIGHTS_FILE if place.is_dir() else place
+
+
+def _described(place: Path, model_type: str) -> dict[str, str]:
+    return {"model_type": model_type, "format": "openesm3" if place.is_dir() else "official", "weights": str(place)}

@@ -70,6 +70,8 @@ INPUT_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 # The commands that write structure files from a model (each with the provenance note of its weights).
 STRUCTURE_COMMANDS = frozenset({"fold", "generate", "detokenize", "round-trip"})
+# The commands whose outputs name the SHA-256 of their weights as loaded: those, and the token files.
+WEIGHTS_HASH_COMMANDS = STRUCTURE_COMMANDS | {"tokenize-structure"}
 # Keys of the parsed arguments that are machinery, not options.
 _INTERNAL = frozenset({"handler", "command_parser", "decoding_defaults"})
 
@@ -90,8 +92,9 @@ class RunRecorder:
         # (checkpoints, exports). The others check --record as it does (they stop alike) but hash and write nothing.
         self.rank, self.world_size = launched_rank()
         keeps = self.path is not None and self.rank == 0
-        # The hashes of the weights are needed by the record and by the note of structure files: start them early.
-        prehash = keeps or args.command in STRUCTURE_COMMANDS
+        # The hashes of the weights are needed by the record, the note of structure files and token files: start
+        # them early (as the files are loaded, which also gives them as loaded).
+        prehash = keeps or args.command in WEIGHTS_HASH_COMMANDS
         self.run = Run(
             command=args.command,
             seed=seed if isinstance(seed, int) else None,

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openesm3.checkpoints.vqvae_weights import load_vqvae_network, weights_identity
+    from openesm3.checkpoints.vqvae_weights import load_vqvae_network, loaded_weights_identity
     from openesm3.cli.common import (
         STDOUT,
         Failures,
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from openesm3.structure import ProteinComplex, load_structure
     from openesm3.structure.io import output_format, structure_name
     from openesm3.utils.checks import check_batch_size
+    from openesm3.utils.provenance import hashes_weights
 
     check_batch_size(args.batch_size, "--batch-size")
     if args.max_length < 0:
@@ -91,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     encoder, place = load_vqvae_network(args.weights, "structure_encoder", device=device)
     assert isinstance(encoder, StructureEncoder)
+    # The token file names the weights as loaded, not a file that replaced them meanwhile: the open run's hash of
+    # the file opened at load (in the background, overlapping the encoding), else the file hashed now, just loaded.
+    identity = None if hashes_weights() else loaded_weights_identity(place, "structure_encoder")
     max_length = args.max_length or None
     tokens: list[StructureTokens] = []
     with progress_bar(args, len(structures), "tokenize", "structure") as bar:
@@ -106,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
                         failures.add(structure.name, exc)
             bar.update(len(chunk))
     if tokens:
-        payload = tokens_to_json(tokens, model=weights_identity(place, "structure_encoder"))
+        identity = identity or loaded_weights_identity(place, "structure_encoder")
+        if identity["sha256"] is None:
+            print(f"openesm3 tokenize-structure: warning: the encoder weights {place} changed while they were "
+                  "loaded; the token file gives their sha256 as null (unknown)", file=sys.stderr)  # fmt: skip
+        payload = tokens_to_json(tokens, model=identity)
         text = json.dumps(payload, separators=(",", ":")) + "\n"
         write_text(args.out or STDOUT, text)
     for item in tokens:

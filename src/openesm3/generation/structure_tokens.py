@@ -24,7 +24,7 @@ rounding (the reductions have other shapes), encoding gives identical neighbourh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -455,7 +455,9 @@ TOKENS_FORMAT = "openesm3-structure-tokens"
 TOKENS_FORMAT_VERSION = 1
 
 
-def tokens_to_json(items: Sequence[StructureTokens], *, model: dict[str, str] | None = None) -> dict[str, object]:
+def tokens_to_json(
+    items: Sequence[StructureTokens], *, model: Mapping[str, str | None] | None = None
+) -> dict[str, object]:
     """A JSON-ready dict of structure tokens (written by ``openesm3 tokenize-structure``)::
 
         {"format": "openesm3-structure-tokens", "format_version": 1,
@@ -465,7 +467,8 @@ def tokens_to_json(items: Sequence[StructureTokens], *, model: dict[str, str] | 
                                      "has_backbone"}]}]}
 
     ``tokens`` is the framed row (codes of the chains joined by CHAINBREAK 4100); ``codes`` are one chain's codes;
-    ``insertion_code`` is omitted when no residue has one; ``sequence`` is null when unknown.
+    ``insertion_code`` is omitted when no residue has one; ``sequence`` is null when unknown; the model's
+    ``sha256`` is null when unknown (the weights file was changed in place while it was loaded).
     """
     structures = []
     for item in items:
@@ -485,7 +488,7 @@ def tokens_to_json(items: Sequence[StructureTokens], *, model: dict[str, str] | 
     return {
         "format": TOKENS_FORMAT,
         "format_version": TOKENS_FORMAT_VERSION,
-        "model": model or {},
+        "model": dict(model or {}),
         "structures": structures,
     }
 

@@ -213,6 +213,36 @@ def note_weights(
         known.config_seen = _seen(_current, known.config)
 
 
+def _weights_sha256(run: Run, file: WeightsFile) -> str | None:
+    """SHA-256 of a weight file as ``run`` loaded it (:meth:`Run.loaded_sha256`); None when it was changed in place
+    before its hash could read it (the bytes loaded are gone). Not stamped (the run does not hash its weights, or
+    the file could not be opened when noted), or its hash failed while the file is still the one loaded: the file
+    as it is now (:meth:`Run.sha256`, OSError when it cannot be read), as the run record gives it."""
+    if file.stamp is not None:
+        sha256 = run.loaded_sha256(file)
+        if sha256 is not None or file_stamp(file.path) != file.stamp:
+            return sha256
+    return run.sha256(file.path)
+
+
+def loaded_weights_sha256(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a weight file as the open run loaded it (:func:`note_weights`), for an output that names its
+    weights: None when the file was changed in place before its hash could read it (what was loaded is unknown).
+    A file the open run did not note, or with no run open, is hashed as it is now (:func:`sha256_file`): call it
+    right after loading then. OSError when a file to hash now cannot be read."""
+    if _current is not None:
+        known = _current.weights.get(_absolute(path))
+        if known is not None:
+            return _weights_sha256(_current, known)
+    return sha256_file(path)
+
+
+def hashes_weights() -> bool:
+    """Whether the open run hashes each weight file in the background as it is loaded (``Run(prehash=True)``):
+    :func:`loaded_weights_sha256` then gives the file as loaded whenever it is asked."""
+    return _current is not None and _current.prehash
+
+
 def _seen(run: Run, file: Path) -> Written:
     """A file as the run reads it now: its stamp and SHA-256 (None where it is not there or cannot be read)."""
     stamp = file_stamp(file)
@@ -287,9 +317,26 @@ def note_error(message: str) -> None:
         _current.errors.append(message)
 
 
+def _note_sha256(run: Run, file: WeightsFile) -> str:
+    """``sha256:SHORT`` of a weight file as the run loaded it, else why it is unknown: never the hash of another
+    file (one edited in place since), never an error (a structure file is not lost for its note). No ``;``: the
+    mmCIF note joins its lines with it."""
+    try:
+        sha256 = _weights_sha256(run, file)
+    except FileNotFoundError:  # not stamped (not opened when loaded) and gone since: nothing left to hash
+        return "sha256 unknown (file gone)"
+    except OSError:
+        return "sha256 unknown (unreadable)"
+    if sha256 is None:  # changed in place before its hash read it: the file there now is not the one loaded
+        return "sha256 unknown (changed while loading)"
+    return f"sha256:{sha256[:SHORT_SHA256]}"
+
+
 def structure_note() -> list[str]:
     """The provenance lines of a structure file written now: ``openesm3 VERSION``, then one ``weights ROLE
-    sha256:SHORT`` per weight file the open run loaded, then ``seed N`` when the command has a seed. Empty when no
+    sha256:SHORT`` per weight file the open run loaded (as it loaded it; ``sha256 unknown (WHY)`` when that is
+    not known, e.g. a file edited in place before its hash read it), then ``seed N`` when the command has a seed.
+    Empty when no
     run is open or it loaded no weights (a file not made by a model, e.g. a format conversion)."""
     from openesm3 import __version__  # noqa: PLC0415
 
@@ -298,8 +345,7 @@ def structure_note() -> list[str]:
         return []
     lines = [f"openesm3 {__version__} {run.command}"]
     for file in run.weights.values():
-        sha256 = run.loaded_sha256(file) or run.sha256(file.path)  # as loaded; else (not stamped) as it is now
-        lines.append(f"weights {file.role or file.path.name} sha256:{sha256[:SHORT_SHA256]}")
+        lines.append(f"weights {file.role or file.path.name} {_note_sha256(run, file)}")
     if run.seed is not None:
         lines.append(f"seed {run.seed}")
     return lines
