@@ -336,8 +336,7 @@ def structure_note() -> list[str]:
     """The provenance lines of a structure file written now: ``openesm3 VERSION``, then one ``weights ROLE
     sha256:SHORT`` per weight file the open run loaded (as it loaded it; ``sha256 unknown (WHY)`` when that is
     not known, e.g. a file edited in place before its hash read it), then ``seed N`` when the command has a seed.
-    Empty when no
-    run is open or it loaded no weights (a file not made by a model, e.g. a format conversion)."""
+    Empty when no run is open or it loaded no weights (a file not made by a model, e.g. a format conversion)."""
     from openesm3 import __version__  # noqa: PLC0415
 
     run = _current

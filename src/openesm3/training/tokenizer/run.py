@@ -68,7 +68,7 @@ def needs_pair_outputs(config: TokenizerTrainConfig) -> bool:
     return bool(w.distogram or w.binned_direction or (config.stage == 2 and w.pae))
 
 
-def trained_heads(config: TokenizerTrainConfig) -> tuple[str, ...]:
+def trained_heads(config: TokenizerTrainConfig, _depth: int = 0) -> tuple[str, ...]:
     """The confidence heads whose weights a run's export holds trained, which its decoder's config records.
 
     Stage 1 trains neither (no pLDDT or PAE loss: they keep their random initial weights). Stage 2 trains a head
@@ -77,7 +77,7 @@ def trained_heads(config: TokenizerTrainConfig) -> tuple[str, ...]:
     """
     if config.stage == 1:
         return ()
-    inherited = _inherited_heads(config)
+    inherited = _inherited_heads(config, _depth)
     weights = {"plddt": config.losses.plddt, "pae": config.losses.pae}
     return tuple(h for h in C.CONFIDENCE_HEADS if weights[h] > 0 or h in inherited)
 
@@ -89,9 +89,9 @@ _MAX_INIT_CHAIN = 16
 def _inherited_heads(config: TokenizerTrainConfig, depth: int = 0) -> tuple[str, ...]:
     """The trained confidence heads of the decoder a stage-2 run starts from: for ``decoder_init=weights`` what the
     weights' ``config.json`` records (all when nothing is, as loading reads it), for ``decoder_init=checkpoint``
-    what the checkpoint's own run trained (its stage and loss weights, and so on back along its ``init_from``:
-    a stage-2A run with pLDDT and PAE weights 0 continued by one with weights 0 trains neither); none for
-    ``random`` and ``stage1`` (stage 1 trains no confidence head). A source that can no longer be read counts as
+    what the checkpoint's own run trained (:func:`trained_heads` of its config, and so on back along its
+    ``init_from``: a stage-2A run with pLDDT and PAE weights 0 continued by one with weights 0 trains neither); none
+    for ``random`` and ``stage1`` (stage 1 trains no confidence head). A source that can no longer be read counts as
     trained, as before the record."""
     if config.decoder_init == "weights":
         root = bundled_tokenizer_dir() if config.init_from == BUNDLED_NAME else Path(config.init_from)
@@ -107,11 +107,9 @@ def _inherited_heads(config: TokenizerTrainConfig, depth: int = 0) -> tuple[str,
         source = config_from_dict(TokenizerTrainConfig, state["config"])
     except (WeightsError, ConfigError, OSError, ValueError, KeyError, TypeError):
         return C.CONFIDENCE_HEADS
-    if source.stage == 1:
-        return ()
-    weights = {"plddt": source.losses.plddt, "pae": source.losses.pae}
-    before = _inherited_heads(source, depth + 1) if depth < _MAX_INIT_CHAIN else C.CONFIDENCE_HEADS
-    return tuple(h for h in C.CONFIDENCE_HEADS if weights[h] > 0 or h in before)
+    if source.stage != 1 and depth >= _MAX_INIT_CHAIN:
+        return C.CONFIDENCE_HEADS
+    return trained_heads(source, depth + 1)
 
 
 def _new_model(config: TokenizerTrainConfig) -> StructureTokenizerModel:
